@@ -1,0 +1,66 @@
+"""The Huntress connector for offboard: EDR agents of one organization (this slice).
+
+Registered in the ``offboard.connectors`` entry-point group as ``huntress``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import httpx
+from pydantic import SecretStr
+from pydantic_settings import BaseSettings
+
+from offboard.connectors import SandboxKit
+from offboard.credentials import CredentialField
+from offboard.http import RetryPolicy, VendorHttp
+from offboard.ratelimit import SlidingWindowLimiter
+from offboard.redact import REDACTOR
+
+from .settings import HuntressSettings
+from .session import HuntressSession
+
+__all__ = ["HuntressConnector", "HuntressSession", "HuntressSettings", "connector"]
+
+
+class HuntressConnector:
+    name = "huntress"
+    display_name = "Huntress"
+    settings_model = HuntressSettings
+    credential_fields = (
+        CredentialField("api_key", "Huntress API key (hk_…)"),
+        CredentialField("api_secret", "Huntress API secret (hs_…)"),
+    )
+
+    def open(self, settings: BaseSettings, credentials: Mapping[str, SecretStr], *,
+             transport: httpx.BaseTransport | None = None) -> HuntressSession:
+        assert isinstance(settings, HuntressSettings)
+        key = credentials["api_key"].get_secret_value()
+        secret = credentials["api_secret"].get_secret_value()
+        REDACTOR.register_basic_auth(key, secret)
+        http = VendorHttp(
+            "Huntress",
+            settings.base_url,
+            httpx.BasicAuth(key, secret),
+            SlidingWindowLimiter(settings.requests_per_minute, settings.rate_window_seconds),
+            policy=RetryPolicy().scaled(settings.time_scale),
+            transport=transport,
+        )
+        return HuntressSession(http, settings.organization_id)
+
+    def sandbox(self) -> SandboxKit:
+        from . import sandbox
+
+        def make_app(time_scale: float) -> Any:
+            return sandbox.HuntressSandbox(time_scale=time_scale).app
+
+        def config_section(base_url: str, time_scale: float) -> dict[str, Any]:
+            return {"organization_id": sandbox.CUSTOMER_ORG, "base_url": base_url,
+                    "rate_window_seconds": 60.0 * time_scale}
+
+        return SandboxKit(make_app=make_app, config_section=config_section,
+                          credentials={"api_key": sandbox.DEMO_KEY, "api_secret": sandbox.DEMO_SECRET})
+
+
+connector = HuntressConnector()

@@ -1,0 +1,99 @@
+"""Huntress reply objects, as much of them as the exit needs (vendor-notes §3).
+
+Unknown fields are ignored, not rejected: the API grows without notice (§5.5).
+"""
+
+from __future__ import annotations
+
+from typing import Any, TypeVar
+
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from offboard.errors import VendorReplyError
+
+ISOLATED = frozenset({"Isolated", "Pending Isolation"})
+
+
+class _Reply(BaseModel):
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+
+class Named(_Reply):
+    id: int
+    name: str = ""
+
+
+class ActorUser(_Reply):
+    id: int | None = None
+    email: str = ""
+    name: str = ""
+
+
+class Actor(_Reply):
+    reseller: Named | None = None
+    account: Named | None = None
+    user: ActorUser | None = None
+
+    def describe(self) -> str:
+        if self.user is not None:
+            who = f"user key of {self.user.email or self.user.name}"
+        elif self.reseller is not None:
+            who = "reseller key"
+        else:
+            who = "account key (read-only: cannot uninstall agents)"
+        acct = f"account {self.account.name!r} (id {self.account.id})" if self.account else "no account"
+        return f"{who}, {acct}"
+
+
+class Organization(_Reply):
+    id: int
+    account_id: int | None = None
+    name: str
+    key: str = ""
+    agents_count: int = 0
+    incident_reports_count: int = 0
+    logs_sources_count: int = 0
+    billable_identity_count: int = 0
+    sat_learner_count: int = 0
+    actual_usages: dict[str, Any] | None = None
+
+
+class Agent(_Reply):
+    id: int
+    organization_id: int
+    account_id: int | None = None
+    hostname: str = ""
+    platform: str = ""
+    os: str = ""
+    version: str = ""
+    firewall_status: str | None = None
+    last_callback_at: str | None = None
+
+
+class IncidentReport(_Reply):
+    id: int
+    organization_id: int | None = None
+    status: str = ""
+    severity: str = ""
+    subject: str = ""
+
+
+class Escalation(_Reply):
+    id: int
+    status: str = ""
+    severity: str = ""
+    subject: str = ""
+    organizations: list[Named] = []
+
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def parse(model: type[M], data: Any, call: str) -> M:
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        where = ".".join(str(p) for p in err["loc"]) or "(object)"
+        raise VendorReplyError("Huntress", call, f"unexpected reply: {model.__name__}.{where}: "
+                               f"{err['msg']}") from None

@@ -1,0 +1,158 @@
+"""The exit definition: config.toml plus OFFBOARD_… environment overrides.
+
+The core knows the ``[customer]`` and ``[run]`` sections; each vendor section
+(``[<connector name>]``) is validated by that connector's own settings model.
+A vendor section being present is what puts that vendor in the exit.
+Environment variables win over the file: ``OFFBOARD_CUSTOMER__NAME``,
+``OFFBOARD_<VENDOR>__<FIELD>``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import date
+from pathlib import Path
+from typing import Any, TypeVar
+from urllib.parse import urlsplit
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from offboard.errors import BadInput
+from offboard.plan import canonical_json
+
+
+class SectionSettings(BaseSettings):
+    """Base for every config section: the environment overrides the file."""
+
+    model_config = SettingsConfigDict(extra="forbid", env_nested_delimiter="__", frozen=True)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (env_settings, init_settings)
+
+
+class CustomerSection(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = Field(min_length=1, description="the customer leaving, as it appears in reports")
+    end_of_service: date | None = None
+    approved_by: str = ""
+    ticket: str = ""
+
+
+class RunSection(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    runs_dir: Path = Path("offboard-runs")
+
+
+class CoreSettings(SectionSettings):
+    model_config = SettingsConfigDict(env_prefix="OFFBOARD_")
+
+    customer: CustomerSection
+    run: RunSection = RunSection()
+
+
+S = TypeVar("S", bound=BaseSettings)
+
+
+def section(model: type[S], data: Mapping[str, Any], where: str, env_prefix: str) -> S:
+    """Validate one section; any error becomes one line naming the field and the fix."""
+    try:
+        return model(**data)
+    except ValidationError as exc:
+        errors = exc.errors()
+        err = errors[0]
+        loc = ".".join(str(p) for p in err["loc"])
+        dotted = f"{where}.{loc}" if where and not loc.startswith(where) else loc
+        env = env_prefix + "__".join(str(p).upper() for p in err["loc"])
+        got = ""
+        if err["type"] not in ("missing",) and "input" in err and not isinstance(err["input"], dict):
+            got = f" (got {err['input']!r})"
+        if err["type"] == "extra_forbidden":
+            fix = "remove it or check its spelling (see config.example.toml)"
+        else:
+            fix = f"set it in the config file or {env}"
+        more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
+        raise BadInput(f"config: {dotted}: {err['msg']}{got}; {fix}{more}") from None
+
+
+@dataclass(frozen=True)
+class ExitConfig:
+    path: Path
+    core: CoreSettings
+    vendors: dict[str, BaseSettings] = field(default_factory=dict)
+
+    @property
+    def customer(self) -> CustomerSection:
+        return self.core.customer
+
+    @property
+    def runs_dir(self) -> Path:
+        runs = self.core.run.runs_dir
+        return runs if runs.is_absolute() else self.path.parent / runs
+
+    def fingerprint(self) -> str:
+        """Identifies the exit a plan belongs to: the customer and each vendor's scope."""
+        data = {
+            "customer": self.customer.name,
+            "vendors": {n: s.model_dump(mode="json") for n, s in sorted(self.vendors.items())},
+        }
+        return hashlib.sha256(canonical_json(data).encode()).hexdigest()
+
+
+def load_config(path: Path, connector_models: Mapping[str, type[SectionSettings]]) -> ExitConfig:
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise BadInput(f"config file {path} does not exist; copy config.example.toml to {path} "
+                       "and fill it in") from None
+    except OSError as exc:
+        raise BadInput(f"cannot read config file {path}: {exc.strerror}") from None
+    try:
+        data = tomllib.loads(raw.decode("utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise BadInput(f"config file {path} is not valid TOML: {exc}") from None
+
+    vendor_data = {k: data.pop(k) for k in list(data) if k in connector_models}
+    unknown = [k for k in data if k not in CoreSettings.model_fields]
+    if unknown:
+        known = ", ".join(sorted([*CoreSettings.model_fields, *connector_models]))
+        raise BadInput(f"config: unknown section or key {unknown[0]!r} in {path}; known sections: {known}")
+    core = section(CoreSettings, data, "", "OFFBOARD_")
+    vendors: dict[str, BaseSettings] = {}
+    for name, body in vendor_data.items():
+        if not isinstance(body, dict):
+            raise BadInput(f"config: {name} must be a table ([{name}]), not a value")
+        model = connector_models[name]
+        vendors[name] = section(model, body, name, f"OFFBOARD_{name.upper()}__")
+    if not vendors:
+        names = ", ".join(f"[{n}]" for n in sorted(connector_models)) or "(no connector installed)"
+        raise BadInput(f"config file {path} names no vendor: add a section for one of {names}")
+    return ExitConfig(path=path, core=core, vendors=vendors)
+
+
+def is_loopback_url(url: str) -> bool:
+    host = urlsplit(url).hostname or ""
+    return host in ("localhost", "::1") or host.startswith("127.")
+
+
+def check_vendor_url(url: str) -> str:
+    """Real vendors only over verified HTTPS; plain HTTP only to a sandbox on this machine."""
+    parts = urlsplit(url)
+    if parts.scheme == "https" and parts.hostname:
+        return url.rstrip("/")
+    if parts.scheme == "http" and is_loopback_url(url):
+        return url.rstrip("/")
+    raise ValueError("must be an https:// URL (plain http is allowed only for a sandbox on 127.0.0.1)")

@@ -1,0 +1,116 @@
+"""What a vendor connector provides, and how the core finds the installed ones.
+
+A connector is a distribution that registers an object in the
+``offboard.connectors`` entry-point group. The core never imports a connector
+by name, so a new vendor needs no change here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from importlib.metadata import entry_points
+from typing import Any, Literal, Protocol, runtime_checkable
+
+import httpx
+from pydantic import SecretStr
+from pydantic_settings import BaseSettings
+
+from offboard.config import SectionSettings
+from offboard.credentials import CredentialField
+from offboard.errors import BadInput
+from offboard.http import HttpRecord
+from offboard.plan import Action, Finding, Inventory, Skipped, Step, Target, VendorPlan
+
+GROUP = "offboard.connectors"
+Outcome = Literal["success", "failure", "unknown"]
+
+
+@dataclass(frozen=True)
+class ActionResult:
+    outcome: Outcome
+    detail: str
+    http: HttpRecord | None = None
+    already_absent: bool = False
+    owner: str | None = None  # a re-read's answer: who the object belongs to, if it still exists
+
+
+@dataclass(frozen=True)
+class Check:
+    """One verification re-read: what was asked of the vendor and what it said."""
+
+    name: str
+    passed: bool
+    detail: str
+    target: Target | None = None
+    http: HttpRecord | None = None
+
+
+@dataclass(frozen=True)
+class PlanParts:
+    steps: tuple[Step, ...]
+    skipped: tuple[Skipped, ...] = ()
+
+
+class VendorSession(Protocol):
+    """One vendor account, opened with credentials. Every method but ``plan`` does I/O."""
+
+    def discover(self) -> Inventory: ...
+
+    def preflight(self, inventory: Inventory) -> list[Finding]: ...
+
+    def plan(self, inventory: Inventory) -> PlanParts:
+        """Pure: the runbook's steps for what discovery found; no call is made."""
+        ...
+
+    def execute(self, action: Action) -> ActionResult: ...
+
+    def reread(self, action: Action) -> ActionResult:
+        """Settle an action whose outcome is unknown: 'success' if its effect is in place,
+        'failure' if the object is untouched (then it is safe to execute)."""
+        ...
+
+    def verify(self, vendor_plan: VendorPlan | None, inventory: Inventory) -> list[Check]: ...
+
+    def close(self) -> None: ...
+
+
+@dataclass(frozen=True)
+class SandboxKit:
+    """A connector's simulation of its vendor, for `offboard demo` and tests."""
+
+    make_app: Callable[[float], Any]  # time scale -> ASGI app
+    config_section: Callable[[str, float], dict[str, Any]]  # (base_url, time scale) -> [vendor]
+    credentials: Mapping[str, str]  # sandbox-only credentials, never real ones
+
+
+@runtime_checkable
+class Connector(Protocol):
+    name: str
+    display_name: str
+    settings_model: type[SectionSettings]
+    credential_fields: tuple[CredentialField, ...]
+
+    def open(self, settings: BaseSettings, credentials: Mapping[str, SecretStr], *,
+             transport: httpx.BaseTransport | None = None) -> VendorSession: ...
+
+    def sandbox(self) -> SandboxKit | None: ...
+
+
+def installed() -> dict[str, Connector]:
+    found: dict[str, Connector] = {}
+    for ep in entry_points(group=GROUP):
+        obj = ep.load()
+        if not isinstance(obj, Connector):
+            raise BadInput(f"entry point {ep.name!r} in {GROUP} is not an offboard connector")
+        found[obj.name] = obj
+    return found
+
+
+def get(name: str, available: Mapping[str, Connector] | None = None) -> Connector:
+    available = installed() if available is None else available
+    try:
+        return available[name]
+    except KeyError:
+        known = ", ".join(sorted(available)) or "none"
+        raise BadInput(f"unknown vendor {name!r}; installed connectors: {known}") from None

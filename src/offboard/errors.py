@@ -1,0 +1,58 @@
+"""Exit codes and the errors that map onto them.
+
+Every error a user can cause or meet is an ``OffboardError``: the CLI prints its
+message on one line and exits with its code, never with a traceback.
+"""
+
+from __future__ import annotations
+
+from enum import IntEnum
+
+
+class ExitCode(IntEnum):
+    OK = 0
+    FAILED = 1
+    BAD_INPUT = 2
+    MANUAL_PENDING = 3
+    PREFLIGHT_BLOCKED = 4
+    PLAN_HAS_CHANGES = 10
+
+
+class OffboardError(Exception):
+    exit_code: ExitCode = ExitCode.FAILED
+
+
+class BadInput(OffboardError):
+    """Config, credentials, plan file or arguments are wrong; nothing was done."""
+
+    exit_code = ExitCode.BAD_INPUT
+
+
+class VendorError(OffboardError):
+    """A vendor call failed for good (after retries, or with a non-retryable status)."""
+
+    def __init__(self, vendor: str, call: str, message: str, status: int | None = None) -> None:
+        self.vendor = vendor
+        self.call = call
+        self.status = status
+        super().__init__(f"{vendor}: {call} failed: {message}")
+
+
+class VendorAuthError(VendorError):
+    """The vendor refused the credentials (401/403): the user must fix them."""
+
+    exit_code = ExitCode.BAD_INPUT
+
+
+class AmbiguousWrite(VendorError):
+    """A write was sent but its reply was lost: it may or may not have landed.
+
+    The caller must re-read the object before deciding anything; resending blindly
+    could act twice.
+    """
+
+
+class VendorReplyError(VendorError):
+    """The vendor answered with something we cannot read (wrong envelope, missing fields)."""
+
+    exit_code = ExitCode.BAD_INPUT

@@ -1,0 +1,285 @@
+"""VendorHttp: the one place that knows retries, backoff, Retry-After, rate limits and paging.
+
+Connectors' clients are thin typed methods over ``VendorHttp``; none of them
+retries, sleeps or pages by hand.
+
+Write safety: a read (GET) is retried on 429, 5xx, timeouts and connection
+errors. A write is retried only where it surely did not land: a 429 (the vendor
+refused it before acting) or a failure to connect. A write whose request was
+sent but whose reply was lost, or that got a 5xx, raises ``AmbiguousWrite``: the
+caller re-reads the object before deciding anything.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import time
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+import httpx
+import tenacity
+
+from offboard.errors import AmbiguousWrite, VendorAuthError, VendorError, VendorReplyError
+from offboard.ratelimit import SlidingWindowLimiter
+from offboard.redact import REDACTOR
+
+DEFAULT_TIMEOUT = httpx.Timeout(connect=10.0, read=30.0, write=30.0, pool=10.0)
+RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
+READ_METHODS = frozenset({"GET", "HEAD"})
+# Errors raised before the request reached the vendor: safe to resend even a write.
+NOT_SENT_ERRORS = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    max_attempts: int = 6
+    backoff_base: float = 1.0  # seconds; doubled each attempt, with full jitter
+    backoff_max: float = 60.0
+    retry_after_max: float = 120.0  # never sleep longer than this on a vendor's say-so
+    rate_limited_default: float = 60.0  # a 429 without Retry-After: wait a whole window
+
+    def scaled(self, factor: float) -> RetryPolicy:
+        """The same policy on a compressed clock (the sandbox runs time faster)."""
+        return RetryPolicy(
+            max_attempts=self.max_attempts,
+            backoff_base=self.backoff_base * factor,
+            backoff_max=self.backoff_max * factor,
+            retry_after_max=self.retry_after_max * factor,
+            rate_limited_default=self.rate_limited_default * factor,
+        )
+
+
+@dataclass(frozen=True)
+class HttpRecord:
+    """What the audit log keeps of a call: never headers, never bodies."""
+
+    method: str
+    path: str
+    status: int | None
+    attempt: int
+    duration_ms: int
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "method": self.method,
+            "path": self.path,
+            "status": self.status,
+            "attempt": self.attempt,
+            "duration_ms": self.duration_ms,
+        }
+
+
+@dataclass
+class Reply:
+    status: int
+    body: Any
+    record: HttpRecord
+    headers: Mapping[str, str] = field(default_factory=dict)
+
+
+class _RetryableStatus(Exception):
+    def __init__(self, response: httpx.Response) -> None:
+        self.response = response
+        super().__init__(f"HTTP {response.status_code}")
+
+
+def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
+    """Seconds to wait from a Retry-After header (delta-seconds or an HTTP date)."""
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    now_ts = datetime.now(UTC).timestamp() if now is None else now
+    return max(0.0, when.timestamp() - now_ts)
+
+
+def _vendor_message(response: httpx.Response) -> str:
+    # The error body shape is not documented by every vendor: show it raw, short.
+    text = " ".join(response.text.split())[:300]
+    return f"HTTP {response.status_code} {response.reason_phrase}" + (f": {text}" if text else "")
+
+
+class PageStyle(Protocol):
+    """How one vendor pages a list: first request, the items, the next request."""
+
+    def first(self, params: dict[str, Any]) -> dict[str, Any]: ...
+
+    def items(self, body: Any) -> list[dict[str, Any]]: ...
+
+    def next(self, body: Any, params: dict[str, Any]) -> dict[str, Any] | None: ...
+
+
+class VendorHttp:
+    """One vendor account's HTTP client: auth, timeouts, limiter, retries, paging."""
+
+    def __init__(
+        self,
+        vendor: str,
+        base_url: str,
+        auth: httpx.Auth,
+        limiter: SlidingWindowLimiter,
+        *,
+        policy: RetryPolicy | None = None,
+        transport: httpx.BaseTransport | None = None,
+        timeout: httpx.Timeout = DEFAULT_TIMEOUT,
+        sleep: Callable[[float], None] = time.sleep,
+        user_agent: str = "offboard/0.1",
+    ) -> None:
+        self.vendor = vendor
+        self.limiter = limiter
+        self.policy = policy or RetryPolicy()
+        self._sleep = sleep
+        self.calls: list[HttpRecord] = []
+        self._client = httpx.Client(
+            base_url=base_url,
+            auth=auth,
+            transport=transport,
+            timeout=timeout,
+            headers={"User-Agent": user_agent, "Accept": "application/json"},
+            follow_redirects=False,
+        )
+
+    def close(self) -> None:
+        self._client.close()
+
+    def __enter__(self) -> VendorHttp:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- requests ---------------------------------------------------------------
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: Mapping[str, Any] | None = None,
+        json: Any = None,
+        ok: frozenset[int] = frozenset({200, 201, 202, 204}),
+        allow: frozenset[int] = frozenset(),
+    ) -> Reply:
+        """Send one logical call; ``allow`` lists statuses returned to the caller
+        instead of raised (e.g. 404 on a read that checks absence)."""
+        method = method.upper()
+        is_read = method in READ_METHODS
+        call = f"{method} {path}"
+        attempt = 0
+
+        def _retryable(exc: BaseException) -> bool:
+            if isinstance(exc, _RetryableStatus):
+                return is_read or exc.response.status_code == 429
+            if isinstance(exc, NOT_SENT_ERRORS):
+                return True
+            return is_read and isinstance(exc, httpx.TransportError)
+
+        def _wait(state: tenacity.RetryCallState) -> float:
+            exc = state.outcome.exception() if state.outcome else None
+            if isinstance(exc, _RetryableStatus):
+                hinted = parse_retry_after(exc.response.headers.get("Retry-After"))
+                if hinted is not None:
+                    wait = min(hinted, self.policy.retry_after_max)
+                    self.limiter.block_for(wait)
+                    return wait
+                if exc.response.status_code == 429:
+                    wait = self.policy.rate_limited_default
+                    self.limiter.block_for(wait)
+                    return wait
+            backoff = tenacity.wait_random_exponential(
+                multiplier=self.policy.backoff_base, max=self.policy.backoff_max
+            )
+            return float(backoff(state))
+
+        def _once() -> httpx.Response:
+            nonlocal attempt
+            attempt += 1
+            self.limiter.acquire()
+            started = time.monotonic()
+            status: int | None = None
+            try:
+                response = self._client.request(method, path, params=params, json=json)
+                status = response.status_code
+            finally:
+                self.calls.append(
+                    HttpRecord(method, path, status, attempt, int((time.monotonic() - started) * 1000))
+                )
+            if status in RETRY_STATUSES:
+                raise _RetryableStatus(response)
+            return response
+
+        retrying = tenacity.Retrying(
+            stop=tenacity.stop_after_attempt(self.policy.max_attempts),
+            wait=_wait,
+            retry=tenacity.retry_if_exception(_retryable),
+            sleep=self._sleep,
+            reraise=True,
+        )
+        try:
+            response = retrying(_once)
+        except _RetryableStatus as exc:
+            if not is_read and exc.response.status_code != 429:
+                raise AmbiguousWrite(
+                    self.vendor, call, _vendor_message(exc.response), exc.response.status_code
+                ) from None
+            raise VendorError(
+                self.vendor,
+                call,
+                f"{_vendor_message(exc.response)} (gave up after {attempt} attempts)",
+                exc.response.status_code,
+            ) from None
+        except httpx.TransportError as exc:
+            detail = REDACTOR.text(f"{type(exc).__name__}: {exc}".rstrip(": "))
+            if not is_read and not isinstance(exc, NOT_SENT_ERRORS):
+                raise AmbiguousWrite(self.vendor, call, f"reply lost ({detail})") from None
+            raise VendorError(
+                self.vendor, call, f"{detail} (gave up after {attempt} attempts)"
+            ) from None
+
+        record = self.calls[-1]
+        if response.status_code in ok or response.status_code in allow:
+            return Reply(response.status_code, _json_or_none(response, self.vendor, call), record,
+                         dict(response.headers))
+        if response.status_code in (401, 403):
+            raise VendorAuthError(self.vendor, call, _vendor_message(response), response.status_code)
+        raise VendorError(self.vendor, call, _vendor_message(response), response.status_code)
+
+    def get(self, path: str, *, params: Mapping[str, Any] | None = None,
+            allow: frozenset[int] = frozenset()) -> Reply:
+        return self.request("GET", path, params=params, allow=allow)
+
+    # -- paging -----------------------------------------------------------------
+
+    def paginate(self, path: str, style: PageStyle, params: Mapping[str, Any] | None = None
+                 ) -> Iterator[dict[str, Any]]:
+        """Stream every item of a list, one page in memory at a time."""
+        page_params: dict[str, Any] | None = style.first(dict(params or {}))
+        while page_params is not None:
+            body = self.get(path, params=page_params).body
+            yield from style.items(body)
+            page_params = style.next(body, page_params)
+
+
+def _json_or_none(response: httpx.Response, vendor: str, call: str) -> Any:
+    if response.status_code == 204 or not response.content:
+        return None
+    try:
+        return response.json()
+    except ValueError:
+        content_type = response.headers.get("content-type", "?")
+        raise VendorReplyError(
+            vendor, call, f"reply is not JSON (content-type {content_type}, "
+            f"{len(response.content)} bytes); the vendor may be down or a proxy answered"
+        ) from None

@@ -1,0 +1,186 @@
+"""The plan: what will be done, in which order, to which named objects.
+
+A plan file holds no secret. It carries a checksum of its own content so a
+plan edited by hand (or truncated) is refused instead of half-executed, and an
+inventory fingerprint per vendor so apply can refuse a stale plan.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from offboard.errors import BadInput
+
+PLAN_FORMAT = 1
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Target(_Model):
+    type: str
+    id: str
+    name: str = ""
+
+
+class Manual(_Model):
+    """A step with no API: where to click, what done looks like."""
+
+    portal_path: str
+    done_when: str
+    verify_hint: str = ""
+
+
+class Action(_Model):
+    id: str  # stable within the plan: "<vendor>.<step>.<target id>"
+    vendor: str
+    step: str
+    kind: Literal["api", "manual"]
+    operation: str  # connector-defined, e.g. "uninstall_agent"
+    target: Target
+    summary: str  # one line a person can read
+    call: str = ""  # e.g. "DELETE /v1/agents/17" — shown in the plan table
+    owner: str = ""  # the scope this object must belong to when it is touched
+    manual: Manual | None = None
+
+
+class Step(_Model):
+    id: str
+    vendor: str
+    title: str
+    why: str = ""
+    actions: tuple[Action, ...] = ()
+
+
+class Finding(_Model):
+    """A preflight observation; ``blocking`` ones stop apply unless overridden."""
+
+    vendor: str
+    kind: str
+    count: int
+    detail: str
+    blocking: bool
+
+
+class Skipped(_Model):
+    """An object discovery saw but the plan will not touch, and why."""
+
+    vendor: str
+    target: Target
+    reason: str
+
+
+class InventoryItem(_Model):
+    target: Target
+    owner: str  # the scope the vendor says it belongs to
+    attrs: dict[str, Any] = Field(default_factory=dict)
+
+
+class Inventory(_Model):
+    vendor: str
+    scope: str  # e.g. "organization 42" — what the exit owns
+    account: str  # who the credentials are, for the header
+    snapshot: dict[str, Any] = Field(default_factory=dict)  # billing-relevant counts
+    items: tuple[InventoryItem, ...] = ()
+
+    def fingerprint(self) -> str:
+        keys = sorted(f"{i.target.type}:{i.target.id}:{i.owner}" for i in self.items)
+        return hashlib.sha256("\n".join(keys).encode()).hexdigest()
+
+    def owner_of(self, target: Target) -> str | None:
+        for item in self.items:
+            if item.target.type == target.type and item.target.id == target.id:
+                return item.owner
+        return None
+
+
+class VendorPlan(_Model):
+    vendor: str
+    display_name: str
+    scope: str
+    account: str
+    inventory_fingerprint: str
+    snapshot: dict[str, Any] = Field(default_factory=dict)
+    findings: tuple[Finding, ...] = ()
+    skipped: tuple[Skipped, ...] = ()
+    steps: tuple[Step, ...] = ()
+
+
+class Plan(_Model):
+    format: int = PLAN_FORMAT
+    plan_id: str
+    created_at: str
+    customer: str
+    config_fingerprint: str  # which exit definition this plan was made for
+    vendors: tuple[VendorPlan, ...]
+    checksum: str = ""
+
+    def actions(self) -> list[Action]:
+        return [a for v in self.vendors for s in v.steps for a in s.actions]
+
+    def api_actions(self) -> list[Action]:
+        return [a for a in self.actions() if a.kind == "api"]
+
+    def vendor(self, name: str) -> VendorPlan:
+        for v in self.vendors:
+            if v.vendor == name:
+                return v
+        raise BadInput(f"plan has no section for vendor {name!r}")
+
+    def compute_checksum(self) -> str:
+        body = self.model_dump(mode="json", exclude={"checksum"})
+        return hashlib.sha256(canonical_json(body).encode()).hexdigest()
+
+    def sealed(self) -> Plan:
+        return self.model_copy(update={"checksum": self.compute_checksum()})
+
+
+def canonical_json(obj: Any) -> str:
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def now_iso() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def write_plan(plan: Plan, path: Path) -> None:
+    from offboard.runstate import atomic_write_text
+
+    atomic_write_text(path, plan.sealed().model_dump_json(indent=2) + "\n")
+
+
+def read_plan(path: Path) -> Plan:
+    try:
+        raw = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise BadInput(f"plan file {path} does not exist; make one with `offboard plan -o {path}`") from None
+    except OSError as exc:
+        raise BadInput(f"cannot read plan file {path}: {exc.strerror}") from None
+    try:
+        data = json.loads(raw)
+    except json.JSONDecodeError as exc:
+        raise BadInput(
+            f"plan file {path} is not valid JSON (line {exc.lineno}: {exc.msg}); "
+            "it may be truncated: make a new one with `offboard plan -o`"
+        ) from None
+    if isinstance(data, dict) and data.get("format") not in (None, PLAN_FORMAT):
+        raise BadInput(f"plan file {path} has format {data.get('format')!r}; this offboard reads "
+                       f"format {PLAN_FORMAT}: make a new plan with `offboard plan -o`")
+    try:
+        plan = Plan.model_validate(data)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        where = ".".join(str(p) for p in err["loc"]) or "(top)"
+        raise BadInput(f"plan file {path} is malformed at {where}: {err['msg']}; "
+                       "make a new one with `offboard plan -o`") from None
+    if plan.checksum != plan.compute_checksum():
+        raise BadInput(f"plan file {path} was changed after it was written (checksum mismatch); "
+                       "make a new one with `offboard plan -o` instead of editing it")
+    return plan

@@ -1,0 +1,58 @@
+"""A client-side sliding-window limiter: at most N calls in any window of W seconds."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+
+
+class SlidingWindowLimiter:
+    """Blocks ``acquire`` until a call fits in the window.
+
+    ``margin`` widens the window a little: the vendor measures arrival times, we
+    measure send times, and a slow first request can make the vendor see the
+    window as shorter than we did.
+    """
+
+    def __init__(
+        self,
+        max_calls: int,
+        window_seconds: float,
+        *,
+        margin: float = 0.02,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        if max_calls < 1 or window_seconds <= 0:
+            raise ValueError("max_calls must be >= 1 and window_seconds > 0")
+        self.max_calls = max_calls
+        self.window = window_seconds * (1 + margin)
+        self._clock = clock
+        self._sleep = sleep
+        self._sent: deque[float] = deque()
+        self._lock = threading.Lock()
+        self._blocked_until = 0.0
+
+    def acquire(self) -> float:
+        """Wait for a free slot and take it; returns the seconds waited."""
+        waited = 0.0
+        while True:
+            with self._lock:
+                now = self._clock()
+                while self._sent and now - self._sent[0] >= self.window:
+                    self._sent.popleft()
+                delay = max(0.0, self._blocked_until - now)
+                if not delay and len(self._sent) < self.max_calls:
+                    self._sent.append(now)
+                    return waited
+                if not delay:
+                    delay = self.window - (now - self._sent[0])
+            self._sleep(delay)
+            waited += delay
+
+    def block_for(self, seconds: float) -> None:
+        """The vendor said to wait (429 + Retry-After): hold every caller, not just one."""
+        with self._lock:
+            self._blocked_until = max(self._blocked_until, self._clock() + seconds)
