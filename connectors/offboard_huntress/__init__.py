@@ -18,8 +18,8 @@ from offboard.http import RetryPolicy, VendorHttp
 from offboard.ratelimit import SlidingWindowLimiter
 from offboard.redact import REDACTOR
 
-from .settings import HuntressSettings
 from .session import HuntressSession
+from .settings import HuntressSettings
 
 __all__ = ["HuntressConnector", "HuntressSession", "HuntressSettings", "connector"]
 

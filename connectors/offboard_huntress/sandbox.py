@@ -1,6 +1,6 @@
 """A test double of the Huntress REST API (a Starlette app). NOT Huntress.
 
-It follows the published behaviour the connector relies on (vendor-notes §1–§3):
+It follows the published behaviour the connector relies on (vendor-notes §1 to §3):
 HTTP Basic auth, ``{"agents": [...], "pagination": {...}}`` / ``{"agent": {...}}``
 envelopes, ``limit`` 1..500 and ``page_token`` paging, newest-first order, the
 ``organization_id`` filter, 204 then 404 after an agent DELETE, the 60-requests-in-

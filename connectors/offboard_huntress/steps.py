@@ -42,7 +42,7 @@ def days_since(ts: str | None, now: datetime) -> int | None:
 
 def _agent_summary(item: InventoryItem, now: datetime) -> str:
     a = item.attrs
-    text = f"Uninstall EDR agent {item.target.name} ({a.get('platform') or '?'}, {a.get('os') or '?'})"
+    text = f"uninstall EDR agent ({a.get('platform') or '?'}, {a.get('os') or '?'})"
     if a.get("firewall_status") in ISOLATED:
         text += " — host is isolated"
     idle = days_since(a.get("last_callback_at"), now)

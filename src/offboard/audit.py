@@ -61,8 +61,9 @@ class _Chain:
         record = {k: ev.get(k) for k in FIELDS}
         record["seq"] = self.seq
         record["prev_hash"] = self.last_hash
-        record["hash"] = line_hash(record)
-        self.last_hash = record["hash"]
+        digest = line_hash(record)
+        record["hash"] = digest
+        self.last_hash = digest
         self.last_record = record
         return record
 

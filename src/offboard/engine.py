@@ -371,3 +371,22 @@ def verify_run(plan: Plan | None, sessions: Sessions, audit: AuditLog | None = N
                            detail={"check": c.name, "result": c.detail})
         checks.extend(vendor_checks)
     return checks
+
+
+def verify_recorded(run_id: str, cfg: ExitConfig, sessions: Sessions) -> list[Check]:
+    """Verify a past run's removals and add the re-reads to its audit log."""
+    from offboard.plan import read_plan
+
+    run = RunDir.existing(cfg.runs_dir, run_id)
+    plan = read_plan(run.plan_path)
+    _check_plan_fits(plan, cfg)
+    with run.lock():
+        audit = AuditLog(run.audit_path, run.run_id)
+        try:
+            checks = verify_run(plan, sessions, audit)
+            audit.emit("verify.finished", outcome="success" if all(c.passed for c in checks) else "failure",
+                       detail={"checks": len(checks), "failed": sum(1 for c in checks if not c.passed)})
+            write_report(run, plan, audit.records)
+        finally:
+            audit.close()
+    return checks

@@ -1,0 +1,221 @@
+"""The `offboard` command: parse, call the engine, render, exit with a documented code.
+
+Exit codes: 0 done; 1 failed; 2 bad input or usage; 3 finished, manual steps
+pending; 4 stopped by a preflight gate; `plan` returns 10 when it has removals.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import traceback
+from pathlib import Path
+from typing import Annotated
+
+import click
+import typer
+
+from offboard import connectors as registry
+from offboard import credentials, engine, render
+from offboard.audit import verify_file
+from offboard.config import ExitConfig, load_config
+from offboard.errors import BadInput, ExitCode, OffboardError
+from offboard.plan import read_plan, write_plan
+from offboard.redact import REDACTOR
+
+app = typer.Typer(
+    name="offboard",
+    help="Plan, execute, verify and prove a customer's exit from security vendors, from their APIs.\n\n"
+         "Typical run: `offboard plan -o exit.plan.json`, review it, `offboard apply exit.plan.json`, "
+         "`offboard verify`. Try `offboard demo` first: it runs a whole exit against a built-in sandbox.",
+    no_args_is_help=True,
+    add_completion=False,
+    rich_markup_mode=None,
+    pretty_exceptions_enable=False,
+)
+audit_app = typer.Typer(help="Check an audit log's hash chain.", no_args_is_help=True)
+auth_app = typer.Typer(help="Store vendor credentials in the OS keyring.", no_args_is_help=True)
+app.add_typer(audit_app, name="audit")
+app.add_typer(auth_app, name="auth")
+
+ConfigOpt = Annotated[Path, typer.Option("--config", "-c", envvar="OFFBOARD_CONFIG",
+                                         help="The exit definition (start from config.example.toml).")]
+
+
+def _config(path: Path) -> ExitConfig:
+    available = registry.installed()
+    return load_config(path, {n: c.settings_model for n, c in available.items()})
+
+
+@app.command()
+def plan(
+    config: ConfigOpt = Path("config.toml"),
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="Save the plan to this file for `apply`.")] = None,
+) -> None:
+    """Dry run: read what the customer still has and print every planned removal. Changes nothing.
+
+    Exits 10 when there is something to remove, 0 when there is nothing left.
+    """
+    cfg = _config(config)
+    with engine.open_sessions(cfg) as sessions:
+        the_plan = engine.make_plan(cfg, sessions)
+    render.plan_view(the_plan)
+    if out is not None:
+        write_plan(the_plan, out)
+        render.out.print(f"Saved to {out}. Review it, then run: offboard apply {out}")
+    raise typer.Exit(ExitCode.PLAN_HAS_CHANGES if the_plan.actions() else ExitCode.OK)
+
+
+@app.command()
+def apply(
+    plan_file: Annotated[Path | None, typer.Argument(help="A plan saved by `offboard plan -o`.")] = None,
+    config: ConfigOpt = Path("config.toml"),
+    resume: Annotated[str | None, typer.Option("--resume", metavar="RUN_ID",
+                                               help="Continue an interrupted run; nothing done is redone.")] = None,
+    override_preflight: Annotated[str | None, typer.Option(
+        "--override-preflight", metavar="REASON",
+        help="Proceed despite open incidents, escalations or isolated hosts; the reason is audited.")] = None,
+) -> None:
+    """Execute a saved plan unattended, in the vendors' order, then verify and report.
+
+    Refuses a plan whose inventory changed since it was made. Exit 4 when a preflight
+    gate stops it, 3 when manual steps remain, 1 when something failed.
+    """
+    if (plan_file is None) == (resume is None):
+        raise BadInput("give either a plan file (offboard apply exit.plan.json) or --resume RUN_ID")
+    if override_preflight is not None and not override_preflight.strip():
+        raise BadInput("--override-preflight needs a reason, "
+                       "e.g. --override-preflight \"incident #12 closed by phone\"")
+    cfg = _config(config)
+    the_plan = read_plan(plan_file) if plan_file is not None else None
+    with engine.open_sessions(cfg) as sessions:
+        if the_plan is not None:
+            result = engine.apply(the_plan, cfg, sessions, override_preflight=override_preflight,
+                                  progress=render.RichProgress())
+        else:
+            assert resume is not None
+            result = engine.resume(resume, cfg, sessions, progress=render.RichProgress())
+    _finish(result)
+
+
+def _finish(result: engine.RunResult) -> None:
+    if result.blocking:
+        render.out.print(render.findings_table(result.blocking))
+    if result.checks:
+        render.out.print(render.checks_table(result.checks))
+    counts = result.counts
+    if counts:
+        render.out.print(
+            f"Run {result.run.run_id}: {counts['succeeded']} removed ({counts['already_absent']} already absent), "
+            f"{counts['failed']} failed, {counts['skipped']} skipped by the scope guard, "
+            f"{counts['unknown']} unknown, {counts['manual']} manual pending.")
+    check = verify_file(result.run.audit_path)
+    render.paths(result.run.audit_path, result.run.report_path, check.lines, check.last_hash)
+    if result.message:
+        render.err.print(result.message)
+    raise typer.Exit(result.exit_code)
+
+
+@app.command()
+def verify(
+    config: ConfigOpt = Path("config.toml"),
+    run: Annotated[str | None, typer.Option("--run", metavar="RUN_ID",
+                                            help="Also re-read each object that run removed, and "
+                                                 "append the results to its audit log.")] = None,
+) -> None:
+    """Re-read each vendor and say whether the customer's service has stopped (exit 0) or not (1)."""
+    cfg = _config(config)
+    with engine.open_sessions(cfg) as sessions:
+        checks = engine.verify_run(None, sessions) if run is None else engine.verify_recorded(run, cfg, sessions)
+    render.out.print(render.checks_table(checks))
+    stopped = all(c.passed for c in checks)
+    render.out.print("Service stopped: every check passed." if stopped else
+                     "[bold red]Service NOT stopped:[/] see the failed checks above.")
+    raise typer.Exit(ExitCode.OK if stopped else ExitCode.FAILED)
+
+
+@audit_app.command("verify")
+def audit_verify(file: Annotated[Path, typer.Argument(help="An audit.jsonl from a run folder.")]) -> None:
+    """Recompute the hash chain; name the first line that was changed, removed or inserted."""
+    result = verify_file(file)
+    if result.ok:
+        render.out.print(f"{file}: chain intact, {result.lines} events, last hash {result.last_hash}")
+        raise typer.Exit(ExitCode.OK)
+    render.err.print(f"{file}: chain BROKEN at line {result.bad_line}: {result.reason}")
+    raise typer.Exit(ExitCode.FAILED)
+
+
+@auth_app.command("set")
+def auth_set(vendor: Annotated[str, typer.Argument(help="A vendor name, e.g. huntress.")]) -> None:
+    """Prompt for a vendor's API credentials and store them in the OS keyring."""
+    conn = registry.get(vendor)
+    if not sys.stdin.isatty():
+        raise BadInput("`offboard auth set` needs a terminal to prompt; for unattended runs set "
+                       + " and ".join(credentials.env_var(vendor, f.name) for f in conn.credential_fields))
+    values = {f.name: typer.prompt(f.prompt, hide_input=True).strip() for f in conn.credential_fields}
+    if not all(values.values()):
+        raise BadInput("an empty value was entered; nothing was stored")
+    credentials.store(vendor, values)
+    render.out.print(f"Stored {conn.display_name} credentials in the OS keyring "
+                     f"(service {credentials.SERVICE_PREFIX}:{vendor}).")
+
+
+@auth_app.command("status")
+def auth_status() -> None:
+    """Show, per vendor, where credentials would come from (never the values)."""
+    for name, conn in sorted(registry.installed().items()):
+        in_keyring = credentials.stored_fields(name, conn.credential_fields)
+        in_env = [f.name for f in conn.credential_fields if os.environ.get(credentials.env_var(name, f.name))]
+        render.out.print(f"{name}: keyring has {in_keyring or 'nothing'}; environment has {in_env or 'nothing'}")
+
+
+@app.command()
+def demo(
+    directory: Annotated[Path, typer.Option("--dir", help="Where the demo writes its config, plan and runs.")]
+    = Path("offboard-demo"),
+) -> None:
+    """Run a whole exit (plan, apply, verify, audit) against the built-in vendor sandboxes.
+
+    No vendor account is used: each connector's test double runs on 127.0.0.1.
+    """
+    from offboard.demo import run_demo
+
+    raise typer.Exit(run_demo(directory))
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point: every error a user can cause is one line on stderr and a documented code."""
+    command = typer.main.get_command(app)
+    try:
+        rv = command.main(args=argv, prog_name="offboard", standalone_mode=False)
+        return int(rv or 0)
+    except click.exceptions.Exit as exc:
+        return int(exc.exit_code)
+    except click.UsageError as exc:
+        hint = f" (see '{exc.ctx.command_path} --help')" if exc.ctx else ""
+        render.err.print(f"error: {REDACTOR.text(exc.format_message())}{hint}", markup=False)
+        return ExitCode.BAD_INPUT
+    except click.Abort:
+        render.err.print("error: aborted; nothing more was done", markup=False)
+        return ExitCode.BAD_INPUT
+    except OffboardError as exc:
+        render.err.print(f"error: {REDACTOR.text(str(exc))}", markup=False)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        render.err.print("interrupted: the audit log holds everything done so far; "
+                         "resume with `offboard apply --resume RUN_ID`", markup=False)
+        return 130
+    except Exception as exc:  # a bug: still one line, the detail only on request
+        render.err.print(f"internal error: {REDACTOR.text(f'{type(exc).__name__}: {exc}')} "
+                         "(set OFFBOARD_DEBUG=1 for the traceback, and please report it)", markup=False)
+        if os.environ.get("OFFBOARD_DEBUG"):
+            traceback.print_exc()
+        return ExitCode.FAILED
+
+
+def run() -> None:
+    sys.exit(main())
+
+
+if __name__ == "__main__":
+    run()

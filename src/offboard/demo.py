@@ -1,0 +1,86 @@
+"""`offboard demo`: a whole exit against every installed connector's sandbox.
+
+The sandboxes are test doubles served on 127.0.0.1 with a compressed clock (a
+vendor's 60 s rate-limit window lasts about a second), so the demo shows the real
+plan -> apply -> verify -> audit path in seconds, with no vendor account.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from pathlib import Path
+
+from pydantic import SecretStr
+
+from offboard import connectors as registry
+from offboard import engine, render
+from offboard.audit import verify_file
+from offboard.config import load_config
+from offboard.errors import BadInput, ExitCode
+from offboard.plan import write_plan
+from offboard.runstate import atomic_write_text
+from offboard.sandboxing import serve
+
+TIME_SCALE = 0.02  # a 60 s window lasts 1.2 s
+DEMO_OVERRIDE = "demo: the sandbox customer's isolated host is part of the exercise"
+
+
+def _toml_value(v: object) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, int | float):
+        return repr(v)
+    return '"' + str(v).replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def run_demo(directory: Path) -> int:
+    available = registry.installed()
+    kits = {n: k for n, c in available.items() if (k := c.sandbox()) is not None}
+    if not kits:
+        raise BadInput("no installed connector ships a sandbox; nothing to demonstrate")
+    directory.mkdir(parents=True, exist_ok=True)
+    render.out.print("[bold]offboard demo[/]: a customer exit against built-in sandboxes — test doubles of "
+                     f"{', '.join(available[n].display_name for n in kits)} on 127.0.0.1. "
+                     "No vendor account is used.\n")
+    with contextlib.ExitStack() as stack:
+        urls = {n: stack.enter_context(serve(k.make_app(TIME_SCALE))) for n, k in kits.items()}
+        lines = ['[customer]', 'name = "Acme Dental (sandbox demo)"', 'approved_by = "demo"', "",
+                 "[run]", 'runs_dir = "runs"', ""]
+        for name, kit in kits.items():
+            lines.append(f"[{name}]")
+            lines += [f"{k} = {_toml_value(v)}" for k, v in kit.config_section(urls[name], TIME_SCALE).items()]
+            lines.append("")
+        config_path = directory / "config.toml"
+        atomic_write_text(config_path, "\n".join(lines))
+        cfg = load_config(config_path, {n: c.settings_model for n, c in available.items()})
+        creds = {n: {f: SecretStr(v) for f, v in k.credentials.items()} for n, k in kits.items()}
+
+        with engine.open_sessions(cfg, available, creds=creds) as sessions:
+            render.out.rule("1. plan (dry run: read-only)")
+            plan = engine.make_plan(cfg, sessions)
+            render.plan_view(plan)
+            plan_path = directory / "exit.plan.json"
+            write_plan(plan, plan_path)
+            render.out.print(f"Plan saved to {plan_path}")
+
+            render.out.rule("2. apply")
+            if any(f.blocking for v in plan.vendors for f in v.findings):
+                render.out.print(f"A preflight gate would stop a real run (exit 4). The demo overrides it "
+                                 f"with an audited reason: “{DEMO_OVERRIDE}”.")
+            result = engine.apply(plan, cfg, sessions, override_preflight=DEMO_OVERRIDE,
+                                  progress=render.RichProgress())
+
+        render.out.rule("3. verify")
+        render.out.print(render.checks_table(result.checks))
+        c = result.counts
+        outside = sum(len(v.skipped) for v in plan.vendors) + c["skipped"]
+        render.out.print(f"Removed {c['succeeded']}, failed {c['failed']}. Every write was checked against "
+                         f"the exit's scope first; {outside} object(s) seen outside it were left untouched.")
+        render.out.rule("4. audit")
+        check = verify_file(result.run.audit_path)
+        if not check.ok:
+            render.err.print(f"audit chain broken at line {check.bad_line}: {check.reason}")
+            return ExitCode.FAILED
+        render.paths(result.run.audit_path, result.run.report_path, check.lines, check.last_hash)
+        render.out.print(f"Check it yourself: offboard audit verify {result.run.audit_path}")
+    return int(result.exit_code)

@@ -1,0 +1,100 @@
+"""What the operator sees: plan tables, progress, verification, run summaries (rich)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+from rich.console import Console
+from rich.markup import escape
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from offboard.connectors import Check
+from offboard.plan import Action, Finding, Plan
+
+MAX_ROWS_PER_STEP = 60  # a 10,000-agent plan prints a sample; the plan file has them all
+
+out = Console(highlight=False)
+err = Console(stderr=True, highlight=False)
+
+
+def findings_table(findings: Sequence[Finding]) -> Table:
+    table = Table(title="Preflight gates", title_justify="left")
+    for col in ("Vendor", "Check", "Count", "Blocks apply", "Detail"):
+        table.add_column(col)
+    for f in findings:
+        table.add_row(f.vendor, f.kind.replace("_", " "), str(f.count),
+                      "[bold red]yes[/]" if f.blocking else "no", escape(f.detail))
+    return table
+
+
+def plan_view(plan: Plan) -> None:
+    out.print(f"[bold]Exit plan[/] for [bold]{escape(plan.customer)}[/]  (plan {plan.plan_id}, {plan.created_at})")
+    for vp in plan.vendors:
+        out.print(f"\n[bold]{vp.display_name}[/] — {escape(vp.scope)}\n  credentials: {escape(vp.account)}")
+        if vp.snapshot:
+            out.print("  now: " + ", ".join(f"{k}={v}" for k, v in vp.snapshot.items() if v is not None))
+        if vp.findings:
+            out.print(findings_table(vp.findings))
+        for step in vp.steps:
+            table = Table(title=f"{step.title}  ({len(step.actions)} actions)", title_justify="left")
+            for col in ("#", "Object", "Planned action", "Call"):
+                table.add_column(col, overflow="fold")
+            for n, a in enumerate(step.actions[:MAX_ROWS_PER_STEP], start=1):
+                table.add_row(str(n), escape(f"{a.target.name} ({a.target.id})"), escape(a.summary),
+                              escape(a.call or "manual"))
+            if len(step.actions) > MAX_ROWS_PER_STEP:
+                table.add_row("…", f"and {len(step.actions) - MAX_ROWS_PER_STEP} more", "(all in the plan file)", "")
+            out.print(table)
+        if vp.skipped:
+            out.print("[yellow]Not touched (outside the exit's scope):[/]")
+            for s in vp.skipped:
+                out.print(f"  - {escape(s.target.name)} ({s.target.id}): {escape(s.reason)}")
+    api = len(plan.api_actions())
+    manual = len(plan.actions()) - api
+    out.print(f"\n[bold]Plan:[/] {api} removal(s) by API, {manual} manual. Nothing has been changed.")
+
+
+def checks_table(checks: Sequence[Check]) -> Table:
+    table = Table(title="Verification (re-read from the vendor)", title_justify="left")
+    for col in ("Check", "Result", "Vendor says"):
+        table.add_column(col, overflow="fold")
+    failed = [c for c in checks if not c.passed]
+    passed = [c for c in checks if c.passed]
+    # Per-object checks can number thousands: show every failure, and a sample of passes.
+    shown = failed + passed[: max(0, 12 - len(failed))]
+    for c in shown:
+        table.add_row(escape(c.name), "[green]passed[/]" if c.passed else "[bold red]FAILED[/]", escape(c.detail))
+    if len(shown) < len(checks):
+        table.add_row(f"… {len(checks) - len(shown)} more", "[green]passed[/]", "listed in the report")
+    return table
+
+
+class RichProgress:
+    """The engine's Progress, drawn as a bar on stderr."""
+
+    def __init__(self) -> None:
+        self._progress = Progress(
+            TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+            TextColumn("{task.fields[last]}"), console=err, transient=False,
+        )
+        self._task: TaskID | None = None
+
+    def start(self, total: int, done: int) -> None:
+        self._progress.start()
+        self._task = self._progress.add_task("Removing", total=total, completed=done, last="")
+
+    def advance(self, action: Action, event: str) -> None:
+        if self._task is not None:
+            word = {"action.succeeded": "done", "action.failed": "FAILED", "action.skipped": "skipped"}.get(
+                event, event)
+            self._progress.update(self._task, advance=1, last=escape(f"{action.target.name}: {word}"))
+
+    def finish(self) -> None:
+        self._progress.stop()
+
+
+def paths(audit: Path, report: Path, lines: int, last_hash: str) -> None:
+    out.print(f"Audit log: {audit}  ({lines} events, chain verified, last hash {last_hash[:16]}…)")
+    out.print(f"Report:    {report}")
