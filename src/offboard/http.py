@@ -134,13 +134,13 @@ class VendorHttp:
         policy: RetryPolicy | None = None,
         transport: httpx.BaseTransport | None = None,
         timeout: httpx.Timeout = DEFAULT_TIMEOUT,
-        sleep: Callable[[float], None] = time.sleep,
+        sleep: Callable[[float], None] | None = None,
         user_agent: str = "offboard/0.1",
     ) -> None:
         self.vendor = vendor
         self.limiter = limiter
         self.policy = policy or RetryPolicy()
-        self._sleep = sleep
+        self._sleep = sleep or _sleep
         self.calls: list[HttpRecord] = []
         self._client = httpx.Client(
             base_url=base_url,
@@ -270,6 +270,10 @@ class VendorHttp:
             body = self.get(path, params=page_params).body
             yield from style.items(body)
             page_params = style.next(body, page_params)
+
+
+def _sleep(seconds: float) -> None:
+    time.sleep(seconds)  # looked up at call time, so tests can replace time.sleep
 
 
 def _json_or_none(response: httpx.Response, vendor: str, call: str) -> Any:

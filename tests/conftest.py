@@ -1,0 +1,112 @@
+"""Shared fixtures: an in-memory keyring, a sandbox, a config on disk, a CLI runner."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import keyring
+import keyring.backend
+import pytest
+from pydantic import SecretStr
+
+from offboard import connectors, engine
+from offboard.cli import main
+from offboard.config import ExitConfig, load_config
+from offboard.sandboxing import InProcessTransport
+from offboard_huntress.sandbox import DEMO_KEY, DEMO_SECRET, HuntressSandbox
+
+FAST = 0.005  # sandbox clock: a 60 s window lasts 0.3 s
+
+
+class MemoryKeyring(keyring.backend.KeyringBackend):
+    """Tests never read or write the machine's real keyring."""
+
+    priority = 1  # type: ignore[assignment]
+
+    def __init__(self) -> None:
+        self.store: dict[tuple[str, str], str] = {}
+
+    def get_password(self, service: str, username: str) -> str | None:
+        return self.store.get((service, username))
+
+    def set_password(self, service: str, username: str, password: str) -> None:
+        self.store[(service, username)] = password
+
+    def delete_password(self, service: str, username: str) -> None:
+        self.store.pop((service, username), None)
+
+
+@pytest.fixture(autouse=True)
+def memory_keyring(monkeypatch: pytest.MonkeyPatch) -> Iterator[MemoryKeyring]:
+    previous = keyring.get_keyring()
+    ring = MemoryKeyring()
+    keyring.set_keyring(ring)
+    for var in ("OFFBOARD_HUNTRESS_API_KEY", "OFFBOARD_HUNTRESS_API_SECRET", "OFFBOARD_CONFIG"):
+        monkeypatch.delenv(var, raising=False)
+    yield ring
+    keyring.set_keyring(previous)
+
+
+@pytest.fixture
+def sandbox() -> HuntressSandbox:
+    return HuntressSandbox(time_scale=FAST)
+
+
+def write_config(directory: Path, base_url: str = "http://127.0.0.1:9", *, window: float = 60 * FAST,
+                 extra: str = "") -> Path:
+    path = directory / "config.toml"
+    path.write_text(
+        '[customer]\nname = "Acme Dental"\nend_of_service = 2026-12-31\napproved_by = "J. Doe"\n\n'
+        '[run]\nruns_dir = "runs"\n\n'
+        f'[huntress]\norganization_id = 42\nbase_url = "{base_url}"\nrate_window_seconds = {window}\n{extra}'
+    )
+    return path
+
+
+def load(path: Path) -> ExitConfig:
+    return load_config(path, {n: c.settings_model for n, c in connectors.installed().items()})
+
+
+DEMO_CREDS = {"huntress": {"api_key": SecretStr(DEMO_KEY), "api_secret": SecretStr(DEMO_SECRET)}}
+
+
+@dataclass
+class Harness:
+    """An exit against the in-process sandbox, with its config and run folder."""
+
+    sandbox: HuntressSandbox
+    cfg: ExitConfig
+    transport: Any = None
+
+    @contextlib.contextmanager
+    def sessions(self, transport: Any = None) -> Iterator[engine.Sessions]:
+        t = transport or InProcessTransport(self.sandbox.app)
+        with engine.open_sessions(self.cfg, transports={"huntress": t}, creds=DEMO_CREDS) as s:
+            yield s
+
+
+@pytest.fixture
+def harness(sandbox: HuntressSandbox, tmp_path: Path) -> Harness:
+    return Harness(sandbox, load(write_config(tmp_path)))
+
+
+@dataclass
+class CliResult:
+    code: int
+    out: str
+    err: str
+
+
+@pytest.fixture
+def cli(capsys: pytest.CaptureFixture[str]) -> Any:
+    def run(*args: str) -> CliResult:
+        capsys.readouterr()
+        code = main(list(args))
+        captured = capsys.readouterr()
+        return CliResult(code, captured.out, captured.err)
+
+    return run

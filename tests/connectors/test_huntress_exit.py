@@ -1,0 +1,205 @@
+"""A Huntress EDR exit through the engine against the in-process sandbox."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections import Counter
+from pathlib import Path
+
+import httpx
+import pytest
+
+from offboard import engine
+from offboard.audit import read_records, verify_file
+from offboard.errors import BadInput, ExitCode
+from offboard.sandboxing import InProcessTransport
+from offboard_huntress.sandbox import CUSTOMER_ORG, NEIGHBOUR_ORG, Fault
+from tests.conftest import Harness, load, write_config
+
+
+def events(run_path: Path) -> list[dict]:  # type: ignore[type-arg]
+    return list(read_records(run_path / "audit.jsonl"))
+
+
+def test_a_dry_run_plan_makes_no_write_call(harness: Harness) -> None:
+    with harness.sessions() as s:
+        plan = engine.make_plan(harness.cfg, s)
+    methods = {r.method for r in harness.sandbox.requests}
+    assert methods == {"GET"}
+    assert len(plan.actions()) == 36
+    assert len(harness.sandbox.agents_of(CUSTOMER_ORG)) == 36
+
+
+def test_apply_removes_every_customer_agent_and_leaves_the_neighbour_whole(harness: Harness) -> None:
+    neighbour_before = {a["id"] for a in harness.sandbox.agents_of(NEIGHBOUR_ORG)}
+    customer = {a["id"] for a in harness.sandbox.agents_of(CUSTOMER_ORG)}
+    with harness.sessions() as s:
+        plan = engine.make_plan(harness.cfg, s)
+        result = engine.apply(plan, harness.cfg, s, override_preflight="isolated host is the lab box")
+    assert result.exit_code == ExitCode.OK
+    assert harness.sandbox.agents_of(CUSTOMER_ORG) == []
+    assert {a["id"] for a in harness.sandbox.agents_of(NEIGHBOUR_ORG)} == neighbour_before
+    deleted = [r.path for r in harness.sandbox.requests if r.method == "DELETE"]
+    assert sorted(deleted) == sorted(f"/v1/agents/{i}" for i in customer)  # each exactly once
+    log = events(result.run.path)
+    kinds = Counter(e["event"] for e in log)
+    assert kinds["action.planned"] == 36 and kinds["action.started"] == 36 and kinds["action.succeeded"] == 36
+    assert kinds["verify.passed"] == 38 and kinds["verify.failed"] == 0
+    assert [e["event"] for e in log][:1] == ["run.started"] and log[-1]["event"] == "run.finished"
+    override = next(e for e in log if e["event"] == "preflight.overridden")
+    assert override["detail"]["reason"] == "isolated host is the lab box"
+    done = next(e for e in log if e["event"] == "action.succeeded")
+    assert done["http"]["method"] == "DELETE" and done["http"]["status"] == 204 and done["outcome"] == "success"
+    assert verify_file(result.run.audit_path).ok
+    report = result.run.report_path.read_text()
+    assert report.count("| removed |") == 36 and "Gates overridden" in report
+
+
+def test_preflight_gates_stop_apply_with_exit_4_before_any_removal(harness: Harness) -> None:
+    with harness.sessions() as s:
+        plan = engine.make_plan(harness.cfg, s)
+        result = engine.apply(plan, harness.cfg, s)
+    assert result.exit_code == ExitCode.PREFLIGHT_BLOCKED
+    assert [f.kind for f in result.blocking] == ["isolated_hosts"]
+    assert harness.sandbox.deletes() == []
+    log = events(result.run.path)
+    assert [e["event"] for e in log][-1] == "run.finished" and log[-1]["outcome"] == "failure"
+    assert any(e["event"] == "preflight.checked" and e["outcome"] == "failure" for e in log)
+
+
+def test_an_open_incident_for_the_customer_blocks_but_one_for_the_neighbour_does_not(harness: Harness) -> None:
+    harness.sandbox.agents = {k: {**v, "firewall_status": "Enabled"} for k, v in harness.sandbox.agents.items()}
+    with harness.sessions() as s:
+        assert not any(f.blocking for f in engine.make_plan(harness.cfg, s).vendors[0].findings)
+        harness.sandbox.incidents.append({"id": 600, "organization_id": CUSTOMER_ORG, "status": "sent",
+                                          "severity": "high", "subject": "HIGH - Incident on ACME-WS-02"})
+        blocking = [f for f in engine.make_plan(harness.cfg, s).vendors[0].findings if f.blocking]
+    assert [(f.kind, f.count) for f in blocking] == [("open_incident_reports", 1)]
+
+
+def test_a_stale_plan_is_refused_before_anything_is_written(harness: Harness) -> None:
+    with harness.sessions() as s:
+        plan = engine.make_plan(harness.cfg, s)
+        harness.sandbox.agents[5000] = {"id": 5000, "organization_id": CUSTOMER_ORG, "hostname": "ACME-NEW-01",
+                                        "platform": "windows", "firewall_status": "Enabled"}
+        with pytest.raises(BadInput, match="plan is stale"):
+            engine.apply(plan, harness.cfg, s, override_preflight="x")
+    assert harness.sandbox.deletes() == []
+    assert not (harness.cfg.runs_dir).exists()
+
+
+def test_a_plan_made_for_another_customer_is_refused(harness: Harness, tmp_path: Path) -> None:
+    with harness.sessions() as s:
+        plan = engine.make_plan(harness.cfg, s)
+    other_dir = tmp_path / "other"
+    other_dir.mkdir()
+    other = load(write_config(other_dir, extra=""))
+    other = dataclasses.replace(other, core=other.core.model_copy(
+        update={"customer": other.customer.model_copy(update={"name": "Globex"})}))
+    with harness.sessions() as s, pytest.raises(BadInput, match="different exit definition"):
+        engine.apply(plan, other, s)
+
+
+class SimulatedCrash(BaseException):
+    """Stands for kill -9: nothing after it runs in the engine's normal path."""
+
+
+class CrashAfterDeletes(httpx.BaseTransport):
+    """Lets the Nth DELETE reach the vendor, then 'dies' before the reply is recorded."""
+
+    def __init__(self, inner: httpx.BaseTransport, n: int) -> None:
+        self.inner, self.n, self.seen = inner, n, 0
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        response = self.inner.handle_request(request)
+        if request.method == "DELETE":
+            self.seen += 1
+            if self.seen == self.n:
+                raise SimulatedCrash()
+        return response
+
+
+def test_crash_after_some_deletions_then_resume_removes_each_agent_exactly_once(harness: Harness) -> None:
+    customer = {a["id"] for a in harness.sandbox.agents_of(CUSTOMER_ORG)}
+    crash = CrashAfterDeletes(InProcessTransport(harness.sandbox.app), n=5)
+    with harness.sessions(crash) as s:
+        plan = engine.make_plan(harness.cfg, s)
+        with pytest.raises(SimulatedCrash):
+            engine.apply(plan, harness.cfg, s, override_preflight="lab")
+    run_id = next(harness.cfg.runs_dir.iterdir()).name
+    assert len(harness.sandbox.deletes()) == 5
+    with harness.sessions() as s:
+        result = engine.resume(run_id, harness.cfg, s)
+    assert result.exit_code == ExitCode.OK
+    deleted = Counter(r.path for r in harness.sandbox.requests if r.method == "DELETE")
+    assert set(deleted) == {f"/v1/agents/{i}" for i in customer}
+    assert set(deleted.values()) == {1}  # the 5th landed before the crash and was not resent
+    log = events(result.run.path)
+    assert verify_file(result.run.audit_path).ok
+    succeeded = Counter(e["action_id"] for e in log if e["event"] == "action.succeeded")
+    assert len(succeeded) == 36 and set(succeeded.values()) == {1}
+    settled = [e for e in log if e["event"] == "action.succeeded" and e["detail"].get("settled_by") == "re-read"]
+    assert len(settled) == 1 and settled[0]["http"]["method"] == "GET" and settled[0]["http"]["status"] == 404
+    assert "run.resumed" in {e["event"] for e in log}
+
+
+class LoseDeleteReply(httpx.BaseTransport):
+    """The DELETE reaches the vendor and lands; its reply is lost on the way back."""
+
+    def __init__(self, inner: httpx.BaseTransport) -> None:
+        self.inner, self.done = inner, False
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        response = self.inner.handle_request(request)
+        if request.method == "DELETE" and not self.done:
+            self.done = True
+            raise httpx.ReadTimeout("reply lost", request=request)
+        return response
+
+
+def test_a_delete_whose_reply_is_lost_is_reread_not_resent_and_recorded_unknown_then_success(
+        harness: Harness) -> None:
+    with harness.sessions(LoseDeleteReply(InProcessTransport(harness.sandbox.app))) as s:
+        plan = engine.make_plan(harness.cfg, s)
+        result = engine.apply(plan, harness.cfg, s, override_preflight="lab")
+    assert result.exit_code == ExitCode.OK
+    first = plan.actions()[0]
+    paths = [r.path for r in harness.sandbox.requests if r.method == "DELETE"]
+    assert paths.count(f"/v1/agents/{first.target.id}") == 1
+    trail = [(e["event"], e["outcome"]) for e in events(result.run.path) if e["action_id"] == first.id]
+    assert trail == [("action.planned", None), ("action.started", "unknown"), ("action.unknown", "unknown"),
+                     ("action.succeeded", "success")]
+
+
+def test_a_delete_refused_with_502_is_reread_and_only_then_sent_again(harness: Harness) -> None:
+    harness.sandbox.faults.append(Fault(method="DELETE", path_prefix="/v1/agents/", status=502, times=1))
+    with harness.sessions() as s:
+        plan = engine.make_plan(harness.cfg, s)
+        result = engine.apply(plan, harness.cfg, s, override_preflight="lab")
+    assert result.exit_code == ExitCode.OK
+    first = plan.actions()[0]
+    trail = [(r.method, r.status) for r in harness.sandbox.requests if r.path == f"/v1/agents/{first.target.id}"]
+    assert trail[:3] == [("DELETE", 502), ("GET", 200), ("DELETE", 204)]
+    assert harness.sandbox.agents_of(CUSTOMER_ORG) == []
+
+
+def test_a_vendor_that_stays_down_stops_the_run_with_exit_1_and_the_run_resumes_later(harness: Harness) -> None:
+    with harness.sessions() as s:
+        plan = engine.make_plan(harness.cfg, s)
+        harness.sandbox.faults += [Fault(method="DELETE", path_prefix="/v1/agents/", status=503, times=10**6),
+                                   Fault(method="GET", path_prefix="/v1/agents/", status=503, times=10**6)]
+        result = engine.apply(plan, harness.cfg, s, override_preflight="lab")
+    assert result.exit_code == ExitCode.FAILED
+    assert "Huntress: GET /v1/agents/" in result.message and "--resume" in result.message
+    assert len(harness.sandbox.agents_of(CUSTOMER_ORG)) == 36  # nothing landed
+    log = events(result.run.path)
+    assert log[-1]["event"] == "run.finished" and log[-1]["outcome"] == "failure"
+
+    harness.sandbox.faults.clear()
+    with harness.sessions() as s:
+        resumed = engine.resume(result.run.run_id, harness.cfg, s)
+    assert resumed.exit_code == ExitCode.OK
+    assert harness.sandbox.agents_of(CUSTOMER_ORG) == []
+    landed = Counter(r.path for r in harness.sandbox.requests if r.method == "DELETE" and r.status == 204)
+    assert len(landed) == 36 and set(landed.values()) == {1}
+    assert verify_file(resumed.run.audit_path).ok

@@ -1,0 +1,118 @@
+"""VendorHttp: retries, Retry-After, write safety, errors (respx at the transport seam)."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+import respx
+
+from offboard.errors import AmbiguousWrite, VendorAuthError, VendorError, VendorReplyError
+from offboard.http import RetryPolicy, VendorHttp, parse_retry_after
+from offboard.ratelimit import SlidingWindowLimiter
+from tests.fakeclock import FakeClock
+
+BASE = "https://api.example.test"
+
+
+def make(clock: FakeClock, attempts: int = 4) -> VendorHttp:
+    limiter = SlidingWindowLimiter(1000, 60, clock=clock, sleep=clock.sleep)
+    return VendorHttp("Vendor", BASE, httpx.BasicAuth("k", "s"), limiter,
+                      policy=RetryPolicy(max_attempts=attempts, backoff_base=0.5, backoff_max=8),
+                      sleep=clock.sleep)
+
+
+@respx.mock
+def test_429_then_success_waits_exactly_the_retry_after_seconds() -> None:
+    route = respx.get(f"{BASE}/v1/things").mock(side_effect=[
+        httpx.Response(429, headers={"Retry-After": "7"}), httpx.Response(200, json={"ok": True})])
+    clock = FakeClock()
+    reply = make(clock).get("/v1/things")
+    assert reply.body == {"ok": True}
+    assert route.call_count == 2
+    assert clock.slept == [7.0]
+    assert reply.record.attempt == 2
+
+
+@respx.mock
+def test_429_without_retry_after_waits_a_whole_window() -> None:
+    respx.get(f"{BASE}/x").mock(side_effect=[httpx.Response(429), httpx.Response(200, json={})])
+    clock = FakeClock()
+    make(clock).get("/x")
+    assert clock.slept == [60.0]
+
+
+@respx.mock
+def test_5xx_on_a_read_backs_off_with_jitter_then_succeeds() -> None:
+    route = respx.get(f"{BASE}/x").mock(side_effect=[httpx.Response(503), httpx.Response(502),
+                                                     httpx.Response(200, json={})])
+    clock = FakeClock()
+    make(clock).get("/x")
+    assert route.call_count == 3
+    assert len(clock.slept) == 2 and all(0 <= s <= 8 for s in clock.slept)
+
+
+@respx.mock
+def test_read_gives_up_after_the_budget_naming_vendor_and_call() -> None:
+    respx.get(f"{BASE}/x").mock(return_value=httpx.Response(500, text="boom"))
+    with pytest.raises(VendorError) as info:
+        make(FakeClock(), attempts=3).get("/x")
+    assert str(info.value) == "Vendor: GET /x failed: HTTP 500 Internal Server Error: boom (gave up after 3 attempts)"
+
+
+@respx.mock
+def test_a_write_answered_5xx_is_not_resent_and_is_ambiguous() -> None:
+    route = respx.delete(f"{BASE}/v1/things/1").mock(return_value=httpx.Response(502))
+    with pytest.raises(AmbiguousWrite):
+        make(FakeClock()).request("DELETE", "/v1/things/1")
+    assert route.call_count == 1
+
+
+@respx.mock
+def test_a_write_whose_reply_is_lost_is_not_resent() -> None:
+    route = respx.delete(f"{BASE}/v1/things/1").mock(side_effect=httpx.ReadTimeout("lost"))
+    with pytest.raises(AmbiguousWrite, match="reply lost"):
+        make(FakeClock()).request("DELETE", "/v1/things/1")
+    assert route.call_count == 1
+
+
+@respx.mock
+def test_a_write_that_never_connected_or_got_429_is_resent() -> None:
+    route = respx.delete(f"{BASE}/v1/things/1").mock(side_effect=[
+        httpx.ConnectError("refused"), httpx.Response(429, headers={"Retry-After": "1"}), httpx.Response(204)])
+    reply = make(FakeClock()).request("DELETE", "/v1/things/1")
+    assert reply.status == 204
+    assert route.call_count == 3
+
+
+@respx.mock
+def test_401_is_an_auth_error_and_not_retried() -> None:
+    route = respx.get(f"{BASE}/x").mock(return_value=httpx.Response(401))
+    with pytest.raises(VendorAuthError):
+        make(FakeClock()).get("/x")
+    assert route.call_count == 1
+
+
+@respx.mock
+def test_an_html_error_page_is_a_reply_error_not_a_traceback() -> None:
+    respx.get(f"{BASE}/x").mock(return_value=httpx.Response(200, text="<html>maintenance</html>",
+                                                              headers={"content-type": "text/html"}))
+    with pytest.raises(VendorReplyError, match="not JSON"):
+        make(FakeClock()).get("/x")
+
+
+@respx.mock
+def test_basic_auth_header_is_sent_and_timeouts_are_explicit() -> None:
+    route = respx.get(f"{BASE}/x").mock(return_value=httpx.Response(200, json={}))
+    http = make(FakeClock())
+    http.get("/x")
+    assert route.calls.last.request.headers["Authorization"] == "Basic azpz"
+    timeout = http._client.timeout
+    assert (timeout.connect, timeout.read, timeout.write, timeout.pool) == (10.0, 30.0, 30.0, 10.0)
+
+
+def test_parse_retry_after_seconds_and_http_dates() -> None:
+    assert parse_retry_after("12") == 12.0
+    assert parse_retry_after("0.25") == 0.25
+    assert parse_retry_after("Wed, 21 Oct 2015 07:28:10 GMT", now=1445412480.0) == 10.0
+    assert parse_retry_after("soon") is None
+    assert parse_retry_after(None) is None

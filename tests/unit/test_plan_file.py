@@ -1,0 +1,58 @@
+"""The plan file round-trips, holds its checksum, and refuses edits or truncation."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from offboard.errors import BadInput
+from offboard.plan import Action, Plan, Step, Target, VendorPlan, read_plan, write_plan
+
+
+def sample() -> Plan:
+    action = Action(id="v.s.1", vendor="v", step="s", kind="api", operation="remove", owner="org:1",
+                    target=Target(type="agent", id="1", name="host1"), summary="remove host1", call="DELETE /x/1")
+    vp = VendorPlan(vendor="v", display_name="V", scope="org 1", account="key", inventory_fingerprint="f",
+                    steps=(Step(id="s", vendor="v", title="Remove", actions=(action,)),))
+    return Plan(plan_id="p1", created_at="2026-11-23T10:00:00Z", customer="Acme", config_fingerprint="c",
+                vendors=(vp,))
+
+
+def test_round_trip(tmp_path: Path) -> None:
+    path = tmp_path / "exit.plan.json"
+    write_plan(sample(), path)
+    assert read_plan(path).actions() == sample().actions()
+
+
+def test_an_edited_plan_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "exit.plan.json"
+    write_plan(sample(), path)
+    data = json.loads(path.read_text())
+    data["vendors"][0]["steps"][0]["actions"][0]["target"]["id"] = "2"
+    path.write_text(json.dumps(data))
+    with pytest.raises(BadInput, match="was changed after it was written"):
+        read_plan(path)
+
+
+def test_a_truncated_plan_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "exit.plan.json"
+    write_plan(sample(), path)
+    path.write_text(path.read_text()[:200])
+    with pytest.raises(BadInput, match="not valid JSON .* truncated"):
+        read_plan(path)
+
+
+def test_a_plan_missing_a_field_names_it(tmp_path: Path) -> None:
+    path = tmp_path / "exit.plan.json"
+    data = sample().sealed().model_dump(mode="json")
+    del data["customer"]
+    path.write_text(json.dumps(data))
+    with pytest.raises(BadInput, match="malformed at customer: Field required"):
+        read_plan(path)
+
+
+def test_a_missing_plan_file_says_how_to_make_one(tmp_path: Path) -> None:
+    with pytest.raises(BadInput, match="offboard plan -o"):
+        read_plan(tmp_path / "none.json")

@@ -1,0 +1,36 @@
+from offboard.ratelimit import SlidingWindowLimiter
+from tests.fakeclock import FakeClock
+
+
+def test_sixty_calls_fit_the_window_then_the_61st_waits_for_the_oldest_to_expire() -> None:
+    clock = FakeClock()
+    limiter = SlidingWindowLimiter(60, 60.0, margin=0.0, clock=clock, sleep=clock.sleep)
+    limiter.acquire()  # T0
+    clock.now = 5.0
+    limiter.acquire()  # T5
+    clock.now = 10.0
+    for _ in range(58):
+        limiter.acquire()  # 58 more at T10
+    assert clock.slept == []
+    clock.now = 55.0
+    limiter.acquire()  # the docs' worked example: request 61 at T55 must wait until T60
+    assert clock.now == 60.0
+    limiter.acquire()  # request 62 waits until the T5 request leaves the window
+    assert clock.now == 65.0
+
+
+def test_margin_widens_the_window() -> None:
+    clock = FakeClock()
+    limiter = SlidingWindowLimiter(2, 10.0, margin=0.1, clock=clock, sleep=clock.sleep)
+    limiter.acquire()
+    limiter.acquire()
+    limiter.acquire()
+    assert clock.now == 11.0
+
+
+def test_block_for_holds_every_caller_for_the_vendor_given_time() -> None:
+    clock = FakeClock()
+    limiter = SlidingWindowLimiter(60, 60.0, clock=clock, sleep=clock.sleep)
+    limiter.block_for(7.5)
+    limiter.acquire()
+    assert clock.slept == [7.5]
