@@ -15,7 +15,7 @@ from pydantic_settings import BaseSettings
 from offboard.connectors import SandboxKit
 from offboard.credentials import CredentialField
 from offboard.http import RetryPolicy, VendorHttp
-from offboard.ratelimit import SlidingWindowLimiter
+from offboard.ratelimit import SlidingWindowLimiter, budget_path
 from offboard.redact import REDACTOR
 
 from .session import HuntressSession
@@ -46,6 +46,7 @@ class HuntressConnector:
             SlidingWindowLimiter(settings.requests_per_minute, settings.rate_window_seconds),
             policy=RetryPolicy().scaled(settings.time_scale),
             transport=transport,
+            budget_file=budget_path(self.name, f"{settings.base_url} {key}"),
         )
         return HuntressSession(http, settings.organization_id)
 

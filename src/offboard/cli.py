@@ -12,7 +12,6 @@ import traceback
 from pathlib import Path
 from typing import Annotated
 
-import click
 import typer
 
 from offboard import connectors as registry
@@ -62,7 +61,7 @@ def plan(
     render.plan_view(the_plan)
     if out is not None:
         write_plan(the_plan, out)
-        render.out.print(f"Saved to {out}. Review it, then run: offboard apply {out}")
+        render.out.print(f"Saved to {out}. Review it, then run: offboard apply {out}", soft_wrap=True)
     raise typer.Exit(ExitCode.PLAN_HAS_CHANGES if the_plan.actions() else ExitCode.OK)
 
 
@@ -112,7 +111,7 @@ def _finish(result: engine.RunResult) -> None:
     check = verify_file(result.run.audit_path)
     render.paths(result.run.audit_path, result.run.report_path, check.lines, check.last_hash)
     if result.message:
-        render.err.print(result.message)
+        render.error(REDACTOR.text(result.message))
     raise typer.Exit(result.exit_code)
 
 
@@ -141,7 +140,7 @@ def audit_verify(file: Annotated[Path, typer.Argument(help="An audit.jsonl from 
     if result.ok:
         render.out.print(f"{file}: chain intact, {result.lines} events, last hash {result.last_hash}")
         raise typer.Exit(ExitCode.OK)
-    render.err.print(f"{file}: chain BROKEN at line {result.bad_line}: {result.reason}")
+    render.error(f"{file}: chain BROKEN at line {result.bad_line}: {result.reason}")
     raise typer.Exit(ExitCode.FAILED)
 
 
@@ -189,25 +188,26 @@ def main(argv: list[str] | None = None) -> int:
     try:
         rv = command.main(args=argv, prog_name="offboard", standalone_mode=False)
         return int(rv or 0)
-    except click.exceptions.Exit as exc:
+    except typer.Exit as exc:
         return int(exc.exit_code)
-    except click.UsageError as exc:
-        hint = f" (see '{exc.ctx.command_path} --help')" if exc.ctx else ""
-        render.err.print(f"error: {REDACTOR.text(exc.format_message())}{hint}", markup=False)
+    except typer.TyperException as exc:  # typer's (vendored click's) usage errors
+        ctx = getattr(exc, "ctx", None)
+        hint = f" (see '{ctx.command_path} --help')" if ctx is not None else ""
+        render.error(f"error: {REDACTOR.text(exc.format_message())}{hint}")
         return ExitCode.BAD_INPUT
-    except click.Abort:
-        render.err.print("error: aborted; nothing more was done", markup=False)
+    except typer.Abort:
+        render.error("error: aborted; nothing more was done")
         return ExitCode.BAD_INPUT
     except OffboardError as exc:
-        render.err.print(f"error: {REDACTOR.text(str(exc))}", markup=False)
+        render.error(f"error: {REDACTOR.text(str(exc))}")
         return exc.exit_code
     except KeyboardInterrupt:
-        render.err.print("interrupted: the audit log holds everything done so far; "
-                         "resume with `offboard apply --resume RUN_ID`", markup=False)
+        render.error("interrupted: the audit log holds everything done so far; "
+                     "resume with `offboard apply --resume RUN_ID`")
         return 130
     except Exception as exc:  # a bug: still one line, the detail only on request
-        render.err.print(f"internal error: {REDACTOR.text(f'{type(exc).__name__}: {exc}')} "
-                         "(set OFFBOARD_DEBUG=1 for the traceback, and please report it)", markup=False)
+        render.error(f"internal error: {REDACTOR.text(f'{type(exc).__name__}: {exc}')} "
+                     "(set OFFBOARD_DEBUG=1 for the traceback, and please report it)")
         if os.environ.get("OFFBOARD_DEBUG"):
             traceback.print_exc()
         return ExitCode.FAILED

@@ -61,7 +61,7 @@ def run_demo(directory: Path) -> int:
             render.plan_view(plan)
             plan_path = directory / "exit.plan.json"
             write_plan(plan, plan_path)
-            render.out.print(f"Plan saved to {plan_path}")
+            render.out.print(f"Plan saved to {plan_path}", soft_wrap=True)
 
             render.out.rule("2. apply")
             if any(f.blocking for v in plan.vendors for f in v.findings):
@@ -79,8 +79,8 @@ def run_demo(directory: Path) -> int:
         render.out.rule("4. audit")
         check = verify_file(result.run.audit_path)
         if not check.ok:
-            render.err.print(f"audit chain broken at line {check.bad_line}: {check.reason}")
+            render.error(f"audit chain broken at line {check.bad_line}: {check.reason}")
             return ExitCode.FAILED
         render.paths(result.run.audit_path, result.run.report_path, check.lines, check.last_hash)
-        render.out.print(f"Check it yourself: offboard audit verify {result.run.audit_path}")
+        render.out.print(f"Check it yourself: offboard audit verify {result.run.audit_path}", soft_wrap=True)
     return int(result.exit_code)

@@ -17,6 +17,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any, Protocol
 
 import httpx
@@ -136,9 +137,13 @@ class VendorHttp:
         timeout: httpx.Timeout = DEFAULT_TIMEOUT,
         sleep: Callable[[float], None] | None = None,
         user_agent: str = "offboard/0.1",
+        budget_file: Path | None = None,
     ) -> None:
         self.vendor = vendor
         self.limiter = limiter
+        self._budget_file = budget_file
+        if budget_file is not None:
+            limiter.load(budget_file)
         self.policy = policy or RetryPolicy()
         self._sleep = sleep or _sleep
         self.calls: list[HttpRecord] = []
@@ -152,6 +157,8 @@ class VendorHttp:
         )
 
     def close(self) -> None:
+        if self._budget_file is not None:
+            self.limiter.save(self._budget_file)
         self._client.close()
 
     def __enter__(self) -> VendorHttp:

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
+import json
+import os
 import threading
 import time
 from collections import deque
 from collections.abc import Callable
+from pathlib import Path
 
 
 class SlidingWindowLimiter:
@@ -56,3 +61,37 @@ class SlidingWindowLimiter:
         """The vendor said to wait (429 + Retry-After): hold every caller, not just one."""
         with self._lock:
             self._blocked_until = max(self._blocked_until, self._clock() + seconds)
+
+    # -- sharing the budget across processes ------------------------------------------
+    # `offboard plan` then `offboard apply` a few seconds later draw on the same vendor
+    # window; without this, the second process would believe the window is empty.
+
+    def load(self, path: Path) -> None:
+        """Adopt the send times another process of ours recorded for this account."""
+        try:
+            stamps = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return  # no history, or unreadable: start empty (the vendor's 429 is the backstop)
+        if not isinstance(stamps, list):
+            return
+        wall, mono = time.time(), self._clock()
+        with self._lock:
+            recent = sorted(mono - (wall - float(t)) for t in stamps if isinstance(t, int | float))
+            self._sent = deque(t for t in recent if mono - t < self.window)
+
+    def save(self, path: Path) -> None:
+        wall, mono = time.time(), self._clock()
+        with self._lock:
+            stamps = [wall - (mono - t) for t in self._sent if mono - t < self.window]
+        with contextlib.suppress(OSError):
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_suffix(f".{os.getpid()}.tmp")
+            tmp.write_text(json.dumps(stamps), encoding="utf-8")
+            os.replace(tmp, path)
+
+
+def budget_path(vendor: str, identity: str) -> Path:
+    """Where one vendor account's recent send times are kept (a hash names it, not a key)."""
+    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "offboard"
+    digest = hashlib.sha256(f"{vendor}\0{identity}".encode()).hexdigest()[:24]
+    return base / f"ratelimit-{digest}.json"

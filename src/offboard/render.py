@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -17,6 +18,12 @@ MAX_ROWS_PER_STEP = 60  # a 10,000-agent plan prints a sample; the plan file has
 
 out = Console(highlight=False)
 err = Console(stderr=True, highlight=False)
+
+
+def error(message: str) -> None:
+    """One line on stderr, never wrapped or styled, so scripts and people read it whole."""
+    sys.stderr.write(" ".join(message.split()) + "\n")
+    sys.stderr.flush()
 
 
 def findings_table(findings: Sequence[Finding]) -> Table:
@@ -96,5 +103,6 @@ class RichProgress:
 
 
 def paths(audit: Path, report: Path, lines: int, last_hash: str) -> None:
-    out.print(f"Audit log: {audit}  ({lines} events, chain verified, last hash {last_hash[:16]}…)")
-    out.print(f"Report:    {report}")
+    # Paths are never wrapped: they must copy and paste whole.
+    out.print(f"Audit log: {audit}  ({lines} events, chain verified, last hash {last_hash[:16]}…)", soft_wrap=True)
+    out.print(f"Report:    {report}", soft_wrap=True)

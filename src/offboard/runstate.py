@@ -21,7 +21,7 @@ from typing import Any
 
 from offboard.errors import BadInput
 
-RUN_ID_RE = re.compile(r"^[0-9]{8}T[0-9]{6}Z-[0-9a-f]{6}$")
+RUN_ID_RE = re.compile(r"^[0-9]{8}T[0-9]{9}Z-[0-9a-f]{6}$")
 
 
 def atomic_write_text(path: Path, text: str) -> None:
@@ -46,7 +46,9 @@ def atomic_write_text(path: Path, text: str) -> None:
 
 
 def new_run_id() -> str:
-    return datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ") + "-" + secrets.token_hex(3)
+    """UTC time to the millisecond, so run folders list in the order they ran."""
+    now = datetime.now(UTC)
+    return f"{now:%Y%m%dT%H%M%S}{now.microsecond // 1000:03d}Z-{secrets.token_hex(3)}"
 
 
 class RunDir:
@@ -63,7 +65,7 @@ class RunDir:
     @classmethod
     def existing(cls, runs_dir: Path, run_id: str) -> RunDir:
         if not RUN_ID_RE.match(run_id):
-            raise BadInput(f"{run_id!r} is not a run id (like 20261123T101500Z-a1b2c3); "
+            raise BadInput(f"{run_id!r} is not a run id (like 20261123T101500123Z-a1b2c3); "
                            f"see the folders in {runs_dir}")
         run = cls(runs_dir, run_id)
         if not run.state_path.exists():

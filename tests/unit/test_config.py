@@ -51,7 +51,7 @@ def test_bad_config_is_one_line_naming_the_field(tmp_path: Path, body: str, expe
 
 
 def test_a_missing_config_file_says_how_to_start(tmp_path: Path) -> None:
-    with pytest.raises(BadInput, match="copy config.example.toml"):
+    with pytest.raises(BadInput, match=r"copy config\.example\.toml"):
         load(tmp_path / "nope.toml")
 
 

@@ -40,7 +40,7 @@ def test_a_truncated_plan_is_refused(tmp_path: Path) -> None:
     path = tmp_path / "exit.plan.json"
     write_plan(sample(), path)
     path.write_text(path.read_text()[:200])
-    with pytest.raises(BadInput, match="not valid JSON .* truncated"):
+    with pytest.raises(BadInput, match=r"not valid JSON .* truncated"):
         read_plan(path)
 
 

@@ -34,3 +34,27 @@ def test_block_for_holds_every_caller_for_the_vendor_given_time() -> None:
     limiter.block_for(7.5)
     limiter.acquire()
     assert clock.slept == [7.5]
+
+
+def test_a_second_process_inherits_the_first_ones_recent_calls(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    path = tmp_path / "budget.json"
+    first = SlidingWindowLimiter(3, 60.0)
+    for _ in range(3):
+        first.acquire()
+    first.save(path)
+    clock = FakeClock()
+    clock.now = 1000.0
+    second = SlidingWindowLimiter(3, 60.0, margin=0.0, clock=clock, sleep=clock.sleep)
+    second.load(path)
+    second.acquire()  # the window is already full: it must wait for the first call to age out
+    assert len(clock.slept) == 1 and 59.0 < clock.slept[0] <= 60.0
+
+
+def test_an_unreadable_budget_file_is_ignored(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    path = tmp_path / "budget.json"
+    path.write_text("{not json")
+    clock = FakeClock()
+    limiter = SlidingWindowLimiter(3, 60.0, clock=clock, sleep=clock.sleep)
+    limiter.load(path)
+    limiter.acquire()
+    assert clock.slept == []

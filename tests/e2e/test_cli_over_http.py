@@ -1,0 +1,171 @@
+"""End to end: the `offboard` entry point in a subprocess, the sandbox under uvicorn on 127.0.0.1."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from offboard.sandboxing import serve
+from offboard_huntress.sandbox import CUSTOMER_ORG, NEIGHBOUR_ORG, Fault, HuntressSandbox
+from tests.conftest import write_config
+
+pytestmark = pytest.mark.e2e
+
+CANARY_KEY = "hk_canary_key_e2e_51c3"
+CANARY_SECRET = "hs_canary_secret_e2e_9f8d27"
+SCALE = 0.02  # a 60 s window lasts 1.2 s: the limiter really paces this run
+
+
+def offboard_exe() -> list[str]:
+    script = Path(sys.executable).parent / "offboard"
+    if script.exists():
+        return [str(script)]
+    found = shutil.which("offboard")
+    assert found, "the offboard console script is not installed (pip install -e .)"
+    return [found]
+
+
+@dataclass
+class Env:
+    sandbox: HuntressSandbox
+    url: str
+    dir: Path
+    config: Path
+
+    def run(self, *args: str, secret: str = CANARY_SECRET) -> subprocess.CompletedProcess[str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("OFFBOARD_")}
+        env.update(OFFBOARD_HUNTRESS_API_KEY=CANARY_KEY, OFFBOARD_HUNTRESS_API_SECRET=secret,
+                   PYTHON_KEYRING_BACKEND="keyring.backends.null.Keyring", COLUMNS="160")
+        return subprocess.run([*offboard_exe(), *args], cwd=self.dir, env=env, capture_output=True,
+                              text=True, timeout=120, check=False)
+
+    def popen(self, *args: str) -> subprocess.Popen[str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("OFFBOARD_")}
+        env.update(OFFBOARD_HUNTRESS_API_KEY=CANARY_KEY, OFFBOARD_HUNTRESS_API_SECRET=CANARY_SECRET,
+                   PYTHON_KEYRING_BACKEND="keyring.backends.null.Keyring")
+        return subprocess.Popen([*offboard_exe(), *args], cwd=self.dir, env=env, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True)
+
+    def run_dirs(self) -> list[Path]:
+        runs = self.dir / "runs"
+        return sorted(runs.iterdir()) if runs.exists() else []
+
+
+@pytest.fixture
+def env(tmp_path: Path) -> Iterator[Env]:
+    sandbox = HuntressSandbox(time_scale=SCALE, extra_credentials={CANARY_KEY: CANARY_SECRET})
+    with serve(sandbox.app) as url:
+        yield Env(sandbox, url, tmp_path, write_config(tmp_path, url, window=60 * SCALE))
+
+
+def test_plan_apply_verify_and_audit_verify_through_the_cli(env: Env) -> None:
+    neighbour = {a["id"] for a in env.sandbox.agents_of(NEIGHBOUR_ORG)}
+
+    dry = env.run("plan")
+    assert dry.returncode == 10, dry.stderr
+    assert "36 removal(s) by API" in dry.stdout and "Nothing has been changed" in dry.stdout
+    assert {r.method for r in env.sandbox.requests} == {"GET"}
+
+    saved = env.run("plan", "-o", "exit.plan.json")
+    assert saved.returncode == 10 and (env.dir / "exit.plan.json").exists()
+
+    blocked = env.run("apply", "exit.plan.json")
+    assert blocked.returncode == 4, blocked.stderr
+    assert "isolated" in blocked.stdout and env.sandbox.deletes() == []
+
+    applied = env.run("apply", "exit.plan.json", "--override-preflight", "host isolated by us; customer agrees")
+    assert applied.returncode == 0, applied.stderr
+    assert "36 removed" in applied.stdout and "Audit log:" in applied.stdout
+    assert env.sandbox.agents_of(CUSTOMER_ORG) == []
+    assert {a["id"] for a in env.sandbox.agents_of(NEIGHBOUR_ORG)} == neighbour
+    assert [r.status for r in env.sandbox.requests if r.status == 429] == []  # the limiter kept under 60/window
+
+    verified = env.run("verify")
+    assert verified.returncode == 0 and "Service stopped" in verified.stdout
+
+    run = env.run_dirs()[-1]
+    by_run = env.run("verify", "--run", run.name)
+    assert by_run.returncode == 0, by_run.stderr
+    audit = env.run("audit", "verify", str(run / "audit.jsonl"))
+    assert audit.returncode == 0 and "chain intact" in audit.stdout
+    events = [json.loads(line)["event"] for line in (run / "audit.jsonl").read_text().splitlines()]
+    assert events[-1] == "verify.finished" and events.count("action.succeeded") == 36
+
+    again = env.run("plan")
+    assert again.returncode == 0 and "0 removal(s)" in again.stdout
+
+
+def test_verify_says_not_stopped_while_agents_remain(env: Env) -> None:
+    result = env.run("verify")
+    assert result.returncode == 1
+    assert "Service NOT stopped" in result.stdout and "agents_count=36" in result.stdout
+
+
+def test_kill_9_during_apply_then_resume_removes_each_agent_exactly_once(env: Env) -> None:
+    assert env.run("plan", "-o", "exit.plan.json").returncode == 10
+    # Slow every DELETE so the kill lands mid-run, possibly with a DELETE in flight.
+    env.sandbox.faults.append(Fault(method="DELETE", path_prefix="/v1/agents/", status=None, delay=0.05,
+                                    times=10**6))
+    proc = env.popen("apply", "exit.plan.json", "--override-preflight", "lab")
+    deadline = time.monotonic() + 60
+    while len(env.sandbox.deletes()) < 7 and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert proc.poll() is None, "apply finished before it could be killed"
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=10)
+    time.sleep(0.2)  # let a DELETE in flight land at the vendor, as it would for real
+    env.sandbox.faults.clear()
+    landed_before = len(env.sandbox.deletes())
+    assert 7 <= landed_before < 36
+
+    run = env.run_dirs()[-1]
+    resumed = env.run("apply", "--resume", run.name)
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    landed = Counter(r.path for r in env.sandbox.requests if r.method == "DELETE" and r.status == 204)
+    assert len(landed) == 36 and set(landed.values()) == {1}
+    assert env.sandbox.agents_of(CUSTOMER_ORG) == []
+    check = env.run("audit", "verify", str(run / "audit.jsonl"))
+    assert check.returncode == 0, check.stderr
+    records = [json.loads(line) for line in (run / "audit.jsonl").read_text().splitlines()]
+    done = Counter(r["action_id"] for r in records if r["event"] == "action.succeeded")
+    assert len(done) == 36 and set(done.values()) == {1}
+
+
+def test_a_changed_byte_in_the_audit_log_is_named_by_line(env: Env) -> None:
+    env.run("plan", "-o", "exit.plan.json")
+    assert env.run("apply", "exit.plan.json", "--override-preflight", "lab").returncode == 0
+    log = env.run_dirs()[-1] / "audit.jsonl"
+    lines = log.read_bytes().split(b"\n")
+    lines[9] = lines[9].replace(b'"seq":10', b'"seq":11', 1) if b'"seq":10' in lines[9] else lines[9][:-2] + b" }"
+    log.write_bytes(b"\n".join(lines))
+    result = env.run("audit", "verify", str(log))
+    assert result.returncode == 1
+    assert "chain BROKEN at line 10" in result.stderr
+
+
+def test_the_api_secret_appears_in_no_output_of_a_run(env: Env) -> None:
+    outputs = [env.run("plan"), env.run("plan", "-o", "exit.plan.json"),
+               env.run("apply", "exit.plan.json", "--override-preflight", "lab"), env.run("verify"),
+               env.run("verify", "--run", env.run_dirs()[-1].name),
+               env.run("plan", secret="hs_wrong_secret_value_123")]  # a refused key: the error path too
+    assert outputs[-1].returncode == 2 and "refused" in outputs[-1].stderr
+    basic = base64.b64encode(f"{CANARY_KEY}:{CANARY_SECRET}".encode()).decode()
+    texts = [o.stdout + o.stderr for o in outputs]
+    texts += [p.read_text(errors="replace") for p in env.dir.rglob("*") if p.is_file()]
+    assert len(texts) > 8  # config, plan, audit, state, report, plan copy … were all read
+    for text in texts:
+        assert CANARY_SECRET not in text
+        assert basic not in text
+        assert "hs_wrong_secret_value_123" not in text
