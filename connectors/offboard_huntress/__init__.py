@@ -10,8 +10,8 @@ from typing import Any
 
 import httpx
 from pydantic import SecretStr
-from pydantic_settings import BaseSettings
 
+from offboard.config import SectionSettings
 from offboard.connectors import SandboxKit
 from offboard.credentials import CredentialField
 from offboard.http import RetryPolicy, VendorHttp
@@ -33,7 +33,7 @@ class HuntressConnector:
         CredentialField("api_secret", "Huntress API secret (hs_…)"),
     )
 
-    def open(self, settings: BaseSettings, credentials: Mapping[str, SecretStr], *,
+    def open(self, settings: SectionSettings, credentials: Mapping[str, SecretStr], *,
              transport: httpx.BaseTransport | None = None) -> HuntressSession:
         assert isinstance(settings, HuntressSettings)
         key = credentials["api_key"].get_secret_value()

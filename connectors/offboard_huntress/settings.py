@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import SettingsConfigDict
 
@@ -37,6 +39,9 @@ class HuntressSettings(SectionSettings):
             raise ValueError("rate_window_seconds below 60 is only for the sandbox on 127.0.0.1; "
                              "Huntress counts a 60 s window")
         return self
+
+    def scope_key(self) -> dict[str, Any]:
+        return {"organization_id": self.organization_id, "base_url": self.base_url}
 
     @property
     def time_scale(self) -> float:

@@ -41,6 +41,11 @@ class SectionSettings(BaseSettings):
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         return (env_settings, init_settings)
 
+    def scope_key(self) -> dict[str, Any]:
+        """The fields that say *whose* exit this is; a plan belongs to them. Tuning fields
+        (rate limits, timeouts) are left out so changing them does not orphan a plan."""
+        return self.model_dump(mode="json")
+
 
 class CustomerSection(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -64,7 +69,7 @@ class CoreSettings(SectionSettings):
     run: RunSection = RunSection()
 
 
-S = TypeVar("S", bound=BaseSettings)
+S = TypeVar("S", bound=SectionSettings)
 
 
 def section(model: type[S], data: Mapping[str, Any], where: str, env_prefix: str) -> S:
@@ -92,7 +97,7 @@ def section(model: type[S], data: Mapping[str, Any], where: str, env_prefix: str
 class ExitConfig:
     path: Path
     core: CoreSettings
-    vendors: dict[str, BaseSettings] = field(default_factory=dict)
+    vendors: dict[str, SectionSettings] = field(default_factory=dict)
 
     @property
     def customer(self) -> CustomerSection:
@@ -107,7 +112,7 @@ class ExitConfig:
         """Identifies the exit a plan belongs to: the customer and each vendor's scope."""
         data = {
             "customer": self.customer.name,
-            "vendors": {n: s.model_dump(mode="json") for n, s in sorted(self.vendors.items())},
+            "vendors": {n: s.scope_key() for n, s in sorted(self.vendors.items())},
         }
         return hashlib.sha256(canonical_json(data).encode()).hexdigest()
 
@@ -131,7 +136,7 @@ def load_config(path: Path, connector_models: Mapping[str, type[SectionSettings]
         known = ", ".join(sorted([*CoreSettings.model_fields, *connector_models]))
         raise BadInput(f"config: unknown section or key {unknown[0]!r} in {path}; known sections: {known}")
     core = section(CoreSettings, data, "", "OFFBOARD_")
-    vendors: dict[str, BaseSettings] = {}
+    vendors: dict[str, SectionSettings] = {}
     for name, body in vendor_data.items():
         if not isinstance(body, dict):
             raise BadInput(f"config: {name} must be a table ([{name}]), not a value")

@@ -14,7 +14,6 @@ from typing import Any, Literal, Protocol, runtime_checkable
 
 import httpx
 from pydantic import SecretStr
-from pydantic_settings import BaseSettings
 
 from offboard.config import SectionSettings
 from offboard.credentials import CredentialField
@@ -91,7 +90,7 @@ class Connector(Protocol):
     settings_model: type[SectionSettings]
     credential_fields: tuple[CredentialField, ...]
 
-    def open(self, settings: BaseSettings, credentials: Mapping[str, SecretStr], *,
+    def open(self, settings: SectionSettings, credentials: Mapping[str, SecretStr], *,
              transport: httpx.BaseTransport | None = None) -> VendorSession: ...
 
     def sandbox(self) -> SandboxKit | None: ...

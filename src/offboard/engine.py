@@ -114,6 +114,9 @@ def make_plan(cfg: ExitConfig, sessions: Sessions) -> Plan:
         plan_id=str(uuid.uuid4()),
         created_at=now_iso(),
         customer=cfg.customer.name,
+        end_of_service=cfg.customer.end_of_service.isoformat() if cfg.customer.end_of_service else None,
+        approved_by=cfg.customer.approved_by,
+        ticket=cfg.customer.ticket,
         config_fingerprint=cfg.fingerprint(),
         vendors=tuple(vendor_plans),
     ).sealed()

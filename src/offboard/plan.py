@@ -118,6 +118,9 @@ class Plan(_Model):
     plan_id: str
     created_at: str
     customer: str
+    end_of_service: str | None = None
+    approved_by: str = ""
+    ticket: str = ""
     config_fingerprint: str  # which exit definition this plan was made for
     vendors: tuple[VendorPlan, ...]
     checksum: str = ""

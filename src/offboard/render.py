@@ -38,6 +38,8 @@ def findings_table(findings: Sequence[Finding]) -> Table:
 
 def plan_view(plan: Plan) -> None:
     out.print(f"[bold]Exit plan[/] for [bold]{escape(plan.customer)}[/]  (plan {plan.plan_id}, {plan.created_at})")
+    out.print(f"  end of service: {plan.end_of_service or 'not set'}; approved by: "
+              f"{escape(plan.approved_by) or 'not recorded'}; ticket: {escape(plan.ticket) or 'none'}")
     for vp in plan.vendors:
         out.print(f"\n[bold]{vp.display_name}[/] — {escape(vp.scope)}\n  credentials: {escape(vp.account)}")
         if vp.snapshot:

@@ -31,6 +31,8 @@ def render_report(run_id: str, plan: Plan, records: list[dict[str, Any]]) -> str
         f"# Proof of service stop — {plan.customer}",
         "",
         f"- Run: `{run_id}` (plan `{plan.plan_id}`, made {plan.created_at})",
+        f"- End of service: {plan.end_of_service or 'not set'}; approved by: {plan.approved_by or 'not recorded'}; "
+        f"ticket: {plan.ticket or 'none'}",
         f"- Started: {started}",
         f"- Finished: {finished['ts'] if finished else 'not finished (resume the run)'}"
         + (f" — outcome **{finished['outcome']}**" if finished else ""),

@@ -203,3 +203,18 @@ def test_a_vendor_that_stays_down_stops_the_run_with_exit_1_and_the_run_resumes_
     landed = Counter(r.path for r in harness.sandbox.requests if r.method == "DELETE" and r.status == 204)
     assert len(landed) == 36 and set(landed.values()) == {1}
     assert verify_file(resumed.run.audit_path).ok
+
+
+def test_a_plan_survives_a_change_of_tuning_but_not_of_scope(harness: Harness, tmp_path: Path) -> None:
+    with harness.sessions() as s:
+        plan = engine.make_plan(harness.cfg, s)
+    assert plan.end_of_service == "2026-12-31" and plan.approved_by == "J. Doe"
+    tuned_dir, other_dir = tmp_path / "tuned", tmp_path / "other"
+    tuned_dir.mkdir()
+    other_dir.mkdir()
+    tuned = load(write_config(tuned_dir, extra="requests_per_minute = 40\n"))
+    assert tuned.fingerprint() == harness.cfg.fingerprint()
+    write_config(other_dir)
+    other_text = (other_dir / "config.toml").read_text().replace("organization_id = 42", "organization_id = 43")
+    (other_dir / "config.toml").write_text(other_text)
+    assert load(other_dir / "config.toml").fingerprint() != harness.cfg.fingerprint()
