@@ -56,7 +56,7 @@ def plan(
     Exits 10 when there is something to remove, 0 when there is nothing left.
     """
     cfg = _config(config)
-    with engine.open_sessions(cfg) as sessions:
+    with engine.open_sessions(cfg) as sessions, render.err.status("Reading what the customer still has (read-only)…"):
         the_plan = engine.make_plan(cfg, sessions)
     render.plan_view(the_plan)
     if out is not None:
@@ -124,7 +124,7 @@ def verify(
 ) -> None:
     """Re-read each vendor and say whether the customer's service has stopped (exit 0) or not (1)."""
     cfg = _config(config)
-    with engine.open_sessions(cfg) as sessions:
+    with engine.open_sessions(cfg) as sessions, render.err.status("Re-reading the vendors…"):
         checks = engine.verify_run(None, sessions) if run is None else engine.verify_recorded(run, cfg, sessions)
     render.out.print(render.checks_table(checks))
     stopped = all(c.passed for c in checks)
@@ -202,9 +202,8 @@ def main(argv: list[str] | None = None) -> int:
         render.error(f"error: {REDACTOR.text(str(exc))}")
         return exc.exit_code
     except KeyboardInterrupt:
-        render.error("interrupted: the audit log holds everything done so far; "
-                     "resume with `offboard apply --resume RUN_ID`")
-        return 130
+        render.error("interrupted before any run started; nothing was changed")
+        return ExitCode.INTERRUPTED
     except Exception as exc:  # a bug: still one line, the detail only on request
         render.error(f"internal error: {REDACTOR.text(f'{type(exc).__name__}: {exc}')} "
                      "(set OFFBOARD_DEBUG=1 for the traceback, and please report it)")

@@ -19,9 +19,9 @@ from offboard import credentials
 from offboard.audit import AuditLog
 from offboard.config import ExitConfig
 from offboard.connectors import ActionResult, Check, Connector, VendorSession
-from offboard.errors import AmbiguousWrite, BadInput, ExitCode, VendorAuthError, VendorError
+from offboard.errors import AmbiguousWrite, BadInput, ExitCode, RunInterrupted, VendorAuthError, VendorError
 from offboard.http import HttpRecord
-from offboard.plan import Action, Finding, Inventory, Plan, VendorPlan, now_iso, write_plan
+from offboard.plan import Action, Finding, Inventory, Plan, VendorPlan, now_iso, read_plan, write_plan
 from offboard.report import write_report
 from offboard.runstate import RunDir
 
@@ -38,6 +38,8 @@ class Progress(Protocol):
 
     def finish(self) -> None: ...
 
+    def phase(self, text: str) -> None: ...
+
 
 class _NoProgress:
     def start(self, total: int, done: int) -> None:
@@ -47,6 +49,9 @@ class _NoProgress:
         pass
 
     def finish(self) -> None:
+        pass
+
+    def phase(self, text: str) -> None:
         pass
 
 
@@ -209,28 +214,33 @@ def apply(
             audit.close()
 
 
-def resume(run_id: str, cfg: ExitConfig, sessions: Sessions, *, progress: Progress | None = None
-           ) -> RunResult:
+@contextmanager
+def _reopen(run_id: str, cfg: ExitConfig) -> Iterator[tuple[RunDir, Plan, AuditLog]]:
+    """An earlier run, locked, with its plan and its audit log open for appending."""
     run = RunDir.existing(cfg.runs_dir, run_id)
-    from offboard.plan import read_plan
-
     plan = read_plan(run.plan_path)
     _check_plan_fits(plan, cfg)
     with run.lock():
         audit = AuditLog(run.audit_path, run.run_id)
         try:
-            events = {r["event"] for r in audit.records}
-            if "preflight.overridden" not in events and any(
-                    r["event"] == "preflight.checked" and r["outcome"] == "failure" for r in audit.records):
-                raise BadInput(f"run {run_id} was stopped by preflight gates; it has nothing to resume: "
-                               "apply the plan again once incident response is finished")
-            done = fold_actions(audit.records)
-            audit.emit("run.resumed", outcome="success",
-                       detail={"finished_actions": sum(1 for e in done.values() if e in TERMINAL)})
-            live = {name: s.discover() for name, s in sessions.by_vendor.items()}
-            return _execute(run, plan, cfg, sessions, audit, live, progress or _NoProgress())
+            yield run, plan, audit
         finally:
             audit.close()
+
+
+def resume(run_id: str, cfg: ExitConfig, sessions: Sessions, *, progress: Progress | None = None
+           ) -> RunResult:
+    with _reopen(run_id, cfg) as (run, plan, audit):
+        events = {r["event"] for r in audit.records}
+        if "preflight.overridden" not in events and any(
+                r["event"] == "preflight.checked" and r["outcome"] == "failure" for r in audit.records):
+            raise BadInput(f"run {run_id} was stopped by preflight gates; it has nothing to resume: "
+                           "apply the plan again once incident response is finished")
+        done = fold_actions(audit.records)
+        audit.emit("run.resumed", outcome="success",
+                   detail={"finished_actions": sum(1 for e in done.values() if e in TERMINAL)})
+        live = {name: s.discover() for name, s in sessions.by_vendor.items()}
+        return _execute(run, plan, cfg, sessions, audit, live, progress or _NoProgress())
 
 
 def _execute(run: RunDir, plan: Plan, cfg: ExitConfig, sessions: Sessions, audit: AuditLog,
@@ -260,7 +270,11 @@ def _execute(run: RunDir, plan: Plan, cfg: ExitConfig, sessions: Sessions, audit
         _write_state(run, plan, audit, "failed")
         raise
     except VendorError as exc:
-        stop = exc  # the vendor stays down after retries: stop cleanly, resumable
+        stop = exc  # the vendor stays down after retries, or answers nonsense: stop cleanly, resumable
+    except KeyboardInterrupt:
+        audit.emit("run.interrupted", outcome="unknown", detail="stopped by the operator (Ctrl-C)")
+        _write_state(run, plan, audit, "interrupted")
+        raise RunInterrupted(run.run_id) from None
     finally:
         progress.finish()
     counts["already_absent"] = sum(1 for r in audit.records if r["event"] == "action.succeeded"
@@ -271,9 +285,10 @@ def _execute(run: RunDir, plan: Plan, cfg: ExitConfig, sessions: Sessions, audit
                    f"`offboard apply --resume {run.run_id}`")
         _write_state(run, plan, audit, "interrupted")
         write_report(run, plan, audit.records)
-        return RunResult(run, ExitCode.FAILED, counts, message=f"{stop}; resume later with "
+        return RunResult(run, stop.exit_code, counts, message=f"{stop}; resume later with "
                          f"`offboard apply --resume {run.run_id}`")
 
+    progress.phase("Verifying: re-reading each vendor to prove the service stopped")
     checks = verify_run(plan, sessions, audit)
     failed_checks = [c for c in checks if not c.passed]
     if counts["failed"] or counts["unknown"] or failed_checks:
@@ -378,18 +393,9 @@ def verify_run(plan: Plan | None, sessions: Sessions, audit: AuditLog | None = N
 
 def verify_recorded(run_id: str, cfg: ExitConfig, sessions: Sessions) -> list[Check]:
     """Verify a past run's removals and add the re-reads to its audit log."""
-    from offboard.plan import read_plan
-
-    run = RunDir.existing(cfg.runs_dir, run_id)
-    plan = read_plan(run.plan_path)
-    _check_plan_fits(plan, cfg)
-    with run.lock():
-        audit = AuditLog(run.audit_path, run.run_id)
-        try:
-            checks = verify_run(plan, sessions, audit)
-            audit.emit("verify.finished", outcome="success" if all(c.passed for c in checks) else "failure",
-                       detail={"checks": len(checks), "failed": sum(1 for c in checks if not c.passed)})
-            write_report(run, plan, audit.records)
-        finally:
-            audit.close()
+    with _reopen(run_id, cfg) as (run, plan, audit):
+        checks = verify_run(plan, sessions, audit)
+        audit.emit("verify.finished", outcome="success" if all(c.passed for c in checks) else "failure",
+                   detail={"checks": len(checks), "failed": sum(1 for c in checks if not c.passed)})
+        write_report(run, plan, audit.records)
     return checks

@@ -16,6 +16,7 @@ class ExitCode(IntEnum):
     MANUAL_PENDING = 3
     PREFLIGHT_BLOCKED = 4
     PLAN_HAS_CHANGES = 10
+    INTERRUPTED = 130  # Ctrl-C, as shells report SIGINT
 
 
 class OffboardError(Exception):
@@ -56,3 +57,14 @@ class VendorReplyError(VendorError):
     """The vendor answered with something we cannot read (wrong envelope, missing fields)."""
 
     exit_code = ExitCode.BAD_INPUT
+
+
+class RunInterrupted(OffboardError):
+    """The operator stopped a run; it is resumable."""
+
+    exit_code = ExitCode.INTERRUPTED
+
+    def __init__(self, run_id: str) -> None:
+        self.run_id = run_id
+        super().__init__(f"interrupted: everything done so far is in the audit log; "
+                         f"resume with `offboard apply --resume {run_id}`")

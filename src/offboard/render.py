@@ -103,6 +103,9 @@ class RichProgress:
     def finish(self) -> None:
         self._progress.stop()
 
+    def phase(self, text: str) -> None:
+        err.print(text)
+
 
 def paths(audit: Path, report: Path, lines: int, last_hash: str) -> None:
     # Paths are never wrapped: they must copy and paste whole.

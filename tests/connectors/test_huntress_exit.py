@@ -218,3 +218,33 @@ def test_a_plan_survives_a_change_of_tuning_but_not_of_scope(harness: Harness, t
     other_text = (other_dir / "config.toml").read_text().replace("organization_id = 42", "organization_id = 43")
     (other_dir / "config.toml").write_text(other_text)
     assert load(other_dir / "config.toml").fingerprint() != harness.cfg.fingerprint()
+
+
+class CtrlCOnDelete(httpx.BaseTransport):
+    def __init__(self, inner: httpx.BaseTransport, n: int) -> None:
+        self.inner, self.n, self.seen = inner, n, 0
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        if request.method == "DELETE":
+            self.seen += 1
+            if self.seen == self.n:
+                raise KeyboardInterrupt
+        return self.inner.handle_request(request)
+
+
+def test_ctrl_c_is_audited_names_the_run_to_resume_and_the_resume_repeats_nothing(harness: Harness) -> None:
+    from offboard.errors import RunInterrupted
+
+    with harness.sessions(CtrlCOnDelete(InProcessTransport(harness.sandbox.app), n=3)) as s:
+        plan = engine.make_plan(harness.cfg, s)
+        with pytest.raises(RunInterrupted) as info:
+            engine.apply(plan, harness.cfg, s, override_preflight="lab")
+    run_id = info.value.run_id
+    assert f"offboard apply --resume {run_id}" in str(info.value) and info.value.exit_code == 130
+    log = list(read_records(harness.cfg.runs_dir / run_id / "audit.jsonl"))
+    assert log[-1]["event"] == "run.interrupted"
+    assert len(harness.sandbox.deletes()) == 2
+    with harness.sessions() as s:
+        assert engine.resume(run_id, harness.cfg, s).exit_code == ExitCode.OK
+    landed = Counter(harness.sandbox.deletes())
+    assert len(landed) == 36 and set(landed.values()) == {1}
