@@ -162,8 +162,11 @@ def auth_set(vendor: Annotated[str, typer.Argument(help="A vendor name, e.g. hun
 @auth_app.command("status")
 def auth_status() -> None:
     """Show, per vendor, where credentials would come from (never the values)."""
+    has_keyring = credentials.keyring_available()
+    if not has_keyring:
+        render.out.print("OS keyring: not available on this machine; credentials come from the environment.")
     for name, conn in sorted(registry.installed().items()):
-        in_keyring = credentials.stored_fields(name, conn.credential_fields)
+        in_keyring = credentials.stored_fields(name, conn.credential_fields) if has_keyring else []
         in_env = [f.name for f in conn.credential_fields if os.environ.get(credentials.env_var(name, f.name))]
         render.out.print(f"{name}: keyring has {in_keyring or 'nothing'}; environment has {in_env or 'nothing'}")
 

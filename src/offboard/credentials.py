@@ -81,6 +81,14 @@ def store(vendor: str, values: Mapping[str, str]) -> None:
         ) from None
 
 
+def keyring_available() -> bool:
+    try:
+        keyring.get_password(_service("probe"), "probe")
+    except keyring.errors.KeyringError:
+        return False
+    return True
+
+
 def stored_fields(vendor: str, fields: tuple[CredentialField, ...]) -> list[str]:
     """Names of the fields the keyring holds (never the values)."""
     return [f.name for f in fields if _from_keyring(vendor, f.name)]

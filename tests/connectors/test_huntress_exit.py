@@ -248,3 +248,22 @@ def test_ctrl_c_is_audited_names_the_run_to_resume_and_the_resume_repeats_nothin
         assert engine.resume(run_id, harness.cfg, s).exit_code == ExitCode.OK
     landed = Counter(harness.sandbox.deletes())
     assert len(landed) == 36 and set(landed.values()) == {1}
+
+
+def test_an_exit_rides_out_429_and_500_bursts_and_slow_replies(harness: Harness) -> None:
+    harness.sandbox.faults += [
+        Fault(method="GET", path_prefix="/v1/agents", status=429, times=4, retry_after="0.01", after=2),
+        Fault(method="GET", path_prefix="/v1/organizations/", status=500, times=3),
+        Fault(method="DELETE", path_prefix="/v1/agents/", status=429, times=3, after=10),
+        Fault(method="GET", path_prefix="/v1/incident_reports", status=None, delay=0.05, times=2),
+    ]
+    with harness.sessions() as s:
+        plan = engine.make_plan(harness.cfg, s)
+        result = engine.apply(plan, harness.cfg, s, override_preflight="lab")
+    assert result.exit_code == ExitCode.OK
+    statuses = Counter(r.status for r in harness.sandbox.requests)
+    assert statuses[429] == 7 and statuses[500] == 3
+    assert all(f.times == 0 for f in harness.sandbox.faults)
+    assert harness.sandbox.agents_of(CUSTOMER_ORG) == []
+    landed = Counter(harness.sandbox.deletes())
+    assert len(landed) == 36 and set(landed.values()) == {1}

@@ -106,3 +106,15 @@ def test_help_answers_what_each_command_does(cli: Any) -> None:
         assert command in result.out
     apply_help = cli("apply", "--help").out
     assert "--resume" in apply_help and "--override-preflight" in apply_help
+
+
+def test_auth_set_on_a_machine_without_a_keyring_says_what_to_do(cli: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    import keyring
+    from keyring.backends import fail
+
+    keyring.set_keyring(fail.Keyring())
+    monkeypatch.setattr("sys.stdin.isatty", lambda: True)
+    monkeypatch.setattr("typer.prompt", lambda *a, **k: "hs_value_typed")
+    line = one_line_error(cli("auth", "set", "huntress"))
+    assert "no usable OS keyring" in line and "OFFBOARD_HUNTRESS_*" in line
+    assert "OS keyring: not available" in cli("auth", "status").out
