@@ -146,7 +146,7 @@ class VendorHttp:
             limiter.load(budget_file)
         self.policy = policy or RetryPolicy()
         self._sleep = sleep or _sleep
-        self.calls: list[HttpRecord] = []
+        self.last_call: HttpRecord | None = None  # only the latest: memory must not grow with calls
         self._client = httpx.Client(
             base_url=base_url,
             auth=auth,
@@ -220,9 +220,8 @@ class VendorHttp:
                 response = self._client.request(method, path, params=params, json=json)
                 status = response.status_code
             finally:
-                self.calls.append(
-                    HttpRecord(method, path, status, attempt, int((time.monotonic() - started) * 1000))
-                )
+                self.last_call = HttpRecord(method, path, status, attempt,
+                                            int((time.monotonic() - started) * 1000))
             if status in RETRY_STATUSES:
                 raise _RetryableStatus(response)
             return response
@@ -255,7 +254,8 @@ class VendorHttp:
                 self.vendor, call, f"{detail} (gave up after {attempt} attempts)"
             ) from None
 
-        record = self.calls[-1]
+        record = self.last_call
+        assert record is not None
         if response.status_code in ok or response.status_code in allow:
             return Reply(response.status_code, _json_or_none(response, self.vendor, call), record,
                          dict(response.headers))
