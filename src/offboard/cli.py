@@ -74,26 +74,35 @@ def apply(
     override_preflight: Annotated[str | None, typer.Option(
         "--override-preflight", metavar="REASON",
         help="Proceed despite open incidents, escalations or isolated hosts; the reason is audited.")] = None,
+    override_evidence: Annotated[str | None, typer.Option(
+        "--override-evidence", metavar="REASON",
+        help="Remove even though an evidence export failed; the reason is audited.")] = None,
+    confirm_name: Annotated[str | None, typer.Option(
+        "--confirm", metavar="NAME",
+        help="Allow the plan's irreversible step (deleting the whole organization) by typing its name.")] = None,
+    yes_delete: Annotated[bool, typer.Option(
+        "--yes-delete-organization",
+        help="Unattended runs: allow the plan's organization deletion without typing the name.")] = False,
 ) -> None:
     """Execute a saved plan unattended, in the vendors' order, then verify and report.
 
     Refuses a plan whose inventory changed since it was made. Exit 4 when a preflight
-    gate stops it, 3 when manual steps remain, 1 when something failed.
+    gate stops it, 3 when manual items remain (see `offboard status`), 1 when something failed.
     """
     if (plan_file is None) == (resume is None):
         raise BadInput("give either a plan file (offboard apply exit.plan.json) or --resume RUN_ID")
-    if override_preflight is not None and not override_preflight.strip():
-        raise BadInput("--override-preflight needs a reason, "
-                       "e.g. --override-preflight \"incident #12 closed by phone\"")
+    for flag, value in (("--override-preflight", override_preflight), ("--override-evidence", override_evidence)):
+        if value is not None and not value.strip():
+            raise BadInput(f"{flag} needs a reason, e.g. {flag} \"incident #12 closed by phone\"")
+    overrides = engine.Overrides(override_preflight, override_evidence, confirm_name, yes_delete)
     cfg = _config(config)
     the_plan = read_plan(plan_file) if plan_file is not None else None
     with engine.open_sessions(cfg) as sessions:
         if the_plan is not None:
-            result = engine.apply(the_plan, cfg, sessions, override_preflight=override_preflight,
-                                  progress=render.RichProgress())
+            result = engine.apply(the_plan, cfg, sessions, overrides=overrides, progress=render.RichProgress())
         else:
             assert resume is not None
-            result = engine.resume(resume, cfg, sessions, progress=render.RichProgress())
+            result = engine.resume(resume, cfg, sessions, overrides=overrides, progress=render.RichProgress())
     _finish(result)
 
 
@@ -102,12 +111,15 @@ def _finish(result: engine.RunResult) -> None:
         render.out.print(render.findings_table(result.blocking))
     if result.checks:
         render.out.print(render.checks_table(result.checks))
+    if result.pending:
+        render.out.print(render.manual_table(result.pending))
     counts = result.counts
     if counts:
         render.out.print(
             f"Run {result.run.run_id}: {counts['succeeded']} removed ({counts['already_absent']} already absent), "
             f"{counts['failed']} failed, {counts['skipped']} skipped by the scope guard, "
-            f"{counts['unknown']} unknown, {counts['manual']} manual pending.")
+            f"{counts['unknown']} unknown, {counts['blocked']} held back, {counts['exported']} evidence "
+            f"export(s), {counts['manual']} manual pending.")
     check = verify_file(result.run.audit_path)
     render.paths(result.run.audit_path, result.run.report_path, check.lines, check.last_hash)
     if result.message:
@@ -131,6 +143,51 @@ def verify(
     render.out.print("Service stopped: every check passed." if stopped else
                      "[bold red]Service NOT stopped:[/] see the failed checks above.")
     raise typer.Exit(ExitCode.OK if stopped else ExitCode.FAILED)
+
+
+RunOpt = Annotated[str | None, typer.Option("--run", metavar="RUN_ID", help="Default: the latest run.")]
+
+
+@app.command("confirm")
+def confirm_cmd(
+    item: Annotated[str, typer.Argument(help="The manual item's id, as `offboard status` lists it.")],
+    by: Annotated[str, typer.Option("--by", help="Who did it (recorded in the audit log).")],
+    note: Annotated[str, typer.Option("--note", help="What was done or seen; some items require it.")] = "",
+    run: RunOpt = None,
+    config: ConfigOpt = Path("config.toml"),
+) -> None:
+    """Record that a person did a manual item. Where the vendor's API can see the result, it is
+    re-read first, and the confirmation is refused (exit 1) while the vendor disagrees."""
+    cfg = _config(config)
+    run_id = run or engine.latest_run_id(cfg)
+    with engine.open_sessions(cfg) as sessions:
+        result = engine.confirm(run_id, item, by, note, cfg, sessions)
+    if result.check is not None:
+        render.out.print(render.checks_table([result.check]))
+    if not result.accepted:
+        render.error(f"not confirmed: the vendor still shows {result.check.detail if result.check else '?'}; "
+                     "finish the item and confirm again")
+        raise typer.Exit(ExitCode.FAILED)
+    render.out.print(f"Confirmed {item} by {by} in run {run_id}.")
+    if result.remaining:
+        render.out.print(render.manual_table(result.remaining))
+        raise typer.Exit(ExitCode.MANUAL_PENDING)
+    render.out.print("Every manual item of this run is confirmed.")
+
+
+@app.command("status")
+def status_cmd(
+    run_id: Annotated[str | None, typer.Argument(help="Default: the latest run.")] = None,
+    config: ConfigOpt = Path("config.toml"),
+) -> None:
+    """Every step of a run: done / verified / manual-pending / confirmed / skipped (with the reason)."""
+    cfg = _config(config)
+    run, rows = engine.status(run_id or engine.latest_run_id(cfg), cfg)
+    render.out.print(render.status_table(run.run_id, rows))
+    states = {r.state for r in rows}
+    if states & {"failed", "unknown", "blocked", "interrupted", "not started"}:
+        raise typer.Exit(ExitCode.FAILED)
+    raise typer.Exit(ExitCode.MANUAL_PENDING if "manual-pending" in states else ExitCode.OK)
 
 
 @audit_app.command("verify")

@@ -54,6 +54,7 @@ class CustomerSection(BaseModel):
     end_of_service: date | None = None
     approved_by: str = ""
     ticket: str = ""
+    monitoring_after_exit: str = ""  # who watches the customer's systems after the exit date
 
 
 class RunSection(BaseModel):

@@ -26,12 +26,21 @@ Outcome = Literal["success", "failure", "unknown"]
 
 
 @dataclass(frozen=True)
+class Artifact:
+    """A file of retained evidence an action produced (an export, a downloaded report)."""
+
+    name: str  # relative path under the vendor's evidence folder, e.g. "incident_reports.json"
+    content: bytes
+
+
+@dataclass(frozen=True)
 class ActionResult:
     outcome: Outcome
     detail: str
     http: HttpRecord | None = None
     already_absent: bool = False
     owner: str | None = None  # a re-read's answer: who the object belongs to, if it still exists
+    artifacts: tuple[Artifact, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -43,6 +52,7 @@ class Check:
     detail: str
     target: Target | None = None
     http: HttpRecord | None = None
+    action_id: str | None = None  # the planned action this check proves, if one
 
 
 @dataclass(frozen=True)
@@ -71,6 +81,10 @@ class VendorSession(Protocol):
 
     def verify(self, vendor_plan: VendorPlan | None, inventory: Inventory) -> list[Check]: ...
 
+    def check_manual(self, action: Action) -> Check | None:
+        """Re-read what a manual item should have changed; None when the API cannot see it."""
+        ...
+
     def close(self) -> None: ...
 
 
@@ -81,6 +95,8 @@ class SandboxKit:
     make_app: Callable[[float], Any]  # time scale -> ASGI app
     config_section: Callable[[str, float], dict[str, Any]]  # (base_url, time scale) -> [vendor]
     credentials: Mapping[str, str]  # sandbox-only credentials, never real ones
+    # The demo stands in for the person at the portal: do a manual item in the sandbox.
+    portal: Callable[[str, Action], bool] | None = None  # (base_url, action) -> done?
 
 
 @runtime_checkable

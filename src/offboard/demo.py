@@ -67,7 +67,7 @@ def run_demo(directory: Path) -> int:
             if any(f.blocking for v in plan.vendors for f in v.findings):
                 render.out.print(f"A preflight gate would stop a real run (exit 4). The demo overrides it "
                                  f"with an audited reason: “{DEMO_OVERRIDE}”.")
-            result = engine.apply(plan, cfg, sessions, override_preflight=DEMO_OVERRIDE,
+            result = engine.apply(plan, cfg, sessions, overrides=engine.Overrides(preflight=DEMO_OVERRIDE),
                                   progress=render.RichProgress())
 
         render.out.rule("3. verify")

@@ -1,9 +1,14 @@
-"""plan / apply / resume / verify, in each connector's declared order.
+"""plan / apply / resume / verify / confirm / status, in each connector's declared order.
 
 Exactly-once on resume: before an action's call is sent, ``action.started`` is
 fsynced to the audit log. A resumed run folds the log; an action that started
 but never finished is re-read before anything is sent again. An action whose
 write reply was lost is recorded ``unknown`` and re-read the same way.
+
+Order: the engine never reorders a plan. It also enforces the runbook's two
+ordering rules itself: no destructive action of a vendor runs when that vendor's
+evidence export failed (unless overridden, and audited), and a guarded action
+(e.g. deleting a whole organization) runs only when the operator named it.
 """
 
 from __future__ import annotations
@@ -17,15 +22,20 @@ from typing import Any, Protocol
 from offboard import connectors as registry
 from offboard import credentials
 from offboard.audit import AuditLog
+from offboard.closure import write_closure_note
 from offboard.config import ExitConfig
 from offboard.connectors import ActionResult, Check, Connector, VendorSession
 from offboard.errors import AmbiguousWrite, BadInput, ExitCode, RunInterrupted, VendorAuthError, VendorError
+from offboard.evidence import EvidenceStore
 from offboard.http import HttpRecord
 from offboard.plan import Action, Finding, Inventory, Plan, VendorPlan, now_iso, read_plan, write_plan
 from offboard.report import write_report
 from offboard.runstate import RunDir
 
-TERMINAL = ("action.succeeded", "action.skipped")
+# The lifecycle events that say where an action stands; the last one wins.
+LIFECYCLE = ("action.started", "action.unknown", "action.succeeded", "action.failed", "action.skipped",
+             "action.blocked", "manual.pending", "manual.confirmed", "manual.rejected")
+TERMINAL = ("action.succeeded", "action.skipped", "manual.confirmed")
 UNSETTLED = ("action.started", "action.unknown")  # a write may have landed: re-read first
 
 
@@ -55,16 +65,22 @@ class _NoProgress:
         pass
 
 
+@dataclass(frozen=True)
+class Overrides:
+    """What the operator decided at apply time; every one is audited."""
+
+    preflight: str | None = None  # reason to proceed despite preflight gates
+    evidence: str | None = None  # reason to remove even though the evidence export failed
+    confirm_name: str | None = None  # the name typed to allow a guarded action
+    yes_guarded: bool = False  # unattended: allow guarded actions without typing the name
+
+
 @dataclass
 class Sessions:
     """The exit's vendors, each opened once and closed together."""
 
     by_vendor: dict[str, VendorSession]
     connectors: dict[str, Connector]
-
-    def close(self) -> None:
-        for s in self.by_vendor.values():
-            s.close()
 
 
 @contextmanager
@@ -87,8 +103,7 @@ def open_sessions(
                 secret = credentials.load(name, conn.display_name, conn.credential_fields)
             opened[name] = conn.open(settings, secret, transport=(transports or {}).get(name))
             conns[name] = conn
-        sessions = Sessions(opened, conns)
-        yield sessions
+        yield Sessions(opened, conns)
     finally:
         for s in opened.values():
             s.close()
@@ -115,13 +130,15 @@ def make_plan(cfg: ExitConfig, sessions: Sessions) -> Plan:
             skipped=parts.skipped,
             steps=parts.steps,
         ))
+    customer = cfg.customer
     return Plan(
         plan_id=str(uuid.uuid4()),
         created_at=now_iso(),
-        customer=cfg.customer.name,
-        end_of_service=cfg.customer.end_of_service.isoformat() if cfg.customer.end_of_service else None,
-        approved_by=cfg.customer.approved_by,
-        ticket=cfg.customer.ticket,
+        customer=customer.name,
+        end_of_service=customer.end_of_service.isoformat() if customer.end_of_service else None,
+        approved_by=customer.approved_by,
+        ticket=customer.ticket,
+        monitoring_after_exit=customer.monitoring_after_exit,
         config_fingerprint=cfg.fingerprint(),
         vendors=tuple(vendor_plans),
     ).sealed()
@@ -137,6 +154,7 @@ class RunResult:
     counts: dict[str, int] = field(default_factory=dict)
     checks: list[Check] = field(default_factory=list)
     blocking: list[Finding] = field(default_factory=list)
+    pending: list[Action] = field(default_factory=list)
     message: str = ""
 
 
@@ -144,7 +162,7 @@ def fold_actions(records: list[dict[str, Any]]) -> dict[str, str]:
     """Each action's last lifecycle event, from the audit log."""
     state: dict[str, str] = {}
     for r in records:
-        if r.get("action_id") and str(r.get("event", "")).startswith("action."):
+        if r.get("action_id") and r.get("event") in LIFECYCLE:
             state[r["action_id"]] = r["event"]
     return state
 
@@ -167,15 +185,23 @@ def _check_not_stale(plan: Plan, live: Mapping[str, Inventory]) -> None:
             )
 
 
-def apply(
-    plan: Plan,
-    cfg: ExitConfig,
-    sessions: Sessions,
-    *,
-    override_preflight: str | None = None,
-    progress: Progress | None = None,
-) -> RunResult:
+def _check_guards(plan: Plan, overrides: Overrides) -> None:
+    for action in plan.actions():
+        if action.confirm is None or overrides.yes_guarded:
+            continue
+        if overrides.confirm_name is None:
+            raise BadInput(f"this plan will {action.summary}; that cannot be undone: pass "
+                           f"--confirm \"{action.confirm}\" (or --yes-delete-organization when unattended)")
+        if overrides.confirm_name != action.confirm:
+            raise BadInput(f"--confirm {overrides.confirm_name!r} does not match {action.confirm!r}; "
+                           "type the name exactly as the plan shows it")
+
+
+def apply(plan: Plan, cfg: ExitConfig, sessions: Sessions, *, overrides: Overrides | None = None,
+          progress: Progress | None = None) -> RunResult:
+    overrides = overrides or Overrides()
     _check_plan_fits(plan, cfg)
+    _check_guards(plan, overrides)
     live = {name: s.discover() for name, s in sessions.by_vendor.items()}
     _check_not_stale(plan, live)
     findings = [f for name, s in sessions.by_vendor.items() for f in s.preflight(live[name])]
@@ -194,7 +220,7 @@ def apply(
                 audit.emit("preflight.checked", vendor=f.vendor, outcome="failure" if f.blocking else "success",
                            detail={"kind": f.kind, "count": f.count, "finding": f.detail,
                                    "blocking": f.blocking})
-            if blocking and not override_preflight:
+            if blocking and not overrides.preflight:
                 audit.emit("run.finished", outcome="failure",
                            detail="stopped by preflight gates before any removal")
                 _write_state(run, plan, audit, "blocked")
@@ -203,13 +229,16 @@ def apply(
                                          "or pass --override-preflight \"REASON\"")
             if blocking:
                 audit.emit("preflight.overridden", outcome="success",
-                           detail={"reason": override_preflight,
-                                   "overridden": [f.kind for f in blocking]})
+                           detail={"reason": overrides.preflight, "overridden": [f.kind for f in blocking]})
             for action in plan.actions():
+                if action.confirm is not None:
+                    audit.emit("guard.confirmed", vendor=action.vendor, step=action.step, action_id=action.id,
+                               target=action.target.model_dump(), outcome="success",
+                               detail={"typed": overrides.confirm_name, "unattended_flag": overrides.yes_guarded})
                 audit.emit("action.planned", vendor=action.vendor, step=action.step,
                            action_id=action.id, target=action.target.model_dump(),
-                           detail={"summary": action.summary, "call": action.call})
-            return _execute(run, plan, cfg, sessions, audit, live, progress or _NoProgress())
+                           detail={"summary": action.summary, "call": action.call or "manual"})
+            return _execute(run, plan, sessions, audit, live, overrides, progress or _NoProgress())
         finally:
             audit.close()
 
@@ -228,8 +257,9 @@ def _reopen(run_id: str, cfg: ExitConfig) -> Iterator[tuple[RunDir, Plan, AuditL
             audit.close()
 
 
-def resume(run_id: str, cfg: ExitConfig, sessions: Sessions, *, progress: Progress | None = None
-           ) -> RunResult:
+def resume(run_id: str, cfg: ExitConfig, sessions: Sessions, *, overrides: Overrides | None = None,
+           progress: Progress | None = None) -> RunResult:
+    overrides = overrides or Overrides()
     with _reopen(run_id, cfg) as (run, plan, audit):
         events = {r["event"] for r in audit.records}
         if "preflight.overridden" not in events and any(
@@ -240,30 +270,64 @@ def resume(run_id: str, cfg: ExitConfig, sessions: Sessions, *, progress: Progre
         audit.emit("run.resumed", outcome="success",
                    detail={"finished_actions": sum(1 for e in done.values() if e in TERMINAL)})
         live = {name: s.discover() for name, s in sessions.by_vendor.items()}
-        return _execute(run, plan, cfg, sessions, audit, live, progress or _NoProgress())
+        # Guarded actions were confirmed when the run started (audited); the run keeps that decision.
+        confirmed = Overrides(overrides.preflight, overrides.evidence, None, True)
+        return _execute(run, plan, sessions, audit, live, confirmed, progress or _NoProgress())
 
 
-def _execute(run: RunDir, plan: Plan, cfg: ExitConfig, sessions: Sessions, audit: AuditLog,
-             live: Mapping[str, Inventory], progress: Progress) -> RunResult:
+def _execute(run: RunDir, plan: Plan, sessions: Sessions, audit: AuditLog, live: Mapping[str, Inventory],
+             overrides: Overrides, progress: Progress) -> RunResult:
     done = fold_actions(audit.records)
+    step_of = plan.step_of()
+    evidence = EvidenceStore(run.path)
     actions = plan.actions()
     progress.start(len(actions), sum(1 for a in actions if done.get(a.id) in TERMINAL))
-    counts = {"succeeded": 0, "already_absent": 0, "failed": 0, "skipped": 0, "manual": 0, "unknown": 0}
+    counts = {"succeeded": 0, "already_absent": 0, "failed": 0, "skipped": 0, "blocked": 0, "manual": 0,
+              "unknown": 0, "exported": 0}
+    evidence_failed: set[str] = {a.vendor for a in actions
+                                 if step_of[a.id].phase == "evidence" and done.get(a.id) == "action.failed"}
+    if evidence_failed and overrides.evidence:
+        audit.emit("evidence.overridden", outcome="success",
+                   detail={"reason": overrides.evidence, "vendors": sorted(evidence_failed)})
+    pending: list[Action] = []
     stop: VendorError | None = None
     try:
         for action in actions:
-            if done.get(action.id) in TERMINAL:
+            state = done.get(action.id)
+            if state in TERMINAL:
                 continue
             if action.kind == "manual":
-                audit.emit("manual.pending", vendor=action.vendor, step=action.step, action_id=action.id,
-                           target=action.target.model_dump(), detail=action.summary)
+                if state != "manual.pending":
+                    audit.emit("manual.pending", vendor=action.vendor, step=action.step, action_id=action.id,
+                               target=action.target.model_dump(), outcome="unknown",
+                               detail={"summary": action.summary,
+                                       **(action.manual.model_dump() if action.manual else {})})
                 counts["manual"] += 1
+                pending.append(action)
+                progress.advance(action, "manual.pending")
                 continue
-            event = _run_action(action, sessions.by_vendor[action.vendor], live[action.vendor],
-                                audit, interrupted=done.get(action.id) in UNSETTLED)
-            key = {"action.succeeded": "succeeded", "action.failed": "failed",
-                   "action.skipped": "skipped", "action.unknown": "unknown"}[event]
-            counts[key] += 1
+            phase = step_of[action.id].phase
+            if (action.destructive and action.vendor in evidence_failed and phase != "evidence"
+                    and not overrides.evidence):
+                audit.emit("action.blocked", vendor=action.vendor, step=action.step, action_id=action.id,
+                           target=action.target.model_dump(), outcome="failure",
+                           detail="not run: this vendor's evidence export failed; fix it and resume, or "
+                                  "resume with --override-evidence \"REASON\"")
+                counts["blocked"] += 1
+                progress.advance(action, "action.blocked")
+                continue
+            session = sessions.by_vendor[action.vendor]
+            if not action.destructive:
+                event = _run_read(action, session, audit, evidence)
+                if event == "action.failed" and phase == "evidence":
+                    evidence_failed.add(action.vendor)
+                counts["exported" if event == "action.succeeded" else "failed"] += 1
+            else:
+                event = _run_action(action, session, live[action.vendor], audit,
+                                    interrupted=state in UNSETTLED)
+                key = {"action.succeeded": "succeeded", "action.failed": "failed",
+                       "action.skipped": "skipped", "action.unknown": "unknown"}[event]
+                counts[key] += 1
             progress.advance(action, event)
     except VendorAuthError as exc:
         audit.emit("run.finished", outcome="failure", detail=str(exc))
@@ -278,30 +342,55 @@ def _execute(run: RunDir, plan: Plan, cfg: ExitConfig, sessions: Sessions, audit
     finally:
         progress.finish()
     counts["already_absent"] = sum(1 for r in audit.records if r["event"] == "action.succeeded"
-                                   and isinstance(r.get("detail"), dict)
-                                   and r["detail"].get("already_absent"))
+                                   and isinstance(r.get("detail"), dict) and r["detail"].get("already_absent"))
     if stop is not None:
         audit.emit("run.finished", outcome="failure", detail=f"stopped: {stop}; resume with "
                    f"`offboard apply --resume {run.run_id}`")
         _write_state(run, plan, audit, "interrupted")
-        write_report(run, plan, audit.records)
+        _write_documents(run, plan, audit)
         return RunResult(run, stop.exit_code, counts, message=f"{stop}; resume later with "
                          f"`offboard apply --resume {run.run_id}`")
 
     progress.phase("Verifying: re-reading each vendor to prove the service stopped")
     checks = verify_run(plan, sessions, audit)
     failed_checks = [c for c in checks if not c.passed]
-    if counts["failed"] or counts["unknown"] or failed_checks:
+    message = ""
+    if counts["failed"] or counts["unknown"] or counts["blocked"] or failed_checks:
         code, outcome = ExitCode.FAILED, "failure"
-    elif counts["manual"]:
+        if counts["blocked"]:
+            message = (f"{counts['blocked']} removal(s) held back because an evidence export failed; see the "
+                       f"audit log, then `offboard apply --resume {run.run_id}`")
+    elif pending:
         code, outcome = ExitCode.MANUAL_PENDING, "success"
+        message = (f"{len(pending)} manual item(s) pending: do each, then `offboard confirm ITEM --by NAME "
+                   f"--run {run.run_id}`; `offboard status {run.run_id}` lists them")
     else:
         code, outcome = ExitCode.OK, "success"
     audit.emit("run.finished", outcome=outcome, detail={**counts, "checks_failed": len(failed_checks),
                                                         "exit_code": int(code)})
     _write_state(run, plan, audit, "finished" if code == ExitCode.OK else f"finished-{code.name.lower()}")
-    write_report(run, plan, audit.records)
-    return RunResult(run, code, counts, checks)
+    _write_documents(run, plan, audit)
+    return RunResult(run, code, counts, checks, pending=pending, message=message)
+
+
+def _run_read(action: Action, session: VendorSession, audit: AuditLog, evidence: EvidenceStore) -> str:
+    """A read-only action (an evidence export): no scope guard, safe to repeat, files kept."""
+    base = {"vendor": action.vendor, "step": action.step, "action_id": action.id,
+            "target": action.target.model_dump()}
+    audit.emit("action.started", **base, outcome="unknown", detail={"call": action.call})
+    try:
+        result = session.execute(action)
+    except VendorError as exc:
+        if isinstance(exc, VendorAuthError) or exc.status is None or exc.status >= 500:
+            raise
+        audit.emit("action.failed", **base, outcome="failure", detail={"message": str(exc)})
+        return "action.failed"
+    files = evidence.write(action.vendor, action.id, result.artifacts)
+    event = "action.succeeded" if result.outcome == "success" else "action.failed"
+    audit.emit(event, **base, http=_http(result.http), outcome=result.outcome,
+               detail={"message": result.detail,
+                       "files": [{"path": f["path"], "sha256": f["sha256"], "bytes": f["bytes"]} for f in files]})
+    return event
 
 
 def _run_action(action: Action, session: VendorSession, live: Inventory, audit: AuditLog,
@@ -372,7 +461,19 @@ def _write_state(run: RunDir, plan: Plan, audit: AuditLog, status: str) -> None:
     })
 
 
+def _write_documents(run: RunDir, plan: Plan, audit: AuditLog) -> None:
+    write_report(run, plan, audit.records)
+    write_closure_note(run, plan, audit.records, EvidenceStore(run.path).manifest())
+
+
 # -- verify ----------------------------------------------------------------------
+
+
+def _emit_check(audit: AuditLog, vendor: str, c: Check) -> None:
+    audit.emit("verify.passed" if c.passed else "verify.failed", vendor=vendor, step="verify",
+               action_id=c.action_id, target=c.target.model_dump() if c.target else None,
+               http=_http(c.http), outcome="success" if c.passed else "failure",
+               detail={"check": c.name, "result": c.detail})
 
 
 def verify_run(plan: Plan | None, sessions: Sessions, audit: AuditLog | None = None) -> list[Check]:
@@ -380,22 +481,145 @@ def verify_run(plan: Plan | None, sessions: Sessions, audit: AuditLog | None = N
     checks: list[Check] = []
     for name, session in sessions.by_vendor.items():
         vp = plan.vendor(name) if plan is not None else None
-        vendor_checks = session.verify(vp, session.discover())
-        for c in vendor_checks:
-            if audit is not None:
-                audit.emit("verify.passed" if c.passed else "verify.failed", vendor=name,
-                           step="verify", target=c.target.model_dump() if c.target else None,
-                           http=_http(c.http), outcome="success" if c.passed else "failure",
-                           detail={"check": c.name, "result": c.detail})
+        inventory = session.discover()
+        vendor_checks = session.verify(vp, inventory)
+        if audit is not None:
+            audit.emit("snapshot.taken", vendor=name, step="verify", outcome="success",
+                       detail={"when": "after", "snapshot": inventory.snapshot})
+            for c in vendor_checks:
+                _emit_check(audit, name, c)
         checks.extend(vendor_checks)
     return checks
 
 
 def verify_recorded(run_id: str, cfg: ExitConfig, sessions: Sessions) -> list[Check]:
-    """Verify a past run's removals and add the re-reads to its audit log."""
+    """Verify a past run's removals and its confirmed manual items; add the re-reads to its log."""
     with _reopen(run_id, cfg) as (run, plan, audit):
         checks = verify_run(plan, sessions, audit)
+        for action in plan.actions():
+            if action.kind == "manual":
+                check = sessions.by_vendor[action.vendor].check_manual(action)
+                if check is not None:
+                    _emit_check(audit, action.vendor, check)
+                    checks.append(check)
         audit.emit("verify.finished", outcome="success" if all(c.passed for c in checks) else "failure",
                    detail={"checks": len(checks), "failed": sum(1 for c in checks if not c.passed)})
-        write_report(run, plan, audit.records)
+        _write_documents(run, plan, audit)
     return checks
+
+
+# -- manual items ------------------------------------------------------------------
+
+
+@dataclass
+class ConfirmResult:
+    run: RunDir
+    action: Action
+    accepted: bool
+    check: Check | None
+    remaining: list[Action]
+
+
+def latest_run_id(cfg: ExitConfig) -> str:
+    runs = sorted(p.name for p in cfg.runs_dir.glob("*") if (p / "state.json").exists()) \
+        if cfg.runs_dir.exists() else []
+    if not runs:
+        raise BadInput(f"no run in {cfg.runs_dir}; apply a plan first")
+    return runs[-1]
+
+
+def confirm(run_id: str, action_id: str, by: str, note: str, cfg: ExitConfig, sessions: Sessions) -> ConfirmResult:
+    """Record that a person did a manual item, after re-reading the vendor where it can see it."""
+    if not by.strip():
+        raise BadInput("--by needs the name of the person who did the item")
+    with _reopen(run_id, cfg) as (run, plan, audit):
+        action = plan.action(action_id)
+        manual_ids = [a.id for a in plan.actions() if a.kind == "manual"]
+        if action is None or action.kind != "manual":
+            raise BadInput(f"{action_id!r} is not a manual item of run {run_id}; its manual items: "
+                           + (", ".join(manual_ids) or "none"))
+        state = fold_actions(audit.records)
+        if state.get(action_id) == "manual.confirmed":
+            who = next(r["detail"]["by"] for r in reversed(audit.records)
+                       if r["event"] == "manual.confirmed" and r["action_id"] == action_id)
+            raise BadInput(f"{action_id} was already confirmed by {who}; see `offboard status {run_id}`")
+        if state.get(action_id) is None:
+            raise BadInput(f"{action_id} has not been reached yet in run {run_id}; resume the run first")
+        if action.manual is not None and action.manual.record and not note.strip():
+            raise BadInput(f"{action_id} needs --note recording {action.manual.record}")
+        check = sessions.by_vendor[action.vendor].check_manual(action)
+        base = {"vendor": action.vendor, "step": action.step, "action_id": action.id,
+                "target": action.target.model_dump()}
+        if check is not None:
+            _emit_check(audit, action.vendor, check)
+        if check is not None and not check.passed:
+            audit.emit("manual.rejected", **base, outcome="failure",
+                       detail={"by": by, "note": note, "why": f"the vendor still shows: {check.detail}"})
+            accepted = False
+        else:
+            audit.emit("manual.confirmed", **base, outcome="success",
+                       detail={"by": by, "note": note, "verified_by_api": check is not None})
+            accepted = True
+        state = fold_actions(audit.records)
+        remaining = [a for a in plan.actions() if a.kind == "manual" and state.get(a.id) != "manual.confirmed"]
+        all_api_done = all(state.get(a.id) in TERMINAL for a in plan.actions() if a.kind == "api")
+        if accepted and not remaining and all_api_done:
+            audit.emit("run.closed", outcome="success", detail="every action done and every manual item confirmed")
+            _write_state(run, plan, audit, "closed")
+        else:
+            _write_state(run, plan, audit, "finished-manual_pending")
+        _write_documents(run, plan, audit)
+        return ConfirmResult(run, action, accepted, check, remaining)
+
+
+# -- status ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class StatusRow:
+    step: str
+    action: Action
+    state: str  # done / verified / manual-pending / confirmed / skipped / blocked / failed / unknown / not started
+    detail: str
+
+
+def status(run_id: str, cfg: ExitConfig) -> tuple[RunDir, list[StatusRow]]:
+    from offboard.audit import read_records
+
+    run = RunDir.existing(cfg.runs_dir, run_id)
+    plan = read_plan(run.plan_path)
+    records = list(read_records(run.audit_path)) if run.audit_path.exists() else []
+    last: dict[str, dict[str, Any]] = {}
+    verified: dict[str, bool] = {}
+    for r in records:
+        aid = r.get("action_id")
+        if not aid:
+            continue
+        if r["event"] in LIFECYCLE:
+            last[aid] = r
+        elif r["event"] in ("verify.passed", "verify.failed"):
+            verified[aid] = r["event"] == "verify.passed"
+    rows = []
+    names = {"action.succeeded": "done", "action.failed": "failed", "action.skipped": "skipped",
+             "action.blocked": "blocked", "action.unknown": "unknown", "action.started": "interrupted",
+             "manual.pending": "manual-pending", "manual.confirmed": "confirmed",
+             "manual.rejected": "manual-pending"}
+    for step in plan.steps():
+        for a in step.actions:
+            rec = last.get(a.id)
+            state = names.get(rec["event"], "?") if rec else "not started"
+            if state == "done" and verified.get(a.id):
+                state = "verified"
+            detail = ""
+            if rec is not None:
+                d = rec.get("detail")
+                if rec["event"] == "manual.confirmed" and isinstance(d, dict):
+                    detail = f"by {d['by']} at {rec['ts']}" + (f": {d['note']}" if d.get("note") else "")
+                elif rec["event"] == "manual.rejected" and isinstance(d, dict):
+                    detail = f"confirmation refused: {d['why']}"
+                elif rec["event"] == "manual.pending":
+                    detail = a.manual.portal_path if a.manual else a.summary
+                else:
+                    detail = d.get("message", "") if isinstance(d, dict) else str(d or "")
+            rows.append(StatusRow(step.title, a, state, detail))
+    return run, rows

@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from offboard.errors import BadInput
 
 PLAN_FORMAT = 1
+Phase = Literal["scope", "evidence", "removal", "closure"]
 
 
 class _Model(BaseModel):
@@ -35,7 +36,8 @@ class Manual(_Model):
 
     portal_path: str
     done_when: str
-    verify_hint: str = ""
+    verify_hint: str = ""  # what the API re-read checks when the item is confirmed, if anything
+    record: str = ""  # what the confirmer must write in --note (e.g. who approved a consent removal)
 
 
 class Action(_Model):
@@ -49,14 +51,18 @@ class Action(_Model):
     call: str = ""  # e.g. "DELETE /v1/agents/17" — shown in the plan table
     owner: str = ""  # the scope this object must belong to when it is touched
     manual: Manual | None = None
+    destructive: bool = True  # False for reads (evidence export): no scope guard, safe to repeat
+    confirm: str | None = None  # the name an operator must type (--confirm) before this runs
 
 
 class Step(_Model):
     id: str
     vendor: str
     title: str
+    phase: Phase = "removal"
     why: str = ""
     actions: tuple[Action, ...] = ()
+    stops_updating: tuple[str, ...] = ()  # for the closure note: what the customer no longer gets
 
 
 class Finding(_Model):
@@ -121,6 +127,7 @@ class Plan(_Model):
     end_of_service: str | None = None
     approved_by: str = ""
     ticket: str = ""
+    monitoring_after_exit: str = ""
     config_fingerprint: str  # which exit definition this plan was made for
     vendors: tuple[VendorPlan, ...]
     checksum: str = ""
@@ -130,6 +137,15 @@ class Plan(_Model):
 
     def api_actions(self) -> list[Action]:
         return [a for a in self.actions() if a.kind == "api"]
+
+    def steps(self) -> list[Step]:
+        return [s for v in self.vendors for s in v.steps]
+
+    def step_of(self) -> dict[str, Step]:
+        return {a.id: s for s in self.steps() for a in s.actions}
+
+    def action(self, action_id: str) -> Action | None:
+        return next((a for a in self.actions() if a.id == action_id), None)
 
     def vendor(self, name: str) -> VendorPlan:
         for v in self.vendors:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from rich.console import Console
 from rich.markup import escape
@@ -13,6 +14,9 @@ from rich.table import Table
 
 from offboard.connectors import Check
 from offboard.plan import Action, Finding, Plan
+
+if TYPE_CHECKING:
+    from offboard.engine import StatusRow
 
 MAX_ROWS_PER_STEP = 60  # a 10,000-agent plan prints a sample; the plan file has them all
 
@@ -48,11 +52,13 @@ def plan_view(plan: Plan) -> None:
             out.print(findings_table(vp.findings))
         for step in vp.steps:
             table = Table(title=f"{step.title}  ({len(step.actions)} actions)", title_justify="left")
-            for col in ("#", "Object", "Planned action", "Call"):
+            for col in ("#", "Object", "Planned action", "How"):
                 table.add_column(col, overflow="fold")
             for n, a in enumerate(step.actions[:MAX_ROWS_PER_STEP], start=1):
-                table.add_row(str(n), escape(f"{a.target.name} ({a.target.id})"), escape(a.summary),
-                              escape(a.call or "manual"))
+                how = a.call if a.kind == "api" else f"MANUAL ({a.id}): {a.manual.portal_path if a.manual else ''}"
+                if a.confirm:
+                    how += f"  [needs --confirm \"{a.confirm}\"]"
+                table.add_row(str(n), escape(f"{a.target.name} ({a.target.id})"), escape(a.summary), escape(how))
             if len(step.actions) > MAX_ROWS_PER_STEP:
                 table.add_row("…", f"and {len(step.actions) - MAX_ROWS_PER_STEP} more", "(all in the plan file)", "")
             out.print(table)
@@ -60,9 +66,39 @@ def plan_view(plan: Plan) -> None:
             out.print("[yellow]Not touched (outside the exit's scope):[/]")
             for s in vp.skipped:
                 out.print(f"  - {escape(s.target.name)} ({s.target.id}): {escape(s.reason)}")
-    api = len(plan.api_actions())
-    manual = len(plan.actions()) - api
-    out.print(f"\n[bold]Plan:[/] {api} removal(s) by API, {manual} manual. Nothing has been changed.")
+    api = [a for a in plan.api_actions() if a.destructive]
+    reads = len(plan.api_actions()) - len(api)
+    manual = len(plan.actions()) - len(plan.api_actions())
+    out.print(f"\n[bold]Plan:[/] {len(api)} removal(s) by API, {reads} evidence export(s), {manual} manual item(s). "
+              "Nothing has been changed.")
+
+
+def manual_table(actions: Sequence[Action]) -> Table:
+    table = Table(title="Manual items (no API): do each, then `offboard confirm ITEM --by NAME`",
+                  title_justify="left")
+    for col in ("Item", "Where", "Done when", "Checked by API"):
+        table.add_column(col, overflow="fold")
+    for a in actions:
+        m = a.manual
+        table.add_row(escape(a.id), escape(m.portal_path if m else a.summary), escape(m.done_when if m else ""),
+                      escape(m.verify_hint if m and m.verify_hint else "no (record what you saw in --note)"))
+    return table
+
+
+STATE_STYLE = {"done": "green", "verified": "green", "confirmed": "green", "manual-pending": "yellow",
+               "skipped": "cyan", "failed": "bold red", "blocked": "bold red", "unknown": "bold red",
+               "interrupted": "bold red", "not started": "dim"}
+
+
+def status_table(run_id: str, rows: Sequence[StatusRow]) -> Table:
+    table = Table(title=f"Run {run_id}", title_justify="left")
+    for col in ("Step", "Item", "State", "Detail"):
+        table.add_column(col, overflow="fold")
+    for r in rows:
+        style = STATE_STYLE.get(r.state, "")
+        table.add_row(escape(r.step), escape(f"{r.action.target.name}" if r.action.kind == "api" else r.action.id),
+                      f"[{style}]{r.state}[/]" if style else r.state, escape(r.detail))
+    return table
 
 
 def checks_table(checks: Sequence[Check]) -> Table:
@@ -96,8 +132,8 @@ class RichProgress:
 
     def advance(self, action: Action, event: str) -> None:
         if self._task is not None:
-            word = {"action.succeeded": "done", "action.failed": "FAILED", "action.skipped": "skipped"}.get(
-                event, event)
+            word = {"action.succeeded": "done", "action.failed": "FAILED", "action.skipped": "skipped",
+                    "manual.pending": "manual, pending", "action.blocked": "held back"}.get(event, event)
             self._progress.update(self._task, advance=1, last=escape(f"{action.target.name}: {word}"))
 
     def finish(self) -> None:

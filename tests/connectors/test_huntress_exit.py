@@ -35,7 +35,7 @@ def test_apply_removes_every_customer_agent_and_leaves_the_neighbour_whole(harne
     customer = {a["id"] for a in harness.sandbox.agents_of(CUSTOMER_ORG)}
     with harness.sessions() as s:
         plan = engine.make_plan(harness.cfg, s)
-        result = engine.apply(plan, harness.cfg, s, override_preflight="isolated host is the lab box")
+        result = engine.apply(plan, harness.cfg, s, overrides=engine.Overrides(preflight="isolated host is the lab box"))
     assert result.exit_code == ExitCode.OK
     assert harness.sandbox.agents_of(CUSTOMER_ORG) == []
     assert {a["id"] for a in harness.sandbox.agents_of(NEIGHBOUR_ORG)} == neighbour_before
@@ -83,7 +83,7 @@ def test_a_stale_plan_is_refused_before_anything_is_written(harness: Harness) ->
         harness.sandbox.agents[5000] = {"id": 5000, "organization_id": CUSTOMER_ORG, "hostname": "ACME-NEW-01",
                                         "platform": "windows", "firewall_status": "Enabled"}
         with pytest.raises(BadInput, match="plan is stale"):
-            engine.apply(plan, harness.cfg, s, override_preflight="x")
+            engine.apply(plan, harness.cfg, s, overrides=engine.Overrides(preflight="x"))
     assert harness.sandbox.deletes() == []
     assert not (harness.cfg.runs_dir).exists()
 
@@ -125,7 +125,7 @@ def test_crash_after_some_deletions_then_resume_removes_each_agent_exactly_once(
     with harness.sessions(crash) as s:
         plan = engine.make_plan(harness.cfg, s)
         with pytest.raises(SimulatedCrash):
-            engine.apply(plan, harness.cfg, s, override_preflight="lab")
+            engine.apply(plan, harness.cfg, s, overrides=engine.Overrides(preflight="lab"))
     run_id = next(harness.cfg.runs_dir.iterdir()).name
     assert len(harness.sandbox.deletes()) == 5
     with harness.sessions() as s:
@@ -161,7 +161,7 @@ def test_a_delete_whose_reply_is_lost_is_reread_not_resent_and_recorded_unknown_
         harness: Harness) -> None:
     with harness.sessions(LoseDeleteReply(InProcessTransport(harness.sandbox.app))) as s:
         plan = engine.make_plan(harness.cfg, s)
-        result = engine.apply(plan, harness.cfg, s, override_preflight="lab")
+        result = engine.apply(plan, harness.cfg, s, overrides=engine.Overrides(preflight="lab"))
     assert result.exit_code == ExitCode.OK
     first = plan.actions()[0]
     paths = [r.path for r in harness.sandbox.requests if r.method == "DELETE"]
@@ -175,7 +175,7 @@ def test_a_delete_refused_with_502_is_reread_and_only_then_sent_again(harness: H
     harness.sandbox.faults.append(Fault(method="DELETE", path_prefix="/v1/agents/", status=502, times=1))
     with harness.sessions() as s:
         plan = engine.make_plan(harness.cfg, s)
-        result = engine.apply(plan, harness.cfg, s, override_preflight="lab")
+        result = engine.apply(plan, harness.cfg, s, overrides=engine.Overrides(preflight="lab"))
     assert result.exit_code == ExitCode.OK
     first = plan.actions()[0]
     trail = [(r.method, r.status) for r in harness.sandbox.requests if r.path == f"/v1/agents/{first.target.id}"]
@@ -188,7 +188,7 @@ def test_a_vendor_that_stays_down_stops_the_run_with_exit_1_and_the_run_resumes_
         plan = engine.make_plan(harness.cfg, s)
         harness.sandbox.faults += [Fault(method="DELETE", path_prefix="/v1/agents/", status=503, times=10**6),
                                    Fault(method="GET", path_prefix="/v1/agents/", status=503, times=10**6)]
-        result = engine.apply(plan, harness.cfg, s, override_preflight="lab")
+        result = engine.apply(plan, harness.cfg, s, overrides=engine.Overrides(preflight="lab"))
     assert result.exit_code == ExitCode.FAILED
     assert "Huntress: GET /v1/agents/" in result.message and "--resume" in result.message
     assert len(harness.sandbox.agents_of(CUSTOMER_ORG)) == 36  # nothing landed
@@ -238,7 +238,7 @@ def test_ctrl_c_is_audited_names_the_run_to_resume_and_the_resume_repeats_nothin
     with harness.sessions(CtrlCOnDelete(InProcessTransport(harness.sandbox.app), n=3)) as s:
         plan = engine.make_plan(harness.cfg, s)
         with pytest.raises(RunInterrupted) as info:
-            engine.apply(plan, harness.cfg, s, override_preflight="lab")
+            engine.apply(plan, harness.cfg, s, overrides=engine.Overrides(preflight="lab"))
     run_id = info.value.run_id
     assert f"offboard apply --resume {run_id}" in str(info.value) and info.value.exit_code == 130
     log = list(read_records(harness.cfg.runs_dir / run_id / "audit.jsonl"))
@@ -259,7 +259,7 @@ def test_an_exit_rides_out_429_and_500_bursts_and_slow_replies(harness: Harness)
     ]
     with harness.sessions() as s:
         plan = engine.make_plan(harness.cfg, s)
-        result = engine.apply(plan, harness.cfg, s, override_preflight="lab")
+        result = engine.apply(plan, harness.cfg, s, overrides=engine.Overrides(preflight="lab"))
     assert result.exit_code == ExitCode.OK
     statuses = Counter(r.status for r in harness.sandbox.requests)
     assert statuses[429] == 7 and statuses[500] == 3

@@ -55,7 +55,7 @@ def full_exit(harness: Harness) -> list[httpx.Request]:
 
     with harness.sessions(Recording()) as s:
         plan = engine.make_plan(harness.cfg, s)
-        engine.apply(plan, harness.cfg, s, override_preflight="contract test")
+        engine.apply(plan, harness.cfg, s, overrides=engine.Overrides(preflight="contract test"))
         engine.verify_run(plan, s)
     return seen
 
