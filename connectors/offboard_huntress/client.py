@@ -1,6 +1,8 @@
-"""Huntress endpoints as thin typed methods over VendorHttp (vendor-notes §2.1).
+"""Huntress endpoints as thin typed methods over VendorHttp (vendor-notes §2).
 
-No retry, sleep or paging logic lives here: VendorHttp does all of it.
+No retry, sleep or paging logic lives here: VendorHttp does all of it. With reseller
+credentials and an ``account_id``, the resources the spec mirrors under
+``/v1/accounts/{account_id}/…`` are called there (§2.2); the rest stay at ``/v1/…``.
 """
 
 from __future__ import annotations
@@ -13,9 +15,24 @@ from urllib.parse import parse_qs, urlsplit
 from offboard.errors import VendorReplyError
 from offboard.http import HttpRecord, Reply, VendorHttp
 
-from .models import Actor, Agent, Escalation, IncidentReport, Organization, parse
+from .models import (
+    Actor,
+    Agent,
+    Escalation,
+    IncidentReport,
+    Membership,
+    Organization,
+    PlatformAction,
+    SummaryReport,
+    UnwantedAccessRule,
+    parse,
+)
 
 PAGE_LIMIT = 500  # the API's maximum page size (§1.4)
+# Resources with account-scoped twins for resellers (§2.2); others have none.
+MIRRORED = frozenset({"agents", "organizations", "incident_reports", "memberships", "reports", "signals",
+                      "invoices"})
+NOT_FOUND = frozenset({404})
 
 
 @dataclass(frozen=True)
@@ -53,44 +70,125 @@ class TokenPages:
 
 
 class HuntressClient:
-    def __init__(self, http: VendorHttp) -> None:
+    def __init__(self, http: VendorHttp, account_id: int | None = None) -> None:
         self.http = http
+        self.account_id = account_id
+
+    def path(self, resource: str, *rest: object) -> str:
+        base = f"/v1/accounts/{self.account_id}" if self.account_id and resource in MIRRORED else "/v1"
+        return "/".join([base, resource, *(str(r) for r in rest)])
+
+    # -- generic ------------------------------------------------------------------
+
+    def list_raw(self, resource: str, **params: Any) -> Iterator[dict[str, Any]]:
+        """Every item of a list, as the vendor sent it (evidence keeps every field)."""
+        key = resource.rsplit("/", 1)[-1]
+        query = {k: v for k, v in params.items() if v is not None}
+        yield from self.http.paginate(self.path(resource), TokenPages(key), query)
+
+    def _one(self, resource: str, key: str, obj_id: object) -> tuple[Any, HttpRecord]:
+        path = self.path(resource, obj_id)
+        reply = self.http.get(path, allow=NOT_FOUND)
+        return (None if reply.status == 404 else _unwrap(reply, key, path)), reply.record
+
+    # -- account and organization ---------------------------------------------------
 
     def actor(self) -> Actor:
         # The only unwrapped reply in the API (§3.10).
         return parse(Actor, self.http.get("/v1/actor").body, "GET /v1/actor")
 
+    def organization_raw(self, org_id: int) -> tuple[dict[str, Any] | None, HttpRecord]:
+        body, record = self._one("organizations", "organization", org_id)
+        return body, record
+
     def organization(self, org_id: int) -> Organization | None:
-        path = f"/v1/organizations/{org_id}"
-        reply = self.http.get(path, allow=frozenset({404}))
-        if reply.status == 404:
-            return None
-        return parse(Organization, _unwrap(reply, "organization", path), f"GET {path}")
+        body, _ = self.organization_raw(org_id)
+        return None if body is None else parse(Organization, body, f"GET /v1/organizations/{org_id}")
+
+    def clear_report_recipients(self, org_id: int) -> Reply:
+        return self.http.request("PATCH", self.path("organizations", org_id), json={"report_recipients": []},
+                                 allow=NOT_FOUND)
+
+    def delete_organization(self, org_id: int) -> Reply:
+        """202 with the organization; 409 when something prevents it (the message says what)."""
+        return self.http.request("DELETE", self.path("organizations", org_id), allow=NOT_FOUND)
+
+    # -- agents ---------------------------------------------------------------------
 
     def agents(self, org_id: int) -> Iterator[Agent]:
-        for item in self.http.paginate("/v1/agents", TokenPages("agents"), {"organization_id": org_id}):
+        for item in self.list_raw("agents", organization_id=org_id):
             yield parse(Agent, item, "GET /v1/agents")
 
     def agent(self, agent_id: int) -> tuple[Agent | None, HttpRecord]:
-        path = f"/v1/agents/{agent_id}"
-        reply = self.http.get(path, allow=frozenset({404}))
-        if reply.status == 404:
-            return None, reply.record
-        return parse(Agent, _unwrap(reply, "agent", path), f"GET {path}"), reply.record
+        body, record = self._one("agents", "agent", agent_id)
+        return (None if body is None else parse(Agent, body, f"GET /v1/agents/{agent_id}")), record
 
     def uninstall_agent(self, agent_id: int) -> Reply:
         """Remote uninstall: 204, and the agent leaves the account at once (§2.1)."""
-        return self.http.request("DELETE", f"/v1/agents/{agent_id}", allow=frozenset({404}))
+        return self.http.request("DELETE", self.path("agents", agent_id), allow=NOT_FOUND)
+
+    def release_isolation(self, agent_id: int) -> Reply:
+        return self.http.request("DELETE", self.path("agents", agent_id, "isolation"), allow=NOT_FOUND)
+
+    # -- incidents and gates ----------------------------------------------------------
 
     def incident_reports(self, org_id: int, status: str) -> Iterator[IncidentReport]:
-        params = {"organization_id": org_id, "status": status}
-        for item in self.http.paginate("/v1/incident_reports", TokenPages("incident_reports"), params):
+        for item in self.list_raw("incident_reports", organization_id=org_id, status=status):
             yield parse(IncidentReport, item, "GET /v1/incident_reports")
 
+    def remediations(self, incident_id: int) -> list[dict[str, Any]]:
+        return list(self.list_raw(f"incident_reports/{incident_id}/remediations"))
+
     def escalations(self, org_id: int, status: str) -> Iterator[Escalation]:
-        params = {"organization_id": org_id, "status": status}
-        for item in self.http.paginate("/v1/escalations", TokenPages("escalations"), params):
+        for item in self.list_raw("escalations", organization_id=org_id, status=status):
             yield parse(Escalation, item, "GET /v1/escalations")
+
+    def platform_actions(self, org_id: int, status: str) -> Iterator[PlatformAction]:
+        for item in self.list_raw("platform_actions", organization_id=org_id, status=status):
+            yield parse(PlatformAction, item, "GET /v1/platform_actions")
+
+    # -- users and ITDR rules ------------------------------------------------------------
+
+    def memberships(self, org_id: int) -> Iterator[Membership]:
+        for item in self.list_raw("memberships", organization_id=org_id):
+            yield parse(Membership, item, "GET /v1/memberships")
+
+    def membership(self, membership_id: int) -> tuple[Membership | None, HttpRecord]:
+        body, record = self._one("memberships", "membership", membership_id)
+        return (None if body is None else parse(Membership, body, "GET /v1/memberships/{id}")), record
+
+    def delete_membership(self, membership_id: int) -> Reply:
+        """202; the user record itself is kept (§2.1)."""
+        return self.http.request("DELETE", self.path("memberships", membership_id), allow=NOT_FOUND)
+
+    def unwanted_access_rules(self, org_id: int) -> Iterator[UnwantedAccessRule]:
+        for item in self.list_raw("unwanted_access_rules", organization_id=org_id):
+            yield parse(UnwantedAccessRule, item, "GET /v1/unwanted_access_rules")
+
+    def unwanted_access_rule(self, rule_id: int) -> tuple[UnwantedAccessRule | None, HttpRecord]:
+        body, record = self._one("unwanted_access_rules", "unwanted_access_rule", rule_id)
+        return (None if body is None else parse(UnwantedAccessRule, body, "GET /v1/unwanted_access_rules/{id}"),
+                record)
+
+    def delete_unwanted_access_rule(self, rule_id: int) -> Reply:
+        return self.http.request("DELETE", self.path("unwanted_access_rules", rule_id), allow=NOT_FOUND)
+
+    def identities_count(self, org_id: int) -> tuple[int, HttpRecord | None]:
+        """0 or 1: whether any identity is left (one item is enough to know)."""
+        reply = self.http.get(self.path("identities"), params={"organization_id": org_id, "limit": 1})
+        return len(TokenPages("identities").items(reply.body)), reply.record
+
+    # -- reports ----------------------------------------------------------------------
+
+    def summary_reports(self, org_id: int) -> list[dict[str, Any]]:
+        return list(self.list_raw("reports", organization_id=org_id))
+
+    def download(self, report: SummaryReport) -> bytes:
+        if not report.url:
+            raise VendorReplyError("Huntress", f"GET /v1/reports/{report.id}", "the report has no url")
+        body = self.http.download(report.url).body
+        assert isinstance(body, bytes)
+        return body
 
 
 def _unwrap(reply: Reply, key: str, path: str) -> Any:

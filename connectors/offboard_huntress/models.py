@@ -55,6 +55,8 @@ class Organization(_Reply):
     logs_sources_count: int = 0
     billable_identity_count: int = 0
     sat_learner_count: int = 0
+    identity_provider_tenant_id: str | None = None
+    report_recipients: list[str] | None = None
     actual_usages: dict[str, Any] | None = None
 
 
@@ -97,3 +99,57 @@ def parse(model: type[M], data: Any, call: str) -> M:
         where = ".".join(str(p) for p in err["loc"]) or "(object)"
         raise VendorReplyError("Huntress", call, f"unexpected reply: {model.__name__}.{where}: "
                                f"{err['msg']}") from None
+
+
+class Remediations(_Reply):
+    total_count: int = 0
+    has_more: bool = False
+    items: list[dict[str, Any]] = []
+
+
+class IncidentWithRemediations(IncidentReport):
+    remediations: Remediations | None = None
+
+
+class MembershipUser(_Reply):
+    id: int | None = None
+    email: str = ""
+    name: str = ""
+
+
+class Membership(_Reply):
+    id: int
+    permissions: str = ""
+    account: Named | None = None
+    organization: Named | None = None
+    user: MembershipUser | None = None
+
+
+class AppliedTo(_Reply):
+    type: str
+    id: int | None = None
+    name: str = ""
+
+
+class UnwantedAccessRule(_Reply):
+    id: int
+    applied_to: AppliedTo | None = None
+    category: str = ""
+    type: str = ""
+    country_code: str | None = None
+    vpn: str | None = None
+    ip_address: str | None = None
+
+
+class SummaryReport(_Reply):
+    id: int
+    organization_id: int | None = None
+    type: str = ""
+    period: str = ""
+    url: str | None = None
+
+
+class PlatformAction(_Reply):
+    id: int
+    status: str = ""
+    subject: str = ""

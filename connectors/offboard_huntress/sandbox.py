@@ -1,16 +1,20 @@
 """A test double of the Huntress REST API (a Starlette app). NOT Huntress.
 
 It follows the published behaviour the connector relies on (vendor-notes §1 to §3):
-HTTP Basic auth, ``{"agents": [...], "pagination": {...}}`` / ``{"agent": {...}}``
-envelopes, ``limit`` 1..500 and ``page_token`` paging, newest-first order, the
-``organization_id`` filter, 204 then 404 after an agent DELETE, the 60-requests-in-
-any-60-s sliding window per account answering 429, and a read-only account key
-that gets 403 on writes. Time can be compressed (``time_scale``) so a window
-lasts less than 60 s, and faults can be injected.
+HTTP Basic auth; ``{"<plural>": [...], "pagination": {...}}`` and ``{"<singular>": {...}}``
+envelopes; ``limit`` 1..500 and ``page_token`` paging, newest first; the
+``organization_id`` filters; 204 for agent uninstall and isolation release, 202 with
+the object for membership, rule and organization deletes, 404 after; 409 (with a
+message) or 422 on organization delete when told to; the account-scoped mirrors under
+``/v1/accounts/{account_id}/…``; the 60-requests-in-any-60-s sliding window per
+account answering 429; a read-only account key that gets 403 on writes. Time can be
+compressed (``time_scale``) and faults injected.
 
 Seeded with a demo customer (Acme Dental: Windows, macOS and Linux agents, one
-isolated, one stale) and a neighbouring customer in the same account that an
-exit of Acme must never touch.
+isolated, one stale; incidents with one open; reports; ITDR identities and rules;
+SIEM sources; SAT learners; org and account memberships) and a neighbouring customer
+in the same account that an exit of Acme must never touch. ``/_sandbox/portal/…``
+stands in for the person doing the portal-only steps, for the demo.
 """
 
 from __future__ import annotations
@@ -18,10 +22,12 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import json
 import random
 import threading
 import time
 from collections import deque
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -29,7 +35,7 @@ from typing import Any
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
+from starlette.routing import BaseRoute, Route
 
 DEMO_KEY = "hk_sandbox_demo_key"
 DEMO_SECRET = "hs_sandbox_demo_secret_not_real"
@@ -38,6 +44,8 @@ READ_ONLY_SECRET = "hs_sandbox_account_secret_not_real"
 ACCOUNT = {"id": 7001, "name": "Sandbox MSP (test double)", "subdomain": "sandbox-msp", "status": "enabled"}
 CUSTOMER_ORG = 42
 NEIGHBOUR_ORG = 43
+PDF = b"%PDF-1.4\n% offboard sandbox: a stand-in summary report\n%%EOF\n"
+Handler = Callable[[Request], Awaitable[Response]]
 
 
 @dataclass
@@ -59,6 +67,7 @@ class Logged:
     path: str
     query: str
     status: int
+    body: str = ""
 
 
 @dataclass
@@ -69,6 +78,7 @@ class HuntressSandbox:
     neighbour_agents: int = 12
     rate_limit: int = 60
     send_retry_after: bool = True
+    org_delete_conflict: str | None = None  # answer DELETE organization with 409 and this message
     extra_credentials: dict[str, str] = field(default_factory=dict)
     requests: list[Logged] = field(default_factory=list)
     faults: list[Fault] = field(default_factory=list)
@@ -76,22 +86,47 @@ class HuntressSandbox:
     def __post_init__(self) -> None:
         self._lock = threading.Lock()
         self._arrivals: deque[float] = deque()
-        self.credentials = {DEMO_KEY: DEMO_SECRET, READ_ONLY_KEY: READ_ONLY_SECRET,
-                            **self.extra_credentials}
+        self.credentials = {DEMO_KEY: DEMO_SECRET, READ_ONLY_KEY: READ_ONLY_SECRET, **self.extra_credentials}
         self.orgs: dict[int, dict[str, Any]] = {}
         self.agents: dict[int, dict[str, Any]] = {}
         self.incidents: list[dict[str, Any]] = []
+        self.remediations: dict[int, list[dict[str, Any]]] = {}
         self.escalations: list[dict[str, Any]] = []
+        self.platform_actions: list[dict[str, Any]] = []
+        self.signals: list[dict[str, Any]] = []
+        self.reports: list[dict[str, Any]] = []
+        self.identities: list[dict[str, Any]] = []
+        self.memberships: dict[int, dict[str, Any]] = {}
+        self.rules: dict[int, dict[str, Any]] = {}
+        self.invoices: list[dict[str, Any]] = []
         self._seed()
-        self.app = Starlette(routes=[
+        mirrored: list[tuple[str, Handler, list[str]]] = [
+            ("/agents", self._agents, ["GET"]),
+            ("/agents/{id:int}", self._agent, ["GET", "DELETE"]),
+            ("/agents/{id:int}/isolation", self._isolation, ["DELETE"]),
+            ("/organizations/{id:int}", self._organization, ["GET", "PATCH", "DELETE"]),
+            ("/incident_reports", self._incident_reports, ["GET"]),
+            ("/incident_reports/{id:int}/remediations", self._remediations, ["GET"]),
+            ("/memberships", self._memberships, ["GET"]),
+            ("/memberships/{id:int}", self._membership, ["GET", "DELETE"]),
+            ("/reports", self._reports, ["GET"]),
+            ("/signals", self._signals, ["GET"]),
+            ("/invoices", self._invoices, ["GET"]),
+        ]
+        routes: list[BaseRoute] = [
             Route("/v1/actor", self._actor),
-            Route("/v1/organizations/{id:int}", self._organization),
-            Route("/v1/agents", self._agents),
-            Route("/v1/agents/{id:int}", self._agent, methods=["GET", "DELETE"]),
-            Route("/v1/agents/{id:int}/isolation", self._isolation, methods=["DELETE"]),
-            Route("/v1/incident_reports", self._incident_reports),
             Route("/v1/escalations", self._escalations),
-        ])
+            Route("/v1/platform_actions", self._platform_actions),
+            Route("/v1/identities", self._identities),
+            Route("/v1/unwanted_access_rules", self._rules),
+            Route("/v1/unwanted_access_rules/{id:int}", self._rule, methods=["GET", "DELETE"]),
+            Route("/_sandbox/files/{name}", self._file),
+            Route("/_sandbox/portal/{item}", self._portal, methods=["POST"]),
+        ]
+        for path, handler, methods in mirrored:
+            routes.append(Route("/v1" + path, handler, methods=methods))
+            routes.append(Route("/v1/accounts/{account_id:int}" + path, _in_account(handler), methods=methods))
+        self.app = Starlette(routes=routes)
         self.app.add_middleware(_Gate, sandbox=self)
 
     # -- seed data ------------------------------------------------------------------
@@ -99,8 +134,10 @@ class HuntressSandbox:
     def _seed(self) -> None:
         rnd = random.Random(self.seed)
         now = datetime.now(UTC)
-        self.orgs[CUSTOMER_ORG] = _org(CUSTOMER_ORG, "Acme Dental", "acmedental")
-        self.orgs[NEIGHBOUR_ORG] = _org(NEIGHBOUR_ORG, "Globex Logistics", "globex")
+        self.orgs[CUSTOMER_ORG] = _org(CUSTOMER_ORG, "Acme Dental", "acmedental", tenant="tenant-acme-m365",
+                                       sources=3, learners=20, recipients=["it@acme.example", "owner@acme.example"])
+        self.orgs[NEIGHBOUR_ORG] = _org(NEIGHBOUR_ORG, "Globex Logistics", "globex", tenant="tenant-globex",
+                                        sources=1, learners=8, recipients=["it@globex.example"])
         platforms = [("windows", "Windows 11 Pro", "ACME-WS"), ("windows", "Windows Server 2022", "ACME-SRV"),
                      ("darwin", "macOS 15.3", "acme-mbp"), ("linux", "Ubuntu 24.04", "acme-lnx")]
         next_id = 1000
@@ -112,8 +149,7 @@ class HuntressSandbox:
         for org_id in queue:
             next_id += rnd.randint(1, 9)
             serial[org_id] += 1
-            weights = (60, 12, 20, 8)
-            platform, os_name, prefix = rnd.choices(platforms, weights)[0]
+            platform, os_name, prefix = rnd.choices(platforms, (60, 12, 20, 8))[0]
             if org_id == NEIGHBOUR_ORG:
                 prefix = prefix.replace("ACME", "GLOBEX").replace("acme", "globex")
             self.agents[next_id] = {
@@ -127,22 +163,84 @@ class HuntressSandbox:
         if len(mine) >= 2:
             self.agents[mine[0]]["firewall_status"] = "Isolated"
             self.agents[mine[1]]["last_callback_at"] = _ts(now - timedelta(days=63))
+        first = mine[0] if mine else None
         self.incidents = [
-            {"id": 501, "organization_id": CUSTOMER_ORG, "status": "closed", "severity": "high",
-             "subject": "HIGH - Incident on ACME-WS-03 (Acme Dental)"},
-            {"id": 502, "organization_id": NEIGHBOUR_ORG, "status": "sent", "severity": "critical",
-             "subject": "CRITICAL - Incident on GLOBEX-WS-01 (Globex Logistics)"},
+            _incident(501, CUSTOMER_ORG, "closed", "high", "HIGH - Incident on ACME-WS-03 (Acme Dental)", 12),
+            _incident(503, CUSTOMER_ORG, "sent", "low", "LOW - Incident on ACME-SRV-01 (Acme Dental)", 1, first),
+            _incident(502, NEIGHBOUR_ORG, "sent", "critical", "CRITICAL - Incident on GLOBEX-WS-01 (Globex)", 2),
         ]
+        for inc in self.incidents:
+            total = inc["remediations"]["total_count"]
+            self.remediations[inc["id"]] = [
+                {"id": inc["id"] * 100 + n, "type": "assisted", "action": f"Remove foothold {n}",
+                 "status": "completed"} for n in range(1, total + 1)]
+            inc["remediations"]["items"] = self.remediations[inc["id"]][:10]
         self.escalations = [
             {"id": 801, "status": "open", "severity": "low", "subject": "Unexpected country login",
-             "organizations": [{"id": NEIGHBOUR_ORG, "name": "Globex Logistics"}]},
+             "type": "Unwanted Access", "organizations": [{"id": NEIGHBOUR_ORG, "name": "Globex Logistics"}]},
+            {"id": 802, "status": "resolved", "severity": "high", "subject": "Agent tamper attempt",
+             "type": "Environmental Issue", "organizations": [{"id": CUSTOMER_ORG, "name": "Acme Dental"}]},
         ]
+        self.platform_actions = [
+            {"id": 901, "status": "open", "severity": "low", "subject": "Incident reports cannot be sent to your PSA",
+             "type": "Integration", "organizations": [{"id": CUSTOMER_ORG, "name": "Acme Dental"}]},
+        ]
+        self.signals = [{"id": 700 + n, "name": f"Signal {n}", "type": "Footholds", "status": "closed",
+                         "organization": {"id": org, "name": self.orgs[org]["name"]}}
+                        for n, org in enumerate((CUSTOMER_ORG, CUSTOMER_ORG, CUSTOMER_ORG, NEIGHBOUR_ORG))]
+        self.reports = [{"id": 601 + n, "organization_id": org, "type": "monthly_summary",
+                         "period": f"2026-{9 + n % 2:02d}-01...2026-{9 + n % 2:02d}-30",
+                         "url": f"/_sandbox/files/report-{601 + n}.pdf"}
+                        for n, org in enumerate((CUSTOMER_ORG, CUSTOMER_ORG, NEIGHBOUR_ORG))]
+        self.identities = [{"id": 300 + n, "organization": {"id": org, "name": self.orgs[org]["name"]},
+                            "username": f"user{n}@{self.orgs[org]['key']}.example", "enabled": True,
+                            "billable": True, "tenant": {"id": self.orgs[org]["identity_provider_tenant_id"],
+                                                         "type": "microsoft_365"}}
+                           for n, org in enumerate([CUSTOMER_ORG] * 5 + [NEIGHBOUR_ORG] * 2)]
+        member_rows = [(1, CUSTOMER_ORG, "it-lead@acme.example", "Admin"),
+                       (2, CUSTOMER_ORG, "office@acme.example", "Read-only"),
+                       (3, None, "tech@sandbox-msp.example", "Admin"),
+                       (4, None, "billing@sandbox-msp.example", "Finance"),
+                       (5, NEIGHBOUR_ORG, "it@globex.example", "Admin")]
+        for mid, org, email, perm in member_rows:
+            scope = ({"organization": {"id": org, "name": self.orgs[org]["name"]}} if org
+                     else {"account": {"id": ACCOUNT["id"], "name": ACCOUNT["name"]}})
+            self.memberships[mid] = {"id": mid, "permissions": perm, **scope,
+                                     "user": {"id": 10 + mid, "email": email, "name": email.split("@")[0]},
+                                     "created_at": "2025-01-22 01:07:08 UTC", "updated_at": "2026-01-22 01:07:08 UTC"}
+        rule_rows = [(41, "organization", CUSTOMER_ORG, "unauthorized", "country", {"country_code": "KP"}),
+                     (42, "organization", CUSTOMER_ORG, "expected", "vpn", {"vpn": "nordvpn"}),
+                     (43, "identity", 300, "expected", "country", {"country_code": "PT"}),
+                     (44, "account", ACCOUNT["id"], "unauthorized", "country", {"country_code": "RU"}),
+                     (45, "organization", NEIGHBOUR_ORG, "unauthorized", "country", {"country_code": "IR"})]
+        for rid, kind, target, rtype, category, extra in rule_rows:
+            self.rules[rid] = {"id": rid, "applied_to": {"type": kind, "id": target, "name": f"{kind} {target}"},
+                               "type": rtype, "category": category, "status": "active", "logic": "standard",
+                               **extra}
+        self.invoices = [{"id": 9001 + n, "amount": 123400 + n, "currency_type": "usd", "plan": "EDR",
+                          "quantity": 48, "status": "paid"} for n in range(2)]
 
     def agents_of(self, org_id: int) -> list[dict[str, Any]]:
         return [a for a in self.agents.values() if a["organization_id"] == org_id]
 
+    def memberships_of(self, org_id: int | None) -> list[dict[str, Any]]:
+        return [m for m in self.memberships.values()
+                if (m.get("organization") or {}).get("id") == org_id and (org_id or "account" in m)]
+
+    def rule_owner(self, rule: dict[str, Any]) -> int | None:
+        applied = rule["applied_to"]
+        if applied["type"] == "organization":
+            return int(applied["id"])
+        if applied["type"] == "identity":
+            identity = next((i for i in self.identities if i["id"] == applied["id"]), None)
+            return int(identity["organization"]["id"]) if identity else None
+        return None
+
     def deletes(self) -> list[str]:
         return [r.path for r in self.requests if r.method == "DELETE" and r.status < 400]
+
+    def writes(self) -> list[Logged]:
+        return [r for r in self.requests if r.method not in ("GET", "HEAD") and not r.path.startswith("/_sandbox")]
 
     # -- gate: auth, rate limit, faults ---------------------------------------------
 
@@ -183,13 +281,42 @@ class HuntressSandbox:
         org = self.orgs.get(request.path_params["id"])
         if org is None:
             return _error(404, "Organization not found")
+        if request.method == "GET":
+            return JSONResponse({"organization": self._with_usages(org)})
+        if request.state.key == READ_ONLY_KEY:
+            return _error(403, "This API key is read-only")
+        if request.method == "PATCH":
+            body = await _body(request)
+            if not isinstance(body.get("report_recipients", []), list):
+                return _error(422, "report_recipients must be a list")
+            for key in ("name", "key", "report_recipients"):
+                if key in body:
+                    org[key] = body[key]
+            return JSONResponse({"organization": org})
+        if self.org_delete_conflict:
+            return _error(409, self.org_delete_conflict)
+        # Deleting an organization queues uninstall of its agents and removes every product.
+        del self.orgs[org["id"]]
+        for aid in [a["id"] for a in self.agents_of(org["id"])]:
+            del self.agents[aid]
+        for mid in [m["id"] for m in self.memberships_of(org["id"])]:
+            del self.memberships[mid]
+        self.identities = [i for i in self.identities if i["organization"]["id"] != org["id"]]
+        return JSONResponse({"organization": org}, status_code=202)
+
+    def _with_usages(self, org: dict[str, Any]) -> dict[str, Any]:
         agents = self.agents_of(org["id"])
         isolated = sum(1 for a in agents if a["firewall_status"] in ("Isolated", "Pending Isolation"))
-        body = {**org, "agents_count": len(agents), "actual_usages": {
+        identities = [i for i in self.identities if i["organization"]["id"] == org["id"]]
+        itdr = [{"type": "microsoft", "identity_provider_tenant_id": org["identity_provider_tenant_id"],
+                 "billable_identities_count": len(identities), "total_identities_count": len(identities)}
+                ] if org["identity_provider_tenant_id"] else []
+        return {**org, "agents_count": len(agents), "billable_identity_count": len(identities), "actual_usages": {
             "edr": {"billable_agents_count": len(agents), "unresponsive_agents_count": 0,
                     "outdated_agents_count": 0, "isolated_agents_count": isolated},
-            "sat": {"learners_count": 0}, "itdr": [], "ispm": []}}
-        return JSONResponse({"organization": body})
+            "sat": {"learners_count": org["sat_learner_count"]},
+            "siem": {"billable_log_sources_count": org["logs_sources_count"], "retention": 90},
+            "itdr": itdr, "ispm": []}}
 
     async def _agents(self, request: Request) -> Response:
         items = sorted(self.agents.values(), key=lambda a: a["id"], reverse=True)
@@ -225,13 +352,95 @@ class HuntressSandbox:
     async def _incident_reports(self, request: Request) -> Response:
         return _page(request, _filtered(self.incidents, request, by_org=True), "incident_reports")
 
+    async def _remediations(self, request: Request) -> Response:
+        if request.path_params["id"] not in self.remediations:
+            return _error(404, "Incident report not found")
+        return _page(request, self.remediations[request.path_params["id"]], "remediations")
+
     async def _escalations(self, request: Request) -> Response:
-        items = self.escalations
-        if (org := request.query_params.get("organization_id")) is not None:
-            items = [e for e in items if any(str(o["id"]) == org for o in e["organizations"])]
-        if (status := request.query_params.get("status")) is not None:
-            items = [e for e in items if e["status"] == status]
-        return _page(request, items, "escalations")
+        return _page(request, _by_orgs_and_status(self.escalations, request), "escalations")
+
+    async def _platform_actions(self, request: Request) -> Response:
+        return _page(request, _by_orgs_and_status(self.platform_actions, request), "platform_actions")
+
+    async def _signals(self, request: Request) -> Response:
+        org = request.query_params.get("organization_id")
+        items = [s for s in self.signals if org is None or str(s["organization"]["id"]) == org]
+        return _page(request, items, "signals")
+
+    async def _reports(self, request: Request) -> Response:
+        base = f"{request.url.scheme}://localhost:{request.url.port}" if request.url.port else ""
+        # The PDF links point at another origin (as a storage host would): no credentials go there.
+        items = [{**r, "url": base + r["url"]} for r in _filtered(self.reports, request, by_org=True)]
+        return _page(request, items, "reports")
+
+    async def _file(self, request: Request) -> Response:
+        return Response(PDF, media_type="application/pdf")
+
+    async def _identities(self, request: Request) -> Response:
+        org = request.query_params.get("organization_id")
+        items = [i for i in self.identities if org is None or str(i["organization"]["id"]) == org]
+        return _page(request, items, "identities")
+
+    async def _memberships(self, request: Request) -> Response:
+        org = request.query_params.get("organization_id")
+        # With organization_id only that organization's memberships are listed (§2.1).
+        items = list(self.memberships.values()) if org is None else self.memberships_of(int(org))
+        return _page(request, sorted(items, key=lambda m: m["id"], reverse=True), "memberships")
+
+    async def _membership(self, request: Request) -> Response:
+        m = self.memberships.get(request.path_params["id"])
+        if m is None:
+            return _error(404, "Membership not found")
+        if request.method == "DELETE":
+            if request.state.key == READ_ONLY_KEY:
+                return _error(403, "This API key is read-only")
+            del self.memberships[m["id"]]
+            return JSONResponse({"membership": m}, status_code=202)
+        return JSONResponse({"membership": m})
+
+    async def _rules(self, request: Request) -> Response:
+        org = request.query_params.get("organization_id")
+        items = [r for r in self.rules.values() if org is None or str(self.rule_owner(r)) == org]
+        return _page(request, sorted(items, key=lambda r: r["id"], reverse=True), "unwanted_access_rules")
+
+    async def _rule(self, request: Request) -> Response:
+        rule = self.rules.get(request.path_params["id"])
+        if rule is None:
+            return _error(404, "Unwanted access rule not found")
+        if request.method == "DELETE":
+            if request.state.key == READ_ONLY_KEY:
+                return _error(403, "This API key is read-only")
+            del self.rules[rule["id"]]
+            return JSONResponse({"unwanted_access_rule": rule}, status_code=202)
+        return JSONResponse({"unwanted_access_rule": rule})
+
+    async def _invoices(self, request: Request) -> Response:
+        return _page(request, self.invoices, "invoices")
+
+    async def _portal(self, request: Request) -> Response:
+        """Not Huntress: what a person would do in the portal for a manual item (demo only)."""
+        item = request.path_params["item"]
+        org = self.orgs.get(CUSTOMER_ORG)
+        if org is None:
+            return JSONResponse({"done": False})
+        if item == "itdr.unmap-tenant":
+            org["identity_provider_tenant_id"] = None
+            self.identities = [i for i in self.identities if i["organization"]["id"] != CUSTOMER_ORG]
+        elif item == "siem.disconnect-sources":
+            org["logs_sources_count"] = 0
+        elif item == "sat.close-campaigns":
+            org["sat_learner_count"] = 0
+        return JSONResponse({"done": True})
+
+
+def _in_account(handler: Handler) -> Handler:
+    """The account-scoped mirror of a route: same answer, but only inside the sandbox's account."""
+    async def scoped(request: Request) -> Response:
+        if request.path_params.get("account_id") != ACCOUNT["id"]:
+            return _error(404, "Account not found")
+        return await handler(request)
+    return scoped
 
 
 class _Gate:
@@ -245,7 +454,17 @@ class _Gate:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        request = Request(scope, receive)
+        body = b""
+        more = True
+        while more:  # read the body once, keep it for the log, hand it on
+            message = await receive()
+            body += message.get("body", b"")
+            more = message.get("more_body", False)
+
+        async def replay() -> Any:
+            return {"type": "http.request", "body": body, "more_body": False}
+
+        request = Request(scope, replay)
         method, path = request.method, request.url.path
         status_box: dict[str, int] = {}
 
@@ -262,7 +481,7 @@ class _Gate:
             if fault.status is not None:
                 headers = {"Retry-After": fault.retry_after} if fault.retry_after else None
                 response = _error(fault.status, "injected fault", headers)
-        if response is None:
+        if response is None and not path.startswith("/_sandbox/"):
             key = _basic_key(request, self.sandbox.credentials)
             if key is None:
                 response = _error(401, "Invalid or missing credentials")
@@ -274,10 +493,11 @@ class _Gate:
                 else:
                     scope.setdefault("state", {})["key"] = key
         if response is not None:
-            await response(scope, receive, logging_send)
+            await response(scope, replay, logging_send)
         else:
-            await self.app(scope, receive, logging_send)
-        self.sandbox.requests.append(Logged(method, path, request.url.query, status_box.get("status", 0)))
+            await self.app(scope, replay, logging_send)
+        self.sandbox.requests.append(Logged(method, path, request.url.query, status_box.get("status", 0),
+                                            body.decode(errors="replace")))
 
 
 def _basic_key(request: Request, credentials: dict[str, str]) -> str | None:
@@ -291,6 +511,14 @@ def _basic_key(request: Request, credentials: dict[str, str]) -> str | None:
     return key if credentials.get(key) == secret and secret else None
 
 
+async def _body(request: Request) -> dict[str, Any]:
+    try:
+        data = json.loads(await request.body() or b"{}")
+    except ValueError:
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
 def _page(request: Request, items: list[dict[str, Any]], key: str) -> Response:
     raw_limit = request.query_params.get("limit", "10")
     if not raw_limit.isdigit() or not 1 <= int(raw_limit) <= 500:
@@ -299,15 +527,13 @@ def _page(request: Request, items: list[dict[str, Any]], key: str) -> Response:
     start = 0
     if token := request.query_params.get("page_token"):
         try:
-            after_id = int(base64.urlsafe_b64decode(token.encode()).decode())
+            start = int(base64.urlsafe_b64decode(token.encode()).decode())
         except (binascii.Error, ValueError, UnicodeDecodeError):
             return _error(400, "invalid page_token")
-        # Items are newest (highest id) first; continue below the last id served.
-        start = next((i for i, it in enumerate(items) if it["id"] < after_id), len(items))
     page = items[start:start + limit]
     pagination: dict[str, Any] = {}
     if start + limit < len(items):
-        token = base64.urlsafe_b64encode(str(page[-1]["id"]).encode()).decode()
+        token = base64.urlsafe_b64encode(str(start + limit).encode()).decode()
         query = "&".join(f"{k}={v}" for k, v in request.query_params.items() if k != "page_token")
         pagination = {"next_page_token": token,
                       "next_page_url": f"{request.url.scheme}://{request.url.netloc}{request.url.path}"
@@ -324,15 +550,32 @@ def _filtered(items: list[dict[str, Any]], request: Request, *, by_org: bool) ->
     return out
 
 
+def _by_orgs_and_status(items: list[dict[str, Any]], request: Request) -> list[dict[str, Any]]:
+    if (org := request.query_params.get("organization_id")) is not None:
+        items = [e for e in items if any(str(o["id"]) == org for o in e["organizations"])]
+    if (status := request.query_params.get("status")) is not None:
+        items = [e for e in items if e["status"] == status]
+    return items
+
+
 def _error(status: int, message: str, headers: dict[str, str] | None = None) -> Response:
     return JSONResponse({"errors": [{"message": message}]}, status_code=status, headers=headers)
 
 
-def _org(org_id: int, name: str, key: str) -> dict[str, Any]:
+def _org(org_id: int, name: str, key: str, *, tenant: str | None, sources: int, learners: int,
+         recipients: list[str]) -> dict[str, Any]:
     return {"id": org_id, "account_id": ACCOUNT["id"], "name": name, "key": key,
-            "incident_reports_count": 1, "logs_sources_count": 0, "identity_provider_tenant_id": None,
-            "billable_identity_count": 0, "sat_learner_count": 0, "report_recipients": [],
+            "incident_reports_count": 2, "logs_sources_count": sources, "identity_provider_tenant_id": tenant,
+            "billable_identity_count": 0, "sat_learner_count": learners, "report_recipients": recipients,
             "created_at": "2024-02-01T09:00:00Z", "updated_at": "2026-11-01T09:00:00Z"}
+
+
+def _incident(iid: int, org: int, status: str, severity: str, subject: str, remediations: int,
+              agent: int | None = None) -> dict[str, Any]:
+    return {"id": iid, "account_id": ACCOUNT["id"], "organization_id": org, "agent_id": agent, "status": status,
+            "severity": severity, "subject": subject, "platform": "windows", "indicator_types": ["footholds"],
+            "remediations": {"total_count": remediations, "has_more": remediations > 10, "items": []},
+            "sent_at": "2026-10-01T10:00:00Z"}
 
 
 def _ts(dt: datetime) -> str:

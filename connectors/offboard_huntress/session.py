@@ -1,37 +1,54 @@
-"""One opened Huntress account: discovery, preflight gates, removal, re-reads, verification."""
+"""One opened Huntress account: discovery, preflight gates, every runbook operation,
+the re-reads that settle an uncertain write, verification, and manual-item checks."""
 
 from __future__ import annotations
 
+import json
+from collections.abc import Callable
 from typing import Any
 
-from offboard.connectors import ActionResult, Check, PlanParts
+from offboard.connectors import ActionResult, Artifact, Check, PlanParts
 from offboard.errors import BadInput, VendorAuthError
-from offboard.http import VendorHttp
-from offboard.plan import Action, Finding, Inventory, InventoryItem, VendorPlan
+from offboard.http import HttpRecord, Reply, VendorHttp
+from offboard.plan import Action, Finding, Inventory, InventoryItem, Target, VendorPlan
 
 from .client import HuntressClient
-from .models import ISOLATED, Actor
+from .models import ISOLATED, Actor, IncidentWithRemediations, Membership, Organization, SummaryReport, parse
+from .settings import HuntressSettings
 from .steps import VENDOR, agent_target, owner_of_org, plan_exit
 
 OPEN_INCIDENT_STATUSES = ("sent", "auto_remediating")  # vendor-notes §3.3
 OPEN_ESCALATION_STATUSES = ("open", "overdue")  # vendor-notes §3.4
-NEEDS_USER_KEY = ("a user-based Huntress API key whose user may uninstall agents is needed "
+NEEDS_USER_KEY = ("a user-based Huntress API key whose user may make this change is needed "
                   "(the account's default key is read-only): create one under API Credentials → "
                   "User API Credentials, then `offboard auth set huntress`")
 
 
+def _json(obj: Any) -> bytes:
+    return (json.dumps(obj, indent=2, sort_keys=True, ensure_ascii=False) + "\n").encode()
+
+
 class HuntressSession:
-    def __init__(self, http: VendorHttp, organization_id: int) -> None:
+    def __init__(self, http: VendorHttp, settings: HuntressSettings) -> None:
         self.http = http
-        self.client = HuntressClient(http)
-        self.org_id = organization_id
-        self.owner = owner_of_org(organization_id)
+        self.s = settings
+        self.client = HuntressClient(http, settings.account_id)
+        self.org_id = settings.organization_id
+        self.owner = owner_of_org(self.org_id)
         self._actor: Actor | None = None
+        self._execute: dict[str, Callable[[Action], ActionResult]] = {
+            "uninstall_agent": self._uninstall_agent,
+            "release_isolation": self._release_isolation,
+            "delete_membership": self._delete_membership,
+            "delete_unwanted_access_rule": self._delete_rule,
+            "clear_report_recipients": self._clear_recipients,
+            "delete_organization": self._delete_organization,
+        }
 
     def close(self) -> None:
         self.http.close()
 
-    # -- discovery ---------------------------------------------------------------
+    # -- discovery -------------------------------------------------------------------
 
     def actor(self) -> Actor:
         if self._actor is None:
@@ -49,27 +66,37 @@ class HuntressSession:
         actor = self.actor()
         org = self.client.organization(self.org_id)
         if org is None:
+            if self.s.delete_organization:
+                # The plan deletes it; once gone, there is nothing left to discover.
+                return Inventory(vendor=VENDOR, scope=f"organization {self.org_id} (deleted)",
+                                 account=actor.describe(), snapshot={"organization_deleted": True})
             raise BadInput(f"Huntress organization {self.org_id} was not found, or these credentials "
                            f"cannot see it ({actor.describe()}); check [huntress] organization_id")
-        items = tuple(
-            InventoryItem(
-                target=agent_target(a.id, a.hostname),
-                owner=owner_of_org(a.organization_id),
-                attrs={"platform": a.platform, "os": a.os, "firewall_status": a.firewall_status,
-                       "last_callback_at": a.last_callback_at},
-            )
-            for a in self.client.agents(self.org_id)
-        )
-        edr = (org.actual_usages or {}).get("edr") or {}
-        snapshot: dict[str, Any] = {
-            "organization": f"{org.name} (id {org.id})",
-            "agents_count": org.agents_count,
-            "billable_agents_count": edr.get("billable_agents_count"),
-            "isolated_agents_count": edr.get("isolated_agents_count"),
-            "incident_reports_count": org.incident_reports_count,
-        }
+        if self.s.account_id and org.account_id not in (None, self.s.account_id):
+            raise BadInput(f"Huntress organization {self.org_id} belongs to account {org.account_id}, "
+                           f"not the configured account_id {self.s.account_id}; check [huntress]")
+        items: list[InventoryItem] = [InventoryItem(
+            target=Target(type="organization", id=str(org.id), name=org.name), owner=self.owner,
+            attrs={"report_recipients": len(org.report_recipients or []),
+                   "identity_provider_tenant_id": org.identity_provider_tenant_id})]
+        items += [InventoryItem(
+            target=agent_target(a.id, a.hostname), owner=owner_of_org(a.organization_id),
+            attrs={"platform": a.platform, "os": a.os, "firewall_status": a.firewall_status,
+                   "last_callback_at": a.last_callback_at}) for a in self.client.agents(self.org_id)]
+        for m in self.client.memberships(self.org_id):
+            owner = _membership_owner(m)
+            who = m.user.email if m.user and m.user.email else f"membership {m.id}"
+            items.append(InventoryItem(target=Target(type="membership", id=str(m.id), name=who), owner=owner,
+                                       attrs={"permissions": m.permissions}))
+        for r in self.client.unwanted_access_rules(self.org_id):
+            applied = r.applied_to
+            owner = f"{applied.type}:{applied.id}" if applied else "unknown"
+            what = r.country_code or r.vpn or r.ip_address or "?"
+            items.append(InventoryItem(target=Target(type="unwanted_access_rule", id=str(r.id),
+                                                     name=f"{r.type} {r.category} {what}".strip()),
+                                       owner=owner, attrs={"describe": f"{r.type} {r.category} {what}"}))
         return Inventory(vendor=VENDOR, scope=f"organization {org.name!r} (id {org.id})",
-                         account=actor.describe(), snapshot=snapshot, items=items)
+                         account=actor.describe(), snapshot=_snapshot(org), items=tuple(items))
 
     def preflight(self, inventory: Inventory) -> list[Finding]:
         findings: list[Finding] = []
@@ -83,65 +110,227 @@ class HuntressSession:
             vendor=VENDOR, kind="open_escalations", count=len(escalations), blocking=bool(escalations),
             detail=", ".join(f"#{e.id} {e.status} {e.subject}".strip() for e in escalations[:5])
             or "no escalation is open or overdue"))
-        isolated = [i for i in inventory.items
-                    if i.owner == self.owner and i.attrs.get("firewall_status") in ISOLATED]
+        isolated = [i for i in inventory.items if i.target.type == "agent"
+                    and i.owner == self.owner and i.attrs.get("firewall_status") in ISOLATED]
         findings.append(Finding(
             vendor=VENDOR, kind="isolated_hosts", count=len(isolated), blocking=bool(isolated),
             detail=", ".join(f"{i.target.name} ({i.attrs['firewall_status']})" for i in isolated[:5])
             or "no host is isolated"))
+        actions = [p for s in OPEN_ESCALATION_STATUSES for p in self.client.platform_actions(self.org_id, s)]
+        findings.append(Finding(
+            vendor=VENDOR, kind="open_platform_actions", count=len(actions), blocking=False,
+            detail="for information (they often name integrations still configured): "
+                   + (", ".join(f"#{p.id} {p.subject}" for p in actions[:5]) or "none")))
         return findings
 
     def plan(self, inventory: Inventory) -> PlanParts:
-        return plan_exit(inventory, self.org_id)
+        return plan_exit(inventory, self.s)
 
-    # -- removal -----------------------------------------------------------------
+    # -- execution -------------------------------------------------------------------
 
     def execute(self, action: Action) -> ActionResult:
-        if action.operation != "uninstall_agent":
+        if action.operation.startswith("export."):
+            return self._export(action)
+        run = self._execute.get(action.operation)
+        if run is None:
             raise BadInput(f"plan action {action.id} has operation {action.operation!r}, "
                            "which this Huntress connector does not know; make a new plan")
-        agent_id = int(action.target.id)
         try:
-            reply = self.client.uninstall_agent(agent_id)
+            return run(action)
         except VendorAuthError as exc:
-            raise VendorAuthError("Huntress", exc.call, f"HTTP {exc.status}: {NEEDS_USER_KEY}",
-                                  exc.status) from None
+            raise VendorAuthError("Huntress", exc.call, f"HTTP {exc.status}: {NEEDS_USER_KEY}", exc.status) from None
+
+    def _removed(self, action: Action, reply: Reply, done: str) -> ActionResult:
         if reply.status == 404:
             # 404 can also mean "no permission to see it" (§5.5): only a re-read can say gone.
             settled = self.reread(action)
             if settled.outcome == "success":
-                return ActionResult("success", "DELETE answered 404; re-read confirms the agent is gone",
+                return ActionResult("success", "the vendor answered 404; re-read confirms it is gone",
                                     settled.http, already_absent=True)
-            return ActionResult("failure", "DELETE answered 404 but the agent is still visible: "
-                                f"the key may lack uninstall permission; {NEEDS_USER_KEY}", reply.record)
-        return ActionResult("success", "uninstall tasked; the agent left the account", reply.record)
+            return ActionResult("failure", f"the vendor answered 404 but it is still visible: {NEEDS_USER_KEY}",
+                                reply.record)
+        return ActionResult("success", done, reply.record)
+
+    def _uninstall_agent(self, action: Action) -> ActionResult:
+        reply = self.client.uninstall_agent(int(action.target.id))
+        return self._removed(action, reply, "uninstall tasked; the agent left the account")
+
+    def _release_isolation(self, action: Action) -> ActionResult:
+        reply = self.client.release_isolation(int(action.target.id))
+        return self._removed(action, reply, "isolation release requested (Pending Release)")
+
+    def _delete_membership(self, action: Action) -> ActionResult:
+        reply = self.client.delete_membership(int(action.target.id))
+        return self._removed(action, reply, "membership removed (the user record is kept)")
+
+    def _delete_rule(self, action: Action) -> ActionResult:
+        reply = self.client.delete_unwanted_access_rule(int(action.target.id))
+        return self._removed(action, reply, "rule deleted")
+
+    def _clear_recipients(self, action: Action) -> ActionResult:
+        reply = self.client.clear_report_recipients(self.org_id)
+        return self._removed(action, reply, "report_recipients cleared")
+
+    def _delete_organization(self, action: Action) -> ActionResult:
+        reply = self.client.delete_organization(self.org_id)
+        return self._removed(action, reply, "organization deletion accepted (202); its agents are queued "
+                                            "for uninstall and every product removed")
+
+    def _export(self, action: Action) -> ActionResult:
+        what = action.operation.removeprefix("export.")
+        org = self.org_id
+        files: list[Artifact] = []
+        count: int
+        if what == "organization":
+            body, _ = self.client.organization_raw(org)
+            files.append(Artifact("organization.json", _json(body)))
+            count = 1
+        elif what == "incident_reports":
+            reports = list(self.client.list_raw("incident_reports", organization_id=org))
+            for r in reports:  # the list carries the first 10 remediations; fetch the rest
+                parsed = parse(IncidentWithRemediations, r, "GET /v1/incident_reports")
+                if parsed.remediations is not None and parsed.remediations.has_more:
+                    r["remediations"] = {**r["remediations"], "items": self.client.remediations(parsed.id),
+                                         "has_more": False}
+            files.append(Artifact("incident_reports.json", _json(reports)))
+            count = len(reports)
+        elif what == "reports":
+            reports = self.client.summary_reports(org)
+            files.append(Artifact("reports.json", _json(reports)))
+            for r in reports:
+                report = parse(SummaryReport, r, "GET /v1/reports")
+                if report.url:
+                    files.append(Artifact(f"reports/{report.id}-{report.type or 'report'}.pdf",
+                                          self.client.download(report)))
+            count = len(reports)
+        elif what in ("agents", "signals", "escalations", "identities", "memberships"):
+            items = list(self.client.list_raw(what, organization_id=org))
+            files.append(Artifact(f"{what}.json", _json(items)))
+            count = len(items)
+        elif what == "invoices":
+            items = list(self.client.list_raw("invoices"))
+            files.append(Artifact("invoices.json", _json(items)))
+            count = len(items)
+        else:
+            raise BadInput(f"plan action {action.id} exports {what!r}, which this connector does not know")
+        return ActionResult("success", f"{count} record(s) exported", self.http.last_call, artifacts=tuple(files))
+
+    # -- re-reads ----------------------------------------------------------------------
 
     def reread(self, action: Action) -> ActionResult:
-        agent, record = self.client.agent(int(action.target.id))
-        if agent is None:
-            return ActionResult("success", f"GET /v1/agents/{action.target.id} answers 404: gone",
-                                record, already_absent=True)
-        return ActionResult("failure", "the agent is still present", record,
-                            owner=owner_of_org(agent.organization_id))
+        op, oid = action.operation, action.target.id
+        if op in ("uninstall_agent", "release_isolation"):
+            agent, record = self.client.agent(int(oid))
+            if agent is None:
+                return ActionResult("success", f"GET agent {oid} answers 404: gone", record, already_absent=True)
+            owner = owner_of_org(agent.organization_id)
+            if op == "release_isolation" and agent.firewall_status not in ISOLATED:
+                return ActionResult("success", f"firewall_status is {agent.firewall_status}", record, owner=owner)
+            return ActionResult("failure", "the agent is still present"
+                                + (" and isolated" if op == "release_isolation" else ""), record, owner=owner)
+        if op == "delete_membership":
+            m, record = self.client.membership(int(oid))
+            return _gone(m is None, record, owner=_membership_owner(m) if m else None)
+        if op == "delete_unwanted_access_rule":
+            r, record = self.client.unwanted_access_rule(int(oid))
+            applied = r.applied_to if r else None
+            return _gone(r is None, record, owner=f"{applied.type}:{applied.id}" if applied else None)
+        if op in ("clear_report_recipients", "delete_organization"):
+            body, record = self.client.organization_raw(self.org_id)
+            if op == "delete_organization":
+                return _gone(body is None, record, owner=self.owner)
+            recipients = (body or {}).get("report_recipients") or []
+            if not recipients:
+                return ActionResult("success", "report_recipients is empty", record, owner=self.owner)
+            return ActionResult("failure", f"{len(recipients)} recipient(s) remain", record, owner=self.owner)
+        return ActionResult("unknown", f"no re-read for {op}")
 
-    # -- verification --------------------------------------------------------------
+    # -- verification ----------------------------------------------------------------
 
     def verify(self, vendor_plan: VendorPlan | None, inventory: Inventory) -> list[Check]:
-        count = inventory.snapshot.get("agents_count")
-        listed = [i for i in inventory.items if i.owner == self.owner]
-        checks = [
-            Check("organization agents_count is 0", count == 0,
-                  f"GET /v1/organizations/{self.org_id} reports agents_count={count}"),
-            Check("no agent listed for the organization", not listed,
-                  f"GET /v1/agents?organization_id={self.org_id} lists {len(listed)} agent(s)"
-                  + (": " + ", ".join(i.target.name for i in listed[:5]) if listed else "")),
-        ]
-        if vendor_plan is not None:
-            for action in (a for s in vendor_plan.steps for a in s.actions if a.kind == "api"):
-                agent, record = self.client.agent(int(action.target.id))
-                checks.append(Check(
-                    f"agent {action.target.name} is gone", agent is None,
-                    "404 Not Found" if agent is None else
-                    f"still present in organization {agent.organization_id}",
-                    target=action.target, http=record))
+        snap = inventory.snapshot
+        if snap.get("organization_deleted"):
+            checks = [Check("organization is deleted", True, f"GET /v1/organizations/{self.org_id} → 404")]
+        else:
+            listed = [i for i in inventory.items if i.target.type == "agent" and i.owner == self.owner]
+            checks = [Check("organization agents_count is 0", snap.get("agents_count") == 0,
+                            f"GET /v1/organizations/{self.org_id} reports agents_count={snap.get('agents_count')}"),
+                      Check("no agent listed for the organization", not listed,
+                            f"GET /v1/agents?organization_id={self.org_id} lists {len(listed)} agent(s)"
+                            + (": " + ", ".join(i.target.name for i in listed[:5]) if listed else ""))]
+        if vendor_plan is None:
+            return checks
+        for action in (a for s in vendor_plan.steps for a in s.actions if a.kind == "api" and a.destructive):
+            if action.operation == "release_isolation":
+                continue  # the uninstall that follows is what is verified
+            settled = self.reread(action)
+            checks.append(Check(f"{action.summary}: {action.target.name}", settled.outcome == "success",
+                                "404 Not Found" if settled.already_absent else settled.detail,
+                                target=action.target, http=settled.http, action_id=action.id))
         return checks
+
+    def check_manual(self, action: Action) -> Check | None:
+        op = action.operation
+        if op == "itdr.unmap-tenant":
+            org, record = self.client.organization_raw(self.org_id)
+            if org is None:
+                return Check("ITDR tenant unmapped", True, "the organization is deleted", action_id=action.id)
+            parsed = parse(Organization, org, "GET organization")
+            itdr = (parsed.actual_usages or {}).get("itdr") or []
+            identities, _ = self.client.identities_count(self.org_id)
+            ok = parsed.identity_provider_tenant_id is None and not itdr and identities == 0
+            return Check("ITDR tenant unmapped", ok,
+                         f"identity_provider_tenant_id={parsed.identity_provider_tenant_id}, "
+                         f"actual_usages.itdr has {len(itdr)} tenant(s), identities listed: {identities}",
+                         http=record, action_id=action.id)
+        if op == "siem.disconnect-sources":
+            org, record = self.client.organization_raw(self.org_id)
+            if org is None:
+                return Check("SIEM sources disconnected", True, "the organization is deleted", action_id=action.id)
+            parsed = parse(Organization, org, "GET organization")
+            billable = ((parsed.actual_usages or {}).get("siem") or {}).get("billable_log_sources_count") or 0
+            return Check("SIEM sources disconnected", parsed.logs_sources_count == 0 and billable == 0,
+                         f"logs_sources_count={parsed.logs_sources_count}, billable_log_sources_count={billable}",
+                         http=record, action_id=action.id)
+        if op == "billing.account-manager":
+            org, record = self.client.organization_raw(self.org_id)
+            if org is None:
+                return Check("no billable agent left", True, "the organization is deleted", action_id=action.id)
+            snap = _snapshot(parse(Organization, org, "GET organization"))
+            billable = snap.get("billable_agents_count") or 0
+            return Check("no billable agent left", billable == 0 and snap["agents_count"] == 0,
+                         f"agents_count={snap['agents_count']}, billable_agents_count={billable}",
+                         http=record, action_id=action.id)
+        return None
+
+
+def _membership_owner(m: Membership) -> str:
+    # A membership is either an organization's or the whole account's (§3.11).
+    if m.organization is not None:
+        return owner_of_org(m.organization.id)
+    return f"account:{m.account.id if m.account else '?'}"
+
+
+def _gone(gone: bool, record: HttpRecord, owner: str | None) -> ActionResult:
+    if gone:
+        return ActionResult("success", "re-read answers 404: gone", record, already_absent=True)
+    return ActionResult("failure", "still present", record, owner=owner)
+
+
+def _snapshot(org: Organization) -> dict[str, Any]:
+    """The billing-relevant counts, before and after (the runbook's agent count snapshot)."""
+    usages = org.actual_usages or {}
+    edr = usages.get("edr") or {}
+    siem = usages.get("siem") or {}
+    return {
+        "organization": f"{org.name} (id {org.id})",
+        "agents_count": org.agents_count,
+        "billable_agents_count": edr.get("billable_agents_count"),
+        "isolated_agents_count": edr.get("isolated_agents_count"),
+        "incident_reports_count": org.incident_reports_count,
+        "itdr_tenants": len(usages.get("itdr") or []),
+        "billable_identity_count": org.billable_identity_count,
+        "logs_sources_count": org.logs_sources_count,
+        "siem_billable_log_sources_count": siem.get("billable_log_sources_count"),
+        "sat_learner_count": org.sat_learner_count,
+    }

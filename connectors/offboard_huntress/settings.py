@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import SettingsConfigDict
@@ -12,12 +12,22 @@ from offboard.config import SectionSettings, check_vendor_url, is_loopback_url
 API_URL = "https://api.huntress.io"
 RATE_LIMIT = 60  # requests in any 60 s, per Huntress account (API docs, intro)
 RATE_WINDOW = 60.0
+Product = Literal["edr", "itdr", "sat", "siem", "psa", "api"]
+ALL_PRODUCTS: tuple[Product, ...] = ("edr", "itdr", "sat", "siem", "psa", "api")
 
 
 class HuntressSettings(SectionSettings):
     model_config = SettingsConfigDict(env_prefix="OFFBOARD_HUNTRESS__")
 
     organization_id: int = Field(gt=0, description="the customer's Huntress organization id")
+    products: list[Product] | Literal["all"] = Field(
+        "all", description='what the customer leaves: "all", or some of edr, itdr, sat, siem, psa, api')
+    account_id: int | None = Field(
+        None, gt=0, description="reseller keys only: the managed account, to use /v1/accounts/{id}/… paths")
+    delete_organization: bool = Field(
+        False, description="delete the whole organization at the end (all products only; needs --confirm)")
+    stale_after_days: int = Field(21, ge=1, le=3650, description="agents silent this long count as wiped/stale")
+    siem_logs_continue_at: str = Field("", description="for the closure note: where the customer's logs live now")
     base_url: str = API_URL
     requests_per_minute: int = Field(
         RATE_LIMIT, ge=1, le=RATE_LIMIT,
@@ -33,15 +43,36 @@ class HuntressSettings(SectionSettings):
     def _url(cls, v: str) -> str:
         return check_vendor_url(v)
 
+    @field_validator("products")
+    @classmethod
+    def _products(cls, v: list[Product] | Literal["all"]) -> list[Product] | Literal["all"]:
+        if v != "all" and not v:
+            raise ValueError('name at least one product, or "all"')
+        return v
+
     @model_validator(mode="after")
-    def _window_only_for_sandbox(self) -> HuntressSettings:
+    def _rules(self) -> HuntressSettings:
         if self.rate_window_seconds < RATE_WINDOW and not is_loopback_url(self.base_url):
             raise ValueError("rate_window_seconds below 60 is only for the sandbox on 127.0.0.1; "
                              "Huntress counts a 60 s window")
+        if self.delete_organization and not self.whole_exit:
+            raise ValueError('delete_organization needs products = "all": deleting the organization '
+                             "removes every product")
         return self
 
+    @property
+    def scope(self) -> tuple[Product, ...]:
+        if self.products == "all":
+            return ALL_PRODUCTS
+        return tuple(p for p in ALL_PRODUCTS if p in self.products)
+
+    @property
+    def whole_exit(self) -> bool:
+        return self.scope == ALL_PRODUCTS
+
     def scope_key(self) -> dict[str, Any]:
-        return {"organization_id": self.organization_id, "base_url": self.base_url}
+        return {"organization_id": self.organization_id, "base_url": self.base_url, "account_id": self.account_id,
+                "products": list(self.scope), "delete_organization": self.delete_organization}
 
     @property
     def time_scale(self) -> float:

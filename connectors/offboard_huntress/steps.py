@@ -1,9 +1,10 @@
 """The Huntress customer-exit runbook as planned steps (shared/seeds/002, vendor-notes §4).
 
-Pure functions: inventory in, steps out. No call is made here.
-Runbook order: 1 confirm scope (the plan header), 2 export evidence, 3 remove endpoint
-coverage, 4 cloud integrations, 5 routing and automation, 6 billing, 7 closure note.
-This slice plans step 3 for EDR agents.
+Pure functions: inventory in, steps out. No call is made here. The runbook's order:
+1 confirm scope, 2 export evidence (before anything is removed), 3 endpoint coverage,
+4 cloud integrations, 5 routing and automation, 6 billing handoff, then the optional
+whole-organization deletion, then the closure note. A partial exit plans only the
+product paths in scope; a step with no API is a manual item, never a silent gap.
 """
 
 from __future__ import annotations
@@ -11,13 +12,14 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from offboard.connectors import PlanParts
-from offboard.plan import Action, Inventory, InventoryItem, Skipped, Step, Target
+from offboard.plan import Action, Inventory, InventoryItem, Manual, Skipped, Step, Target
 
+from .client import MIRRORED
 from .models import ISOLATED
+from .settings import HuntressSettings
 
 VENDOR = "huntress"
-STEP_EDR = "remove-endpoint-coverage"
-STALE_AFTER_DAYS = 21  # the portal's default for "unresponsive" (vendor-notes §3.2)
+PORTAL = "Huntress portal"
 
 
 def owner_of_org(org_id: int) -> str:
@@ -40,47 +42,273 @@ def days_since(ts: str | None, now: datetime) -> int | None:
     return (now - then).days
 
 
-def _agent_summary(item: InventoryItem, now: datetime) -> str:
-    a = item.attrs
-    text = f"uninstall EDR agent ({a.get('platform') or '?'}, {a.get('os') or '?'})"
-    if a.get("firewall_status") in ISOLATED:
-        text += " — host is isolated"
-    idle = days_since(a.get("last_callback_at"), now)
-    if idle is not None and idle >= STALE_AFTER_DAYS:
-        text += f" — no callback for {idle} days: removing it closes its incidents and stops billing"
-    return text
+def _manual(item: str, name: str, summary: str, portal_path: str, done_when: str, *, verify: str = "",
+            record: str = "", step: str) -> Action:
+    return Action(id=f"{VENDOR}.{item}", vendor=VENDOR, step=step, kind="manual", operation=item,
+                  target=Target(type="manual", id=item, name=name), summary=summary,
+                  manual=Manual(portal_path=portal_path, done_when=done_when, verify_hint=verify, record=record))
 
 
-def plan_exit(inventory: Inventory, org_id: int, now: datetime | None = None) -> PlanParts:
-    now = now or datetime.now(UTC)
-    owner = owner_of_org(org_id)
-    actions: list[Action] = []
-    skipped: list[Skipped] = []
-    for item in sorted(inventory.items, key=lambda i: (i.target.name.lower(), int(i.target.id))):
-        if item.target.type != "agent":
-            continue
-        if item.owner != owner:
-            # The listing was filtered by organization, yet this came back: never touch it.
-            skipped.append(Skipped(vendor=VENDOR, target=item.target,
-                                   reason=f"belongs to {item.owner}, not {owner} (scope guard)"))
-            continue
-        actions.append(Action(
-            id=f"{VENDOR}.edr.agent.{item.target.id}",
-            vendor=VENDOR,
-            step=STEP_EDR,
-            kind="api",
-            operation="uninstall_agent",
-            target=item.target,
-            summary=_agent_summary(item, now),
-            call=f"DELETE /v1/agents/{item.target.id}",
-            owner=owner,
-        ))
-    steps = (Step(
-        id=STEP_EDR,
-        vendor=VENDOR,
-        title="Remove endpoint coverage (EDR agents)",
-        why="Runbook step 3: remote-uninstall every agent; a wiped host's agent is removed from "
-            "the dashboard the same way, which closes its incidents and stops billing.",
-        actions=tuple(actions),
-    ),)
-    return PlanParts(steps=steps, skipped=tuple(skipped))
+def _api(op: str, target: Target, summary: str, call: str, owner: str, *, step: str,
+         destructive: bool = True, confirm: str | None = None) -> Action:
+    return Action(id=f"{VENDOR}.{op}.{target.id}", vendor=VENDOR, step=step, kind="api", operation=op,
+                  target=target, summary=summary, call=call, owner=owner, destructive=destructive,
+                  confirm=confirm)
+
+
+class _Planner:
+    def __init__(self, inventory: Inventory, settings: HuntressSettings, now: datetime) -> None:
+        self.inv = inventory
+        self.s = settings
+        self.now = now
+        self.owner = owner_of_org(settings.organization_id)
+        self.scope = settings.scope
+        self.skipped: list[Skipped] = []
+        org = next((i for i in inventory.items if i.target.type == "organization"), None)
+        self.org = org
+        self.org_name = org.target.name if org else f"organization {settings.organization_id}"
+
+    def mine(self, kind: str) -> list[InventoryItem]:
+        out = []
+        for item in sorted(self.inv.items, key=lambda i: (i.target.name.lower(), i.target.id)):
+            if item.target.type != kind:
+                continue
+            if item.owner != self.owner:
+                # The listing was filtered by organization, yet this came back: never touch it.
+                self.skipped.append(Skipped(vendor=VENDOR, target=item.target,
+                                            reason=f"belongs to {item.owner}, not {self.owner} (scope guard)"))
+                continue
+            out.append(item)
+        return out
+
+    def call(self, method: str, resource: str, *rest: object) -> str:
+        base = f"/v1/accounts/{self.s.account_id}" if self.s.account_id and resource in MIRRORED else "/v1"
+        return f"{method} " + "/".join([base, resource, *(str(r) for r in rest)])
+
+    # -- the runbook, in order ------------------------------------------------------------
+
+    def steps(self) -> list[Step]:
+        steps = [self.confirm_scope(), self.evidence(), *self.endpoints(), self.cloud(), self.routing(),
+                 self.billing()]
+        if self.s.delete_organization and self.s.whole_exit and self.org is not None:
+            steps.append(self.delete_org())
+        steps.append(self.closure())
+        return [s for s in steps if s.actions]
+
+    def confirm_scope(self) -> Step:
+        sid = "confirm-scope"
+        what = "the whole customer (every product)" if self.s.whole_exit else ", ".join(self.scope)
+        return Step(id=sid, vendor=VENDOR, phase="scope", title="1. Confirm exit scope",
+                    why="Runbook step 1: whole-organization deletion is a different risk from removing one mapping.",
+                    actions=(_manual("scope.record-in-psa", "exit scope recorded in the PSA ticket",
+                                     f"Record in the PSA ticket that the exit covers {what}"
+                                     + (" and deletes the whole organization" if self.s.delete_organization
+                                        else ""),
+                                     "your PSA → the customer's exit ticket",
+                                     "the ticket states the products in scope and whether the organization "
+                                     "is deleted", record="the ticket number", step=sid),))
+
+    def evidence(self) -> Step:
+        sid = "export-evidence"
+        org_t = f"organization {self.s.organization_id}"
+
+        def export(what: str, label: str, call: str) -> Action:
+            return _api(f"export.{what}", Target(type="evidence", id=what, name=label),
+                        f"export {label}", call, self.owner, step=sid, destructive=False)
+
+        org = self.s.organization_id
+        actions = [
+            export("organization", f"{org_t} with actual usages", self.call("GET", "organizations", org)),
+            export("agents", "agent inventory", self.call("GET", "agents") + f"?organization_id={org}"),
+            export("incident_reports", "incident reports, all statuses, with remediations",
+                   self.call("GET", "incident_reports") + f"?organization_id={org}"),
+            export("signals", "SOC signals", f"GET /v1/signals?organization_id={org}"),
+            export("escalations", "escalations", f"GET /v1/escalations?organization_id={org}"),
+            export("reports", "summary reports and their PDFs", f"GET /v1/reports?organization_id={org}"),
+            export("identities", "ITDR identities", f"GET /v1/identities?organization_id={org}"),
+            export("memberships", "portal memberships", self.call("GET", "memberships") + f"?organization_id={org}"),
+            export("invoices", "account invoices", "GET /v1/invoices"),
+            _manual("evidence.billing-detail-report", "Billing Detail Report",
+                    "Keep the latest Billing Detail Report (emailed monthly; no API)",
+                    "the Billing Emails inbox set under ☰ → Settings (the report is emailed, not downloadable)",
+                    "the report for the last billing period is filed with the exit ticket", step=sid,
+                    record="where the file was stored"),
+        ]
+        if "itdr" in self.scope:
+            actions.append(_manual(
+                "evidence.identity-security-assessment", "Identity Security Assessment",
+                "Keep the Identity Security Assessment report(s) (no API)",
+                "the assessment email sent after the ITDR integration, or the portal's ITDR reports",
+                "the assessment PDF is filed with the exit ticket", step=sid, record="where the file was stored"))
+        if "sat" in self.scope:
+            actions.append(_manual(
+                "evidence.sat-results", "SAT results",
+                "Export the SAT results the contract says the customer keeps (Managed SAT portal; no REST API here)",
+                "mycurricula.com → Reports (separate login)", "the results export is filed with the exit ticket",
+                step=sid, record="which reports were exported and where"))
+        return Step(id=sid, vendor=VENDOR, phase="evidence", title="2. Export retained evidence",
+                    why="Runbook step 2: before anything is removed. Removal is held back if an export fails.",
+                    actions=tuple(actions))
+
+    def endpoints(self) -> list[Step]:
+        if "edr" not in self.scope:
+            return []
+        live: list[tuple[InventoryItem, int | None]] = []
+        stale: list[tuple[InventoryItem, int | None]] = []
+        for item in self.mine("agent"):
+            idle = days_since(item.attrs.get("last_callback_at"), self.now)
+            (stale if idle is not None and idle >= self.s.stale_after_days else live).append((item, idle))
+        steps = []
+        for sid, title, why, group in (
+            ("remove-endpoint-coverage", "3. Remove endpoint coverage (EDR agents)",
+             "Runbook step 3: remote uninstall; an isolated host is released first so it is not left cut off.",
+             live),
+            ("remove-stale-agents", "3b. Remove wiped/stale agents from the dashboard",
+             f"No callback for {self.s.stale_after_days}+ days: removing them closes their incidents and stops "
+             "billing (billing counts agents present on the last day of the cycle).", stale),
+        ):
+            actions: list[Action] = []
+            for item, idle in group:
+                a = item.attrs
+                if a.get("firewall_status") in ISOLATED:
+                    actions.append(_api("release_isolation", item.target,
+                                        "release network isolation before uninstall",
+                                        self.call("DELETE", "agents", item.target.id, "isolation"),
+                                        self.owner, step=sid))
+                summary = f"uninstall EDR agent ({a.get('platform') or '?'}, {a.get('os') or '?'})"
+                if idle is not None and idle >= self.s.stale_after_days:
+                    summary = f"remove from dashboard: no callback for {idle} days"
+                actions.append(_api("uninstall_agent", item.target, summary,
+                                    self.call("DELETE", "agents", item.target.id), self.owner, step=sid))
+            steps.append(Step(id=sid, vendor=VENDOR, phase="removal", title=title, why=why, actions=tuple(actions),
+                              stops_updating=("EDR: no endpoint monitoring, incident reports or Managed AV "
+                                              "reporting for these hosts",)))
+        return steps
+
+    def cloud(self) -> Step:
+        sid = "remove-cloud-integrations"
+        actions: list[Action] = []
+        stops: list[str] = []
+        if "itdr" in self.scope:
+            tenant = self.org.attrs.get("identity_provider_tenant_id") if self.org else None
+            actions.append(_manual(
+                "itdr.unmap-tenant", "ITDR tenant mapping",
+                f"Unmap the customer's tenant ({tenant or 'none mapped'}) from the identity provider integration, "
+                "or delete the integration when no other customer uses it",
+                "☰ → Integrations → Identity Provider Integration (Microsoft 365 / Google Workspace) → Manage "
+                "Existing Integrations", "the integration no longer shows the customer's tenant",
+                verify="organization identity_provider_tenant_id is null, actual_usages.itdr is empty, "
+                       "no identity is listed", record="who approved the Microsoft 365 consent removal", step=sid))
+            for item in self.mine_rules():
+                actions.append(_api("delete_unwanted_access_rule", item.target,
+                                    f"delete organization-scoped ITDR rule ({item.attrs.get('describe', '')})",
+                                    f"DELETE /v1/unwanted_access_rules/{item.target.id}", self.owner, step=sid))
+            stops.append("ITDR: no identity threat detection for the customer's tenant")
+        if "sat" in self.scope:
+            actions.append(_manual(
+                "sat.close-campaigns", "SAT campaigns",
+                "Let running phishing campaigns end (they close 10 days after the last email) and record their "
+                "final status; deactivate learners; remove SAT routing/allowlisting notes from the runbook",
+                "mycurricula.com → Phishing Campaigns, and Learners → Actions → Change Learner Status → Inactive",
+                "no active campaign remains for the customer", record="each campaign's final status", step=sid))
+            stops.append("Security Awareness Training: no new assignments or phishing campaigns")
+        if "siem" in self.scope:
+            where = self.s.siem_logs_continue_at or "not recorded (set siem_logs_continue_at)"
+            actions.append(_manual(
+                "siem.disconnect-sources", "Managed SIEM log sources",
+                f"Disconnect every log source of the customer; logs continue to live at: {where}",
+                "left navigation → SIEM → Source Management (the customer's organization)",
+                "no source is listed for the customer and no new data arrives",
+                verify="organization logs_sources_count is 0 and no billable log source remains", step=sid))
+            stops.append("Managed SIEM: logs stop arriving; retained logs follow SIEM retention"
+                         + (f"; the customer's logs now go to {self.s.siem_logs_continue_at}"
+                            if self.s.siem_logs_continue_at else ""))
+        return Step(id=sid, vendor=VENDOR, phase="removal", title="4. Remove cloud integrations",
+                    why="Runbook step 4: ITDR, SAT and SIEM have no removal API; the API verifies where it can.",
+                    actions=tuple(actions), stops_updating=tuple(stops))
+
+    def mine_rules(self) -> list[InventoryItem]:
+        return self.mine("unwanted_access_rule")
+
+    def routing(self) -> Step:
+        sid = "close-routing-and-automation"
+        actions: list[Action] = []
+        stops: list[str] = []
+        if "psa" in self.scope and self.org is not None and self.org.attrs.get("report_recipients"):
+            actions.append(_api("clear_report_recipients", self.org.target,
+                                f"stop branded report emails to {self.org.attrs['report_recipients']} recipient(s)",
+                                self.call("PATCH", "organizations", self.org.target.id) + " {report_recipients: []}",
+                                self.owner, step=sid))
+            stops.append("Branded monthly and quarterly summary reports are no longer emailed")
+        if self.s.whole_exit:
+            for item in self.mine("membership"):
+                actions.append(_api("delete_membership", item.target,
+                                    f"remove portal access ({item.attrs.get('permissions', '?')})",
+                                    self.call("DELETE", "memberships", item.target.id), self.owner, step=sid))
+        if "psa" in self.scope:
+            actions += [
+                _manual("psa.remove-mapping", "PSA company mapping",
+                        "Remove the organization's company mapping and billing-sync mapping in the PSA integration",
+                        "☰ → Integrations → ✏️ next to the PSA integration → mapping and billing tabs",
+                        "a test incident or the mapping view no longer targets the customer", step=sid,
+                        record="which mappings were removed"),
+                _manual("psa.email-routing", "email incident routing",
+                        "Remove the customer's email incident routing and ticket rules",
+                        "☰ → Integrations → the email alert integration",
+                        "no route sends the customer's incidents anywhere", step=sid, record="what was removed"),
+                _manual("psa.webhooks", "webhook endpoints",
+                        "Delete webhook endpoints used only for this customer",
+                        "☰ → Integrations → Webhooks → ⋯ → Delete",
+                        "no endpoint delivers this customer's events", step=sid, record="which endpoints"),
+            ]
+            stops.append("PSA tickets and email alerts for this customer stop")
+        if "api" in self.scope:
+            actions.append(_manual(
+                "api.revoke-credentials", "API and MCP credentials",
+                "Revoke or rotate API keys and MCP access used by customer-specific automations; rotate shared keys "
+                "the customer had access to", "☰ → API Credentials (<subdomain>.huntress.io/account/api_credentials)",
+                "the secret store and the API Credentials page match", step=sid,
+                record="which keys were revoked or rotated"))
+        return Step(id=sid, vendor=VENDOR, phase="removal", title="5. Close routing and automation",
+                    why="Runbook step 5: PSA mapping, email routing, webhooks and API keys are portal-only.",
+                    actions=tuple(actions), stops_updating=tuple(stops))
+
+    def billing(self) -> Step:
+        sid = "billing-handoff"
+        return Step(id=sid, vendor=VENDOR, phase="closure", title="6. Confirm billing and account-manager handoff",
+                    why="Runbook step 6: billing follows technical state; attach the proof of stop.",
+                    actions=(_manual(
+                        "billing.account-manager", "billing handoff",
+                        "Tell the Huntress account manager the customer has left, update the PSA contract, and "
+                        "attach the run's report.md as proof that the service stopped",
+                        "your Huntress account manager, and the customer's contract in your PSA",
+                        "the account manager acknowledged and the contract is updated",
+                        verify="the organization has no billable agent left", record="who acknowledged, and when",
+                        step=sid),))
+
+    def delete_org(self) -> Step:
+        sid = "delete-organization"
+        assert self.org is not None
+        return Step(id=sid, vendor=VENDOR, phase="removal", title="7. Delete the whole organization",
+                    why="Removes every product of the organization at Huntress; irreversible. Needs --confirm.",
+                    actions=(_api("delete_organization", self.org.target,
+                                  f"delete the whole organization {self.org_name!r} and everything in it",
+                                  self.call("DELETE", "organizations", self.org.target.id), self.owner, step=sid,
+                                  confirm=self.org_name),),
+                    stops_updating=("Every Huntress product for the organization; its data is deleted",))
+
+    def closure(self) -> Step:
+        sid = "closure-note"
+        return Step(id=sid, vendor=VENDOR, phase="closure", title="8. Send the closure note",
+                    why="Runbook step 7: the customer and the MSP agree on what ended.",
+                    actions=(_manual("closure.send-note", "closure note",
+                                     "Send the run's closure-note.md to the customer",
+                                     "the run folder → closure-note.md, by your usual customer channel",
+                                     "the customer received the note", record="to whom and how it was sent",
+                                     step=sid),))
+
+
+def plan_exit(inventory: Inventory, settings: HuntressSettings, now: datetime | None = None) -> PlanParts:
+    planner = _Planner(inventory, settings, now or datetime.now(UTC))
+    steps = planner.steps()
+    return PlanParts(steps=tuple(steps), skipped=tuple(planner.skipped))

@@ -53,7 +53,7 @@ def plan(
 ) -> None:
     """Dry run: read what the customer still has and print every planned removal. Changes nothing.
 
-    Exits 10 when there is something to remove, 0 when there is nothing left.
+    Exits 10 when something is left to remove by API, 0 when nothing is.
     """
     cfg = _config(config)
     with engine.open_sessions(cfg) as sessions, render.err.status("Reading what the customer still has (read-only)…"):
@@ -62,7 +62,8 @@ def plan(
     if out is not None:
         write_plan(the_plan, out)
         render.out.print(f"Saved to {out}. Review it, then run: offboard apply {out}", soft_wrap=True)
-    raise typer.Exit(ExitCode.PLAN_HAS_CHANGES if the_plan.actions() else ExitCode.OK)
+    removals = [a for a in the_plan.api_actions() if a.destructive]
+    raise typer.Exit(ExitCode.PLAN_HAS_CHANGES if removals else ExitCode.OK)
 
 
 @app.command()

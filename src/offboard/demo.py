@@ -44,7 +44,8 @@ def run_demo(directory: Path) -> int:
                      "No vendor account is used.\n")
     with contextlib.ExitStack() as stack:
         urls = {n: stack.enter_context(serve(k.make_app(TIME_SCALE))) for n, k in kits.items()}
-        lines = ['[customer]', 'name = "Acme Dental (sandbox demo)"', 'approved_by = "demo"', "",
+        lines = ['[customer]', 'name = "Acme Dental (sandbox demo)"', 'approved_by = "demo"',
+                 'monitoring_after_exit = "Acme IT (it@acme.example) from the end-of-service date"', "",
                  "[run]", 'runs_dir = "runs"', ""]
         for name, kit in kits.items():
             lines.append(f"[{name}]")
@@ -63,24 +64,45 @@ def run_demo(directory: Path) -> int:
             write_plan(plan, plan_path)
             render.out.print(f"Plan saved to {plan_path}", soft_wrap=True)
 
-            render.out.rule("2. apply")
+            render.out.rule("2. apply (unattended: all API work, then the manual checklist)")
             if any(f.blocking for v in plan.vendors for f in v.findings):
                 render.out.print(f"A preflight gate would stop a real run (exit 4). The demo overrides it "
                                  f"with an audited reason: “{DEMO_OVERRIDE}”.")
             result = engine.apply(plan, cfg, sessions, overrides=engine.Overrides(preflight=DEMO_OVERRIDE),
                                   progress=render.RichProgress())
+            c = result.counts
+            outside = sum(len(v.skipped) for v in plan.vendors) + c["skipped"]
+            render.out.print(f"Exported {c['exported']} evidence file set(s); removed {c['succeeded']} object(s) by "
+                             f"API, failed {c['failed']}. Every write was checked against the exit's scope first; "
+                             f"{outside} object(s) seen outside it were left untouched.")
+            if result.pending:
+                render.out.print(render.manual_table(result.pending))
+                render.out.print("A real run stops here with exit 3. The demo plays the technician: it does each "
+                                 "item in the sandbox and confirms it (`offboard confirm ITEM --by NAME`).")
+                for action in result.pending:
+                    kit = kits[action.vendor]
+                    if kit.portal is not None:
+                        kit.portal(urls[action.vendor], action)
+                    done = engine.confirm(result.run.run_id, action.id, "demo operator",
+                                          "done in the sandbox by the demo", cfg, sessions)
+                    verified = (f"API re-read: {done.check.detail}" if done.check is not None
+                                else "no API can see it; recorded with the note")
+                    render.out.print(f"  confirmed {action.id} — {verified}")
 
-        render.out.rule("3. verify")
+        render.out.rule("3. status and verification")
+        run_obj, rows = engine.status(result.run.run_id, cfg)
+        render.out.print(render.status_table(run_obj.run_id, rows))
         render.out.print(render.checks_table(result.checks))
-        c = result.counts
-        outside = sum(len(v.skipped) for v in plan.vendors) + c["skipped"]
-        render.out.print(f"Removed {c['succeeded']}, failed {c['failed']}. Every write was checked against "
-                         f"the exit's scope first; {outside} object(s) seen outside it were left untouched.")
         render.out.rule("4. audit")
         check = verify_file(result.run.audit_path)
         if not check.ok:
             render.error(f"audit chain broken at line {check.bad_line}: {check.reason}")
             return ExitCode.FAILED
         render.paths(result.run.audit_path, result.run.report_path, check.lines, check.last_hash)
+        render.out.print(f"Closure note: {result.run.path / 'closure-note.md'}", soft_wrap=True)
         render.out.print(f"Check it yourself: offboard audit verify {result.run.audit_path}", soft_wrap=True)
-    return int(result.exit_code)
+    unfinished = [r for r in rows if r.state not in ("done", "verified", "confirmed", "skipped")]
+    if unfinished or any(not c.passed for c in result.checks):
+        render.error(f"demo: {len(unfinished)} item(s) not finished; see the status table above")
+        return ExitCode.FAILED
+    return ExitCode.OK

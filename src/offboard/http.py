@@ -178,9 +178,11 @@ class VendorHttp:
         json: Any = None,
         ok: frozenset[int] = frozenset({200, 201, 202, 204}),
         allow: frozenset[int] = frozenset(),
+        raw: bool = False,
     ) -> Reply:
         """Send one logical call; ``allow`` lists statuses returned to the caller
-        instead of raised (e.g. 404 on a read that checks absence)."""
+        instead of raised (e.g. 404 on a read that checks absence). ``raw`` returns the
+        body as bytes. A full URL on another origin is fetched without our credentials."""
         method = method.upper()
         is_read = method in READ_METHODS
         call = f"{method} {path}"
@@ -217,7 +219,10 @@ class VendorHttp:
             started = time.monotonic()
             status: int | None = None
             try:
-                response = self._client.request(method, path, params=params, json=json)
+                if self._same_origin(path):
+                    response = self._client.request(method, path, params=params, json=json)
+                else:  # e.g. a report PDF on a storage host: never send the API key there
+                    response = self._client.request(method, path, params=params, json=json, auth=None)
                 status = response.status_code
             finally:
                 self.last_call = HttpRecord(method, path, status, attempt,
@@ -257,11 +262,22 @@ class VendorHttp:
         record = self.last_call
         assert record is not None
         if response.status_code in ok or response.status_code in allow:
-            return Reply(response.status_code, _json_or_none(response, self.vendor, call), record,
-                         dict(response.headers))
+            body = response.content if raw else _json_or_none(response, self.vendor, call)
+            return Reply(response.status_code, body, record, dict(response.headers))
         if response.status_code in (401, 403):
             raise VendorAuthError(self.vendor, call, _vendor_message(response), response.status_code)
         raise VendorError(self.vendor, call, _vendor_message(response), response.status_code)
+
+    def _same_origin(self, path: str) -> bool:
+        if "://" not in path:
+            return True
+        base = self._client.base_url
+        url = httpx.URL(path)
+        return (url.scheme, url.host, url.port) == (base.scheme, base.host, base.port)
+
+    def download(self, url: str) -> Reply:
+        """Fetch a file (bytes), with the same retries and limits as any read."""
+        return self.request("GET", url, raw=True)
 
     def get(self, path: str, *, params: Mapping[str, Any] | None = None,
             allow: frozenset[int] = frozenset()) -> Reply:

@@ -3,11 +3,14 @@ say anything the log does not."""
 
 from __future__ import annotations
 
-from collections import defaultdict
 from typing import Any
 
 from offboard.plan import Plan
 from offboard.runstate import RunDir, atomic_write_text
+
+RESULT = {"action.succeeded": "removed", "action.failed": "FAILED", "action.skipped": "skipped",
+          "action.blocked": "held back", "action.unknown": "UNKNOWN", "action.started": "interrupted",
+          "manual.pending": "manual, pending", "manual.confirmed": "confirmed", "manual.rejected": "manual, pending"}
 
 
 def _cell(value: Any) -> str:
@@ -20,13 +23,24 @@ def _message(detail: Any) -> str:
     return str(detail or "")
 
 
+def _http(rec: dict[str, Any] | None) -> str:
+    http = rec.get("http") if rec else None
+    return f"{http['method']} {http['path']} → {http['status']}" if http else ""
+
+
 def render_report(run_id: str, plan: Plan, records: list[dict[str, Any]]) -> str:
-    by_action: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    last: dict[str, dict[str, Any]] = {}
+    proof: dict[str, dict[str, Any]] = {}
     for r in records:
-        if r.get("action_id"):
-            by_action[r["action_id"]].append(r)
+        aid = r.get("action_id")
+        if not aid:
+            continue
+        if r["event"] in RESULT:
+            last[aid] = r
+        elif r["event"] in ("verify.passed", "verify.failed"):
+            proof[aid] = r
     started = records[0]["ts"] if records else "-"
-    finished = next((r for r in reversed(records) if r["event"] == "run.finished"), None)
+    finished = next((r for r in reversed(records) if r["event"] in ("run.finished", "run.closed")), None)
     out = [
         f"# Proof of service stop — {plan.customer}",
         "",
@@ -34,13 +48,12 @@ def render_report(run_id: str, plan: Plan, records: list[dict[str, Any]]) -> str
         f"- End of service: {plan.end_of_service or 'not set'}; approved by: {plan.approved_by or 'not recorded'}; "
         f"ticket: {plan.ticket or 'none'}",
         f"- Started: {started}",
-        f"- Finished: {finished['ts'] if finished else 'not finished (resume the run)'}"
-        + (f" — outcome **{finished['outcome']}**" if finished else ""),
+        f"- Last update: {finished['ts'] if finished else 'not finished (resume the run)'}"
+        + (f" — {finished['event']} **{finished['outcome']}**" if finished else ""),
         f"- Audit log: `audit.jsonl`, {len(records)} events, last hash `{records[-1]['hash'] if records else '-'}`"
         " (check with `offboard audit verify audit.jsonl`)",
         "",
     ]
-    overrides = [r for r in records if r["event"] == "preflight.overridden"]
     gates = [r for r in records if r["event"] == "preflight.checked"]
     if gates:
         out += ["## Preflight", "", "| Vendor | Check | Count | Blocking | Finding |", "|---|---|---|---|---|"]
@@ -48,46 +61,63 @@ def render_report(run_id: str, plan: Plan, records: list[dict[str, Any]]) -> str
             d = g["detail"]
             out.append(f"| {g['vendor']} | {_cell(d['kind'])} | {d['count']} | {'yes' if d['blocking'] else 'no'}"
                        f" | {_cell(d['finding'])} |")
-        for o in overrides:
-            out.append(f"\nGates overridden at {o['ts']}: “{_cell(o['detail']['reason'])}”.")
+        for o in (r for r in records if r["event"] in ("preflight.overridden", "evidence.overridden")):
+            what = "Gates" if o["event"] == "preflight.overridden" else "Failed evidence export"
+            out.append(f"\n{what} overridden at {o['ts']}: “{_cell(o['detail']['reason'])}”.")
         out.append("")
+    after = {r["vendor"]: r["detail"]["snapshot"] for r in records if r["event"] == "snapshot.taken"}
     for vp in plan.vendors:
         out += [f"## {vp.display_name} — {vp.scope}", "", f"Credentials: {vp.account}.", ""]
         for step in vp.steps:
-            out += [f"### {step.title}", "", "| Object | Done at | Result | How it is known |", "|---|---|---|---|"]
+            out += [f"### {step.title}", "", "| Object | When | Result | How it is known | Verified |",
+                    "|---|---|---|---|---|"]
             for a in step.actions:
-                events = by_action.get(a.id, [])
-                last = next((e for e in reversed(events) if e["event"] not in ("action.planned",)), None)
-                when = last["ts"] if last else "-"
-                result = {"action.succeeded": "removed", "action.failed": "FAILED",
-                          "action.skipped": "skipped", "action.unknown": "UNKNOWN",
-                          "action.started": "interrupted", "manual.pending": "manual, pending"}.get(
-                    last["event"] if last else "", "not started")
-                if last and last["event"] == "action.succeeded" and last["detail"].get("already_absent"):
-                    result = "already absent"
-                http = last.get("http") if last else None
-                how = f"{http['method']} {http['path']} → {http['status']}" if http else ""
-                how = "; ".join(x for x in (how, _message(last["detail"]) if last else "") if x)
-                out.append(f"| {_cell(a.target.name)} (`{a.target.id}`) | {when} | {result} | {_cell(how)} |")
+                rec = last.get(a.id)
+                result = RESULT.get(rec["event"], "?") if rec else "not started"
+                if rec and rec["event"] == "action.succeeded":
+                    if rec["detail"].get("already_absent"):
+                        result = "already absent"
+                    elif not a.destructive:
+                        result = "exported"
+                how = ""
+                if rec and rec["event"] == "manual.confirmed":
+                    d = rec["detail"]
+                    how = f"confirmed by {d['by']}" + (f": {d['note']}" if d.get("note") else "")
+                elif rec and rec["event"] == "manual.pending" and a.manual:
+                    how = f"{a.manual.portal_path}; done when {a.manual.done_when}"
+                elif rec:
+                    how = "; ".join(x for x in (_http(rec), _message(rec["detail"])) if x)
+                    files = rec["detail"].get("files") if isinstance(rec["detail"], dict) else None
+                    if files:
+                        how += "; " + ", ".join(f"`{f['path']}` sha256 {f['sha256'][:12]}…" for f in files[:4])
+                        if len(files) > 4:
+                            how += f" and {len(files) - 4} more"
+                p = proof.get(a.id)
+                verified = "" if p is None else (
+                    ("passed" if p["event"] == "verify.passed" else "FAILED")
+                    + f": {_cell(p['detail']['result'])}" + (f" ({_http(p)})" if _http(p) else ""))
+                name = a.target.name if a.kind == "api" else f"{a.target.name} (`{a.id}`)"
+                when = rec["ts"] if rec else "-"
+                out.append(f"| {_cell(name)} | {when} | {result} | {_cell(how)} | {verified} |")
             out.append("")
         if vp.skipped:
             out += ["### Not touched (outside the exit's scope)", ""]
             out += [f"- {_cell(s.target.name)} (`{s.target.id}`): {_cell(s.reason)}" for s in vp.skipped]
             out.append("")
         checks = [r for r in records if r["event"] in ("verify.passed", "verify.failed")
-                  and r["vendor"] == vp.vendor]
+                  and r["vendor"] == vp.vendor and not r.get("action_id")]
         if checks:
-            out += ["### Verification (re-read from the vendor after removal)", "",
-                    "| Check | Result | Re-read |", "|---|---|---|"]
+            out += ["### Verification of the whole (re-read from the vendor)", "", "| Check | Result |", "|---|---|"]
             for c in checks:
-                http = c.get("http")
-                rr = f"{http['method']} {http['path']} → {http['status']}" if http else ""
                 mark = "passed" if c["event"] == "verify.passed" else "FAILED"
-                out.append(f"| {_cell(c['detail']['check'])} | {mark}: {_cell(c['detail']['result'])} | {rr} |")
+                out.append(f"| {_cell(c['detail']['check'])} | {mark}: {_cell(c['detail']['result'])} |")
             out.append("")
         if vp.snapshot:
-            out += ["### Before the exit (snapshot at planning)", ""]
-            out += [f"- {k}: {_cell(v)}" for k, v in vp.snapshot.items()]
+            now = after.get(vp.vendor, {})
+            out += ["### Billing-relevant counts, before and after", "", "| Count | Before (plan) | After |",
+                    "|---|---|---|"]
+            for k, v in vp.snapshot.items():
+                out.append(f"| {k} | {_cell(v)} | {_cell(now.get(k, '-'))} |")
             out.append("")
     return "\n".join(out) + "\n"
 

@@ -36,6 +36,9 @@ def mock_discovery(router: respx.MockRouter, pages: list[list[dict[str, Any]]]) 
     router.get(f"{API}/v1/actor").respond(json={"account": {"id": 7, "name": "MSP"},
                                                 "user": {"id": 1, "email": "t@msp.example"}})
     router.get(f"{API}/v1/organizations/42").respond(json={"organization": ORG})
+    router.get(f"{API}/v1/memberships").respond(json={"memberships": [], "pagination": {}})
+    router.get(f"{API}/v1/unwanted_access_rules").respond(json={"unwanted_access_rules": [], "pagination": {}})
+    router.get(f"{API}/v1/platform_actions").respond(json={"platform_actions": [], "pagination": {}})
     replies = []
     for n, page in enumerate(pages):
         pagination = {} if n == len(pages) - 1 else {
@@ -46,7 +49,7 @@ def mock_discovery(router: respx.MockRouter, pages: list[list[dict[str, Any]]]) 
 
 
 def test_discovery_lists_all_three_pages_with_limit_500_and_the_org_filter() -> None:
-    with respx.mock(assert_all_called=True) as router:
+    with respx.mock as router:
         agents = mock_discovery(router, [[agent(3)], [agent(2)], [agent(1)]])
         inventory = session().discover()
         calls = [(c.request.method, c.request.url.path) for c in router.calls]
@@ -56,11 +59,12 @@ def test_discovery_lists_all_three_pages_with_limit_500_and_the_org_filter() -> 
         {"organization_id": "42", "limit": "500", "page_token": "tok1"},
         {"organization_id": "42", "limit": "500", "page_token": "tok2"},
     ]
-    assert [i.target.id for i in inventory.items] == ["3", "2", "1"]
+    assert [i.target.id for i in inventory.items if i.target.type == "agent"] == ["3", "2", "1"]
     assert inventory.snapshot["agents_count"] == 3
     assert calls == [
         ("GET", "/v1/actor"), ("GET", "/v1/organizations/42"),
-        ("GET", "/v1/agents"), ("GET", "/v1/agents"), ("GET", "/v1/agents")]
+        ("GET", "/v1/agents"), ("GET", "/v1/agents"), ("GET", "/v1/agents"),
+        ("GET", "/v1/memberships"), ("GET", "/v1/unwanted_access_rules")]
 
 
 def test_paging_follows_next_page_url_when_only_it_is_given() -> None:
@@ -74,7 +78,7 @@ def test_paging_follows_next_page_url_when_only_it_is_given() -> None:
         inventory = session().discover()
     assert route.calls[1].request.url.params["page_token"] == "abc"
     assert route.calls[1].request.url.params["organization_id"] == "42"
-    assert len(inventory.items) == 2
+    assert len([i for i in inventory.items if i.target.type == "agent"]) == 2
 
 
 def test_preflight_asks_for_each_open_status_of_incidents_and_escalations() -> None:
@@ -98,7 +102,7 @@ def test_preflight_asks_for_each_open_status_of_incidents_and_escalations() -> N
 
 
 def uninstall(agent_id: int, name: str = "acme") -> Action:
-    return Action(id=f"huntress.edr.agent.{agent_id}", vendor="huntress", step="remove-endpoint-coverage",
+    return Action(id=f"huntress.uninstall_agent.{agent_id}", vendor="huntress", step="remove-endpoint-coverage",
                   kind="api", operation="uninstall_agent", target=Target(type="agent", id=str(agent_id), name=name),
                   summary="uninstall", call=f"DELETE /v1/agents/{agent_id}", owner="organization:42")
 
@@ -127,7 +131,7 @@ def test_a_404_on_delete_for_an_agent_still_visible_is_a_failure() -> None:
         router.delete(f"{API}/v1/agents/17").respond(404)
         router.get(f"{API}/v1/agents/17").respond(json={"agent": agent(17)})
         result = session().execute(uninstall(17))
-    assert result.outcome == "failure" and "permission" in result.detail
+    assert result.outcome == "failure" and "still visible" in result.detail
 
 
 def test_a_read_only_key_gets_one_clear_line_about_user_based_keys() -> None:
@@ -141,9 +145,8 @@ def test_a_read_only_key_gets_one_clear_line_about_user_based_keys() -> None:
 
 def test_verification_reads_the_org_counts_and_each_removed_agent() -> None:
     with respx.mock as router:
-        router.get(f"{API}/v1/actor").respond(json={"account": {"id": 7, "name": "MSP"}})
+        mock_discovery(router, [[]])
         router.get(f"{API}/v1/organizations/42").respond(json={"organization": {**ORG, "agents_count": 0}})
-        router.get(f"{API}/v1/agents").respond(json={"agents": [], "pagination": {}})
         gone = router.get(f"{API}/v1/agents/17").respond(404)
         still = router.get(f"{API}/v1/agents/18").respond(json={"agent": agent(18)})
         s = session()
@@ -153,9 +156,10 @@ def test_verification_reads_the_org_counts_and_each_removed_agent() -> None:
                                                                actions=(uninstall(17), uninstall(18))),))
         checks = s.verify(vp, s.discover())
     assert gone.call_count == 1 and still.call_count == 1
-    assert [(c.name, c.passed) for c in checks] == [
-        ("organization agents_count is 0", True), ("no agent listed for the organization", True),
-        ("agent acme is gone", True), ("agent acme is gone", False)]
+    assert [(c.name, c.passed, c.action_id) for c in checks] == [
+        ("organization agents_count is 0", True, None), ("no agent listed for the organization", True, None),
+        ("uninstall: acme", True, "huntress.uninstall_agent.17"),
+        ("uninstall: acme", False, "huntress.uninstall_agent.18")]
 
 
 def test_429_then_success_honours_retry_after_through_the_connector() -> None:
@@ -172,28 +176,36 @@ def test_429_then_success_honours_retry_after_through_the_connector() -> None:
     assert clock.slept == [3.0]
 
 
+def mock_evidence_reads(router: respx.MockRouter) -> None:
+    for key in ("incident_reports", "signals", "escalations", "reports", "identities", "invoices"):
+        router.get(f"{API}/v1/{key}").respond(json={key: [], "pagination": {}})
+
+
 def test_scope_guard_a_neighbour_agent_slipped_into_the_listing_is_never_deleted(tmp_path: Path) -> None:
     """The listing is filtered by organization, but the reply carries another org's agent anyway."""
-    cfg = load(write_config(tmp_path, API, window=60))
+    cfg = load(write_config(tmp_path, API, window=60, extra='products = ["edr"]\n'))
+    neighbour = agent(99, org=43, host="GLOBEX-WS-01")
     with respx.mock as router:
-        mock_discovery(router, [[agent(3), agent(99, org=43, host="GLOBEX-WS-01")], [agent(1)]])
-        router.get(f"{API}/v1/incident_reports").respond(json={"incident_reports": [], "pagination": {}})
-        router.get(f"{API}/v1/escalations").respond(json={"escalations": [], "pagination": {}})
-        router.get(f"{API}/v1/organizations/42").mock(side_effect=[
-            httpx.Response(200, json={"organization": ORG})] * 2 + [
-            httpx.Response(200, json={"organization": {**ORG, "agents_count": 0}})])
+        mock_discovery(router, [[agent(3), neighbour], [agent(1)]])
+        mock_evidence_reads(router)
         deletes = router.delete(url__regex=rf"{API}/v1/agents/\d+").respond(204)
         router.get(url__regex=rf"{API}/v1/agents/\d+").respond(404)
         with engine.open_sessions(cfg, creds=DEMO_CREDS) as s:
             plan = engine.make_plan(cfg, s)
-            # Later listings (apply, verify) no longer show the removed agents.
-            assert [a.target.id for a in plan.actions()] == ["1", "3"]
+            removals = [a.target.id for a in plan.api_actions() if a.destructive]
+            assert removals == ["1", "3"]
             assert [k.target.id for k in plan.vendor("huntress").skipped] == ["99"]
+            # Apply re-reads the same listing; verification then sees only the neighbour's agent.
             router.get(f"{API}/v1/agents").mock(side_effect=[
-                httpx.Response(200, json={"agents": [agent(3), agent(99, org=43, host="GLOBEX-WS-01")],
-                                          "pagination": {"next_page_token": "t"}}),
+                httpx.Response(200, json={"agents": [agent(3), neighbour], "pagination": {"next_page_token": "t"}}),
                 httpx.Response(200, json={"agents": [agent(1)], "pagination": {}}),
-                httpx.Response(200, json={"agents": [agent(99, org=43)], "pagination": {}})])
+                httpx.Response(200, json={"agents": [agent(3), agent(1)], "pagination": {}}),  # evidence export
+                httpx.Response(200, json={"agents": [neighbour], "pagination": {}})])
+            router.get(f"{API}/v1/organizations/42").mock(side_effect=[
+                httpx.Response(200, json={"organization": ORG})] * 2 + [
+                httpx.Response(200, json={"organization": {**ORG, "agents_count": 0}})])
             result = engine.apply(plan, cfg, s)
-    assert sorted(c.request.url.path for c in deletes.calls) == ["/v1/agents/1", "/v1/agents/3"]
-    assert result.exit_code == ExitCode.OK
+        delete_paths = sorted(c.request.url.path for c in deletes.calls)
+    assert delete_paths == ["/v1/agents/1", "/v1/agents/3"]
+    assert result.exit_code == ExitCode.MANUAL_PENDING  # the EDR path is done; manual items remain
+    assert result.counts["succeeded"] == 2 and result.counts["failed"] == 0

@@ -55,15 +55,17 @@ def full_exit(harness: Harness) -> list[httpx.Request]:
 
     with harness.sessions(Recording()) as s:
         plan = engine.make_plan(harness.cfg, s)
-        engine.apply(plan, harness.cfg, s, overrides=engine.Overrides(preflight="contract test"))
+        engine.apply(plan, harness.cfg, s, overrides=engine.Overrides(preflight="contract test", yes_guarded=True))
         engine.verify_run(plan, s)
     return seen
 
 
 def test_every_request_of_a_full_exit_is_a_spec_operation_with_spec_query_parameters(harness: Harness) -> None:
     requests = full_exit(harness)
-    assert {r.method for r in requests} == {"GET", "DELETE"}
-    for request in requests:
+    assert {r.method for r in requests} == {"GET", "DELETE", "PATCH"}
+    api = [r for r in requests if not r.url.path.startswith("/_sandbox/files/")]  # report PDFs: not the API
+    assert len(requests) - len(api) == 2
+    for request in api:
         found = operation(request.method, request.url.path)
         assert found is not None, f"{request.method} {request.url.path} is not in the Huntress spec"
         template, op = found
@@ -78,8 +80,10 @@ def test_every_request_of_a_full_exit_is_a_spec_operation_with_spec_query_parame
 def test_the_plans_displayed_calls_are_spec_operations(harness: Harness) -> None:
     with harness.sessions() as s:
         plan = engine.make_plan(harness.cfg, s)
+    assert plan.api_actions()
     for action in plan.api_actions():
-        method, path = action.call.split(" ", 1)
+        method, rest = action.call.split(" ", 1)
+        path = rest.split(" ")[0].split("?")[0]
         assert operation(method, path) is not None, action.call
 
 
@@ -87,6 +91,14 @@ def test_the_plans_displayed_calls_are_spec_operations(harness: Harness) -> None
     ("/v1/agents?organization_id=42&limit=500", "agents", "Agent"),
     ("/v1/incident_reports?limit=500", "incident_reports", "IncidentReport"),
     ("/v1/escalations?limit=500", "escalations", "Escalation"),
+    ("/v1/memberships?limit=500", "memberships", "Membership"),
+    ("/v1/unwanted_access_rules?limit=500", "unwanted_access_rules", "UnwantedAccessRule"),
+    ("/v1/reports?limit=500", "reports", "SummaryReport"),
+    ("/v1/signals?limit=500", "signals", "Signal"),
+    ("/v1/identities?limit=500", "identities", "Identity"),
+    ("/v1/invoices?limit=500", "invoices", "Invoice"),
+    ("/v1/platform_actions?limit=500", "platform_actions", "PlatformAction"),
+    ("/v1/incident_reports/501/remediations?limit=500", "remediations", "Remediation"),
 ])
 def test_sandbox_list_envelopes_and_fields_are_the_specs(path: str, key: str, definition: str) -> None:
     body = sandbox_get(path)
@@ -115,3 +127,19 @@ def sandbox_get(path: str) -> Any:
         response = client.get(path)
     assert response.status_code == 200, response.text
     return response.json()
+
+
+def test_a_reseller_exit_with_organization_deletion_uses_only_spec_operations(tmp_path: Path) -> None:
+    from tests.conftest import load, write_config
+
+    sandbox = HuntressSandbox(time_scale=0.005)
+    cfg = load(write_config(tmp_path, extra="account_id = 7001\ndelete_organization = true\n"))
+    requests = full_exit(Harness(sandbox, cfg))
+    api = [r for r in requests if not r.url.path.startswith("/_sandbox/")]
+    mirrored = [r.url.path for r in api if r.url.path.startswith("/v1/accounts/7001/")]
+    assert "/v1/accounts/7001/organizations/42" in mirrored
+    assert any(p.startswith("/v1/accounts/7001/agents/") for p in mirrored)
+    assert not any(r.url.path.startswith("/v1/agents") for r in api)  # the mirror is used throughout
+    for request in api:
+        assert operation(request.method, request.url.path) is not None, f"{request.method} {request.url.path}"
+    assert 42 not in sandbox.orgs and 43 in sandbox.orgs

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -15,6 +16,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import httpx
 import pytest
 
 from offboard.sandboxing import serve
@@ -70,38 +72,68 @@ def env(tmp_path: Path) -> Iterator[Env]:
         yield Env(sandbox, url, tmp_path, write_config(tmp_path, url, window=60 * SCALE))
 
 
-def test_plan_apply_verify_and_audit_verify_through_the_cli(env: Env) -> None:
+def test_the_whole_runbook_through_the_cli_plan_apply_confirm_status_verify_audit(env: Env) -> None:
     neighbour = {a["id"] for a in env.sandbox.agents_of(NEIGHBOUR_ORG)}
+    neighbour_members = env.sandbox.memberships_of(NEIGHBOUR_ORG)
 
     dry = env.run("plan")
     assert dry.returncode == 10, dry.stderr
-    assert "36 removal(s) by API" in dry.stdout and "Nothing has been changed" in dry.stdout
+    assert "42 removal(s) by API, 9 evidence export(s), 13 manual item(s)" in dry.stdout
+    assert "Nothing has been changed" in dry.stdout
     assert {r.method for r in env.sandbox.requests} == {"GET"}
 
     saved = env.run("plan", "-o", "exit.plan.json")
     assert saved.returncode == 10 and (env.dir / "exit.plan.json").exists()
+    manual_ids = [a["id"] for v in json.loads((env.dir / "exit.plan.json").read_text())["vendors"]
+                  for s in v["steps"] for a in s["actions"] if a["kind"] == "manual"]
+    assert len(manual_ids) == 13
 
     blocked = env.run("apply", "exit.plan.json")
     assert blocked.returncode == 4, blocked.stderr
-    assert "isolated" in blocked.stdout and env.sandbox.deletes() == []
+    assert "isolated" in blocked.stdout and env.sandbox.writes() == []
 
-    applied = env.run("apply", "exit.plan.json", "--override-preflight", "host isolated by us; customer agrees")
-    assert applied.returncode == 0, applied.stderr
-    assert "36 removed" in applied.stdout and "Audit log:" in applied.stdout
+    applied = env.run("apply", "exit.plan.json", "--override-preflight", "incident 503 handled by phone")
+    assert applied.returncode == 3, applied.stdout + applied.stderr
+    assert "42 removed" in applied.stdout and "9 evidence export(s)" in applied.stdout
+    assert "manual item(s) pending" in applied.stderr
     assert env.sandbox.agents_of(CUSTOMER_ORG) == []
     assert {a["id"] for a in env.sandbox.agents_of(NEIGHBOUR_ORG)} == neighbour
+    assert env.sandbox.memberships_of(NEIGHBOUR_ORG) == neighbour_members
+    assert len(env.sandbox.memberships_of(None)) == 2  # account-level memberships are never touched
     assert [r.status for r in env.sandbox.requests if r.status == 429] == []  # the limiter kept under 60/window
+    run = env.run_dirs()[-1]
+
+    pending = env.run("status")
+    assert pending.returncode == 3 and "manual-pending" in pending.stdout
+
+    refused = env.run("confirm", "huntress.itdr.unmap-tenant", "--by", "J. Doe", "--note", "CTO approved")
+    assert refused.returncode == 1 and "not confirmed" in refused.stderr
+
+    for item in ("itdr.unmap-tenant", "siem.disconnect-sources", "sat.close-campaigns"):
+        httpx.post(f"{env.url}/_sandbox/portal/{item}")  # the person at the portal
+    for n, item in enumerate(manual_ids, start=1):
+        done = env.run("confirm", item, "--by", "J. Doe", "--note", f"done, see ticket PSA-1 ({n})")
+        assert done.returncode == (0 if n == len(manual_ids) else 3), done.stdout + done.stderr
+
+    status = env.run("status", run.name)
+    assert status.returncode == 0, status.stdout
+    assert "manual-pending" not in status.stdout and "confirmed" in status.stdout
 
     verified = env.run("verify")
     assert verified.returncode == 0 and "Service stopped" in verified.stdout
-
-    run = env.run_dirs()[-1]
     by_run = env.run("verify", "--run", run.name)
-    assert by_run.returncode == 0, by_run.stderr
+    assert by_run.returncode == 0, by_run.stdout
     audit = env.run("audit", "verify", str(run / "audit.jsonl"))
     assert audit.returncode == 0 and "chain intact" in audit.stdout
-    events = [json.loads(line)["event"] for line in (run / "audit.jsonl").read_text().splitlines()]
-    assert events[-1] == "verify.finished" and events.count("action.succeeded") == 36
+    events = [json.loads(line) for line in (run / "audit.jsonl").read_text().splitlines()]
+    names = [e["event"] for e in events]
+    assert names.count("manual.confirmed") == 13 and names.count("manual.rejected") == 1
+    assert "run.closed" in names and names[-1] == "verify.finished"
+    confirmed = next(e for e in events if e["event"] == "manual.confirmed"
+                     and e["action_id"] == "huntress.itdr.unmap-tenant")
+    assert confirmed["detail"]["by"] == "J. Doe" and confirmed["detail"]["verified_by_api"] is True
+    note = (run / "closure-note.md").read_text()
+    assert "Evidence retained" in note and "huntress/incident_reports.json" in note
 
     again = env.run("plan")
     assert again.returncode == 0 and "0 removal(s)" in again.stdout
@@ -132,20 +164,21 @@ def test_kill_9_during_apply_then_resume_removes_each_agent_exactly_once(env: En
 
     run = env.run_dirs()[-1]
     resumed = env.run("apply", "--resume", run.name)
-    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
-    landed = Counter(r.path for r in env.sandbox.requests if r.method == "DELETE" and r.status == 204)
-    assert len(landed) == 36 and set(landed.values()) == {1}
+    assert resumed.returncode == 3, resumed.stdout + resumed.stderr
+    landed = Counter(r.path for r in env.sandbox.requests if r.method == "DELETE" and r.status in (202, 204))
+    assert len([p for p in landed if re.fullmatch(r"/v1/agents/\d+", p)]) == 36
+    assert set(landed.values()) == {1}
     assert env.sandbox.agents_of(CUSTOMER_ORG) == []
     check = env.run("audit", "verify", str(run / "audit.jsonl"))
     assert check.returncode == 0, check.stderr
     records = [json.loads(line) for line in (run / "audit.jsonl").read_text().splitlines()]
     done = Counter(r["action_id"] for r in records if r["event"] == "action.succeeded")
-    assert len(done) == 36 and set(done.values()) == {1}
+    assert len(done) == 51 and set(done.values()) == {1}
 
 
 def test_a_changed_byte_in_the_audit_log_is_named_by_line(env: Env) -> None:
     env.run("plan", "-o", "exit.plan.json")
-    assert env.run("apply", "exit.plan.json", "--override-preflight", "lab").returncode == 0
+    assert env.run("apply", "exit.plan.json", "--override-preflight", "lab").returncode == 3
     log = env.run_dirs()[-1] / "audit.jsonl"
     lines = log.read_bytes().split(b"\n")
     lines[9] = lines[9].replace(b'"seq":10', b'"seq":11', 1) if b'"seq":10' in lines[9] else lines[9][:-2] + b" }"

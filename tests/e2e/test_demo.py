@@ -21,11 +21,12 @@ def test_demo_plans_applies_verifies_and_leaves_a_verifiable_audit_log(tmp_path:
                             timeout=180, check=False)
     assert result.returncode == 0, result.stdout + result.stderr
     out = result.stdout
-    for heading in ("1. plan", "2. apply", "3. verify", "4. audit"):
+    for heading in ("1. plan", "2. apply", "3. status and verification", "4. audit"):
         assert heading in out
-    assert "36 removal(s) by API" in out and "Removed 36, failed 0" in out
+    assert "42 removal(s) by API" in out and "removed 42 object(s) by API, failed 0" in out
+    assert out.count("  confirmed huntress.") == 13 and "manual-pending" not in out
     assert "12 object" not in out  # the neighbour's agents never appear as candidates
-    assert "Removing" in result.stderr and "36/36" in result.stderr  # the progress bar
+    assert "Removing" in result.stderr and "64/64" in result.stderr  # the progress bar
     runs = list((tmp_path / "offboard-demo" / "runs").iterdir())
     assert len(runs) == 1
     assert verify_file(runs[0] / "audit.jsonl").ok
