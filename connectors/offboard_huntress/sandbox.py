@@ -68,6 +68,7 @@ class Logged:
     query: str
     status: int
     body: str = ""
+    authorized: bool = False  # whether an Authorization header came with it
 
 
 @dataclass
@@ -497,7 +498,7 @@ class _Gate:
         else:
             await self.app(scope, replay, logging_send)
         self.sandbox.requests.append(Logged(method, path, request.url.query, status_box.get("status", 0),
-                                            body.decode(errors="replace")))
+                                            body.decode(errors="replace"), "authorization" in request.headers))
 
 
 def _basic_key(request: Request, credentials: dict[str, str]) -> str | None:

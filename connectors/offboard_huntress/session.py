@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 from offboard.connectors import ActionResult, Artifact, Check, PlanParts
@@ -248,17 +249,25 @@ class HuntressSession:
     # -- verification ----------------------------------------------------------------
 
     def verify(self, vendor_plan: VendorPlan | None, inventory: Inventory) -> list[Check]:
+        """Checks for the products in scope. With a plan: also re-read each object it removed.
+        Without one (`offboard verify`): also the facts that manual items should have changed."""
         snap = inventory.snapshot
+        checks: list[Check] = []
         if snap.get("organization_deleted"):
-            checks = [Check("organization is deleted", True, f"GET /v1/organizations/{self.org_id} → 404")]
-        else:
+            checks.append(Check("organization is deleted", True, f"GET /v1/organizations/{self.org_id} → 404"))
+        elif "edr" in self.s.scope:
             listed = [i for i in inventory.items if i.target.type == "agent" and i.owner == self.owner]
-            checks = [Check("organization agents_count is 0", snap.get("agents_count") == 0,
-                            f"GET /v1/organizations/{self.org_id} reports agents_count={snap.get('agents_count')}"),
-                      Check("no agent listed for the organization", not listed,
-                            f"GET /v1/agents?organization_id={self.org_id} lists {len(listed)} agent(s)"
-                            + (": " + ", ".join(i.target.name for i in listed[:5]) if listed else ""))]
+            checks += [Check("organization agents_count is 0", snap.get("agents_count") == 0,
+                             f"GET /v1/organizations/{self.org_id} reports agents_count={snap.get('agents_count')}"),
+                       Check("no agent listed for the organization", not listed,
+                             f"GET /v1/agents?organization_id={self.org_id} lists {len(listed)} agent(s)"
+                             + (": " + ", ".join(i.target.name for i in listed[:5]) if listed else ""))]
         if vendor_plan is None:
+            for product, op in (("itdr", "itdr.unmap-tenant"), ("siem", "siem.disconnect-sources")):
+                if product in self.s.scope:
+                    check = self._manual_check(op)
+                    if check is not None:
+                        checks.append(check)
             return checks
         for action in (a for s in vendor_plan.steps for a in s.actions if a.kind == "api" and a.destructive):
             if action.operation == "release_isolation":
@@ -270,11 +279,14 @@ class HuntressSession:
         return checks
 
     def check_manual(self, action: Action) -> Check | None:
-        op = action.operation
+        check = self._manual_check(action.operation)
+        return None if check is None else replace(check, action_id=action.id)
+
+    def _manual_check(self, op: str) -> Check | None:
         if op == "itdr.unmap-tenant":
             org, record = self.client.organization_raw(self.org_id)
             if org is None:
-                return Check("ITDR tenant unmapped", True, "the organization is deleted", action_id=action.id)
+                return Check("ITDR tenant unmapped", True, "the organization is deleted")
             parsed = parse(Organization, org, "GET organization")
             itdr = (parsed.actual_usages or {}).get("itdr") or []
             identities, _ = self.client.identities_count(self.org_id)
@@ -282,25 +294,25 @@ class HuntressSession:
             return Check("ITDR tenant unmapped", ok,
                          f"identity_provider_tenant_id={parsed.identity_provider_tenant_id}, "
                          f"actual_usages.itdr has {len(itdr)} tenant(s), identities listed: {identities}",
-                         http=record, action_id=action.id)
+                         http=record)
         if op == "siem.disconnect-sources":
             org, record = self.client.organization_raw(self.org_id)
             if org is None:
-                return Check("SIEM sources disconnected", True, "the organization is deleted", action_id=action.id)
+                return Check("SIEM sources disconnected", True, "the organization is deleted")
             parsed = parse(Organization, org, "GET organization")
             billable = ((parsed.actual_usages or {}).get("siem") or {}).get("billable_log_sources_count") or 0
             return Check("SIEM sources disconnected", parsed.logs_sources_count == 0 and billable == 0,
                          f"logs_sources_count={parsed.logs_sources_count}, billable_log_sources_count={billable}",
-                         http=record, action_id=action.id)
+                         http=record)
         if op == "billing.account-manager":
             org, record = self.client.organization_raw(self.org_id)
             if org is None:
-                return Check("no billable agent left", True, "the organization is deleted", action_id=action.id)
+                return Check("no billable agent left", True, "the organization is deleted")
             snap = _snapshot(parse(Organization, org, "GET organization"))
             billable = snap.get("billable_agents_count") or 0
             return Check("no billable agent left", billable == 0 and snap["agents_count"] == 0,
                          f"agents_count={snap['agents_count']}, billable_agents_count={billable}",
-                         http=record, action_id=action.id)
+                         http=record)
         return None
 
 

@@ -180,11 +180,14 @@ def confirm_cmd(
 def status_cmd(
     run_id: Annotated[str | None, typer.Argument(help="Default: the latest run.")] = None,
     config: ConfigOpt = Path("config.toml"),
+    every_object: Annotated[bool, typer.Option("--all", help="One row per object, not counts per step.")] = False,
 ) -> None:
-    """Every step of a run: done / verified / manual-pending / confirmed / skipped (with the reason)."""
+    """Every step of a run: done / verified / manual-pending / confirmed / skipped (with the reason).
+
+    Exit 0 when everything is done, 3 while manual items are pending, 1 when something failed."""
     cfg = _config(config)
     run, rows = engine.status(run_id or engine.latest_run_id(cfg), cfg)
-    render.out.print(render.status_table(run.run_id, rows))
+    render.out.print(render.status_table(run.run_id, rows, every_object=every_object))
     states = {r.state for r in rows}
     if states & {"failed", "unknown", "blocked", "interrupted", "not started"}:
         raise typer.Exit(ExitCode.FAILED)

@@ -614,7 +614,8 @@ def status(run_id: str, cfg: ExitConfig) -> tuple[RunDir, list[StatusRow]]:
             if rec is not None:
                 d = rec.get("detail")
                 if rec["event"] == "manual.confirmed" and isinstance(d, dict):
-                    detail = f"by {d['by']} at {rec['ts']}" + (f": {d['note']}" if d.get("note") else "")
+                    when = rec["ts"][:16].replace("T", " ")
+                    detail = f"by {d['by']}, {when} UTC" + (f": {d['note']}" if d.get("note") else "")
                 elif rec["event"] == "manual.rejected" and isinstance(d, dict):
                     detail = f"confirmation refused: {d['why']}"
                 elif rec["event"] == "manual.pending":

@@ -90,14 +90,35 @@ STATE_STYLE = {"done": "green", "verified": "green", "confirmed": "green", "manu
                "interrupted": "bold red", "not started": "dim"}
 
 
-def status_table(run_id: str, rows: Sequence[StatusRow]) -> Table:
+def status_table(run_id: str, rows: Sequence[StatusRow], *, every_object: bool = False) -> Table:
+    """Manual items one per row; a step's API objects folded into counts per state
+    (thousands of agents stay readable) unless ``every_object``."""
     table = Table(title=f"Run {run_id}", title_justify="left")
     for col in ("Step", "Item", "State", "Detail"):
         table.add_column(col, overflow="fold")
+
+    def add(step: str, item: str, state: str, detail: str) -> None:
+        style = STATE_STYLE.get(state, "")
+        table.add_row(escape(step), escape(item), f"[{style}]{state}[/]" if style else state, escape(detail))
+
+    entries: list[StatusRow | list[StatusRow]] = []  # in plan order; a list is a folded group
+    groups: dict[tuple[str, str], list[StatusRow]] = {}
     for r in rows:
-        style = STATE_STYLE.get(r.state, "")
-        table.add_row(escape(r.step), escape(f"{r.action.target.name}" if r.action.kind == "api" else r.action.id),
-                      f"[{style}]{r.state}[/]" if style else r.state, escape(r.detail))
+        if r.action.kind == "manual" or every_object or r.state not in ("done", "verified"):
+            entries.append(r)
+        elif (r.step, r.state) not in groups:
+            groups[(r.step, r.state)] = [r]
+            entries.append(groups[(r.step, r.state)])
+        else:
+            groups[(r.step, r.state)].append(r)
+    for e in entries:
+        if isinstance(e, list):
+            names = ", ".join(r.action.target.name for r in e[:3]) + (" …" if len(e) > 3 else "")
+            add(e[0].step, f"{len(e)} object(s): {names}", e[0].state, "")
+        elif e.action.kind == "manual":
+            add(e.step, f"{e.action.target.name}\n({e.action.id})", e.state, e.detail)
+        else:
+            add(e.step, e.action.target.name, e.state, e.detail)
     return table
 
 

@@ -1,0 +1,175 @@
+"""The Huntress runbook beyond EDR: order, evidence, guarded deletion, partial exits, manual items."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import pytest
+
+from offboard import engine
+from offboard.audit import read_records, verify_file
+from offboard.errors import BadInput, ExitCode
+from offboard.evidence import EvidenceStore
+from offboard_huntress.sandbox import ACCOUNT, CUSTOMER_ORG, NEIGHBOUR_ORG, Fault, HuntressSandbox
+from tests.conftest import Harness, load, write_config
+
+LAB = engine.Overrides(preflight="lab")
+
+
+def harness_with(tmp_path: Path, extra: str, **sandbox_args: object) -> Harness:
+    return Harness(HuntressSandbox(time_scale=0.005, **sandbox_args), load(write_config(tmp_path, extra=extra)))  # type: ignore[arg-type]
+
+
+def test_every_evidence_read_happens_before_the_first_write(harness: Harness) -> None:
+    with harness.sessions() as s:
+        plan = engine.make_plan(harness.cfg, s)
+        engine.apply(plan, harness.cfg, s, overrides=LAB)
+    log = harness.sandbox.requests
+    first_write = next(i for i, r in enumerate(log) if r.method in ("DELETE", "PATCH"))
+    evidence_paths = ("/v1/signals", "/v1/reports", "/v1/identities", "/v1/invoices", "/_sandbox/files/",
+                      "/v1/incident_reports/501/remediations")
+    last_read = max(i for i, r in enumerate(log) if r.path.startswith(evidence_paths))
+    assert last_read < first_write
+    steps = [step.id for step in plan.steps()]
+    assert steps == ["confirm-scope", "export-evidence", "remove-endpoint-coverage", "remove-stale-agents",
+                     "remove-cloud-integrations", "close-routing-and-automation", "billing-handoff", "closure-note"]
+
+
+def test_evidence_files_match_their_manifest_and_hold_every_remediation(harness: Harness) -> None:
+    with harness.sessions() as s:
+        plan = engine.make_plan(harness.cfg, s)
+        result = engine.apply(plan, harness.cfg, s, overrides=LAB)
+    store = EvidenceStore(result.run.path)
+    files = store.manifest()["files"]
+    assert set(files) == {f"huntress/{n}.json" for n in (
+        "organization", "agents", "incident_reports", "signals", "escalations", "reports", "identities",
+        "memberships", "invoices")} | {"huntress/reports/601-monthly_summary.pdf",
+                                       "huntress/reports/602-monthly_summary.pdf"}
+    for rel, entry in files.items():
+        assert hashlib.sha256((store.root / rel).read_bytes()).hexdigest() == entry["sha256"]
+    assert store.verify() == []
+    incidents = json.loads((store.root / "huntress/incident_reports.json").read_text())
+    assert {i["organization_id"] for i in incidents} == {CUSTOMER_ORG}  # no neighbour data kept
+    big = next(i for i in incidents if i["id"] == 501)
+    assert len(big["remediations"]["items"]) == 12  # beyond the 10 the list carries
+    agents = json.loads((store.root / "huntress/agents.json").read_text())
+    assert len(agents) == 36  # the snapshot was taken before the removals
+    pdfs = [r for r in harness.sandbox.requests if r.path.startswith("/_sandbox/files/")]
+    assert len(pdfs) == 2 and not any(r.authorized for r in pdfs)  # never our credentials to another host
+    (store.root / "huntress/signals.json").write_text("[]")
+    assert store.verify() == ["huntress/signals.json"]
+
+
+def test_a_failed_evidence_export_holds_back_every_removal_until_overridden(harness: Harness) -> None:
+    harness.sandbox.faults.append(Fault(method="GET", path_prefix="/v1/signals", status=404, times=1))
+    with harness.sessions() as s:
+        plan = engine.make_plan(harness.cfg, s)
+        result = engine.apply(plan, harness.cfg, s, overrides=LAB)
+    assert result.exit_code == ExitCode.FAILED and "evidence export failed" in result.message
+    assert harness.sandbox.writes() == []
+    assert result.counts["blocked"] == len([a for a in plan.api_actions() if a.destructive])
+    with harness.sessions() as s:
+        resumed = engine.resume(result.run.run_id, harness.cfg, s,
+                                overrides=engine.Overrides(evidence="signals export is not licensed here"))
+    assert resumed.exit_code == ExitCode.MANUAL_PENDING
+    assert harness.sandbox.agents_of(CUSTOMER_ORG) == []
+    events = list(read_records(result.run.audit_path))
+    override = next(e for e in events if e["event"] == "evidence.overridden")
+    assert override["detail"]["reason"] == "signals export is not licensed here"
+    assert verify_file(result.run.audit_path).ok
+
+
+def test_organization_deletion_is_refused_without_the_typed_name_and_runs_with_it(tmp_path: Path) -> None:
+    h = harness_with(tmp_path, "delete_organization = true\n")
+    with h.sessions() as s:
+        plan = engine.make_plan(h.cfg, s)
+        guarded = [a for a in plan.actions() if a.confirm]
+        assert [(a.operation, a.confirm) for a in guarded] == [("delete_organization", "Acme Dental")]
+        assert plan.steps()[-2].id == "delete-organization"  # after billing, before the closure note
+        with pytest.raises(BadInput, match='--confirm "Acme Dental"'):
+            engine.apply(plan, h.cfg, s, overrides=LAB)
+        with pytest.raises(BadInput, match="does not match"):
+            engine.apply(plan, h.cfg, s, overrides=engine.Overrides(preflight="lab", confirm_name="acme dental"))
+        assert h.sandbox.writes() == [] and not h.cfg.runs_dir.exists()
+        result = engine.apply(plan, h.cfg, s, overrides=engine.Overrides(preflight="lab", confirm_name="Acme Dental"))
+    assert result.exit_code == ExitCode.MANUAL_PENDING
+    deletes = [(r.path, r.status) for r in h.sandbox.requests if r.method == "DELETE" and "organizations" in r.path]
+    assert deletes == [("/v1/organizations/42", 202)]
+    assert CUSTOMER_ORG not in h.sandbox.orgs and NEIGHBOUR_ORG in h.sandbox.orgs
+    assert len(h.sandbox.agents_of(NEIGHBOUR_ORG)) == 12
+    checks = {c.name: c.passed for c in result.checks}
+    assert checks["organization is deleted"] is True
+    events = list(read_records(result.run.audit_path))
+    guard = next(e for e in events if e["event"] == "guard.confirmed")
+    assert guard["detail"]["typed"] == "Acme Dental"
+
+
+def test_a_409_on_organization_deletion_is_surfaced_verbatim(tmp_path: Path) -> None:
+    h = harness_with(tmp_path, "delete_organization = true\n",
+                     org_delete_conflict="Organization has an active SIEM retention hold")
+    with h.sessions() as s:
+        plan = engine.make_plan(h.cfg, s)
+        result = engine.apply(plan, h.cfg, s, overrides=engine.Overrides(preflight="lab", yes_guarded=True))
+    assert result.exit_code == ExitCode.FAILED
+    failed = next(e for e in read_records(result.run.audit_path)
+                  if e["event"] == "action.failed" and e["action_id"].startswith("huntress.delete_organization"))
+    assert "409" in failed["detail"]["message"]
+    assert "Organization has an active SIEM retention hold" in failed["detail"]["message"]
+    assert CUSTOMER_ORG in h.sandbox.orgs
+
+
+def test_deleting_the_organization_needs_a_whole_exit(tmp_path: Path) -> None:
+    with pytest.raises(BadInput, match='delete_organization needs products = "all"'):
+        load(write_config(tmp_path, extra='products = ["edr"]\ndelete_organization = true\n'))
+
+
+def test_an_itdr_only_exit_touches_nothing_else(tmp_path: Path) -> None:
+    h = harness_with(tmp_path, 'products = ["itdr"]\n')
+    with h.sessions() as s:
+        plan = engine.make_plan(h.cfg, s)
+        result = engine.apply(plan, h.cfg, s, overrides=LAB)
+    writes = [(r.method, r.path) for r in h.sandbox.writes()]
+    assert sorted(writes) == [("DELETE", "/v1/unwanted_access_rules/41"), ("DELETE", "/v1/unwanted_access_rules/42")]
+    assert len(h.sandbox.agents_of(CUSTOMER_ORG)) == 36 and len(h.sandbox.memberships_of(CUSTOMER_ORG)) == 2
+    assert set(h.sandbox.rules) == {43, 44, 45}  # identity-, account- and neighbour-scoped rules stay
+    manual = [a.operation for a in plan.actions() if a.kind == "manual"]
+    assert "itdr.unmap-tenant" in manual and "evidence.identity-security-assessment" in manual
+    assert not any(m.startswith(("sat.", "siem.", "psa.", "api.")) for m in manual)
+    assert result.exit_code == ExitCode.MANUAL_PENDING
+
+
+def test_account_level_memberships_are_never_removed_even_when_listed(harness: Harness) -> None:
+    account_member = next(m for m in harness.sandbox.memberships.values() if "account" in m)
+    # A listing that wrongly includes an account-level membership must not make it a target.
+    original = harness.sandbox.memberships_of
+    harness.sandbox.memberships_of = lambda org: original(org) + ([account_member] if org else [])  # type: ignore[method-assign]
+    with harness.sessions() as s:
+        plan = engine.make_plan(harness.cfg, s)
+        engine.apply(plan, harness.cfg, s, overrides=LAB)
+    skipped = [(k.target.type, k.reason) for k in plan.vendor("huntress").skipped]
+    assert ("membership", f"belongs to account:{ACCOUNT['id']}, not organization:42 (scope guard)") in skipped
+    deleted = sorted(r.path for r in harness.sandbox.writes() if "memberships" in r.path)
+    assert deleted == ["/v1/memberships/1", "/v1/memberships/2"]
+    assert account_member["id"] in harness.sandbox.memberships
+
+
+def test_confirm_rules_unknown_item_missing_note_refusal_and_no_double_confirmation(harness: Harness) -> None:
+    with harness.sessions() as s:
+        plan = engine.make_plan(harness.cfg, s)
+        run_id = engine.apply(plan, harness.cfg, s, overrides=LAB).run.run_id
+        with pytest.raises(BadInput, match=r"is not a manual item.*huntress\.itdr\.unmap-tenant"):
+            engine.confirm(run_id, "huntress.nope", "J. Doe", "", harness.cfg, s)
+        with pytest.raises(BadInput, match="needs --note recording who approved the Microsoft 365 consent"):
+            engine.confirm(run_id, "huntress.itdr.unmap-tenant", "J. Doe", "", harness.cfg, s)
+        refused = engine.confirm(run_id, "huntress.itdr.unmap-tenant", "J. Doe", "CTO approved", harness.cfg, s)
+        assert not refused.accepted and refused.check is not None and "tenant-acme-m365" in refused.check.detail
+        ok = engine.confirm(run_id, "huntress.psa.webhooks", "J. Doe", "none existed", harness.cfg, s)
+        assert ok.accepted and ok.check is None
+        with pytest.raises(BadInput, match=r"already confirmed by J\. Doe"):
+            engine.confirm(run_id, "huntress.psa.webhooks", "J. Doe", "again", harness.cfg, s)
+    _, rows = engine.status(run_id, harness.cfg)
+    states = {r.action.id: r.state for r in rows}
+    assert states["huntress.psa.webhooks"] == "confirmed" and states["huntress.itdr.unmap-tenant"] == "manual-pending"
+    assert states[next(a.id for a in plan.actions() if a.operation == "uninstall_agent")] == "verified"
