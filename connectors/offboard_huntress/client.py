@@ -23,6 +23,7 @@ from .models import (
     Membership,
     Organization,
     PlatformAction,
+    Subscription,
     SummaryReport,
     UnwantedAccessRule,
     parse,
@@ -177,6 +178,19 @@ class HuntressClient:
         """0 or 1: whether any identity is left (one item is enough to know)."""
         reply = self.http.get(self.path("identities"), params={"organization_id": org_id, "limit": 1})
         return len(TokenPages("identities").items(reply.body)), reply.record
+
+    # -- reseller billing ------------------------------------------------------------------
+
+    def subscription(self, sub_id: int) -> tuple[Subscription | None, HttpRecord]:
+        path = f"/v1/reseller/subscriptions/{sub_id}"
+        reply = self.http.get(path, allow=NOT_FOUND)
+        body = None if reply.status == 404 else _unwrap(reply, "subscription", path)
+        return (None if body is None else parse(Subscription, body, f"GET {path}")), reply.record
+
+    def stop_auto_renew(self, sub_id: int) -> Reply:
+        """There is no cancel endpoint; turning auto_renew off is the API's part (§2.2)."""
+        return self.http.request("PATCH", f"/v1/reseller/subscriptions/{sub_id}", json={"auto_renew": False},
+                                 allow=NOT_FOUND)
 
     # -- reports ----------------------------------------------------------------------
 

@@ -153,3 +153,11 @@ class PlatformAction(_Reply):
     id: int
     status: str = ""
     subject: str = ""
+
+
+class Subscription(_Reply):
+    id: int
+    account: Named | None = None
+    product: str = ""
+    status: str = ""
+    auto_renew: bool | None = None

@@ -100,6 +100,7 @@ class HuntressSandbox:
         self.memberships: dict[int, dict[str, Any]] = {}
         self.rules: dict[int, dict[str, Any]] = {}
         self.invoices: list[dict[str, Any]] = []
+        self.subscriptions: dict[int, dict[str, Any]] = {}
         self._seed()
         mirrored: list[tuple[str, Handler, list[str]]] = [
             ("/agents", self._agents, ["GET"]),
@@ -121,6 +122,7 @@ class HuntressSandbox:
             Route("/v1/identities", self._identities),
             Route("/v1/unwanted_access_rules", self._rules),
             Route("/v1/unwanted_access_rules/{id:int}", self._rule, methods=["GET", "DELETE"]),
+            Route("/v1/reseller/subscriptions/{id:int}", self._subscription, methods=["GET", "PATCH"]),
             Route("/_sandbox/files/{name}", self._file),
             Route("/_sandbox/portal/{item}", self._portal, methods=["POST"]),
         ]
@@ -218,6 +220,11 @@ class HuntressSandbox:
             self.rules[rid] = {"id": rid, "applied_to": {"type": kind, "id": target, "name": f"{kind} {target}"},
                                "type": rtype, "category": category, "status": "active", "logic": "standard",
                                **extra}
+        for sid, account, product in ((5001, ACCOUNT["id"], "edr"), (5002, ACCOUNT["id"], "itdr"),
+                                      (5003, 7999, "edr")):
+            self.subscriptions[sid] = {"id": sid, "account": {"id": account, "name": f"account {account}"},
+                                       "product": product, "status": "active", "auto_renew": True,
+                                       "billing_interval": "annual"}
         self.invoices = [{"id": 9001 + n, "amount": 123400 + n, "currency_type": "usd", "plan": "EDR",
                           "quantity": 48, "status": "paid"} for n in range(2)]
 
@@ -415,6 +422,20 @@ class HuntressSandbox:
             del self.rules[rule["id"]]
             return JSONResponse({"unwanted_access_rule": rule}, status_code=202)
         return JSONResponse({"unwanted_access_rule": rule})
+
+    async def _subscription(self, request: Request) -> Response:
+        sub = self.subscriptions.get(request.path_params["id"])
+        if sub is None:
+            return _error(404, "Subscription not found")
+        if request.method == "PATCH":
+            if request.state.key == READ_ONLY_KEY:
+                return _error(403, "This API key is read-only")
+            if sub["status"] != "active":
+                return _error(409, "Only active subscriptions can change auto_renew")
+            body = await _body(request)
+            if "auto_renew" in body:
+                sub["auto_renew"] = bool(body["auto_renew"])
+        return JSONResponse({"subscription": sub})
 
     async def _invoices(self, request: Request) -> Response:
         return _page(request, self.invoices, "invoices")

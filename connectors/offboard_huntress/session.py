@@ -44,6 +44,7 @@ class HuntressSession:
             "delete_unwanted_access_rule": self._delete_rule,
             "clear_report_recipients": self._clear_recipients,
             "delete_organization": self._delete_organization,
+            "stop_auto_renew": self._stop_auto_renew,
         }
 
     def close(self) -> None:
@@ -96,6 +97,15 @@ class HuntressSession:
             items.append(InventoryItem(target=Target(type="unwanted_access_rule", id=str(r.id),
                                                      name=f"{r.type} {r.category} {what}".strip()),
                                        owner=owner, attrs={"describe": f"{r.type} {r.category} {what}"}))
+        for sub_id in self.s.stop_renewing_subscriptions:
+            sub, _ = self.client.subscription(sub_id)
+            if sub is None:
+                raise BadInput(f"Huntress subscription {sub_id} was not found; check [huntress] "
+                               "stop_renewing_subscriptions")
+            items.append(InventoryItem(target=Target(type="subscription", id=str(sub.id),
+                                                     name=f"{sub.product} subscription {sub.id}"),
+                                       owner=f"account:{sub.account.id if sub.account else '?'}",
+                                       attrs={"product": sub.product, "auto_renew": sub.auto_renew}))
         return Inventory(vendor=VENDOR, scope=f"organization {org.name!r} (id {org.id})",
                          account=actor.describe(), snapshot=_snapshot(org), items=tuple(items))
 
@@ -177,6 +187,10 @@ class HuntressSession:
         return self._removed(action, reply, "organization deletion accepted (202); its agents are queued "
                                             "for uninstall and every product removed")
 
+    def _stop_auto_renew(self, action: Action) -> ActionResult:
+        reply = self.client.stop_auto_renew(int(action.target.id))
+        return self._removed(action, reply, "auto_renew turned off; the subscription ends at its term")
+
     def _export(self, action: Action) -> ActionResult:
         what = action.operation.removeprefix("export.")
         org = self.org_id
@@ -236,6 +250,14 @@ class HuntressSession:
             r, record = self.client.unwanted_access_rule(int(oid))
             applied = r.applied_to if r else None
             return _gone(r is None, record, owner=f"{applied.type}:{applied.id}" if applied else None)
+        if op == "stop_auto_renew":
+            sub, record = self.client.subscription(int(oid))
+            if sub is None:
+                return ActionResult("success", "the subscription is gone", record, already_absent=True)
+            owner = f"account:{sub.account.id if sub.account else '?'}"
+            if sub.auto_renew is False:
+                return ActionResult("success", "auto_renew is false", record, owner=owner)
+            return ActionResult("failure", "auto_renew is still on", record, owner=owner)
         if op in ("clear_report_recipients", "delete_organization"):
             body, record = self.client.organization_raw(self.org_id)
             if op == "delete_organization":

@@ -26,6 +26,8 @@ class HuntressSettings(SectionSettings):
         None, gt=0, description="reseller keys only: the managed account, to use /v1/accounts/{id}/… paths")
     delete_organization: bool = Field(
         False, description="delete the whole organization at the end (all products only; needs --confirm)")
+    stop_renewing_subscriptions: list[int] = Field(
+        default_factory=list, description="reseller: subscription ids whose auto_renew is turned off at billing")
     stale_after_days: int = Field(21, ge=1, le=3650, description="agents silent this long count as wiped/stale")
     siem_logs_continue_at: str = Field("", description="for the closure note: where the customer's logs live now")
     base_url: str = API_URL
@@ -55,6 +57,9 @@ class HuntressSettings(SectionSettings):
         if self.rate_window_seconds < RATE_WINDOW and not is_loopback_url(self.base_url):
             raise ValueError("rate_window_seconds below 60 is only for the sandbox on 127.0.0.1; "
                              "Huntress counts a 60 s window")
+        if self.stop_renewing_subscriptions and not self.account_id:
+            raise ValueError("stop_renewing_subscriptions needs account_id: subscriptions belong to a reseller's "
+                             "managed account")
         if self.delete_organization and not self.whole_exit:
             raise ValueError('delete_organization needs products = "all": deleting the organization '
                              "removes every product")
@@ -72,7 +77,8 @@ class HuntressSettings(SectionSettings):
 
     def scope_key(self) -> dict[str, Any]:
         return {"organization_id": self.organization_id, "base_url": self.base_url, "account_id": self.account_id,
-                "products": list(self.scope), "delete_organization": self.delete_organization}
+                "products": list(self.scope), "delete_organization": self.delete_organization,
+                "stop_renewing_subscriptions": sorted(self.stop_renewing_subscriptions)}
 
     @property
     def time_scale(self) -> float:

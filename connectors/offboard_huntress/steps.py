@@ -68,15 +68,17 @@ class _Planner:
         self.org = org
         self.org_name = org.target.name if org else f"organization {settings.organization_id}"
 
-    def mine(self, kind: str) -> list[InventoryItem]:
+    def mine(self, kind: str, owner: str | None = None) -> list[InventoryItem]:
+        """Objects of this kind that belong to the exit; the others are recorded as skipped."""
+        owner = owner or self.owner
         out = []
         for item in sorted(self.inv.items, key=lambda i: (i.target.name.lower(), i.target.id)):
             if item.target.type != kind:
                 continue
-            if item.owner != self.owner:
+            if item.owner != owner:
                 # The listing was filtered by organization, yet this came back: never touch it.
                 self.skipped.append(Skipped(vendor=VENDOR, target=item.target,
-                                            reason=f"belongs to {item.owner}, not {self.owner} (scope guard)"))
+                                            reason=f"belongs to {item.owner}, not {owner} (scope guard)"))
                 continue
             out.append(item)
         return out
@@ -275,9 +277,15 @@ class _Planner:
 
     def billing(self) -> Step:
         sid = "billing-handoff"
+        account_owner = f"account:{self.s.account_id}"
+        renewals = [_api("stop_auto_renew", item.target, f"turn auto_renew off ({item.attrs.get('product', '?')})",
+                         f"PATCH /v1/reseller/subscriptions/{item.target.id} {{auto_renew: false}}", account_owner,
+                         step=sid)
+                    for item in self.mine("subscription", account_owner)]
         return Step(id=sid, vendor=VENDOR, phase="closure", title="6. Confirm billing and account-manager handoff",
-                    why="Runbook step 6: billing follows technical state; attach the proof of stop.",
-                    actions=(_manual(
+                    why="Runbook step 6: billing follows technical state; attach the proof of stop. There is no "
+                        "cancel endpoint: only auto_renew can be turned off by API, and only when configured.",
+                    actions=(*renewals, _manual(
                         "billing.account-manager", "billing handoff",
                         "Tell the Huntress account manager the customer has left, update the PSA contract, and "
                         "attach the run's report.md as proof that the service stopped",

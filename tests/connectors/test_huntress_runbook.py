@@ -173,3 +173,24 @@ def test_confirm_rules_unknown_item_missing_note_refusal_and_no_double_confirmat
     states = {r.action.id: r.state for r in rows}
     assert states["huntress.psa.webhooks"] == "confirmed" and states["huntress.itdr.unmap-tenant"] == "manual-pending"
     assert states[next(a.id for a in plan.actions() if a.operation == "uninstall_agent")] == "verified"
+
+
+def test_reseller_subscriptions_stop_renewing_only_when_configured_and_only_in_the_account(tmp_path: Path) -> None:
+    h = harness_with(tmp_path, "account_id = 7001\nstop_renewing_subscriptions = [5001, 5003]\n")
+    with h.sessions() as s:
+        plan = engine.make_plan(h.cfg, s)
+        renewals = [a for a in plan.actions() if a.operation == "stop_auto_renew"]
+        assert [a.target.id for a in renewals] == ["5001"]  # 5003 is another account's
+        assert [k.target.id for k in plan.vendor("huntress").skipped if k.target.type == "subscription"] == ["5003"]
+        engine.apply(plan, h.cfg, s, overrides=LAB)
+    patches = [(r.path, json.loads(r.body)) for r in h.sandbox.writes() if "subscriptions" in r.path]
+    assert patches == [("/v1/reseller/subscriptions/5001", {"auto_renew": False})]
+    assert h.sandbox.subscriptions[5001]["auto_renew"] is False
+    assert h.sandbox.subscriptions[5002]["auto_renew"] is True and h.sandbox.subscriptions[5003]["auto_renew"] is True
+
+
+def test_without_configured_subscriptions_nothing_touches_billing(harness: Harness) -> None:
+    with harness.sessions() as s:
+        plan = engine.make_plan(harness.cfg, s)
+        engine.apply(plan, harness.cfg, s, overrides=LAB)
+    assert not any("subscriptions" in r.path for r in harness.sandbox.requests)

@@ -133,7 +133,8 @@ def test_a_reseller_exit_with_organization_deletion_uses_only_spec_operations(tm
     from tests.conftest import load, write_config
 
     sandbox = HuntressSandbox(time_scale=0.005)
-    cfg = load(write_config(tmp_path, extra="account_id = 7001\ndelete_organization = true\n"))
+    cfg = load(write_config(tmp_path, extra="account_id = 7001\ndelete_organization = true\n"
+                                            "stop_renewing_subscriptions = [5001]\n"))
     requests = full_exit(Harness(sandbox, cfg))
     api = [r for r in requests if not r.url.path.startswith("/_sandbox/")]
     mirrored = [r.url.path for r in api if r.url.path.startswith("/v1/accounts/7001/")]
@@ -143,3 +144,4 @@ def test_a_reseller_exit_with_organization_deletion_uses_only_spec_operations(tm
     for request in api:
         assert operation(request.method, request.url.path) is not None, f"{request.method} {request.url.path}"
     assert 42 not in sandbox.orgs and 43 in sandbox.orgs
+    assert ("PATCH", "/v1/reseller/subscriptions/5001") in [(r.method, r.url.path) for r in api]
