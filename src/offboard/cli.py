@@ -15,7 +15,7 @@ from typing import Annotated
 import typer
 
 from offboard import connectors as registry
-from offboard import credentials, engine, render
+from offboard import credentials, engine, manual, render
 from offboard.audit import verify_file
 from offboard.config import ExitConfig, load_config
 from offboard.errors import BadInput, ExitCode, OffboardError
@@ -160,9 +160,9 @@ def confirm_cmd(
     """Record that a person did a manual item. Where the vendor's API can see the result, it is
     re-read first, and the confirmation is refused (exit 1) while the vendor disagrees."""
     cfg = _config(config)
-    run_id = run or engine.latest_run_id(cfg)
+    run_id = run or manual.latest_run_id(cfg)
     with engine.open_sessions(cfg) as sessions:
-        result = engine.confirm(run_id, item, by, note, cfg, sessions)
+        result = manual.confirm(run_id, item, by, note, cfg, sessions)
     if result.check is not None:
         render.out.print(render.checks_table([result.check]))
     if not result.accepted:
@@ -186,7 +186,7 @@ def status_cmd(
 
     Exit 0 when everything is done, 3 while manual items are pending, 1 when something failed."""
     cfg = _config(config)
-    run, rows = engine.status(run_id or engine.latest_run_id(cfg), cfg)
+    run, rows = manual.status(run_id or manual.latest_run_id(cfg), cfg)
     render.out.print(render.status_table(run.run_id, rows, every_object=every_object))
     states = {r.state for r in rows}
     if states & {"failed", "unknown", "blocked", "interrupted", "not started"}:

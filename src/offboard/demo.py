@@ -13,7 +13,7 @@ from pathlib import Path
 from pydantic import SecretStr
 
 from offboard import connectors as registry
-from offboard import engine, render
+from offboard import engine, manual, render
 from offboard.audit import verify_file
 from offboard.config import load_config
 from offboard.errors import BadInput, ExitCode
@@ -83,14 +83,14 @@ def run_demo(directory: Path) -> int:
                     kit = kits[action.vendor]
                     if kit.portal is not None:
                         kit.portal(urls[action.vendor], action)
-                    done = engine.confirm(result.run.run_id, action.id, "demo operator",
+                    done = manual.confirm(result.run.run_id, action.id, "demo operator",
                                           "done in the sandbox by the demo", cfg, sessions)
                     verified = (f"API re-read: {done.check.detail}" if done.check is not None
                                 else "no API can see it; recorded with the note")
                     render.out.print(f"  confirmed {action.id} — {verified}")
 
         render.out.rule("3. status and verification")
-        run_obj, rows = engine.status(result.run.run_id, cfg)
+        run_obj, rows = manual.status(result.run.run_id, cfg)
         render.out.print(render.status_table(run_obj.run_id, rows))
         render.out.print(render.checks_table(result.checks))
         render.out.rule("4. audit")

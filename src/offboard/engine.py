@@ -215,7 +215,7 @@ def apply(plan: Plan, cfg: ExitConfig, sessions: Sessions, *, overrides: Overrid
             audit.emit("run.started", outcome="success", detail={
                 "plan_id": plan.plan_id, "plan_checksum": plan.checksum, "customer": plan.customer,
                 "mode": "apply"})
-            _write_state(run, plan, audit, "running")
+            write_state(run, plan, audit, "running")
             for f in findings:
                 audit.emit("preflight.checked", vendor=f.vendor, outcome="failure" if f.blocking else "success",
                            detail={"kind": f.kind, "count": f.count, "finding": f.detail,
@@ -223,7 +223,7 @@ def apply(plan: Plan, cfg: ExitConfig, sessions: Sessions, *, overrides: Overrid
             if blocking and not overrides.preflight:
                 audit.emit("run.finished", outcome="failure",
                            detail="stopped by preflight gates before any removal")
-                _write_state(run, plan, audit, "blocked")
+                write_state(run, plan, audit, "blocked")
                 return RunResult(run, ExitCode.PREFLIGHT_BLOCKED, blocking=blocking,
                                  message="stopped before any removal: finish incident response first, "
                                          "or pass --override-preflight \"REASON\"")
@@ -244,7 +244,7 @@ def apply(plan: Plan, cfg: ExitConfig, sessions: Sessions, *, overrides: Overrid
 
 
 @contextmanager
-def _reopen(run_id: str, cfg: ExitConfig) -> Iterator[tuple[RunDir, Plan, AuditLog]]:
+def reopen(run_id: str, cfg: ExitConfig) -> Iterator[tuple[RunDir, Plan, AuditLog]]:
     """An earlier run, locked, with its plan and its audit log open for appending."""
     run = RunDir.existing(cfg.runs_dir, run_id)
     plan = read_plan(run.plan_path)
@@ -260,7 +260,7 @@ def _reopen(run_id: str, cfg: ExitConfig) -> Iterator[tuple[RunDir, Plan, AuditL
 def resume(run_id: str, cfg: ExitConfig, sessions: Sessions, *, overrides: Overrides | None = None,
            progress: Progress | None = None) -> RunResult:
     overrides = overrides or Overrides()
-    with _reopen(run_id, cfg) as (run, plan, audit):
+    with reopen(run_id, cfg) as (run, plan, audit):
         events = {r["event"] for r in audit.records}
         if "preflight.overridden" not in events and any(
                 r["event"] == "preflight.checked" and r["outcome"] == "failure" for r in audit.records):
@@ -331,13 +331,13 @@ def _execute(run: RunDir, plan: Plan, sessions: Sessions, audit: AuditLog, live:
             progress.advance(action, event)
     except VendorAuthError as exc:
         audit.emit("run.finished", outcome="failure", detail=str(exc))
-        _write_state(run, plan, audit, "failed")
+        write_state(run, plan, audit, "failed")
         raise
     except VendorError as exc:
         stop = exc  # the vendor stays down after retries, or answers nonsense: stop cleanly, resumable
     except KeyboardInterrupt:
         audit.emit("run.interrupted", outcome="unknown", detail="stopped by the operator (Ctrl-C)")
-        _write_state(run, plan, audit, "interrupted")
+        write_state(run, plan, audit, "interrupted")
         raise RunInterrupted(run.run_id) from None
     finally:
         progress.finish()
@@ -346,8 +346,8 @@ def _execute(run: RunDir, plan: Plan, sessions: Sessions, audit: AuditLog, live:
     if stop is not None:
         audit.emit("run.finished", outcome="failure", detail=f"stopped: {stop}; resume with "
                    f"`offboard apply --resume {run.run_id}`")
-        _write_state(run, plan, audit, "interrupted")
-        _write_documents(run, plan, audit)
+        write_state(run, plan, audit, "interrupted")
+        write_documents(run, plan, audit)
         return RunResult(run, stop.exit_code, counts, message=f"{stop}; resume later with "
                          f"`offboard apply --resume {run.run_id}`")
 
@@ -368,8 +368,8 @@ def _execute(run: RunDir, plan: Plan, sessions: Sessions, audit: AuditLog, live:
         code, outcome = ExitCode.OK, "success"
     audit.emit("run.finished", outcome=outcome, detail={**counts, "checks_failed": len(failed_checks),
                                                         "exit_code": int(code)})
-    _write_state(run, plan, audit, "finished" if code == ExitCode.OK else f"finished-{code.name.lower()}")
-    _write_documents(run, plan, audit)
+    write_state(run, plan, audit, "finished" if code == ExitCode.OK else f"finished-{code.name.lower()}")
+    write_documents(run, plan, audit)
     return RunResult(run, code, counts, checks, pending=pending, message=message)
 
 
@@ -447,7 +447,7 @@ def _http(record: HttpRecord | None) -> dict[str, Any] | None:
     return record.as_dict() if record else None
 
 
-def _write_state(run: RunDir, plan: Plan, audit: AuditLog, status: str) -> None:
+def write_state(run: RunDir, plan: Plan, audit: AuditLog, status: str) -> None:
     run.write_state({
         "run_id": run.run_id,
         "status": status,
@@ -461,7 +461,7 @@ def _write_state(run: RunDir, plan: Plan, audit: AuditLog, status: str) -> None:
     })
 
 
-def _write_documents(run: RunDir, plan: Plan, audit: AuditLog) -> None:
+def write_documents(run: RunDir, plan: Plan, audit: AuditLog) -> None:
     write_report(run, plan, audit.records)
     write_closure_note(run, plan, audit.records, EvidenceStore(run.path).manifest())
 
@@ -469,7 +469,7 @@ def _write_documents(run: RunDir, plan: Plan, audit: AuditLog) -> None:
 # -- verify ----------------------------------------------------------------------
 
 
-def _emit_check(audit: AuditLog, vendor: str, c: Check) -> None:
+def emit_check(audit: AuditLog, vendor: str, c: Check) -> None:
     audit.emit("verify.passed" if c.passed else "verify.failed", vendor=vendor, step="verify",
                action_id=c.action_id, target=c.target.model_dump() if c.target else None,
                http=_http(c.http), outcome="success" if c.passed else "failure",
@@ -487,140 +487,22 @@ def verify_run(plan: Plan | None, sessions: Sessions, audit: AuditLog | None = N
             audit.emit("snapshot.taken", vendor=name, step="verify", outcome="success",
                        detail={"when": "after", "snapshot": inventory.snapshot})
             for c in vendor_checks:
-                _emit_check(audit, name, c)
+                emit_check(audit, name, c)
         checks.extend(vendor_checks)
     return checks
 
 
 def verify_recorded(run_id: str, cfg: ExitConfig, sessions: Sessions) -> list[Check]:
     """Verify a past run's removals and its confirmed manual items; add the re-reads to its log."""
-    with _reopen(run_id, cfg) as (run, plan, audit):
+    with reopen(run_id, cfg) as (run, plan, audit):
         checks = verify_run(plan, sessions, audit)
         for action in plan.actions():
             if action.kind == "manual":
                 check = sessions.by_vendor[action.vendor].check_manual(action)
                 if check is not None:
-                    _emit_check(audit, action.vendor, check)
+                    emit_check(audit, action.vendor, check)
                     checks.append(check)
         audit.emit("verify.finished", outcome="success" if all(c.passed for c in checks) else "failure",
                    detail={"checks": len(checks), "failed": sum(1 for c in checks if not c.passed)})
-        _write_documents(run, plan, audit)
+        write_documents(run, plan, audit)
     return checks
-
-
-# -- manual items ------------------------------------------------------------------
-
-
-@dataclass
-class ConfirmResult:
-    run: RunDir
-    action: Action
-    accepted: bool
-    check: Check | None
-    remaining: list[Action]
-
-
-def latest_run_id(cfg: ExitConfig) -> str:
-    runs = sorted(p.name for p in cfg.runs_dir.glob("*") if (p / "state.json").exists()) \
-        if cfg.runs_dir.exists() else []
-    if not runs:
-        raise BadInput(f"no run in {cfg.runs_dir}; apply a plan first")
-    return runs[-1]
-
-
-def confirm(run_id: str, action_id: str, by: str, note: str, cfg: ExitConfig, sessions: Sessions) -> ConfirmResult:
-    """Record that a person did a manual item, after re-reading the vendor where it can see it."""
-    if not by.strip():
-        raise BadInput("--by needs the name of the person who did the item")
-    with _reopen(run_id, cfg) as (run, plan, audit):
-        action = plan.action(action_id)
-        manual_ids = [a.id for a in plan.actions() if a.kind == "manual"]
-        if action is None or action.kind != "manual":
-            raise BadInput(f"{action_id!r} is not a manual item of run {run_id}; its manual items: "
-                           + (", ".join(manual_ids) or "none"))
-        state = fold_actions(audit.records)
-        if state.get(action_id) == "manual.confirmed":
-            who = next(r["detail"]["by"] for r in reversed(audit.records)
-                       if r["event"] == "manual.confirmed" and r["action_id"] == action_id)
-            raise BadInput(f"{action_id} was already confirmed by {who}; see `offboard status {run_id}`")
-        if state.get(action_id) is None:
-            raise BadInput(f"{action_id} has not been reached yet in run {run_id}; resume the run first")
-        if action.manual is not None and action.manual.record and not note.strip():
-            raise BadInput(f"{action_id} needs --note recording {action.manual.record}")
-        check = sessions.by_vendor[action.vendor].check_manual(action)
-        base = {"vendor": action.vendor, "step": action.step, "action_id": action.id,
-                "target": action.target.model_dump()}
-        if check is not None:
-            _emit_check(audit, action.vendor, check)
-        if check is not None and not check.passed:
-            audit.emit("manual.rejected", **base, outcome="failure",
-                       detail={"by": by, "note": note, "why": f"the vendor still shows: {check.detail}"})
-            accepted = False
-        else:
-            audit.emit("manual.confirmed", **base, outcome="success",
-                       detail={"by": by, "note": note, "verified_by_api": check is not None})
-            accepted = True
-        state = fold_actions(audit.records)
-        remaining = [a for a in plan.actions() if a.kind == "manual" and state.get(a.id) != "manual.confirmed"]
-        all_api_done = all(state.get(a.id) in TERMINAL for a in plan.actions() if a.kind == "api")
-        if accepted and not remaining and all_api_done:
-            audit.emit("run.closed", outcome="success", detail="every action done and every manual item confirmed")
-            _write_state(run, plan, audit, "closed")
-        else:
-            _write_state(run, plan, audit, "finished-manual_pending")
-        _write_documents(run, plan, audit)
-        return ConfirmResult(run, action, accepted, check, remaining)
-
-
-# -- status ------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class StatusRow:
-    step: str
-    action: Action
-    state: str  # done / verified / manual-pending / confirmed / skipped / blocked / failed / unknown / not started
-    detail: str
-
-
-def status(run_id: str, cfg: ExitConfig) -> tuple[RunDir, list[StatusRow]]:
-    from offboard.audit import read_records
-
-    run = RunDir.existing(cfg.runs_dir, run_id)
-    plan = read_plan(run.plan_path)
-    records = list(read_records(run.audit_path)) if run.audit_path.exists() else []
-    last: dict[str, dict[str, Any]] = {}
-    verified: dict[str, bool] = {}
-    for r in records:
-        aid = r.get("action_id")
-        if not aid:
-            continue
-        if r["event"] in LIFECYCLE:
-            last[aid] = r
-        elif r["event"] in ("verify.passed", "verify.failed"):
-            verified[aid] = r["event"] == "verify.passed"
-    rows = []
-    names = {"action.succeeded": "done", "action.failed": "failed", "action.skipped": "skipped",
-             "action.blocked": "blocked", "action.unknown": "unknown", "action.started": "interrupted",
-             "manual.pending": "manual-pending", "manual.confirmed": "confirmed",
-             "manual.rejected": "manual-pending"}
-    for step in plan.steps():
-        for a in step.actions:
-            rec = last.get(a.id)
-            state = names.get(rec["event"], "?") if rec else "not started"
-            if state == "done" and verified.get(a.id):
-                state = "verified"
-            detail = ""
-            if rec is not None:
-                d = rec.get("detail")
-                if rec["event"] == "manual.confirmed" and isinstance(d, dict):
-                    when = rec["ts"][:16].replace("T", " ")
-                    detail = f"by {d['by']}, {when} UTC" + (f": {d['note']}" if d.get("note") else "")
-                elif rec["event"] == "manual.rejected" and isinstance(d, dict):
-                    detail = f"confirmation refused: {d['why']}"
-                elif rec["event"] == "manual.pending":
-                    detail = a.manual.portal_path if a.manual else a.summary
-                else:
-                    detail = d.get("message", "") if isinstance(d, dict) else str(d or "")
-            rows.append(StatusRow(step.title, a, state, detail))
-    return run, rows

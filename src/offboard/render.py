@@ -16,7 +16,7 @@ from offboard.connectors import Check
 from offboard.plan import Action, Finding, Plan
 
 if TYPE_CHECKING:
-    from offboard.engine import StatusRow
+    from offboard.manual import StatusRow
 
 MAX_ROWS_PER_STEP = 60  # a 10,000-agent plan prints a sample; the plan file has them all
 

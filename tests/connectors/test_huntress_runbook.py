@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from offboard import engine
+from offboard import engine, manual
 from offboard.audit import read_records, verify_file
 from offboard.errors import BadInput, ExitCode
 from offboard.evidence import EvidenceStore
@@ -160,16 +160,16 @@ def test_confirm_rules_unknown_item_missing_note_refusal_and_no_double_confirmat
         plan = engine.make_plan(harness.cfg, s)
         run_id = engine.apply(plan, harness.cfg, s, overrides=LAB).run.run_id
         with pytest.raises(BadInput, match=r"is not a manual item.*huntress\.itdr\.unmap-tenant"):
-            engine.confirm(run_id, "huntress.nope", "J. Doe", "", harness.cfg, s)
+            manual.confirm(run_id, "huntress.nope", "J. Doe", "", harness.cfg, s)
         with pytest.raises(BadInput, match="needs --note recording who approved the Microsoft 365 consent"):
-            engine.confirm(run_id, "huntress.itdr.unmap-tenant", "J. Doe", "", harness.cfg, s)
-        refused = engine.confirm(run_id, "huntress.itdr.unmap-tenant", "J. Doe", "CTO approved", harness.cfg, s)
+            manual.confirm(run_id, "huntress.itdr.unmap-tenant", "J. Doe", "", harness.cfg, s)
+        refused = manual.confirm(run_id, "huntress.itdr.unmap-tenant", "J. Doe", "CTO approved", harness.cfg, s)
         assert not refused.accepted and refused.check is not None and "tenant-acme-m365" in refused.check.detail
-        ok = engine.confirm(run_id, "huntress.psa.webhooks", "J. Doe", "none existed", harness.cfg, s)
+        ok = manual.confirm(run_id, "huntress.psa.webhooks", "J. Doe", "none existed", harness.cfg, s)
         assert ok.accepted and ok.check is None
         with pytest.raises(BadInput, match=r"already confirmed by J\. Doe"):
-            engine.confirm(run_id, "huntress.psa.webhooks", "J. Doe", "again", harness.cfg, s)
-    _, rows = engine.status(run_id, harness.cfg)
+            manual.confirm(run_id, "huntress.psa.webhooks", "J. Doe", "again", harness.cfg, s)
+    _, rows = manual.status(run_id, harness.cfg)
     states = {r.action.id: r.state for r in rows}
     assert states["huntress.psa.webhooks"] == "confirmed" and states["huntress.itdr.unmap-tenant"] == "manual-pending"
     assert states[next(a.id for a in plan.actions() if a.operation == "uninstall_agent")] == "verified"

@@ -1,0 +1,138 @@
+"""Manual items and run status: `offboard confirm` records that a person did an item (after
+re-reading the vendor where its API can see the result); `offboard status` shows where every
+item of a run stands. Both read the run's audit log, the source of truth."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from offboard.audit import read_records
+from offboard.config import ExitConfig
+from offboard.connectors import Check
+from offboard.engine import (
+    LIFECYCLE,
+    TERMINAL,
+    Sessions,
+    emit_check,
+    fold_actions,
+    reopen,
+    write_documents,
+    write_state,
+)
+from offboard.errors import BadInput
+from offboard.plan import Action, read_plan
+from offboard.runstate import RunDir
+
+
+@dataclass
+class ConfirmResult:
+    run: RunDir
+    action: Action
+    accepted: bool
+    check: Check | None
+    remaining: list[Action]
+
+
+def latest_run_id(cfg: ExitConfig) -> str:
+    runs = sorted(p.name for p in cfg.runs_dir.glob("*") if (p / "state.json").exists()) \
+        if cfg.runs_dir.exists() else []
+    if not runs:
+        raise BadInput(f"no run in {cfg.runs_dir}; apply a plan first")
+    return runs[-1]
+
+
+def confirm(run_id: str, action_id: str, by: str, note: str, cfg: ExitConfig, sessions: Sessions) -> ConfirmResult:
+    """Record that a person did a manual item, after re-reading the vendor where it can see it."""
+    if not by.strip():
+        raise BadInput("--by needs the name of the person who did the item")
+    with reopen(run_id, cfg) as (run, plan, audit):
+        action = plan.action(action_id)
+        manual_ids = [a.id for a in plan.actions() if a.kind == "manual"]
+        if action is None or action.kind != "manual":
+            raise BadInput(f"{action_id!r} is not a manual item of run {run_id}; its manual items: "
+                           + (", ".join(manual_ids) or "none"))
+        state = fold_actions(audit.records)
+        if state.get(action_id) == "manual.confirmed":
+            who = next(r["detail"]["by"] for r in reversed(audit.records)
+                       if r["event"] == "manual.confirmed" and r["action_id"] == action_id)
+            raise BadInput(f"{action_id} was already confirmed by {who}; see `offboard status {run_id}`")
+        if state.get(action_id) is None:
+            raise BadInput(f"{action_id} has not been reached yet in run {run_id}; resume the run first")
+        if action.manual is not None and action.manual.record and not note.strip():
+            raise BadInput(f"{action_id} needs --note recording {action.manual.record}")
+        check = sessions.by_vendor[action.vendor].check_manual(action)
+        base = {"vendor": action.vendor, "step": action.step, "action_id": action.id,
+                "target": action.target.model_dump()}
+        if check is not None:
+            emit_check(audit, action.vendor, check)
+        if check is not None and not check.passed:
+            audit.emit("manual.rejected", **base, outcome="failure",
+                       detail={"by": by, "note": note, "why": f"the vendor still shows: {check.detail}"})
+            accepted = False
+        else:
+            audit.emit("manual.confirmed", **base, outcome="success",
+                       detail={"by": by, "note": note, "verified_by_api": check is not None})
+            accepted = True
+        state = fold_actions(audit.records)
+        remaining = [a for a in plan.actions() if a.kind == "manual" and state.get(a.id) != "manual.confirmed"]
+        all_api_done = all(state.get(a.id) in TERMINAL for a in plan.actions() if a.kind == "api")
+        if accepted and not remaining and all_api_done:
+            audit.emit("run.closed", outcome="success", detail="every action done and every manual item confirmed")
+            write_state(run, plan, audit, "closed")
+        else:
+            write_state(run, plan, audit, "finished-manual_pending")
+        write_documents(run, plan, audit)
+        return ConfirmResult(run, action, accepted, check, remaining)
+
+
+# -- status ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class StatusRow:
+    step: str
+    action: Action
+    state: str  # done / verified / manual-pending / confirmed / skipped / blocked / failed / unknown / not started
+    detail: str
+
+
+def status(run_id: str, cfg: ExitConfig) -> tuple[RunDir, list[StatusRow]]:
+    run = RunDir.existing(cfg.runs_dir, run_id)
+    plan = read_plan(run.plan_path)
+    records = list(read_records(run.audit_path)) if run.audit_path.exists() else []
+    last: dict[str, dict[str, Any]] = {}
+    verified: dict[str, bool] = {}
+    for r in records:
+        aid = r.get("action_id")
+        if not aid:
+            continue
+        if r["event"] in LIFECYCLE:
+            last[aid] = r
+        elif r["event"] in ("verify.passed", "verify.failed"):
+            verified[aid] = r["event"] == "verify.passed"
+    rows = []
+    names = {"action.succeeded": "done", "action.failed": "failed", "action.skipped": "skipped",
+             "action.blocked": "blocked", "action.unknown": "unknown", "action.started": "interrupted",
+             "manual.pending": "manual-pending", "manual.confirmed": "confirmed",
+             "manual.rejected": "manual-pending"}
+    for step in plan.steps():
+        for a in step.actions:
+            rec = last.get(a.id)
+            state = names.get(rec["event"], "?") if rec else "not started"
+            if state == "done" and verified.get(a.id):
+                state = "verified"
+            detail = ""
+            if rec is not None:
+                d = rec.get("detail")
+                if rec["event"] == "manual.confirmed" and isinstance(d, dict):
+                    when = rec["ts"][:16].replace("T", " ")
+                    detail = f"by {d['by']}, {when} UTC" + (f": {d['note']}" if d.get("note") else "")
+                elif rec["event"] == "manual.rejected" and isinstance(d, dict):
+                    detail = f"confirmation refused: {d['why']}"
+                elif rec["event"] == "manual.pending":
+                    detail = a.manual.portal_path if a.manual else a.summary
+                else:
+                    detail = d.get("message", "") if isinstance(d, dict) else str(d or "")
+            rows.append(StatusRow(step.title, a, state, detail))
+    return run, rows
