@@ -7,15 +7,13 @@ from __future__ import annotations
 from collections import Counter
 from typing import Any
 
+from offboard.lifecycle import fold
 from offboard.plan import Plan
 from offboard.runstate import RunDir, atomic_write_text
 
 
 def render_closure_note(plan: Plan, records: list[dict[str, Any]], manifest: dict[str, Any]) -> str:
-    last: dict[str, dict[str, Any]] = {}
-    for r in records:
-        if r.get("action_id") and (r["event"].startswith("action.") or r["event"].startswith("manual.")):
-            last[r["action_id"]] = r
+    last = fold(records).last
     out = [f"# {plan.customer}: closure of security services", ""]
     if plan.end_of_service:
         out.append(f"End of service: **{plan.end_of_service}**.")

@@ -28,15 +28,10 @@ from offboard.connectors import ActionResult, Check, Connector, VendorSession
 from offboard.errors import AmbiguousWrite, BadInput, ExitCode, RunInterrupted, VendorAuthError, VendorError
 from offboard.evidence import EvidenceStore
 from offboard.http import HttpRecord
+from offboard.lifecycle import TERMINAL, UNSETTLED, fold_actions
 from offboard.plan import Action, Finding, Inventory, Plan, VendorPlan, now_iso, read_plan, write_plan
 from offboard.report import write_report
 from offboard.runstate import RunDir
-
-# The lifecycle events that say where an action stands; the last one wins.
-LIFECYCLE = ("action.started", "action.unknown", "action.succeeded", "action.failed", "action.skipped",
-             "action.blocked", "manual.pending", "manual.confirmed", "manual.rejected")
-TERMINAL = ("action.succeeded", "action.skipped", "manual.confirmed")
-UNSETTLED = ("action.started", "action.unknown")  # a write may have landed: re-read first
 
 
 class Progress(Protocol):
@@ -156,15 +151,6 @@ class RunResult:
     blocking: list[Finding] = field(default_factory=list)
     pending: list[Action] = field(default_factory=list)
     message: str = ""
-
-
-def fold_actions(records: list[dict[str, Any]]) -> dict[str, str]:
-    """Each action's last lifecycle event, from the audit log."""
-    state: dict[str, str] = {}
-    for r in records:
-        if r.get("action_id") and r.get("event") in LIFECYCLE:
-            state[r["action_id"]] = r["event"]
-    return state
 
 
 def _check_plan_fits(plan: Plan, cfg: ExitConfig) -> None:

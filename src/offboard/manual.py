@@ -5,22 +5,19 @@ item of a run stands. Both read the run's audit log, the source of truth."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 from offboard.audit import read_records
 from offboard.config import ExitConfig
 from offboard.connectors import Check
 from offboard.engine import (
-    LIFECYCLE,
-    TERMINAL,
     Sessions,
     emit_check,
-    fold_actions,
     reopen,
     write_documents,
     write_state,
 )
 from offboard.errors import BadInput
+from offboard.lifecycle import TERMINAL, fold, fold_actions
 from offboard.plan import Action, read_plan
 from offboard.runstate import RunDir
 
@@ -100,17 +97,7 @@ class StatusRow:
 def status(run_id: str, cfg: ExitConfig) -> tuple[RunDir, list[StatusRow]]:
     run = RunDir.existing(cfg.runs_dir, run_id)
     plan = read_plan(run.plan_path)
-    records = list(read_records(run.audit_path)) if run.audit_path.exists() else []
-    last: dict[str, dict[str, Any]] = {}
-    verified: dict[str, bool] = {}
-    for r in records:
-        aid = r.get("action_id")
-        if not aid:
-            continue
-        if r["event"] in LIFECYCLE:
-            last[aid] = r
-        elif r["event"] in ("verify.passed", "verify.failed"):
-            verified[aid] = r["event"] == "verify.passed"
+    folded = fold(list(read_records(run.audit_path)) if run.audit_path.exists() else [])
     rows = []
     names = {"action.succeeded": "done", "action.failed": "failed", "action.skipped": "skipped",
              "action.blocked": "blocked", "action.unknown": "unknown", "action.started": "interrupted",
@@ -118,9 +105,10 @@ def status(run_id: str, cfg: ExitConfig) -> tuple[RunDir, list[StatusRow]]:
              "manual.rejected": "manual-pending"}
     for step in plan.steps():
         for a in step.actions:
-            rec = last.get(a.id)
+            rec = folded.last.get(a.id)
+            proof = folded.proof.get(a.id)
             state = names.get(rec["event"], "?") if rec else "not started"
-            if state == "done" and verified.get(a.id):
+            if state == "done" and proof is not None and proof["event"] == "verify.passed":
                 state = "verified"
             detail = ""
             if rec is not None:

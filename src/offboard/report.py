@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from offboard.lifecycle import fold
 from offboard.plan import Plan
 from offboard.runstate import RunDir, atomic_write_text
 
@@ -29,16 +30,8 @@ def _http(rec: dict[str, Any] | None) -> str:
 
 
 def render_report(run_id: str, plan: Plan, records: list[dict[str, Any]]) -> str:
-    last: dict[str, dict[str, Any]] = {}
-    proof: dict[str, dict[str, Any]] = {}
-    for r in records:
-        aid = r.get("action_id")
-        if not aid:
-            continue
-        if r["event"] in RESULT:
-            last[aid] = r
-        elif r["event"] in ("verify.passed", "verify.failed"):
-            proof[aid] = r
+    folded = fold(records)
+    last, proof = folded.last, folded.proof
     started = records[0]["ts"] if records else "-"
     finished = next((r for r in reversed(records) if r["event"] in ("run.finished", "run.closed")), None)
     out = [

@@ -1,7 +1,7 @@
 """A run's folder: its plan copy, audit log, state file and report; atomic writes; a lock.
 
 The state file is a summary for people and for ``--resume``; what each action
-did is decided from the audit log (see ``engine.fold_actions``), so a crash
+did is decided from the audit log (see ``lifecycle.fold``), so a crash
 between the two never loses or doubles an event.
 """
 
