@@ -106,7 +106,9 @@ class HuntressSession:
                                                      name=f"{sub.product} subscription {sub.id}"),
                                        owner=f"account:{sub.account.id if sub.account else '?'}",
                                        attrs={"product": sub.product, "auto_renew": sub.auto_renew}))
-        return Inventory(vendor=VENDOR, scope=f"organization {org.name!r} (id {org.id})",
+        products = "all products" if self.s.whole_exit else "products " + ", ".join(self.s.scope)
+        deletion = "; the organization is deleted at the end" if self.s.delete_organization else ""
+        return Inventory(vendor=VENDOR, scope=f"organization {org.name!r} (id {org.id}), {products}{deletion}",
                          account=actor.describe(), snapshot=_snapshot(org), items=tuple(items))
 
     def preflight(self, inventory: Inventory) -> list[Finding]:

@@ -16,8 +16,8 @@ def render_closure_note(plan: Plan, records: list[dict[str, Any]], manifest: dic
     last = fold(records).last
     out = [f"# {plan.customer}: closure of security services", ""]
     if plan.end_of_service:
-        out.append(f"End of service: **{plan.end_of_service}**.")
-    out += ["", "## What was removed", ""]
+        out += [f"End of service: **{plan.end_of_service}**.", ""]
+    out += ["## What was removed", ""]
     stops: list[str] = []
     for vp in plan.vendors:
         for step in vp.steps:
@@ -47,7 +47,7 @@ def render_closure_note(plan: Plan, records: list[dict[str, Any]], manifest: dic
     else:
         out.append("No evidence was exported in this run.")
     out += ["", "## What no longer updates", ""]
-    out += [f"- {line}" for line in stops] or ["- Nothing yet: the removals are not finished."]
+    out += [f"- {line}" for line in dict.fromkeys(stops)] or ["- Nothing yet: the removals are not finished."]
     out += ["", "## Monitoring after the exit", ""]
     out.append(plan.monitoring_after_exit or "Not recorded: set `monitoring_after_exit` under [customer] in the "
                "config so this note names who watches your systems after the exit date.")

@@ -8,6 +8,7 @@ plan -> apply -> verify -> audit path in seconds, with no vendor account.
 from __future__ import annotations
 
 import contextlib
+from datetime import date
 from pathlib import Path
 
 from pydantic import SecretStr
@@ -45,6 +46,7 @@ def run_demo(directory: Path) -> int:
     with contextlib.ExitStack() as stack:
         urls = {n: stack.enter_context(serve(k.make_app(TIME_SCALE))) for n, k in kits.items()}
         lines = ['[customer]', 'name = "Acme Dental (sandbox demo)"', 'approved_by = "demo"',
+                 f"end_of_service = {date.today().isoformat()}",
                  'monitoring_after_exit = "Acme IT (it@acme.example) from the end-of-service date"', "",
                  "[run]", 'runs_dir = "runs"', ""]
         for name, kit in kits.items():

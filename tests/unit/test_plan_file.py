@@ -56,3 +56,22 @@ def test_a_plan_missing_a_field_names_it(tmp_path: Path) -> None:
 def test_a_missing_plan_file_says_how_to_make_one(tmp_path: Path) -> None:
     with pytest.raises(BadInput, match="offboard plan -o"):
         read_plan(tmp_path / "none.json")
+
+
+def test_the_closure_note_lists_what_stops_updating_once_and_only_for_finished_steps() -> None:
+    from offboard.closure import render_closure_note
+    from offboard.plan import Step
+
+    done = Action(id="v.s.1", vendor="v", step="s", kind="api", operation="remove", owner="org:1",
+                  target=Target(type="agent", id="1", name="host1"), summary="remove host1")
+    open_item = done.model_copy(update={"id": "v.t.2", "step": "t"})
+    vp = VendorPlan(vendor="v", display_name="V", scope="org 1", account="key", inventory_fingerprint="f",
+                    steps=(Step(id="s", vendor="v", title="A", actions=(done,), stops_updating=("EDR stops",)),
+                           Step(id="s2", vendor="v", title="B", actions=(done,), stops_updating=("EDR stops",)),
+                           Step(id="t", vendor="v", title="C", actions=(open_item,), stops_updating=("SIEM stops",))))
+    plan = Plan(plan_id="p", created_at="now", customer="Acme", config_fingerprint="c", vendors=(vp,),
+                end_of_service="2026-12-31", monitoring_after_exit="Acme IT")
+    records = [{"action_id": "v.s.1", "event": "action.succeeded", "detail": {}}]
+    note = render_closure_note(plan, records, {"files": {"v/agents.json": {}}})
+    assert note.count("- V: EDR stops") == 1 and "SIEM stops" not in note
+    assert "End of service: **2026-12-31**" in note and "Acme IT" in note and "`v/agents.json`" in note
