@@ -57,3 +57,4 @@ def render_closure_note(plan: Plan, records: list[dict[str, Any]], manifest: dic
 
 def write_closure_note(run: RunDir, plan: Plan, records: list[dict[str, Any]], manifest: dict[str, Any]) -> None:
     atomic_write_text(run.path / "closure-note.md", render_closure_note(plan, records, manifest))
+

@@ -22,6 +22,7 @@ from typing import Any, Protocol
 from offboard import connectors as registry
 from offboard import credentials
 from offboard.audit import AuditLog
+from offboard.checklist import write_checklist
 from offboard.closure import write_closure_note
 from offboard.config import ExitConfig
 from offboard.connectors import ActionResult, Check, Connector, VendorSession
@@ -348,8 +349,8 @@ def _execute(run: RunDir, plan: Plan, sessions: Sessions, audit: AuditLog, live:
                        f"audit log, then `offboard apply --resume {run.run_id}`")
     elif pending:
         code, outcome = ExitCode.MANUAL_PENDING, "success"
-        message = (f"{len(pending)} manual item(s) pending: do each, then `offboard confirm ITEM --by NAME "
-                   f"--run {run.run_id}`; `offboard status {run.run_id}` lists them")
+        message = (f"{len(pending)} manual item(s) pending: the checklist is in {run.path / 'manual-checklist.md'}; "
+                   f"do each, then `offboard confirm ITEM --by NAME --run {run.run_id}`")
     else:
         code, outcome = ExitCode.OK, "success"
     audit.emit("run.finished", outcome=outcome, detail={**counts, "checks_failed": len(failed_checks),
@@ -450,6 +451,7 @@ def write_state(run: RunDir, plan: Plan, audit: AuditLog, status: str) -> None:
 def write_documents(run: RunDir, plan: Plan, audit: AuditLog) -> None:
     write_report(run, plan, audit.records)
     write_closure_note(run, plan, audit.records, EvidenceStore(run.path).manifest())
+    write_checklist(run, plan, audit.records)
 
 
 # -- verify ----------------------------------------------------------------------

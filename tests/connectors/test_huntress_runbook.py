@@ -194,3 +194,16 @@ def test_without_configured_subscriptions_nothing_touches_billing(harness: Harne
         plan = engine.make_plan(harness.cfg, s)
         engine.apply(plan, harness.cfg, s, overrides=LAB)
     assert not any("subscriptions" in r.path for r in harness.sandbox.requests)
+
+
+def test_an_unattended_run_leaves_the_manual_checklist_in_its_folder(harness: Harness) -> None:
+    with harness.sessions() as s:
+        plan = engine.make_plan(harness.cfg, s)
+        result = engine.apply(plan, harness.cfg, s, overrides=LAB)
+        checklist = (result.run.path / "manual-checklist.md").read_text()
+        manual_ids = [a.id for a in plan.actions() if a.kind == "manual"]
+        assert all(f"`{i}`" in checklist for i in manual_ids) and "manual-checklist.md" in result.message
+        assert "Record in --note: who approved the Microsoft 365 consent removal" in checklist
+        manual.confirm(result.run.run_id, "huntress.psa.webhooks", "J. Doe", "none", harness.cfg, s)
+    checklist = (result.run.path / "manual-checklist.md").read_text()
+    assert "`huntress.psa.webhooks`" not in checklist and "`huntress.psa.email-routing`" in checklist

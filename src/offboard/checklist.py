@@ -1,0 +1,39 @@
+"""The manual checklist a run leaves in its folder: what is still to do by hand, in order."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from offboard.lifecycle import fold
+from offboard.plan import Plan
+from offboard.runstate import RunDir, atomic_write_text
+
+
+def render_checklist(plan: Plan, records: list[dict[str, Any]]) -> str:
+    """The manual items still to do, in the runbook's order, with how to confirm each."""
+    last = fold(records).last
+    run_id = records[0]["run_id"] if records else "RUN_ID"
+    out = [f"# Manual checklist — {plan.customer}", "",
+           "Each item has no vendor API. Do it, then record it (where the vendor's API can see the result, it is",
+           "re-read first and the confirmation is refused while the vendor disagrees):", "",
+           f"    offboard confirm ITEM --by \"Your Name\" --note \"what you did or saw\" --run {run_id}", ""]
+    todo = [a for a in plan.actions() if a.kind == "manual"
+            and (rec := last.get(a.id)) is not None and rec["event"] != "manual.confirmed"]
+    if not todo:
+        out.append("Nothing left: every manual item is confirmed.")
+    for a in todo:
+        m = a.manual
+        out += [f"## [ ] {a.target.name} — `{a.id}`", "", a.summary, ""]
+        if m is not None:
+            out.append(f"- Where: {m.portal_path}")
+            out.append(f"- Done when: {m.done_when}")
+            if m.verify_hint:
+                out.append(f"- Checked by API on confirm: {m.verify_hint}")
+            if m.record:
+                out.append(f"- Record in --note: {m.record}")
+        out.append("")
+    return "\n".join(out) + "\n"
+
+
+def write_checklist(run: RunDir, plan: Plan, records: list[dict[str, Any]]) -> None:
+    atomic_write_text(run.path / "manual-checklist.md", render_checklist(plan, records))
