@@ -4,8 +4,8 @@ It follows the published behaviour the connector relies on (vendor-notes §1 to 
 HTTP Basic auth; ``{"<plural>": [...], "pagination": {...}}`` and ``{"<singular>": {...}}``
 envelopes; ``limit`` 1..500 and ``page_token`` paging, newest first; the
 ``organization_id`` filters; 204 for agent uninstall and isolation release, 202 with
-the object for membership, rule and organization deletes, 404 after; 409 (with a
-message) or 422 on organization delete when told to; the account-scoped mirrors under
+the object for membership, rule and organization deletes, 404 after; 409 or 422 (with a
+message) on organization delete when told to; the account-scoped mirrors under
 ``/v1/accounts/{account_id}/…``; the 60-requests-in-any-60-s sliding window per
 account answering 429; a read-only account key that gets 403 on writes. Time can be
 compressed (``time_scale``) and faults injected.
@@ -79,7 +79,7 @@ class HuntressSandbox:
     neighbour_agents: int = 12
     rate_limit: int = 60
     send_retry_after: bool = True
-    org_delete_conflict: str | None = None  # answer DELETE organization with 409 and this message
+    org_delete_error: tuple[int, str] | None = None  # answer DELETE organization with (409 or 422, message)
     extra_credentials: dict[str, str] = field(default_factory=dict)
     requests: list[Logged] = field(default_factory=list)
     faults: list[Fault] = field(default_factory=list)
@@ -301,8 +301,8 @@ class HuntressSandbox:
                 if key in body:
                     org[key] = body[key]
             return JSONResponse({"organization": org})
-        if self.org_delete_conflict:
-            return _error(409, self.org_delete_conflict)
+        if self.org_delete_error:
+            return _error(*self.org_delete_error)
         # Deleting an organization queues uninstall of its agents and removes every product.
         del self.orgs[org["id"]]
         for aid in [a["id"] for a in self.agents_of(org["id"])]:

@@ -106,17 +106,17 @@ def test_organization_deletion_is_refused_without_the_typed_name_and_runs_with_i
     assert guard["detail"]["typed"] == "Acme Dental"
 
 
-def test_a_409_on_organization_deletion_is_surfaced_verbatim(tmp_path: Path) -> None:
-    h = harness_with(tmp_path, "delete_organization = true\n",
-                     org_delete_conflict="Organization has an active SIEM retention hold")
+@pytest.mark.parametrize(("status", "message"), [(409, "Organization has an active SIEM retention hold"),
+                                                  (422, "Organization could not be deleted, contact support")])
+def test_a_refused_organization_deletion_is_surfaced_verbatim(tmp_path: Path, status: int, message: str) -> None:
+    h = harness_with(tmp_path, "delete_organization = true\n", org_delete_error=(status, message))
     with h.sessions() as s:
         plan = engine.make_plan(h.cfg, s)
         result = engine.apply(plan, h.cfg, s, overrides=engine.Overrides(preflight="lab", yes_guarded=True))
     assert result.exit_code == ExitCode.FAILED
     failed = next(e for e in read_records(result.run.audit_path)
                   if e["event"] == "action.failed" and e["action_id"].startswith("huntress.delete_organization"))
-    assert "409" in failed["detail"]["message"]
-    assert "Organization has an active SIEM retention hold" in failed["detail"]["message"]
+    assert f"HTTP {status}" in failed["detail"]["message"] and message in failed["detail"]["message"]
     assert CUSTOMER_ORG in h.sandbox.orgs
 
 
