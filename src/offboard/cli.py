@@ -206,7 +206,7 @@ def audit_verify(file: Annotated[Path, typer.Argument(help="An audit.jsonl from 
 
 
 @auth_app.command("set")
-def auth_set(vendor: Annotated[str, typer.Argument(help="A vendor name, e.g. huntress.")]) -> None:
+def auth_set(vendor: Annotated[str, typer.Argument(help="A vendor, as `offboard auth status` lists them.")]) -> None:
     """Prompt for a vendor's API credentials and store them in the OS keyring."""
     conn = registry.get(vendor)
     if not sys.stdin.isatty():

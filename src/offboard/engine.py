@@ -271,11 +271,10 @@ def _execute(run: RunDir, plan: Plan, sessions: Sessions, audit: AuditLog, live:
     progress.start(len(actions), sum(1 for a in actions if done.get(a.id) in TERMINAL))
     counts = {"succeeded": 0, "already_absent": 0, "failed": 0, "skipped": 0, "blocked": 0, "manual": 0,
               "unknown": 0, "exported": 0}
-    evidence_failed: set[str] = {a.vendor for a in actions
-                                 if step_of[a.id].phase == "evidence" and done.get(a.id) == "action.failed"}
-    if evidence_failed and overrides.evidence:
-        audit.emit("evidence.overridden", outcome="success",
-                   detail={"reason": overrides.evidence, "vendors": sorted(evidence_failed)})
+    # Built during this pass: an export that failed before is retried here (it is not terminal),
+    # and evidence steps come first, so by the first removal this set is the truth.
+    evidence_failed: set[str] = set()
+    override_used: set[str] = set()
     pending: list[Action] = []
     stop: VendorError | None = None
     try:
@@ -294,8 +293,12 @@ def _execute(run: RunDir, plan: Plan, sessions: Sessions, audit: AuditLog, live:
                 progress.advance(action, "manual.pending")
                 continue
             phase = step_of[action.id].phase
-            if (action.destructive and action.vendor in evidence_failed and phase != "evidence"
-                    and not overrides.evidence):
+            if action.destructive and action.vendor in evidence_failed and overrides.evidence:
+                if action.vendor not in override_used:
+                    override_used.add(action.vendor)
+                    audit.emit("evidence.overridden", vendor=action.vendor, outcome="success",
+                               detail={"reason": overrides.evidence})
+            elif action.destructive and action.vendor in evidence_failed and phase != "evidence":
                 audit.emit("action.blocked", vendor=action.vendor, step=action.step, action_id=action.id,
                            target=action.target.model_dump(), outcome="failure",
                            detail="not run: this vendor's evidence export failed; fix it and resume, or "

@@ -63,7 +63,7 @@ def test_evidence_files_match_their_manifest_and_hold_every_remediation(harness:
 
 
 def test_a_failed_evidence_export_holds_back_every_removal_until_overridden(harness: Harness) -> None:
-    harness.sandbox.faults.append(Fault(method="GET", path_prefix="/v1/signals", status=404, times=1))
+    harness.sandbox.faults.append(Fault(method="GET", path_prefix="/v1/signals", status=404, times=10**6))
     with harness.sessions() as s:
         plan = engine.make_plan(harness.cfg, s)
         result = engine.apply(plan, harness.cfg, s, overrides=LAB)
@@ -73,7 +73,7 @@ def test_a_failed_evidence_export_holds_back_every_removal_until_overridden(harn
     with harness.sessions() as s:
         resumed = engine.resume(result.run.run_id, harness.cfg, s,
                                 overrides=engine.Overrides(evidence="signals export is not licensed here"))
-    assert resumed.exit_code == ExitCode.MANUAL_PENDING
+    assert resumed.exit_code == ExitCode.FAILED  # removed under the override, but an export did fail
     assert harness.sandbox.agents_of(CUSTOMER_ORG) == []
     events = list(read_records(result.run.audit_path))
     override = next(e for e in events if e["event"] == "evidence.overridden")
@@ -207,3 +207,17 @@ def test_an_unattended_run_leaves_the_manual_checklist_in_its_folder(harness: Ha
         manual.confirm(result.run.run_id, "huntress.psa.webhooks", "J. Doe", "none", harness.cfg, s)
     checklist = (result.run.path / "manual-checklist.md").read_text()
     assert "`huntress.psa.webhooks`" not in checklist and "`huntress.psa.email-routing`" in checklist
+
+
+def test_an_export_that_failed_then_succeeds_on_resume_releases_the_removals(harness: Harness) -> None:
+    harness.sandbox.faults.append(Fault(method="GET", path_prefix="/v1/identities", status=404, times=1))
+    with harness.sessions() as s:
+        plan = engine.make_plan(harness.cfg, s)
+        first = engine.apply(plan, harness.cfg, s, overrides=LAB)
+        assert first.exit_code == ExitCode.FAILED and harness.sandbox.writes() == []
+        resumed = engine.resume(first.run.run_id, harness.cfg, s)  # no override: the export now works
+    assert resumed.exit_code == ExitCode.MANUAL_PENDING
+    assert harness.sandbox.agents_of(CUSTOMER_ORG) == []
+    events = [e["event"] for e in read_records(first.run.audit_path)]
+    assert "evidence.overridden" not in events
+    assert (first.run.path / "evidence/huntress/identities.json").exists()
