@@ -6,6 +6,7 @@ pending; 4 stopped by a preflight gate; `plan` returns 10 when it has removals.
 
 from __future__ import annotations
 
+import getpass
 import os
 import sys
 import traceback
@@ -84,6 +85,12 @@ def apply(
     yes_delete: Annotated[bool, typer.Option(
         "--yes-delete-organization",
         help="Unattended runs: allow the plan's organization deletion without typing the name.")] = False,
+    guided: Annotated[bool | None, typer.Option(
+        "--guided/--unattended",
+        help="Guided: stop at each manual item, wait for you, re-read the vendor and record it. "
+             "Default: guided when a terminal is attached, unattended otherwise (exit 3, checklist).")] = None,
+    by: Annotated[str | None, typer.Option("--by", help="Guided mode: who does the manual items "
+                                                          "(default: your login name).")] = None,
 ) -> None:
     """Execute a saved plan unattended, in the vendors' order, then verify and report.
 
@@ -96,14 +103,18 @@ def apply(
         if value is not None and not value.strip():
             raise BadInput(f"{flag} needs a reason, e.g. {flag} \"incident #12 closed by phone\"")
     overrides = engine.Overrides(override_preflight, override_evidence, confirm_name, yes_delete)
+    if guided is None:
+        guided = sys.stdin.isatty() and sys.stdout.isatty()
     cfg = _config(config)
     the_plan = read_plan(plan_file) if plan_file is not None else None
+    progress = render.RichProgress()
+    guide = render.RichGuide(by or getpass.getuser(), progress) if guided else None
     with engine.open_sessions(cfg) as sessions:
         if the_plan is not None:
-            result = engine.apply(the_plan, cfg, sessions, overrides=overrides, progress=render.RichProgress())
+            result = engine.apply(the_plan, cfg, sessions, overrides=overrides, progress=progress, guide=guide)
         else:
             assert resume is not None
-            result = engine.resume(resume, cfg, sessions, overrides=overrides, progress=render.RichProgress())
+            result = engine.resume(resume, cfg, sessions, overrides=overrides, progress=progress, guide=guide)
     _finish(result)
 
 
@@ -120,7 +131,7 @@ def _finish(result: engine.RunResult) -> None:
             f"Run {result.run.run_id}: {counts['succeeded']} removed ({counts['already_absent']} already absent), "
             f"{counts['failed']} failed, {counts['skipped']} skipped by the scope guard, "
             f"{counts['unknown']} unknown, {counts['blocked']} held back, {counts['exported']} evidence "
-            f"export(s), {counts['manual']} manual pending.")
+            f"export(s), {counts['confirmed']} manual confirmed, {counts['manual']} manual pending.")
     check = verify_file(result.run.audit_path)
     render.paths(result.run.audit_path, result.run.report_path, check.lines, check.last_hash)
     if result.message:

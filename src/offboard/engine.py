@@ -71,6 +71,23 @@ class Overrides:
     yes_guarded: bool = False  # unattended: allow guarded actions without typing the name
 
 
+@dataclass(frozen=True)
+class GuideAnswer:
+    done: bool  # False: leave the item pending (it stays on the checklist)
+    note: str = ""
+    stop: bool = False  # stop guiding; this and the remaining items stay pending
+
+
+class Guide(Protocol):
+    """Guided mode: a person at the terminal does each manual item while the run waits."""
+
+    by: str
+
+    def ask(self, action: Action, refused: Check | None) -> GuideAnswer:
+        """Show the item (and, after a refusal, what the vendor still shows); say what was done."""
+        ...
+
+
 @dataclass
 class Sessions:
     """The exit's vendors, each opened once and closed together."""
@@ -185,7 +202,7 @@ def _check_guards(plan: Plan, overrides: Overrides) -> None:
 
 
 def apply(plan: Plan, cfg: ExitConfig, sessions: Sessions, *, overrides: Overrides | None = None,
-          progress: Progress | None = None) -> RunResult:
+          progress: Progress | None = None, guide: Guide | None = None) -> RunResult:
     overrides = overrides or Overrides()
     _check_plan_fits(plan, cfg)
     _check_guards(plan, overrides)
@@ -225,7 +242,7 @@ def apply(plan: Plan, cfg: ExitConfig, sessions: Sessions, *, overrides: Overrid
                 audit.emit("action.planned", vendor=action.vendor, step=action.step,
                            action_id=action.id, target=action.target.model_dump(),
                            detail={"summary": action.summary, "call": action.call or "manual"})
-            return _execute(run, plan, sessions, audit, live, overrides, progress or _NoProgress())
+            return _execute(run, plan, sessions, audit, live, overrides, progress or _NoProgress(), guide)
         finally:
             audit.close()
 
@@ -245,7 +262,7 @@ def reopen(run_id: str, cfg: ExitConfig) -> Iterator[tuple[RunDir, Plan, AuditLo
 
 
 def resume(run_id: str, cfg: ExitConfig, sessions: Sessions, *, overrides: Overrides | None = None,
-           progress: Progress | None = None) -> RunResult:
+           progress: Progress | None = None, guide: Guide | None = None) -> RunResult:
     overrides = overrides or Overrides()
     with reopen(run_id, cfg) as (run, plan, audit):
         events = {r["event"] for r in audit.records}
@@ -259,18 +276,18 @@ def resume(run_id: str, cfg: ExitConfig, sessions: Sessions, *, overrides: Overr
         live = {name: s.discover() for name, s in sessions.by_vendor.items()}
         # Guarded actions were confirmed when the run started (audited); the run keeps that decision.
         confirmed = Overrides(overrides.preflight, overrides.evidence, None, True)
-        return _execute(run, plan, sessions, audit, live, confirmed, progress or _NoProgress())
+        return _execute(run, plan, sessions, audit, live, confirmed, progress or _NoProgress(), guide)
 
 
 def _execute(run: RunDir, plan: Plan, sessions: Sessions, audit: AuditLog, live: Mapping[str, Inventory],
-             overrides: Overrides, progress: Progress) -> RunResult:
+             overrides: Overrides, progress: Progress, guide: Guide | None = None) -> RunResult:
     done = fold_actions(audit.records)
     step_of = plan.step_of()
     evidence = EvidenceStore(run.path)
     actions = plan.actions()
     progress.start(len(actions), sum(1 for a in actions if done.get(a.id) in TERMINAL))
     counts = {"succeeded": 0, "already_absent": 0, "failed": 0, "skipped": 0, "blocked": 0, "manual": 0,
-              "unknown": 0, "exported": 0}
+              "confirmed": 0, "unknown": 0, "exported": 0}
     # Built during this pass: an export that failed before is retried here (it is not terminal),
     # and evidence steps come first, so by the first removal this set is the truth.
     evidence_failed: set[str] = set()
@@ -288,6 +305,13 @@ def _execute(run: RunDir, plan: Plan, sessions: Sessions, audit: AuditLog, live:
                                target=action.target.model_dump(), outcome="unknown",
                                detail={"summary": action.summary,
                                        **(action.manual.model_dump() if action.manual else {})})
+                guided = _guided(action, sessions.by_vendor[action.vendor], audit, guide) if guide else "pending"
+                if guided == "confirmed":
+                    counts["confirmed"] += 1
+                    progress.advance(action, "manual.confirmed")
+                    continue
+                if guided == "stop":
+                    guide = None  # the operator left guided mode: the rest go on the checklist
                 counts["manual"] += 1
                 pending.append(action)
                 progress.advance(action, "manual.pending")
@@ -361,6 +385,39 @@ def _execute(run: RunDir, plan: Plan, sessions: Sessions, audit: AuditLog, live:
     write_state(run, plan, audit, "finished" if code == ExitCode.OK else f"finished-{code.name.lower()}")
     write_documents(run, plan, audit)
     return RunResult(run, code, counts, checks, pending=pending, message=message)
+
+
+def _guided(action: Action, session: VendorSession, audit: AuditLog, guide: Guide) -> str:
+    """Ask until the item is confirmed, left pending, or guiding stops ("confirmed", "pending",
+    "stop"); a confirmation the vendor's re-read contradicts is recorded as refused and shown."""
+    refused: Check | None = None
+    while True:
+        answer = guide.ask(action, refused)
+        if answer.stop:
+            return "stop"
+        if not answer.done:
+            return "pending"
+        accepted, check = record_confirmation(audit, session, action, guide.by, answer.note, mode="guided")
+        if accepted:
+            return "confirmed"
+        refused = check
+
+
+def record_confirmation(audit: AuditLog, session: VendorSession, action: Action, by: str, note: str, *,
+                        mode: str) -> tuple[bool, Check | None]:
+    """Re-read the vendor where its API can see the item; record it confirmed, or refused."""
+    check = session.check_manual(action)
+    base = {"vendor": action.vendor, "step": action.step, "action_id": action.id,
+            "target": action.target.model_dump()}
+    if check is not None:
+        emit_check(audit, action.vendor, check)
+    if check is not None and not check.passed:
+        audit.emit("manual.rejected", **base, outcome="failure",
+                   detail={"by": by, "note": note, "mode": mode, "why": f"the vendor still shows: {check.detail}"})
+        return False, check
+    audit.emit("manual.confirmed", **base, outcome="success",
+               detail={"by": by, "note": note, "mode": mode, "verified_by_api": check is not None})
+    return True, check
 
 
 def _run_read(action: Action, session: VendorSession, audit: AuditLog, evidence: EvidenceStore) -> str:

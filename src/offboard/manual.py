@@ -11,7 +11,7 @@ from offboard.config import ExitConfig
 from offboard.connectors import Check
 from offboard.engine import (
     Sessions,
-    emit_check,
+    record_confirmation,
     reopen,
     write_documents,
     write_state,
@@ -58,19 +58,8 @@ def confirm(run_id: str, action_id: str, by: str, note: str, cfg: ExitConfig, se
             raise BadInput(f"{action_id} has not been reached yet in run {run_id}; resume the run first")
         if action.manual is not None and action.manual.record and not note.strip():
             raise BadInput(f"{action_id} needs --note recording {action.manual.record}")
-        check = sessions.by_vendor[action.vendor].check_manual(action)
-        base = {"vendor": action.vendor, "step": action.step, "action_id": action.id,
-                "target": action.target.model_dump()}
-        if check is not None:
-            emit_check(audit, action.vendor, check)
-        if check is not None and not check.passed:
-            audit.emit("manual.rejected", **base, outcome="failure",
-                       detail={"by": by, "note": note, "why": f"the vendor still shows: {check.detail}"})
-            accepted = False
-        else:
-            audit.emit("manual.confirmed", **base, outcome="success",
-                       detail={"by": by, "note": note, "verified_by_api": check is not None})
-            accepted = True
+        accepted, check = record_confirmation(audit, sessions.by_vendor[action.vendor], action, by, note,
+                                              mode="confirm")
         state = fold_actions(audit.records)
         remaining = [a for a in plan.actions() if a.kind == "manual" and state.get(a.id) != "manual.confirmed"]
         all_api_done = all(state.get(a.id) in TERMINAL for a in plan.actions() if a.kind == "api")

@@ -13,6 +13,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextC
 from rich.table import Table
 
 from offboard.connectors import Check
+from offboard.engine import GuideAnswer
 from offboard.plan import Action, Finding, Plan
 
 if TYPE_CHECKING:
@@ -162,6 +163,50 @@ class RichProgress:
 
     def phase(self, text: str) -> None:
         err.print(text)
+
+    def suspend(self) -> None:
+        self._progress.stop()
+
+    def resume(self) -> None:
+        self._progress.start()
+
+
+class RichGuide:
+    """Guided mode at the terminal: show each manual item, wait, and say what was done."""
+
+    def __init__(self, by: str, progress: RichProgress | None = None) -> None:
+        self.by = by
+        self._progress = progress
+
+    def ask(self, action: Action, refused: Check | None) -> GuideAnswer:
+        from rich.panel import Panel
+        from rich.prompt import Prompt
+
+        if self._progress is not None:
+            self._progress.suspend()
+        try:
+            m = action.manual
+            lines = [f"[bold]{escape(action.summary)}[/]"]
+            if m is not None:
+                lines += [f"Where: {escape(m.portal_path)}", f"Done when: {escape(m.done_when)}"]
+                if m.verify_hint:
+                    lines.append(f"Checked by API when you say done: {escape(m.verify_hint)}")
+            if refused is not None:
+                lines.append(f"[bold red]Not recorded: the vendor still shows {escape(refused.detail)}[/]")
+            out.print(Panel("\n".join(lines), title=f"Manual item {action.id}", title_align="left"))
+            choice = Prompt.ask("done / skip (leave it on the checklist) / stop (leave guided mode)",
+                                choices=["done", "skip", "stop"], default="done", console=out)
+            if choice != "done":
+                return GuideAnswer(done=False, stop=choice == "stop")
+            ask = f"Note ({m.record})" if m is not None and m.record else "Note (optional)"
+            note = Prompt.ask(ask, default="", show_default=False, console=out).strip()
+            while m is not None and m.record and not note:
+                note = Prompt.ask(f"This item needs a note: {m.record}", default="", show_default=False,
+                                  console=out).strip()
+            return GuideAnswer(done=True, note=note)
+        finally:
+            if self._progress is not None:
+                self._progress.resume()
 
 
 def paths(audit: Path, report: Path, lines: int, last_hash: str) -> None:
