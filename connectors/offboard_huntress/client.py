@@ -20,6 +20,7 @@ from .models import (
     Agent,
     Escalation,
     IncidentReport,
+    M,
     Membership,
     Organization,
     PlatformAction,
@@ -87,10 +88,15 @@ class HuntressClient:
         query = {k: v for k, v in params.items() if v is not None}
         yield from self.http.paginate(self.path(resource), TokenPages(key), query)
 
-    def _one(self, resource: str, key: str, obj_id: object) -> tuple[Any, HttpRecord]:
+    def _one_raw(self, resource: str, key: str, obj_id: object) -> tuple[Any, HttpRecord]:
         path = self.path(resource, obj_id)
         reply = self.http.get(path, allow=NOT_FOUND)
         return (None if reply.status == 404 else _unwrap(reply, key, path)), reply.record
+
+    def _one(self, resource: str, key: str, obj_id: object, model: type[M]) -> tuple[M | None, HttpRecord]:
+        """One object, or None when the vendor answers 404."""
+        body, record = self._one_raw(resource, key, obj_id)
+        return (None if body is None else parse(model, body, f"GET {self.path(resource, obj_id)}")), record
 
     # -- account and organization ---------------------------------------------------
 
@@ -99,8 +105,7 @@ class HuntressClient:
         return parse(Actor, self.http.get("/v1/actor").body, "GET /v1/actor")
 
     def organization_raw(self, org_id: int) -> tuple[dict[str, Any] | None, HttpRecord]:
-        body, record = self._one("organizations", "organization", org_id)
-        return body, record
+        return self._one_raw("organizations", "organization", org_id)
 
     def organization(self, org_id: int) -> Organization | None:
         body, _ = self.organization_raw(org_id)
@@ -121,8 +126,7 @@ class HuntressClient:
             yield parse(Agent, item, "GET /v1/agents")
 
     def agent(self, agent_id: int) -> tuple[Agent | None, HttpRecord]:
-        body, record = self._one("agents", "agent", agent_id)
-        return (None if body is None else parse(Agent, body, f"GET /v1/agents/{agent_id}")), record
+        return self._one("agents", "agent", agent_id, Agent)
 
     def uninstall_agent(self, agent_id: int) -> Reply:
         """Remote uninstall: 204, and the agent leaves the account at once (§2.1)."""
@@ -155,8 +159,7 @@ class HuntressClient:
             yield parse(Membership, item, "GET /v1/memberships")
 
     def membership(self, membership_id: int) -> tuple[Membership | None, HttpRecord]:
-        body, record = self._one("memberships", "membership", membership_id)
-        return (None if body is None else parse(Membership, body, "GET /v1/memberships/{id}")), record
+        return self._one("memberships", "membership", membership_id, Membership)
 
     def delete_membership(self, membership_id: int) -> Reply:
         """202; the user record itself is kept (§2.1)."""
@@ -167,9 +170,7 @@ class HuntressClient:
             yield parse(UnwantedAccessRule, item, "GET /v1/unwanted_access_rules")
 
     def unwanted_access_rule(self, rule_id: int) -> tuple[UnwantedAccessRule | None, HttpRecord]:
-        body, record = self._one("unwanted_access_rules", "unwanted_access_rule", rule_id)
-        return (None if body is None else parse(UnwantedAccessRule, body, "GET /v1/unwanted_access_rules/{id}"),
-                record)
+        return self._one("unwanted_access_rules", "unwanted_access_rule", rule_id, UnwantedAccessRule)
 
     def delete_unwanted_access_rule(self, rule_id: int) -> Reply:
         return self.http.request("DELETE", self.path("unwanted_access_rules", rule_id), allow=NOT_FOUND)
@@ -182,10 +183,7 @@ class HuntressClient:
     # -- reseller billing ------------------------------------------------------------------
 
     def subscription(self, sub_id: int) -> tuple[Subscription | None, HttpRecord]:
-        path = f"/v1/reseller/subscriptions/{sub_id}"
-        reply = self.http.get(path, allow=NOT_FOUND)
-        body = None if reply.status == 404 else _unwrap(reply, "subscription", path)
-        return (None if body is None else parse(Subscription, body, f"GET {path}")), reply.record
+        return self._one("reseller/subscriptions", "subscription", sub_id, Subscription)
 
     def stop_auto_renew(self, sub_id: int) -> Reply:
         """There is no cancel endpoint; turning auto_renew off is the API's part (§2.2)."""

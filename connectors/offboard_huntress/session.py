@@ -37,14 +37,19 @@ class HuntressSession:
         self.org_id = settings.organization_id
         self.owner = owner_of_org(self.org_id)
         self._actor: Actor | None = None
-        self._execute: dict[str, Callable[[Action], ActionResult]] = {
-            "uninstall_agent": self._uninstall_agent,
-            "release_isolation": self._release_isolation,
-            "delete_membership": self._delete_membership,
-            "delete_unwanted_access_rule": self._delete_rule,
-            "clear_report_recipients": self._clear_recipients,
-            "delete_organization": self._delete_organization,
-            "stop_auto_renew": self._stop_auto_renew,
+        c = self.client
+        # operation -> (the one write call, what success means); every one is settled the same way.
+        self._writes: dict[str, tuple[Callable[[int], Reply], str]] = {
+            "uninstall_agent": (c.uninstall_agent, "uninstall tasked; the agent left the account"),
+            "release_isolation": (c.release_isolation, "isolation release requested (Pending Release)"),
+            "delete_membership": (c.delete_membership, "membership removed (the user record is kept)"),
+            "delete_unwanted_access_rule": (c.delete_unwanted_access_rule, "rule deleted"),
+            "clear_report_recipients": (lambda _id: c.clear_report_recipients(self.org_id),
+                                        "report_recipients cleared"),
+            "delete_organization": (lambda _id: c.delete_organization(self.org_id),
+                                    "organization deletion accepted (202); its agents are queued for uninstall "
+                                    "and every product removed"),
+            "stop_auto_renew": (c.stop_auto_renew, "auto_renew turned off; the subscription ends at its term"),
         }
 
     def close(self) -> None:
@@ -144,12 +149,13 @@ class HuntressSession:
     def execute(self, action: Action) -> ActionResult:
         if action.operation.startswith("export."):
             return self._export(action)
-        run = self._execute.get(action.operation)
-        if run is None:
+        write = self._writes.get(action.operation)
+        if write is None:
             raise BadInput(f"plan action {action.id} has operation {action.operation!r}, "
                            "which this Huntress connector does not know; make a new plan")
+        call, done = write
         try:
-            return run(action)
+            return self._removed(action, call(int(action.target.id)), done)
         except VendorAuthError as exc:
             raise VendorAuthError("Huntress", exc.call, f"HTTP {exc.status}: {NEEDS_USER_KEY}", exc.status) from None
 
@@ -163,35 +169,6 @@ class HuntressSession:
             return ActionResult("failure", f"the vendor answered 404 but it is still visible: {NEEDS_USER_KEY}",
                                 reply.record)
         return ActionResult("success", done, reply.record)
-
-    def _uninstall_agent(self, action: Action) -> ActionResult:
-        reply = self.client.uninstall_agent(int(action.target.id))
-        return self._removed(action, reply, "uninstall tasked; the agent left the account")
-
-    def _release_isolation(self, action: Action) -> ActionResult:
-        reply = self.client.release_isolation(int(action.target.id))
-        return self._removed(action, reply, "isolation release requested (Pending Release)")
-
-    def _delete_membership(self, action: Action) -> ActionResult:
-        reply = self.client.delete_membership(int(action.target.id))
-        return self._removed(action, reply, "membership removed (the user record is kept)")
-
-    def _delete_rule(self, action: Action) -> ActionResult:
-        reply = self.client.delete_unwanted_access_rule(int(action.target.id))
-        return self._removed(action, reply, "rule deleted")
-
-    def _clear_recipients(self, action: Action) -> ActionResult:
-        reply = self.client.clear_report_recipients(self.org_id)
-        return self._removed(action, reply, "report_recipients cleared")
-
-    def _delete_organization(self, action: Action) -> ActionResult:
-        reply = self.client.delete_organization(self.org_id)
-        return self._removed(action, reply, "organization deletion accepted (202); its agents are queued "
-                                            "for uninstall and every product removed")
-
-    def _stop_auto_renew(self, action: Action) -> ActionResult:
-        reply = self.client.stop_auto_renew(int(action.target.id))
-        return self._removed(action, reply, "auto_renew turned off; the subscription ends at its term")
 
     def _export(self, action: Action) -> ActionResult:
         what = action.operation.removeprefix("export.")

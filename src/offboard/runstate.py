@@ -92,16 +92,6 @@ class RunDir:
     def report_path(self) -> Path:
         return self.path / "report.md"
 
-    def read_state(self) -> dict[str, Any]:
-        try:
-            data = json.loads(self.state_path.read_text(encoding="utf-8"))
-        except (OSError, json.JSONDecodeError) as exc:
-            raise BadInput(f"state file {self.state_path} is unreadable ({exc}); "
-                           "the audit log in the same folder still holds the run") from None
-        if not isinstance(data, dict):
-            raise BadInput(f"state file {self.state_path} is not a JSON object")
-        return data
-
     def write_state(self, state: dict[str, Any]) -> None:
         atomic_write_text(self.state_path, json.dumps(state, indent=2, sort_keys=True) + "\n")
 
