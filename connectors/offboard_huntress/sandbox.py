@@ -19,14 +19,10 @@ stands in for the person doing the portal-only steps, for the demo.
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import binascii
 import json
 import random
-import threading
-import time
-from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -36,6 +32,10 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
+
+from offboard.sandboxing import Fault, Logged, SandboxBase
+
+__all__ = ["Fault", "HuntressSandbox", "Logged"]
 
 DEMO_KEY = "hk_sandbox_demo_key"
 DEMO_SECRET = "hs_sandbox_demo_secret_not_real"
@@ -49,30 +49,7 @@ Handler = Callable[[Request], Awaitable[Response]]
 
 
 @dataclass
-class Fault:
-    """Answer matching requests with ``status`` (or delay them) ``times`` times."""
-
-    method: str = "*"
-    path_prefix: str = "/v1/"
-    status: int | None = 500
-    times: int = 1
-    retry_after: str | None = None
-    delay: float = 0.0  # seconds before answering (slow replies)
-    after: int = 0  # let this many matching requests through first
-
-
-@dataclass
-class Logged:
-    method: str
-    path: str
-    query: str
-    status: int
-    body: str = ""
-    authorized: bool = False  # whether an Authorization header came with it
-
-
-@dataclass
-class HuntressSandbox:
+class HuntressSandbox(SandboxBase):
     seed: int = 7
     time_scale: float = 1.0
     customer_agents: int = 36
@@ -84,9 +61,10 @@ class HuntressSandbox:
     requests: list[Logged] = field(default_factory=list)
     faults: list[Fault] = field(default_factory=list)
 
+    base_window = 60.0
+
     def __post_init__(self) -> None:
-        self._lock = threading.Lock()
-        self._arrivals: deque[float] = deque()
+        self._init_gate()
         self.credentials = {DEMO_KEY: DEMO_SECRET, READ_ONLY_KEY: READ_ONLY_SECRET, **self.extra_credentials}
         self.orgs: dict[int, dict[str, Any]] = {}
         self.agents: dict[int, dict[str, Any]] = {}
@@ -129,8 +107,7 @@ class HuntressSandbox:
         for path, handler, methods in mirrored:
             routes.append(Route("/v1" + path, handler, methods=methods))
             routes.append(Route("/v1/accounts/{account_id:int}" + path, _in_account(handler), methods=methods))
-        self.app = Starlette(routes=routes)
-        self.app.add_middleware(_Gate, sandbox=self)
+        self.app = self.gated(Starlette(routes=routes))
 
     # -- seed data ------------------------------------------------------------------
 
@@ -244,38 +221,13 @@ class HuntressSandbox:
             return int(identity["organization"]["id"]) if identity else None
         return None
 
-    def deletes(self) -> list[str]:
-        return [r.path for r in self.requests if r.method == "DELETE" and r.status < 400]
+    # -- gate hooks -------------------------------------------------------------------
 
-    def writes(self) -> list[Logged]:
-        return [r for r in self.requests if r.method not in ("GET", "HEAD") and not r.path.startswith("/_sandbox")]
+    def authorize(self, request: Request) -> str | None:
+        return _basic_key(request, self.credentials)
 
-    # -- gate: auth, rate limit, faults ---------------------------------------------
-
-    def window(self) -> float:
-        return 60.0 * self.time_scale
-
-    def admit(self) -> float | None:
-        """Sliding window per account; returns seconds to wait if over the limit."""
-        with self._lock:
-            now = time.monotonic()
-            while self._arrivals and now - self._arrivals[0] >= self.window():
-                self._arrivals.popleft()
-            if len(self._arrivals) >= self.rate_limit:
-                return self.window() - (now - self._arrivals[0])
-            self._arrivals.append(now)
-            return None
-
-    def take_fault(self, method: str, path: str) -> Fault | None:
-        with self._lock:
-            for f in self.faults:
-                if f.times > 0 and f.method in ("*", method) and path.startswith(f.path_prefix):
-                    if f.after > 0:
-                        f.after -= 1
-                        continue
-                    f.times -= 1
-                    return f
-        return None
+    def error(self, status: int, message: str, headers: dict[str, str] | None = None) -> Response:
+        return _error(status, message, headers)
 
     # -- routes -----------------------------------------------------------------------
 
@@ -463,63 +415,6 @@ def _in_account(handler: Handler) -> Handler:
             return _error(404, "Account not found")
         return await handler(request)
     return scoped
-
-
-class _Gate:
-    """ASGI middleware: faults, then auth, then the account's rate limit, then the route."""
-
-    def __init__(self, app: Any, sandbox: HuntressSandbox) -> None:
-        self.app = app
-        self.sandbox = sandbox
-
-    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        body = b""
-        more = True
-        while more:  # read the body once, keep it for the log, hand it on
-            message = await receive()
-            body += message.get("body", b"")
-            more = message.get("more_body", False)
-
-        async def replay() -> Any:
-            return {"type": "http.request", "body": body, "more_body": False}
-
-        request = Request(scope, replay)
-        method, path = request.method, request.url.path
-        status_box: dict[str, int] = {}
-
-        async def logging_send(message: Any) -> None:
-            if message["type"] == "http.response.start":
-                status_box["status"] = message["status"]
-            await send(message)
-
-        response: Response | None = None
-        fault = self.sandbox.take_fault(method, path)
-        if fault is not None:
-            if fault.delay:
-                await asyncio.sleep(fault.delay)
-            if fault.status is not None:
-                headers = {"Retry-After": fault.retry_after} if fault.retry_after else None
-                response = _error(fault.status, "injected fault", headers)
-        if response is None and not path.startswith("/_sandbox/"):
-            key = _basic_key(request, self.sandbox.credentials)
-            if key is None:
-                response = _error(401, "Invalid or missing credentials")
-            else:
-                wait = self.sandbox.admit()
-                if wait is not None:
-                    retry = {"Retry-After": f"{wait:.3f}"} if self.sandbox.send_retry_after else None
-                    response = _error(429, "Rate limit exceeded", retry)
-                else:
-                    scope.setdefault("state", {})["key"] = key
-        if response is not None:
-            await response(scope, replay, logging_send)
-        else:
-            await self.app(scope, replay, logging_send)
-        self.sandbox.requests.append(Logged(method, path, request.url.query, status_box.get("status", 0),
-                                            body.decode(errors="replace"), "authorization" in request.headers))
 
 
 def _basic_key(request: Request, credentials: dict[str, str]) -> str | None:

@@ -1,20 +1,26 @@
-"""Running a connector's sandbox: over real HTTP on 127.0.0.1, or in-process.
+"""Running a connector's sandbox: over real HTTP on 127.0.0.1, or in-process; and the
+machinery every vendor's test double shares (faults, request log, rate window, gate).
 
 Vendor-neutral: it serves whatever ASGI app a connector's ``SandboxKit`` makes.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import socket
 import threading
 import time
+from collections import deque
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import anyio.from_thread
 import httpx
 import uvicorn
+from starlette.requests import Request
+from starlette.responses import Response
 
 
 def free_port() -> int:
@@ -66,3 +72,154 @@ class InProcessTransport(httpx.BaseTransport):
 
     def close(self) -> None:
         self._portal_cm.__exit__(None, None, None)
+
+
+# -- what every vendor's test double shares: faults, a request log, a sliding-window
+# limit, and the ASGI gate that applies them in front of the vendor's routes. ----------
+
+
+@dataclass
+class Fault:
+    """Answer matching requests with ``status`` (or delay them) ``times`` times."""
+
+    method: str = "*"
+    path_prefix: str = "/"
+    status: int | None = 500
+    times: int = 1
+    retry_after: str | None = None
+    delay: float = 0.0  # seconds before answering (slow replies)
+    after: int = 0  # let this many matching requests through first
+
+
+@dataclass
+class Logged:
+    method: str
+    path: str
+    query: str
+    status: int
+    body: str = ""
+    authorized: bool = False  # whether an Authorization header came with it
+
+
+class SandboxBase:
+    """State every test double keeps: its request log, injected faults and rate window.
+
+    A subclass sets ``rate_limit``, ``base_window`` (seconds, before time scaling),
+    ``time_scale`` and ``send_retry_after``, and implements ``authorize`` and ``error``."""
+
+    rate_limit: int
+    base_window: float
+    time_scale: float
+    send_retry_after: bool
+    requests: list[Logged]
+    faults: list[Fault]
+    CONTROL = "/_sandbox/"  # not the vendor's: the demo's and tests' handles on the double
+
+    def _init_gate(self) -> None:
+        self._lock = threading.Lock()
+        self._arrivals: deque[float] = deque()
+
+    def authorize(self, request: Request) -> str | None:
+        """The credential a request carries, if the vendor would accept it."""
+        raise NotImplementedError
+
+    def error(self, status: int, message: str, headers: dict[str, str] | None = None) -> Response:
+        raise NotImplementedError
+
+    def unauthenticated(self, path: str) -> bool:
+        """Paths served without a credential or the rate limit (e.g. a token endpoint)."""
+        return path.startswith(self.CONTROL)
+
+    def window(self) -> float:
+        return self.base_window * self.time_scale
+
+    def admit(self) -> float | None:
+        """Sliding window per credential holder; returns seconds to wait if over the limit."""
+        with self._lock:
+            now = time.monotonic()
+            while self._arrivals and now - self._arrivals[0] >= self.window():
+                self._arrivals.popleft()
+            if len(self._arrivals) >= self.rate_limit:
+                return self.window() - (now - self._arrivals[0])
+            self._arrivals.append(now)
+            return None
+
+    def take_fault(self, method: str, path: str) -> Fault | None:
+        if path.startswith(self.CONTROL):
+            return None
+        with self._lock:
+            for f in self.faults:
+                if f.times > 0 and f.method in ("*", method) and path.startswith(f.path_prefix):
+                    if f.after > 0:
+                        f.after -= 1
+                        continue
+                    f.times -= 1
+                    return f
+        return None
+
+    def deletes(self) -> list[str]:
+        return [r.path for r in self.requests if r.method == "DELETE" and r.status < 400]
+
+    def writes(self) -> list[Logged]:
+        return [r for r in self.requests if r.method not in ("GET", "HEAD") and not r.path.startswith(self.CONTROL)]
+
+    def gated(self, app: Any) -> Any:
+        return Gate(app, self)
+
+
+class Gate:
+    """ASGI middleware: faults, then auth, then the rate limit, then the route; every request logged."""
+
+    def __init__(self, app: Any, sandbox: SandboxBase) -> None:
+        self.app = app
+        self.sandbox = sandbox
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        body = b""
+        more = True
+        while more:  # read the body once, keep it for the log, hand it on
+            message = await receive()
+            body += message.get("body", b"")
+            more = message.get("more_body", False)
+
+        async def replay() -> Any:
+            return {"type": "http.request", "body": body, "more_body": False}
+
+        sb = self.sandbox
+        request = Request(scope, replay)
+        method, path = request.method, request.url.path
+        status_box: dict[str, int] = {}
+
+        async def logging_send(message: Any) -> None:
+            if message["type"] == "http.response.start":
+                status_box["status"] = message["status"]
+            await send(message)
+
+        response: Response | None = None
+        fault = sb.take_fault(method, path)
+        if fault is not None:
+            if fault.delay:
+                await asyncio.sleep(fault.delay)
+            if fault.status is not None:
+                headers = {"Retry-After": fault.retry_after} if fault.retry_after else None
+                response = sb.error(fault.status, "injected fault", headers)
+        if response is None and not sb.unauthenticated(path):
+            key = sb.authorize(request)
+            if key is None:
+                response = sb.error(401, "Invalid or missing credentials")
+            else:
+                wait = sb.admit()
+                if wait is not None:
+                    retry = {"Retry-After": f"{wait:.3f}"} if sb.send_retry_after else None
+                    response = sb.error(429, "Rate limit exceeded", retry)
+                else:
+                    scope.setdefault("state", {})["key"] = key
+        if response is not None:
+            await response(scope, replay, logging_send)
+        else:
+            await self.app(scope, replay, logging_send)
+        sb.requests.append(Logged(method, path, request.url.query, status_box.get("status", 0),
+                                  body.decode(errors="replace"), "authorization" in request.headers))
