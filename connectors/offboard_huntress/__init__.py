@@ -12,7 +12,7 @@ import httpx
 from pydantic import SecretStr
 
 from offboard.config import SectionSettings
-from offboard.connectors import SandboxKit
+from offboard.connectors import ExitContext, SandboxKit
 from offboard.credentials import CredentialField
 from offboard.http import RetryPolicy, VendorHttp
 from offboard.plan import Action
@@ -35,7 +35,7 @@ class HuntressConnector:
     )
 
     def open(self, settings: SectionSettings, credentials: Mapping[str, SecretStr], *,
-             transport: httpx.BaseTransport | None = None) -> HuntressSession:
+             transport: httpx.BaseTransport | None = None, context: ExitContext | None = None) -> HuntressSession:
         assert isinstance(settings, HuntressSettings)
         key = credentials["api_key"].get_secret_value()
         secret = credentials["api_secret"].get_secret_value()

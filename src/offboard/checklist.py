@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from offboard.lifecycle import fold
+from offboard.lifecycle import fold, open_for_person
 from offboard.plan import Plan
 from offboard.runstate import RunDir, atomic_write_text
 
@@ -17,8 +17,7 @@ def render_checklist(plan: Plan, records: list[dict[str, Any]]) -> str:
            "Each item has no vendor API. Do it, then record it (where the vendor's API can see the result, it is",
            "re-read first and the confirmation is refused while the vendor disagrees):", "",
            f"    offboard confirm ITEM --by \"Your Name\" --note \"what you did or saw\" --run {run_id}", ""]
-    todo = [a for a in plan.actions() if a.kind == "manual"
-            and (rec := last.get(a.id)) is not None and rec["event"] != "manual.confirmed"]
+    todo = [a for a in plan.actions() if (rec := last.get(a.id)) is not None and open_for_person(a, rec["event"])]
     if not todo:
         out.append("Nothing left: every manual item is confirmed.")
     for a in todo:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from datetime import date
 from importlib.metadata import entry_points
 from typing import Any, Literal, Protocol, runtime_checkable
 
@@ -41,6 +42,20 @@ class ActionResult:
     already_absent: bool = False
     owner: str | None = None  # a re-read's answer: who the object belongs to, if it still exists
     artifacts: tuple[Artifact, ...] = ()
+    # The vendor refused the API path itself (e.g. a write these credentials may not make):
+    # nothing changed, and the action's ``manual`` instructions now apply instead.
+    manual_fallback: bool = False
+
+
+@dataclass(frozen=True)
+class ExitContext:
+    """What the core knows about the exit that a connector may need (e.g. to fill a
+    vendor's notification template); never credentials."""
+
+    customer: str
+    end_of_service: date | None = None
+    ticket: str = ""
+    approved_by: str = ""
 
 
 @dataclass(frozen=True)
@@ -107,7 +122,7 @@ class Connector(Protocol):
     credential_fields: tuple[CredentialField, ...]
 
     def open(self, settings: SectionSettings, credentials: Mapping[str, SecretStr], *,
-             transport: httpx.BaseTransport | None = None) -> VendorSession: ...
+             transport: httpx.BaseTransport | None = None, context: ExitContext | None = None) -> VendorSession: ...
 
     def sandbox(self) -> SandboxKit | None: ...
 

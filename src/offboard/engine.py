@@ -25,11 +25,11 @@ from offboard.audit import AuditLog
 from offboard.checklist import write_checklist
 from offboard.closure import write_closure_note
 from offboard.config import ExitConfig
-from offboard.connectors import ActionResult, Check, Connector, VendorSession
+from offboard.connectors import ActionResult, Check, Connector, ExitContext, VendorSession
 from offboard.errors import AmbiguousWrite, BadInput, ExitCode, RunInterrupted, VendorAuthError, VendorError
 from offboard.evidence import EvidenceStore
 from offboard.http import HttpRecord
-from offboard.lifecycle import TERMINAL, UNSETTLED, fold_actions
+from offboard.lifecycle import AWAITING_PERSON, TERMINAL, UNSETTLED, fold_actions
 from offboard.plan import Action, Finding, Inventory, Plan, VendorPlan, now_iso, read_plan, write_plan
 from offboard.report import write_report
 from offboard.runstate import RunDir
@@ -108,13 +108,15 @@ def open_sessions(
     available = registry.installed() if available is None else available
     opened: dict[str, VendorSession] = {}
     conns: dict[str, Connector] = {}
+    c = cfg.customer
+    context = ExitContext(c.name, c.end_of_service, c.ticket, c.approved_by)
     try:
         for name, settings in cfg.vendors.items():
             conn = registry.get(name, available)
             secret = (creds or {}).get(name)
             if secret is None:
                 secret = credentials.load(name, conn.display_name, conn.credential_fields)
-            opened[name] = conn.open(settings, secret, transport=(transports or {}).get(name))
+            opened[name] = conn.open(settings, secret, transport=(transports or {}).get(name), context=context)
             conns[name] = conn
         yield Sessions(opened, conns)
     finally:
@@ -294,27 +296,33 @@ def _execute(run: RunDir, plan: Plan, sessions: Sessions, audit: AuditLog, live:
     override_used: set[str] = set()
     pending: list[Action] = []
     stop: VendorError | None = None
+
+    def to_person(action: Action) -> None:
+        """A manual item, or an API action that fell back to its manual instructions."""
+        nonlocal guide
+        guided = _guided(action, sessions.by_vendor[action.vendor], audit, guide) if guide else "pending"
+        if guided == "confirmed":
+            counts["confirmed"] += 1
+            progress.advance(action, "manual.confirmed")
+            return
+        if guided == "stop":
+            guide = None  # the operator left guided mode: the rest go on the checklist
+        counts["manual"] += 1
+        pending.append(action)
+        progress.advance(action, "manual.pending")
+
     try:
         for action in actions:
             state = done.get(action.id)
             if state in TERMINAL:
                 continue
-            if action.kind == "manual":
-                if state != "manual.pending":
+            if action.kind == "manual" or state in AWAITING_PERSON:
+                if state not in AWAITING_PERSON:
                     audit.emit("manual.pending", vendor=action.vendor, step=action.step, action_id=action.id,
                                target=action.target.model_dump(), outcome="unknown",
                                detail={"summary": action.summary,
                                        **(action.manual.model_dump() if action.manual else {})})
-                guided = _guided(action, sessions.by_vendor[action.vendor], audit, guide) if guide else "pending"
-                if guided == "confirmed":
-                    counts["confirmed"] += 1
-                    progress.advance(action, "manual.confirmed")
-                    continue
-                if guided == "stop":
-                    guide = None  # the operator left guided mode: the rest go on the checklist
-                counts["manual"] += 1
-                pending.append(action)
-                progress.advance(action, "manual.pending")
+                to_person(action)
                 continue
             phase = step_of[action.id].phase
             if action.destructive and action.vendor in evidence_failed and overrides.evidence:
@@ -339,6 +347,9 @@ def _execute(run: RunDir, plan: Plan, sessions: Sessions, audit: AuditLog, live:
             else:
                 event = _run_action(action, session, live[action.vendor], audit,
                                     interrupted=state in UNSETTLED)
+                if event == "manual.pending":
+                    to_person(action)
+                    continue
                 key = {"action.succeeded": "succeeded", "action.failed": "failed",
                        "action.skipped": "skipped", "action.unknown": "unknown"}[event]
                 counts[key] += 1
@@ -485,6 +496,10 @@ def _run_action(action: Action, session: VendorSession, live: Inventory, audit: 
             if exc.status is not None and 400 <= exc.status < 500 and not isinstance(exc, VendorAuthError):
                 return finish("action.failed", ActionResult("failure", str(exc)))
             raise
+        if result.manual_fallback and action.manual is not None:
+            audit.emit("manual.pending", **base, http=_http(result.http), outcome="unknown",
+                       detail={"summary": action.summary, "fell_back": result.detail, **action.manual.model_dump()})
+            return "manual.pending"
         event = "action.succeeded" if result.outcome == "success" else "action.failed"
         return finish(event, result)
     raise AssertionError("unreachable")

@@ -17,7 +17,7 @@ from offboard.engine import (
     write_state,
 )
 from offboard.errors import BadInput
-from offboard.lifecycle import TERMINAL, fold, fold_actions
+from offboard.lifecycle import TERMINAL, fold, fold_actions, open_for_person
 from offboard.plan import Action, read_plan
 from offboard.runstate import RunDir
 
@@ -46,7 +46,7 @@ def confirm(run_id: str, action_id: str, by: str, note: str, cfg: ExitConfig, se
     with reopen(run_id, cfg) as (run, plan, audit):
         action = plan.action(action_id)
         manual_ids = [a.id for a in plan.actions() if a.kind == "manual"]
-        if action is None or action.kind != "manual":
+        if action is None or action.manual is None:
             raise BadInput(f"{action_id!r} is not a manual item of run {run_id}; its manual items: "
                            + (", ".join(manual_ids) or "none"))
         state = fold_actions(audit.records)
@@ -61,7 +61,7 @@ def confirm(run_id: str, action_id: str, by: str, note: str, cfg: ExitConfig, se
         accepted, check = record_confirmation(audit, sessions.by_vendor[action.vendor], action, by, note,
                                               mode="confirm")
         state = fold_actions(audit.records)
-        remaining = [a for a in plan.actions() if a.kind == "manual" and state.get(a.id) != "manual.confirmed"]
+        remaining = [a for a in plan.actions() if open_for_person(a, state.get(a.id))]
         all_api_done = all(state.get(a.id) in TERMINAL for a in plan.actions() if a.kind == "api")
         if accepted and not remaining and all_api_done:
             audit.emit("run.closed", outcome="success", detail="every action done and every manual item confirmed")
