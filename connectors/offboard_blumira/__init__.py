@@ -1,0 +1,78 @@
+"""The Blumira connector for offboard: de-provision one MSP sub-account.
+
+Registered in the ``offboard.connectors`` entry-point group as ``blumira``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import httpx
+from pydantic import SecretStr
+
+from offboard.config import SectionSettings
+from offboard.connectors import ExitContext, SandboxKit
+from offboard.credentials import CredentialField
+from offboard.http import RetryPolicy, VendorHttp
+from offboard.plan import Action
+from offboard.ratelimit import SlidingWindowLimiter, budget_path
+
+from .auth import ClientCredentials
+from .session import BlumiraSession
+from .settings import AUDIENCE, RATE_WINDOW, BlumiraSettings
+
+__all__ = ["BlumiraConnector", "BlumiraSession", "BlumiraSettings", "connector"]
+
+
+class BlumiraConnector:
+    name = "blumira"
+    display_name = "Blumira"
+    settings_model = BlumiraSettings
+    credential_fields = (
+        CredentialField("client_id", "Blumira MSP API client ID"),
+        CredentialField("client_secret", "Blumira MSP API client secret"),
+    )
+
+    def open(self, settings: SectionSettings, credentials: Mapping[str, SecretStr], *,
+             transport: httpx.BaseTransport | None = None, context: ExitContext | None = None) -> BlumiraSession:
+        assert isinstance(settings, BlumiraSettings)
+        client_id = credentials["client_id"].get_secret_value()
+        auth = ClientCredentials(settings.token_url, client_id, credentials["client_secret"].get_secret_value(),
+                                 AUDIENCE)
+        # A 429 without Retry-After: wait one window (1 s), not Huntress-like minutes.
+        policy = RetryPolicy(rate_limited_default=RATE_WINDOW).scaled(settings.time_scale)
+        http = VendorHttp(
+            "Blumira",
+            settings.base_url,
+            auth,
+            SlidingWindowLimiter(settings.requests_per_second, settings.rate_window_seconds),
+            policy=policy,
+            transport=transport,
+            budget_file=budget_path(self.name, f"{settings.base_url} {client_id}"),
+        )
+        return BlumiraSession(http, settings, context)
+
+    def sandbox(self) -> SandboxKit:
+        from . import sandbox
+
+        def make_app(time_scale: float) -> Any:
+            return sandbox.BlumiraSandbox(time_scale=time_scale).app
+
+        def config_section(base_url: str, time_scale: float) -> dict[str, Any]:
+            return {"account_id": sandbox.CUSTOMER_ACCOUNT, "base_url": f"{base_url}{sandbox.API_PREFIX}",
+                    "token_url": f"{base_url}{sandbox.TOKEN_PATH}", "rate_window_seconds": RATE_WINDOW * time_scale,
+                    "keep_users": [sandbox.KEEP_USER], "msp_sender": "Sandbox MSP <noc@sandbox-msp.example>"}
+
+        def portal(base_url: str, action: Action) -> bool:
+            # Stands in for the person at the Blumira portal (demo only; not a Blumira endpoint).
+            params = {"target": action.target.id} if action.kind == "api" else {}
+            reply = httpx.post(f"{base_url}/_sandbox/portal/{action.operation}", params=params, timeout=10)
+            return bool(reply.status_code == 200 and reply.json().get("done"))
+
+        return SandboxKit(make_app=make_app, config_section=config_section,
+                          credentials={"client_id": sandbox.DEMO_CLIENT_ID, "client_secret": sandbox.DEMO_SECRET},
+                          portal=portal)
+
+
+connector = BlumiraConnector()

@@ -1,0 +1,319 @@
+"""One opened Blumira MSP credential, for one sub-account: discovery (with the feature
+detection the notes ask for), the few API operations, the re-reads, and the checks that
+prove the manual items were done."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from offboard.connectors import ActionResult, Artifact, Check, ExitContext, PlanParts
+from offboard.errors import BadInput, VendorAuthError
+from offboard.http import HttpRecord, Reply, VendorHttp
+from offboard.plan import Action, Finding, Inventory, InventoryItem, Target, VendorPlan
+
+from . import notify
+from .client import BlumiraClient
+from .models import Account, Webhook
+from .settings import BlumiraSettings
+from .steps import NOTIFICATION_FILE, VENDOR, owner_of_account, plan_exit
+
+REFUSED_WRITE = frozenset({400, 403, 405, 422, 501})  # the API path itself is refused: a person does it
+CATALOG_KEYS = ("name", "action", "id", "type", "command")
+
+
+def _json(obj: Any) -> bytes:
+    return (json.dumps(obj, indent=2, sort_keys=True, ensure_ascii=False) + "\n").encode()
+
+
+def find_uninstall(catalog: Any) -> str | None:
+    """The catalog's schema is not published (vendor-notes §2.3 #44): look through it for an
+    action whose name says uninstall, and use the catalog's own name for it."""
+    if isinstance(catalog, str):
+        return catalog if "uninstall" in catalog.lower() else None
+    if isinstance(catalog, dict):
+        for key in CATALOG_KEYS:
+            v = catalog.get(key)
+            if isinstance(v, str) and "uninstall" in v.lower():
+                return v
+        catalog = list(catalog.values())
+    if isinstance(catalog, list):
+        for entry in catalog:
+            if (found := find_uninstall(entry)) is not None:
+                return found
+    return None
+
+
+class BlumiraSession:
+    def __init__(self, http: VendorHttp, settings: BlumiraSettings, context: ExitContext | None) -> None:
+        self.http = http
+        self.s = settings
+        self.context = context
+        self.client = BlumiraClient(http, settings.account_id, settings.page_size)
+        self.owner = owner_of_account(settings.account_id)
+        self._uninstall: str | None = None
+
+    def close(self) -> None:
+        self.http.close()
+
+    # -- discovery -------------------------------------------------------------------
+
+    def account(self) -> Account:
+        try:
+            account, _ = self.client.account()
+        except VendorAuthError as exc:
+            raise VendorAuthError(VENDOR.capitalize(), exc.call, f"HTTP {exc.status}: these credentials may not "
+                                  "read the MSP sub-account; MSP API credentials (MSP Portal → Integrations → "
+                                  "Generate API Credentials) are needed, not an organization's", exc.status) from None
+        if account is None:
+            raise BadInput(f"Blumira sub-account {self.s.account_id} was not found, or these MSP credentials "
+                           "cannot see it; check [blumira] account_id (MSP Portal → Accounts)")
+        if account.account_id != self.s.account_id:
+            raise BadInput(f"Blumira answered account {account.account_id} for {self.s.account_id}; "
+                           "check [blumira] account_id")
+        return account
+
+    def discover(self) -> Inventory:
+        account = self.account()
+        name = account.name or self.s.account_id
+        items: list[InventoryItem] = [InventoryItem(
+            target=Target(type="account", id=account.account_id, name=name), owner=self.owner,
+            attrs={"license": account.license})]
+        devices = list(self.client.devices())
+        items += [InventoryItem(target=Target(type="device", id=d.device_id, name=d.hostname or d.device_id),
+                                owner=owner_of_account(d.org_id) if d.org_id else self.owner,
+                                attrs={"plat": d.plat, "is_isolated": d.is_isolated, "alive": d.alive})
+                  for d in devices]
+        keys = list(self.client.keys())
+        items += [InventoryItem(target=Target(type="agent_key", id=k.key_id, name=k.description or k.key_id),
+                                owner=owner_of_account(k.org_id) if k.org_id else self.owner,
+                                attrs={"agent_count": k.agent_count}) for k in keys]
+        users = list(self.client.users())
+        items += [InventoryItem(target=Target(type="user", id=u.id, name=u.describe()), owner=self.owner,
+                                attrs={"email": u.email.strip().lower(), "administrator": u.is_admin})
+                  for u in users]
+        hooks, others = self._webhooks(name)
+        items += hooks
+        items.append(self._detect_uninstall())
+        findings_total, _ = self.client.total(self.client.path("findings"))
+        snapshot = {
+            "account": f"{name} (id {account.account_id})",
+            "license": account.license,
+            "agent_devices": len(devices),
+            "agent_keys": len(keys),
+            "users": len(users),
+            "findings_total": findings_total,
+            "open_findings": account.open_findings,
+            "agent_count_used": account.agent_count_used,
+            "webhooks_of_other_accounts": others,
+        }
+        moving = {"no": "", "self": "; moves to self-management", "msp": "; moves to another MSP",
+                  "unknown": "; whether it moves is unknown"}[self.s.account_moves_to]
+        return Inventory(vendor=VENDOR, scope=f"sub-account {name!r} (id {account.account_id}){moving}",
+                         account="MSP API credentials", snapshot=snapshot, items=tuple(items))
+
+    def _webhooks(self, name: str) -> tuple[list[InventoryItem], int]:
+        """The MSP's endpoints that concern this customer; the others are only counted, never
+        listed in the plan (they are other customers' business)."""
+        mine: list[InventoryItem] = []
+        others = 0
+        needle = name.strip().lower()
+        for hook in self.client.webhooks():
+            accounts = hook.accounts()
+            mentions = bool(needle) and needle in f"{hook.name} {hook.url}".lower()
+            target = Target(type="webhook", id=hook.id, name=hook.name or hook.url or hook.id)
+            if accounts == [self.s.account_id]:
+                mine.append(InventoryItem(target=target, owner=self.owner, attrs={"mentions_customer": mentions}))
+            elif accounts is not None and self.s.account_id in accounts:
+                mine.append(InventoryItem(target=target, owner="accounts:" + ",".join(sorted(accounts)),
+                                          attrs={"mentions_customer": True, "why_not": "also serves other "
+                                                 "sub-accounts: not deleted by API (a manual review item)"}))
+            elif accounts is None and mentions:
+                mine.append(InventoryItem(target=target, owner="msp", attrs={
+                    "mentions_customer": True,
+                    "why_not": "names the customer but is not limited to any account: not deleted by API"}))
+            else:
+                others += 1
+        return mine, others
+
+    def _detect_uninstall(self) -> InventoryItem:
+        """Whether the agent action catalog offers an uninstall (vendor-notes §4 q.2): asked, never assumed."""
+        reply = self.client.action_catalog()
+        if reply.status >= 400:
+            why = f"the action catalog (GET /org/agents/actions) answered HTTP {reply.status} to these credentials"
+            found = None
+        else:
+            found = find_uninstall(reply.body)
+            why = (f"the action catalog offers {found!r}" if found
+                   else "the action catalog lists no uninstall action")
+        self._uninstall = found
+        return InventoryItem(target=Target(type="capability", id="agent_uninstall", name=found or "none"),
+                             owner="vendor", attrs={"available": found is not None, "why": why})
+
+    def preflight(self, inventory: Inventory) -> list[Finding]:
+        cap = next(i for i in inventory.items if i.target.type == "capability")
+        devices = [i for i in inventory.items if i.target.type == "device" and i.owner == self.owner]
+        findings = [Finding(
+            vendor=VENDOR, kind="agent_uninstall_by_api", count=int(bool(cap.attrs["available"])), blocking=False,
+            detail=str(cap.attrs["why"]) + ("; agents are uninstalled by API first" if cap.attrs["available"]
+                                           else "; agent devices are a manual item, checked by the device list"))]
+        isolated = [d for d in devices if d.attrs.get("is_isolated")]
+        findings.append(Finding(
+            vendor=VENDOR, kind="isolated_devices", count=len(isolated), blocking=False,
+            detail=", ".join(d.target.name for d in isolated[:5]) + ": release isolation before removing them"
+            if isolated else "no device is isolated"))
+        open_findings = inventory.snapshot.get("open_findings")
+        findings.append(Finding(
+            vendor=VENDOR, kind="open_findings", count=int(open_findings or 0), blocking=False,
+            detail="for information: every finding is exported with its evidence and comments before teardown"))
+        return findings
+
+    def plan(self, inventory: Inventory) -> PlanParts:
+        return plan_exit(inventory, self.s)
+
+    # -- execution -------------------------------------------------------------------
+
+    def execute(self, action: Action) -> ActionResult:
+        op = action.operation
+        if op == "draft.notification":
+            account = self.account()
+            eml = notify.draft(account, self.s, self.context, complete=False)
+            return ActionResult("success", f"drafted {NOTIFICATION_FILE} for the license {account.license!r}",
+                                self.http.last_call, artifacts=(Artifact(NOTIFICATION_FILE, eml),))
+        if op.startswith("export."):
+            return self._export(action)
+        if op == "delete_webhook":
+            return self._write(action, self.client.delete_webhook(action.target.id), "webhook endpoint deleted")
+        if op == "uninstall_device":
+            if self._uninstall is None:
+                return ActionResult("failure", "the agent action catalog no longer offers an uninstall action; "
+                                    "remove the device in the portal", manual_fallback=True)
+            # The dispatch body's field names are not published (vendor-notes §2.2 #15): a refusal
+            # of this shape is a refused write, and the device falls back to the portal.
+            reply = self.client.dispatch_action(action.target.id, {"action": self._uninstall})
+            return self._write(action, reply, f"{self._uninstall!r} dispatched to the agent")
+        raise BadInput(f"plan action {action.id} has operation {op!r}, which this Blumira connector does not "
+                       "know; make a new plan")
+
+    def _write(self, action: Action, reply: Reply, done: str) -> ActionResult:
+        if reply.status in REFUSED_WRITE:
+            # The notes could not confirm MSP keys may write (vendor-notes §1.3): found out now.
+            return ActionResult("failure", f"Blumira refused {action.call} (HTTP {reply.status}); these "
+                                "credentials may not make this change by API, so it is a manual item",
+                                reply.record, manual_fallback=True)
+        if reply.status == 404:
+            settled = self.reread(action)
+            if settled.outcome == "success":
+                return ActionResult("success", "the vendor answered 404; re-read confirms it is gone",
+                                    settled.http, already_absent=True)
+            return ActionResult("failure", "the vendor answered 404 but it is still listed", reply.record)
+        return ActionResult("success", done, reply.record)
+
+    def _export(self, action: Action) -> ActionResult:
+        what = action.operation.removeprefix("export.")
+        c = self.client
+        if what == "account":
+            body, _ = c.one_raw(c.path())
+            data: Any = body
+            count = 1
+        elif what == "findings":
+            findings = list(c.list_raw(c.path("findings")))
+            for f in findings:  # each finding with what an auditor needs beside it
+                fid = f.get("finding_id") or f.get("id")
+                if fid is None:
+                    continue
+                rows, keys, comments = c.finding_extras(str(fid))
+                f["evidence"] = {"evidence_keys": keys, "rows": rows}
+                f["comments"] = comments
+            data, count = findings, len(findings)
+        elif what in ("devices", "keys"):
+            data = list(c.list_raw(c.path("agents", what)))
+            count = len(data)
+        elif what == "users":
+            data = list(c.list_raw(c.path("users")))
+            count = len(data)
+        elif what == "detection_rules":
+            data = list(c.list_raw(c.path("detection-rules")))
+            count = len(data)
+        elif what == "webhooks":
+            name = (self.account().name or "").strip().lower()
+            data = [w.model_dump() for w in c.webhooks() if self._concerns_customer(w, name)]
+            count = len(data)
+        else:
+            raise BadInput(f"plan action {action.id} exports {what!r}, which this connector does not know")
+        return ActionResult("success", f"{count} record(s) exported", self.http.last_call,
+                            artifacts=(Artifact(f"{what}.json", _json(data)),))
+
+    def _concerns_customer(self, hook: Webhook, name: str) -> bool:
+        accounts = hook.accounts() or []
+        return self.s.account_id in accounts or (bool(name) and name in f"{hook.name} {hook.url}".lower())
+
+    # -- re-reads ----------------------------------------------------------------------
+
+    def reread(self, action: Action) -> ActionResult:
+        oid = action.target.id
+        if action.operation == "uninstall_device":
+            device, record = self.client.device(oid)
+            if device is None:
+                return _gone(record)
+            return ActionResult("failure", "the device is still listed", record,
+                                owner=owner_of_account(device.org_id) if device.org_id else self.owner)
+        if action.operation == "delete_webhook":
+            hook, record = self.client.webhook(oid)
+            if hook is None:
+                return _gone(record)
+            accounts = hook.accounts()
+            owner = self.owner if accounts == [self.s.account_id] else "msp" if accounts is None else (
+                "accounts:" + ",".join(sorted(accounts)))
+            return ActionResult("failure", "the webhook endpoint is still listed", record, owner=owner)
+        return ActionResult("unknown", f"no re-read for {action.operation}")
+
+    # -- verification ----------------------------------------------------------------
+
+    def verify(self, vendor_plan: VendorPlan | None, inventory: Inventory) -> list[Check]:
+        """With a plan: re-read each object its API actions removed (the manual items are
+        re-read when they are confirmed). Without one (`offboard verify`): whether devices,
+        keys and users are gone, from the lists."""
+        if vendor_plan is None:
+            return [self._list_check(op, inventory) for op in
+                    ("agents.remove-devices", "agents.remove-keys", "users.remove")]
+        checks = []
+        for action in (a for s in vendor_plan.steps for a in s.actions if a.kind == "api" and a.destructive):
+            settled = self.reread(action)
+            checks.append(Check(f"{action.summary}: {action.target.name}", settled.outcome == "success",
+                                "404 Not Found" if settled.already_absent else settled.detail,
+                                target=action.target, http=settled.http, action_id=action.id))
+        return checks
+
+    def check_manual(self, action: Action) -> Check | None:
+        if action.operation in ("uninstall_device", "delete_webhook"):  # an API action a person did instead
+            settled = self.reread(action)
+            return Check(f"{action.target.name} removed", settled.outcome == "success", settled.detail,
+                         target=action.target, http=settled.http, action_id=action.id)
+        if action.operation in ("agents.remove-devices", "agents.remove-keys", "users.remove"):
+            check = self._list_check(action.operation, self.discover())
+            return Check(check.name, check.passed, check.detail, http=self.http.last_call, action_id=action.id)
+        return None
+
+    def _list_check(self, op: str, inventory: Inventory) -> Check:
+        def mine(kind: str) -> list[InventoryItem]:
+            return [i for i in inventory.items if i.target.type == kind and i.owner == self.owner]
+
+        base = self.client.path()
+        if op == "agents.remove-devices":
+            left = mine("device")
+            return Check("no agent device listed", not left, f"GET {base}/agents/devices lists {len(left)} "
+                         "device(s)" + (": " + ", ".join(i.target.name for i in left[:5]) if left else ""))
+        if op == "agents.remove-keys":
+            left = mine("agent_key")
+            return Check("no agent key listed", not left, f"GET {base}/agents/keys lists {len(left)} key(s)"
+                         + (": " + ", ".join(i.target.name for i in left[:5]) if left else ""))
+        extra = [i for i in mine("user") if i.attrs.get("email") not in self.s.keep_users]
+        return Check("only the users to keep remain", not extra, f"GET {base}/users lists "
+                     f"{len(mine('user'))} user(s)" + (", of which not to keep: " + ", ".join(
+                         str(i.attrs.get("email")) for i in extra[:5]) if extra else ", all in keep_users"))
+
+
+def _gone(record: HttpRecord) -> ActionResult:
+    return ActionResult("success", "re-read answers 404: gone", record, already_absent=True)
+
