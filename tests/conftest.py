@@ -17,6 +17,7 @@ from offboard import connectors, engine
 from offboard.cli import main
 from offboard.config import ExitConfig, load_config
 from offboard.sandboxing import InProcessTransport
+from offboard_blumira import sandbox as blu
 from offboard_huntress.sandbox import DEMO_KEY, DEMO_SECRET, HuntressSandbox
 
 FAST = 0.005  # sandbox clock: a 60 s window lasts 0.3 s
@@ -48,7 +49,8 @@ def memory_keyring(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.Tem
     previous = keyring.get_keyring()
     ring = MemoryKeyring()
     keyring.set_keyring(ring)
-    for var in ("OFFBOARD_HUNTRESS_API_KEY", "OFFBOARD_HUNTRESS_API_SECRET", "OFFBOARD_CONFIG"):
+    for var in ("OFFBOARD_HUNTRESS_API_KEY", "OFFBOARD_HUNTRESS_API_SECRET", "OFFBOARD_BLUMIRA_CLIENT_ID",
+                "OFFBOARD_BLUMIRA_CLIENT_SECRET", "OFFBOARD_CONFIG"):
         monkeypatch.delenv(var, raising=False)
     yield ring
     keyring.set_keyring(previous)
@@ -60,21 +62,32 @@ def sandbox() -> HuntressSandbox:
 
 
 def write_config(directory: Path, base_url: str = "http://127.0.0.1:9", *, window: float = 60 * FAST,
-                 extra: str = "") -> Path:
+                 extra: str = "", huntress: bool = True, blumira: str | None = None) -> Path:
+    """A config on disk: the Huntress section (unless ``huntress=False``), and a Blumira
+    section when ``blumira`` is given (see ``blumira_section``)."""
     path = directory / "config.toml"
-    path.write_text(
-        '[customer]\nname = "Acme Dental"\nend_of_service = 2026-12-31\napproved_by = "J. Doe"\n\n'
-        '[run]\nruns_dir = "runs"\n\n'
-        f'[huntress]\norganization_id = 42\nbase_url = "{base_url}"\nrate_window_seconds = {window}\n{extra}'
-    )
+    text = ('[customer]\nname = "Acme Dental"\nend_of_service = 2026-12-31\napproved_by = "J. Doe"\n'
+            'ticket = "PSA-4711"\n\n[run]\nruns_dir = "runs"\n\n')
+    if blumira is not None:
+        text += blumira + "\n"
+    if huntress:
+        text += f'[huntress]\norganization_id = 42\nbase_url = "{base_url}"\nrate_window_seconds = {window}\n{extra}'
+    path.write_text(text)
     return path
+
+
+def blumira_section(base_url: str = "http://127.0.0.1:9", *, window: float = FAST, extra: str = "") -> str:
+    return (f'[blumira]\naccount_id = "{blu.CUSTOMER_ACCOUNT}"\nbase_url = "{base_url}{blu.API_PREFIX}"\n'
+            f'token_url = "{base_url}{blu.TOKEN_PATH}"\nrate_window_seconds = {window}\n'
+            f'keep_users = ["{blu.KEEP_USER}"]\nmsp_sender = "NOC <noc@msp.example>"\n{extra}')
 
 
 def load(path: Path) -> ExitConfig:
     return load_config(path, {n: c.settings_model for n, c in connectors.installed().items()})
 
 
-DEMO_CREDS = {"huntress": {"api_key": SecretStr(DEMO_KEY), "api_secret": SecretStr(DEMO_SECRET)}}
+DEMO_CREDS = {"huntress": {"api_key": SecretStr(DEMO_KEY), "api_secret": SecretStr(DEMO_SECRET)},
+              "blumira": {"client_id": SecretStr(blu.DEMO_CLIENT_ID), "client_secret": SecretStr(blu.DEMO_SECRET)}}
 
 
 @dataclass
@@ -95,6 +108,30 @@ class Harness:
 @pytest.fixture
 def harness(sandbox: HuntressSandbox, tmp_path: Path) -> Harness:
     return Harness(sandbox, load(write_config(tmp_path)))
+
+
+@dataclass
+class BlumiraHarness:
+    """A Blumira-only exit against the in-process Blumira sandbox."""
+
+    sandbox: blu.BlumiraSandbox
+    dir: Path
+    extra: str = ""
+
+    @property
+    def cfg(self) -> ExitConfig:
+        return load(write_config(self.dir, huntress=False, blumira=blumira_section(extra=self.extra)))
+
+    @contextlib.contextmanager
+    def sessions(self, cfg: ExitConfig | None = None) -> Iterator[engine.Sessions]:
+        with engine.open_sessions(cfg or self.cfg, transports={"blumira": InProcessTransport(self.sandbox.app)},
+                                  creds=DEMO_CREDS) as s:
+            yield s
+
+
+@pytest.fixture
+def blumira(tmp_path: Path) -> BlumiraHarness:
+    return BlumiraHarness(blu.BlumiraSandbox(time_scale=FAST), tmp_path)
 
 
 @dataclass

@@ -53,6 +53,7 @@ class BlumiraSandbox(SandboxBase):
     offers_uninstall: bool = False  # the catalog lists an uninstall action (unverified at Blumira)
     catalog_status: int = 200  # e.g. 403: the catalog refuses MSP credentials
     webhook_writes: bool = True  # False: MSP keys are read-only (vendor-notes §1.3)
+    extra_clients: dict[str, str] = field(default_factory=dict)  # more client id -> secret pairs
     requests: list[Logged] = field(default_factory=list)
     faults: list[Fault] = field(default_factory=list)
     base_window = 1.0
@@ -60,7 +61,8 @@ class BlumiraSandbox(SandboxBase):
     def __post_init__(self) -> None:
         self._init_gate()
         self.tokens: dict[str, float] = {}  # token -> expiry (monotonic)
-        self.minted = 0
+        self.issued: list[str] = []  # every token ever minted (tests grep outputs for them)
+        self.clients = {DEMO_CLIENT_ID: DEMO_SECRET, **self.extra_clients}
         self.accounts: dict[str, dict[str, Any]] = {}
         self.devices: dict[str, dict[str, Any]] = {}
         self.keys: dict[str, dict[str, Any]] = {}
@@ -157,7 +159,7 @@ class BlumiraSandbox(SandboxBase):
         header = request.headers.get("authorization", "")
         token = header[7:] if header.startswith("Bearer ") else ""
         expiry = self.tokens.get(token)
-        return DEMO_CLIENT_ID if expiry is not None and time.monotonic() < expiry else None
+        return "msp" if expiry is not None and time.monotonic() < expiry else None
 
     def error(self, status: int, message: str, headers: dict[str, str] | None = None) -> Response:
         return JSONResponse({"status": status, "title": _TITLES.get(status, "Error"), "detail": message},
@@ -178,11 +180,12 @@ class BlumiraSandbox(SandboxBase):
             body = {}
         if body.get("grant_type") != "client_credentials" or body.get("audience") != "public-api":
             return JSONResponse({"error": "invalid_request"}, status_code=400)
-        if body.get("client_id") != DEMO_CLIENT_ID or body.get("client_secret") != DEMO_SECRET:
+        secret = self.clients.get(str(body.get("client_id")))
+        if secret is None or body.get("client_secret") != secret:
             return JSONResponse({"error": "access_denied"}, status_code=401)
         token = "eyJsandbox." + secrets.token_urlsafe(24)
         self.tokens[token] = time.monotonic() + self.token_lifetime
-        self.minted += 1
+        self.issued.append(token)
         return JSONResponse({"access_token": token, "token_type": "Bearer", "expires_in": self.token_lifetime})
 
     def _acct(self, request: Request) -> str | None:

@@ -14,7 +14,7 @@ from tests.e2e.test_cli_over_http import offboard_exe
 pytestmark = pytest.mark.e2e
 
 
-def test_demo_plans_applies_verifies_and_leaves_a_verifiable_audit_log(tmp_path: Path) -> None:
+def test_demo_exits_the_customer_from_both_vendors_and_leaves_a_verifiable_audit_log(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("OFFBOARD_")}
     env["PYTHON_KEYRING_BACKEND"] = "keyring.backends.null.Keyring"
     result = subprocess.run([*offboard_exe(), "demo"], cwd=tmp_path, env=env, capture_output=True, text=True,
@@ -23,13 +23,20 @@ def test_demo_plans_applies_verifies_and_leaves_a_verifiable_audit_log(tmp_path:
     out = result.stdout
     for heading in ("1. plan", "2. apply", "3. status and verification", "4. audit"):
         assert heading in out
-    assert "42 removal(s) by API" in out and "removed 42 object(s) by API, failed 0" in out
-    assert out.count("  confirmed huntress.") == 13 and "manual-pending" not in out
+    assert "test doubles of \nBlumira, Huntress" in out or "test doubles of Blumira, Huntress" in out
+    # 42 Huntress removals and the one Blumira webhook limited to the customer
+    assert "43 removal(s) by API" in out and "removed 43 object(s) by API, failed 0" in out
+    assert out.count("  confirmed huntress.") == 13 and out.count("  confirmed blumira.") == 8
+    assert "manual-pending" not in out
     assert "12 object" not in out  # the neighbour's agents never appear as candidates
-    assert "Removing" in result.stderr and "64/64" in result.stderr  # the progress bar
+    assert "Bright Smiles" not in out  # nor the neighbouring Blumira sub-account
+    assert "Removing" in result.stderr and "81/81" in result.stderr  # the progress bar, both vendors
     runs = list((tmp_path / "offboard-demo" / "runs").iterdir())
     assert len(runs) == 1
     assert verify_file(runs[0] / "audit.jsonl").ok
+    eml = (runs[0] / "evidence" / "blumira" / "notification-to-blumira.eml").read_text()
+    assert "To: support@blumira.com" in eml and "Cc: msp@blumira.com" in eml
+    assert "Organization: Acme Dental" in eml and "Current Blumira Edition: SIEM_ENDPOINT" in eml
     report = runs[0] / "report.md"
     assert report.exists()
     assert f"Report:    {report.relative_to(tmp_path)}" in out.splitlines()

@@ -37,7 +37,20 @@ def test_a_valid_config_loads_with_env_overriding_the_file(tmp_path: Path, monke
      "config: huntress.requests_per_minute: Input should be less than or equal to 60"),
     ('[customer]\nname = "A"\n[hunters]\norganization_id = 42\n',
      "config: unknown section or key 'hunters'"),
-    ('[customer]\nname = "A"\n', "names no vendor: add a section for one of [huntress]"),
+    ('[customer]\nname = "A"\n[blumira]\naccount_id = "x"\naccount_moves_to = "self"\n',
+     'account_moves_to = "self" needs new_administrators'),
+    ('[customer]\nname = "A"\n[blumira]\naccount_id = "x"\naccount_moves_to = "msp"\n'
+     'incoming_msp_contact = "N <n@x.example>"\ndelete_data = true\n',
+     "delete_data must be false when the account moves"),
+    ('[customer]\nname = "A"\n[blumira]\naccount_id = "x"\nkeep_users = ["ada"]\n',
+     "config: blumira.keep_users: Value error, 'ada' is not an email address"),
+    ('[customer]\nname = "A"\n[blumira]\naccount_id = "x"\npage_size = 500\n',
+     "config: blumira.page_size: Input should be less than or equal to 200"),
+    ('[customer]\nname = "A"\n[blumira]\naccount_id = "x"\nrate_window_seconds = 0.1\n',
+     "rate_window_seconds below 1 is only for the sandbox"),
+    ('[customer]\nname = "A"\n[blumira]\naccount_id = ""\n',
+     "config: blumira.account_id: String should have at least 1 character"),
+    ('[customer]\nname = "A"\n', "names no vendor: add a section for one of [blumira], [huntress]"),
     ('[customer\nname = "A"\n', "is not valid TOML"),
 ])
 def test_bad_config_is_one_line_naming_the_field(tmp_path: Path, body: str, expected: str) -> None:
@@ -58,3 +71,4 @@ def test_a_missing_config_file_says_how_to_start(tmp_path: Path) -> None:
 def test_the_example_config_is_valid(monkeypatch: pytest.MonkeyPatch) -> None:
     cfg = load(Path(__file__).resolve().parents[2] / "config.example.toml")
     assert cfg.vendors["huntress"].base_url == "https://api.huntress.io"  # type: ignore[attr-defined]
+    assert cfg.vendors["blumira"].token_url == "https://auth.blumira.com/oauth/token"  # type: ignore[attr-defined]
