@@ -101,7 +101,7 @@ class BlumiraClient:
         return self.http.request("POST", self.path("agents", "devices", device_id, "actions"), json=body,
                                  allow=frozenset({400, 403, 404, 405, 422, 501}))
 
-    def keys(self) -> Iterator[AgentKey]:
+    def agent_keys(self) -> Iterator[AgentKey]:
         path = self.path("agents", "keys")
         for item in self.list_raw(path):
             yield parse(AgentKey, item, f"GET {path}")

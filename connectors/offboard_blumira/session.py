@@ -18,6 +18,8 @@ from .models import Account, Webhook
 from .settings import BlumiraSettings
 from .steps import NOTIFICATION_FILE, VENDOR, owner_of_account, plan_exit
 
+# The manual items the API can check, and the list each is checked against.
+LIST_CHECKED = {"agents.remove-devices": "device", "agents.remove-keys": "agent_key", "users.remove": "user"}
 REFUSED_WRITE = frozenset({400, 403, 405, 422, 501})  # the API path itself is refused: a person does it
 CATALOG_KEYS = ("name", "action", "id", "type", "command")
 
@@ -79,19 +81,10 @@ class BlumiraSession:
         items: list[InventoryItem] = [InventoryItem(
             target=Target(type="account", id=account.account_id, name=name), owner=self.owner,
             attrs={"license": account.license})]
-        devices = list(self.client.devices())
-        items += [InventoryItem(target=Target(type="device", id=d.device_id, name=d.hostname or d.device_id),
-                                owner=owner_of_account(d.org_id) if d.org_id else self.owner,
-                                attrs={"plat": d.plat, "is_isolated": d.is_isolated, "alive": d.alive})
-                  for d in devices]
-        keys = list(self.client.keys())
-        items += [InventoryItem(target=Target(type="agent_key", id=k.key_id, name=k.description or k.key_id),
-                                owner=owner_of_account(k.org_id) if k.org_id else self.owner,
-                                attrs={"agent_count": k.agent_count}) for k in keys]
-        users = list(self.client.users())
-        items += [InventoryItem(target=Target(type="user", id=u.id, name=u.describe()), owner=self.owner,
-                                attrs={"email": u.email.strip().lower(), "administrator": u.is_admin})
-                  for u in users]
+        devices = self._listed("device")
+        keys = self._listed("agent_key")
+        users = self._listed("user")
+        items += devices + keys + users
         hooks, others = self._webhooks(name)
         items += hooks
         items.append(self._detect_uninstall())
@@ -111,6 +104,21 @@ class BlumiraSession:
                   "unknown": "; whether it moves is unknown"}[self.s.account_moves_to]
         return Inventory(vendor=VENDOR, scope=f"sub-account {name!r} (id {account.account_id}){moving}",
                          account="MSP API credentials", snapshot=snapshot, items=tuple(items))
+
+    def _listed(self, kind: str) -> list[InventoryItem]:
+        """One of the lists a manual item is checked against, as inventory items."""
+        if kind == "device":
+            return [InventoryItem(target=Target(type="device", id=d.device_id, name=d.hostname or d.device_id),
+                                  owner=owner_of_account(d.org_id) if d.org_id else self.owner,
+                                  attrs={"plat": d.plat, "is_isolated": d.is_isolated, "alive": d.alive})
+                    for d in self.client.devices()]
+        if kind == "agent_key":
+            return [InventoryItem(target=Target(type="agent_key", id=k.key_id, name=k.description or k.key_id),
+                                  owner=owner_of_account(k.org_id) if k.org_id else self.owner,
+                                  attrs={"agent_count": k.agent_count}) for k in self.client.agent_keys()]
+        return [InventoryItem(target=Target(type="user", id=u.id, name=u.describe()), owner=self.owner,
+                              attrs={"email": u.email.strip().lower(), "administrator": u.is_admin})
+                for u in self.client.users()]
 
     def _webhooks(self, name: str) -> tuple[list[InventoryItem], int]:
         """The MSP's endpoints that concern this customer; the others are only counted, never
@@ -275,8 +283,7 @@ class BlumiraSession:
         re-read when they are confirmed). Without one (`offboard verify`): whether devices,
         keys and users are gone, from the lists."""
         if vendor_plan is None:
-            return [self._list_check(op, inventory) for op in
-                    ("agents.remove-devices", "agents.remove-keys", "users.remove")]
+            return [self._list_check(op, list(inventory.items)) for op in LIST_CHECKED]
         checks = []
         for action in (a for s in vendor_plan.steps for a in s.actions if a.kind == "api" and a.destructive):
             settled = self.reread(action)
@@ -290,14 +297,15 @@ class BlumiraSession:
             settled = self.reread(action)
             return Check(f"{action.target.name} removed", settled.outcome == "success", settled.detail,
                          target=action.target, http=settled.http, action_id=action.id)
-        if action.operation in ("agents.remove-devices", "agents.remove-keys", "users.remove"):
-            check = self._list_check(action.operation, self.discover())
+        if action.operation in LIST_CHECKED:
+            listed = self._listed(LIST_CHECKED[action.operation])
+            check = self._list_check(action.operation, listed)
             return Check(check.name, check.passed, check.detail, http=self.http.last_call, action_id=action.id)
         return None
 
-    def _list_check(self, op: str, inventory: Inventory) -> Check:
+    def _list_check(self, op: str, listed: list[InventoryItem]) -> Check:
         def mine(kind: str) -> list[InventoryItem]:
-            return [i for i in inventory.items if i.target.type == kind and i.owner == self.owner]
+            return [i for i in listed if i.target.type == kind and i.owner == self.owner]
 
         base = self.client.path()
         if op == "agents.remove-devices":

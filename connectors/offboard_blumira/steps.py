@@ -20,8 +20,6 @@ VENDOR = "blumira"
 SUPPORT = "support@blumira.com"
 MSP_TEAM = "msp@blumira.com"
 NOTIFICATION_FILE = "notification-to-blumira.eml"
-# The manual items whose result the API can re-read (session.check_manual).
-VERIFIED_BY_API = ("agents.remove-devices", "agents.remove-keys", "users.remove")
 
 
 def owner_of_account(account_id: str) -> str:
