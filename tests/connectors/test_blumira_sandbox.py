@@ -74,10 +74,10 @@ def test_a_delete_whose_reply_is_lost_is_re_read_before_anything_is_resent(blumi
         plan = engine.make_plan(blumira.cfg, s)
         result = engine.apply(plan, blumira.cfg, s)
     assert result.exit_code == ExitCode.MANUAL_PENDING
-    calls = [(r.method, r.path, r.status) for r in blumira.sandbox.requests if "/msp/webhooks/wh-1" in r.path]
+    hook = f"{API_PREFIX}/msp/webhooks/wh-1"
+    calls = [(r.method, r.status) for r in blumira.sandbox.requests if r.path == hook]
     # the DELETE, its 502, a re-read showing it is still there, one more DELETE, then verification's re-read
-    assert calls == [("DELETE", f"{API_PREFIX}/msp/webhooks/wh-1", 502), ("GET", f"{API_PREFIX}/msp/webhooks/wh-1", 200),
-                     ("DELETE", f"{API_PREFIX}/msp/webhooks/wh-1", 204), ("GET", f"{API_PREFIX}/msp/webhooks/wh-1", 404)]
+    assert calls == [("DELETE", 502), ("GET", 200), ("DELETE", 204), ("GET", 404)]
     events = [r["event"] for r in read_records(result.run.audit_path) if r.get("action_id") ==
               "blumira.delete_webhook.wh-1"]
     assert events[:4] == ["action.planned", "action.started", "action.unknown", "action.succeeded"]
