@@ -67,7 +67,6 @@ def test_one_plan_and_one_apply_exit_the_customer_from_huntress_and_blumira(both
     assert both.huntress.agents_of(CUSTOMER_ORG) == [] and len(both.huntress.agents_of(NEIGHBOUR_ORG)) == 12
     assert set(both.blumira.webhooks) == {"wh-2", "wh-3"}
     assert all(NEIGHBOUR_ACCOUNT not in r.path for r in both.blumira.requests)
-    assert [r for r in both.blumira.requests if r.status == 429] == []  # paced under 10 per (scaled) second
     run = sorted((both.dir / "runs").iterdir())[-1]
     checklist = (run / "manual-checklist.md").read_text()
     assert "blumira.agents.remove-devices" in checklist and "huntress.itdr.unmap-tenant" in checklist
