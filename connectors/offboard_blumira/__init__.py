@@ -11,11 +11,11 @@ from typing import Any
 import httpx
 from pydantic import SecretStr
 
+from offboard import sandboxing
 from offboard.config import SectionSettings
 from offboard.connectors import ExitContext, SandboxKit
 from offboard.credentials import CredentialField
 from offboard.http import RetryPolicy, VendorHttp
-from offboard.plan import Action
 from offboard.ratelimit import SlidingWindowLimiter, budget_path
 
 from .auth import ClientCredentials
@@ -64,15 +64,9 @@ class BlumiraConnector:
                     "token_url": f"{base_url}{sandbox.TOKEN_PATH}", "rate_window_seconds": RATE_WINDOW * time_scale,
                     "keep_users": [sandbox.KEEP_USER], "msp_sender": "Sandbox MSP <noc@sandbox-msp.example>"}
 
-        def portal(base_url: str, action: Action) -> bool:
-            # Stands in for the person at the Blumira portal (demo only; not a Blumira endpoint).
-            params = {"target": action.target.id} if action.kind == "api" else {}
-            reply = httpx.post(f"{base_url}/_sandbox/portal/{action.operation}", params=params, timeout=10)
-            return bool(reply.status_code == 200 and reply.json().get("done"))
-
         return SandboxKit(make_app=make_app, config_section=config_section,
                           credentials={"client_id": sandbox.DEMO_CLIENT_ID, "client_secret": sandbox.DEMO_SECRET},
-                          portal=portal)
+                          portal=sandboxing.portal)
 
 
 connector = BlumiraConnector()

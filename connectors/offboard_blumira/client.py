@@ -13,8 +13,9 @@ from typing import Any
 
 from offboard.errors import VendorReplyError
 from offboard.http import HttpRecord, Reply, VendorHttp
+from offboard.replies import M
 
-from .models import VENDOR, Account, AgentKey, Device, M, User, Webhook, items, parse, unwrap
+from .models import VENDOR, Account, AgentKey, Device, User, Webhook, items, parse, unwrap
 
 NOT_FOUND = frozenset({404})
 

@@ -8,11 +8,12 @@ contract is one clear line naming the endpoint.
 
 from __future__ import annotations
 
-from typing import Any, TypeVar
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict
 
 from offboard.errors import VendorReplyError
+from offboard.replies import M, parse_reply
 
 VENDOR = "Blumira"
 ADMIN_ROLES = frozenset({"administrator", "admin"})
@@ -94,16 +95,8 @@ class Webhook(_Reply):
         return None
 
 
-M = TypeVar("M", bound=BaseModel)
-
-
 def parse(model: type[M], data: Any, call: str) -> M:
-    try:
-        return model.model_validate(data)
-    except ValidationError as exc:
-        err = exc.errors()[0]
-        where = ".".join(str(p) for p in err["loc"]) or "(top)"
-        raise VendorReplyError(VENDOR, call, f"unexpected reply at {where}: {err['msg']}") from None
+    return parse_reply(VENDOR, model, data, call)
 
 
 def unwrap(body: Any, call: str) -> dict[str, Any]:

@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 import secrets
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qs
@@ -192,6 +193,10 @@ class BlumiraSandbox(SandboxBase):
         acct = str(request.path_params["account_id"])
         return acct if acct in self.accounts else None
 
+    def _listing(self, request: Request, of_account: Callable[[str], list[dict[str, Any]]]) -> Response:
+        acct = self._acct(request)
+        return self.error(404, "Account not found") if acct is None else _page(request, of_account(acct), self)
+
     async def _accounts(self, request: Request) -> Response:
         return _page(request, [{k: a[k] for k in ("account_id", "name", "open_findings")}
                                for a in self.accounts.values()], self)
@@ -206,9 +211,7 @@ class BlumiraSandbox(SandboxBase):
         return JSONResponse({"status": "OK", "data": a})
 
     async def _findings(self, request: Request) -> Response:
-        acct = self._acct(request)
-        return self.error(404, "Account not found") if acct is None else _page(
-            request, self.of(self.findings, acct), self)
+        return self._listing(request, lambda acct: self.of(self.findings, acct))
 
     def _finding(self, request: Request) -> dict[str, Any] | None:
         acct = self._acct(request)
@@ -235,9 +238,7 @@ class BlumiraSandbox(SandboxBase):
         return JSONResponse(comments)  # a bare array, as the notes' mocks show
 
     async def _devices(self, request: Request) -> Response:
-        acct = self._acct(request)
-        return self.error(404, "Account not found") if acct is None else _page(
-            request, self.of(self.devices, acct), self)
+        return self._listing(request, lambda acct: self.of(self.devices, acct))
 
     async def _device(self, request: Request) -> Response:
         acct = self._acct(request)
@@ -265,19 +266,13 @@ class BlumiraSandbox(SandboxBase):
         return self.error(400, f"unknown action {action!r}")
 
     async def _keys(self, request: Request) -> Response:
-        acct = self._acct(request)
-        return self.error(404, "Account not found") if acct is None else _page(
-            request, self.of(self.keys, acct), self)
+        return self._listing(request, lambda acct: self.of(self.keys, acct))
 
     async def _users(self, request: Request) -> Response:
-        acct = self._acct(request)
-        return self.error(404, "Account not found") if acct is None else _page(
-            request, self.of(self.users, acct), self)
+        return self._listing(request, lambda acct: self.of(self.users, acct))
 
     async def _rules(self, request: Request) -> Response:
-        acct = self._acct(request)
-        return self.error(404, "Account not found") if acct is None else _page(
-            request, [r for r in self.rules if r["org_id"] == acct], self)
+        return self._listing(request, lambda acct: [r for r in self.rules if r["org_id"] == acct])
 
     async def _webhooks(self, request: Request) -> Response:
         return JSONResponse({"status": "OK", "data": list(self.webhooks.values())})

@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from offboard.connectors import ActionResult, Artifact, Check, ExitContext, PlanParts
+from offboard.connectors import ActionResult, Artifact, Check, ExitContext, PlanParts, reread_check
 from offboard.errors import BadInput, VendorAuthError
 from offboard.http import HttpRecord, Reply, VendorHttp
 from offboard.plan import Action, Finding, Inventory, InventoryItem, Target, VendorPlan
@@ -286,17 +286,12 @@ class BlumiraSession:
             return [self._list_check(op, list(inventory.items)) for op in LIST_CHECKED]
         checks = []
         for action in (a for s in vendor_plan.steps for a in s.actions if a.kind == "api" and a.destructive):
-            settled = self.reread(action)
-            checks.append(Check(f"{action.summary}: {action.target.name}", settled.outcome == "success",
-                                "404 Not Found" if settled.already_absent else settled.detail,
-                                target=action.target, http=settled.http, action_id=action.id))
+            checks.append(reread_check(action, self.reread(action)))
         return checks
 
     def check_manual(self, action: Action) -> Check | None:
         if action.operation in ("uninstall_device", "delete_webhook"):  # an API action a person did instead
-            settled = self.reread(action)
-            return Check(f"{action.target.name} removed", settled.outcome == "success", settled.detail,
-                         target=action.target, http=settled.http, action_id=action.id)
+            return reread_check(action, self.reread(action))
         if action.operation in LIST_CHECKED:
             listed = self._listed(LIST_CHECKED[action.operation])
             check = self._list_check(action.operation, listed)

@@ -10,9 +10,11 @@ click, what done looks like, and which API re-read proves it.
 
 from __future__ import annotations
 
+from functools import partial
+
 from offboard.connectors import PlanParts
 from offboard.errors import BadInput
-from offboard.plan import Action, Inventory, InventoryItem, Manual, Skipped, Step, Target
+from offboard.plan import Action, Inventory, InventoryItem, Manual, Skipped, Step, Target, manual_item
 
 from .settings import BlumiraSettings
 
@@ -26,11 +28,7 @@ def owner_of_account(account_id: str) -> str:
     return f"account:{account_id}"
 
 
-def _manual(item: str, name: str, summary: str, portal_path: str, done_when: str, *, step: str,
-            verify: str = "", record: str = "") -> Action:
-    return Action(id=f"{VENDOR}.{item}", vendor=VENDOR, step=step, kind="manual", operation=item,
-                  target=Target(type="manual", id=item, name=name), summary=summary,
-                  manual=Manual(portal_path=portal_path, done_when=done_when, verify_hint=verify, record=record))
+_manual = partial(manual_item, VENDOR)
 
 
 class _Planner:

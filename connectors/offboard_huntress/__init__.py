@@ -11,11 +11,11 @@ from typing import Any
 import httpx
 from pydantic import SecretStr
 
+from offboard import sandboxing
 from offboard.config import SectionSettings
 from offboard.connectors import ExitContext, SandboxKit
 from offboard.credentials import CredentialField
 from offboard.http import RetryPolicy, VendorHttp
-from offboard.plan import Action
 from offboard.ratelimit import SlidingWindowLimiter, budget_path
 from offboard.redact import REDACTOR
 
@@ -61,14 +61,9 @@ class HuntressConnector:
             return {"organization_id": sandbox.CUSTOMER_ORG, "base_url": base_url,
                     "rate_window_seconds": 60.0 * time_scale}
 
-        def portal(base_url: str, action: Action) -> bool:
-            # Stands in for the person at the Huntress portal (demo only; not a Huntress endpoint).
-            reply = httpx.post(f"{base_url}/_sandbox/portal/{action.operation}", timeout=10)
-            return bool(reply.status_code == 200 and reply.json().get("done"))
-
         return SandboxKit(make_app=make_app, config_section=config_section,
                           credentials={"api_key": sandbox.DEMO_KEY, "api_secret": sandbox.DEMO_SECRET},
-                          portal=portal)
+                          portal=sandboxing.portal)
 
 
 connector = HuntressConnector()

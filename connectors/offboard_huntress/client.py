@@ -14,13 +14,13 @@ from urllib.parse import parse_qs, urlsplit
 
 from offboard.errors import VendorReplyError
 from offboard.http import HttpRecord, Reply, VendorHttp
+from offboard.replies import M
 
 from .models import (
     Actor,
     Agent,
     Escalation,
     IncidentReport,
-    M,
     Membership,
     Organization,
     PlatformAction,

@@ -5,11 +5,11 @@ Unknown fields are ignored, not rejected: the API grows without notice (§5.5).
 
 from __future__ import annotations
 
-from typing import Any, TypeVar
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict
 
-from offboard.errors import VendorReplyError
+from offboard.replies import M, parse_reply
 
 ISOLATED = frozenset({"Isolated", "Pending Isolation"})
 
@@ -88,17 +88,8 @@ class Escalation(_Reply):
     organizations: list[Named] = []
 
 
-M = TypeVar("M", bound=BaseModel)
-
-
 def parse(model: type[M], data: Any, call: str) -> M:
-    try:
-        return model.model_validate(data)
-    except ValidationError as exc:
-        err = exc.errors()[0]
-        where = ".".join(str(p) for p in err["loc"]) or "(object)"
-        raise VendorReplyError("Huntress", call, f"unexpected reply: {model.__name__}.{where}: "
-                               f"{err['msg']}") from None
+    return parse_reply("Huntress", model, data, call)
 
 
 class Remediations(_Reply):

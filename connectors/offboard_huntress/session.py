@@ -8,7 +8,7 @@ from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
-from offboard.connectors import ActionResult, Artifact, Check, PlanParts
+from offboard.connectors import ActionResult, Artifact, Check, PlanParts, reread_check
 from offboard.errors import BadInput, VendorAuthError
 from offboard.http import HttpRecord, Reply, VendorHttp
 from offboard.plan import Action, Finding, Inventory, InventoryItem, Target, VendorPlan
@@ -273,10 +273,7 @@ class HuntressSession:
         for action in (a for s in vendor_plan.steps for a in s.actions if a.kind == "api" and a.destructive):
             if action.operation == "release_isolation":
                 continue  # the uninstall that follows is what is verified
-            settled = self.reread(action)
-            checks.append(Check(f"{action.summary}: {action.target.name}", settled.outcome == "success",
-                                "404 Not Found" if settled.already_absent else settled.detail,
-                                target=action.target, http=settled.http, action_id=action.id))
+            checks.append(reread_check(action, self.reread(action)))
         return checks
 
     def check_manual(self, action: Action) -> Check | None:

@@ -10,9 +10,10 @@ product paths in scope; a step with no API is a manual item, never a silent gap.
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from functools import partial
 
 from offboard.connectors import PlanParts
-from offboard.plan import Action, Inventory, InventoryItem, Manual, Skipped, Step, Target
+from offboard.plan import Action, Inventory, InventoryItem, Skipped, Step, Target, manual_item
 
 from .client import MIRRORED
 from .models import ISOLATED
@@ -42,11 +43,7 @@ def days_since(ts: str | None, now: datetime) -> int | None:
     return (now - then).days
 
 
-def _manual(item: str, name: str, summary: str, portal_path: str, done_when: str, *, verify: str = "",
-            record: str = "", step: str) -> Action:
-    return Action(id=f"{VENDOR}.{item}", vendor=VENDOR, step=step, kind="manual", operation=item,
-                  target=Target(type="manual", id=item, name=name), summary=summary,
-                  manual=Manual(portal_path=portal_path, done_when=done_when, verify_hint=verify, record=record))
+_manual = partial(manual_item, VENDOR)
 
 
 def _api(op: str, target: Target, summary: str, call: str, owner: str, *, step: str,

@@ -70,6 +70,13 @@ class Check:
     action_id: str | None = None  # the planned action this check proves, if one
 
 
+def reread_check(action: Action, settled: ActionResult) -> Check:
+    """An action's verification, from the re-read that settles it."""
+    return Check(f"{action.summary}: {action.target.name}", settled.outcome == "success",
+                 "404 Not Found" if settled.already_absent else settled.detail,
+                 target=action.target, http=settled.http, action_id=action.id)
+
+
 @dataclass(frozen=True)
 class PlanParts:
     steps: tuple[Step, ...]

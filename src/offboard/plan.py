@@ -55,6 +55,14 @@ class Action(_Model):
     confirm: str | None = None  # the name an operator must type (--confirm) before this runs
 
 
+def manual_item(vendor: str, item: str, name: str, summary: str, portal_path: str, done_when: str, *, step: str,
+                verify: str = "", record: str = "") -> Action:
+    """A step with no API, as an action of the plan: ``<vendor>.<item>``."""
+    return Action(id=f"{vendor}.{item}", vendor=vendor, step=step, kind="manual", operation=item,
+                  target=Target(type="manual", id=item, name=name), summary=summary,
+                  manual=Manual(portal_path=portal_path, done_when=done_when, verify_hint=verify, record=record))
+
+
 class Step(_Model):
     id: str
     vendor: str

@@ -22,6 +22,8 @@ import uvicorn
 from starlette.requests import Request
 from starlette.responses import Response
 
+from offboard.plan import Action
+
 
 def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
@@ -72,6 +74,14 @@ class InProcessTransport(httpx.BaseTransport):
 
     def close(self) -> None:
         self._portal_cm.__exit__(None, None, None)
+
+
+def portal(base_url: str, action: Action) -> bool:
+    """Stand in for the person at the vendor's portal: ask a sandbox to do a manual item
+    (or an API action that fell back to a person). Demo and tests only; never a vendor endpoint."""
+    params = {"target": action.target.id} if action.kind == "api" else {}
+    reply = httpx.post(f"{base_url}{SandboxBase.CONTROL}portal/{action.operation}", params=params, timeout=10)
+    return bool(reply.status_code == 200 and reply.json().get("done"))
 
 
 # -- what every vendor's test double shares: faults, a request log, a sliding-window
