@@ -221,3 +221,17 @@ def test_a_refused_webhook_delete_falls_back_to_a_manual_item_then_is_confirmed_
     assert done.accepted
     kinds = Counter(r["event"] for r in read_records(result.run.audit_path))
     assert kinds["manual.rejected"] == 1 and kinds["manual.confirmed"] == 1
+
+
+def test_a_resume_does_not_resend_a_write_the_vendor_refused_it_stays_with_the_person(
+        blumira: BlumiraHarness) -> None:
+    blumira.sandbox.webhook_writes = False
+    with blumira.sessions() as s:
+        plan = engine.make_plan(blumira.cfg, s)
+        first = engine.apply(plan, blumira.cfg, s)
+        again = engine.resume(first.run.run_id, blumira.cfg, s)
+    assert again.exit_code == ExitCode.MANUAL_PENDING
+    assert "blumira.delete_webhook.wh-1" in [a.id for a in again.pending]
+    assert [r.method for r in blumira.sandbox.requests if r.path.endswith("/msp/webhooks/wh-1")].count("DELETE") == 1
+    checklist = (first.run.path / "manual-checklist.md").read_text()
+    assert "`blumira.delete_webhook.wh-1`" in checklist and "MSP Portal → Integrations → Webhooks" in checklist
