@@ -16,7 +16,7 @@ from typing import Annotated
 import typer
 
 from offboard import connectors as registry
-from offboard import credentials, engine, manual, render
+from offboard import credentials, engine, manual, render, signing
 from offboard.audit import verify_file
 from offboard.config import ExitConfig, load_config
 from offboard.errors import BadInput, ExitCode, OffboardError
@@ -33,10 +33,14 @@ app = typer.Typer(
     rich_markup_mode=None,
     pretty_exceptions_enable=False,
 )
-audit_app = typer.Typer(help="Check an audit log's hash chain.", no_args_is_help=True)
+audit_app = typer.Typer(help="Check an audit log's hash chain (and the MSP's signature over it).",
+                        no_args_is_help=True)
 auth_app = typer.Typer(help="Store vendor credentials in the OS keyring.", no_args_is_help=True)
+keys_app = typer.Typer(help="The MSP's Ed25519 signing key: runs are signed with it, customers and auditors "
+                            "check them with its public key.", no_args_is_help=True)
 app.add_typer(audit_app, name="audit")
 app.add_typer(auth_app, name="auth")
+app.add_typer(keys_app, name="keys")
 
 ConfigOpt = Annotated[Path, typer.Option("--config", "-c", envvar="OFFBOARD_CONFIG",
                                          help="The exit definition (start from config.example.toml).")]
@@ -206,14 +210,29 @@ def status_cmd(
 
 
 @audit_app.command("verify")
-def audit_verify(file: Annotated[Path, typer.Argument(help="An audit.jsonl from a run folder.")]) -> None:
-    """Recompute the hash chain; name the first line that was changed, removed or inserted."""
+def audit_verify(
+    file: Annotated[Path, typer.Argument(help="An audit.jsonl from a run folder.")],
+    public_key: Annotated[Path | None, typer.Option(
+        "--public-key", help="The MSP's public key (msp.pub): also check the signed chain heads in "
+                             "signatures.jsonl beside the log, so a rewritten log is detected too.")] = None,
+) -> None:
+    """Recompute the hash chain; name the first line that was changed, removed or inserted.
+    With --public-key, also check the MSP's signatures over it."""
     result = verify_file(file)
-    if result.ok:
-        render.out.print(f"{file}: chain intact, {result.lines} events, last hash {result.last_hash}")
+    if not result.ok:
+        render.error(f"{file}: chain BROKEN at line {result.bad_line}: {result.reason}")
+        raise typer.Exit(ExitCode.FAILED)
+    render.out.print(f"{file}: chain intact, {result.lines} events, last hash {result.last_hash}")
+    if public_key is None:
         raise typer.Exit(ExitCode.OK)
-    render.error(f"{file}: chain BROKEN at line {result.bad_line}: {result.reason}")
-    raise typer.Exit(ExitCode.FAILED)
+    check = signing.verify_heads(file, file.parent / signing.SIGNATURES, signing.load_public(public_key))
+    if not check.ok:
+        render.error(f"{file}: signature check FAILED: {check.reason}")
+        raise typer.Exit(ExitCode.FAILED)
+    assert check.last is not None
+    render.out.print(f"signed: {check.heads} chain head(s) by {check.last['key']}; the last, at "
+                     f"{check.last['signed_at']}, covers all {check.last['audit_lines']} events")
+    raise typer.Exit(ExitCode.OK)
 
 
 @auth_app.command("set")
@@ -241,6 +260,50 @@ def auth_status() -> None:
         in_keyring = credentials.stored_fields(name, conn.credential_fields) if has_keyring else []
         in_env = [f.name for f in conn.credential_fields if os.environ.get(credentials.env_var(name, f.name))]
         render.out.print(f"{name}: keyring has {in_keyring or 'nothing'}; environment has {in_env or 'nothing'}")
+
+
+@keys_app.command("init")
+def keys_init(
+    key_file: Annotated[Path | None, typer.Option(
+        "--key-file", help="Keep the private key in this file (mode 600) instead of the OS keyring; then set "
+                           "[signing] key_file to it.")] = None,
+    public_key: Annotated[Path, typer.Option("--public-key", "-o", help="Where to write the public key to "
+                                             "share with customers and auditors.")] = Path("msp.pub"),
+    force: Annotated[bool, typer.Option("--force", help="Replace an existing key in the keyring (runs signed "
+                                        "with the old key then need the old public key).")] = False,
+) -> None:
+    """Make the MSP's Ed25519 signing key and write its public key to share (msp.pub)."""
+    if key_file is None and not force and signing.load_signer(None) is not None:
+        raise BadInput("the OS keyring already holds a signing key; `offboard keys export` writes its public key, "
+                       "or pass --force to replace it")
+    if key_file is not None and key_file.exists():
+        raise BadInput(f"{key_file} already exists; choose another path (a key file is never overwritten)")
+    key = signing.generate()
+    if key_file is None:
+        signing.store_in_keyring(key)
+        where = f"the OS keyring (service {signing.KEYRING_SERVICE})"
+    else:
+        signing.write_key_file(key, key_file)
+        where = f"{key_file} (set [signing] key_file = \"{key_file}\" in config.toml)"
+    public_key.write_bytes(signing.public_pem(key.public_key()))
+    render.out.print(f"Signing key {signing.fingerprint(key.public_key())} kept in {where}.", soft_wrap=True)
+    render.out.print(f"Public key written to {public_key}: share it with customers and auditors; "
+                     f"`offboard audit verify audit.jsonl --public-key {public_key}` checks a run with it.",
+                     soft_wrap=True)
+
+
+@keys_app.command("export")
+def keys_export(
+    out: Annotated[Path, typer.Option("--out", "-o", help="Where to write the public key.")] = Path("msp.pub"),
+    config: ConfigOpt = Path("config.toml"),
+) -> None:
+    """Write the public half of the MSP's signing key (the configured key file, else the keyring's)."""
+    key_file = _config(config).signing_key_file if config.exists() else None
+    signer = signing.load_signer(key_file)
+    if signer is None:
+        raise BadInput("no signing key: make one with `offboard keys init`")
+    out.write_bytes(signing.public_pem(signer.public))
+    render.out.print(f"Public key {signer.fingerprint} written to {out}.")
 
 
 @app.command()

@@ -63,11 +63,19 @@ class RunSection(BaseModel):
     runs_dir: Path = Path("offboard-runs")
 
 
+class SigningSection(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    # The MSP's Ed25519 private key as a PEM file; unset: the OS keyring's (`offboard keys init`).
+    key_file: Path | None = None
+
+
 class CoreSettings(SectionSettings):
     model_config = SettingsConfigDict(env_prefix="OFFBOARD_")
 
     customer: CustomerSection
     run: RunSection = RunSection()
+    signing: SigningSection = SigningSection()
 
 
 S = TypeVar("S", bound=SectionSettings)
@@ -108,6 +116,13 @@ class ExitConfig:
     def runs_dir(self) -> Path:
         runs = self.core.run.runs_dir
         return runs if runs.is_absolute() else self.path.parent / runs
+
+    @property
+    def signing_key_file(self) -> Path | None:
+        key = self.core.signing.key_file
+        if key is None:
+            return None
+        return key if key.is_absolute() else self.path.parent / key
 
     def fingerprint(self) -> str:
         """Identifies the exit a plan belongs to: the customer and each vendor's scope."""

@@ -14,7 +14,7 @@ from pathlib import Path
 from pydantic import SecretStr
 
 from offboard import connectors as registry
-from offboard import engine, manual, render
+from offboard import engine, manual, render, signing
 from offboard.audit import verify_file
 from offboard.config import load_config
 from offboard.errors import BadInput, ExitCode
@@ -36,6 +36,16 @@ def _toml_value(v: object) -> str:
     return '"' + str(v).replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
+def _demo_key(directory: Path) -> tuple[Path, Path]:
+    """A signing key for the demo's runs only (a file in the demo folder, never the keyring)."""
+    key_file, public_key = directory / "demo-signing-key.pem", directory / "msp.pub"
+    if not key_file.exists():
+        key = signing.generate()
+        signing.write_key_file(key, key_file)
+        public_key.write_bytes(signing.public_pem(key.public_key()))
+    return key_file, public_key
+
+
 def run_demo(directory: Path) -> int:
     available = registry.installed()
     kits = {n: k for n, c in available.items() if (k := c.sandbox()) is not None}
@@ -47,10 +57,11 @@ def run_demo(directory: Path) -> int:
                      "No vendor account is used.\n")
     with contextlib.ExitStack() as stack:
         urls = {n: stack.enter_context(serve(k.make_app(TIME_SCALE))) for n, k in kits.items()}
+        key_file, public_key = _demo_key(directory)
         lines = ['[customer]', 'name = "Acme Dental (sandbox demo)"', 'approved_by = "demo"',
                  f"end_of_service = {date.today().isoformat()}",
                  'monitoring_after_exit = "Acme IT (it@acme.example) from the end-of-service date"', "",
-                 "[run]", 'runs_dir = "runs"', ""]
+                 "[run]", 'runs_dir = "runs"', "", "[signing]", f"key_file = {_toml_value(key_file.name)}", ""]
         for name, kit in kits.items():
             lines.append(f"[{name}]")
             lines += [f"{k} = {_toml_value(v)}" for k, v in kit.config_section(urls[name], TIME_SCALE).items()]
@@ -104,7 +115,8 @@ def run_demo(directory: Path) -> int:
             return ExitCode.FAILED
         render.paths(result.run.audit_path, result.run.report_path, check.lines, check.last_hash)
         render.out.print(f"Closure note: {result.run.path / 'closure-note.md'}", soft_wrap=True)
-        render.out.print(f"Check it yourself: offboard audit verify {result.run.audit_path}", soft_wrap=True)
+        render.out.print(f"Check it yourself: offboard audit verify {result.run.audit_path} "
+                         f"--public-key {public_key}", soft_wrap=True)
     unfinished = [r for r in rows if r.state not in ("done", "verified", "confirmed", "skipped")]
     if unfinished or any(not c.passed for c in result.checks):
         render.error(f"demo: {len(unfinished)} item(s) not finished; see the status table above")

@@ -33,6 +33,7 @@ from offboard.lifecycle import AWAITING_PERSON, TERMINAL, UNSETTLED, fold_action
 from offboard.plan import Action, Finding, Inventory, Plan, VendorPlan, now_iso, read_plan, write_plan
 from offboard.report import write_report
 from offboard.runstate import RunDir
+from offboard.signing import Signer, load_signer
 
 
 class Progress(Protocol):
@@ -230,6 +231,7 @@ def apply(plan: Plan, cfg: ExitConfig, sessions: Sessions, *, overrides: Overrid
                 audit.emit("run.finished", outcome="failure",
                            detail="stopped by preflight gates before any removal")
                 write_state(run, plan, audit, "blocked")
+                write_documents(run, plan, audit, signer_for(cfg))
                 return RunResult(run, ExitCode.PREFLIGHT_BLOCKED, blocking=blocking,
                                  message="stopped before any removal: finish incident response first, "
                                          "or pass --override-preflight \"REASON\"")
@@ -244,9 +246,15 @@ def apply(plan: Plan, cfg: ExitConfig, sessions: Sessions, *, overrides: Overrid
                 audit.emit("action.planned", vendor=action.vendor, step=action.step,
                            action_id=action.id, target=action.target.model_dump(),
                            detail={"summary": action.summary, "call": action.call or "manual"})
-            return _execute(run, plan, sessions, audit, live, overrides, progress or _NoProgress(), guide)
+            return _execute(run, plan, sessions, audit, live, overrides, progress or _NoProgress(), guide,
+                            signer_for(cfg))
         finally:
             audit.close()
+
+
+def signer_for(cfg: ExitConfig) -> Signer | None:
+    """The MSP's signing key for this exit, if it has one (runs are unsigned otherwise)."""
+    return load_signer(cfg.signing_key_file)
 
 
 @contextmanager
@@ -278,11 +286,12 @@ def resume(run_id: str, cfg: ExitConfig, sessions: Sessions, *, overrides: Overr
         live = {name: s.discover() for name, s in sessions.by_vendor.items()}
         # Guarded actions were confirmed when the run started (audited); the run keeps that decision.
         confirmed = Overrides(overrides.preflight, overrides.evidence, None, True)
-        return _execute(run, plan, sessions, audit, live, confirmed, progress or _NoProgress(), guide)
+        return _execute(run, plan, sessions, audit, live, confirmed, progress or _NoProgress(), guide,
+                        signer_for(cfg))
 
 
 def _execute(run: RunDir, plan: Plan, sessions: Sessions, audit: AuditLog, live: Mapping[str, Inventory],
-             overrides: Overrides, progress: Progress, guide: Guide | None = None) -> RunResult:
+             overrides: Overrides, progress: Progress, guide: Guide | None, signer: Signer | None) -> RunResult:
     done = fold_actions(audit.records)
     step_of = plan.step_of()
     evidence = EvidenceStore(run.path)
@@ -372,7 +381,7 @@ def _execute(run: RunDir, plan: Plan, sessions: Sessions, audit: AuditLog, live:
         audit.emit("run.finished", outcome="failure", detail=f"stopped: {stop}; resume with "
                    f"`offboard apply --resume {run.run_id}`")
         write_state(run, plan, audit, "interrupted")
-        write_documents(run, plan, audit)
+        write_documents(run, plan, audit, signer)
         return RunResult(run, stop.exit_code, counts, message=f"{stop}; resume later with "
                          f"`offboard apply --resume {run.run_id}`")
 
@@ -396,7 +405,7 @@ def _execute(run: RunDir, plan: Plan, sessions: Sessions, audit: AuditLog, live:
     audit.emit("run.finished", outcome=outcome, detail={**counts, "checks_failed": len(failed_checks),
                                                         "exit_code": int(code)})
     write_state(run, plan, audit, "finished" if code == ExitCode.OK else f"finished-{code.name.lower()}")
-    write_documents(run, plan, audit)
+    write_documents(run, plan, audit, signer)
     return RunResult(run, code, counts, checks, pending=pending, message=message)
 
 
@@ -525,7 +534,11 @@ def write_state(run: RunDir, plan: Plan, audit: AuditLog, status: str) -> None:
     })
 
 
-def write_documents(run: RunDir, plan: Plan, audit: AuditLog) -> None:
+def write_documents(run: RunDir, plan: Plan, audit: AuditLog, signer: Signer | None) -> None:
+    """Sign the chain head as it stands (when the MSP has a key), then write the documents
+    that quote it."""
+    if signer is not None and audit.records:
+        signer.sign_head(run.path, run.run_id, len(audit.records), audit.last_hash)
     write_report(run, plan, audit.records)
     write_closure_note(run, plan, audit.records, EvidenceStore(run.path).manifest())
     write_checklist(run, plan, audit.records)
@@ -569,5 +582,5 @@ def verify_recorded(run_id: str, cfg: ExitConfig, sessions: Sessions) -> list[Ch
                     checks.append(check)
         audit.emit("verify.finished", outcome="success" if all(c.passed for c in checks) else "failure",
                    detail={"checks": len(checks), "failed": sum(1 for c in checks if not c.passed)})
-        write_documents(run, plan, audit)
+        write_documents(run, plan, audit, signer_for(cfg))
     return checks

@@ -13,6 +13,7 @@ from offboard.engine import (
     Sessions,
     record_confirmation,
     reopen,
+    signer_for,
     write_documents,
     write_state,
 )
@@ -68,7 +69,7 @@ def confirm(run_id: str, action_id: str, by: str, note: str, cfg: ExitConfig, se
             write_state(run, plan, audit, "closed")
         else:
             write_state(run, plan, audit, "finished-manual_pending")
-        write_documents(run, plan, audit)
+        write_documents(run, plan, audit, signer_for(cfg))
         return ConfirmResult(run, action, accepted, check, remaining)
 
 

@@ -1,0 +1,217 @@
+"""The MSP's Ed25519 signature over the audit log's chain head.
+
+Each line of the audit log carries the hash of the one before it, so whoever can
+rewrite the whole file can forge a whole new chain. A signature over the chain head
+(its line count and last hash), made with a key only the MSP holds, closes that gap:
+``signatures.jsonl`` beside the log keeps one signed head per run, resume, manual
+confirmation and verification, so the record is contemporaneous, not made after the
+fact. Anyone with the public key (``msp.pub``) can check it offline.
+
+The private key lives in the OS keyring, or in a file named by ``[signing] key_file``.
+The crypto is the ``cryptography`` package's; nothing here is hand-rolled.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import keyring
+import keyring.errors
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+
+from offboard.audit import verify_file
+from offboard.errors import BadInput
+from offboard.plan import canonical_json, now_iso
+from offboard.redact import REDACTOR
+
+SIGNATURES = "signatures.jsonl"
+FORMAT = "offboard-chain-head/1"
+KEYRING_SERVICE = "offboard:signing"
+KEYRING_FIELD = "ed25519_private_key"
+
+
+def fingerprint(public: Ed25519PublicKey) -> str:
+    raw = public.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+    return "ed25519:" + hashlib.sha256(raw).hexdigest()[:32]
+
+
+def public_pem(public: Ed25519PublicKey) -> bytes:
+    return public.public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+
+
+@dataclass(frozen=True)
+class Signer:
+    private: Ed25519PrivateKey
+    where: str  # "the OS keyring" or the key file's path, for messages
+
+    @property
+    def public(self) -> Ed25519PublicKey:
+        return self.private.public_key()
+
+    @property
+    def fingerprint(self) -> str:
+        return fingerprint(self.public)
+
+    def sign_head(self, run_path: Path, run_id: str, lines: int, last_hash: str) -> dict[str, Any]:
+        """Append a signed chain head to the run's signatures.jsonl (fsynced)."""
+        head = {"format": FORMAT, "run_id": run_id, "audit_lines": lines, "last_hash": last_hash,
+                "signed_at": now_iso(), "key": self.fingerprint}
+        signature = self.private.sign(canonical_json(head).encode())
+        record = {**head, "signature": base64.b64encode(signature).decode()}
+        path = run_path / SIGNATURES
+        with path.open("a", encoding="utf-8") as fh:
+            fh.write(json.dumps(record, sort_keys=True) + "\n")
+            fh.flush()
+            os.fsync(fh.fileno())
+        return record
+
+
+# -- keys ----------------------------------------------------------------------------
+
+
+def generate() -> Ed25519PrivateKey:
+    return Ed25519PrivateKey.generate()
+
+
+def _raw_private(key: Ed25519PrivateKey) -> bytes:
+    return key.private_bytes(serialization.Encoding.Raw, serialization.PrivateFormat.Raw,
+                             serialization.NoEncryption())
+
+
+def store_in_keyring(key: Ed25519PrivateKey) -> None:
+    try:
+        keyring.set_password(KEYRING_SERVICE, KEYRING_FIELD, base64.b64encode(_raw_private(key)).decode())
+    except keyring.errors.KeyringError as exc:
+        raise BadInput(f"cannot store the signing key: no usable OS keyring on this machine "
+                       f"({type(exc).__name__}); use `offboard keys init --key-file PATH` and set "
+                       "[signing] key_file") from None
+
+
+def write_key_file(key: Ed25519PrivateKey, path: Path) -> None:
+    pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                            serialization.NoEncryption())
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)  # never readable by others
+    with os.fdopen(fd, "wb") as fh:
+        fh.write(pem)
+
+
+def _from_keyring() -> Ed25519PrivateKey | None:
+    try:
+        value = keyring.get_password(KEYRING_SERVICE, KEYRING_FIELD)
+    except keyring.errors.KeyringError:
+        return None
+    if not value:
+        return None
+    REDACTOR.register(value)
+    try:
+        return Ed25519PrivateKey.from_private_bytes(base64.b64decode(value))
+    except ValueError:
+        raise BadInput("the signing key in the OS keyring is not an Ed25519 key; make a new one with "
+                       "`offboard keys init --force`") from None
+
+
+def _from_file(path: Path) -> Ed25519PrivateKey:
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise BadInput(f"[signing] key_file {path} does not exist; make one with "
+                       f"`offboard keys init --key-file {path}`") from None
+    except OSError as exc:
+        raise BadInput(f"cannot read the signing key {path}: {exc.strerror}") from None
+    try:
+        key = serialization.load_pem_private_key(data, password=None)
+    except (ValueError, TypeError):
+        raise BadInput(f"{path} is not an unencrypted PEM private key; make one with "
+                       "`offboard keys init --key-file PATH`") from None
+    if not isinstance(key, Ed25519PrivateKey):
+        raise BadInput(f"{path} holds a {type(key).__name__}, not an Ed25519 key")
+    return key
+
+
+def load_signer(key_file: Path | None) -> Signer | None:
+    """The configured key file, else the keyring's key, else None (runs are then unsigned)."""
+    if key_file is not None:
+        return Signer(_from_file(key_file), str(key_file))
+    key = _from_keyring()
+    return None if key is None else Signer(key, "the OS keyring")
+
+
+def load_public(path: Path) -> Ed25519PublicKey:
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise BadInput(f"public key {path} does not exist; export it with `offboard keys export -o {path}`") from None
+    except OSError as exc:
+        raise BadInput(f"cannot read public key {path}: {exc.strerror}") from None
+    return parse_public(data, str(path))
+
+
+def parse_public(data: bytes, where: str) -> Ed25519PublicKey:
+    try:
+        key = serialization.load_pem_public_key(data)
+    except ValueError:
+        raise BadInput(f"{where} is not a PEM public key (-----BEGIN PUBLIC KEY-----)") from None
+    if not isinstance(key, Ed25519PublicKey):
+        raise BadInput(f"{where} holds a {type(key).__name__}, not an Ed25519 public key")
+    return key
+
+
+# -- verification ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SignatureCheck:
+    ok: bool
+    reason: str
+    heads: int = 0
+    last: dict[str, Any] | None = None
+
+
+def verify_heads(audit: Path, signatures: Path, public: Ed25519PublicKey) -> SignatureCheck:
+    """Every signed head verifies with ``public`` and names a line of the chain whose hash it
+    quotes; the newest covers the whole log. The chain itself is checked first."""
+    chain = verify_file(audit)
+    if not chain.ok:
+        return SignatureCheck(False, f"audit chain broken at line {chain.bad_line}: {chain.reason}")
+    try:
+        lines = signatures.read_text(encoding="utf-8").splitlines()
+    except FileNotFoundError:
+        return SignatureCheck(False, f"no {signatures.name} beside the audit log: the run was never signed")
+    hashes = [json.loads(line)["hash"] for line in audit.read_text(encoding="utf-8").splitlines()]
+    key = fingerprint(public)
+    last: dict[str, Any] | None = None
+    for n, line in enumerate(lines, start=1):
+        try:
+            record = json.loads(line)
+            head = {k: record[k] for k in ("format", "run_id", "audit_lines", "last_hash", "signed_at", "key")}
+            signature = base64.b64decode(record["signature"], validate=True)
+        except (ValueError, KeyError, TypeError):
+            return SignatureCheck(False, f"{signatures.name} line {n} is not a signed chain head")
+        if head["key"] != key:
+            return SignatureCheck(False, f"{signatures.name} line {n} was signed by key {head['key']}, "
+                                  f"not by this public key ({key})")
+        try:
+            public.verify(signature, canonical_json(head).encode())
+        except InvalidSignature:
+            return SignatureCheck(False, f"{signatures.name} line {n}: the signature does not verify with this "
+                                  "public key (the head or the signature was changed)")
+        count = head["audit_lines"]
+        if not isinstance(count, int) or not 1 <= count <= len(hashes) or hashes[count - 1] != head["last_hash"]:
+            return SignatureCheck(False, f"{signatures.name} line {n}: the signed head (line {count}, hash "
+                                  f"{str(head['last_hash'])[:12]}…) is not in this audit log (it was rewritten)")
+        last = head
+    if last is None:
+        return SignatureCheck(False, f"{signatures.name} is empty: the run was never signed")
+    if last["audit_lines"] != len(hashes):
+        return SignatureCheck(False, f"audit lines {last['audit_lines'] + 1} to {len(hashes)} were added after "
+                              "the last signature (unsigned)", len(lines), last)
+    return SignatureCheck(True, "", len(lines), last)
