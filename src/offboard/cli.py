@@ -22,6 +22,7 @@ from offboard.config import ExitConfig, load_config
 from offboard.errors import BadInput, ExitCode, OffboardError
 from offboard.plan import read_plan, write_plan
 from offboard.redact import REDACTOR
+from offboard.runstate import RunDir
 
 app = typer.Typer(
     name="offboard",
@@ -260,6 +261,51 @@ def auth_status() -> None:
         in_keyring = credentials.stored_fields(name, conn.credential_fields) if has_keyring else []
         in_env = [f.name for f in conn.credential_fields if os.environ.get(credentials.env_var(name, f.name))]
         render.out.print(f"{name}: keyring has {in_keyring or 'nothing'}; environment has {in_env or 'nothing'}")
+
+
+@app.command()
+def bundle(
+    target: Annotated[str, typer.Argument(help="A run id (as `offboard status --all` lists them), or `verify`.")],
+    file: Annotated[Path | None, typer.Argument(help="With `verify`: the bundle to check.")] = None,
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="Where to write the bundle "
+                                             "(default: <run id>.tar.gz).")] = None,
+    public_key: Annotated[Path | None, typer.Option(
+        "--public-key", help="With `verify`: the MSP's public key; without it, the key inside the bundle is used "
+                             "(which proves integrity, not who signed).")] = None,
+    config: ConfigOpt = Path("config.toml"),
+) -> None:
+    """`offboard bundle RUN_ID -o acme-exit.tar.gz`: one signed file with the plan, the audit log and its
+    signatures, the evidence, the snapshots, every verification and confirmation, and the reports.
+
+    `offboard bundle verify acme-exit.tar.gz [--public-key msp.pub]`: check it whole, offline.
+    Exits 0 when it verifies, 1 naming each problem when it does not."""
+    from offboard import bundle as bundles
+
+    if target == "verify":
+        if file is None:
+            raise BadInput("`offboard bundle verify` needs the bundle file: offboard bundle verify FILE.tar.gz")
+        check = bundles.verify(file, public_key)
+        if not check.ok:
+            for problem in check.problems:
+                render.error(f"{file}: {problem}")
+            render.error(f"{file}: NOT verified ({len(check.problems)} problem(s))")
+            raise typer.Exit(ExitCode.FAILED)
+        m = check.manifest
+        render.out.print(f"{file}: verified — run {m['run_id']} for {m['customer']!r}, {len(m['members'])} members, "
+                         f"audit chain of {m['audit']['lines']} events signed by {check.key} "
+                         f"(checked with {check.key_source}).", soft_wrap=True)
+        raise typer.Exit(ExitCode.OK)
+    if file is not None:
+        raise BadInput(f"unexpected argument {str(file)!r}: use `offboard bundle RUN_ID -o FILE`")
+    cfg = _config(config)
+    run = RunDir.existing(cfg.runs_dir, target)
+    signer = engine.signer_for(cfg)
+    if signer is None:
+        raise BadInput("a bundle is signed with the MSP's key and there is none: make one with `offboard keys init`")
+    dest = out or Path(f"{run.run_id}.tar.gz")
+    manifest = bundles.create(run, signer, dest)
+    render.out.print(f"Bundle written to {dest}: {len(manifest['members'])} members, signed by {signer.fingerprint}. "
+                     f"Check it with `offboard bundle verify {dest} --public-key msp.pub`.", soft_wrap=True)
 
 
 @keys_app.command("init")

@@ -1,0 +1,105 @@
+"""The MSP's signature over the audit chain: a rewritten log, a swapped signature, another key
+or unsigned lines appended after the last signature are each named."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from offboard import signing
+from offboard.audit import AuditLog, line_hash
+from offboard.errors import BadInput
+
+
+def a_run(tmp_path: Path, signer: signing.Signer, events: int = 5) -> Path:
+    log = AuditLog(tmp_path / "audit.jsonl", "run-1")
+    for n in range(events):
+        log.emit("action.succeeded", vendor="v", action_id=f"v.a.{n}", outcome="success", detail={"n": n})
+        if n in (1, events - 1):
+            signer.sign_head(tmp_path, "run-1", len(log.records), log.last_hash)
+    log.close()
+    return tmp_path / "audit.jsonl"
+
+
+def check(audit: Path, key: signing.Signer) -> signing.SignatureCheck:
+    return signing.verify_heads(audit, audit.parent / signing.SIGNATURES, key.public)
+
+
+@pytest.fixture
+def signer() -> signing.Signer:
+    return signing.Signer(signing.generate(), "test")
+
+
+def test_an_untouched_signed_run_verifies(tmp_path: Path, signer: signing.Signer) -> None:
+    result = check(a_run(tmp_path, signer), signer)
+    assert result.ok and result.heads == 2 and result.last is not None and result.last["audit_lines"] == 5
+
+
+def test_a_whole_rewritten_chain_is_caught_though_every_hash_is_recomputed(
+        tmp_path: Path, signer: signing.Signer) -> None:
+    audit = a_run(tmp_path, signer)
+    records: list[dict[str, Any]] = [json.loads(line) for line in audit.read_text().splitlines()]
+    prev = "0" * 64
+    for r in records:  # a forger who rewrites a detail and recomputes the whole chain
+        if r["seq"] == 1:
+            r["detail"] = {"n": 999}
+        r["prev_hash"] = prev
+        r["hash"] = line_hash(r)
+        prev = r["hash"]
+    audit.write_text("".join(json.dumps(r) + "\n" for r in records))
+    result = check(audit, signer)
+    assert not result.ok and "is not in this audit log (it was rewritten)" in result.reason
+
+
+def test_another_key_or_a_swapped_signature_is_named(tmp_path: Path, signer: signing.Signer) -> None:
+    audit = a_run(tmp_path, signer)
+    other = signing.Signer(signing.generate(), "other")
+    assert "not by this public key" in check(audit, other).reason
+    sigs = tmp_path / signing.SIGNATURES
+    lines = [json.loads(line) for line in sigs.read_text().splitlines()]
+    lines[0]["signature"], lines[1]["signature"] = lines[1]["signature"], lines[0]["signature"]
+    sigs.write_text("".join(json.dumps(r) + "\n" for r in lines))
+    assert "the signature does not verify" in check(audit, signer).reason
+
+
+def test_lines_appended_after_the_last_signature_are_unsigned(tmp_path: Path, signer: signing.Signer) -> None:
+    audit = a_run(tmp_path, signer)
+    log = AuditLog(audit, "run-1")
+    log.emit("manual.confirmed", vendor="v", action_id="v.m", outcome="success", detail={"by": "forger"})
+    log.close()
+    result = check(audit, signer)
+    assert not result.ok and "audit lines 6 to 6 were added after the last signature" in result.reason
+
+
+def test_a_run_never_signed_says_so(tmp_path: Path, signer: signing.Signer) -> None:
+    log = AuditLog(tmp_path / "audit.jsonl", "run-1")
+    log.emit("run.started", outcome="success")
+    log.close()
+    assert "never signed" in check(tmp_path / "audit.jsonl", signer).reason
+
+
+def test_key_files_are_private_and_bad_keys_are_one_clear_line(tmp_path: Path) -> None:
+    key = signing.generate()
+    path = tmp_path / "k.pem"
+    signing.write_key_file(key, path)
+    assert path.stat().st_mode & 0o077 == 0
+    loaded = signing.load_signer(path)
+    assert loaded is not None and loaded.fingerprint == signing.fingerprint(key.public_key())
+    (tmp_path / "bad.pem").write_text("not a key")
+    with pytest.raises(BadInput, match="not an unencrypted PEM private key"):
+        signing.load_signer(tmp_path / "bad.pem")
+    with pytest.raises(BadInput, match="does not exist"):
+        signing.load_signer(tmp_path / "missing.pem")
+    with pytest.raises(BadInput, match="not a PEM public key"):
+        signing.load_public(tmp_path / "bad.pem")
+
+
+def test_the_keyring_keeps_the_key_when_no_file_is_configured() -> None:
+    assert signing.load_signer(None) is None  # the test keyring starts empty
+    key = signing.generate()
+    signing.store_in_keyring(key)
+    loaded = signing.load_signer(None)
+    assert loaded is not None and loaded.fingerprint == signing.fingerprint(key.public_key())
