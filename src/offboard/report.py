@@ -1,119 +1,116 @@
-"""The proof-of-stop report: built only from the plan and the audit log, so it cannot
-say anything the log does not."""
+"""The proof-of-stop report as Markdown (report.md) and as a self-contained HTML page
+(report.html, see report_html.py), both rendered from one ``proof.Proof``."""
 
 from __future__ import annotations
 
+from collections import Counter
 from typing import Any
 
-from offboard.lifecycle import fold
 from offboard.plan import Plan
+from offboard.proof import PROBLEM_STATES, Proof, build, last_signature
 from offboard.runstate import RunDir, atomic_write_text
 
-RESULT = {"action.succeeded": "removed", "action.failed": "FAILED", "action.skipped": "skipped",
-          "action.blocked": "held back", "action.unknown": "UNKNOWN", "action.started": "interrupted",
-          "manual.pending": "manual, pending", "manual.confirmed": "confirmed", "manual.rejected": "manual, pending"}
+GLANCE = (("Removed by API", ("removed",)), ("Already gone", ("already_absent",)), ("Done by hand", ("confirmed",)),
+          ("Waiting for a person", ("pending",)), ("Failed, held back or unknown", PROBLEM_STATES),
+          ("Evidence exported", ("exported",)), ("Not touched (scope guard)", ("skipped",)))
 
 
 def _cell(value: Any) -> str:
     return str(value).replace("|", "\\|").replace("\n", " ")
 
 
-def _message(detail: Any) -> str:
-    if isinstance(detail, dict):
-        return str(detail.get("message") or detail.get("result") or detail.get("note") or "")
-    return str(detail or "")
+def signature_line(p: Proof) -> str:
+    s = p.signature
+    if s is None:
+        return "not signed — the MSP had no signing key when this run ran (`offboard keys init`)"
+    covers = "all events" if s["audit_lines"] == p.events else f"events 1 to {s['audit_lines']} of {p.events}"
+    return (f"signed with the MSP's key `{s['key']}` at {s['signed_at']}, covering {covers} "
+            f"(head hash `{s['last_hash']}`)")
 
 
-def _http(rec: dict[str, Any] | None) -> str:
-    http = rec.get("http") if rec else None
-    return f"{http['method']} {http['path']} → {http['status']}" if http else ""
+def glance(p: Proof) -> list[tuple[str, list[int]]]:
+    """Per vendor, how many objects ended in each state (the 'at a glance' table)."""
+    out = []
+    for v in p.vendors:
+        tally: Counter[str] = Counter()
+        for step in v.steps:
+            tally.update(step.tally())
+        counts = [sum(tally[s] for s in states) for _, states in GLANCE[:-1]]
+        counts.append(len(v.skipped) + tally["skipped"])
+        out.append((v.display_name, counts))
+    return out
 
 
-def render_report(run_id: str, plan: Plan, records: list[dict[str, Any]]) -> str:
-    folded = fold(records)
-    last, proof = folded.last, folded.proof
-    started = records[0]["ts"] if records else "-"
-    finished = next((r for r in reversed(records) if r["event"] in ("run.finished", "run.closed")), None)
+def render_markdown(p: Proof) -> str:
+    end = p.finished
     out = [
-        f"# Proof of service stop — {plan.customer}",
+        f"# Proof of service stop — {p.customer}", "",
+        f"**{p.verdict}**", "",
+        "| | |", "|---|---|",
+        f"| End of service | {_cell(p.end_of_service)} |",
+        f"| Approved by | {_cell(p.approved_by)} |",
+        f"| Ticket | {_cell(p.ticket)} |",
+        f"| Monitoring after the exit | {_cell(p.monitoring_after_exit)} |",
+        f"| Run | `{p.run_id}` (plan `{p.plan_id}`, made {p.plan_made}) |",
+        f"| Started | {p.started} |",
+        "| Last update | " + (f"{_cell(end['ts'])} — {end['event']} **{end['outcome']}**" if end else
+                               "not finished (resume the run)") + " |",
+        f"| Audit log | `audit.jsonl`, {p.events} events, last hash `{p.last_hash}` |",
+        f"| Signature | {_cell(signature_line(p))} |",
         "",
-        f"- Run: `{run_id}` (plan `{plan.plan_id}`, made {plan.created_at})",
-        f"- End of service: {plan.end_of_service or 'not set'}; approved by: {plan.approved_by or 'not recorded'}; "
-        f"ticket: {plan.ticket or 'none'}",
-        f"- Started: {started}",
-        f"- Last update: {finished['ts'] if finished else 'not finished (resume the run)'}"
-        + (f" — {finished['event']} **{finished['outcome']}**" if finished else ""),
-        f"- Audit log: `audit.jsonl`, {len(records)} events, last hash `{records[-1]['hash'] if records else '-'}`"
-        " (check with `offboard audit verify audit.jsonl`)",
-        "",
+        "## At a glance", "",
+        "| Vendor | " + " | ".join(label for label, _ in GLANCE) + " |",
+        "|---" * (len(GLANCE) + 1) + "|",
     ]
-    gates = [r for r in records if r["event"] == "preflight.checked"]
-    if gates:
-        out += ["## Preflight", "", "| Vendor | Check | Count | Blocking | Finding |", "|---|---|---|---|---|"]
-        for g in gates:
-            d = g["detail"]
-            out.append(f"| {g['vendor']} | {_cell(d['kind'])} | {d['count']} | {'yes' if d['blocking'] else 'no'}"
-                       f" | {_cell(d['finding'])} |")
-        for o in (r for r in records if r["event"] in ("preflight.overridden", "evidence.overridden")):
-            what = "Gates" if o["event"] == "preflight.overridden" else "Failed evidence export"
-            out.append(f"\n{what} overridden at {o['ts']}: “{_cell(o['detail']['reason'])}”.")
+    out += [f"| {name} | " + " | ".join(str(n) for n in counts) + " |" for name, counts in glance(p)]
+    out.append("")
+    for when, what, reason in p.overrides:
+        out.append(f"- {what} overridden at {when}: “{_cell(reason)}”.")
+    if p.overrides:
         out.append("")
-    after = {r["vendor"]: r["detail"]["snapshot"] for r in records if r["event"] == "snapshot.taken"}
-    for vp in plan.vendors:
-        out += [f"## {vp.display_name} — {vp.scope}", "", f"Credentials: {vp.account}.", ""]
-        for step in vp.steps:
-            out += [f"### {step.title}", "", "| Object | When | Result | How it is known | Verified |",
+    for v in p.vendors:
+        out += [f"## {v.display_name} — {v.scope}", "", f"Credentials: {v.account}.", ""]
+        for step in v.steps:
+            out += [f"### {step.title}", ""]
+            if step.why:
+                out += [step.why, ""]
+            out += ["| Object | When | Result | How it was done | Verified by re-reading the vendor |",
                     "|---|---|---|---|---|"]
-            for a in step.actions:
-                rec = last.get(a.id)
-                result = RESULT.get(rec["event"], "?") if rec else "not started"
-                if rec and rec["event"] == "action.succeeded":
-                    if rec["detail"].get("already_absent"):
-                        result = "already absent"
-                    elif not a.destructive:
-                        result = "exported"
-                how = ""
-                if rec and rec["event"] == "manual.confirmed":
-                    d = rec["detail"]
-                    how = f"confirmed by {d['by']}" + (f": {d['note']}" if d.get("note") else "")
-                elif rec and rec["event"] == "manual.pending" and a.manual:
-                    how = f"{a.manual.portal_path}; done when {a.manual.done_when}"
-                elif rec:
-                    how = "; ".join(x for x in (_http(rec), _message(rec["detail"])) if x)
-                    files = rec["detail"].get("files") if isinstance(rec["detail"], dict) else None
-                    if files:
-                        how += "; " + ", ".join(f"`{f['path']}` sha256 {f['sha256'][:12]}…" for f in files[:4])
-                        if len(files) > 4:
-                            how += f" and {len(files) - 4} more"
-                p = proof.get(a.id)
-                verified = "" if p is None else (
-                    ("passed" if p["event"] == "verify.passed" else "FAILED")
-                    + f": {_cell(p['detail']['result'])}" + (f" ({_http(p)})" if _http(p) else ""))
-                name = a.target.name if a.kind == "api" else f"{a.target.name} (`{a.id}`)"
-                when = rec["ts"] if rec else "-"
-                out.append(f"| {_cell(name)} | {when} | {result} | {_cell(how)} | {verified} |")
+            for r in step.rows:
+                how = r.how
+                if r.files:
+                    how += "; " + ", ".join(f"`{f['path']}` sha256 {f['sha256'][:12]}…" for f in r.files[:4])
+                    how += f" and {len(r.files) - 4} more" if len(r.files) > 4 else ""
+                verified = "" if r.verified_ok is None else (
+                    ("passed: " if r.verified_ok else "FAILED: ") + r.verified)
+                name = r.name if r.kind != "manual" else f"{r.name} (`{r.action_id}`)"
+                out.append(f"| {_cell(name)} | {r.when} | {r.label} | {_cell(how)} | {_cell(verified)} |")
             out.append("")
-        if vp.skipped:
+        if v.skipped:
             out += ["### Not touched (outside the exit's scope)", ""]
-            out += [f"- {_cell(s.target.name)} (`{s.target.id}`): {_cell(s.reason)}" for s in vp.skipped]
+            out += [f"- {_cell(name)} (`{oid}`): {_cell(why)}" for name, oid, why in v.skipped]
             out.append("")
-        checks = [r for r in records if r["event"] in ("verify.passed", "verify.failed")
-                  and r["vendor"] == vp.vendor and not r.get("action_id")]
-        if checks:
+        if v.checks:
             out += ["### Verification of the whole (re-read from the vendor)", "", "| Check | Result |", "|---|---|"]
-            for c in checks:
-                mark = "passed" if c["event"] == "verify.passed" else "FAILED"
-                out.append(f"| {_cell(c['detail']['check'])} | {mark}: {_cell(c['detail']['result'])} |")
+            out += [f"| {_cell(c)} | {'passed' if ok else 'FAILED'}: {_cell(said)} |" for c, ok, said in v.checks]
             out.append("")
-        if vp.snapshot:
-            now = after.get(vp.vendor, {})
+        if v.counts:
             out += ["### Billing-relevant counts, before and after", "", "| Count | Before (plan) | After |",
                     "|---|---|---|"]
-            for k, v in vp.snapshot.items():
-                out.append(f"| {k} | {_cell(v)} | {_cell(now.get(k, '-'))} |")
+            out += [f"| {k.replace('_', ' ')} | {_cell(b)} | {_cell(a)} |" for k, b, a in v.counts]
             out.append("")
-    return "\n".join(out) + "\n"
+    out += ["## Timeline", ""]
+    out += [f"- {ts} — {_cell(text)}" for ts, text in p.timeline]
+    out += ["", "## How to check this report", "",
+            "Every line above comes from `audit.jsonl`. Check that the log is whole and was signed by the MSP:",
+            "", "    offboard audit verify audit.jsonl --public-key msp.pub", "",
+            f"A copy of the final hash kept elsewhere (`{p.last_hash}`) proves later that the log is unchanged.", ""]
+    return "\n".join(out)
 
 
 def write_report(run: RunDir, plan: Plan, records: list[dict[str, Any]]) -> None:
-    atomic_write_text(run.report_path, render_report(run.run_id, plan, records))
+    from offboard.report_html import render_html
+
+    p = build(run.run_id, plan, records, last_signature(run.path))
+    atomic_write_text(run.report_path, render_markdown(p))
+    atomic_write_text(run.path / "report.html", render_html(p))

@@ -1,0 +1,255 @@
+"""What the proof-of-stop report says, built only from the plan, the audit log and the
+signed chain head — so the Markdown and the HTML page say the same thing, and nothing
+the log does not."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from offboard.lifecycle import fold
+from offboard.plan import Action, Plan
+from offboard.signing import SIGNATURES
+
+# What each state is called for a reader who is not an engineer.
+STATE_LABEL = {
+    "removed": "Removed", "already_absent": "Already gone", "exported": "Exported", "confirmed": "Done by hand",
+    "pending": "Waiting for a person", "failed": "FAILED", "unknown": "Outcome unknown", "held": "Held back",
+    "skipped": "Not touched", "not_started": "Not started", "interrupted": "Interrupted",
+}
+PROBLEM_STATES = ("failed", "unknown", "held", "interrupted")
+
+
+@dataclass
+class Row:
+    name: str
+    action_id: str
+    kind: str  # "api", "export" or "manual"
+    state: str  # a key of STATE_LABEL
+    when: str
+    how: str  # how it was done: the call and the vendor's answer, or who confirmed it
+    verified: str = ""  # the re-read that proves it, if any
+    verified_ok: bool | None = None
+    files: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def label(self) -> str:
+        return STATE_LABEL[self.state]
+
+
+@dataclass
+class StepView:
+    title: str
+    why: str
+    rows: list[Row]
+    stops_updating: tuple[str, ...]
+
+    def tally(self) -> Counter[str]:
+        return Counter(r.state for r in self.rows)
+
+
+@dataclass
+class VendorView:
+    name: str
+    display_name: str
+    scope: str
+    account: str
+    steps: list[StepView]
+    skipped: list[tuple[str, str, str]]  # name, id, why
+    checks: list[tuple[str, bool, str]]  # whole-vendor re-reads: check, passed, what the vendor said
+    counts: list[tuple[str, Any, Any]]  # billing-relevant count, before, after
+
+
+@dataclass
+class Proof:
+    customer: str
+    run_id: str
+    plan_id: str
+    plan_made: str
+    end_of_service: str
+    approved_by: str
+    ticket: str
+    monitoring_after_exit: str
+    started: str
+    finished: dict[str, Any] | None
+    events: int
+    last_hash: str
+    signature: dict[str, Any] | None
+    vendors: list[VendorView]
+    timeline: list[tuple[str, str]]
+    totals: Counter[str]
+    checks_failed: int
+    overrides: list[tuple[str, str, str]]  # when, what, reason
+
+    @property
+    def stopped(self) -> bool:
+        """Every removal done and verified, every manual item confirmed, every re-read passed."""
+        return (self.finished is not None and not self.checks_failed and not self.totals["pending"]
+                and not any(self.totals[s] for s in (*PROBLEM_STATES, "not_started")))
+
+    @property
+    def verdict(self) -> str:
+        if self.stopped:
+            return "Service stopped: every removal is done and was re-read at the vendor, every manual step confirmed."
+        parts = []
+        if self.totals["pending"]:
+            parts.append(f"{self.totals['pending']} manual step(s) still waiting for a person")
+        problems = sum(self.totals[s] for s in PROBLEM_STATES)
+        if problems:
+            parts.append(f"{problems} action(s) failed, held back or unknown")
+        if self.totals["not_started"]:
+            parts.append(f"{self.totals['not_started']} action(s) not started")
+        if self.checks_failed:
+            parts.append(f"{self.checks_failed} verification re-read(s) did not pass")
+        if self.finished is None:
+            parts.append("the run has not finished")
+        return "Not finished yet: " + "; ".join(parts) + "."
+
+
+def when(ts: str | None) -> str:
+    """``2026-11-23 14:12 UTC`` from the log's ISO timestamps."""
+    if not ts:
+        return "-"
+    try:
+        return datetime.fromisoformat(ts.replace("Z", "+00:00")).strftime("%Y-%m-%d %H:%M UTC")
+    except ValueError:
+        return ts
+
+
+def last_signature(run_path: Path) -> dict[str, Any] | None:
+    try:
+        lines = (run_path / SIGNATURES).read_text(encoding="utf-8").splitlines()
+    except FileNotFoundError:
+        return None
+    for line in reversed(lines):
+        try:
+            record = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(record, dict):
+            return record
+    return None
+
+
+def _message(detail: Any) -> str:
+    if isinstance(detail, dict):
+        return str(detail.get("message") or detail.get("result") or detail.get("note") or "")
+    return str(detail or "")
+
+
+def _http(rec: dict[str, Any] | None) -> str:
+    http = rec.get("http") if rec else None
+    return f"{http['method']} {http['path']} → {http['status']}" if http else ""
+
+
+def _row(a: Action, rec: dict[str, Any] | None, proof: dict[str, Any] | None) -> Row:
+    kind = "manual" if a.kind == "manual" else ("api" if a.destructive else "export")
+    event = rec["event"] if rec else None
+    detail = rec.get("detail") if rec else None
+    state = {"action.succeeded": "exported" if kind == "export" else "removed", "action.failed": "failed",
+             "action.skipped": "skipped", "action.blocked": "held", "action.unknown": "unknown",
+             "action.started": "interrupted", "manual.pending": "pending", "manual.rejected": "pending",
+             "manual.confirmed": "confirmed", None: "not_started"}.get(event, "not_started")
+    if state == "removed" and isinstance(detail, dict) and detail.get("already_absent"):
+        state = "already_absent"
+    if kind == "export" and state == "removed":
+        state = "exported"
+    how = ""
+    files: list[dict[str, Any]] = []
+    if event == "manual.confirmed" and isinstance(detail, dict):
+        how = f"confirmed by {detail['by']}" + (f": “{detail['note']}”" if detail.get("note") else "")
+        if detail.get("verified_by_api"):
+            how += " (the vendor's API agreed)"
+    elif event in ("manual.pending", "manual.rejected") and a.manual is not None:
+        how = f"to do: {a.manual.portal_path} — done when {a.manual.done_when}"
+        if event == "manual.rejected" and isinstance(detail, dict):
+            how += f" (last confirmation refused: {detail.get('why', '')})"
+    elif rec is not None:
+        how = "; ".join(x for x in (_http(rec), _message(detail)) if x)
+        if isinstance(detail, dict) and isinstance(detail.get("files"), list):
+            files = detail["files"]
+    verified, ok = "", None
+    if proof is not None:
+        ok = proof["event"] == "verify.passed"
+        verified = (proof.get("detail") or {}).get("result", "") + (f" ({_http(proof)})" if _http(proof) else "")
+    name = a.target.name if a.kind == "api" else a.target.name[:1].upper() + a.target.name[1:]
+    return Row(name, a.id, kind, state, when(rec["ts"]) if rec else "-", how, verified, ok, files)
+
+
+def _timeline(plan: Plan, records: list[dict[str, Any]], signature: dict[str, Any] | None) -> list[tuple[str, str]]:
+    steps = {s.id: s.title for s in plan.steps()}
+    out: list[tuple[str, str]] = []
+    step_done: dict[tuple[str, str], str] = {}
+    for r in records:
+        ev, ts = r["event"], r["ts"]
+        if ev == "run.started":
+            out.append((ts, "The run started"))
+        elif ev == "run.resumed":
+            out.append((ts, "The run was resumed"))
+        elif ev == "preflight.overridden":
+            out.append((ts, f"Preflight gates overridden: “{r['detail']['reason']}”"))
+        elif ev in ("action.succeeded", "action.failed", "manual.confirmed") and r.get("step"):
+            step_done[(r.get("vendor") or "", r["step"])] = ts
+        elif ev == "run.finished":
+            out.append((ts, f"The run finished ({r['outcome']})"))
+        elif ev == "run.interrupted":
+            out.append((ts, "The run was interrupted"))
+        elif ev == "verify.finished":
+            out.append((ts, "The vendors were re-read to verify the run"))
+        elif ev == "run.closed":
+            out.append((ts, "Every action done and every manual step confirmed: the run is closed"))
+        if ev == "manual.confirmed":
+            d = r.get("detail") or {}
+            item = (r.get("target") or {}).get("name", r.get("action_id"))
+            out.append((ts, f"{d.get('by', '?')} confirmed “{item}”"))
+    for (vendor, step), ts in step_done.items():
+        out.append((ts, f"{vendor.capitalize()}: last action of “{steps.get(step, step)}”"))
+    if signature is not None:
+        out.append((signature["signed_at"], f"The audit log's head (event {signature['audit_lines']}) was signed "
+                                             f"with the MSP's key {signature['key']}"))
+    out.sort(key=lambda t: t[0])
+    return [(when(ts), text) for ts, text in out]
+
+
+def build(run_id: str, plan: Plan, records: list[dict[str, Any]], signature: dict[str, Any] | None) -> Proof:
+    folded = fold(records)
+    totals: Counter[str] = Counter()
+    vendors = []
+    after = {r["vendor"]: r["detail"]["snapshot"] for r in records if r["event"] == "snapshot.taken"}
+    whole: dict[tuple[str, str], dict[str, Any]] = {}
+    for r in records:
+        if r["event"] in ("verify.passed", "verify.failed") and not r.get("action_id"):
+            whole[(r["vendor"], r["detail"]["check"])] = r  # the latest re-read of each check
+    checks_failed = sum(1 for r in whole.values() if r["event"] == "verify.failed")
+    checks_failed += sum(1 for p in folded.proof.values() if p["event"] == "verify.failed"
+                         and folded.last.get(p["action_id"], {}).get("event") not in ("manual.pending",
+                                                                                      "manual.rejected"))
+    for vp in plan.vendors:
+        steps = []
+        for step in vp.steps:
+            rows = [_row(a, folded.last.get(a.id), folded.proof.get(a.id)) for a in step.actions]
+            totals.update(r.state for r in rows)
+            steps.append(StepView(step.title, step.why, rows, step.stops_updating))
+        now = after.get(vp.vendor, {})
+        vendors.append(VendorView(
+            vp.vendor, vp.display_name, vp.scope, vp.account, steps,
+            [(s.target.name, s.target.id, s.reason) for s in vp.skipped],
+            [(r["detail"]["check"], r["event"] == "verify.passed", r["detail"]["result"])
+             for (v, _), r in whole.items() if v == vp.vendor],
+            [(k, v, now.get(k, "-")) for k, v in vp.snapshot.items()]))
+    finished = next((r for r in reversed(records) if r["event"] in ("run.finished", "run.closed")), None)
+    overrides = [(when(r["ts"]), "preflight gates" if r["event"] == "preflight.overridden" else
+                  f"failed evidence export ({r.get('vendor')})", str(r["detail"]["reason"]))
+                 for r in records if r["event"] in ("preflight.overridden", "evidence.overridden")]
+    return Proof(
+        customer=plan.customer, run_id=run_id, plan_id=plan.plan_id, plan_made=when(plan.created_at),
+        end_of_service=plan.end_of_service or "not set", approved_by=plan.approved_by or "not recorded",
+        ticket=plan.ticket or "none", monitoring_after_exit=plan.monitoring_after_exit or "not recorded",
+        started=when(records[0]["ts"]) if records else "-", finished=finished, events=len(records),
+        last_hash=records[-1]["hash"] if records else "-", signature=signature, vendors=vendors,
+        timeline=_timeline(plan, records, signature), totals=totals, checks_failed=checks_failed,
+        overrides=overrides)
