@@ -126,7 +126,7 @@ class _Planner:
     def sensors(self) -> Step:
         sid = "remove-sensors"
         return Step(id=sid, vendor=VENDOR, title="2. Remove sensors",
-                    why="The public API has no sensor endpoint (vendor-notes §3): portal only, not API-verifiable.",
+                    why="Blumira's API has no sensor endpoint: done in the portal, recorded by the person who did it.",
                     actions=(_manual("sensors.remove", "sensors", "Remove every sensor of the customer",
                                      self.portal + "Settings > Sensors > View details → Remove Sensor (each sensor)",
                                      "Settings > Sensors lists no sensor", step=sid,
@@ -136,7 +136,8 @@ class _Planner:
     def cloud_connectors(self) -> Step:
         sid = "remove-cloud-connectors"
         return Step(id=sid, vendor=VENDOR, title="3. Remove cloud connectors",
-                    why="No API for cloud connectors (vendor-notes §3): portal only, not API-verifiable.",
+                    why="Blumira's API has no cloud connector endpoint: done in the portal, recorded by the person "
+                        "who did it.",
                     actions=(_manual("cloud-connectors.remove", "cloud connectors",
                                      "Remove every cloud connector of the customer",
                                      self.portal + "Settings > Cloud Connectors > Edit Cloud Connector → Remove",
@@ -175,7 +176,8 @@ class _Planner:
                                    "Blumira Agent > Keys lists no key", step=sid,
                                    verify="the API lists no agent key for the account"))
         return Step(id=sid, vendor=VENDOR, title="4. Remove agent devices and keys",
-                    why="No API delete for devices or keys (vendor-notes §3); the device and key lists prove it."
+                    why="Blumira's API cannot remove devices or keys: done in the portal; the API's device and key "
+                        "lists prove it."
                         + (" The agent action catalog offers an uninstall action: it runs first." if uninstall
                            and uninstall.attrs.get("available") else ""),
                     actions=tuple(actions),
@@ -184,7 +186,7 @@ class _Planner:
     def reports(self) -> Step:
         sid = "delete-scheduled-reports"
         return Step(id=sid, vendor=VENDOR, title="5. Delete scheduled reports",
-                    why="No API for reports (vendor-notes §3): portal only, not API-verifiable.",
+                    why="Blumira's API has no report endpoint: done in the portal, recorded by the person who did it.",
                     actions=(_manual("reports.delete-scheduled", "scheduled reports",
                                      "Delete every scheduled report of the customer",
                                      self.portal + "Settings > Reporting > Scheduled Reports → delete each",
@@ -201,8 +203,8 @@ class _Planner:
         names = ", ".join(str(u.attrs.get("email")) for u in leaving)
         keep = ", ".join(self.s.keep_users) or "nobody"
         return Step(id=sid, vendor=VENDOR, title="6. Remove users who do not need access",
-                    why="Removing users also stops their notifications. No API delete (vendor-notes §3); the user "
-                        "list proves it.",
+                    why="Removing users also stops their notifications. Blumira's API cannot remove users: done in the "
+                        "portal; the API's user list proves it.",
                     actions=(_manual("users.remove", "users without access",
                                      f"Remove {len(leaving)} user(s): {names} (keep: {keep})",
                                      self.portal + "Settings > Users → the trash icon next to each → Delete",

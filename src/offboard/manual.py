@@ -14,6 +14,7 @@ from offboard.engine import (
     record_confirmation,
     reopen,
     signer_for,
+    verify_run,
     write_documents,
     write_state,
 )
@@ -65,6 +66,8 @@ def confirm(run_id: str, action_id: str, by: str, note: str, cfg: ExitConfig, se
         remaining = [a for a in plan.actions() if open_for_person(a, state.get(a.id))]
         all_api_done = all(state.get(a.id) in TERMINAL for a in plan.actions() if a.kind == "api")
         if accepted and not remaining and all_api_done:
+            # The last item is done: re-read every vendor so the record ends with the state after it.
+            verify_run(plan, sessions, audit)
             audit.emit("run.closed", outcome="success", detail="every action done and every manual item confirmed")
             write_state(run, plan, audit, "closed")
         else:

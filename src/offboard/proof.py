@@ -11,7 +11,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from offboard.lifecycle import fold
+from offboard.lifecycle import TERMINAL, fold
 from offboard.plan import Action, Plan
 from offboard.signing import SIGNATURES
 
@@ -176,41 +176,34 @@ def _row(a: Action, rec: dict[str, Any] | None, proof: dict[str, Any] | None) ->
     if proof is not None:
         ok = proof["event"] == "verify.passed"
         verified = (proof.get("detail") or {}).get("result", "") + (f" ({_http(proof)})" if _http(proof) else "")
-    name = a.target.name if a.kind == "api" else a.target.name[:1].upper() + a.target.name[1:]
+    # Hostnames and emails as the vendor spells them; descriptions capitalised.
+    name = a.target.name if kind == "api" else a.target.name[:1].upper() + a.target.name[1:]
     return Row(name, a.id, kind, state, when(rec["ts"]) if rec else "-", how, verified, ok, files)
 
 
 def _timeline(plan: Plan, records: list[dict[str, Any]], signature: dict[str, Any] | None) -> list[tuple[str, str]]:
-    steps = {s.id: s.title for s in plan.steps()}
+    """The run's story in a few lines: start, overrides, when each step was completed, the end."""
     out: list[tuple[str, str]] = []
-    step_done: dict[tuple[str, str], str] = {}
+    last = fold(records).last
     for r in records:
         ev, ts = r["event"], r["ts"]
-        if ev == "run.started":
-            out.append((ts, "The run started"))
-        elif ev == "run.resumed":
-            out.append((ts, "The run was resumed"))
-        elif ev == "preflight.overridden":
-            out.append((ts, f"Preflight gates overridden: “{r['detail']['reason']}”"))
-        elif ev in ("action.succeeded", "action.failed", "manual.confirmed") and r.get("step"):
-            step_done[(r.get("vendor") or "", r["step"])] = ts
-        elif ev == "run.finished":
-            out.append((ts, f"The run finished ({r['outcome']})"))
-        elif ev == "run.interrupted":
-            out.append((ts, "The run was interrupted"))
-        elif ev == "verify.finished":
-            out.append((ts, "The vendors were re-read to verify the run"))
-        elif ev == "run.closed":
-            out.append((ts, "Every action done and every manual step confirmed: the run is closed"))
-        if ev == "manual.confirmed":
-            d = r.get("detail") or {}
-            item = (r.get("target") or {}).get("name", r.get("action_id"))
-            out.append((ts, f"{d.get('by', '?')} confirmed “{item}”"))
-    for (vendor, step), ts in step_done.items():
-        out.append((ts, f"{vendor.capitalize()}: last action of “{steps.get(step, step)}”"))
+        text = {"run.started": "The run started", "run.resumed": "The run was resumed",
+                "run.interrupted": "The run was interrupted",
+                "run.finished": f"The automated part finished ({r['outcome']})",
+                "verify.finished": "The vendors were re-read to verify the run",
+                "run.closed": "Every action done and every manual step confirmed: the exit is complete"}.get(ev)
+        if ev == "preflight.overridden":
+            text = f"Preflight gates overridden: “{r['detail']['reason']}”"
+        if text:
+            out.append((ts, text))
+    for vp in plan.vendors:
+        for step in vp.steps:
+            ends = [last[a.id] for a in step.actions if a.id in last]
+            if len(ends) == len(step.actions) and all(e["event"] in TERMINAL for e in ends):
+                out.append((max(e["ts"] for e in ends), f"{vp.display_name}: “{step.title}” completed"))
     if signature is not None:
-        out.append((signature["signed_at"], f"The audit log's head (event {signature['audit_lines']}) was signed "
-                                             f"with the MSP's key {signature['key']}"))
+        out.append((signature["signed_at"], f"The audit log (all {signature['audit_lines']} events to here) was "
+                                             f"signed with the MSP's key {signature['key']}"))
     out.sort(key=lambda t: t[0])
     return [(when(ts), text) for ts, text in out]
 

@@ -95,8 +95,8 @@ def render_markdown(p: Proof) -> str:
             out += [f"| {_cell(c)} | {'passed' if ok else 'FAILED'}: {_cell(said)} |" for c, ok, said in v.checks]
             out.append("")
         if v.counts:
-            out += ["### Billing-relevant counts, before and after", "", "| Count | Before (plan) | After |",
-                    "|---|---|---|"]
+            out += ["### Billing-relevant counts, before and after", "",
+                    "| Count | Before (when planned) | After (last re-read) |", "|---|---|---|"]
             out += [f"| {k.replace('_', ' ')} | {_cell(b)} | {_cell(a)} |" for k, b, a in v.counts]
             out.append("")
     out += ["## Timeline", ""]

@@ -66,7 +66,7 @@ def _step(step: StepView) -> str:
     verified = [r for r in step.rows if r.verified_ok is not None]
     if verified:
         passed = sum(1 for r in verified if r.verified_ok)
-        summary += f"; {passed} of {len(verified)} re-read at the vendor and confirmed gone"
+        summary += f"; {passed} of {len(verified)} checked again at the vendor and passed"
     head = ("<table><thead><tr><th>What</th><th>When</th><th>Result</th><th>How it was done</th>"
             "<th>Proof (re-read from the vendor)</th></tr></thead><tbody>")
     rows = [_row(r) for r in step.rows]
@@ -112,8 +112,9 @@ def render_html(p: Proof) -> str:
                     f'</td><td class="how">{_e(said)}</td></tr>' for c, ok, said in v.checks]
             out.append("</tbody></table>")
         if v.counts:
-            out.append('<h3>Billing-relevant counts</h3><table><thead><tr><th>Count</th><th class="num">Before</th>'
-                       '<th class="num">After</th></tr></thead><tbody>')
+            out.append('<h3>Billing-relevant counts</h3><table><thead><tr><th>Count</th>'
+                       '<th class="num">Before (when planned)</th><th class="num">After (last re-read)</th>'
+                       '</tr></thead><tbody>')
             out += [f'<tr><td>{_e(k.replace("_", " "))}</td><td class="num">{_e(b)}</td>'
                     f'<td class="num">{_e(a)}</td></tr>' for k, b, a in v.counts]
             out.append("</tbody></table>")
