@@ -8,7 +8,6 @@ from email.utils import formatdate
 
 from offboard.connectors import ExitContext
 
-from .models import Account
 from .settings import BlumiraSettings
 from .steps import MSP_TEAM, SUPPORT
 
@@ -16,17 +15,21 @@ MOVING = {"no": "no", "self": "yes — to the customer's own management", "msp":
           "unknown": "unknown"}
 
 
-def draft(account: Account, settings: BlumiraSettings, context: ExitContext | None, *, complete: bool) -> bytes:
+def draft(name: str, license_: str | None, settings: BlumiraSettings, context: ExitContext | None, *,
+          complete: bool) -> bytes:
+    """The email; ``complete`` says whether every de-provisioning step is done (the first
+    notice, sent before any teardown, says no; the one written when the run ends, yes)."""
     s = settings
     end = context.end_of_service.isoformat() if context and context.end_of_service else "(not set: fill in)"
-    edition = account.license or "(the API reports no license: fill in)"
+    edition = license_ or "(the API reports no license: fill in)"
     delete = "no (the account moves)" if s.account_moves_to != "no" else ("yes" if s.delete_data else "no")
     lines = [
         "Hello Blumira Support,",
         "",
-        "We are the MSP for the sub-account below and request its de-provisioning.",
+        "We are the MSP for the sub-account below: its de-provisioning steps are done." if complete
+        else "We are the MSP for the sub-account below and request its de-provisioning.",
         "",
-        f"- Organization: {account.name or s.account_id} (account id {s.account_id})",
+        f"- Organization: {name} (account id {s.account_id})",
         f"- Current Blumira Edition: {edition}",
         f"- End-of-service date: {end}",
         f"- Is the account moving? {MOVING[s.account_moves_to]}",
@@ -55,7 +58,7 @@ def draft(account: Account, settings: BlumiraSettings, context: ExitContext | No
     msg["Cc"] = ", ".join(cc)
     if s.msp_sender:
         msg["From"] = s.msp_sender
-    msg["Subject"] = f"De-provisioning request: {account.name or s.account_id}"
+    msg["Subject"] = f"De-provisioning {'complete' if complete else 'request'}: {name}"
     msg["Date"] = formatdate(localtime=False, usegmt=True)
     msg["X-Unsent"] = "1"  # opens as a draft in Outlook and Apple Mail
     msg.set_content("\n".join(lines) + "\n")

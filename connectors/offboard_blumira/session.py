@@ -5,11 +5,13 @@ prove the manual items were done."""
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from typing import Any
 
 from offboard.connectors import ActionResult, Artifact, Check, ExitContext, PlanParts, reread_check
 from offboard.errors import BadInput, VendorAuthError
 from offboard.http import HttpRecord, Reply, VendorHttp
+from offboard.lifecycle import TERMINAL
 from offboard.plan import Action, Finding, Inventory, InventoryItem, Target, VendorPlan
 
 from . import notify
@@ -90,7 +92,8 @@ class BlumiraSession:
         items.append(self._detect_uninstall())
         findings_total, _ = self.client.total(self.client.path("findings"))
         snapshot = {
-            "account": f"{name} (id {account.account_id})",
+            "account": name,
+            "account_id": account.account_id,
             "license": account.license,
             "agent_devices": len(devices),
             "agent_keys": len(keys),
@@ -185,7 +188,8 @@ class BlumiraSession:
         op = action.operation
         if op == "draft.notification":
             account = self.account()
-            eml = notify.draft(account, self.s, self.context, complete=False)
+            eml = notify.draft(account.name or self.s.account_id, account.license, self.s, self.context,
+                               complete=False)
             return ActionResult("success", f"drafted {NOTIFICATION_FILE} for the license {account.license!r}",
                                 self.http.last_call, artifacts=(Artifact(NOTIFICATION_FILE, eml),))
         if op.startswith("export."):
@@ -288,6 +292,16 @@ class BlumiraSession:
         for action in (a for s in vendor_plan.steps for a in s.actions if a.kind == "api" and a.destructive):
             checks.append(reread_check(action, self.reread(action)))
         return checks
+
+    def documents(self, vendor_plan: VendorPlan, states: Mapping[str, str]) -> tuple[Artifact, ...]:
+        """The notice to Blumira as it stands now: "De-provisioning complete? yes" once every
+        removal step of the plan is done or confirmed (the document's template, filled again)."""
+        removals = [a for s in vendor_plan.steps if s.phase == "removal" for a in s.actions]
+        complete = all(states.get(a.id) in TERMINAL for a in removals)
+        snap = vendor_plan.snapshot
+        eml = notify.draft(str(snap.get("account") or self.s.account_id), snap.get("license"), self.s, self.context,
+                           complete=complete)
+        return (Artifact(NOTIFICATION_FILE, eml),)
 
     def check_manual(self, action: Action) -> Check | None:
         if action.operation in ("uninstall_device", "delete_webhook"):  # an API action a person did instead

@@ -4,7 +4,7 @@ the re-reads that settle an uncertain write, verification, and manual-item check
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import replace
 from typing import Any
 
@@ -275,6 +275,9 @@ class HuntressSession:
                 continue  # the uninstall that follows is what is verified
             checks.append(reread_check(action, self.reread(action)))
         return checks
+
+    def documents(self, vendor_plan: VendorPlan, states: Mapping[str, str]) -> tuple[Artifact, ...]:
+        return ()  # the closure note is the core's; Huntress's runbook asks for no other document
 
     def check_manual(self, action: Action) -> Check | None:
         check = self._manual_check(action.operation)

@@ -3,7 +3,7 @@ whom, on which systems, and how do you know?" — and that anyone can check offl
 only the MSP's public key.
 
 Members: the plan, the audit log and its signed chain heads, the evidence exports and
-their manifest, the documents (report, closure note, checklist, notification drafts),
+their manifest, the documents (report, closure note, checklist, the vendors' notification drafts),
 views extracted from the log (snapshots before and after, every verification re-read,
 every manual confirmation), the public key, and ``BUNDLE.json`` listing every member's
 SHA-256, signed as ``BUNDLE.sig``.
@@ -74,9 +74,8 @@ def create(run: RunDir, signer: signing.Signer, out: Path) -> dict[str, Any]:
     if signing.SIGNATURES not in members:
         raise BadInput(f"run {run.run_id} was never signed (no {signing.SIGNATURES}); it was made before the MSP had "
                        "a signing key: re-run `offboard verify --run RUN_ID` to sign its chain head, then bundle")
-    evidence = run.path / "evidence"
-    if evidence.exists():
-        for path in sorted(p for p in evidence.rglob("*") if p.is_file()):
+    for folder in ("evidence", "documents"):
+        for path in sorted(p for p in (run.path / folder).rglob("*") if p.is_file()):
             members[path.relative_to(run.path).as_posix()] = path.read_bytes()
     records = list(read_records(run.audit_path))
     members.update(proof_views(Plan.model_validate_json(members["plan.json"]), records))

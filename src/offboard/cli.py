@@ -139,6 +139,7 @@ def _finish(result: engine.RunResult) -> None:
             f"export(s), {counts['confirmed']} manual confirmed, {counts['manual']} manual pending.")
     check = verify_file(result.run.audit_path)
     render.paths(result.run.audit_path, result.run.report_path, check.lines, check.last_hash)
+    render.documents(result.documents)
     if result.message:
         render.error(REDACTOR.text(result.message))
     raise typer.Exit(result.exit_code)
@@ -186,6 +187,7 @@ def confirm_cmd(
                      "finish the item and confirm again")
         raise typer.Exit(ExitCode.FAILED)
     render.out.print(f"Confirmed {item} by {by} in run {run_id}.")
+    render.documents(result.documents)
     if result.remaining:
         render.out.print(render.manual_table(result.remaining))
         raise typer.Exit(ExitCode.MANUAL_PENDING)

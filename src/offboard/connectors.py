@@ -107,6 +107,11 @@ class VendorSession(Protocol):
         """Re-read what a manual item should have changed; None when the API cannot see it."""
         ...
 
+    def documents(self, vendor_plan: VendorPlan, states: Mapping[str, str]) -> tuple[Artifact, ...]:
+        """Pure: documents the vendor's process asks for, filled from the plan and where each
+        action stands (e.g. a notification to the vendor); written to the run folder."""
+        ...
+
     def close(self) -> None: ...
 
 

@@ -17,6 +17,7 @@ import uuid
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
 from typing import Any, Protocol
 
 from offboard import connectors as registry
@@ -32,7 +33,7 @@ from offboard.http import HttpRecord
 from offboard.lifecycle import AWAITING_PERSON, TERMINAL, UNSETTLED, fold_actions
 from offboard.plan import Action, Finding, Inventory, Plan, VendorPlan, now_iso, read_plan, write_plan
 from offboard.report import write_report
-from offboard.runstate import RunDir
+from offboard.runstate import RunDir, atomic_write_bytes
 from offboard.signing import Signer, load_signer
 
 
@@ -172,6 +173,7 @@ class RunResult:
     blocking: list[Finding] = field(default_factory=list)
     pending: list[Action] = field(default_factory=list)
     message: str = ""
+    documents: list[Path] = field(default_factory=list)  # the vendors' documents written (e.g. email drafts)
 
 
 def _check_plan_fits(plan: Plan, cfg: ExitConfig) -> None:
@@ -231,7 +233,7 @@ def apply(plan: Plan, cfg: ExitConfig, sessions: Sessions, *, overrides: Overrid
                 audit.emit("run.finished", outcome="failure",
                            detail="stopped by preflight gates before any removal")
                 write_state(run, plan, audit, "blocked")
-                write_documents(run, plan, audit, signer_for(cfg))
+                write_documents(run, plan, audit, signer_for(cfg), sessions)
                 return RunResult(run, ExitCode.PREFLIGHT_BLOCKED, blocking=blocking,
                                  message="stopped before any removal: finish incident response first, "
                                          "or pass --override-preflight \"REASON\"")
@@ -381,9 +383,9 @@ def _execute(run: RunDir, plan: Plan, sessions: Sessions, audit: AuditLog, live:
         audit.emit("run.finished", outcome="failure", detail=f"stopped: {stop}; resume with "
                    f"`offboard apply --resume {run.run_id}`")
         write_state(run, plan, audit, "interrupted")
-        write_documents(run, plan, audit, signer)
+        documents = write_documents(run, plan, audit, signer, sessions)
         return RunResult(run, stop.exit_code, counts, message=f"{stop}; resume later with "
-                         f"`offboard apply --resume {run.run_id}`")
+                         f"`offboard apply --resume {run.run_id}`", documents=documents)
 
     progress.phase("Verifying: re-reading each vendor to prove the service stopped")
     checks = verify_run(plan, sessions, audit)
@@ -405,8 +407,8 @@ def _execute(run: RunDir, plan: Plan, sessions: Sessions, audit: AuditLog, live:
     audit.emit("run.finished", outcome=outcome, detail={**counts, "checks_failed": len(failed_checks),
                                                         "exit_code": int(code)})
     write_state(run, plan, audit, "finished" if code == ExitCode.OK else f"finished-{code.name.lower()}")
-    write_documents(run, plan, audit, signer)
-    return RunResult(run, code, counts, checks, pending=pending, message=message)
+    documents = write_documents(run, plan, audit, signer, sessions)
+    return RunResult(run, code, counts, checks, pending=pending, message=message, documents=documents)
 
 
 def _guided(action: Action, session: VendorSession, audit: AuditLog, guide: Guide) -> str:
@@ -534,14 +536,24 @@ def write_state(run: RunDir, plan: Plan, audit: AuditLog, status: str) -> None:
     })
 
 
-def write_documents(run: RunDir, plan: Plan, audit: AuditLog, signer: Signer | None) -> None:
+def write_documents(run: RunDir, plan: Plan, audit: AuditLog, signer: Signer | None,
+                    sessions: Sessions | None = None) -> list[Path]:
     """Sign the chain head as it stands (when the MSP has a key), then write the documents
-    that quote it."""
+    that quote it, and each vendor's own (e.g. its notification draft). Returns the latter."""
     if signer is not None and audit.records:
         signer.sign_head(run.path, run.run_id, len(audit.records), audit.last_hash)
+    written: list[Path] = []
+    if sessions is not None:
+        states = fold_actions(audit.records)
+        for vp in plan.vendors:
+            for doc in sessions.by_vendor[vp.vendor].documents(vp, states):
+                path = run.path / "documents" / vp.vendor / PurePosixPath(doc.name).name
+                atomic_write_bytes(path, doc.content)
+                written.append(path)
     write_report(run, plan, audit.records)
     write_closure_note(run, plan, audit.records, EvidenceStore(run.path).manifest())
     write_checklist(run, plan, audit.records)
+    return written
 
 
 # -- verify ----------------------------------------------------------------------
@@ -582,5 +594,5 @@ def verify_recorded(run_id: str, cfg: ExitConfig, sessions: Sessions) -> list[Ch
                     checks.append(check)
         audit.emit("verify.finished", outcome="success" if all(c.passed for c in checks) else "failure",
                    detail={"checks": len(checks), "failed": sum(1 for c in checks if not c.passed)})
-        write_documents(run, plan, audit, signer_for(cfg))
+        write_documents(run, plan, audit, signer_for(cfg), sessions)
     return checks

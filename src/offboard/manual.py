@@ -5,6 +5,7 @@ item of a run stands. Both read the run's audit log, the source of truth."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 from offboard.audit import read_records
 from offboard.config import ExitConfig
@@ -31,6 +32,7 @@ class ConfirmResult:
     accepted: bool
     check: Check | None
     remaining: list[Action]
+    documents: list[Path]
 
 
 def latest_run_id(cfg: ExitConfig) -> str:
@@ -72,8 +74,8 @@ def confirm(run_id: str, action_id: str, by: str, note: str, cfg: ExitConfig, se
             write_state(run, plan, audit, "closed")
         else:
             write_state(run, plan, audit, "finished-manual_pending")
-        write_documents(run, plan, audit, signer_for(cfg))
-        return ConfirmResult(run, action, accepted, check, remaining)
+        documents = write_documents(run, plan, audit, signer_for(cfg), sessions)
+        return ConfirmResult(run, action, accepted, check, remaining, documents)
 
 
 # -- status ------------------------------------------------------------------------

@@ -212,4 +212,9 @@ class RichGuide:
 def paths(audit: Path, report: Path, lines: int, last_hash: str) -> None:
     # Paths are never wrapped: they must copy and paste whole.
     out.print(f"Audit log: {audit}  ({lines} events, chain verified, last hash {last_hash[:16]}…)", soft_wrap=True)
-    out.print(f"Report:    {report}", soft_wrap=True)
+    out.print(f"Report:    {report}  (and {report.with_suffix('.html').name} to open in a browser)", soft_wrap=True)
+
+
+def documents(paths: Sequence[Path]) -> None:
+    for path in paths:
+        out.print(f"Draft:     {path}  (offboard never sends mail: review it and send it yourself)", soft_wrap=True)

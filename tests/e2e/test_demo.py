@@ -39,4 +39,11 @@ def test_demo_exits_the_customer_from_both_vendors_and_leaves_a_verifiable_audit
     assert "Organization: Acme Dental" in eml and "Current Blumira Edition: SIEM_ENDPOINT" in eml
     report = runs[0] / "report.md"
     assert report.exists()
-    assert f"Report:    {report.relative_to(tmp_path)}" in out.splitlines()
+    assert any(line.startswith(f"Report:    {report.relative_to(tmp_path)}  ") for line in out.splitlines())
+    assert "Service stopped" in report.read_text() and (runs[0] / "report.html").exists()
+    final = (runs[0] / "documents" / "blumira" / "notification-to-blumira.eml").read_text()
+    assert "De-provisioning complete? yes" in final  # the draft written when the exit ended
+    signed = subprocess.run([*offboard_exe(), "audit", "verify", str(runs[0] / "audit.jsonl"), "--public-key",
+                             str(tmp_path / "offboard-demo" / "msp.pub")], env=env, capture_output=True, text=True,
+                            timeout=60, check=False)
+    assert signed.returncode == 0 and "covers all" in signed.stdout
