@@ -1,0 +1,131 @@
+"""The proof-of-stop report: its counts agree with the audit log, the HTML page is well formed
+and self-contained, and it reads as finished only when the exit is."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+from collections import Counter
+from html.parser import HTMLParser
+from pathlib import Path
+
+import httpx
+import pytest
+
+from offboard import engine, manual
+from offboard.audit import read_records
+from offboard.lifecycle import fold
+from offboard.plan import Plan, read_plan
+from offboard.sandboxing import InProcessTransport
+from tests.conftest import BlumiraHarness, Harness
+
+VOID = {"meta", "br", "img", "hr", "input", "link"}
+LAB = engine.Overrides(preflight="lab")
+
+
+class StrictHtml(HTMLParser):
+    """Every element closed in order; no script, no external resource."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stack: list[str] = []
+        self.problems: list[str] = []
+        self.text: list[str] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag in ("script", "link", "iframe", "img"):
+            self.problems.append(f"<{tag}> makes the page depend on something else")
+        for name, value in attrs:
+            if name in ("src", "href") and value and re.match(r"^[a-z]+:", value):
+                self.problems.append(f"{name}={value} points outside the page")
+        if tag not in VOID:
+            self.stack.append(tag)
+
+    def handle_endtag(self, tag: str) -> None:
+        if not self.stack or self.stack[-1] != tag:
+            self.problems.append(f"</{tag}> closes {self.stack[-1] if self.stack else 'nothing'}")
+        else:
+            self.stack.pop()
+
+    def handle_data(self, data: str) -> None:
+        self.text.append(data)
+
+
+def glance_from_markdown(report: str) -> dict[str, list[int]]:
+    section = report.split("## At a glance", 1)[1].split("\n\n", 2)[1]
+    rows = [line.strip("|").split("|") for line in section.splitlines()[2:] if line.startswith("| ")]
+    return {cells[0].strip(): [int(c) for c in cells[1:]] for cells in rows}
+
+
+def glance_from_log(plan: Plan, records: list[dict[str, object]]) -> dict[str, list[int]]:
+    last = fold(records).last  # type: ignore[arg-type]
+    out = {}
+    for vp in plan.vendors:
+        n: Counter[str] = Counter()
+        for a in (a for s in vp.steps for a in s.actions):
+            rec = last.get(a.id)
+            ev = rec["event"] if rec else None
+            gone = bool(rec and isinstance(rec.get("detail"), dict) and rec["detail"].get("already_absent"))
+            if ev == "action.succeeded":
+                n["exported" if not a.destructive else "already" if gone else "removed"] += 1
+            elif ev == "manual.confirmed":
+                n["hand"] += 1
+            elif ev in ("manual.pending", "manual.rejected"):
+                n["pending"] += 1
+            elif ev in ("action.failed", "action.unknown", "action.blocked", "action.started"):
+                n["problem"] += 1
+            elif ev == "action.skipped":
+                n["skipped"] += 1
+        out[vp.display_name] = [n["removed"], n["already"], n["hand"], n["pending"], n["problem"], n["exported"],
+                                n["skipped"] + len(vp.skipped)]
+    return out
+
+
+def test_the_reports_counts_agree_with_the_audit_log_while_pending_and_when_done(blumira: BlumiraHarness) -> None:
+    with blumira.sessions() as s:
+        result = engine.apply(engine.make_plan(blumira.cfg, s), blumira.cfg, s)
+    run = result.run
+    plan = read_plan(run.plan_path)
+    report = run.report_path.read_text()
+    assert glance_from_markdown(report) == glance_from_log(plan, list(read_records(run.audit_path)))
+    assert "**Not finished yet: 8 manual step(s) still waiting for a person" in report
+    with httpx.Client(transport=InProcessTransport(blumira.sandbox.app), base_url="http://sandbox") as portal:
+        for item in ("agents.remove-devices", "agents.remove-keys", "users.remove"):  # the person at the portal
+            portal.post(f"/_sandbox/portal/{item}")
+    with blumira.sessions() as s:
+        for a in result.pending:
+            assert manual.confirm(run.run_id, a.id, "J. Doe", "done", blumira.cfg, s).accepted
+    report = run.report_path.read_text()
+    assert glance_from_markdown(report) == glance_from_log(plan, list(read_records(run.audit_path)))
+    assert glance_from_markdown(report)["Blumira"][2] == 8  # done by hand
+    assert "**Service stopped:" in report
+    after = report.split("### Billing-relevant counts, before and after", 1)[1]
+    assert "| agent devices | 8 | 0 |" in after and "| users | 4 | 1 |" in after  # re-read after the last item
+
+
+def test_the_html_page_is_well_formed_self_contained_and_says_what_the_markdown_says(harness: Harness) -> None:
+    with harness.sessions() as s:
+        result = engine.apply(engine.make_plan(harness.cfg, s), harness.cfg, s, overrides=LAB)
+    html = (result.run.path / "report.html").read_text()
+    parser = StrictHtml()
+    parser.feed(html)
+    parser.close()
+    assert parser.problems == [] and parser.stack == []
+    text = " ".join(parser.text)
+    assert "Not finished yet: 13 manual step(s) still waiting for a person" in text
+    assert "acme-lnx-07" in text and "404 Not Found" in text  # each removal with its re-read
+    assert "Billing-relevant counts" in text and "Timeline" in text
+    assert "acme-neighbour" not in html.lower()  # nothing of the neighbouring organization
+
+
+@pytest.mark.skipif(shutil.which("chromium") is None, reason="Chromium is not installed on this machine")
+def test_the_html_page_renders_in_headless_chromium(harness: Harness, tmp_path: Path) -> None:
+    with harness.sessions() as s:
+        result = engine.apply(engine.make_plan(harness.cfg, s), harness.cfg, s, overrides=LAB)
+    shot = tmp_path / "report.png"
+    subprocess.run(["chromium", "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                    f"--user-data-dir={tmp_path / 'profile'}", "--window-size=1200,2000", f"--screenshot={shot}",
+                    (result.run.path / "report.html").as_uri()], capture_output=True, timeout=120, check=False)
+    assert shot.exists() and shot.stat().st_size > 20_000  # a page with content, not a blank one
