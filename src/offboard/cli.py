@@ -334,7 +334,8 @@ def keys_init(
         signing.write_key_file(key, key_file)
         where = f"{key_file} (set [signing] key_file = \"{key_file}\" in config.toml)"
     public_key.write_bytes(signing.public_pem(key.public_key()))
-    render.out.print(f"Signing key {signing.fingerprint(key.public_key())} kept in {where}.", soft_wrap=True)
+    render.out.print(f"Signing key {signing.fingerprint(key.public_key())} kept in {where}.", soft_wrap=True,
+                     markup=False)
     render.out.print(f"Public key written to {public_key}: share it with customers and auditors; "
                      f"`offboard audit verify audit.jsonl --public-key {public_key}` checks a run with it.",
                      soft_wrap=True)

@@ -1,0 +1,57 @@
+"""`offboard keys` and `offboard audit verify --public-key` at the command line."""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from offboard import signing
+from offboard.audit import AuditLog
+from tests.conftest import CliResult, MemoryKeyring
+
+
+def test_keys_init_keeps_the_key_in_the_keyring_writes_the_public_key_and_never_shows_the_private_one(
+        cli: Callable[..., CliResult], tmp_path: Path, memory_keyring: MemoryKeyring,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    made = cli("keys", "init")
+    assert made.code == 0, made.err
+    stored = memory_keyring.store[(signing.KEYRING_SERVICE, signing.KEYRING_FIELD)]
+    public = signing.load_public(tmp_path / "msp.pub")
+    signer = signing.load_signer(None)
+    assert signer is not None and signing.fingerprint(public) == signer.fingerprint
+    assert signer.fingerprint in made.out and stored not in made.out + made.err
+    again = cli("keys", "init")
+    assert again.code == 2 and "already holds a signing key" in again.err  # never replaced by accident
+    exported = cli("keys", "export", "-o", "copy.pub")
+    assert exported.code == 0 and (tmp_path / "copy.pub").read_bytes() == (tmp_path / "msp.pub").read_bytes()
+
+
+def test_keys_init_to_a_file_is_private_and_never_overwrites(cli: Callable[..., CliResult], tmp_path: Path) -> None:
+    key = tmp_path / "keys" / "msp.pem"
+    made = cli("keys", "init", "--key-file", str(key), "-o", str(tmp_path / "msp.pub"))
+    assert made.code == 0 and key.stat().st_mode & 0o077 == 0
+    assert "[signing] key_file" in made.out
+    again = cli("keys", "init", "--key-file", str(key))
+    assert again.code == 2 and "never overwritten" in again.err
+
+
+def test_audit_verify_with_the_public_key_checks_the_signed_heads(cli: Callable[..., CliResult],
+                                                                  tmp_path: Path) -> None:
+    signer = signing.Signer(signing.generate(), "test")
+    (tmp_path / "msp.pub").write_bytes(signing.public_pem(signer.public))
+    log = AuditLog(tmp_path / "audit.jsonl", "r")
+    log.emit("run.started", outcome="success")
+    log.close()
+    unsigned = cli("audit", "verify", str(tmp_path / "audit.jsonl"), "--public-key", str(tmp_path / "msp.pub"))
+    assert unsigned.code == 1 and "never signed" in unsigned.err
+    signer.sign_head(tmp_path, "r", len(log.records), log.last_hash)
+    ok = cli("audit", "verify", str(tmp_path / "audit.jsonl"), "--public-key", str(tmp_path / "msp.pub"))
+    assert ok.code == 0 and "covers all 1 events" in ok.out
+    raw = base64.b64encode(signer.private.private_bytes_raw()).decode()
+    assert raw not in ok.out and raw not in (tmp_path / signing.SIGNATURES).read_text()
+    missing = cli("audit", "verify", str(tmp_path / "audit.jsonl"), "--public-key", str(tmp_path / "nope.pub"))
+    assert missing.code == 2 and "does not exist" in missing.err
