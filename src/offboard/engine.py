@@ -13,6 +13,7 @@ evidence export failed (unless overridden, and audited), and a guarded action
 
 from __future__ import annotations
 
+import contextlib
 import uuid
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -33,7 +34,7 @@ from offboard.http import HttpRecord
 from offboard.lifecycle import AWAITING_PERSON, TERMINAL, UNSETTLED, fold_actions
 from offboard.plan import Action, Finding, Inventory, Plan, VendorPlan, now_iso, read_plan, write_plan
 from offboard.report import write_report
-from offboard.runstate import RunDir, atomic_write_bytes
+from offboard.runstate import RunDir, atomic_write_bytes, file_lock
 from offboard.signing import Signer, load_signer
 
 
@@ -211,13 +212,25 @@ def apply(plan: Plan, cfg: ExitConfig, sessions: Sessions, *, overrides: Overrid
     overrides = overrides or Overrides()
     _check_plan_fits(plan, cfg)
     _check_guards(plan, overrides)
-    live = {name: s.discover() for name, s in sessions.by_vendor.items()}
-    _check_not_stale(plan, live)
-    findings = [f for name, s in sessions.by_vendor.items() for f in s.preflight(live[name])]
-    blocking = [f for f in findings if f.blocking]
+    with exit_lock(cfg):  # before discovery: a second apply is refused, not told its plan is stale
+        live = {name: s.discover() for name, s in sessions.by_vendor.items()}
+        _check_not_stale(plan, live)
+        findings = [f for name, s in sessions.by_vendor.items() for f in s.preflight(live[name])]
+        blocking = [f for f in findings if f.blocking]
+        run = RunDir.create(cfg.runs_dir)
+        write_plan(plan, run.plan_path)
+        return _apply_run(run, plan, cfg, sessions, overrides, findings, blocking, live, progress, guide)
 
-    run = RunDir.create(cfg.runs_dir)
-    write_plan(plan, run.plan_path)
+
+def exit_lock(cfg: ExitConfig) -> contextlib.AbstractContextManager[None]:
+    """One process at a time per exit (customer and vendor scopes), whichever run it works on:
+    a second apply of the same exit must not interleave its writes with the first's."""
+    return file_lock(cfg.runs_dir / f".exit-{cfg.fingerprint()[:16]}.lock", f"the exit of {cfg.customer.name!r}")
+
+
+def _apply_run(run: RunDir, plan: Plan, cfg: ExitConfig, sessions: Sessions, overrides: Overrides,
+               findings: list[Finding], blocking: list[Finding], live: Mapping[str, Inventory],
+               progress: Progress | None, guide: Guide | None) -> RunResult:
     with run.lock():
         audit = AuditLog(run.audit_path, run.run_id)
         try:
@@ -265,7 +278,7 @@ def reopen(run_id: str, cfg: ExitConfig) -> Iterator[tuple[RunDir, Plan, AuditLo
     run = RunDir.existing(cfg.runs_dir, run_id)
     plan = read_plan(run.plan_path)
     _check_plan_fits(plan, cfg)
-    with run.lock():
+    with exit_lock(cfg), run.lock():
         audit = AuditLog(run.audit_path, run.run_id)
         try:
             yield run, plan, audit

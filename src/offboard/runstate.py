@@ -97,26 +97,36 @@ class RunDir:
 
     @contextlib.contextmanager
     def lock(self) -> Iterator[None]:
-        """One apply at a time per run; a lock left by a dead process is taken over."""
-        lock_path = self.path / "lock"
-        me = f"{socket.gethostname()} {os.getpid()}"
-        for _ in range(2):
-            try:
-                fd = os.open(lock_path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-            except FileExistsError:
-                holder = lock_path.read_text(encoding="utf-8", errors="replace").strip()
-                if _lock_is_stale(holder):
-                    lock_path.unlink(missing_ok=True)
-                    continue
-                raise BadInput(f"run {self.run_id} is already being applied by {holder or 'another process'}; "
-                               f"wait for it, or remove {lock_path} if that process is gone") from None
-            with os.fdopen(fd, "w") as fh:
-                fh.write(me)
-            break
-        try:
+        """One process at a time per run; a lock left by a dead process is taken over."""
+        with file_lock(self.path / "lock", f"run {self.run_id}"):
             yield
-        finally:
-            lock_path.unlink(missing_ok=True)
+
+
+@contextlib.contextmanager
+def file_lock(lock_path: Path, what: str) -> Iterator[None]:
+    """An exclusive lock file naming its holder (host and pid); a dead holder's lock is taken
+    over, a live or unknown one is refused with one clear line."""
+    me = f"{socket.gethostname()} {os.getpid()}"
+    lock_path.parent.mkdir(parents=True, exist_ok=True)
+    for _ in range(2):
+        try:
+            fd = os.open(lock_path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+        except FileExistsError:
+            holder = lock_path.read_text(encoding="utf-8", errors="replace").strip()
+            if _lock_is_stale(holder):
+                lock_path.unlink(missing_ok=True)
+                continue
+            raise BadInput(f"{what} is already being worked on by {holder or 'another process'}; "
+                           f"wait for it, or remove {lock_path} if that process is gone") from None
+        with os.fdopen(fd, "w") as fh:
+            fh.write(me)
+        break
+    else:
+        raise BadInput(f"cannot take the lock {lock_path}; remove it if no offboard process is running")
+    try:
+        yield
+    finally:
+        lock_path.unlink(missing_ok=True)
 
 
 def _lock_is_stale(holder: str) -> bool:
