@@ -188,6 +188,9 @@ def read_plan(path: Path) -> Plan:
         raw = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise BadInput(f"plan file {path} does not exist; make one with `offboard plan -o {path}`") from None
+    except UnicodeDecodeError:
+        raise BadInput(f"plan file {path} is not UTF-8 text (it was damaged or is not a plan); make a new one "
+                       "with `offboard plan -o`") from None
     except OSError as exc:
         raise BadInput(f"cannot read plan file {path}: {exc.strerror}") from None
     try:

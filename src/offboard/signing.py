@@ -186,6 +186,8 @@ def verify_heads(audit: Path, signatures: Path, public: Ed25519PublicKey) -> Sig
         lines = signatures.read_text(encoding="utf-8").splitlines()
     except FileNotFoundError:
         return SignatureCheck(False, f"no {signatures.name} beside the audit log: the run was never signed")
+    except UnicodeDecodeError:
+        return SignatureCheck(False, f"{signatures.name} is not UTF-8 text (it was changed)")
     hashes = [json.loads(line)["hash"] for line in audit.read_text(encoding="utf-8").splitlines()]
     key = fingerprint(public)
     last: dict[str, Any] | None = None
