@@ -37,6 +37,9 @@ from offboard.report import write_report
 from offboard.runstate import RunDir, atomic_write_bytes, file_lock
 from offboard.signing import Signer, load_signer
 
+GATES_DECIDED = frozenset({"preflight.cleared", "preflight.overridden"})  # a run's gates were passed
+GATES_STOPPED = "stopped by preflight gates before any removal"
+
 
 class Progress(Protocol):
     """How the engine reports long work; the CLI draws it, tests may ignore it."""
@@ -216,10 +219,9 @@ def apply(plan: Plan, cfg: ExitConfig, sessions: Sessions, *, overrides: Overrid
         live = {name: s.discover() for name, s in sessions.by_vendor.items()}
         _check_not_stale(plan, live)
         findings = [f for name, s in sessions.by_vendor.items() for f in s.preflight(live[name])]
-        blocking = [f for f in findings if f.blocking]
         run = RunDir.create(cfg.runs_dir)
         write_plan(plan, run.plan_path)
-        return _apply_run(run, plan, cfg, sessions, overrides, findings, blocking, live, progress, guide)
+        return _apply_run(run, plan, cfg, sessions, overrides, findings, live, progress, guide)
 
 
 def exit_lock(cfg: ExitConfig) -> contextlib.AbstractContextManager[None]:
@@ -229,42 +231,58 @@ def exit_lock(cfg: ExitConfig) -> contextlib.AbstractContextManager[None]:
 
 
 def _apply_run(run: RunDir, plan: Plan, cfg: ExitConfig, sessions: Sessions, overrides: Overrides,
-               findings: list[Finding], blocking: list[Finding], live: Mapping[str, Inventory],
-               progress: Progress | None, guide: Guide | None) -> RunResult:
+               findings: list[Finding], live: Mapping[str, Inventory], progress: Progress | None,
+               guide: Guide | None) -> RunResult:
     with run.lock():
         audit = AuditLog(run.audit_path, run.run_id)
         try:
-            audit.emit("run.started", outcome="success", detail={
-                "plan_id": plan.plan_id, "plan_checksum": plan.checksum, "customer": plan.customer,
-                "mode": "apply"})
-            write_state(run, plan, audit, "running")
-            for f in findings:
-                audit.emit("preflight.checked", vendor=f.vendor, outcome="failure" if f.blocking else "success",
-                           detail={"kind": f.kind, "count": f.count, "finding": f.detail,
-                                   "blocking": f.blocking})
-            if blocking and not overrides.preflight:
-                audit.emit("run.finished", outcome="failure",
-                           detail="stopped by preflight gates before any removal")
-                write_state(run, plan, audit, "blocked")
-                write_documents(run, plan, audit, signer_for(cfg), sessions)
-                return RunResult(run, ExitCode.PREFLIGHT_BLOCKED, blocking=blocking,
-                                 message="stopped before any removal: finish incident response first, "
-                                         "or pass --override-preflight \"REASON\"")
-            if blocking:
-                audit.emit("preflight.overridden", outcome="success",
-                           detail={"reason": overrides.preflight, "overridden": [f.kind for f in blocking]})
-            for action in plan.actions():
-                if action.confirm is not None:
-                    audit.emit("guard.confirmed", vendor=action.vendor, step=action.step, action_id=action.id,
-                               target=action.target.model_dump(), outcome="success",
-                               detail={"typed": overrides.confirm_name, "unattended_flag": overrides.yes_guarded})
-                audit.emit("action.planned", vendor=action.vendor, step=action.step,
-                           action_id=action.id, target=action.target.model_dump(),
-                           detail={"summary": action.summary, "call": action.call or "manual"})
+            stopped = _open_run(run, plan, cfg, sessions, audit, overrides, findings)
+            if stopped is not None:
+                return stopped
             return _execute(run, plan, sessions, audit, live, overrides, progress or _NoProgress(), guide,
                             signer_for(cfg))
         finally:
             audit.close()
+
+
+def _open_run(run: RunDir, plan: Plan, cfg: ExitConfig, sessions: Sessions, audit: AuditLog,
+              overrides: Overrides, findings: list[Finding]) -> RunResult | None:
+    """Record what a run starts from — preflight gates, overrides, guarded actions, the plan's
+    actions — skipping whatever the log already holds (a run that crashed while starting is
+    resumed through here too). Returns the result when the gates stop the run."""
+    recorded = {r["event"] for r in audit.records}
+    if "run.started" not in recorded:
+        audit.emit("run.started", outcome="success", detail={
+            "plan_id": plan.plan_id, "plan_checksum": plan.checksum, "customer": plan.customer, "mode": "apply"})
+    write_state(run, plan, audit, "running")
+    if not GATES_DECIDED & recorded:
+        blocking = [f for f in findings if f.blocking]
+        for f in findings:
+            audit.emit("preflight.checked", vendor=f.vendor, outcome="failure" if f.blocking else "success",
+                       detail={"kind": f.kind, "count": f.count, "finding": f.detail, "blocking": f.blocking})
+        if blocking and not overrides.preflight:
+            audit.emit("run.finished", outcome="failure", detail=GATES_STOPPED)
+            write_state(run, plan, audit, "blocked")
+            write_documents(run, plan, audit, signer_for(cfg), sessions)
+            return RunResult(run, ExitCode.PREFLIGHT_BLOCKED, blocking=blocking,
+                             message="stopped before any removal: finish incident response first, "
+                                     "or pass --override-preflight \"REASON\"")
+        if blocking:
+            audit.emit("preflight.overridden", outcome="success",
+                       detail={"reason": overrides.preflight, "overridden": [f.kind for f in blocking]})
+        else:
+            audit.emit("preflight.cleared", outcome="success", detail={"checks": len(findings)})
+    seen = {(r["event"], r.get("action_id")) for r in audit.records}
+    for action in plan.actions():
+        if action.confirm is not None and ("guard.confirmed", action.id) not in seen:
+            audit.emit("guard.confirmed", vendor=action.vendor, step=action.step, action_id=action.id,
+                       target=action.target.model_dump(), outcome="success",
+                       detail={"typed": overrides.confirm_name, "unattended_flag": overrides.yes_guarded})
+        if ("action.planned", action.id) not in seen:
+            audit.emit("action.planned", vendor=action.vendor, step=action.step,
+                       action_id=action.id, target=action.target.model_dump(),
+                       detail={"summary": action.summary, "call": action.call or "manual"})
+    return None
 
 
 def signer_for(cfg: ExitConfig) -> Signer | None:
@@ -291,14 +309,22 @@ def resume(run_id: str, cfg: ExitConfig, sessions: Sessions, *, overrides: Overr
     overrides = overrides or Overrides()
     with reopen(run_id, cfg) as (run, plan, audit):
         events = {r["event"] for r in audit.records}
-        if "preflight.overridden" not in events and any(
-                r["event"] == "preflight.checked" and r["outcome"] == "failure" for r in audit.records):
+        if any(r["event"] == "run.finished" and r["detail"] == GATES_STOPPED for r in audit.records):
             raise BadInput(f"run {run_id} was stopped by preflight gates; it has nothing to resume: "
                            "apply the plan again once incident response is finished")
         done = fold_actions(audit.records)
         audit.emit("run.resumed", outcome="success",
                    detail={"finished_actions": sum(1 for e in done.values() if e in TERMINAL)})
         live = {name: s.discover() for name, s in sessions.by_vendor.items()}
+        guarded = {r.get("action_id") for r in audit.records if r["event"] == "guard.confirmed"}
+        if any(a.confirm is not None and a.id not in guarded for a in plan.actions()):
+            _check_guards(plan, overrides)  # the run stopped before the operator's word was recorded
+        # A run that stopped while starting has not checked its gates yet: they are checked now.
+        findings = ([] if GATES_DECIDED & events else
+                    [f for name, s in sessions.by_vendor.items() for f in s.preflight(live[name])])
+        stopped = _open_run(run, plan, cfg, sessions, audit, overrides, findings)
+        if stopped is not None:
+            return stopped
         # Guarded actions were confirmed when the run started (audited); the run keeps that decision.
         confirmed = Overrides(overrides.preflight, overrides.evidence, None, True)
         return _execute(run, plan, sessions, audit, live, confirmed, progress or _NoProgress(), guide,

@@ -64,6 +64,8 @@ class RunDir:
     def create(cls, runs_dir: Path) -> RunDir:
         run = cls(runs_dir, new_run_id())
         run.path.mkdir(parents=True, exist_ok=False)
+        # A state from the first moment: a run that dies before its first audit line can be resumed.
+        run.write_state({"run_id": run.run_id, "status": "created", "audit_lines": 0})
         return run
 
     @classmethod
@@ -73,7 +75,8 @@ class RunDir:
                            f"see the folders in {runs_dir}")
         run = cls(runs_dir, run_id)
         if not run.state_path.exists():
-            raise BadInput(f"no run {run_id} in {runs_dir}; pass --runs-dir if it is elsewhere")
+            raise BadInput(f"no run {run_id} in {runs_dir}; `offboard status --all` lists the runs, and "
+                           "[run] runs_dir in the config says where they are")
         return run
 
     @property
