@@ -109,6 +109,7 @@ class Logged:
     status: int
     body: str = ""
     authorized: bool = False  # whether an Authorization header came with it
+    gated: bool = False  # answered by the gate (a fault, refused auth, the rate limit): no route saw it
 
 
 class SandboxBase:
@@ -232,4 +233,5 @@ class Gate:
         else:
             await self.app(scope, replay, logging_send)
         sb.requests.append(Logged(method, path, request.url.query, status_box.get("status", 0),
-                                  body.decode(errors="replace"), "authorization" in request.headers))
+                                  body.decode(errors="replace"), "authorization" in request.headers,
+                                  gated=response is not None))
