@@ -270,10 +270,28 @@ class HuntressSession:
                     if check is not None:
                         checks.append(check)
             return checks
+        # The fresh listing already proves most removals: one object read each only for what is
+        # still listed, or has no listing (10,000 agents must not cost 10,000 more calls).
+        present = {(i.target.type, i.target.id) for i in inventory.items}
+        org = self.org_id
+        listings = {"uninstall_agent": ("agent", f"GET {self.client.path('agents')}?organization_id={org}"),
+                    "delete_membership": ("membership", f"GET {self.client.path('memberships')}?organization_id={org}"),
+                    "delete_unwanted_access_rule": ("unwanted_access_rule",
+                                                    f"GET /v1/unwanted_access_rules?organization_id={org}")}
         for action in (a for s in vendor_plan.steps for a in s.actions if a.kind == "api" and a.destructive):
             if action.operation == "release_isolation":
                 continue  # the uninstall that follows is what is verified
-            checks.append(reread_check(action, self.reread(action)))
+            kind, call = listings.get(action.operation, ("", ""))
+            if snap.get("organization_deleted") and action.operation != "stop_auto_renew":
+                checks.append(Check(f"{action.summary}: {action.target.name}", True,
+                                    f"the organization is deleted (GET /v1/organizations/{org} → 404)",
+                                    target=action.target, action_id=action.id))
+            elif kind and (kind, action.target.id) not in present:
+                count = f"; agents_count={snap.get('agents_count')}" if kind == "agent" else ""
+                checks.append(Check(f"{action.summary}: {action.target.name}", True,
+                                    f"no longer listed ({call}){count}", target=action.target, action_id=action.id))
+            else:
+                checks.append(reread_check(action, self.reread(action)))
         return checks
 
     def documents(self, vendor_plan: VendorPlan, states: Mapping[str, str]) -> tuple[Artifact, ...]:

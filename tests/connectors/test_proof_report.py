@@ -114,7 +114,7 @@ def test_the_html_page_is_well_formed_self_contained_and_says_what_the_markdown_
     assert parser.problems == [] and parser.stack == []
     text = " ".join(parser.text)
     assert "Not finished yet: 13 manual step(s) still waiting for a person" in text
-    assert "acme-lnx-07" in text and "404 Not Found" in text  # each removal with its re-read
+    assert "acme-lnx-07" in text and "no longer listed (GET /v1/agents?organization_id=42)" in text  # proof
     assert "Billing-relevant counts" in text and "Timeline" in text
     assert "acme-neighbour" not in html.lower()  # nothing of the neighbouring organization
 
