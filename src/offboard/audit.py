@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import threading
 from collections.abc import Iterator, MutableMapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -98,6 +99,7 @@ class AuditLog:
         self.records: list[dict[str, Any]] = list(read_records(path)) if result else []
         last = self.records[-1] if self.records else None
         self._chain = _Chain(last["seq"] if last else 0, last["hash"] if last else GENESIS)
+        self._lock = threading.Lock()
         self._fh = path.open("a", encoding="utf-8")
         self._log = structlog.wrap_logger(
             _FsyncWriter(self._fh),
@@ -121,9 +123,10 @@ class AuditLog:
         return self._chain.last_hash
 
     def emit(self, event: str, **fields: Any) -> dict[str, Any]:
-        self._log.msg(event, **fields)
-        record = self._chain.last_record
-        self.records.append(record)
+        with self._lock:  # vendors run in threads: one line at a time, in chain order
+            self._log.msg(event, **fields)
+            record = self._chain.last_record
+            self.records.append(record)
         return record
 
     def close(self) -> None:

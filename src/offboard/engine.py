@@ -14,8 +14,10 @@ evidence export failed (unless overridden, and audited), and a guarded action
 from __future__ import annotations
 
 import contextlib
+import threading
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
@@ -346,64 +348,77 @@ def _execute(run: RunDir, plan: Plan, sessions: Sessions, audit: AuditLog, live:
     override_used: set[str] = set()
     pending: list[Action] = []
     stop: VendorError | None = None
+    tally = threading.Lock()  # vendors run in their own threads; these counters are shared
+
+    def count(key: str, action: Action | None = None) -> None:
+        with tally:
+            counts[key] += 1
+            if action is not None:
+                pending.append(action)
 
     def to_person(action: Action) -> None:
         """A manual item, or an API action that fell back to its manual instructions."""
         nonlocal guide
         guided = _guided(action, sessions.by_vendor[action.vendor], audit, guide) if guide else "pending"
         if guided == "confirmed":
-            counts["confirmed"] += 1
+            count("confirmed")
             progress.advance(action, "manual.confirmed")
             return
         if guided == "stop":
             guide = None  # the operator left guided mode: the rest go on the checklist
-        counts["manual"] += 1
-        pending.append(action)
+        count("manual", action)
         progress.advance(action, "manual.pending")
 
-    try:
-        for action in actions:
-            state = done.get(action.id)
-            if state in TERMINAL:
-                continue
-            if action.kind == "manual" or state in AWAITING_PERSON:
-                if state not in AWAITING_PERSON:
-                    audit.emit("manual.pending", vendor=action.vendor, step=action.step, action_id=action.id,
-                               target=action.target.model_dump(), outcome="unknown",
-                               detail={"summary": action.summary,
-                                       **(action.manual.model_dump() if action.manual else {})})
+    def one(action: Action) -> None:
+        state = done.get(action.id)
+        if state in TERMINAL:
+            return
+        if action.kind == "manual" or state in AWAITING_PERSON:
+            if state not in AWAITING_PERSON:
+                audit.emit("manual.pending", vendor=action.vendor, step=action.step, action_id=action.id,
+                           target=action.target.model_dump(), outcome="unknown",
+                           detail={"summary": action.summary,
+                                   **(action.manual.model_dump() if action.manual else {})})
+            to_person(action)
+            return
+        phase = step_of[action.id].phase
+        if action.destructive and action.vendor in evidence_failed and overrides.evidence:
+            if action.vendor not in override_used:
+                override_used.add(action.vendor)
+                audit.emit("evidence.overridden", vendor=action.vendor, outcome="success",
+                           detail={"reason": overrides.evidence})
+        elif action.destructive and action.vendor in evidence_failed and phase != "evidence":
+            audit.emit("action.blocked", vendor=action.vendor, step=action.step, action_id=action.id,
+                       target=action.target.model_dump(), outcome="failure",
+                       detail="not run: this vendor's evidence export failed; fix it and resume, or "
+                              "resume with --override-evidence \"REASON\"")
+            count("blocked")
+            progress.advance(action, "action.blocked")
+            return
+        session = sessions.by_vendor[action.vendor]
+        if not action.destructive:
+            event = _run_read(action, session, audit, evidence)
+            if event == "action.failed" and phase == "evidence":
+                evidence_failed.add(action.vendor)
+            count("exported" if event == "action.succeeded" else "failed")
+        else:
+            event = _run_action(action, session, live[action.vendor], audit, interrupted=state in UNSETTLED)
+            if event == "manual.pending":
                 to_person(action)
-                continue
-            phase = step_of[action.id].phase
-            if action.destructive and action.vendor in evidence_failed and overrides.evidence:
-                if action.vendor not in override_used:
-                    override_used.add(action.vendor)
-                    audit.emit("evidence.overridden", vendor=action.vendor, outcome="success",
-                               detail={"reason": overrides.evidence})
-            elif action.destructive and action.vendor in evidence_failed and phase != "evidence":
-                audit.emit("action.blocked", vendor=action.vendor, step=action.step, action_id=action.id,
-                           target=action.target.model_dump(), outcome="failure",
-                           detail="not run: this vendor's evidence export failed; fix it and resume, or "
-                                  "resume with --override-evidence \"REASON\"")
-                counts["blocked"] += 1
-                progress.advance(action, "action.blocked")
-                continue
-            session = sessions.by_vendor[action.vendor]
-            if not action.destructive:
-                event = _run_read(action, session, audit, evidence)
-                if event == "action.failed" and phase == "evidence":
-                    evidence_failed.add(action.vendor)
-                counts["exported" if event == "action.succeeded" else "failed"] += 1
-            else:
-                event = _run_action(action, session, live[action.vendor], audit,
-                                    interrupted=state in UNSETTLED)
-                if event == "manual.pending":
-                    to_person(action)
-                    continue
-                key = {"action.succeeded": "succeeded", "action.failed": "failed",
-                       "action.skipped": "skipped", "action.unknown": "unknown"}[event]
-                counts[key] += 1
-            progress.advance(action, event)
+                return
+            count({"action.succeeded": "succeeded", "action.failed": "failed",
+                   "action.skipped": "skipped", "action.unknown": "unknown"}[event])
+        progress.advance(action, event)
+
+    lanes: dict[str, list[Action]] = {}
+    for action in actions:
+        lanes.setdefault(action.vendor, []).append(action)
+    try:
+        if guide is not None or len(lanes) < 2:
+            for action in actions:  # one person answers one prompt at a time, in the plan's order
+                one(action)
+        else:
+            _in_lanes(lanes, one)  # each vendor in its own order, under its own limiter, at once
     except VendorAuthError as exc:
         audit.emit("run.finished", outcome="failure", detail=str(exc))
         write_state(run, plan, audit, "failed")
@@ -448,6 +463,36 @@ def _execute(run: RunDir, plan: Plan, sessions: Sessions, audit: AuditLog, live:
     write_state(run, plan, audit, "finished" if code == ExitCode.OK else f"finished-{code.name.lower()}")
     documents = write_documents(run, plan, audit, signer, sessions)
     return RunResult(run, code, counts, checks, pending=pending, message=message, documents=documents)
+
+
+def _in_lanes(lanes: Mapping[str, list[Action]], one: Callable[[Action], None]) -> None:
+    """Run each vendor's actions in order in its own thread. A vendor that stops (down after
+    retries) does not stop the others; refused credentials or Ctrl-C stop every lane after the
+    action it is on. The first error is raised once every lane has stopped."""
+    halt = threading.Event()
+
+    def lane(queue: list[Action]) -> None:
+        for action in queue:
+            if halt.is_set():
+                return
+            one(action)
+
+    errors: list[BaseException] = []
+    with ThreadPoolExecutor(max_workers=len(lanes), thread_name_prefix="vendor") as pool:
+        futures = [pool.submit(lane, queue) for queue in lanes.values()]
+        try:
+            for future in as_completed(futures):
+                exc = future.exception()
+                if exc is not None:
+                    if not isinstance(exc, VendorError) or isinstance(exc, VendorAuthError):
+                        halt.set()
+                    errors.append(exc)
+        except KeyboardInterrupt:
+            halt.set()  # the pool's exit waits for each lane to finish the action it is on
+            raise
+    errors.sort(key=lambda e: 0 if not isinstance(e, VendorError) else 1 if isinstance(e, VendorAuthError) else 2)
+    if errors:
+        raise errors[0]
 
 
 def _guided(action: Action, session: VendorSession, audit: AuditLog, guide: Guide) -> str:

@@ -9,12 +9,15 @@ from __future__ import annotations
 
 import hashlib
 import json
+import threading
 from pathlib import Path, PurePosixPath
 from typing import Any
 
 from offboard.connectors import Artifact
 from offboard.plan import now_iso
 from offboard.runstate import atomic_write_bytes, atomic_write_text
+
+_MANIFEST_LOCK = threading.Lock()  # vendors export in threads; the manifest is read, changed, rewritten
 
 
 class EvidenceStore:
@@ -31,6 +34,10 @@ class EvidenceStore:
             "algorithm": "sha256", "files": {}}
 
     def write(self, vendor: str, action_id: str, artifacts: tuple[Artifact, ...]) -> list[dict[str, Any]]:
+        with _MANIFEST_LOCK:
+            return self._write(vendor, action_id, artifacts)
+
+    def _write(self, vendor: str, action_id: str, artifacts: tuple[Artifact, ...]) -> list[dict[str, Any]]:
         manifest = self.manifest()
         written = []
         for art in artifacts:

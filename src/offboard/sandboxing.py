@@ -13,7 +13,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import anyio.from_thread
@@ -110,6 +110,7 @@ class Logged:
     body: str = ""
     authorized: bool = False  # whether an Authorization header came with it
     gated: bool = False  # answered by the gate (a fault, refused auth, the rate limit): no route saw it
+    at: float = field(default_factory=time.monotonic)  # when it was answered
 
 
 class SandboxBase:
