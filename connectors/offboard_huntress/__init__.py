@@ -48,6 +48,8 @@ class HuntressConnector:
             policy=RetryPolicy().scaled(settings.time_scale),
             transport=transport,
             budget_file=budget_path(self.name, f"{settings.base_url} {key}"),
+            # Observed, not documented (vendor-notes §1.3): used when sent, never required.
+            remaining_header="x-huntress-api-call-remaining",
         )
         return HuntressSession(http, settings)
 

@@ -62,6 +62,7 @@ class HuntressSandbox(SandboxBase):
     faults: list[Fault] = field(default_factory=list)
 
     base_window = 60.0
+    rate_headers = ("x-huntress-api-call-limit", "x-huntress-api-call-remaining")  # observed (notes §1.3)
 
     def __post_init__(self) -> None:
         self._init_gate()

@@ -87,9 +87,12 @@ class _Planner:
     # -- the runbook, in order ------------------------------------------------------------
 
     def steps(self) -> list[Step]:
-        steps = [self.confirm_scope(), self.evidence(), *self.endpoints(), self.cloud(), self.routing(),
-                 self.billing()]
-        if self.s.delete_organization and self.s.whole_exit and self.org is not None:
+        deleting = self.s.delete_organization and self.s.whole_exit and self.org is not None
+        # Deleting the organization queues every agent for uninstall (vendor-notes §2.1): one call
+        # instead of one per agent, so the per-agent removals are not planned then.
+        steps = [self.confirm_scope(), self.evidence(), *([] if deleting else self.endpoints()), self.cloud(),
+                 self.routing(), self.billing()]
+        if deleting:
             steps.append(self.delete_org())
         steps.append(self.closure())
         return [s for s in steps if s.actions]
@@ -294,13 +297,19 @@ class _Planner:
     def delete_org(self) -> Step:
         sid = "delete-organization"
         assert self.org is not None
+        agents = [i for i in self.inv.items if i.target.type == "agent" and i.owner == self.owner]
+        isolated = sum(1 for i in agents if i.attrs.get("firewall_status") in ISOLATED)
+        per_agent = len(agents) + isolated
         return Step(id=sid, vendor=VENDOR, phase="removal", title="7. Delete the whole organization",
-                    why="Removes every product of the organization at Huntress; irreversible. Needs --confirm.",
+                    why="Removes every product of the organization at Huntress and queues its "
+                        f"{len(agents)} agent(s) for uninstall: 1 call instead of {per_agent} per-agent call(s) "
+                        "(which are therefore not planned). Irreversible; needs --confirm.",
                     actions=(_api("delete_organization", self.org.target,
                                   f"delete the whole organization {self.org_name!r} and everything in it",
                                   self.call("DELETE", "organizations", self.org.target.id), self.owner, step=sid,
                                   confirm=self.org_name),),
-                    stops_updating=("Every Huntress product for the organization; its data is deleted",))
+                    stops_updating=("EDR: no endpoint monitoring or incident reports for any host of the organization",
+                                    "Every Huntress product for the organization; its data is deleted"))
 
     def closure(self) -> Step:
         sid = "closure-note"

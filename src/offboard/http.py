@@ -138,6 +138,7 @@ class VendorHttp:
         sleep: Callable[[float], None] | None = None,
         user_agent: str = "offboard/0.1",
         budget_file: Path | None = None,
+        remaining_header: str | None = None,
     ) -> None:
         self.vendor = vendor
         self.limiter = limiter
@@ -145,6 +146,7 @@ class VendorHttp:
         if budget_file is not None:
             limiter.load(budget_file)
         self.policy = policy or RetryPolicy()
+        self._remaining_header = remaining_header  # the vendor's "calls left in the window", if it sends one
         self._sleep = sleep or _sleep
         self.last_call: HttpRecord | None = None  # only the latest: memory must not grow with calls
         self._client = httpx.Client(
@@ -224,6 +226,7 @@ class VendorHttp:
                 else:  # e.g. a report PDF on a storage host: never send the API key there
                     response = self._client.request(method, path, params=params, json=json, auth=None)
                 status = response.status_code
+                self._observe(response)
             finally:
                 self.last_call = HttpRecord(method, path, status, attempt,
                                             int((time.monotonic() - started) * 1000))
@@ -267,6 +270,13 @@ class VendorHttp:
         if response.status_code in (401, 403):
             raise VendorAuthError(self.vendor, call, _vendor_message(response), response.status_code)
         raise VendorError(self.vendor, call, _vendor_message(response), response.status_code)
+
+    def _observe(self, response: httpx.Response) -> None:
+        if self._remaining_header is None:
+            return
+        value = response.headers.get(self._remaining_header, "")
+        if value.strip().isdigit():
+            self.limiter.observe_remaining(int(value))
 
     def _same_origin(self, path: str) -> bool:
         if "://" not in path:

@@ -57,6 +57,17 @@ class SlidingWindowLimiter:
             self._sleep(delay)
             waited += delay
 
+    def observe_remaining(self, remaining: int) -> None:
+        """The vendor said how many calls its window has left. Fewer than we count means another
+        tool is using the same account: its calls are counted as ours from now on (they age out
+        a window later), so we slow down before the vendor has to answer 429."""
+        with self._lock:
+            now = self._clock()
+            while self._sent and now - self._sent[0] >= self.window:
+                self._sent.popleft()
+            others = (self.max_calls - len(self._sent)) - max(0, remaining)
+            self._sent.extend([now] * max(0, others))
+
     def block_for(self, seconds: float) -> None:
         """The vendor said to wait (429 + Retry-After): hold every caller, not just one."""
         with self._lock:

@@ -127,9 +127,33 @@ class SandboxBase:
     faults: list[Fault]
     CONTROL = "/_sandbox/"  # not the vendor's: the demo's and tests' handles on the double
 
+    rate_headers: tuple[str, str] | None = None  # (limit, remaining) header names, if the vendor sends them
+
     def _init_gate(self) -> None:
         self._lock = threading.Lock()
         self._arrivals: deque[float] = deque()
+        self._sharing: threading.Event | None = None
+
+    def share_budget(self, fraction: float) -> None:
+        """Simulate another tool on the same account using ``fraction`` of the rate limit."""
+        self.stop_sharing()
+        stop = self._sharing = threading.Event()
+        interval = self.window() / max(1.0, self.rate_limit * fraction)
+
+        def consume() -> None:
+            while not stop.wait(interval):
+                self.admit()
+
+        threading.Thread(target=consume, name="sandbox-other-client", daemon=True).start()
+
+    def stop_sharing(self) -> None:
+        if self._sharing is not None:
+            self._sharing.set()
+            self._sharing = None
+
+    def remaining(self) -> int:
+        with self._lock:
+            return max(0, self.rate_limit - len(self._arrivals))
 
     def authorize(self, request: Request) -> str | None:
         """The credential a request carries, if the vendor would accept it."""
@@ -208,6 +232,11 @@ class Gate:
         async def logging_send(message: Any) -> None:
             if message["type"] == "http.response.start":
                 status_box["status"] = message["status"]
+                if sb.rate_headers is not None and not path.startswith(sb.CONTROL):
+                    limit, left = sb.rate_headers
+                    message = {**message, "headers": [*message.get("headers", []),
+                                                      (limit.encode(), str(sb.rate_limit).encode()),
+                                                      (left.encode(), str(sb.remaining()).encode())]}
             await send(message)
 
         response: Response | None = None

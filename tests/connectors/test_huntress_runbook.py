@@ -88,6 +88,9 @@ def test_organization_deletion_is_refused_without_the_typed_name_and_runs_with_i
         guarded = [a for a in plan.actions() if a.confirm]
         assert [(a.operation, a.confirm) for a in guarded] == [("delete_organization", "Acme Dental")]
         assert plan.steps()[-2].id == "delete-organization"  # after billing, before the closure note
+        # the cheaper path: one deletion queues every agent's uninstall, so none is planned per agent
+        assert not [a for a in plan.actions() if a.operation in ("uninstall_agent", "release_isolation")]
+        assert "1 call instead of 37 per-agent call(s)" in plan.steps()[-2].why
         with pytest.raises(BadInput, match='--confirm "Acme Dental"'):
             engine.apply(plan, h.cfg, s, overrides=LAB)
         with pytest.raises(BadInput, match="does not match"):

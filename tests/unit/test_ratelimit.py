@@ -58,3 +58,18 @@ def test_an_unreadable_budget_file_is_ignored(tmp_path) -> None:  # type: ignore
     limiter.load(path)
     limiter.acquire()
     assert clock.slept == []
+
+
+def test_a_vendor_that_reports_fewer_calls_left_than_we_count_slows_us_down() -> None:
+    clock = FakeClock()
+    limiter = SlidingWindowLimiter(60, 60.0, margin=0.0, clock=clock, sleep=clock.sleep)
+    for _ in range(10):
+        limiter.acquire()
+    limiter.observe_remaining(30)  # another tool used 20 of the account's 60
+    for _ in range(30):
+        limiter.acquire()
+    assert clock.slept == []
+    limiter.acquire()  # the 31st of ours would be the vendor's 61st: wait a window
+    assert clock.now == 60.0
+    limiter.observe_remaining(59)  # more left than we count: nothing changes
+    assert clock.now == 60.0
