@@ -92,6 +92,7 @@ class BlumiraSandbox(SandboxBase):
             Route(API_PREFIX + "/org/agents/actions", self._catalog),
             Route("/_sandbox/portal/{item}", self._portal, methods=["POST"]),
         ]
+        routes += self.control_routes()
         self.app = self.gated(Starlette(routes=routes))
 
     # -- seed data ------------------------------------------------------------------

@@ -105,6 +105,7 @@ class HuntressSandbox(SandboxBase):
             Route("/_sandbox/files/{name}", self._file),
             Route("/_sandbox/portal/{item}", self._portal, methods=["POST"]),
         ]
+        routes += self.control_routes()
         for path, handler, methods in mirrored:
             routes.append(Route("/v1" + path, handler, methods=methods))
             routes.append(Route("/v1/accounts/{account_id:int}" + path, _in_account(handler), methods=methods))

@@ -1,4 +1,4 @@
-"""The audit log: JSON Lines, one event per line, SHA-256 hash-chained, fsynced.
+"""The audit log: JSON Lines, one event per line, SHA-256 hash-chained, fsynced where it matters.
 
 Each line's ``hash`` is the SHA-256 of the canonical JSON of the line without
 ``hash`` (which includes ``prev_hash``), so changing, removing, inserting or
@@ -6,7 +6,11 @@ reordering any line breaks the chain at that line. The log is also the run's
 source of truth on resume: which actions started, which finished.
 
 Built as a structlog processor pipeline: run fields -> timestamp -> schema ->
-redaction -> hash chain -> render, written by a logger that fsyncs every line.
+redaction -> hash chain -> render, written by a logger that flushes every line and
+fsyncs the ones a resume depends on (``DURABLE``): above all ``action.started``, which
+is on disk before its write is sent, so a crash can never hide a write that may have
+landed. The other lines reach the disk with the next fsync; one lost to a power cut is
+re-derived on resume (the action is re-read), and a torn tail is repaired and recorded.
 """
 
 from __future__ import annotations
@@ -37,14 +41,27 @@ def line_hash(record: dict[str, Any]) -> str:
     return hashlib.sha256(canonical_json(body).encode()).hexdigest()
 
 
+# Lines fsynced before anything else happens: a write about to be sent, a person's word, the
+# operator's decisions, and the run's start and end (the signed head quotes the last).
+DURABLE = frozenset({"action.started", "manual.confirmed", "manual.rejected", "guard.confirmed",
+                     "preflight.overridden", "evidence.overridden", "run.started", "run.resumed", "run.finished",
+                     "run.closed", "run.interrupted", "verify.finished", "audit.repaired"})
+
+
 class _FsyncWriter:
-    """structlog's final logger: one line, flushed and fsynced before returning."""
+    """structlog's final logger: one line, flushed; fsynced when the event is durable."""
 
     def __init__(self, fh: TextIO) -> None:
         self._fh = fh
+        self.sync_next = True
 
     def msg(self, line: str) -> None:
         self._fh.write(line + "\n")
+        self._fh.flush()
+        if self.sync_next:
+            os.fsync(self._fh.fileno())
+
+    def sync(self) -> None:
         self._fh.flush()
         os.fsync(self._fh.fileno())
 
@@ -101,8 +118,9 @@ class AuditLog:
         self._chain = _Chain(last["seq"] if last else 0, last["hash"] if last else GENESIS)
         self._lock = threading.Lock()
         self._fh = path.open("a", encoding="utf-8")
+        self._writer = _FsyncWriter(self._fh)
         self._log = structlog.wrap_logger(
-            _FsyncWriter(self._fh),
+            self._writer,
             wrapper_class=structlog.BoundLogger,
             processors=[
                 lambda _l, _n, ev: {**ev, "run_id": self.run_id},
@@ -124,12 +142,20 @@ class AuditLog:
 
     def emit(self, event: str, **fields: Any) -> dict[str, Any]:
         with self._lock:  # vendors run in threads: one line at a time, in chain order
+            self._writer.sync_next = event in DURABLE
             self._log.msg(event, **fields)
             record = self._chain.last_record
             self.records.append(record)
         return record
 
+    def sync(self) -> None:
+        """Everything written so far is on disk (before the head is signed or quoted)."""
+        with self._lock:
+            self._writer.sync()
+
     def close(self) -> None:
+        if not self._fh.closed:
+            self._writer.sync()
         self._fh.close()
 
 

@@ -624,6 +624,7 @@ def write_documents(run: RunDir, plan: Plan, audit: AuditLog, signer: Signer | N
                     sessions: Sessions | None = None) -> list[Path]:
     """Sign the chain head as it stands (when the MSP has a key), then write the documents
     that quote it, and each vendor's own (e.g. its notification draft). Returns the latter."""
+    audit.sync()
     if signer is not None and audit.records:
         signer.sign_head(run.path, run.run_id, len(audit.records), audit.last_hash)
     written: list[Path] = []

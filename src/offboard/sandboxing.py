@@ -12,7 +12,7 @@ import socket
 import threading
 import time
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -20,7 +20,8 @@ import anyio.from_thread
 import httpx
 import uvicorn
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
 
 from offboard.plan import Action
 
@@ -50,6 +51,39 @@ def serve(app: Any, *, startup_timeout: float = 10.0) -> Iterator[str]:
     finally:
         server.should_exit = True
         thread.join(timeout=5)
+
+
+def _serve_forever(factory: Callable[..., SandboxBase], kwargs: dict[str, Any], port: int) -> None:
+    sandbox = factory(**kwargs)
+    uvicorn.run(sandbox.app, host="127.0.0.1", port=port, log_level="warning", access_log=False, lifespan="off")
+
+
+@contextlib.contextmanager
+def serve_process(factory: Callable[..., SandboxBase], startup_timeout: float = 20.0,
+                  **kwargs: Any) -> Iterator[str]:
+    """Serve a sandbox from its own process, so its work does not compete with the client's
+    for one interpreter (the benchmark measures offboard, not the test double)."""
+    import multiprocessing
+
+    port = free_port()
+    proc = multiprocessing.get_context("spawn").Process(target=_serve_forever, args=(factory, kwargs, port),
+                                                        daemon=True)
+    proc.start()
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + startup_timeout
+    try:
+        while True:
+            try:
+                httpx.get(f"{url}{SandboxBase.CONTROL}log", timeout=1).raise_for_status()
+                break
+            except httpx.HTTPError:
+                if not proc.is_alive() or time.monotonic() > deadline:
+                    raise RuntimeError(f"the sandbox did not start on {url}") from None
+                time.sleep(0.05)
+        yield url
+    finally:
+        proc.terminate()
+        proc.join(timeout=5)
 
 
 class InProcessTransport(httpx.BaseTransport):
@@ -125,6 +159,7 @@ class SandboxBase:
     send_retry_after: bool
     requests: list[Logged]
     faults: list[Fault]
+    app: Any  # the gated ASGI app
     CONTROL = "/_sandbox/"  # not the vendor's: the demo's and tests' handles on the double
 
     rate_headers: tuple[str, str] | None = None  # (limit, remaining) header names, if the vendor sends them
@@ -201,6 +236,24 @@ class SandboxBase:
 
     def gated(self, app: Any) -> Any:
         return Gate(app, self)
+
+    def control_routes(self) -> list[Route]:
+        """For a sandbox served in another process (the benchmark): read its request log, and
+        start or stop the simulated other client on the same account."""
+
+        async def log(_request: Request) -> Response:
+            return JSONResponse([{"method": r.method, "path": r.path, "status": r.status, "gated": r.gated,
+                                  "at": r.at} for r in self.requests])
+
+        async def share(request: Request) -> Response:
+            fraction = float(request.query_params.get("fraction", "0"))
+            if fraction > 0:
+                self.share_budget(fraction)
+            else:
+                self.stop_sharing()
+            return JSONResponse({"sharing": fraction})
+
+        return [Route(self.CONTROL + "log", log), Route(self.CONTROL + "share", share, methods=["POST"])]
 
 
 class Gate:

@@ -1,0 +1,199 @@
+"""Performance: does an exit run at the vendor's rate-limit ceiling without tripping it?
+
+    .venv/bin/python -m bench.performance [--quick]
+
+The wall time of an exit is set by the vendor's limit (Huntress: 60 requests in any 60 s per
+account), so the physical minimum is (calls it needs - one window's worth) ÷ the limit. The
+sandboxes enforce that sliding window on a compressed clock (``SCALE``: 60 s lasts 0.6 s) and
+offboard's limiter is given the same compressed window, so the ratio of the minimum to the
+time taken means the same as it would against the real API, where the same exit takes
+1/SCALE times longer.
+
+Printed: for exits of 100, 2,000 and 10,000 agents, the calls made, the minimum time at the
+ceiling, the time taken, their ratio (goal ≥ 0.95) and the 429s received (goal 0); the same
+with another client using a third of the account's limit; plan time and peak memory at
+10,000 and 50,000 agents; and a Huntress + Blumira exit run at once against each alone.
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import time
+import tracemalloc
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from tempfile import TemporaryDirectory
+from typing import Any
+
+import httpx
+from pydantic import SecretStr
+
+from offboard import connectors, engine
+from offboard.config import ExitConfig, load_config
+from offboard.sandboxing import SandboxBase, serve_process
+from offboard_blumira.sandbox import API_PREFIX, CUSTOMER_ACCOUNT, KEEP_USER, TOKEN_PATH, BlumiraSandbox
+from offboard_blumira.sandbox import DEMO_CLIENT_ID as B_ID
+from offboard_blumira.sandbox import DEMO_SECRET as B_SECRET
+from offboard_huntress.sandbox import DEMO_KEY, DEMO_SECRET, HuntressSandbox
+
+SCALE = 0.01  # Huntress's 60 s window lasts 0.6 s: 2,000 agents take seconds, not half an hour
+BLUMIRA_SCALE = 0.1  # Blumira's 1 s window lasts 0.1 s (100 calls/s: what loopback HTTP sustains)
+LAB = engine.Overrides(preflight="benchmark: the sandbox's isolated host is part of the exercise")
+CREDS = {"huntress": {"api_key": SecretStr(DEMO_KEY), "api_secret": SecretStr(DEMO_SECRET)},
+         "blumira": {"client_id": SecretStr(B_ID), "client_secret": SecretStr(B_SECRET)}}
+
+
+@dataclass
+class Timing:
+    calls: int
+    seconds: float
+    minimum: float
+    throttled: int
+
+    @property
+    def ratio(self) -> float:
+        return self.minimum / self.seconds if self.seconds else 1.0
+
+
+def _config(directory: Path, hurl: str | None, burl: str | None) -> ExitConfig:
+    text = '[customer]\nname = "Acme Dental"\n\n[run]\nruns_dir = "runs"\n\n'
+    if hurl:
+        text += (f'[huntress]\norganization_id = 42\nbase_url = "{hurl}"\n'
+                 f"rate_window_seconds = {60 * SCALE}\n\n")
+    if burl:
+        text += (f'[blumira]\naccount_id = "{CUSTOMER_ACCOUNT}"\nbase_url = "{burl}{API_PREFIX}"\n'
+                 f'token_url = "{burl}{TOKEN_PATH}"\nrate_window_seconds = {BLUMIRA_SCALE}\n'
+                 f'keep_users = ["{KEEP_USER}"]\n')
+    path = directory / "config.toml"
+    path.write_text(text)
+    return load_config(path, {n: c.settings_model for n, c in connectors.installed().items()})
+
+
+@dataclass(frozen=True)
+class Spec:
+    """A sandbox to serve in its own process: its class and its settings."""
+
+    factory: type[SandboxBase]
+    kwargs: dict[str, Any]
+    share: float = 0.0  # another client's part of the account's limit
+
+    @property
+    def window(self) -> float:
+        return float(self.factory.base_window) * float(self.kwargs["time_scale"])
+
+    @property
+    def limit(self) -> int:
+        return int(self.kwargs.get("rate_limit") or (60 if self.factory is HuntressSandbox else 10))
+
+
+def huntress(agents: int, share: float = 0.0) -> Spec:
+    return Spec(HuntressSandbox, {"time_scale": SCALE, "customer_agents": agents}, share)
+
+
+def blumira(findings: int) -> Spec:
+    return Spec(BlumiraSandbox, {"time_scale": BLUMIRA_SCALE, "customer_findings": findings})
+
+
+def _timing(url: str, spec: Spec, since: float) -> Timing:
+    """Calls the vendor answered (not the control calls nor token mints), first to last."""
+    log = httpx.get(f"{url}{SandboxBase.CONTROL}log", timeout=30).json()
+    calls = [r for r in log if not r["path"].startswith(SandboxBase.CONTROL) and r["path"] != TOKEN_PATH
+             and r["at"] >= since]
+    span = calls[-1]["at"] - calls[0]["at"] if len(calls) > 1 else 0.0
+    minimum = max(0, len(calls) - spec.limit) / spec.limit * spec.window
+    return Timing(len(calls), span, minimum, sum(1 for r in calls if r["status"] == 429))
+
+
+@contextmanager
+def _served(*specs: Spec | None) -> Iterator[list[str | None]]:
+    with ExitStack() as stack:
+        urls: list[str | None] = []
+        for spec in specs:
+            if spec is None:
+                urls.append(None)
+                continue
+            url = stack.enter_context(serve_process(spec.factory, **spec.kwargs))
+            if spec.share:
+                httpx.post(f"{url}{SandboxBase.CONTROL}share", params={"fraction": spec.share}, timeout=10)
+            urls.append(url)
+        yield urls
+
+
+def exit_run(h: Spec | None, b: Spec | None) -> tuple[float, Timing | None, Timing | None]:
+    """Plan and apply a whole exit; returns the wall time and each vendor's timing."""
+    with _served(h, b) as (hurl, burl), TemporaryDirectory() as tmp:
+        cfg = _config(Path(tmp), hurl, burl)
+        since = time.monotonic()
+        with engine.open_sessions(cfg, creds=CREDS) as sessions:
+            plan = engine.make_plan(cfg, sessions)
+            result = engine.apply(plan, cfg, sessions, overrides=LAB)
+        wall = time.monotonic() - since
+        if result.exit_code not in (0, 3):
+            raise RuntimeError(f"the exit ended with {result.exit_code}: {result.message}")
+        return (wall, _timing(hurl, h, since) if h and hurl else None, _timing(burl, b, since) if b and burl else None)
+
+
+def plan_cost(agents: int) -> tuple[float, float]:
+    """Seconds to plan (discovery over HTTP included) and peak MiB allocated while planning."""
+    with _served(Spec(HuntressSandbox, {"time_scale": SCALE, "customer_agents": agents})) as (hurl,), \
+            TemporaryDirectory() as tmp:
+        cfg = _config(Path(tmp), hurl, None)
+        with engine.open_sessions(cfg, creds=CREDS) as sessions:
+            started = time.monotonic()
+            engine.make_plan(cfg, sessions)
+            seconds = time.monotonic() - started
+            tracemalloc.start()
+            engine.make_plan(cfg, sessions)
+            _, peak = tracemalloc.get_traced_memory()
+            tracemalloc.stop()
+    return seconds, peak / 2**20
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="smaller sizes (100, 500; plan at 2,000)")
+    args = parser.parse_args(argv)
+    sizes = (100, 500) if args.quick else (100, 2_000, 10_000)
+    plan_sizes = (2_000,) if args.quick else (10_000, 50_000)
+    rows = ["| measure | agents | calls | minimum at the ceiling | time taken | ratio | 429s |",
+            "|---|---|---|---|---|---|---|"]
+    ok = True
+    for n in sizes:
+        _, t, _ = exit_run(huntress(n), None)
+        assert t is not None
+        rows.append(f"| Huntress exit | {n:,} | {t.calls:,} | {t.minimum:.2f} s | {t.seconds:.2f} s | "
+                    f"{t.ratio:.3f} | {t.throttled} |")
+        ok &= t.ratio >= 0.95 and t.throttled == 0
+    shared_n = sizes[1]
+    _, t, _ = exit_run(huntress(shared_n, share=1 / 3), None)
+    assert t is not None
+    shared_min = t.minimum * 3 / 2  # only two thirds of the limit is left for offboard
+    rows.append(f"| … with another client using 1/3 of the limit | {shared_n:,} | {t.calls:,} | "
+                f"{shared_min:.2f} s | {t.seconds:.2f} s | {shared_min / t.seconds:.3f} | {t.throttled} |")
+    for n in plan_sizes:
+        seconds, mib = plan_cost(n)
+        rows.append(f"| plan (discovery and planning), peak {mib:.0f} MiB | {n:,} | | | {seconds:.2f} s | | |")
+        ok &= n != 10_000 or seconds < 2.0
+    h_agents, b_findings = (300, 60) if args.quick else (1_000, 250)
+    h_alone, _, _ = exit_run(huntress(h_agents), None)
+    b_alone, _, _ = exit_run(None, blumira(b_findings))
+    both, th, tb = exit_run(huntress(h_agents), blumira(b_findings))
+    slower = max(h_alone, b_alone)
+    calls = (th.calls if th else 0) + (tb.calls if tb else 0)
+    throttled = (th.throttled if th else 0) + (tb.throttled if tb else 0)
+    rows.append(f"| Huntress ({h_agents:,} agents) alone | | | | {h_alone:.2f} s | | |")
+    rows.append(f"| Blumira ({b_findings} findings) alone | | | | {b_alone:.2f} s | | |")
+    rows.append(f"| both at once (the slower alone ÷ both) | | {calls:,} | | {both:.2f} s | {slower / both:.3f} | "
+                f"{throttled} |")
+    print("\n".join(rows))
+    print(f"\nMachine: {platform.machine()}, {platform.processor() or 'cpu'}, Python {platform.python_version()}, "
+          f"{platform.system()} {platform.release()}; Huntress window {60 * SCALE:g} s for 60 calls "
+          f"(x{1 / SCALE:g}), Blumira {BLUMIRA_SCALE:g} s for 10 calls (x{1 / BLUMIRA_SCALE:g}).")
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
