@@ -226,10 +226,11 @@ class VendorHttp:
                 else:  # e.g. a report PDF on a storage host: never send the API key there
                     response = self._client.request(method, path, params=params, json=json, auth=None)
                 status = response.status_code
-                self._observe(response)
             finally:
+                self.limiter.completed()
                 self.last_call = HttpRecord(method, path, status, attempt,
                                             int((time.monotonic() - started) * 1000))
+            self._observe(response)
             if status in RETRY_STATUSES:
                 raise _RetryableStatus(response)
             return response

@@ -57,6 +57,14 @@ class SlidingWindowLimiter:
             self._sleep(delay)
             waited += delay
 
+    def completed(self) -> None:
+        """The call taken last has its reply: count it from now, not from when it was sent. The
+        vendor saw it somewhere in between, so our window then never ends before the vendor's
+        (calls of one vendor are sequential, so the last stamp is that call's)."""
+        with self._lock:
+            if self._sent:
+                self._sent[-1] = max(self._sent[-1], self._clock())
+
     def observe_remaining(self, remaining: int) -> None:
         """The vendor said how many calls its window has left. Fewer than we count means another
         tool is using the same account: its calls are counted as ours from now on (they age out

@@ -73,3 +73,15 @@ def test_a_vendor_that_reports_fewer_calls_left_than_we_count_slows_us_down() ->
     assert clock.now == 60.0
     limiter.observe_remaining(59)  # more left than we count: nothing changes
     assert clock.now == 60.0
+
+
+def test_a_call_counts_from_its_reply_so_our_window_never_ends_before_the_vendors() -> None:
+    clock = FakeClock()
+    limiter = SlidingWindowLimiter(2, 10.0, margin=0.0, clock=clock, sleep=clock.sleep)
+    limiter.acquire()  # sent at 0
+    clock.now = 3.0
+    limiter.completed()  # its reply came at 3: the vendor saw it somewhere in [0, 3]
+    limiter.acquire()
+    limiter.completed()
+    limiter.acquire()  # the third waits until the first is a whole window old from its reply
+    assert clock.now == 13.0
