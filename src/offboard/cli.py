@@ -186,7 +186,7 @@ def confirm_cmd(
         render.error(f"not confirmed: the vendor still shows {result.check.detail if result.check else '?'}; "
                      "finish the item and confirm again")
         raise typer.Exit(ExitCode.FAILED)
-    render.out.print(f"Confirmed {item} by {by} in run {run_id}.")
+    render.out.print(f"Confirmed {item} by {by} in run {run_id}.", markup=False)
     render.documents(result.documents)
     if result.remaining:
         render.out.print(render.manual_table(result.remaining))
