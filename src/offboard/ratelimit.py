@@ -26,7 +26,7 @@ class SlidingWindowLimiter:
         max_calls: int,
         window_seconds: float,
         *,
-        margin: float = 0.01,
+        margin: float = 0.005,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:

@@ -14,6 +14,7 @@ SENSITIVE_KEYS = frozenset({"authorization", "api_secret", "api_key", "password"
 class Redactor:
     def __init__(self) -> None:
         self._values: set[str] = set()
+        self._longest_first: tuple[str, ...] = ()  # kept sorted: every audit line goes through text()
         self._lock = threading.Lock()
 
     def register(self, *values: str) -> None:
@@ -21,13 +22,14 @@ class Redactor:
             for v in values:
                 if len(v) >= 4:
                     self._values.add(v)
+            self._longest_first = tuple(sorted(self._values, key=len, reverse=True))
 
     def register_basic_auth(self, user: str, password: str) -> None:
         # The Authorization header carries the base64 of both: scrub that form too.
         self.register(user, password, base64.b64encode(f"{user}:{password}".encode()).decode())
 
     def text(self, s: str) -> str:
-        for v in sorted(self._values, key=len, reverse=True):
+        for v in self._longest_first:
             if v in s:
                 s = s.replace(v, MASK)
         return s
