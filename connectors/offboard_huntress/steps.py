@@ -93,6 +93,7 @@ class _Planner:
         steps = [self.confirm_scope(), self.evidence(), *([] if deleting else self.endpoints()), self.cloud(),
                  self.routing(), self.billing()]
         if deleting:
+            self.mine("agent")  # agents listed for another scope are still named as not touched
             steps.append(self.delete_org())
         steps.append(self.closure())
         return [s for s in steps if s.actions]
