@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -11,6 +12,7 @@ from typing import Any
 import keyring
 import keyring.backend
 import pytest
+from hypothesis import settings as hypothesis_settings
 from pydantic import SecretStr
 
 from offboard import connectors, engine
@@ -21,6 +23,12 @@ from offboard_blumira import sandbox as blu
 from offboard_huntress.sandbox import DEMO_KEY, DEMO_SECRET, HuntressSandbox
 
 FAST = 0.005  # sandbox clock: a 60 s window lasts 0.3 s
+
+# CI runs the same examples every time (a landing never hinges on a new random draw); locally,
+# hypothesis explores new ones on each run and remembers failures in .hypothesis/.
+hypothesis_settings.register_profile("ci", derandomize=True, database=None)
+if os.environ.get("CI"):
+    hypothesis_settings.load_profile("ci")
 
 
 class MemoryKeyring(keyring.backend.KeyringBackend):
