@@ -56,6 +56,7 @@ class BlumiraSession:
         self.client = BlumiraClient(http, settings.account_id, settings.page_size)
         self.owner = owner_of_account(settings.account_id)
         self._uninstall: str | None = None
+        self._name: str | None = None  # the sub-account's name, as discovery last read it
 
     def close(self) -> None:
         self.http.close()
@@ -80,6 +81,7 @@ class BlumiraSession:
     def discover(self) -> Inventory:
         account = self.account()
         name = account.name or self.s.account_id
+        self._name = account.name or ""
         items: list[InventoryItem] = [InventoryItem(
             target=Target(type="account", id=account.account_id, name=name), owner=self.owner,
             attrs={"license": account.license})]
@@ -128,24 +130,30 @@ class BlumiraSession:
         listed in the plan (they are other customers' business)."""
         mine: list[InventoryItem] = []
         others = 0
-        needle = name.strip().lower()
         for hook in self.client.webhooks():
-            accounts = hook.accounts()
-            mentions = bool(needle) and needle in f"{hook.name} {hook.url}".lower()
-            target = Target(type="webhook", id=hook.id, name=hook.name or hook.url or hook.id)
-            if accounts == [self.s.account_id]:
-                mine.append(InventoryItem(target=target, owner=self.owner, attrs={"mentions_customer": mentions}))
-            elif accounts is not None and self.s.account_id in accounts:
-                mine.append(InventoryItem(target=target, owner="accounts:" + ",".join(sorted(accounts)),
-                                          attrs={"mentions_customer": True, "why_not": "also serves other "
-                                                 "sub-accounts: not deleted by API (a manual review item)"}))
-            elif accounts is None and mentions:
-                mine.append(InventoryItem(target=target, owner="msp", attrs={
-                    "mentions_customer": True,
-                    "why_not": "names the customer but is not limited to any account: not deleted by API"}))
-            else:
+            if not self._concerns_customer(hook, name):
                 others += 1
+                continue
+            owner = self._hook_owner(hook)
+            target = Target(type="webhook", id=hook.id, name=hook.name or hook.url or hook.id)
+            attrs: dict[str, Any] = {"mentions_customer": owner != self.owner or _mentions(hook, name)}
+            if owner != self.owner:
+                attrs["why_not"] = ("names the customer but is not limited to any account: not deleted by API"
+                                    if owner == "msp" else
+                                    "also serves other sub-accounts: not deleted by API (a manual review item)")
+            mine.append(InventoryItem(target=target, owner=owner, attrs=attrs))
         return mine, others
+
+    def _hook_owner(self, hook: Webhook) -> str:
+        """Whose a webhook endpoint is: this sub-account's alone, several accounts', or the MSP's."""
+        accounts = hook.accounts()
+        if accounts is None:
+            return "msp"
+        return self.owner if accounts == [self.s.account_id] else "accounts:" + ",".join(sorted(accounts))
+
+    def _concerns_customer(self, hook: Webhook, name: str) -> bool:
+        accounts = hook.accounts()
+        return self.s.account_id in (accounts or []) or (accounts is None and _mentions(hook, name))
 
     def _detect_uninstall(self) -> InventoryItem:
         """Whether the agent action catalog offers an uninstall (vendor-notes §4 q.2): asked, never assumed."""
@@ -248,17 +256,14 @@ class BlumiraSession:
             data = list(c.list_raw(c.path("detection-rules")))
             count = len(data)
         elif what == "webhooks":
-            name = (self.account().name or "").strip().lower()
+            # The name discovery read (apply always discovers before it executes): no second GET.
+            name = self._name if self._name is not None else (self.account().name or "")
             data = [w.model_dump() for w in c.webhooks() if self._concerns_customer(w, name)]
             count = len(data)
         else:
             raise BadInput(f"plan action {action.id} exports {what!r}, which this connector does not know")
         return ActionResult("success", f"{count} record(s) exported", self.http.last_call,
                             artifacts=(Artifact(f"{what}.json", _json(data)),))
-
-    def _concerns_customer(self, hook: Webhook, name: str) -> bool:
-        accounts = hook.accounts() or []
-        return self.s.account_id in accounts or (bool(name) and name in f"{hook.name} {hook.url}".lower())
 
     # -- re-reads ----------------------------------------------------------------------
 
@@ -274,10 +279,8 @@ class BlumiraSession:
             hook, record = self.client.webhook(oid)
             if hook is None:
                 return _gone(record)
-            accounts = hook.accounts()
-            owner = self.owner if accounts == [self.s.account_id] else "msp" if accounts is None else (
-                "accounts:" + ",".join(sorted(accounts)))
-            return ActionResult("failure", "the webhook endpoint is still listed", record, owner=owner)
+            return ActionResult("failure", "the webhook endpoint is still listed", record,
+                                owner=self._hook_owner(hook))
         return ActionResult("unknown", f"no re-read for {action.operation}")
 
     # -- verification ----------------------------------------------------------------
@@ -334,3 +337,7 @@ class BlumiraSession:
 def _gone(record: HttpRecord) -> ActionResult:
     return ActionResult("success", "re-read answers 404: gone", record, already_absent=True)
 
+
+def _mentions(hook: Webhook, name: str) -> bool:
+    needle = name.strip().lower()
+    return bool(needle) and needle in f"{hook.name} {hook.url}".lower()

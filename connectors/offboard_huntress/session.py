@@ -18,6 +18,9 @@ from .models import ISOLATED, Actor, IncidentWithRemediations, Membership, Organ
 from .settings import HuntressSettings
 from .steps import VENDOR, agent_target, owner_of_org, plan_exit
 
+# Manual items the organization's own fields can confirm, and what each check is called.
+MANUAL_CHECKS = {"itdr.unmap-tenant": "ITDR tenant unmapped", "siem.disconnect-sources": "SIEM sources disconnected",
+                 "billing.account-manager": "no billable agent left"}
 OPEN_INCIDENT_STATUSES = ("sent", "auto_remediating")  # vendor-notes §3.3
 OPEN_ESCALATION_STATUSES = ("open", "overdue")  # vendor-notes §3.4
 NEEDS_USER_KEY = ("a user-based Huntress API key whose user may make this change is needed "
@@ -302,37 +305,30 @@ class HuntressSession:
         return None if check is None else replace(check, action_id=action.id)
 
     def _manual_check(self, op: str) -> Check | None:
+        name = MANUAL_CHECKS.get(op)
+        if name is None:
+            return None
+        body, record = self.client.organization_raw(self.org_id)  # every check reads the organization once
+        if body is None:
+            return Check(name, True, "the organization is deleted")
+        org = parse(Organization, body, "GET organization")
+        usages = org.actual_usages or {}
         if op == "itdr.unmap-tenant":
-            org, record = self.client.organization_raw(self.org_id)
-            if org is None:
-                return Check("ITDR tenant unmapped", True, "the organization is deleted")
-            parsed = parse(Organization, org, "GET organization")
-            itdr = (parsed.actual_usages or {}).get("itdr") or []
+            itdr = usages.get("itdr") or []
             identities, _ = self.client.identities_count(self.org_id)
-            ok = parsed.identity_provider_tenant_id is None and not itdr and identities == 0
-            return Check("ITDR tenant unmapped", ok,
-                         f"identity_provider_tenant_id={parsed.identity_provider_tenant_id}, "
-                         f"actual_usages.itdr has {len(itdr)} tenant(s), identities listed: {identities}",
-                         http=record)
-        if op == "siem.disconnect-sources":
-            org, record = self.client.organization_raw(self.org_id)
-            if org is None:
-                return Check("SIEM sources disconnected", True, "the organization is deleted")
-            parsed = parse(Organization, org, "GET organization")
-            billable = ((parsed.actual_usages or {}).get("siem") or {}).get("billable_log_sources_count") or 0
-            return Check("SIEM sources disconnected", parsed.logs_sources_count == 0 and billable == 0,
-                         f"logs_sources_count={parsed.logs_sources_count}, billable_log_sources_count={billable}",
-                         http=record)
-        if op == "billing.account-manager":
-            org, record = self.client.organization_raw(self.org_id)
-            if org is None:
-                return Check("no billable agent left", True, "the organization is deleted")
-            snap = _snapshot(parse(Organization, org, "GET organization"))
+            ok = org.identity_provider_tenant_id is None and not itdr and identities == 0
+            detail = (f"identity_provider_tenant_id={org.identity_provider_tenant_id}, "
+                      f"actual_usages.itdr has {len(itdr)} tenant(s), identities listed: {identities}")
+        elif op == "siem.disconnect-sources":
+            billable = (usages.get("siem") or {}).get("billable_log_sources_count") or 0
+            ok = org.logs_sources_count == 0 and billable == 0
+            detail = f"logs_sources_count={org.logs_sources_count}, billable_log_sources_count={billable}"
+        else:  # billing.account-manager
+            snap = _snapshot(org)
             billable = snap.get("billable_agents_count") or 0
-            return Check("no billable agent left", billable == 0 and snap["agents_count"] == 0,
-                         f"agents_count={snap['agents_count']}, billable_agents_count={billable}",
-                         http=record)
-        return None
+            ok = billable == 0 and snap["agents_count"] == 0
+            detail = f"agents_count={snap['agents_count']}, billable_agents_count={billable}"
+        return Check(name, ok, detail, http=record)
 
 
 def _membership_owner(m: Membership) -> str:

@@ -26,7 +26,7 @@ from typing import Any, TextIO
 
 import structlog
 
-from offboard.errors import BadInput
+from offboard.errors import BadInput, read_input
 from offboard.plan import canonical_json
 from offboard.redact import REDACTOR
 
@@ -192,12 +192,7 @@ class VerifyResult:
 
 def verify_file(path: Path) -> VerifyResult:
     """Recompute the chain; name the first line that does not hold."""
-    try:
-        raw = path.read_bytes()
-    except FileNotFoundError:
-        raise BadInput(f"audit log {path} does not exist") from None
-    except OSError as exc:
-        raise BadInput(f"cannot read audit log {path}: {exc.strerror}") from None
+    raw = read_input(path, "audit log")
     lines = raw.split(b"\n")
     torn = lines.pop() != b""  # a complete log ends with a newline
     prev = GENESIS

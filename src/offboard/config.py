@@ -21,7 +21,7 @@ from urllib.parse import urlsplit
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
-from offboard.errors import BadInput
+from offboard.errors import BadInput, read_input
 from offboard.plan import canonical_json
 
 
@@ -134,13 +134,7 @@ class ExitConfig:
 
 
 def load_config(path: Path, connector_models: Mapping[str, type[SectionSettings]]) -> ExitConfig:
-    try:
-        raw = path.read_bytes()
-    except FileNotFoundError:
-        raise BadInput(f"config file {path} does not exist; copy config.example.toml to {path} "
-                       "and fill it in") from None
-    except OSError as exc:
-        raise BadInput(f"cannot read config file {path}: {exc.strerror}") from None
+    raw = read_input(path, "config file", f"copy config.example.toml to {path} and fill it in")
     try:
         data = tomllib.loads(raw.decode("utf-8"))
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:

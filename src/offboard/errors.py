@@ -7,6 +7,7 @@ message on one line and exits with its code, never with a traceback.
 from __future__ import annotations
 
 from enum import IntEnum
+from pathlib import Path
 
 
 class ExitCode(IntEnum):
@@ -57,6 +58,16 @@ class VendorReplyError(VendorError):
     """The vendor answered with something we cannot read (wrong envelope, missing fields)."""
 
     exit_code = ExitCode.BAD_INPUT
+
+
+def read_input(path: Path, what: str, missing: str = "") -> bytes:
+    """A file the user named (config, plan, log, key): its bytes, or one line saying what is wrong."""
+    try:
+        return path.read_bytes()
+    except FileNotFoundError:
+        raise BadInput(f"{what} {path} does not exist" + (f"; {missing}" if missing else "")) from None
+    except OSError as exc:
+        raise BadInput(f"cannot read {what} {path}: {exc.strerror}") from None
 
 
 class RunInterrupted(OffboardError):

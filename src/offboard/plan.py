@@ -16,7 +16,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from offboard.errors import BadInput
+from offboard.errors import BadInput, read_input
 
 PLAN_FORMAT = 1
 Phase = Literal["scope", "evidence", "removal", "closure"]
@@ -188,14 +188,10 @@ def write_plan(plan: Plan, path: Path) -> None:
 
 def read_plan(path: Path) -> Plan:
     try:
-        raw = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise BadInput(f"plan file {path} does not exist; make one with `offboard plan -o {path}`") from None
+        raw = read_input(path, "plan file", f"make one with `offboard plan -o {path}`").decode("utf-8")
     except UnicodeDecodeError:
         raise BadInput(f"plan file {path} is not UTF-8 text (it was damaged or is not a plan); make a new one "
                        "with `offboard plan -o`") from None
-    except OSError as exc:
-        raise BadInput(f"cannot read plan file {path}: {exc.strerror}") from None
     try:
         data = json.loads(raw)
     except json.JSONDecodeError as exc:

@@ -156,8 +156,6 @@ def _row(a: Action, rec: dict[str, Any] | None, proof: dict[str, Any] | None) ->
              "manual.confirmed": "confirmed", None: "not_started"}.get(event, "not_started")
     if state == "removed" and isinstance(detail, dict) and detail.get("already_absent"):
         state = "already_absent"
-    if kind == "export" and state == "removed":
-        state = "exported"
     how = ""
     files: list[dict[str, Any]] = []
     if event == "manual.confirmed" and isinstance(detail, dict):

@@ -28,7 +28,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from offboard.audit import verify_file
-from offboard.errors import BadInput
+from offboard.errors import BadInput, read_input
 from offboard.plan import canonical_json, now_iso
 from offboard.redact import REDACTOR
 
@@ -120,13 +120,7 @@ def _from_keyring() -> Ed25519PrivateKey | None:
 
 
 def _from_file(path: Path) -> Ed25519PrivateKey:
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        raise BadInput(f"[signing] key_file {path} does not exist; make one with "
-                       f"`offboard keys init --key-file {path}`") from None
-    except OSError as exc:
-        raise BadInput(f"cannot read the signing key {path}: {exc.strerror}") from None
+    data = read_input(path, "[signing] key_file", f"make one with `offboard keys init --key-file {path}`")
     try:
         key = serialization.load_pem_private_key(data, password=None)
     except (ValueError, TypeError):
@@ -146,13 +140,7 @@ def load_signer(key_file: Path | None) -> Signer | None:
 
 
 def load_public(path: Path) -> Ed25519PublicKey:
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        raise BadInput(f"public key {path} does not exist; export it with `offboard keys export -o {path}`") from None
-    except OSError as exc:
-        raise BadInput(f"cannot read public key {path}: {exc.strerror}") from None
-    return parse_public(data, str(path))
+    return parse_public(read_input(path, "public key", f"export it with `offboard keys export -o {path}`"), str(path))
 
 
 def parse_public(data: bytes, where: str) -> Ed25519PublicKey:
