@@ -189,6 +189,8 @@ def test_uninstall_action_is_used_only_when_the_catalog_offers_it(blumira: Blumi
     assert all(f"{ACCT}/agents/devices/" in r.path for r in posts)
     assert blumira.sandbox.of(blumira.sandbox.devices, CUSTOMER_ACCOUNT) == []
     assert result.counts["succeeded"] == 9  # 8 uninstalls and the webhook
+    assert len(blumira.sandbox.of(blumira.sandbox.devices, NEIGHBOUR_ACCOUNT)) == 5  # the neighbour's untouched
+    assert all(NEIGHBOUR_ACCOUNT not in r.path for r in blumira.sandbox.requests)
 
 
 def test_catalog_refused_to_msp_credentials_means_devices_stay_a_manual_item(blumira: BlumiraHarness) -> None:
