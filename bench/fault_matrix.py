@@ -36,11 +36,11 @@ import httpx
 from pydantic import SecretStr
 
 from offboard import connectors, engine
-from offboard.audit import read_records, verify_file
 from offboard.config import load_config
+from offboard.connectors.sandboxing import Fault, SandboxBase, serve
 from offboard.errors import ExitCode, VendorError
 from offboard.plan import read_plan
-from offboard.sandboxing import Fault, SandboxBase, serve
+from offboard.proof.audit import read_records, verify_file
 from offboard_blumira.sandbox import API_PREFIX, CUSTOMER_ACCOUNT, KEEP_USER, TOKEN_PATH, BlumiraSandbox
 from offboard_huntress.sandbox import HuntressSandbox
 
@@ -155,7 +155,7 @@ def _env() -> dict[str, str]:
 
 def _offboard() -> list[str]:
     script = Path(sys.executable).parent / "offboard"
-    return [str(script)] if script.exists() else [sys.executable, "-m", "offboard.cli"]
+    return [str(script)] if script.exists() else [sys.executable, "-m", "offboard.cli.app"]
 
 
 @contextmanager

@@ -33,7 +33,7 @@ from pydantic import SecretStr
 
 from offboard import connectors, engine
 from offboard.config import ExitConfig, load_config
-from offboard.sandboxing import SandboxBase, serve_process
+from offboard.connectors.sandboxing import SandboxBase, serve_process
 from offboard_blumira.sandbox import API_PREFIX, CUSTOMER_ACCOUNT, KEEP_USER, TOKEN_PATH, BlumiraSandbox
 from offboard_blumira.sandbox import DEMO_CLIENT_ID as B_ID
 from offboard_blumira.sandbox import DEMO_SECRET as B_SECRET

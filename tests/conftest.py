@@ -16,9 +16,9 @@ from hypothesis import settings as hypothesis_settings
 from pydantic import SecretStr
 
 from offboard import connectors, engine
-from offboard.cli import main
+from offboard.cli.app import main
 from offboard.config import ExitConfig, load_config
-from offboard.sandboxing import InProcessTransport
+from offboard.connectors.sandboxing import InProcessTransport
 from offboard_blumira import sandbox as blu
 from offboard_huntress.sandbox import DEMO_KEY, DEMO_SECRET, HuntressSandbox
 

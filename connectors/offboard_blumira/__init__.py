@@ -11,12 +11,11 @@ from typing import Any
 import httpx
 from pydantic import SecretStr
 
-from offboard import sandboxing
 from offboard.config import SectionSettings
-from offboard.connectors import ExitContext, SandboxKit
-from offboard.credentials import CredentialField
-from offboard.http import RetryPolicy, VendorHttp
-from offboard.ratelimit import SlidingWindowLimiter, budget_path
+from offboard.connectors import ExitContext, SandboxKit, sandboxing
+from offboard.wire.credentials import CredentialField
+from offboard.wire.http import RetryPolicy, VendorHttp
+from offboard.wire.ratelimit import SlidingWindowLimiter, budget_path
 
 from .auth import ClientCredentials
 from .session import BlumiraSession

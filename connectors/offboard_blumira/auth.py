@@ -14,7 +14,7 @@ from collections.abc import Callable, Generator
 import httpx
 
 from offboard.errors import VendorAuthError, VendorError, VendorReplyError
-from offboard.redact import REDACTOR
+from offboard.wire.redact import REDACTOR
 
 EARLY = 60.0  # refresh this many seconds before the vendor says the token expires
 DEFAULT_LIFETIME = 3600.0  # clients assume this when expires_in is missing (vendor-notes §1.2)

@@ -12,8 +12,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from offboard.errors import VendorReplyError
-from offboard.http import HttpRecord, Reply, VendorHttp
-from offboard.replies import M
+from offboard.wire.http import HttpRecord, Reply, VendorHttp
+from offboard.wire.replies import M
 
 from .models import VENDOR, Account, AgentKey, Device, User, Webhook, items, parse, unwrap
 

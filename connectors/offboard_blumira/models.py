@@ -13,7 +13,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict
 
 from offboard.errors import VendorReplyError
-from offboard.replies import M, parse_reply
+from offboard.wire.replies import M, parse_reply
 
 VENDOR = "Blumira"
 ADMIN_ROLES = frozenset({"administrator", "admin"})

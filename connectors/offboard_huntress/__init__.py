@@ -11,13 +11,12 @@ from typing import Any
 import httpx
 from pydantic import SecretStr
 
-from offboard import sandboxing
 from offboard.config import SectionSettings
-from offboard.connectors import ExitContext, SandboxKit
-from offboard.credentials import CredentialField
-from offboard.http import RetryPolicy, VendorHttp
-from offboard.ratelimit import SlidingWindowLimiter, budget_path
-from offboard.redact import REDACTOR
+from offboard.connectors import ExitContext, SandboxKit, sandboxing
+from offboard.wire.credentials import CredentialField
+from offboard.wire.http import RetryPolicy, VendorHttp
+from offboard.wire.ratelimit import SlidingWindowLimiter, budget_path
+from offboard.wire.redact import REDACTOR
 
 from .session import HuntressSession
 from .settings import HuntressSettings

@@ -13,8 +13,8 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from offboard.errors import VendorReplyError
-from offboard.http import HttpRecord, Reply, VendorHttp
-from offboard.replies import M
+from offboard.wire.http import HttpRecord, Reply, VendorHttp
+from offboard.wire.replies import M
 
 from .models import (
     Actor,

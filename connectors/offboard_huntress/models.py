@@ -9,7 +9,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
-from offboard.replies import M, parse_reply
+from offboard.wire.replies import M, parse_reply
 
 ISOLATED = frozenset({"Isolated", "Pending Isolation"})
 

@@ -33,7 +33,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from offboard.sandboxing import Fault, Logged, SandboxBase
+from offboard.connectors.sandboxing import Fault, Logged, SandboxBase
 
 __all__ = ["Fault", "HuntressSandbox", "Logged"]
 

@@ -10,8 +10,8 @@ from typing import Any
 
 from offboard.connectors import ActionResult, Artifact, Check, PlanParts, reread_check
 from offboard.errors import BadInput, VendorAuthError
-from offboard.http import HttpRecord, Reply, VendorHttp
 from offboard.plan import Action, Finding, Inventory, InventoryItem, Target, VendorPlan
+from offboard.wire.http import HttpRecord, Reply, VendorHttp
 
 from .client import HuntressClient
 from .models import ISOLATED, Actor, IncidentWithRemediations, Membership, Organization, SummaryReport, parse

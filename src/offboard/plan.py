@@ -181,7 +181,7 @@ def now_iso() -> str:
 
 
 def write_plan(plan: Plan, path: Path) -> None:
-    from offboard.runstate import atomic_write_text
+    from offboard.rundir import atomic_write_text
 
     atomic_write_text(path, plan.sealed().model_dump_json(indent=2) + "\n")
 

@@ -11,9 +11,9 @@ import pytest
 import respx
 
 from offboard.errors import VendorAuthError, VendorReplyError
-from offboard.http import RetryPolicy, VendorHttp
-from offboard.ratelimit import SlidingWindowLimiter
-from offboard.redact import REDACTOR
+from offboard.wire.http import RetryPolicy, VendorHttp
+from offboard.wire.ratelimit import SlidingWindowLimiter
+from offboard.wire.redact import REDACTOR
 from offboard_blumira import BlumiraSettings, connector
 from offboard_blumira.auth import ClientCredentials
 from offboard_blumira.client import BlumiraClient

@@ -11,13 +11,13 @@ from email import message_from_bytes
 import httpx
 import pytest
 
-from offboard import engine, manual
-from offboard.audit import read_records, verify_file
+from offboard import engine
 from offboard.connectors import Check
+from offboard.connectors.sandboxing import InProcessTransport
 from offboard.engine import GuideAnswer
 from offboard.errors import BadInput, ExitCode
 from offboard.plan import Action
-from offboard.sandboxing import InProcessTransport
+from offboard.proof.audit import read_records, verify_file
 from offboard_blumira.sandbox import API_PREFIX, CUSTOMER_ACCOUNT, KEEP_USER, NEIGHBOUR_ACCOUNT, BlumiraSandbox
 from tests.conftest import BlumiraHarness
 
@@ -216,10 +216,10 @@ def test_a_refused_webhook_delete_falls_back_to_a_manual_item_then_is_confirmed_
     assert "HTTP 403" in fell["detail"]["fell_back"] and fell["detail"]["portal_path"].startswith("MSP Portal")
     run_id = result.run.run_id
     with blumira.sessions() as s:
-        refused = manual.confirm(run_id, "blumira.delete_webhook.wh-1", "J. Doe", "deleted", blumira.cfg, s)
+        refused = engine.confirm(run_id, "blumira.delete_webhook.wh-1", "J. Doe", "deleted", blumira.cfg, s)
         assert not refused.accepted and refused.check is not None and "still listed" in refused.check.detail
         del blumira.sandbox.webhooks["wh-1"]  # the person deletes it in the portal
-        done = manual.confirm(run_id, "blumira.delete_webhook.wh-1", "J. Doe", "deleted", blumira.cfg, s)
+        done = engine.confirm(run_id, "blumira.delete_webhook.wh-1", "J. Doe", "deleted", blumira.cfg, s)
     assert done.accepted
     kinds = Counter(r["event"] for r in read_records(result.run.audit_path))
     assert kinds["manual.rejected"] == 1 and kinds["manual.confirmed"] == 1

@@ -8,9 +8,9 @@ from collections import Counter
 import httpx
 
 from offboard import engine
-from offboard.audit import read_records
+from offboard.connectors.sandboxing import InProcessTransport
 from offboard.errors import ExitCode
-from offboard.sandboxing import InProcessTransport
+from offboard.proof.audit import read_records
 from offboard_blumira.sandbox import API_PREFIX, CUSTOMER_ACCOUNT, DEMO_CLIENT_ID, DEMO_SECRET, TOKEN_PATH, Fault
 from tests.conftest import BlumiraHarness
 

@@ -13,8 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from offboard import bundle, engine, signing
-from offboard.runstate import RunDir
+from offboard import engine
+from offboard.proof import bundle, signing
+from offboard.rundir import RunDir
 from tests.conftest import BlumiraHarness, CliResult, load
 
 

@@ -9,12 +9,12 @@ from typing import Any
 import pytest
 
 from offboard import engine
-from offboard.audit import read_records, verify_file
 from offboard.connectors import Check
+from offboard.connectors.sandboxing import serve
 from offboard.engine import GuideAnswer
 from offboard.errors import ExitCode
 from offboard.plan import Action
-from offboard.sandboxing import serve
+from offboard.proof.audit import read_records, verify_file
 from offboard_huntress.sandbox import CUSTOMER_ORG, HuntressSandbox
 from tests.conftest import Harness, write_config
 

@@ -12,7 +12,7 @@ import respx
 from offboard import engine
 from offboard.errors import ExitCode, VendorAuthError
 from offboard.plan import Action, Target
-from offboard.ratelimit import SlidingWindowLimiter
+from offboard.wire.ratelimit import SlidingWindowLimiter
 from offboard_huntress import HuntressSettings, connector
 from tests.conftest import DEMO_CREDS, load, write_config
 from tests.fakeclock import FakeClock

@@ -11,10 +11,10 @@ import httpx
 import pytest
 
 from offboard import engine
-from offboard.audit import read_records, verify_file
+from offboard.connectors.sandboxing import InProcessTransport
 from offboard.errors import BadInput, ExitCode
 from offboard.plan import Action, Plan
-from offboard.sandboxing import InProcessTransport
+from offboard.proof.audit import read_records, verify_file
 from offboard_huntress.sandbox import CUSTOMER_ORG, NEIGHBOUR_ORG, Fault, HuntressSandbox
 from tests.conftest import Harness, load, write_config
 

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from offboard import engine, manual
-from offboard.audit import read_records, verify_file
+from offboard import engine
 from offboard.errors import BadInput, ExitCode
-from offboard.evidence import EvidenceStore
+from offboard.proof.audit import read_records, verify_file
+from offboard.proof.evidence import EvidenceStore
 from offboard_huntress.sandbox import ACCOUNT, CUSTOMER_ORG, NEIGHBOUR_ORG, Fault, HuntressSandbox
 from tests.conftest import Harness, load, write_config
 
@@ -163,16 +163,16 @@ def test_confirm_rules_unknown_item_missing_note_refusal_and_no_double_confirmat
         plan = engine.make_plan(harness.cfg, s)
         run_id = engine.apply(plan, harness.cfg, s, overrides=LAB).run.run_id
         with pytest.raises(BadInput, match=r"is not a manual item.*huntress\.itdr\.unmap-tenant"):
-            manual.confirm(run_id, "huntress.nope", "J. Doe", "", harness.cfg, s)
+            engine.confirm(run_id, "huntress.nope", "J. Doe", "", harness.cfg, s)
         with pytest.raises(BadInput, match="needs --note recording who approved the Microsoft 365 consent"):
-            manual.confirm(run_id, "huntress.itdr.unmap-tenant", "J. Doe", "", harness.cfg, s)
-        refused = manual.confirm(run_id, "huntress.itdr.unmap-tenant", "J. Doe", "CTO approved", harness.cfg, s)
+            engine.confirm(run_id, "huntress.itdr.unmap-tenant", "J. Doe", "", harness.cfg, s)
+        refused = engine.confirm(run_id, "huntress.itdr.unmap-tenant", "J. Doe", "CTO approved", harness.cfg, s)
         assert not refused.accepted and refused.check is not None and "tenant-acme-m365" in refused.check.detail
-        ok = manual.confirm(run_id, "huntress.psa.webhooks", "J. Doe", "none existed", harness.cfg, s)
+        ok = engine.confirm(run_id, "huntress.psa.webhooks", "J. Doe", "none existed", harness.cfg, s)
         assert ok.accepted and ok.check is None
         with pytest.raises(BadInput, match=r"already confirmed by J\. Doe"):
-            manual.confirm(run_id, "huntress.psa.webhooks", "J. Doe", "again", harness.cfg, s)
-    _, rows = manual.status(run_id, harness.cfg)
+            engine.confirm(run_id, "huntress.psa.webhooks", "J. Doe", "again", harness.cfg, s)
+    _, rows = engine.status(run_id, harness.cfg)
     states = {r.action.id: r.state for r in rows}
     assert states["huntress.psa.webhooks"] == "confirmed" and states["huntress.itdr.unmap-tenant"] == "manual-pending"
     assert states[next(a.id for a in plan.actions() if a.operation == "uninstall_agent")] == "verified"
@@ -207,7 +207,7 @@ def test_an_unattended_run_leaves_the_manual_checklist_in_its_folder(harness: Ha
         manual_ids = [a.id for a in plan.actions() if a.kind == "manual"]
         assert all(f"`{i}`" in checklist for i in manual_ids) and "manual-checklist.md" in result.message
         assert "Record in --note: who approved the Microsoft 365 consent removal" in checklist
-        manual.confirm(result.run.run_id, "huntress.psa.webhooks", "J. Doe", "none", harness.cfg, s)
+        engine.confirm(result.run.run_id, "huntress.psa.webhooks", "J. Doe", "none", harness.cfg, s)
     checklist = (result.run.path / "manual-checklist.md").read_text()
     assert "`huntress.psa.webhooks`" not in checklist and "`huntress.psa.email-routing`" in checklist
 

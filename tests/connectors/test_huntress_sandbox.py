@@ -8,7 +8,7 @@ from typing import Any
 import httpx
 import pytest
 
-from offboard.sandboxing import InProcessTransport, serve
+from offboard.connectors.sandboxing import InProcessTransport, serve
 from offboard_huntress.sandbox import (
     CUSTOMER_ORG,
     DEMO_KEY,

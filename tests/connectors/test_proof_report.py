@@ -13,11 +13,11 @@ from pathlib import Path
 import httpx
 import pytest
 
-from offboard import engine, manual
-from offboard.audit import read_records
-from offboard.lifecycle import fold
+from offboard import engine
+from offboard.connectors.sandboxing import InProcessTransport
 from offboard.plan import Plan, read_plan
-from offboard.sandboxing import InProcessTransport
+from offboard.proof.audit import read_records
+from offboard.proof.lifecycle import fold
 from tests.conftest import BlumiraHarness, Harness
 
 VOID = {"meta", "br", "img", "hr", "input", "link"}
@@ -95,7 +95,7 @@ def test_the_reports_counts_agree_with_the_audit_log_while_pending_and_when_done
             portal.post(f"/_sandbox/portal/{item}")
     with blumira.sessions() as s:
         for a in result.pending:
-            assert manual.confirm(run.run_id, a.id, "J. Doe", "done", blumira.cfg, s).accepted
+            assert engine.confirm(run.run_id, a.id, "J. Doe", "done", blumira.cfg, s).accepted
     report = run.report_path.read_text()
     assert glance_from_markdown(report) == glance_from_log(plan, list(read_records(run.audit_path)))
     assert glance_from_markdown(report)["Blumira"][2] == 8  # done by hand

@@ -16,7 +16,7 @@ import httpx
 import pytest
 
 from offboard import engine
-from offboard.sandboxing import InProcessTransport
+from offboard.connectors.sandboxing import InProcessTransport
 from offboard_huntress.sandbox import DEMO_KEY, DEMO_SECRET, HuntressSandbox
 from tests.conftest import Harness
 

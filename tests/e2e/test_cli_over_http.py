@@ -19,7 +19,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from offboard.sandboxing import serve
+from offboard.connectors.sandboxing import serve
 from offboard_huntress.sandbox import CUSTOMER_ORG, NEIGHBOUR_ORG, Fault, HuntressSandbox
 from tests.conftest import write_config
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from offboard.audit import verify_file
+from offboard.proof.audit import verify_file
 from tests.e2e.test_cli_over_http import offboard_exe
 
 pytestmark = pytest.mark.e2e

@@ -13,7 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from offboard.sandboxing import serve
+from offboard.connectors.sandboxing import serve
 from offboard_blumira.sandbox import CUSTOMER_ACCOUNT, KEEP_USER, NEIGHBOUR_ACCOUNT, BlumiraSandbox
 from offboard_huntress.sandbox import CUSTOMER_ORG, NEIGHBOUR_ORG, HuntressSandbox
 from tests.conftest import blumira_section, write_config

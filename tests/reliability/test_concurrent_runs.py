@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 from offboard import engine
+from offboard.connectors.sandboxing import serve
 from offboard.errors import BadInput, ExitCode
-from offboard.sandboxing import serve
 from offboard_huntress.sandbox import Fault, HuntressSandbox
 from tests.conftest import Harness, write_config
 from tests.e2e.test_cli_over_http import CANARY_KEY, CANARY_SECRET, SCALE, Env

@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from offboard import audit as audit_module
 from offboard import engine
-from offboard.audit import read_records, verify_file
 from offboard.errors import ExitCode
+from offboard.proof import audit as audit_module
+from offboard.proof.audit import read_records, verify_file
 from offboard_huntress.sandbox import CUSTOMER_ORG, HuntressSandbox
 from tests.conftest import FAST, Harness, load, write_config
 

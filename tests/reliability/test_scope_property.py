@@ -9,10 +9,10 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from offboard.audit import AuditLog
 from offboard.connectors import ActionResult
 from offboard.engine import _run_action
 from offboard.plan import Action, Inventory, InventoryItem, Target
+from offboard.proof.audit import AuditLog
 from offboard_blumira.settings import BlumiraSettings
 from offboard_blumira.steps import plan_exit as blumira_plan
 from offboard_huntress.settings import HuntressSettings

@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 from pydantic import SecretStr
 
-from offboard import credentials
 from offboard.config import check_vendor_url
-from offboard.credentials import CredentialField
+from offboard.wire import credentials
+from offboard.wire.credentials import CredentialField
 from offboard_blumira import BlumiraSettings
 from offboard_blumira import connector as blumira
 from offboard_huntress import HuntressSettings

@@ -6,9 +6,11 @@ from __future__ import annotations
 from pathlib import Path
 
 from offboard import engine
-from offboard.audit import read_records, verify_file
+from offboard.config import ExitConfig
+from offboard.connectors.sandboxing import InProcessTransport
 from offboard.errors import ExitCode
-from offboard.sandboxing import InProcessTransport
+from offboard.plan import read_plan
+from offboard.proof.audit import read_records, verify_file
 from offboard_blumira.sandbox import API_PREFIX, BlumiraSandbox
 from offboard_huntress.sandbox import CUSTOMER_ORG, Fault, HuntressSandbox
 from tests.conftest import DEMO_CREDS, FAST, blumira_section, load, write_config
@@ -16,12 +18,12 @@ from tests.conftest import DEMO_CREDS, FAST, blumira_section, load, write_config
 LAB = engine.Overrides(preflight="lab")
 
 
-def two_vendors(tmp_path: Path) -> tuple[HuntressSandbox, BlumiraSandbox, engine.ExitConfig]:
+def two_vendors(tmp_path: Path) -> tuple[HuntressSandbox, BlumiraSandbox, ExitConfig]:
     h, b = HuntressSandbox(time_scale=FAST), BlumiraSandbox(time_scale=FAST)
     return h, b, load(write_config(tmp_path, blumira=blumira_section()))
 
 
-def apply(h: HuntressSandbox, b: BlumiraSandbox, cfg: engine.ExitConfig) -> engine.RunResult:
+def apply(h: HuntressSandbox, b: BlumiraSandbox, cfg: ExitConfig) -> engine.RunResult:
     transports = {"huntress": InProcessTransport(h.app), "blumira": InProcessTransport(b.app)}
     with engine.open_sessions(cfg, transports=transports, creds=DEMO_CREDS) as s:
         return engine.apply(engine.make_plan(cfg, s), cfg, s, overrides=LAB)
@@ -40,7 +42,7 @@ def test_both_vendors_work_at_once_and_the_audit_chain_stays_whole(tmp_path: Pat
     assert [r["seq"] for r in records] == list(range(1, len(records) + 1))
     for vendor in ("huntress", "blumira"):  # each vendor's own order is the plan's
         started = [r["action_id"] for r in records if r["event"] == "action.started" and r["vendor"] == vendor]
-        planned = [a.id for a in engine.read_plan(result.run.plan_path).actions()
+        planned = [a.id for a in read_plan(result.run.plan_path).actions()
                    if a.vendor == vendor and a.id in started]
         assert started == planned
 

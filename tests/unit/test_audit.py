@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from offboard.audit import AuditLog, read_records, verify_file
 from offboard.errors import BadInput
-from offboard.redact import REDACTOR
+from offboard.proof.audit import AuditLog, read_records, verify_file
+from offboard.wire.redact import REDACTOR
 
 
 def write_log(path: Path, n: int = 5) -> None:

@@ -87,7 +87,7 @@ def test_auth_set_stores_in_the_keyring_and_never_echoes(cli: Any, memory_keyrin
 
 
 def test_keyring_credentials_win_over_the_environment(memory_keyring: Any, monkeypatch: pytest.MonkeyPatch) -> None:
-    from offboard import credentials
+    from offboard.wire import credentials
 
     memory_keyring.set_password("offboard:huntress", "api_key", "hk_from_keyring")
     memory_keyring.set_password("offboard:huntress", "api_secret", "hs_from_keyring")

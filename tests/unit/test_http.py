@@ -7,8 +7,8 @@ import pytest
 import respx
 
 from offboard.errors import AmbiguousWrite, VendorAuthError, VendorError, VendorReplyError
-from offboard.http import RetryPolicy, VendorHttp, parse_retry_after
-from offboard.ratelimit import SlidingWindowLimiter
+from offboard.wire.http import RetryPolicy, VendorHttp, parse_retry_after
+from offboard.wire.ratelimit import SlidingWindowLimiter
 from tests.fakeclock import FakeClock
 
 BASE = "https://api.example.test"

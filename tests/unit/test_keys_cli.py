@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from offboard import signing
-from offboard.audit import AuditLog
+from offboard.proof import signing
+from offboard.proof.audit import AuditLog
 from tests.conftest import CliResult, MemoryKeyring
 
 

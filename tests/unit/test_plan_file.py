@@ -59,8 +59,8 @@ def test_a_missing_plan_file_says_how_to_make_one(tmp_path: Path) -> None:
 
 
 def test_the_closure_note_lists_what_stops_updating_once_and_only_for_finished_steps() -> None:
-    from offboard.closure import render_closure_note
     from offboard.plan import Step
+    from offboard.proof.closure import render_closure_note
 
     done = Action(id="v.s.1", vendor="v", step="s", kind="api", operation="remove", owner="org:1",
                   target=Target(type="agent", id="1", name="host1"), summary="remove host1")

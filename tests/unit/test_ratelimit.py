@@ -1,4 +1,4 @@
-from offboard.ratelimit import SlidingWindowLimiter
+from offboard.wire.ratelimit import SlidingWindowLimiter
 from tests.fakeclock import FakeClock
 
 

@@ -9,9 +9,9 @@ from typing import Any
 
 import pytest
 
-from offboard import signing
-from offboard.audit import AuditLog, line_hash
 from offboard.errors import BadInput
+from offboard.proof import signing
+from offboard.proof.audit import AuditLog, line_hash
 
 
 def a_run(tmp_path: Path, signer: signing.Signer, events: int = 5) -> Path:

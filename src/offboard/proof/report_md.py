@@ -1,44 +1,14 @@
-"""The proof-of-stop report as Markdown (report.md) and as a self-contained HTML page
-(report.html, see report_html.py), both rendered from one ``proof.Proof``."""
+"""The proof-of-stop report as Markdown (report.md), rendered from one ``model.Proof``."""
 
 from __future__ import annotations
 
-from collections import Counter
 from typing import Any
 
-from offboard.plan import Plan
-from offboard.proof import PROBLEM_STATES, Proof, build, last_signature
-from offboard.runstate import RunDir, atomic_write_text
-
-GLANCE = (("Removed by API", ("removed",)), ("Already gone", ("already_absent",)), ("Done by hand", ("confirmed",)),
-          ("Waiting for a person", ("pending",)), ("Failed, held back or unknown", PROBLEM_STATES),
-          ("Evidence exported", ("exported",)), ("Not touched (scope guard)", ("skipped",)))
+from offboard.proof.model import GLANCE, Proof, glance, signature_line
 
 
 def _cell(value: Any) -> str:
     return str(value).replace("|", "\\|").replace("\n", " ")
-
-
-def signature_line(p: Proof) -> str:
-    s = p.signature
-    if s is None:
-        return "not signed — the MSP had no signing key when this run ran (`offboard keys init`)"
-    covers = "all events" if s["audit_lines"] == p.events else f"events 1 to {s['audit_lines']} of {p.events}"
-    return (f"signed with the MSP's key `{s['key']}` at {s['signed_at']}, covering {covers} "
-            f"(head hash `{s['last_hash']}`)")
-
-
-def glance(p: Proof) -> list[tuple[str, list[int]]]:
-    """Per vendor, how many objects ended in each state (the 'at a glance' table)."""
-    out = []
-    for v in p.vendors:
-        tally: Counter[str] = Counter()
-        for step in v.steps:
-            tally.update(step.tally())
-        counts = [sum(tally[s] for s in states) for _, states in GLANCE[:-1]]
-        counts.append(len(v.skipped) + tally["skipped"])
-        out.append((v.display_name, counts))
-    return out
 
 
 def render_markdown(p: Proof) -> str:
@@ -106,11 +76,3 @@ def render_markdown(p: Proof) -> str:
             "", "    offboard audit verify audit.jsonl --public-key msp.pub", "",
             f"A copy of the final hash kept elsewhere (`{p.last_hash}`) proves later that the log is unchanged.", ""]
     return "\n".join(out)
-
-
-def write_report(run: RunDir, plan: Plan, records: list[dict[str, Any]]) -> None:
-    from offboard.report_html import render_html
-
-    p = build(run.run_id, plan, records, last_signature(run.path))
-    atomic_write_text(run.report_path, render_markdown(p))
-    atomic_write_text(run.path / "report.html", render_html(p))

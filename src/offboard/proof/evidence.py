@@ -15,7 +15,7 @@ from typing import Any
 
 from offboard.connectors import Artifact
 from offboard.plan import now_iso
-from offboard.runstate import atomic_write_bytes, atomic_write_text
+from offboard.rundir import atomic_write_bytes, atomic_write_text
 
 _MANIFEST_LOCK = threading.Lock()  # vendors export in threads; the manifest is read, changed, rewritten
 

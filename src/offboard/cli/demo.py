@@ -14,13 +14,15 @@ from pathlib import Path
 from pydantic import SecretStr
 
 from offboard import connectors as registry
-from offboard import engine, manual, render, signing
-from offboard.audit import verify_file
+from offboard import engine
+from offboard.cli import render
 from offboard.config import load_config
+from offboard.connectors.sandboxing import serve
 from offboard.errors import BadInput, ExitCode
 from offboard.plan import write_plan
-from offboard.runstate import atomic_write_text
-from offboard.sandboxing import serve
+from offboard.proof import signing
+from offboard.proof.audit import verify_file
+from offboard.rundir import atomic_write_text
 
 TIME_SCALE = 0.02  # a 60 s window lasts 1.2 s
 DEMO_OVERRIDE = "demo: the sandbox customer's isolated host is part of the exercise"
@@ -98,14 +100,14 @@ def run_demo(directory: Path) -> int:
                     kit = kits[action.vendor]
                     if kit.portal is not None:
                         kit.portal(urls[action.vendor], action)
-                    done = manual.confirm(result.run.run_id, action.id, "demo operator",
+                    done = engine.confirm(result.run.run_id, action.id, "demo operator",
                                           "done in the sandbox by the demo", cfg, sessions)
                     verified = (f"API re-read: {done.check.detail}" if done.check is not None
                                 else "no API can see it; recorded with the note")
                     render.out.print(f"  confirmed {action.id} — {verified}")
 
         render.out.rule("3. status and verification")
-        run_obj, rows = manual.status(result.run.run_id, cfg)
+        run_obj, rows = engine.status(result.run.run_id, cfg)
         render.out.print(render.status_table(run_obj.run_id, rows))
         render.out.print(render.checks_table(result.checks))
         render.out.rule("4. audit")

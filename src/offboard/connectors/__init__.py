@@ -17,10 +17,10 @@ import httpx
 from pydantic import SecretStr
 
 from offboard.config import SectionSettings
-from offboard.credentials import CredentialField
 from offboard.errors import BadInput
-from offboard.http import HttpRecord
 from offboard.plan import Action, Finding, Inventory, Skipped, Step, Target, VendorPlan
+from offboard.wire.credentials import CredentialField
+from offboard.wire.http import HttpRecord
 
 GROUP = "offboard.connectors"
 Outcome = Literal["success", "failure", "unknown"]

@@ -16,7 +16,7 @@ import keyring.errors
 from pydantic import SecretStr
 
 from offboard.errors import BadInput
-from offboard.redact import REDACTOR
+from offboard.wire.redact import REDACTOR
 
 SERVICE_PREFIX = "offboard"
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from offboard.lifecycle import fold, open_for_person
 from offboard.plan import Plan
-from offboard.runstate import RunDir, atomic_write_text
+from offboard.proof.lifecycle import fold, open_for_person
+from offboard.rundir import RunDir, atomic_write_text
 
 
 def render_checklist(plan: Plan, records: list[dict[str, Any]]) -> str:

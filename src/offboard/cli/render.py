@@ -17,7 +17,7 @@ from offboard.engine import GuideAnswer
 from offboard.plan import Action, Finding, Plan
 
 if TYPE_CHECKING:
-    from offboard.manual import StatusRow
+    from offboard.engine.confirm import StatusRow
 
 MAX_ROWS_PER_STEP = 60  # a 10,000-agent plan prints a sample; the plan file has them all
 

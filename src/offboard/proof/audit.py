@@ -28,7 +28,7 @@ import structlog
 
 from offboard.errors import BadInput, read_input
 from offboard.plan import canonical_json
-from offboard.redact import REDACTOR
+from offboard.wire.redact import REDACTOR
 
 GENESIS = "0" * 64
 FIELDS = ("ts", "run_id", "seq", "event", "vendor", "step", "action_id", "target", "http",

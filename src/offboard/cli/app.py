@@ -16,13 +16,16 @@ from typing import Annotated
 import typer
 
 from offboard import connectors as registry
-from offboard import credentials, engine, manual, render, signing
-from offboard.audit import verify_file
+from offboard import engine
+from offboard.cli import render
 from offboard.config import ExitConfig, load_config
 from offboard.errors import BadInput, ExitCode, OffboardError
 from offboard.plan import read_plan, write_plan
-from offboard.redact import REDACTOR
-from offboard.runstate import RunDir
+from offboard.proof import signing
+from offboard.proof.audit import verify_file
+from offboard.rundir import RunDir
+from offboard.wire import credentials
+from offboard.wire.redact import REDACTOR
 
 app = typer.Typer(
     name="offboard",
@@ -177,9 +180,9 @@ def confirm_cmd(
     """Record that a person did a manual item. Where the vendor's API can see the result, it is
     re-read first, and the confirmation is refused (exit 1) while the vendor disagrees."""
     cfg = _config(config)
-    run_id = run or manual.latest_run_id(cfg)
+    run_id = run or engine.latest_run_id(cfg)
     with engine.open_sessions(cfg) as sessions:
-        result = manual.confirm(run_id, item, by, note, cfg, sessions)
+        result = engine.confirm(run_id, item, by, note, cfg, sessions)
     if result.check is not None:
         render.out.print(render.checks_table([result.check]))
     if not result.accepted:
@@ -204,7 +207,7 @@ def status_cmd(
 
     Exit 0 when everything is done, 3 while manual items are pending, 1 when something failed."""
     cfg = _config(config)
-    run, rows = manual.status(run_id or manual.latest_run_id(cfg), cfg)
+    run, rows = engine.status(run_id or engine.latest_run_id(cfg), cfg)
     render.out.print(render.status_table(run.run_id, rows, every_object=every_object))
     states = {r.state for r in rows}
     if states & {"failed", "unknown", "blocked", "interrupted", "not started"}:
@@ -281,7 +284,7 @@ def bundle(
 
     `offboard bundle verify acme-exit.tar.gz [--public-key msp.pub]`: check it whole, offline.
     Exits 0 when it verifies, 1 naming each problem when it does not."""
-    from offboard import bundle as bundles
+    from offboard.proof import bundle as bundles
 
     if target == "verify":
         if file is None:
@@ -364,7 +367,7 @@ def demo(
 
     No vendor account is used: each connector's test double runs on 127.0.0.1.
     """
-    from offboard.demo import run_demo
+    from offboard.cli.demo import run_demo
 
     raise typer.Exit(run_demo(directory))
 

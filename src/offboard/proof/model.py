@@ -11,9 +11,9 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from offboard.lifecycle import TERMINAL, fold
 from offboard.plan import Action, Plan
-from offboard.signing import SIGNATURES
+from offboard.proof.lifecycle import TERMINAL, fold
+from offboard.proof.signing import SIGNATURES
 
 # What each state is called for a reader who is not an engineer.
 STATE_LABEL = {
@@ -244,3 +244,30 @@ def build(run_id: str, plan: Plan, records: list[dict[str, Any]], signature: dic
         last_hash=records[-1]["hash"] if records else "-", signature=signature, vendors=vendors,
         timeline=_timeline(plan, records, signature), totals=totals, checks_failed=checks_failed,
         overrides=overrides)
+
+
+GLANCE = (("Removed by API", ("removed",)), ("Already gone", ("already_absent",)), ("Done by hand", ("confirmed",)),
+          ("Waiting for a person", ("pending",)), ("Failed, held back or unknown", PROBLEM_STATES),
+          ("Evidence exported", ("exported",)), ("Not touched (scope guard)", ("skipped",)))
+
+
+def signature_line(p: Proof) -> str:
+    s = p.signature
+    if s is None:
+        return "not signed — the MSP had no signing key when this run ran (`offboard keys init`)"
+    covers = "all events" if s["audit_lines"] == p.events else f"events 1 to {s['audit_lines']} of {p.events}"
+    return (f"signed with the MSP's key `{s['key']}` at {s['signed_at']}, covering {covers} "
+            f"(head hash `{s['last_hash']}`)")
+
+
+def glance(p: Proof) -> list[tuple[str, list[int]]]:
+    """Per vendor, how many objects ended in each state (the 'at a glance' table)."""
+    out = []
+    for v in p.vendors:
+        tally: Counter[str] = Counter()
+        for step in v.steps:
+            tally.update(step.tally())
+        counts = [sum(tally[s] for s in states) for _, states in GLANCE[:-1]]
+        counts.append(len(v.skipped) + tally["skipped"])
+        out.append((v.display_name, counts))
+    return out

@@ -7,22 +7,17 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from offboard.audit import read_records
 from offboard.config import ExitConfig
 from offboard.connectors import Check
-from offboard.engine import (
-    Sessions,
-    record_confirmation,
-    reopen,
-    signer_for,
-    verify_run,
-    write_documents,
-    write_state,
-)
+from offboard.engine.guided import record_confirmation
+from offboard.engine.runfolder import reopen, signer_for, write_documents, write_state
+from offboard.engine.sessions import Sessions
+from offboard.engine.verify import verify_run
 from offboard.errors import BadInput
-from offboard.lifecycle import TERMINAL, fold, fold_actions, open_for_person
 from offboard.plan import Action, read_plan
-from offboard.runstate import RunDir
+from offboard.proof.audit import read_records
+from offboard.proof.lifecycle import TERMINAL, fold, fold_actions, open_for_person
+from offboard.rundir import RunDir
 
 
 @dataclass

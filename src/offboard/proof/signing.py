@@ -27,10 +27,10 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-from offboard.audit import verify_file
 from offboard.errors import BadInput, read_input
 from offboard.plan import canonical_json, now_iso
-from offboard.redact import REDACTOR
+from offboard.proof.audit import verify_file
+from offboard.wire.redact import REDACTOR
 
 SIGNATURES = "signatures.jsonl"
 FORMAT = "offboard-chain-head/1"

@@ -24,11 +24,11 @@ from typing import Any
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from offboard import signing
-from offboard.audit import read_records
 from offboard.errors import BadInput
 from offboard.plan import Plan, now_iso
-from offboard.runstate import RunDir
+from offboard.proof import signing
+from offboard.proof.audit import read_records
+from offboard.rundir import RunDir
 
 FORMAT = "offboard-bundle/1"
 MANIFEST = "BUNDLE.json"

@@ -24,8 +24,8 @@ import httpx
 import tenacity
 
 from offboard.errors import AmbiguousWrite, VendorAuthError, VendorError, VendorReplyError
-from offboard.ratelimit import SlidingWindowLimiter
-from offboard.redact import REDACTOR
+from offboard.wire.ratelimit import SlidingWindowLimiter
+from offboard.wire.redact import REDACTOR
 
 DEFAULT_TIMEOUT = httpx.Timeout(connect=10.0, read=30.0, write=30.0, pool=10.0)
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})

@@ -5,8 +5,7 @@ from __future__ import annotations
 
 from html import escape
 
-from offboard.proof import STATE_LABEL, Proof, Row, StepView
-from offboard.report import GLANCE, glance, signature_line
+from offboard.proof.model import GLANCE, STATE_LABEL, Proof, Row, StepView, glance, signature_line
 
 FOLD_AFTER = 8  # longer lists of objects fold under a "show all" line
 

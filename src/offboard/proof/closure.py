@@ -7,9 +7,9 @@ from __future__ import annotations
 from collections import Counter
 from typing import Any
 
-from offboard.lifecycle import fold
 from offboard.plan import Plan
-from offboard.runstate import RunDir, atomic_write_text
+from offboard.proof.lifecycle import fold
+from offboard.rundir import RunDir, atomic_write_text
 
 
 def render_closure_note(plan: Plan, records: list[dict[str, Any]], manifest: dict[str, Any]) -> str:

@@ -1,0 +1,114 @@
+"""`offboard apply` and `apply --resume`: open a run (gates, guards, planned actions), then execute it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from offboard.config import ExitConfig
+from offboard.engine.execute import execute
+from offboard.engine.guards import GATES_DECIDED, GATES_STOPPED, check_guards, check_not_stale, check_plan_fits
+from offboard.engine.runfolder import exit_lock, reopen, signer_for, write_documents, write_state
+from offboard.engine.sessions import Sessions
+from offboard.engine.types import Guide, NoProgress, Overrides, Progress, RunResult
+from offboard.errors import BadInput, ExitCode
+from offboard.plan import Finding, Inventory, Plan, write_plan
+from offboard.proof.audit import AuditLog
+from offboard.proof.lifecycle import TERMINAL, fold_actions
+from offboard.rundir import RunDir
+
+
+def apply(plan: Plan, cfg: ExitConfig, sessions: Sessions, *, overrides: Overrides | None = None,
+          progress: Progress | None = None, guide: Guide | None = None) -> RunResult:
+    overrides = overrides or Overrides()
+    check_plan_fits(plan, cfg)
+    check_guards(plan, overrides)
+    with exit_lock(cfg):  # before discovery: a second apply is refused, not told its plan is stale
+        live = {name: s.discover() for name, s in sessions.by_vendor.items()}
+        check_not_stale(plan, live)
+        findings = [f for name, s in sessions.by_vendor.items() for f in s.preflight(live[name])]
+        run = RunDir.create(cfg.runs_dir)
+        write_plan(plan, run.plan_path)
+        return _apply_run(run, plan, cfg, sessions, overrides, findings, live, progress, guide)
+
+
+def _apply_run(run: RunDir, plan: Plan, cfg: ExitConfig, sessions: Sessions, overrides: Overrides,
+               findings: list[Finding], live: Mapping[str, Inventory], progress: Progress | None,
+               guide: Guide | None) -> RunResult:
+    with run.lock():
+        audit = AuditLog(run.audit_path, run.run_id)
+        try:
+            stopped = _open_run(run, plan, cfg, sessions, audit, overrides, findings)
+            if stopped is not None:
+                return stopped
+            return execute(run, plan, sessions, audit, live, overrides, progress or NoProgress(), guide,
+                            signer_for(cfg))
+        finally:
+            audit.close()
+
+
+def _open_run(run: RunDir, plan: Plan, cfg: ExitConfig, sessions: Sessions, audit: AuditLog,
+              overrides: Overrides, findings: list[Finding]) -> RunResult | None:
+    """Record what a run starts from — preflight gates, overrides, guarded actions, the plan's
+    actions — skipping whatever the log already holds (a run that crashed while starting is
+    resumed through here too). Returns the result when the gates stop the run."""
+    recorded = {r["event"] for r in audit.records}
+    if "run.started" not in recorded:
+        audit.emit("run.started", outcome="success", detail={
+            "plan_id": plan.plan_id, "plan_checksum": plan.checksum, "customer": plan.customer, "mode": "apply"})
+    write_state(run, plan, audit, "running")
+    if not GATES_DECIDED & recorded:
+        blocking = [f for f in findings if f.blocking]
+        for f in findings:
+            audit.emit("preflight.checked", vendor=f.vendor, outcome="failure" if f.blocking else "success",
+                       detail={"kind": f.kind, "count": f.count, "finding": f.detail, "blocking": f.blocking})
+        if blocking and not overrides.preflight:
+            audit.emit("run.finished", outcome="failure", detail=GATES_STOPPED)
+            write_state(run, plan, audit, "blocked")
+            write_documents(run, plan, audit, signer_for(cfg), sessions)
+            return RunResult(run, ExitCode.PREFLIGHT_BLOCKED, blocking=blocking,
+                             message="stopped before any removal: finish incident response first, "
+                                     "or pass --override-preflight \"REASON\"")
+        if blocking:
+            audit.emit("preflight.overridden", outcome="success",
+                       detail={"reason": overrides.preflight, "overridden": [f.kind for f in blocking]})
+        else:
+            audit.emit("preflight.cleared", outcome="success", detail={"checks": len(findings)})
+    seen = {(r["event"], r.get("action_id")) for r in audit.records}
+    for action in plan.actions():
+        if action.confirm is not None and ("guard.confirmed", action.id) not in seen:
+            audit.emit("guard.confirmed", vendor=action.vendor, step=action.step, action_id=action.id,
+                       target=action.target.model_dump(), outcome="success",
+                       detail={"typed": overrides.confirm_name, "unattended_flag": overrides.yes_guarded})
+        if ("action.planned", action.id) not in seen:
+            audit.emit("action.planned", vendor=action.vendor, step=action.step,
+                       action_id=action.id, target=action.target.model_dump(),
+                       detail={"summary": action.summary, "call": action.call or "manual"})
+    return None
+
+
+def resume(run_id: str, cfg: ExitConfig, sessions: Sessions, *, overrides: Overrides | None = None,
+           progress: Progress | None = None, guide: Guide | None = None) -> RunResult:
+    overrides = overrides or Overrides()
+    with reopen(run_id, cfg) as (run, plan, audit):
+        events = {r["event"] for r in audit.records}
+        if any(r["event"] == "run.finished" and r["detail"] == GATES_STOPPED for r in audit.records):
+            raise BadInput(f"run {run_id} was stopped by preflight gates; it has nothing to resume: "
+                           "apply the plan again once incident response is finished")
+        done = fold_actions(audit.records)
+        audit.emit("run.resumed", outcome="success",
+                   detail={"finished_actions": sum(1 for e in done.values() if e in TERMINAL)})
+        live = {name: s.discover() for name, s in sessions.by_vendor.items()}
+        guarded = {r.get("action_id") for r in audit.records if r["event"] == "guard.confirmed"}
+        if any(a.confirm is not None and a.id not in guarded for a in plan.actions()):
+            check_guards(plan, overrides)  # the run stopped before the operator's word was recorded
+        # A run that stopped while starting has not checked its gates yet: they are checked now.
+        findings = ([] if GATES_DECIDED & events else
+                    [f for name, s in sessions.by_vendor.items() for f in s.preflight(live[name])])
+        stopped = _open_run(run, plan, cfg, sessions, audit, overrides, findings)
+        if stopped is not None:
+            return stopped
+        # Guarded actions were confirmed when the run started (audited); the run keeps that decision.
+        confirmed = Overrides(overrides.preflight, overrides.evidence, None, True)
+        return execute(run, plan, sessions, audit, live, confirmed, progress or NoProgress(), guide,
+                        signer_for(cfg))

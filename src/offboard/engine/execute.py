@@ -1,0 +1,269 @@
+"""Executing a run's actions in each connector's declared order.
+Exactly-once on resume: before an action's call is sent, ``action.started`` is
+fsynced to the audit log. A resumed run folds the log; an action that started
+but never finished is re-read before anything is sent again. An action whose
+write reply was lost is recorded ``unknown`` and re-read the same way.
+
+Order: the engine never reorders a plan. It also enforces the runbook's two
+ordering rules itself: no destructive action of a vendor runs when that vendor's
+evidence export failed (unless overridden, and audited), and a guarded action
+(e.g. deleting a whole organization) runs only when the operator named it.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from typing import Any
+
+from offboard.connectors import ActionResult, VendorSession
+from offboard.engine.guided import ask_until_settled
+from offboard.engine.runfolder import write_documents, write_state
+from offboard.engine.sessions import Sessions
+from offboard.engine.types import Guide, Overrides, Progress, RunResult, http_of
+from offboard.engine.verify import verify_run
+from offboard.errors import AmbiguousWrite, ExitCode, RunInterrupted, VendorAuthError, VendorError
+from offboard.plan import Action, Inventory, Plan
+from offboard.proof.audit import AuditLog
+from offboard.proof.evidence import EvidenceStore
+from offboard.proof.lifecycle import AWAITING_PERSON, TERMINAL, UNSETTLED, fold_actions
+from offboard.proof.signing import Signer
+from offboard.rundir import RunDir
+
+
+def execute(run: RunDir, plan: Plan, sessions: Sessions, audit: AuditLog, live: Mapping[str, Inventory],
+             overrides: Overrides, progress: Progress, guide: Guide | None, signer: Signer | None) -> RunResult:
+    done = fold_actions(audit.records)
+    step_of = plan.step_of()
+    evidence = EvidenceStore(run.path)
+    actions = plan.actions()
+    progress.start(len(actions), sum(1 for a in actions if done.get(a.id) in TERMINAL))
+    counts = {"succeeded": 0, "already_absent": 0, "failed": 0, "skipped": 0, "blocked": 0, "manual": 0,
+              "confirmed": 0, "unknown": 0, "exported": 0}
+    # Built during this pass: an export that failed before is retried here (it is not terminal),
+    # and evidence steps come first, so by the first removal this set is the truth.
+    evidence_failed: set[str] = set()
+    override_used: set[str] = set()
+    pending: list[Action] = []
+    stop: VendorError | None = None
+    tally = threading.Lock()  # vendors run in their own threads; these counters are shared
+
+    def count(key: str, action: Action | None = None) -> None:
+        with tally:
+            counts[key] += 1
+            if action is not None:
+                pending.append(action)
+
+    def to_person(action: Action) -> None:
+        """A manual item, or an API action that fell back to its manual instructions."""
+        nonlocal guide
+        guided = ask_until_settled(action, sessions.by_vendor[action.vendor], audit, guide) if guide else "pending"
+        if guided == "confirmed":
+            count("confirmed")
+            progress.advance(action, "manual.confirmed")
+            return
+        if guided == "stop":
+            guide = None  # the operator left guided mode: the rest go on the checklist
+        count("manual", action)
+        progress.advance(action, "manual.pending")
+
+    def one(action: Action) -> None:
+        state = done.get(action.id)
+        if state in TERMINAL:
+            return
+        if action.kind == "manual" or state in AWAITING_PERSON:
+            if state not in AWAITING_PERSON:
+                audit.emit("manual.pending", vendor=action.vendor, step=action.step, action_id=action.id,
+                           target=action.target.model_dump(), outcome="unknown",
+                           detail={"summary": action.summary,
+                                   **(action.manual.model_dump() if action.manual else {})})
+            to_person(action)
+            return
+        phase = step_of[action.id].phase
+        if action.destructive and action.vendor in evidence_failed and overrides.evidence:
+            if action.vendor not in override_used:
+                override_used.add(action.vendor)
+                audit.emit("evidence.overridden", vendor=action.vendor, outcome="success",
+                           detail={"reason": overrides.evidence})
+        elif action.destructive and action.vendor in evidence_failed and phase != "evidence":
+            audit.emit("action.blocked", vendor=action.vendor, step=action.step, action_id=action.id,
+                       target=action.target.model_dump(), outcome="failure",
+                       detail="not run: this vendor's evidence export failed; fix it and resume, or "
+                              "resume with --override-evidence \"REASON\"")
+            count("blocked")
+            progress.advance(action, "action.blocked")
+            return
+        session = sessions.by_vendor[action.vendor]
+        if not action.destructive:
+            event = _run_read(action, session, audit, evidence)
+            if event == "action.failed" and phase == "evidence":
+                evidence_failed.add(action.vendor)
+            count("exported" if event == "action.succeeded" else "failed")
+        else:
+            event = _run_action(action, session, live[action.vendor], audit, interrupted=state in UNSETTLED)
+            if event == "manual.pending":
+                to_person(action)
+                return
+            count({"action.succeeded": "succeeded", "action.failed": "failed",
+                   "action.skipped": "skipped", "action.unknown": "unknown"}[event])
+        progress.advance(action, event)
+
+    lanes: dict[str, list[Action]] = {}
+    for action in actions:
+        lanes.setdefault(action.vendor, []).append(action)
+    try:
+        if guide is not None or len(lanes) < 2:
+            for action in actions:  # one person answers one prompt at a time, in the plan's order
+                one(action)
+        else:
+            _in_lanes(lanes, one)  # each vendor in its own order, under its own limiter, at once
+    except VendorAuthError as exc:
+        audit.emit("run.finished", outcome="failure", detail=str(exc))
+        write_state(run, plan, audit, "failed")
+        raise
+    except VendorError as exc:
+        stop = exc  # the vendor stays down after retries, or answers nonsense: stop cleanly, resumable
+    except KeyboardInterrupt:
+        audit.emit("run.interrupted", outcome="unknown", detail="stopped by the operator (Ctrl-C)")
+        write_state(run, plan, audit, "interrupted")
+        raise RunInterrupted(run.run_id) from None
+    finally:
+        progress.finish()
+    counts["already_absent"] = sum(1 for r in audit.records if r["event"] == "action.succeeded"
+                                   and isinstance(r.get("detail"), dict) and r["detail"].get("already_absent"))
+    if stop is not None:
+        audit.emit("run.finished", outcome="failure", detail=f"stopped: {stop}; resume with "
+                   f"`offboard apply --resume {run.run_id}`")
+        write_state(run, plan, audit, "interrupted")
+        documents = write_documents(run, plan, audit, signer, sessions)
+        return RunResult(run, stop.exit_code, counts, message=f"{stop}; resume later with "
+                         f"`offboard apply --resume {run.run_id}`", documents=documents)
+
+    progress.phase("Verifying: re-reading each vendor to prove the service stopped")
+    checks = verify_run(plan, sessions, audit)
+    now = fold_actions(audit.records)
+    # An action handed to a person is pending, not failed: its re-read is expected to disagree until done.
+    failed_checks = [c for c in checks if not c.passed and now.get(c.action_id or "") not in AWAITING_PERSON]
+    message = ""
+    if counts["failed"] or counts["unknown"] or counts["blocked"] or failed_checks:
+        code, outcome = ExitCode.FAILED, "failure"
+        if counts["blocked"]:
+            message = (f"{counts['blocked']} removal(s) held back because an evidence export failed; see the "
+                       f"audit log, then `offboard apply --resume {run.run_id}`")
+    elif pending:
+        code, outcome = ExitCode.MANUAL_PENDING, "success"
+        message = (f"{len(pending)} manual item(s) pending: the checklist is in {run.path / 'manual-checklist.md'}; "
+                   f"do each, then `offboard confirm ITEM --by NAME --run {run.run_id}`")
+    else:
+        code, outcome = ExitCode.OK, "success"
+    audit.emit("run.finished", outcome=outcome, detail={**counts, "checks_failed": len(failed_checks),
+                                                        "exit_code": int(code)})
+    write_state(run, plan, audit, "finished" if code == ExitCode.OK else f"finished-{code.name.lower()}")
+    documents = write_documents(run, plan, audit, signer, sessions)
+    return RunResult(run, code, counts, checks, pending=pending, message=message, documents=documents)
+
+
+def _in_lanes(lanes: Mapping[str, list[Action]], one: Callable[[Action], None]) -> None:
+    """Run each vendor's actions in order in its own thread. A vendor that stops (down after
+    retries) does not stop the others; refused credentials or Ctrl-C stop every lane after the
+    action it is on. The first error is raised once every lane has stopped."""
+    halt = threading.Event()
+
+    def lane(queue: list[Action]) -> None:
+        for action in queue:
+            if halt.is_set():
+                return
+            one(action)
+
+    errors: list[BaseException] = []
+    with ThreadPoolExecutor(max_workers=len(lanes), thread_name_prefix="vendor") as pool:
+        futures = [pool.submit(lane, queue) for queue in lanes.values()]
+        try:
+            for future in as_completed(futures):
+                exc = future.exception()
+                if exc is not None:
+                    if not isinstance(exc, VendorError) or isinstance(exc, VendorAuthError):
+                        halt.set()
+                    errors.append(exc)
+        except KeyboardInterrupt:
+            halt.set()  # the pool's exit waits for each lane to finish the action it is on
+            raise
+    errors.sort(key=lambda e: 0 if not isinstance(e, VendorError) else 1 if isinstance(e, VendorAuthError) else 2)
+    if errors:
+        raise errors[0]
+
+
+def _run_read(action: Action, session: VendorSession, audit: AuditLog, evidence: EvidenceStore) -> str:
+    """A read-only action (an evidence export): no scope guard, safe to repeat, files kept."""
+    base = {"vendor": action.vendor, "step": action.step, "action_id": action.id,
+            "target": action.target.model_dump()}
+    audit.emit("action.started", **base, outcome="unknown", detail={"call": action.call})
+    try:
+        result = session.execute(action)
+    except VendorError as exc:
+        if isinstance(exc, VendorAuthError) or exc.status is None or exc.status >= 500:
+            raise
+        audit.emit("action.failed", **base, outcome="failure", detail={"message": str(exc)})
+        return "action.failed"
+    files = evidence.write(action.vendor, action.id, result.artifacts)
+    event = "action.succeeded" if result.outcome == "success" else "action.failed"
+    audit.emit(event, **base, http=http_of(result.http), outcome=result.outcome,
+               detail={"message": result.detail,
+                       "files": [{"path": f["path"], "sha256": f["sha256"], "bytes": f["bytes"]} for f in files]})
+    return event
+
+
+def _run_action(action: Action, session: VendorSession, live: Inventory, audit: AuditLog,
+                *, interrupted: bool) -> str:
+    base = {"vendor": action.vendor, "step": action.step, "action_id": action.id,
+            "target": action.target.model_dump()}
+
+    def finish(event: str, result: ActionResult, **extra: Any) -> str:
+        audit.emit(event, **base, http=http_of(result.http), outcome=result.outcome,
+                   detail={"message": result.detail, "already_absent": result.already_absent, **extra})
+        return event
+
+    owner = live.owner_of(action.target)
+    if interrupted or owner is None:
+        # A crash after `started`, or the object is gone from the live listing: find out
+        # what is true before sending anything.
+        settled = session.reread(action)
+        if settled.outcome == "success":
+            why = "interrupted run: re-read shows it is done" if interrupted else "already absent"
+            return finish("action.succeeded", settled, settled_by="re-read", note=why)
+        if owner is None:
+            owner = settled.owner
+    if owner != action.owner:
+        audit.emit("action.skipped", **base, outcome="unknown",
+                   detail=f"scope guard: object belongs to {owner or 'an unknown owner'}, "
+                          f"not {action.owner}; not touched")
+        return "action.skipped"
+
+    audit.emit("action.started", **base, outcome="unknown", detail={"call": action.call})
+    for attempt in (1, 2):
+        try:
+            result = session.execute(action)
+        except AmbiguousWrite as exc:
+            audit.emit("action.unknown", **base, outcome="unknown",
+                       detail=f"{exc}; re-reading before anything is resent")
+            settled = session.reread(action)
+            if settled.outcome == "success":
+                return finish("action.succeeded", settled, settled_by="re-read")
+            if settled.outcome == "unknown":
+                return finish("action.unknown", settled, settled_by="re-read")
+            if attempt == 2:
+                return finish("action.failed", settled, settled_by="re-read")
+            continue  # the re-read shows the write did not land: safe to send once more
+        except VendorError as exc:
+            if exc.status is not None and 400 <= exc.status < 500 and not isinstance(exc, VendorAuthError):
+                return finish("action.failed", ActionResult("failure", str(exc)))
+            raise
+        if result.manual_fallback and action.manual is not None:
+            audit.emit("manual.pending", **base, http=http_of(result.http), outcome="unknown",
+                       detail={"summary": action.summary, "fell_back": result.detail, **action.manual.model_dump()})
+            return "manual.pending"
+        event = "action.succeeded" if result.outcome == "success" else "action.failed"
+        return finish(event, result)
+    raise AssertionError("unreachable")
+

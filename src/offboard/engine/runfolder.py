@@ -1,0 +1,83 @@
+"""A run's folder as the engine keeps it: the exit lock, reopening a past run, its state file,
+and the documents written from its audit log.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path, PurePosixPath
+
+from offboard.config import ExitConfig
+from offboard.engine.guards import check_plan_fits
+from offboard.engine.sessions import Sessions
+from offboard.plan import Plan, now_iso, read_plan
+from offboard.proof.audit import AuditLog
+from offboard.proof.checklist import write_checklist
+from offboard.proof.closure import write_closure_note
+from offboard.proof.evidence import EvidenceStore
+from offboard.proof.lifecycle import fold_actions
+from offboard.proof.report import write_report
+from offboard.proof.signing import Signer, load_signer
+from offboard.rundir import RunDir, atomic_write_bytes, file_lock
+
+
+def exit_lock(cfg: ExitConfig) -> contextlib.AbstractContextManager[None]:
+    """One process at a time per exit (customer and vendor scopes), whichever run it works on:
+    a second apply of the same exit must not interleave its writes with the first's."""
+    return file_lock(cfg.runs_dir / f".exit-{cfg.fingerprint()[:16]}.lock", f"the exit of {cfg.customer.name!r}")
+
+
+def signer_for(cfg: ExitConfig) -> Signer | None:
+    """The MSP's signing key for this exit, if it has one (runs are unsigned otherwise)."""
+    return load_signer(cfg.signing_key_file)
+
+
+@contextmanager
+def reopen(run_id: str, cfg: ExitConfig) -> Iterator[tuple[RunDir, Plan, AuditLog]]:
+    """An earlier run, locked, with its plan and its audit log open for appending."""
+    run = RunDir.existing(cfg.runs_dir, run_id)
+    plan = read_plan(run.plan_path)
+    check_plan_fits(plan, cfg)
+    with exit_lock(cfg), run.lock():
+        audit = AuditLog(run.audit_path, run.run_id)
+        try:
+            yield run, plan, audit
+        finally:
+            audit.close()
+
+
+def write_state(run: RunDir, plan: Plan, audit: AuditLog, status: str) -> None:
+    run.write_state({
+        "run_id": run.run_id,
+        "status": status,
+        "plan_id": plan.plan_id,
+        "plan_checksum": plan.checksum,
+        "customer": plan.customer,
+        "updated_at": now_iso(),
+        "audit_lines": len(audit.records),
+        "audit_last_hash": audit.last_hash,
+        "actions": fold_actions(audit.records),
+    })
+
+
+def write_documents(run: RunDir, plan: Plan, audit: AuditLog, signer: Signer | None,
+                    sessions: Sessions | None = None) -> list[Path]:
+    """Sign the chain head as it stands (when the MSP has a key), then write the documents
+    that quote it, and each vendor's own (e.g. its notification draft). Returns the latter."""
+    audit.sync()
+    if signer is not None and audit.records:
+        signer.sign_head(run.path, run.run_id, len(audit.records), audit.last_hash)
+    written: list[Path] = []
+    if sessions is not None:
+        states = fold_actions(audit.records)
+        for vp in plan.vendors:
+            for doc in sessions.by_vendor[vp.vendor].documents(vp, states):
+                path = run.path / "documents" / vp.vendor / PurePosixPath(doc.name).name
+                atomic_write_bytes(path, doc.content)
+                written.append(path)
+    write_report(run, plan, audit.records)
+    write_closure_note(run, plan, audit.records, EvidenceStore(run.path).manifest())
+    write_checklist(run, plan, audit.records)
+    return written

@@ -1,0 +1,51 @@
+"""`offboard verify`: re-read every vendor to prove the service stopped; add the re-reads to the log.
+"""
+
+from __future__ import annotations
+
+from offboard.config import ExitConfig
+from offboard.connectors import Check
+from offboard.engine.runfolder import reopen, signer_for, write_documents
+from offboard.engine.sessions import Sessions
+from offboard.engine.types import http_of
+from offboard.plan import Plan
+from offboard.proof.audit import AuditLog
+
+
+def emit_check(audit: AuditLog, vendor: str, c: Check) -> None:
+    audit.emit("verify.passed" if c.passed else "verify.failed", vendor=vendor, step="verify",
+               action_id=c.action_id, target=c.target.model_dump() if c.target else None,
+               http=http_of(c.http), outcome="success" if c.passed else "failure",
+               detail={"check": c.name, "result": c.detail})
+
+
+def verify_run(plan: Plan | None, sessions: Sessions, audit: AuditLog | None = None) -> list[Check]:
+    """Re-read every vendor; with a plan, also each object the plan removed."""
+    checks: list[Check] = []
+    for name, session in sessions.by_vendor.items():
+        vp = plan.vendor(name) if plan is not None else None
+        inventory = session.discover()
+        vendor_checks = session.verify(vp, inventory)
+        if audit is not None:
+            audit.emit("snapshot.taken", vendor=name, step="verify", outcome="success",
+                       detail={"when": "after", "snapshot": inventory.snapshot})
+            for c in vendor_checks:
+                emit_check(audit, name, c)
+        checks.extend(vendor_checks)
+    return checks
+
+
+def verify_recorded(run_id: str, cfg: ExitConfig, sessions: Sessions) -> list[Check]:
+    """Verify a past run's removals and its confirmed manual items; add the re-reads to its log."""
+    with reopen(run_id, cfg) as (run, plan, audit):
+        checks = verify_run(plan, sessions, audit)
+        for action in plan.actions():
+            if action.kind == "manual":
+                check = sessions.by_vendor[action.vendor].check_manual(action)
+                if check is not None:
+                    emit_check(audit, action.vendor, check)
+                    checks.append(check)
+        audit.emit("verify.finished", outcome="success" if all(c.passed for c in checks) else "failure",
+                   detail={"checks": len(checks), "failed": sum(1 for c in checks if not c.passed)})
+        write_documents(run, plan, audit, signer_for(cfg), sessions)
+    return checks
