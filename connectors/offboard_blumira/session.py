@@ -10,8 +10,8 @@ from typing import Any
 
 from offboard.connectors import ActionResult, Artifact, Check, ExitContext, PlanParts, reread_check
 from offboard.errors import BadInput, VendorAuthError
+from offboard.lifecycle import TERMINAL
 from offboard.plan import Action, Finding, Inventory, InventoryItem, Target, VendorPlan
-from offboard.proof.lifecycle import TERMINAL
 from offboard.wire.http import HttpRecord, Reply, VendorHttp
 
 from . import notify

@@ -12,7 +12,7 @@ import httpx
 from pydantic import SecretStr
 
 from offboard.config import SectionSettings
-from offboard.connectors import ExitContext, SandboxKit, sandboxing
+from offboard.connectors import ExitContext, SandboxKit
 from offboard.wire.credentials import CredentialField
 from offboard.wire.http import RetryPolicy, VendorHttp
 from offboard.wire.ratelimit import SlidingWindowLimiter, budget_path
@@ -53,6 +53,9 @@ class HuntressConnector:
         return HuntressSession(http, settings)
 
     def sandbox(self) -> SandboxKit:
+        # Imported here: starlette and uvicorn load only when a sandbox is served or tested.
+        from offboard.connectors import sandboxing
+
         from . import sandbox
 
         def make_app(time_scale: float) -> Any:

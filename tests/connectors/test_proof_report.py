@@ -15,9 +15,9 @@ import pytest
 
 from offboard import engine
 from offboard.connectors.sandboxing import InProcessTransport
+from offboard.lifecycle import fold
 from offboard.plan import Plan, read_plan
 from offboard.proof.audit import read_records
-from offboard.proof.lifecycle import fold
 from tests.conftest import BlumiraHarness, Harness
 
 VOID = {"meta", "br", "img", "hr", "input", "link"}

@@ -12,9 +12,9 @@ from offboard.engine.runfolder import exit_lock, reopen, signer_for, write_docum
 from offboard.engine.sessions import Sessions
 from offboard.engine.types import Guide, NoProgress, Overrides, Progress, RunResult
 from offboard.errors import BadInput, ExitCode
+from offboard.lifecycle import TERMINAL, fold_actions
 from offboard.plan import Finding, Inventory, Plan, write_plan
 from offboard.proof.audit import AuditLog
-from offboard.proof.lifecycle import TERMINAL, fold_actions
 from offboard.rundir import RunDir
 
 

@@ -14,9 +14,9 @@ from offboard.engine.runfolder import reopen, signer_for, write_documents, write
 from offboard.engine.sessions import Sessions
 from offboard.engine.verify import verify_run
 from offboard.errors import BadInput
+from offboard.lifecycle import TERMINAL, fold, fold_actions, open_for_person
 from offboard.plan import Action, read_plan
 from offboard.proof.audit import read_records
-from offboard.proof.lifecycle import TERMINAL, fold, fold_actions, open_for_person
 from offboard.rundir import RunDir
 
 

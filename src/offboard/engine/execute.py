@@ -24,10 +24,10 @@ from offboard.engine.sessions import Sessions
 from offboard.engine.types import Guide, Overrides, Progress, RunResult, http_of
 from offboard.engine.verify import verify_run
 from offboard.errors import AmbiguousWrite, ExitCode, RunInterrupted, VendorAuthError, VendorError
+from offboard.lifecycle import AWAITING_PERSON, TERMINAL, UNSETTLED, fold_actions
 from offboard.plan import Action, Inventory, Plan
 from offboard.proof.audit import AuditLog
 from offboard.proof.evidence import EvidenceStore
-from offboard.proof.lifecycle import AWAITING_PERSON, TERMINAL, UNSETTLED, fold_actions
 from offboard.proof.signing import Signer
 from offboard.rundir import RunDir
 

@@ -12,12 +12,12 @@ from pathlib import Path, PurePosixPath
 from offboard.config import ExitConfig
 from offboard.engine.guards import check_plan_fits
 from offboard.engine.sessions import Sessions
+from offboard.lifecycle import fold_actions
 from offboard.plan import Plan, now_iso, read_plan
 from offboard.proof.audit import AuditLog
 from offboard.proof.checklist import write_checklist
 from offboard.proof.closure import write_closure_note
 from offboard.proof.evidence import EvidenceStore
-from offboard.proof.lifecycle import fold_actions
 from offboard.proof.report import write_report
 from offboard.proof.signing import Signer, load_signer
 from offboard.rundir import RunDir, atomic_write_bytes, file_lock

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from offboard.lifecycle import fold, open_for_person
 from offboard.plan import Plan
-from offboard.proof.lifecycle import fold, open_for_person
 from offboard.rundir import RunDir, atomic_write_text
 
 

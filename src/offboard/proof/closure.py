@@ -7,8 +7,8 @@ from __future__ import annotations
 from collections import Counter
 from typing import Any
 
+from offboard.lifecycle import fold
 from offboard.plan import Plan
-from offboard.proof.lifecycle import fold
 from offboard.rundir import RunDir, atomic_write_text
 
 

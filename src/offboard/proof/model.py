@@ -11,8 +11,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from offboard.lifecycle import TERMINAL, fold
 from offboard.plan import Action, Plan
-from offboard.proof.lifecycle import TERMINAL, fold
 from offboard.proof.signing import SIGNATURES
 
 # What each state is called for a reader who is not an engineer.

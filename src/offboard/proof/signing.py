@@ -21,7 +21,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import keyring
 import keyring.errors
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
@@ -30,6 +29,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 from offboard.errors import BadInput, read_input
 from offboard.plan import canonical_json, now_iso
 from offboard.proof.audit import verify_file
+from offboard.wire.credentials import ring
 from offboard.wire.redact import REDACTOR
 
 SIGNATURES = "signatures.jsonl"
@@ -88,7 +88,7 @@ def _raw_private(key: Ed25519PrivateKey) -> bytes:
 
 def store_in_keyring(key: Ed25519PrivateKey) -> None:
     try:
-        keyring.set_password(KEYRING_SERVICE, KEYRING_FIELD, base64.b64encode(_raw_private(key)).decode())
+        ring().set_password(KEYRING_SERVICE, KEYRING_FIELD, base64.b64encode(_raw_private(key)).decode())
     except keyring.errors.KeyringError as exc:
         raise BadInput(f"cannot store the signing key: no usable OS keyring on this machine "
                        f"({type(exc).__name__}); use `offboard keys init --key-file PATH` and set "
@@ -106,7 +106,7 @@ def write_key_file(key: Ed25519PrivateKey, path: Path) -> None:
 
 def _from_keyring() -> Ed25519PrivateKey | None:
     try:
-        value = keyring.get_password(KEYRING_SERVICE, KEYRING_FIELD)
+        value = ring().get_password(KEYRING_SERVICE, KEYRING_FIELD)
     except keyring.errors.KeyringError:
         return None
     if not value:
