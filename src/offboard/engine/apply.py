@@ -7,7 +7,15 @@ from collections.abc import Mapping
 
 from offboard.config import ExitConfig
 from offboard.engine.execute import execute
-from offboard.engine.guards import GATES_DECIDED, GATES_STOPPED, check_guards, check_not_stale, check_plan_fits
+from offboard.engine.guards import (
+    GATES_DECIDED,
+    GATES_STOPPED,
+    check_guards,
+    check_matches_replan,
+    check_not_stale,
+    check_plan_fits,
+)
+from offboard.engine.planner import discover, vendor_plans
 from offboard.engine.runfolder import exit_lock, reopen, signer_for, write_documents, write_state
 from offboard.engine.sessions import Sessions
 from offboard.engine.types import Guide, NoProgress, Overrides, Progress, RunResult
@@ -22,11 +30,13 @@ def apply(plan: Plan, cfg: ExitConfig, sessions: Sessions, *, overrides: Overrid
           progress: Progress | None = None, guide: Guide | None = None) -> RunResult:
     overrides = overrides or Overrides()
     check_plan_fits(plan, cfg)
-    check_guards(plan, overrides)
+    check_guards(plan, overrides)  # before any call; the re-plan below proves the guards are the connector's
     with exit_lock(cfg):  # before discovery: a second apply is refused, not told its plan is stale
-        live = {name: s.discover() for name, s in sessions.by_vendor.items()}
+        live = discover(sessions)
         check_not_stale(plan, live)
-        findings = [f for name, s in sessions.by_vendor.items() for f in s.preflight(live[name])]
+        fresh = vendor_plans(sessions, live)
+        check_matches_replan(plan, fresh, source="plan file")
+        findings = [f for vp in fresh for f in vp.findings]
         run = RunDir.create(cfg.runs_dir)
         write_plan(plan, run.plan_path)
         return _apply_run(run, plan, cfg, sessions, overrides, findings, live, progress, guide)
@@ -96,9 +106,15 @@ def resume(run_id: str, cfg: ExitConfig, sessions: Sessions, *, overrides: Overr
             raise BadInput(f"run {run_id} was stopped by preflight gates; it has nothing to resume: "
                            "apply the plan again once incident response is finished")
         done = fold_actions(audit.records)
+        live = discover(sessions)
+        # The run's plan.json is offboard's own file, but a file on disk all the same: what is still
+        # to run must be what the connectors plan now, and what they no longer plan is never written.
+        still_open = {a.id for a in plan.actions() if done.get(a.id) not in TERMINAL}
+        gone = check_matches_replan(plan, vendor_plans(sessions, live), source=f"run {run_id}'s plan.json",
+                                    only=still_open)
         audit.emit("run.resumed", outcome="success",
-                   detail={"finished_actions": sum(1 for e in done.values() if e in TERMINAL)})
-        live = {name: s.discover() for name, s in sessions.by_vendor.items()}
+                   detail={"finished_actions": sum(1 for e in done.values() if e in TERMINAL),
+                           "no_longer_listed": sorted(gone)})
         guarded = {r.get("action_id") for r in audit.records if r["event"] == "guard.confirmed"}
         if any(a.confirm is not None and a.id not in guarded for a in plan.actions()):
             check_guards(plan, overrides)  # the run stopped before the operator's word was recorded
@@ -111,4 +127,4 @@ def resume(run_id: str, cfg: ExitConfig, sessions: Sessions, *, overrides: Overr
         # Guarded actions were confirmed when the run started (audited); the run keeps that decision.
         confirmed = Overrides(overrides.preflight, overrides.evidence, None, True)
         return execute(run, plan, sessions, audit, live, confirmed, progress or NoProgress(), guide,
-                        signer_for(cfg))
+                       signer_for(cfg), settle_only=gone)

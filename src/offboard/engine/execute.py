@@ -19,6 +19,7 @@ from typing import Any
 
 from offboard.connectors import ActionResult, VendorSession
 from offboard.engine.guided import ask_until_settled
+from offboard.engine.listings import Listings
 from offboard.engine.runfolder import write_documents, write_state
 from offboard.engine.sessions import Sessions
 from offboard.engine.types import Guide, Overrides, Progress, RunResult, http_of
@@ -33,8 +34,12 @@ from offboard.rundir import RunDir
 
 
 def execute(run: RunDir, plan: Plan, sessions: Sessions, audit: AuditLog, live: Mapping[str, Inventory],
-             overrides: Overrides, progress: Progress, guide: Guide | None, signer: Signer | None) -> RunResult:
+            overrides: Overrides, progress: Progress, guide: Guide | None, signer: Signer | None, *,
+            settle_only: set[str] | frozenset[str] = frozenset()) -> RunResult:
+    """``settle_only``: actions whose objects left the live listing since the plan; a re-read may
+    settle them, nothing is ever sent to them."""
     done = fold_actions(audit.records)
+    listings = Listings(sessions, live)
     step_of = plan.step_of()
     evidence = EvidenceStore(run.path)
     actions = plan.actions()
@@ -95,13 +100,18 @@ def execute(run: RunDir, plan: Plan, sessions: Sessions, audit: AuditLog, live: 
             progress.advance(action, "action.blocked")
             return
         session = sessions.by_vendor[action.vendor]
-        if not action.destructive:
+        if action.id in settle_only:
+            event = _settle_only(action, session, audit)
+            count("succeeded" if event == "action.succeeded" else "skipped")
+        elif not action.destructive:
             event = _run_read(action, session, audit, evidence)
             if event == "action.failed" and phase == "evidence":
                 evidence_failed.add(action.vendor)
             count("exported" if event == "action.succeeded" else "failed")
         else:
-            event = _run_action(action, session, live[action.vendor], audit, interrupted=state in UNSETTLED)
+            event = _run_action(action, session, listings.current(action.vendor), audit,
+                                interrupted=state in UNSETTLED)
+            listings.wrote(action.vendor)
             if event == "manual.pending":
                 to_person(action)
                 return
@@ -214,6 +224,24 @@ def _run_read(action: Action, session: VendorSession, audit: AuditLog, evidence:
     return event
 
 
+def _settle_only(action: Action, session: VendorSession, audit: AuditLog) -> str:
+    """An action the connectors no longer plan (its object left the exit's listing): settled by a
+    re-read when its object is gone, otherwise left untouched and counted against the stop."""
+    base = {"vendor": action.vendor, "step": action.step, "action_id": action.id,
+            "target": action.target.model_dump()}
+    if action.destructive:
+        settled = session.reread(action)
+        if settled.outcome == "success":
+            audit.emit("action.succeeded", **base, http=http_of(settled.http), outcome="success",
+                       detail={"message": settled.detail, "already_absent": True, "settled_by": "re-read",
+                               "note": "no longer listed; the re-read shows it gone"})
+            return "action.succeeded"
+    audit.emit("action.skipped", **base, outcome="unknown",
+               detail="no longer planned from the config and the live vendor (its object left the exit's "
+                      "listing); not touched")
+    return "action.skipped"
+
+
 def _run_action(action: Action, session: VendorSession, live: Inventory, audit: AuditLog,
                 *, interrupted: bool) -> str:
     base = {"vendor": action.vendor, "step": action.step, "action_id": action.id,
@@ -232,6 +260,11 @@ def _run_action(action: Action, session: VendorSession, live: Inventory, audit: 
         if settled.outcome == "success":
             why = "interrupted run: re-read shows it is done" if interrupted else "already absent"
             return finish("action.succeeded", settled, settled_by="re-read", note=why)
+        if interrupted and settled.outcome == "unknown":
+            # A write that may have landed and that the re-read cannot settle (an asynchronous
+            # dispatch still in flight): sending it again could act twice. A later re-read
+            # (`apply --resume`, `verify`) settles it, or a person does (`offboard confirm`).
+            return finish("action.unknown", settled, settled_by="re-read", note="not resent")
         if owner is None:
             owner = settled.owner
     if owner != action.owner:

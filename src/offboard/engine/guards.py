@@ -8,7 +8,7 @@ from collections.abc import Mapping
 from offboard.config import ExitConfig
 from offboard.engine.types import Overrides
 from offboard.errors import BadInput
-from offboard.plan import Inventory, Plan
+from offboard.plan import Action, Inventory, Plan, VendorPlan
 
 GATES_DECIDED = frozenset({"preflight.cleared", "preflight.overridden"})  # a run's gates were passed
 
@@ -44,3 +44,56 @@ def check_guards(plan: Plan, overrides: Overrides) -> None:
         if overrides.confirm_name != action.confirm:
             raise BadInput(f"--confirm {overrides.confirm_name!r} does not match {action.confirm!r}; "
                            "type the name exactly as the plan shows it")
+
+
+# What makes an action safe to send: where it points, what it does, whose it must be, and
+# whether a person must name it first. A plan file that differs from the re-plan in any of
+# these was edited, or made by something other than this offboard from this config.
+SAFETY_FIELDS = ("vendor", "step", "kind", "operation", "target", "call", "owner", "destructive", "confirm")
+
+
+def _differs(saved: Action, fresh: Action) -> str:
+    a, b = saved.model_dump(mode="json"), fresh.model_dump(mode="json")
+    fields = [f for f in SAFETY_FIELDS if a[f] != b[f]] or [f for f in a if a[f] != b[f]]
+    return ", ".join(f"{f} {a[f]!r} (offboard plans {b[f]!r})" for f in fields)
+
+
+def check_matches_replan(plan: Plan, fresh: tuple[VendorPlan, ...], *, source: str,
+                         only: set[str] | None = None) -> set[str]:
+    """Refuse a saved plan whose actions are not what the connectors plan now from the config
+    and the live vendor (exit 2, naming the action). ``only``: the action ids still to run (a
+    resumed run); those the re-plan no longer holds are returned: their objects left the
+    listing, so they may be settled by a re-read but never written to."""
+    fresh_actions = {a.id: a for v in fresh for s in v.steps for a in s.actions}
+    hint = "the file was edited or is not this exit's: make a new plan with `offboard plan -o` and review it"
+    if {v.vendor for v in plan.vendors} != {v.vendor for v in fresh}:
+        raise BadInput(f"{source} covers vendors {sorted(v.vendor for v in plan.vendors)}, but this config "
+                       f"exits {sorted(v.vendor for v in fresh)}; {hint}")
+    gone: set[str] = set()
+    for action in plan.actions():
+        if only is not None and action.id not in only:
+            continue
+        now = fresh_actions.get(action.id)
+        if now is None:
+            if only is not None and action.kind == "manual":
+                continue  # a person's item, not a write: it may leave the plan once its object is gone
+            if only is None:
+                raise BadInput(f"{source} holds action {action.id} ({action.summary}), which offboard would "
+                               f"not plan now from the config and the live vendor; {hint}")
+            gone.add(action.id)
+        elif now != action:
+            raise BadInput(f"{source} action {action.id} differs from what offboard plans now: "
+                           f"{_differs(action, now)}; {hint}")
+    if only is None:
+        saved = {a.id for a in plan.actions()}
+        missing = [a.id for a in fresh_actions.values() if a.id not in saved]
+        if missing:
+            raise BadInput(f"{source} lacks {len(missing)} action(s) offboard plans now (first: {missing[0]}); "
+                           f"{hint}")
+        by_vendor = {v.vendor: v for v in fresh}
+        for vp in plan.vendors:
+            now_vp = by_vendor[vp.vendor]
+            if vp.steps != now_vp.steps or vp.skipped != now_vp.skipped or vp.scope != now_vp.scope:
+                raise BadInput(f"{source}: the {vp.display_name} steps (their order, titles or what they "
+                               f"leave untouched) differ from what offboard plans now; {hint}")
+    return gone

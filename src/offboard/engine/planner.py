@@ -1,33 +1,46 @@
 """`offboard plan`: discover (read-only) and plan (pure) every vendor of the exit.
+
+The same planning re-derives a saved plan at apply time: a plan file is a proposal, and what
+runs is what the connectors plan now from the config and the live vendor.
 """
 
 from __future__ import annotations
 
 import uuid
+from collections.abc import Mapping
 
 from offboard.config import ExitConfig
 from offboard.engine.sessions import Sessions
-from offboard.plan import Plan, VendorPlan, now_iso
+from offboard.plan import Inventory, Plan, VendorPlan, now_iso
 
 
-def make_plan(cfg: ExitConfig, sessions: Sessions) -> Plan:
-    """Discover (read-only) and plan (pure) every vendor of the exit."""
-    vendor_plans = []
+def vendor_plans(sessions: Sessions, live: Mapping[str, Inventory]) -> tuple[VendorPlan, ...]:
+    """Each vendor's plan from its inventory (pure: no call is made)."""
+    out = []
     for name, session in sessions.by_vendor.items():
-        inventory = session.discover()
-        findings = tuple(session.preflight(inventory))
+        inventory = live[name]
         parts = session.plan(inventory)
-        vendor_plans.append(VendorPlan(
+        out.append(VendorPlan(
             vendor=name,
             display_name=sessions.connectors[name].display_name,
             scope=inventory.scope,
             account=inventory.account,
             inventory_fingerprint=inventory.fingerprint(),
             snapshot=inventory.snapshot,
-            findings=findings,
+            findings=tuple(session.preflight(inventory)),
             skipped=parts.skipped,
             steps=parts.steps,
         ))
+    return tuple(out)
+
+
+def discover(sessions: Sessions) -> dict[str, Inventory]:
+    """Every vendor's live inventory (read-only)."""
+    return {name: s.discover() for name, s in sessions.by_vendor.items()}
+
+
+def make_plan(cfg: ExitConfig, sessions: Sessions) -> Plan:
+    """Discover (read-only) and plan (pure) every vendor of the exit."""
     customer = cfg.customer
     return Plan(
         plan_id=str(uuid.uuid4()),
@@ -38,5 +51,5 @@ def make_plan(cfg: ExitConfig, sessions: Sessions) -> Plan:
         ticket=customer.ticket,
         monitoring_after_exit=customer.monitoring_after_exit,
         config_fingerprint=cfg.fingerprint(),
-        vendors=tuple(vendor_plans),
+        vendors=vendor_plans(sessions, discover(sessions)),
     ).sealed()

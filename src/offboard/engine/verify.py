@@ -8,6 +8,7 @@ from offboard.connectors import Check
 from offboard.engine.runfolder import reopen, signer_for, write_documents
 from offboard.engine.sessions import Sessions
 from offboard.engine.types import http_of
+from offboard.lifecycle import fold
 from offboard.plan import Plan
 from offboard.proof.audit import AuditLog
 
@@ -19,13 +20,30 @@ def emit_check(audit: AuditLog, vendor: str, c: Check) -> None:
                detail={"check": c.name, "result": c.detail})
 
 
+def _left_untouched(plan: Plan | None, audit: AuditLog | None) -> dict[str, tuple[str, Check]]:
+    """Planned removals the scope guard did not send (the object moved to another owner, or left
+    the listing): whatever the vendor's listing says now, nothing proves they stopped."""
+    if plan is None or audit is None:
+        return {}
+    state = fold(audit.records)
+    out = {}
+    for a in plan.actions():
+        rec = state.last.get(a.id)
+        if a.kind == "api" and a.destructive and rec is not None and rec["event"] == "action.skipped":
+            out[a.id] = (a.vendor, Check("not touched", False, f"{a.summary}: not done — {rec.get('detail')}; "
+                                         "nothing proves this object stopped", target=a.target, action_id=a.id))
+    return out
+
+
 def verify_run(plan: Plan | None, sessions: Sessions, audit: AuditLog | None = None) -> list[Check]:
     """Re-read every vendor; with a plan, also each object the plan removed."""
     checks: list[Check] = []
+    untouched = _left_untouched(plan, audit)
     for name, session in sessions.by_vendor.items():
         vp = plan.vendor(name) if plan is not None else None
         inventory = session.discover()
-        vendor_checks = session.verify(vp, inventory)
+        vendor_checks = [c for c in session.verify(vp, inventory) if c.action_id not in untouched]
+        vendor_checks += [c for vendor, c in untouched.values() if vendor == name]
         if audit is not None:
             audit.emit("snapshot.taken", vendor=name, step="verify", outcome="success",
                        detail={"when": "after", "snapshot": inventory.snapshot})

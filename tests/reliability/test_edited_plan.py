@@ -1,0 +1,152 @@
+"""A plan file is a proposal, never an authority: an edited and re-checksummed plan, or an edited
+run folder, never makes offboard write outside the exit or skip a guard (issue 14, finding 1)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from offboard.connectors.sandboxing import serve
+from offboard.plan import Plan
+from offboard_huntress.sandbox import CUSTOMER_ORG, DEMO_KEY, DEMO_SECRET, NEIGHBOUR_ORG, HuntressSandbox
+from tests.conftest import write_config
+
+SCALE = 0.002
+
+
+@pytest.fixture
+def served(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[HuntressSandbox, Path]]:
+    sandbox = HuntressSandbox(time_scale=SCALE)
+    with serve(sandbox.app) as url:
+        monkeypatch.setenv("OFFBOARD_HUNTRESS_API_KEY", DEMO_KEY)
+        monkeypatch.setenv("OFFBOARD_HUNTRESS_API_SECRET", DEMO_SECRET)
+        monkeypatch.chdir(tmp_path)
+        yield sandbox, write_config(tmp_path, url, window=60 * SCALE)
+
+
+def reseal(path: Path, edit: Any) -> None:
+    """What an attacker with the file does: edit it, then recompute its checksum."""
+    data = json.loads(path.read_text())
+    edit(data)
+    data["checksum"] = Plan.model_validate({**data, "checksum": ""}).compute_checksum()
+    path.write_text(json.dumps(data, indent=2))
+
+
+def huntress_steps(data: dict[str, Any]) -> list[dict[str, Any]]:
+    return next(v for v in data["vendors"] if v["vendor"] == "huntress")["steps"]
+
+
+def first_uninstall(data: dict[str, Any]) -> dict[str, Any]:
+    return next(a for s in huntress_steps(data) for a in s["actions"] if a["operation"] == "uninstall_agent")
+
+
+def writes(sandbox: HuntressSandbox) -> list[tuple[str, str]]:
+    return [(r.method, r.path) for r in sandbox.requests if r.method != "GET"]
+
+
+def plan_file(cli: Any, config: Path) -> Path:
+    out = cli("plan", "-c", str(config), "-o", "exit.plan.json")
+    assert out.code == 10, out.err
+    return Path("exit.plan.json")
+
+
+def refused(cli: Any, config: Path, sandbox: HuntressSandbox, *extra: str) -> str:
+    result = cli("apply", "-c", str(config), "exit.plan.json", "--unattended", *extra)
+    assert result.code == 2, result.out + result.err
+    assert writes(sandbox) == []
+    assert not (config.parent / "runs").exists() or not any((config.parent / "runs").glob("2*")), \
+        "a refused plan leaves no run behind"
+    assert "Traceback" not in result.err
+    return result.err
+
+
+def test_an_added_action_for_the_neighbours_agent_is_refused_and_nothing_is_sent(
+        cli: Any, served: tuple[HuntressSandbox, Path]) -> None:
+    sandbox, config = served
+    path = plan_file(cli, config)
+    victim = sandbox.agents_of(NEIGHBOUR_ORG)[0]["id"]
+
+    def add(data: dict[str, Any]) -> None:
+        action = dict(first_uninstall(data))
+        action.update(id=f"huntress.uninstall_agent.{victim}", owner=f"organization:{NEIGHBOUR_ORG}",
+                      call=f"DELETE /v1/agents/{victim}",
+                      target={"type": "agent", "id": str(victim), "name": "GLOBEX-WS-01"})
+        next(s for s in huntress_steps(data) if action in s["actions"] or
+             any(a["operation"] == "uninstall_agent" for a in s["actions"]))["actions"].append(action)
+
+    reseal(path, add)
+    err = refused(cli, config, sandbox)
+    assert f"huntress.uninstall_agent.{victim}" in err
+    assert "would not plan now" in err
+    assert victim in sandbox.agents
+
+
+def test_a_removal_marked_as_a_read_is_refused(cli: Any, served: tuple[HuntressSandbox, Path]) -> None:
+    sandbox, config = served
+    path = plan_file(cli, config)
+    target = first_uninstall(json.loads(path.read_text()))
+
+    def as_read(data: dict[str, Any]) -> None:
+        first_uninstall(data)["destructive"] = False
+
+    reseal(path, as_read)
+    err = refused(cli, config, sandbox)
+    assert target["id"] in err and "destructive False (offboard plans True)" in err
+    assert len(sandbox.agents_of(CUSTOMER_ORG)) > 0 and int(target["target"]["id"]) in sandbox.agents
+
+
+def test_an_added_organization_deletion_without_a_guard_is_refused(
+        cli: Any, served: tuple[HuntressSandbox, Path]) -> None:
+    sandbox, config = served
+    path = plan_file(cli, config)
+
+    def add_deletion(data: dict[str, Any]) -> None:
+        huntress_steps(data).append({
+            "id": "huntress.delete_organization", "vendor": "huntress", "title": "Delete the organization",
+            "phase": "closure", "why": "", "stops_updating": [], "actions": [{
+                "id": f"huntress.delete_organization.{CUSTOMER_ORG}", "vendor": "huntress",
+                "step": "huntress.delete_organization", "kind": "api", "operation": "delete_organization",
+                "target": {"type": "organization", "id": str(CUSTOMER_ORG), "name": "Acme Dental"},
+                "summary": "delete the organization", "call": f"DELETE /v1/organizations/{CUSTOMER_ORG}",
+                "owner": f"organization:{CUSTOMER_ORG}", "manual": None, "destructive": True, "confirm": None}]})
+
+    reseal(path, add_deletion)
+    err = refused(cli, config, sandbox)
+    assert f"huntress.delete_organization.{CUSTOMER_ORG}" in err
+    assert CUSTOMER_ORG in sandbox.orgs
+
+
+def test_a_guard_removed_from_the_plan_file_is_refused(cli: Any, served: tuple[HuntressSandbox, Path]) -> None:
+    sandbox, config = served
+    config.write_text(config.read_text() + "delete_organization = true\n")
+    path = plan_file(cli, config)
+
+    def unguard(data: dict[str, Any]) -> None:
+        for step in huntress_steps(data):
+            for a in step["actions"]:
+                a["confirm"] = None
+
+    reseal(path, unguard)
+    err = refused(cli, config, sandbox)
+    assert "confirm None (offboard plans 'Acme Dental')" in err
+
+
+def test_reordered_steps_are_refused(cli: Any, served: tuple[HuntressSandbox, Path]) -> None:
+    sandbox, config = served
+    path = plan_file(cli, config)
+    reseal(path, lambda data: huntress_steps(data).reverse())
+    err = refused(cli, config, sandbox)
+    assert "steps" in err and "differ from what offboard plans now" in err
+
+
+def test_an_unedited_plan_still_applies(cli: Any, served: tuple[HuntressSandbox, Path]) -> None:
+    sandbox, config = served
+    plan_file(cli, config)
+    result = cli("apply", "-c", str(config), "exit.plan.json", "--unattended", "--override-preflight", "drill")
+    assert result.code == 3, result.out + result.err
+    assert sandbox.agents_of(CUSTOMER_ORG) == []
+    assert sandbox.agents_of(NEIGHBOUR_ORG)
