@@ -150,3 +150,90 @@ def test_an_unedited_plan_still_applies(cli: Any, served: tuple[HuntressSandbox,
     assert result.code == 3, result.out + result.err
     assert sandbox.agents_of(CUSTOMER_ORG) == []
     assert sandbox.agents_of(NEIGHBOUR_ORG)
+
+
+def stopped_run(harness: Any) -> Any:
+    """A run that stopped before its removals (Huntress down), to be resumed."""
+    from offboard import engine
+    from offboard_huntress.sandbox import Fault
+
+    with harness.sessions() as s:
+        plan = engine.make_plan(harness.cfg, s)
+        harness.sandbox.faults += [Fault(method="DELETE", path_prefix="/v1/agents/", status=503, times=10**6),
+                                   Fault(method="GET", path_prefix="/v1/agents/", status=503, times=10**6)]
+        result = engine.apply(plan, harness.cfg, s, overrides=engine.Overrides(preflight="lab"))
+    harness.sandbox.faults.clear()
+    return result
+
+
+def test_a_run_folder_plan_edited_to_reach_the_neighbour_is_refused_on_resume(harness: Any) -> None:
+    from offboard import engine
+    from offboard.errors import BadInput
+
+    result = stopped_run(harness)
+    victim = harness.sandbox.agents_of(NEIGHBOUR_ORG)[0]["id"]
+
+    def retarget(data: dict[str, Any]) -> None:
+        action = first_uninstall(data)
+        action.update(owner=f"organization:{NEIGHBOUR_ORG}", call=f"DELETE /v1/agents/{victim}",
+                      target={"type": "agent", "id": str(victim), "name": "GLOBEX-WS-01"})
+
+    reseal(result.run.plan_path, retarget)
+    before = len(writes(harness.sandbox))
+    with harness.sessions() as s, pytest.raises(BadInput, match=r"run .*plan.json action huntress\.uninstall_agent"):
+        engine.resume(result.run.run_id, harness.cfg, s)
+    assert writes(harness.sandbox)[before:] == []
+    assert victim in harness.sandbox.agents
+
+
+def test_an_action_added_to_a_run_folder_plan_is_never_written(harness: Any) -> None:
+    from offboard import engine
+    from offboard.errors import ExitCode
+
+    result = stopped_run(harness)
+    victim = harness.sandbox.agents_of(NEIGHBOUR_ORG)[0]["id"]
+
+    def add(data: dict[str, Any]) -> None:
+        action = dict(first_uninstall(data))
+        action.update(id=f"huntress.uninstall_agent.{victim}", owner=f"organization:{NEIGHBOUR_ORG}",
+                      call=f"DELETE /v1/agents/{victim}",
+                      target={"type": "agent", "id": str(victim), "name": "GLOBEX-WS-01"})
+        next(s for s in huntress_steps(data) if any(a["operation"] == "uninstall_agent" for a in s["actions"])
+             )["actions"].append(action)
+
+    reseal(result.run.plan_path, add)
+    with harness.sessions() as s:
+        resumed = engine.resume(result.run.run_id, harness.cfg, s)
+    assert victim in harness.sandbox.agents
+    assert f"/v1/agents/{victim}" not in [p for _, p in writes(harness.sandbox)]
+    assert resumed.exit_code == ExitCode.FAILED  # what was not touched is not proven stopped
+    assert harness.sandbox.agents_of(CUSTOMER_ORG) == []
+
+
+def test_with_a_signing_key_the_saved_plan_is_signed_and_apply_says_so(
+        cli: Any, served: tuple[HuntressSandbox, Path]) -> None:
+    from offboard.proof import signing
+
+    sandbox, config = served
+    signing.write_key_file(signing.generate(), config.parent / "msp.pem")
+    config.write_text(config.read_text().replace('[run]\n', '[signing]\nkey_file = "msp.pem"\n\n[run]\n'))
+    out = cli("plan", "-c", str(config), "-o", "exit.plan.json")
+    assert out.code == 10 and "signed (exit.plan.json.sig)" in out.out
+    fingerprint = signing.load_signer(config.parent / "msp.pem").fingerprint  # type: ignore[union-attr]
+
+    # Any edit, checksum recomputed, fails the signature before a single call.
+    reseal(Path("exit.plan.json"), lambda data: data.update(approved_by="someone else"))
+    err = refused(cli, config, sandbox)
+    assert "plan signature" in err and "does not verify" in err
+
+    cli("plan", "-c", str(config), "-o", "exit.plan.json")
+    applied = cli("apply", "-c", str(config), "exit.plan.json", "--unattended", "--override-preflight", "drill")
+    assert applied.code == 3, applied.err
+    assert f"signed with this MSP's key {fingerprint}" in applied.err
+
+
+def test_without_a_key_apply_says_the_plan_is_not_signed(cli: Any, served: tuple[HuntressSandbox, Path]) -> None:
+    _, config = served
+    plan_file(cli, config)
+    applied = cli("apply", "-c", str(config), "exit.plan.json", "--unattended", "--override-preflight", "drill")
+    assert "The plan file is not signed" in applied.err

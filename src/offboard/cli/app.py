@@ -23,6 +23,7 @@ from offboard.errors import BadInput, ExitCode, OffboardError
 from offboard.plan import read_plan, write_plan
 from offboard.proof import signing
 from offboard.proof.audit import verify_file
+from offboard.proof.plan_signature import check_plan_signature, sign_plan
 from offboard.rundir import RunDir
 from offboard.wire import credentials
 from offboard.wire.redact import REDACTOR
@@ -70,7 +71,9 @@ def plan(
     render.plan_view(the_plan)
     if out is not None:
         write_plan(the_plan, out)
-        render.out.print(f"Saved to {out}. Review it, then run: offboard apply {out}", soft_wrap=True)
+        signer = engine.signer_for(cfg)
+        signed = f" and signed ({sign_plan(signer, the_plan, out).name})" if signer is not None else ""
+        render.out.print(f"Saved to {out}{signed}. Review it, then run: offboard apply {out}", soft_wrap=True)
     removals = [a for a in the_plan.api_actions() if a.destructive]
     raise typer.Exit(ExitCode.PLAN_HAS_CHANGES if removals else ExitCode.OK)
 
@@ -115,6 +118,8 @@ def apply(
         guided = sys.stdin.isatty() and sys.stdout.isatty()
     cfg = _config(config)
     the_plan = read_plan(plan_file) if plan_file is not None else None
+    if the_plan is not None and plan_file is not None:
+        render.err.print(check_plan_signature(the_plan, plan_file, engine.signer_for(cfg)), soft_wrap=True)
     progress = render.RichProgress()
     guide = render.RichGuide(by or getpass.getuser(), progress) if guided else None
     with engine.open_sessions(cfg) as sessions:
