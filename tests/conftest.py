@@ -19,6 +19,8 @@ from offboard import connectors, engine
 from offboard.cli.app import main
 from offboard.config import ExitConfig, load_config
 from offboard.connectors.sandboxing import InProcessTransport
+from offboard.errors import ExitCode
+from offboard.plan import Plan
 from offboard_blumira import sandbox as blu
 from offboard_huntress.sandbox import DEMO_KEY, DEMO_SECRET, HuntressSandbox
 
@@ -158,3 +160,18 @@ def cli(capsys: pytest.CaptureFixture[str]) -> Any:
         return CliResult(code, captured.out, captured.err)
 
     return run
+
+
+NOTIFY = "blumira.notify.sent"
+
+
+def past_the_notification(cfg: ExitConfig, plan: Plan, sessions: engine.Sessions,
+                          **kwargs: Any) -> engine.RunResult:
+    """Apply, confirm the notification to Blumira as the person who sent it, and resume: no
+    Blumira change is made before that confirmation (the document's "notify first")."""
+    first = engine.apply(plan, cfg, sessions, **kwargs)
+    assert first.exit_code in (ExitCode.MANUAL_PENDING, ExitCode.FAILED), first.message
+    assert NOTIFY in [a.id for a in first.pending], first.message
+    engine.confirm(first.run.run_id, NOTIFY, "J. Doe", "sent 2026-11-24 09:00 UTC, Blumira ticket 4711", cfg,
+                   sessions)
+    return engine.resume(first.run.run_id, cfg, sessions, **kwargs)

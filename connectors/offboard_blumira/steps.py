@@ -94,7 +94,7 @@ class _Planner:
                                    if self.s.account_moves_to == "msp" else ""),
                        f"your mail client: the run folder → evidence/{VENDOR}/{NOTIFICATION_FILE}",
                        f"the email is sent to {SUPPORT} with {MSP_TEAM} in CC", step=sid,
-                       record="when it was sent, and Blumira's ticket number if one came back")
+                       record="when it was sent, and Blumira's ticket number if one came back", gate=True)
         return Step(id=sid, vendor=VENDOR, phase="scope", title="0. Notify Blumira first",
                     why="Blumira needs the account owner's notice before any change to subscriptions and billing; "
                         "the document says to notify first.", actions=(draft, sent))

@@ -54,14 +54,18 @@ class Action(_Model):
     manual: Manual | None = None
     destructive: bool = True  # False for reads (evidence export): no scope guard, safe to repeat
     confirm: str | None = None  # the name an operator must type (--confirm) before this runs
+    # A manual item the vendor's process puts before every change: until a person confirms it,
+    # no later write or manual item of its vendor runs (reads and evidence exports still do).
+    gate: bool = False
 
 
 def manual_item(vendor: str, item: str, name: str, summary: str, portal_path: str, done_when: str, *, step: str,
-                verify: str = "", record: str = "") -> Action:
+                verify: str = "", record: str = "", gate: bool = False) -> Action:
     """A step with no API, as an action of the plan: ``<vendor>.<item>``."""
     return Action(id=f"{vendor}.{item}", vendor=vendor, step=step, kind="manual", operation=item,
                   target=Target(type="manual", id=item, name=name), summary=summary,
-                  manual=Manual(portal_path=portal_path, done_when=done_when, verify_hint=verify, record=record))
+                  manual=Manual(portal_path=portal_path, done_when=done_when, verify_hint=verify, record=record),
+                  gate=gate)
 
 
 class Step(_Model):

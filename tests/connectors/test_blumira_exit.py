@@ -19,7 +19,7 @@ from offboard.errors import BadInput, ExitCode
 from offboard.plan import Action
 from offboard.proof.audit import read_records, verify_file
 from offboard_blumira.sandbox import API_PREFIX, CUSTOMER_ACCOUNT, KEEP_USER, NEIGHBOUR_ACCOUNT, BlumiraSandbox
-from tests.conftest import BlumiraHarness
+from tests.conftest import NOTIFY, BlumiraHarness, past_the_notification
 
 ORDER = ["notify-blumira", "export-evidence", "remove-sensors", "remove-cloud-connectors", "remove-agent-devices",
          "delete-scheduled-reports", "remove-users", "remove-webhooks", "support-confirmation"]
@@ -63,9 +63,20 @@ def test_unattended_apply_makes_each_steps_calls_in_order_and_stops_at_the_manua
     with blumira.sessions() as s:
         plan = engine.make_plan(blumira.cfg, s)
         blumira.sandbox.requests.clear()
-        result = engine.apply(plan, blumira.cfg, s)
+        held = engine.apply(plan, blumira.cfg, s)
+        # Notify first: reads and the evidence export run, then nothing changes until a person
+        # confirms the email was sent.
+        assert held.exit_code == ExitCode.MANUAL_PENDING, held.message
+        assert [a.id for a in held.pending] == [NOTIFY]
+        assert [c for c in api_paths(blumira.sandbox) if c[0] != "GET"] == []
+        assert "wait for blumira.notify.sent" in held.message and "--resume" in held.message
+        assert [r["action_id"] for r in read_records(held.run.audit_path) if r["event"] == "vendor.held"] == [NOTIFY]
+        checklist = (held.run.path / "manual-checklist.md").read_text()
+        assert NOTIFY in checklist
+        engine.confirm(held.run.run_id, NOTIFY, "J. Doe", "sent 09:00, ticket 4711", blumira.cfg, s)
+        result = engine.resume(held.run.run_id, blumira.cfg, s)
     assert result.exit_code == ExitCode.MANUAL_PENDING, result.message
-    assert result.pending[0].id == "blumira.notify.sent"
+    assert result.pending[0].id == "blumira.sensors.remove"
     calls = api_paths(blumira.sandbox)
     assert all(NEIGHBOUR_ACCOUNT not in p for _, p in calls)
     writes = [c for c in calls if c[0] != "GET"]
@@ -181,7 +192,7 @@ def test_uninstall_action_is_used_only_when_the_catalog_offers_it(blumira: Blumi
     with blumira.sessions() as s:
         plan = engine.make_plan(blumira.cfg, s)
         blumira.sandbox.requests.clear()
-        result = engine.apply(plan, blumira.cfg, s)
+        result = past_the_notification(blumira.cfg, plan, s)
     finding = next(f for f in plan.vendor("blumira").findings if f.kind == "agent_uninstall_by_api")
     assert "offers 'uninstall'" in finding.detail
     posts = [r for r in blumira.sandbox.requests if r.method == "POST" and r.path.endswith("/actions")]
@@ -207,7 +218,7 @@ def test_a_refused_webhook_delete_falls_back_to_a_manual_item_then_is_confirmed_
     blumira.sandbox.webhook_writes = False  # MSP keys read-only, as the KB once said
     with blumira.sessions() as s:
         plan = engine.make_plan(blumira.cfg, s)
-        result = engine.apply(plan, blumira.cfg, s)
+        result = past_the_notification(blumira.cfg, plan, s)
     assert result.exit_code == ExitCode.MANUAL_PENDING  # not a failure: a person does it instead
     assert "blumira.delete_webhook.wh-1" in [a.id for a in result.pending]
     records = list(read_records(result.run.audit_path))
@@ -222,7 +233,7 @@ def test_a_refused_webhook_delete_falls_back_to_a_manual_item_then_is_confirmed_
         done = engine.confirm(run_id, "blumira.delete_webhook.wh-1", "J. Doe", "deleted", blumira.cfg, s)
     assert done.accepted
     kinds = Counter(r["event"] for r in read_records(result.run.audit_path))
-    assert kinds["manual.rejected"] == 1 and kinds["manual.confirmed"] == 1
+    assert kinds["manual.rejected"] == 1 and kinds["manual.confirmed"] == 2  # the notification, then the hook
 
 
 def test_a_resume_does_not_resend_a_write_the_vendor_refused_it_stays_with_the_person(
@@ -230,7 +241,7 @@ def test_a_resume_does_not_resend_a_write_the_vendor_refused_it_stays_with_the_p
     blumira.sandbox.webhook_writes = False
     with blumira.sessions() as s:
         plan = engine.make_plan(blumira.cfg, s)
-        first = engine.apply(plan, blumira.cfg, s)
+        first = past_the_notification(blumira.cfg, plan, s)
         again = engine.resume(first.run.run_id, blumira.cfg, s)
     assert again.exit_code == ExitCode.MANUAL_PENDING
     assert "blumira.delete_webhook.wh-1" in [a.id for a in again.pending]

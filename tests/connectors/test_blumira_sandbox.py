@@ -12,7 +12,7 @@ from offboard.connectors.sandboxing import InProcessTransport
 from offboard.errors import ExitCode
 from offboard.proof.audit import read_records
 from offboard_blumira.sandbox import API_PREFIX, CUSTOMER_ACCOUNT, DEMO_CLIENT_ID, DEMO_SECRET, TOKEN_PATH, Fault
-from tests.conftest import BlumiraHarness
+from tests.conftest import BlumiraHarness, past_the_notification
 
 
 def raw_client(h: BlumiraHarness) -> httpx.Client:
@@ -60,7 +60,7 @@ def test_a_run_rides_out_429s_without_retry_after_and_a_token_that_stops_working
         plan = engine.make_plan(blumira.cfg, s)
         minted = len(blumira.sandbox.issued)
         blumira.sandbox.expire_tokens()  # as if the token expired early or was revoked
-        result = engine.apply(plan, blumira.cfg, s)
+        result = past_the_notification(blumira.cfg, plan, s)
     assert result.exit_code == ExitCode.MANUAL_PENDING, result.message
     assert len(blumira.sandbox.issued) == minted + 1  # minted once more on the 401, then carried on
     statuses = Counter(r.status for r in blumira.sandbox.requests)
@@ -72,7 +72,7 @@ def test_a_delete_whose_reply_is_lost_is_re_read_before_anything_is_resent(blumi
     blumira.sandbox.faults.append(Fault(method="DELETE", path_prefix=f"{API_PREFIX}/msp/webhooks/", status=502))
     with blumira.sessions() as s:
         plan = engine.make_plan(blumira.cfg, s)
-        result = engine.apply(plan, blumira.cfg, s)
+        result = past_the_notification(blumira.cfg, plan, s)
     assert result.exit_code == ExitCode.MANUAL_PENDING
     hook = f"{API_PREFIX}/msp/webhooks/wh-1"
     calls = [(r.method, r.status) for r in blumira.sandbox.requests if r.path == hook]

@@ -16,7 +16,7 @@ import pytest
 from offboard import engine
 from offboard.proof import bundle, signing
 from offboard.rundir import RunDir
-from tests.conftest import BlumiraHarness, CliResult, load
+from tests.conftest import BlumiraHarness, CliResult, load, past_the_notification
 
 
 @pytest.fixture
@@ -29,7 +29,7 @@ def made(blumira: BlumiraHarness, tmp_path: Path) -> tuple[Path, Path, Path]:
     path.write_text(path.read_text().replace("[run]", '[signing]\nkey_file = "msp-key.pem"\n\n[run]'))
     cfg = load(path)
     with blumira.sessions(cfg) as s:
-        result = engine.apply(engine.make_plan(cfg, s), cfg, s)
+        result = past_the_notification(cfg, engine.make_plan(cfg, s), s)
     signer = engine.signer_for(cfg)
     assert signer is not None
     out = tmp_path / "acme-exit.tar.gz"

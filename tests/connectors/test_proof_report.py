@@ -18,7 +18,7 @@ from offboard.connectors.sandboxing import InProcessTransport
 from offboard.lifecycle import fold
 from offboard.plan import Plan, read_plan
 from offboard.proof.audit import read_records
-from tests.conftest import BlumiraHarness, Harness
+from tests.conftest import BlumiraHarness, Harness, past_the_notification
 
 VOID = {"meta", "br", "img", "hr", "input", "link"}
 LAB = engine.Overrides(preflight="lab")
@@ -84,12 +84,14 @@ def glance_from_log(plan: Plan, records: list[dict[str, object]]) -> dict[str, l
 
 def test_the_reports_counts_agree_with_the_audit_log_while_pending_and_when_done(blumira: BlumiraHarness) -> None:
     with blumira.sessions() as s:
-        result = engine.apply(engine.make_plan(blumira.cfg, s), blumira.cfg, s)
+        result = past_the_notification(blumira.cfg, engine.make_plan(blumira.cfg, s), s)
     run = result.run
     plan = read_plan(run.plan_path)
     report = run.report_path.read_text()
     assert glance_from_markdown(report) == glance_from_log(plan, list(read_records(run.audit_path)))
-    assert "**Not finished yet: 8 manual step(s) still waiting for a person" in report
+    assert "**Not finished yet: 7 manual step(s) still waiting for a person" in report
+    assert "| End of service (requested) | 2026-12-31 |" in report
+    assert "| Service proven stopped | not yet proven |" in report
     with httpx.Client(transport=InProcessTransport(blumira.sandbox.app), base_url="http://sandbox") as portal:
         for item in ("agents.remove-devices", "agents.remove-keys", "users.remove"):  # the person at the portal
             portal.post(f"/_sandbox/portal/{item}")
@@ -100,6 +102,8 @@ def test_the_reports_counts_agree_with_the_audit_log_while_pending_and_when_done
     assert glance_from_markdown(report) == glance_from_log(plan, list(read_records(run.audit_path)))
     assert glance_from_markdown(report)["Blumira"][2] == 8  # done by hand
     assert "**Service stopped:" in report
+    proven = next(line for line in report.splitlines() if line.startswith("| Service proven stopped |"))
+    assert re.search(r"\| \d{4}-\d\d-\d\d \d\d:\d\d UTC \|$", proven), proven  # before 2026-12-31: not late
     after = report.split("### Billing-relevant counts, before and after", 1)[1]
     assert "| agent devices | 8 | 0 |" in after and "| users | 4 | 1 |" in after  # re-read after the last item
 

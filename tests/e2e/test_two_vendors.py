@@ -65,11 +65,22 @@ def test_one_plan_and_one_apply_exit_the_customer_from_huntress_and_blumira(both
     assert applied.returncode == 3, applied.stdout + applied.stderr
     assert "manual item(s) pending" in applied.stderr
     assert both.huntress.agents_of(CUSTOMER_ORG) == [] and len(both.huntress.agents_of(NEIGHBOUR_ORG)) == 12
+    # Blumira: notify first — its evidence is exported, then nothing changes until the email is confirmed
+    assert "wh-1" in both.blumira.webhooks and [r for r in both.blumira.requests if r.method == "DELETE"] == []
+    run = sorted((both.dir / "runs").iterdir())[-1]
+    assert (run / "evidence" / "blumira" / "findings.json").exists()
+    checklist = (run / "manual-checklist.md").read_text()
+    assert "blumira.notify.sent" in checklist and "huntress.itdr.unmap-tenant" in checklist
+    assert "blumira.agents.remove-devices" not in checklist
+    notified = both.run("confirm", "blumira.notify.sent", "--by", "J. Doe", "--note", "sent 09:00, ticket 4711")
+    assert f"offboard apply --resume {run.name}" in notified.stdout, notified.stdout + notified.stderr
+    resumed = both.run("apply", "--resume", run.name)
+    assert resumed.returncode == 3, resumed.stdout + resumed.stderr
     assert set(both.blumira.webhooks) == {"wh-2", "wh-3"}
     assert all(NEIGHBOUR_ACCOUNT not in r.path for r in both.blumira.requests)
-    run = sorted((both.dir / "runs").iterdir())[-1]
     checklist = (run / "manual-checklist.md").read_text()
     assert "blumira.agents.remove-devices" in checklist and "huntress.itdr.unmap-tenant" in checklist
+    manual_ids.remove("blumira.notify.sent")
 
     # the people at both portals
     for item in ("itdr.unmap-tenant", "siem.disconnect-sources", "sat.close-campaigns"):
@@ -91,11 +102,11 @@ def test_one_plan_and_one_apply_exit_the_customer_from_huntress_and_blumira(both
     assert [u["email"] for u in both.blumira.of(both.blumira.users, CUSTOMER_ACCOUNT)] == [KEEP_USER]
     records = [json.loads(line) for line in (run / "audit.jsonl").read_text().splitlines()]
     confirmed = [r for r in records if r["event"] == "manual.confirmed"]
-    assert {r["vendor"] for r in confirmed} == {"huntress", "blumira"} and len(confirmed) == len(manual_ids)
+    assert {r["vendor"] for r in confirmed} == {"huntress", "blumira"} and len(confirmed) == len(manual_ids) + 1
 
     # neither vendor's secret nor any Blumira token reached any output or file
     texts = [p.read_text(errors="replace") for p in both.dir.rglob("*") if p.is_file()]
-    texts += [o.stdout + o.stderr for o in (dry, applied, early, status, verified)]
+    texts += [o.stdout + o.stderr for o in (dry, applied, notified, resumed, early, status, verified)]
     assert both.blumira.issued
     for text in texts:
         for secret in (CANARY_SECRET, BLU_SECRET, *both.blumira.issued):

@@ -53,6 +53,10 @@ def test_a_vendor_that_stays_down_does_not_stop_the_other(tmp_path: Path) -> Non
     h.faults.append(Fault(method="GET", path_prefix="/v1/agents/", status=503, times=10**6))
     result = apply(h, b, cfg)
     assert result.exit_code == ExitCode.FAILED and "Huntress" in result.message and "resume" in result.message
-    assert "wh-1" not in b.webhooks  # Blumira's lane finished its API work
+    # Blumira's lane finished its reads and evidence, then stopped at "notify Blumira first"
+    records = list(read_records(result.run.audit_path))
+    assert [r["vendor"] for r in records if r["event"] == "vendor.held"] == ["blumira"]
+    assert (result.run.path / "evidence" / "blumira" / "findings.json").exists()
+    assert "wh-1" in b.webhooks
     assert len(h.agents_of(CUSTOMER_ORG)) == 36
     assert verify_file(result.run.audit_path).ok

@@ -56,6 +56,12 @@ def _config(path: Path) -> ExitConfig:
     return load_config(path, {n: c.settings_model for n, c in available.items()})
 
 
+def _warn_if_late(cfg: ExitConfig) -> None:
+    warning = engine.end_of_service_warning(cfg.customer.end_of_service)
+    if warning is not None:
+        render.err.print(warning, style="yellow", markup=False, soft_wrap=True)
+
+
 @app.command()
 def plan(
     config: ConfigOpt = Path("config.toml"),
@@ -66,6 +72,7 @@ def plan(
     Exits 10 when something is left to remove by API, 0 when nothing is.
     """
     cfg = _config(config)
+    _warn_if_late(cfg)
     with engine.open_sessions(cfg) as sessions, render.err.status("Reading what the customer still has (read-only)…"):
         the_plan = engine.make_plan(cfg, sessions)
     render.plan_view(the_plan)
@@ -118,6 +125,7 @@ def apply(
         guided = sys.stdin.isatty() and sys.stdout.isatty()
     cfg = _config(config)
     the_plan = read_plan(plan_file) if plan_file is not None else None
+    _warn_if_late(cfg)
     if the_plan is not None and plan_file is not None:
         render.err.print(check_plan_signature(the_plan, plan_file, engine.signer_for(cfg)), soft_wrap=True)
     progress = render.RichProgress()
@@ -196,6 +204,9 @@ def confirm_cmd(
         raise typer.Exit(ExitCode.FAILED)
     render.out.print(f"Confirmed {item} by {by} in run {run_id}.", markup=False)
     render.documents(result.documents)
+    if result.to_resume:
+        render.out.print(f"{len(result.to_resume)} action(s) of this run have not run yet; continue with: "
+                         f"offboard apply --resume {run_id}", markup=False, soft_wrap=True)
     if result.remaining:
         render.out.print(render.manual_table(result.remaining))
         raise typer.Exit(ExitCode.MANUAL_PENDING)

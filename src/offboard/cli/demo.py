@@ -92,10 +92,11 @@ def run_demo(directory: Path) -> int:
             render.out.print(f"Exported {c['exported']} evidence file set(s); removed {c['succeeded']} object(s) by "
                              f"API, failed {c['failed']}. Every write was checked against the exit's scope first; "
                              f"{outside} object(s) seen outside it were left untouched.")
-            if result.pending:
+            while result.pending:
                 render.out.print(render.manual_table(result.pending))
                 render.out.print("A real run stops here with exit 3. The demo plays the technician: it does each "
                                  "item in the sandbox and confirms it (`offboard confirm ITEM --by NAME`).")
+                to_resume = []
                 for action in result.pending:
                     kit = kits[action.vendor]
                     if kit.portal is not None:
@@ -105,6 +106,12 @@ def run_demo(directory: Path) -> int:
                     verified = (f"API re-read: {done.check.detail}" if done.check is not None
                                 else "no API can see it; recorded with the note")
                     render.out.print(f"  confirmed {action.id} — {verified}")
+                    to_resume = done.to_resume
+                if not to_resume:
+                    break
+                render.out.print(f"{len(to_resume)} action(s) waited for those confirmations; the run continues "
+                                 f"(`offboard apply --resume {result.run.run_id}`).")
+                result = engine.resume(result.run.run_id, cfg, sessions, progress=render.RichProgress())
 
         render.out.rule("3. status and verification")
         run_obj, rows = engine.status(result.run.run_id, cfg)

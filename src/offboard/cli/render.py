@@ -155,7 +155,8 @@ class RichProgress:
     def advance(self, action: Action, event: str) -> None:
         if self._task is not None:
             word = {"action.succeeded": "done", "action.failed": "FAILED", "action.skipped": "skipped",
-                    "manual.pending": "manual, pending", "action.blocked": "held back"}.get(event, event)
+                    "manual.pending": "manual, pending", "action.blocked": "held back",
+                    "action.held": "waits for a person's confirmation"}.get(event, event)
             self._progress.update(self._task, advance=1, last=escape(f"{action.target.name}: {word}"))
 
     def finish(self) -> None:

@@ -4,7 +4,7 @@ item of a run stands. Both read the run's audit log, the source of truth."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from offboard.config import ExitConfig
@@ -28,6 +28,7 @@ class ConfirmResult:
     check: Check | None
     remaining: list[Action]
     documents: list[Path]
+    to_resume: list[Action] = field(default_factory=list)
 
 
 def latest_run_id(cfg: ExitConfig) -> str:
@@ -61,6 +62,8 @@ def confirm(run_id: str, action_id: str, by: str, note: str, cfg: ExitConfig, se
                                               mode="confirm")
         state = fold_actions(audit.records)
         remaining = [a for a in plan.actions() if open_for_person(a, state.get(a.id))]
+        # Held back behind a gate item, or never reached: a resume runs them.
+        to_resume = [a for a in plan.actions() if a.kind == "api" and state.get(a.id) is None]
         all_api_done = all(state.get(a.id) in TERMINAL for a in plan.actions() if a.kind == "api")
         if accepted and not remaining and all_api_done:
             # The last item is done: re-read every vendor so the record ends with the state after it.
@@ -70,7 +73,7 @@ def confirm(run_id: str, action_id: str, by: str, note: str, cfg: ExitConfig, se
         else:
             write_state(run, plan, audit, "finished-manual_pending")
         documents = write_documents(run, plan, audit, signer_for(cfg), sessions)
-        return ConfirmResult(run, action, accepted, check, remaining, documents)
+        return ConfirmResult(run, action, accepted, check, remaining, documents, to_resume)
 
 
 # -- status ------------------------------------------------------------------------

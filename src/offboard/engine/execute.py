@@ -45,12 +45,13 @@ def execute(run: RunDir, plan: Plan, sessions: Sessions, audit: AuditLog, live: 
     actions = plan.actions()
     progress.start(len(actions), sum(1 for a in actions if done.get(a.id) in TERMINAL))
     counts = {"succeeded": 0, "already_absent": 0, "failed": 0, "skipped": 0, "blocked": 0, "manual": 0,
-              "confirmed": 0, "unknown": 0, "exported": 0}
+              "confirmed": 0, "unknown": 0, "exported": 0, "held": 0}
     # Built during this pass: an export that failed before is retried here (it is not terminal),
     # and evidence steps come first, so by the first removal this set is the truth.
     evidence_failed: set[str] = set()
     override_used: set[str] = set()
     pending: list[Action] = []
+    held_by: dict[str, Action] = {}  # vendor -> its gate item a person has not confirmed yet
     stop: VendorError | None = None
     tally = threading.Lock()  # vendors run in their own threads; these counters are shared
 
@@ -72,10 +73,19 @@ def execute(run: RunDir, plan: Plan, sessions: Sessions, audit: AuditLog, live: 
             guide = None  # the operator left guided mode: the rest go on the checklist
         count("manual", action)
         progress.advance(action, "manual.pending")
+        if action.gate:
+            held_by[action.vendor] = action
+            audit.emit("vendor.held", vendor=action.vendor, step=action.step, action_id=action.id,
+                       outcome="unknown", detail=f"no change is made at this vendor until {action.id} is "
+                       f"confirmed (`offboard confirm {action.id}`), then `offboard apply --resume {run.run_id}`")
 
     def one(action: Action) -> None:
         state = done.get(action.id)
         if state in TERMINAL:
+            return
+        if action.vendor in held_by and (action.kind == "manual" or state in AWAITING_PERSON):
+            count("held")
+            progress.advance(action, "action.held")
             return
         if action.kind == "manual" or state in AWAITING_PERSON:
             if state not in AWAITING_PERSON:
@@ -84,6 +94,10 @@ def execute(run: RunDir, plan: Plan, sessions: Sessions, audit: AuditLog, live: 
                            detail={"summary": action.summary,
                                    **(action.manual.model_dump() if action.manual else {})})
             to_person(action)
+            return
+        if action.vendor in held_by and action.destructive:
+            count("held")  # not started: the resume after the gate's confirmation runs it
+            progress.advance(action, "action.held")
             return
         phase = step_of[action.id].phase
         if action.destructive and action.vendor in evidence_failed and overrides.evidence:
@@ -151,7 +165,7 @@ def execute(run: RunDir, plan: Plan, sessions: Sessions, audit: AuditLog, live: 
                          f"`offboard apply --resume {run.run_id}`", documents=documents)
 
     progress.phase("Verifying: re-reading each vendor to prove the service stopped")
-    checks = verify_run(plan, sessions, audit)
+    checks = verify_run(plan, sessions, audit, skip=set(held_by))
     now = fold_actions(audit.records)
     # An action handed to a person is pending, not failed: its re-read is expected to disagree until done.
     failed_checks = [c for c in checks if not c.passed and now.get(c.action_id or "") not in AWAITING_PERSON]
@@ -165,6 +179,10 @@ def execute(run: RunDir, plan: Plan, sessions: Sessions, audit: AuditLog, live: 
         code, outcome = ExitCode.MANUAL_PENDING, "success"
         message = (f"{len(pending)} manual item(s) pending: the checklist is in {run.path / 'manual-checklist.md'}; "
                    f"do each, then `offboard confirm ITEM --by NAME --run {run.run_id}`")
+        if held_by:
+            message += (f"; {counts['held']} action(s) of {', '.join(sorted(held_by))} wait for "
+                        f"{', '.join(a.id for a in held_by.values())}: once confirmed, "
+                        f"`offboard apply --resume {run.run_id}` runs them")
     else:
         code, outcome = ExitCode.OK, "success"
     audit.emit("run.finished", outcome=outcome, detail={**counts, "checks_failed": len(failed_checks),

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Mapping
+from datetime import UTC, date, datetime
 
 from offboard.config import ExitConfig
 from offboard.engine.sessions import Sessions
@@ -53,3 +54,15 @@ def make_plan(cfg: ExitConfig, sessions: Sessions) -> Plan:
         config_fingerprint=cfg.fingerprint(),
         vendors=vendor_plans(sessions, discover(sessions)),
     ).sealed()
+
+
+def end_of_service_warning(end_of_service: date | None, today: date | None = None) -> str | None:
+    """The vendors' processes ask that logs and alerts stop before the end-of-service date; a
+    plan made after it is late, and the operator should know before removing anything."""
+    today = today or datetime.now(UTC).date()
+    if end_of_service is None or today <= end_of_service:
+        return None
+    days = (today - end_of_service).days
+    return (f"warning: the customer's end of service was {end_of_service.isoformat()}, {days} day(s) ago; "
+            "the vendors ask that logs and alerts stop before it — until this exit is applied the customer "
+            "may still be monitored and billed (the report states both dates)")

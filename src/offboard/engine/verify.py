@@ -35,11 +35,15 @@ def _left_untouched(plan: Plan | None, audit: AuditLog | None) -> dict[str, tupl
     return out
 
 
-def verify_run(plan: Plan | None, sessions: Sessions, audit: AuditLog | None = None) -> list[Check]:
-    """Re-read every vendor; with a plan, also each object the plan removed."""
+def verify_run(plan: Plan | None, sessions: Sessions, audit: AuditLog | None = None, *,
+               skip: set[str] | frozenset[str] = frozenset()) -> list[Check]:
+    """Re-read every vendor (but ``skip``: those whose changes wait for a person); with a plan,
+    also each object the plan removed."""
     checks: list[Check] = []
     untouched = _left_untouched(plan, audit)
     for name, session in sessions.by_vendor.items():
+        if name in skip:
+            continue
         vp = plan.vendor(name) if plan is not None else None
         inventory = session.discover()
         vendor_checks = [c for c in session.verify(vp, inventory) if c.action_id not in untouched]

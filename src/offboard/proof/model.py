@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 from collections import Counter
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 
@@ -90,6 +90,18 @@ class Proof:
         """Every removal done and verified, every manual item confirmed, every re-read passed."""
         return (self.finished is not None and not self.checks_failed and not self.totals["pending"]
                 and not any(self.totals[s] for s in (*PROBLEM_STATES, "not_started")))
+
+    @property
+    def proven_stopped(self) -> str:
+        """When the vendors' re-reads last proved the stop, against the requested end of service."""
+        if not self.stopped or self.finished is None:
+            return "not yet proven"
+        stopped_on = self.finished["ts"][:10]
+        late = ""
+        if self.end_of_service[:10] < stopped_on and self.end_of_service != "not set":
+            days = (date.fromisoformat(stopped_on) - date.fromisoformat(self.end_of_service[:10])).days
+            late = f" — {days} day(s) after the requested end of service"
+        return when(self.finished["ts"]) + late
 
     @property
     def verdict(self) -> str:

@@ -79,7 +79,8 @@ def _step(step: StepView) -> str:
 
 def render_html(p: Proof) -> str:
     end = p.finished
-    facts = [("End of service", p.end_of_service), ("Approved by", p.approved_by), ("Ticket", p.ticket),
+    facts = [("End of service (requested)", p.end_of_service), ("Service proven stopped", p.proven_stopped),
+             ("Approved by", p.approved_by), ("Ticket", p.ticket),
              ("Who monitors after the exit", p.monitoring_after_exit), ("Run started", p.started),
              ("Last update", f"{end['ts'][:16].replace('T', ' ')} UTC — {end['event']} ({end['outcome']})"
               if end else "not finished"),
