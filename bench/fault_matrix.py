@@ -237,13 +237,16 @@ def _in_process(sc: Scenario, cfg: Any, plan: Any, creds: Any, rng: random.Rando
         with engine.open_sessions(cfg, transports=transports(), creds=creds) as sessions:
             result = engine.apply(plan, cfg, sessions, overrides=LAB)
     code, run_id = result.exit_code, result.run.run_id
-    for _ in range(5):
-        if code != ExitCode.FAILED:
+    for _ in range(6):
+        gates = _unconfirmed_gates(result.run.audit_path)
+        if code != ExitCode.FAILED and not gates:
             break
         h.faults.clear()  # the vendor is back
         b.faults.clear()
         row.resumes += 1
         with engine.open_sessions(cfg, transports=transports(), creds=creds) as sessions:
+            for item in gates:  # the technician sent the notification the vendor asks for first
+                engine.confirm(run_id, item, "fault matrix", "sent", cfg, sessions)
             code = engine.resume(run_id, cfg, sessions, overrides=LAB).exit_code
     row.faults += sum(c.injected for c in chaos)
     return int(code)
@@ -272,7 +275,27 @@ def _killed_then_resumed(workdir: Path, config: Path, h: HuntressSandbox, rng: r
                               "--override-preflight", "fault matrix"], env=_env(), capture_output=True, text=True,
                              timeout=300, check=False)
     outputs.append(resumed.stdout + resumed.stderr)
+    gates = _unconfirmed_gates(run / "audit.jsonl")
+    for item in gates:
+        confirmed = subprocess.run([*_offboard(), "confirm", item, "--by", "fault matrix", "--note", "sent",
+                                    "--run", run.name, "-c", str(config)], env=_env(), capture_output=True,
+                                   text=True, timeout=300, check=False)
+        outputs.append(confirmed.stdout + confirmed.stderr)
+    if gates:
+        row.resumes += 1
+        resumed = subprocess.run([*_offboard(), "apply", "--resume", run.name, "-c", str(config),
+                                  "--override-preflight", "fault matrix"], env=_env(), capture_output=True,
+                                 text=True, timeout=300, check=False)
+        outputs.append(resumed.stdout + resumed.stderr)
     return resumed.returncode
+
+
+def _unconfirmed_gates(audit: Path) -> list[str]:
+    """Items that hold a vendor back until a person confirms them (e.g. notify Blumira first)."""
+    records = list(read_records(audit))
+    confirmed = {r.get("action_id") for r in records if r["event"] == "manual.confirmed"}
+    return list(dict.fromkeys(r["action_id"] for r in records
+                              if r["event"] == "vendor.held" and r["action_id"] not in confirmed))
 
 
 def run_matrix(runs: int, agents: int, seed: int, scenarios: list[Scenario] | None = None) -> list[Row]:

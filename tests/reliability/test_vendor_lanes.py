@@ -32,6 +32,9 @@ def apply(h: HuntressSandbox, b: BlumiraSandbox, cfg: ExitConfig) -> engine.RunR
 def test_both_vendors_work_at_once_and_the_audit_chain_stays_whole(tmp_path: Path) -> None:
     h, b, cfg = two_vendors(tmp_path)
     h.faults.append(Fault(method="DELETE", path_prefix="/v1/agents/", status=None, delay=0.01, times=10**6))
+    # Blumira's lane (its evidence: ~60 reads) spans Huntress's removals whatever the machine's load.
+    b.faults.append(Fault(method="GET", path_prefix=f"{API_PREFIX}/msp/accounts", status=None, delay=0.01,
+                          times=10**6))
     result = apply(h, b, cfg)
     assert result.exit_code == ExitCode.MANUAL_PENDING, result.message
     huntress_writes = [r.at for r in h.requests if r.method == "DELETE"]
