@@ -46,6 +46,14 @@ class SectionSettings(BaseSettings):
         (rate limits, timeouts) are left out so changing them does not orphan a plan."""
         return self.model_dump(mode="json")
 
+    def exit_identity(self) -> dict[str, Any]:
+        """The vendor account this section exits, and nothing else (e.g. an organization id and
+        the API it lives on): two exits with the same identity never run at once, whatever their
+        other settings, config files or runs folders (the machine-wide exit lock is keyed on it).
+        A connector narrows it to its account; this default, the whole vendor, is the safe side:
+        it only ever excludes more."""
+        return {}
+
 
 class CustomerSection(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -171,3 +179,13 @@ def check_vendor_url(url: str) -> str:
     if parts.scheme == "http" and is_loopback_url(url):
         return url.rstrip("/")
     raise ValueError("must be an https:// URL (plain http is allowed only for a sandbox on 127.0.0.1)")
+
+
+def url_identity(url: str) -> str:
+    """A vendor URL as an identity: scheme and host lower-cased, a default port and a trailing
+    slash dropped — spellings of one API must name one exit."""
+    parts = urlsplit(url)
+    host = (parts.hostname or "").lower()
+    default = {"https": 443, "http": 80}.get(parts.scheme.lower())
+    port = f":{parts.port}" if parts.port and parts.port != default else ""
+    return f"{parts.scheme.lower()}://{host}{port}{parts.path.rstrip('/')}"

@@ -1,4 +1,4 @@
-"""A run's folder: its plan copy, audit log, state file and report; atomic writes; a lock.
+"""A run's folder: its plan copy, audit log, state file and report; atomic writes; OS locks.
 
 The state file is a summary for people and for ``--resume``; what each action
 did is decided from the audit log (see ``lifecycle.fold``), so a crash
@@ -8,20 +8,44 @@ between the two never loses or doubles an event.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import re
 import secrets
 import socket
 import tempfile
-from collections.abc import Iterator
+import time
+from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import filelock
+
 from offboard.errors import BadInput
 
 RUN_ID_RE = re.compile(r"^[0-9]{8}T[0-9]{9}Z-[0-9a-f]{6}$")
+PRIVATE_DIR = 0o700
+PRIVATE_FILE = 0o600
+_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
+_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
+
+
+def make_private_dirs(path: Path) -> None:
+    """Create ``path`` and its missing parents, each 0700 whatever the umask. Folders that exist
+    are left as they are: a runs folder the user made (and maybe shares) is theirs to set."""
+    missing: list[Path] = []
+    p = path
+    while not p.exists() and p != p.parent:
+        missing.append(p)
+        p = p.parent
+    for d in reversed(missing):
+        try:
+            d.mkdir(mode=PRIVATE_DIR)
+        except FileExistsError:
+            continue  # made a moment ago by another process of ours
+        os.chmod(d, PRIVATE_DIR)  # mkdir's mode is filtered by the umask; chmod's is not
 
 
 def atomic_write_text(path: Path, text: str) -> None:
@@ -100,46 +124,80 @@ class RunDir:
 
     @contextlib.contextmanager
     def lock(self) -> Iterator[None]:
-        """One process at a time per run; a lock left by a dead process is taken over."""
+        """One process at a time per run (an OS lock: it ends with its process)."""
         with file_lock(self.path / "lock", f"run {self.run_id}"):
             yield
 
 
+def lock_dir() -> Path:
+    """Where machine-wide locks live: the user's cache folder (``$XDG_CACHE_HOME``), never a runs
+    folder — two configs may name two runs folders for one vendor account."""
+    base = os.environ.get("XDG_CACHE_HOME", "")
+    root = Path(base) if os.path.isabs(base) else Path.home() / ".cache"
+    return root / "offboard" / "locks"
+
+
+def identity_lock(vendor: str, identity: Mapping[str, Any], note: str) -> contextlib.AbstractContextManager[None]:
+    """The machine-wide lock of one vendor account (``identity``: the fields that name it); a
+    hash names the file, so the lock folder lists no customer."""
+    key = json.dumps({"vendor": vendor, "identity": identity}, sort_keys=True, separators=(",", ":"), default=str)
+    digest = hashlib.sha256(key.encode()).hexdigest()[:32]
+    named = ", ".join(f"{k} {v}" for k, v in sorted(identity.items())) or "the whole vendor"
+    return file_lock(lock_dir() / f"exit-{digest}.lock", f"{vendor} ({named})", note=note)
+
+
 @contextlib.contextmanager
-def file_lock(lock_path: Path, what: str) -> Iterator[None]:
-    """An exclusive lock file naming its holder (host and pid); a dead holder's lock is taken
-    over, a live or unknown one is refused with one clear line."""
-    me = f"{socket.gethostname()} {os.getpid()}"
-    lock_path.parent.mkdir(parents=True, exist_ok=True)
-    for _ in range(2):
-        try:
-            fd = os.open(lock_path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-        except FileExistsError:
-            holder = lock_path.read_text(encoding="utf-8", errors="replace").strip()
-            if _lock_is_stale(holder):
-                lock_path.unlink(missing_ok=True)
-                continue
-            raise BadInput(f"{what} is already being worked on by {holder or 'another process'}; "
-                           f"wait for it, or remove {lock_path} if that process is gone") from None
-        with os.fdopen(fd, "w") as fh:
-            fh.write(me)
-        break
-    else:
-        raise BadInput(f"cannot take the lock {lock_path}; remove it if no offboard process is running")
+def file_lock(lock_path: Path, what: str, *, note: str = "") -> Iterator[None]:
+    """An OS lock (``flock``) on ``lock_path``, held until the block ends or the process dies,
+    whichever is first: a killed holder's lock is free at once, so no lock is ever "stale" and
+    nothing has to be taken over (a takeover is where two processes can both win). A held lock is
+    refused with one line naming its holder, which the holder writes into the file."""
+    make_private_dirs(lock_path.parent)
+    me = f"offboard pid {os.getpid()} on {socket.gethostname()}" + (f" ({note})" if note else "")
+    me += f", since {datetime.now(UTC):%Y-%m-%d %H:%M:%S} UTC"
+    held: list[int] = []
+
+    def name_holder(fd: int) -> None:
+        os.ftruncate(fd, 0)
+        os.lseek(fd, 0, os.SEEK_SET)
+        os.write(fd, me.encode("utf-8", "replace"))
+        held.append(fd)
+
+    # fallback_to_soft=False: on a filesystem without flock, refuse rather than fall back to a
+    # lock file that outlives a killed holder.
+    lock = filelock.FileLock(str(lock_path), mode=PRIVATE_FILE, blocking=False, fallback_to_soft=False,
+                             on_acquired=name_holder)
+    try:
+        lock.acquire()
+    except filelock.Timeout:
+        raise BadInput(f"{what} is already being worked on by {_holder(lock_path)}; wait for it to finish "
+                       "(its lock ends the moment that process ends)") from None
+    except OSError as exc:
+        raise BadInput(f"cannot lock {what}: {lock_path}: {exc.strerror or exc}; offboard needs a folder "
+                       "it can write with OS file locks (set XDG_CACHE_HOME to one)") from None
     try:
         yield
     finally:
-        lock_path.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):
+            if held:
+                os.ftruncate(held[0], 0)  # a waiter reading it from now on names no one
+        lock.release()
 
 
-def _lock_is_stale(holder: str) -> bool:
-    host, _, pid = holder.partition(" ")
-    if host != socket.gethostname() or not pid.isdigit():
-        return False  # another machine's lock: we cannot tell, so respect it
-    try:
-        os.kill(int(pid), 0)
-    except ProcessLookupError:
-        return True
-    except PermissionError:
-        return False
-    return False
+def _holder(lock_path: Path) -> str:
+    """Who the lock file says holds it. A holder names itself a moment after it takes the lock,
+    and the file may be changing or gone while read: never an error, at worst no name."""
+    for _ in range(20):
+        try:
+            fd = os.open(lock_path, os.O_RDONLY | os.O_NONBLOCK | _NOFOLLOW | _CLOEXEC)
+            try:
+                raw = os.read(fd, 512)
+            finally:
+                os.close(fd)
+        except OSError:
+            raw = b""
+        text = "".join(c if c.isprintable() else " " for c in raw.decode("utf-8", "replace")).strip()
+        if text:
+            return text
+        time.sleep(0.025)  # taken a moment ago: its holder is writing its name
+    return "another offboard process"
