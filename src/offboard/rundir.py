@@ -1,25 +1,28 @@
-"""A run's folder: its plan copy, audit log, state file and report; atomic writes; OS locks.
+"""A run's folder: its plan copy, audit log, state file and report; private atomic writes; OS locks.
 
 The state file is a summary for people and for ``--resume``; what each action
 did is decided from the audit log (see ``lifecycle.fold``), so a crash
 between the two never loses or doubles an event.
+
+Everything offboard writes here is the user's alone, whatever the umask: folders 0700,
+files 0600 (a run folder holds every object name and export of a customer's exit).
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import json
 import os
 import re
 import secrets
 import socket
-import tempfile
 import time
 from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import IO, Any, TextIO
 
 import filelock
 
@@ -30,6 +33,7 @@ PRIVATE_DIR = 0o700
 PRIVATE_FILE = 0o600
 _NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
 _CLOEXEC = getattr(os, "O_CLOEXEC", 0)
+_BINARY = getattr(os, "O_BINARY", 0)
 
 
 def make_private_dirs(path: Path) -> None:
@@ -48,17 +52,33 @@ def make_private_dirs(path: Path) -> None:
         os.chmod(d, PRIVATE_DIR)  # mkdir's mode is filtered by the umask; chmod's is not
 
 
-def atomic_write_text(path: Path, text: str) -> None:
-    atomic_write_bytes(path, text.encode("utf-8"))
+@contextlib.contextmanager
+def atomic_writer(path: Path) -> Iterator[IO[bytes]]:
+    """A file written whole or not at all, private to the user (0600).
 
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write via a temp file + fsync + rename, so readers see the old or new file, never half."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    The bytes go to a temp file beside ``path`` — a fresh random name, created exclusively
+    (``O_EXCL``) and never through a symbolic link (``O_NOFOLLOW``), so nothing planted in the
+    folder can redirect the write — then fsync, then a rename over ``path`` (a rename replaces a
+    link at ``path`` itself, never what it points to). Readers see the old file or the new one.
+    Every writer of run files (and of bundles) goes through here.
+    """
+    make_private_dirs(path.parent)
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | _NOFOLLOW | _CLOEXEC | _BINARY
+    fd, tmp = -1, path
+    for _ in range(16):  # a clash of 64 random bits means something is squatting the names
+        tmp = path.with_name(f".{path.name}.{secrets.token_hex(8)}.tmp")
+        try:
+            fd = os.open(tmp, flags, PRIVATE_FILE)
+            break
+        except FileExistsError:
+            continue
+    if fd < 0:
+        raise BadInput(f"cannot write {path}: every temporary name beside it is taken; "
+                       f"check who else writes in {path.parent}")
     try:
+        os.fchmod(fd, PRIVATE_FILE)  # an odd umask (e.g. 0277) would otherwise leave it read-only
         with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
+            yield fh
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
@@ -71,6 +91,36 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
         os.fsync(dir_fd)
     finally:
         os.close(dir_fd)
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write via a private temp file + fsync + rename (see ``atomic_writer``)."""
+    with atomic_writer(path) as fh:
+        fh.write(data)
+
+
+def open_append(path: Path) -> TextIO:
+    """An append-only log of a run (audit, signed heads), private to the user: created 0600, an
+    older one made 0600, never opened through a symbolic link."""
+    make_private_dirs(path.parent)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | _NOFOLLOW | _CLOEXEC | _BINARY, PRIVATE_FILE)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise BadInput(f"{path} is a symbolic link; offboard appends only to its own file: "
+                           "keep the run folder as offboard wrote it") from None
+        raise
+    try:
+        with contextlib.suppress(PermissionError):  # not ours to change (another account's file)
+            os.fchmod(fd, PRIVATE_FILE)
+        return os.fdopen(fd, "a", encoding="utf-8")
+    except BaseException:
+        os.close(fd)
+        raise
 
 
 def new_run_id() -> str:
@@ -87,7 +137,9 @@ class RunDir:
     @classmethod
     def create(cls, runs_dir: Path) -> RunDir:
         run = cls(runs_dir, new_run_id())
-        run.path.mkdir(parents=True, exist_ok=False)
+        make_private_dirs(runs_dir)
+        run.path.mkdir(mode=PRIVATE_DIR)
+        os.chmod(run.path, PRIVATE_DIR)
         # A state from the first moment: a run that dies before its first audit line can be resumed.
         run.write_state({"run_id": run.run_id, "status": "created", "audit_lines": 0})
         return run
