@@ -206,7 +206,10 @@ def _refuse_credentials(data: Mapping[str, Any], connector_models: Mapping[str, 
         return
     vendor = found[0] if found[0] in connector_models and len(found) > 1 else None
     where = ".".join(found)
-    if vendor is not None:
+    if found[0] == "signing":
+        instead = ("the MSP's signing key lives in the OS keyring (`offboard keys init`) or in a file that "
+                   "[signing] key_file names")
+    elif vendor is not None:
         instead = (f"`offboard auth set {vendor}` stores it in the OS keyring (or set the "
                    f"OFFBOARD_{vendor.upper()}_* environment variables; `offboard auth status` names them)")
     else:

@@ -160,3 +160,13 @@ def test_no_value_of_an_unknown_config_key_is_echoed(cli: Any, tmp_path: Path, b
     line = one_line_error(result)
     assert line.startswith("error: config: ")
     assert CONFIG_SECRET not in result.out + result.err
+
+
+def test_a_signing_key_pasted_into_the_config_points_to_keys_init(cli: Any, tmp_path: Path) -> None:
+    config = tmp_path / "config.toml"
+    config.write_text(f'[customer]\nname = "A"\n[signing]\nprivate_key = "{CONFIG_SECRET}"\n'
+                      '[huntress]\norganization_id = 42\n')
+    result = cli("plan", "-c", str(config))
+    line = one_line_error(result)
+    assert "signing.private_key looks like a credential" in line and "`offboard keys init`" in line
+    assert CONFIG_SECRET not in result.out + result.err
