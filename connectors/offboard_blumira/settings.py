@@ -7,7 +7,7 @@ from typing import Any, Literal
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import SettingsConfigDict
 
-from offboard.config import SectionSettings, check_vendor_url, is_loopback_url
+from offboard.config import SectionSettings, check_vendor_url, is_loopback_url, url_identity
 
 API_URL = "https://api.blumira.com/public-api/v1"
 TOKEN_URL = "https://auth.blumira.com/oauth/token"
@@ -79,6 +79,10 @@ class BlumiraSettings(SectionSettings):
         return {"account_id": self.account_id, "base_url": self.base_url,
                 "account_moves_to": self.account_moves_to, "keep_users": self.keep_users,
                 "delete_data": self.delete_data}
+
+    def exit_identity(self) -> dict[str, Any]:
+        # Account ids are UUIDs: one account however they are spelled.
+        return {"account_id": self.account_id.strip().lower(), "base_url": url_identity(self.base_url)}
 
     @property
     def time_scale(self) -> float:

@@ -7,7 +7,7 @@ from typing import Any, Literal
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import SettingsConfigDict
 
-from offboard.config import SectionSettings, check_vendor_url, is_loopback_url
+from offboard.config import SectionSettings, check_vendor_url, is_loopback_url, url_identity
 
 API_URL = "https://api.huntress.io"
 RATE_LIMIT = 60  # requests in any 60 s, per Huntress account (API docs, intro)
@@ -79,6 +79,10 @@ class HuntressSettings(SectionSettings):
         return {"organization_id": self.organization_id, "base_url": self.base_url, "account_id": self.account_id,
                 "products": list(self.scope), "delete_organization": self.delete_organization,
                 "stop_renewing_subscriptions": sorted(self.stop_renewing_subscriptions)}
+
+    def exit_identity(self) -> dict[str, Any]:
+        # Organization ids are unique on one Huntress API, whichever (reseller) account reaches them.
+        return {"organization_id": self.organization_id, "base_url": url_identity(self.base_url)}
 
     @property
     def time_scale(self) -> float:

@@ -10,6 +10,7 @@ Environment variables win over the file: ``OFFBOARD_CUSTOMER__NAME``,
 from __future__ import annotations
 
 import hashlib
+import re
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -45,6 +46,14 @@ class SectionSettings(BaseSettings):
         """The fields that say *whose* exit this is; a plan belongs to them. Tuning fields
         (rate limits, timeouts) are left out so changing them does not orphan a plan."""
         return self.model_dump(mode="json")
+
+    def exit_identity(self) -> dict[str, Any]:
+        """The vendor account this section exits, and nothing else (e.g. an organization id and
+        the API it lives on): two exits with the same identity never run at once, whatever their
+        other settings, config files or runs folders (the machine-wide exit lock is keyed on it).
+        A connector narrows it to its account; this default, the whole vendor, is the safe side:
+        it only ever excludes more."""
+        return {}
 
 
 class CustomerSection(BaseModel):
@@ -92,7 +101,8 @@ def section(model: type[S], data: Mapping[str, Any], where: str, env_prefix: str
         dotted = f"{where}.{loc}" if where and not loc.startswith(where) else loc
         env = env_prefix + "__".join(str(p).upper() for p in err["loc"])
         got = ""
-        if err["type"] not in ("missing",) and "input" in err and not isinstance(err["input"], dict):
+        # An unknown key's value is never echoed: it may be a credential under an unexpected name.
+        if err["type"] not in ("missing", "extra_forbidden") and "input" in err and not isinstance(err["input"], dict):
             got = f" (got {err['input']!r})"
         if err["type"] == "extra_forbidden":
             fix = "remove it or check its spelling (see config.example.toml)"
@@ -140,6 +150,7 @@ def load_config(path: Path, connector_models: Mapping[str, type[SectionSettings]
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise BadInput(f"config file {path} is not valid TOML: {exc}") from None
 
+    _refuse_credentials(data, connector_models)
     vendor_data = {k: data.pop(k) for k in list(data) if k in connector_models}
     unknown = [k for k in data if k not in CoreSettings.model_fields]
     if unknown:
@@ -158,6 +169,56 @@ def load_config(path: Path, connector_models: Mapping[str, type[SectionSettings]
     return ExitConfig(path=path, core=core, vendors=vendors)
 
 
+# Key names that hold a credential, whatever the vendor: api_key, api_secret, client_secret,
+# password, token, private_key, … (matched on whole words of the snake_case name).
+_CREDENTIAL_NAME = re.compile(
+    r"(^|_)(secret|secrets|password|passwd|passphrase|pwd|token|tokens|key|apikey|credential|credentials|auth|"
+    r"authorization|bearer|client_id|api_id|access_id)($|_)")
+
+
+def _refuse_credentials(data: Mapping[str, Any], connector_models: Mapping[str, type[SectionSettings]]) -> None:
+    """A credential written into the config file is refused before anything reads it, naming
+    the key only (never its value) and where credentials go instead. A section's own declared
+    fields (e.g. a ``token_url``) are not credentials."""
+    sections: dict[str, set[str]] = {
+        "customer": set(CustomerSection.model_fields), "run": set(RunSection.model_fields),
+        "signing": set(SigningSection.model_fields),
+        **{name: set(model.model_fields) for name, model in connector_models.items()},
+    }
+
+    def declared(where: tuple[str, ...], key: str) -> bool:
+        return key in sections if not where else len(where) == 1 and key in sections.get(where[0], set())
+
+    def walk(node: Mapping[str, Any], where: tuple[str, ...]) -> tuple[str, ...] | None:
+        for key, value in node.items():
+            here = (*where, str(key))
+            if not declared(where, str(key)) and _CREDENTIAL_NAME.search(str(key).lower().replace("-", "_")):
+                return here
+            children = value if isinstance(value, list) else [value]
+            for child in children:
+                found = walk(child, here) if isinstance(child, Mapping) else None
+                if found:
+                    return found
+        return None
+
+    found = walk(data, ())
+    if found is None:
+        return
+    vendor = found[0] if found[0] in connector_models and len(found) > 1 else None
+    where = ".".join(found)
+    if found[0] == "signing":
+        instead = ("the MSP's signing key lives in the OS keyring (`offboard keys init`) or in a file that "
+                   "[signing] key_file names")
+    elif vendor is not None:
+        instead = (f"`offboard auth set {vendor}` stores it in the OS keyring (or set the "
+                   f"OFFBOARD_{vendor.upper()}_* environment variables; `offboard auth status` names them)")
+    else:
+        instead = ("`offboard auth set VENDOR` stores a vendor's credentials in the OS keyring (or set its "
+                   "OFFBOARD_VENDOR_* environment variables; `offboard auth status` names them)")
+    raise BadInput(f"config: {where} looks like a credential, and credentials never go in the config file: "
+                   f"remove it from the file; {instead}")
+
+
 def is_loopback_url(url: str) -> bool:
     host = urlsplit(url).hostname or ""
     return host in ("localhost", "::1") or host.startswith("127.")
@@ -171,3 +232,13 @@ def check_vendor_url(url: str) -> str:
     if parts.scheme == "http" and is_loopback_url(url):
         return url.rstrip("/")
     raise ValueError("must be an https:// URL (plain http is allowed only for a sandbox on 127.0.0.1)")
+
+
+def url_identity(url: str) -> str:
+    """A vendor URL as an identity: scheme and host lower-cased, a default port and a trailing
+    slash dropped — spellings of one API must name one exit."""
+    parts = urlsplit(url)
+    host = (parts.hostname or "").lower()
+    default = {"https": 443, "http": 80}.get(parts.scheme.lower())
+    port = f":{parts.port}" if parts.port and parts.port != default else ""
+    return f"{parts.scheme.lower()}://{host}{port}{parts.path.rstrip('/')}"

@@ -1,40 +1,84 @@
-"""A run's folder: its plan copy, audit log, state file and report; atomic writes; a lock.
+"""A run's folder: its plan copy, audit log, state file and report; private atomic writes; OS locks.
 
 The state file is a summary for people and for ``--resume``; what each action
 did is decided from the audit log (see ``lifecycle.fold``), so a crash
 between the two never loses or doubles an event.
+
+Everything offboard writes here is the user's alone, whatever the umask: folders 0700,
+files 0600 (a run folder holds every object name and export of a customer's exit).
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
+import hashlib
 import json
 import os
 import re
 import secrets
 import socket
-import tempfile
-from collections.abc import Iterator
+import time
+from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import IO, Any, TextIO
+
+import filelock
 
 from offboard.errors import BadInput
 
 RUN_ID_RE = re.compile(r"^[0-9]{8}T[0-9]{9}Z-[0-9a-f]{6}$")
+PRIVATE_DIR = 0o700
+PRIVATE_FILE = 0o600
+_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
+_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
+_BINARY = getattr(os, "O_BINARY", 0)
 
 
-def atomic_write_text(path: Path, text: str) -> None:
-    atomic_write_bytes(path, text.encode("utf-8"))
+def make_private_dirs(path: Path) -> None:
+    """Create ``path`` and its missing parents, each 0700 whatever the umask. Folders that exist
+    are left as they are: a runs folder the user made (and maybe shares) is theirs to set."""
+    missing: list[Path] = []
+    p = path
+    while not p.exists() and p != p.parent:
+        missing.append(p)
+        p = p.parent
+    for d in reversed(missing):
+        try:
+            d.mkdir(mode=PRIVATE_DIR)
+        except FileExistsError:
+            continue  # made a moment ago by another process of ours
+        os.chmod(d, PRIVATE_DIR)  # mkdir's mode is filtered by the umask; chmod's is not
 
 
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write via a temp file + fsync + rename, so readers see the old or new file, never half."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+@contextlib.contextmanager
+def atomic_writer(path: Path) -> Iterator[IO[bytes]]:
+    """A file written whole or not at all, private to the user (0600).
+
+    The bytes go to a temp file beside ``path`` — a fresh random name, created exclusively
+    (``O_EXCL``) and never through a symbolic link (``O_NOFOLLOW``), so nothing planted in the
+    folder can redirect the write — then fsync, then a rename over ``path`` (a rename replaces a
+    link at ``path`` itself, never what it points to). Readers see the old file or the new one.
+    Every writer of run files (and of bundles) goes through here.
+    """
+    make_private_dirs(path.parent)
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | _NOFOLLOW | _CLOEXEC | _BINARY
+    fd, tmp = -1, path
+    for _ in range(16):  # a clash of 64 random bits means something is squatting the names
+        tmp = path.with_name(f".{path.name}.{secrets.token_hex(8)}.tmp")
+        try:
+            fd = os.open(tmp, flags, PRIVATE_FILE)
+            break
+        except FileExistsError:
+            continue
+    if fd < 0:
+        raise BadInput(f"cannot write {path}: every temporary name beside it is taken; "
+                       f"check who else writes in {path.parent}")
     try:
+        os.fchmod(fd, PRIVATE_FILE)  # an odd umask (e.g. 0277) would otherwise leave it read-only
         with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
+            yield fh
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
@@ -47,6 +91,36 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
         os.fsync(dir_fd)
     finally:
         os.close(dir_fd)
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write via a private temp file + fsync + rename (see ``atomic_writer``)."""
+    with atomic_writer(path) as fh:
+        fh.write(data)
+
+
+def open_append(path: Path) -> TextIO:
+    """An append-only log of a run (audit, signed heads), private to the user: created 0600, an
+    older one made 0600, never opened through a symbolic link."""
+    make_private_dirs(path.parent)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | _NOFOLLOW | _CLOEXEC | _BINARY, PRIVATE_FILE)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise BadInput(f"{path} is a symbolic link; offboard appends only to its own file: "
+                           "keep the run folder as offboard wrote it") from None
+        raise
+    try:
+        with contextlib.suppress(PermissionError):  # not ours to change (another account's file)
+            os.fchmod(fd, PRIVATE_FILE)
+        return os.fdopen(fd, "a", encoding="utf-8")
+    except BaseException:
+        os.close(fd)
+        raise
 
 
 def new_run_id() -> str:
@@ -63,7 +137,9 @@ class RunDir:
     @classmethod
     def create(cls, runs_dir: Path) -> RunDir:
         run = cls(runs_dir, new_run_id())
-        run.path.mkdir(parents=True, exist_ok=False)
+        make_private_dirs(runs_dir)
+        run.path.mkdir(mode=PRIVATE_DIR)
+        os.chmod(run.path, PRIVATE_DIR)
         # A state from the first moment: a run that dies before its first audit line can be resumed.
         run.write_state({"run_id": run.run_id, "status": "created", "audit_lines": 0})
         return run
@@ -100,46 +176,80 @@ class RunDir:
 
     @contextlib.contextmanager
     def lock(self) -> Iterator[None]:
-        """One process at a time per run; a lock left by a dead process is taken over."""
+        """One process at a time per run (an OS lock: it ends with its process)."""
         with file_lock(self.path / "lock", f"run {self.run_id}"):
             yield
 
 
+def lock_dir() -> Path:
+    """Where machine-wide locks live: the user's cache folder (``$XDG_CACHE_HOME``), never a runs
+    folder — two configs may name two runs folders for one vendor account."""
+    base = os.environ.get("XDG_CACHE_HOME", "")
+    root = Path(base) if os.path.isabs(base) else Path.home() / ".cache"
+    return root / "offboard" / "locks"
+
+
+def identity_lock(vendor: str, identity: Mapping[str, Any], note: str) -> contextlib.AbstractContextManager[None]:
+    """The machine-wide lock of one vendor account (``identity``: the fields that name it); a
+    hash names the file, so the lock folder lists no customer."""
+    key = json.dumps({"vendor": vendor, "identity": identity}, sort_keys=True, separators=(",", ":"), default=str)
+    digest = hashlib.sha256(key.encode()).hexdigest()[:32]
+    named = ", ".join(f"{k} {v}" for k, v in sorted(identity.items())) or "the whole vendor"
+    return file_lock(lock_dir() / f"exit-{digest}.lock", f"{vendor} ({named})", note=note)
+
+
 @contextlib.contextmanager
-def file_lock(lock_path: Path, what: str) -> Iterator[None]:
-    """An exclusive lock file naming its holder (host and pid); a dead holder's lock is taken
-    over, a live or unknown one is refused with one clear line."""
-    me = f"{socket.gethostname()} {os.getpid()}"
-    lock_path.parent.mkdir(parents=True, exist_ok=True)
-    for _ in range(2):
-        try:
-            fd = os.open(lock_path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-        except FileExistsError:
-            holder = lock_path.read_text(encoding="utf-8", errors="replace").strip()
-            if _lock_is_stale(holder):
-                lock_path.unlink(missing_ok=True)
-                continue
-            raise BadInput(f"{what} is already being worked on by {holder or 'another process'}; "
-                           f"wait for it, or remove {lock_path} if that process is gone") from None
-        with os.fdopen(fd, "w") as fh:
-            fh.write(me)
-        break
-    else:
-        raise BadInput(f"cannot take the lock {lock_path}; remove it if no offboard process is running")
+def file_lock(lock_path: Path, what: str, *, note: str = "") -> Iterator[None]:
+    """An OS lock (``flock``) on ``lock_path``, held until the block ends or the process dies,
+    whichever is first: a killed holder's lock is free at once, so no lock is ever "stale" and
+    nothing has to be taken over (a takeover is where two processes can both win). A held lock is
+    refused with one line naming its holder, which the holder writes into the file."""
+    make_private_dirs(lock_path.parent)
+    me = f"offboard pid {os.getpid()} on {socket.gethostname()}" + (f" ({note})" if note else "")
+    me += f", since {datetime.now(UTC):%Y-%m-%d %H:%M:%S} UTC"
+    held: list[int] = []
+
+    def name_holder(fd: int) -> None:
+        os.ftruncate(fd, 0)
+        os.lseek(fd, 0, os.SEEK_SET)
+        os.write(fd, me.encode("utf-8", "replace"))
+        held.append(fd)
+
+    # fallback_to_soft=False: on a filesystem without flock, refuse rather than fall back to a
+    # lock file that outlives a killed holder.
+    lock = filelock.FileLock(str(lock_path), mode=PRIVATE_FILE, blocking=False, fallback_to_soft=False,
+                             on_acquired=name_holder)
+    try:
+        lock.acquire()
+    except filelock.Timeout:
+        raise BadInput(f"{what} is already being worked on by {_holder(lock_path)}; wait for it to finish "
+                       "(its lock ends the moment that process ends)") from None
+    except OSError as exc:
+        raise BadInput(f"cannot lock {what}: {lock_path}: {exc.strerror or exc}; offboard needs a folder "
+                       "it can write with OS file locks (set XDG_CACHE_HOME to one)") from None
     try:
         yield
     finally:
-        lock_path.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):
+            if held:
+                os.ftruncate(held[0], 0)  # a waiter reading it from now on names no one
+        lock.release()
 
 
-def _lock_is_stale(holder: str) -> bool:
-    host, _, pid = holder.partition(" ")
-    if host != socket.gethostname() or not pid.isdigit():
-        return False  # another machine's lock: we cannot tell, so respect it
-    try:
-        os.kill(int(pid), 0)
-    except ProcessLookupError:
-        return True
-    except PermissionError:
-        return False
-    return False
+def _holder(lock_path: Path) -> str:
+    """Who the lock file says holds it. A holder names itself a moment after it takes the lock,
+    and the file may be changing or gone while read: never an error, at worst no name."""
+    for _ in range(20):
+        try:
+            fd = os.open(lock_path, os.O_RDONLY | os.O_NONBLOCK | _NOFOLLOW | _CLOEXEC)
+            try:
+                raw = os.read(fd, 512)
+            finally:
+                os.close(fd)
+        except OSError:
+            raw = b""
+        text = "".join(c if c.isprintable() else " " for c in raw.decode("utf-8", "replace")).strip()
+        if text:
+            return text
+        time.sleep(0.025)  # taken a moment ago: its holder is writing its name
+    return "another offboard process"

@@ -133,3 +133,31 @@ def test_the_html_page_renders_in_headless_chromium(harness: Harness, tmp_path: 
                     f"--user-data-dir={tmp_path / 'profile'}", "--window-size=1200,2000", f"--screenshot={shot}",
                     (result.run.path / "report.html").as_uri()], capture_output=True, timeout=120, check=False)
     assert shot.exists() and shot.stat().st_size > 20_000  # a page with content, not a blank one
+
+
+# A vendor string that would be markup if copied raw: HTML, a javascript: link, an image, a pipe
+# that splits the table row, backticks, emphasis, strikethrough, an entity, line breaks (also
+# U+2028) and a bidi override that would reorder what is shown.
+CRAFTED = ("<img src=x onerror=alert(1)> [x](javascript:alert(1)) ![i](https://evil.example/p.png) | `tick` "
+           "*em* ~~s~~ &amp; <https://evil.example>\nline2\u2028- item \u202egnp.exe")
+
+
+def test_vendor_strings_in_the_markdown_report_stay_text(harness: Harness) -> None:
+    from markdown_it import MarkdownIt  # rich's own Markdown parser: CommonMark, with GFM tables
+
+    agent = min(a["id"] for a in harness.sandbox.agents_of(42))
+    harness.sandbox.agents[agent]["hostname"] = CRAFTED
+    with harness.sessions() as s:
+        result = engine.apply(engine.make_plan(harness.cfg, s), harness.cfg, s, overrides=LAB)
+    html = MarkdownIt("commonmark", {"html": True}).enable(["table", "strikethrough"]).render(
+        result.run.report_path.read_text())
+    assert "onerror" in html  # the host is in the report …
+    for markup in ("<img", "<a ", "javascript:alert(1)\"", "<em>", "<s>", "<code>tick</code>", "<br", "<li>item"):
+        assert markup not in html, markup  # … and nothing it spells became markup
+    row = next(r for r in html.split("<tr>") if "onerror" in r)
+    assert row.count("<td") == 5  # its pipe did not split the row
+    parser = StrictHtml()
+    parser.feed(html)
+    shown = " ".join(" ".join(parser.text).split())
+    expected = " ".join(CRAFTED.replace("\u2028", " ").replace("\u202e", "U+202E").split())
+    assert expected in shown  # the reader sees the vendor's string as the vendor spelled it

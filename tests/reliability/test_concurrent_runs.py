@@ -1,10 +1,12 @@
-"""Concurrent runs of one exit are refused, not interleaved; a lock left by a dead process is
-taken over."""
+"""Concurrent runs of one exit are refused, not interleaved. The exit lock is one OS lock per
+vendor account, machine-wide: whichever config file or runs folder a second process uses, and
+it ends the moment its holder dies (a killed holder leaves nothing to take over)."""
 
 from __future__ import annotations
 
-import socket
+import os
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -14,49 +16,169 @@ from offboard import engine
 from offboard.connectors.sandboxing import serve
 from offboard.errors import BadInput, ExitCode
 from offboard_huntress.sandbox import Fault, HuntressSandbox
-from tests.conftest import Harness, write_config
+from tests.conftest import Harness, load, write_config
 from tests.e2e.test_cli_over_http import CANARY_KEY, CANARY_SECRET, SCALE, Env
 
 LAB = engine.Overrides(preflight="lab")
+REPO = Path(__file__).resolve().parents[2]
+
+# Another offboard process on this machine: takes the exit lock of a config, says so, and holds
+# it until told to let go (a line on stdin) or killed.
+HOLDER = """
+import sys
+from pathlib import Path
+from offboard import connectors, engine
+from offboard.config import load_config
+from offboard.errors import BadInput
+cfg = load_config(Path(sys.argv[1]), {n: c.settings_model for n, c in connectors.installed().items()})
+if len(sys.argv) > 2:  # contenders: start together on "go"
+    print("ready", flush=True)
+    sys.stdin.readline()
+try:
+    with engine.exit_lock(cfg):
+        print("held", flush=True)
+        sys.stdin.readline()
+except BadInput as exc:
+    print("refused", exc, flush=True)
+"""
+
+
+def holder(config: Path, *, contender: bool = False) -> subprocess.Popen[str]:
+    proc = subprocess.Popen([sys.executable, "-c", HOLDER, str(config), *(["contend"] if contender else [])],
+                            cwd=REPO, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+    assert proc.stdout is not None and proc.stdin is not None
+    if not contender:
+        said = proc.stdout.readline()
+        assert said == "held\n", said + proc.communicate()[1]
+    return proc
+
+
+def release(proc: subprocess.Popen[str]) -> None:
+    proc.communicate("\n", timeout=30)
+
+
+def other_config(directory: Path, *, customer: str = "Acme Dental", organization: int = 42) -> Path:
+    """The same exit (or a neighbour's) defined in another folder, with its own runs folder."""
+    directory.mkdir(parents=True, exist_ok=True)
+    path = write_config(directory)
+    text = path.read_text().replace('name = "Acme Dental"', f'name = "{customer}"')
+    path.write_text(text.replace("organization_id = 42", f"organization_id = {organization}"))
+    return path
+
+
+def run_folders(cfg_runs: Path) -> list[Path]:
+    return [p for p in cfg_runs.iterdir() if p.is_dir()] if cfg_runs.exists() else []
 
 
 def test_a_second_apply_of_the_same_exit_is_refused_while_one_runs(harness: Harness) -> None:
     with harness.sessions() as s:
         plan = engine.make_plan(harness.cfg, s)
-        # another offboard process (alive: this one) holds the exit
+        # another apply in this process holds the exit
         with engine.exit_lock(harness.cfg), pytest.raises(BadInput) as err:
             engine.apply(plan, harness.cfg, s, overrides=LAB)
     assert "is already being worked on by" in str(err.value) and str(err.value).count("\n") == 0
     assert harness.sandbox.writes() == []  # nothing was sent
-    assert not harness.cfg.runs_dir.exists() or not any(p.is_dir() for p in harness.cfg.runs_dir.iterdir())
+    assert run_folders(harness.cfg.runs_dir) == []
 
 
-def test_a_lock_left_by_a_dead_process_is_taken_over(harness: Harness) -> None:
-    proc = subprocess.Popen(["true"])  # a process that has exited: its pid names a dead holder
-    proc.wait()
-    lock = harness.cfg.runs_dir / f".exit-{harness.cfg.fingerprint()[:16]}.lock"
-    lock.parent.mkdir(parents=True, exist_ok=True)
-    lock.write_text(f"{socket.gethostname()} {proc.pid}")
+def test_the_same_plan_applied_from_another_runs_folder_is_refused_before_discovery(
+        harness: Harness, tmp_path: Path) -> None:
+    elsewhere = other_config(tmp_path / "elsewhere")  # same exit, runs in elsewhere/runs
     with harness.sessions() as s:
-        result = engine.apply(engine.make_plan(harness.cfg, s), harness.cfg, s, overrides=LAB)
-    assert result.exit_code == ExitCode.MANUAL_PENDING and not lock.exists()
+        plan = engine.make_plan(harness.cfg, s)
+        asked = len(harness.sandbox.requests)
+        first = holder(elsewhere)
+        try:
+            with pytest.raises(BadInput) as err:
+                engine.apply(plan, harness.cfg, s, overrides=LAB)
+        finally:
+            release(first)
+    said = str(err.value)
+    assert said.count("\n") == 0 and "huntress (base_url http://127.0.0.1:9, organization_id 42)" in said
+    assert f"already being worked on by offboard pid {first.pid} on " in said
+    assert str(tmp_path / "elsewhere" / "runs") in said  # names where the holder keeps its runs
+    assert len(harness.sandbox.requests) == asked  # refused before discovery: not one call
+    assert run_folders(harness.cfg.runs_dir) == []
+
+
+def test_two_exits_sharing_one_vendor_account_exclude_each_other(harness: Harness, tmp_path: Path) -> None:
+    # Another customer's config that (by mistake) names the same Huntress organization.
+    same_org = load(other_config(tmp_path / "b", customer="Acme Dental (old contract)"))
+    neighbour = load(other_config(tmp_path / "c", customer="Globex Logistics", organization=43))
+    first = holder(harness.cfg.path)
+    try:
+        with pytest.raises(BadInput, match=f"already being worked on by offboard pid {first.pid} "), \
+                engine.exit_lock(same_org):
+            pass
+        with engine.exit_lock(neighbour):  # another organization is another exit: not held up
+            pass
+    finally:
+        release(first)
+    with engine.exit_lock(same_org):  # and once the first is done, the second may go
+        pass
+
+
+def test_processes_contending_for_one_exit_exactly_one_holds(harness: Harness) -> None:
+    procs = [holder(harness.cfg.path, contender=True) for _ in range(4)]
+    try:
+        for p in procs:
+            assert p.stdout is not None and p.stdout.readline() == "ready\n"
+        for p in procs:  # all at once
+            assert p.stdin is not None
+            p.stdin.write("go\n")
+            p.stdin.flush()
+        said = {p.pid: p.stdout.readline() for p in procs if p.stdout is not None}
+    finally:
+        for p in procs:
+            release(p)
+    held = [pid for pid, line in said.items() if line == "held\n"]
+    assert len(held) == 1, said
+    for pid, line in said.items():
+        if pid != held[0]:  # refused in one line naming the holder (or, at its first instant, no one)
+            assert line.startswith("refused ") and line.count("\n") == 1, said
+            assert f"by offboard pid {held[0]} on " in line or "by another offboard process;" in line, said
+
+
+@pytest.mark.skipif(not hasattr(os, "waitid"), reason="needs os.waitid to keep a dead process unreaped")
+def test_a_holder_killed_with_sigkill_frees_the_exit_at_once(harness: Harness) -> None:
+    first = holder(harness.cfg.path)
+    with pytest.raises(BadInput, match=rf"already being worked on by .*\b{first.pid}\b"), \
+            engine.exit_lock(harness.cfg):
+        pass
+    first.kill()
+    # Dead but not yet reaped: its pid still names a process, as a reused pid would. The lock
+    # went with the process, not with the pid: nothing stale is left to decide about.
+    os.waitid(os.P_PID, first.pid, os.WEXITED | os.WNOWAIT)
+    try:
+        with harness.sessions() as s:
+            result = engine.apply(engine.make_plan(harness.cfg, s), harness.cfg, s, overrides=LAB)
+    finally:
+        first.wait()
+    assert result.exit_code == ExitCode.MANUAL_PENDING
+    assert not list(harness.cfg.runs_dir.glob(".exit-*"))  # no lock in the runs folder
 
 
 @pytest.mark.e2e
-def test_two_offboard_apply_processes_on_one_exit_one_is_refused(tmp_path: Path) -> None:
+def test_two_offboard_apply_processes_on_one_exit_from_two_runs_folders_one_is_refused(tmp_path: Path) -> None:
     sandbox = HuntressSandbox(time_scale=SCALE, extra_credentials={CANARY_KEY: CANARY_SECRET})
     sandbox.faults.append(Fault(method="DELETE", path_prefix="/v1/agents/", status=None, delay=0.03, times=10**6))
     with serve(sandbox.app) as url:
         env = Env(sandbox, url, tmp_path, write_config(tmp_path, url, window=60 * SCALE))
+        (tmp_path / "b").mkdir()
+        second_config = write_config(tmp_path / "b", url, window=60 * SCALE)  # runs in b/runs
         assert env.run("plan", "-o", "exit.plan.json").returncode == 10
         first = env.popen("apply", "exit.plan.json", "--override-preflight", "lab")
         deadline = time.monotonic() + 60
         while not sandbox.deletes() and first.poll() is None and time.monotonic() < deadline:
             time.sleep(0.01)
-        second = env.run("apply", "exit.plan.json", "--override-preflight", "lab")
+        second = env.run("apply", "exit.plan.json", "--override-preflight", "lab", "--config", str(second_config))
         first.wait(timeout=120)
-    assert second.returncode == 2 and "already being worked on" in second.stderr
+    assert second.returncode == 2, second.stdout + second.stderr
+    assert second.stderr.strip().count("\n") == 0
+    assert f"already being worked on by offboard pid {first.pid} on " in second.stderr
     assert first.returncode == 3
     deleted = [p for p in sandbox.deletes() if p.startswith("/v1/agents/") and p.count("/") == 3]
     assert len(deleted) == len(set(deleted)) == 36  # each agent removed once, by the first run only
     assert len([p for p in (tmp_path / "runs").iterdir() if p.is_dir()]) == 1
+    assert not (tmp_path / "b" / "runs").exists() or not any((tmp_path / "b" / "runs").iterdir())

@@ -118,3 +118,55 @@ def test_auth_set_on_a_machine_without_a_keyring_says_what_to_do(cli: Any, monke
     line = one_line_error(cli("auth", "set", "huntress"))
     assert "no usable OS keyring" in line and "OFFBOARD_HUNTRESS_*" in line
     assert "OS keyring: not available" in cli("auth", "status").out
+
+
+CONFIG_SECRET = "hs_config_canary_7d1e90"
+
+
+@pytest.mark.parametrize(("section", "expected"), [
+    ('[huntress]\norganization_id = 42\napi_secret = "{v}"\n', "huntress.api_secret"),
+    ('[huntress]\norganization_id = 42\napi_key = "{v}"\n', "huntress.api_key"),
+    ('[huntress]\norganization_id = 42\nPassword = "{v}"\n', "huntress.Password"),
+    ('[huntress]\norganization_id = 42\n[huntress.auth]\ntoken = "{v}"\n', "huntress.auth"),
+    ('[blumira]\naccount_id = "x"\nclient_secret = "{v}"\n', "blumira.client_secret"),
+    ('[blumira]\naccount_id = "x"\nclient_id = "{v}"\n', "blumira.client_id"),
+    ('[blumira]\naccount_id = "x"\naccess-token = "{v}"\n', "blumira.access-token"),
+])
+def test_a_credential_in_the_config_file_is_refused_and_never_echoed(
+        cli: Any, tmp_path: Path, section: str, expected: str, caplog: pytest.LogCaptureFixture) -> None:
+    vendor = expected.split(".")[0]
+    config = tmp_path / "config.toml"
+    config.write_text('[customer]\nname = "Acme Dental"\n\n[run]\nruns_dir = "runs"\n\n'
+                      + section.format(v=CONFIG_SECRET))
+    result = cli("plan", "-c", str(config))
+    line = one_line_error(result)
+    assert f"config: {expected} looks like a credential" in line
+    assert f"`offboard auth set {vendor}`" in line and f"OFFBOARD_{vendor.upper()}_*" in line
+    assert CONFIG_SECRET not in result.out + result.err + caplog.text
+    written = [p for p in tmp_path.rglob("*") if p.is_file() and p != config]
+    assert not any(CONFIG_SECRET in p.read_text(errors="replace") for p in written)
+    assert not (tmp_path / "runs").exists()
+
+
+@pytest.mark.parametrize("body", [
+    'api_secret = "{v}"\n[customer]\nname = "A"\n[huntress]\norganization_id = 42\n',  # top level
+    '[customer]\nname = "A"\npassword = "{v}"\n[huntress]\norganization_id = 42\n',  # a core section
+    '[customer]\nname = "A"\n[huntress]\norganization_id = 42\norg_name = "{v}"\n',  # any unknown key
+])
+def test_no_value_of_an_unknown_config_key_is_echoed(cli: Any, tmp_path: Path, body: str) -> None:
+    config = tmp_path / "config.toml"
+    config.write_text(body.format(v=CONFIG_SECRET))
+    result = cli("plan", "-c", str(config))
+    line = one_line_error(result)
+    assert line.startswith("error: config: ")
+    assert CONFIG_SECRET not in result.out + result.err
+
+
+def test_a_signing_key_pasted_into_the_config_points_to_keys_init(cli: Any, tmp_path: Path) -> None:
+    config = tmp_path / "config.toml"
+    config.write_text(f'[customer]\nname = "A"\n[signing]\nprivate_key = "{CONFIG_SECRET}"\n'
+                      '[huntress]\norganization_id = 42\n')
+    result = cli("plan", "-c", str(config))
+    line = one_line_error(result)
+    assert "signing.private_key looks like a credential" in line and "`offboard keys init`" in line
+    assert CONFIG_SECRET not in result.out + result.err

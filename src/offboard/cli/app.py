@@ -72,7 +72,6 @@ def plan(
     Exits 10 when something is left to remove by API, 0 when nothing is.
     """
     cfg = _config(config)
-    _warn_if_late(cfg)
     with engine.open_sessions(cfg) as sessions, render.err.status("Reading what the customer still has (read-only)…"):
         the_plan = engine.make_plan(cfg, sessions)
     render.plan_view(the_plan)
@@ -81,6 +80,7 @@ def plan(
         signer = engine.signer_for(cfg)
         signed = f" and signed ({sign_plan(signer, the_plan, out).name})" if signer is not None else ""
         render.out.print(f"Saved to {out}{signed}. Review it, then run: offboard apply {out}", soft_wrap=True)
+    _warn_if_late(cfg)
     removals = [a for a in the_plan.api_actions() if a.destructive]
     raise typer.Exit(ExitCode.PLAN_HAS_CHANGES if removals else ExitCode.OK)
 
@@ -125,9 +125,8 @@ def apply(
         guided = sys.stdin.isatty() and sys.stdout.isatty()
     cfg = _config(config)
     the_plan = read_plan(plan_file) if plan_file is not None else None
-    _warn_if_late(cfg)
-    if the_plan is not None and plan_file is not None:
-        render.err.print(check_plan_signature(the_plan, plan_file, engine.signer_for(cfg)), soft_wrap=True)
+    signature = (check_plan_signature(the_plan, plan_file, engine.signer_for(cfg))
+                 if the_plan is not None and plan_file is not None else None)
     progress = render.RichProgress()
     guide = render.RichGuide(by or getpass.getuser(), progress) if guided else None
     with engine.open_sessions(cfg) as sessions:
@@ -136,6 +135,10 @@ def apply(
         else:
             assert resume is not None
             result = engine.resume(resume, cfg, sessions, overrides=overrides, progress=progress, guide=guide)
+    # Said once the run stands (a refusal is one line of its own): what the plan carried, and timing.
+    if signature is not None:
+        render.err.print(signature, soft_wrap=True)
+    _warn_if_late(cfg)
     _finish(result)
 
 

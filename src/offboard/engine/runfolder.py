@@ -20,13 +20,20 @@ from offboard.proof.closure import write_closure_note
 from offboard.proof.evidence import EvidenceStore
 from offboard.proof.report import write_report
 from offboard.proof.signing import Signer, load_signer
-from offboard.rundir import RunDir, atomic_write_bytes, file_lock
+from offboard.rundir import RunDir, atomic_write_bytes, identity_lock
 
 
-def exit_lock(cfg: ExitConfig) -> contextlib.AbstractContextManager[None]:
-    """One process at a time per exit (customer and vendor scopes), whichever run it works on:
-    a second apply of the same exit must not interleave its writes with the first's."""
-    return file_lock(cfg.runs_dir / f".exit-{cfg.fingerprint()[:16]}.lock", f"the exit of {cfg.customer.name!r}")
+@contextmanager
+def exit_lock(cfg: ExitConfig) -> Iterator[None]:
+    """One process at a time per vendor account of the exit, machine-wide: a second apply must
+    not interleave its writes with the first's, whichever config file or runs folder it uses, and
+    two exits sharing one vendor account exclude each other too. Each account is named by its
+    connector (``exit_identity``); all are taken, in one order, or none."""
+    with contextlib.ExitStack() as held:
+        for vendor, settings in sorted(cfg.vendors.items()):
+            held.enter_context(identity_lock(vendor, settings.exit_identity(),
+                                             f"exit of {cfg.customer.name!r}, runs in {cfg.runs_dir}"))
+        yield
 
 
 def signer_for(cfg: ExitConfig) -> Signer | None:

@@ -28,6 +28,7 @@ import structlog
 
 from offboard.errors import BadInput, read_input
 from offboard.plan import canonical_json
+from offboard.rundir import open_append
 from offboard.wire.redact import REDACTOR
 
 GENESIS = "0" * 64
@@ -117,7 +118,7 @@ class AuditLog:
         last = self.records[-1] if self.records else None
         self._chain = _Chain(last["seq"] if last else 0, last["hash"] if last else GENESIS)
         self._lock = threading.Lock()
-        self._fh = path.open("a", encoding="utf-8")
+        self._fh = open_append(path)  # 0600, never through a link
         self._writer = _FsyncWriter(self._fh)
         self._log = structlog.wrap_logger(
             self._writer,

@@ -2,78 +2,124 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from offboard.proof.model import GLANCE, Proof, glance, signature_line
 
+# Everything that can start Markdown or HTML inline: emphasis, code, links and images (no link
+# without its brackets, so parentheses stay readable), raw HTML and autolinks, entities, table
+# cells, strikethrough, math, headings. Vendor strings (hostnames, names, messages) are escaped
+# so a report shows them as text and nothing they spell becomes markup.
+_SPECIAL = re.compile(r"([\\`*_{}\[\]<>#|~&$])")
+_LIST_START = re.compile(r"^(\s*)([-+=]|\d+[.)])")
 
-def _cell(value: Any) -> str:
-    return str(value).replace("|", "\\|").replace("\n", " ")
+
+def _plain(value: Any) -> str:
+    """One line: line breaks (also U+2028/2029) become spaces; other invisible controls (e.g.
+    bidi overrides that would reorder what is shown) become their code point, visibly."""
+    out = []
+    for c in str(value):
+        if c in "\r\n\t\v\f\x85\u2028\u2029":
+            out.append(" ")
+        elif c.isprintable() or c == " ":
+            out.append(c)
+        else:
+            out.append(f"U+{ord(c):04X}")
+    return "".join(out)
+
+
+def _text(value: Any) -> str:
+    """A string as literal Markdown text (also inside a table cell)."""
+    escaped = _SPECIAL.sub(r"\\\1", _plain(value))
+    return _LIST_START.sub(lambda m: m.group(1) + "\\" + m.group(2), escaped, count=1)
+
+
+def _code(value: Any, *, cell: bool = True) -> str:
+    """A string as a code span: a fence longer than any backtick run in it, so it cannot end
+    early; a pipe is escaped in a table cell (GFM splits cells before it reads code spans)."""
+    text = _plain(value)
+    fence = "`" * (max((len(r) for r in re.findall("`+", text)), default=0) + 1)
+    if text.startswith("`") or text.endswith("`"):
+        text = f" {text} "
+    if cell:
+        text = text.replace("|", "\\|")
+    return f"{fence}{text}{fence}"
+
+
+def _inline(value: str) -> str:
+    """Our own sentence where `…` marks code (the signature line): its values as code, the rest as text."""
+    parts = value.split("`")
+    if len(parts) % 2 == 0:  # unbalanced: no markup at all
+        return _text(value)
+    return "".join(_code(p) if i % 2 else _text(p) for i, p in enumerate(parts))
 
 
 def render_markdown(p: Proof) -> str:
     end = p.finished
     out = [
-        f"# Proof of service stop — {p.customer}", "",
-        f"**{p.verdict}**", "",
+        f"# Proof of service stop — {_text(p.customer)}", "",
+        f"**{p.verdict}**", "",  # our own sentence, counts only
         "| | |", "|---|---|",
-        f"| End of service (requested) | {_cell(p.end_of_service)} |",
-        f"| Service proven stopped | {_cell(p.proven_stopped)} |",
-        f"| Approved by | {_cell(p.approved_by)} |",
-        f"| Ticket | {_cell(p.ticket)} |",
-        f"| Monitoring after the exit | {_cell(p.monitoring_after_exit)} |",
-        f"| Run | `{p.run_id}` (plan `{p.plan_id}`, made {p.plan_made}) |",
-        f"| Started | {p.started} |",
-        "| Last update | " + (f"{_cell(end['ts'])} — {end['event']} **{end['outcome']}**" if end else
+        f"| End of service (requested) | {_text(p.end_of_service)} |",
+        f"| Service proven stopped | {_text(p.proven_stopped)} |",
+        f"| Approved by | {_text(p.approved_by)} |",
+        f"| Ticket | {_text(p.ticket)} |",
+        f"| Monitoring after the exit | {_text(p.monitoring_after_exit)} |",
+        f"| Run | {_code(p.run_id)} (plan {_code(p.plan_id)}, made {_text(p.plan_made)}) |",
+        f"| Started | {_text(p.started)} |",
+        "| Last update | " + (f"{_text(end['ts'])} — {_text(end['event'])} **{_text(end['outcome'])}**" if end else
                                "not finished (resume the run)") + " |",
-        f"| Audit log | `audit.jsonl`, {p.events} events, last hash `{p.last_hash}` |",
-        f"| Signature | {_cell(signature_line(p))} |",
+        f"| Audit log | `audit.jsonl`, {p.events} events, last hash {_code(p.last_hash)} |",
+        f"| Signature | {_inline(signature_line(p))} |",
         "",
         "## At a glance", "",
         "| Vendor | " + " | ".join(label for label, _ in GLANCE) + " |",
         "|---" * (len(GLANCE) + 1) + "|",
     ]
-    out += [f"| {name} | " + " | ".join(str(n) for n in counts) + " |" for name, counts in glance(p)]
+    out += [f"| {_text(name)} | " + " | ".join(str(n) for n in counts) + " |" for name, counts in glance(p)]
     out.append("")
     for when, what, reason in p.overrides:
-        out.append(f"- {what} overridden at {when}: “{_cell(reason)}”.")
+        out.append(f"- {_text(what)} overridden at {_text(when)}: “{_text(reason)}”.")
     if p.overrides:
         out.append("")
     for v in p.vendors:
-        out += [f"## {v.display_name} — {v.scope}", "", f"Credentials: {v.account}.", ""]
+        out += [f"## {_text(v.display_name)} — {_text(v.scope)}", "", f"Credentials: {_text(v.account)}.", ""]
         for step in v.steps:
-            out += [f"### {step.title}", ""]
+            out += [f"### {_text(step.title)}", ""]
             if step.why:
-                out += [step.why, ""]
+                out += [_text(step.why), ""]
             out += ["| Object | When | Result | How it was done | Verified by re-reading the vendor |",
                     "|---|---|---|---|---|"]
             for r in step.rows:
-                how = r.how
+                how = _text(r.how)
                 if r.files:
-                    how += "; " + ", ".join(f"`{f['path']}` sha256 {f['sha256'][:12]}…" for f in r.files[:4])
+                    how += "; " + ", ".join(f"{_code(f['path'])} sha256 {_text(str(f['sha256'])[:12])}…"
+                                            for f in r.files[:4])
                     how += f" and {len(r.files) - 4} more" if len(r.files) > 4 else ""
                 verified = "" if r.verified_ok is None else (
-                    ("passed: " if r.verified_ok else "FAILED: ") + r.verified)
-                name = r.name if r.kind != "manual" else f"{r.name} (`{r.action_id}`)"
-                out.append(f"| {_cell(name)} | {r.when} | {r.label} | {_cell(how)} | {_cell(verified)} |")
+                    ("passed: " if r.verified_ok else "FAILED: ") + _text(r.verified))
+                name = _text(r.name) if r.kind != "manual" else f"{_text(r.name)} ({_code(r.action_id)})"
+                out.append(f"| {name} | {_text(r.when)} | {_text(r.label)} | {how} | {verified} |")
             out.append("")
         if v.skipped:
             out += ["### Not touched (outside the exit's scope)", ""]
-            out += [f"- {_cell(name)} (`{oid}`): {_cell(why)}" for name, oid, why in v.skipped]
+            out += [f"- {_text(name)} ({_code(oid, cell=False)}): {_text(why)}" for name, oid, why in v.skipped]
             out.append("")
         if v.checks:
             out += ["### Verification of the whole (re-read from the vendor)", "", "| Check | Result |", "|---|---|"]
-            out += [f"| {_cell(c)} | {'passed' if ok else 'FAILED'}: {_cell(said)} |" for c, ok, said in v.checks]
+            out += [f"| {_text(c)} | {'passed' if ok else 'FAILED'}: {_text(said)} |" for c, ok, said in v.checks]
             out.append("")
         if v.counts:
             out += ["### Billing-relevant counts, before and after", "",
                     "| Count | Before (when planned) | After (last re-read) |", "|---|---|---|"]
-            out += [f"| {k.replace('_', ' ')} | {_cell(b)} | {_cell(a)} |" for k, b, a in v.counts]
+            out += [f"| {_text(k.replace('_', ' '))} | {_text(b)} | {_text(a)} |" for k, b, a in v.counts]
             out.append("")
     out += ["## Timeline", ""]
-    out += [f"- {ts} — {_cell(text)}" for ts, text in p.timeline]
+    out += [f"- {_text(ts)} — {_text(text)}" for ts, text in p.timeline]
     out += ["", "## How to check this report", "",
             "Every line above comes from `audit.jsonl`. Check that the log is whole and was signed by the MSP:",
             "", "    offboard audit verify audit.jsonl --public-key msp.pub", "",
-            f"A copy of the final hash kept elsewhere (`{p.last_hash}`) proves later that the log is unchanged.", ""]
+            f"A copy of the final hash kept elsewhere ({_code(p.last_hash, cell=False)}) proves later that the log "
+            "is unchanged.", ""]
     return "\n".join(out)

@@ -29,6 +29,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 from offboard.errors import BadInput, read_input
 from offboard.plan import canonical_json, now_iso
 from offboard.proof.audit import verify_file
+from offboard.rundir import open_append
 from offboard.wire.credentials import ring
 from offboard.wire.redact import REDACTOR
 
@@ -67,7 +68,7 @@ class Signer:
         signature = self.private.sign(canonical_json(head).encode())
         record = {**head, "signature": base64.b64encode(signature).decode()}
         path = run_path / SIGNATURES
-        with path.open("a", encoding="utf-8") as fh:
+        with open_append(path) as fh:  # 0600, never through a link
             fh.write(json.dumps(record, sort_keys=True) + "\n")
             fh.flush()
             os.fsync(fh.fileno())
