@@ -5,9 +5,11 @@ each fail verification with a line naming what is wrong."""
 from __future__ import annotations
 
 import base64
+import gzip
 import io
 import json
 import tarfile
+import tracemalloc
 from collections.abc import Callable
 from pathlib import Path
 
@@ -132,3 +134,185 @@ def test_not_a_bundle_is_one_clear_line(tmp_path: Path, cli: Callable[..., CliRe
     result = cli("bundle", "verify", str(tmp_path / "x.tar.gz"))
     assert result.code == 2 and "not a readable .tar.gz bundle" in result.err and "Traceback" not in result.err
     assert cli("bundle", "verify").code == 2
+
+
+# -- crafted bundles (issue 14): what an attacker hands an auditor ------------------------------------------
+
+
+def genuine(path: Path) -> tuple[str, list[tuple[str, bytes]]]:
+    """The run folder's name and every member (relative name, bytes) of a bundle, in order."""
+    with tarfile.open(path, "r:gz") as tar:
+        infos = tar.getmembers()
+        prefix = infos[0].name.split("/")[0]
+        return prefix, [(i.name.split("/", 1)[1], tar.extractfile(i).read()) for i in infos]  # type: ignore[union-attr]
+
+
+def entry(name: str, data: bytes = b"", **attrs: object) -> bytes:
+    """One raw tar member: header (pax where needed) and padded data, built byte by byte so a test
+    can say anything a header can say (sizes it does not carry, links, devices, odd names)."""
+    info = tarfile.TarInfo(name)
+    info.size = len(data)
+    info.mode = 0o600
+    for key, value in attrs.items():
+        setattr(info, key, value)
+    return info.tobuf(tarfile.PAX_FORMAT, "utf-8", "surrogateescape") + data + b"\0" * (-len(data) % 512)
+
+
+END = b"\0" * 1024
+
+
+def craft(dst: Path, *pieces: bytes) -> Path:
+    """A .tar.gz of raw tar bytes, each piece its own gzip member (gzip readers join them)."""
+    with dst.open("wb") as fh:
+        for piece in pieces:
+            fh.write(gzip.compress(piece, mtime=0))
+    return dst
+
+
+def with_extra(out: Path, dst: Path, before: list[bytes] = (), after: list[bytes] = ()) -> Path:  # type: ignore[assignment]
+    prefix, members = genuine(out)
+    return craft(dst, b"".join([*before, *(entry(f"{prefix}/{n}", d) for n, d in members), *after]) + END)
+
+
+FORGED = b"# Proof of service stop\n\nEverything was removed. (forged)\n"
+
+
+def test_a_duplicate_member_with_the_forged_copy_first_is_refused(made: tuple[Path, Path, Path], tmp_path: Path,
+                                                                  cli: Callable[..., CliResult]) -> None:
+    out, pub, _ = made
+    prefix, _members = genuine(out)
+    bad = with_extra(out, tmp_path / "dup.tar.gz", before=[entry(f"{prefix}/report.md", FORGED)])
+    result = cli("bundle", "verify", str(bad), "--public-key", str(pub))
+    assert result.code == 1 and "NOT verified" in result.err
+    assert f"member '{prefix}/report.md' appears twice" in result.err and "verified —" not in result.out
+
+
+@pytest.mark.parametrize("alias, why", [
+    ("{run}/./report.md", "is not a plain path inside the run's folder"),
+    ("{run}//report.md", "is not a plain path inside the run's folder"),
+    ("FORGED-RUN/report.md", "is outside the run's folder"),
+    ("{run}/evidence/../report.md", "is not a plain path inside the run's folder"),
+    ("/{run}/report.md", "is not a plain path inside the run's folder"),
+    ("{run}\\report.md", "is not a plain path inside the run's folder"),
+    ("{run}/evidence\\..\\report.md", "is not a plain path inside the run's folder"),
+])
+def test_a_second_spelling_of_a_member_or_a_second_run_folder_is_refused(
+        made: tuple[Path, Path, Path], tmp_path: Path, cli: Callable[..., CliResult], alias: str, why: str) -> None:
+    """A forged report.md that a tool might show in place of the signed one: before or after it."""
+    out, pub, _ = made
+    prefix, _members = genuine(out)
+    name = alias.format(run=prefix)
+    for where in ("before", "after"):
+        bad = with_extra(out, tmp_path / f"alias-{where}.tar.gz", **{where: [entry(name, FORGED)]})
+        result = cli("bundle", "verify", str(bad), "--public-key", str(pub))
+        assert result.code == 1 and "NOT verified" in result.err, (where, result.err)
+        assert why in result.err, (where, result.err)
+
+
+@pytest.mark.parametrize("attrs, kind", [
+    ({"type": tarfile.SYMTYPE, "linkname": "/etc/passwd"}, "is a symbolic link"),
+    ({"type": tarfile.LNKTYPE, "linkname": "{run}/report.md"}, "is a hard link"),
+    ({"type": tarfile.CHRTYPE, "devmajor": 1, "devminor": 3}, "is a character device"),
+    ({"type": tarfile.DIRTYPE}, "is a directory"),
+    ({"type": tarfile.FIFOTYPE}, "is a FIFO"),
+    ({"mode": 0o4755}, "carries setuid, setgid or sticky bits"),
+])
+def test_links_devices_and_special_bits_are_refused(made: tuple[Path, Path, Path], tmp_path: Path,
+                                                    cli: Callable[..., CliResult], attrs: dict[str, object],
+                                                    kind: str) -> None:
+    out, pub, _ = made
+    prefix, _members = genuine(out)
+    attrs = {k: v.format(run=prefix) if isinstance(v, str) else v for k, v in attrs.items()}
+    bad = with_extra(out, tmp_path / "special.tar.gz", after=[entry(f"{prefix}/evidence/extra", b"", **attrs)])
+    result = cli("bundle", "verify", str(bad), "--public-key", str(pub))
+    assert result.code == 1 and kind in result.err and "NOT verified" in result.err
+
+
+def test_members_hidden_after_the_end_marker_are_refused(made: tuple[Path, Path, Path], tmp_path: Path,
+                                                         cli: Callable[..., CliResult]) -> None:
+    """`tar -i` (read past zero blocks) would extract a forged report.md after the end of the archive."""
+    out, pub, _ = made
+    prefix, members = genuine(out)
+    body = b"".join(entry(f"{prefix}/{n}", d) for n, d in members)
+    bad = craft(tmp_path / "hidden.tar.gz", body + END + entry(f"{prefix}/report.md", FORGED) + END)
+    result = cli("bundle", "verify", str(bad), "--public-key", str(pub))
+    assert result.code == 1 and "data follows the archive's end marker" in result.err
+
+
+# -- sizes: bounded memory, whatever a header says ------------------------------------------------------------
+
+
+def test_a_member_declaring_a_huge_size_is_refused_from_its_header(made: tuple[Path, Path, Path], tmp_path: Path,
+                                                                   cli: Callable[..., CliResult]) -> None:
+    out, pub, _ = made
+    prefix, members = genuine(out)
+    body = b"".join(entry(f"{prefix}/{n}", d) for n, d in members)
+    huge = entry(f"{prefix}/evidence/huge.bin", b"", size=100 * 2**30)  # the data never follows
+    result = cli("bundle", "verify", str(craft(tmp_path / "huge.tar.gz", body + huge)), "--public-key", str(pub))
+    assert result.code == 1
+    assert (f"member '{prefix}/evidence/huge.bin' declares {100 * 2**30} bytes, over the limit of 512 MiB for it: "
+            "refused without reading it") in result.err
+
+
+def zeros_bundle(out: Path, dst: Path, name: str, mib: int) -> Path:
+    """The genuine members, then ``name`` holding ``mib`` MiB of zeros: a few hundred kB on disk."""
+    prefix, members = genuine(out)
+    body = b"".join(entry(f"{prefix}/{n}", d) for n, d in members)
+    chunk = gzip.compress(b"\0" * 2**20, mtime=0)
+    with dst.open("wb") as fh:
+        fh.write(gzip.compress(body + entry(f"{prefix}/{name}", b"", size=mib * 2**20), mtime=0))
+        for _ in range(mib):
+            fh.write(chunk)
+        fh.write(gzip.compress(END, mtime=0))
+    return dst
+
+
+def peak_memory(run: Callable[[], CliResult]) -> tuple[CliResult, int]:
+    tracemalloc.start()
+    try:
+        tracemalloc.reset_peak()
+        result = run()
+        return result, tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
+def test_a_large_member_is_hashed_as_it_streams_never_held_whole(made: tuple[Path, Path, Path], tmp_path: Path,
+                                                                 cli: Callable[..., CliResult]) -> None:
+    """48 MiB of zeros (under the limits, so it is read): memory stays a small fraction of it."""
+    out, pub, _ = made
+    bad = zeros_bundle(out, tmp_path / "big.tar.gz", "evidence/big.bin", 48)
+    assert bad.stat().st_size < 2**20
+    result, peak = peak_memory(lambda: cli("bundle", "verify", str(bad), "--public-key", str(pub)))
+    assert result.code == 1 and "member evidence/big.bin is not listed in BUNDLE.json" in result.err
+    assert peak < 12 * 2**20, f"peak {peak / 2**20:.1f} MiB while checking a 48 MiB member"
+
+
+def test_a_compression_bomb_over_the_limits_is_refused_without_unpacking_it(
+        made: tuple[Path, Path, Path], tmp_path: Path, cli: Callable[..., CliResult],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    out, pub, _ = made
+    monkeypatch.setattr(bundle, "LIMITS", bundle.Limits(member_bytes=8 * 2**20, total_bytes=16 * 2**20),
+                        raising=False)
+    bomb = zeros_bundle(out, tmp_path / "bomb.tar.gz", "evidence/bomb.bin", 64)
+    result, peak = peak_memory(lambda: cli("bundle", "verify", str(bomb), "--public-key", str(pub)))
+    assert result.code == 1 and "declares 67108864 bytes, over the limit of 8 MiB" in result.err
+    assert peak < 4 * 2**20
+    # members each under the per-member limit that add up to more than the total are refused as well
+    prefix, members = genuine(out)
+    body = b"".join(entry(f"{prefix}/{n}", d) for n, d in members)
+    many = b"".join(entry(f"{prefix}/evidence/part{i}", b"\0" * (6 * 2**20)) for i in range(3))
+    result = cli("bundle", "verify", str(craft(tmp_path / "many.tar.gz", body + many + END)), "--public-key", str(pub))
+    assert result.code == 1 and "the members add up to more than 16 MiB" in result.err
+
+
+def test_a_huge_extended_header_is_refused_before_tarfile_reads_it(made: tuple[Path, Path, Path], tmp_path: Path,
+                                                                   cli: Callable[..., CliResult]) -> None:
+    """tarfile reads a pax header whole: a 32 MiB one (a 32 MiB member name) must never be read."""
+    out, pub, _ = made
+    prefix, members = genuine(out)
+    body = b"".join(entry(f"{prefix}/{n}", d) for n, d in members)
+    bad = craft(tmp_path / "pax.tar.gz", body + entry(f"{prefix}/evidence/" + "a" * (32 * 2**20), b"x") + END)
+    result, peak = peak_memory(lambda: cli("bundle", "verify", str(bad), "--public-key", str(pub)))
+    assert result.code == 1 and "refused without reading it" in result.err
+    assert peak < 8 * 2**20

@@ -242,9 +242,10 @@ def _refuse_unless_verified(run: RunDir, signer: signing.Signer, audit_raw: byte
     return chain
 
 
-def create(run: RunDir, signer: signing.Signer, out: Path, limits: Limits = LIMITS) -> Manifest:
+def create(run: RunDir, signer: signing.Signer, out: Path, limits: Limits | None = None) -> Manifest:
     """Write the bundle of ``run``, signed with ``signer``; returns its manifest. Refuses (and
     writes nothing) when the run's chain or signatures do not verify, or it exceeds ``limits``."""
+    limits = limits or LIMITS
     dest = _destination(out)
     caps = dict(limits.parsed_bytes)
     sigs_path = run.path / signing.SIGNATURES
@@ -492,18 +493,6 @@ def _read(path: Path, limits: Limits) -> _Contents:
                     kind = _KINDS.get(info.type, f"of tar type {info.type!r}")
                     raise _Refused(f"member {info.name!r} is {kind}, not a plain file: offboard bundles hold "
                                    "plain files only")
-                if info.mode & 0o7000:
-                    raise _Refused(f"member {info.name!r} carries setuid, setgid or sticky bits")
-                if set(info.pax_headers) - {"path"}:
-                    raise _Refused(f"member {info.name!r} carries extended attributes "
-                                   f"({', '.join(sorted(info.pax_headers))}) that no manifest covers")
-                if out.folder and folder != out.folder:
-                    raise _Refused(f"member {info.name!r} is outside the run's folder {out.folder}/: a bundle holds "
-                                   "exactly one run")
-                out.folder = folder
-                if rel in out.members:
-                    raise _Refused(f"member {info.name!r} appears twice: which copy a reader sees depends on the "
-                                   "tool, so neither can be trusted")
                 cap = parsed.get(rel, limits.member_bytes)
                 if info.size > cap:
                     raise _Refused(f"member {info.name!r} declares {info.size} bytes, over the limit of {_human(cap)} "
@@ -512,6 +501,18 @@ def _read(path: Path, limits: Limits) -> _Contents:
                 if total > limits.total_bytes:
                     raise _Refused(f"the members add up to more than {_human(limits.total_bytes)}, the limit for a "
                                    "bundle: refused without reading further")
+                if out.folder and folder != out.folder:
+                    raise _Refused(f"member {info.name!r} is outside the run's folder {out.folder}/: a bundle holds "
+                                   "exactly one run")
+                out.folder = folder
+                if rel in out.members:
+                    raise _Refused(f"member {info.name!r} appears twice: which copy a reader sees depends on the "
+                                   "tool, so neither can be trusted")
+                if info.mode & 0o7000:
+                    raise _Refused(f"member {info.name!r} carries setuid, setgid or sticky bits")
+                if set(info.pax_headers) - {"path"}:
+                    raise _Refused(f"member {info.name!r} carries extended attributes "
+                                   f"({', '.join(sorted(info.pax_headers))}) that no manifest covers")
                 out.members[rel] = _take(tar, info, cap, keep=rel in parsed)
             _only_padding(bounded, limits.trailer_bytes, at_end=bounded.last)
     except (tarfile.TarError, OSError, EOFError, zlib.error) as exc:
@@ -535,9 +536,10 @@ def _only_padding(bounded: _Bounded, cap: int, at_end: bytes) -> None:
                            "manifest covers)")
 
 
-def verify(path: Path, public_key: Path | None = None, limits: Limits = LIMITS) -> BundleCheck:
+def verify(path: Path, public_key: Path | None = None, limits: Limits | None = None) -> BundleCheck:
     """Check a bundle whole, offline: its structure, the signature, every member's hash, the
     audit chain and its signed heads, the evidence manifest, the plan's checksum."""
+    limits = limits or LIMITS
     given = signing.load_public(public_key) if public_key is not None else None  # a bad key file is bad input
     result = BundleCheck()
     try:
