@@ -6,16 +6,20 @@ from __future__ import annotations
 
 import base64
 import gzip
+import hashlib
 import io
 import json
 import tarfile
 import tracemalloc
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from offboard import engine
+from offboard.plan import canonical_json
 from offboard.proof import bundle, signing
 from offboard.rundir import RunDir
 from tests.conftest import BlumiraHarness, CliResult, load
@@ -316,3 +320,110 @@ def test_a_huge_extended_header_is_refused_before_tarfile_reads_it(made: tuple[P
     result, peak = peak_memory(lambda: cli("bundle", "verify", str(bad), "--public-key", str(pub)))
     assert result.code == 1 and "refused without reading it" in result.err
     assert peak < 8 * 2**20
+
+
+# -- who signed: without the MSP's public key, a bundle proves consistency only ---------------------------
+
+
+def resign(members: dict[str, bytes], key: Ed25519PrivateKey) -> None:
+    """What a forger does: change what they like, then re-sign every head and the manifest with their own key."""
+    fp = signing.fingerprint(key.public_key())
+    heads = []
+    for line in members["signatures.jsonl"].split(b"\n"):
+        if line:
+            head = {k: json.loads(line)[k] for k in signing.HEAD_FIELDS} | {"key": fp}
+            signature = base64.b64encode(key.sign(canonical_json(head).encode())).decode()
+            heads.append(json.dumps({**head, "signature": signature}, sort_keys=True) + "\n")
+    members["signatures.jsonl"] = "".join(heads).encode()
+    members["msp.pub"] = signing.public_pem(key.public_key())
+    manifest = json.loads(members["BUNDLE.json"]) | {"key": fp}
+    manifest["members"] = {n: {"sha256": hashlib.sha256(members[n]).hexdigest(), "bytes": len(members[n])}
+                           for n in manifest["members"]}
+    members["BUNDLE.json"] = (json.dumps(manifest, indent=2, sort_keys=True) + "\n").encode()
+    members["BUNDLE.sig"] = base64.b64encode(key.sign(members["BUNDLE.json"])) + b"\n"
+
+
+def test_without_the_public_key_a_bundle_is_consistent_only_and_shows_the_fingerprint_to_compare(
+        made: tuple[Path, Path, Path], tmp_path: Path, cli: Callable[..., CliResult]) -> None:
+    out, pub, _ = made
+    msp = signing.fingerprint(signing.load_public(pub))
+    genuine_check = cli("bundle", "verify", str(out))
+    assert genuine_check.code == 3, genuine_check.out + genuine_check.err
+    assert "internally consistent only, NOT authenticated" in genuine_check.out and msp in genuine_check.out
+    assert "--public-key msp.pub" in genuine_check.out and "verified —" not in genuine_check.out
+    forger = signing.generate()
+    forged = rewrite(out, tmp_path / "forged.tar.gz", lambda m: (m.__setitem__("report.md", FORGED), resign(m, forger)))
+    result = cli("bundle", "verify", str(forged))
+    assert result.code == 3 and "NOT authenticated" in result.out
+    assert signing.fingerprint(forger.public_key()) in result.out and msp not in result.out
+    with_key = cli("bundle", "verify", str(forged), "--public-key", str(pub))
+    assert with_key.code == 1 and "msp.pub is not the given public key" in with_key.err
+
+
+# -- malformed manifests: a verdict, never a traceback ------------------------------------------------------
+
+
+def _set(path: tuple[str, ...], value: object) -> Callable[[dict[str, Any]], None]:
+    def change(manifest: dict[str, Any]) -> None:
+        target = manifest
+        for key in path[:-1]:
+            target = target[key]
+        target[path[-1]] = value
+    return change
+
+
+def _drop(key: str) -> Callable[[dict[str, Any]], None]:
+    return lambda manifest: manifest.pop(key)
+
+
+@pytest.mark.parametrize("change, where", [
+    (_set(("members",), ["plan.json"]), "members"),
+    (_set(("members", "report.md"), "e3b0c442"), "members.report.md"),
+    (_set(("members", "report.md", "bytes"), "12"), "members.report.md.bytes"),
+    (_set(("audit",), [1, 2]), "audit"),
+    (_drop("audit"), "audit"),
+    (_drop("customer"), "customer"),
+    (_set(("run_id",), 42), "run_id"),
+    (_set(("format",), "offboard-bundle/99"), "format"),
+    (_set(("extra",), True), "extra"),
+])
+def test_every_malformed_manifest_field_is_a_verdict(made: tuple[Path, Path, Path], tmp_path: Path,
+                                                     cli: Callable[..., CliResult],
+                                                     change: Callable[[dict[str, Any]], None], where: str) -> None:
+    """Even signed by the MSP's own key (a bug, a format from elsewhere): exit 1 naming the field."""
+    out, pub, _ = made
+    key = signing.load_signer(tmp_path / "msp-key.pem")
+    assert key is not None
+
+    def edit(m: dict[str, bytes]) -> None:
+        manifest = json.loads(m["BUNDLE.json"])
+        change(manifest)
+        m["BUNDLE.json"] = json.dumps(manifest).encode()
+        m["BUNDLE.sig"] = base64.b64encode(key.private.sign(m["BUNDLE.json"])) + b"\n"
+
+    result = cli("bundle", "verify", str(rewrite(out, tmp_path / "bad.tar.gz", edit)), "--public-key", str(pub))
+    assert result.code == 1 and "internal error" not in result.err, result.err
+    assert f"BUNDLE.json is not a bundle manifest ({where}" in result.err and "NOT verified" in result.err
+
+
+@pytest.mark.parametrize("raw", [b'{"members": {}, "members": {}}', b"\xff\xfe not UTF-8", b"[]", b"null"])
+def test_a_manifest_that_is_not_one_json_object_is_a_verdict(made: tuple[Path, Path, Path], tmp_path: Path,
+                                                             cli: Callable[..., CliResult], raw: bytes) -> None:
+    out, pub, _ = made
+    bad = rewrite(out, tmp_path / "bad.tar.gz", lambda m: m.__setitem__("BUNDLE.json", raw))
+    result = cli("bundle", "verify", str(bad), "--public-key", str(pub))
+    assert result.code == 1 and "BUNDLE.json is not a bundle manifest" in result.err
+    assert "internal error" not in result.err
+
+
+def test_a_malformed_evidence_manifest_or_key_inside_is_a_verdict(made: tuple[Path, Path, Path], tmp_path: Path,
+                                                                  cli: Callable[..., CliResult]) -> None:
+    out, _pub, _ = made
+    forger = signing.generate()
+    bad = rewrite(out, tmp_path / "bad.tar.gz", lambda m: (
+        m.__setitem__("evidence/manifest.json", b'{"files": ["users.json"]}'), resign(m, forger)))
+    result = cli("bundle", "verify", str(bad))
+    assert result.code == 1 and "evidence/manifest.json is not an evidence manifest" in result.err
+    no_key = rewrite(out, tmp_path / "nokey.tar.gz", lambda m: m.__setitem__("msp.pub", b"not a key"))
+    result = cli("bundle", "verify", str(no_key))
+    assert result.code == 1 and "the bundle's msp.pub is not a PEM public key" in result.err
