@@ -9,6 +9,8 @@ import gzip
 import hashlib
 import io
 import json
+import os
+import stat
 import tarfile
 import tracemalloc
 from collections.abc import Callable
@@ -427,3 +429,86 @@ def test_a_malformed_evidence_manifest_or_key_inside_is_a_verdict(made: tuple[Pa
     no_key = rewrite(out, tmp_path / "nokey.tar.gz", lambda m: m.__setitem__("msp.pub", b"not a key"))
     result = cli("bundle", "verify", str(no_key))
     assert result.code == 1 and "the bundle's msp.pub is not a PEM public key" in result.err
+
+
+# -- making a bundle: only of a run that verifies, only through a file of its own ---------------------------
+
+
+def bundle_cli(cli: Callable[..., CliResult], run: Path, out: Path) -> CliResult:
+    return cli("bundle", run.name, "-o", str(out), "-c", str(run.parent.parent / "config.toml"))
+
+
+def test_bundle_never_writes_through_a_link_planted_at_its_temp_name(made: tuple[Path, Path, Path], tmp_path: Path,
+                                                                     cli: Callable[..., CliResult]) -> None:
+    _, pub, run = made
+    victim = tmp_path / "victim.txt"
+    victim.write_bytes(b"the MSP's other file\n")
+    out = tmp_path / "planted.tar.gz"
+    (tmp_path / "planted.tar.gz.part").symlink_to(victim)
+    result = bundle_cli(cli, run, out)
+    assert result.code == 0, result.err
+    assert victim.read_bytes() == b"the MSP's other file\n"
+    planted = tmp_path / "planted.tar.gz.part"
+    assert planted.is_symlink() and os.readlink(planted) == str(victim)
+    assert not out.is_symlink() and stat.S_IMODE(out.stat().st_mode) == 0o600
+    assert cli("bundle", "verify", str(out), "--public-key", str(pub)).code == 0
+
+
+@pytest.mark.parametrize("where, message", [
+    ("a-directory", "is a directory; name the bundle file to write"),
+    ("a-file/out.tar.gz", "is not an existing directory"),
+    ("missing/out.tar.gz", "is not an existing directory"),
+])
+def test_a_bad_output_path_is_one_line_exit_2_and_leaves_nothing(made: tuple[Path, Path, Path], tmp_path: Path,
+                                                                 cli: Callable[..., CliResult], where: str,
+                                                                 message: str) -> None:
+    _, _, run = made
+    (tmp_path / "a-directory").mkdir()
+    (tmp_path / "a-file").write_text("x")
+    before = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*"))
+    result = bundle_cli(cli, run, tmp_path / where)
+    assert result.code == 2 and message in result.err and len(result.err.strip().splitlines()) == 1, result.err
+    assert sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*")) == before
+
+
+def _first_head_lines(run: Path) -> int:
+    return int(json.loads((run / "signatures.jsonl").read_bytes().split(b"\n")[0])["audit_lines"])
+
+
+@pytest.mark.parametrize("attack, message", [
+    (lambda run: (run / "audit.jsonl").write_bytes(
+        (run / "audit.jsonl").read_bytes().replace(b"ACME-PC0", b"ACME-PX0", 1)), "its audit log is broken at line"),
+    (lambda run: (run / "signatures.jsonl").write_bytes(b"".join(
+        line + b"\n" for line in (run / "signatures.jsonl").read_bytes().split(b"\n")[:-2])),
+     "its signatures do not verify with this MSP key"),
+    (lambda run: (run / "signatures.jsonl").write_bytes(b""), "its signatures do not verify with this MSP key"),
+    (lambda run: (  # cut back to the first signed head, signatures and all
+        (run / "audit.jsonl").write_bytes(b"".join(
+            line + b"\n" for line in (run / "audit.jsonl").read_bytes().split(b"\n")[:_first_head_lines(run)])),
+        (run / "signatures.jsonl").write_bytes((run / "signatures.jsonl").read_bytes().split(b"\n")[0] + b"\n")),
+     "and the audit log does not have that line: it was cut back or rewritten"),
+])
+def test_bundle_refuses_a_run_whose_chain_or_signatures_do_not_verify(
+        made: tuple[Path, Path, Path], blumira: BlumiraHarness, tmp_path: Path, cli: Callable[..., CliResult],
+        attack: Callable[[Path], object], message: str) -> None:
+    _, _, run = made
+    cfg = load(tmp_path / "config.toml")
+    with blumira.sessions(cfg) as s:  # a second signed head, so a cut-back has one to stop at
+        engine.confirm(run.name, "blumira.notify.sent", "J. Doe", "sent 2026-11-23, ticket 4711", cfg, s)
+    assert len((run / "signatures.jsonl").read_bytes().split(b"\n")) == 3
+    attack(run)
+    before = sorted(tmp_path.iterdir())
+    result = bundle_cli(cli, run, tmp_path / "exit.tar.gz")
+    assert result.code == 1 and f"refusing to bundle run {run.name}" in result.err and message in result.err, result.err
+    assert len(result.err.strip().splitlines()) == 1
+    assert sorted(tmp_path.iterdir()) == before  # no bundle, no temp file
+
+
+def test_bundle_refuses_to_pull_a_linked_file_into_the_evidence(made: tuple[Path, Path, Path], tmp_path: Path,
+                                                                cli: Callable[..., CliResult]) -> None:
+    _, _, run = made
+    secret = tmp_path / "elsewhere.txt"
+    secret.write_text("not part of the exit")
+    (run / "evidence" / "blumira" / "extra.json").symlink_to(secret)
+    result = bundle_cli(cli, run, tmp_path / "exit.tar.gz")
+    assert result.code == 1 and "extra.json" in result.err and not (tmp_path / "exit.tar.gz").exists()
