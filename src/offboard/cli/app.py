@@ -253,7 +253,8 @@ def audit_verify(
                      f"({check.end.describe()}). Either the run is not over, or the log and its signatures were cut "
                      "back to this earlier signed head: compare with the run's bundle, report or the MSP's copy")
         raise typer.Exit(ExitCode.FAILED)
-    render.out.print(f"{signed}; the run ended there ({check.end.describe()})", soft_wrap=True, markup=False)
+    render.out.print(f"{signed}; the record reaches the run's end ({check.end.describe()})", soft_wrap=True,
+                     markup=False)
     raise typer.Exit(ExitCode.OK)
 
 
