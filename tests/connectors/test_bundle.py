@@ -5,6 +5,7 @@ each fail verification with a line naming what is wrong."""
 from __future__ import annotations
 
 import base64
+import dataclasses
 import gzip
 import hashlib
 import io
@@ -298,8 +299,8 @@ def test_a_compression_bomb_over_the_limits_is_refused_without_unpacking_it(
         made: tuple[Path, Path, Path], tmp_path: Path, cli: Callable[..., CliResult],
         monkeypatch: pytest.MonkeyPatch) -> None:
     out, pub, _ = made
-    monkeypatch.setattr(bundle, "LIMITS", bundle.Limits(member_bytes=8 * 2**20, total_bytes=16 * 2**20),
-                        raising=False)
+    monkeypatch.setattr(bundle, "LIMITS", dataclasses.replace(bundle.LIMITS, member_bytes=8 * 2**20,
+                                                              total_bytes=16 * 2**20))
     bomb = zeros_bundle(out, tmp_path / "bomb.tar.gz", "evidence/bomb.bin", 64)
     result, peak = peak_memory(lambda: cli("bundle", "verify", str(bomb), "--public-key", str(pub)))
     assert result.code == 1 and "declares 67108864 bytes, over the limit of 8 MiB" in result.err

@@ -8,12 +8,9 @@ checklist, the vendors' notification drafts), views extracted from the log (snap
 and after, every verification re-read, every manual confirmation), the public key, and
 ``BUNDLE.json`` listing every member's SHA-256, signed as ``BUNDLE.sig``.
 
-A bundle is checked as hostile input: exactly one run folder; every member a plain file
-under a name with one spelling (no duplicates, ``.``/``..``, empty parts, absolute paths,
-backslashes or control characters; no links, devices or directories); nothing but what
-``BUNDLE.json`` lists; sizes bounded per member and in total (``LIMITS``), checked against
-each tar header before the member is read, and every member hashed as it streams, so neither
-a huge declared size nor a compression bomb is ever held in memory.
+A bundle is read as hostile input (``tarsafe``: one run folder, one spelling per member name,
+plain files only, sizes bounded and checked from each tar header before its member is read,
+members hashed as they stream); then nothing but what ``BUNDLE.json`` lists may be in it.
 """
 
 from __future__ import annotations
@@ -28,7 +25,6 @@ import os
 import stat
 import tarfile
 import tempfile
-import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -43,6 +39,7 @@ from offboard.plan import Plan, now_iso
 from offboard.proof import signing
 from offboard.proof.audit import VerifyResult, loads_strict, verify_bytes
 from offboard.proof.lifecycle import RunEnd
+from offboard.proof.tarsafe import CHUNK, Limits, Member, MiB, Refused, human, read_members
 from offboard.rundir import RUN_ID_RE, RunDir
 
 FORMAT: Literal["offboard-bundle/1"] = "offboard-bundle/1"
@@ -54,34 +51,13 @@ PLAN = "plan.json"
 EVIDENCE_MANIFEST = "evidence/manifest.json"
 RUN_FILES = (PLAN, AUDIT, signing.SIGNATURES, "report.md", "report.html", "closure-note.md", "manual-checklist.md")
 
-MiB = 2**20
-
-
-@dataclass(frozen=True)
-class Limits:
-    """What one bundle may hold. Generous for a real exit's evidence (an exit's exports are
-    megabytes; its audit log, a few kB per object), small enough that checking a crafted
-    bundle never exhausts memory or disk time. ``create`` refuses a run that exceeds them,
-    so every bundle offboard makes also verifies."""
-
-    member_bytes: int = 512 * MiB  # one member, hashed as it streams (never held whole)
-    total_bytes: int = 2048 * MiB  # all members together (also bounds the decompression work)
-    members: int = 10_000
-    # Members parsed in memory are capped tighter: the audit log and the plan (a few kB per object),
-    # the other JSON (signed heads, manifests), the key and the signature.
-    parsed_bytes: tuple[tuple[str, int], ...] = (
-        (AUDIT, 64 * MiB), (PLAN, 64 * MiB), (signing.SIGNATURES, 16 * MiB), (MANIFEST, 16 * MiB),
-        (EVIDENCE_MANIFEST, 16 * MiB), (PUBLIC_KEY, 16 * 1024), (SIGNATURE, 16 * 1024))
-    header_bytes: int = 64 * 1024  # one tar extended header (a long member name); tarfile reads it whole
-    trailer_bytes: int = 1 * MiB  # zero padding after the archive's end marker
-
-
-LIMITS = Limits()
-_CHUNK = 64 * 1024
-
-
-def _human(n: int) -> str:
-    return f"{n / MiB:.0f} MiB" if n >= MiB else f"{n} bytes"
+# Generous for a real exit's evidence (an exit's exports are megabytes; its audit log a few kB per
+# object), small enough that checking a crafted bundle never exhausts memory or disk time. The
+# members parsed in memory are capped tighter. ``create`` refuses a run over them, so every
+# bundle offboard makes also verifies.
+LIMITS = Limits(parsed_bytes=(
+    (AUDIT, 64 * MiB), (PLAN, 64 * MiB), (signing.SIGNATURES, 16 * MiB), (MANIFEST, 16 * MiB),
+    (EVIDENCE_MANIFEST, 16 * MiB), (PUBLIC_KEY, 16 * 1024), (SIGNATURE, 16 * 1024)))
 
 
 # -- the manifest -------------------------------------------------------------------------
@@ -187,17 +163,17 @@ def _read_small(path: Path, cap: int) -> bytes:
     with _open_plain(path) as fh:
         data = fh.read(cap + 1)
     if len(data) > cap:
-        raise NotBundled(f"{path} is over {_human(cap)}, the bundle's limit for it")
+        raise NotBundled(f"{path} is over {human(cap)}, the bundle's limit for it")
     return data
 
 
 def _hash_file(path: Path, cap: int) -> _Source:
     digest, size = hashlib.sha256(), 0
     with _open_plain(path) as fh:
-        while chunk := fh.read(_CHUNK):
+        while chunk := fh.read(CHUNK):
             size += len(chunk)
             if size > cap:
-                raise NotBundled(f"{path} is over {_human(cap)}, the bundle's limit per member")
+                raise NotBundled(f"{path} is over {human(cap)}, the bundle's limit per member")
             digest.update(chunk)
     return _Source(digest.hexdigest(), size, path=path)
 
@@ -282,8 +258,8 @@ def create(run: RunDir, signer: signing.Signer, out: Path, limits: Limits | None
     add(PUBLIC_KEY, signing.public_pem(signer.public))
     total = sum(s.size for s in sources.values())
     if total > limits.total_bytes or len(sources) + 2 > limits.members:
-        raise NotBundled(f"run {run.run_id} has {len(sources)} files, {_human(total)} in all: over the bundle's "
-                         f"limits ({limits.members} members, {_human(limits.total_bytes)})")
+        raise NotBundled(f"run {run.run_id} has {len(sources)} files, {human(total)} in all: over the bundle's "
+                         f"limits ({limits.members} members, {human(limits.total_bytes)})")
     manifest = Manifest(
         format=FORMAT, run_id=run.run_id, customer=plan.customer, created_at=now_iso(), key=signer.fingerprint,
         audit=AuditHead(lines=chain.lines, last_hash=chain.last_hash),
@@ -381,161 +357,6 @@ class BundleCheck:
         return not self.problems
 
 
-class _Refused(Exception):
-    """The bundle breaks a structural rule; reading stops at once."""
-
-
-@dataclass(frozen=True)
-class _Member:
-    sha256: str
-    size: int
-    data: bytes | None  # only for the members parsed (``Limits.parsed_bytes``)
-
-
-@dataclass
-class _Contents:
-    folder: str = ""
-    members: dict[str, _Member] = field(default_factory=dict)
-
-
-class _Bounded:
-    """The decompressed archive, read forward only, never more than ``header_bytes`` (or a
-    chunk) at once and never more than ``limit`` in all: tarfile reads an extended header whole,
-    so this is what keeps a crafted header from being read into memory."""
-
-    def __init__(self, raw: gzip.GzipFile, limit: int, single: int) -> None:
-        self._raw = raw
-        self._limit = limit
-        self._single = max(single, _CHUNK)
-        self._pos = 0
-        self.last = b""  # the last block read: where tarfile saw the end marker
-
-    def read(self, size: int | None = -1) -> bytes:
-        if size is None or size < 0 or size > self._single:
-            raise _Refused(f"a tar header or member asks to read {size} bytes at once, over the limit of "
-                           f"{_human(self._single)}: refused without reading it")
-        if self._pos + size > self._limit:
-            raise _Refused(f"the archive unpacks to more than {_human(self._limit)}: refused")
-        data = self._raw.read(size)
-        self._pos += len(data)
-        self.last = data
-        return data
-
-    def tell(self) -> int:
-        return self._pos
-
-    def seek(self, offset: int, whence: int = 0) -> int:
-        if whence != 0 or offset < self._pos:
-            raise _Refused("the archive asks to be read backwards; it is not a bundle offboard made")
-        while self._pos < offset:
-            if not self.read(min(_CHUNK, offset - self._pos)):
-                raise tarfile.ReadError("unexpected end of data")
-        return self._pos
-
-
-_PLAIN = (tarfile.REGTYPE, tarfile.AREGTYPE)
-_KINDS = {tarfile.SYMTYPE: "a symbolic link", tarfile.LNKTYPE: "a hard link", tarfile.DIRTYPE: "a directory",
-          tarfile.CHRTYPE: "a character device", tarfile.BLKTYPE: "a block device", tarfile.FIFOTYPE: "a FIFO",
-          tarfile.CONTTYPE: "a contiguous file", tarfile.GNUTYPE_SPARSE: "a sparse file"}
-
-
-def _split_name(name: str) -> tuple[str, str]:
-    """``RUN/relative/path`` with one spelling only, or why not."""
-    bad = ("\\" in name or name.startswith("/") or any(ord(c) < 0x20 or ord(c) == 0x7F for c in name))
-    parts = name.split("/")
-    if bad or len(parts) < 2 or any(p in ("", ".", "..") for p in parts):
-        raise _Refused(f"member {name!r} is not a plain path inside the run's folder (absolute, '.', '..', empty "
-                       "parts, backslashes or control characters): one file could be read under two names")
-    return parts[0], "/".join(parts[1:])
-
-
-def _take(tar: tarfile.TarFile, info: tarfile.TarInfo, cap: int, keep: bool) -> _Member:
-    fh = tar.extractfile(info)
-    if fh is None:  # only for non-files, which are refused before
-        raise _Refused(f"member {info.name!r} has no content")
-    digest, size, kept = hashlib.sha256(), 0, []
-    while chunk := fh.read(_CHUNK):
-        size += len(chunk)
-        if size > cap:  # the header said otherwise: never trust it past the cap
-            raise _Refused(f"member {info.name!r} is larger than {_human(cap)}: refused")
-        digest.update(chunk)
-        if keep:
-            kept.append(chunk)
-    if size != info.size:
-        raise tarfile.ReadError(f"member {info.name!r} is cut short")
-    return _Member(digest.hexdigest(), size, b"".join(kept) if keep else None)
-
-
-def _read(path: Path, limits: Limits) -> _Contents:
-    """Every member's SHA-256 (and the bytes of the few parsed), enforcing the rules above as
-    each tar header arrives, before its member is read."""
-    if not path.exists():
-        raise BadInput(f"bundle {path} does not exist")
-    if not path.is_file():
-        raise BadInput(f"bundle {path} is not a file")
-    parsed = dict(limits.parsed_bytes)
-    out = _Contents()
-    total = 0
-    stream_limit = limits.total_bytes + limits.members * 3 * tarfile.BLOCKSIZE + limits.trailer_bytes
-    try:
-        with path.open("rb") as raw, gzip.GzipFile(fileobj=raw, mode="rb") as gz:
-            bounded = _Bounded(gz, stream_limit, limits.header_bytes)
-            tar = tarfile.open(fileobj=bounded, mode="r:")  # type: ignore[call-overload]  # noqa: SIM115
-            count = 0
-            while (info := tar.next()) is not None:
-                if tar.pax_headers:
-                    raise _Refused("the archive carries global pax headers; offboard never writes them")
-                count += 1
-                if count > limits.members:
-                    raise _Refused(f"more than {limits.members} members: refused")
-                folder, rel = _split_name(info.name)
-                if info.type not in _PLAIN:
-                    kind = _KINDS.get(info.type, f"of tar type {info.type!r}")
-                    raise _Refused(f"member {info.name!r} is {kind}, not a plain file: offboard bundles hold "
-                                   "plain files only")
-                cap = parsed.get(rel, limits.member_bytes)
-                if info.size > cap:
-                    raise _Refused(f"member {info.name!r} declares {info.size} bytes, over the limit of {_human(cap)} "
-                                   "for it: refused without reading it")
-                total += info.size
-                if total > limits.total_bytes:
-                    raise _Refused(f"the members add up to more than {_human(limits.total_bytes)}, the limit for a "
-                                   "bundle: refused without reading further")
-                if out.folder and folder != out.folder:
-                    raise _Refused(f"member {info.name!r} is outside the run's folder {out.folder}/: a bundle holds "
-                                   "exactly one run")
-                out.folder = folder
-                if rel in out.members:
-                    raise _Refused(f"member {info.name!r} appears twice: which copy a reader sees depends on the "
-                                   "tool, so neither can be trusted")
-                if info.mode & 0o7000:
-                    raise _Refused(f"member {info.name!r} carries setuid, setgid or sticky bits")
-                if set(info.pax_headers) - {"path"}:
-                    raise _Refused(f"member {info.name!r} carries extended attributes "
-                                   f"({', '.join(sorted(info.pax_headers))}) that no manifest covers")
-                out.members[rel] = _take(tar, info, cap, keep=rel in parsed)
-            _only_padding(bounded, limits.trailer_bytes, at_end=bounded.last)
-    except (tarfile.TarError, OSError, EOFError, zlib.error) as exc:
-        raise BadInput(f"{path} is not a readable .tar.gz bundle, or it is damaged ({exc})") from None
-    if not out.members:
-        raise BadInput(f"{path} holds no files; it is not an offboard bundle")
-    return out
-
-
-def _only_padding(bounded: _Bounded, cap: int, at_end: bytes) -> None:
-    """The archive ends at a zero block (tarfile also stops at a block it cannot parse, where
-    other tools skip it and read on), and only zeros follow: every reader sees the same members."""
-    if at_end.count(0) != len(at_end):
-        raise _Refused("the archive has a damaged or unreadable tar header after its last member; other tools would "
-                       "read on past it")
-    seen = 0
-    while chunk := bounded.read(_CHUNK):
-        seen += len(chunk)
-        if chunk.count(0) != len(chunk) or seen > cap:
-            raise _Refused("data follows the archive's end marker (members a reader could find, that no "
-                           "manifest covers)")
-
-
 def verify(path: Path, public_key: Path | None = None, limits: Limits | None = None) -> BundleCheck:
     """Check a bundle whole, offline: its structure, the signature, every member's hash, the
     audit chain and its signed heads, the evidence manifest, the plan's checksum."""
@@ -543,8 +364,8 @@ def verify(path: Path, public_key: Path | None = None, limits: Limits | None = N
     given = signing.load_public(public_key) if public_key is not None else None  # a bad key file is bad input
     result = BundleCheck()
     try:
-        contents = _read(path, limits)
-    except _Refused as exc:
+        contents = read_members(path, limits)
+    except Refused as exc:
         result.problems.append(f"refused: {exc}")
         return result
     members = contents.members
@@ -587,7 +408,7 @@ def verify(path: Path, public_key: Path | None = None, limits: Limits | None = N
     return result
 
 
-def _public_key(members: dict[str, _Member], given: Ed25519PublicKey | None, given_path: Path | None,
+def _public_key(members: dict[str, Member], given: Ed25519PublicKey | None, given_path: Path | None,
                 result: BundleCheck) -> Ed25519PublicKey | None:
     inside = members[PUBLIC_KEY].data if PUBLIC_KEY in members else None
     if given is not None:
@@ -609,7 +430,7 @@ def _public_key(members: dict[str, _Member], given: Ed25519PublicKey | None, giv
     return public
 
 
-def _check_audit(members: dict[str, _Member], manifest: Manifest, public: Ed25519PublicKey,
+def _check_audit(members: dict[str, Member], manifest: Manifest, public: Ed25519PublicKey,
                  result: BundleCheck) -> None:
     audit = members.get(AUDIT)
     if audit is None or audit.data is None:
@@ -631,7 +452,7 @@ def _check_audit(members: dict[str, _Member], manifest: Manifest, public: Ed2551
     result.end = heads.end
 
 
-def _check_evidence(members: dict[str, _Member], result: BundleCheck) -> None:
+def _check_evidence(members: dict[str, Member], result: BundleCheck) -> None:
     raw = members.get(EVIDENCE_MANIFEST)
     if raw is None or raw.data is None:
         return
@@ -646,7 +467,7 @@ def _check_evidence(members: dict[str, _Member], result: BundleCheck) -> None:
             result.problems.append(f"evidence/{rel} does not match {EVIDENCE_MANIFEST}")
 
 
-def _check_plan(members: dict[str, _Member], manifest: Manifest, result: BundleCheck) -> None:
+def _check_plan(members: dict[str, Member], manifest: Manifest, result: BundleCheck) -> None:
     raw = members.get(PLAN)
     if raw is None or raw.data is None:
         return
