@@ -71,7 +71,7 @@ class _Bounded:
     def read(self, size: int | None = -1) -> bytes:
         if size is None or size < 0 or size > self._single:
             raise Refused(f"a tar header or member asks to read {size} bytes at once, over the limit of "
-                           f"{human(self._single)}: refused without reading it")
+                          f"{human(self._single)}: refused without reading it")
         if self._pos + size > self._limit:
             raise Refused(f"the archive unpacks to more than {human(self._limit)}: refused")
         data = self._raw.read(size)
@@ -103,7 +103,7 @@ def _split_name(name: str) -> tuple[str, str]:
     parts = name.split("/")
     if bad or len(parts) < 2 or any(p in ("", ".", "..") for p in parts):
         raise Refused(f"member {name!r} is not a plain path inside the run's folder (absolute, '.', '..', empty "
-                       "parts, backslashes or control characters): one file could be read under two names")
+                      "parts, backslashes or control characters): one file could be read under two names")
     return parts[0], "/".join(parts[1:])
 
 
@@ -150,27 +150,27 @@ def read_members(path: Path, limits: Limits) -> Contents:
                 if info.type not in _PLAIN:
                     kind = _KINDS.get(info.type, f"of tar type {info.type!r}")
                     raise Refused(f"member {info.name!r} is {kind}, not a plain file: offboard bundles hold "
-                                   "plain files only")
+                                  "plain files only")
                 cap = parsed.get(rel, limits.member_bytes)
                 if info.size > cap:
                     raise Refused(f"member {info.name!r} declares {info.size} bytes, over the limit of {human(cap)} "
-                                   "for it: refused without reading it")
+                                  "for it: refused without reading it")
                 total += info.size
                 if total > limits.total_bytes:
                     raise Refused(f"the members add up to more than {human(limits.total_bytes)}, the limit for a "
-                                   "bundle: refused without reading further")
+                                  "bundle: refused without reading further")
                 if out.folder and folder != out.folder:
                     raise Refused(f"member {info.name!r} is outside the run's folder {out.folder}/: a bundle holds "
-                                   "exactly one run")
+                                  "exactly one run")
                 out.folder = folder
                 if rel in out.members:
                     raise Refused(f"member {info.name!r} appears twice: which copy a reader sees depends on the "
-                                   "tool, so neither can be trusted")
+                                  "tool, so neither can be trusted")
                 if info.mode & 0o7000:
                     raise Refused(f"member {info.name!r} carries setuid, setgid or sticky bits")
                 if set(info.pax_headers) - {"path"}:
                     raise Refused(f"member {info.name!r} carries extended attributes "
-                                   f"({', '.join(sorted(info.pax_headers))}) that no manifest covers")
+                                  f"({', '.join(sorted(info.pax_headers))}) that no manifest covers")
                 out.members[rel] = _take(tar, info, cap, keep=rel in parsed)
             _only_padding(bounded, limits.trailer_bytes, at_end=bounded.last)
     except (tarfile.TarError, OSError, EOFError, zlib.error) as exc:
@@ -185,10 +185,10 @@ def _only_padding(bounded: _Bounded, cap: int, at_end: bytes) -> None:
     other tools skip it and read on), and only zeros follow: every reader sees the same members."""
     if at_end.count(0) != len(at_end):
         raise Refused("the archive has a damaged or unreadable tar header after its last member; other tools would "
-                       "read on past it")
+                      "read on past it")
     seen = 0
     while chunk := bounded.read(CHUNK):
         seen += len(chunk)
         if chunk.count(0) != len(chunk) or seen > cap:
             raise Refused("data follows the archive's end marker (members a reader could find, that no "
-                           "manifest covers)")
+                          "manifest covers)")
