@@ -409,6 +409,28 @@ def test_every_malformed_manifest_field_is_a_verdict(made: tuple[Path, Path, Pat
     assert f"BUNDLE.json is not a bundle manifest ({where}" in result.err and "NOT verified" in result.err
 
 
+def test_a_bundle_without_its_audit_log_is_refused_however_it_is_signed(made: tuple[Path, Path, Path],
+                                                                        tmp_path: Path,
+                                                                        cli: Callable[..., CliResult]) -> None:
+    out, _, _ = made
+
+    def drop_the_log(m: dict[str, bytes]) -> None:
+        for name in ("audit.jsonl", "signatures.jsonl"):
+            m.pop(name)
+        manifest = json.loads(m["BUNDLE.json"])
+        for name in ("audit.jsonl", "signatures.jsonl"):
+            manifest["members"].pop(name)
+        m["BUNDLE.json"] = json.dumps(manifest).encode()
+        m["signatures.jsonl"] = b""  # resign() re-signs what is there: nothing
+        resign(m, signing.generate())
+        m.pop("signatures.jsonl")
+
+    result = cli("bundle", "verify", str(rewrite(out, tmp_path / "nolog.tar.gz", drop_the_log)))
+    assert result.code == 1, result.out
+    assert ("BUNDLE.json is not a bundle manifest (members: Value error, lists no audit.jsonl, signatures.jsonl)"
+            in result.err)
+
+
 @pytest.mark.parametrize("raw", [b'{"members": {}, "members": {}}', b"\xff\xfe not UTF-8", b"[]", b"null"])
 def test_a_manifest_that_is_not_one_json_object_is_a_verdict(made: tuple[Path, Path, Path], tmp_path: Path,
                                                              cli: Callable[..., CliResult], raw: bytes) -> None:

@@ -32,7 +32,7 @@ from typing import IO, Any, Literal
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from offboard.errors import BadInput, OffboardError
 from offboard.plan import Plan, now_iso
@@ -50,6 +50,7 @@ AUDIT = "audit.jsonl"
 PLAN = "plan.json"
 EVIDENCE_MANIFEST = "evidence/manifest.json"
 RUN_FILES = (PLAN, AUDIT, signing.SIGNATURES, "report.md", "report.html", "closure-note.md", "manual-checklist.md")
+REQUIRED = (PLAN, AUDIT, signing.SIGNATURES, PUBLIC_KEY)
 
 # Generous for a real exit's evidence (an exit's exports are megabytes; its audit log a few kB per
 # object), small enough that checking a crafted bundle never exhausts memory or disk time. The
@@ -89,6 +90,14 @@ class Manifest(_Strict):
     key: str
     audit: AuditHead
     members: dict[str, MemberEntry]
+
+    @field_validator("members")
+    @classmethod
+    def _holds_the_record(cls, members: dict[str, MemberEntry]) -> dict[str, MemberEntry]:
+        missing = [name for name in REQUIRED if name not in members]
+        if missing:  # without them the bundle proves nothing, however well it is signed
+            raise ValueError(f"lists no {', '.join(missing)}")
+        return members
 
 
 class _EvidenceFile(BaseModel):
