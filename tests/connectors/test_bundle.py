@@ -20,8 +20,11 @@ from typing import Any
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from offboard import engine
+from offboard.errors import BadInput
 from offboard.plan import canonical_json
 from offboard.proof import bundle, signing
 from offboard.rundir import RunDir
@@ -535,3 +538,51 @@ def test_bundle_refuses_to_pull_a_linked_file_into_the_evidence(made: tuple[Path
     (run / "evidence" / "blumira" / "extra.json").symlink_to(secret)
     result = bundle_cli(cli, run, tmp_path / "exit.tar.gz")
     assert result.code == 1 and "extra.json" in result.err and not (tmp_path / "exit.tar.gz").exists()
+
+
+# -- whatever the bytes: a verdict or one line of bad input, never a traceback -----------------------------
+
+FUZZ = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers(-2**40, 2**40) | st.floats(allow_nan=False) | st.text(max_size=20),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(
+        st.sampled_from(["format", "run_id", "customer", "created_at", "key", "audit", "members", "lines",
+                         "last_hash", "sha256", "bytes", "report.md", "files", "x"]), inner, max_size=6),
+    max_leaves=25)
+
+
+def verdict_or_bad_input(path: Path, pub: Path | None) -> None:
+    try:
+        result = bundle.verify(path, pub)
+    except BadInput as exc:
+        assert "\n" not in str(exc) and str(exc)
+        return
+    assert result.problems or result.manifest is not None
+
+
+@FUZZ
+@given(manifest=json_values, key_inside=st.booleans())
+def test_any_signed_manifest_is_a_verdict(made: tuple[Path, Path, Path], tmp_path: Path, manifest: object,
+                                          key_inside: bool) -> None:
+    out, pub, _ = made
+    key = signing.load_signer(tmp_path / "msp-key.pem")
+    assert key is not None
+
+    def edit(m: dict[str, bytes]) -> None:
+        m["BUNDLE.json"] = json.dumps(manifest).encode()
+        m["BUNDLE.sig"] = base64.b64encode(key.private.sign(m["BUNDLE.json"])) + b"\n"
+
+    verdict_or_bad_input(rewrite(out, tmp_path / "fuzz.tar.gz", edit), None if key_inside else pub)
+
+
+@FUZZ
+@given(flips=st.lists(st.tuples(st.floats(0, 1, exclude_max=True), st.integers(0, 255)), min_size=1, max_size=4))
+def test_any_damaged_archive_is_a_verdict_or_bad_input(made: tuple[Path, Path, Path], tmp_path: Path,
+                                                       flips: list[tuple[float, int]]) -> None:
+    out, pub, _ = made
+    raw = bytearray(gzip.decompress(out.read_bytes()))
+    for where, value in flips:
+        raw[int(where * len(raw))] = value
+    damaged = tmp_path / "damaged.tar.gz"
+    damaged.write_bytes(gzip.compress(bytes(raw), mtime=0))
+    verdict_or_bad_input(damaged, pub)
