@@ -5,15 +5,27 @@ each fail verification with a line naming what is wrong."""
 from __future__ import annotations
 
 import base64
+import dataclasses
+import gzip
+import hashlib
 import io
 import json
+import os
+import stat
 import tarfile
+import tracemalloc
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from offboard import engine
+from offboard.errors import BadInput
+from offboard.plan import canonical_json
 from offboard.proof import bundle, signing
 from offboard.rundir import RunDir
 from tests.conftest import BlumiraHarness, CliResult, load, past_the_notification
@@ -132,3 +144,446 @@ def test_not_a_bundle_is_one_clear_line(tmp_path: Path, cli: Callable[..., CliRe
     result = cli("bundle", "verify", str(tmp_path / "x.tar.gz"))
     assert result.code == 2 and "not a readable .tar.gz bundle" in result.err and "Traceback" not in result.err
     assert cli("bundle", "verify").code == 2
+
+
+# -- crafted bundles (issue 14): what an attacker hands an auditor ------------------------------------------
+
+
+def genuine(path: Path) -> tuple[str, list[tuple[str, bytes]]]:
+    """The run folder's name and every member (relative name, bytes) of a bundle, in order."""
+    with tarfile.open(path, "r:gz") as tar:
+        infos = tar.getmembers()
+        prefix = infos[0].name.split("/")[0]
+        return prefix, [(i.name.split("/", 1)[1], tar.extractfile(i).read()) for i in infos]  # type: ignore[union-attr]
+
+
+def entry(name: str, data: bytes = b"", **attrs: object) -> bytes:
+    """One raw tar member: header (pax where needed) and padded data, built byte by byte so a test
+    can say anything a header can say (sizes it does not carry, links, devices, odd names)."""
+    info = tarfile.TarInfo(name)
+    info.size = len(data)
+    info.mode = 0o600
+    for key, value in attrs.items():
+        setattr(info, key, value)
+    return info.tobuf(tarfile.PAX_FORMAT, "utf-8", "surrogateescape") + data + b"\0" * (-len(data) % 512)
+
+
+END = b"\0" * 1024
+
+
+def craft(dst: Path, *pieces: bytes) -> Path:
+    """A .tar.gz of raw tar bytes, each piece its own gzip member (gzip readers join them)."""
+    with dst.open("wb") as fh:
+        for piece in pieces:
+            fh.write(gzip.compress(piece, mtime=0))
+    return dst
+
+
+def with_extra(out: Path, dst: Path, before: list[bytes] = (), after: list[bytes] = ()) -> Path:  # type: ignore[assignment]
+    prefix, members = genuine(out)
+    return craft(dst, b"".join([*before, *(entry(f"{prefix}/{n}", d) for n, d in members), *after]) + END)
+
+
+FORGED = b"# Proof of service stop\n\nEverything was removed. (forged)\n"
+
+
+def test_a_duplicate_member_with_the_forged_copy_first_is_refused(made: tuple[Path, Path, Path], tmp_path: Path,
+                                                                  cli: Callable[..., CliResult]) -> None:
+    out, pub, _ = made
+    prefix, _members = genuine(out)
+    bad = with_extra(out, tmp_path / "dup.tar.gz", before=[entry(f"{prefix}/report.md", FORGED)])
+    result = cli("bundle", "verify", str(bad), "--public-key", str(pub))
+    assert result.code == 1 and "NOT verified" in result.err
+    assert f"member '{prefix}/report.md' appears twice" in result.err and "verified —" not in result.out
+
+
+@pytest.mark.parametrize("alias, why", [
+    ("{run}/./report.md", "is not a plain path inside the run's folder"),
+    ("{run}//report.md", "is not a plain path inside the run's folder"),
+    ("FORGED-RUN/report.md", "is outside the run's folder"),
+    ("{run}/evidence/../report.md", "is not a plain path inside the run's folder"),
+    ("/{run}/report.md", "is not a plain path inside the run's folder"),
+    ("{run}\\report.md", "is not a plain path inside the run's folder"),
+    ("{run}/evidence\\..\\report.md", "is not a plain path inside the run's folder"),
+])
+def test_a_second_spelling_of_a_member_or_a_second_run_folder_is_refused(
+        made: tuple[Path, Path, Path], tmp_path: Path, cli: Callable[..., CliResult], alias: str, why: str) -> None:
+    """A forged report.md that a tool might show in place of the signed one: before or after it."""
+    out, pub, _ = made
+    prefix, _members = genuine(out)
+    name = alias.format(run=prefix)
+    for where in ("before", "after"):
+        bad = with_extra(out, tmp_path / f"alias-{where}.tar.gz", **{where: [entry(name, FORGED)]})
+        result = cli("bundle", "verify", str(bad), "--public-key", str(pub))
+        assert result.code == 1 and "NOT verified" in result.err, (where, result.err)
+        assert why in result.err, (where, result.err)
+
+
+@pytest.mark.parametrize("attrs, kind", [
+    ({"type": tarfile.SYMTYPE, "linkname": "/etc/passwd"}, "is a symbolic link"),
+    ({"type": tarfile.LNKTYPE, "linkname": "{run}/report.md"}, "is a hard link"),
+    ({"type": tarfile.CHRTYPE, "devmajor": 1, "devminor": 3}, "is a character device"),
+    ({"type": tarfile.DIRTYPE}, "is a directory"),
+    ({"type": tarfile.FIFOTYPE}, "is a FIFO"),
+    ({"mode": 0o4755}, "carries setuid, setgid or sticky bits"),
+])
+def test_links_devices_and_special_bits_are_refused(made: tuple[Path, Path, Path], tmp_path: Path,
+                                                    cli: Callable[..., CliResult], attrs: dict[str, object],
+                                                    kind: str) -> None:
+    out, pub, _ = made
+    prefix, _members = genuine(out)
+    attrs = {k: v.format(run=prefix) if isinstance(v, str) else v for k, v in attrs.items()}
+    bad = with_extra(out, tmp_path / "special.tar.gz", after=[entry(f"{prefix}/evidence/extra", b"", **attrs)])
+    result = cli("bundle", "verify", str(bad), "--public-key", str(pub))
+    assert result.code == 1 and kind in result.err and "NOT verified" in result.err
+
+
+def test_members_hidden_after_the_end_marker_are_refused(made: tuple[Path, Path, Path], tmp_path: Path,
+                                                         cli: Callable[..., CliResult]) -> None:
+    """`tar -i` (read past zero blocks) would extract a forged report.md after the end of the archive."""
+    out, pub, _ = made
+    prefix, members = genuine(out)
+    body = b"".join(entry(f"{prefix}/{n}", d) for n, d in members)
+    bad = craft(tmp_path / "hidden.tar.gz", body + END + entry(f"{prefix}/report.md", FORGED) + END)
+    result = cli("bundle", "verify", str(bad), "--public-key", str(pub))
+    assert result.code == 1 and "data follows the archive's end marker" in result.err
+
+
+# -- sizes: bounded memory, whatever a header says ------------------------------------------------------------
+
+
+def test_a_member_declaring_a_huge_size_is_refused_from_its_header(made: tuple[Path, Path, Path], tmp_path: Path,
+                                                                   cli: Callable[..., CliResult]) -> None:
+    out, pub, _ = made
+    prefix, members = genuine(out)
+    body = b"".join(entry(f"{prefix}/{n}", d) for n, d in members)
+    huge = entry(f"{prefix}/evidence/huge.bin", b"", size=100 * 2**30)  # the data never follows
+    result = cli("bundle", "verify", str(craft(tmp_path / "huge.tar.gz", body + huge)), "--public-key", str(pub))
+    assert result.code == 1
+    assert (f"member '{prefix}/evidence/huge.bin' declares {100 * 2**30} bytes, over the limit of 512 MiB for it: "
+            "refused without reading it") in result.err
+
+
+def zeros_bundle(out: Path, dst: Path, name: str, mib: int) -> Path:
+    """The genuine members, then ``name`` holding ``mib`` MiB of zeros: a few hundred kB on disk."""
+    prefix, members = genuine(out)
+    body = b"".join(entry(f"{prefix}/{n}", d) for n, d in members)
+    chunk = gzip.compress(b"\0" * 2**20, mtime=0)
+    with dst.open("wb") as fh:
+        fh.write(gzip.compress(body + entry(f"{prefix}/{name}", b"", size=mib * 2**20), mtime=0))
+        for _ in range(mib):
+            fh.write(chunk)
+        fh.write(gzip.compress(END, mtime=0))
+    return dst
+
+
+def peak_memory(run: Callable[[], CliResult]) -> tuple[CliResult, int]:
+    tracemalloc.start()
+    try:
+        tracemalloc.reset_peak()
+        result = run()
+        return result, tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
+def test_a_large_member_is_hashed_as_it_streams_never_held_whole(made: tuple[Path, Path, Path], tmp_path: Path,
+                                                                 cli: Callable[..., CliResult]) -> None:
+    """48 MiB of zeros (under the limits, so it is read): memory stays a small fraction of it."""
+    out, pub, _ = made
+    bad = zeros_bundle(out, tmp_path / "big.tar.gz", "evidence/big.bin", 48)
+    assert bad.stat().st_size < 2**20
+    result, peak = peak_memory(lambda: cli("bundle", "verify", str(bad), "--public-key", str(pub)))
+    assert result.code == 1 and "member evidence/big.bin is not listed in BUNDLE.json" in result.err
+    assert peak < 12 * 2**20, f"peak {peak / 2**20:.1f} MiB while checking a 48 MiB member"
+
+
+def test_a_compression_bomb_over_the_limits_is_refused_without_unpacking_it(
+        made: tuple[Path, Path, Path], tmp_path: Path, cli: Callable[..., CliResult],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    out, pub, _ = made
+    monkeypatch.setattr(bundle, "LIMITS", dataclasses.replace(bundle.LIMITS, member_bytes=8 * 2**20,
+                                                              total_bytes=16 * 2**20))
+    bomb = zeros_bundle(out, tmp_path / "bomb.tar.gz", "evidence/bomb.bin", 64)
+    result, peak = peak_memory(lambda: cli("bundle", "verify", str(bomb), "--public-key", str(pub)))
+    assert result.code == 1 and "declares 67108864 bytes, over the limit of 8 MiB" in result.err
+    assert peak < 4 * 2**20
+    # members each under the per-member limit that add up to more than the total are refused as well
+    prefix, members = genuine(out)
+    body = b"".join(entry(f"{prefix}/{n}", d) for n, d in members)
+    many = b"".join(entry(f"{prefix}/evidence/part{i}", b"\0" * (6 * 2**20)) for i in range(3))
+    result = cli("bundle", "verify", str(craft(tmp_path / "many.tar.gz", body + many + END)), "--public-key", str(pub))
+    assert result.code == 1 and "the members add up to more than 16 MiB" in result.err
+
+
+def test_a_huge_extended_header_is_refused_before_tarfile_reads_it(made: tuple[Path, Path, Path], tmp_path: Path,
+                                                                   cli: Callable[..., CliResult]) -> None:
+    """tarfile reads a pax header whole: a 32 MiB one (a 32 MiB member name) must never be read."""
+    out, pub, _ = made
+    prefix, members = genuine(out)
+    body = b"".join(entry(f"{prefix}/{n}", d) for n, d in members)
+    bad = craft(tmp_path / "pax.tar.gz", body + entry(f"{prefix}/evidence/" + "a" * (32 * 2**20), b"x") + END)
+    result, peak = peak_memory(lambda: cli("bundle", "verify", str(bad), "--public-key", str(pub)))
+    assert result.code == 1 and "refused without reading it" in result.err
+    assert peak < 8 * 2**20
+
+
+# -- who signed: without the MSP's public key, a bundle proves consistency only ---------------------------
+
+
+def resign(members: dict[str, bytes], key: Ed25519PrivateKey) -> None:
+    """What a forger does: change what they like, then re-sign every head and the manifest with their own key."""
+    fp = signing.fingerprint(key.public_key())
+    heads = []
+    for line in members["signatures.jsonl"].split(b"\n"):
+        if line:
+            head = {k: json.loads(line)[k] for k in signing.HEAD_FIELDS} | {"key": fp}
+            signature = base64.b64encode(key.sign(canonical_json(head).encode())).decode()
+            heads.append(json.dumps({**head, "signature": signature}, sort_keys=True) + "\n")
+    members["signatures.jsonl"] = "".join(heads).encode()
+    members["msp.pub"] = signing.public_pem(key.public_key())
+    manifest = json.loads(members["BUNDLE.json"]) | {"key": fp}
+    manifest["members"] = {n: {"sha256": hashlib.sha256(members[n]).hexdigest(), "bytes": len(members[n])}
+                           for n in manifest["members"]}
+    members["BUNDLE.json"] = (json.dumps(manifest, indent=2, sort_keys=True) + "\n").encode()
+    members["BUNDLE.sig"] = base64.b64encode(key.sign(members["BUNDLE.json"])) + b"\n"
+
+
+def test_without_the_public_key_a_bundle_is_consistent_only_and_shows_the_fingerprint_to_compare(
+        made: tuple[Path, Path, Path], tmp_path: Path, cli: Callable[..., CliResult]) -> None:
+    out, pub, _ = made
+    msp = signing.fingerprint(signing.load_public(pub))
+    genuine_check = cli("bundle", "verify", str(out))
+    assert genuine_check.code == 3, genuine_check.out + genuine_check.err
+    assert "internally consistent only, NOT authenticated" in genuine_check.out and msp in genuine_check.out
+    assert "--public-key msp.pub" in genuine_check.out and "verified —" not in genuine_check.out
+    forger = signing.generate()
+    forged = rewrite(out, tmp_path / "forged.tar.gz", lambda m: (m.__setitem__("report.md", FORGED), resign(m, forger)))
+    result = cli("bundle", "verify", str(forged))
+    assert result.code == 3 and "NOT authenticated" in result.out
+    assert signing.fingerprint(forger.public_key()) in result.out and msp not in result.out
+    with_key = cli("bundle", "verify", str(forged), "--public-key", str(pub))
+    assert with_key.code == 1 and "msp.pub is not the given public key" in with_key.err
+
+
+# -- malformed manifests: a verdict, never a traceback ------------------------------------------------------
+
+
+def _set(path: tuple[str, ...], value: object) -> Callable[[dict[str, Any]], None]:
+    def change(manifest: dict[str, Any]) -> None:
+        target = manifest
+        for key in path[:-1]:
+            target = target[key]
+        target[path[-1]] = value
+    return change
+
+
+def _drop(key: str) -> Callable[[dict[str, Any]], None]:
+    return lambda manifest: manifest.pop(key)
+
+
+@pytest.mark.parametrize("change, where", [
+    (_set(("members",), ["plan.json"]), "members"),
+    (_set(("members", "report.md"), "e3b0c442"), "members.report.md"),
+    (_set(("members", "report.md", "bytes"), "12"), "members.report.md.bytes"),
+    (_set(("audit",), [1, 2]), "audit"),
+    (_drop("audit"), "audit"),
+    (_drop("customer"), "customer"),
+    (_set(("run_id",), 42), "run_id"),
+    (_set(("format",), "offboard-bundle/99"), "format"),
+    (_set(("extra",), True), "extra"),
+])
+def test_every_malformed_manifest_field_is_a_verdict(made: tuple[Path, Path, Path], tmp_path: Path,
+                                                     cli: Callable[..., CliResult],
+                                                     change: Callable[[dict[str, Any]], None], where: str) -> None:
+    """Even signed by the MSP's own key (a bug, a format from elsewhere): exit 1 naming the field."""
+    out, pub, _ = made
+    key = signing.load_signer(tmp_path / "msp-key.pem")
+    assert key is not None
+
+    def edit(m: dict[str, bytes]) -> None:
+        manifest = json.loads(m["BUNDLE.json"])
+        change(manifest)
+        m["BUNDLE.json"] = json.dumps(manifest).encode()
+        m["BUNDLE.sig"] = base64.b64encode(key.private.sign(m["BUNDLE.json"])) + b"\n"
+
+    result = cli("bundle", "verify", str(rewrite(out, tmp_path / "bad.tar.gz", edit)), "--public-key", str(pub))
+    assert result.code == 1 and "internal error" not in result.err, result.err
+    assert f"BUNDLE.json is not a bundle manifest ({where}" in result.err and "NOT verified" in result.err
+
+
+def test_a_bundle_without_its_audit_log_is_refused_however_it_is_signed(made: tuple[Path, Path, Path],
+                                                                        tmp_path: Path,
+                                                                        cli: Callable[..., CliResult]) -> None:
+    out, _, _ = made
+
+    def drop_the_log(m: dict[str, bytes]) -> None:
+        for name in ("audit.jsonl", "signatures.jsonl"):
+            m.pop(name)
+        manifest = json.loads(m["BUNDLE.json"])
+        for name in ("audit.jsonl", "signatures.jsonl"):
+            manifest["members"].pop(name)
+        m["BUNDLE.json"] = json.dumps(manifest).encode()
+        m["signatures.jsonl"] = b""  # resign() re-signs what is there: nothing
+        resign(m, signing.generate())
+        m.pop("signatures.jsonl")
+
+    result = cli("bundle", "verify", str(rewrite(out, tmp_path / "nolog.tar.gz", drop_the_log)))
+    assert result.code == 1, result.out
+    assert ("BUNDLE.json is not a bundle manifest (members: Value error, lists no audit.jsonl, signatures.jsonl)"
+            in result.err)
+
+
+@pytest.mark.parametrize("raw", [b'{"members": {}, "members": {}}', b"\xff\xfe not UTF-8", b"[]", b"null"])
+def test_a_manifest_that_is_not_one_json_object_is_a_verdict(made: tuple[Path, Path, Path], tmp_path: Path,
+                                                             cli: Callable[..., CliResult], raw: bytes) -> None:
+    out, pub, _ = made
+    bad = rewrite(out, tmp_path / "bad.tar.gz", lambda m: m.__setitem__("BUNDLE.json", raw))
+    result = cli("bundle", "verify", str(bad), "--public-key", str(pub))
+    assert result.code == 1 and "BUNDLE.json is not a bundle manifest" in result.err
+    assert "internal error" not in result.err
+
+
+def test_a_malformed_evidence_manifest_or_key_inside_is_a_verdict(made: tuple[Path, Path, Path], tmp_path: Path,
+                                                                  cli: Callable[..., CliResult]) -> None:
+    out, _pub, _ = made
+    forger = signing.generate()
+    bad = rewrite(out, tmp_path / "bad.tar.gz", lambda m: (
+        m.__setitem__("evidence/manifest.json", b'{"files": ["users.json"]}'), resign(m, forger)))
+    result = cli("bundle", "verify", str(bad))
+    assert result.code == 1 and "evidence/manifest.json is not an evidence manifest" in result.err
+    no_key = rewrite(out, tmp_path / "nokey.tar.gz", lambda m: m.__setitem__("msp.pub", b"not a key"))
+    result = cli("bundle", "verify", str(no_key))
+    assert result.code == 1 and "the bundle's msp.pub is not a PEM public key" in result.err
+
+
+# -- making a bundle: only of a run that verifies, only through a file of its own ---------------------------
+
+
+def bundle_cli(cli: Callable[..., CliResult], run: Path, out: Path) -> CliResult:
+    return cli("bundle", run.name, "-o", str(out), "-c", str(run.parent.parent / "config.toml"))
+
+
+def test_bundle_never_writes_through_a_link_planted_at_its_temp_name(made: tuple[Path, Path, Path], tmp_path: Path,
+                                                                     cli: Callable[..., CliResult]) -> None:
+    _, pub, run = made
+    victim = tmp_path / "victim.txt"
+    victim.write_bytes(b"the MSP's other file\n")
+    out = tmp_path / "planted.tar.gz"
+    (tmp_path / "planted.tar.gz.part").symlink_to(victim)
+    result = bundle_cli(cli, run, out)
+    assert result.code == 0, result.err
+    assert victim.read_bytes() == b"the MSP's other file\n"
+    planted = tmp_path / "planted.tar.gz.part"
+    assert planted.is_symlink() and os.readlink(planted) == str(victim)
+    assert not out.is_symlink() and stat.S_IMODE(out.stat().st_mode) == 0o600
+    assert cli("bundle", "verify", str(out), "--public-key", str(pub)).code == 0
+
+
+@pytest.mark.parametrize("where, message", [
+    ("a-directory", "is a directory; name the bundle file to write"),
+    ("a-file/out.tar.gz", "is not an existing directory"),
+    ("missing/out.tar.gz", "is not an existing directory"),
+])
+def test_a_bad_output_path_is_one_line_exit_2_and_leaves_nothing(made: tuple[Path, Path, Path], tmp_path: Path,
+                                                                 cli: Callable[..., CliResult], where: str,
+                                                                 message: str) -> None:
+    _, _, run = made
+    (tmp_path / "a-directory").mkdir()
+    (tmp_path / "a-file").write_text("x")
+    before = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*"))
+    result = bundle_cli(cli, run, tmp_path / where)
+    assert result.code == 2 and message in result.err and len(result.err.strip().splitlines()) == 1, result.err
+    assert sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*")) == before
+
+
+def _first_head_lines(run: Path) -> int:
+    return int(json.loads((run / "signatures.jsonl").read_bytes().split(b"\n")[0])["audit_lines"])
+
+
+@pytest.mark.parametrize("attack, message", [
+    (lambda run: (run / "audit.jsonl").write_bytes(
+        (run / "audit.jsonl").read_bytes().replace(b"ACME-PC0", b"ACME-PX0", 1)), "its audit log is broken at line"),
+    (lambda run: (run / "signatures.jsonl").write_bytes(b"".join(
+        line + b"\n" for line in (run / "signatures.jsonl").read_bytes().split(b"\n")[:-2])),
+     "its signatures do not verify with this MSP key"),
+    (lambda run: (run / "signatures.jsonl").write_bytes(b""), "its signatures do not verify with this MSP key"),
+    (lambda run: (  # cut back to the first signed head, signatures and all
+        (run / "audit.jsonl").write_bytes(b"".join(
+            line + b"\n" for line in (run / "audit.jsonl").read_bytes().split(b"\n")[:_first_head_lines(run)])),
+        (run / "signatures.jsonl").write_bytes((run / "signatures.jsonl").read_bytes().split(b"\n")[0] + b"\n")),
+     "and the audit log does not have that line: it was cut back or rewritten"),
+])
+def test_bundle_refuses_a_run_whose_chain_or_signatures_do_not_verify(
+        made: tuple[Path, Path, Path], blumira: BlumiraHarness, tmp_path: Path, cli: Callable[..., CliResult],
+        attack: Callable[[Path], object], message: str) -> None:
+    _, _, run = made
+    cfg = load(tmp_path / "config.toml")
+    heads = len((run / "signatures.jsonl").read_bytes().split(b"\n"))
+    with blumira.sessions(cfg) as s:  # one more signed head, so a cut-back has earlier ones to stop at
+        engine.confirm(run.name, "blumira.sensors.remove", "J. Doe", "sensors removed 2026-11-23", cfg, s)
+    assert len((run / "signatures.jsonl").read_bytes().split(b"\n")) == heads + 1
+    attack(run)
+    before = sorted(tmp_path.iterdir())
+    result = bundle_cli(cli, run, tmp_path / "exit.tar.gz")
+    assert result.code == 1 and f"refusing to bundle run {run.name}" in result.err and message in result.err, result.err
+    assert len(result.err.strip().splitlines()) == 1
+    assert sorted(tmp_path.iterdir()) == before  # no bundle, no temp file
+
+
+def test_bundle_refuses_to_pull_a_linked_file_into_the_evidence(made: tuple[Path, Path, Path], tmp_path: Path,
+                                                                cli: Callable[..., CliResult]) -> None:
+    _, _, run = made
+    secret = tmp_path / "elsewhere.txt"
+    secret.write_text("not part of the exit")
+    (run / "evidence" / "blumira" / "extra.json").symlink_to(secret)
+    result = bundle_cli(cli, run, tmp_path / "exit.tar.gz")
+    assert result.code == 1 and "extra.json" in result.err and not (tmp_path / "exit.tar.gz").exists()
+
+
+# -- whatever the bytes: a verdict or one line of bad input, never a traceback -----------------------------
+
+FUZZ = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers(-2**40, 2**40) | st.floats(allow_nan=False) | st.text(max_size=20),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(
+        st.sampled_from(["format", "run_id", "customer", "created_at", "key", "audit", "members", "lines",
+                         "last_hash", "sha256", "bytes", "report.md", "files", "x"]), inner, max_size=6),
+    max_leaves=25)
+
+
+def verdict_or_bad_input(path: Path, pub: Path | None) -> None:
+    try:
+        result = bundle.verify(path, pub)
+    except BadInput as exc:
+        assert "\n" not in str(exc) and str(exc)
+        return
+    assert result.problems or result.manifest is not None
+
+
+@FUZZ
+@given(manifest=json_values, key_inside=st.booleans())
+def test_any_signed_manifest_is_a_verdict(made: tuple[Path, Path, Path], tmp_path: Path, manifest: object,
+                                          key_inside: bool) -> None:
+    out, pub, _ = made
+    key = signing.load_signer(tmp_path / "msp-key.pem")
+    assert key is not None
+
+    def edit(m: dict[str, bytes]) -> None:
+        m["BUNDLE.json"] = json.dumps(manifest).encode()
+        m["BUNDLE.sig"] = base64.b64encode(key.private.sign(m["BUNDLE.json"])) + b"\n"
+
+    verdict_or_bad_input(rewrite(out, tmp_path / "fuzz.tar.gz", edit), None if key_inside else pub)
+
+
+@FUZZ
+@given(flips=st.lists(st.tuples(st.floats(0, 1, exclude_max=True), st.integers(0, 255)), min_size=1, max_size=4))
+def test_any_damaged_archive_is_a_verdict_or_bad_input(made: tuple[Path, Path, Path], tmp_path: Path,
+                                                       flips: list[tuple[float, int]]) -> None:
+    out, pub, _ = made
+    raw = bytearray(gzip.decompress(out.read_bytes()))
+    for where, value in flips:
+        raw[int(where * len(raw))] = value
+    damaged = tmp_path / "damaged.tar.gz"
+    damaged.write_bytes(gzip.compress(bytes(raw), mtime=0))
+    verdict_or_bad_input(damaged, pub)

@@ -49,8 +49,14 @@ def test_audit_verify_with_the_public_key_checks_the_signed_heads(cli: Callable[
     unsigned = cli("audit", "verify", str(tmp_path / "audit.jsonl"), "--public-key", str(tmp_path / "msp.pub"))
     assert unsigned.code == 1 and "never signed" in unsigned.err
     signer.sign_head(tmp_path, "r", len(log.records), log.last_hash)
+    started = cli("audit", "verify", str(tmp_path / "audit.jsonl"), "--public-key", str(tmp_path / "msp.pub"))
+    assert started.code == 1 and "POSSIBLY CUT" in started.err  # signed, but the run never reached its end
+    log = AuditLog(tmp_path / "audit.jsonl", "r")
+    log.emit("run.closed", outcome="success")
+    log.close()
+    signer.sign_head(tmp_path, "r", len(log.records), log.last_hash)
     ok = cli("audit", "verify", str(tmp_path / "audit.jsonl"), "--public-key", str(tmp_path / "msp.pub"))
-    assert ok.code == 0 and "covers all 1 events" in ok.out
+    assert ok.code == 0 and "covers all 2 events; the record reaches the run's end (line 2, `run.closed`" in ok.out
     raw = base64.b64encode(signer.private.private_bytes_raw()).decode()
     assert raw not in ok.out and raw not in (tmp_path / signing.SIGNATURES).read_text()
     missing = cli("audit", "verify", str(tmp_path / "audit.jsonl"), "--public-key", str(tmp_path / "nope.pub"))

@@ -8,10 +8,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from offboard.errors import BadInput
 from offboard.proof import signing
-from offboard.proof.audit import AuditLog, line_hash
+from offboard.proof.audit import AuditLog, seal, verify_bytes
 
 
 def a_run(tmp_path: Path, signer: signing.Signer, events: int = 5) -> Path:
@@ -41,15 +43,16 @@ def test_an_untouched_signed_run_verifies(tmp_path: Path, signer: signing.Signer
 def test_a_whole_rewritten_chain_is_caught_though_every_hash_is_recomputed(
         tmp_path: Path, signer: signing.Signer) -> None:
     audit = a_run(tmp_path, signer)
-    records: list[dict[str, Any]] = [json.loads(line) for line in audit.read_text().splitlines()]
+    records: list[dict[str, Any]] = [json.loads(line) for line in audit.read_bytes().split(b"\n") if line]
     prev = "0" * 64
+    lines = []
     for r in records:  # a forger who rewrites a detail and recomputes the whole chain
         if r["seq"] == 1:
             r["detail"] = {"n": 999}
         r["prev_hash"] = prev
-        r["hash"] = line_hash(r)
-        prev = r["hash"]
-    audit.write_text("".join(json.dumps(r) + "\n" for r in records))
+        lines.append(seal(r))
+        prev = json.loads(lines[-1])["hash"]
+    audit.write_text("".join(line + "\n" for line in lines))
     result = check(audit, signer)
     assert not result.ok and "is not in this audit log (it was rewritten)" in result.reason
 
@@ -103,3 +106,25 @@ def test_the_keyring_keeps_the_key_when_no_file_is_configured() -> None:
     signing.store_in_keyring(key)
     loaded = signing.load_signer(None)
     assert loaded is not None and loaded.fingerprint == signing.fingerprint(key.public_key())
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(flips=st.lists(st.tuples(st.sampled_from(["audit.jsonl", signing.SIGNATURES]), st.floats(0, 1, exclude_max=True),
+                                st.sampled_from([0x0A, 0x22, 0x7B, 0x2C, 0x5C, 0x85, 0xE2, 0xFF, 0x30, 0x20])),
+                      min_size=1, max_size=3))
+def test_any_damaged_log_or_signatures_is_a_verdict(tmp_path: Path, signer: signing.Signer,
+                                                    flips: list[tuple[str, float, int]]) -> None:
+    """Lines split, joined, cut or made invalid UTF-8 anywhere: a reason, never an exception."""
+    folder = tmp_path / "run"
+    if not folder.exists():
+        folder.mkdir()
+        a_run(folder, signer)
+    raw = {name: bytearray((folder / name).read_bytes()) for name in ("audit.jsonl", signing.SIGNATURES)}
+    for name, where, value in flips:
+        raw[name][int(where * len(raw[name]))] = value
+    chain = verify_bytes(bytes(raw["audit.jsonl"]))
+    if chain.ok:
+        result = signing.check_heads(chain, bytes(raw[signing.SIGNATURES]), signer.public)
+        assert result.ok or result.reason
+    else:
+        assert chain.bad_line is not None and chain.reason

@@ -11,7 +11,7 @@ import os
 import sys
 import traceback
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, NoReturn
 
 import typer
 
@@ -27,6 +27,9 @@ from offboard.proof.plan_signature import check_plan_signature, sign_plan
 from offboard.rundir import RunDir
 from offboard.wire import credentials
 from offboard.wire.redact import REDACTOR
+
+if TYPE_CHECKING:
+    from offboard.proof import bundle as bundles
 
 app = typer.Typer(
     name="offboard",
@@ -239,24 +242,38 @@ def audit_verify(
     file: Annotated[Path, typer.Argument(help="An audit.jsonl from a run folder.")],
     public_key: Annotated[Path | None, typer.Option(
         "--public-key", help="The MSP's public key (msp.pub): also check the signed chain heads in "
-                             "signatures.jsonl beside the log, so a rewritten log is detected too.")] = None,
+                             "signatures.jsonl beside the log, so a rewritten or cut log is detected too.")] = None,
 ) -> None:
     """Recompute the hash chain; name the first line that was changed, removed or inserted.
-    With --public-key, also check the MSP's signatures over it."""
+    With --public-key, also check the MSP's signatures over it, and that the signed record
+    reaches the run's end (exit 1 when it does not: the log may have been cut)."""
     result = verify_file(file)
     if not result.ok:
         render.error(f"{file}: chain BROKEN at line {result.bad_line}: {result.reason}")
         raise typer.Exit(ExitCode.FAILED)
-    render.out.print(f"{file}: chain intact, {result.lines} events, last hash {result.last_hash}")
+    render.out.print(f"{file}: chain intact, {result.lines} events, last hash {result.last_hash}", soft_wrap=True,
+                     markup=False)
     if public_key is None:
+        render.out.print(
+            "This proves only that the log is internally consistent: a log cut short, or rewritten whole with "
+            "every hash recomputed, passes this check too. To prove it is the MSP's record, check the MSP's "
+            f"signatures with its public key: offboard audit verify {file} --public-key msp.pub",
+            soft_wrap=True, markup=False)
         raise typer.Exit(ExitCode.OK)
-    check = signing.verify_heads(file, file.parent / signing.SIGNATURES, signing.load_public(public_key))
+    check = signing.check_heads_file(result, file.parent / signing.SIGNATURES, signing.load_public(public_key))
     if not check.ok:
         render.error(f"{file}: signature check FAILED: {check.reason}")
         raise typer.Exit(ExitCode.FAILED)
-    assert check.last is not None
-    render.out.print(f"signed: {check.heads} chain head(s) by {check.last['key']}; the last, at "
-                     f"{check.last['signed_at']}, covers all {check.last['audit_lines']} events")
+    assert check.last is not None and check.end is not None
+    signed = (f"signed: {check.heads} chain head(s) by {check.last['key']}; the last, at "
+              f"{check.last['signed_at']}, covers all {check.last['audit_lines']} events")
+    if not check.end.ended:
+        render.error(f"{file}: POSSIBLY CUT: {signed}, but the record does not reach the run's end "
+                     f"({check.end.describe()}). Either the run is not over, or the log and its signatures were cut "
+                     "back to this earlier signed head: compare with the run's bundle, report or the MSP's copy")
+        raise typer.Exit(ExitCode.FAILED)
+    render.out.print(f"{signed}; the record reaches the run's end ({check.end.describe()})", soft_wrap=True,
+                     markup=False)
     raise typer.Exit(ExitCode.OK)
 
 
@@ -294,31 +311,22 @@ def bundle(
     out: Annotated[Path | None, typer.Option("--out", "-o", help="Where to write the bundle "
                                              "(default: <run id>.tar.gz).")] = None,
     public_key: Annotated[Path | None, typer.Option(
-        "--public-key", help="With `verify`: the MSP's public key; without it, the key inside the bundle is used "
-                             "(which proves integrity, not who signed).")] = None,
+        "--public-key", help="With `verify`: the MSP's public key; without it, the key inside the bundle is used, "
+                             "which proves internal consistency only, not who signed (exit 3).")] = None,
     config: ConfigOpt = Path("config.toml"),
 ) -> None:
     """`offboard bundle RUN_ID -o acme-exit.tar.gz`: one signed file with the plan, the audit log and its
     signatures, the evidence, the snapshots, every verification and confirmation, and the reports.
 
     `offboard bundle verify acme-exit.tar.gz [--public-key msp.pub]`: check it whole, offline.
-    Exits 0 when it verifies, 1 naming each problem when it does not."""
+    Exits 0 when it verifies with the given public key; 3 when it is consistent but was checked only
+    with the key inside it (compare that key's fingerprint with the MSP's); 1 naming each problem."""
     from offboard.proof import bundle as bundles
 
     if target == "verify":
         if file is None:
             raise BadInput("`offboard bundle verify` needs the bundle file: offboard bundle verify FILE.tar.gz")
-        check = bundles.verify(file, public_key)
-        if not check.ok:
-            for problem in check.problems:
-                render.error(f"{file}: {problem}")
-            render.error(f"{file}: NOT verified ({len(check.problems)} problem(s))")
-            raise typer.Exit(ExitCode.FAILED)
-        m = check.manifest
-        render.out.print(f"{file}: verified — run {m['run_id']} for {m['customer']!r}, {len(m['members'])} members, "
-                         f"audit chain of {m['audit']['lines']} events signed by {check.key} "
-                         f"(checked with {check.key_source}).", soft_wrap=True)
-        raise typer.Exit(ExitCode.OK)
+        _bundle_verdict(file, bundles.verify(file, public_key))
     if file is not None:
         raise BadInput(f"unexpected argument {str(file)!r}: use `offboard bundle RUN_ID -o FILE`")
     cfg = _config(config)
@@ -328,8 +336,35 @@ def bundle(
         raise BadInput("a bundle is signed with the MSP's key and there is none: make one with `offboard keys init`")
     dest = out or Path(f"{run.run_id}.tar.gz")
     manifest = bundles.create(run, signer, dest)
-    render.out.print(f"Bundle written to {dest}: {len(manifest['members'])} members, signed by {signer.fingerprint}. "
-                     f"Check it with `offboard bundle verify {dest} --public-key msp.pub`.", soft_wrap=True)
+    render.out.print(f"Bundle written to {dest}: {len(manifest.members)} members, signed by {signer.fingerprint}. "
+                     f"Check it with `offboard bundle verify {dest} --public-key msp.pub`.", soft_wrap=True,
+                     markup=False)
+
+
+def _bundle_verdict(file: Path, check: bundles.BundleCheck) -> NoReturn:
+    """Exit 0: verified with the MSP's public key given; 3: consistent, but checked only with the key
+    inside the bundle (a person must compare its fingerprint); 1: not verified, each problem named."""
+    if not check.ok or check.manifest is None:
+        for problem in check.problems:
+            render.error(f"{file}: {problem}")
+        render.error(f"{file}: NOT verified ({len(check.problems)} problem(s))")
+        raise typer.Exit(ExitCode.FAILED)
+    m = check.manifest
+    end = check.end
+    ended = ("the run ended in it" if end.ended else "the run had NOT ended when it was bundled") if end else "?"
+    summary = (f"run {m.run_id} for {m.customer!r}, {len(m.members)} members, audit chain of {m.audit.lines} events "
+               f"signed by {check.key}; {ended} ({end.describe() if end else '?'})")
+    if not check.authenticated:
+        render.out.print(
+            f"{file}: internally consistent only, NOT authenticated — {summary}. It was checked with the key that "
+            f"came inside the bundle: anyone can re-sign a changed bundle with a key of their own. Compare "
+            f"{check.key} with the MSP's key fingerprint obtained another way (the MSP's `offboard keys export` "
+            "prints it), "
+            f"or check it with the MSP's public key: offboard bundle verify {file} --public-key msp.pub",
+            soft_wrap=True, markup=False)
+        raise typer.Exit(ExitCode.MANUAL_PENDING)
+    render.out.print(f"{file}: verified — {summary} (checked with {check.key_source}).", soft_wrap=True, markup=False)
+    raise typer.Exit(ExitCode.OK)
 
 
 @keys_app.command("init")

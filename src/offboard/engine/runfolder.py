@@ -14,12 +14,12 @@ from offboard.engine.guards import check_plan_fits
 from offboard.engine.sessions import Sessions
 from offboard.lifecycle import fold_actions
 from offboard.plan import Plan, now_iso, read_plan
-from offboard.proof.audit import AuditLog
+from offboard.proof.audit import AuditLog, repair_torn_tail
 from offboard.proof.checklist import write_checklist
 from offboard.proof.closure import write_closure_note
 from offboard.proof.evidence import EvidenceStore
 from offboard.proof.report import write_report
-from offboard.proof.signing import Signer, load_signer
+from offboard.proof.signing import SIGNATURES, Signer, load_signer
 from offboard.rundir import RunDir, atomic_write_bytes, identity_lock
 
 
@@ -73,6 +73,10 @@ def write_documents(run: RunDir, plan: Plan, audit: AuditLog, signer: Signer | N
                     sessions: Sessions | None = None) -> list[Path]:
     """Sign the chain head as it stands (when the MSP has a key), then write the documents
     that quote it, and each vendor's own (e.g. its notification draft). Returns the latter."""
+    if signer is not None and audit.records and (torn := repair_torn_tail(run.path / SIGNATURES)):
+        audit.emit("signatures.repaired", outcome="success",
+                   detail=f"a torn last line of {torn} bytes in {SIGNATURES} (a crash while signing) was removed "
+                          "before signing again; every complete signed head is intact")
     audit.sync()
     if signer is not None and audit.records:
         signer.sign_head(run.path, run.run_id, len(audit.records), audit.last_hash)

@@ -1,12 +1,15 @@
 """The audit log: JSON Lines, one event per line, SHA-256 hash-chained, fsynced where it matters.
 
-Each line's ``hash`` is the SHA-256 of the canonical JSON of the line without
-``hash`` (which includes ``prev_hash``), so changing, removing, inserting or
-reordering any line breaks the chain at that line. The log is also the run's
-source of truth on resume: which actions started, which finished.
+Each line is compact JSON whose last field, ``hash``, is the SHA-256 of exactly the bytes
+before it (the line up to ``,"hash":``, closed with ``}``), which include ``prev_hash``: so
+changing any byte of a line (even one that parses the same: a key written twice, other
+spacing, another escape), or removing, inserting or reordering a line, breaks the chain at
+that line. Lines are split on ``\\n`` only: JSON escapes every control character, so a vendor
+string with U+2028 or U+0085 stays inside its line. The log is also the run's source of truth
+on resume: which actions started, which finished.
 
 Built as a structlog processor pipeline: run fields -> timestamp -> schema ->
-redaction -> hash chain -> render, written by a logger that flushes every line and
+redaction -> hash chain (which renders the sealed line), written by a logger that flushes every line and
 fsyncs the ones a resume depends on (``DURABLE``): above all ``action.started``, which
 is on disk before its write is sent, so a crash can never hide a write that may have
 landed. The other lines reach the disk with the next fsync; one lost to a power cut is
@@ -18,8 +21,9 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import threading
-from collections.abc import Iterator, MutableMapping
+from collections.abc import Iterator, Mapping, MutableMapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
@@ -27,7 +31,6 @@ from typing import Any, TextIO
 import structlog
 
 from offboard.errors import BadInput, read_input
-from offboard.plan import canonical_json
 from offboard.rundir import open_append
 from offboard.wire.redact import REDACTOR
 
@@ -37,16 +40,48 @@ FIELDS = ("ts", "run_id", "seq", "event", "vendor", "step", "action_id", "target
 Outcome = str  # "success" | "failure" | "unknown" (Elastic Common Schema event.outcome)
 
 
-def line_hash(record: dict[str, Any]) -> str:
-    body = {k: v for k, v in record.items() if k != "hash"}
-    return hashlib.sha256(canonical_json(body).encode()).hexdigest()
+_SEAL = re.compile(rb',"hash":"([0-9a-f]{64})"\}\Z')
+
+
+def seal(record: Mapping[str, Any]) -> str:
+    """The log line for ``record`` (every field but ``hash``, in order): its compact JSON with the
+    SHA-256 of exactly those bytes appended as the last field. The one place the chain is made."""
+    body = json.dumps({k: v for k, v in record.items() if k != "hash"}, separators=(",", ":"), ensure_ascii=False)
+    digest = hashlib.sha256(body.encode("utf-8")).hexdigest()
+    return f'{body[:-1]},"hash":"{digest}"}}'
+
+
+def _sealed(line: bytes, record: Mapping[str, Any]) -> bool:
+    """The line ends with its hash, and the hash is over exactly the bytes before it."""
+    match = _SEAL.search(line)
+    return (match is not None and match.group(1).decode() == record.get("hash")
+            and hashlib.sha256(line[:match.start()] + b"}").hexdigest() == record["hash"])
+
+
+class DuplicateKey(ValueError):
+    pass
+
+
+def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in out:  # two readers could each see another value: never ambiguous evidence
+            raise DuplicateKey(f"the key {key!r} appears twice")
+        out[key] = value
+    return out
+
+
+def loads_strict(data: bytes | str) -> Any:
+    """JSON as offboard writes it: UTF-8, no object with the same key twice. Raises ValueError."""
+    return json.loads(data, object_pairs_hook=_no_duplicates)
 
 
 # Lines fsynced before anything else happens: a write about to be sent, a person's word, the
 # operator's decisions, and the run's start and end (the signed head quotes the last).
 DURABLE = frozenset({"action.started", "manual.confirmed", "manual.rejected", "guard.confirmed",
                      "preflight.overridden", "evidence.overridden", "run.started", "run.resumed", "run.finished",
-                     "run.closed", "run.interrupted", "verify.finished", "audit.repaired"})
+                     "run.closed", "run.interrupted", "verify.finished", "audit.repaired",
+                     "signatures.repaired"})
 
 
 class _FsyncWriter:
@@ -75,16 +110,16 @@ class _Chain:
         self.last_hash = last_hash
         self.last_record: dict[str, Any] = {}
 
-    def __call__(self, _logger: Any, _name: str, ev: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
+    def __call__(self, _logger: Any, _name: str, ev: MutableMapping[str, Any]) -> str:
         self.seq += 1
         record = {k: ev.get(k) for k in FIELDS}
         record["seq"] = self.seq
         record["prev_hash"] = self.last_hash
-        digest = line_hash(record)
-        record["hash"] = digest
-        self.last_hash = digest
-        self.last_record = record
-        return record
+        line = seal(record)
+        # What a reader of the file sees, not the Python values before JSON (a tuple is a list there).
+        self.last_record = json.loads(line)
+        self.last_hash = self.last_record["hash"]
+        return line
 
 
 def _schema(_logger: Any, _name: str, ev: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
@@ -98,10 +133,6 @@ def _redact(_logger: Any, _name: str, ev: MutableMapping[str, Any]) -> MutableMa
     return {k: REDACTOR.value(v) for k, v in ev.items()}
 
 
-def _render(_logger: Any, _name: str, ev: MutableMapping[str, Any]) -> str:
-    return json.dumps(ev, separators=(",", ":"), ensure_ascii=False)
-
-
 class AuditLog:
     """Append-only writer for one run's log; reopening continues the chain."""
 
@@ -109,7 +140,7 @@ class AuditLog:
         self.path = path
         self.run_id = run_id
         path.parent.mkdir(parents=True, exist_ok=True)
-        repaired = _repair_torn_tail(path)
+        repaired = repair_torn_tail(path)
         result = verify_file(path) if path.exists() and path.stat().st_size else None
         if result is not None and not result.ok:
             raise BadInput(f"audit log {path} is broken at line {result.bad_line} ({result.reason}); "
@@ -129,7 +160,6 @@ class AuditLog:
                 _schema,
                 _redact,
                 self._chain,
-                _render,
             ],
         )
         if repaired:
@@ -160,8 +190,9 @@ class AuditLog:
         self._fh.close()
 
 
-def _repair_torn_tail(path: Path) -> int:
-    """Drop a partial last line left by a crash mid-write; returns bytes removed."""
+def repair_torn_tail(path: Path) -> int:
+    """Drop a partial last line left by a crash mid-write (of this log, or of the signed heads
+    beside it); returns the bytes removed, for the caller to record."""
     if not path.exists():
         return 0
     data = path.read_bytes()
@@ -175,11 +206,19 @@ def _repair_torn_tail(path: Path) -> int:
     return len(data) - keep
 
 
+def split_lines(raw: bytes) -> tuple[list[bytes], bool]:
+    """The complete lines of a JSON Lines file, split on ``\\n`` only, and whether a torn
+    (unterminated) last line followed them."""
+    lines = raw.split(b"\n")
+    torn = lines.pop() != b""
+    return lines, torn
+
+
 def read_records(path: Path) -> Iterator[dict[str, Any]]:
-    with path.open(encoding="utf-8") as fh:
-        for line in fh:
-            if line.strip():
-                yield json.loads(line)
+    lines, _torn = split_lines(path.read_bytes())
+    for line in lines:
+        if line.strip():
+            yield json.loads(line)
 
 
 @dataclass(frozen=True)
@@ -189,18 +228,25 @@ class VerifyResult:
     bad_line: int | None = None
     reason: str = ""
     last_hash: str = GENESIS
+    records: tuple[dict[str, Any], ...] = ()  # every line, when ok
 
 
 def verify_file(path: Path) -> VerifyResult:
     """Recompute the chain; name the first line that does not hold."""
-    raw = read_input(path, "audit log")
-    lines = raw.split(b"\n")
-    torn = lines.pop() != b""  # a complete log ends with a newline
+    return verify_bytes(read_input(path, "audit log"))
+
+
+def verify_bytes(raw: bytes) -> VerifyResult:
+    """Recompute the chain of a whole log's bytes; name the first line that does not hold."""
+    lines, torn = split_lines(raw)  # a complete log ends with a newline
     prev = GENESIS
+    records: list[dict[str, Any]] = []
     for n, line in enumerate(lines, start=1):
         try:
-            record = json.loads(line)
-        except (json.JSONDecodeError, UnicodeDecodeError):
+            record = loads_strict(line)
+        except DuplicateKey as exc:
+            return VerifyResult(False, len(lines), n, f"{exc} (the line was edited)")
+        except ValueError:  # JSON and UTF-8 errors both
             return VerifyResult(False, len(lines), n, "not valid JSON (torn or edited)")
         if not isinstance(record, dict) or "hash" not in record:
             return VerifyResult(False, len(lines), n, "not an audit event")
@@ -209,10 +255,11 @@ def verify_file(path: Path) -> VerifyResult:
                                 "(a line was removed, inserted or reordered)")
         if record.get("seq") != n:
             return VerifyResult(False, len(lines), n, f"seq is {record.get('seq')!r}, expected {n}")
-        if line_hash(record) != record["hash"]:
+        if not _sealed(line, record):
             return VerifyResult(False, len(lines), n, "content does not match its hash (the line was changed)")
         prev = record["hash"]
+        records.append(record)
     if torn:
         n = len(lines) + 1
         return VerifyResult(False, n, n, "last line is incomplete (a torn write)")
-    return VerifyResult(True, len(lines), None, "", prev)
+    return VerifyResult(True, len(lines), None, "", prev, tuple(records))

@@ -1,52 +1,126 @@
-"""The evidence bundle: one signed .tar.gz that answers "when was the service stopped, by
-whom, on which systems, and how do you know?" — and that anyone can check offline with
-only the MSP's public key.
+"""The evidence bundle: one signed .tar.gz that answers "when was the service stopped, by whom,
+on which systems, and how do you know?" — and that anyone can check offline with only the
+MSP's public key.
 
-Members: the plan, the audit log and its signed chain heads, the evidence exports and
-their manifest, the documents (report, closure note, checklist, the vendors' notification drafts),
-views extracted from the log (snapshots before and after, every verification re-read,
-every manual confirmation), the public key, and ``BUNDLE.json`` listing every member's
-SHA-256, signed as ``BUNDLE.sig``.
+Members, all under one folder named after the run: the plan, the audit log and its signed
+chain heads, the evidence exports and their manifest, the documents (report, closure note,
+checklist, the vendors' notification drafts), views extracted from the log (snapshots before
+and after, every verification re-read, every manual confirmation), the public key, and
+``BUNDLE.json`` listing every member's SHA-256, signed as ``BUNDLE.sig``.
+
+A bundle is read as hostile input (``tarsafe``: one run folder, one spelling per member name,
+plain files only, sizes bounded and checked from each tar header before its member is read,
+members hashed as they stream); then nothing but what ``BUNDLE.json`` lists may be in it.
 """
 
 from __future__ import annotations
 
 import base64
+import contextlib
+import gzip
 import hashlib
 import io
 import json
+import os
+import stat
 import tarfile
 import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from pathlib import Path, PurePosixPath
-from typing import Any
+from pathlib import Path
+from typing import IO, Any, Literal
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from offboard.errors import BadInput
+from offboard.errors import BadInput, OffboardError
+from offboard.lifecycle import RunEnd
 from offboard.plan import Plan, now_iso
 from offboard.proof import signing
-from offboard.proof.audit import read_records
-from offboard.rundir import RunDir
+from offboard.proof.audit import VerifyResult, loads_strict, verify_bytes
+from offboard.proof.tarsafe import CHUNK, Limits, Member, MiB, Refused, human, read_members
+from offboard.rundir import RUN_ID_RE, RunDir
 
-FORMAT = "offboard-bundle/1"
+FORMAT: Literal["offboard-bundle/1"] = "offboard-bundle/1"
 MANIFEST = "BUNDLE.json"
 SIGNATURE = "BUNDLE.sig"
 PUBLIC_KEY = "msp.pub"
-RUN_FILES = ("plan.json", "audit.jsonl", signing.SIGNATURES, "report.md", "report.html", "closure-note.md",
-             "manual-checklist.md")
+AUDIT = "audit.jsonl"
+PLAN = "plan.json"
+EVIDENCE_MANIFEST = "evidence/manifest.json"
+RUN_FILES = (PLAN, AUDIT, signing.SIGNATURES, "report.md", "report.html", "closure-note.md", "manual-checklist.md")
+REQUIRED = (PLAN, AUDIT, signing.SIGNATURES, PUBLIC_KEY)
+
+# Generous for a real exit's evidence (an exit's exports are megabytes; its audit log a few kB per
+# object), small enough that checking a crafted bundle never exhausts memory or disk time. The
+# members parsed in memory are capped tighter. ``create`` refuses a run over them, so every
+# bundle offboard makes also verifies.
+LIMITS = Limits(parsed_bytes=(
+    (AUDIT, 64 * MiB), (PLAN, 64 * MiB), (signing.SIGNATURES, 16 * MiB), (MANIFEST, 16 * MiB),
+    (EVIDENCE_MANIFEST, 16 * MiB), (PUBLIC_KEY, 16 * 1024), (SIGNATURE, 16 * 1024)))
 
 
-def _sha(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
+# -- the manifest -------------------------------------------------------------------------
+
+_SHA256 = r"^[0-9a-f]{64}$"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+
+class MemberEntry(_Strict):
+    sha256: str = Field(pattern=_SHA256)
+    bytes: int = Field(ge=0)
+
+
+class AuditHead(_Strict):
+    lines: int = Field(ge=1)
+    last_hash: str = Field(pattern=_SHA256)
+
+
+class Manifest(_Strict):
+    """``BUNDLE.json``: what the MSP's signature vouches for."""
+
+    format: Literal["offboard-bundle/1"]
+    run_id: str = Field(pattern=RUN_ID_RE.pattern)
+    customer: str
+    created_at: str
+    key: str
+    audit: AuditHead
+    members: dict[str, MemberEntry]
+
+    @field_validator("members")
+    @classmethod
+    def _holds_the_record(cls, members: dict[str, MemberEntry]) -> dict[str, MemberEntry]:
+        missing = [name for name in REQUIRED if name not in members]
+        if missing:  # without them the bundle proves nothing, however well it is signed
+            raise ValueError(f"lists no {', '.join(missing)}")
+        return members
+
+
+class _EvidenceFile(BaseModel):
+    model_config = ConfigDict(extra="allow", strict=True, frozen=True)
+    sha256: str = Field(pattern=_SHA256)
+
+
+class _EvidenceManifest(BaseModel):
+    model_config = ConfigDict(extra="allow", strict=True, frozen=True)
+    files: dict[str, _EvidenceFile]
+
+
+def _first_error(exc: ValidationError) -> str:
+    err = exc.errors()[0]
+    where = ".".join(str(p) for p in err["loc"]) or "the document"
+    return f"{where}: {err['msg']}"
 
 
 def _json(obj: Any) -> bytes:
     return (json.dumps(obj, indent=2, sort_keys=True, ensure_ascii=False) + "\n").encode()
 
 
-def proof_views(plan: Plan, records: list[dict[str, Any]]) -> dict[str, bytes]:
+def proof_views(plan: Plan, records: list[dict[str, Any]] | tuple[dict[str, Any], ...]) -> dict[str, bytes]:
     """What an auditor looks for first, pulled out of the audit log (which stays the source)."""
     keep = ("ts", "seq", "vendor", "step", "action_id", "target", "http", "outcome", "detail")
 
@@ -64,173 +138,354 @@ def proof_views(plan: Plan, records: list[dict[str, Any]]) -> dict[str, bytes]:
     }
 
 
-def create(run: RunDir, signer: signing.Signer, out: Path) -> dict[str, Any]:
-    """Write the bundle of ``run``, signed with ``signer``; returns its manifest."""
-    members: dict[str, bytes] = {}
-    for name in RUN_FILES:
-        path = run.path / name
-        if path.exists():
-            members[name] = path.read_bytes()
-    if signing.SIGNATURES not in members:
+# -- making a bundle ----------------------------------------------------------------------
+
+
+class NotBundled(OffboardError):
+    """The run is not fit to be vouched for (its chain or signatures do not verify); nothing was written."""
+
+
+@dataclass(frozen=True)
+class _Source:
+    """One member to pack: bytes already read, or a file hashed once and re-hashed as it is packed."""
+
+    sha256: str
+    size: int
+    data: bytes | None = None
+    path: Path | None = None
+
+
+def _open_plain(path: Path) -> IO[bytes]:
+    """A regular file of the run folder, never through a symbolic link (one planted there could
+    pull any file of this machine into a bundle signed by the MSP)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+    except OSError as exc:
+        raise NotBundled(f"cannot read {path} ({exc.strerror}); it is not a plain file offboard wrote") from None
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise NotBundled(f"{path} is not a plain file; offboard writes only plain files in a run folder")
+    return os.fdopen(fd, "rb")
+
+
+def _read_small(path: Path, cap: int) -> bytes:
+    with _open_plain(path) as fh:
+        data = fh.read(cap + 1)
+    if len(data) > cap:
+        raise NotBundled(f"{path} is over {human(cap)}, the bundle's limit for it")
+    return data
+
+
+def _hash_file(path: Path, cap: int) -> _Source:
+    digest, size = hashlib.sha256(), 0
+    with _open_plain(path) as fh:
+        while chunk := fh.read(CHUNK):
+            size += len(chunk)
+            if size > cap:
+                raise NotBundled(f"{path} is over {human(cap)}, the bundle's limit per member")
+            digest.update(chunk)
+    return _Source(digest.hexdigest(), size, path=path)
+
+
+def _run_files(run_path: Path, folder: str) -> Iterator[Path]:
+    root = run_path / folder
+    if not root.exists():
+        return
+    for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
+        for name in sorted(dirnames):
+            if (Path(dirpath) / name).is_symlink():
+                raise NotBundled(f"{Path(dirpath) / name} is a symbolic link; offboard never writes one in a "
+                                 "run folder")
+        dirnames.sort()
+        for name in sorted(filenames):
+            yield Path(dirpath) / name
+
+
+def _refuse_unless_verified(run: RunDir, signer: signing.Signer, audit_raw: bytes, sigs_raw: bytes
+                            ) -> VerifyResult:
+    """A bundle vouches for the run with the MSP's key: a broken, unsigned or cut log never gets it."""
+    chain = verify_bytes(audit_raw)
+    where = f"refusing to bundle run {run.run_id}"
+    if not chain.ok:
+        raise NotBundled(f"{where}: its audit log is broken at line {chain.bad_line} ({chain.reason}); keep the run "
+                         "folder as evidence of what happened to it")
+    heads = signing.check_heads(chain, sigs_raw, signer.public)
+    if not heads.ok:
+        raise NotBundled(f"{where}: its signatures do not verify with this MSP key ({heads.reason})")
+    try:
+        state = json.loads(run.state_path.read_bytes())
+        recorded = state.get("audit_lines") if isinstance(state, dict) else None
+        recorded_hash = state.get("audit_last_hash") if isinstance(state, dict) else None
+    except (OSError, ValueError):
+        recorded = recorded_hash = None
+    # state.json is rewritten as the run goes: a log shorter than it, or with another line there, was cut.
+    if type(recorded) is int and recorded > 0 and (recorded > chain.lines or (
+            recorded_hash is not None and chain.records[recorded - 1]["hash"] != recorded_hash)):
+        raise NotBundled(f"{where}: {run.state_path.name} records {recorded} audit lines ending in "
+                         f"{str(recorded_hash)[:12]}…, and the audit log does not have that line: it was cut back or "
+                         "rewritten (or lost in a crash before it reached the disk: resume the run first)")
+    return chain
+
+
+def create(run: RunDir, signer: signing.Signer, out: Path, limits: Limits | None = None) -> Manifest:
+    """Write the bundle of ``run``, signed with ``signer``; returns its manifest. Refuses (and
+    writes nothing) when the run's chain or signatures do not verify, or it exceeds ``limits``."""
+    limits = limits or LIMITS
+    dest = _destination(out)
+    caps = dict(limits.parsed_bytes)
+    sigs_path = run.path / signing.SIGNATURES
+    if not sigs_path.exists():
         raise BadInput(f"run {run.run_id} was never signed (no {signing.SIGNATURES}); it was made before the MSP had "
                        "a signing key: re-run `offboard verify --run RUN_ID` to sign its chain head, then bundle")
+    audit_raw = _read_small(run.audit_path, caps[AUDIT])
+    sigs_raw = _read_small(sigs_path, caps[signing.SIGNATURES])
+    chain = _refuse_unless_verified(run, signer, audit_raw, sigs_raw)
+    plan_raw = _read_small(run.plan_path, caps[PLAN])
+    try:
+        plan = Plan.model_validate_json(plan_raw)
+    except ValueError:
+        raise NotBundled(f"refusing to bundle run {run.run_id}: its {PLAN} is not a plan file") from None
+
+    sources: dict[str, _Source] = {}
+
+    def add(name: str, data: bytes) -> None:
+        sources[name] = _Source(hashlib.sha256(data).hexdigest(), len(data), data=data)
+
+    add(PLAN, plan_raw)
+    add(AUDIT, audit_raw)
+    add(signing.SIGNATURES, sigs_raw)
+    for name in RUN_FILES:
+        if name not in sources and os.path.lexists(run.path / name):
+            sources[name] = _hash_file(run.path / name, limits.member_bytes)
     for folder in ("evidence", "documents"):
-        for path in sorted(p for p in (run.path / folder).rglob("*") if p.is_file()):
-            members[path.relative_to(run.path).as_posix()] = path.read_bytes()
-    records = list(read_records(run.audit_path))
-    members.update(proof_views(Plan.model_validate_json(members["plan.json"]), records))
-    members[PUBLIC_KEY] = signing.public_pem(signer.public)
-    manifest = {
-        "format": FORMAT,
-        "run_id": run.run_id,
-        "customer": json.loads(members["plan.json"])["customer"],
-        "created_at": now_iso(),
-        "key": signer.fingerprint,
-        "audit": {"lines": len(records), "last_hash": records[-1]["hash"] if records else None},
-        "members": {name: {"sha256": _sha(data), "bytes": len(data)} for name, data in sorted(members.items())},
-    }
-    manifest_bytes = _json(manifest)
-    members[MANIFEST] = manifest_bytes
-    members[SIGNATURE] = base64.b64encode(signer.private.sign(manifest_bytes)) + b"\n"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(out.name + ".part")
-    with tarfile.open(tmp, "w:gz") as tar:
-        for name in sorted(members):
-            info = tarfile.TarInfo(f"{run.run_id}/{name}")
-            info.size = len(members[name])
-            info.mtime = 0  # the content is what is signed; dates are inside it
-            info.mode = 0o644
-            tar.addfile(info, io.BytesIO(members[name]))
-    tmp.replace(out)
+        for path in _run_files(run.path, folder):
+            rel = path.relative_to(run.path).as_posix()
+            cap = caps.get(rel, limits.member_bytes)
+            sources[rel] = _hash_file(path, cap)
+    for name, data in proof_views(plan, chain.records).items():
+        add(name, data)
+    add(PUBLIC_KEY, signing.public_pem(signer.public))
+    total = sum(s.size for s in sources.values())
+    if total > limits.total_bytes or len(sources) + 2 > limits.members:
+        raise NotBundled(f"run {run.run_id} has {len(sources)} files, {human(total)} in all: over the bundle's "
+                         f"limits ({limits.members} members, {human(limits.total_bytes)})")
+    manifest = Manifest(
+        format=FORMAT, run_id=run.run_id, customer=plan.customer, created_at=now_iso(), key=signer.fingerprint,
+        audit=AuditHead(lines=chain.lines, last_hash=chain.last_hash),
+        members={name: MemberEntry(sha256=s.sha256, bytes=s.size) for name, s in sorted(sources.items())})
+    manifest_bytes = _json(manifest.model_dump(mode="json"))
+    add(MANIFEST, manifest_bytes)
+    add(SIGNATURE, base64.b64encode(signer.private.sign(manifest_bytes)) + b"\n")
+    _write(dest, run.run_id, sources)
     return manifest
 
 
-# -- verification -----------------------------------------------------------------------
+def _destination(out: Path) -> Path:
+    if out.is_dir():
+        raise BadInput(f"{out} is a directory; name the bundle file to write, e.g. {out / 'exit.tar.gz'}")
+    if not out.parent.is_dir():
+        raise BadInput(f"cannot write the bundle to {out}: {out.parent} is not an existing directory")
+    return out
+
+
+def _write(out: Path, run_id: str, sources: dict[str, _Source]) -> None:
+    """Through a temp file created exclusively (O_EXCL, mode 0600, never through a link planted
+    at its name), fsynced, then renamed over ``out``: readers see no bundle or a whole one."""
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".part", dir=out.parent)
+    except OSError as exc:
+        raise BadInput(f"cannot write the bundle to {out}: {exc.strerror}; choose a writable path") from None
+    try:
+        os.fchmod(fd, 0o600)
+        with os.fdopen(fd, "wb") as raw:
+            # mtime 0 and no file name in the gzip header: the same run packs to the same bytes.
+            with gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0) as gz, \
+                    tarfile.open(fileobj=gz, mode="w", format=tarfile.PAX_FORMAT) as tar:
+                for name, source in sorted(sources.items()):
+                    _add(tar, f"{run_id}/{name}", source)
+            raw.flush()
+            os.fsync(raw.fileno())
+        os.replace(tmp, out)
+    except BaseException as exc:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        if isinstance(exc, OSError):
+            raise BadInput(f"cannot write the bundle to {out}: {exc.strerror or exc}; nothing was written") from None
+        raise
+    dir_fd = os.open(out.parent, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+
+
+class _HashingReader(io.RawIOBase):
+    def __init__(self, fh: IO[bytes]) -> None:
+        self._fh = fh
+        self.digest = hashlib.sha256()
+
+    def readable(self) -> bool:
+        return True
+
+    def read(self, size: int = -1) -> bytes:
+        data = self._fh.read(size)
+        self.digest.update(data)
+        return data
+
+
+def _add(tar: tarfile.TarFile, name: str, source: _Source) -> None:
+    info = tarfile.TarInfo(name)
+    info.size = source.size
+    info.mtime = 0  # the content is what is signed; dates are inside it
+    info.mode = 0o600  # evidence: readable by whoever unpacks it, not by everyone on their machine
+    if source.data is not None:
+        tar.addfile(info, io.BytesIO(source.data))
+        return
+    assert source.path is not None
+    with _open_plain(source.path) as fh:
+        reader = _HashingReader(fh)
+        tar.addfile(info, reader)  # reads exactly info.size bytes
+    if reader.digest.hexdigest() != source.sha256:
+        raise NotBundled(f"{source.path} changed while it was being bundled; nothing was written, bundle again")
+
+
+# -- verification -------------------------------------------------------------------------
 
 
 @dataclass
 class BundleCheck:
     problems: list[str] = field(default_factory=list)
-    manifest: dict[str, Any] = field(default_factory=dict)
+    manifest: Manifest | None = None
     key: str = ""
     key_source: str = ""
+    authenticated: bool = False  # checked with a public key given by the caller, not the bundle's own
+    end: RunEnd | None = None
 
     @property
     def ok(self) -> bool:
         return not self.problems
 
 
-def _read(path: Path) -> dict[str, bytes]:
-    if not path.exists():
-        raise BadInput(f"bundle {path} does not exist")
-    members: dict[str, bytes] = {}
-    try:
-        with tarfile.open(path, "r:gz") as tar:
-            for info in tar:
-                parts = PurePosixPath(info.name).parts
-                if not info.isfile() or info.name.startswith("/") or ".." in parts or len(parts) < 2:
-                    raise BadInput(f"{path}: member {info.name!r} is not a plain file inside the run's folder; "
-                                   "this is not a bundle offboard made")
-                fh = tar.extractfile(info)
-                assert fh is not None
-                members[PurePosixPath(*parts[1:]).as_posix()] = fh.read()
-    except (tarfile.TarError, OSError, EOFError) as exc:
-        raise BadInput(f"{path} is not a readable .tar.gz bundle, or it is damaged ({exc})") from None
-    return members
-
-
-def verify(path: Path, public_key: Path | None = None) -> BundleCheck:
-    """Check a bundle whole, offline: signature, every member's hash, the audit chain and its
-    signed heads, the evidence manifest, the plan's checksum."""
-    members = _read(path)
+def verify(path: Path, public_key: Path | None = None, limits: Limits | None = None) -> BundleCheck:
+    """Check a bundle whole, offline: its structure, the signature, every member's hash, the
+    audit chain and its signed heads, the evidence manifest, the plan's checksum."""
+    limits = limits or LIMITS
+    given = signing.load_public(public_key) if public_key is not None else None  # a bad key file is bad input
     result = BundleCheck()
+    try:
+        contents = read_members(path, limits)
+    except Refused as exc:
+        result.problems.append(f"refused: {exc}")
+        return result
+    members = contents.members
     if MANIFEST not in members or SIGNATURE not in members:
         raise BadInput(f"{path} has no {MANIFEST} and {SIGNATURE}; it is not an offboard bundle")
-    try:
-        manifest = json.loads(members[MANIFEST])
-        listed: dict[str, dict[str, Any]] = manifest["members"]
-    except (ValueError, KeyError, TypeError):
-        result.problems.append(f"{MANIFEST} is not a bundle manifest (it was changed)")
-        return result
-    result.manifest = manifest
-    public = _public_key(members, public_key, result)
+    public = _public_key(members, given, public_key, result)
     if public is None:
         return result
+    raw_manifest = members[MANIFEST].data or b""
     try:
-        public.verify(base64.b64decode(members[SIGNATURE].strip(), validate=True), members[MANIFEST])
+        public.verify(base64.b64decode((members[SIGNATURE].data or b"").strip(), validate=True), raw_manifest)
     except (InvalidSignature, ValueError):
         result.problems.append(f"{SIGNATURE} does not verify {MANIFEST} with key {result.key} ({result.key_source}): "
                                "the manifest or the signature was changed, or another key signed it")
-    for name, entry in sorted(listed.items()):
-        data = members.get(name)
-        if data is None:
+    try:
+        manifest = Manifest.model_validate(loads_strict(raw_manifest))
+    except ValidationError as exc:
+        result.problems.append(f"{MANIFEST} is not a bundle manifest ({_first_error(exc)})")
+        return result
+    except ValueError as exc:
+        result.problems.append(f"{MANIFEST} is not a bundle manifest ({exc})")
+        return result
+    result.manifest = manifest
+    if contents.folder != manifest.run_id:
+        result.problems.append(f"the bundle's folder {contents.folder}/ is not the run {manifest.run_id} its "
+                               f"{MANIFEST} names")
+    if manifest.key != result.key:
+        result.problems.append(f"{MANIFEST} names the signing key {manifest.key}, not {result.key}")
+    for name, entry in sorted(manifest.members.items()):
+        member = members.get(name)
+        if member is None:
             result.problems.append(f"member {name} is listed in {MANIFEST} but missing from the bundle (removed)")
-        elif _sha(data) != entry.get("sha256"):
+        elif member.sha256 != entry.sha256 or member.size != entry.bytes:
             result.problems.append(f"member {name} does not match its SHA-256 in {MANIFEST} (changed)")
-    for name in sorted(set(members) - set(listed) - {MANIFEST, SIGNATURE}):
+    for name in sorted(set(members) - set(manifest.members) - {MANIFEST, SIGNATURE}):
         result.problems.append(f"member {name} is not listed in {MANIFEST} (added after signing)")
     _check_audit(members, manifest, public, result)
     _check_evidence(members, result)
-    _check_plan(members, result)
+    _check_plan(members, manifest, result)
     return result
 
 
-def _public_key(members: dict[str, bytes], given: Path | None, result: BundleCheck) -> Ed25519PublicKey | None:
-    inside = members.get(PUBLIC_KEY)
+def _public_key(members: dict[str, Member], given: Ed25519PublicKey | None, given_path: Path | None,
+                result: BundleCheck) -> Ed25519PublicKey | None:
+    inside = members[PUBLIC_KEY].data if PUBLIC_KEY in members else None
     if given is not None:
-        public = signing.load_public(given)
-        result.key, result.key_source = signing.fingerprint(public), f"the given {given}"
-        if inside is not None and signing.public_pem(public) != inside:
-            result.problems.append(f"the bundle's {PUBLIC_KEY} is not the given public key {given}: it was signed "
+        result.key, result.key_source = signing.fingerprint(given), f"the given {given_path}"
+        result.authenticated = True
+        if inside is not None and signing.public_pem(given) != inside:
+            result.problems.append(f"the bundle's {PUBLIC_KEY} is not the given public key {given_path}: it was signed "
                                    "by another key, or its key was swapped")
-        return public
+        return given
     if inside is None:
         result.problems.append(f"no {PUBLIC_KEY} in the bundle and no --public-key given")
         return None
-    public = signing.parse_public(inside, f"the bundle's {PUBLIC_KEY}")
+    try:
+        public = signing.parse_public(inside, f"the bundle's {PUBLIC_KEY}")
+    except BadInput as exc:  # the bundle's content, not the caller's input: a verdict
+        result.problems.append(str(exc))
+        return None
     result.key, result.key_source = signing.fingerprint(public), f"the bundle's own {PUBLIC_KEY}"
     return public
 
 
-def _check_audit(members: dict[str, bytes], manifest: dict[str, Any], public: Ed25519PublicKey,
+def _check_audit(members: dict[str, Member], manifest: Manifest, public: Ed25519PublicKey,
                  result: BundleCheck) -> None:
-    if "audit.jsonl" not in members:
+    audit = members.get(AUDIT)
+    if audit is None or audit.data is None:
         return  # already named as missing
-    with tempfile.TemporaryDirectory() as tmp:
-        audit = Path(tmp) / "audit.jsonl"
-        audit.write_bytes(members["audit.jsonl"])
-        (Path(tmp) / signing.SIGNATURES).write_bytes(members.get(signing.SIGNATURES, b""))
-        heads = signing.verify_heads(audit, Path(tmp) / signing.SIGNATURES, public)
+    chain = verify_bytes(audit.data)
+    if not chain.ok:
+        result.problems.append(f"{AUDIT}: audit chain broken at line {chain.bad_line}: {chain.reason}")
+        return
+    sigs = members.get(signing.SIGNATURES)
+    heads = signing.check_heads(chain, (sigs.data or b"") if sigs else b"", public)
     if not heads.ok:
-        result.problems.append(f"audit.jsonl: {heads.reason}")
-    elif heads.last is not None and heads.last["last_hash"] != (manifest.get("audit") or {}).get("last_hash"):
-        result.problems.append(f"{MANIFEST} names another audit chain head than audit.jsonl's")
+        result.problems.append(f"{AUDIT}: {heads.reason}")
+        return
+    if (manifest.audit.lines, manifest.audit.last_hash) != (chain.lines, chain.last_hash):
+        result.problems.append(f"{MANIFEST} names another audit chain head than {AUDIT}'s")
+    if chain.records[0].get("run_id") != manifest.run_id:
+        result.problems.append(f"{AUDIT} is the log of run {chain.records[0].get('run_id')!r}, "
+                               f"not of {manifest.run_id}")
+    result.end = heads.end
 
 
-def _check_evidence(members: dict[str, bytes], result: BundleCheck) -> None:
-    raw = members.get("evidence/manifest.json")
-    if raw is None:
+def _check_evidence(members: dict[str, Member], result: BundleCheck) -> None:
+    raw = members.get(EVIDENCE_MANIFEST)
+    if raw is None or raw.data is None:
         return
     try:
-        files = json.loads(raw)["files"]
-    except (ValueError, KeyError, TypeError):
-        result.problems.append("evidence/manifest.json is not an evidence manifest")
+        files = _EvidenceManifest.model_validate(loads_strict(raw.data)).files
+    except ValueError:  # JSON, UTF-8 and validation errors alike
+        result.problems.append(f"{EVIDENCE_MANIFEST} is not an evidence manifest")
         return
     for rel, entry in sorted(files.items()):
-        data = members.get(f"evidence/{rel}")
-        if data is None or _sha(data) != entry.get("sha256"):
-            result.problems.append(f"evidence/{rel} does not match evidence/manifest.json")
+        member = members.get(f"evidence/{rel}")
+        if member is None or member.sha256 != entry.sha256:
+            result.problems.append(f"evidence/{rel} does not match {EVIDENCE_MANIFEST}")
 
 
-def _check_plan(members: dict[str, bytes], result: BundleCheck) -> None:
-    raw = members.get("plan.json")
-    if raw is None:
+def _check_plan(members: dict[str, Member], manifest: Manifest, result: BundleCheck) -> None:
+    raw = members.get(PLAN)
+    if raw is None or raw.data is None:
         return
     try:
-        plan = Plan.model_validate_json(raw)
+        plan = Plan.model_validate_json(raw.data)
     except ValueError:
-        result.problems.append("plan.json is not a plan file")
+        result.problems.append(f"{PLAN} is not a plan file")
         return
     if plan.checksum != plan.compute_checksum():
-        result.problems.append("plan.json does not match its own checksum (changed)")
-
+        result.problems.append(f"{PLAN} does not match its own checksum (changed)")
+    if plan.customer != manifest.customer:
+        result.problems.append(f"{PLAN} is for {plan.customer!r}, not for {manifest.customer!r} as {MANIFEST} says")

@@ -134,7 +134,7 @@ def when(ts: str | None) -> str:
 
 def last_signature(run_path: Path) -> dict[str, Any] | None:
     try:
-        lines = (run_path / SIGNATURES).read_text(encoding="utf-8").splitlines()
+        lines = (run_path / SIGNATURES).read_bytes().split(b"\n")  # "\n" only, as it is written
     except FileNotFoundError:
         return None
     for line in reversed(lines):

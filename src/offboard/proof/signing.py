@@ -27,8 +27,9 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from offboard.errors import BadInput, read_input
+from offboard.lifecycle import RunEnd, run_end
 from offboard.plan import canonical_json, now_iso
-from offboard.proof.audit import verify_file
+from offboard.proof.audit import VerifyResult, loads_strict, repair_torn_tail, split_lines, verify_bytes
 from offboard.rundir import open_append
 from offboard.wire.credentials import ring
 from offboard.wire.redact import REDACTOR
@@ -62,12 +63,15 @@ class Signer:
         return fingerprint(self.public)
 
     def sign_head(self, run_path: Path, run_id: str, lines: int, last_hash: str) -> dict[str, Any]:
-        """Append a signed chain head to the run's signatures.jsonl (fsynced)."""
+        """Append a signed chain head to the run's signatures.jsonl (fsynced). The caller repairs
+        and records a torn last line first (``repair_torn_tail``); one left is dropped here, so a
+        head is never glued onto a fragment."""
         head = {"format": FORMAT, "run_id": run_id, "audit_lines": lines, "last_hash": last_hash,
                 "signed_at": now_iso(), "key": self.fingerprint}
         signature = self.private.sign(canonical_json(head).encode())
         record = {**head, "signature": base64.b64encode(signature).decode()}
         path = run_path / SIGNATURES
+        repair_torn_tail(path)
         with open_append(path) as fh:  # 0600, never through a link
             fh.write(json.dumps(record, sort_keys=True) + "\n")
             fh.flush()
@@ -163,46 +167,68 @@ class SignatureCheck:
     reason: str
     heads: int = 0
     last: dict[str, Any] | None = None
+    end: RunEnd | None = None  # where the run's record stands at the last signed head
+
+
+HEAD_FIELDS = ("format", "run_id", "audit_lines", "last_hash", "signed_at", "key")
 
 
 def verify_heads(audit: Path, signatures: Path, public: Ed25519PublicKey) -> SignatureCheck:
     """Every signed head verifies with ``public`` and names a line of the chain whose hash it
     quotes; the newest covers the whole log. The chain itself is checked first."""
-    chain = verify_file(audit)
+    chain = verify_bytes(read_input(audit, "audit log"))
     if not chain.ok:
         return SignatureCheck(False, f"audit chain broken at line {chain.bad_line}: {chain.reason}")
+    return check_heads_file(chain, signatures, public)
+
+
+def check_heads_file(chain: VerifyResult, signatures: Path, public: Ed25519PublicKey) -> SignatureCheck:
+    """``check_heads`` with the signatures read from ``signatures``."""
     try:
-        lines = signatures.read_text(encoding="utf-8").splitlines()
+        raw = signatures.read_bytes()
     except FileNotFoundError:
         return SignatureCheck(False, f"no {signatures.name} beside the audit log: the run was never signed")
-    except UnicodeDecodeError:
-        return SignatureCheck(False, f"{signatures.name} is not UTF-8 text (it was changed)")
-    hashes = [json.loads(line)["hash"] for line in audit.read_text(encoding="utf-8").splitlines()]
+    except OSError as exc:
+        raise BadInput(f"cannot read {signatures}: {exc.strerror}") from None
+    return check_heads(chain, raw, public, signatures.name)
+
+
+def check_heads(chain: VerifyResult, raw: bytes, public: Ed25519PublicKey, name: str = SIGNATURES
+                ) -> SignatureCheck:
+    """``verify_heads`` over a chain already verified (``chain.ok``) and the signatures' bytes."""
+    lines, torn = split_lines(raw)
+    if torn:
+        return SignatureCheck(False, f"{name} line {len(lines) + 1} is incomplete (a torn write, e.g. a crash while "
+                              "signing); the next `offboard verify --run RUN_ID` repairs it, records the repair "
+                              "and signs the head again")
+    hashes = [r["hash"] for r in chain.records]
     key = fingerprint(public)
+    run_id = chain.records[0].get("run_id") if chain.records else None
     last: dict[str, Any] | None = None
     for n, line in enumerate(lines, start=1):
         try:
-            record = json.loads(line)
-            head = {k: record[k] for k in ("format", "run_id", "audit_lines", "last_hash", "signed_at", "key")}
+            record = loads_strict(line)
+            head = {k: record[k] for k in HEAD_FIELDS}
             signature = base64.b64decode(record["signature"], validate=True)
-        except (ValueError, KeyError, TypeError):
-            return SignatureCheck(False, f"{signatures.name} line {n} is not a signed chain head")
+        except (ValueError, KeyError, TypeError):  # JSON, UTF-8, base64, a list for an object
+            return SignatureCheck(False, f"{name} line {n} is not a signed chain head")
         if head["key"] != key:
-            return SignatureCheck(False, f"{signatures.name} line {n} was signed by key {head['key']}, "
+            return SignatureCheck(False, f"{name} line {n} was signed by key {head['key']}, "
                                   f"not by this public key ({key})")
         try:
             public.verify(signature, canonical_json(head).encode())
         except InvalidSignature:
-            return SignatureCheck(False, f"{signatures.name} line {n}: the signature does not verify with this "
+            return SignatureCheck(False, f"{name} line {n}: the signature does not verify with this "
                                   "public key (the head or the signature was changed)")
         count = head["audit_lines"]
-        if not isinstance(count, int) or not 1 <= count <= len(hashes) or hashes[count - 1] != head["last_hash"]:
-            return SignatureCheck(False, f"{signatures.name} line {n}: the signed head (line {count}, hash "
+        if (type(count) is not int or not 1 <= count <= len(hashes) or hashes[count - 1] != head["last_hash"]
+                or head["run_id"] != run_id):
+            return SignatureCheck(False, f"{name} line {n}: the signed head (line {count}, hash "
                                   f"{str(head['last_hash'])[:12]}…) is not in this audit log (it was rewritten)")
         last = head
     if last is None:
-        return SignatureCheck(False, f"{signatures.name} is empty: the run was never signed")
+        return SignatureCheck(False, f"{name} is empty: the run was never signed")
     if last["audit_lines"] != len(hashes):
         return SignatureCheck(False, f"audit lines {last['audit_lines'] + 1} to {len(hashes)} were added after "
                               "the last signature (unsigned)", len(lines), last)
-    return SignatureCheck(True, "", len(lines), last)
+    return SignatureCheck(True, "", len(lines), last, run_end(chain.records))
