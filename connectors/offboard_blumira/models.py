@@ -8,15 +8,30 @@ contract is one clear line naming the endpoint.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, BeforeValidator, ConfigDict
 
 from offboard.errors import VendorReplyError
 from offboard.wire.replies import M, parse_reply
 
+from . import unknowns
+
 VENDOR = "Blumira"
 ADMIN_ROLES = frozenset({"administrator", "admin"})
+
+
+def _blank(v: Any) -> Any:
+    return "" if v is None else v
+
+
+def _empty(v: Any) -> Any:
+    return [] if v is None else v
+
+
+# A null where the notes show a string (or a list) reads as empty: no public source says
+# which fields may be null, so none is trusted not to be.
+Text = Annotated[str, BeforeValidator(_blank)]
 
 
 class _Reply(BaseModel):
@@ -25,7 +40,7 @@ class _Reply(BaseModel):
 
 class Account(_Reply):
     account_id: str
-    name: str = ""
+    name: Text = ""
     license: str | None = None
     open_findings: int | None = None
     agent_count_used: int | None = None
@@ -35,8 +50,8 @@ class Account(_Reply):
 
 class Device(_Reply):
     device_id: str
-    hostname: str = ""
-    plat: str = ""
+    hostname: Text = ""
+    plat: Text = ""
     org_id: str | None = None
     key_id: str | None = None
     is_isolated: bool | None = None
@@ -45,22 +60,22 @@ class Device(_Reply):
 
 class AgentKey(_Reply):
     key_id: str
-    description: str = ""
+    description: Text = ""
     agent_count: int | None = None
     org_id: str | None = None
 
 
 class Role(_Reply):
     role_id: int | None = None
-    role_name: str = ""
+    role_name: Text = ""
 
 
 class User(_Reply):
     id: str
-    email: str = ""
-    first_name: str = ""
-    last_name: str = ""
-    org_roles: list[Role] = []
+    email: Text = ""
+    first_name: Text = ""
+    last_name: Text = ""
+    org_roles: Annotated[list[Role], BeforeValidator(_empty)] = []
 
     @property
     def is_admin(self) -> bool:
@@ -73,22 +88,22 @@ class User(_Reply):
 
 
 class Webhook(_Reply):
-    """Field names are not published (vendor-notes §2.4): only ``id`` is relied on; the
-    account scoping fields are looked for, never assumed."""
+    """Field names are not published (unknowns.WEBHOOK_FIELDS): only ``id`` is relied on (the
+    path's ``{id}``); the account scoping fields are looked for, never assumed."""
 
     id: str
-    name: str = ""
-    url: str = ""
+    name: Text = ""
+    url: Text = ""
 
     def accounts(self) -> list[str] | None:
         """The sub-accounts this endpoint is explicitly limited to; None when it names none
         (then it serves the whole MSP and is never the customer's alone)."""
         extra = self.model_extra or {}
-        for key in ("account_ids", "accounts", "org_ids"):
+        for key in unknowns.WEBHOOK_ACCOUNT_LIST_FIELDS:
             v = extra.get(key)
             if isinstance(v, list) and v:
                 return [str(x.get("account_id") or x.get("id")) if isinstance(x, dict) else str(x) for x in v]
-        for key in ("account_id", "org_id"):
+        for key in unknowns.WEBHOOK_ACCOUNT_FIELDS:
             v = extra.get(key)
             if isinstance(v, str | int) and str(v):
                 return [str(v)]
