@@ -282,8 +282,9 @@ class BlumiraSandbox(SandboxBase):
         if acct is None:
             return self.error(404, "Account not found")
         a = dict(self.accounts[acct])
-        a["agent_count_used"] = len(self.of(self.devices, acct))
-        a["user_count"] = len(self.of(self.users, acct))
+        for count, store in (("agent_count_used", self.devices), ("user_count", self.users)):
+            if count in a:  # live, unless a test's own account object leaves the field out
+                a[count] = len(self.of(store, acct))
         return self._single(a)
 
     async def _findings(self, request: Request) -> Response:

@@ -81,7 +81,7 @@ class _Planner:
         admins = [u for u in self.of("user") if u.attrs.get("administrator")]
         kept = [u for u in admins if u.attrs.get("email") in self.s.keep_users]
         if not kept:
-            now = ", ".join(str(u.attrs.get("email")) for u in admins) or "none"
+            now = ", ".join(str(u.attrs.get("email") or u.target.name) for u in admins) or "none"
             raise BadInput(f"Blumira: the account moves to self-management, but no Administrator would remain "
                            f"(current Administrators: {now}); add a customer Administrator's email to [blumira] "
                            "keep_users, or add one in the portal (Settings > Users) and plan again")
@@ -212,7 +212,7 @@ class _Planner:
         leaving = [u for u in users if u.attrs.get("email") not in self.s.keep_users]
         if not leaving:
             return Step(id=sid, vendor=VENDOR, title="6. Remove users", actions=())
-        names = ", ".join(str(u.attrs.get("email")) for u in leaving)
+        names = ", ".join(str(u.attrs.get("email") or u.target.name) for u in leaving)
         keep = ", ".join(self.s.keep_users) or "nobody"
         return Step(id=sid, vendor=VENDOR, title="6. Remove users who do not need access",
                     why="Removing users also stops their notifications. Blumira's API cannot remove users: done in the "

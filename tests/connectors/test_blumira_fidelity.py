@@ -4,6 +4,8 @@ never guessed (connectors/offboard_blumira/unknowns.py)."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import httpx
 import pytest
 
@@ -17,10 +19,12 @@ from offboard_blumira.sandbox import (
     CUSTOMER_ACCOUNT,
     DEMO_CLIENT_ID,
     DEMO_SECRET,
+    NEIGHBOUR_ACCOUNT,
     TOKEN_PATH,
     BlumiraSandbox,
 )
-from tests.conftest import BlumiraHarness
+from tests.conftest import BlumiraHarness, blumira_section, load, write_config
+from tests.connectors import blumira_notes as notes
 from tests.connectors.blumira_unknowns import settle_dispatch
 
 OTHER_ORG = "org-7f3e0b1c"  # an org_id the notes never relate to the sub-account's account_id
@@ -145,3 +149,39 @@ def test_verification_with_a_plan_counts_a_list_the_plan_had_nothing_for(blumira
         checks = engine.verify_run(plan, s)
     keys = next(c for c in checks if c.name == "no agent key listed")
     assert not keys.passed and "enrolled after the plan (owner unknown" in keys.detail
+
+
+def test_a_webhook_whose_scoping_fields_disagree_is_not_deleted_but_reviewed(blumira: BlumiraHarness) -> None:
+    blumira.sandbox.webhooks["wh-9"] = {"id": "wh-9", "name": "Acme Dental escalations", "url": "https://x.example",
+                                        "account_ids": [CUSTOMER_ACCOUNT], "org_id": NEIGHBOUR_ACCOUNT}
+    with blumira.sessions() as s:
+        plan = engine.make_plan(blumira.cfg, s)
+    assert plan.action("blumira.delete_webhook.wh-9") is None
+    review = plan.action("blumira.webhook.review.wh-9")
+    assert review is not None and review.kind == "manual"
+    assert [a.call for a in plan.api_actions() if a.destructive] == ["DELETE /msp/webhooks/wh-1"]
+
+
+def test_the_notes_example_objects_as_they_are_go_through_discovery_plan_and_verification(
+        blumira: BlumiraHarness, tmp_path: Path) -> None:
+    sb = blumira.sandbox
+    acct = notes.ACCOUNT_ID
+    sb.accounts[acct] = dict(notes.ACCOUNT_DETAIL)
+    for store, obj, key in ((sb.devices, notes.DEVICE, "device_id"), (sb.keys, notes.AGENT_KEY, "key_id"),
+                            (sb.users, notes.USER, "id"), (sb.findings, notes.FINDING, "finding_id")):
+        sb.put(store, acct, obj, obj[key])
+    cfg = load(write_config(tmp_path, huntress=False, blumira=blumira_section().replace(CUSTOMER_ACCOUNT, acct)))
+    with blumira.sessions(cfg) as s:
+        plan = engine.make_plan(cfg, s)
+        inventory = s.by_vendor["blumira"].discover()
+        checks = {c.name: c for c in engine.verify_run(None, s)}
+    owners = {(i.target.type, i.target.name): i.owner for i in inventory.items}
+    assert owners[("device", "WS-001")] == f"account:{acct}"  # org_id equals the account it is listed under
+    assert owners[("agent_key", "Default key")] == f"account:{acct}"
+    assert plan.vendor("blumira").snapshot["license"] == "PRO"
+    users = plan.action("blumira.users.remove")
+    assert users is not None and "responder@example.com" in users.summary
+    assert "lists 1 device(s): WS-001" in checks["no agent device listed"].detail
+    assert "owner unknown" not in checks["no agent device listed"].detail
+    assert "lists 1 key(s): Default key" in checks["no agent key listed"].detail
+    assert "of which not to keep: responder@example.com" in checks["only the users to keep remain"].detail
