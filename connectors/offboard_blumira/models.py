@@ -19,7 +19,9 @@ from offboard.wire.replies import M, parse_reply
 from . import unknowns
 
 VENDOR = "Blumira"
-ADMIN_ROLES = frozenset({"administrator", "admin"})
+# The portal's role is "Administrator" (vendor-notes §2.4, KB-MSPUSERS); no other spelling is
+# guessed, so a role the notes do not name never counts toward keeping an administrator.
+ADMIN_ROLES = frozenset({"administrator"})
 
 
 def _or(fallback: Callable[[Any], Any]) -> WrapValidator:

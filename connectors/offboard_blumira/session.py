@@ -260,7 +260,7 @@ class BlumiraSession:
         elif what == "findings":
             findings = list(c.list_raw(c.path("findings")))
             for f in findings:  # each finding with what an auditor needs beside it
-                fid = f.get("finding_id") or f.get("id")
+                fid = f.get("finding_id")  # the notes' name (§2.4); no other is guessed
                 if fid is None:
                     continue
                 rows, keys, comments = c.finding_extras(str(fid))

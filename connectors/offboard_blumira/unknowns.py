@@ -63,7 +63,8 @@ WEBHOOK_ACCOUNT_FIELDS = ("account_id", "org_id")
 WEBHOOK_FIELDS = Unknown(
     "webhook endpoint fields",
     "only the schema names and property counts are known (vendor-notes §2.4); an endpoint is deleted by API "
-    "only when one of the looked-for fields limits it to this sub-account alone")
+    "only when every account the looked-for fields name is this sub-account; its name and url are read only "
+    "to show it and to flag one that mentions the customer for review, never to delete it")
 
 # -- ownership of what a sub-account lists -------------------------------------------------
 

@@ -11,7 +11,7 @@ import pytest
 
 from offboard import engine
 from offboard.connectors.sandboxing import InProcessTransport
-from offboard.errors import ExitCode
+from offboard.errors import BadInput, ExitCode
 from offboard.plan import Finding, Plan
 from offboard_blumira import unknowns
 from offboard_blumira.sandbox import (
@@ -185,3 +185,12 @@ def test_the_notes_example_objects_as_they_are_go_through_discovery_plan_and_ver
     assert "owner unknown" not in checks["no agent device listed"].detail
     assert "lists 1 key(s): Default key" in checks["no agent key listed"].detail
     assert "of which not to keep: responder@example.com" in checks["only the users to keep remain"].detail
+
+
+def test_only_the_portals_administrator_role_keeps_a_self_managed_account_administered(
+        blumira: BlumiraHarness) -> None:
+    blumira.extra = 'account_moves_to = "self"\nnew_administrators = ["Ada <it-admin@acme.example>"]\n'
+    blumira.sandbox.users["u-1"]["org_roles"] = [{"role_id": 10, "role_name": "admin"}]  # not a name the notes give
+    with blumira.sessions() as s, pytest.raises(BadInput) as err:
+        engine.make_plan(blumira.cfg, s)
+    assert "no Administrator would remain" in str(err.value)
