@@ -15,6 +15,7 @@ from offboard.errors import VendorReplyError
 from offboard.wire.http import HttpRecord, Reply, VendorHttp
 from offboard.wire.replies import M
 
+from . import unknowns
 from .models import VENDOR, Account, AgentKey, Device, User, Webhook, items, parse, unwrap
 
 NOT_FOUND = frozenset({404})
@@ -141,6 +142,6 @@ class BlumiraClient:
         return self.http.request("DELETE", f"/msp/webhooks/{hook_id}", allow=frozenset({403, 404, 405}))
 
     def action_catalog(self) -> Reply:
-        """The agent action catalog is published only under /org (vendor-notes §2.3 #44):
-        an MSP key may be refused, which the caller treats as "not available"."""
-        return self.http.get("/org/agents/actions", allow=frozenset({401, 403, 404, 405}))
+        """The agent action catalog is published only under /org (unknowns.ACTION_CATALOG): an
+        MSP key may be refused, which the caller treats as "not offered"."""
+        return self.http.get(unknowns.ACTION_CATALOG_PATH, allow=unknowns.REFUSED)

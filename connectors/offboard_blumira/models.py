@@ -8,15 +8,42 @@ contract is one clear line naming the endpoint.
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidatorFunctionWrapHandler, WrapValidator
 
 from offboard.errors import VendorReplyError
 from offboard.wire.replies import M, parse_reply
 
+from . import unknowns
+
 VENDOR = "Blumira"
-ADMIN_ROLES = frozenset({"administrator", "admin"})
+# The portal's role is "Administrator" (vendor-notes §2.4, KB-MSPUSERS); no other spelling is
+# guessed, so a role the notes do not name never counts toward keeping an administrator.
+ADMIN_ROLES = frozenset({"administrator"})
+
+
+def _or(fallback: Callable[[Any], Any]) -> WrapValidator:
+    """No public source says which fields may be null or how they are typed, so a field the
+    connector only reports on never fails a reply: an unreadable value reads as ``fallback``
+    (the raw object still goes into the evidence as sent)."""
+    def wrap(v: Any, handler: ValidatorFunctionWrapHandler) -> Any:
+        try:
+            return handler(v)
+        except ValidationError:
+            return fallback(v)
+    return WrapValidator(wrap)
+
+
+Id = Annotated[str, Field(min_length=1)]  # the object's id: without it there is nothing to name or re-read
+Text = Annotated[str, _or(lambda _v: "")]
+OptText = Annotated[str | None, _or(lambda _v: None)]
+OptInt = Annotated[int | None, _or(lambda _v: None)]
+OptBool = Annotated[bool | None, _or(lambda _v: None)]
+# An org_id that cannot be read is not absent: it is kept (as its repr) so ownership sees it
+# names something, and the owner becomes unknown rather than proven (see ownership.py).
+OrgRef = Annotated[str | None, _or(lambda v: repr(v)[:80])]
 
 
 class _Reply(BaseModel):
@@ -24,43 +51,56 @@ class _Reply(BaseModel):
 
 
 class Account(_Reply):
-    account_id: str
-    name: str = ""
-    license: str | None = None
-    open_findings: int | None = None
-    agent_count_used: int | None = None
-    agent_count_available: int | None = None
-    user_count: int | None = None
+    account_id: Id
+    name: Text = ""
+    license: OptText = None
+    open_findings: OptInt = None
+    agent_count_used: OptInt = None
+    agent_count_available: OptInt = None
+    user_count: OptInt = None
 
 
 class Device(_Reply):
-    device_id: str
-    hostname: str = ""
-    plat: str = ""
-    org_id: str | None = None
-    key_id: str | None = None
-    is_isolated: bool | None = None
-    alive: str | None = None
+    device_id: Id
+    hostname: Text = ""
+    plat: Text = ""
+    org_id: OrgRef = None
+    key_id: OptText = None
+    is_isolated: OptBool = None
+    alive: OptText = None
 
 
 class AgentKey(_Reply):
-    key_id: str
-    description: str = ""
-    agent_count: int | None = None
-    org_id: str | None = None
+    key_id: Id
+    description: Text = ""
+    agent_count: OptInt = None
+    org_id: OrgRef = None
 
 
 class Role(_Reply):
-    role_id: int | None = None
-    role_name: str = ""
+    role_id: OptInt = None
+    role_name: Text = ""
+
+
+def _roles(v: Any) -> list[Role]:
+    """The readable roles of an unreadable list (a role that cannot be read grants nothing)."""
+    if not isinstance(v, list):
+        return []
+    out = []
+    for r in v:
+        try:
+            out.append(Role.model_validate(r))
+        except ValidationError:
+            continue
+    return out
 
 
 class User(_Reply):
-    id: str
-    email: str = ""
-    first_name: str = ""
-    last_name: str = ""
-    org_roles: list[Role] = []
+    id: Id
+    email: Text = ""
+    first_name: Text = ""
+    last_name: Text = ""
+    org_roles: Annotated[list[Role], _or(_roles)] = []
 
     @property
     def is_admin(self) -> bool:
@@ -73,26 +113,36 @@ class User(_Reply):
 
 
 class Webhook(_Reply):
-    """Field names are not published (vendor-notes §2.4): only ``id`` is relied on; the
-    account scoping fields are looked for, never assumed."""
+    """Field names are not published (unknowns.WEBHOOK_FIELDS): only ``id`` is relied on (the
+    path's ``{id}``); the account scoping fields are looked for, never assumed."""
 
-    id: str
-    name: str = ""
-    url: str = ""
+    id: Id
+    name: Text = ""
+    url: Text = ""
 
     def accounts(self) -> list[str] | None:
-        """The sub-accounts this endpoint is explicitly limited to; None when it names none
-        (then it serves the whole MSP and is never the customer's alone)."""
+        """The sub-accounts this endpoint is explicitly limited to, from every looked-for field
+        at once (two fields that disagree widen the set: the endpoint is then not the customer's
+        alone); None when it names none (then it serves the whole MSP)."""
         extra = self.model_extra or {}
-        for key in ("account_ids", "accounts", "org_ids"):
+        found: set[str] = set()
+        for key in unknowns.WEBHOOK_ACCOUNT_LIST_FIELDS:
             v = extra.get(key)
-            if isinstance(v, list) and v:
-                return [str(x.get("account_id") or x.get("id")) if isinstance(x, dict) else str(x) for x in v]
-        for key in ("account_id", "org_id"):
+            if isinstance(v, list):
+                found |= {_account_ref(x) for x in v}
+        for key in unknowns.WEBHOOK_ACCOUNT_FIELDS:
             v = extra.get(key)
-            if isinstance(v, str | int) and str(v):
-                return [str(v)]
-        return None
+            if v is not None and v != "":
+                found.add(_account_ref(v))
+        return sorted(found) if found else None
+
+
+def _account_ref(v: Any) -> str:
+    """An account named in a webhook field, as text; anything unreadable stays distinct (its
+    repr), so it can never pass for the customer's account."""
+    if isinstance(v, dict):
+        v = v.get("account_id", v.get("id", v))
+    return str(v) if isinstance(v, str | int) and not isinstance(v, bool) else repr(v)
 
 
 def parse(model: type[M], data: Any, call: str) -> M:

@@ -39,8 +39,7 @@ def draft(name: str, license_: str | None, settings: BlumiraSettings, context: E
         lines.append("  - At least one customer Administrator stays on the sub-account before it is separated.")
     if s.account_moves_to == "msp":
         lines.append(f"  - Incoming MSP contact (copied): {s.incoming_msp_contact}")
-        if s.end_client_contact:
-            lines.append(f"  - Customer contact (copied): {s.end_client_contact}")
+        lines.append(f"  - Customer contact (copied): {s.end_client_contact}")  # required by the config
         if s.new_administrators:
             lines.append("  - New administrators: " + "; ".join(s.new_administrators))
     lines += [

@@ -9,21 +9,21 @@ from collections.abc import Mapping
 from typing import Any
 
 from offboard.connectors import ActionResult, Artifact, Check, ExitContext, PlanParts, reread_check
-from offboard.errors import BadInput, VendorAuthError
+from offboard.errors import BadInput, VendorAuthError, VendorError
 from offboard.lifecycle import TERMINAL
 from offboard.plan import Action, Finding, Inventory, InventoryItem, Target, VendorPlan
 from offboard.wire.http import HttpRecord, Reply, VendorHttp
 
-from . import notify
+from . import notify, unknowns
 from .client import BlumiraClient
 from .models import Account, Webhook
+from .ownership import UNKNOWN, listed_owner, owner_of_account
 from .settings import BlumiraSettings
-from .steps import NOTIFICATION_FILE, VENDOR, owner_of_account, plan_exit
+from .steps import NOTIFICATION_FILE, VENDOR, plan_exit
 
 # The manual items the API can check, and the list each is checked against.
 LIST_CHECKED = {"agents.remove-devices": "device", "agents.remove-keys": "agent_key", "users.remove": "user"}
 REFUSED_WRITE = frozenset({400, 403, 405, 422, 501})  # the API path itself is refused: a person does it
-CATALOG_KEYS = ("name", "action", "id", "type", "command")
 
 
 def _json(obj: Any) -> bytes:
@@ -31,12 +31,12 @@ def _json(obj: Any) -> bytes:
 
 
 def find_uninstall(catalog: Any) -> str | None:
-    """The catalog's schema is not published (vendor-notes §2.3 #44): look through it for an
-    action whose name says uninstall, and use the catalog's own name for it."""
+    """The catalog's schema is not published (unknowns.CATALOG_ENTRY_KEYS): look through it for
+    an action whose name says uninstall, and use the catalog's own name for it."""
     if isinstance(catalog, str):
         return catalog if "uninstall" in catalog.lower() else None
     if isinstance(catalog, dict):
-        for key in CATALOG_KEYS:
+        for key in unknowns.CATALOG_ENTRY_KEYS:
             v = catalog.get(key)
             if isinstance(v, str) and "uninstall" in v.lower():
                 return v
@@ -111,18 +111,26 @@ class BlumiraSession:
                          account="MSP API credentials", snapshot=snapshot, items=tuple(items))
 
     def _listed(self, kind: str) -> list[InventoryItem]:
-        """One of the lists a manual item is checked against, as inventory items."""
+        """One of the lists a manual item is checked against, as inventory items. Everything
+        here was listed under the sub-account's own path; whose it is comes from ownership."""
+        def item(target: Target, org_id: str | None, attrs: dict[str, Any]) -> InventoryItem:
+            owner, why = listed_owner(self.s.account_id, org_id)
+            if org_id is not None:
+                attrs["org_id"] = org_id
+            if why:
+                attrs["why_unknown"] = why
+            return InventoryItem(target=target, owner=owner, attrs=attrs)
+
         if kind == "device":
-            return [InventoryItem(target=Target(type="device", id=d.device_id, name=d.hostname or d.device_id),
-                                  owner=owner_of_account(d.org_id) if d.org_id else self.owner,
-                                  attrs={"plat": d.plat, "is_isolated": d.is_isolated, "alive": d.alive})
+            return [item(Target(type="device", id=d.device_id, name=d.hostname or d.device_id), d.org_id,
+                         {"plat": d.plat, "is_isolated": d.is_isolated, "alive": d.alive})
                     for d in self.client.devices()]
         if kind == "agent_key":
-            return [InventoryItem(target=Target(type="agent_key", id=k.key_id, name=k.description or k.key_id),
-                                  owner=owner_of_account(k.org_id) if k.org_id else self.owner,
-                                  attrs={"agent_count": k.agent_count}) for k in self.client.agent_keys()]
-        return [InventoryItem(target=Target(type="user", id=u.id, name=u.describe()), owner=self.owner,
-                              attrs={"email": u.email.strip().lower(), "administrator": u.is_admin})
+            return [item(Target(type="agent_key", id=k.key_id, name=k.description or k.key_id), k.org_id,
+                         {"agent_count": k.agent_count}) for k in self.client.agent_keys()]
+        # The notes give users no org_id (vendor-notes §2.4): the path is the only proof there is.
+        return [item(Target(type="user", id=u.id, name=u.describe()), None,
+                     {"email": u.email.strip().lower(), "administrator": u.is_admin})
                 for u in self.client.users()]
 
     def _webhooks(self, name: str) -> tuple[list[InventoryItem], int]:
@@ -156,22 +164,34 @@ class BlumiraSession:
         return self.s.account_id in (accounts or []) or (accounts is None and _mentions(hook, name))
 
     def _detect_uninstall(self) -> InventoryItem:
-        """Whether the agent action catalog offers an uninstall (vendor-notes §4 q.2): asked, never assumed."""
-        reply = self.client.action_catalog()
-        if reply.status >= 400:
-            why = f"the action catalog (GET /org/agents/actions) answered HTTP {reply.status} to these credentials"
-            found = None
+        """Whether agents can be uninstalled by API (vendor-notes §4 q.2): asked, never assumed.
+        Both unknowns must be settled: the catalog must answer these credentials and offer an
+        uninstall, and the dispatch body's field must be known (unknowns.DISPATCH_BODY)."""
+        call = f"GET {unknowns.ACTION_CATALOG_PATH}"
+        found: str | None = None
+        try:
+            reply = self.client.action_catalog()
+        except VendorError as exc:
+            why = f"{call} could not be read ({exc}): not offered"
         else:
-            found = find_uninstall(reply.body)
-            why = (f"the action catalog offers {found!r}" if found
-                   else "the action catalog lists no uninstall action")
-        self._uninstall = found
-        return InventoryItem(target=Target(type="capability", id="agent_uninstall", name=found or "none"),
-                             owner="vendor", attrs={"available": found is not None, "why": why})
+            if reply.status >= 400:
+                why = (f"{call} answered HTTP {reply.status} to these MSP credentials, so it is not offered: "
+                       f"{unknowns.ACTION_CATALOG.why}")
+            else:
+                found = find_uninstall(reply.body)
+                why = (f"{call} offers {found!r}" if found else f"{call} lists no uninstall action")
+        field = unknowns.DISPATCH_ACTION_FIELD
+        if found is not None and field is None:
+            why += f", but nothing is sent: {unknowns.DISPATCH_BODY.why}"
+        usable = found if found is not None and field is not None else None
+        self._uninstall = usable
+        return InventoryItem(target=Target(type="capability", id="agent_uninstall", name=usable or "none"),
+                             owner="vendor", attrs={"available": usable is not None, "why": why,
+                                                    "dispatch_field": field if usable else None})
 
     def preflight(self, inventory: Inventory) -> list[Finding]:
         cap = next(i for i in inventory.items if i.target.type == "capability")
-        devices = [i for i in inventory.items if i.target.type == "device" and i.owner == self.owner]
+        devices = [i for i in inventory.items if i.target.type == "device"]
         findings = [Finding(
             vendor=VENDOR, kind="agent_uninstall_by_api", count=int(bool(cap.attrs["available"])), blocking=False,
             detail=str(cap.attrs["why"]) + ("; agents are uninstalled by API first" if cap.attrs["available"]
@@ -205,12 +225,13 @@ class BlumiraSession:
         if op == "delete_webhook":
             return self._write(action, self.client.delete_webhook(action.target.id), "webhook endpoint deleted")
         if op == "uninstall_device":
-            if self._uninstall is None:
-                return ActionResult("failure", "the agent action catalog no longer offers an uninstall action; "
-                                    "remove the device in the portal", manual_fallback=True)
-            # The dispatch body's field names are not published (vendor-notes §2.2 #15): a refusal
-            # of this shape is a refused write, and the device falls back to the portal.
-            reply = self.client.dispatch_action(action.target.id, {"action": self._uninstall})
+            field = unknowns.DISPATCH_ACTION_FIELD
+            if self._uninstall is None or field is None:
+                return ActionResult("failure", "uninstall by API is not offered now (the catalog or the dispatch "
+                                    "body could not be confirmed); remove the device in the portal",
+                                    manual_fallback=True)
+            # Even a confirmed field may be refused: that is a refused write, and a person does it.
+            reply = self.client.dispatch_action(action.target.id, {field: self._uninstall})
             return self._write(action, reply, f"{self._uninstall!r} dispatched to the agent")
         raise BadInput(f"plan action {action.id} has operation {op!r}, which this Blumira connector does not "
                        "know; make a new plan")
@@ -239,7 +260,7 @@ class BlumiraSession:
         elif what == "findings":
             findings = list(c.list_raw(c.path("findings")))
             for f in findings:  # each finding with what an auditor needs beside it
-                fid = f.get("finding_id") or f.get("id")
+                fid = f.get("finding_id")  # the notes' name (§2.4); no other is guessed
                 if fid is None:
                     continue
                 rows, keys, comments = c.finding_extras(str(fid))
@@ -273,8 +294,12 @@ class BlumiraSession:
             device, record = self.client.device(oid)
             if device is None:
                 return _gone(record)
-            return ActionResult("failure", "the device is still listed", record,
-                                owner=owner_of_account(device.org_id) if device.org_id else self.owner)
+            owner, why = listed_owner(self.s.account_id, device.org_id)
+            # The uninstall is asynchronous: a device still listed does not prove an earlier
+            # dispatch did not land, so this never licenses a second dispatch (it stays unknown
+            # until the device goes, or a person confirms it).
+            return ActionResult("unknown", "the device is still listed; an uninstall dispatched earlier may still "
+                                "be on its way" + (f" ({why})" if why else ""), record, owner=owner)
         if action.operation == "delete_webhook":
             hook, record = self.client.webhook(oid)
             if hook is None:
@@ -294,6 +319,10 @@ class BlumiraSession:
         checks = []
         for action in (a for s in vendor_plan.steps for a in s.actions if a.kind == "api" and a.destructive):
             checks.append(reread_check(action, self.reread(action)))
+        # A list the plan had no item for (empty when planned) must still be empty: what shows up
+        # since counts against "stopped" too.
+        covered = {a.operation for s in vendor_plan.steps for a in s.actions if a.kind == "manual"}
+        checks += [self._list_check(op, list(inventory.items)) for op in LIST_CHECKED if op not in covered]
         return checks
 
     def documents(self, vendor_plan: VendorPlan, states: Mapping[str, str]) -> tuple[Artifact, ...]:
@@ -316,22 +345,39 @@ class BlumiraSession:
         return None
 
     def _list_check(self, op: str, listed: list[InventoryItem]) -> Check:
-        def mine(kind: str) -> list[InventoryItem]:
-            return [i for i in listed if i.target.type == kind and i.owner == self.owner]
+        """Fails closed: everything the sub-account's list holds counts, whoever it can be
+        attributed to; an object whose owner is unknown is named as such."""
+        def under_account(kind: str) -> list[InventoryItem]:
+            return [i for i in listed if i.target.type == kind]
 
         base = self.client.path()
         if op == "agents.remove-devices":
-            left = mine("device")
-            return Check("no agent device listed", not left, f"GET {base}/agents/devices lists {len(left)} "
-                         "device(s)" + (": " + ", ".join(i.target.name for i in left[:5]) if left else ""))
+            left = under_account("device")
+            return Check("no agent device listed", not left,
+                         f"GET {base}/agents/devices lists {len(left)} device(s)" + _named(left))
         if op == "agents.remove-keys":
-            left = mine("agent_key")
-            return Check("no agent key listed", not left, f"GET {base}/agents/keys lists {len(left)} key(s)"
-                         + (": " + ", ".join(i.target.name for i in left[:5]) if left else ""))
-        extra = [i for i in mine("user") if i.attrs.get("email") not in self.s.keep_users]
-        return Check("only the users to keep remain", not extra, f"GET {base}/users lists "
-                     f"{len(mine('user'))} user(s)" + (", of which not to keep: " + ", ".join(
-                         str(i.attrs.get("email")) for i in extra[:5]) if extra else ", all in keep_users"))
+            left = under_account("agent_key")
+            return Check("no agent key listed", not left,
+                         f"GET {base}/agents/keys lists {len(left)} key(s)" + _named(left))
+        users = under_account("user")
+        extra = [i for i in users if i.owner == UNKNOWN or i.attrs.get("email") not in self.s.keep_users]
+        return Check("only the users to keep remain", not extra, f"GET {base}/users lists {len(users)} user(s)"
+                     + (", of which not to keep" + _named(extra, by_email=True) if extra else ", all in keep_users"))
+
+
+def _named(items: list[InventoryItem], *, by_email: bool = False, most: int = 5) -> str:
+    """": A, B (owner unknown: …), …" for a check's detail; every unknown owner is named."""
+    if not items:
+        return ""
+    shown = items[:most] + [i for i in items[most:] if i.owner == UNKNOWN]
+
+    def one(i: InventoryItem) -> str:
+        name = str(i.attrs.get("email") or i.target.name) if by_email else i.target.name
+        return name + (f" (owner unknown: {i.attrs.get('why_unknown', 'not attributed')})"
+                       if i.owner == UNKNOWN else "")
+
+    more = len(items) - len(shown)
+    return ": " + ", ".join(one(i) for i in shown) + (f" and {more} more" if more > 0 else "")
 
 
 def _gone(record: HttpRecord) -> ActionResult:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, ValidationInfo, field_validator, model_validator
 from pydantic_settings import SettingsConfigDict
 
 from offboard.config import SectionSettings, check_vendor_url, is_loopback_url, url_identity
@@ -30,8 +30,9 @@ class BlumiraSettings(SectionSettings):
         default_factory=list, description="account moving: the contacts who take it over (name <email>)")
     incoming_msp_contact: str = Field("", description='account_moves_to = "msp": the incoming MSP\'s admin '
                                                       '(name <email>), copied on the notification')
-    end_client_contact: str = Field("", description='account_moves_to = "msp": someone at the customer, copied '
-                                                    "on the notification")
+    end_client_contact: str = Field("", validate_default=True,
+                                    description='account_moves_to = "msp": someone at the customer, copied '
+                                                "on the notification")
     delete_data: bool = Field(False, description="tell Blumira all account data may be deleted on or after the "
                                                  "end-of-service date (never when the account moves)")
     keep_users: list[str] = Field(
@@ -58,6 +59,17 @@ class BlumiraSettings(SectionSettings):
         if bad:
             raise ValueError(f"{bad[0]!r} is not an email address")
         return sorted({e.strip().lower() for e in v})
+
+    @field_validator("end_client_contact")
+    @classmethod
+    def _end_client(cls, v: str, info: ValidationInfo) -> str:
+        # The document: moving to another MSP, "CC an admin from the incoming MSP and someone from
+        # the end client so that we can obtain approval from everyone": both are required.
+        if info.data.get("account_moves_to") == "msp" and not v.strip():
+            raise ValueError('account_moves_to = "msp" needs someone at the customer copied on the notification '
+                             "(Blumira wants everyone's approval before re-parenting); add "
+                             'end_client_contact = "Name <email>" to [blumira]')
+        return v
 
     @model_validator(mode="after")
     def _rules(self) -> BlumiraSettings:

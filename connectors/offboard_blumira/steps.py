@@ -16,16 +16,13 @@ from offboard.connectors import PlanParts
 from offboard.errors import BadInput
 from offboard.plan import Action, Inventory, InventoryItem, Manual, Skipped, Step, Target, manual_item
 
+from .ownership import UNKNOWN, owner_of_account
 from .settings import BlumiraSettings
 
 VENDOR = "blumira"
 SUPPORT = "support@blumira.com"
 MSP_TEAM = "msp@blumira.com"
 NOTIFICATION_FILE = "notification-to-blumira.eml"
-
-
-def owner_of_account(account_id: str) -> str:
-    return f"account:{account_id}"
 
 
 _manual = partial(manual_item, VENDOR)
@@ -41,11 +38,18 @@ class _Planner:
         self.name = account.target.name if account else settings.account_id
         self.portal = (f"app.blumira.com → MSP Portal → Accounts → {self.name!r} (open the sub-account) → ")
 
+    def _sorted(self, kind: str) -> list[InventoryItem]:
+        return sorted((i for i in self.inv.items if i.target.type == kind),
+                      key=lambda i: (i.target.name.lower(), i.target.id))
+
     def of(self, kind: str) -> list[InventoryItem]:
         """Objects of this kind that belong to the exit; the others are recorded as skipped."""
         out = []
-        for item in sorted(self.inv.items, key=lambda i: (i.target.name.lower(), i.target.id)):
-            if item.target.type != kind:
+        for item in self._sorted(kind):
+            if item.owner == UNKNOWN:
+                self.skipped.append(Skipped(vendor=VENDOR, target=item.target, reason=(
+                    f"owner unknown ({item.attrs.get('why_unknown') or 'not attributed'}): never changed by API; "
+                    "it still counts until it is gone")))
                 continue
             if item.owner != self.owner:
                 self.skipped.append(Skipped(vendor=VENDOR, target=item.target, reason=item.attrs.get(
@@ -53,6 +57,10 @@ class _Planner:
                 continue
             out.append(item)
         return out
+
+    def unattributed(self, kind: str) -> list[InventoryItem]:
+        """Listed under the sub-account, owner not proven: for a person to check, never for the API."""
+        return [i for i in self._sorted(kind) if i.owner == UNKNOWN]
 
     def capability(self, name: str) -> InventoryItem | None:
         return next((i for i in self.inv.items if i.target.type == "capability" and i.target.id == name), None)
@@ -73,7 +81,7 @@ class _Planner:
         admins = [u for u in self.of("user") if u.attrs.get("administrator")]
         kept = [u for u in admins if u.attrs.get("email") in self.s.keep_users]
         if not kept:
-            now = ", ".join(str(u.attrs.get("email")) for u in admins) or "none"
+            now = ", ".join(str(u.attrs.get("email") or u.target.name) for u in admins) or "none"
             raise BadInput(f"Blumira: the account moves to self-management, but no Administrator would remain "
                            f"(current Administrators: {now}); add a customer Administrator's email to [blumira] "
                            "keep_users, or add one in the portal (Settings > Users) and plan again")
@@ -149,6 +157,8 @@ class _Planner:
         sid = "remove-agent-devices"
         devices = self.of("device")
         keys = self.of("agent_key")
+        odd_devices = self.unattributed("device")
+        odd_keys = self.unattributed("agent_key")
         actions: list[Action] = []
         uninstall = self.capability("agent_uninstall")
         where = self.portal + "Blumira Agent > Devices > Device details → Remove"
@@ -163,15 +173,17 @@ class _Planner:
                     owner=self.owner,
                     manual=Manual(portal_path=where, done_when=f"{d.target.name} is no longer listed",
                                   verify_hint="GET the device answers 404")))
-        if devices:
-            names = ", ".join(d.target.name for d in devices[:8]) + (" …" if len(devices) > 8 else "")
+        if devices or odd_devices:
+            listed = devices + odd_devices
+            names = ", ".join(d.target.name for d in listed[:8]) + (" …" if len(listed) > 8 else "")
             actions.append(_manual("agents.remove-devices", "agent devices",
-                                   f"Remove the {len(devices)} agent device(s): {names}", where,
-                                   "Blumira Agent > Devices lists no device", step=sid,
+                                   f"Remove the {len(listed)} agent device(s): {names}" + _check_first(odd_devices),
+                                   where, "Blumira Agent > Devices lists no device", step=sid,
                                    verify="the API lists no agent device for the account"))
-        if keys:
+        if keys or odd_keys:
             actions.append(_manual("agents.remove-keys", "agent installation keys",
-                                   f"Remove the {len(keys)} agent installation key(s) so no new agent can enroll",
+                                   f"Remove the {len(keys) + len(odd_keys)} agent installation key(s) so no new "
+                                   "agent can enroll" + _check_first(odd_keys),
                                    self.portal + "Blumira Agent > Keys → remove each key",
                                    "Blumira Agent > Keys lists no key", step=sid,
                                    verify="the API lists no agent key for the account"))
@@ -200,7 +212,7 @@ class _Planner:
         leaving = [u for u in users if u.attrs.get("email") not in self.s.keep_users]
         if not leaving:
             return Step(id=sid, vendor=VENDOR, title="6. Remove users", actions=())
-        names = ", ".join(str(u.attrs.get("email")) for u in leaving)
+        names = ", ".join(str(u.attrs.get("email") or u.target.name) for u in leaving)
         keep = ", ".join(self.s.keep_users) or "nobody"
         return Step(id=sid, vendor=VENDOR, title="6. Remove users who do not need access",
                     why="Removing users also stops their notifications. Blumira's API cannot remove users: done in the "
@@ -246,6 +258,14 @@ class _Planner:
                                      f"the reply from {SUPPORT} to the notification",
                                      "support confirmed completion and the date service ends", step=sid,
                                      record="the confirmation (ticket or email date) and the service end date"),))
+
+
+def _check_first(odd: list[InventoryItem]) -> str:
+    if not odd:
+        return ""
+    return ("; listed under this sub-account but with an owner the API does not prove, so never touched by API: "
+            + ", ".join(f"{i.target.name} (org_id {i.attrs.get('org_id')!r})" for i in odd)
+            + ": check each is the customer's before removing it")
 
 
 def plan_exit(inventory: Inventory, settings: BlumiraSettings) -> PlanParts:

@@ -20,6 +20,7 @@ from offboard.plan import Action
 from offboard.proof.audit import read_records, verify_file
 from offboard_blumira.sandbox import API_PREFIX, CUSTOMER_ACCOUNT, KEEP_USER, NEIGHBOUR_ACCOUNT, BlumiraSandbox
 from tests.conftest import NOTIFY, BlumiraHarness, past_the_notification
+from tests.connectors.blumira_unknowns import SETTLED_FIELD, settle_dispatch
 
 ORDER = ["notify-blumira", "export-evidence", "remove-sensors", "remove-cloud-connectors", "remove-agent-devices",
          "delete-scheduled-reports", "remove-users", "remove-webhooks", "support-confirmation"]
@@ -118,7 +119,7 @@ def test_notification_draft_fills_every_field_of_the_documents_template(blumira:
     assert msg["Cc"] == "msp@blumira.com, Nia <nia@next-msp.example>, Ada <it-admin@acme.example>"
     body = msg.get_payload()
     assert isinstance(body, str)
-    for line in ("Organization: Acme Dental", "Current Blumira Edition: SIEM_ENDPOINT",
+    for line in ("Organization: Acme Dental", "Current Blumira Edition: PRO",
                  "End-of-service date: 2026-12-31", "Is the account moving? yes — to another MSP",
                  "Incoming MSP contact (copied): Nia <nia@next-msp.example>", "De-provisioning complete? no",
                  "Okay to delete all account data? no (the account moves)", "Our reference: PSA-4711"):
@@ -187,8 +188,9 @@ def test_guided_mode_records_each_confirmation_and_refuses_a_claim_the_device_li
     assert [u["email"] for u in blumira.sandbox.of(blumira.sandbox.users, CUSTOMER_ACCOUNT)] == [KEEP_USER]
 
 
-def test_uninstall_action_is_used_only_when_the_catalog_offers_it(blumira: BlumiraHarness) -> None:
-    blumira.sandbox.offers_uninstall = True
+def test_uninstall_action_is_used_only_when_the_catalog_offers_it_and_the_dispatch_body_is_settled(
+        blumira: BlumiraHarness, monkeypatch: pytest.MonkeyPatch) -> None:
+    settle_dispatch(monkeypatch, blumira.sandbox)
     with blumira.sessions() as s:
         plan = engine.make_plan(blumira.cfg, s)
         blumira.sandbox.requests.clear()
@@ -196,7 +198,7 @@ def test_uninstall_action_is_used_only_when_the_catalog_offers_it(blumira: Blumi
     finding = next(f for f in plan.vendor("blumira").findings if f.kind == "agent_uninstall_by_api")
     assert "offers 'uninstall'" in finding.detail
     posts = [r for r in blumira.sandbox.requests if r.method == "POST" and r.path.endswith("/actions")]
-    assert len(posts) == 8 and all(json.loads(r.body) == {"action": "uninstall"} for r in posts)
+    assert len(posts) == 8 and all(json.loads(r.body) == {SETTLED_FIELD: "uninstall"} for r in posts)
     assert all(f"{ACCT}/agents/devices/" in r.path for r in posts)
     assert blumira.sandbox.of(blumira.sandbox.devices, CUSTOMER_ACCOUNT) == []
     assert result.counts["succeeded"] == 9  # 8 uninstalls and the webhook

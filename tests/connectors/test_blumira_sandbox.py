@@ -3,7 +3,11 @@ does: the 10-per-second limit, a token that stops working mid-run, a lost DELETE
 
 from __future__ import annotations
 
+import contextlib
+import re
 from collections import Counter
+from collections.abc import Iterator
+from typing import Any
 
 import httpx
 
@@ -11,8 +15,17 @@ from offboard import engine
 from offboard.connectors.sandboxing import InProcessTransport
 from offboard.errors import ExitCode
 from offboard.proof.audit import read_records
-from offboard_blumira.sandbox import API_PREFIX, CUSTOMER_ACCOUNT, DEMO_CLIENT_ID, DEMO_SECRET, TOKEN_PATH, Fault
+from offboard_blumira.sandbox import (
+    API_PREFIX,
+    CUSTOMER_ACCOUNT,
+    DEMO_CLIENT_ID,
+    DEMO_SECRET,
+    NEIGHBOUR_ACCOUNT,
+    TOKEN_PATH,
+    Fault,
+)
 from tests.conftest import BlumiraHarness, past_the_notification
+from tests.connectors import blumira_notes as notes
 
 
 def raw_client(h: BlumiraHarness) -> httpx.Client:
@@ -81,3 +94,99 @@ def test_a_delete_whose_reply_is_lost_is_re_read_before_anything_is_resent(blumi
     events = [r["event"] for r in read_records(result.run.audit_path) if r.get("action_id") ==
               "blumira.delete_webhook.wh-1"]
     assert events[:4] == ["action.planned", "action.started", "action.unknown", "action.succeeded"]
+
+
+# -- the double answers as the notes' examples do (tests/connectors/blumira_notes.py) -----------
+
+
+def kinds(example: dict[str, Any]) -> dict[str, type]:
+    return {k: type(v) for k, v in example.items()}
+
+
+def same_shape(got: dict[str, Any], example: dict[str, Any]) -> None:
+    """The same keys, in the same case, with values of the same JSON types as the example."""
+    assert set(got) == set(example)
+    assert kinds(got) == kinds(example), {k: (type(got[k]), type(v)) for k, v in example.items()
+                                          if type(got[k]) is not type(v)}
+
+
+@contextlib.contextmanager
+def authed(h: BlumiraHarness) -> Iterator[tuple[httpx.Client, dict[str, str]]]:
+    with raw_client(h) as c:
+        yield c, {"Authorization": f"Bearer {token(c)}"}
+
+
+def test_sandbox_lists_and_objects_have_the_notes_envelopes_field_names_and_types(blumira: BlumiraHarness) -> None:
+    acct = f"{API_PREFIX}/msp/accounts/{CUSTOMER_ACCOUNT}"
+    with authed(blumira) as (c, auth):
+        def get(path: str, **params: Any) -> Any:
+            reply = c.get(path, params=params, headers=auth)
+            assert reply.status_code == 200, (path, reply.text)
+            return reply.json()
+
+        for path, example in ((f"{API_PREFIX}/msp/accounts", notes.ACCOUNT_LIST_ITEM),
+                              (f"{acct}/agents/devices", notes.DEVICE), (f"{acct}/agents/keys", notes.AGENT_KEY),
+                              (f"{acct}/users", notes.USER), (f"{acct}/findings", notes.FINDING)):
+            body = get(path, page=1, page_size=2)
+            assert set(body) == set(notes.LIST_ENVELOPE) and body["status"] == "OK"
+            assert set(body["meta"]) == set(notes.LIST_ENVELOPE["meta"])
+            assert set(body["links"]) == set(notes.LIST_ENVELOPE["links"])
+            assert body["data"], path
+            for item in body["data"]:
+                same_shape(item, example)
+        user = get(f"{acct}/users")["data"][0]
+        same_shape(user["org_roles"][0], notes.ROLE)
+        assert all(r["role_name"] == r["role_name"].lower() for u in get(f"{acct}/users")["data"]
+                   for r in u["org_roles"])  # the mock's case: "responder"
+
+        detail = get(acct)
+        assert set(detail) == set(notes.SINGLE_ENVELOPE)
+        same_shape(detail["data"], notes.ACCOUNT_DETAIL)
+        device = get(f"{acct}/agents/devices/dev-0001-000")
+        assert set(device) == set(notes.SINGLE_ENVELOPE)
+        same_shape(device["data"], notes.DEVICE)
+
+        evidence = get(f"{acct}/findings/fnd-0001-0000/evidence", page=1, page_size=200)
+        assert set(evidence) == set(notes.EVIDENCE_ENVELOPE)
+        comments = get(f"{acct}/findings/fnd-0001-0000/comments")
+        assert isinstance(comments, list) and comments  # a bare array, as the mocks show
+        same_shape(comments[0], notes.COMMENT)
+        same_shape(comments[0]["sender"], notes.PERSON)
+
+        stamps = [d[k] for d in get(f"{acct}/agents/devices")["data"] for k in ("alive", "created", "modified")]
+        assert all(re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}", s) for s in stamps)  # no zone
+
+
+def test_sandbox_errors_follow_the_codes_the_notes_list(blumira: BlumiraHarness) -> None:
+    acct = f"{API_PREFIX}/msp/accounts/{CUSTOMER_ACCOUNT}"
+    with authed(blumira) as (c, auth):
+        assert c.get(f"{acct}/agents/devices", params={"page_size": 201}, headers=auth).status_code == 400
+        assert c.get(f"{acct}/agents/devices", params={"page": 0}, headers=auth).status_code == 400
+        assert c.get(f"{API_PREFIX}/msp/accounts/nope", headers=auth).status_code == 404
+        assert c.get(f"{acct}/agents/devices/nope", headers=auth).status_code == 404
+        assert c.get(f"{API_PREFIX}/msp/accounts/{NEIGHBOUR_ACCOUNT}/agents/devices/dev-0001-000",
+                     headers=auth).status_code == 404  # a device is read only under the account that lists it
+        refused = c.get(f"{API_PREFIX}/org/agents/actions", headers=auth)
+        assert refused.status_code == 403  # an organization endpoint: this is an MSP credential
+        assert set(refused.json()) == {"type", "title", "status", "detail"}  # the notes' guess (RFC 7807)
+
+
+def test_sandbox_refuses_what_the_notes_do_not_name_in_what_it_receives(blumira: BlumiraHarness) -> None:
+    acct = f"{API_PREFIX}/msp/accounts/{CUSTOMER_ACCOUNT}"
+    with authed(blumira) as (c, auth):
+        base = {"grant_type": "client_credentials", "client_id": DEMO_CLIENT_ID, "client_secret": DEMO_SECRET,
+                "audience": "public-api"}
+        assert c.post(TOKEN_PATH, json={**base, "scope": "read"}).status_code == 400  # a guessed extra field
+        listed = c.get(f"{acct}/agents/devices", params={"per_page": 5}, headers=auth)  # not a notes parameter
+        assert listed.status_code == 400 and "per_page" in listed.json()["detail"]
+        assert c.get(f"{acct}/agents/devices", params={"order_by": "hostname;asc", "limit": 5},
+                     headers=auth).status_code == 200
+        assert c.get(f"{acct}/findings", params={"status.eq": 10, "priority.!in": "4,5",
+                                                  "created_after": "2026-01-01"}, headers=auth).status_code == 200
+        assert c.get(f"{acct}/findings", params={"severity.eq": 1}, headers=auth).status_code == 400  # §1.6
+        deleted = c.request("DELETE", f"{API_PREFIX}/msp/webhooks/wh-1", json={"reason": "exit"}, headers=auth)
+        assert deleted.status_code == 400 and "wh-1" in blumira.sandbox.webhooks
+        dispatched = c.post(f"{acct}/agents/devices/dev-0001-000/actions", json={"action": "isolate"},
+                            headers=auth)
+        assert dispatched.status_code == 400  # request_action_dispatch's field names are not published
+    assert blumira.sandbox.received == []

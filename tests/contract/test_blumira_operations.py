@@ -12,7 +12,8 @@ import pytest
 
 from offboard import engine
 from offboard_blumira.sandbox import API_PREFIX, TOKEN_PATH
-from tests.conftest import BlumiraHarness
+from tests.conftest import BlumiraHarness, past_the_notification
+from tests.connectors.blumira_unknowns import settle_dispatch
 
 NOTES = Path(__file__).resolve().parents[3] / "shared" / "vendor-notes" / "blumira-api.md"
 pytestmark = pytest.mark.skipif(not NOTES.exists(), reason=f"vendor notes not found at {NOTES}")
@@ -30,14 +31,16 @@ def known(method: str, path: str) -> bool:
     return any(m == method and pattern.match(path) for m, pattern in operations())
 
 
-def test_every_request_of_a_full_exit_is_an_operation_the_notes_list(blumira: BlumiraHarness) -> None:
-    blumira.sandbox.offers_uninstall = True  # exercise the dispatch path too
+def test_every_request_of_a_full_exit_is_an_operation_the_notes_list(
+        blumira: BlumiraHarness, monkeypatch: pytest.MonkeyPatch) -> None:
+    settle_dispatch(monkeypatch, blumira.sandbox)  # exercise the dispatch path too
     with blumira.sessions() as s:
         plan = engine.make_plan(blumira.cfg, s)
-        engine.apply(plan, blumira.cfg, s)
+        past_the_notification(blumira.cfg, plan, s)
     calls = {(r.method, r.path.removeprefix(API_PREFIX)) for r in blumira.sandbox.requests
              if r.path.startswith(API_PREFIX)}
     assert len(calls) > 10
+    assert any(m == "POST" and p.endswith("/actions") for m, p in calls)
     unknown = sorted(c for c in calls if not known(*c))
     assert unknown == []
     tokens = [r for r in blumira.sandbox.requests if r.path == TOKEN_PATH]

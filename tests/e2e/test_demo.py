@@ -38,7 +38,7 @@ def test_demo_exits_the_customer_from_both_vendors_and_leaves_a_verifiable_audit
     assert verify_file(runs[0] / "audit.jsonl").ok
     eml = (runs[0] / "evidence" / "blumira" / "notification-to-blumira.eml").read_text()
     assert "To: support@blumira.com" in eml and "Cc: msp@blumira.com" in eml
-    assert "Organization: Acme Dental" in eml and "Current Blumira Edition: SIEM_ENDPOINT" in eml
+    assert "Organization: Acme Dental" in eml and "Current Blumira Edition: PRO" in eml
     report = runs[0] / "report.md"
     assert report.exists()
     assert any(line.startswith(f"Report:    {report.relative_to(tmp_path)}  ") for line in out.splitlines())

@@ -237,3 +237,22 @@ def test_without_a_key_apply_says_the_plan_is_not_signed(cli: Any, served: tuple
     plan_file(cli, config)
     applied = cli("apply", "-c", str(config), "exit.plan.json", "--unattended", "--override-preflight", "drill")
     assert "The plan file is not signed" in applied.err
+
+
+def test_a_gate_removed_from_a_run_folder_plan_is_refused_on_resume(blumira: Any) -> None:
+    from offboard import engine
+    from offboard.errors import BadInput
+
+    with blumira.sessions() as s:
+        held = engine.apply(engine.make_plan(blumira.cfg, s), blumira.cfg, s)
+
+    def ungate(data: dict[str, Any]) -> None:
+        for v in data["vendors"]:
+            for step in v["steps"]:
+                for a in step["actions"]:
+                    a["gate"] = False
+
+    reseal(held.run.plan_path, ungate)
+    with blumira.sessions() as s, pytest.raises(BadInput, match=r"blumira\.notify\.sent differs .*gate False"):
+        engine.resume(held.run.run_id, blumira.cfg, s)
+    assert [r for r in blumira.sandbox.requests if r.method == "DELETE"] == []

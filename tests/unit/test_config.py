@@ -40,7 +40,7 @@ def test_a_valid_config_loads_with_env_overriding_the_file(tmp_path: Path, monke
     ('[customer]\nname = "A"\n[blumira]\naccount_id = "x"\naccount_moves_to = "self"\n',
      'account_moves_to = "self" needs new_administrators'),
     ('[customer]\nname = "A"\n[blumira]\naccount_id = "x"\naccount_moves_to = "msp"\n'
-     'incoming_msp_contact = "N <n@x.example>"\ndelete_data = true\n',
+     'incoming_msp_contact = "N <n@x.example>"\nend_client_contact = "C <c@x.example>"\ndelete_data = true\n',
      "delete_data must be false when the account moves"),
     ('[customer]\nname = "A"\n[blumira]\naccount_id = "x"\nkeep_users = ["ada"]\n',
      "config: blumira.keep_users: Value error, 'ada' is not an email address"),

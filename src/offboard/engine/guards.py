@@ -46,16 +46,27 @@ def check_guards(plan: Plan, overrides: Overrides) -> None:
                            "type the name exactly as the plan shows it")
 
 
-# What makes an action safe to send: where it points, what it does, whose it must be, and
-# whether a person must name it first. A plan file that differs from the re-plan in any of
-# these was edited, or made by something other than this offboard from this config.
-SAFETY_FIELDS = ("vendor", "step", "kind", "operation", "target", "call", "owner", "destructive", "confirm")
+# What makes an action safe to send: where it points, what it does, whose it must be, whether a
+# person must name it first, and whether it holds its vendor back. A plan file that differs from
+# the re-plan in any of these was edited, or made by something other than this offboard from this
+# config. Words (summaries, portal instructions) may differ harmlessly: they follow the listing.
+SAFETY_FIELDS = ("vendor", "step", "kind", "operation", "target", "call", "owner", "destructive", "confirm", "gate")
+# A person's item is not a write; while a run goes on its words follow what is left, but it may
+# never stop or start holding its vendor back.
+MANUAL_FIELDS = ("vendor", "step", "kind", "gate")
 
 
-def _differs(saved: Action, fresh: Action) -> str:
-    a, b = saved.model_dump(mode="json"), fresh.model_dump(mode="json")
-    fields = [f for f in SAFETY_FIELDS if a[f] != b[f]] or [f for f in a if a[f] != b[f]]
-    return ", ".join(f"{f} {a[f]!r} (offboard plans {b[f]!r})" for f in fields)
+def _safety(action: Action, fields: tuple[str, ...]) -> dict[str, object]:
+    return {f: v for f, v in action.model_dump(mode="json").items() if f in fields}
+
+
+def _differs(saved: Action, fresh: Action, fields: tuple[str, ...]) -> str:
+    a, b = _safety(saved, fields), _safety(fresh, fields)
+    return ", ".join(f"{f} {a[f]!r} (offboard plans {b[f]!r})" for f in fields if a[f] != b[f])
+
+
+def _shape(vp: VendorPlan) -> list[tuple[str, str, tuple[str, ...]]]:
+    return [(s.id, s.phase, tuple(a.id for a in s.actions)) for s in vp.steps]
 
 
 def check_matches_replan(plan: Plan, fresh: tuple[VendorPlan, ...], *, source: str,
@@ -75,15 +86,17 @@ def check_matches_replan(plan: Plan, fresh: tuple[VendorPlan, ...], *, source: s
             continue
         now = fresh_actions.get(action.id)
         if now is None:
-            if only is not None and action.kind == "manual":
-                continue  # a person's item, not a write: it may leave the plan once its object is gone
             if only is None:
                 raise BadInput(f"{source} holds action {action.id} ({action.summary}), which offboard would "
                                f"not plan now from the config and the live vendor; {hint}")
+            if action.kind == "manual" and not action.gate:
+                continue  # a person's item, not a write: it may leave the plan once its object is gone
             gone.add(action.id)
-        elif now != action:
+            continue
+        fields = MANUAL_FIELDS if only is not None and action.kind == "manual" else SAFETY_FIELDS
+        if _safety(now, fields) != _safety(action, fields):
             raise BadInput(f"{source} action {action.id} differs from what offboard plans now: "
-                           f"{_differs(action, now)}; {hint}")
+                           f"{_differs(action, now, fields)}; {hint}")
     if only is None:
         saved = {a.id for a in plan.actions()}
         missing = [a.id for a in fresh_actions.values() if a.id not in saved]
@@ -93,7 +106,8 @@ def check_matches_replan(plan: Plan, fresh: tuple[VendorPlan, ...], *, source: s
         by_vendor = {v.vendor: v for v in fresh}
         for vp in plan.vendors:
             now_vp = by_vendor[vp.vendor]
-            if vp.steps != now_vp.steps or vp.skipped != now_vp.skipped or vp.scope != now_vp.scope:
-                raise BadInput(f"{source}: the {vp.display_name} steps (their order, titles or what they "
-                               f"leave untouched) differ from what offboard plans now; {hint}")
+            if (_shape(vp) != _shape(now_vp) or vp.scope != now_vp.scope
+                    or {k.target.id for k in vp.skipped} != {k.target.id for k in now_vp.skipped}):
+                raise BadInput(f"{source}: the {vp.display_name} steps (their order, or what they leave "
+                               f"untouched) differ from what offboard plans now; {hint}")
     return gone
