@@ -216,9 +216,10 @@ class HuntressSandbox(SandboxBase):
 
     def rule_owner(self, rule: dict[str, Any]) -> int | None:
         applied = rule["applied_to"]
-        if applied["type"] == "organization":
+        kind = str(applied["type"]).lower()  # the spec's example spells it "Organization"
+        if kind == "organization":
             return int(applied["id"])
-        if applied["type"] == "identity":
+        if kind == "identity":
             identity = next((i for i in self.identities if i["id"] == applied["id"]), None)
             return int(identity["organization"]["id"]) if identity else None
         return None

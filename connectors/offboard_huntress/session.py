@@ -14,9 +14,18 @@ from offboard.plan import Action, Finding, Inventory, InventoryItem, Target, Ven
 from offboard.wire.http import HttpRecord, Reply, VendorHttp
 
 from .client import HuntressClient
-from .models import ISOLATED, Actor, IncidentWithRemediations, Membership, Organization, SummaryReport, parse
+from .models import (
+    ISOLATED,
+    Actor,
+    IncidentWithRemediations,
+    Membership,
+    Organization,
+    SummaryReport,
+    UnwantedAccessRule,
+    parse,
+)
 from .settings import HuntressSettings
-from .steps import VENDOR, agent_target, owner_of_org, plan_exit
+from .steps import UNKNOWN_OWNER, VENDOR, agent_target, owner_of_org, owner_of_rule, plan_exit
 
 # Manual items the organization's own fields can confirm, and what each check is called.
 MANUAL_CHECKS = {"itdr.unmap-tenant": "ITDR tenant unmapped", "siem.disconnect-sources": "SIEM sources disconnected",
@@ -99,8 +108,7 @@ class HuntressSession:
             items.append(InventoryItem(target=Target(type="membership", id=str(m.id), name=who), owner=owner,
                                        attrs={"permissions": m.permissions}))
         for r in self.client.unwanted_access_rules(self.org_id):
-            applied = r.applied_to
-            owner = f"{applied.type}:{applied.id}" if applied else "unknown"
+            owner = _rule_owner(r)
             what = r.country_code or r.vpn or r.ip_address or "?"
             items.append(InventoryItem(target=Target(type="unwanted_access_rule", id=str(r.id),
                                                      name=f"{r.type} {r.category} {what}".strip()),
@@ -230,8 +238,7 @@ class HuntressSession:
             return _gone(m is None, record, owner=_membership_owner(m) if m else None)
         if op == "delete_unwanted_access_rule":
             r, record = self.client.unwanted_access_rule(int(oid))
-            applied = r.applied_to if r else None
-            return _gone(r is None, record, owner=f"{applied.type}:{applied.id}" if applied else None)
+            return _gone(r is None, record, owner=_rule_owner(r) if r else None)
         if op == "stop_auto_renew":
             sub, record = self.client.subscription(int(oid))
             if sub is None:
@@ -336,6 +343,11 @@ def _membership_owner(m: Membership) -> str:
     if m.organization is not None:
         return owner_of_org(m.organization.id)
     return f"account:{m.account.id if m.account else '?'}"
+
+
+def _rule_owner(rule: UnwantedAccessRule) -> str:
+    applied = rule.applied_to
+    return owner_of_rule(applied.type, applied.id) if applied else UNKNOWN_OWNER
 
 
 def _gone(gone: bool, record: HttpRecord, owner: str | None) -> ActionResult:

@@ -23,8 +23,23 @@ VENDOR = "huntress"
 PORTAL = "Huntress portal"
 
 
+UNKNOWN_OWNER = "unknown"  # the reply does not say whose it is: never written to, never counted as gone
+# What an unwanted-access rule's ``applied_to.type`` may name (the spec's example spells it
+# "Organization"; the list filter says "organization"): compared without case.
+RULE_SCOPES = frozenset({"organization", "account", "identity"})
+
+
 def owner_of_org(org_id: int) -> str:
     return f"organization:{org_id}"
+
+
+def owner_of_rule(kind: str | None, scope_id: int | None) -> str:
+    """``organization:<id>``, ``account:<id>`` or ``identity:<id>``; unknown when the reply
+    names no id or a scope this code does not know."""
+    scope = (kind or "").strip().lower()
+    if scope not in RULE_SCOPES or scope_id is None:
+        return UNKNOWN_OWNER
+    return f"{scope}:{scope_id}"
 
 
 def agent_target(agent_id: int, hostname: str) -> Target:

@@ -13,6 +13,7 @@ from offboard.errors import BadInput, ExitCode
 from offboard.proof.audit import read_records, verify_file
 from offboard.proof.evidence import EvidenceStore
 from offboard_huntress.sandbox import ACCOUNT, CUSTOMER_ORG, NEIGHBOUR_ORG, Fault, HuntressSandbox
+from offboard_huntress.steps import owner_of_rule
 from tests.conftest import Harness, load, write_config
 
 LAB = engine.Overrides(preflight="lab")
@@ -224,3 +225,28 @@ def test_an_export_that_failed_then_succeeds_on_resume_releases_the_removals(har
     events = [e["event"] for e in read_records(first.run.audit_path)]
     assert "evidence.overridden" not in events
     assert (first.run.path / "evidence/huntress/identities.json").exists()
+
+
+def test_organization_rules_sent_as_the_spec_spells_them_are_removed_and_the_neighbours_kept(tmp_path: Path) -> None:
+    # The spec's example is {"type": "Organization", ...}: the type's case must not decide ownership.
+    h = harness_with(tmp_path, 'products = ["itdr"]\n')
+    for rule in h.sandbox.rules.values():
+        rule["applied_to"]["type"] = rule["applied_to"]["type"].capitalize()
+    with h.sessions() as s:
+        plan = engine.make_plan(h.cfg, s)
+        engine.apply(plan, h.cfg, s, overrides=LAB)
+    deleted = sorted(r.path for r in h.sandbox.writes())
+    assert deleted == ["/v1/unwanted_access_rules/41", "/v1/unwanted_access_rules/42"]
+    assert set(h.sandbox.rules) == {43, 44, 45}  # identity-, account- and neighbour-scoped rules stay
+    skipped = {k.target.id: k.reason for k in plan.vendor("huntress").skipped}
+    assert skipped == {"43": f"belongs to identity:300, not organization:{CUSTOMER_ORG} (scope guard)"}
+
+
+@pytest.mark.parametrize(("kind", "scope_id", "owner"), [
+    ("Organization", 42, "organization:42"), ("organization", 42, "organization:42"),
+    (" ORGANIZATION", 43, "organization:43"), ("Account", 7001, "account:7001"), ("Identity", 300, "identity:300"),
+    ("Organization", None, "unknown"), ("Tenant", 42, "unknown"), ("", 42, "unknown"), (None, 42, "unknown"),
+])
+def test_a_rules_owner_is_read_without_case_and_unknown_when_unsaid(kind: str | None, scope_id: int | None,
+                                                                     owner: str) -> None:
+    assert owner_of_rule(kind, scope_id) == owner
