@@ -10,7 +10,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from offboard.connectors import ActionResult
-from offboard.engine import _run_action
+from offboard.engine.execute import _run_action
 from offboard.plan import Action, Inventory, InventoryItem, Target
 from offboard.proof.audit import AuditLog
 from offboard_blumira.settings import BlumiraSettings
