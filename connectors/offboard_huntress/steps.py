@@ -2,9 +2,11 @@
 
 Pure functions: inventory in, steps out. No call is made here. The runbook's order:
 1 confirm scope, 2 export evidence (before anything is removed), 3 endpoint coverage,
-4 cloud integrations, 5 routing and automation, 6 billing handoff, then the optional
-whole-organization deletion, then the closure note. A partial exit plans only the
-product paths in scope; a step with no API is a manual item, never a silent gap.
+4 cloud integrations, 5 routing and automation, then the optional whole-organization
+deletion (a technical removal too), 6 billing handoff ("after technical removal... remove
+agents, mappings and services first, then reconcile"), 7 the closure note, last. A partial
+exit plans only the product paths in scope; a step with no API is a manual item, never a
+silent gap.
 """
 
 from __future__ import annotations
@@ -106,11 +108,12 @@ class _Planner:
         # Deleting the organization queues every agent for uninstall (vendor-notes §2.1): one call
         # instead of one per agent, so the per-agent removals are not planned then.
         steps = [self.confirm_scope(), self.evidence(), *([] if deleting else self.endpoints()), self.cloud(),
-                 self.routing(), self.billing()]
+                 self.routing()]
         if deleting:
             self.mine("agent")  # agents listed for another scope are still named as not touched
             steps.append(self.delete_org())
-        steps.append(self.closure())
+        # Billing follows technical state: after every removal, the organization's deletion included.
+        steps += [self.billing(), self.closure()]
         return [s for s in steps if s.actions]
 
     def confirm_scope(self) -> Step:
@@ -316,7 +319,7 @@ class _Planner:
         agents = [i for i in self.inv.items if i.target.type == "agent" and i.owner == self.owner]
         isolated = sum(1 for i in agents if i.attrs.get("firewall_status") in ISOLATED)
         per_agent = len(agents) + isolated
-        return Step(id=sid, vendor=VENDOR, phase="removal", title="7. Delete the whole organization",
+        return Step(id=sid, vendor=VENDOR, phase="removal", title="5b. Delete the whole organization",
                     why="Removes every product of the organization at Huntress and queues its "
                         f"{len(agents)} agent(s) for uninstall: 1 call instead of {per_agent} per-agent call(s) "
                         "(which are therefore not planned). Irreversible; needs --confirm.",
@@ -329,7 +332,7 @@ class _Planner:
 
     def closure(self) -> Step:
         sid = "closure-note"
-        return Step(id=sid, vendor=VENDOR, phase="closure", title="8. Send the closure note",
+        return Step(id=sid, vendor=VENDOR, phase="closure", title="7. Send the closure note",
                     why="Runbook step 7: the customer and the MSP agree on what ended.",
                     actions=(_manual("closure.send-note", "closure note",
                                      "Send the run's closure-note.md to the customer",

@@ -88,10 +88,10 @@ def test_organization_deletion_is_refused_without_the_typed_name_and_runs_with_i
         plan = engine.make_plan(h.cfg, s)
         guarded = [a for a in plan.actions() if a.confirm]
         assert [(a.operation, a.confirm) for a in guarded] == [("delete_organization", "Acme Dental")]
-        assert plan.steps()[-2].id == "delete-organization"  # after billing, before the closure note
+        assert plan.steps()[-3].id == "delete-organization"  # technical removal: before billing and closure
         # the cheaper path: one deletion queues every agent's uninstall, so none is planned per agent
         assert not [a for a in plan.actions() if a.operation in ("uninstall_agent", "release_isolation")]
-        assert "1 call instead of 37 per-agent call(s)" in plan.steps()[-2].why
+        assert "1 call instead of 37 per-agent call(s)" in plan.steps()[-3].why
         with pytest.raises(BadInput, match='--confirm "Acme Dental"'):
             engine.apply(plan, h.cfg, s, overrides=LAB)
         with pytest.raises(BadInput, match="does not match"):
@@ -250,3 +250,23 @@ def test_organization_rules_sent_as_the_spec_spells_them_are_removed_and_the_nei
 def test_a_rules_owner_is_read_without_case_and_unknown_when_unsaid(kind: str | None, scope_id: int | None,
                                                                      owner: str) -> None:
     assert owner_of_rule(kind, scope_id) == owner
+
+
+def test_billing_comes_after_every_technical_removal_the_organizations_deletion_included(tmp_path: Path) -> None:
+    # Runbook: "contact the account manager for billing concerns after technical removal".
+    h = harness_with(tmp_path, "account_id = 7001\ndelete_organization = true\nstop_renewing_subscriptions = [5001]\n")
+    with h.sessions() as s:
+        plan = engine.make_plan(h.cfg, s)
+        result = engine.apply(plan, h.cfg, s, overrides=engine.Overrides(preflight="lab", yes_guarded=True))
+    assert [step.id for step in plan.steps()] == [
+        "confirm-scope", "export-evidence", "remove-cloud-integrations", "close-routing-and-automation",
+        "delete-organization", "billing-handoff", "closure-note"]
+    assert [a.operation for a in plan.steps()[-2].actions] == ["stop_auto_renew", "billing.account-manager"]
+    writes = [(r.method, r.path) for r in h.sandbox.writes()]
+    assert writes[-2:] == [("DELETE", "/v1/accounts/7001/organizations/42"),
+                           ("PATCH", "/v1/reseller/subscriptions/5001")]
+    lines = [(e["event"], (e["action_id"] or "").split(".")[1]) for e in read_records(result.run.audit_path)
+             if e["event"] in ("action.succeeded", "manual.pending")
+             and e["step"] in ("delete-organization", "billing-handoff", "closure-note")]
+    assert lines == [("action.succeeded", "delete_organization"), ("action.succeeded", "stop_auto_renew"),
+                     ("manual.pending", "billing"), ("manual.pending", "closure")]
