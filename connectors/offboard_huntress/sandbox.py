@@ -271,9 +271,10 @@ class HuntressSandbox(SandboxBase):
         agents = self.agents_of(org["id"])
         isolated = sum(1 for a in agents if a["firewall_status"] in ("Isolated", "Pending Isolation"))
         identities = [i for i in self.identities if i["organization"]["id"] == org["id"]]
-        itdr = [{"type": "microsoft", "identity_provider_tenant_id": org["identity_provider_tenant_id"],
+        tenant = org.get("identity_provider_tenant_id")  # left out once unmapped: the spec never says null
+        itdr = [{"type": "microsoft", "identity_provider_tenant_id": tenant,
                  "billable_identities_count": len(identities), "total_identities_count": len(identities)}
-                ] if org["identity_provider_tenant_id"] else []
+                ] if tenant else []
         return {**org, "agents_count": len(agents), "billable_identity_count": len(identities), "actual_usages": {
             "edr": {"billable_agents_count": len(agents), "unresponsive_agents_count": 0,
                     "outdated_agents_count": 0, "isolated_agents_count": isolated},
@@ -402,7 +403,7 @@ class HuntressSandbox(SandboxBase):
         if org is None:
             return JSONResponse({"done": False})
         if item == "itdr.unmap-tenant":
-            org["identity_provider_tenant_id"] = None
+            org.pop("identity_provider_tenant_id", None)
             self.identities = [i for i in self.identities if i["organization"]["id"] != CUSTOMER_ORG]
         elif item == "siem.disconnect-sources":
             org["logs_sources_count"] = 0

@@ -25,11 +25,19 @@ from .models import (
     parse,
 )
 from .settings import HuntressSettings
-from .steps import UNKNOWN_OWNER, VENDOR, agent_target, owner_of_org, owner_of_rule, plan_exit
+from .steps import (
+    UNKNOWN_OWNER,
+    VENDOR,
+    agent_target,
+    billed_products,
+    owner_of_org,
+    owner_of_rule,
+    plan_exit,
+)
 
 # Manual items the organization's own fields can confirm, and what each check is called.
 MANUAL_CHECKS = {"itdr.unmap-tenant": "ITDR tenant unmapped", "siem.disconnect-sources": "SIEM sources disconnected",
-                 "billing.account-manager": "no billable agent left"}
+                 "billing.account-manager": "nothing billed for the products removed"}
 OPEN_INCIDENT_STATUSES = ("sent", "auto_remediating")  # vendor-notes §3.3
 OPEN_ESCALATION_STATUSES = ("open", "overdue")  # vendor-notes §3.4
 NEEDS_USER_KEY = ("a user-based Huntress API key whose user may make this change is needed "
@@ -315,6 +323,9 @@ class HuntressSession:
         name = MANUAL_CHECKS.get(op)
         if name is None:
             return None
+        billed = billed_products(self.s.scope)
+        if op == "billing.account-manager" and not billed:
+            return None  # nothing this exit removed is billed by usage: nothing for the API to reconcile
         body, record = self.client.organization_raw(self.org_id)  # every check reads the organization once
         if body is None:
             return Check(name, True, "the organization is deleted")
@@ -330,11 +341,10 @@ class HuntressSession:
             billable = (usages.get("siem") or {}).get("billable_log_sources_count") or 0
             ok = org.logs_sources_count == 0 and billable == 0
             detail = f"logs_sources_count={org.logs_sources_count}, billable_log_sources_count={billable}"
-        else:  # billing.account-manager
-            snap = _snapshot(org)
-            billable = snap.get("billable_agents_count") or 0
-            ok = billable == 0 and snap["agents_count"] == 0
-            detail = f"agents_count={snap['agents_count']}, billable_agents_count={billable}"
+        else:  # billing.account-manager: what the exit removed, product by product
+            counts = {k: v for p in billed for k, v in _billed_counts(org, p).items()}
+            ok = all(v == 0 for v in counts.values())
+            detail = ", ".join(f"{k}={v}" for k, v in counts.items())
         return Check(name, ok, detail, http=record)
 
 
@@ -354,6 +364,33 @@ def _gone(gone: bool, record: HttpRecord, owner: str | None) -> ActionResult:
     if gone:
         return ActionResult("success", "re-read answers 404: gone", record, already_absent=True)
     return ActionResult("failure", "still present", record, owner=owner)
+
+
+def _usage(usages: dict[str, Any], product: str, field: str) -> int:
+    """A count under actual_usages (an object per product; a list of tenants for itdr/ispm),
+    read defensively: the spec types actual_usages as a string, its example as an object."""
+    entry = usages.get(product)
+    entries = entry if isinstance(entry, list) else [entry]
+    total = 0
+    for e in entries:
+        value = e.get(field) if isinstance(e, dict) else None
+        total += value if isinstance(value, int) and not isinstance(value, bool) else 0
+    return total
+
+
+def _billed_counts(org: Organization, product: str) -> dict[str, int]:
+    """The organization's counts that bill ``product`` (steps.BILLED_ON says which)."""
+    usages = org.actual_usages if isinstance(org.actual_usages, dict) else {}
+    if product == "edr":
+        return {"agents_count": org.agents_count,
+                "billable_agents_count": _usage(usages, "edr", "billable_agents_count")}
+    if product == "itdr":
+        return {"billable_identity_count": org.billable_identity_count,
+                "itdr_billable_identities": _usage(usages, "itdr", "billable_identities_count")}
+    if product == "sat":
+        return {"sat_learner_count": org.sat_learner_count, "sat_learners": _usage(usages, "sat", "learners_count")}
+    return {"logs_sources_count": org.logs_sources_count,
+            "siem_billable_log_sources": _usage(usages, "siem", "billable_log_sources_count")}
 
 
 def _snapshot(org: Organization) -> dict[str, Any]:

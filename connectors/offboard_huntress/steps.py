@@ -31,6 +31,20 @@ UNKNOWN_OWNER = "unknown"  # the reply does not say whose it is: never written t
 RULE_SCOPES = frozenset({"organization", "account", "identity"})
 
 
+# What each product is billed on, as the organization reports it (vendor-notes §3.1): the billing
+# handoff reconciles the products the exit removed, and only those. psa and api are not billed.
+BILLED_ON: dict[str, str] = {
+    "edr": "agents_count and actual_usages.edr.billable_agents_count are 0",
+    "itdr": "billable_identity_count and actual_usages.itdr billable identities are 0",
+    "sat": "sat_learner_count and actual_usages.sat.learners_count are 0",
+    "siem": "logs_sources_count and actual_usages.siem.billable_log_sources_count are 0",
+}
+
+
+def billed_products(scope: tuple[str, ...]) -> tuple[str, ...]:
+    return tuple(p for p in scope if p in BILLED_ON)
+
+
 def owner_of_org(org_id: int) -> str:
     return f"organization:{org_id}"
 
@@ -306,12 +320,21 @@ class _Planner:
                         "cancel endpoint: only auto_renew can be turned off by API, and only when configured.",
                     actions=(*renewals, _manual(
                         "billing.account-manager", "billing handoff",
-                        "Tell the Huntress account manager the customer has left, update the PSA contract, and "
-                        "attach the run's report.md as proof that the service stopped",
+                        "Tell the Huntress account manager the customer has left"
+                        + ("" if self.s.whole_exit else f" {', '.join(self.scope)}")
+                        + ", update the PSA contract, and attach the run's report.md as proof that the service "
+                          "stopped",
                         "your Huntress account manager, and the customer's contract in your PSA",
                         "the account manager acknowledged and the contract is updated",
-                        verify="the organization has no billable agent left", record="who acknowledged, and when",
-                        step=sid),))
+                        verify=self.billing_verify(), record="who acknowledged, and when", step=sid),))
+
+    def billing_verify(self) -> str:
+        if self.s.delete_organization:
+            return "the organization is deleted"
+        billed = billed_products(self.scope)
+        if not billed:
+            return ""  # nothing of this exit is billed by usage: the API has nothing to reconcile
+        return "for the products this exit removed: " + "; ".join(f"{p}: {BILLED_ON[p]}" for p in billed)
 
     def delete_org(self) -> Step:
         sid = "delete-organization"

@@ -270,3 +270,34 @@ def test_billing_comes_after_every_technical_removal_the_organizations_deletion_
              and e["step"] in ("delete-organization", "billing-handoff", "closure-note")]
     assert lines == [("action.succeeded", "delete_organization"), ("action.succeeded", "stop_auto_renew"),
                      ("manual.pending", "billing"), ("manual.pending", "closure")]
+
+
+def test_a_partial_exits_billing_reconciles_only_what_it_removed(tmp_path: Path) -> None:
+    h = harness_with(tmp_path, 'products = ["itdr"]\n')
+    with h.sessions() as s:
+        plan = engine.make_plan(h.cfg, s)
+        billing = next(a for a in plan.actions() if a.operation == "billing.account-manager")
+        assert billing.manual is not None
+        assert "itdr" in billing.manual.verify_hint and "agent" not in billing.manual.verify_hint
+        run_id = engine.apply(plan, h.cfg, s, overrides=LAB).run.run_id
+        refused = engine.confirm(run_id, billing.id, "J. Doe", "AM acknowledged", h.cfg, s)
+        assert not refused.accepted and refused.check is not None
+        assert "billable_identity_count=5" in refused.check.detail and "agents_count" not in refused.check.detail
+        h.sandbox.identities = [i for i in h.sandbox.identities if i["organization"]["id"] != CUSTOMER_ORG]
+        h.sandbox.orgs[CUSTOMER_ORG].pop("identity_provider_tenant_id")  # the tenant unmapped at the portal
+        accepted = engine.confirm(run_id, billing.id, "J. Doe", "AM acknowledged", h.cfg, s)
+    assert accepted.accepted and accepted.check is not None and accepted.check.passed
+    assert len(h.sandbox.agents_of(CUSTOMER_ORG)) == 36  # the agents stay: EDR is not part of this exit
+    _, rows = engine.status(run_id, h.cfg)
+    assert {r.action.id: r.state for r in rows}[billing.id] == "confirmed"
+
+
+def test_a_whole_exits_billing_waits_for_every_billed_product(harness: Harness) -> None:
+    with harness.sessions() as s:
+        plan = engine.make_plan(harness.cfg, s)
+        run_id = engine.apply(plan, harness.cfg, s, overrides=LAB).run.run_id
+        refused = engine.confirm(run_id, "huntress.billing.account-manager", "J. Doe", "AM", harness.cfg, s)
+    assert not refused.accepted and refused.check is not None
+    detail = refused.check.detail
+    assert "agents_count=0" in detail and "billable_identity_count=5" in detail and "logs_sources_count=3" in detail
+    assert "sat_learner_count=20" in detail
