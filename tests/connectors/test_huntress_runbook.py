@@ -145,7 +145,7 @@ def test_an_itdr_only_exit_touches_nothing_else(tmp_path: Path) -> None:
 
 
 def test_account_level_memberships_are_never_removed_even_when_listed(harness: Harness) -> None:
-    account_member = next(m for m in harness.sandbox.memberships.values() if "account" in m)
+    account_member = next(m for m in harness.sandbox.memberships.values() if "organization" not in m)
     # A listing that wrongly includes an account-level membership must not make it a target.
     original = harness.sandbox.memberships_of
     harness.sandbox.memberships_of = lambda org: original(org) + ([account_member] if org else [])  # type: ignore[method-assign]
