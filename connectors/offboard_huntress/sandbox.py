@@ -88,6 +88,10 @@ class HuntressSandbox(SandboxBase):
         self.rules: dict[int, dict[str, Any]] = {}
         self.invoices: list[dict[str, Any]] = []
         self.subscriptions: dict[int, dict[str, Any]] = {}
+        # Objects the vendor lists under the customer's organization although their reply does not say
+        # whose they are (no organization_id, no applied_to id…). Empty unless a test adds some; never
+        # readable one by one (404).
+        self.strays: dict[str, list[dict[str, Any]]] = {"agents": [], "memberships": [], "unwanted_access_rules": []}
         self._seed()
         mirrored: list[tuple[str, Handler, list[str]]] = [
             ("/agents", self._agents, ["GET"]),
@@ -317,7 +321,7 @@ class HuntressSandbox(SandboxBase):
         if org is not None:
             if not org.isdigit():
                 return _error(400, "organization_id must be an integer")
-            items = [a for a in items if a["organization_id"] == int(org)]
+            items = [a for a in items if a["organization_id"] == int(org)] + self._strays("agents", org)
         if platform := request.query_params.get("platform"):
             items = [a for a in items if a["platform"] == platform]
         return _page(request, items, "agents")
@@ -379,7 +383,8 @@ class HuntressSandbox(SandboxBase):
         org = request.query_params.get("organization_id")
         # With organization_id only that organization's memberships are listed (§2.1).
         items = list(self.memberships.values()) if org is None else self.memberships_of(int(org))
-        return _page(request, sorted(items, key=lambda m: m["id"], reverse=True), "memberships")
+        items = sorted(items, key=lambda m: m["id"], reverse=True) + self._strays("memberships", org)
+        return _page(request, items, "memberships")
 
     async def _membership(self, request: Request) -> Response:
         m = self.memberships.get(request.path_params["id"])
@@ -395,7 +400,11 @@ class HuntressSandbox(SandboxBase):
     async def _rules(self, request: Request) -> Response:
         org = request.query_params.get("organization_id")
         items = [r for r in self.rules.values() if org is None or str(self.rule_owner(r)) == org]
-        return _page(request, sorted(items, key=lambda r: r["id"], reverse=True), "unwanted_access_rules")
+        items = sorted(items, key=lambda r: r["id"], reverse=True) + self._strays("unwanted_access_rules", org)
+        return _page(request, items, "unwanted_access_rules")
+
+    def _strays(self, key: str, org: str | None) -> list[dict[str, Any]]:
+        return self.strays[key] if org == str(CUSTOMER_ORG) else []
 
     async def _rule(self, request: Request) -> Response:
         rule = self.rules.get(request.path_params["id"])

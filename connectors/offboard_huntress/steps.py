@@ -92,9 +92,10 @@ class _Planner:
         self.owner = owner_of_org(settings.organization_id)
         self.scope = settings.scope
         self.skipped: list[Skipped] = []
-        org = next((i for i in inventory.items if i.target.type == "organization"), None)
-        self.org = org
-        self.org_name = org.target.name if org else f"organization {settings.organization_id}"
+        listed = next((i for i in inventory.items if i.target.type == "organization"), None)
+        self.org_name = listed.target.name if listed else f"organization {settings.organization_id}"
+        # Written to (report recipients, deletion) only when the reply is surely the organization asked for.
+        self.org = next(iter(self.mine("organization")), None)
 
     def mine(self, kind: str, owner: str | None = None) -> list[InventoryItem]:
         """Objects of this kind that belong to the exit; the others are recorded as skipped."""
@@ -102,6 +103,11 @@ class _Planner:
         out = []
         for item in sorted(self.inv.items, key=lambda i: (i.target.name.lower(), i.target.id)):
             if item.target.type != kind:
+                continue
+            if item.owner == UNKNOWN_OWNER:
+                self.skipped.append(Skipped(vendor=VENDOR, target=item.target,
+                                            reason="owner unknown: the vendor's reply does not say whose it is "
+                                                   "(scope guard; never touched, never counted as gone)"))
                 continue
             if item.owner != owner:
                 # The listing was filtered by organization, yet this came back: never touch it.
