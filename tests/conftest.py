@@ -23,8 +23,52 @@ from offboard.errors import ExitCode
 from offboard.plan import Plan
 from offboard_blumira import sandbox as blu
 from offboard_huntress.sandbox import DEMO_KEY, DEMO_SECRET, HuntressSandbox
+from tests import huntress_spec
+from tests.specs import missing_reason, spec_path
 
 FAST = 0.005  # sandbox clock: a 60 s window lasts 0.3 s
+
+# Every reply the Huntress sandbox sends during the suite is checked against Huntress's published
+# spec; a reply the spec does not describe fails the test that caused it (see the hooks below).
+if spec_path(huntress_spec.SPEC) is not None:
+    HuntressSandbox.reply_check = huntress_spec.REPLIES.check
+elif os.environ.get("CI"):
+    raise pytest.UsageError(missing_reason(huntress_spec.SPEC) + "; CI validates the sandbox's replies against it")
+
+
+def pytest_report_header() -> str:
+    path = spec_path(huntress_spec.SPEC)
+    if path is None:
+        return f"huntress sandbox replies: NOT validated ({missing_reason(huntress_spec.SPEC)})"
+    return f"huntress sandbox replies: validated against {path}"
+
+
+def _fail_on_bad_replies(phase: str) -> None:
+    problems = huntress_spec.REPLIES.take()
+    if problems:
+        shown = "\n  ".join(problems[:20]) + (f"\n  … and {len(problems) - 20} more" if len(problems) > 20 else "")
+        raise AssertionError(f"the Huntress sandbox sent {len(problems)} reply problem(s) the published spec "
+                             f"does not allow (during {phase}):\n  {shown}")
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_setup(item: pytest.Item) -> Iterator[None]:
+    huntress_spec.REPLIES.take()  # not this test's: a server an earlier test left running
+    return (yield)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_call(item: pytest.Item) -> Iterator[None]:
+    result = yield  # a test that failed on its own keeps its own failure
+    _fail_on_bad_replies("the test")  # replies sent while its fixtures were set up count too
+    return result
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_teardown(item: pytest.Item) -> Iterator[None]:
+    result = yield
+    _fail_on_bad_replies("teardown")
+    return result
 
 # CI runs the same examples every time (a landing never hinges on a new random draw); locally,
 # hypothesis explores new ones on each run and remembers failures in .hypothesis/.

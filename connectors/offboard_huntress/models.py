@@ -1,6 +1,8 @@
 """Huntress reply objects, as much of them as the exit needs (vendor-notes §3).
 
-Unknown fields are ignored, not rejected: the API grows without notice (§5.5).
+Unknown fields are ignored, not rejected: the API grows without notice (§5.5). The spec marks no
+field required, so every field here may be absent: an object that does not say its id or its
+owner is still read, and its owner is then unknown (never written to, never counted as gone).
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ class _Reply(BaseModel):
 
 
 class Named(_Reply):
-    id: int
+    id: int | None = None
     name: str = ""
 
 
@@ -46,9 +48,9 @@ class Actor(_Reply):
 
 
 class Organization(_Reply):
-    id: int
+    id: int | None = None
     account_id: int | None = None
-    name: str
+    name: str = ""
     key: str = ""
     agents_count: int = 0
     incident_reports_count: int = 0
@@ -61,8 +63,8 @@ class Organization(_Reply):
 
 
 class Agent(_Reply):
-    id: int
-    organization_id: int
+    id: int | None = None
+    organization_id: int | None = None
     account_id: int | None = None
     hostname: str = ""
     platform: str = ""
@@ -73,7 +75,7 @@ class Agent(_Reply):
 
 
 class IncidentReport(_Reply):
-    id: int
+    id: int | None = None
     organization_id: int | None = None
     status: str = ""
     severity: str = ""
@@ -81,7 +83,7 @@ class IncidentReport(_Reply):
 
 
 class Escalation(_Reply):
-    id: int
+    id: int | None = None
     status: str = ""
     severity: str = ""
     subject: str = ""
@@ -109,7 +111,7 @@ class MembershipUser(_Reply):
 
 
 class Membership(_Reply):
-    id: int
+    id: int | None = None
     permissions: str = ""
     account: Named | None = None
     organization: Named | None = None
@@ -117,13 +119,13 @@ class Membership(_Reply):
 
 
 class AppliedTo(_Reply):
-    type: str
+    type: str = ""  # the spec's example says "Organization"; the list filter says "organization"
     id: int | None = None
     name: str = ""
 
 
 class UnwantedAccessRule(_Reply):
-    id: int
+    id: int | None = None
     applied_to: AppliedTo | None = None
     category: str = ""
     type: str = ""
@@ -133,7 +135,7 @@ class UnwantedAccessRule(_Reply):
 
 
 class SummaryReport(_Reply):
-    id: int
+    id: int | None = None
     organization_id: int | None = None
     type: str = ""
     period: str = ""
@@ -141,13 +143,13 @@ class SummaryReport(_Reply):
 
 
 class PlatformAction(_Reply):
-    id: int
+    id: int | None = None
     status: str = ""
     subject: str = ""
 
 
 class Subscription(_Reply):
-    id: int
+    id: int | None = None
     account: Named | None = None
     product: str = ""
     status: str = ""

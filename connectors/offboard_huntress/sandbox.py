@@ -26,7 +26,7 @@ import random
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, ClassVar
 
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -35,17 +35,24 @@ from starlette.routing import BaseRoute, Route
 
 from offboard.connectors.sandboxing import Fault, Logged, SandboxBase
 
+from .sandbox_examples import EXAMPLES
+
 __all__ = ["Fault", "HuntressSandbox", "Logged"]
 
 DEMO_KEY = "hk_sandbox_demo_key"
 DEMO_SECRET = "hs_sandbox_demo_secret_not_real"
 READ_ONLY_KEY = "hk_sandbox_account_key"
 READ_ONLY_SECRET = "hs_sandbox_account_secret_not_real"
-ACCOUNT = {"id": 7001, "name": "Sandbox MSP (test double)", "subdomain": "sandbox-msp", "status": "enabled"}
+ACCOUNT = {**EXAMPLES["Actor"]["account"], "id": 7001, "name": "Sandbox MSP (test double)",
+           "subdomain": "sandbox-msp"}
+RULE_VALUE = {"country": "country_code", "vpn": "vpn", "ip_address": "ip_address"}  # category -> its field
 CUSTOMER_ORG = 42
 NEIGHBOUR_ORG = 43
 PDF = b"%PDF-1.4\n% offboard sandbox: a stand-in summary report\n%%EOF\n"
 Handler = Callable[[Request], Awaitable[Response]]
+# (method, path, status, body) of each reply a route sends; the test suite installs one that
+# validates it against Huntress's published spec (the spec is not needed to run the sandbox).
+ReplyCheck = Callable[[str, str, int, bytes], None]
 
 
 @dataclass
@@ -63,6 +70,7 @@ class HuntressSandbox(SandboxBase):
 
     base_window = 60.0
     rate_headers = ("x-huntress-api-call-limit", "x-huntress-api-call-remaining")  # observed (notes §1.3)
+    reply_check: ClassVar[ReplyCheck | None] = None
 
     def __post_init__(self) -> None:
         self._init_gate()
@@ -80,6 +88,10 @@ class HuntressSandbox(SandboxBase):
         self.rules: dict[int, dict[str, Any]] = {}
         self.invoices: list[dict[str, Any]] = []
         self.subscriptions: dict[int, dict[str, Any]] = {}
+        # Objects the vendor lists under the customer's organization although their reply does not say
+        # whose they are (no organization_id, no applied_to id…). Empty unless a test adds some; never
+        # readable one by one (404).
+        self.strays: dict[str, list[dict[str, Any]]] = {"agents": [], "memberships": [], "unwanted_access_rules": []}
         self._seed()
         mirrored: list[tuple[str, Handler, list[str]]] = [
             ("/agents", self._agents, ["GET"]),
@@ -109,11 +121,12 @@ class HuntressSandbox(SandboxBase):
         for path, handler, methods in mirrored:
             routes.append(Route("/v1" + path, handler, methods=methods))
             routes.append(Route("/v1/accounts/{account_id:int}" + path, _in_account(handler), methods=methods))
-        self.app = self.gated(Starlette(routes=routes))
+        self.app = self.gated(_Checked(Starlette(routes=routes), self))
 
     # -- seed data ------------------------------------------------------------------
 
     def _seed(self) -> None:
+        """Every object starts from the spec's example (sandbox_examples) and varies from there."""
         rnd = random.Random(self.seed)
         now = datetime.now(UTC)
         self.orgs[CUSTOMER_ORG] = _org(CUSTOMER_ORG, "Acme Dental", "acmedental", tenant="tenant-acme-m365",
@@ -135,12 +148,17 @@ class HuntressSandbox(SandboxBase):
             if org_id == NEIGHBOUR_ORG:
                 prefix = prefix.replace("ACME", "GLOBEX").replace("acme", "globex")
             self.agents[next_id] = {
-                "id": next_id, "account_id": ACCOUNT["id"], "organization_id": org_id,
+                **EXAMPLES["Agent"], "id": next_id, "account_id": ACCOUNT["id"], "organization_id": org_id,
                 "hostname": f"{prefix}-{serial[org_id]:02d}", "platform": platform, "os": os_name,
-                "version": "0.14.86", "firewall_status": "Enabled",
+                "version": "0.14.86", "firewall_status": "Enabled", "serial_number": f"SN{next_id:08d}",
+                "ipv4_address": f"10.{org_id}.{next_id // 250 % 250}.{next_id % 250}",
+                "mac_addresses": [f"7c:a7:b0:{next_id // 65536 % 256:02x}:{next_id // 256 % 256:02x}:"
+                                  f"{next_id % 256:02x}"],
                 "last_callback_at": _ts(now - timedelta(minutes=rnd.randint(1, 240))),
                 "created_at": _ts(now - timedelta(days=rnd.randint(30, 900))),
             }
+            agent = self.agents[next_id]
+            agent["updated_at"] = agent["last_survey_at"] = agent["last_callback_at"]
         mine = sorted(a for a, v in self.agents.items() if v["organization_id"] == CUSTOMER_ORG)
         if len(mine) >= 2:
             self.agents[mine[0]]["firewall_status"] = "Isolated"
@@ -154,30 +172,33 @@ class HuntressSandbox(SandboxBase):
         for inc in self.incidents:
             total = inc["remediations"]["total_count"]
             self.remediations[inc["id"]] = [
-                {"id": inc["id"] * 100 + n, "type": "assisted", "action": f"Remove foothold {n}",
-                 "status": "completed"} for n in range(1, total + 1)]
+                {**EXAMPLES["Remediation"], "id": inc["id"] * 100 + n, "type": "assisted",
+                 "action": f"Remove foothold {n}", "status": "completed"} for n in range(1, total + 1)]
             inc["remediations"]["items"] = self.remediations[inc["id"]][:10]
         self.escalations = [
-            {"id": 801, "status": "open", "severity": "low", "subject": "Unexpected country login",
-             "type": "Unwanted Access", "organizations": [{"id": NEIGHBOUR_ORG, "name": "Globex Logistics"}]},
-            {"id": 802, "status": "resolved", "severity": "high", "subject": "Agent tamper attempt",
-             "type": "Environmental Issue", "organizations": [{"id": CUSTOMER_ORG, "name": "Acme Dental"}]},
+            _escalation("Escalation", 801, "open", "low", "Unexpected country login", "Unwanted Access",
+                        NEIGHBOUR_ORG, "Globex Logistics", subtype="KP"),
+            _escalation("Escalation", 802, "resolved", "high", "Agent tamper attempt", "Environmental Issue",
+                        CUSTOMER_ORG, "Acme Dental"),
         ]
         self.platform_actions = [
-            {"id": 901, "status": "open", "severity": "low", "subject": "Incident reports cannot be sent to your PSA",
-             "type": "Integration", "organizations": [{"id": CUSTOMER_ORG, "name": "Acme Dental"}]},
+            _escalation("PlatformAction", 901, "open", "low", "Incident reports cannot be sent to your PSA",
+                        "Integration", CUSTOMER_ORG, "Acme Dental"),
         ]
-        self.signals = [{"id": 700 + n, "name": f"Signal {n}", "type": "Footholds", "status": "closed",
-                         "organization": {"id": org, "name": self.orgs[org]["name"]}}
+        self.signals = [{**EXAMPLES["Signal"], "id": 700 + n, "name": f"Signal {n}", "type": "Footholds",
+                         "status": "closed", "organization": {"id": org, "name": self.orgs[org]["name"]}}
                         for n, org in enumerate((CUSTOMER_ORG, CUSTOMER_ORG, CUSTOMER_ORG, NEIGHBOUR_ORG))]
-        self.reports = [{"id": 601 + n, "organization_id": org, "type": "monthly_summary",
+        self.reports = [{**EXAMPLES["SummaryReport"], "id": 601 + n, "organization_id": org,
+                         "type": "monthly_summary",
                          "period": f"2026-{9 + n % 2:02d}-01...2026-{9 + n % 2:02d}-30",
                          "url": f"/_sandbox/files/report-{601 + n}.pdf"}
                         for n, org in enumerate((CUSTOMER_ORG, CUSTOMER_ORG, NEIGHBOUR_ORG))]
-        self.identities = [{"id": 300 + n, "organization": {"id": org, "name": self.orgs[org]["name"]},
-                            "username": f"user{n}@{self.orgs[org]['key']}.example", "enabled": True,
-                            "billable": True, "tenant": {"id": self.orgs[org]["identity_provider_tenant_id"],
-                                                         "type": "microsoft_365"}}
+        self.identities = [{**EXAMPLES["Identity"], "id": 300 + n,
+                            "account": {"id": ACCOUNT["id"], "name": ACCOUNT["name"]},
+                            "organization": {"id": org, "name": self.orgs[org]["name"]},
+                            "username": f"user{n}@{self.orgs[org]['key']}.example",
+                            "email": f"user{n}@{self.orgs[org]['key']}.example", "enabled": True,
+                            "billable": True, "tenant": {"id": 100 + org, "type": "microsoft_365"}}
                            for n, org in enumerate([CUSTOMER_ORG] * 5 + [NEIGHBOUR_ORG] * 2)]
         member_rows = [(1, CUSTOMER_ORG, "it-lead@acme.example", "Admin"),
                        (2, CUSTOMER_ORG, "office@acme.example", "Read-only"),
@@ -185,26 +206,35 @@ class HuntressSandbox(SandboxBase):
                        (4, None, "billing@sandbox-msp.example", "Finance"),
                        (5, NEIGHBOUR_ORG, "it@globex.example", "Admin")]
         for mid, org, email, perm in member_rows:
-            scope = ({"organization": {"id": org, "name": self.orgs[org]["name"]}} if org
-                     else {"account": {"id": ACCOUNT["id"], "name": ACCOUNT["name"]}})
-            self.memberships[mid] = {"id": mid, "permissions": perm, **scope,
-                                     "user": {"id": 10 + mid, "email": email, "name": email.split("@")[0]},
-                                     "created_at": "2025-01-22 01:07:08 UTC", "updated_at": "2026-01-22 01:07:08 UTC"}
-        rule_rows = [(41, "organization", CUSTOMER_ORG, "unauthorized", "country", {"country_code": "KP"}),
-                     (42, "organization", CUSTOMER_ORG, "expected", "vpn", {"vpn": "nordvpn"}),
-                     (43, "identity", 300, "expected", "country", {"country_code": "PT"}),
-                     (44, "account", ACCOUNT["id"], "unauthorized", "country", {"country_code": "RU"}),
-                     (45, "organization", NEIGHBOUR_ORG, "unauthorized", "country", {"country_code": "IR"})]
-        for rid, kind, target, rtype, category, extra in rule_rows:
-            self.rules[rid] = {"id": rid, "applied_to": {"type": kind, "id": target, "name": f"{kind} {target}"},
+            # The spec's example carries both account and organization: an organization's membership
+            # names its account too; the whole account's names no organization.
+            m = {**EXAMPLES["Membership"], "id": mid, "permissions": perm,
+                 "account": {"id": ACCOUNT["id"], "name": ACCOUNT["name"]},
+                 "organization": {"id": org, "name": self.orgs[org]["name"]} if org else None,
+                 "user": {"id": 10 + mid, "email": email, "name": email.split("@")[0]},
+                 "created_at": "2025-01-22 01:07:08 UTC", "updated_at": "2026-01-22 01:07:08 UTC"}
+            if org is None:
+                del m["organization"]
+            self.memberships[mid] = m
+        rule_rows = [(41, "Organization", CUSTOMER_ORG, "unauthorized", "country", "KP"),
+                     (42, "Organization", CUSTOMER_ORG, "expected", "vpn", "NORD_VPN"),
+                     (43, "Identity", 300, "expected", "country", "PT"),
+                     (44, "Account", ACCOUNT["id"], "unauthorized", "country", "RU"),
+                     (45, "Organization", NEIGHBOUR_ORG, "unauthorized", "country", "IR")]
+        for rid, kind, target, rtype, category, value in rule_rows:
+            name = self.orgs[target]["name"] if kind == "Organization" else f"{kind.lower()} {target}"
+            self.rules[rid] = {**EXAMPLES["UnwantedAccessRule"], "id": rid,
+                               "applied_to": {"type": kind, "id": target, "name": name},
                                "type": rtype, "category": category, "status": "active", "logic": "standard",
-                               **extra}
+                               # "Null unless `category` is …" (the spec)
+                               **{c: value if c == RULE_VALUE[category] else None for c in RULE_VALUE.values()}}
         for sid, account, product in ((5001, ACCOUNT["id"], "edr"), (5002, ACCOUNT["id"], "itdr"),
                                       (5003, 7999, "edr")):
-            self.subscriptions[sid] = {"id": sid, "account": {"id": account, "name": f"account {account}"},
+            self.subscriptions[sid] = {**EXAMPLES["Subscription"], "id": sid,
+                                       "account": {"id": account, "name": f"account {account}"},
                                        "product": product, "status": "active", "auto_renew": True,
                                        "billing_interval": "annual"}
-        self.invoices = [{"id": 9001 + n, "amount": 123400 + n, "currency_type": "usd", "plan": "EDR",
+        self.invoices = [{**EXAMPLES["Invoice"], "id": 9001 + n, "amount": 123400 + n, "plan": "EDR",
                           "quantity": 48, "status": "paid"} for n in range(2)]
 
     def agents_of(self, org_id: int) -> list[dict[str, Any]]:
@@ -216,9 +246,10 @@ class HuntressSandbox(SandboxBase):
 
     def rule_owner(self, rule: dict[str, Any]) -> int | None:
         applied = rule["applied_to"]
-        if applied["type"] == "organization":
+        kind = str(applied["type"]).lower()  # the spec's example spells it "Organization"
+        if kind == "organization":
             return int(applied["id"])
-        if applied["type"] == "identity":
+        if kind == "identity":
             identity = next((i for i in self.identities if i["id"] == applied["id"]), None)
             return int(identity["organization"]["id"]) if identity else None
         return None
@@ -234,9 +265,10 @@ class HuntressSandbox(SandboxBase):
     # -- routes -----------------------------------------------------------------------
 
     async def _actor(self, request: Request) -> Response:
-        body: dict[str, Any] = {"account": ACCOUNT}
+        body: dict[str, Any] = {"account": ACCOUNT}  # the spec: "only the parts relevant to the key"
         if request.state.key != READ_ONLY_KEY:
-            body["user"] = {"id": 90, "email": "tech@sandbox-msp.example", "name": "Sandbox Technician"}
+            body["user"] = {**EXAMPLES["Actor"]["user"], "id": 90, "email": "tech@sandbox-msp.example",
+                            "name": "Sandbox Technician"}
         return JSONResponse(body)
 
     async def _organization(self, request: Request) -> Response:
@@ -270,14 +302,17 @@ class HuntressSandbox(SandboxBase):
         agents = self.agents_of(org["id"])
         isolated = sum(1 for a in agents if a["firewall_status"] in ("Isolated", "Pending Isolation"))
         identities = [i for i in self.identities if i["organization"]["id"] == org["id"]]
-        itdr = [{"type": "microsoft", "identity_provider_tenant_id": org["identity_provider_tenant_id"],
+        example = EXAMPLES["OrganizationWithActualProductUsages"]["actual_usages"]
+        tenant = org.get("identity_provider_tenant_id")  # left out once unmapped: the spec never says null
+        itdr = [{**example["itdr"][0], "identity_provider_tenant_id": tenant,
                  "billable_identities_count": len(identities), "total_identities_count": len(identities)}
-                ] if org["identity_provider_tenant_id"] else []
+                ] if tenant else []
+        stale = sum(1 for a in agents if a.get("last_callback_at") and _days_ago(a["last_callback_at"]) >= 21)
         return {**org, "agents_count": len(agents), "billable_identity_count": len(identities), "actual_usages": {
-            "edr": {"billable_agents_count": len(agents), "unresponsive_agents_count": 0,
+            "edr": {**example["edr"], "billable_agents_count": len(agents), "unresponsive_agents_count": stale,
                     "outdated_agents_count": 0, "isolated_agents_count": isolated},
-            "sat": {"learners_count": org["sat_learner_count"]},
-            "siem": {"billable_log_sources_count": org["logs_sources_count"], "retention": 90},
+            "sat": {**example["sat"], "learners_count": org["sat_learner_count"]},
+            "siem": {**example["siem"], "billable_log_sources_count": org["logs_sources_count"]},
             "itdr": itdr, "ispm": []}}
 
     async def _agents(self, request: Request) -> Response:
@@ -286,7 +321,7 @@ class HuntressSandbox(SandboxBase):
         if org is not None:
             if not org.isdigit():
                 return _error(400, "organization_id must be an integer")
-            items = [a for a in items if a["organization_id"] == int(org)]
+            items = [a for a in items if a["organization_id"] == int(org)] + self._strays("agents", org)
         if platform := request.query_params.get("platform"):
             items = [a for a in items if a["platform"] == platform]
         return _page(request, items, "agents")
@@ -348,7 +383,8 @@ class HuntressSandbox(SandboxBase):
         org = request.query_params.get("organization_id")
         # With organization_id only that organization's memberships are listed (§2.1).
         items = list(self.memberships.values()) if org is None else self.memberships_of(int(org))
-        return _page(request, sorted(items, key=lambda m: m["id"], reverse=True), "memberships")
+        items = sorted(items, key=lambda m: m["id"], reverse=True) + self._strays("memberships", org)
+        return _page(request, items, "memberships")
 
     async def _membership(self, request: Request) -> Response:
         m = self.memberships.get(request.path_params["id"])
@@ -364,7 +400,11 @@ class HuntressSandbox(SandboxBase):
     async def _rules(self, request: Request) -> Response:
         org = request.query_params.get("organization_id")
         items = [r for r in self.rules.values() if org is None or str(self.rule_owner(r)) == org]
-        return _page(request, sorted(items, key=lambda r: r["id"], reverse=True), "unwanted_access_rules")
+        items = sorted(items, key=lambda r: r["id"], reverse=True) + self._strays("unwanted_access_rules", org)
+        return _page(request, items, "unwanted_access_rules")
+
+    def _strays(self, key: str, org: str | None) -> list[dict[str, Any]]:
+        return self.strays[key] if org == str(CUSTOMER_ORG) else []
 
     async def _rule(self, request: Request) -> Response:
         rule = self.rules.get(request.path_params["id"])
@@ -401,13 +441,42 @@ class HuntressSandbox(SandboxBase):
         if org is None:
             return JSONResponse({"done": False})
         if item == "itdr.unmap-tenant":
-            org["identity_provider_tenant_id"] = None
+            org.pop("identity_provider_tenant_id", None)
             self.identities = [i for i in self.identities if i["organization"]["id"] != CUSTOMER_ORG]
         elif item == "siem.disconnect-sources":
             org["logs_sources_count"] = 0
         elif item == "sat.close-campaigns":
             org["sat_learner_count"] = 0
         return JSONResponse({"done": True})
+
+
+class _Checked:
+    """ASGI middleware: hands each reply of the vendor's routes to ``HuntressSandbox.reply_check``
+    when one is installed (the gate's own replies — faults, 401, 429 — are not the routes')."""
+
+    def __init__(self, app: Any, sandbox: HuntressSandbox) -> None:
+        self.app = app
+        self.sandbox = sandbox
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        check = type(self.sandbox).reply_check
+        path = scope.get("path", "")
+        if scope["type"] != "http" or check is None or path.startswith(self.sandbox.CONTROL):
+            await self.app(scope, receive, send)
+            return
+        status = 0
+        body = b""
+
+        async def keep(message: Any) -> None:
+            nonlocal status, body
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            elif message["type"] == "http.response.body":
+                body += message.get("body", b"")
+            await send(message)
+
+        await self.app(scope, receive, keep)
+        check(scope["method"], path, status, body)
 
 
 def _in_account(handler: Handler) -> Handler:
@@ -483,18 +552,45 @@ def _error(status: int, message: str, headers: dict[str, str] | None = None) -> 
 
 def _org(org_id: int, name: str, key: str, *, tenant: str | None, sources: int, learners: int,
          recipients: list[str]) -> dict[str, Any]:
-    return {"id": org_id, "account_id": ACCOUNT["id"], "name": name, "key": key,
-            "incident_reports_count": 2, "logs_sources_count": sources, "identity_provider_tenant_id": tenant,
-            "billable_identity_count": 0, "sat_learner_count": learners, "report_recipients": recipients,
-            "created_at": "2024-02-01T09:00:00Z", "updated_at": "2026-11-01T09:00:00Z"}
+    org = {k: v for k, v in EXAMPLES["OrganizationWithActualProductUsages"].items() if k != "actual_usages"}
+    org.update({"id": org_id, "account_id": ACCOUNT["id"], "name": name, "key": key, "incident_reports_count": 2,
+                "logs_sources_count": sources, "identity_provider_tenant_id": tenant, "billable_identity_count": 0,
+                "sat_learner_count": learners, "report_recipients": recipients,
+                "created_at": "2024-02-01T09:00:00Z", "updated_at": "2026-11-01T09:00:00Z"})
+    if tenant is None:
+        del org["identity_provider_tenant_id"]  # the spec never says null: an unmapped tenant is left out
+    return org
 
 
 def _incident(iid: int, org: int, status: str, severity: str, subject: str, remediations: int,
               agent: int | None = None) -> dict[str, Any]:
-    return {"id": iid, "account_id": ACCOUNT["id"], "organization_id": org, "agent_id": agent, "status": status,
-            "severity": severity, "subject": subject, "platform": "windows", "indicator_types": ["footholds"],
-            "remediations": {"total_count": remediations, "has_more": remediations > 10, "items": []},
-            "sent_at": "2026-10-01T10:00:00Z"}
+    incident = {**EXAMPLES["IncidentReport"], "id": iid, "account_id": ACCOUNT["id"], "organization_id": org,
+                "agent_id": agent, "status": status, "severity": severity, "subject": subject, "platform": "windows",
+                "indicator_types": ["footholds"], "sent_at": "2026-10-01T10:00:00Z",
+                "status_updated_at": "2026-10-02T10:00:00Z", "updated_at": "2026-10-02T10:00:00Z",
+                "closed_at": "2026-10-02T10:00:00Z" if status == "closed" else None,
+                "remediations": {"total_count": remediations, "has_more": remediations > 10, "items": []}}
+    if agent is None:
+        del incident["agent_id"]  # not an agent's incident: the spec never says null, so it is left out
+    return incident
+
+
+def _escalation(model: str, eid: int, status: str, severity: str, subject: str, kind: str, org: int,
+                org_name: str, subtype: str | None = None) -> dict[str, Any]:
+    """An escalation or a platform action (the spec gives both the same shape)."""
+    item = {**EXAMPLES[model], "id": eid, "account": {"id": ACCOUNT["id"], "name": ACCOUNT["name"]},
+            "organizations": [{"id": org, "name": org_name}], "status": status, "severity": severity,
+            "subject": subject, "type": kind, "created_at": "2026-10-01T10:00:00Z",
+            "updated_at": "2026-10-02T10:00:00Z"}
+    if subtype is not None:
+        item["subtype"] = subtype
+    if status != "resolved":
+        item.pop("resolved_at", None)  # not resolved: no time (the spec never says null)
+    return item
+
+
+def _days_ago(ts: str) -> int:
+    return (datetime.now(UTC) - datetime.fromisoformat(ts.replace("Z", "+00:00"))).days
 
 
 def _ts(dt: datetime) -> str:

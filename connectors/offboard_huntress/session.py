@@ -14,13 +14,30 @@ from offboard.plan import Action, Finding, Inventory, InventoryItem, Target, Ven
 from offboard.wire.http import HttpRecord, Reply, VendorHttp
 
 from .client import HuntressClient
-from .models import ISOLATED, Actor, IncidentWithRemediations, Membership, Organization, SummaryReport, parse
+from .models import (
+    ISOLATED,
+    Actor,
+    IncidentWithRemediations,
+    Membership,
+    Organization,
+    SummaryReport,
+    UnwantedAccessRule,
+    parse,
+)
 from .settings import HuntressSettings
-from .steps import VENDOR, agent_target, owner_of_org, plan_exit
+from .steps import (
+    UNKNOWN_OWNER,
+    VENDOR,
+    agent_target,
+    billed_products,
+    owner_of_org,
+    owner_of_rule,
+    plan_exit,
+)
 
 # Manual items the organization's own fields can confirm, and what each check is called.
 MANUAL_CHECKS = {"itdr.unmap-tenant": "ITDR tenant unmapped", "siem.disconnect-sources": "SIEM sources disconnected",
-                 "billing.account-manager": "no billable agent left"}
+                 "billing.account-manager": "nothing billed for the products removed"}
 OPEN_INCIDENT_STATUSES = ("sent", "auto_remediating")  # vendor-notes §3.3
 OPEN_ESCALATION_STATUSES = ("open", "overdue")  # vendor-notes §3.4
 NEEDS_USER_KEY = ("a user-based Huntress API key whose user may make this change is needed "
@@ -85,38 +102,44 @@ class HuntressSession:
         if self.s.account_id and org.account_id not in (None, self.s.account_id):
             raise BadInput(f"Huntress organization {self.org_id} belongs to account {org.account_id}, "
                            f"not the configured account_id {self.s.account_id}; check [huntress]")
+        # The reply answers for the organization asked for; one that names another id is not read as ours.
+        org_owner = self.owner if org.id in (None, self.org_id) else UNKNOWN_OWNER
         items: list[InventoryItem] = [InventoryItem(
-            target=Target(type="organization", id=str(org.id), name=org.name), owner=self.owner,
-            attrs={"report_recipients": len(org.report_recipients or []),
-                   "identity_provider_tenant_id": org.identity_provider_tenant_id})]
-        items += [InventoryItem(
-            target=agent_target(a.id, a.hostname), owner=owner_of_org(a.organization_id),
-            attrs={"platform": a.platform, "os": a.os, "firewall_status": a.firewall_status,
-                   "last_callback_at": a.last_callback_at}) for a in self.client.agents(self.org_id)]
-        for m in self.client.memberships(self.org_id):
-            owner = _membership_owner(m)
+            target=Target(type="organization", id=str(self.org_id), name=org.name or f"organization {self.org_id}"),
+            owner=org_owner, attrs={"report_recipients": len(org.report_recipients or []),
+                                    "identity_provider_tenant_id": org.identity_provider_tenant_id})]
+        for n, a in enumerate(self.client.agents(self.org_id), 1):
+            items.append(InventoryItem(
+                target=agent_target(a.id, a.hostname) if a.id is not None else _unaddressable("agent", n, a.hostname),
+                owner=UNKNOWN_OWNER if a.id is None or a.organization_id is None else owner_of_org(a.organization_id),
+                attrs={"platform": a.platform, "os": a.os, "firewall_status": a.firewall_status,
+                       "last_callback_at": a.last_callback_at}))
+        for n, m in enumerate(self.client.memberships(self.org_id), 1):
             who = m.user.email if m.user and m.user.email else f"membership {m.id}"
-            items.append(InventoryItem(target=Target(type="membership", id=str(m.id), name=who), owner=owner,
-                                       attrs={"permissions": m.permissions}))
-        for r in self.client.unwanted_access_rules(self.org_id):
-            applied = r.applied_to
-            owner = f"{applied.type}:{applied.id}" if applied else "unknown"
-            what = r.country_code or r.vpn or r.ip_address or "?"
-            items.append(InventoryItem(target=Target(type="unwanted_access_rule", id=str(r.id),
-                                                     name=f"{r.type} {r.category} {what}".strip()),
-                                       owner=owner, attrs={"describe": f"{r.type} {r.category} {what}"}))
+            target = Target(type="membership", id=str(m.id), name=who) if m.id is not None \
+                else _unaddressable("membership", n, m.user.email if m.user else "")
+            items.append(InventoryItem(target=target, owner=_membership_owner(m) if m.id is not None
+                                       else UNKNOWN_OWNER, attrs={"permissions": m.permissions}))
+        for n, r in enumerate(self.client.unwanted_access_rules(self.org_id), 1):
+            what = f"{r.type} {r.category} {r.country_code or r.vpn or r.ip_address or '?'}".strip()
+            target = Target(type="unwanted_access_rule", id=str(r.id), name=what) if r.id is not None \
+                else _unaddressable("unwanted_access_rule", n, what)
+            items.append(InventoryItem(target=target, owner=_rule_owner(r) if r.id is not None else UNKNOWN_OWNER,
+                                       attrs={"describe": what}))
         for sub_id in self.s.stop_renewing_subscriptions:
             sub, _ = self.client.subscription(sub_id)
             if sub is None:
                 raise BadInput(f"Huntress subscription {sub_id} was not found; check [huntress] "
                                "stop_renewing_subscriptions")
-            items.append(InventoryItem(target=Target(type="subscription", id=str(sub.id),
-                                                     name=f"{sub.product} subscription {sub.id}"),
-                                       owner=f"account:{sub.account.id if sub.account else '?'}",
+            account = sub.account.id if sub.account else None
+            items.append(InventoryItem(target=Target(type="subscription", id=str(sub_id),
+                                                     name=f"{sub.product} subscription {sub_id}"),
+                                       owner=UNKNOWN_OWNER if account is None else f"account:{account}",
                                        attrs={"product": sub.product, "auto_renew": sub.auto_renew}))
+        items = _one_owner_each(items)
         products = "all products" if self.s.whole_exit else "products " + ", ".join(self.s.scope)
         deletion = "; the organization is deleted at the end" if self.s.delete_organization else ""
-        return Inventory(vendor=VENDOR, scope=f"organization {org.name!r} (id {org.id}), {products}{deletion}",
+        return Inventory(vendor=VENDOR, scope=f"organization {org.name!r} (id {self.org_id}), {products}{deletion}",
                          account=actor.describe(), snapshot=_snapshot(org), items=tuple(items))
 
     def preflight(self, inventory: Inventory) -> list[Finding]:
@@ -124,12 +147,12 @@ class HuntressSession:
         incidents = [i for s in OPEN_INCIDENT_STATUSES for i in self.client.incident_reports(self.org_id, s)]
         findings.append(Finding(
             vendor=VENDOR, kind="open_incident_reports", count=len(incidents), blocking=bool(incidents),
-            detail=", ".join(f"#{i.id} {i.status} {i.subject}".strip() for i in incidents[:5])
+            detail=", ".join(f"#{_ref(i.id)} {i.status} {i.subject}".strip() for i in incidents[:5])
             or "no incident report is sent or auto-remediating"))
         escalations = [e for s in OPEN_ESCALATION_STATUSES for e in self.client.escalations(self.org_id, s)]
         findings.append(Finding(
             vendor=VENDOR, kind="open_escalations", count=len(escalations), blocking=bool(escalations),
-            detail=", ".join(f"#{e.id} {e.status} {e.subject}".strip() for e in escalations[:5])
+            detail=", ".join(f"#{_ref(e.id)} {e.status} {e.subject}".strip() for e in escalations[:5])
             or "no escalation is open or overdue"))
         isolated = [i for i in inventory.items if i.target.type == "agent"
                     and i.owner == self.owner and i.attrs.get("firewall_status") in ISOLATED]
@@ -141,7 +164,7 @@ class HuntressSession:
         findings.append(Finding(
             vendor=VENDOR, kind="open_platform_actions", count=len(actions), blocking=False,
             detail="for information (they often name integrations still configured): "
-                   + (", ".join(f"#{p.id} {p.subject}" for p in actions[:5]) or "none")))
+                   + (", ".join(f"#{_ref(p.id)} {p.subject}" for p in actions[:5]) or "none")))
         return findings
 
     def plan(self, inventory: Inventory) -> PlanParts:
@@ -186,7 +209,7 @@ class HuntressSession:
             reports = list(self.client.list_raw("incident_reports", organization_id=org))
             for r in reports:  # the list carries the first 10 remediations; fetch the rest
                 parsed = parse(IncidentWithRemediations, r, "GET /v1/incident_reports")
-                if parsed.remediations is not None and parsed.remediations.has_more:
+                if parsed.id is not None and parsed.remediations is not None and parsed.remediations.has_more:
                     r["remediations"] = {**r["remediations"], "items": self.client.remediations(parsed.id),
                                          "has_more": False}
             files.append(Artifact("incident_reports.json", _json(reports)))
@@ -194,10 +217,10 @@ class HuntressSession:
         elif what == "reports":
             reports = self.client.summary_reports(org)
             files.append(Artifact("reports.json", _json(reports)))
-            for r in reports:
+            for n, r in enumerate(reports, 1):
                 report = parse(SummaryReport, r, "GET /v1/reports")
                 if report.url:
-                    files.append(Artifact(f"reports/{report.id}-{report.type or 'report'}.pdf",
+                    files.append(Artifact(f"reports/{_ref(report.id, n)}-{report.type or 'report'}.pdf",
                                           self.client.download(report)))
             count = len(reports)
         elif what in ("agents", "signals", "escalations", "identities", "memberships"):
@@ -220,7 +243,7 @@ class HuntressSession:
             agent, record = self.client.agent(int(oid))
             if agent is None:
                 return ActionResult("success", f"GET agent {oid} answers 404: gone", record, already_absent=True)
-            owner = owner_of_org(agent.organization_id)
+            owner = UNKNOWN_OWNER if agent.organization_id is None else owner_of_org(agent.organization_id)
             if op == "release_isolation" and agent.firewall_status not in ISOLATED:
                 return ActionResult("success", f"firewall_status is {agent.firewall_status}", record, owner=owner)
             return ActionResult("failure", "the agent is still present"
@@ -230,13 +253,12 @@ class HuntressSession:
             return _gone(m is None, record, owner=_membership_owner(m) if m else None)
         if op == "delete_unwanted_access_rule":
             r, record = self.client.unwanted_access_rule(int(oid))
-            applied = r.applied_to if r else None
-            return _gone(r is None, record, owner=f"{applied.type}:{applied.id}" if applied else None)
+            return _gone(r is None, record, owner=_rule_owner(r) if r else None)
         if op == "stop_auto_renew":
             sub, record = self.client.subscription(int(oid))
             if sub is None:
                 return ActionResult("success", "the subscription is gone", record, already_absent=True)
-            owner = f"account:{sub.account.id if sub.account else '?'}"
+            owner = f"account:{sub.account.id}" if sub.account and sub.account.id is not None else UNKNOWN_OWNER
             if sub.auto_renew is False:
                 return ActionResult("success", "auto_renew is false", record, owner=owner)
             return ActionResult("failure", "auto_renew is still on", record, owner=owner)
@@ -254,18 +276,30 @@ class HuntressSession:
 
     def verify(self, vendor_plan: VendorPlan | None, inventory: Inventory) -> list[Check]:
         """Checks for the products in scope. With a plan: also re-read each object it removed.
-        Without one (`offboard verify`): also the facts that manual items should have changed."""
+        Without one (`offboard verify`): also the facts that manual items should have changed.
+
+        Fails closed: "stopped" is proven only by the vendor listing nothing of the customer's.
+        Whatever it lists under the organization that cannot be attributed counts against it."""
         snap = inventory.snapshot
         checks: list[Check] = []
+        org = self.org_id
+        calls = {"agent": f"GET {self.client.path('agents')}?organization_id={org}",
+                 "membership": f"GET {self.client.path('memberships')}?organization_id={org}",
+                 "unwanted_access_rule": f"GET /v1/unwanted_access_rules?organization_id={org}"}
         if snap.get("organization_deleted"):
-            checks.append(Check("organization is deleted", True, f"GET /v1/organizations/{self.org_id} → 404"))
-        elif "edr" in self.s.scope:
-            listed = [i for i in inventory.items if i.target.type == "agent" and i.owner == self.owner]
-            checks += [Check("organization agents_count is 0", snap.get("agents_count") == 0,
-                             f"GET /v1/organizations/{self.org_id} reports agents_count={snap.get('agents_count')}"),
-                       Check("no agent listed for the organization", not listed,
-                             f"GET /v1/agents?organization_id={self.org_id} lists {len(listed)} agent(s)"
-                             + (": " + ", ".join(i.target.name for i in listed[:5]) if listed else ""))]
+            checks.append(Check("organization is deleted", True, f"GET /v1/organizations/{org} → 404"))
+        else:
+            if "edr" in self.s.scope:
+                checks += [Check("organization agents_count is 0", snap.get("agents_count") == 0,
+                                 f"GET /v1/organizations/{org} reports agents_count={snap.get('agents_count')}"),
+                           self._nothing_listed(inventory, "agent", "no agent listed for the organization",
+                                                calls["agent"])]
+            if self.s.whole_exit:  # the organization's memberships go only when the whole customer does
+                checks.append(self._nothing_listed(inventory, "membership", "no membership listed for the "
+                                                   "organization", calls["membership"]))
+            if "itdr" in self.s.scope:
+                checks.append(self._nothing_listed(inventory, "unwanted_access_rule", "no organization-scoped "
+                                                   "ITDR rule listed", calls["unwanted_access_rule"]))
         if vendor_plan is None:
             for product, op in (("itdr", "itdr.unmap-tenant"), ("siem", "siem.disconnect-sources")):
                 if product in self.s.scope:
@@ -273,29 +307,49 @@ class HuntressSession:
                     if check is not None:
                         checks.append(check)
             return checks
-        # The fresh listing already proves most removals: one object read each only for what is
-        # still listed, or has no listing (10,000 agents must not cost 10,000 more calls).
-        present = {(i.target.type, i.target.id) for i in inventory.items}
-        org = self.org_id
-        listings = {"uninstall_agent": ("agent", f"GET {self.client.path('agents')}?organization_id={org}"),
-                    "delete_membership": ("membership", f"GET {self.client.path('memberships')}?organization_id={org}"),
-                    "delete_unwanted_access_rule": ("unwanted_access_rule",
-                                                    f"GET /v1/unwanted_access_rules?organization_id={org}")}
+        # The fresh listing already proves most removals: one object read each only for what has
+        # no listing (10,000 agents must not cost 10,000 more calls).
+        present = {(i.target.type, i.target.id): i.owner for i in inventory.items}
+        kinds = {"uninstall_agent": "agent", "delete_membership": "membership",
+                 "delete_unwanted_access_rule": "unwanted_access_rule"}
         for action in (a for s in vendor_plan.steps for a in s.actions if a.kind == "api" and a.destructive):
             if action.operation == "release_isolation":
                 continue  # the uninstall that follows is what is verified
-            kind, call = listings.get(action.operation, ("", ""))
+            kind = kinds.get(action.operation, "")
+            name = f"{action.summary}: {action.target.name}"
             if snap.get("organization_deleted") and action.operation != "stop_auto_renew":
-                checks.append(Check(f"{action.summary}: {action.target.name}", True,
-                                    f"the organization is deleted (GET /v1/organizations/{org} → 404)",
+                checks.append(Check(name, True, f"the organization is deleted (GET /v1/organizations/{org} → 404)",
                                     target=action.target, action_id=action.id))
             elif kind and (kind, action.target.id) not in present:
                 count = f"; agents_count={snap.get('agents_count')}" if kind == "agent" else ""
-                checks.append(Check(f"{action.summary}: {action.target.name}", True,
-                                    f"no longer listed ({call}){count}", target=action.target, action_id=action.id))
+                checks.append(Check(name, True, f"no longer listed ({calls[kind]}){count}", target=action.target,
+                                    action_id=action.id))
+            elif kind:
+                # Still listed under the organization, whoever it now says it belongs to: not gone.
+                owner = present[(kind, action.target.id)]
+                checks.append(Check(name, False, f"still listed ({calls[kind]}), owner {owner}",
+                                    target=action.target, action_id=action.id))
             else:
                 checks.append(reread_check(action, self.reread(action)))
         return checks
+
+    def _nothing_listed(self, inventory: Inventory, kind: str, name: str, call: str) -> Check:
+        """Whether the listing under the organization holds nothing of the customer's: its own objects
+        and those whose owner cannot be established count against the stop; another scope's (a
+        neighbour's, the whole account's, an identity's) are named and left, as the plan left them."""
+        listed = [i for i in inventory.items if i.target.type == kind]
+        ours = [i for i in listed if i.owner == self.owner]
+        unknown = [i for i in listed if i.owner == UNKNOWN_OWNER]
+        others = [i for i in listed if i not in ours and i not in unknown]
+        label = kind.replace("_", " ")
+        parts = [f"{call} lists {len(listed)} {label}(s)"]
+        for group, what in ((ours, "the organization's"), (unknown, "owner unknown, counted as not stopped"),
+                            (others, "another scope's, left untouched")):
+            if group:
+                shown = ", ".join(f"{i.target.name} ({i.owner})" if group is others else i.target.name
+                                  for i in group[:20])
+                parts.append(f"{what}: {shown}" + (f" and {len(group) - 20} more" if len(group) > 20 else ""))
+        return Check(name, not ours and not unknown, "; ".join(parts))
 
     def documents(self, vendor_plan: VendorPlan, states: Mapping[str, str]) -> tuple[Artifact, ...]:
         return ()  # the closure note is the core's; Huntress's runbook asks for no other document
@@ -308,6 +362,9 @@ class HuntressSession:
         name = MANUAL_CHECKS.get(op)
         if name is None:
             return None
+        billed = billed_products(self.s.scope)
+        if op == "billing.account-manager" and not billed:
+            return None  # nothing this exit removed is billed by usage: nothing for the API to reconcile
         body, record = self.client.organization_raw(self.org_id)  # every check reads the organization once
         if body is None:
             return Check(name, True, "the organization is deleted")
@@ -323,25 +380,85 @@ class HuntressSession:
             billable = (usages.get("siem") or {}).get("billable_log_sources_count") or 0
             ok = org.logs_sources_count == 0 and billable == 0
             detail = f"logs_sources_count={org.logs_sources_count}, billable_log_sources_count={billable}"
-        else:  # billing.account-manager
-            snap = _snapshot(org)
-            billable = snap.get("billable_agents_count") or 0
-            ok = billable == 0 and snap["agents_count"] == 0
-            detail = f"agents_count={snap['agents_count']}, billable_agents_count={billable}"
+        else:  # billing.account-manager: what the exit removed, product by product
+            counts = {k: v for p in billed for k, v in _billed_counts(org, p).items()}
+            ok = all(v == 0 for v in counts.values())
+            detail = ", ".join(f"{k}={v}" for k, v in counts.items())
         return Check(name, ok, detail, http=record)
 
 
 def _membership_owner(m: Membership) -> str:
-    # A membership is either an organization's or the whole account's (§3.11).
-    if m.organization is not None:
+    # An organization's membership (the spec's example also names its account), or the whole
+    # account's (§3.11); one that names neither id is nobody's we know.
+    if m.organization is not None and m.organization.id is not None:
         return owner_of_org(m.organization.id)
-    return f"account:{m.account.id if m.account else '?'}"
+    if m.organization is None and m.account is not None and m.account.id is not None:
+        return f"account:{m.account.id}"
+    return UNKNOWN_OWNER
+
+
+def _ref(obj_id: int | None, n: int | None = None) -> str:
+    return str(obj_id) if obj_id is not None else (f"n{n}" if n is not None else "?")
+
+
+def _unaddressable(kind: str, n: int, name: str) -> Target:
+    """An object listed without an id: nothing can be sent to it, and it cannot be proven gone."""
+    label = kind.replace("_", " ")
+    return Target(type=kind, id=f"?{n}", name=f"{label} without an id (#{n} listed){': ' + name if name else ''}")
+
+
+def _one_owner_each(items: list[InventoryItem]) -> list[InventoryItem]:
+    """One item per object; an id listed twice with different owners has no owner we can trust."""
+    owners: dict[tuple[str, str], set[str]] = {}
+    for i in items:
+        owners.setdefault((i.target.type, i.target.id), set()).add(i.owner)
+    seen: set[tuple[str, str]] = set()
+    out = []
+    for i in items:
+        key = (i.target.type, i.target.id)
+        if key in seen:
+            continue
+        seen.add(key)
+        out.append(i if len(owners[key]) == 1 else i.model_copy(update={"owner": UNKNOWN_OWNER}))
+    return out
+
+
+def _rule_owner(rule: UnwantedAccessRule) -> str:
+    applied = rule.applied_to
+    return owner_of_rule(applied.type, applied.id) if applied else UNKNOWN_OWNER
 
 
 def _gone(gone: bool, record: HttpRecord, owner: str | None) -> ActionResult:
     if gone:
         return ActionResult("success", "re-read answers 404: gone", record, already_absent=True)
     return ActionResult("failure", "still present", record, owner=owner)
+
+
+def _usage(usages: dict[str, Any], product: str, field: str) -> int:
+    """A count under actual_usages (an object per product; a list of tenants for itdr/ispm),
+    read defensively: the spec types actual_usages as a string, its example as an object."""
+    entry = usages.get(product)
+    entries = entry if isinstance(entry, list) else [entry]
+    total = 0
+    for e in entries:
+        value = e.get(field) if isinstance(e, dict) else None
+        total += value if isinstance(value, int) and not isinstance(value, bool) else 0
+    return total
+
+
+def _billed_counts(org: Organization, product: str) -> dict[str, int]:
+    """The organization's counts that bill ``product`` (steps.BILLED_ON says which)."""
+    usages = org.actual_usages if isinstance(org.actual_usages, dict) else {}
+    if product == "edr":
+        return {"agents_count": org.agents_count,
+                "billable_agents_count": _usage(usages, "edr", "billable_agents_count")}
+    if product == "itdr":
+        return {"billable_identity_count": org.billable_identity_count,
+                "itdr_billable_identities": _usage(usages, "itdr", "billable_identities_count")}
+    if product == "sat":
+        return {"sat_learner_count": org.sat_learner_count, "sat_learners": _usage(usages, "sat", "learners_count")}
+    return {"logs_sources_count": org.logs_sources_count,
+            "siem_billable_log_sources": _usage(usages, "siem", "billable_log_sources_count")}
 
 
 def _snapshot(org: Organization) -> dict[str, Any]:

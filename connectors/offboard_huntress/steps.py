@@ -2,9 +2,11 @@
 
 Pure functions: inventory in, steps out. No call is made here. The runbook's order:
 1 confirm scope, 2 export evidence (before anything is removed), 3 endpoint coverage,
-4 cloud integrations, 5 routing and automation, 6 billing handoff, then the optional
-whole-organization deletion, then the closure note. A partial exit plans only the
-product paths in scope; a step with no API is a manual item, never a silent gap.
+4 cloud integrations, 5 routing and automation, then the optional whole-organization
+deletion (a technical removal too), 6 billing handoff ("after technical removal... remove
+agents, mappings and services first, then reconcile"), 7 the closure note, last. A partial
+exit plans only the product paths in scope; a step with no API is a manual item, never a
+silent gap.
 """
 
 from __future__ import annotations
@@ -23,8 +25,37 @@ VENDOR = "huntress"
 PORTAL = "Huntress portal"
 
 
+UNKNOWN_OWNER = "unknown"  # the reply does not say whose it is: never written to, never counted as gone
+# What an unwanted-access rule's ``applied_to.type`` may name (the spec's example spells it
+# "Organization"; the list filter says "organization"): compared without case.
+RULE_SCOPES = frozenset({"organization", "account", "identity"})
+
+
+# What each product is billed on, as the organization reports it (vendor-notes §3.1): the billing
+# handoff reconciles the products the exit removed, and only those. psa and api are not billed.
+BILLED_ON: dict[str, str] = {
+    "edr": "agents_count and actual_usages.edr.billable_agents_count are 0",
+    "itdr": "billable_identity_count and actual_usages.itdr billable identities are 0",
+    "sat": "sat_learner_count and actual_usages.sat.learners_count are 0",
+    "siem": "logs_sources_count and actual_usages.siem.billable_log_sources_count are 0",
+}
+
+
+def billed_products(scope: tuple[str, ...]) -> tuple[str, ...]:
+    return tuple(p for p in scope if p in BILLED_ON)
+
+
 def owner_of_org(org_id: int) -> str:
     return f"organization:{org_id}"
+
+
+def owner_of_rule(kind: str | None, scope_id: int | None) -> str:
+    """``organization:<id>``, ``account:<id>`` or ``identity:<id>``; unknown when the reply
+    names no id or a scope this code does not know."""
+    scope = (kind or "").strip().lower()
+    if scope not in RULE_SCOPES or scope_id is None:
+        return UNKNOWN_OWNER
+    return f"{scope}:{scope_id}"
 
 
 def agent_target(agent_id: int, hostname: str) -> Target:
@@ -61,9 +92,10 @@ class _Planner:
         self.owner = owner_of_org(settings.organization_id)
         self.scope = settings.scope
         self.skipped: list[Skipped] = []
-        org = next((i for i in inventory.items if i.target.type == "organization"), None)
-        self.org = org
-        self.org_name = org.target.name if org else f"organization {settings.organization_id}"
+        listed = next((i for i in inventory.items if i.target.type == "organization"), None)
+        self.org_name = listed.target.name if listed else f"organization {settings.organization_id}"
+        # Written to (report recipients, deletion) only when the reply is surely the organization asked for.
+        self.org = next(iter(self.mine("organization")), None)
 
     def mine(self, kind: str, owner: str | None = None) -> list[InventoryItem]:
         """Objects of this kind that belong to the exit; the others are recorded as skipped."""
@@ -71,6 +103,11 @@ class _Planner:
         out = []
         for item in sorted(self.inv.items, key=lambda i: (i.target.name.lower(), i.target.id)):
             if item.target.type != kind:
+                continue
+            if item.owner == UNKNOWN_OWNER:
+                self.skipped.append(Skipped(vendor=VENDOR, target=item.target,
+                                            reason="owner unknown: the vendor's reply does not say whose it is "
+                                                   "(scope guard; never touched, never counted as gone)"))
                 continue
             if item.owner != owner:
                 # The listing was filtered by organization, yet this came back: never touch it.
@@ -91,11 +128,12 @@ class _Planner:
         # Deleting the organization queues every agent for uninstall (vendor-notes §2.1): one call
         # instead of one per agent, so the per-agent removals are not planned then.
         steps = [self.confirm_scope(), self.evidence(), *([] if deleting else self.endpoints()), self.cloud(),
-                 self.routing(), self.billing()]
+                 self.routing()]
         if deleting:
             self.mine("agent")  # agents listed for another scope are still named as not touched
             steps.append(self.delete_org())
-        steps.append(self.closure())
+        # Billing follows technical state: after every removal, the organization's deletion included.
+        steps += [self.billing(), self.closure()]
         return [s for s in steps if s.actions]
 
     def confirm_scope(self) -> Step:
@@ -288,12 +326,21 @@ class _Planner:
                         "cancel endpoint: only auto_renew can be turned off by API, and only when configured.",
                     actions=(*renewals, _manual(
                         "billing.account-manager", "billing handoff",
-                        "Tell the Huntress account manager the customer has left, update the PSA contract, and "
-                        "attach the run's report.md as proof that the service stopped",
+                        "Tell the Huntress account manager the customer has left"
+                        + ("" if self.s.whole_exit else f" {', '.join(self.scope)}")
+                        + ", update the PSA contract, and attach the run's report.md as proof that the service "
+                          "stopped",
                         "your Huntress account manager, and the customer's contract in your PSA",
                         "the account manager acknowledged and the contract is updated",
-                        verify="the organization has no billable agent left", record="who acknowledged, and when",
-                        step=sid),))
+                        verify=self.billing_verify(), record="who acknowledged, and when", step=sid),))
+
+    def billing_verify(self) -> str:
+        if self.s.delete_organization:
+            return "the organization is deleted"
+        billed = billed_products(self.scope)
+        if not billed:
+            return ""  # nothing of this exit is billed by usage: the API has nothing to reconcile
+        return "for the products this exit removed: " + "; ".join(f"{p}: {BILLED_ON[p]}" for p in billed)
 
     def delete_org(self) -> Step:
         sid = "delete-organization"
@@ -301,7 +348,7 @@ class _Planner:
         agents = [i for i in self.inv.items if i.target.type == "agent" and i.owner == self.owner]
         isolated = sum(1 for i in agents if i.attrs.get("firewall_status") in ISOLATED)
         per_agent = len(agents) + isolated
-        return Step(id=sid, vendor=VENDOR, phase="removal", title="7. Delete the whole organization",
+        return Step(id=sid, vendor=VENDOR, phase="removal", title="5b. Delete the whole organization",
                     why="Removes every product of the organization at Huntress and queues its "
                         f"{len(agents)} agent(s) for uninstall: 1 call instead of {per_agent} per-agent call(s) "
                         "(which are therefore not planned). Irreversible; needs --confirm.",
@@ -314,7 +361,7 @@ class _Planner:
 
     def closure(self) -> Step:
         sid = "closure-note"
-        return Step(id=sid, vendor=VENDOR, phase="closure", title="8. Send the closure note",
+        return Step(id=sid, vendor=VENDOR, phase="closure", title="7. Send the closure note",
                     why="Runbook step 7: the customer and the MSP agree on what ended.",
                     actions=(_manual("closure.send-note", "closure note",
                                      "Send the run's closure-note.md to the customer",

@@ -33,12 +33,15 @@ class ScriptedGuide:
 
     def ask(self, action: Action, refused: Check | None) -> GuideAnswer:
         self.asked.append((action.operation, refused.detail if refused else None))
+        if sum(op == action.operation for op, _ in self.asked) > 5:
+            pytest.fail(f"{action.operation} refused again and again: {refused.detail if refused else ''}")
         script = self.answers.get(action.operation, ["done"])
         answer = script.pop(0) if len(script) > 1 else script[0]
         if answer == "portal-then-done":  # does the portal step, then says done
             org = self.sandbox.orgs[CUSTOMER_ORG]
-            org["identity_provider_tenant_id"] = None
+            org.pop("identity_provider_tenant_id", None)
             org["logs_sources_count"] = 0
+            org["sat_learner_count"] = 0  # learners deactivated, as the SAT item asks
             self.sandbox.identities = [i for i in self.sandbox.identities if i["organization"]["id"] != CUSTOMER_ORG]
             answer = "done"
         if answer in ("skip", "stop"):
@@ -48,7 +51,8 @@ class ScriptedGuide:
 
 def test_guided_run_confirms_every_item_and_refuses_a_claim_the_vendor_contradicts(harness: Harness) -> None:
     guide = ScriptedGuide(harness.sandbox, {"itdr.unmap-tenant": ["done", "portal-then-done"],
-                                            "siem.disconnect-sources": ["portal-then-done"]})
+                                            "siem.disconnect-sources": ["portal-then-done"],
+                                            "sat.close-campaigns": ["portal-then-done"]})
     with harness.sessions() as s:
         plan = engine.make_plan(harness.cfg, s)
         result = engine.apply(plan, harness.cfg, s, overrides=LAB, guide=guide)
@@ -83,8 +87,9 @@ def test_skip_leaves_an_item_pending_and_stop_leaves_guided_mode(harness: Harnes
 
 def test_apply_guided_through_the_cli(tmp_path: Path, cli: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     sandbox = HuntressSandbox(time_scale=0.005)
-    # The technician already did the portal work for ITDR and SIEM, so every "done" is borne out.
-    sandbox.orgs[CUSTOMER_ORG].update(identity_provider_tenant_id=None, logs_sources_count=0)
+    # The technician already did the portal work for ITDR, SIEM and SAT, so every "done" is borne out.
+    sandbox.orgs[CUSTOMER_ORG].update(logs_sources_count=0, sat_learner_count=0)
+    sandbox.orgs[CUSTOMER_ORG].pop("identity_provider_tenant_id")
     sandbox.identities = [i for i in sandbox.identities if i["organization"]["id"] != CUSTOMER_ORG]
     prompts: list[str] = []
 

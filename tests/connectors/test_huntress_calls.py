@@ -143,7 +143,7 @@ def test_a_read_only_key_gets_one_clear_line_about_user_based_keys() -> None:
     assert info.value.exit_code == ExitCode.BAD_INPUT
 
 
-def test_verification_proves_removals_from_the_listing_and_re_reads_only_what_is_still_listed() -> None:
+def test_verification_proves_removals_from_the_listing_and_never_counts_a_listed_object_as_gone() -> None:
     with respx.mock as router:
         mock_discovery(router, [[agent(18)]])  # 17 is gone from the organization's listing, 18 is not
         router.get(f"{API}/v1/organizations/42").respond(json={"organization": {**ORG, "agents_count": 1}})
@@ -155,12 +155,16 @@ def test_verification_proves_removals_from_the_listing_and_re_reads_only_what_is
                         inventory_fingerprint="z", steps=(Step(id="s", vendor="huntress", title="t",
                                                                actions=(uninstall(17), uninstall(18))),))
         checks = s.verify(vp, s.discover())
-    assert gone.call_count == 0 and still.call_count == 1  # one object read, for the one still listed
+    # No object is read: the listing proves 17 gone, and 18 is still listed, whatever a GET of it says.
+    assert gone.call_count == 0 and still.call_count == 0
     assert [(c.name, c.passed, c.action_id) for c in checks] == [
         ("organization agents_count is 0", False, None), ("no agent listed for the organization", False, None),
+        ("no membership listed for the organization", True, None), ("no organization-scoped ITDR rule listed", True,
+                                                                    None),
         ("uninstall: acme", True, "huntress.uninstall_agent.17"),
         ("uninstall: acme", False, "huntress.uninstall_agent.18")]
-    assert "no longer listed (GET /v1/agents?organization_id=42); agents_count=1" in checks[2].detail
+    assert "no longer listed (GET /v1/agents?organization_id=42); agents_count=1" in checks[4].detail
+    assert checks[5].detail == "still listed (GET /v1/agents?organization_id=42), owner organization:42"
 
 
 def test_429_then_success_honours_retry_after_through_the_connector() -> None:

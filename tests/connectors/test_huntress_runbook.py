@@ -13,6 +13,7 @@ from offboard.errors import BadInput, ExitCode
 from offboard.proof.audit import read_records, verify_file
 from offboard.proof.evidence import EvidenceStore
 from offboard_huntress.sandbox import ACCOUNT, CUSTOMER_ORG, NEIGHBOUR_ORG, Fault, HuntressSandbox
+from offboard_huntress.steps import owner_of_rule
 from tests.conftest import Harness, load, write_config
 
 LAB = engine.Overrides(preflight="lab")
@@ -87,10 +88,10 @@ def test_organization_deletion_is_refused_without_the_typed_name_and_runs_with_i
         plan = engine.make_plan(h.cfg, s)
         guarded = [a for a in plan.actions() if a.confirm]
         assert [(a.operation, a.confirm) for a in guarded] == [("delete_organization", "Acme Dental")]
-        assert plan.steps()[-2].id == "delete-organization"  # after billing, before the closure note
+        assert plan.steps()[-3].id == "delete-organization"  # technical removal: before billing and closure
         # the cheaper path: one deletion queues every agent's uninstall, so none is planned per agent
         assert not [a for a in plan.actions() if a.operation in ("uninstall_agent", "release_isolation")]
-        assert "1 call instead of 37 per-agent call(s)" in plan.steps()[-2].why
+        assert "1 call instead of 37 per-agent call(s)" in plan.steps()[-3].why
         with pytest.raises(BadInput, match='--confirm "Acme Dental"'):
             engine.apply(plan, h.cfg, s, overrides=LAB)
         with pytest.raises(BadInput, match="does not match"):
@@ -144,7 +145,7 @@ def test_an_itdr_only_exit_touches_nothing_else(tmp_path: Path) -> None:
 
 
 def test_account_level_memberships_are_never_removed_even_when_listed(harness: Harness) -> None:
-    account_member = next(m for m in harness.sandbox.memberships.values() if "account" in m)
+    account_member = next(m for m in harness.sandbox.memberships.values() if "organization" not in m)
     # A listing that wrongly includes an account-level membership must not make it a target.
     original = harness.sandbox.memberships_of
     harness.sandbox.memberships_of = lambda org: original(org) + ([account_member] if org else [])  # type: ignore[method-assign]
@@ -224,3 +225,79 @@ def test_an_export_that_failed_then_succeeds_on_resume_releases_the_removals(har
     events = [e["event"] for e in read_records(first.run.audit_path)]
     assert "evidence.overridden" not in events
     assert (first.run.path / "evidence/huntress/identities.json").exists()
+
+
+def test_organization_rules_sent_as_the_spec_spells_them_are_removed_and_the_neighbours_kept(tmp_path: Path) -> None:
+    # The spec's example is {"type": "Organization", ...}: the type's case must not decide ownership.
+    h = harness_with(tmp_path, 'products = ["itdr"]\n')
+    for rule in h.sandbox.rules.values():
+        rule["applied_to"]["type"] = rule["applied_to"]["type"].capitalize()
+    with h.sessions() as s:
+        plan = engine.make_plan(h.cfg, s)
+        engine.apply(plan, h.cfg, s, overrides=LAB)
+    deleted = sorted(r.path for r in h.sandbox.writes())
+    assert deleted == ["/v1/unwanted_access_rules/41", "/v1/unwanted_access_rules/42"]
+    assert set(h.sandbox.rules) == {43, 44, 45}  # identity-, account- and neighbour-scoped rules stay
+    skipped = {k.target.id: k.reason for k in plan.vendor("huntress").skipped}
+    assert skipped == {"43": f"belongs to identity:300, not organization:{CUSTOMER_ORG} (scope guard)"}
+
+
+@pytest.mark.parametrize(("kind", "scope_id", "owner"), [
+    ("Organization", 42, "organization:42"), ("organization", 42, "organization:42"),
+    (" ORGANIZATION", 43, "organization:43"), ("Account", 7001, "account:7001"), ("Identity", 300, "identity:300"),
+    ("Organization", None, "unknown"), ("Tenant", 42, "unknown"), ("", 42, "unknown"), (None, 42, "unknown"),
+])
+def test_a_rules_owner_is_read_without_case_and_unknown_when_unsaid(kind: str | None, scope_id: int | None,
+                                                                     owner: str) -> None:
+    assert owner_of_rule(kind, scope_id) == owner
+
+
+def test_billing_comes_after_every_technical_removal_the_organizations_deletion_included(tmp_path: Path) -> None:
+    # Runbook: "contact the account manager for billing concerns after technical removal".
+    h = harness_with(tmp_path, "account_id = 7001\ndelete_organization = true\nstop_renewing_subscriptions = [5001]\n")
+    with h.sessions() as s:
+        plan = engine.make_plan(h.cfg, s)
+        result = engine.apply(plan, h.cfg, s, overrides=engine.Overrides(preflight="lab", yes_guarded=True))
+    assert [step.id for step in plan.steps()] == [
+        "confirm-scope", "export-evidence", "remove-cloud-integrations", "close-routing-and-automation",
+        "delete-organization", "billing-handoff", "closure-note"]
+    assert [a.operation for a in plan.steps()[-2].actions] == ["stop_auto_renew", "billing.account-manager"]
+    writes = [(r.method, r.path) for r in h.sandbox.writes()]
+    assert writes[-2:] == [("DELETE", "/v1/accounts/7001/organizations/42"),
+                           ("PATCH", "/v1/reseller/subscriptions/5001")]
+    lines = [(e["event"], (e["action_id"] or "").split(".")[1]) for e in read_records(result.run.audit_path)
+             if e["event"] in ("action.succeeded", "manual.pending")
+             and e["step"] in ("delete-organization", "billing-handoff", "closure-note")]
+    assert lines == [("action.succeeded", "delete_organization"), ("action.succeeded", "stop_auto_renew"),
+                     ("manual.pending", "billing"), ("manual.pending", "closure")]
+
+
+def test_a_partial_exits_billing_reconciles_only_what_it_removed(tmp_path: Path) -> None:
+    h = harness_with(tmp_path, 'products = ["itdr"]\n')
+    with h.sessions() as s:
+        plan = engine.make_plan(h.cfg, s)
+        billing = next(a for a in plan.actions() if a.operation == "billing.account-manager")
+        assert billing.manual is not None
+        assert "itdr" in billing.manual.verify_hint and "agent" not in billing.manual.verify_hint
+        run_id = engine.apply(plan, h.cfg, s, overrides=LAB).run.run_id
+        refused = engine.confirm(run_id, billing.id, "J. Doe", "AM acknowledged", h.cfg, s)
+        assert not refused.accepted and refused.check is not None
+        assert "billable_identity_count=5" in refused.check.detail and "agents_count" not in refused.check.detail
+        h.sandbox.identities = [i for i in h.sandbox.identities if i["organization"]["id"] != CUSTOMER_ORG]
+        h.sandbox.orgs[CUSTOMER_ORG].pop("identity_provider_tenant_id")  # the tenant unmapped at the portal
+        accepted = engine.confirm(run_id, billing.id, "J. Doe", "AM acknowledged", h.cfg, s)
+    assert accepted.accepted and accepted.check is not None and accepted.check.passed
+    assert len(h.sandbox.agents_of(CUSTOMER_ORG)) == 36  # the agents stay: EDR is not part of this exit
+    _, rows = engine.status(run_id, h.cfg)
+    assert {r.action.id: r.state for r in rows}[billing.id] == "confirmed"
+
+
+def test_a_whole_exits_billing_waits_for_every_billed_product(harness: Harness) -> None:
+    with harness.sessions() as s:
+        plan = engine.make_plan(harness.cfg, s)
+        run_id = engine.apply(plan, harness.cfg, s, overrides=LAB).run.run_id
+        refused = engine.confirm(run_id, "huntress.billing.account-manager", "J. Doe", "AM", harness.cfg, s)
+    assert not refused.accepted and refused.check is not None
+    detail = refused.check.detail
+    assert "agents_count=0" in detail and "billable_identity_count=5" in detail and "logs_sources_count=3" in detail
+    assert "sat_learner_count=20" in detail

@@ -1,14 +1,13 @@
 """Contract: every request the connector makes is an operation of Huntress's own published spec,
 and the sandbox answers in the spec's envelopes with the spec's field names.
 
-The spec is read from ../shared/vendor-specs/ (beside the clone); it is not copied here.
+The spec is found by tests/specs.py (OFFBOARD_VENDOR_SPECS, else ../shared/vendor-specs/); it is
+never copied here.
 """
 
 from __future__ import annotations
 
-import json
 import re
-from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -19,14 +18,14 @@ from offboard import engine
 from offboard.connectors.sandboxing import InProcessTransport
 from offboard_huntress.sandbox import DEMO_KEY, DEMO_SECRET, HuntressSandbox
 from tests.conftest import Harness
+from tests.specs import load_spec, needs_spec
 
-SPEC = Path(__file__).resolve().parents[3] / "shared" / "vendor-specs" / "huntress-openapi.json"
-pytestmark = pytest.mark.skipif(not SPEC.exists(), reason=f"vendor spec not found at {SPEC}")
+SPEC = "huntress-openapi.json"
+pytestmark = needs_spec(SPEC)
 
 
-@cache
 def spec() -> dict[str, Any]:
-    return json.loads(SPEC.read_text())  # type: ignore[no-any-return]
+    return load_spec(SPEC)
 
 
 def operation(method: str, path: str) -> tuple[str, dict[str, Any]] | None:

@@ -1,0 +1,62 @@
+"""Where the vendors' published specs are, for contract tests and the sandboxes' reply checks.
+
+The specs are reference data owned by the vendors and are never copied into this repository.
+They are looked up, in this order:
+
+1. ``OFFBOARD_VENDOR_SPECS``: a directory holding them (e.g. ``huntress-openapi.json``);
+2. ``../shared/vendor-specs/`` beside the repository root (where CI and the developers' machines
+   keep them).
+
+A test that needs a spec is skipped when it is not found, saying where it looked, except
+under CI (``CI`` set), where a missing spec fails the run: CI always has them, so a skip
+there would hide a broken lookup.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+ENV = "OFFBOARD_VENDOR_SPECS"
+REPO = Path(__file__).resolve().parents[1]
+BESIDE_REPO = REPO.parent / "shared" / "vendor-specs"
+
+
+def specs_dir() -> Path:
+    """The directory specs are read from (it may not exist)."""
+    configured = os.environ.get(ENV, "").strip()
+    return Path(configured).expanduser() if configured else BESIDE_REPO
+
+
+def spec_path(name: str) -> Path | None:
+    """The spec file ``name`` (e.g. "huntress-openapi.json"), or None when it is not there."""
+    path = specs_dir() / name
+    return path if path.is_file() else None
+
+
+def missing_reason(name: str) -> str:
+    where = specs_dir()
+    how = f"${ENV}" if os.environ.get(ENV, "").strip() else f"../shared/vendor-specs (set {ENV} to a directory)"
+    return f"vendor spec {name} not found in {where} ({how})"
+
+
+def needs_spec(name: str) -> pytest.MarkDecorator:
+    """Mark a test (or a module, as ``pytestmark``) that reads the spec ``name``."""
+    if spec_path(name) is None and os.environ.get("CI"):
+        raise pytest.UsageError(missing_reason(name) + "; CI must run the contract tests")
+    return pytest.mark.skipif(spec_path(name) is None, reason=missing_reason(name))
+
+
+@cache
+def load_spec(name: str) -> dict[str, Any]:
+    path = spec_path(name)
+    if path is None:
+        pytest.skip(missing_reason(name))
+    data = json.loads(path.read_text(encoding="utf-8"))
+    assert isinstance(data, dict), f"{path} is not a JSON object"
+    return data
