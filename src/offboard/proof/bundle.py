@@ -16,7 +16,6 @@ members hashed as they stream); then nothing but what ``BUNDLE.json`` lists may 
 from __future__ import annotations
 
 import base64
-import contextlib
 import gzip
 import hashlib
 import io
@@ -24,7 +23,6 @@ import json
 import os
 import stat
 import tarfile
-import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,7 +38,7 @@ from offboard.plan import Plan, now_iso
 from offboard.proof import signing
 from offboard.proof.audit import VerifyResult, loads_strict, verify_bytes
 from offboard.proof.tarsafe import CHUNK, Limits, Member, MiB, Refused, human, read_members
-from offboard.rundir import RUN_ID_RE, RunDir
+from offboard.rundir import RUN_ID_RE, RunDir, atomic_writer
 
 FORMAT: Literal["offboard-bundle/1"] = "offboard-bundle/1"
 MANIFEST = "BUNDLE.json"
@@ -289,34 +287,17 @@ def _destination(out: Path) -> Path:
 
 
 def _write(out: Path, run_id: str, sources: dict[str, _Source]) -> None:
-    """Through a temp file created exclusively (O_EXCL, mode 0600, never through a link planted
-    at its name), fsynced, then renamed over ``out``: readers see no bundle or a whole one."""
+    """Through the run files' one writer (an exclusive temp file, 0600, never through a link
+    planted at its name, fsynced, renamed over ``out``): readers see no bundle or a whole one."""
     try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".part", dir=out.parent)
-    except OSError as exc:
-        raise BadInput(f"cannot write the bundle to {out}: {exc.strerror}; choose a writable path") from None
-    try:
-        os.fchmod(fd, 0o600)
-        with os.fdopen(fd, "wb") as raw:
+        with atomic_writer(out) as raw, \
+                gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0) as gz, \
+                tarfile.open(fileobj=gz, mode="w", format=tarfile.PAX_FORMAT) as tar:
             # mtime 0 and no file name in the gzip header: the same run packs to the same bytes.
-            with gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0) as gz, \
-                    tarfile.open(fileobj=gz, mode="w", format=tarfile.PAX_FORMAT) as tar:
-                for name, source in sorted(sources.items()):
-                    _add(tar, f"{run_id}/{name}", source)
-            raw.flush()
-            os.fsync(raw.fileno())
-        os.replace(tmp, out)
-    except BaseException as exc:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        if isinstance(exc, OSError):
-            raise BadInput(f"cannot write the bundle to {out}: {exc.strerror or exc}; nothing was written") from None
-        raise
-    dir_fd = os.open(out.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
+            for name, source in sorted(sources.items()):
+                _add(tar, f"{run_id}/{name}", source)
+    except OSError as exc:
+        raise BadInput(f"cannot write the bundle to {out}: {exc.strerror or exc}; nothing was written") from None
 
 
 class _HashingReader(io.RawIOBase):
