@@ -24,7 +24,7 @@ from offboard.plan import Plan
 from offboard_blumira import sandbox as blu
 from offboard_huntress.sandbox import DEMO_KEY, DEMO_SECRET, HuntressSandbox
 from tests import huntress_spec
-from tests.specs import missing_reason, spec_path
+from tests.specs import REQUIRE, missing_reason, spec_path
 
 FAST = 0.005  # sandbox clock: a 60 s window lasts 0.3 s
 
@@ -32,8 +32,9 @@ FAST = 0.005  # sandbox clock: a 60 s window lasts 0.3 s
 # spec; a reply the spec does not describe fails the test that caused it (see the hooks below).
 if spec_path(huntress_spec.SPEC) is not None:
     HuntressSandbox.reply_check = huntress_spec.REPLIES.check
-elif os.environ.get("CI"):
-    raise pytest.UsageError(missing_reason(huntress_spec.SPEC) + "; CI validates the sandbox's replies against it")
+elif os.environ.get(REQUIRE):
+    raise pytest.UsageError(missing_reason(huntress_spec.SPEC) + f"; {REQUIRE} is set: the sandbox's replies "
+                            "must be validated against it")
 
 
 def pytest_report_header() -> str:
