@@ -58,7 +58,7 @@ def needs_spec(name: str) -> pytest.MarkDecorator:
 def load_spec(name: str) -> dict[str, Any]:
     path = spec_path(name)
     if path is None:
-        pytest.skip(missing_reason(name))
+        pytest.skip(missing_reason(name), allow_module_level=True)
     data = json.loads(path.read_text(encoding="utf-8"))
     assert isinstance(data, dict), f"{path} is not a JSON object"
     return data
