@@ -1,7 +1,6 @@
 """The `offboard` command: parse, call the engine, render, exit with a documented code.
 
-Exit codes: 0 done; 1 failed; 2 bad input or usage; 3 finished, manual steps
-pending; 4 stopped by a preflight gate; `plan` returns 10 when it has removals.
+The exit codes are `offboard.errors.EXIT_CODE_MEANINGS`, printed at the end of `offboard --help`.
 """
 
 from __future__ import annotations
@@ -9,6 +8,7 @@ from __future__ import annotations
 import getpass
 import os
 import sys
+import textwrap
 import traceback
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, NoReturn
@@ -19,7 +19,7 @@ from offboard import connectors as registry
 from offboard import engine
 from offboard.cli import render
 from offboard.config import ExitConfig, load_config
-from offboard.errors import BadInput, ExitCode, OffboardError
+from offboard.errors import EXIT_CODE_MEANINGS, BadInput, ExitCode, OffboardError
 from offboard.plan import read_plan, write_plan
 from offboard.proof import signing
 from offboard.proof.audit import verify_file
@@ -31,8 +31,21 @@ from offboard.wire.redact import REDACTOR
 if TYPE_CHECKING:
     from offboard.proof import bundle as bundles
 
+
+
+def _exit_code_epilog() -> str:
+    # "\b" keeps click from re-flowing the table into one paragraph.
+    lines = ["\b", "Exit codes:"]
+    for code, meaning in EXIT_CODE_MEANINGS.items():
+        wrapped = textwrap.wrap(meaning, 70)
+        lines.append(f"  {int(code):<4} {wrapped[0]}")
+        lines += [f"       {more}" for more in wrapped[1:]]
+    return "\n".join(lines)
+
+
 app = typer.Typer(
     name="offboard",
+    epilog=_exit_code_epilog(),
     help="Plan, execute, verify and prove a customer's exit from security vendors, from their APIs.\n\n"
          "Typical run: `offboard plan -o exit.plan.json`, review it, `offboard apply exit.plan.json`, "
          "`offboard verify`. Try `offboard demo` first: it runs a whole exit against a built-in sandbox.",
@@ -69,10 +82,13 @@ def _warn_if_late(cfg: ExitConfig) -> None:
 def plan(
     config: ConfigOpt = Path("config.toml"),
     out: Annotated[Path | None, typer.Option("--out", "-o", help="Save the plan to this file for `apply`.")] = None,
+    detailed_exitcode: Annotated[bool, typer.Option(
+        "--detailed-exitcode", help="As Terraform's flag: exit 0 when there is nothing to remove by API, "
+                                    "10 when there is (1 and 2 stay errors).")] = False,
 ) -> None:
     """Dry run: read what the customer still has and print every planned removal. Changes nothing.
 
-    Exits 10 when something is left to remove by API, 0 when nothing is.
+    Exits 0 when the plan was made (with --detailed-exitcode: 10 when it has removals to make).
     """
     cfg = _config(config)
     with engine.open_sessions(cfg) as sessions, render.err.status("Reading what the customer still has (read-only)…"):
@@ -85,7 +101,7 @@ def plan(
         render.out.print(f"Saved to {out}{signed}. Review it, then run: offboard apply {out}", soft_wrap=True)
     _warn_if_late(cfg)
     removals = [a for a in the_plan.api_actions() if a.destructive]
-    raise typer.Exit(ExitCode.PLAN_HAS_CHANGES if removals else ExitCode.OK)
+    raise typer.Exit(ExitCode.PLAN_HAS_CHANGES if removals and detailed_exitcode else ExitCode.OK)
 
 
 @app.command()
@@ -197,7 +213,10 @@ def confirm_cmd(
     config: ConfigOpt = Path("config.toml"),
 ) -> None:
     """Record that a person did a manual item. Where the vendor's API can see the result, it is
-    re-read first, and the confirmation is refused (exit 1) while the vendor disagrees."""
+    re-read first, and the confirmation is refused (exit 1) while the vendor disagrees.
+
+    Exits 0 once the confirmation is recorded, and lists what remains (`offboard status` exits 3
+    while items are pending)."""
     cfg = _config(config)
     run_id = run or engine.latest_run_id(cfg)
     with engine.open_sessions(cfg) as sessions:
@@ -215,8 +234,9 @@ def confirm_cmd(
                          f"offboard apply --resume {run_id}", markup=False, soft_wrap=True)
     if result.remaining:
         render.out.print(render.manual_table(result.remaining))
-        raise typer.Exit(ExitCode.MANUAL_PENDING)
-    render.out.print("Every manual item of this run is confirmed.")
+        render.out.print(f"{len(result.remaining)} manual item(s) of this run remain.")
+    else:
+        render.out.print("Every manual item of this run is confirmed.")
 
 
 @app.command("status")
