@@ -115,7 +115,7 @@ def test_the_whole_runbook_through_the_cli_plan_apply_confirm_status_verify_audi
         done = env.run("confirm", item, "--by", "J. Doe", "--note", f"done, see ticket PSA-1 ({n})")
         assert done.returncode == 0, done.stdout + done.stderr
 
-    status = env.run("status", run.name)
+    status = env.run("status", "--run", run.name)
     assert status.returncode == 0, status.stdout
     assert "manual-pending" not in status.stdout and "confirmed" in status.stdout
 

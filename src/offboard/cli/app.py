@@ -8,7 +8,6 @@ from __future__ import annotations
 import getpass
 import os
 import sys
-import textwrap
 import traceback
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, NoReturn
@@ -17,9 +16,9 @@ import typer
 
 from offboard import connectors as registry
 from offboard import engine
-from offboard.cli import render
+from offboard.cli import conventions, render
 from offboard.config import ExitConfig, load_config
-from offboard.errors import EXIT_CODE_MEANINGS, BadInput, ExitCode, OffboardError
+from offboard.errors import BadInput, ExitCode, OffboardError
 from offboard.plan import read_plan, write_plan
 from offboard.proof import signing
 from offboard.proof.audit import verify_file
@@ -33,24 +32,15 @@ if TYPE_CHECKING:
 
 
 
-def _exit_code_epilog() -> str:
-    # "\b" keeps click from re-flowing the table into one paragraph.
-    lines = ["\b", "Exit codes:"]
-    for code, meaning in EXIT_CODE_MEANINGS.items():
-        wrapped = textwrap.wrap(meaning, 70)
-        lines.append(f"  {int(code):<4} {wrapped[0]}")
-        lines += [f"       {more}" for more in wrapped[1:]]
-    return "\n".join(lines)
-
-
 app = typer.Typer(
     name="offboard",
-    epilog=_exit_code_epilog(),
+    epilog=conventions.exit_code_epilog(),
     help="Plan, execute, verify and prove a customer's exit from security vendors, from their APIs.\n\n"
          "Typical run: `offboard plan -o exit.plan.json`, review it, `offboard apply exit.plan.json`, "
          "`offboard verify`. Try `offboard demo` first: it runs a whole exit against a built-in sandbox.",
     no_args_is_help=True,
-    add_completion=False,
+    add_completion=True,  # --install-completion / --show-completion (bash, zsh, fish, PowerShell)
+    context_settings=conventions.CONTEXT_SETTINGS,
     rich_markup_mode=None,
     pretty_exceptions_enable=False,
 )
@@ -59,6 +49,19 @@ audit_app = typer.Typer(help="Check an audit log's hash chain (and the MSP's sig
 auth_app = typer.Typer(help="Store vendor credentials in the OS keyring.", no_args_is_help=True)
 keys_app = typer.Typer(help="The MSP's Ed25519 signing key: runs are signed with it, customers and auditors "
                             "check them with its public key.", no_args_is_help=True)
+
+
+@app.callback()
+def _everywhere(
+    version: Annotated[bool, typer.Option("--version", callback=conventions.show_version, is_eager=True,
+                                          help="Print offboard's version and its connectors, and exit.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print only errors and warnings (and --json's "
+                                        "document): the exit code says the rest.")] = False,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Also print each vendor call (method, URL, "
+                                          "status) and, on an internal error, the traceback.")] = False,
+) -> None:
+    render.setup(quiet=quiet, loud=verbose)
+
 app.add_typer(audit_app, name="audit")
 app.add_typer(auth_app, name="auth")
 app.add_typer(keys_app, name="keys")
@@ -75,7 +78,7 @@ def _config(path: Path) -> ExitConfig:
 def _warn_if_late(cfg: ExitConfig) -> None:
     warning = engine.end_of_service_warning(cfg.customer.end_of_service)
     if warning is not None:
-        render.err.print(warning, style="yellow", markup=False, soft_wrap=True)
+        render.warning(warning)
 
 
 @app.command()
@@ -204,6 +207,16 @@ def verify(
 RunOpt = Annotated[str | None, typer.Option("--run", metavar="RUN_ID", help="Default: the latest run.")]
 
 
+def _run_id(command: str, run: str | None, positional: str | None) -> str | None:
+    """`--run RUN_ID` is the one spelling; a positional run id (the old spelling) still works."""
+    if positional is None:
+        return run
+    if run is not None and run != positional:
+        raise BadInput(f"two run ids given ({positional} and --run {run}); give one: offboard {command} --run RUN_ID")
+    conventions.deprecated_run_argument(command, positional)
+    return positional
+
+
 @app.command("confirm")
 def confirm_cmd(
     item: Annotated[str, typer.Argument(help="The manual item's id, as `offboard status` lists it.")],
@@ -239,9 +252,11 @@ def confirm_cmd(
         render.out.print("Every manual item of this run is confirmed.")
 
 
-@app.command("status")
+@app.command("status", cls=conventions.OldSpellingHidden)
 def status_cmd(
-    run_id: Annotated[str | None, typer.Argument(help="Default: the latest run.")] = None,
+    old_run_id: Annotated[str | None, typer.Argument(hidden=True,
+                                                     help="Deprecated: use --run.")] = None,
+    run: RunOpt = None,
     config: ConfigOpt = Path("config.toml"),
     every_object: Annotated[bool, typer.Option("--all", help="One row per object, not counts per step.")] = False,
 ) -> None:
@@ -249,8 +264,8 @@ def status_cmd(
 
     Exit 0 when everything is done, 3 while manual items are pending, 1 when something failed."""
     cfg = _config(config)
-    run, rows = engine.status(run_id or engine.latest_run_id(cfg), cfg)
-    render.out.print(render.status_table(run.run_id, rows, every_object=every_object))
+    run_dir, rows = engine.status(_run_id("status", run, old_run_id) or engine.latest_run_id(cfg), cfg)
+    render.out.print(render.status_table(run_dir.run_id, rows, every_object=every_object))
     states = {r.state for r in rows}
     if states & {"failed", "unknown", "blocked", "interrupted", "not started"}:
         raise typer.Exit(ExitCode.FAILED)
@@ -326,8 +341,10 @@ def auth_status() -> None:
 
 @app.command()
 def bundle(
-    target: Annotated[str, typer.Argument(help="A run id (as `offboard status --all` lists them), or `verify`.")],
+    target: Annotated[str | None, typer.Argument(metavar="verify", help="`verify` checks a bundle (a run id "
+                                                "here is the deprecated spelling of --run).")] = None,
     file: Annotated[Path | None, typer.Argument(help="With `verify`: the bundle to check.")] = None,
+    run: RunOpt = None,
     out: Annotated[Path | None, typer.Option("--out", "-o", help="Where to write the bundle "
                                              "(default: <run id>.tar.gz).")] = None,
     public_key: Annotated[Path | None, typer.Option(
@@ -335,7 +352,7 @@ def bundle(
                              "which proves internal consistency only, not who signed (exit 3).")] = None,
     config: ConfigOpt = Path("config.toml"),
 ) -> None:
-    """`offboard bundle RUN_ID -o acme-exit.tar.gz`: one signed file with the plan, the audit log and its
+    """`offboard bundle --run RUN_ID -o acme-exit.tar.gz`: one signed file with the plan, the audit log and its
     signatures, the evidence, the snapshots, every verification and confirmation, and the reports.
 
     `offboard bundle verify acme-exit.tar.gz [--public-key msp.pub]`: check it whole, offline.
@@ -348,14 +365,14 @@ def bundle(
             raise BadInput("`offboard bundle verify` needs the bundle file: offboard bundle verify FILE.tar.gz")
         _bundle_verdict(file, bundles.verify(file, public_key))
     if file is not None:
-        raise BadInput(f"unexpected argument {str(file)!r}: use `offboard bundle RUN_ID -o FILE`")
+        raise BadInput(f"unexpected argument {str(file)!r}: use `offboard bundle --run RUN_ID -o FILE`")
     cfg = _config(config)
-    run = RunDir.existing(cfg.runs_dir, target)
+    run_dir = RunDir.existing(cfg.runs_dir, _run_id("bundle", run, target) or engine.latest_run_id(cfg))
     signer = engine.signer_for(cfg)
     if signer is None:
         raise BadInput("a bundle is signed with the MSP's key and there is none: make one with `offboard keys init`")
-    dest = out or Path(f"{run.run_id}.tar.gz")
-    manifest = bundles.create(run, signer, dest)
+    dest = out or Path(f"{run_dir.run_id}.tar.gz")
+    manifest = bundles.create(run_dir, signer, dest)
     render.out.print(f"Bundle written to {dest}: {len(manifest.members)} members, signed by {signer.fingerprint}. "
                      f"Check it with `offboard bundle verify {dest} --public-key msp.pub`.", soft_wrap=True,
                      markup=False)
@@ -455,6 +472,10 @@ def main(argv: list[str] | None = None) -> int:
     except typer.Exit as exc:
         return int(exc.exit_code)
     except typer.TyperException as exc:  # typer's (vendored click's) usage errors
+        bare = conventions.help_for_bare_group(exc)
+        if bare is not None:
+            sys.stdout.write(bare + "\n")
+            return ExitCode.OK
         ctx = getattr(exc, "ctx", None)
         hint = f" (see '{ctx.command_path} --help')" if ctx is not None else ""
         render.error(f"error: {REDACTOR.text(exc.format_message())}{hint}")
@@ -470,8 +491,8 @@ def main(argv: list[str] | None = None) -> int:
         return ExitCode.INTERRUPTED
     except Exception as exc:  # a bug: still one line, the detail only on request
         render.error(f"internal error: {REDACTOR.text(f'{type(exc).__name__}: {exc}')} "
-                     "(set OFFBOARD_DEBUG=1 for the traceback, and please report it)")
-        if os.environ.get("OFFBOARD_DEBUG"):
+                     "(run with -v or set OFFBOARD_DEBUG=1 for the traceback, and please report it)")
+        if os.environ.get("OFFBOARD_DEBUG") or render.verbose:
             traceback.print_exc()
         return ExitCode.FAILED
 
