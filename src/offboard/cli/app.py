@@ -18,10 +18,10 @@ from offboard import connectors as registry
 from offboard import engine
 from offboard.cli import conventions, render
 from offboard.config import ExitConfig, load_config
-from offboard.errors import BadInput, ExitCode, OffboardError
+from offboard.errors import BadInput, ExitCode, OffboardError, read_input
 from offboard.plan import read_plan, write_plan
 from offboard.proof import signing
-from offboard.proof.audit import verify_file
+from offboard.proof.audit import VerifyResult, not_an_audit_log, verify_bytes, verify_file
 from offboard.proof.plan_signature import check_plan_signature, sign_plan
 from offboard.rundir import RunDir
 from offboard.wire import credentials
@@ -281,13 +281,25 @@ def audit_verify(
 ) -> None:
     """Recompute the hash chain; name the first line that was changed, removed or inserted.
     With --public-key, also check the MSP's signatures over it, and that the signed record
-    reaches the run's end (exit 1 when it does not: the log may have been cut)."""
-    result = verify_file(file)
+    reaches the run's end (exit 1 when it does not: the log may have been cut).
+    Exit 2 when the file is no audit log at all (empty, a config, a plan)."""
+    raw = read_input(file, "audit log")
+    signatures = file.parent / signing.SIGNATURES
+    foreign = not_an_audit_log(raw)
+    if foreign is not None:
+        if not raw.strip() and signatures.is_file() and signatures.stat().st_size:
+            render.error(f"{file}: BROKEN: the log is empty, but {signatures.name} beside it holds signed chain "
+                         "heads: it was cut; compare with the run's bundle, report or the MSP's copy")
+            raise typer.Exit(ExitCode.FAILED)
+        raise BadInput(f"{file} is not an audit log: {foreign}; give the audit.jsonl of a run folder")
+    result = verify_bytes(raw)
     if not result.ok:
         render.error(f"{file}: chain BROKEN at line {result.bad_line}: {result.reason}")
         raise typer.Exit(ExitCode.FAILED)
     render.out.print(f"{file}: chain intact, {result.lines} events, last hash {result.last_hash}", soft_wrap=True,
                      markup=False)
+    if not signatures.exists():
+        _unsigned_verdict(file, result, signed_asked=public_key is not None)
     if public_key is None:
         render.out.print(
             "This proves only that the log is internally consistent: a log cut short, or rewritten whole with "
@@ -309,6 +321,23 @@ def audit_verify(
         raise typer.Exit(ExitCode.FAILED)
     render.out.print(f"{signed}; the record reaches the run's end ({check.end.describe()})", soft_wrap=True,
                      markup=False)
+    raise typer.Exit(ExitCode.OK)
+
+
+def _unsigned_verdict(file: Path, chain: VerifyResult, *, signed_asked: bool) -> NoReturn:
+    """No signatures.jsonl: nothing outside the log vouches for where it ends. Exit 0 when only the
+    chain was asked for (it is intact), 1 when --public-key asked for the MSP's signatures."""
+    run_id = chain.records[0].get("run_id") if chain.records else None
+    verdict = (
+        f"{file}: UNSIGNED: no {signing.SIGNATURES} beside it (the run was never signed), so its tail cannot be "
+        "proven: a log with lines cut from its end still has an intact chain, which proves only that the lines "
+        "left are consistent. To sign: `offboard keys init` once (then every run's chain head is signed as it "
+        f"goes), then `offboard verify --run {run_id or 'RUN_ID'}` signs this run's head as it stands now (that "
+        "cannot vouch for lines cut before it)")
+    if signed_asked:
+        render.error(verdict)
+        raise typer.Exit(ExitCode.FAILED)
+    render.out.print(verdict, soft_wrap=True, markup=False)
     raise typer.Exit(ExitCode.OK)
 
 
