@@ -16,7 +16,7 @@ import typer
 
 from offboard import connectors as registry
 from offboard import engine
-from offboard.cli import conventions, render
+from offboard.cli import conventions, jsonout, render
 from offboard.config import ExitConfig, load_config
 from offboard.errors import BadInput, ExitCode, OffboardError, read_input
 from offboard.plan import read_plan, write_plan
@@ -75,10 +75,23 @@ def _config(path: Path) -> ExitConfig:
     return load_config(path, {n: c.settings_model for n, c in available.items()})
 
 
-def _warn_if_late(cfg: ExitConfig) -> None:
+def _warn_if_late(cfg: ExitConfig) -> list[str]:
     warning = engine.end_of_service_warning(cfg.customer.end_of_service)
-    if warning is not None:
-        render.warning(warning)
+    if warning is None:
+        return []
+    render.warning(warning)
+    return [warning]
+
+
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout and nothing else (its "
+                                       "schema: schemas/<command>.v1.json); human lines go to stderr.")]
+
+
+def _json(wanted: bool) -> bool:
+    if wanted:
+        jsonout.start()
+        render.json_mode()
+    return wanted
 
 
 @app.command()
@@ -88,23 +101,31 @@ def plan(
     detailed_exitcode: Annotated[bool, typer.Option(
         "--detailed-exitcode", help="As Terraform's flag: exit 0 when there is nothing to remove by API, "
                                     "10 when there is (1 and 2 stay errors).")] = False,
+    json_out: JsonOpt = False,
 ) -> None:
     """Dry run: read what the customer still has and print every planned removal. Changes nothing.
 
     Exits 0 when the plan was made (with --detailed-exitcode: 10 when it has removals to make).
     """
+    as_json = _json(json_out)
     cfg = _config(config)
     with engine.open_sessions(cfg) as sessions, render.err.status("Reading what the customer still has (read-only)…"):
         the_plan = engine.make_plan(cfg, sessions)
-    render.plan_view(the_plan)
+    if not as_json:
+        render.plan_view(the_plan)
+    signature = None
     if out is not None:
         write_plan(the_plan, out)
         signer = engine.signer_for(cfg)
-        signed = f" and signed ({sign_plan(signer, the_plan, out).name})" if signer is not None else ""
+        signature = sign_plan(signer, the_plan, out) if signer is not None else None
+        signed = f" and signed ({signature.name})" if signature is not None else ""
         render.out.print(f"Saved to {out}{signed}. Review it, then run: offboard apply {out}", soft_wrap=True)
-    _warn_if_late(cfg)
+    warnings = _warn_if_late(cfg)
     removals = [a for a in the_plan.api_actions() if a.destructive]
-    raise typer.Exit(ExitCode.PLAN_HAS_CHANGES if removals and detailed_exitcode else ExitCode.OK)
+    code = ExitCode.PLAN_HAS_CHANGES if removals and detailed_exitcode else ExitCode.OK
+    if as_json:
+        jsonout.plan(the_plan, code, saved_to=out, signature=signature, warnings=warnings)
+    raise typer.Exit(code)
 
 
 @app.command()
@@ -131,12 +152,14 @@ def apply(
              "Default: guided when a terminal is attached, unattended otherwise (exit 3, checklist).")] = None,
     by: Annotated[str | None, typer.Option("--by", help="Guided mode: who does the manual items "
                                                           "(default: your login name).")] = None,
+    json_out: JsonOpt = False,
 ) -> None:
     """Execute a saved plan unattended, in the vendors' order, then verify and report.
 
     Refuses a plan whose inventory changed since it was made. Exit 4 when a preflight
     gate stops it, 3 when manual items remain (see `offboard status`), 1 when something failed.
     """
+    as_json = _json(json_out)
     if (plan_file is None) == (resume is None):
         raise BadInput("give either a plan file (offboard apply exit.plan.json) or --resume RUN_ID")
     for flag, value in (("--override-preflight", override_preflight), ("--override-evidence", override_evidence)):
@@ -160,17 +183,18 @@ def apply(
     # Said once the run stands (a refusal is one line of its own): what the plan carried, and timing.
     if signature is not None:
         render.err.print(signature, soft_wrap=True)
-    _warn_if_late(cfg)
-    _finish(result)
+    warnings = _warn_if_late(cfg)
+    _finish(result, signature if as_json else None, warnings, as_json=as_json)
 
 
-def _finish(result: engine.RunResult) -> None:
-    if result.blocking:
-        render.out.print(render.findings_table(result.blocking))
-    if result.checks:
-        render.out.print(render.checks_table(result.checks))
-    if result.pending:
-        render.out.print(render.manual_table(result.pending))
+def _finish(result: engine.RunResult, signature: str | None, warnings: list[str], *, as_json: bool) -> None:
+    if not as_json:  # under --json the document carries them; the lines below go to stderr
+        if result.blocking:
+            render.out.print(render.findings_table(result.blocking))
+        if result.checks:
+            render.out.print(render.checks_table(result.checks))
+        if result.pending:
+            render.out.print(render.manual_table(result.pending))
     counts = result.counts
     if counts:
         render.out.print(
@@ -183,6 +207,8 @@ def _finish(result: engine.RunResult) -> None:
     render.documents(result.documents)
     if result.message:
         render.error(REDACTOR.text(result.message))
+    if as_json:
+        jsonout.apply(result, check, plan_signature=signature, warnings=warnings)
     raise typer.Exit(result.exit_code)
 
 
@@ -192,16 +218,24 @@ def verify(
     run: Annotated[str | None, typer.Option("--run", metavar="RUN_ID",
                                             help="Also re-read each object that run removed, and "
                                                  "append the results to its audit log.")] = None,
+    json_out: JsonOpt = False,
 ) -> None:
     """Re-read each vendor and say whether the customer's service has stopped (exit 0) or not (1)."""
+    as_json = _json(json_out)
     cfg = _config(config)
     with engine.open_sessions(cfg) as sessions, render.err.status("Re-reading the vendors…"):
         checks = engine.verify_run(None, sessions) if run is None else engine.verify_recorded(run, cfg, sessions)
-    render.out.print(render.checks_table(checks))
+    if not as_json:
+        render.out.print(render.checks_table(checks))
     stopped = all(c.passed for c in checks)
+    failed = sum(1 for c in checks if not c.passed)
     render.out.print("Service stopped: every check passed." if stopped else
-                     "[bold red]Service NOT stopped:[/] see the failed checks above.")
-    raise typer.Exit(ExitCode.OK if stopped else ExitCode.FAILED)
+                     f"[bold red]Service NOT stopped:[/] {failed} check(s) failed"
+                     + (" (in the JSON document)." if as_json else ", see above."))
+    code = ExitCode.OK if stopped else ExitCode.FAILED
+    if as_json:
+        jsonout.verify(checks, run, code)
+    raise typer.Exit(code)
 
 
 RunOpt = Annotated[str | None, typer.Option("--run", metavar="RUN_ID", help="Default: the latest run.")]
@@ -224,21 +258,25 @@ def confirm_cmd(
     note: Annotated[str, typer.Option("--note", help="What was done or seen; some items require it.")] = "",
     run: RunOpt = None,
     config: ConfigOpt = Path("config.toml"),
+    json_out: JsonOpt = False,
 ) -> None:
     """Record that a person did a manual item. Where the vendor's API can see the result, it is
     re-read first, and the confirmation is refused (exit 1) while the vendor disagrees.
 
     Exits 0 once the confirmation is recorded, and lists what remains (`offboard status` exits 3
     while items are pending)."""
+    as_json = _json(json_out)
     cfg = _config(config)
     run_id = run or engine.latest_run_id(cfg)
     with engine.open_sessions(cfg) as sessions:
         result = engine.confirm(run_id, item, by, note, cfg, sessions)
-    if result.check is not None:
+    if result.check is not None and not as_json:
         render.out.print(render.checks_table([result.check]))
     if not result.accepted:
         render.error(f"not confirmed: the vendor still shows {result.check.detail if result.check else '?'}; "
                      "finish the item and confirm again")
+        if as_json:
+            jsonout.confirm(result, by, ExitCode.FAILED)
         raise typer.Exit(ExitCode.FAILED)
     render.out.print(f"Confirmed {item} by {by} in run {run_id}.", markup=False)
     render.documents(result.documents)
@@ -246,10 +284,13 @@ def confirm_cmd(
         render.out.print(f"{len(result.to_resume)} action(s) of this run have not run yet; continue with: "
                          f"offboard apply --resume {run_id}", markup=False, soft_wrap=True)
     if result.remaining:
-        render.out.print(render.manual_table(result.remaining))
+        if not as_json:
+            render.out.print(render.manual_table(result.remaining))
         render.out.print(f"{len(result.remaining)} manual item(s) of this run remain.")
     else:
         render.out.print("Every manual item of this run is confirmed.")
+    if as_json:
+        jsonout.confirm(result, by, ExitCode.OK)
 
 
 @app.command("status", cls=conventions.OldSpellingHidden)
@@ -259,17 +300,22 @@ def status_cmd(
     run: RunOpt = None,
     config: ConfigOpt = Path("config.toml"),
     every_object: Annotated[bool, typer.Option("--all", help="One row per object, not counts per step.")] = False,
+    json_out: JsonOpt = False,
 ) -> None:
     """Every step of a run: done / verified / manual-pending / confirmed / skipped (with the reason).
 
     Exit 0 when everything is done, 3 while manual items are pending, 1 when something failed."""
+    as_json = _json(json_out)
     cfg = _config(config)
     run_dir, rows = engine.status(_run_id("status", run, old_run_id) or engine.latest_run_id(cfg), cfg)
-    render.out.print(render.status_table(run_dir.run_id, rows, every_object=every_object))
     states = {r.state for r in rows}
-    if states & {"failed", "unknown", "blocked", "interrupted", "not started"}:
-        raise typer.Exit(ExitCode.FAILED)
-    raise typer.Exit(ExitCode.MANUAL_PENDING if "manual-pending" in states else ExitCode.OK)
+    code = (ExitCode.FAILED if states & {"failed", "unknown", "blocked", "interrupted", "not started"} else
+            ExitCode.MANUAL_PENDING if "manual-pending" in states else ExitCode.OK)
+    if as_json:
+        jsonout.status(run_dir.run_id, rows, code)  # every object, whatever --all says
+    else:
+        render.out.print(render.status_table(run_dir.run_id, rows, every_object=every_object))
+    raise typer.Exit(code)
 
 
 @audit_app.command("verify")
@@ -495,6 +541,7 @@ def demo(
 def main(argv: list[str] | None = None) -> int:
     """Entry point: every error a user can cause is one line on stderr and a documented code."""
     command = typer.main.get_command(app)
+    jsonout.reset()
     try:
         rv = command.main(args=argv, prog_name="offboard", standalone_mode=False)
         return int(rv or 0)
@@ -507,23 +554,27 @@ def main(argv: list[str] | None = None) -> int:
             return ExitCode.OK
         ctx = getattr(exc, "ctx", None)
         hint = f" (see '{ctx.command_path} --help')" if ctx is not None else ""
-        render.error(f"error: {REDACTOR.text(exc.format_message())}{hint}")
-        return ExitCode.BAD_INPUT
+        return _failed(ExitCode.BAD_INPUT, f"error: {REDACTOR.text(exc.format_message())}{hint}")
     except typer.Abort:
-        render.error("error: aborted; nothing more was done")
-        return ExitCode.BAD_INPUT
+        return _failed(ExitCode.BAD_INPUT, "error: aborted; nothing more was done")
     except OffboardError as exc:
-        render.error(f"error: {REDACTOR.text(str(exc))}")
-        return exc.exit_code
+        return _failed(exc.exit_code, f"error: {REDACTOR.text(str(exc))}")
     except KeyboardInterrupt:
-        render.error("interrupted before any run started; nothing was changed")
-        return ExitCode.INTERRUPTED
+        return _failed(ExitCode.INTERRUPTED, "interrupted before any run started; nothing was changed")
     except Exception as exc:  # a bug: still one line, the detail only on request
-        render.error(f"internal error: {REDACTOR.text(f'{type(exc).__name__}: {exc}')} "
-                     "(run with -v or set OFFBOARD_DEBUG=1 for the traceback, and please report it)")
+        code = _failed(ExitCode.FAILED, f"internal error: {REDACTOR.text(f'{type(exc).__name__}: {exc}')} "
+                                        "(run with -v or set OFFBOARD_DEBUG=1 for the traceback, and please report it)")
         if os.environ.get("OFFBOARD_DEBUG") or render.verbose:
             traceback.print_exc()
-        return ExitCode.FAILED
+        return code
+
+
+def _failed(code: int, line: str) -> int:
+    """The one line on stderr; under --json, the same as an error document on stdout."""
+    render.error(line)
+    if jsonout.requested:
+        jsonout.error(code, line)
+    return code
 
 
 def run() -> None:
