@@ -153,3 +153,14 @@ def test_human_lines_go_to_stderr_under_json(cli: Any, two_vendors: Exit) -> Non
     assert result.code == 0
     json.loads(result.out)
     assert "Saved to exit.plan.json" in result.err and "Exit plan" not in result.out + result.err
+
+
+def test_json_on_a_terminal_never_waits_at_a_prompt(cli: Any, two_vendors: Exit, monkeypatch: pytest.MonkeyPatch
+                                                    ) -> None:
+    config = str(two_vendors.config)
+    assert cli("plan", "-c", config, "-o", "exit.plan.json").code == 0
+    monkeypatch.setattr("rich.prompt.Prompt.ask", lambda *a, **k: pytest.fail("prompted under --json"))
+    monkeypatch.setattr("sys.stdin.isatty", lambda: True)
+    monkeypatch.setattr("sys.stdout.isatty", lambda: True)
+    result = cli("apply", "exit.plan.json", "-c", config, "--override-preflight", "lab", "--json")
+    assert document(two_vendors, result, "apply", 3)["pending"]

@@ -149,7 +149,8 @@ def apply(
     guided: Annotated[bool | None, typer.Option(
         "--guided/--unattended",
         help="Guided: stop at each manual item, wait for you, re-read the vendor and record it. "
-             "Default: guided when a terminal is attached, unattended otherwise (exit 3, checklist).")] = None,
+             "Default: guided when a terminal is attached (and no --json), unattended otherwise (exit 3, "
+             "checklist).")] = None,
     by: Annotated[str | None, typer.Option("--by", help="Guided mode: who does the manual items "
                                                           "(default: your login name).")] = None,
     json_out: JsonOpt = False,
@@ -166,8 +167,8 @@ def apply(
         if value is not None and not value.strip():
             raise BadInput(f"{flag} needs a reason, e.g. {flag} \"incident #12 closed by phone\"")
     overrides = engine.Overrides(override_preflight, override_evidence, confirm_name, yes_delete)
-    if guided is None:
-        guided = sys.stdin.isatty() and sys.stdout.isatty()
+    if guided is None:  # a script asking for JSON never waits at a prompt unless it says --guided
+        guided = not as_json and sys.stdin.isatty() and sys.stdout.isatty()
     cfg = _config(config)
     the_plan = read_plan(plan_file) if plan_file is not None else None
     signature = (check_plan_signature(the_plan, plan_file, engine.signer_for(cfg))
