@@ -543,6 +543,7 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point: every error a user can cause is one line on stderr and a documented code."""
     command = typer.main.get_command(app)
     jsonout.reset()
+    render.setup()  # the root callback makes them again with -q / -v; --help and --version skip it
     try:
         rv = command.main(args=argv, prog_name="offboard", standalone_mode=False)
         return int(rv or 0)
