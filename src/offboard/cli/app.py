@@ -30,8 +30,6 @@ from offboard.wire.redact import REDACTOR
 if TYPE_CHECKING:
     from offboard.proof import bundle as bundles
 
-
-
 app = typer.Typer(
     name="offboard",
     epilog=conventions.exit_code_epilog(),
@@ -61,6 +59,7 @@ def _everywhere(
                                           "status) and, on an internal error, the traceback.")] = False,
 ) -> None:
     render.setup(quiet=quiet, loud=verbose)
+
 
 app.add_typer(audit_app, name="audit")
 app.add_typer(auth_app, name="auth")
@@ -185,7 +184,7 @@ def apply(
     if signature is not None:
         render.err.print(signature, soft_wrap=True)
     warnings = _warn_if_late(cfg)
-    _finish(result, signature if as_json else None, warnings, as_json=as_json)
+    _finish(result, signature, warnings, as_json=as_json)
 
 
 def _finish(result: engine.RunResult, signature: str | None, warnings: list[str], *, as_json: bool) -> None:
