@@ -190,7 +190,8 @@ def run_once(sc: Scenario, seed: int, agents: int, workdir: Path) -> Row:
         cfg = load_config(config, {n: c.settings_model for n, c in connectors.installed().items()})
         creds = {"huntress": {"api_key": SecretStr(H_KEY), "api_secret": SecretStr(H_SECRET)},
                  "blumira": {"client_id": SecretStr(B_ID), "client_secret": SecretStr(B_SECRET)}}
-        planned = subprocess.run([*_offboard(), "plan", "-c", str(config), "-o", str(workdir / "exit.plan.json")],
+        planned = subprocess.run([*_offboard(), "plan", "-c", str(config), "-o", str(workdir / "exit.plan.json"),
+                                  "--detailed-exitcode"],
                                  env=_env(), capture_output=True, text=True, timeout=300, check=False)
         outputs.append(planned.stdout + planned.stderr)
         if planned.returncode != ExitCode.PLAN_HAS_CHANGES:

@@ -16,8 +16,28 @@ class ExitCode(IntEnum):
     BAD_INPUT = 2
     MANUAL_PENDING = 3
     PREFLIGHT_BLOCKED = 4
-    PLAN_HAS_CHANGES = 10
+    PLAN_HAS_CHANGES = 10  # only with `plan --detailed-exitcode`, as Terraform's flag
     INTERRUPTED = 130  # Ctrl-C, as shells report SIGINT
+
+
+# The one table of exit codes: `offboard --help` prints it and the README's table must match it
+# (tests/unit/test_cli_conventions.py), so scripts can rely on a single documented meaning.
+EXIT_CODE_MEANINGS: dict[ExitCode, str] = {
+    ExitCode.OK: "success: the command did what it was asked (`plan`: the plan was made; `confirm`: the "
+                 "confirmation was recorded, even if other items remain; `status`: every item is done)",
+    ExitCode.FAILED: "failed: an action or a verification failed, an evidence export failed (removals held "
+                     "back), a confirmation was refused, or the vendor stayed down (resumable); `audit verify`, "
+                     "`bundle verify`: not verified (or possibly cut), each problem named",
+    ExitCode.BAD_INPUT: "bad input or usage (config, credentials, plan file, arguments, a malformed vendor reply "
+                        "or audit log): one line says what and how to fix it; nothing was done",
+    ExitCode.MANUAL_PENDING: "finished, manual items pending (`apply`, `status`: `offboard status` lists them); "
+                             "`bundle verify` without `--public-key`: consistent, but a person must compare the "
+                             "key's fingerprint",
+    ExitCode.PREFLIGHT_BLOCKED: "stopped by a preflight gate before any removal",
+    ExitCode.PLAN_HAS_CHANGES: "`plan --detailed-exitcode` only: the plan has removals to make by API "
+                               "(with that flag, 0 means there is nothing to remove)",
+    ExitCode.INTERRUPTED: "interrupted (Ctrl-C); an apply says which run to resume",
+}
 
 
 class OffboardError(Exception):

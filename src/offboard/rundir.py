@@ -151,8 +151,10 @@ class RunDir:
                            f"see the folders in {runs_dir}")
         run = cls(runs_dir, run_id)
         if not run.state_path.exists():
-            raise BadInput(f"no run {run_id} in {runs_dir}; `offboard status --all` lists the runs, and "
-                           "[run] runs_dir in the config says where they are")
+            runs = sorted(p.parent.name for p in runs_dir.glob("*/state.json")) if runs_dir.is_dir() else []
+            known = f"its latest runs: {', '.join(runs[-3:])}" if runs else "it holds no run"
+            raise BadInput(f"no run {run_id} in {runs_dir} ({known}); [run] runs_dir in the config says where "
+                           "the runs are")
         return run
 
     @property

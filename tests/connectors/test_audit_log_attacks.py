@@ -83,7 +83,7 @@ def test_a_unicode_line_separator_in_a_hostname_or_a_note_verifies_signed(
     assert checked.code == 0, checked.err
     assert "covers all" in checked.out and "internal error" not in checked.err
     out = tmp_path / "exit.tar.gz"
-    packed = cli("bundle", result.run.path.name, "-o", str(out), "-c", str(signed.path))
+    packed = cli("bundle", "--run", result.run.path.name, "-o", str(out), "-c", str(signed.path))
     assert packed.code == 0, packed.err
     assert cli("bundle", "verify", str(out), "--public-key", str(tmp_path / "msp.pub")).code == 0
 

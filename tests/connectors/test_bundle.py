@@ -461,7 +461,7 @@ def test_a_malformed_evidence_manifest_or_key_inside_is_a_verdict(made: tuple[Pa
 
 
 def bundle_cli(cli: Callable[..., CliResult], run: Path, out: Path) -> CliResult:
-    return cli("bundle", run.name, "-o", str(out), "-c", str(run.parent.parent / "config.toml"))
+    return cli("bundle", "--run", run.name, "-o", str(out), "-c", str(run.parent.parent / "config.toml"))
 
 
 def test_bundle_never_writes_through_a_link_planted_at_its_temp_name(made: tuple[Path, Path, Path], tmp_path: Path,

@@ -34,14 +34,14 @@ def late_config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Any:
 
 def test_a_plan_made_after_the_end_of_service_warns_and_names_both_dates(cli: Any, late_config: Any) -> None:
     past = date.today() - timedelta(days=9)
-    out = cli("plan", "-c", str(late_config(past)))
+    out = cli("plan", "-c", str(late_config(past)), "--detailed-exitcode")
     assert out.code == 10
     assert f"end of service was {past.isoformat()}, 9 day(s) ago" in out.err
     assert "logs and alerts stop before it" in out.err
 
 
 def test_a_plan_made_in_time_does_not_warn(cli: Any, late_config: Any) -> None:
-    out = cli("plan", "-c", str(late_config(date.today() + timedelta(days=3))))
+    out = cli("plan", "-c", str(late_config(date.today() + timedelta(days=3))), "--detailed-exitcode")
     assert out.code == 10 and "end of service" not in out.err
 
 

@@ -87,7 +87,7 @@ def test_a_read_only_account_key_stops_apply_with_one_line_about_user_keys(
         config = write_config(tmp_path, url)
         monkeypatch.setenv("OFFBOARD_HUNTRESS_API_KEY", READ_ONLY_KEY)
         monkeypatch.setenv("OFFBOARD_HUNTRESS_API_SECRET", READ_ONLY_SECRET)
-        plan = cli("plan", "-c", str(config), "-o", str(tmp_path / "exit.plan.json"))
+        plan = cli("plan", "-c", str(config), "-o", str(tmp_path / "exit.plan.json"), "--detailed-exitcode")
         assert plan.code == 10
         assert "read-only" in plan.out  # the plan says which kind of key is in use
         result = cli("apply", str(tmp_path / "exit.plan.json"), "-c", str(config), "--override-preflight", "lab")

@@ -167,7 +167,7 @@ def test_two_offboard_apply_processes_on_one_exit_from_two_runs_folders_one_is_r
         env = Env(sandbox, url, tmp_path, write_config(tmp_path, url, window=60 * SCALE))
         (tmp_path / "b").mkdir()
         second_config = write_config(tmp_path / "b", url, window=60 * SCALE)  # runs in b/runs
-        assert env.run("plan", "-o", "exit.plan.json").returncode == 10
+        assert env.run("plan", "-o", "exit.plan.json", "--detailed-exitcode").returncode == 10
         first = env.popen("apply", "exit.plan.json", "--override-preflight", "lab")
         deadline = time.monotonic() + 60
         while not sandbox.deletes() and first.poll() is None and time.monotonic() < deadline:

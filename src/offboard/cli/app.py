@@ -1,7 +1,6 @@
 """The `offboard` command: parse, call the engine, render, exit with a documented code.
 
-Exit codes: 0 done; 1 failed; 2 bad input or usage; 3 finished, manual steps
-pending; 4 stopped by a preflight gate; `plan` returns 10 when it has removals.
+The exit codes are `offboard.errors.EXIT_CODE_MEANINGS`, printed at the end of `offboard --help`.
 """
 
 from __future__ import annotations
@@ -17,12 +16,12 @@ import typer
 
 from offboard import connectors as registry
 from offboard import engine
-from offboard.cli import render
+from offboard.cli import conventions, jsonout, render
 from offboard.config import ExitConfig, load_config
-from offboard.errors import BadInput, ExitCode, OffboardError
+from offboard.errors import BadInput, ExitCode, OffboardError, read_input
 from offboard.plan import read_plan, write_plan
 from offboard.proof import signing
-from offboard.proof.audit import verify_file
+from offboard.proof.audit import VerifyResult, not_an_audit_log, verify_bytes, verify_file
 from offboard.proof.plan_signature import check_plan_signature, sign_plan
 from offboard.rundir import RunDir
 from offboard.wire import credentials
@@ -33,11 +32,13 @@ if TYPE_CHECKING:
 
 app = typer.Typer(
     name="offboard",
+    epilog=conventions.exit_code_epilog(),
     help="Plan, execute, verify and prove a customer's exit from security vendors, from their APIs.\n\n"
          "Typical run: `offboard plan -o exit.plan.json`, review it, `offboard apply exit.plan.json`, "
          "`offboard verify`. Try `offboard demo` first: it runs a whole exit against a built-in sandbox.",
     no_args_is_help=True,
-    add_completion=False,
+    add_completion=True,  # --install-completion / --show-completion (bash, zsh, fish, PowerShell)
+    context_settings=conventions.CONTEXT_SETTINGS,
     rich_markup_mode=None,
     pretty_exceptions_enable=False,
 )
@@ -46,6 +47,20 @@ audit_app = typer.Typer(help="Check an audit log's hash chain (and the MSP's sig
 auth_app = typer.Typer(help="Store vendor credentials in the OS keyring.", no_args_is_help=True)
 keys_app = typer.Typer(help="The MSP's Ed25519 signing key: runs are signed with it, customers and auditors "
                             "check them with its public key.", no_args_is_help=True)
+
+
+@app.callback()
+def _everywhere(
+    version: Annotated[bool, typer.Option("--version", callback=conventions.show_version, is_eager=True,
+                                          help="Print offboard's version and its connectors, and exit.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print only errors and warnings (and --json's "
+                                        "document): the exit code says the rest.")] = False,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Also print each vendor call (method, URL, "
+                                          "status) and, on an internal error, the traceback.")] = False,
+) -> None:
+    render.setup(quiet=quiet, loud=verbose)
+
+
 app.add_typer(audit_app, name="audit")
 app.add_typer(auth_app, name="auth")
 app.add_typer(keys_app, name="keys")
@@ -59,33 +74,57 @@ def _config(path: Path) -> ExitConfig:
     return load_config(path, {n: c.settings_model for n, c in available.items()})
 
 
-def _warn_if_late(cfg: ExitConfig) -> None:
+def _warn_if_late(cfg: ExitConfig) -> list[str]:
     warning = engine.end_of_service_warning(cfg.customer.end_of_service)
-    if warning is not None:
-        render.err.print(warning, style="yellow", markup=False, soft_wrap=True)
+    if warning is None:
+        return []
+    render.warning(warning)
+    return [warning]
+
+
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout and nothing else (its "
+                                       "schema: schemas/<command>.v1.json); human lines go to stderr.")]
+
+
+def _json(wanted: bool) -> bool:
+    if wanted:
+        jsonout.start()
+        render.json_mode()
+    return wanted
 
 
 @app.command()
 def plan(
     config: ConfigOpt = Path("config.toml"),
     out: Annotated[Path | None, typer.Option("--out", "-o", help="Save the plan to this file for `apply`.")] = None,
+    detailed_exitcode: Annotated[bool, typer.Option(
+        "--detailed-exitcode", help="As Terraform's flag: exit 0 when there is nothing to remove by API, "
+                                    "10 when there is (1 and 2 stay errors).")] = False,
+    json_out: JsonOpt = False,
 ) -> None:
     """Dry run: read what the customer still has and print every planned removal. Changes nothing.
 
-    Exits 10 when something is left to remove by API, 0 when nothing is.
+    Exits 0 when the plan was made (with --detailed-exitcode: 10 when it has removals to make).
     """
+    as_json = _json(json_out)
     cfg = _config(config)
     with engine.open_sessions(cfg) as sessions, render.err.status("Reading what the customer still has (read-only)…"):
         the_plan = engine.make_plan(cfg, sessions)
-    render.plan_view(the_plan)
+    if not as_json:
+        render.plan_view(the_plan)
+    signature = None
     if out is not None:
         write_plan(the_plan, out)
         signer = engine.signer_for(cfg)
-        signed = f" and signed ({sign_plan(signer, the_plan, out).name})" if signer is not None else ""
+        signature = sign_plan(signer, the_plan, out) if signer is not None else None
+        signed = f" and signed ({signature.name})" if signature is not None else ""
         render.out.print(f"Saved to {out}{signed}. Review it, then run: offboard apply {out}", soft_wrap=True)
-    _warn_if_late(cfg)
+    warnings = _warn_if_late(cfg)
     removals = [a for a in the_plan.api_actions() if a.destructive]
-    raise typer.Exit(ExitCode.PLAN_HAS_CHANGES if removals else ExitCode.OK)
+    code = ExitCode.PLAN_HAS_CHANGES if removals and detailed_exitcode else ExitCode.OK
+    if as_json:
+        jsonout.plan(the_plan, code, saved_to=out, signature=signature, warnings=warnings)
+    raise typer.Exit(code)
 
 
 @app.command()
@@ -109,23 +148,26 @@ def apply(
     guided: Annotated[bool | None, typer.Option(
         "--guided/--unattended",
         help="Guided: stop at each manual item, wait for you, re-read the vendor and record it. "
-             "Default: guided when a terminal is attached, unattended otherwise (exit 3, checklist).")] = None,
+             "Default: guided when a terminal is attached (and no --json), unattended otherwise (exit 3, "
+             "checklist).")] = None,
     by: Annotated[str | None, typer.Option("--by", help="Guided mode: who does the manual items "
                                                           "(default: your login name).")] = None,
+    json_out: JsonOpt = False,
 ) -> None:
     """Execute a saved plan unattended, in the vendors' order, then verify and report.
 
     Refuses a plan whose inventory changed since it was made. Exit 4 when a preflight
     gate stops it, 3 when manual items remain (see `offboard status`), 1 when something failed.
     """
+    as_json = _json(json_out)
     if (plan_file is None) == (resume is None):
         raise BadInput("give either a plan file (offboard apply exit.plan.json) or --resume RUN_ID")
     for flag, value in (("--override-preflight", override_preflight), ("--override-evidence", override_evidence)):
         if value is not None and not value.strip():
             raise BadInput(f"{flag} needs a reason, e.g. {flag} \"incident #12 closed by phone\"")
     overrides = engine.Overrides(override_preflight, override_evidence, confirm_name, yes_delete)
-    if guided is None:
-        guided = sys.stdin.isatty() and sys.stdout.isatty()
+    if guided is None:  # a script asking for JSON never waits at a prompt unless it says --guided
+        guided = not as_json and sys.stdin.isatty() and sys.stdout.isatty()
     cfg = _config(config)
     the_plan = read_plan(plan_file) if plan_file is not None else None
     signature = (check_plan_signature(the_plan, plan_file, engine.signer_for(cfg))
@@ -141,17 +183,18 @@ def apply(
     # Said once the run stands (a refusal is one line of its own): what the plan carried, and timing.
     if signature is not None:
         render.err.print(signature, soft_wrap=True)
-    _warn_if_late(cfg)
-    _finish(result)
+    warnings = _warn_if_late(cfg)
+    _finish(result, signature, warnings, as_json=as_json)
 
 
-def _finish(result: engine.RunResult) -> None:
-    if result.blocking:
-        render.out.print(render.findings_table(result.blocking))
-    if result.checks:
-        render.out.print(render.checks_table(result.checks))
-    if result.pending:
-        render.out.print(render.manual_table(result.pending))
+def _finish(result: engine.RunResult, signature: str | None, warnings: list[str], *, as_json: bool) -> None:
+    if not as_json:  # under --json the document carries them; the lines below go to stderr
+        if result.blocking:
+            render.out.print(render.findings_table(result.blocking))
+        if result.checks:
+            render.out.print(render.checks_table(result.checks))
+        if result.pending:
+            render.out.print(render.manual_table(result.pending))
     counts = result.counts
     if counts:
         render.out.print(
@@ -164,6 +207,8 @@ def _finish(result: engine.RunResult) -> None:
     render.documents(result.documents)
     if result.message:
         render.error(REDACTOR.text(result.message))
+    if as_json:
+        jsonout.apply(result, check, plan_signature=signature, warnings=warnings)
     raise typer.Exit(result.exit_code)
 
 
@@ -173,19 +218,37 @@ def verify(
     run: Annotated[str | None, typer.Option("--run", metavar="RUN_ID",
                                             help="Also re-read each object that run removed, and "
                                                  "append the results to its audit log.")] = None,
+    json_out: JsonOpt = False,
 ) -> None:
     """Re-read each vendor and say whether the customer's service has stopped (exit 0) or not (1)."""
+    as_json = _json(json_out)
     cfg = _config(config)
     with engine.open_sessions(cfg) as sessions, render.err.status("Re-reading the vendors…"):
         checks = engine.verify_run(None, sessions) if run is None else engine.verify_recorded(run, cfg, sessions)
-    render.out.print(render.checks_table(checks))
+    if not as_json:
+        render.out.print(render.checks_table(checks))
     stopped = all(c.passed for c in checks)
+    failed = sum(1 for c in checks if not c.passed)
     render.out.print("Service stopped: every check passed." if stopped else
-                     "[bold red]Service NOT stopped:[/] see the failed checks above.")
-    raise typer.Exit(ExitCode.OK if stopped else ExitCode.FAILED)
+                     f"[bold red]Service NOT stopped:[/] {failed} check(s) failed"
+                     + (" (in the JSON document)." if as_json else ", see above."))
+    code = ExitCode.OK if stopped else ExitCode.FAILED
+    if as_json:
+        jsonout.verify(checks, run, code)
+    raise typer.Exit(code)
 
 
 RunOpt = Annotated[str | None, typer.Option("--run", metavar="RUN_ID", help="Default: the latest run.")]
+
+
+def _run_id(command: str, run: str | None, positional: str | None) -> str | None:
+    """`--run RUN_ID` is the one spelling; a positional run id (the old spelling) still works."""
+    if positional is None:
+        return run
+    if run is not None and run != positional:
+        raise BadInput(f"two run ids given ({positional} and --run {run}); give one: offboard {command} --run RUN_ID")
+    conventions.deprecated_run_argument(command, positional)
+    return positional
 
 
 @app.command("confirm")
@@ -195,18 +258,25 @@ def confirm_cmd(
     note: Annotated[str, typer.Option("--note", help="What was done or seen; some items require it.")] = "",
     run: RunOpt = None,
     config: ConfigOpt = Path("config.toml"),
+    json_out: JsonOpt = False,
 ) -> None:
     """Record that a person did a manual item. Where the vendor's API can see the result, it is
-    re-read first, and the confirmation is refused (exit 1) while the vendor disagrees."""
+    re-read first, and the confirmation is refused (exit 1) while the vendor disagrees.
+
+    Exits 0 once the confirmation is recorded, and lists what remains (`offboard status` exits 3
+    while items are pending)."""
+    as_json = _json(json_out)
     cfg = _config(config)
     run_id = run or engine.latest_run_id(cfg)
     with engine.open_sessions(cfg) as sessions:
         result = engine.confirm(run_id, item, by, note, cfg, sessions)
-    if result.check is not None:
+    if result.check is not None and not as_json:
         render.out.print(render.checks_table([result.check]))
     if not result.accepted:
         render.error(f"not confirmed: the vendor still shows {result.check.detail if result.check else '?'}; "
                      "finish the item and confirm again")
+        if as_json:
+            jsonout.confirm(result, by, ExitCode.FAILED)
         raise typer.Exit(ExitCode.FAILED)
     render.out.print(f"Confirmed {item} by {by} in run {run_id}.", markup=False)
     render.documents(result.documents)
@@ -214,27 +284,38 @@ def confirm_cmd(
         render.out.print(f"{len(result.to_resume)} action(s) of this run have not run yet; continue with: "
                          f"offboard apply --resume {run_id}", markup=False, soft_wrap=True)
     if result.remaining:
-        render.out.print(render.manual_table(result.remaining))
-        raise typer.Exit(ExitCode.MANUAL_PENDING)
-    render.out.print("Every manual item of this run is confirmed.")
+        if not as_json:
+            render.out.print(render.manual_table(result.remaining))
+        render.out.print(f"{len(result.remaining)} manual item(s) of this run remain.")
+    else:
+        render.out.print("Every manual item of this run is confirmed.")
+    if as_json:
+        jsonout.confirm(result, by, ExitCode.OK)
 
 
-@app.command("status")
+@app.command("status", cls=conventions.OldSpellingHidden)
 def status_cmd(
-    run_id: Annotated[str | None, typer.Argument(help="Default: the latest run.")] = None,
+    old_run_id: Annotated[str | None, typer.Argument(hidden=True,
+                                                     help="Deprecated: use --run.")] = None,
+    run: RunOpt = None,
     config: ConfigOpt = Path("config.toml"),
     every_object: Annotated[bool, typer.Option("--all", help="One row per object, not counts per step.")] = False,
+    json_out: JsonOpt = False,
 ) -> None:
     """Every step of a run: done / verified / manual-pending / confirmed / skipped (with the reason).
 
     Exit 0 when everything is done, 3 while manual items are pending, 1 when something failed."""
+    as_json = _json(json_out)
     cfg = _config(config)
-    run, rows = engine.status(run_id or engine.latest_run_id(cfg), cfg)
-    render.out.print(render.status_table(run.run_id, rows, every_object=every_object))
+    run_dir, rows = engine.status(_run_id("status", run, old_run_id) or engine.latest_run_id(cfg), cfg)
     states = {r.state for r in rows}
-    if states & {"failed", "unknown", "blocked", "interrupted", "not started"}:
-        raise typer.Exit(ExitCode.FAILED)
-    raise typer.Exit(ExitCode.MANUAL_PENDING if "manual-pending" in states else ExitCode.OK)
+    code = (ExitCode.FAILED if states & {"failed", "unknown", "blocked", "interrupted", "not started"} else
+            ExitCode.MANUAL_PENDING if "manual-pending" in states else ExitCode.OK)
+    if as_json:
+        jsonout.status(run_dir.run_id, rows, code)  # every object, whatever --all says
+    else:
+        render.out.print(render.status_table(run_dir.run_id, rows, every_object=every_object))
+    raise typer.Exit(code)
 
 
 @audit_app.command("verify")
@@ -246,13 +327,25 @@ def audit_verify(
 ) -> None:
     """Recompute the hash chain; name the first line that was changed, removed or inserted.
     With --public-key, also check the MSP's signatures over it, and that the signed record
-    reaches the run's end (exit 1 when it does not: the log may have been cut)."""
-    result = verify_file(file)
+    reaches the run's end (exit 1 when it does not: the log may have been cut).
+    Exit 2 when the file is no audit log at all (empty, a config, a plan)."""
+    raw = read_input(file, "audit log")
+    signatures = file.parent / signing.SIGNATURES
+    foreign = not_an_audit_log(raw)
+    if foreign is not None:
+        if not raw.strip() and signatures.is_file() and signatures.stat().st_size:
+            render.error(f"{file}: BROKEN: the log is empty, but {signatures.name} beside it holds signed chain "
+                         "heads: it was cut; compare with the run's bundle, report or the MSP's copy")
+            raise typer.Exit(ExitCode.FAILED)
+        raise BadInput(f"{file} is not an audit log: {foreign}; give the audit.jsonl of a run folder")
+    result = verify_bytes(raw)
     if not result.ok:
         render.error(f"{file}: chain BROKEN at line {result.bad_line}: {result.reason}")
         raise typer.Exit(ExitCode.FAILED)
     render.out.print(f"{file}: chain intact, {result.lines} events, last hash {result.last_hash}", soft_wrap=True,
                      markup=False)
+    if not signatures.exists():
+        _unsigned_verdict(file, result, signed_asked=public_key is not None)
     if public_key is None:
         render.out.print(
             "This proves only that the log is internally consistent: a log cut short, or rewritten whole with "
@@ -274,6 +367,23 @@ def audit_verify(
         raise typer.Exit(ExitCode.FAILED)
     render.out.print(f"{signed}; the record reaches the run's end ({check.end.describe()})", soft_wrap=True,
                      markup=False)
+    raise typer.Exit(ExitCode.OK)
+
+
+def _unsigned_verdict(file: Path, chain: VerifyResult, *, signed_asked: bool) -> NoReturn:
+    """No signatures.jsonl: nothing outside the log vouches for where it ends. Exit 0 when only the
+    chain was asked for (it is intact), 1 when --public-key asked for the MSP's signatures."""
+    run_id = chain.records[0].get("run_id") if chain.records else None
+    verdict = (
+        f"{file}: UNSIGNED: no {signing.SIGNATURES} beside it (the run was never signed), so its tail cannot be "
+        "proven: a log with lines cut from its end still has an intact chain, which proves only that the lines "
+        "left are consistent. To sign: `offboard keys init` once (then every run's chain head is signed as it "
+        f"goes), then `offboard verify --run {run_id or 'RUN_ID'}` signs this run's head as it stands now (that "
+        "cannot vouch for lines cut before it)")
+    if signed_asked:
+        render.error(verdict)
+        raise typer.Exit(ExitCode.FAILED)
+    render.out.print(verdict, soft_wrap=True, markup=False)
     raise typer.Exit(ExitCode.OK)
 
 
@@ -306,8 +416,10 @@ def auth_status() -> None:
 
 @app.command()
 def bundle(
-    target: Annotated[str, typer.Argument(help="A run id (as `offboard status --all` lists them), or `verify`.")],
+    target: Annotated[str | None, typer.Argument(metavar="verify", help="`verify` checks a bundle (a run id "
+                                                "here is the deprecated spelling of --run).")] = None,
     file: Annotated[Path | None, typer.Argument(help="With `verify`: the bundle to check.")] = None,
+    run: RunOpt = None,
     out: Annotated[Path | None, typer.Option("--out", "-o", help="Where to write the bundle "
                                              "(default: <run id>.tar.gz).")] = None,
     public_key: Annotated[Path | None, typer.Option(
@@ -315,7 +427,7 @@ def bundle(
                              "which proves internal consistency only, not who signed (exit 3).")] = None,
     config: ConfigOpt = Path("config.toml"),
 ) -> None:
-    """`offboard bundle RUN_ID -o acme-exit.tar.gz`: one signed file with the plan, the audit log and its
+    """`offboard bundle --run RUN_ID -o acme-exit.tar.gz`: one signed file with the plan, the audit log and its
     signatures, the evidence, the snapshots, every verification and confirmation, and the reports.
 
     `offboard bundle verify acme-exit.tar.gz [--public-key msp.pub]`: check it whole, offline.
@@ -328,14 +440,14 @@ def bundle(
             raise BadInput("`offboard bundle verify` needs the bundle file: offboard bundle verify FILE.tar.gz")
         _bundle_verdict(file, bundles.verify(file, public_key))
     if file is not None:
-        raise BadInput(f"unexpected argument {str(file)!r}: use `offboard bundle RUN_ID -o FILE`")
+        raise BadInput(f"unexpected argument {str(file)!r}: use `offboard bundle --run RUN_ID -o FILE`")
     cfg = _config(config)
-    run = RunDir.existing(cfg.runs_dir, target)
+    run_dir = RunDir.existing(cfg.runs_dir, _run_id("bundle", run, target) or engine.latest_run_id(cfg))
     signer = engine.signer_for(cfg)
     if signer is None:
         raise BadInput("a bundle is signed with the MSP's key and there is none: make one with `offboard keys init`")
-    dest = out or Path(f"{run.run_id}.tar.gz")
-    manifest = bundles.create(run, signer, dest)
+    dest = out or Path(f"{run_dir.run_id}.tar.gz")
+    manifest = bundles.create(run_dir, signer, dest)
     render.out.print(f"Bundle written to {dest}: {len(manifest.members)} members, signed by {signer.fingerprint}. "
                      f"Check it with `offboard bundle verify {dest} --public-key msp.pub`.", soft_wrap=True,
                      markup=False)
@@ -429,31 +541,41 @@ def demo(
 def main(argv: list[str] | None = None) -> int:
     """Entry point: every error a user can cause is one line on stderr and a documented code."""
     command = typer.main.get_command(app)
+    jsonout.reset()
+    render.setup()  # the root callback makes them again with -q / -v; --help and --version skip it
     try:
         rv = command.main(args=argv, prog_name="offboard", standalone_mode=False)
         return int(rv or 0)
     except typer.Exit as exc:
         return int(exc.exit_code)
     except typer.TyperException as exc:  # typer's (vendored click's) usage errors
+        bare = conventions.help_for_bare_group(exc)
+        if bare is not None:
+            sys.stdout.write(bare + "\n")
+            return ExitCode.OK
         ctx = getattr(exc, "ctx", None)
         hint = f" (see '{ctx.command_path} --help')" if ctx is not None else ""
-        render.error(f"error: {REDACTOR.text(exc.format_message())}{hint}")
-        return ExitCode.BAD_INPUT
+        return _failed(ExitCode.BAD_INPUT, f"error: {REDACTOR.text(exc.format_message())}{hint}")
     except typer.Abort:
-        render.error("error: aborted; nothing more was done")
-        return ExitCode.BAD_INPUT
+        return _failed(ExitCode.BAD_INPUT, "error: aborted; nothing more was done")
     except OffboardError as exc:
-        render.error(f"error: {REDACTOR.text(str(exc))}")
-        return exc.exit_code
+        return _failed(exc.exit_code, f"error: {REDACTOR.text(str(exc))}")
     except KeyboardInterrupt:
-        render.error("interrupted before any run started; nothing was changed")
-        return ExitCode.INTERRUPTED
+        return _failed(ExitCode.INTERRUPTED, "interrupted before any run started; nothing was changed")
     except Exception as exc:  # a bug: still one line, the detail only on request
-        render.error(f"internal error: {REDACTOR.text(f'{type(exc).__name__}: {exc}')} "
-                     "(set OFFBOARD_DEBUG=1 for the traceback, and please report it)")
-        if os.environ.get("OFFBOARD_DEBUG"):
+        code = _failed(ExitCode.FAILED, f"internal error: {REDACTOR.text(f'{type(exc).__name__}: {exc}')} "
+                                        "(run with -v or set OFFBOARD_DEBUG=1 for the traceback, and please report it)")
+        if os.environ.get("OFFBOARD_DEBUG") or render.verbose:
             traceback.print_exc()
-        return ExitCode.FAILED
+        return code
+
+
+def _failed(code: int, line: str) -> int:
+    """The one line on stderr; under --json, the same as an error document on stdout."""
+    render.error(line)
+    if jsonout.requested:
+        jsonout.error(code, line)
+    return code
 
 
 def run() -> None:

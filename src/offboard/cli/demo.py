@@ -74,14 +74,14 @@ def run_demo(directory: Path) -> int:
         creds = {n: {f: SecretStr(v) for f, v in k.credentials.items()} for n, k in kits.items()}
 
         with engine.open_sessions(cfg, available, creds=creds) as sessions:
-            render.out.rule("1. plan (dry run: read-only)")
+            render.rule("1. plan (dry run: read-only)")
             plan = engine.make_plan(cfg, sessions)
             render.plan_view(plan)
             plan_path = directory / "exit.plan.json"
             write_plan(plan, plan_path)
             render.out.print(f"Plan saved to {plan_path}", soft_wrap=True)
 
-            render.out.rule("2. apply (unattended: all API work, then the manual checklist)")
+            render.rule("2. apply (unattended: all API work, then the manual checklist)")
             if any(f.blocking for v in plan.vendors for f in v.findings):
                 render.out.print(f"A preflight gate would stop a real run (exit 4). The demo overrides it "
                                  f"with an audited reason: “{DEMO_OVERRIDE}”.")
@@ -113,11 +113,11 @@ def run_demo(directory: Path) -> int:
                                  f"(`offboard apply --resume {result.run.run_id}`).")
                 result = engine.resume(result.run.run_id, cfg, sessions, progress=render.RichProgress())
 
-        render.out.rule("3. status and verification")
+        render.rule("3. status and verification")
         run_obj, rows = engine.status(result.run.run_id, cfg)
         render.out.print(render.status_table(run_obj.run_id, rows))
         render.out.print(render.checks_table(result.checks))
-        render.out.rule("4. audit")
+        render.rule("4. audit")
         check = verify_file(result.run.audit_path)
         if not check.ok:
             render.error(f"audit chain broken at line {check.bad_line}: {check.reason}")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -10,25 +11,80 @@ from typing import TYPE_CHECKING
 from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
+from rich.rule import Rule
 from rich.table import Table
 
 from offboard.connectors import Check
 from offboard.engine import GuideAnswer
 from offboard.plan import Action, Finding, Plan
+from offboard.wire.redact import REDACTOR
 
 if TYPE_CHECKING:
     from offboard.engine.confirm import StatusRow
 
 MAX_ROWS_PER_STEP = 60  # a 10,000-agent plan prints a sample; the plan file has them all
+PIPE_WIDTH = 1000  # not a terminal: tables as wide as their content, so no id or path is folded
+RULE_WIDTH = 100
 
-out = Console(highlight=False)
-err = Console(stderr=True, highlight=False)
+
+def _console(*, stderr: bool, quiet: bool = False) -> Console:
+    # Rich reads NO_COLOR (and FORCE_COLOR) from the environment when a Console is made.
+    console = Console(stderr=stderr, highlight=False, quiet=quiet)
+    if not console.is_terminal:
+        # A pipe, a log file or an RMM's capture: rich would fold every table to 80 columns and
+        # break ids mid-word, which defeats grep and copy-paste.
+        console.width = PIPE_WIDTH
+    return console
+
+
+out = _console(stderr=False)
+err = _console(stderr=True)
+verbose = False
+_http_log = logging.StreamHandler(sys.stderr)
+
+
+class _Redacted(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.msg, record.args = REDACTOR.text(record.getMessage()), None
+        return True
+
+
+def setup(*, quiet: bool = False, loud: bool = False) -> None:
+    """Made once per command, when the streams it writes to are known: ``quiet`` prints nothing but
+    errors and warnings; ``loud`` (``-v``) adds each HTTP call and the traceback of an internal error."""
+    global out, err, verbose
+    out, err, verbose = _console(stderr=False, quiet=quiet), _console(stderr=True, quiet=quiet), loud
+    http = logging.getLogger("httpx")
+    http.removeHandler(_http_log)
+    if loud:
+        _http_log.setStream(sys.stderr)
+        _http_log.setFormatter(logging.Formatter("%(asctime)s %(message)s"))
+        _http_log.filters = [_Redacted()]
+        http.addHandler(_http_log)
+        http.setLevel(logging.INFO)
+    else:
+        http.setLevel(logging.WARNING)
+
+
+def json_mode() -> None:
+    """``--json``: stdout carries the JSON document alone; every human line goes to stderr."""
+    global out
+    out = _console(stderr=True, quiet=out.quiet)
 
 
 def error(message: str) -> None:
     """One line on stderr, never wrapped or styled, so scripts and people read it whole."""
     sys.stderr.write(" ".join(message.split()) + "\n")
     sys.stderr.flush()
+
+
+def warning(message: str) -> None:
+    """A warning on stderr: shown even with ``-q``, never wrapped."""
+    Console(stderr=True, highlight=False).print(message, style="yellow", markup=False, soft_wrap=True)
+
+
+def rule(title: str) -> None:
+    out.print(Rule(title), width=min(out.width, RULE_WIDTH))
 
 
 def findings_table(findings: Sequence[Finding]) -> Table:

@@ -53,7 +53,7 @@ def confirm(run_id: str, action_id: str, by: str, note: str, cfg: ExitConfig, se
         if state.get(action_id) == "manual.confirmed":
             who = next(r["detail"]["by"] for r in reversed(audit.records)
                        if r["event"] == "manual.confirmed" and r["action_id"] == action_id)
-            raise BadInput(f"{action_id} was already confirmed by {who}; see `offboard status {run_id}`")
+            raise BadInput(f"{action_id} was already confirmed by {who}; see `offboard status --run {run_id}`")
         if state.get(action_id) is None:
             raise BadInput(f"{action_id} has not been reached yet in run {run_id}; resume the run first")
         if action.manual is not None and action.manual.record and not note.strip():

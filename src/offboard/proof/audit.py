@@ -231,6 +231,31 @@ class VerifyResult:
     records: tuple[dict[str, Any], ...] = ()  # every line, when ok
 
 
+EVENT_FIELDS = frozenset({"seq", "event", "prev_hash", "hash"})
+
+
+def not_an_audit_log(raw: bytes) -> str | None:
+    """Why these bytes are no audit log at all, so that a chain verdict on them would mean nothing
+    (an empty file, a config, a plan), or None. Bytes with any line that is an audit event, or that
+    end in a line torn while one was written, are a log, however broken: its verdict names the line."""
+    if not raw.strip():
+        return "it is empty (an audit log holds at least its run's first event)"
+    lines, torn = split_lines(raw)
+    for line in lines:
+        if not line.lstrip().startswith(b"{"):
+            continue
+        try:
+            record = loads_strict(line)
+        except ValueError:
+            continue
+        if isinstance(record, dict) and record.keys() >= EVENT_FIELDS:
+            return None
+    if torn and raw.rsplit(b"\n", 1)[-1].startswith(b'{"'):
+        return None
+    return ("none of its lines is an audit event (an audit log is JSON Lines: one object per line, each with "
+            "seq, event, prev_hash and hash)")
+
+
 def verify_file(path: Path) -> VerifyResult:
     """Recompute the chain; name the first line that does not hold."""
     return verify_bytes(read_input(path, "audit log"))

@@ -1,0 +1,71 @@
+"""What a technician who lives in Terraform, `gh` and an RMM console expects of any CLI: `--version`,
+`-h`, help (with the exit codes) for a bare group, shell completion, one spelling for run ids."""
+
+from __future__ import annotations
+
+import textwrap
+from importlib import metadata
+from typing import Any
+
+import typer
+
+from offboard import connectors as registry
+from offboard.cli import render
+from offboard.errors import EXIT_CODE_MEANINGS
+
+CONTEXT_SETTINGS: dict[str, Any] = {"help_option_names": ["-h", "--help"]}
+
+RUN_IDS = ("Run ids: `--run RUN_ID` on status, confirm, verify and bundle (default: the latest run); "
+           "`apply --resume RUN_ID` continues one.")
+
+
+def exit_code_epilog() -> str:
+    # "\b" keeps click from re-flowing the table into one paragraph.
+    lines = ["\b", "Exit codes:"]
+    for code, meaning in EXIT_CODE_MEANINGS.items():
+        wrapped = textwrap.wrap(meaning, 70)
+        lines.append(f"  {int(code):<4} {wrapped[0]}")
+        lines += [f"       {more}" for more in wrapped[1:]]
+    return "\n".join(lines) + "\n\n" + RUN_IDS
+
+
+def version_text() -> str:
+    try:
+        version = metadata.version("offboard")
+    except metadata.PackageNotFoundError:  # run from a source tree that was never installed
+        version = "unknown"
+    names = ", ".join(sorted(registry.installed())) or "none"
+    return f"offboard {version} (connectors: {names})"
+
+
+def show_version(value: bool) -> None:
+    if value:
+        render.out.print(version_text(), markup=False, soft_wrap=True)
+        raise typer.Exit(0)
+
+
+def help_for_bare_group(exc: Exception) -> str | None:
+    """A group given no command (`offboard`, `offboard audit`): its help, to print and exit 0 as
+    `gh` and `git` do, not click's usage error squashed into one line. None for any other error."""
+    ctx = getattr(exc, "ctx", None)
+    # Matched by name as typer does itself: the class lives in typer's vendored click.
+    if type(exc).__name__ != "NoArgsIsHelpError" or ctx is None:
+        return None
+    return str(ctx.get_help())
+
+
+class OldSpellingHidden(typer.core.TyperCommand):
+    """A command whose usage line names only the current spelling: a hidden argument (an old
+    spelling kept so existing scripts still work) is left out of it, as it is of the help."""
+
+    def collect_usage_pieces(self, ctx: Any) -> list[str]:
+        pieces = [self.options_metavar] if self.options_metavar else []
+        for param in self.get_params(ctx):
+            if not getattr(param, "hidden", False):
+                pieces.extend(param.get_usage_pieces(ctx))
+        return pieces
+
+
+def deprecated_run_argument(command: str, run_id: str) -> None:
+    """Old scripts pass the run id positionally: it still works, and says the one spelling."""
+    render.warning(f"note: `offboard {command} {run_id}` is deprecated; use `offboard {command} --run {run_id}`")

@@ -1,0 +1,82 @@
+"""Exit codes by convention (issue 15, friction 3): `plan` exits 0 when it succeeds, so
+`offboard plan -o x.json && offboard apply x.json` applies and `set -e` scripts go on;
+`--detailed-exitcode` answers "are there changes?" as Terraform's flag does (0 / 10);
+`confirm` exits 0 once its confirmation is recorded; `status` keeps 3 while work is pending."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from offboard.connectors.sandboxing import serve
+from offboard.errors import EXIT_CODE_MEANINGS
+from offboard_huntress.sandbox import DEMO_KEY, DEMO_SECRET, HuntressSandbox
+from tests.conftest import write_config
+
+SCALE = 0.002
+
+
+@pytest.fixture
+def config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    sandbox = HuntressSandbox(time_scale=SCALE)
+    with serve(sandbox.app) as url:
+        monkeypatch.setenv("OFFBOARD_HUNTRESS_API_KEY", DEMO_KEY)
+        monkeypatch.setenv("OFFBOARD_HUNTRESS_API_SECRET", DEMO_SECRET)
+        monkeypatch.chdir(tmp_path)
+        yield write_config(tmp_path, url, window=60 * SCALE)
+
+
+def unverified_manual_item(plan_file: Path) -> str:
+    """A manual item no API can check: its confirmation is recorded with the note alone."""
+    actions = [a for v in json.loads(plan_file.read_text())["vendors"] for s in v["steps"] for a in s["actions"]]
+    return next(a["id"] for a in actions if a["kind"] == "manual" and not a["manual"]["verify_hint"])
+
+
+def test_plan_succeeds_with_0_and_detailed_exitcode_says_whether_there_are_changes(cli: Any, config: Path) -> None:
+    made = cli("plan", "-c", str(config), "-o", "exit.plan.json")
+    assert made.code == 0, made.err  # the old code exited 10 here: `plan -o x && apply x` never applied
+    assert "removal(s) by API" in made.out and Path("exit.plan.json").exists()
+    assert cli("plan", "-c", str(config), "--detailed-exitcode").code == 10
+
+    applied = cli("apply", "exit.plan.json", "-c", str(config), "--override-preflight", "lab", "--unattended")
+    assert applied.code == 3, applied.out + applied.err
+    after = cli("plan", "-c", str(config), "--detailed-exitcode")
+    assert after.code == 0 and "0 removal(s) by API" in after.out
+    assert cli("plan", "-c", str(config)).code == 0
+
+
+def test_confirm_exits_0_once_recorded_and_lists_what_remains_while_status_keeps_3(cli: Any, config: Path) -> None:
+    assert cli("plan", "-c", str(config), "-o", "exit.plan.json").code == 0
+    applied = cli("apply", "exit.plan.json", "-c", str(config), "--override-preflight", "lab", "--unattended")
+    assert applied.code == 3
+    assert cli("status", "-c", str(config)).code == 3
+
+    item = unverified_manual_item(Path("exit.plan.json"))
+    done = cli("confirm", item, "--by", "J. Doe", "--note", "done, ticket PSA-1", "-c", str(config))
+    assert done.code == 0, done.out + done.err  # the old code exited 3 after every successful confirmation
+    said = " ".join(done.out.split())
+    assert f"Confirmed {item} by J. Doe" in said
+    assert "manual item(s) of this run remain" in said and "Manual items (no API)" in said
+    assert cli("status", "-c", str(config)).code == 3  # pending work is status's to report
+
+    again = cli("confirm", item, "--by", "J. Doe", "--note", "twice", "-c", str(config))
+    assert again.code == 2 and "already confirmed" in again.err
+
+
+def test_help_ends_with_the_one_table_of_exit_codes(cli: Any) -> None:
+    shown = " ".join(cli("--help").out.split())
+    assert "Exit codes:" in shown
+    for code, meaning in EXIT_CODE_MEANINGS.items():
+        assert f"{int(code)} {' '.join(meaning.split())}" in shown
+
+
+def test_the_readme_table_of_exit_codes_is_the_one_help_prints() -> None:
+    readme = (Path(__file__).parents[2] / "README.md").read_text()
+    section = readme.split("### Exit codes", 1)[1].split("\n## ", 1)[0]
+    rows = [line for line in section.splitlines() if line.startswith("| ") and not line.startswith("| code")]
+    assert rows == [f"| {int(code)} | {meaning} |" for code, meaning in EXIT_CODE_MEANINGS.items()]
+    assert readme.count("### Exit codes") == 1
