@@ -162,7 +162,10 @@ def test_a_holder_killed_with_sigkill_frees_the_exit_at_once(harness: Harness) -
 @pytest.mark.e2e
 def test_two_offboard_apply_processes_on_one_exit_from_two_runs_folders_one_is_refused(tmp_path: Path) -> None:
     sandbox = HuntressSandbox(time_scale=SCALE, extra_credentials={CANARY_KEY: CANARY_SECRET})
-    sandbox.faults.append(Fault(method="DELETE", path_prefix="/v1/agents/", status=None, delay=0.03, times=10**6))
+    # The first run holds its lock for a while: its second uninstall takes 6 s (the second process
+    # starts, whatever the machine's load, while the first is surely still at work).
+    sandbox.faults += [Fault(method="DELETE", path_prefix="/v1/agents/", status=None, delay=6.0, times=1, after=1),
+                       Fault(method="DELETE", path_prefix="/v1/agents/", status=None, delay=0.03, times=10**6)]
     with serve(sandbox.app) as url:
         env = Env(sandbox, url, tmp_path, write_config(tmp_path, url, window=60 * SCALE))
         (tmp_path / "b").mkdir()
