@@ -18,7 +18,7 @@ from . import notify
 from .client import BlumiraClient
 from .models import Account, Webhook
 from .settings import BlumiraSettings
-from .steps import NOTIFICATION_FILE, VENDOR, owner_of_account, plan_exit
+from .steps import COMPLETE_FILE, NOTIFY_ITEM, REQUEST_FILE, SUPPORT_ITEM, VENDOR, owner_of_account, plan_exit
 
 # The manual items the API can check, and the list each is checked against.
 LIST_CHECKED = {"agents.remove-devices": "device", "agents.remove-keys": "agent_key", "users.remove": "user"}
@@ -198,8 +198,8 @@ class BlumiraSession:
             account = self.account()
             eml = notify.draft(account.name or self.s.account_id, account.license, self.s, self.context,
                                complete=False)
-            return ActionResult("success", f"drafted {NOTIFICATION_FILE} for the license {account.license!r}",
-                                self.http.last_call, artifacts=(Artifact(NOTIFICATION_FILE, eml),))
+            return ActionResult("success", f"drafted {REQUEST_FILE} for the license {account.license!r}",
+                                self.http.last_call, artifacts=(Artifact(REQUEST_FILE, eml, draft_for=NOTIFY_ITEM),))
         if op.startswith("export."):
             return self._export(action)
         if op == "delete_webhook":
@@ -297,14 +297,16 @@ class BlumiraSession:
         return checks
 
     def documents(self, vendor_plan: VendorPlan, states: Mapping[str, str]) -> tuple[Artifact, ...]:
-        """The notice to Blumira as it stands now: "De-provisioning complete? yes" once every
-        removal step of the plan is done or confirmed (the document's template, filled again)."""
+        """The notice that de-provisioning is complete ("De-provisioning complete? yes", the
+        document's template filled again), once every removal step of the plan is done or
+        confirmed; before that there is nothing to send but the request, kept as evidence."""
         removals = [a for s in vendor_plan.steps if s.phase == "removal" for a in s.actions]
-        complete = all(states.get(a.id) in TERMINAL for a in removals)
+        if not all(states.get(a.id) in TERMINAL for a in removals):
+            return ()
         snap = vendor_plan.snapshot
         eml = notify.draft(str(snap.get("account") or self.s.account_id), snap.get("license"), self.s, self.context,
-                           complete=complete)
-        return (Artifact(NOTIFICATION_FILE, eml),)
+                           complete=True)
+        return (Artifact(COMPLETE_FILE, eml, draft_for=SUPPORT_ITEM),)
 
     def check_manual(self, action: Action) -> Check | None:
         if action.operation in ("uninstall_device", "delete_webhook"):  # an API action a person did instead

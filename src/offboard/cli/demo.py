@@ -124,7 +124,9 @@ def run_demo(directory: Path) -> int:
             return ExitCode.FAILED
         render.paths(result.run.audit_path, result.run.report_path, check.lines, check.last_hash)
         render.out.print(f"Closure note: {result.run.path / 'closure-note.md'}", soft_wrap=True)
-        render.documents(sorted((result.run.path / "documents").rglob("*.eml")))
+        for notice in sorted(result.run.path.rglob("*.eml")):
+            render.out.print(f"Notice:    {notice}  (in a real exit you send it yourself; the demo recorded it "
+                             "as sent)", soft_wrap=True)
         render.out.print(f"Check it yourself: offboard audit verify {result.run.audit_path} "
                          f"--public-key {public_key}", soft_wrap=True)
     unfinished = [r for r in rows if r.state not in ("done", "verified", "confirmed", "skipped")]
