@@ -17,9 +17,9 @@ import typer
 
 from offboard import connectors as registry
 from offboard import engine
-from offboard.cli import render
+from offboard.cli import render, stopped
 from offboard.config import ExitConfig, load_config
-from offboard.errors import BadInput, ExitCode, OffboardError
+from offboard.errors import BadInput, ExitCode, OffboardError, RunStopped
 from offboard.plan import read_plan, write_plan
 from offboard.proof import signing
 from offboard.proof.audit import verify_file
@@ -78,9 +78,12 @@ def plan(
     with engine.open_sessions(cfg) as sessions, render.err.status("Reading what the customer still has (read-only)…"):
         the_plan = engine.make_plan(cfg, sessions)
     render.plan_view(the_plan)
+    ready = engine.check_machine(cfg)  # this machine's gates, shown as the vendors' are: apply would refuse
+    if ready.gates:
+        render.out.print(render.findings_table(ready.gates))
     if out is not None:
         write_plan(the_plan, out)
-        signer = engine.signer_for(cfg)
+        signer = ready.signer
         signed = f" and signed ({sign_plan(signer, the_plan, out).name})" if signer is not None else ""
         render.out.print(f"Saved to {out}{signed}. Review it, then run: offboard apply {out}", soft_wrap=True)
     _warn_if_late(cfg)
@@ -112,6 +115,9 @@ def apply(
              "Default: guided when a terminal is attached, unattended otherwise (exit 3, checklist).")] = None,
     by: Annotated[str | None, typer.Option("--by", help="Guided mode: who does the manual items "
                                                           "(default: your login name).")] = None,
+    require_signature: Annotated[bool, typer.Option(
+        "--require-signature", help="Refuse (exit 4, before anything is done) a run that would not be signed "
+                                    "with the MSP's key. Without it an unsigned run is only warned about.")] = False,
 ) -> None:
     """Execute a saved plan unattended, in the vendors' order, then verify and report.
 
@@ -127,25 +133,29 @@ def apply(
     if guided is None:
         guided = sys.stdin.isatty() and sys.stdout.isatty()
     cfg = _config(config)
+    ready = engine.check_machine(cfg, require_signature=require_signature)
+    engine.refuse(ready.gates)  # exit 4 before the plan, the credentials or a vendor is read
     the_plan = read_plan(plan_file) if plan_file is not None else None
-    signature = (check_plan_signature(the_plan, plan_file, engine.signer_for(cfg))
+    signature = (check_plan_signature(the_plan, plan_file, ready.signer)
                  if the_plan is not None and plan_file is not None else None)
     progress = render.RichProgress()
     guide = render.RichGuide(by or getpass.getuser(), progress) if guided else None
     with engine.open_sessions(cfg) as sessions:
         if the_plan is not None:
-            result = engine.apply(the_plan, cfg, sessions, overrides=overrides, progress=progress, guide=guide)
+            result = engine.apply(the_plan, cfg, sessions, overrides=overrides, progress=progress, guide=guide,
+                                  require_signature=require_signature)
         else:
             assert resume is not None
-            result = engine.resume(resume, cfg, sessions, overrides=overrides, progress=progress, guide=guide)
+            result = engine.resume(resume, cfg, sessions, overrides=overrides, progress=progress, guide=guide,
+                                   require_signature=require_signature)
     # Said once the run stands (a refusal is one line of its own): what the plan carried, and timing.
     if signature is not None:
         render.err.print(signature, soft_wrap=True)
     _warn_if_late(cfg)
-    _finish(result)
+    _finish(result, config)
 
 
-def _finish(result: engine.RunResult) -> None:
+def _finish(result: engine.RunResult, config: Path | None = None) -> None:
     if result.blocking:
         render.out.print(render.findings_table(result.blocking))
     if result.checks:
@@ -164,6 +174,8 @@ def _finish(result: engine.RunResult) -> None:
     render.documents(result.documents)
     if result.message:
         render.error(REDACTOR.text(result.message))
+    if result.exit_code not in stopped.NOT_RESUMABLE:
+        stopped.last_line(result.run.run_id, config)
     raise typer.Exit(result.exit_code)
 
 
@@ -402,14 +414,29 @@ def keys_init(
 def keys_export(
     out: Annotated[Path, typer.Option("--out", "-o", help="Where to write the public key.")] = Path("msp.pub"),
     config: ConfigOpt = Path("config.toml"),
+    key_file: Annotated[Path | None, typer.Option(
+        "--key-file", help="A private key file made with `offboard keys init --key-file` (default: the config's "
+                           "[signing] key_file, else the OS keyring's key).")] = None,
 ) -> None:
-    """Write the public half of the MSP's signing key (the configured key file, else the keyring's)."""
-    key_file = _config(config).signing_key_file if config.exists() else None
-    signer = signing.load_signer(key_file)
+    """Write the public half of the MSP's signing key (--key-file, else the configured key file, else the
+    keyring's)."""
+    signer = _signer_to_export(config, key_file)
     if signer is None:
         raise BadInput("no signing key: make one with `offboard keys init`")
     out.write_bytes(signing.public_pem(signer.public))
     render.out.print(f"Public key {signer.fingerprint} written to {out}.")
+
+
+def _signer_to_export(config: Path, key_file: Path | None) -> signing.Signer | None:
+    if key_file is None and config.exists():
+        key_file = _config(config).signing_key_file
+    signer = signing.load_signer(key_file)
+    if signer is None:
+        unread = "" if config.exists() else f" ({config} does not exist, so no [signing] key_file was read)"
+        raise BadInput(f"no signing key: the OS keyring holds none and no key file was given{unread}; "
+                       "for a key made with `offboard keys init --key-file PATH` pass --key-file PATH (or set "
+                       "[signing] key_file in the config), else make one with `offboard keys init`")
+    return signer
 
 
 @app.command()
@@ -442,6 +469,8 @@ def main(argv: list[str] | None = None) -> int:
     except typer.Abort:
         render.error("error: aborted; nothing more was done")
         return ExitCode.BAD_INPUT
+    except RunStopped as exc:  # after the run started: the error, then the run and how to continue it
+        return stopped.report(exc)
     except OffboardError as exc:
         render.error(f"error: {REDACTOR.text(str(exc))}")
         return exc.exit_code
