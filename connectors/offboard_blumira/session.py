@@ -15,6 +15,7 @@ from offboard.plan import Action, Finding, Inventory, InventoryItem, Target, Ven
 from offboard.wire.http import HttpRecord, Reply, VendorHttp
 
 from . import notify
+from .auth import ClientCredentials
 from .client import BlumiraClient
 from .models import Account, Webhook
 from .settings import BlumiraSettings
@@ -49,8 +50,10 @@ def find_uninstall(catalog: Any) -> str | None:
 
 
 class BlumiraSession:
-    def __init__(self, http: VendorHttp, settings: BlumiraSettings, context: ExitContext | None) -> None:
+    def __init__(self, http: VendorHttp, settings: BlumiraSettings, context: ExitContext | None, *,
+                 auth: ClientCredentials | None = None) -> None:
         self.http = http
+        self.auth = auth
         self.s = settings
         self.context = context
         self.client = BlumiraClient(http, settings.account_id, settings.page_size)
@@ -169,10 +172,27 @@ class BlumiraSession:
         return InventoryItem(target=Target(type="capability", id="agent_uninstall", name=found or "none"),
                              owner="vendor", attrs={"available": found is not None, "why": why})
 
+    def _credentials(self, inventory: Inventory) -> Finding:
+        """Whether these credentials may make the planned writes, where the token says so. A write
+        Blumira refuses becomes a manual item (the exit still completes), so this informs, never blocks."""
+        writes = [a for s in self.plan(inventory).steps for a in s.actions if a.kind == "api" and a.destructive]
+        scope = self.auth.scope if self.auth is not None else None
+        if scope is None:
+            detail = ("the token names no scope: whether MSP credentials may write is found at the first write "
+                      "(vendor-notes: unconfirmed); a refused write becomes a manual item")
+        elif read_only(scope):
+            detail = (f"the token's scope ({scope!r}) is read-only: the {len(writes)} planned write(s) "
+                      + (f"(first: {writes[0].call}) " if writes else "")
+                      + "will be refused and become manual items, checked by the API when confirmed")
+        else:
+            detail = f"the token's scope ({scope!r}) allows writes"
+        count = len(writes) if scope is not None and read_only(scope) else 0
+        return Finding(vendor=VENDOR, kind="credentials", count=count, blocking=False, detail=detail)
+
     def preflight(self, inventory: Inventory) -> list[Finding]:
         cap = next(i for i in inventory.items if i.target.type == "capability")
         devices = [i for i in inventory.items if i.target.type == "device" and i.owner == self.owner]
-        findings = [Finding(
+        findings = [self._credentials(inventory), Finding(
             vendor=VENDOR, kind="agent_uninstall_by_api", count=int(bool(cap.attrs["available"])), blocking=False,
             detail=str(cap.attrs["why"]) + ("; agents are uninstalled by API first" if cap.attrs["available"]
                                            else "; agent devices are a manual item, checked by the device list"))]
@@ -334,6 +354,12 @@ class BlumiraSession:
         return Check("only the users to keep remain", not extra, f"GET {base}/users lists "
                      f"{len(mine('user'))} user(s)" + (", of which not to keep: " + ", ".join(
                          str(i.attrs.get("email")) for i in extra[:5]) if extra else ", all in keep_users"))
+
+
+def read_only(scope: str) -> bool:
+    """A scope every part of which reads and none writes (e.g. "read", "findings:read")."""
+    parts = [p.lower() for p in scope.replace(",", " ").split()]
+    return bool(parts) and all("read" in p and "write" not in p and p != "*" for p in parts)
 
 
 def _gone(record: HttpRecord) -> ActionResult:

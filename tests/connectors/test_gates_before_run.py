@@ -19,6 +19,7 @@ import pytest
 
 from offboard.cli import render
 from offboard.connectors.sandboxing import serve
+from offboard_blumira import sandbox as blu
 from offboard_huntress.sandbox import (
     CUSTOMER_ORG,
     DEMO_KEY,
@@ -28,7 +29,7 @@ from offboard_huntress.sandbox import (
     Fault,
     HuntressSandbox,
 )
-from tests.conftest import FAST, write_config
+from tests.conftest import FAST, blumira_section, write_config
 from tests.e2e.test_cli_over_http import offboard_exe
 
 OVERRIDE = ("--override-preflight", "lab: the sandbox's isolated host")
@@ -204,3 +205,28 @@ def test_failed_actions_end_with_the_run_and_its_resume_command(served: Served, 
     command = last_line_resumes(served, lines, shlex.quote(str(other)))
     code, lines = served.run(*shlex.split(command)[1:])
     assert code == 3, lines
+
+
+@pytest.mark.parametrize(("scope", "read_only"), [("read", True), ("msp:read findings:read", True),
+                                                  ("read write", False), (None, None)])
+def test_a_blumira_token_scope_that_cannot_write_is_shown_in_the_plan(
+        cli: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, scope: str | None, read_only: bool | None) -> None:
+    # Blumira refusing a write makes it a manual item (the exit still completes): a read-only
+    # scope informs the plan, it does not block it.
+    sandbox = blu.BlumiraSandbox(time_scale=FAST, token_scope=scope)
+    with serve(sandbox.app) as url:
+        monkeypatch.setenv("OFFBOARD_BLUMIRA_CLIENT_ID", blu.DEMO_CLIENT_ID)
+        monkeypatch.setenv("OFFBOARD_BLUMIRA_CLIENT_SECRET", blu.DEMO_SECRET)
+        config = write_config(tmp_path, huntress=False, blumira=blumira_section(url))
+        planned = cli("plan", "-c", str(config), "-o", str(tmp_path / "exit.plan.json"))
+    assert planned.code == 10, planned.err
+    (gate,) = [f for v in json.loads((tmp_path / "exit.plan.json").read_text())["vendors"] for f in v["findings"]
+               if f["kind"] == "credentials"]
+    assert gate["blocking"] is False
+    if read_only:
+        assert gate["count"] == 1 and f"scope ({scope!r}) is read-only" in gate["detail"]
+        assert "DELETE /msp/webhooks/wh-1" in gate["detail"] and "manual items" in gate["detail"]
+    elif read_only is False:
+        assert gate["count"] == 0 and "allows writes" in gate["detail"]
+    else:
+        assert gate["count"] == 0 and "names no scope" in gate["detail"]
