@@ -18,6 +18,7 @@ import typer
 from offboard import connectors as registry
 from offboard import engine
 from offboard.cli import render, stopped
+from offboard.cli.sandbox_cmd import sandbox_app
 from offboard.config import ExitConfig, load_config
 from offboard.errors import BadInput, ExitCode, OffboardError, RunStopped
 from offboard.plan import read_plan, write_plan
@@ -49,6 +50,7 @@ keys_app = typer.Typer(help="The MSP's Ed25519 signing key: runs are signed with
 app.add_typer(audit_app, name="audit")
 app.add_typer(auth_app, name="auth")
 app.add_typer(keys_app, name="keys")
+app.add_typer(sandbox_app, name="sandbox")
 
 ConfigOpt = Annotated[Path, typer.Option("--config", "-c", envvar="OFFBOARD_CONFIG",
                                          help="The exit definition (start from config.example.toml).")]
@@ -443,6 +445,9 @@ def _signer_to_export(config: Path, key_file: Path | None) -> signing.Signer | N
 def demo(
     directory: Annotated[Path, typer.Option("--dir", help="Where the demo writes its config, plan and runs.")]
     = Path("offboard-demo"),
+    keep: Annotated[bool, typer.Option("--keep", help="Leave the sandboxes up after the demo, until Ctrl-C, and "
+                                       "print its config and the sandbox credentials to try commands on it.")]
+    = False,
 ) -> None:
     """Run a whole exit (plan, apply, verify, audit) against the built-in vendor sandboxes.
 
@@ -450,7 +455,7 @@ def demo(
     """
     from offboard.cli.demo import run_demo
 
-    raise typer.Exit(run_demo(directory))
+    raise typer.Exit(run_demo(directory, keep=keep))
 
 
 def main(argv: list[str] | None = None) -> int:
