@@ -77,6 +77,7 @@ class RunInterrupted(OffboardError):
 
     def __init__(self, run_id: str) -> None:
         self.run_id = run_id
+        self.config: Path | None = None  # the exit's config file, for the exact resume command
         super().__init__(f"interrupted: everything done so far is in the audit log; "
                          f"resume with `offboard apply --resume {run_id}`")
 

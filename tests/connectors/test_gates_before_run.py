@@ -9,7 +9,9 @@ from __future__ import annotations
 import json
 import os
 import shlex
+import signal
 import subprocess
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -230,3 +232,24 @@ def test_a_blumira_token_scope_that_cannot_write_is_shown_in_the_plan(
         assert gate["count"] == 0 and "allows writes" in gate["detail"]
     else:
         assert gate["count"] == 0 and "names no scope" in gate["detail"]
+
+
+def test_ctrl_c_mid_run_ends_with_the_run_and_its_resume_command(served: Served, tmp_path: Path) -> None:
+    other = tmp_path / "acme.toml"
+    other.write_text(served.config.read_text())
+    served.run("plan", "-c", str(other), "-o", "exit.plan.json")
+    served.sandbox.faults.append(Fault(method="DELETE", path_prefix="/v1/agents/", status=None, delay=0.05,
+                                       times=10**6))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OFFBOARD_")}
+    env.update(OFFBOARD_HUNTRESS_API_KEY=DEMO_KEY, OFFBOARD_HUNTRESS_API_SECRET=DEMO_SECRET,
+               PYTHON_KEYRING_BACKEND="keyring.backends.null.Keyring")
+    proc = subprocess.Popen([*offboard_exe(), "apply", "exit.plan.json", "-c", str(other), *OVERRIDE],
+                            cwd=served.dir, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    deadline = time.monotonic() + 60
+    while len(served.sandbox.deletes()) < 3 and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGINT)
+    out, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 130, out
+    lines = [line for line in out.splitlines() if line.strip()]
+    last_line_resumes(served, lines, str(other))

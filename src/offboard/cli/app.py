@@ -20,7 +20,7 @@ from offboard import engine
 from offboard.cli import render, stopped
 from offboard.cli.sandbox_cmd import sandbox_app
 from offboard.config import ExitConfig, load_config
-from offboard.errors import BadInput, ExitCode, OffboardError, RunStopped
+from offboard.errors import BadInput, ExitCode, OffboardError, RunInterrupted, RunStopped
 from offboard.plan import read_plan, write_plan
 from offboard.proof import signing
 from offboard.proof.audit import verify_file
@@ -476,6 +476,8 @@ def main(argv: list[str] | None = None) -> int:
         return ExitCode.BAD_INPUT
     except RunStopped as exc:  # after the run started: the error, then the run and how to continue it
         return stopped.report(exc)
+    except RunInterrupted as exc:
+        return stopped.interrupted(exc)
     except OffboardError as exc:
         render.error(f"error: {REDACTOR.text(str(exc))}")
         return exc.exit_code

@@ -10,7 +10,7 @@ import traceback
 from pathlib import Path
 
 from offboard.cli import render
-from offboard.errors import ExitCode, OffboardError, RunStopped
+from offboard.errors import ExitCode, OffboardError, RunInterrupted, RunStopped
 from offboard.wire.redact import REDACTOR
 
 DEFAULT_CONFIG = Path("config.toml")
@@ -26,11 +26,17 @@ def resume_command(run_id: str, config: Path | None) -> str:
     return command
 
 
-def last_line(run_id: str, config: Path | None) -> None:
+def last_line(run_id: str, config: Path | None, *, after_error: bool = True) -> None:
     # stdout is block-buffered when piped: flushed first, so this stays the last line of a merged log.
     sys.stdout.flush()
-    render.error(f"run {run_id} stopped before its end; once the cause above is fixed, continue it with: "
-                 f"{resume_command(run_id, config)}")
+    fix = "once the cause above is fixed, " if after_error else ""
+    render.error(f"run {run_id} stopped before its end; {fix}continue it with: {resume_command(run_id, config)}")
+
+
+def interrupted(stop: RunInterrupted) -> int:
+    render.error("interrupted: everything done so far is in the audit log")
+    last_line(stop.run_id, stop.config, after_error=False)
+    return int(stop.exit_code)
 
 
 def report(stopped: RunStopped) -> int:

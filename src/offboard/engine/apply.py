@@ -53,14 +53,19 @@ def apply(plan: Plan, cfg: ExitConfig, sessions: Sessions, *, overrides: Overrid
 
 @contextmanager
 def stops_named(run: RunDir, config: Path) -> Iterator[None]:
-    """Once a run exists, whatever stops it names it (and so its resume command): an error is
-    raised as ``RunStopped``, Ctrl-C as ``RunInterrupted``."""
+    """Once a run exists, whatever stops it names it, and so the command that continues it: an error
+    is raised as ``RunStopped``, Ctrl-C as ``RunInterrupted``."""
     try:
         yield
-    except (RunStopped, RunInterrupted):
+    except RunStopped:
+        raise
+    except RunInterrupted as exc:
+        exc.config = config
         raise
     except KeyboardInterrupt:
-        raise RunInterrupted(run.run_id) from None
+        interrupted = RunInterrupted(run.run_id)
+        interrupted.config = config
+        raise interrupted from None
     except Exception as exc:
         raise RunStopped(run.run_id, exc, config) from exc
 
