@@ -50,7 +50,7 @@ class BlumiraConnector:
             transport=transport,
             budget_file=budget_path(self.name, f"{settings.base_url} {client_id}"),
         )
-        return BlumiraSession(http, settings, context)
+        return BlumiraSession(http, settings, context, auth=auth)
 
     def sandbox(self) -> SandboxKit:
         # Imported here: starlette and uvicorn load only when a sandbox is served or tested.

@@ -34,6 +34,7 @@ class ClientCredentials(httpx.Auth):
         self._token: str | None = None
         self._expires_at = 0.0
         self.minted = 0  # how many tokens this run asked for
+        self.scope: str | None = None  # the scope the token reply grants, when it names one (OAuth2 §5.1)
         REDACTOR.register(client_secret)
 
     def _mint_request(self) -> httpx.Request:
@@ -60,6 +61,8 @@ class ClientCredentials(httpx.Auth):
         REDACTOR.register(token)
         lifetime = body.get("expires_in") if isinstance(body, dict) else None
         seconds = float(lifetime) if isinstance(lifetime, int | float) and lifetime > 0 else DEFAULT_LIFETIME
+        scope = body.get("scope") if isinstance(body, dict) else None
+        self.scope = scope if isinstance(scope, str) else None
         self._token = token
         self._expires_at = self._clock() + max(seconds - min(EARLY, seconds / 10), 0.0)
         self.minted += 1

@@ -84,6 +84,7 @@ class BlumiraSandbox(SandboxBase):
     # stays listed after the dispatch until a test removes it, as a slow agent would.
     uninstall_is_slow: bool = False
     extra_clients: dict[str, str] = field(default_factory=dict)  # more client id -> secret pairs
+    token_scope: str | None = None  # a scope in the token reply (unconfirmed at Blumira: none by default)
     requests: list[Logged] = field(default_factory=list)
     faults: list[Fault] = field(default_factory=list)
     received: list[dict[str, Any]] = field(default_factory=list)  # every write body the double accepted
@@ -258,7 +259,10 @@ class BlumiraSandbox(SandboxBase):
         token = "eyJsandbox." + secrets.token_urlsafe(24)
         self.tokens[token] = time.monotonic() + self.token_lifetime
         self.issued.append(token)
-        return JSONResponse({"access_token": token, "token_type": "Bearer", "expires_in": self.token_lifetime})
+        reply: dict[str, Any] = {"access_token": token, "token_type": "Bearer", "expires_in": self.token_lifetime}
+        if self.token_scope is not None:
+            reply["scope"] = self.token_scope
+        return JSONResponse(reply)
 
     def _acct(self, request: Request) -> str | None:
         acct = str(request.path_params["account_id"])

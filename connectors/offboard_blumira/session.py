@@ -15,11 +15,12 @@ from offboard.plan import Action, Finding, Inventory, InventoryItem, Target, Ven
 from offboard.wire.http import HttpRecord, Reply, VendorHttp
 
 from . import notify, unknowns
+from .auth import ClientCredentials
 from .client import BlumiraClient
 from .models import Account, Webhook
 from .ownership import UNKNOWN, listed_owner, owner_of_account
 from .settings import BlumiraSettings
-from .steps import NOTIFICATION_FILE, VENDOR, plan_exit
+from .steps import COMPLETE_FILE, NOTIFY_ITEM, REQUEST_FILE, SUPPORT_ITEM, VENDOR, plan_exit
 
 # The manual items the API can check, and the list each is checked against.
 LIST_CHECKED = {"agents.remove-devices": "device", "agents.remove-keys": "agent_key", "users.remove": "user"}
@@ -49,8 +50,10 @@ def find_uninstall(catalog: Any) -> str | None:
 
 
 class BlumiraSession:
-    def __init__(self, http: VendorHttp, settings: BlumiraSettings, context: ExitContext | None) -> None:
+    def __init__(self, http: VendorHttp, settings: BlumiraSettings, context: ExitContext | None, *,
+                 auth: ClientCredentials | None = None) -> None:
         self.http = http
+        self.auth = auth
         self.s = settings
         self.context = context
         self.client = BlumiraClient(http, settings.account_id, settings.page_size)
@@ -189,10 +192,27 @@ class BlumiraSession:
                              owner="vendor", attrs={"available": usable is not None, "why": why,
                                                     "dispatch_field": field if usable else None})
 
+    def _credentials(self, inventory: Inventory) -> Finding:
+        """Whether these credentials may make the planned writes, where the token says so. A write
+        Blumira refuses becomes a manual item (the exit still completes), so this informs, never blocks."""
+        writes = [a for s in self.plan(inventory).steps for a in s.actions if a.kind == "api" and a.destructive]
+        scope = self.auth.scope if self.auth is not None else None
+        if scope is None:
+            detail = ("the token names no scope: whether MSP credentials may write is found at the first write "
+                      "(vendor-notes: unconfirmed); a refused write becomes a manual item")
+        elif read_only(scope):
+            detail = (f"the token's scope ({scope!r}) is read-only: the {len(writes)} planned write(s) "
+                      + (f"(first: {writes[0].call}) " if writes else "")
+                      + "will be refused and become manual items, checked by the API when confirmed")
+        else:
+            detail = f"the token's scope ({scope!r}) allows writes"
+        count = len(writes) if scope is not None and read_only(scope) else 0
+        return Finding(vendor=VENDOR, kind="credentials", count=count, blocking=False, detail=detail)
+
     def preflight(self, inventory: Inventory) -> list[Finding]:
         cap = next(i for i in inventory.items if i.target.type == "capability")
         devices = [i for i in inventory.items if i.target.type == "device"]
-        findings = [Finding(
+        findings = [self._credentials(inventory), Finding(
             vendor=VENDOR, kind="agent_uninstall_by_api", count=int(bool(cap.attrs["available"])), blocking=False,
             detail=str(cap.attrs["why"]) + ("; agents are uninstalled by API first" if cap.attrs["available"]
                                            else "; agent devices are a manual item, checked by the device list"))]
@@ -218,8 +238,8 @@ class BlumiraSession:
             account = self.account()
             eml = notify.draft(account.name or self.s.account_id, account.license, self.s, self.context,
                                complete=False)
-            return ActionResult("success", f"drafted {NOTIFICATION_FILE} for the license {account.license!r}",
-                                self.http.last_call, artifacts=(Artifact(NOTIFICATION_FILE, eml),))
+            return ActionResult("success", f"drafted {REQUEST_FILE} for the license {account.license!r}",
+                                self.http.last_call, artifacts=(Artifact(REQUEST_FILE, eml, draft_for=NOTIFY_ITEM),))
         if op.startswith("export."):
             return self._export(action)
         if op == "delete_webhook":
@@ -326,14 +346,16 @@ class BlumiraSession:
         return checks
 
     def documents(self, vendor_plan: VendorPlan, states: Mapping[str, str]) -> tuple[Artifact, ...]:
-        """The notice to Blumira as it stands now: "De-provisioning complete? yes" once every
-        removal step of the plan is done or confirmed (the document's template, filled again)."""
+        """The notice that de-provisioning is complete ("De-provisioning complete? yes", the
+        document's template filled again), once every removal step of the plan is done or
+        confirmed; before that there is nothing to send but the request, kept as evidence."""
         removals = [a for s in vendor_plan.steps if s.phase == "removal" for a in s.actions]
-        complete = all(states.get(a.id) in TERMINAL for a in removals)
+        if not all(states.get(a.id) in TERMINAL for a in removals):
+            return ()
         snap = vendor_plan.snapshot
         eml = notify.draft(str(snap.get("account") or self.s.account_id), snap.get("license"), self.s, self.context,
-                           complete=complete)
-        return (Artifact(NOTIFICATION_FILE, eml),)
+                           complete=True)
+        return (Artifact(COMPLETE_FILE, eml, draft_for=SUPPORT_ITEM),)
 
     def check_manual(self, action: Action) -> Check | None:
         if action.operation in ("uninstall_device", "delete_webhook"):  # an API action a person did instead
@@ -378,6 +400,12 @@ def _named(items: list[InventoryItem], *, by_email: bool = False, most: int = 5)
 
     more = len(items) - len(shown)
     return ": " + ", ".join(one(i) for i in shown) + (f" and {more} more" if more > 0 else "")
+
+
+def read_only(scope: str) -> bool:
+    """A scope every part of which reads and none writes (e.g. "read", "findings:read")."""
+    parts = [p.lower() for p in scope.replace(",", " ").split()]
+    return bool(parts) and all("read" in p and "write" not in p and p != "*" for p in parts)
 
 
 def _gone(record: HttpRecord) -> ActionResult:

@@ -22,7 +22,12 @@ from .settings import BlumiraSettings
 VENDOR = "blumira"
 SUPPORT = "support@blumira.com"
 MSP_TEAM = "msp@blumira.com"
-NOTIFICATION_FILE = "notification-to-blumira.eml"
+# One file per meaning: the request sent before any change (kept as evidence of the notice), and
+# the notice that de-provisioning is complete, drafted once it is (the run's documents).
+REQUEST_FILE = "blumira-exit-request.eml"
+COMPLETE_FILE = "blumira-exit-complete.eml"
+NOTIFY_ITEM = f"{VENDOR}.notify.sent"
+SUPPORT_ITEM = f"{VENDOR}.support.confirmation"
 
 
 _manual = partial(manual_item, VENDOR)
@@ -100,7 +105,7 @@ class _Planner:
                        f"Send the drafted email ({moving[self.s.account_moves_to]}) to {SUPPORT} with {MSP_TEAM} "
                        "copied" + (", and the incoming MSP and the customer copied"
                                    if self.s.account_moves_to == "msp" else ""),
-                       f"your mail client: the run folder → evidence/{VENDOR}/{NOTIFICATION_FILE}",
+                       f"your mail client: the run folder → evidence/{VENDOR}/{REQUEST_FILE}",
                        f"the email is sent to {SUPPORT} with {MSP_TEAM} in CC", step=sid,
                        record="when it was sent, and Blumira's ticket number if one came back", gate=True)
         return Step(id=sid, vendor=VENDOR, phase="scope", title="0. Notify Blumira first",
@@ -254,8 +259,10 @@ class _Planner:
         return Step(id=sid, vendor=VENDOR, phase="closure", title="8. Blumira support confirms",
                     why="The document's last step: support confirms the full de-provisioning and the end date.",
                     actions=(_manual("support.confirmation", "Blumira support's confirmation",
-                                     "Record Blumira support's confirmation that de-provisioning is complete",
-                                     f"the reply from {SUPPORT} to the notification",
+                                     "Send the completion notice, then record Blumira support's confirmation "
+                                     "that de-provisioning is complete",
+                                     f"your mail client: the run folder → documents/{VENDOR}/{COMPLETE_FILE} "
+                                     f"(drafted once every removal is done); then the reply from {SUPPORT}",
                                      "support confirmed completion and the date service ends", step=sid,
                                      record="the confirmation (ticket or email date) and the service end date"),))
 

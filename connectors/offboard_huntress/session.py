@@ -143,7 +143,7 @@ class HuntressSession:
                          account=actor.describe(), snapshot=_snapshot(org), items=tuple(items))
 
     def preflight(self, inventory: Inventory) -> list[Finding]:
-        findings: list[Finding] = []
+        findings: list[Finding] = [self._credentials_gate(inventory)]
         incidents = [i for s in OPEN_INCIDENT_STATUSES for i in self.client.incident_reports(self.org_id, s)]
         findings.append(Finding(
             vendor=VENDOR, kind="open_incident_reports", count=len(incidents), blocking=bool(incidents),
@@ -166,6 +166,20 @@ class HuntressSession:
             detail="for information (they often name integrations still configured): "
                    + (", ".join(f"#{_ref(p.id)} {p.subject}" for p in actions[:5]) or "none")))
         return findings
+
+    def _credentials_gate(self, inventory: Inventory) -> Finding:
+        """The account's default key is read-only (vendor-notes §1): with it every planned write
+        would answer 403. Found before the run starts, and no override passes it."""
+        actor = self.actor()
+        writes = [a for s in self.plan(inventory).steps for a in s.actions if a.kind == "api" and a.destructive]
+        read_only = actor.user is None and actor.reseller is None
+        if not read_only or not writes:
+            why = "no write is planned" if not writes else f"{len(writes)} write(s) planned"
+            return Finding(vendor=VENDOR, kind="credentials", count=0, blocking=False, overridable=False,
+                           detail=f"{actor.describe()}; {why}")
+        return Finding(vendor=VENDOR, kind="credentials", count=len(writes), blocking=True, overridable=False,
+                       detail=f"the {actor.describe()} cannot make the {len(writes)} planned write(s) (first: "
+                              f"{writes[0].call}): {NEEDS_USER_KEY}")
 
     def plan(self, inventory: Inventory) -> PlanParts:
         return plan_exit(inventory, self.s)

@@ -97,5 +97,25 @@ class RunInterrupted(OffboardError):
 
     def __init__(self, run_id: str) -> None:
         self.run_id = run_id
+        self.config: Path | None = None  # the exit's config file, for the exact resume command
         super().__init__(f"interrupted: everything done so far is in the audit log; "
                          f"resume with `offboard apply --resume {run_id}`")
+
+
+class GateRefused(OffboardError):
+    """A gate checked before the first write (credentials that cannot make the planned writes, a
+    signing key that cannot be read, a runs folder that cannot be written) stopped apply before
+    its run folder existed: nothing was done."""
+
+    exit_code = ExitCode.PREFLIGHT_BLOCKED
+
+
+class RunStopped(OffboardError):
+    """A run that had started stopped on an error: the error, and the run to resume once it is fixed."""
+
+    def __init__(self, run_id: str, cause: BaseException, config: Path | None = None) -> None:
+        self.run_id = run_id
+        self.cause = cause
+        self.config = config  # the exit's config file, for the exact resume command
+        self.exit_code = cause.exit_code if isinstance(cause, OffboardError) else ExitCode.FAILED
+        super().__init__(str(cause))

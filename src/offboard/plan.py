@@ -79,13 +79,16 @@ class Step(_Model):
 
 
 class Finding(_Model):
-    """A preflight observation; ``blocking`` ones stop apply unless overridden."""
+    """A preflight observation; ``blocking`` ones stop apply unless overridden. One that is not
+    ``overridable`` (e.g. credentials that cannot make the planned writes: every write would fail)
+    stops it before the run folder exists, whatever the operator passes."""
 
     vendor: str
     kind: str
     count: int
     detail: str
     blocking: bool
+    overridable: bool = True
 
 
 class Skipped(_Model):

@@ -94,7 +94,7 @@ def test_unattended_apply_makes_each_steps_calls_in_order_and_stops_at_the_manua
     files = json.loads((run / "evidence" / "manifest.json").read_text())["files"]
     assert {"blumira/findings.json", "blumira/devices.json", "blumira/keys.json", "blumira/users.json",
             "blumira/detection_rules.json", "blumira/account.json", "blumira/webhooks.json",
-            "blumira/notification-to-blumira.eml"} <= set(files)
+            "blumira/blumira-exit-request.eml"} <= set(files)
     findings = json.loads((run / "evidence" / "blumira" / "findings.json").read_text())
     assert len(findings) == 25 and all(f["evidence"]["rows"] and f["comments"] for f in findings)
     hooks = json.loads((run / "evidence" / "blumira" / "webhooks.json").read_text())
@@ -113,7 +113,7 @@ def test_notification_draft_fills_every_field_of_the_documents_template(blumira:
     with blumira.sessions() as s:
         plan = engine.make_plan(blumira.cfg, s)
         result = engine.apply(plan, blumira.cfg, s)
-    raw = (result.run.path / "evidence" / "blumira" / "notification-to-blumira.eml").read_bytes()
+    raw = (result.run.path / "evidence" / "blumira" / "blumira-exit-request.eml").read_bytes()
     msg = message_from_bytes(raw)
     assert msg["To"] == "support@blumira.com"
     assert msg["Cc"] == "msp@blumira.com, Nia <nia@next-msp.example>, Ada <it-admin@acme.example>"

@@ -76,7 +76,7 @@ def test_a_bundle_verifies_with_only_the_public_key(made: tuple[Path, Path, Path
     assert "verified" in result.out and "Acme Dental" in result.out
     names = set(json.loads(_member(out, "BUNDLE.json"))["members"])
     assert {"plan.json", "audit.jsonl", "signatures.jsonl", "report.md", "closure-note.md", "evidence/manifest.json",
-            "evidence/blumira/findings.json", "evidence/blumira/notification-to-blumira.eml", "msp.pub",
+            "evidence/blumira/findings.json", "evidence/blumira/blumira-exit-request.eml", "msp.pub",
             "proof/snapshots.json", "proof/verifications.json", "proof/confirmations.json"} <= names
     snapshots = json.loads(_member(out, "proof/snapshots.json"))
     assert snapshots["blumira"]["before"]["agent_devices"] == 8 and snapshots["blumira"]["after"] is not None

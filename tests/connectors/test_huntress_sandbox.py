@@ -91,8 +91,9 @@ def test_a_read_only_account_key_stops_apply_with_one_line_about_user_keys(
         assert plan.code == 10
         assert "read-only" in plan.out  # the plan says which kind of key is in use
         result = cli("apply", str(tmp_path / "exit.plan.json"), "-c", str(config), "--override-preflight", "lab")
-    assert result.code == 2
-    errors = [line for line in result.err.splitlines() if line.startswith("error:")]
-    assert len(errors) == 1 and "user-based Huntress API key" in errors[0] and "403" in errors[0]
-    assert "Traceback" not in result.err
+    # Found before the first write (issue 15): exit 4, one line, no run folder, nothing sent.
+    assert result.code == 4
+    assert result.err.startswith("error:") and len(result.err.strip().splitlines()) == 1
+    assert "user-based Huntress API key" in result.err and "account key" in result.err
+    assert sandbox.writes() == [] and not (tmp_path / "runs").exists()
     assert len(sandbox.agents_of(CUSTOMER_ORG)) == 36

@@ -36,14 +36,14 @@ def test_demo_exits_the_customer_from_both_vendors_and_leaves_a_verifiable_audit
     runs = list((tmp_path / "offboard-demo" / "runs").iterdir())
     assert len(runs) == 1
     assert verify_file(runs[0] / "audit.jsonl").ok
-    eml = (runs[0] / "evidence" / "blumira" / "notification-to-blumira.eml").read_text()
+    eml = (runs[0] / "evidence" / "blumira" / "blumira-exit-request.eml").read_text()
     assert "To: support@blumira.com" in eml and "Cc: msp@blumira.com" in eml
     assert "Organization: Acme Dental" in eml and "Current Blumira Edition: PRO" in eml
     report = runs[0] / "report.md"
     assert report.exists()
     assert any(line.startswith(f"Report:    {report.relative_to(tmp_path)}  ") for line in out.splitlines())
     assert "Service stopped" in report.read_text() and (runs[0] / "report.html").exists()
-    final = (runs[0] / "documents" / "blumira" / "notification-to-blumira.eml").read_text()
+    final = (runs[0] / "documents" / "blumira" / "blumira-exit-complete.eml").read_text()
     assert "De-provisioning complete? yes" in final  # the draft written when the exit ended
     signed = subprocess.run([*offboard_exe(), "audit", "verify", str(runs[0] / "audit.jsonl"), "--public-key",
                              str(tmp_path / "offboard-demo" / "msp.pub")], env=env, capture_output=True, text=True,

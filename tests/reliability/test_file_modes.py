@@ -34,7 +34,7 @@ def test_a_whole_run_is_private_to_the_user_whatever_the_umask(tmp_path: Path, u
     inside = {n: m for n, m in runs.items() if n.startswith(run.name + "/")}
     for name in ("audit.jsonl", "signatures.jsonl", "state.json", "plan.json", "report.md", "report.html",
                  "manual-checklist.md", "closure-note.md", "evidence/manifest.json", "evidence/huntress/agents.json",
-                 "documents/blumira/notification-to-blumira.eml"):
+                 "evidence/blumira/blumira-exit-request.eml", "documents/blumira/blumira-exit-complete.eml"):
         assert inside.get(f"{run.name}/{name}") == "0o600", (name, inside)
     assert runs[run.name] == "0o700" and runs["."] == "0o700"
     assert {m for n, m in inside.items() if (run / n.split("/", 1)[1]).is_dir()} == {"0o700"}

@@ -16,9 +16,10 @@ import typer
 
 from offboard import connectors as registry
 from offboard import engine
-from offboard.cli import conventions, jsonout, render
+from offboard.cli import conventions, jsonout, render, stopped
+from offboard.cli.sandbox_cmd import sandbox_app
 from offboard.config import ExitConfig, load_config
-from offboard.errors import BadInput, ExitCode, OffboardError, read_input
+from offboard.errors import BadInput, ExitCode, OffboardError, RunInterrupted, RunStopped, read_input
 from offboard.plan import read_plan, write_plan
 from offboard.proof import signing
 from offboard.proof.audit import VerifyResult, not_an_audit_log, verify_bytes, verify_file
@@ -64,6 +65,7 @@ def _everywhere(
 app.add_typer(audit_app, name="audit")
 app.add_typer(auth_app, name="auth")
 app.add_typer(keys_app, name="keys")
+app.add_typer(sandbox_app, name="sandbox")
 
 ConfigOpt = Annotated[Path, typer.Option("--config", "-c", envvar="OFFBOARD_CONFIG",
                                          help="The exit definition (start from config.example.toml).")]
@@ -112,11 +114,13 @@ def plan(
         the_plan = engine.make_plan(cfg, sessions)
     if not as_json:
         render.plan_view(the_plan)
+    ready = engine.check_machine(cfg)  # this machine's gates, shown as the vendors' are: apply would refuse
+    if ready.gates and not as_json:
+        render.out.print(render.findings_table(ready.gates))
     signature = None
     if out is not None:
         write_plan(the_plan, out)
-        signer = engine.signer_for(cfg)
-        signature = sign_plan(signer, the_plan, out) if signer is not None else None
+        signature = sign_plan(ready.signer, the_plan, out) if ready.signer is not None else None
         signed = f" and signed ({signature.name})" if signature is not None else ""
         render.out.print(f"Saved to {out}{signed}. Review it, then run: offboard apply {out}", soft_wrap=True)
     warnings = _warn_if_late(cfg)
@@ -152,6 +156,9 @@ def apply(
              "checklist).")] = None,
     by: Annotated[str | None, typer.Option("--by", help="Guided mode: who does the manual items "
                                                           "(default: your login name).")] = None,
+    require_signature: Annotated[bool, typer.Option(
+        "--require-signature", help="Refuse (exit 4, before anything is done) a run that would not be signed "
+                                    "with the MSP's key. Without it an unsigned run is only warned about.")] = False,
     json_out: JsonOpt = False,
 ) -> None:
     """Execute a saved plan unattended, in the vendors' order, then verify and report.
@@ -169,25 +176,30 @@ def apply(
     if guided is None:  # a script asking for JSON never waits at a prompt unless it says --guided
         guided = not as_json and sys.stdin.isatty() and sys.stdout.isatty()
     cfg = _config(config)
+    ready = engine.check_machine(cfg, require_signature=require_signature)
+    engine.refuse(ready.gates)  # exit 4 before the plan, the credentials or a vendor is read
     the_plan = read_plan(plan_file) if plan_file is not None else None
-    signature = (check_plan_signature(the_plan, plan_file, engine.signer_for(cfg))
+    signature = (check_plan_signature(the_plan, plan_file, ready.signer)
                  if the_plan is not None and plan_file is not None else None)
     progress = render.RichProgress()
     guide = render.RichGuide(by or getpass.getuser(), progress) if guided else None
     with engine.open_sessions(cfg) as sessions:
         if the_plan is not None:
-            result = engine.apply(the_plan, cfg, sessions, overrides=overrides, progress=progress, guide=guide)
+            result = engine.apply(the_plan, cfg, sessions, overrides=overrides, progress=progress, guide=guide,
+                                  require_signature=require_signature)
         else:
             assert resume is not None
-            result = engine.resume(resume, cfg, sessions, overrides=overrides, progress=progress, guide=guide)
+            result = engine.resume(resume, cfg, sessions, overrides=overrides, progress=progress, guide=guide,
+                                   require_signature=require_signature)
     # Said once the run stands (a refusal is one line of its own): what the plan carried, and timing.
     if signature is not None:
         render.err.print(signature, soft_wrap=True)
     warnings = _warn_if_late(cfg)
-    _finish(result, signature, warnings, as_json=as_json)
+    _finish(result, signature, warnings, as_json=as_json, config=config)
 
 
-def _finish(result: engine.RunResult, signature: str | None, warnings: list[str], *, as_json: bool) -> None:
+def _finish(result: engine.RunResult, signature: str | None, warnings: list[str], *, as_json: bool,
+            config: Path | None = None) -> None:
     if not as_json:  # under --json the document carries them; the lines below go to stderr
         if result.blocking:
             render.out.print(render.findings_table(result.blocking))
@@ -209,6 +221,8 @@ def _finish(result: engine.RunResult, signature: str | None, warnings: list[str]
         render.error(REDACTOR.text(result.message))
     if as_json:
         jsonout.apply(result, check, plan_signature=signature, warnings=warnings)
+    if result.exit_code not in stopped.NOT_RESUMABLE:
+        stopped.last_line(result.run.run_id, config)
     raise typer.Exit(result.exit_code)
 
 
@@ -514,20 +528,38 @@ def keys_init(
 def keys_export(
     out: Annotated[Path, typer.Option("--out", "-o", help="Where to write the public key.")] = Path("msp.pub"),
     config: ConfigOpt = Path("config.toml"),
+    key_file: Annotated[Path | None, typer.Option(
+        "--key-file", help="A private key file made with `offboard keys init --key-file` (default: the config's "
+                           "[signing] key_file, else the OS keyring's key).")] = None,
 ) -> None:
-    """Write the public half of the MSP's signing key (the configured key file, else the keyring's)."""
-    key_file = _config(config).signing_key_file if config.exists() else None
-    signer = signing.load_signer(key_file)
+    """Write the public half of the MSP's signing key (--key-file, else the configured key file, else the
+    keyring's)."""
+    signer = _signer_to_export(config, key_file)
     if signer is None:
         raise BadInput("no signing key: make one with `offboard keys init`")
     out.write_bytes(signing.public_pem(signer.public))
     render.out.print(f"Public key {signer.fingerprint} written to {out}.")
 
 
+def _signer_to_export(config: Path, key_file: Path | None) -> signing.Signer | None:
+    if key_file is None and config.exists():
+        key_file = _config(config).signing_key_file
+    signer = signing.load_signer(key_file)
+    if signer is None:
+        unread = "" if config.exists() else f" ({config} does not exist, so no [signing] key_file was read)"
+        raise BadInput(f"no signing key: the OS keyring holds none and no key file was given{unread}; "
+                       "for a key made with `offboard keys init --key-file PATH` pass --key-file PATH (or set "
+                       "[signing] key_file in the config), else make one with `offboard keys init`")
+    return signer
+
+
 @app.command()
 def demo(
     directory: Annotated[Path, typer.Option("--dir", help="Where the demo writes its config, plan and runs.")]
     = Path("offboard-demo"),
+    keep: Annotated[bool, typer.Option("--keep", help="Leave the sandboxes up after the demo, until Ctrl-C, and "
+                                       "print its config and the sandbox credentials to try commands on it.")]
+    = False,
 ) -> None:
     """Run a whole exit (plan, apply, verify, audit) against the built-in vendor sandboxes.
 
@@ -535,7 +567,7 @@ def demo(
     """
     from offboard.cli.demo import run_demo
 
-    raise typer.Exit(run_demo(directory))
+    raise typer.Exit(run_demo(directory, keep=keep))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -558,6 +590,10 @@ def main(argv: list[str] | None = None) -> int:
         return _failed(ExitCode.BAD_INPUT, f"error: {REDACTOR.text(exc.format_message())}{hint}")
     except typer.Abort:
         return _failed(ExitCode.BAD_INPUT, "error: aborted; nothing more was done")
+    except RunStopped as exc:  # after the run started: the error, then the run and how to continue it
+        return stopped.report(exc)
+    except RunInterrupted as exc:
+        return stopped.interrupted(exc)
     except OffboardError as exc:
         return _failed(exc.exit_code, f"error: {REDACTOR.text(str(exc))}")
     except KeyboardInterrupt:

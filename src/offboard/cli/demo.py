@@ -7,7 +7,6 @@ plan -> apply -> verify -> audit path in seconds, with no vendor account.
 
 from __future__ import annotations
 
-import contextlib
 from datetime import date
 from pathlib import Path
 
@@ -16,26 +15,24 @@ from pydantic import SecretStr
 from offboard import connectors as registry
 from offboard import engine
 from offboard.cli import render
+from offboard.cli.sandbox_cmd import (
+    FAST,
+    announce,
+    config_text,
+    env_text,
+    installed_kits,
+    serving,
+    wait_until_interrupted,
+)
 from offboard.config import load_config
-from offboard.connectors.sandboxing import serve
-from offboard.errors import BadInput, ExitCode
+from offboard.errors import ExitCode
 from offboard.plan import write_plan
 from offboard.proof import signing
 from offboard.proof.audit import verify_file
 from offboard.rundir import atomic_write_text
 
-TIME_SCALE = 0.02  # a 60 s window lasts 1.2 s
+TIME_SCALE = FAST  # a 60 s window lasts 1.2 s
 DEMO_OVERRIDE = "demo: the sandbox customer's isolated host is part of the exercise"
-
-
-def _toml_value(v: object) -> str:
-    if isinstance(v, bool):
-        return "true" if v else "false"
-    if isinstance(v, int | float):
-        return repr(v)
-    if isinstance(v, list | tuple):
-        return "[" + ", ".join(_toml_value(i) for i in v) + "]"
-    return '"' + str(v).replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
 def _demo_key(directory: Path) -> tuple[Path, Path]:
@@ -48,28 +45,19 @@ def _demo_key(directory: Path) -> tuple[Path, Path]:
     return key_file, public_key
 
 
-def run_demo(directory: Path) -> int:
+def run_demo(directory: Path, *, keep: bool = False) -> int:
     available = registry.installed()
-    kits = {n: k for n, c in available.items() if (k := c.sandbox()) is not None}
-    if not kits:
-        raise BadInput("no installed connector ships a sandbox; nothing to demonstrate")
+    kits, names = installed_kits()
     directory.mkdir(parents=True, exist_ok=True)
     render.out.print("[bold]offboard demo[/]: a customer exit against built-in sandboxes — test doubles of "
-                     f"{', '.join(available[n].display_name for n in kits)} on 127.0.0.1. "
+                     f"{', '.join(names[n] for n in kits)} on 127.0.0.1. "
                      "No vendor account is used.\n")
-    with contextlib.ExitStack() as stack:
-        urls = {n: stack.enter_context(serve(k.make_app(TIME_SCALE))) for n, k in kits.items()}
+    with serving(kits, TIME_SCALE) as urls:
         key_file, public_key = _demo_key(directory)
-        lines = ['[customer]', 'name = "Acme Dental (sandbox demo)"', 'approved_by = "demo"',
-                 f"end_of_service = {date.today().isoformat()}",
-                 'monitoring_after_exit = "Acme IT (it@acme.example) from the end-of-service date"', "",
-                 "[run]", 'runs_dir = "runs"', "", "[signing]", f"key_file = {_toml_value(key_file.name)}", ""]
-        for name, kit in kits.items():
-            lines.append(f"[{name}]")
-            lines += [f"{k} = {_toml_value(v)}" for k, v in kit.config_section(urls[name], TIME_SCALE).items()]
-            lines.append("")
         config_path = directory / "config.toml"
-        atomic_write_text(config_path, "\n".join(lines))
+        atomic_write_text(config_path, config_text(kits, urls, TIME_SCALE, customer="Acme Dental (sandbox demo)",
+                                                   end_of_service=date.today(), key_file=key_file.name,
+                                                   approved_by="demo"))
         cfg = load_config(config_path, {n: c.settings_model for n, c in available.items()})
         creds = {n: {f: SecretStr(v) for f, v in k.credentials.items()} for n, k in kits.items()}
 
@@ -124,11 +112,19 @@ def run_demo(directory: Path) -> int:
             return ExitCode.FAILED
         render.paths(result.run.audit_path, result.run.report_path, check.lines, check.last_hash)
         render.out.print(f"Closure note: {result.run.path / 'closure-note.md'}", soft_wrap=True)
-        render.documents(sorted((result.run.path / "documents").rglob("*.eml")))
+        for notice in sorted(result.run.path.rglob("*.eml")):
+            render.out.print(f"Notice:    {notice}  (in a real exit you send it yourself; the demo recorded it "
+                             "as sent)", soft_wrap=True)
         render.out.print(f"Check it yourself: offboard audit verify {result.run.audit_path} "
                          f"--public-key {public_key}", soft_wrap=True)
-    unfinished = [r for r in rows if r.state not in ("done", "verified", "confirmed", "skipped")]
-    if unfinished or any(not c.passed for c in result.checks):
-        render.error(f"demo: {len(unfinished)} item(s) not finished; see the status table above")
-        return ExitCode.FAILED
+        unfinished = [r for r in rows if r.state not in ("done", "verified", "confirmed", "skipped")]
+        if unfinished or any(not c.passed for c in result.checks):
+            render.error(f"demo: {len(unfinished)} item(s) not finished; see the status table above")
+            return ExitCode.FAILED
+        if keep:
+            env = directory / "sandbox.env"
+            atomic_write_text(env, env_text(kits, urls))
+            render.out.rule("5. the sandboxes stay up")
+            announce(config_path, env, kits, urls, names)
+            wait_until_interrupted(f"Try any command on them, e.g. offboard verify -c {config_path}.")
     return ExitCode.OK

@@ -93,7 +93,8 @@ def findings_table(findings: Sequence[Finding]) -> Table:
         table.add_column(col)
     for f in findings:
         table.add_row(f.vendor, f.kind.replace("_", " "), str(f.count),
-                      "[bold red]yes[/]" if f.blocking else "no", escape(f.detail))
+                      ("[bold red]yes[/]" if f.overridable else "[bold red]yes, no override[/]") if f.blocking
+                      else "no", escape(f.detail))
     return table
 
 

@@ -32,6 +32,9 @@ class Artifact:
 
     name: str  # relative path under the vendor's evidence folder, e.g. "incident_reports.json"
     content: bytes
+    # A draft a person sends (offboard never sends mail): the manual item whose confirmation
+    # records that it was sent. Until then the operator is pointed at the file.
+    draft_for: str | None = None
 
 
 @dataclass(frozen=True)
@@ -108,8 +111,10 @@ class VendorSession(Protocol):
         ...
 
     def documents(self, vendor_plan: VendorPlan, states: Mapping[str, str]) -> tuple[Artifact, ...]:
-        """Pure: documents the vendor's process asks for, filled from the plan and where each
-        action stands (e.g. a notification to the vendor); written to the run folder."""
+        """Pure: documents the vendor's process asks for now, filled from the plan and where each
+        action stands (e.g. a notice that the exit is complete); written to the run folder's
+        ``documents/<vendor>/``. One file per meaning: a notice already kept as evidence (sent
+        before the exit) is not written again here."""
         ...
 
     def close(self) -> None: ...

@@ -7,14 +7,16 @@ from offboard.engine.apply import apply, resume
 from offboard.engine.confirm import ConfirmResult, StatusRow, confirm, latest_run_id, status
 from offboard.engine.guided import record_confirmation
 from offboard.engine.planner import end_of_service_warning, make_plan
+from offboard.engine.readiness import Readiness, check_machine, refuse
 from offboard.engine.runfolder import exit_lock, reopen, signer_for, write_documents, write_state
 from offboard.engine.sessions import Sessions, open_sessions
 from offboard.engine.types import Guide, GuideAnswer, NoProgress, Overrides, Progress, RunResult
 from offboard.engine.verify import emit_check, verify_recorded, verify_run
 
 __all__ = [
-    "ConfirmResult", "Guide", "GuideAnswer", "NoProgress", "Overrides", "Progress", "RunResult", "Sessions",
-    "StatusRow", "apply", "confirm", "emit_check", "end_of_service_warning", "exit_lock", "latest_run_id",
-    "make_plan", "open_sessions", "record_confirmation", "reopen", "resume", "signer_for", "status",
+    "ConfirmResult", "Guide", "GuideAnswer", "NoProgress", "Overrides", "Progress", "Readiness", "RunResult",
+    "Sessions", "StatusRow", "apply", "check_machine", "confirm", "emit_check", "end_of_service_warning",
+    "exit_lock", "latest_run_id",
+    "make_plan", "open_sessions", "record_confirmation", "refuse", "reopen", "resume", "signer_for", "status",
     "verify_recorded", "verify_run", "write_documents", "write_state",
 ]

@@ -3,7 +3,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
 
 from offboard.config import ExitConfig
 from offboard.engine.execute import execute
@@ -16,49 +18,77 @@ from offboard.engine.guards import (
     check_plan_fits,
 )
 from offboard.engine.planner import discover, vendor_plans
-from offboard.engine.runfolder import exit_lock, reopen, signer_for, write_documents, write_state
+from offboard.engine.readiness import UNSIGNED, check_machine, refuse
+from offboard.engine.runfolder import exit_lock, reopen, write_documents, write_state
 from offboard.engine.sessions import Sessions
 from offboard.engine.types import Guide, NoProgress, Overrides, Progress, RunResult
-from offboard.errors import BadInput, ExitCode
+from offboard.errors import BadInput, ExitCode, RunInterrupted, RunStopped
 from offboard.lifecycle import TERMINAL, fold_actions
 from offboard.plan import Finding, Inventory, Plan, write_plan
 from offboard.proof.audit import AuditLog
+from offboard.proof.signing import Signer
 from offboard.rundir import RunDir
 
 
 def apply(plan: Plan, cfg: ExitConfig, sessions: Sessions, *, overrides: Overrides | None = None,
-          progress: Progress | None = None, guide: Guide | None = None) -> RunResult:
+          progress: Progress | None = None, guide: Guide | None = None,
+          require_signature: bool = False) -> RunResult:
     overrides = overrides or Overrides()
     check_plan_fits(plan, cfg)
     check_guards(plan, overrides)  # before any call; the re-plan below proves the guards are the connector's
+    ready = check_machine(cfg, require_signature=require_signature)
+    refuse(ready.gates)  # before any vendor call: the signing key and the runs folder are on this machine
     with exit_lock(cfg):  # before discovery: a second apply is refused, not told its plan is stale
         live = discover(sessions)
         check_not_stale(plan, live)
         fresh = vendor_plans(sessions, live)
         check_matches_replan(plan, fresh, source="plan file")
         findings = [f for vp in fresh for f in vp.findings]
+        refuse(findings)  # e.g. credentials that cannot make the planned writes: before the run folder
         run = RunDir.create(cfg.runs_dir)
-        write_plan(plan, run.plan_path)
-        return _apply_run(run, plan, cfg, sessions, overrides, findings, live, progress, guide)
+        with stops_named(run, cfg.path):
+            write_plan(plan, run.plan_path)
+            return _apply_run(run, plan, sessions, overrides, findings, live, progress, guide, ready.signer)
 
 
-def _apply_run(run: RunDir, plan: Plan, cfg: ExitConfig, sessions: Sessions, overrides: Overrides,
-               findings: list[Finding], live: Mapping[str, Inventory], progress: Progress | None,
-               guide: Guide | None) -> RunResult:
+@contextmanager
+def stops_named(run: RunDir, config: Path) -> Iterator[None]:
+    """Once a run exists, whatever stops it names it, and so the command that continues it: an error
+    is raised as ``RunStopped``, Ctrl-C as ``RunInterrupted``."""
+    try:
+        yield
+    except RunStopped:
+        raise
+    except RunInterrupted as exc:
+        exc.config = config
+        raise
+    except KeyboardInterrupt:
+        interrupted = RunInterrupted(run.run_id)
+        interrupted.config = config
+        raise interrupted from None
+    except Exception as exc:
+        raise RunStopped(run.run_id, exc, config) from exc
+
+
+def _apply_run(run: RunDir, plan: Plan, sessions: Sessions, overrides: Overrides, findings: list[Finding],
+               live: Mapping[str, Inventory], progress: Progress | None, guide: Guide | None,
+               signer: Signer | None) -> RunResult:
+    progress = progress or NoProgress()
     with run.lock():
         audit = AuditLog(run.audit_path, run.run_id)
         try:
-            stopped = _open_run(run, plan, cfg, sessions, audit, overrides, findings)
+            stopped = _open_run(run, plan, sessions, audit, overrides, findings, signer)
             if stopped is not None:
                 return stopped
-            return execute(run, plan, sessions, audit, live, overrides, progress or NoProgress(), guide,
-                            signer_for(cfg))
+            if signer is None:
+                progress.phase(UNSIGNED)
+            return execute(run, plan, sessions, audit, live, overrides, progress, guide, signer)
         finally:
             audit.close()
 
 
-def _open_run(run: RunDir, plan: Plan, cfg: ExitConfig, sessions: Sessions, audit: AuditLog,
-              overrides: Overrides, findings: list[Finding]) -> RunResult | None:
+def _open_run(run: RunDir, plan: Plan, sessions: Sessions, audit: AuditLog, overrides: Overrides,
+              findings: list[Finding], signer: Signer | None) -> RunResult | None:
     """Record what a run starts from — preflight gates, overrides, guarded actions, the plan's
     actions — skipping whatever the log already holds (a run that crashed while starting is
     resumed through here too). Returns the result when the gates stop the run."""
@@ -75,7 +105,7 @@ def _open_run(run: RunDir, plan: Plan, cfg: ExitConfig, sessions: Sessions, audi
         if blocking and not overrides.preflight:
             audit.emit("run.finished", outcome="failure", detail=GATES_STOPPED)
             write_state(run, plan, audit, "blocked")
-            write_documents(run, plan, audit, signer_for(cfg), sessions)
+            write_documents(run, plan, audit, signer, sessions)
             return RunResult(run, ExitCode.PREFLIGHT_BLOCKED, blocking=blocking,
                              message="stopped before any removal: finish incident response first, "
                                      "or pass --override-preflight \"REASON\"")
@@ -98,33 +128,49 @@ def _open_run(run: RunDir, plan: Plan, cfg: ExitConfig, sessions: Sessions, audi
 
 
 def resume(run_id: str, cfg: ExitConfig, sessions: Sessions, *, overrides: Overrides | None = None,
-           progress: Progress | None = None, guide: Guide | None = None) -> RunResult:
+           progress: Progress | None = None, guide: Guide | None = None,
+           require_signature: bool = False) -> RunResult:
     overrides = overrides or Overrides()
+    progress = progress or NoProgress()
+    before = f"before run {run_id} continued"
+    ready = check_machine(cfg, require_signature=require_signature)
+    refuse(ready.gates, before=before)
     with reopen(run_id, cfg) as (run, plan, audit):
-        events = {r["event"] for r in audit.records}
         if any(r["event"] == "run.finished" and r["detail"] == GATES_STOPPED for r in audit.records):
             raise BadInput(f"run {run_id} was stopped by preflight gates; it has nothing to resume: "
                            "apply the plan again once incident response is finished")
         done = fold_actions(audit.records)
-        live = discover(sessions)
+        with stops_named(run, cfg.path):  # e.g. the vendor still down: the run is named, to resume later
+            live = discover(sessions)
+            fresh = vendor_plans(sessions, live)
         # The run's plan.json is offboard's own file, but a file on disk all the same: what is still
         # to run must be what the connectors plan now, and what they no longer plan is never written.
         still_open = {a.id for a in plan.actions() if done.get(a.id) not in TERMINAL}
-        gone = check_matches_replan(plan, vendor_plans(sessions, live), source=f"run {run_id}'s plan.json",
-                                    only=still_open)
-        audit.emit("run.resumed", outcome="success",
-                   detail={"finished_actions": sum(1 for e in done.values() if e in TERMINAL),
-                           "no_longer_listed": sorted(gone)})
-        guarded = {r.get("action_id") for r in audit.records if r["event"] == "guard.confirmed"}
-        if any(a.confirm is not None and a.id not in guarded for a in plan.actions()):
-            check_guards(plan, overrides)  # the run stopped before the operator's word was recorded
-        # A run that stopped while starting has not checked its gates yet: they are checked now.
-        findings = ([] if GATES_DECIDED & events else
-                    [f for name, s in sessions.by_vendor.items() for f in s.preflight(live[name])])
-        stopped = _open_run(run, plan, cfg, sessions, audit, overrides, findings)
-        if stopped is not None:
-            return stopped
-        # Guarded actions were confirmed when the run started (audited); the run keeps that decision.
-        confirmed = Overrides(overrides.preflight, overrides.evidence, None, True)
-        return execute(run, plan, sessions, audit, live, confirmed, progress or NoProgress(), guide,
-                       signer_for(cfg), settle_only=gone)
+        gone = check_matches_replan(plan, fresh, source=f"run {run_id}'s plan.json", only=still_open)
+        refuse((f for vp in fresh for f in vp.findings), before=before)  # nothing recorded: the run is as it was
+        with stops_named(run, cfg.path):
+            return _resume_run(run, plan, sessions, audit, live, overrides, progress, guide, ready.signer, done,
+                               gone)
+
+
+def _resume_run(run: RunDir, plan: Plan, sessions: Sessions, audit: AuditLog, live: Mapping[str, Inventory],
+                overrides: Overrides, progress: Progress, guide: Guide | None, signer: Signer | None,
+                done: Mapping[str, str], gone: set[str]) -> RunResult:
+    events = {r["event"] for r in audit.records}
+    audit.emit("run.resumed", outcome="success",
+               detail={"finished_actions": sum(1 for e in done.values() if e in TERMINAL),
+                       "no_longer_listed": sorted(gone)})
+    guarded = {r.get("action_id") for r in audit.records if r["event"] == "guard.confirmed"}
+    if any(a.confirm is not None and a.id not in guarded for a in plan.actions()):
+        check_guards(plan, overrides)  # the run stopped before the operator's word was recorded
+    # A run that stopped while starting has not checked its gates yet: they are checked now.
+    findings = ([] if GATES_DECIDED & events else
+                [f for name, s in sessions.by_vendor.items() for f in s.preflight(live[name])])
+    stopped = _open_run(run, plan, sessions, audit, overrides, findings, signer)
+    if stopped is not None:
+        return stopped
+    if signer is None:
+        progress.phase(UNSIGNED)
+    # Guarded actions were confirmed when the run started (audited); the run keeps that decision.
+    confirmed = Overrides(overrides.preflight, overrides.evidence, None, True)
+    return execute(run, plan, sessions, audit, live, confirmed, progress, guide, signer, settle_only=gone)

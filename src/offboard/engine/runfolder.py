@@ -72,7 +72,9 @@ def write_state(run: RunDir, plan: Plan, audit: AuditLog, status: str) -> None:
 def write_documents(run: RunDir, plan: Plan, audit: AuditLog, signer: Signer | None,
                     sessions: Sessions | None = None) -> list[Path]:
     """Sign the chain head as it stands (when the MSP has a key), then write the documents
-    that quote it, and each vendor's own (e.g. its notification draft). Returns the latter."""
+    that quote it, and each vendor's own (e.g. its completion notice). Returns the drafts a
+    person still has to send (offboard never sends mail): those, and drafts kept as evidence,
+    whose sending is not confirmed yet; a draft already sent is not pointed at again."""
     if signer is not None and audit.records and (torn := repair_torn_tail(run.path / SIGNATURES)):
         audit.emit("signatures.repaired", outcome="success",
                    detail=f"a torn last line of {torn} bytes in {SIGNATURES} (a crash while signing) was removed "
@@ -80,15 +82,17 @@ def write_documents(run: RunDir, plan: Plan, audit: AuditLog, signer: Signer | N
     audit.sync()
     if signer is not None and audit.records:
         signer.sign_head(run.path, run.run_id, len(audit.records), audit.last_hash)
-    written: list[Path] = []
+    states = fold_actions(audit.records)
+    evidence = EvidenceStore(run.path)
+    to_send = evidence.drafts_to_send(states)
     if sessions is not None:
-        states = fold_actions(audit.records)
         for vp in plan.vendors:
             for doc in sessions.by_vendor[vp.vendor].documents(vp, states):
                 path = run.path / "documents" / vp.vendor / PurePosixPath(doc.name).name
                 atomic_write_bytes(path, doc.content)
-                written.append(path)
+                if doc.draft_for and states.get(doc.draft_for) != "manual.confirmed":
+                    to_send.append(path)
     write_report(run, plan, audit.records)
-    write_closure_note(run, plan, audit.records, EvidenceStore(run.path).manifest())
+    write_closure_note(run, plan, audit.records, evidence.manifest())
     write_checklist(run, plan, audit.records)
-    return written
+    return to_send

@@ -77,7 +77,7 @@ class RunResult:
     blocking: list[Finding] = field(default_factory=list)
     pending: list[Action] = field(default_factory=list)
     message: str = ""
-    documents: list[Path] = field(default_factory=list)  # the vendors' documents written (e.g. email drafts)
+    documents: list[Path] = field(default_factory=list)  # drafts a person still has to send (e.g. an email)
 
 
 def http_of(record: HttpRecord | None) -> dict[str, Any] | None:

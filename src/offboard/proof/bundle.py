@@ -234,7 +234,8 @@ def create(run: RunDir, signer: signing.Signer, out: Path, limits: Limits | None
     sigs_path = run.path / signing.SIGNATURES
     if not sigs_path.exists():
         raise BadInput(f"run {run.run_id} was never signed (no {signing.SIGNATURES}); it was made before the MSP had "
-                       "a signing key: re-run `offboard verify --run RUN_ID` to sign its chain head, then bundle")
+                       f"a signing key: `offboard verify --run {run.run_id}` signs its chain head (with the key of "
+                       "`offboard keys init`), then bundle it")
     audit_raw = _read_small(run.audit_path, caps[AUDIT])
     sigs_raw = _read_small(sigs_path, caps[signing.SIGNATURES])
     chain = _refuse_unless_verified(run, signer, audit_raw, sigs_raw)

@@ -9,10 +9,9 @@ from offboard.plan import Plan
 from offboard.rundir import RunDir, atomic_write_text
 
 
-def render_checklist(plan: Plan, records: list[dict[str, Any]]) -> str:
+def render_checklist(plan: Plan, records: list[dict[str, Any]], run_id: str) -> str:
     """The manual items still to do, in the runbook's order, with how to confirm each."""
     last = fold(records).last
-    run_id = records[0]["run_id"] if records else "RUN_ID"
     out = [f"# Manual checklist — {plan.customer}", "",
            "Each item has no vendor API. Do it, then record it (where the vendor's API can see the result, it is",
            "re-read first and the confirmation is refused while the vendor disagrees):", "",
@@ -35,4 +34,4 @@ def render_checklist(plan: Plan, records: list[dict[str, Any]]) -> str:
 
 
 def write_checklist(run: RunDir, plan: Plan, records: list[dict[str, Any]]) -> None:
-    atomic_write_text(run.path / "manual-checklist.md", render_checklist(plan, records))
+    atomic_write_text(run.path / "manual-checklist.md", render_checklist(plan, records, run.run_id))

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import threading
+from collections.abc import Mapping
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -45,10 +46,18 @@ class EvidenceStore:
             atomic_write_bytes(self.root / rel, art.content)
             entry = {"path": rel, "sha256": hashlib.sha256(art.content).hexdigest(), "bytes": len(art.content),
                      "action_id": action_id, "written_at": now_iso()}
+            if art.draft_for:
+                entry["draft_for"] = art.draft_for  # a draft a person sends: see ``drafts_to_send``
             manifest["files"][rel] = entry
             atomic_write_text(self.manifest_path, json.dumps(manifest, indent=2, sort_keys=True) + "\n")
             written.append(entry)
         return written
+
+    def drafts_to_send(self, states: Mapping[str, str]) -> list[Path]:
+        """Drafts kept as evidence whose sending no person has confirmed yet."""
+        return [self.root / rel for rel, entry in sorted(self.manifest()["files"].items())
+                if isinstance(entry, dict) and isinstance(item := entry.get("draft_for"), str)
+                and states.get(item) != "manual.confirmed"]
 
     def verify(self) -> list[str]:
         """Files whose content no longer matches the manifest (or that are missing)."""

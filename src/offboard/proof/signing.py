@@ -197,13 +197,13 @@ def check_heads(chain: VerifyResult, raw: bytes, public: Ed25519PublicKey, name:
                 ) -> SignatureCheck:
     """``verify_heads`` over a chain already verified (``chain.ok``) and the signatures' bytes."""
     lines, torn = split_lines(raw)
+    run_id = chain.records[0].get("run_id") if chain.records else None
     if torn:
         return SignatureCheck(False, f"{name} line {len(lines) + 1} is incomplete (a torn write, e.g. a crash while "
-                              "signing); the next `offboard verify --run RUN_ID` repairs it, records the repair "
-                              "and signs the head again")
+                              f"signing); the next `offboard verify --run {run_id or '<its run id>'}` repairs it, "
+                              "records the repair and signs the head again")
     hashes = [r["hash"] for r in chain.records]
     key = fingerprint(public)
-    run_id = chain.records[0].get("run_id") if chain.records else None
     last: dict[str, Any] | None = None
     for n, line in enumerate(lines, start=1):
         try:
