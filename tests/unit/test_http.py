@@ -116,3 +116,22 @@ def test_parse_retry_after_seconds_and_http_dates() -> None:
     assert parse_retry_after("Wed, 21 Oct 2015 07:28:10 GMT", now=1445412480.0) == 10.0
     assert parse_retry_after("soon") is None
     assert parse_retry_after(None) is None
+
+
+@respx.mock
+def test_a_host_name_that_does_not_resolve_is_tried_twice_not_the_whole_budget() -> None:
+    route = respx.get(f"{BASE}/x").mock(side_effect=httpx.ConnectError("[Errno -2] Name or service not known"))
+    clock = FakeClock()
+    with pytest.raises(VendorError) as info:
+        make(clock, attempts=6).get("/x")
+    assert route.call_count == 2 and len(clock.slept) == 1
+    assert "host name api.example.test could not be resolved" in str(info.value)
+    assert "base_url" in str(info.value) and "DNS" in str(info.value)
+
+
+@respx.mock
+def test_a_refused_connection_keeps_its_retries() -> None:
+    route = respx.get(f"{BASE}/x").mock(side_effect=httpx.ConnectError("[Errno 111] Connection refused"))
+    with pytest.raises(VendorError, match="gave up after 6 attempts"):
+        make(FakeClock(), attempts=6).get("/x")
+    assert route.call_count == 6
