@@ -133,7 +133,7 @@ def apply(
     the_plan = read_plan(plan_file) if plan_file is not None else None
     signature = (check_plan_signature(the_plan, plan_file, engine.signer_for(cfg))
                  if the_plan is not None and plan_file is not None else None)
-    progress = render.RichProgress()
+    progress = render.make_progress()
     guide = render.RichGuide(by or getpass.getuser(), progress) if guided else None
     with engine.open_sessions(cfg) as sessions:
         if the_plan is not None:

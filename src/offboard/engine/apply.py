@@ -24,14 +24,18 @@ from offboard.lifecycle import TERMINAL, fold_actions
 from offboard.plan import Finding, Inventory, Plan, write_plan
 from offboard.proof.audit import AuditLog
 from offboard.rundir import RunDir
+from offboard.wire import waits
 
 
 def apply(plan: Plan, cfg: ExitConfig, sessions: Sessions, *, overrides: Overrides | None = None,
           progress: Progress | None = None, guide: Guide | None = None) -> RunResult:
     overrides = overrides or Overrides()
+    progress = progress or NoProgress()
     check_plan_fits(plan, cfg)
     check_guards(plan, overrides)  # before any call; the re-plan below proves the guards are the connector's
-    with exit_lock(cfg):  # before discovery: a second apply is refused, not told its plan is stale
+    # The lock before discovery: a second apply is refused, not told its plan is stale.
+    with exit_lock(cfg), waits.listening(progress.waiting):
+        progress.phase("Re-reading the vendors to check the plan still holds (read-only)")
         live = discover(sessions)
         check_not_stale(plan, live)
         fresh = vendor_plans(sessions, live)
@@ -100,12 +104,14 @@ def _open_run(run: RunDir, plan: Plan, cfg: ExitConfig, sessions: Sessions, audi
 def resume(run_id: str, cfg: ExitConfig, sessions: Sessions, *, overrides: Overrides | None = None,
            progress: Progress | None = None, guide: Guide | None = None) -> RunResult:
     overrides = overrides or Overrides()
-    with reopen(run_id, cfg) as (run, plan, audit):
+    progress = progress or NoProgress()
+    with reopen(run_id, cfg) as (run, plan, audit), waits.listening(progress.waiting):
         events = {r["event"] for r in audit.records}
         if any(r["event"] == "run.finished" and r["detail"] == GATES_STOPPED for r in audit.records):
             raise BadInput(f"run {run_id} was stopped by preflight gates; it has nothing to resume: "
                            "apply the plan again once incident response is finished")
         done = fold_actions(audit.records)
+        progress.phase(f"Resuming run {run_id}: re-reading the vendors first (read-only)")
         live = discover(sessions)
         # The run's plan.json is offboard's own file, but a file on disk all the same: what is still
         # to run must be what the connectors plan now, and what they no longer plan is never written.
@@ -126,5 +132,5 @@ def resume(run_id: str, cfg: ExitConfig, sessions: Sessions, *, overrides: Overr
             return stopped
         # Guarded actions were confirmed when the run started (audited); the run keeps that decision.
         confirmed = Overrides(overrides.preflight, overrides.evidence, None, True)
-        return execute(run, plan, sessions, audit, live, confirmed, progress or NoProgress(), guide,
+        return execute(run, plan, sessions, audit, live, confirmed, progress, guide,
                        signer_for(cfg), settle_only=gone)

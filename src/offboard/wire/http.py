@@ -25,6 +25,7 @@ import httpx
 import tenacity
 
 from offboard.errors import AmbiguousWrite, VendorAuthError, VendorError, VendorReplyError
+from offboard.wire import waits
 from offboard.wire.ratelimit import SlidingWindowLimiter
 from offboard.wire.redact import REDACTOR
 
@@ -225,7 +226,7 @@ class VendorHttp:
         def _once() -> httpx.Response:
             nonlocal attempt
             attempt += 1
-            self.limiter.acquire()
+            self.limiter.acquire(on_wait=self._limiter_wait)
             started = time.monotonic()
             status: int | None = None
             try:
@@ -248,6 +249,7 @@ class VendorHttp:
             wait=_wait,
             retry=tenacity.retry_if_exception(_retryable),
             sleep=self._sleep,
+            before_sleep=self._retry_wait,
             reraise=True,
         )
         try:
@@ -286,6 +288,25 @@ class VendorHttp:
         if response.status_code in (401, 403):
             raise VendorAuthError(self.vendor, call, _vendor_message(response), response.status_code)
         raise VendorError(self.vendor, call, _vendor_message(response), response.status_code)
+
+    # -- waits, told to whoever shows progress (see wire.waits) -------------------------
+
+    def _limiter_wait(self, seconds: float, vendor_said: bool) -> None:
+        why = "for the rate limit" + (" (the vendor asked to wait)" if vendor_said else "")
+        waits.report(waits.Wait(self.vendor, seconds, "rate_limit", why))
+
+    def _retry_wait(self, state: tenacity.RetryCallState) -> None:
+        seconds = state.next_action.sleep if state.next_action is not None else 0.0
+        exc = state.outcome.exception() if state.outcome is not None else None
+        if isinstance(exc, _RetryableStatus) and exc.response.status_code == 429:
+            wait = waits.Wait(self.vendor, seconds, "rate_limit", "for the rate limit (the vendor answered 429)")
+        elif isinstance(exc, _RetryableStatus):
+            wait = waits.Wait(self.vendor, seconds, "retry", f"before retrying (HTTP {exc.response.status_code})")
+        elif isinstance(exc, httpx.TimeoutException):
+            wait = waits.Wait(self.vendor, seconds, "retry", "before retrying (no reply in time)")
+        else:
+            wait = waits.Wait(self.vendor, seconds, "retry", "before retrying (the connection failed)")
+        waits.report(wait)
 
     def _observe(self, response: httpx.Response) -> None:
         if self._remaining_header is None:
