@@ -58,6 +58,12 @@ def test_apply_into_a_log_prints_timestamped_steps_and_the_rate_limit_waits(
     assert any("Actions finished: " in line for line in progress)
     assert not EVENT_NAME.search(result.err), result.err
     assert sandbox.agents_of(CUSTOMER_ORG) == []  # the run itself is unchanged: every agent removed
+    # A resumed run says so at once, before it re-reads the vendors (the old code: 26 s of silence).
+    (run,) = (tmp_path / "runs").iterdir()
+    resumed = cli("apply", "--resume", run.name, "-c", str(config), "--unattended")
+    first = resumed.err.splitlines()[0]
+    assert STAMP.match(first) and f"Resuming run {run.name}: re-reading the vendors first" in first, resumed.err
+    assert not EVENT_NAME.search(resumed.err), resumed.err
 
 
 def action(name: str = "ACME-PC01", *, destructive: bool = True) -> Action:
