@@ -9,17 +9,22 @@ Environment variables win over the file: ``OFFBOARD_CUSTOMER__NAME``,
 
 from __future__ import annotations
 
+import difflib
 import hashlib
+import json
+import os
 import re
 import tomllib
-from collections.abc import Mapping
+import types
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar, Union, get_args, get_origin
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
+from pydantic_core import ErrorDetails, PydanticCustomError
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from offboard.errors import BadInput, read_input
@@ -41,6 +46,19 @@ class SectionSettings(BaseSettings):
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         return (env_settings, init_settings)
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _strict_flags(cls, value: Any, info: ValidationInfo) -> Any:
+        """A yes/no setting is true or false, nothing else: pydantic would read "yes", "on" or 1 as
+        true, and a flag such as deleting a whole organization must not be switched on by a guess.
+        The environment's text "true"/"false" is the same value."""
+        declared = cls.model_fields.get(info.field_name or "")
+        if declared is None or declared.annotation is not bool or isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.strip().lower() in ("true", "false"):
+            return value.strip().lower() == "true"
+        raise PydanticCustomError("bool_strict", "must be true or false")
 
     def scope_key(self) -> dict[str, Any]:
         """The fields that say *whose* exit this is; a plan belongs to them. Tuning fields
@@ -92,24 +110,156 @@ S = TypeVar("S", bound=SectionSettings)
 
 def section(model: type[S], data: Mapping[str, Any], where: str, env_prefix: str) -> S:
     """Validate one section; any error becomes one line naming the field and the fix."""
+    if where:
+        _refuse_unknown_env(model, env_prefix, where)
+    else:
+        for name, sub in _sections_of(model).items():
+            _refuse_unknown_env(sub, f"{env_prefix}{name.upper()}__", name)
     try:
         return model(**data)
     except ValidationError as exc:
-        errors = exc.errors()
-        err = errors[0]
-        loc = ".".join(str(p) for p in err["loc"])
-        dotted = f"{where}.{loc}" if where and not loc.startswith(where) else loc
-        env = env_prefix + "__".join(str(p).upper() for p in err["loc"])
-        got = ""
+        raise BadInput(_explain(model, exc.errors(), where, env_prefix)) from None
+
+
+def _sections_of(model: type[BaseModel]) -> dict[str, type[BaseModel]]:
+    """The nested sections of a model (the core's [customer], [run], [signing])."""
+    return {name: f.annotation for name, f in model.model_fields.items()
+            if isinstance(f.annotation, type) and issubclass(f.annotation, BaseModel)}
+
+
+def _did_you_mean(name: str, known: Sequence[str]) -> str | None:
+    close = difflib.get_close_matches(name.lower(), list(known), n=1, cutoff=0.6)
+    return close[0] if close else None
+
+
+def _refuse_unknown_env(model: type[BaseModel], prefix: str, where: str) -> None:
+    """An OFFBOARD_<SECTION>__<FIELD> variable whose field does not exist would be ignored without
+    a word, and the setting it meant left at its default: refused, naming the variable (never its
+    value, which may be anything)."""
+    fields = list(model.model_fields)
+    for var in sorted(os.environ):
+        if not var.upper().startswith(prefix.upper()):
+            continue
+        name = var[len(prefix):].split("__")[0].lower()
+        if name in fields:
+            continue
+        guess = _did_you_mean(name, fields)
+        hint = f"did you mean {prefix}{guess.upper()}?" if guess else f"[{where}] has no setting {name!r}"
+        raise BadInput(f"config: environment variable {var} names no setting of [{where}]; {hint} "
+                       "Unset it or correct its name")
+
+
+def _field_path(model: type[BaseModel], loc: Sequence[str]) -> tuple[tuple[str, ...], Any]:
+    """The part of an error's location that names settings (e.g. ``customer.name``, ``products``),
+    and the annotation of the last one; what follows is pydantic's inside (list indexes, union
+    branches) and names nothing a person can set."""
+    path: list[str] = []
+    annotation: Any = None
+    current: Any = model
+    for part in loc:
+        fields = getattr(current, "model_fields", None) if isinstance(current, type) else None
+        if not fields or part not in fields:
+            break
+        path.append(part)
+        annotation = fields[part].annotation
+        current = annotation
+    return tuple(path), annotation
+
+
+def _is_literal(annotation: Any) -> bool:
+    origin: Any = get_origin(annotation)
+    return bool(origin is Literal)
+
+
+def _literal_words(values: Sequence[Any]) -> str:
+    return ", ".join(json.dumps(v) if isinstance(v, str) else str(v) for v in values)
+
+
+def _words(annotation: Any) -> str:
+    """A setting's type in the words of the config file: "all", or a list of some of "edr", …"""
+    origin = get_origin(annotation)
+    if _is_literal(annotation):
+        values = get_args(annotation)
+        return _literal_words(values) if len(values) == 1 else f"one of {_literal_words(values)}"
+    if origin in (Union, types.UnionType):
+        parts = [a for a in get_args(annotation) if a is not type(None)]
+        parts.sort(key=lambda a: not _is_literal(a))  # the named values first
+        return ", or ".join(_words(a) for a in parts)
+    if origin is list:
+        (inner,) = get_args(annotation) or (Any,)
+        if _is_literal(inner):
+            return f"a list of some of {_literal_words(get_args(inner))}"
+        return f"a list of {_words(inner)} values"
+    simple = {bool: "true or false", int: "a whole number", float: "a number", str: "text in quotes",
+              date: "a date such as 2026-12-31", Path: "a path in quotes"}
+    return simple.get(annotation, getattr(annotation, "__name__", str(annotation)))
+
+
+def _has_choices(annotation: Any) -> bool:
+    """Whether pydantic's own message would speak its internals (union branches, literal lists)."""
+    if annotation is bool or _is_literal(annotation):
+        return True
+    return any(_has_choices(a) for a in get_args(annotation))
+
+
+def _explain(model: type[BaseModel], errors: list[ErrorDetails], where: str, env_prefix: str) -> str:
+    here = f"[{where}]" if where else "the config file"
+    # An unknown key first: a misspelt key also leaves the setting it meant "missing".
+    extra = [e for e in errors if e["type"] == "extra_forbidden"]
+    err = extra[0] if extra else errors[0]
+    loc = tuple(str(p) for p in err["loc"])
+    path, annotation = _field_path(model, loc)
+    def setting(e: ErrorDetails) -> tuple[str, ...]:
+        where_ = tuple(str(p) for p in e["loc"])
+        named = _field_path(model, where_)[0]
+        return named if named and e["type"] != "extra_forbidden" else where_
+
+    # Settings in error, not pydantic's errors: a union setting fails once per branch.
+    more = len({setting(e) for e in errors} - {setting(err)})
+    if err["type"] == "extra_forbidden":
+        owner, _ = _field_path(model, loc[:-1])
+        known = list(_model_at(model, owner).model_fields)
+        guess = _did_you_mean(loc[-1], known)
+        missing = {tuple(str(p) for p in e["loc"]) for e in errors if e["type"] == "missing"}
+        if guess is not None and (*owner, guess) in missing:
+            more -= 1  # the missing setting is the one this key misspells: one mistake, said once
+        dotted = ".".join(filter(None, (where, *loc)))
         # An unknown key's value is never echoed: it may be a credential under an unexpected name.
-        if err["type"] not in ("missing", "extra_forbidden") and "input" in err and not isinstance(err["input"], dict):
-            got = f" (got {err['input']!r})"
-        if err["type"] == "extra_forbidden":
-            fix = "remove it or check its spelling (see config.example.toml)"
-        else:
-            fix = f"set it in the config file or {env}"
-        more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
-        raise BadInput(f"config: {dotted}: {err['msg']}{got}; {fix}{more}") from None
+        fix = (f"did you mean {guess}?" if guess else "remove it or check its spelling") + " (see config.example.toml)"
+        return f"config: {dotted}: unknown setting; {fix}" + (f" (and {more} more)" if more > 0 else "")
+    message = str(err["msg"]).removeprefix("Value error, ")
+    if not path:  # a rule across settings (a model validator): no single field or variable names it
+        rule = f"[{'.'.join(filter(None, (where, *loc)))}]" if loc else here
+        return f"config: {rule}: {message}; fix it in the config file" + (f" (and {more} more)" if more > 0 else "")
+    dotted = ".".join(filter(None, (where, *path)))
+    got = ""
+    if err["type"] != "value_error" and _has_choices(annotation):
+        message = f"must be {_words(annotation)}"
+        # The wrong item itself (e.g. one product of a list), not pydantic's view of each union branch.
+        items = [e["input"] for e in errors if tuple(str(p) for p in e["loc"])[:len(path)] == path
+                 and not isinstance(e.get("input"), list | dict)]
+        value = items[0] if items else err.get("input")
+        got = f" (got {value!r})"
+    elif err["type"] != "missing" and "input" in err and not isinstance(err["input"], dict):
+        got = f" (got {err['input']!r})"
+    env = env_prefix + "__".join(path).upper()
+    if any(var.upper() == env for var in os.environ):
+        fix = f"the value comes from the environment variable {env}: correct it or unset it"
+        if get_origin(annotation) is list or any(get_origin(a) is list for a in get_args(annotation)):
+            fix += " (a list is written there as JSON, e.g. [\"a\", \"b\"])"
+    else:
+        fix = f"set it in the config file or {env}"
+    return f"config: {dotted}: {message}{got}; {fix}" + (f" (and {more} more)" if more > 0 else "")
+
+
+def _model_at(model: type[BaseModel], path: Sequence[str]) -> type[BaseModel]:
+    current: type[BaseModel] = model
+    for part in path:
+        sub = current.model_fields[part].annotation
+        if not (isinstance(sub, type) and issubclass(sub, BaseModel)):
+            break
+        current = sub
+    return current
 
 
 @dataclass(frozen=True)
@@ -154,8 +304,13 @@ def load_config(path: Path, connector_models: Mapping[str, type[SectionSettings]
     vendor_data = {k: data.pop(k) for k in list(data) if k in connector_models}
     unknown = [k for k in data if k not in CoreSettings.model_fields]
     if unknown:
-        known = ", ".join(sorted([*CoreSettings.model_fields, *connector_models]))
-        raise BadInput(f"config: unknown section or key {unknown[0]!r} in {path}; known sections: {known}")
+        sections = sorted([*CoreSettings.model_fields, *connector_models])
+        guess = _did_you_mean(unknown[0], sections)
+        homes = sorted(n for n, m in {**_sections_of(CoreSettings), **connector_models}.items()
+                       if unknown[0] in m.model_fields)
+        hint = (f"did you mean [{guess}]?" if guess else
+                f"it belongs inside [{homes[0]}]" if homes else f"known sections: {', '.join(sections)}")
+        raise BadInput(f"config: unknown section or key {unknown[0]!r} in {path}; {hint}")
     core = section(CoreSettings, data, "", "OFFBOARD_")
     vendors: dict[str, SectionSettings] = {}
     for name, body in vendor_data.items():

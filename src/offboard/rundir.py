@@ -123,6 +123,50 @@ def open_append(path: Path) -> TextIO:
         raise
 
 
+def check_output_path(path: Path, what: str, example: str, *, make_parents: bool = False) -> Path:
+    """A file the user asked offboard to write (``-o``, ``--key-file``), checked before any work:
+    a directory, a missing or non-directory parent, something that is not a regular file, or a
+    folder offboard cannot create files in is bad input, one line naming the path and the fix.
+    ``make_parents``: the writer creates missing folders (a key's private folder), so the nearest
+    existing one is checked instead. The check creates and removes one exclusive probe file, so
+    it leaves nothing behind."""
+    if path.is_dir():
+        raise BadInput(f"{path} is a directory; name the {what} file to write, e.g. {path / example}")
+    if path.exists() and not path.is_file():
+        raise BadInput(f"{path} is not a regular file; name a file to write the {what} to")
+    parent = path.parent
+    while make_parents and not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if parent.exists() and not parent.is_dir():
+        raise BadInput(f"cannot write the {what} to {path}: {parent} is not an existing directory (it is a file); "
+                       "choose another path")
+    if not parent.is_dir():
+        raise BadInput(f"cannot write the {what} to {path}: {parent} is not an existing directory; "
+                       f"create it first (mkdir -p {parent}), or choose another path")
+    probe = parent / f".{path.name}.{secrets.token_hex(8)}.probe"
+    try:
+        fd = os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _NOFOLLOW | _CLOEXEC, PRIVATE_FILE)
+    except OSError as exc:
+        raise BadInput(f"cannot write the {what} to {path}: no file can be created in {parent} "
+                       f"({exc.strerror or exc}); choose a path you can write") from None
+    os.close(fd)
+    with contextlib.suppress(OSError):
+        os.unlink(probe)
+    return path
+
+
+@contextlib.contextmanager
+def writing_output(path: Path, what: str) -> Iterator[None]:
+    """Writes to a file the user named: a failure the check could not foresee (the disk filled,
+    the folder changed meanwhile) is still one line naming the path, not an internal error.
+    The writers inside remove their own temp files."""
+    try:
+        yield
+    except OSError as exc:
+        raise BadInput(f"cannot write the {what} to {path}: {exc.strerror or exc}; choose a path you can "
+                       "write") from None
+
+
 def new_run_id() -> str:
     """UTC time to the millisecond, so run folders list in the order they ran."""
     now = datetime.now(UTC)

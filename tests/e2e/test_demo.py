@@ -32,7 +32,9 @@ def test_demo_exits_the_customer_from_both_vendors_and_leaves_a_verifiable_audit
     assert "manual-pending" not in out
     assert "12 object" not in out  # the neighbour's agents never appear as candidates
     assert "Bright Smiles" not in out  # nor the neighbouring Blumira sub-account
-    assert "Removing" in result.stderr and "81/81" in result.stderr  # the progress bar, both vendors
+    # Piped, the progress is timestamped lines: both vendors' steps, then the whole plan done.
+    assert "Huntress: 3. Remove endpoint coverage (EDR agents) (36 to do)" in result.stderr
+    assert "Blumira: 0. Notify Blumira first" in result.stderr and "Actions finished: 81/81 done" in result.stderr
     runs = list((tmp_path / "offboard-demo" / "runs").iterdir())
     assert len(runs) == 1
     assert verify_file(runs[0] / "audit.jsonl").ok

@@ -7,8 +7,10 @@ import pytest
 import respx
 
 from offboard.errors import AmbiguousWrite, VendorAuthError, VendorError, VendorReplyError
+from offboard.wire import waits
 from offboard.wire.http import RetryPolicy, VendorHttp, parse_retry_after
 from offboard.wire.ratelimit import SlidingWindowLimiter
+from offboard.wire.waits import Wait
 from tests.fakeclock import FakeClock
 
 BASE = "https://api.example.test"
@@ -116,3 +118,53 @@ def test_parse_retry_after_seconds_and_http_dates() -> None:
     assert parse_retry_after("Wed, 21 Oct 2015 07:28:10 GMT", now=1445412480.0) == 10.0
     assert parse_retry_after("soon") is None
     assert parse_retry_after(None) is None
+
+
+@respx.mock
+def test_a_host_name_that_does_not_resolve_is_tried_twice_not_the_whole_budget() -> None:
+    route = respx.get(f"{BASE}/x").mock(side_effect=httpx.ConnectError("[Errno -2] Name or service not known"))
+    clock = FakeClock()
+    with pytest.raises(VendorError) as info:
+        make(clock, attempts=6).get("/x")
+    assert route.call_count == 2 and len(clock.slept) == 1
+    assert "host name api.example.test could not be resolved" in str(info.value)
+    assert "base_url" in str(info.value) and "DNS" in str(info.value)
+
+
+@respx.mock
+def test_a_refused_connection_keeps_its_retries() -> None:
+    route = respx.get(f"{BASE}/x").mock(side_effect=httpx.ConnectError("[Errno 111] Connection refused"))
+    with pytest.raises(VendorError, match="gave up after 6 attempts"):
+        make(FakeClock(), attempts=6).get("/x")
+    assert route.call_count == 6
+
+
+@respx.mock
+def test_every_wait_is_told_to_the_listeners_in_words() -> None:
+    respx.get(f"{BASE}/x").mock(side_effect=[httpx.Response(429, headers={"Retry-After": "7"}),
+                                             httpx.Response(503), *[httpx.Response(200, json={})] * 3])
+    clock = FakeClock()
+    one_a_minute = SlidingWindowLimiter(1, 64, clock=clock, sleep=clock.sleep, margin=0)
+    http = VendorHttp("Vendor", BASE, httpx.BasicAuth("k", "s"), one_a_minute,
+                      policy=RetryPolicy(backoff_base=0.5, backoff_max=8), sleep=clock.sleep)
+    heard: list[Wait] = []
+    with waits.listening(heard.append):
+        http.get("/x")
+        http.get("/x")
+    before = len(heard)
+    http.get("/x")  # waits too, but no one listens any more
+    assert len(heard) == before and clock.slept[-1] > 0
+    said = [(w.vendor, w.kind, w.why) for w in heard]
+    assert said[0] == ("Vendor", "rate_limit", "for the rate limit (the vendor answered 429)")
+    assert heard[0].seconds == 7.0
+    assert heard[0].describe() == "Vendor: waiting 7s for the rate limit (the vendor answered 429)"
+    assert ("Vendor", "retry", "before retrying (HTTP 503)") in said
+    assert ("Vendor", "rate_limit", "for the rate limit") in said  # one call per 60 s: the limiter holds the next
+
+
+def test_a_listener_that_fails_never_fails_the_call() -> None:
+    def broken(wait: Wait) -> None:
+        raise RuntimeError("the screen went away")
+
+    with waits.listening(broken):
+        waits.report(Wait("Vendor", 1.0, "retry", "before retrying"))

@@ -24,7 +24,7 @@ from offboard.plan import read_plan, write_plan
 from offboard.proof import signing
 from offboard.proof.audit import VerifyResult, not_an_audit_log, verify_bytes, verify_file
 from offboard.proof.plan_signature import check_plan_signature, sign_plan
-from offboard.rundir import RunDir
+from offboard.rundir import RunDir, check_output_path, writing_output
 from offboard.wire import credentials
 from offboard.wire.redact import REDACTOR
 
@@ -110,6 +110,8 @@ def plan(
     """
     as_json = _json(json_out)
     cfg = _config(config)
+    if out is not None:
+        check_output_path(out, "plan", "exit.plan.json")  # before reading a vendor: a typo costs no calls
     with engine.open_sessions(cfg) as sessions, render.err.status("Reading what the customer still has (read-only)…"):
         the_plan = engine.make_plan(cfg, sessions)
     if not as_json:
@@ -119,8 +121,9 @@ def plan(
         render.out.print(render.findings_table(ready.gates))
     signature = None
     if out is not None:
-        write_plan(the_plan, out)
-        signature = sign_plan(ready.signer, the_plan, out) if ready.signer is not None else None
+        with writing_output(out, "plan"):
+            write_plan(the_plan, out)
+            signature = sign_plan(ready.signer, the_plan, out) if ready.signer is not None else None
         signed = f" and signed ({signature.name})" if signature is not None else ""
         render.out.print(f"Saved to {out}{signed}. Review it, then run: offboard apply {out}", soft_wrap=True)
     warnings = _warn_if_late(cfg)
@@ -181,7 +184,7 @@ def apply(
     the_plan = read_plan(plan_file) if plan_file is not None else None
     signature = (check_plan_signature(the_plan, plan_file, ready.signer)
                  if the_plan is not None and plan_file is not None else None)
-    progress = render.RichProgress()
+    progress = render.make_progress()
     guide = render.RichGuide(by or getpass.getuser(), progress) if guided else None
     with engine.open_sessions(cfg) as sessions:
         if the_plan is not None:
@@ -507,16 +510,22 @@ def keys_init(
     if key_file is None and not force and signing.load_signer(None) is not None:
         raise BadInput("the OS keyring already holds a signing key; `offboard keys export` writes its public key, "
                        "or pass --force to replace it")
-    if key_file is not None and key_file.exists():
-        raise BadInput(f"{key_file} already exists; choose another path (a key file is never overwritten)")
+    # Both paths before the key is made: a bad -o must not leave a key nobody has the public half of.
+    if key_file is not None:
+        check_output_path(key_file, "private key", "msp-signing-key.pem", make_parents=True)
+        if key_file.exists():
+            raise BadInput(f"{key_file} already exists; choose another path (a key file is never overwritten)")
+    check_output_path(public_key, "public key", "msp.pub")
     key = signing.generate()
     if key_file is None:
         signing.store_in_keyring(key)
         where = f"the OS keyring (service {signing.KEYRING_SERVICE})"
     else:
-        signing.write_key_file(key, key_file)
+        with writing_output(key_file, "private key"):
+            signing.write_key_file(key, key_file)
         where = f"{key_file} (set [signing] key_file = \"{key_file}\" in config.toml)"
-    public_key.write_bytes(signing.public_pem(key.public_key()))
+    with writing_output(public_key, "public key"):
+        public_key.write_bytes(signing.public_pem(key.public_key()))
     render.out.print(f"Signing key {signing.fingerprint(key.public_key())} kept in {where}.", soft_wrap=True,
                      markup=False)
     render.out.print(f"Public key written to {public_key}: share it with customers and auditors; "
@@ -537,7 +546,8 @@ def keys_export(
     signer = _signer_to_export(config, key_file)
     if signer is None:
         raise BadInput("no signing key: make one with `offboard keys init`")
-    out.write_bytes(signing.public_pem(signer.public))
+    with writing_output(check_output_path(out, "public key", "msp.pub"), "public key"):
+        out.write_bytes(signing.public_pem(signer.public))
     render.out.print(f"Public key {signer.fingerprint} written to {out}.")
 
 

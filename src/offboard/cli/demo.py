@@ -74,7 +74,7 @@ def run_demo(directory: Path, *, keep: bool = False) -> int:
                 render.out.print(f"A preflight gate would stop a real run (exit 4). The demo overrides it "
                                  f"with an audited reason: “{DEMO_OVERRIDE}”.")
             result = engine.apply(plan, cfg, sessions, overrides=engine.Overrides(preflight=DEMO_OVERRIDE),
-                                  progress=render.RichProgress())
+                                  progress=render.make_progress())
             c = result.counts
             outside = sum(len(v.skipped) for v in plan.vendors) + c["skipped"]
             render.out.print(f"Exported {c['exported']} evidence file set(s); removed {c['succeeded']} object(s) by "
@@ -99,7 +99,7 @@ def run_demo(directory: Path, *, keep: bool = False) -> int:
                     break
                 render.out.print(f"{len(to_resume)} action(s) waited for those confirmations; the run continues "
                                  f"(`offboard apply --resume {result.run.run_id}`).")
-                result = engine.resume(result.run.run_id, cfg, sessions, progress=render.RichProgress())
+                result = engine.resume(result.run.run_id, cfg, sessions, progress=render.make_progress())
 
         render.rule("3. status and verification")
         run_obj, rows = engine.status(result.run.run_id, cfg)

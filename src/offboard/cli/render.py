@@ -3,21 +3,36 @@
 from __future__ import annotations
 
 import logging
+import math
 import sys
-from collections.abc import Sequence
+import threading
+import time
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TextIO
 
 from rich.console import Console
 from rich.markup import escape
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    ProgressColumn,
+    Task,
+    TaskID,
+    TextColumn,
+    TimeElapsedColumn,
+)
 from rich.rule import Rule
 from rich.table import Table
+from rich.text import Text
 
 from offboard.connectors import Check
 from offboard.engine import GuideAnswer
-from offboard.plan import Action, Finding, Plan
+from offboard.plan import Action, Finding, Plan, Step
 from offboard.wire.redact import REDACTOR
+from offboard.wire.waits import Wait
 
 if TYPE_CHECKING:
     from offboard.engine.confirm import StatusRow
@@ -195,44 +210,206 @@ def checks_table(checks: Sequence[Check]) -> Table:
     return table
 
 
-class RichProgress:
-    """The engine's Progress, drawn as a bar on stderr."""
+# An action's audit event in a person's words; the event names are for code and never shown.
+_OUTCOME_WORDS = {
+    "action.failed": "FAILED",
+    "action.skipped": "skipped, not touched",
+    "action.unknown": "outcome unknown, re-read before anything is resent",
+    "action.blocked": "held back: the evidence export failed",
+    "action.held": "waits for a person's confirmation",
+    "manual.pending": "manual, pending",
+    "manual.confirmed": "confirmed by a person",
+}
+_SAID_AT_ONCE = frozenset({"action.failed", "action.unknown", "action.blocked"})  # a log shows these each
 
-    def __init__(self) -> None:
+
+def outcome_words(action: Action, event: str) -> str:
+    if event == "action.succeeded":
+        return "done" if action.destructive else "exported"
+    return _OUTCOME_WORDS.get(event, "recorded")
+
+
+def _clock_text(seconds: float) -> str:
+    return str(timedelta(seconds=max(0, round(seconds))))
+
+
+def make_progress() -> RichProgress | LineProgress:
+    """A live bar on a terminal; timestamped lines when stderr goes to a file, a pipe or an RMM log."""
+    return RichProgress() if err.is_terminal else LineProgress()
+
+
+class _EtaColumn(ProgressColumn):
+    def render(self, task: Task) -> Text:
+        if task.finished or task.total is None:
+            return Text("")
+        remaining = task.time_remaining
+        return Text(f"ETA {_clock_text(remaining)}" if remaining is not None else "ETA …", style="progress.remaining")
+
+
+class _StatusColumn(ProgressColumn):
+    """The latest outcome, or, while a vendor's calls wait, the wait counting down."""
+
+    def __init__(self, status: Callable[[], str]) -> None:
+        super().__init__()
+        self._status = status
+
+    def render(self, task: Task) -> Text:
+        return Text(self._status(), no_wrap=True, overflow="ellipsis")
+
+
+class RichProgress:
+    """The engine's Progress on a terminal: a live bar on stderr with the step, an ETA and the latest
+    outcome; while the rate limiter or a vendor's Retry-After holds calls back, "waiting Ns for the
+    rate limit" counts down in its place."""
+
+    WAIT_SHOWN = 0.5  # seconds: shorter waits are the limiter's ordinary pacing
+
+    def __init__(self, console: Console | None = None) -> None:
+        self.console = console or err
         self._progress = Progress(
             TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-            TextColumn("{task.fields[last]}"), console=err, transient=False,
+            _EtaColumn(), _StatusColumn(self.status_text), console=self.console, transient=False,
         )
         self._task: TaskID | None = None
+        self._live = False
+        self._last = ""
+        self._waits: dict[str, tuple[float, Wait]] = {}  # vendor -> (when it ends, the wait)
+        self._lock = threading.Lock()
 
     def start(self, total: int, done: int) -> None:
         self._progress.start()
-        self._task = self._progress.add_task("Removing", total=total, completed=done, last="")
+        self._live = True
+        self._task = self._progress.add_task("Working through the plan", total=total, completed=done)
+
+    def step(self, vendor: str, step: Step, todo: int) -> None:
+        if self._task is not None:
+            self._progress.update(self._task, description=escape(f"{vendor}: {step.title}"))
 
     def advance(self, action: Action, event: str) -> None:
+        with self._lock:
+            self._last = f"{action.target.name}: {outcome_words(action, event)}"
         if self._task is not None:
-            word = {"action.succeeded": "done", "action.failed": "FAILED", "action.skipped": "skipped",
-                    "manual.pending": "manual, pending", "action.blocked": "held back",
-                    "action.held": "waits for a person's confirmation"}.get(event, event)
-            self._progress.update(self._task, advance=1, last=escape(f"{action.target.name}: {word}"))
+            self._progress.update(self._task, advance=1)
+
+    def waiting(self, wait: Wait) -> None:
+        if wait.seconds < self.WAIT_SHOWN:
+            return
+        with self._lock:
+            self._waits[wait.vendor] = (time.monotonic() + wait.seconds, wait)
+        if not self._live:  # before the bar (the run's first reads): a line of its own
+            self.console.print(wait.describe(), markup=False, highlight=False)
+
+    def status_text(self) -> str:
+        now = time.monotonic()
+        with self._lock:
+            waiting = [f"{w.vendor}: waiting {math.ceil(until - now)}s {w.why}"
+                       for until, w in self._waits.values() if until > now]
+            return "; ".join(waiting) or self._last
 
     def finish(self) -> None:
         self._progress.stop()
+        self._live = False
 
     def phase(self, text: str) -> None:
-        err.print(text)
+        self.console.print(text, markup=False, highlight=False)
+
+    def warning(self, text: str) -> None:
+        warning(text)
 
     def suspend(self) -> None:
         self._progress.stop()
+        self._live = False
 
     def resume(self) -> None:
         self._progress.start()
+        self._live = True
+
+
+class LineProgress:
+    """The engine's Progress for a log (not a terminal): timestamped lines that read
+    top to bottom — each phase and each runbook step as it begins, every failure, the waits a
+    vendor's rate limit imposes, and in between at most one progress line every INTERVAL seconds."""
+
+    INTERVAL = 5.0
+    WAIT_SHOWN = 1.0  # seconds: shorter waits are the limiter's ordinary pacing
+
+    def __init__(self, stream: TextIO | None = None, clock: Callable[[], float] = time.monotonic) -> None:
+        self._stream = stream
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._total = self._done = self._first = 0
+        self._started = 0.0
+        self._said = -math.inf  # when the last line was written
+        self._waits_said: dict[str, float] = {}
+
+    def _line(self, text: str) -> None:
+        # With the rest of the output (stdout; stderr under --json), looked up each time: a refusal
+        # then stays the one line on stderr, and a log of stdout reads top to bottom.
+        stream = self._stream or out.file
+        stream.write(f"{datetime.now(UTC):%Y-%m-%dT%H:%M:%SZ} {' '.join(text.split())}\n")
+        stream.flush()
+        self._said = self._clock()
+
+    def phase(self, text: str) -> None:
+        with self._lock:
+            self._line(text)
+
+    def warning(self, text: str) -> None:
+        with self._lock:
+            warning(text)  # stderr, with the errors: not a progress line
+
+    def start(self, total: int, done: int) -> None:
+        with self._lock:
+            self._total, self._done, self._first = total, done, done
+            self._started = self._clock()
+            self._line(f"{total - done} action(s) to run" + (f" ({done} of {total} done before)" if done else ""))
+
+    def step(self, vendor: str, step: Step, todo: int) -> None:
+        with self._lock:
+            self._line(f"{vendor}: {step.title} ({todo} to do)")
+
+    def advance(self, action: Action, event: str) -> None:
+        with self._lock:
+            self._done += 1
+            words = f"{action.target.name}: {outcome_words(action, event)}"
+            if event in _SAID_AT_ONCE:
+                self._line(words)
+            elif self._clock() - self._said >= self.INTERVAL:
+                self._line(f"{self._where()}; last: {words}")
+
+    def _where(self) -> str:
+        elapsed = self._clock() - self._started
+        text = f"{self._done}/{self._total} done, {_clock_text(elapsed)} elapsed"
+        moved = self._done - self._first
+        if moved and self._done < self._total:
+            text += f", about {_clock_text(elapsed / moved * (self._total - self._done))} left"
+        return text
+
+    def waiting(self, wait: Wait) -> None:
+        if wait.seconds < self.WAIT_SHOWN:
+            return
+        with self._lock:
+            now = self._clock()
+            # A long wait is always said; the limiter's steady pacing once every INTERVAL per vendor.
+            if wait.seconds >= self.INTERVAL or now - self._waits_said.get(wait.vendor, -math.inf) >= self.INTERVAL:
+                self._waits_said[wait.vendor] = now
+                self._line(wait.describe())
+
+    def finish(self) -> None:
+        with self._lock:
+            self._line(f"Actions finished: {self._where()}")
+
+    def suspend(self) -> None:
+        pass
+
+    def resume(self) -> None:
+        pass
 
 
 class RichGuide:
     """Guided mode at the terminal: show each manual item, wait, and say what was done."""
 
-    def __init__(self, by: str, progress: RichProgress | None = None) -> None:
+    def __init__(self, by: str, progress: RichProgress | LineProgress | None = None) -> None:
         self.by = by
         self._progress = progress
 

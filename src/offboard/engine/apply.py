@@ -28,17 +28,21 @@ from offboard.plan import Finding, Inventory, Plan, write_plan
 from offboard.proof.audit import AuditLog
 from offboard.proof.signing import Signer
 from offboard.rundir import RunDir
+from offboard.wire import waits
 
 
 def apply(plan: Plan, cfg: ExitConfig, sessions: Sessions, *, overrides: Overrides | None = None,
           progress: Progress | None = None, guide: Guide | None = None,
           require_signature: bool = False) -> RunResult:
     overrides = overrides or Overrides()
+    progress = progress or NoProgress()
     check_plan_fits(plan, cfg)
     check_guards(plan, overrides)  # before any call; the re-plan below proves the guards are the connector's
     ready = check_machine(cfg, require_signature=require_signature)
     refuse(ready.gates)  # before any vendor call: the signing key and the runs folder are on this machine
-    with exit_lock(cfg):  # before discovery: a second apply is refused, not told its plan is stale
+    # The lock before discovery: a second apply is refused, not told its plan is stale.
+    with exit_lock(cfg), waits.listening(progress.waiting):
+        progress.phase("Re-reading the vendors to check the plan still holds (read-only)")
         live = discover(sessions)
         check_not_stale(plan, live)
         fresh = vendor_plans(sessions, live)
@@ -81,7 +85,7 @@ def _apply_run(run: RunDir, plan: Plan, sessions: Sessions, overrides: Overrides
             if stopped is not None:
                 return stopped
             if signer is None:
-                progress.phase(UNSIGNED)
+                progress.warning(UNSIGNED)
             return execute(run, plan, sessions, audit, live, overrides, progress, guide, signer)
         finally:
             audit.close()
@@ -135,11 +139,12 @@ def resume(run_id: str, cfg: ExitConfig, sessions: Sessions, *, overrides: Overr
     before = f"before run {run_id} continued"
     ready = check_machine(cfg, require_signature=require_signature)
     refuse(ready.gates, before=before)
-    with reopen(run_id, cfg) as (run, plan, audit):
+    with reopen(run_id, cfg) as (run, plan, audit), waits.listening(progress.waiting):
         if any(r["event"] == "run.finished" and r["detail"] == GATES_STOPPED for r in audit.records):
             raise BadInput(f"run {run_id} was stopped by preflight gates; it has nothing to resume: "
                            "apply the plan again once incident response is finished")
         done = fold_actions(audit.records)
+        progress.phase(f"Resuming run {run_id}: re-reading the vendors first (read-only)")
         with stops_named(run, cfg.path):  # e.g. the vendor still down: the run is named, to resume later
             live = discover(sessions)
             fresh = vendor_plans(sessions, live)
@@ -170,7 +175,7 @@ def _resume_run(run: RunDir, plan: Plan, sessions: Sessions, audit: AuditLog, li
     if stopped is not None:
         return stopped
     if signer is None:
-        progress.phase(UNSIGNED)
+        progress.warning(UNSIGNED)
     # Guarded actions were confirmed when the run started (audited); the run keeps that decision.
     confirmed = Overrides(overrides.preflight, overrides.evidence, None, True)
     return execute(run, plan, sessions, audit, live, confirmed, progress, guide, signer, settle_only=gone)

@@ -79,10 +79,22 @@ def execute(run: RunDir, plan: Plan, sessions: Sessions, audit: AuditLog, live: 
                        outcome="unknown", detail=f"no change is made at this vendor until {action.id} is "
                        f"confirmed (`offboard confirm {action.id}`), then `offboard apply --resume {run.run_id}`")
 
+    announced: set[str] = set()
+
+    def announce(action: Action) -> None:
+        step = step_of[action.id]
+        with tally:
+            if step.id in announced:
+                return
+            announced.add(step.id)
+        progress.step(plan.vendor(action.vendor).display_name, step,
+                      sum(1 for a in step.actions if done.get(a.id) not in TERMINAL))
+
     def one(action: Action) -> None:
         state = done.get(action.id)
         if state in TERMINAL:
             return
+        announce(action)
         if action.vendor in held_by and (action.kind == "manual" or state in AWAITING_PERSON):
             count("held")
             progress.advance(action, "action.held")

@@ -10,21 +10,42 @@ from typing import Any, Protocol
 
 from offboard.connectors import Check
 from offboard.errors import ExitCode
-from offboard.plan import Action, Finding
+from offboard.plan import Action, Finding, Step
 from offboard.rundir import RunDir
 from offboard.wire.http import HttpRecord
+from offboard.wire.waits import Wait
 
 
 class Progress(Protocol):
-    """How the engine reports long work; the CLI draws it, tests may ignore it."""
+    """How the engine reports long work; the CLI draws it, tests may ignore it. Vendors run in
+    lanes of their own, so every method but ``start`` and ``finish`` may be called from several
+    threads at once. (A new progress can subclass ``NoProgress`` and draw only what it needs.)"""
 
-    def start(self, total: int, done: int) -> None: ...
+    def start(self, total: int, done: int) -> None:
+        """The run's actions begin: ``total`` in the plan, ``done`` of them finished before (resume)."""
+        ...
 
-    def advance(self, action: Action, event: str) -> None: ...
+    def advance(self, action: Action, event: str) -> None:
+        """An action settled; ``event`` is its audit event (a name for code, never for the screen)."""
+        ...
 
     def finish(self) -> None: ...
 
-    def phase(self, text: str) -> None: ...
+    def phase(self, text: str) -> None:
+        """What the run does now, in a person's words (e.g. re-reading the vendors before it starts)."""
+        ...
+
+    def warning(self, text: str) -> None:
+        """Something the operator should know before the run goes on (e.g. it will be unsigned)."""
+        ...
+
+    def step(self, vendor: str, step: Step, todo: int) -> None:
+        """A runbook step of ``vendor`` (its display name) begins; ``todo``: its actions not done yet."""
+        ...
+
+    def waiting(self, wait: Wait) -> None:
+        """The wire waits before a call (the rate limit, a vendor's Retry-After, a backoff)."""
+        ...
 
 
 class NoProgress:
@@ -38,6 +59,15 @@ class NoProgress:
         pass
 
     def phase(self, text: str) -> None:
+        pass
+
+    def warning(self, text: str) -> None:
+        pass
+
+    def step(self, vendor: str, step: Step, todo: int) -> None:
+        pass
+
+    def waiting(self, wait: Wait) -> None:
         pass
 
 

@@ -38,7 +38,7 @@ from offboard.plan import Plan, now_iso
 from offboard.proof import signing
 from offboard.proof.audit import VerifyResult, loads_strict, verify_bytes
 from offboard.proof.tarsafe import CHUNK, Limits, Member, MiB, Refused, human, read_members
-from offboard.rundir import RUN_ID_RE, RunDir, atomic_writer
+from offboard.rundir import RUN_ID_RE, RunDir, atomic_writer, check_output_path
 
 FORMAT: Literal["offboard-bundle/1"] = "offboard-bundle/1"
 MANIFEST = "BUNDLE.json"
@@ -280,11 +280,7 @@ def create(run: RunDir, signer: signing.Signer, out: Path, limits: Limits | None
 
 
 def _destination(out: Path) -> Path:
-    if out.is_dir():
-        raise BadInput(f"{out} is a directory; name the bundle file to write, e.g. {out / 'exit.tar.gz'}")
-    if not out.parent.is_dir():
-        raise BadInput(f"cannot write the bundle to {out}: {out.parent} is not an existing directory")
-    return out
+    return check_output_path(out, "bundle", "exit.tar.gz")
 
 
 def _write(out: Path, run_id: str, sources: dict[str, _Source]) -> None:

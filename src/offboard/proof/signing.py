@@ -30,7 +30,7 @@ from offboard.errors import BadInput, read_input
 from offboard.lifecycle import RunEnd, run_end
 from offboard.plan import canonical_json, now_iso
 from offboard.proof.audit import VerifyResult, loads_strict, repair_torn_tail, split_lines, verify_bytes
-from offboard.rundir import open_append
+from offboard.rundir import make_private_dirs, open_append
 from offboard.wire.credentials import ring
 from offboard.wire.redact import REDACTOR
 
@@ -103,10 +103,16 @@ def store_in_keyring(key: Ed25519PrivateKey) -> None:
 def write_key_file(key: Ed25519PrivateKey, path: Path) -> None:
     pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
                             serialization.NoEncryption())
-    path.parent.mkdir(parents=True, exist_ok=True)
+    make_private_dirs(path.parent)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)  # never readable by others
-    with os.fdopen(fd, "wb") as fh:
-        fh.write(pem)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(pem)
+            fh.flush()
+            os.fsync(fh.fileno())
+    except BaseException:
+        path.unlink(missing_ok=True)  # half a key is worse than none: `keys init` can be run again
+        raise
 
 
 def _from_keyring() -> Ed25519PrivateKey | None:

@@ -13,6 +13,7 @@ caller re-reads the object before deciding anything.
 from __future__ import annotations
 
 import email.utils
+import socket
 import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -24,6 +25,7 @@ import httpx
 import tenacity
 
 from offboard.errors import AmbiguousWrite, VendorAuthError, VendorError, VendorReplyError
+from offboard.wire import waits
 from offboard.wire.ratelimit import SlidingWindowLimiter
 from offboard.wire.redact import REDACTOR
 
@@ -32,6 +34,11 @@ RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 READ_METHODS = frozenset({"GET", "HEAD"})
 # Errors raised before the request reached the vendor: safe to resend even a write.
 NOT_SENT_ERRORS = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
+# A host name that does not resolve is a typo'd URL or a machine without DNS: waiting does not fix
+# it, so it gets one more try (a resolver's passing hiccup), not the whole retry budget.
+UNRESOLVED_ATTEMPTS = 2
+_UNRESOLVED_WORDS = ("name or service not known", "nodename nor servname", "getaddrinfo failed",
+                     "name resolution", "no address associated", "no such host")
 
 
 @dataclass(frozen=True)
@@ -193,6 +200,8 @@ class VendorHttp:
         def _retryable(exc: BaseException) -> bool:
             if isinstance(exc, _RetryableStatus):
                 return is_read or exc.response.status_code == 429
+            if _unresolved(exc):
+                return attempt < UNRESOLVED_ATTEMPTS
             if isinstance(exc, NOT_SENT_ERRORS):
                 return True
             return is_read and isinstance(exc, httpx.TransportError)
@@ -217,7 +226,7 @@ class VendorHttp:
         def _once() -> httpx.Response:
             nonlocal attempt
             attempt += 1
-            self.limiter.acquire()
+            self.limiter.acquire(on_wait=self._limiter_wait)
             started = time.monotonic()
             status: int | None = None
             try:
@@ -240,6 +249,7 @@ class VendorHttp:
             wait=_wait,
             retry=tenacity.retry_if_exception(_retryable),
             sleep=self._sleep,
+            before_sleep=self._retry_wait,
             reraise=True,
         )
         try:
@@ -256,6 +266,13 @@ class VendorHttp:
                 exc.response.status_code,
             ) from None
         except httpx.TransportError as exc:
+            if _unresolved(exc):
+                host = _host_of(exc) or self._client.base_url.host
+                raise VendorError(
+                    self.vendor, call,
+                    f"the host name {host} could not be resolved ({_reason(exc)}; tried {attempt} times): check "
+                    f"the {self.vendor} URL in the config (base_url) and this machine's network and DNS",
+                ) from None
             detail = REDACTOR.text(f"{type(exc).__name__}: {exc}".rstrip(": "))
             if not is_read and not isinstance(exc, NOT_SENT_ERRORS):
                 raise AmbiguousWrite(self.vendor, call, f"reply lost ({detail})") from None
@@ -271,6 +288,25 @@ class VendorHttp:
         if response.status_code in (401, 403):
             raise VendorAuthError(self.vendor, call, _vendor_message(response), response.status_code)
         raise VendorError(self.vendor, call, _vendor_message(response), response.status_code)
+
+    # -- waits, told to whoever shows progress (see wire.waits) -------------------------
+
+    def _limiter_wait(self, seconds: float, vendor_said: bool) -> None:
+        why = "for the rate limit" + (" (the vendor asked to wait)" if vendor_said else "")
+        waits.report(waits.Wait(self.vendor, seconds, "rate_limit", why))
+
+    def _retry_wait(self, state: tenacity.RetryCallState) -> None:
+        seconds = state.next_action.sleep if state.next_action is not None else 0.0
+        exc = state.outcome.exception() if state.outcome is not None else None
+        if isinstance(exc, _RetryableStatus) and exc.response.status_code == 429:
+            wait = waits.Wait(self.vendor, seconds, "rate_limit", "for the rate limit (the vendor answered 429)")
+        elif isinstance(exc, _RetryableStatus):
+            wait = waits.Wait(self.vendor, seconds, "retry", f"before retrying (HTTP {exc.response.status_code})")
+        elif isinstance(exc, httpx.TimeoutException):
+            wait = waits.Wait(self.vendor, seconds, "retry", "before retrying (no reply in time)")
+        else:
+            wait = waits.Wait(self.vendor, seconds, "retry", "before retrying (the connection failed)")
+        waits.report(wait)
 
     def _observe(self, response: httpx.Response) -> None:
         if self._remaining_header is None:
@@ -308,6 +344,41 @@ class VendorHttp:
 
 def _sleep(seconds: float) -> None:
     time.sleep(seconds)  # looked up at call time, so tests can replace time.sleep
+
+
+def _unresolved(exc: BaseException) -> bool:
+    """A connection that failed because the host name has no address (DNS), not because the host
+    refused or timed out. The resolver's own error is in the exception's chain; its words are the
+    fallback when a transport re-raises without the chain."""
+    if not isinstance(exc, httpx.ConnectError):
+        return False
+    seen: set[int] = set()
+    link: BaseException | None = exc
+    while link is not None and id(link) not in seen:
+        if isinstance(link, socket.gaierror):
+            return True
+        seen.add(id(link))
+        link = link.__cause__ or link.__context__
+    text = str(exc).lower()
+    return any(words in text for words in _UNRESOLVED_WORDS)
+
+
+def _reason(exc: BaseException) -> str:
+    seen: set[int] = set()
+    link: BaseException | None = exc
+    while link is not None and id(link) not in seen:
+        if isinstance(link, socket.gaierror) and link.strerror:
+            return link.strerror
+        seen.add(id(link))
+        link = link.__cause__ or link.__context__
+    return REDACTOR.text(str(exc)) or "no address"
+
+
+def _host_of(exc: httpx.TransportError) -> str | None:
+    try:
+        return exc.request.url.host or None
+    except RuntimeError:  # raised without its request (e.g. by a test transport)
+        return None
 
 
 def _json_or_none(response: httpx.Response, vendor: str, call: str) -> Any:

@@ -40,8 +40,9 @@ class SlidingWindowLimiter:
         self._lock = threading.Lock()
         self._blocked_until = 0.0
 
-    def acquire(self) -> float:
-        """Wait for a free slot and take it; returns the seconds waited."""
+    def acquire(self, on_wait: Callable[[float, bool], None] | None = None) -> float:
+        """Wait for a free slot and take it; returns the seconds waited. ``on_wait(seconds,
+        vendor_said)`` hears each wait before it starts (``vendor_said``: a 429 set it, not the window)."""
         waited = 0.0
         while True:
             with self._lock:
@@ -49,11 +50,14 @@ class SlidingWindowLimiter:
                 while self._sent and now - self._sent[0] >= self.window:
                     self._sent.popleft()
                 delay = max(0.0, self._blocked_until - now)
+                vendor_said = bool(delay)
                 if not delay and len(self._sent) < self.max_calls:
                     self._sent.append(now)
                     return waited
                 if not delay:
                     delay = self.window - (now - self._sent[0])
+            if on_wait is not None:
+                on_wait(delay, vendor_said)
             self._sleep(delay)
             waited += delay
 

@@ -1,0 +1,107 @@
+"""Progress wherever the output goes (issue 15, friction 4): in a log, timestamped lines from the
+first moment, one per step, the rate limit's waits said in words; on a terminal, a bar whose
+status says "waiting Ns for the rate limit" while calls are held back. Never an event name."""
+
+from __future__ import annotations
+
+import io
+import re
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from rich.console import Console
+
+from offboard.cli.render import LineProgress, RichProgress
+from offboard.connectors.sandboxing import serve
+from offboard.plan import Action, Step, Target
+from offboard.wire.waits import Wait
+from offboard_huntress.sandbox import CUSTOMER_ORG, DEMO_KEY, DEMO_SECRET, HuntressSandbox
+from tests.conftest import write_config
+
+# Huntress's 60 calls in a 3 s window (a minute against the real API). Another tool on the same
+# account uses most of it just before apply, so apply's limiter (which reads the calls-left header)
+# holds its calls back for about a window: seconds here, a minute in real life.
+SCALE = 0.05
+OTHER_TOOLS_CALLS = 45
+STAMP = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ \S")
+EVENT_NAME = re.compile(r"\b(action|manual|run|vendor|preflight|guard|evidence)\.[a-z_]+\b")
+
+
+@pytest.fixture
+def slow_window(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[HuntressSandbox, Path]]:
+    sandbox = HuntressSandbox(time_scale=SCALE)
+    with serve(sandbox.app) as url:
+        monkeypatch.setenv("OFFBOARD_HUNTRESS_API_KEY", DEMO_KEY)
+        monkeypatch.setenv("OFFBOARD_HUNTRESS_API_SECRET", DEMO_SECRET)
+        yield sandbox, write_config(tmp_path, url, window=60 * SCALE)
+
+
+def test_apply_into_a_log_prints_timestamped_steps_and_the_rate_limit_waits(
+        cli: Any, tmp_path: Path, slow_window: tuple[HuntressSandbox, Path]) -> None:
+    sandbox, config = slow_window
+    plan = cli("plan", "-c", str(config), "-o", str(tmp_path / "exit.plan.json"))
+    assert plan.code == 0, plan.err
+    for _ in range(OTHER_TOOLS_CALLS):
+        sandbox.admit()
+    result = cli("apply", str(tmp_path / "exit.plan.json"), "-c", str(config), "--unattended",
+                 "--override-preflight", "lab")
+    assert result.code == 3, result.err  # manual items remain: a finished unattended run
+    lines = [line for line in result.out.splitlines() if line.strip()]  # a log of stdout: progress with it
+    progress = [line for line in lines if STAMP.match(line)]
+    # The first line comes before any vendor call, not after the run (the old code was silent
+    # until a bar drawn once, at the end, with no time on it).
+    assert lines[0] == progress[0] and "Re-reading the vendors" in lines[0]
+    assert any("Huntress: 3. Remove endpoint coverage (EDR agents) (36 to do)" in line for line in progress)
+    assert any(re.search(r"Huntress: waiting \d+s for the rate limit", line) for line in progress), progress
+    assert any("Actions finished: " in line for line in progress)
+    assert not [line for line in progress if EVENT_NAME.search(line)], progress  # words, not event names
+    assert sandbox.agents_of(CUSTOMER_ORG) == []  # the run itself is unchanged: every agent removed
+    # A resumed run says so at once, before it re-reads the vendors (the old code: 26 s of silence).
+    (run,) = (tmp_path / "runs").iterdir()
+    resumed = cli("apply", "--resume", run.name, "-c", str(config), "--unattended")
+    first = resumed.out.splitlines()[0]
+    assert STAMP.match(first) and f"Resuming run {run.name}: re-reading the vendors first" in first, resumed.out
+    assert not [line for line in resumed.out.splitlines() if STAMP.match(line) and EVENT_NAME.search(line)]
+
+
+def action(name: str = "ACME-PC01", *, destructive: bool = True) -> Action:
+    return Action(id=f"v.s.{name}", vendor="vendor", step="s", kind="api", operation="remove",
+                  target=Target(type="agent", id=name, name=name), summary="remove", destructive=destructive)
+
+
+def test_the_terminal_bar_speaks_words_and_counts_down_a_rate_limit_wait() -> None:
+    screen = io.StringIO()
+    bar = RichProgress(Console(file=screen, force_terminal=True, width=200, color_system=None))
+    bar.start(4, 0)
+    bar.step("Vendor", Step(id="s", vendor="vendor", title="3. Remove agents"), 4)
+    bar.advance(action("ACME-PC01"), "manual.confirmed")
+    assert bar.status_text() == "ACME-PC01: confirmed by a person"
+    bar.advance(action("ACME-PC02"), "action.succeeded")
+    assert bar.status_text() == "ACME-PC02: done"
+    bar.advance(action("evidence", destructive=False), "action.succeeded")
+    assert bar.status_text() == "evidence: exported"
+    bar.waiting(Wait("Vendor", 12.0, "rate_limit", "for the rate limit"))
+    assert re.fullmatch(r"Vendor: waiting 1[12]s for the rate limit", bar.status_text())
+    bar.advance(action("ACME-PC03"), "action.held")
+    bar.finish()
+    drawn = screen.getvalue()
+    assert "3. Remove agents" in drawn and "waiting" in drawn and "4/4" in drawn
+    assert not EVENT_NAME.search(drawn), drawn
+
+
+def test_a_wait_the_limiter_paces_is_said_once_per_interval_and_a_long_one_always() -> None:
+    now = [0.0]
+    log = io.StringIO()
+    lines = LineProgress(log, clock=lambda: now[0])
+    lines.waiting(Wait("Vendor", 0.2, "rate_limit", "for the rate limit"))  # ordinary pacing: not said
+    lines.waiting(Wait("Vendor", 2.0, "rate_limit", "for the rate limit"))
+    lines.waiting(Wait("Vendor", 2.0, "rate_limit", "for the rate limit"))  # said a moment ago
+    lines.waiting(Wait("Vendor", 60.0, "rate_limit", "for the rate limit (the vendor answered 429)"))
+    now[0] = 10.0
+    lines.waiting(Wait("Vendor", 2.0, "retry", "before retrying (HTTP 503)"))
+    said = [line.split(" ", 1)[1] for line in log.getvalue().splitlines()]
+    assert said == ["Vendor: waiting 2s for the rate limit",
+                    "Vendor: waiting 60s for the rate limit (the vendor answered 429)",
+                    "Vendor: waiting 2s before retrying (HTTP 503)"]
