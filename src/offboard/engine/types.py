@@ -78,6 +78,7 @@ class RunResult:
     pending: list[Action] = field(default_factory=list)
     message: str = ""
     documents: list[Path] = field(default_factory=list)  # the vendors' documents written (e.g. email drafts)
+    ticket: list[str] = field(default_factory=list)  # what was posted to the exit's PSA ticket, or not
 
 
 def http_of(record: HttpRecord | None) -> dict[str, Any] | None:
