@@ -16,6 +16,7 @@ from hypothesis import settings as hypothesis_settings
 from pydantic import SecretStr
 
 from offboard import connectors, engine
+from offboard.connectors import psa
 from offboard.cli.app import main
 from offboard.config import ExitConfig, load_config
 from offboard.connectors.sandboxing import InProcessTransport
@@ -60,7 +61,9 @@ def memory_keyring(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.Tem
     ring = MemoryKeyring()
     keyring.set_keyring(ring)
     for var in ("OFFBOARD_HUNTRESS_API_KEY", "OFFBOARD_HUNTRESS_API_SECRET", "OFFBOARD_BLUMIRA_CLIENT_ID",
-                "OFFBOARD_BLUMIRA_CLIENT_SECRET", "OFFBOARD_CONFIG"):
+                "OFFBOARD_BLUMIRA_CLIENT_SECRET", "OFFBOARD_CONFIG", "OFFBOARD_PSA_CLIENT_ID",
+                "OFFBOARD_PSA_CLIENT_SECRET", "OFFBOARD_PSA_PUBLIC_KEY", "OFFBOARD_PSA_PRIVATE_KEY",
+                "OFFBOARD_PSA_USERNAME", "OFFBOARD_PSA_SECRET", "OFFBOARD_PSA_INTEGRATION_CODE"):
         monkeypatch.delenv(var, raising=False)
     yield ring
     keyring.set_keyring(previous)
@@ -93,7 +96,8 @@ def blumira_section(base_url: str = "http://127.0.0.1:9", *, window: float = FAS
 
 
 def load(path: Path) -> ExitConfig:
-    return load_config(path, {n: c.settings_model for n, c in connectors.installed().items()})
+    return load_config(path, {n: c.settings_model for n, c in connectors.installed().items()},
+                       {n: c.settings_model for n, c in psa.installed().items()})
 
 
 DEMO_CREDS = {"huntress": {"api_key": SecretStr(DEMO_KEY), "api_secret": SecretStr(DEMO_SECRET)},

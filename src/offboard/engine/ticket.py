@@ -136,22 +136,25 @@ class Ticket:
         return len(self.audit.records) > before
 
     def close_out(self, signer: Signer | None) -> None:
-        """The closure note (with the signed chain head), the report and the signed bundle, then
-        the ticket's status when one is configured: in that order, so a status that closes the
-        ticket comes after everything posted to it."""
+        """The closure note (with the signed chain head), then the report and the signed bundle (which
+        holds the closure note's record, with its id), then the ticket's status when one is
+        configured: a status that closes the ticket comes after everything posted to it."""
         assert self.plan is not None and self.run is not None and self.audit is not None
         files: list[tuple[str, Path]] = []
         with contextlib.suppress(*TROUBLE):
             files.append(("report", self._keep_copy(self.run.path / "report.html", "report.html")))
-        if self.settings.attach_bundle and signer is not None:
+        bundle = self.run.path / FOLDER / f"offboard-exit-{self.run.run_id}.tar.gz"
+        bundling = self.settings.attach_bundle and signer is not None
+        names = [p.name for _, p in files] + ([bundle.name] if bundling else [])
+        self.publish(ticket_notes.closure_note(
+            self.plan, list(self.audit.records), EvidenceStore(self.run.path).manifest(), last_signature(self.run.path),
+            names, visible=self.settings.closure_visible_to_customer))
+        if bundling and signer is not None:
             try:
-                files.append(("signed evidence bundle", self._bundle(signer)))
+                files.append(("signed evidence bundle", self._bundle(signer, bundle)))
             except TROUBLE as exc:
-                self._record("ticket.failed", key="file.bundle", reason=f"no bundle was made: {exc}")
-        doc = ticket_notes.closure_note(self.plan, list(self.audit.records), EvidenceStore(self.run.path).manifest(),
-                                        last_signature(self.run.path), [p.name for _, p in files],
-                                        visible=self.settings.closure_visible_to_customer)
-        self.publish(doc)
+                self._record("ticket.failed", key=f"file.{bundle.name}", reason=f"no bundle was made: {exc}",
+                             title=f"attach the bundle (`offboard bundle {self.run.run_id}`)", paste="", marker="")
         for label, path in files:
             self.attach(path, label)
         if self.settings.close_status:
@@ -339,15 +342,16 @@ class Ticket:
             atomic_write_bytes(dest, source.read_bytes())
         return dest
 
-    def _bundle(self, signer: Signer) -> Path:
+    def _bundle(self, signer: Signer, dest: Path) -> Path:
+        """The signed bundle of the run as it stands (made once: a retry attaches the same bytes).
+        The log is signed first, so the bundle vouches for every line, the postings' included."""
         from offboard.proof import bundle as bundles
 
-        assert self.run is not None
-        dest = self.run.path / FOLDER / f"offboard-exit-{self.run.run_id}.tar.gz"
+        assert self.run is not None and self.audit is not None
         if not dest.exists():
             dest.parent.mkdir(parents=True, exist_ok=True)
-            if self.audit is not None:
-                self.audit.sync()
+            self.audit.sync()
+            signer.sign_head(self.run.path, self.run.run_id, len(self.audit.records), self.audit.last_hash)
             bundles.create(self.run, signer, dest)
         return dest
 
