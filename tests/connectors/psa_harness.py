@@ -32,7 +32,12 @@ class Psa:
     notes: Callable[[Any], list[str]]  # the exit ticket's note bodies, as stored
     files: Callable[[Any], list[tuple[str, bytes]]]
     note_writes: str  # the path (prefix) notes are POSTed to
+    file_writes: str  # … and files
     ticket_closed: Callable[[Any], None]
+    paste: Callable[[Any, str], None]  # a person pastes a text into the exit ticket
+    refuse_file: Callable[[Any, str], None]  # the PSA refuses files whose name ends so
+    tokens: Callable[[Any], list[str]]  # every token the sandbox issued
+    is_auth: Callable[[str], bool]  # a request path that carries credentials by design
     exit_ticket: str
 
 
@@ -45,7 +50,13 @@ HALO = Psa(
     notes=lambda sb: [str(a.get("note_html") or a.get("note")) for a in sb.ticket_actions()],
     files=lambda sb: [(a["filename"], sb.files[a["id"]]) for a in sb.ticket_attachments()],
     note_writes="/api/Actions",
+    file_writes="/api/Attachment",
     ticket_closed=lambda sb: sb.close_ticket(),
+    paste=lambda sb, text: sb.actions.append({"id": 99999, "ticket_id": halo.EXIT_TICKET, "outcome_id": 7,
+                                              "note": text, "note_html": f"<p>{text}</p>", "hiddenfromuser": True}),
+    refuse_file=lambda sb, suffix: setattr(sb, "refuse_types", (*sb.refuse_types, suffix)),
+    tokens=lambda sb: list(sb.tokens),
+    is_auth=lambda path: path == "/auth/token",
     exit_ticket=str(halo.EXIT_TICKET),
 )
 PSAS = [HALO]

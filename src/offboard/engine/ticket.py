@@ -43,6 +43,7 @@ from offboard.connectors.psa import (
 from offboard.errors import AmbiguousWrite, BadInput, ExitCode, OffboardError, VendorError
 from offboard.plan import Action, Finding, Inventory, Plan, VendorPlan
 from offboard.proof import ticket_notes
+from offboard.proof.ticket_notes import open_pastes
 from offboard.proof.audit import AuditLog
 from offboard.proof.evidence import EvidenceStore
 from offboard.proof.model import last_signature
@@ -53,8 +54,6 @@ from offboard.wire.redact import REDACTOR
 SCOPE_OPERATION = "ticket.record-scope"  # the scope item, once it is offboard's to post
 FOLDER = "ticket"  # in the run folder: texts to paste, and the files as they were attached
 PREFIX = "ticket."  # `offboard confirm ticket.<note>`: a note pasted by hand
-EVENTS = ("ticket.posted", "ticket.found", "ticket.failed", "ticket.pasted", "ticket.attached", "ticket.linked",
-          "ticket.status")
 State = Literal["posted", "found", "failed"]
 # Everything a PSA, its reply or our own file handling may raise: recorded, never raised on.
 TROUBLE = (OffboardError, httpx.HTTPError, OSError, ValueError)
@@ -478,16 +477,6 @@ class Ticket:
         if all(o.state == "found" for o in out):
             return Outcome(key, "found", ", ".join(o.detail for o in out))
         return Outcome(key, "posted", ", ".join(o.detail for o in out))
-
-
-def open_pastes(records: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
-    """Ticket notes and files whose last word is a failure, by key (the plan's scope item, which
-    is a manual item of its own, is left to it)."""
-    last: dict[str, dict[str, Any]] = {}
-    for r in records:
-        if r["event"] in EVENTS and isinstance(r.get("detail"), dict) and r["detail"].get("key"):
-            last[r["detail"]["key"]] = r
-    return {k: r["detail"] for k, r in last.items() if r["event"] == "ticket.failed" and not r["detail"].get("item")}
 
 
 def _as_text(doc: NoteDoc, exit_id: str) -> str:

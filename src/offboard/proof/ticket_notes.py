@@ -210,3 +210,17 @@ def link_note(name: str, size: int, sha256: str, reason: str, where: str) -> Not
               _p(f"It is kept at: {where}. Its SHA-256 above lets anyone check the copy they open."))
     return NoteDoc(f"file.{name}", f"offboard: {name} (not attached)", blocks,
                    _facts(note="link", name=name, sha256=sha256))
+
+
+EVENTS = ("ticket.posted", "ticket.found", "ticket.failed", "ticket.pasted", "ticket.attached", "ticket.linked",
+          "ticket.status")
+
+
+def open_pastes(records: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Ticket notes and files whose last word is a failure, by key: each waits for a person (or a
+    later try). The plan's scope item, a manual item of its own when it fails, is left to it."""
+    last: dict[str, dict[str, Any]] = {}
+    for r in records:
+        if r["event"] in EVENTS and isinstance(r.get("detail"), dict) and r["detail"].get("key"):
+            last[r["detail"]["key"]] = r
+    return {k: r["detail"] for k, r in last.items() if r["event"] == "ticket.failed" and not r["detail"].get("item")}
