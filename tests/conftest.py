@@ -16,9 +16,9 @@ from hypothesis import settings as hypothesis_settings
 from pydantic import SecretStr
 
 from offboard import connectors, engine
-from offboard.connectors import psa
 from offboard.cli.app import main
 from offboard.config import ExitConfig, load_config
+from offboard.connectors import psa
 from offboard.connectors.sandboxing import InProcessTransport
 from offboard.errors import ExitCode
 from offboard.plan import Plan

@@ -43,11 +43,11 @@ from offboard.connectors.psa import (
 from offboard.errors import AmbiguousWrite, BadInput, ExitCode, OffboardError, VendorError
 from offboard.plan import Action, Finding, Inventory, Plan, VendorPlan
 from offboard.proof import ticket_notes
-from offboard.proof.ticket_notes import open_pastes
 from offboard.proof.audit import AuditLog
 from offboard.proof.evidence import EvidenceStore
 from offboard.proof.model import last_signature
 from offboard.proof.signing import Signer
+from offboard.proof.ticket_notes import open_pastes
 from offboard.rundir import RunDir, atomic_write_bytes, atomic_write_text
 from offboard.wire.redact import REDACTOR
 
