@@ -15,6 +15,8 @@ from pydantic import SecretStr
 from offboard import engine
 from offboard.config import ExitConfig
 from offboard.connectors.sandboxing import InProcessTransport, SandboxBase
+from offboard_autotask import sandbox as at
+from offboard_connectwise import sandbox as cw
 from offboard_halopsa import sandbox as halo
 from offboard_huntress.sandbox import HuntressSandbox
 from tests.conftest import DEMO_CREDS, FAST, load, write_config
@@ -59,7 +61,44 @@ HALO = Psa(
     is_auth=lambda path: path == "/auth/token",
     exit_ticket=str(halo.EXIT_TICKET),
 )
-PSAS = [HALO]
+CW = Psa(
+    kind="connectwise",
+    make=lambda: cw.ConnectWiseSandbox(time_scale=FAST),
+    section=lambda url: (f'[psa]\nkind = "connectwise"\nticket_id = "{cw.EXIT_TICKET}"\n'
+                         f'base_url = "{url}{cw.PREFIX}"\ncompany_id = "{cw.COMPANY}"\n'
+                         f'rate_window_seconds = {60 * FAST}\n'),
+    creds={"public_key": cw.DEMO_PUBLIC, "private_key": cw.DEMO_PRIVATE, "client_id": cw.DEMO_CLIENT_ID},
+    notes=lambda sb: [str(n["text"]) for n in sb.ticket_notes()],
+    files=lambda sb: [(d["fileName"], sb.files[d["id"]]) for d in sb.ticket_documents()],
+    note_writes=f"{cw.PREFIX}/service/tickets/{cw.EXIT_TICKET}/notes",
+    file_writes=f"{cw.PREFIX}/system/documents",
+    ticket_closed=lambda sb: sb.close_ticket(),
+    paste=lambda sb, text: sb.notes.append({"id": 79999, "ticketId": cw.EXIT_TICKET, "text": text,
+                                            "internalAnalysisFlag": True}),
+    refuse_file=lambda sb, suffix: setattr(sb, "refuse_types", (*sb.refuse_types, suffix)),
+    tokens=lambda sb: [],
+    is_auth=lambda path: False,
+    exit_ticket=str(cw.EXIT_TICKET),
+)
+AT = Psa(
+    kind="autotask",
+    make=lambda: at.AutotaskSandbox(time_scale=FAST),
+    section=lambda url: (f'[psa]\nkind = "autotask"\nticket_id = "{at.EXIT_TICKET}"\n'
+                         f'base_url = "{url}{at.PREFIX}"\nrate_window_seconds = {3600 * FAST}\n'),
+    creds={"username": at.DEMO_USER, "secret": at.DEMO_SECRET, "integration_code": at.DEMO_CODE},
+    notes=lambda sb: [str(n["description"]) for n in sb.ticket_notes()],
+    files=lambda sb: [(a["fullPath"], sb.files[a["id"]]) for a in sb.ticket_attachments()],
+    note_writes=f"{at.PREFIX}/V1.0/Tickets/{at.EXIT_TICKET}/Notes",
+    file_writes=f"{at.PREFIX}/V1.0/Tickets/{at.EXIT_TICKET}/Attachments",
+    ticket_closed=lambda sb: sb.close_ticket(),
+    paste=lambda sb, text: sb.notes.append({"id": 39999, "ticketID": at.EXIT_TICKET, "title": "pasted",
+                                            "description": text, "noteType": 1, "publish": 2}),
+    refuse_file=lambda sb, suffix: setattr(sb, "refuse_types", (*sb.refuse_types, suffix)),
+    tokens=lambda sb: [],
+    is_auth=lambda path: False,
+    exit_ticket=str(at.EXIT_TICKET),
+)
+PSAS = [HALO, CW, AT]
 
 
 class LoseReplies(httpx.BaseTransport):

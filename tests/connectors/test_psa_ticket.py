@@ -20,7 +20,7 @@ from offboard.errors import BadInput, ExitCode
 from offboard.proof import signing
 from offboard.proof.audit import read_records
 from tests.conftest import load
-from tests.connectors.psa_harness import PSAS, LoseReplies, Psa, PsaExit, confirm_all
+from tests.connectors.psa_harness import HALO, PSAS, LoseReplies, Psa, PsaExit, confirm_all
 
 PREFLIGHT = engine.Overrides(preflight="the sandbox customer's isolated host is part of the test")
 
@@ -28,6 +28,12 @@ PREFLIGHT = engine.Overrides(preflight="the sandbox customer's isolated host is 
 @pytest.fixture(params=PSAS, ids=lambda p: p.kind)
 def psa(request: pytest.FixtureRequest) -> Psa:
     return request.param  # type: ignore[no-any-return]
+
+
+@pytest.fixture
+def halo() -> Psa:
+    """The core's behaviour, the same for every PSA: checked once, against HaloPSA's sandbox."""
+    return HALO
 
 
 def signed(x: PsaExit) -> None:
@@ -86,8 +92,8 @@ def test_each_occasion_posts_one_internal_note_and_the_end_attaches_the_report(p
 
 
 def test_the_closure_quotes_the_signed_head_and_attaches_the_signed_bundle_which_lists_the_postings(
-        psa: Psa, tmp_path: Path) -> None:
-    x = PsaExit(psa, tmp_path)
+        halo: Psa, tmp_path: Path) -> None:
+    x = PsaExit(halo, tmp_path)
     signed(x)
     path = x.cfg.path
     with x.sessions(cfg=_with_signing(x)) as s:
@@ -100,7 +106,7 @@ def test_the_closure_quotes_the_signed_head_and_attaches_the_signed_bundle_which
     heads = [json.loads(line) for line in (result.run.path / "signatures.jsonl").read_text().splitlines()]
     quoted = re.search(r"chain head ([0-9a-f]{64})", closure)
     assert quoted is not None and quoted.group(1) in {h["last_hash"] for h in heads}
-    files = dict(psa.files(x.sandbox))
+    files = dict(halo.files(x.sandbox))
     bundle_name = f"offboard-exit-{result.run.run_id}.tar.gz"
     assert set(files) == {"report.html", bundle_name}
     with tarfile.open(fileobj=io.BytesIO(files[bundle_name]), mode="r:gz") as tar:
@@ -229,9 +235,9 @@ def test_a_refused_note_becomes_an_item_a_person_pastes_and_offboard_rereads(psa
     assert "huntress.scope.record-in-psa" in [a.id for a in result.pending]
 
 
-def test_a_closed_ticket_takes_nothing_and_the_exit_goes_on(psa: Psa, tmp_path: Path) -> None:
-    x = PsaExit(psa, tmp_path)
-    psa.ticket_closed(x.sandbox)
+def test_a_closed_ticket_takes_nothing_and_the_exit_goes_on(halo: Psa, tmp_path: Path) -> None:
+    x = PsaExit(halo, tmp_path)
+    halo.ticket_closed(x.sandbox)
     result, _ = whole_exit(x)
     assert result.exit_code == ExitCode.MANUAL_PENDING
     assert not x.note_posts()
@@ -255,14 +261,14 @@ def test_a_long_checklist_is_split_into_parts_each_posted_once_never_cut(psa: Ps
     assert len(markers(parts)) == len(set(markers(parts))) == len(parts)
 
 
-def test_a_file_the_psa_refuses_is_linked_in_a_note_and_left_to_a_person(psa: Psa, tmp_path: Path) -> None:
-    x = PsaExit(psa, tmp_path, extra='files_url = "https://files.msp.example/exits"\n')
-    psa.refuse_file(x.sandbox, ".html")
+def test_a_file_the_psa_refuses_is_linked_in_a_note_and_left_to_a_person(halo: Psa, tmp_path: Path) -> None:
+    x = PsaExit(halo, tmp_path, extra='files_url = "https://files.msp.example/exits"\n')
+    halo.refuse_file(x.sandbox, ".html")
     result, last = whole_exit(x)
     assert last is not None
     links = [n for n in x.notes() if "report.html (not attached)" in n]
     assert len(links) == 1 and "https://files.msp.example/exits/report.html" in links[0]
-    assert not psa.files(x.sandbox)
+    assert not halo.files(x.sandbox)
     records = audit(result.run.path)
     assert [r["detail"]["key"] for r in records if r["event"] == "ticket.failed"] == ["file.report.html"]  # type: ignore[index]
     assert "offboard confirm ticket.file.report.html" in "\n".join(last.ticket)

@@ -173,9 +173,10 @@ class Ticket:
             except (Unpostable, *TROUBLE) as exc:
                 return [self._failed(doc, _why(exc), item)]
             out = [self._post(burst, doc, part) for part in parts]
-            if any(o.state == "failed" for o in out):
-                self._failed(doc, next(o.detail for o in out if o.state == "failed"), item, record=False)
-            self.outcomes += out
+            self.outcomes += [o for o in out if o.state != "failed"]
+            failed = [o for o in out if o.state == "failed"]
+            if failed:  # the whole note waits for a person (or a later try): parts already there are found then
+                self._failed(doc, failed[0].detail, item)
             return out
 
     def _burst(self) -> Burst:
@@ -216,7 +217,7 @@ class Ticket:
             return Outcome(part.key, "posted", posted.id)
         raise AssertionError("unreachable")
 
-    def _failed(self, doc: NoteDoc, reason: str, item: str | None, *, record: bool = True) -> Outcome:
+    def _failed(self, doc: NoteDoc, reason: str, item: str | None) -> Outcome:
         """Keep the note to paste by hand (as plain text, with its marker) and record why."""
         assert self.plan is not None
         text = _as_text(doc, self.plan.config_fingerprint)
@@ -230,7 +231,7 @@ class Ticket:
         self._record("ticket.failed", key=doc.key, reason=reason, paste=paste, item=item,
                      marker=marker(self.plan.config_fingerprint, doc.key, doc.facts), title=doc.title)
         outcome = Outcome(doc.key, "failed", reason)
-        if record:
+        if item is None:  # the plan's own item says it otherwise
             self.outcomes.append(outcome)
         return outcome
 
