@@ -21,6 +21,7 @@ import secrets
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from html import unescape
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -222,7 +223,8 @@ def _listed(action: dict[str, Any], with_html: bool) -> dict[str, Any]:
 
 
 def _plain(html: str) -> str:
-    return re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", html)).strip()
+    """The text Halo keeps beside an HTML note: tags dropped, entities read."""
+    return unescape(re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", html)).strip())
 
 
 async def _array(request: Request, allowed: frozenset[str]) -> list[dict[str, Any]] | Response:

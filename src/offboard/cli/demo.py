@@ -17,8 +17,9 @@ from offboard import connectors as registry
 from offboard import engine
 from offboard.cli import render
 from offboard.config import load_config
+from offboard.connectors import psa as psa_registry
 from offboard.connectors.sandboxing import serve
-from offboard.errors import BadInput, ExitCode
+from offboard.errors import BadInput, ExitCode, OffboardError
 from offboard.plan import write_plan
 from offboard.proof import signing
 from offboard.proof.audit import verify_file
@@ -26,6 +27,7 @@ from offboard.rundir import atomic_write_text
 
 TIME_SCALE = 0.02  # a 60 s window lasts 1.2 s
 DEMO_OVERRIDE = "demo: the sandbox customer's isolated host is part of the exercise"
+DEMO_PSA = "halopsa"  # the PSA whose sandbox holds the demo's ticket, when it is installed
 
 
 def _toml_value(v: object) -> str:
@@ -54,9 +56,16 @@ def run_demo(directory: Path) -> int:
     if not kits:
         raise BadInput("no installed connector ships a sandbox; nothing to demonstrate")
     directory.mkdir(parents=True, exist_ok=True)
+    psas = psa_registry.installed()
+    psa_name = DEMO_PSA if DEMO_PSA in psas else next(iter(sorted(psas)), None)
+    psa_kit = psas[psa_name].sandbox() if psa_name is not None else None
+    ticket_of = f" and the exit's ticket in a test double of {psas[psa_name].display_name}" if (
+        psa_name is not None and psa_kit is not None) else ""
     render.out.print("[bold]offboard demo[/]: a customer exit against built-in sandboxes — test doubles of "
-                     f"{', '.join(available[n].display_name for n in kits)} on 127.0.0.1. "
+                     f"{', '.join(available[n].display_name for n in kits)} on 127.0.0.1{ticket_of}. "
                      "No vendor account is used.\n")
+    ticket_rows: list[tuple[str, str, str]] = []
+    ticket_ref = ""
     with contextlib.ExitStack() as stack:
         urls = {n: stack.enter_context(serve(k.make_app(TIME_SCALE))) for n, k in kits.items()}
         key_file, public_key = _demo_key(directory)
@@ -68,10 +77,17 @@ def run_demo(directory: Path) -> int:
             lines.append(f"[{name}]")
             lines += [f"{k} = {_toml_value(v)}" for k, v in kit.config_section(urls[name], TIME_SCALE).items()]
             lines.append("")
+        creds = {n: {f: SecretStr(v) for f, v in k.credentials.items()} for n, k in kits.items()}
+        if psa_kit is not None:
+            psa_url = stack.enter_context(serve(psa_kit.make_app(TIME_SCALE)))
+            lines.append(f"[{psa_registry.SECTION}]")
+            lines += [f"{k} = {_toml_value(v)}" for k, v in psa_kit.config_section(psa_url, TIME_SCALE).items()]
+            lines.append("")
+            creds[psa_registry.SECTION] = {f: SecretStr(v) for f, v in psa_kit.credentials.items()}
         config_path = directory / "config.toml"
         atomic_write_text(config_path, "\n".join(lines))
-        cfg = load_config(config_path, {n: c.settings_model for n, c in available.items()})
-        creds = {n: {f: SecretStr(v) for f, v in k.credentials.items()} for n, k in kits.items()}
+        cfg = load_config(config_path, {n: c.settings_model for n, c in available.items()},
+                          {n: c.settings_model for n, c in psas.items()})
 
         with engine.open_sessions(cfg, available, creds=creds) as sessions:
             render.out.rule("1. plan (dry run: read-only)")
@@ -80,6 +96,8 @@ def run_demo(directory: Path) -> int:
             plan_path = directory / "exit.plan.json"
             write_plan(plan, plan_path)
             render.out.print(f"Plan saved to {plan_path}", soft_wrap=True)
+            if sessions.ticket is not None:
+                render.out.print(engine.record_scope(sessions.ticket, plan), soft_wrap=True, markup=False)
 
             render.out.rule("2. apply (unattended: all API work, then the manual checklist)")
             if any(f.blocking for v in plan.vendors for f in v.findings):
@@ -112,6 +130,8 @@ def run_demo(directory: Path) -> int:
                 render.out.print(f"{len(to_resume)} action(s) waited for those confirmations; the run continues "
                                  f"(`offboard apply --resume {result.run.run_id}`).")
                 result = engine.resume(result.run.run_id, cfg, sessions, progress=render.RichProgress())
+            if sessions.ticket is not None:
+                ticket_rows, ticket_ref = _ticket_rows(sessions.ticket), sessions.ticket.ref
 
         render.out.rule("3. status and verification")
         run_obj, rows = engine.status(result.run.run_id, cfg)
@@ -127,8 +147,25 @@ def run_demo(directory: Path) -> int:
         render.documents(sorted((result.run.path / "documents").rglob("*.eml")))
         render.out.print(f"Check it yourself: offboard audit verify {result.run.audit_path} "
                          f"--public-key {public_key}", soft_wrap=True)
+        if ticket_rows:
+            render.out.rule("5. the exit's PSA ticket")
+            render.out.print(render.ticket_table(ticket_rows, ticket_ref))
     unfinished = [r for r in rows if r.state not in ("done", "verified", "confirmed", "skipped")]
     if unfinished or any(not c.passed for c in result.checks):
         render.error(f"demo: {len(unfinished)} item(s) not finished; see the status table above")
         return ExitCode.FAILED
     return ExitCode.OK
+
+
+def _ticket_rows(ticket: engine.Ticket) -> list[tuple[str, str, str]]:
+    """What the sandbox's ticket holds now, as a service manager opening it would see it."""
+    rows: list[tuple[str, str, str]] = []
+    try:
+        for note in ticket.session.notes():
+            first = (note.text.strip().splitlines() or [""])[0]
+            rows.append(("note", note.id, first if len(first) <= 90 else first[:89] + "…"))
+        for f in ticket.session.files():
+            rows.append(("file", f.id, f"{f.name} ({f.size:,} bytes)" if f.size is not None else f.name))
+    except OffboardError as exc:
+        rows.append(("-", "-", f"the ticket could not be read: {exc}"))
+    return rows

@@ -111,9 +111,14 @@ def vendor_note(plan: Plan, vendor: str, records: list[dict[str, Any]]) -> NoteD
         title = f"offboard: {vp.display_name} — API work finished"
         lead = f"{vp.display_name}: the API part of the runbook is done ({vp.scope})."
     blocks = [_p(lead), *(_item(f"{n} {what}") for what, n in sorted(c.items()))]
+    # What the API did is the news; people's confirmations are the checklist's (a resume that
+    # only follows confirmations finds this note already on the ticket).
+    api = sorted((what, n) for what, n in c.items() if what not in PERSON)
     return NoteDoc(f"vendor.{vendor}", title, tuple(blocks),
-                   _facts(note="vendor", plan=plan.plan_id, vendor=vendor, counts=sorted(c.items()),
-                          held=bool(held and api_open)))
+                   _facts(note="vendor", plan=plan.plan_id, vendor=vendor, counts=api, held=bool(held and api_open)))
+
+
+PERSON = ("confirmed by a person", "for a person")
 
 
 def pending_items(plan: Plan, records: list[dict[str, Any]]) -> list[Action]:
@@ -145,7 +150,13 @@ def confirmed_note(plan: Plan, action: Action, by: str, note: str, records: list
         blocks.append(_p(f"Still open ({len(todo)}):"))
         blocks += [_item(f"{a.target.name} ({a.id})") for a in todo]
     else:
-        blocks.append(_p("Every manual item is confirmed."))
+        blocks.append(_p("Every manual item reached so far is confirmed."))
+    states = fold(records).last
+    waiting = [a for a in plan.actions() if a.id not in states]
+    if waiting:
+        run_id = records[0]["run_id"] if records else "RUN_ID"
+        blocks.append(_p(f"{len(waiting)} more action(s) of this run have not run yet (a vendor's first step held "
+                         f"them): offboard apply --resume {run_id}"))
     return NoteDoc(f"confirmed.{action.id}", f"offboard: checklist update — {len(todo)} item(s) open", tuple(blocks),
                    _facts(note="confirmed", plan=plan.plan_id, action=action.id, by=by, text=note))
 
