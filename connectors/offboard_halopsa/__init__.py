@@ -31,6 +31,7 @@ POLICY = RetryPolicy(max_attempts=3, backoff_base=1.0, backoff_max=10.0, retry_a
 class HaloConnector:
     name = "halopsa"
     display_name = "HaloPSA"
+    demo_default = True  # `offboard demo` keeps the exit's ticket here: its notes are HTML, contract-tested
     settings_model = HaloSettings
     credential_fields = (
         CredentialField("client_id", "HaloPSA API application Client ID"),

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import re
-
 from offboard.connectors.psa import Limits, Posted, TicketFile, TicketInfo, TicketNote
 from offboard.wire.http import VendorHttp
 
@@ -54,7 +52,3 @@ class HaloTicketSession:
         ticket, reply = self.client.set_status(self._id, int(status))
         return Posted(str(ticket.id), reply.record)
 
-
-def plain(html_text: str) -> str:
-    """An HTML note as the text Halo shows in ``note`` (the sandbox keeps both, as Halo does)."""
-    return re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", html_text)).strip()

@@ -449,14 +449,17 @@ def keys_export(
 def demo(
     directory: Annotated[Path, typer.Option("--dir", help="Where the demo writes its config, plan and runs.")]
     = Path("offboard-demo"),
+    psa: Annotated[str | None, typer.Option("--psa", metavar="KIND", help="Whose sandbox holds the exit's "
+                                            "ticket (default: the first PSA connector installed).")] = None,
 ) -> None:
     """Run a whole exit (plan, apply, verify, audit) against the built-in vendor sandboxes.
 
-    No vendor account is used: each connector's test double runs on 127.0.0.1.
+    No vendor account is used: each connector's test double runs on 127.0.0.1, and a PSA's holds
+    the exit's ticket.
     """
     from offboard.cli.demo import run_demo
 
-    raise typer.Exit(run_demo(directory))
+    raise typer.Exit(run_demo(directory, psa))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -27,7 +27,6 @@ from offboard.rundir import atomic_write_text
 
 TIME_SCALE = 0.02  # a 60 s window lasts 1.2 s
 DEMO_OVERRIDE = "demo: the sandbox customer's isolated host is part of the exercise"
-DEMO_PSA = "halopsa"  # the PSA whose sandbox holds the demo's ticket, when it is installed
 
 
 def _toml_value(v: object) -> str:
@@ -50,14 +49,17 @@ def _demo_key(directory: Path) -> tuple[Path, Path]:
     return key_file, public_key
 
 
-def run_demo(directory: Path) -> int:
+def run_demo(directory: Path, psa: str | None = None) -> int:
     available = registry.installed()
     kits = {n: k for n, c in available.items() if (k := c.sandbox()) is not None}
     if not kits:
         raise BadInput("no installed connector ships a sandbox; nothing to demonstrate")
     directory.mkdir(parents=True, exist_ok=True)
     psas = psa_registry.installed()
-    psa_name = DEMO_PSA if DEMO_PSA in psas else next(iter(sorted(psas)), None)
+    # The ticket lives in one PSA's sandbox: the one asked for, else the one that offers itself for the
+    # demo (a connector's ``demo_default``), else the first installed.
+    preferred = [n for n, c in psas.items() if getattr(c, "demo_default", False)]
+    psa_name = psa_registry.get(psa, psas).name if psa else next(iter(preferred or psas), None)
     psa_kit = psas[psa_name].sandbox() if psa_name is not None else None
     ticket_of = f" and the exit's ticket in a test double of {psas[psa_name].display_name}" if (
         psa_name is not None and psa_kit is not None) else ""
