@@ -18,7 +18,7 @@ import contextlib
 import hashlib
 import json
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any, Literal
@@ -102,37 +102,50 @@ class Ticket:
         return self._worst(self.publish(ticket_notes.scope_note(plan)), "scope")
 
     def run_started(self, run_id: str) -> None:
-        assert self.plan is not None
-        self.publish(ticket_notes.start_note(self.plan, run_id))
+        plan = self.plan
+        if plan is not None:
+            self._safely("start", lambda: self.publish(ticket_notes.start_note(plan, run_id)))
 
     def vendor_finished(self, vendor: str) -> None:
-        if self.plan is None or self.audit is None:
-            return
-        self.publish(ticket_notes.vendor_note(self.plan, vendor, list(self.audit.records)))
+        plan, audit = self.plan, self.audit
+        if plan is not None and audit is not None:
+            self._safely(f"vendor.{vendor}",
+                         lambda: self.publish(ticket_notes.vendor_note(plan, vendor, list(audit.records))))
+
+    def _safely(self, key: str, post: Callable[[], object]) -> None:
+        """Whatever goes wrong while composing or posting, the exit goes on: it is recorded instead."""
+        try:
+            post()
+        except (Unpostable, *TROUBLE) as exc:
+            self._record("ticket.failed", key=key, reason=_why(exc), title=f"the {key} note", paste="", marker="")
 
     def after_run(self, exit_code: ExitCode, message: str, signer: Signer | None) -> bool:
         """After apply or resume: notes left to paste are tried again, then the failure, the
         checklist or the closure. Returns whether anything reached the log (to sign it again)."""
-        assert self.plan is not None and self.run is not None and self.audit is not None
-        before = len(self.audit.records)
-        self.retry_pasted()
-        records = list(self.audit.records)
+        plan, run, audit = self.plan, self.run, self.audit
+        assert plan is not None and run is not None and audit is not None
+        before = len(audit.records)
+        self._safely("retry", self.retry_pasted)
+        records = list(audit.records)
         if exit_code in (ExitCode.FAILED, ExitCode.PREFLIGHT_BLOCKED, ExitCode.INTERRUPTED):
-            self.publish(ticket_notes.failure_note(self.plan, self.run.run_id, message, int(exit_code), records))
-        if ticket_notes.pending_items(self.plan, records):
-            self.publish(ticket_notes.checklist_note(self.plan, records, self.run.run_id))
+            self._safely("failure", lambda: self.publish(
+                ticket_notes.failure_note(plan, run.run_id, message, int(exit_code), records)))
+        if ticket_notes.pending_items(plan, records):
+            self._safely("checklist", lambda: self.publish(ticket_notes.checklist_note(plan, records, run.run_id)))
         elif exit_code == ExitCode.OK:
-            self.close_out(signer)
-        return len(self.audit.records) > before
+            self._safely("closure", lambda: self.close_out(signer))
+        return len(audit.records) > before
 
     def after_confirm(self, action: Action, by: str, note: str, closed: bool, signer: Signer | None) -> bool:
-        assert self.plan is not None and self.audit is not None
-        before = len(self.audit.records)
-        self.retry_pasted()
-        self.publish(ticket_notes.confirmed_note(self.plan, action, by, note, list(self.audit.records)))
+        plan, audit = self.plan, self.audit
+        assert plan is not None and audit is not None
+        before = len(audit.records)
+        self._safely("retry", self.retry_pasted)
+        self._safely(f"confirmed.{action.id}", lambda: self.publish(
+            ticket_notes.confirmed_note(plan, action, by, note, list(audit.records))))
         if closed:
-            self.close_out(signer)
-        return len(self.audit.records) > before
+            self._safely("closure", lambda: self.close_out(signer))
+        return len(audit.records) > before
 
     def close_out(self, signer: Signer | None) -> None:
         """The closure note (with the signed chain head), then the report and the signed bundle (which
