@@ -132,3 +132,28 @@ def _form(r: Logged) -> dict[str, Any]:
         f"Content-Type: multipart/form-data; boundary={boundary}\r\n\r\n".encode() + raw)
     return {p.get_param("name", header="content-disposition"): (p.get_filename() or "", p.get_payload(decode=True))
             for p in msg.iter_parts()}
+
+
+def test_a_429_is_waited_out_and_the_note_still_posted_once(tmp_path: Path) -> None:
+    for n, psa in enumerate((HALO, CW, AT)):
+        (tmp_path / str(n)).mkdir()
+        x = PsaExit(psa, tmp_path / str(n))
+        x.sandbox.faults.append(halo.Fault(method="POST", path_prefix=psa.note_writes, status=429, times=2,
+                                           retry_after="0.01"))
+        cfg = x.cfg
+        with x.sessions() as s:
+            plan = engine.make_plan(cfg, s)
+            assert s.ticket is not None
+            assert "now holds" in engine.record_scope(s.ticket, plan), psa.kind
+        refused = [r for r in x.sandbox.requests if r.status == 429]
+        assert len(refused) == 2 and len(x.note_posts()) == 1, psa.kind  # refused twice, sent once more, once
+
+
+def test_each_stays_within_its_psas_published_limit() -> None:
+    from offboard_autotask.settings import AutotaskSettings
+    from offboard_halopsa.settings import HaloSettings
+
+    assert HaloSettings.model_fields["requests_per_window"].default <= 300
+    assert HaloSettings.model_fields["rate_window_seconds"].default == 300.0
+    assert AutotaskSettings.model_fields["requests_per_hour"].default * 10 <= 10_000
+    assert AutotaskSettings.model_fields["rate_window_seconds"].default == 3600.0

@@ -292,3 +292,20 @@ def test_no_secret_reaches_any_note_or_file(psa: Psa, tmp_path: Path) -> None:
     assert len(sent) >= 8
     for secret in secrets:
         assert not any(secret in blob for blob in blobs), "a credential or token reached the ticket"
+
+
+def test_the_scope_item_falls_back_to_a_person_and_is_posted_once_the_psa_is_back(psa: Psa, tmp_path: Path) -> None:
+    x = PsaExit(psa, tmp_path)
+    cfg = x.cfg
+    x.sandbox.faults.append(Fault(status=503, times=10**6))
+    with x.sessions() as s:
+        plan = engine.make_plan(cfg, s)
+        result = engine.apply(plan, cfg, s, overrides=PREFLIGHT)
+        item = "huntress.scope.record-in-psa"
+        assert item in [a.id for a in result.pending]
+        pending = [r for r in audit(result.run.path) if r["event"] == "manual.pending" and r["action_id"] == item]
+        assert "paste ticket/scope.txt" in str(pending[0]["detail"])
+        x.sandbox.faults.clear()
+        done = engine.confirm(result.run.run_id, item, "J. Doe", "ticket 4711", cfg, s)
+    assert done.accepted and done.check is not None and "holds the scope note" in done.check.detail
+    assert sum("exit scope for Acme Dental" in n for n in x.notes()) == 1

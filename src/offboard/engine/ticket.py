@@ -437,6 +437,15 @@ class Ticket:
                   else f"{self.ref} has no note with the marker {whole}")
         return Check("exit scope recorded in the ticket", ok, detail, http=self._http(), action_id=action.id)
 
+    def scope_confirm(self, action: Action) -> Check | None:
+        """A person confirms the scope item: the ticket is re-read; where the note is still missing and
+        the PSA takes notes again, offboard posts it now rather than ask for a paste."""
+        check = self.scope_check(action)
+        if check is not None and not check.passed and self.plan is not None:
+            self.publish(ticket_notes.scope_note(self.plan), item=action.id)
+            check = self.scope_check(action)
+        return check
+
     def _http(self) -> Any:
         http = getattr(self.session, "http", None)
         return getattr(http, "last_call", None)
@@ -554,7 +563,7 @@ class TicketAware:
 
     def check_manual(self, action: Action) -> Check | None:
         if action.operation in (SCOPE_OPERATION, RECORD_SCOPE):
-            return self.ticket.scope_check(action)
+            return self.ticket.scope_confirm(action)
         return self.inner.check_manual(action)
 
     def documents(self, vendor_plan: VendorPlan, states: Mapping[str, str]) -> tuple[Any, ...]:
