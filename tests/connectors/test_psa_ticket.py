@@ -309,3 +309,18 @@ def test_the_scope_item_falls_back_to_a_person_and_is_posted_once_the_psa_is_bac
         done = engine.confirm(result.run.run_id, item, "J. Doe", "ticket 4711", cfg, s)
     assert done.accepted and done.check is not None and "holds the scope note" in done.check.detail
     assert sum("exit scope for Acme Dental" in n for n in x.notes()) == 1
+
+
+def test_files_the_psa_could_not_take_then_are_attached_on_a_later_try_once(halo: Psa, tmp_path: Path) -> None:
+    x = PsaExit(halo, tmp_path)
+    x.sandbox.faults.append(Fault(method="POST", path_prefix=halo.file_writes, status=503, times=10**6))
+    result, last = whole_exit(x)
+    assert last is not None and not halo.files(x.sandbox)
+    assert "offboard confirm ticket.file.report.html" in "\n".join(last.ticket)
+    x.sandbox.faults.clear()
+    cfg = x.cfg
+    with x.sessions() as s:
+        engine.resume(result.run.run_id, cfg, s)  # the next occasion tries again first
+        engine.resume(result.run.run_id, cfg, s)
+    assert [name for name, _ in halo.files(x.sandbox)] == ["report.html"]
+    assert "ticket.file.report.html" not in (result.run.path / "manual-checklist.md").read_text()

@@ -252,7 +252,16 @@ class Ticket:
         """Notes that could not be posted earlier (and nobody pasted): try them again now."""
         if self.run is None:
             return
-        for key in sorted(self.open_pastes()):
+        for key, waiting in sorted(self.open_pastes().items()):
+            kept = Path(str(waiting.get("file") or ""))
+            if key.startswith("file.") and waiting.get("file") and kept.is_file() and not waiting.get("linked"):
+                if self.attach(kept, "file").state != "failed":
+                    self._record("ticket.pasted", key=key, by="offboard", note="attached on a later try")
+                continue
+            if key == "status" and self.settings.close_status:
+                if self.set_status(self.settings.close_status).state != "failed":
+                    self._record("ticket.pasted", key=key, by="offboard", note="set on a later try")
+                continue
             path = self.run.path / FOLDER / f"{key}.json"
             try:
                 data = json.loads(path.read_text(encoding="utf-8"))
@@ -336,12 +345,13 @@ class Ticket:
         size = path.stat().st_size
         self.publish(ticket_notes.link_note(path.name, size, sha, reason, self._where(path)))
         self._record("ticket.linked", key=f"file.{path.name}", name=path.name, sha256=sha, reason=reason)
-        return self._file_failed(path, sha, reason)
+        return self._file_failed(path, sha, reason, linked=True)
 
-    def _file_failed(self, path: Path, sha: str, reason: str) -> Outcome:
+    def _file_failed(self, path: Path, sha: str, reason: str, *, linked: bool = False) -> Outcome:
+        """The file waits for a person (a later try sends it again, unless the PSA refused its type or size)."""
         key = f"file.{path.name}"
         self._record("ticket.failed", key=key, reason=reason, file=str(path), sha256=sha, title=f"attach {path.name}",
-                     paste="", item=None, marker="")
+                     paste="", item=None, marker="", linked=linked or None)
         outcome = Outcome(key, "failed", reason)
         self.outcomes.append(outcome)
         return outcome
