@@ -173,7 +173,7 @@ class NoteDoc:
     a run's wall-clock or anything that differs between two posts of the same news): the marker's
     hash is over them, so a retry, a resume or a second apply finds the note it already posted."""
 
-    key: str  # which note of the exit: "scope", "start", "vendor.huntress", "closure", …
+    key: str  # which note of the exit: "scope", "start", "vendor.<name>", "closure", …
     title: str
     blocks: tuple[Block, ...]
     facts: str
