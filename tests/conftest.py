@@ -18,6 +18,7 @@ from pydantic import SecretStr
 from offboard import connectors, engine
 from offboard.cli.app import main
 from offboard.config import ExitConfig, load_config
+from offboard.connectors import psa
 from offboard.connectors.sandboxing import InProcessTransport
 from offboard.errors import ExitCode
 from offboard.plan import Plan
@@ -105,7 +106,9 @@ def memory_keyring(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.Tem
     ring = MemoryKeyring()
     keyring.set_keyring(ring)
     for var in ("OFFBOARD_HUNTRESS_API_KEY", "OFFBOARD_HUNTRESS_API_SECRET", "OFFBOARD_BLUMIRA_CLIENT_ID",
-                "OFFBOARD_BLUMIRA_CLIENT_SECRET", "OFFBOARD_CONFIG"):
+                "OFFBOARD_BLUMIRA_CLIENT_SECRET", "OFFBOARD_CONFIG", "OFFBOARD_PSA_CLIENT_ID",
+                "OFFBOARD_PSA_CLIENT_SECRET", "OFFBOARD_PSA_PUBLIC_KEY", "OFFBOARD_PSA_PRIVATE_KEY",
+                "OFFBOARD_PSA_USERNAME", "OFFBOARD_PSA_SECRET", "OFFBOARD_PSA_INTEGRATION_CODE"):
         monkeypatch.delenv(var, raising=False)
     yield ring
     keyring.set_keyring(previous)
@@ -138,7 +141,8 @@ def blumira_section(base_url: str = "http://127.0.0.1:9", *, window: float = FAS
 
 
 def load(path: Path) -> ExitConfig:
-    return load_config(path, {n: c.settings_model for n, c in connectors.installed().items()})
+    return load_config(path, {n: c.settings_model for n, c in connectors.installed().items()},
+                       {n: c.settings_model for n, c in psa.installed().items()})
 
 
 DEMO_CREDS = {"huntress": {"api_key": SecretStr(DEMO_KEY), "api_secret": SecretStr(DEMO_SECRET)},

@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 from functools import partial
 
 from offboard.connectors import PlanParts
+from offboard.connectors.psa import RECORD_SCOPE  # offboard posts it itself when the exit has a [psa] ticket
 from offboard.plan import Action, Inventory, InventoryItem, Skipped, Step, Target, manual_item
 
 from .client import MIRRORED
@@ -141,7 +142,7 @@ class _Planner:
         what = "the whole customer (every product)" if self.s.whole_exit else ", ".join(self.scope)
         return Step(id=sid, vendor=VENDOR, phase="scope", title="1. Confirm exit scope",
                     why="Runbook step 1: whole-organization deletion is a different risk from removing one mapping.",
-                    actions=(_manual("scope.record-in-psa", "exit scope recorded in the PSA ticket",
+                    actions=(_manual(RECORD_SCOPE, "exit scope recorded in the PSA ticket",
                                      f"Record in the PSA ticket that the exit covers {what}"
                                      + (" and deletes the whole organization" if self.s.delete_organization
                                         else ""),

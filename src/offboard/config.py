@@ -2,7 +2,9 @@
 
 The core knows the ``[customer]`` and ``[run]`` sections; each vendor section
 (``[<connector name>]``) is validated by that connector's own settings model.
-A vendor section being present is what puts that vendor in the exit.
+A vendor section being present is what puts that vendor in the exit. An optional
+``[psa]`` section names the PSA holding the exit's ticket (its ``kind``: an installed
+PSA connector, whose settings model validates the rest).
 Environment variables win over the file: ``OFFBOARD_CUSTOMER__NAME``,
 ``OFFBOARD_<VENDOR>__<FIELD>``.
 """
@@ -29,6 +31,8 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 
 from offboard.errors import BadInput, read_input
 from offboard.plan import canonical_json
+
+PSA = "psa"  # the optional section naming the PSA that holds the exit's ticket
 
 
 class SectionSettings(BaseSettings):
@@ -267,6 +271,7 @@ class ExitConfig:
     path: Path
     core: CoreSettings
     vendors: dict[str, SectionSettings] = field(default_factory=dict)
+    psa: SectionSettings | None = None  # the [psa] section, validated by its connector's model
 
     @property
     def customer(self) -> CustomerSection:
@@ -286,21 +291,26 @@ class ExitConfig:
 
     def fingerprint(self) -> str:
         """Identifies the exit a plan belongs to: the customer and each vendor's scope."""
-        data = {
+        data: dict[str, Any] = {
             "customer": self.customer.name,
             "vendors": {n: s.scope_key() for n, s in sorted(self.vendors.items())},
         }
+        if self.psa is not None:  # the plan records the scope in this ticket: another ticket, another plan
+            data["psa"] = self.psa.scope_key()
         return hashlib.sha256(canonical_json(data).encode()).hexdigest()
 
 
-def load_config(path: Path, connector_models: Mapping[str, type[SectionSettings]]) -> ExitConfig:
+def load_config(path: Path, connector_models: Mapping[str, type[SectionSettings]],
+                psa_models: Mapping[str, type[SectionSettings]] | None = None) -> ExitConfig:
     raw = read_input(path, "config file", f"copy config.example.toml to {path} and fill it in")
     try:
         data = tomllib.loads(raw.decode("utf-8"))
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise BadInput(f"config file {path} is not valid TOML: {exc}") from None
 
-    _refuse_credentials(data, connector_models)
+    psa_model = _psa_model(data.get(PSA), psa_models or {})
+    _refuse_credentials(data, {**connector_models, **({PSA: psa_model} if psa_model else {})})
+    psa_data = data.pop(PSA, None)
     vendor_data = {k: data.pop(k) for k in list(data) if k in connector_models}
     unknown = [k for k in data if k not in CoreSettings.model_fields]
     if unknown:
@@ -321,7 +331,29 @@ def load_config(path: Path, connector_models: Mapping[str, type[SectionSettings]
     if not vendors:
         names = ", ".join(f"[{n}]" for n in sorted(connector_models)) or "(no connector installed)"
         raise BadInput(f"config file {path} names no vendor: add a section for one of {names}")
-    return ExitConfig(path=path, core=core, vendors=vendors)
+    psa = None
+    if psa_model is not None:
+        assert isinstance(psa_data, dict)
+        body = dict(psa_data)
+        if "ticket_id" not in body and core.customer.ticket:
+            body["ticket_id"] = core.customer.ticket  # [customer] ticket is the ticket's reference
+        psa = section(psa_model, body, PSA, "OFFBOARD_PSA__")
+    return ExitConfig(path=path, core=core, vendors=vendors, psa=psa)
+
+
+def _psa_model(body: Any, psa_models: Mapping[str, type[SectionSettings]]) -> type[SectionSettings] | None:
+    """The settings model of the PSA that ``[psa] kind`` names (the environment may name it too)."""
+    if body is None:
+        return None
+    if not isinstance(body, dict):
+        raise BadInput("config: psa must be a table ([psa]), not a value")
+    kind = os.environ.get("OFFBOARD_PSA__KIND") or body.get("kind")
+    known = ", ".join(sorted(psa_models)) or "none installed"
+    if not isinstance(kind, str) or not kind:
+        raise BadInput(f"config: psa.kind is missing; name the PSA that holds the exit's ticket ({known})")
+    if kind not in psa_models:
+        raise BadInput(f"config: psa.kind {kind!r} is not an installed PSA connector ({known}); check its spelling")
+    return psa_models[kind]
 
 
 # Key names that hold a credential, whatever the vendor: api_key, api_secret, client_secret,

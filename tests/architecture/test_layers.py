@@ -56,13 +56,15 @@ def test_a_command_loads_no_sandbox_and_probes_only_this_platforms_keyring() -> 
     probe = textwrap.dedent("""
         import sys
         import offboard.cli.app
-        from offboard.connectors import installed
+        from offboard.connectors import installed, psa
         from offboard.wire import credentials
         installed()
+        psa.installed()
         credentials.ring()
         loaded = [m for m in sys.modules if m.split(".")[0] in ("starlette", "uvicorn", "anyio")
                   or m.startswith(("offboard_huntress.sandbox", "offboard_blumira.sandbox",
-                                   "offboard.connectors.sandboxing"))]
+                                   "offboard_halopsa.sandbox", "offboard_connectwise.sandbox",
+                                   "offboard_autotask.sandbox", "offboard.connectors.sandboxing"))]
         other = {"linux": ("macOS", "Windows"), "darwin": ("Windows", "SecretService", "kwallet", "libsecret"),
                  "win32": ("macOS", "SecretService", "kwallet", "libsecret")}.get(sys.platform, ("macOS", "Windows"))
         loaded += [m for m in sys.modules if m.startswith("keyring.backends.") and m.split(".")[2] in other]

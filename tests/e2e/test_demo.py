@@ -24,17 +24,20 @@ def test_demo_exits_the_customer_from_both_vendors_and_leaves_a_verifiable_audit
     for heading in ("1. plan", "2. apply", "3. status and verification", "4. audit"):
         assert heading in out
     assert "test doubles of \nBlumira, Huntress" in out or "test doubles of Blumira, Huntress" in out
+    assert "18 evidence export(s)" not in out and "17 evidence export(s), 1 ticket note(s)" in out
     # 42 Huntress removals and the one Blumira webhook limited to the customer
     assert "43 removal(s) by API" in out and "removed 42 object(s) by API, failed 0" in out
     # Blumira's one write waits for "notify Blumira first", then the run continues
     assert "1 action(s) waited for those confirmations" in out
-    assert out.count("  confirmed huntress.") == 13 and out.count("  confirmed blumira.") == 8
+    # The scope item is offboard's with a [psa] section: posted at `plan -o`, re-read at apply.
+    assert out.count("  confirmed huntress.") == 12 and out.count("  confirmed blumira.") == 8
+    assert "HaloPSA ticket 4711 now holds the exit scope and the plan summary" in out
     assert "manual-pending" not in out
     assert "12 object" not in out  # the neighbour's agents never appear as candidates
     assert "Bright Smiles" not in out  # nor the neighbouring Blumira sub-account
     # Piped, the progress is timestamped lines: both vendors' steps, then the whole plan done.
-    assert "Huntress: 3. Remove endpoint coverage (EDR agents) (36 to do)" in result.stderr
-    assert "Blumira: 0. Notify Blumira first" in result.stderr and "Actions finished: 81/81 done" in result.stderr
+    assert "Huntress: 3. Remove endpoint coverage (EDR agents) (36 to do)" in out  # a log: progress with stdout
+    assert "Blumira: 0. Notify Blumira first" in out and "Actions finished: 81/81 done" in out
     runs = list((tmp_path / "offboard-demo" / "runs").iterdir())
     assert len(runs) == 1
     assert verify_file(runs[0] / "audit.jsonl").ok
@@ -47,6 +50,15 @@ def test_demo_exits_the_customer_from_both_vendors_and_leaves_a_verifiable_audit
     assert "Service stopped" in report.read_text() and (runs[0] / "report.html").exists()
     final = (runs[0] / "documents" / "blumira" / "blumira-exit-complete.eml").read_text()
     assert "De-provisioning complete? yes" in final  # the draft written when the exit ended
+    # The ticket, as the service manager opens it: scope, start, each vendor, the checklist and its
+    # updates, the closure; the report and the signed bundle attached.
+    ticket = out[out.index("5. the exit's PSA ticket"):]
+    for line in ("offboard: exit scope for Acme Dental", "offboard: Huntress — API work finished",
+                 "offboard: Blumira — API work finished", "report.html", f"offboard-exit-{runs[0].name}"):
+        assert line in ticket.replace("│\n│      │       │ ", ""), line
+    postings = [r for r in verify_file(runs[0] / "audit.jsonl").records if r["event"] in ("ticket.posted",
+                                                                                       "ticket.attached")]
+    assert len(postings) >= 25 and all(r["detail"].get("note_id") or r["detail"].get("file_id") for r in postings)
     signed = subprocess.run([*offboard_exe(), "audit", "verify", str(runs[0] / "audit.jsonl"), "--public-key",
                              str(tmp_path / "offboard-demo" / "msp.pub")], env=env, capture_output=True, text=True,
                             timeout=60, check=False)

@@ -19,6 +19,7 @@ from offboard import engine
 from offboard.cli import conventions, jsonout, render, stopped
 from offboard.cli.sandbox_cmd import sandbox_app
 from offboard.config import ExitConfig, load_config
+from offboard.connectors import psa as psa_registry
 from offboard.errors import BadInput, ExitCode, OffboardError, RunInterrupted, RunStopped, read_input
 from offboard.plan import read_plan, write_plan
 from offboard.proof import signing
@@ -73,7 +74,8 @@ ConfigOpt = Annotated[Path, typer.Option("--config", "-c", envvar="OFFBOARD_CONF
 
 def _config(path: Path) -> ExitConfig:
     available = registry.installed()
-    return load_config(path, {n: c.settings_model for n, c in available.items()})
+    return load_config(path, {n: c.settings_model for n, c in available.items()},
+                       {n: c.settings_model for n, c in psa_registry.installed().items()})
 
 
 def _warn_if_late(cfg: ExitConfig) -> list[str]:
@@ -112,20 +114,26 @@ def plan(
     cfg = _config(config)
     if out is not None:
         check_output_path(out, "plan", "exit.plan.json")  # before reading a vendor: a typo costs no calls
-    with engine.open_sessions(cfg) as sessions, render.err.status("Reading what the customer still has (read-only)…"):
-        the_plan = engine.make_plan(cfg, sessions)
-    if not as_json:
-        render.plan_view(the_plan)
-    ready = engine.check_machine(cfg)  # this machine's gates, shown as the vendors' are: apply would refuse
-    if ready.gates and not as_json:
-        render.out.print(render.findings_table(ready.gates))
-    signature = None
-    if out is not None:
-        with writing_output(out, "plan"):
-            write_plan(the_plan, out)
-            signature = sign_plan(ready.signer, the_plan, out) if ready.signer is not None else None
-        signed = f" and signed ({signature.name})" if signature is not None else ""
-        render.out.print(f"Saved to {out}{signed}. Review it, then run: offboard apply {out}", soft_wrap=True)
+    ticket_note = None
+    with engine.open_sessions(cfg) as sessions:
+        with render.err.status("Reading what the customer still has (read-only)…"):
+            the_plan = engine.make_plan(cfg, sessions)
+        if not as_json:
+            render.plan_view(the_plan)
+        ready = engine.check_machine(cfg)  # this machine's gates, shown as the vendors' are: apply would refuse
+        if ready.gates and not as_json:
+            render.out.print(render.findings_table(ready.gates))
+        signature = None
+        if out is not None:
+            with writing_output(out, "plan"):
+                write_plan(the_plan, out)
+                signature = sign_plan(ready.signer, the_plan, out) if ready.signer is not None else None
+            signed = f" and signed ({signature.name})" if signature is not None else ""
+            render.out.print(f"Saved to {out}{signed}. Review it, then run: offboard apply {out}", soft_wrap=True)
+            if sessions.ticket is not None:  # the exit's scope in its PSA ticket, once
+                ticket_note = engine.record_scope(sessions.ticket, the_plan)
+    if ticket_note is not None:
+        render.out.print(ticket_note, soft_wrap=True, markup=False)
     warnings = _warn_if_late(cfg)
     removals = [a for a in the_plan.api_actions() if a.destructive]
     code = ExitCode.PLAN_HAS_CHANGES if removals and detailed_exitcode else ExitCode.OK
@@ -220,6 +228,8 @@ def _finish(result: engine.RunResult, signature: str | None, warnings: list[str]
     check = verify_file(result.run.audit_path)
     render.paths(result.run.audit_path, result.run.report_path, check.lines, check.last_hash)
     render.documents(result.documents)
+    for line in result.ticket:
+        render.out.print(line, soft_wrap=True, markup=False)
     if result.message:
         render.error(REDACTOR.text(result.message))
     if as_json:
@@ -297,6 +307,8 @@ def confirm_cmd(
         raise typer.Exit(ExitCode.FAILED)
     render.out.print(f"Confirmed {item} by {by} in run {run_id}.", markup=False)
     render.documents(result.documents)
+    for line in result.ticket:
+        render.out.print(line, soft_wrap=True, markup=False)
     if result.to_resume:
         render.out.print(f"{len(result.to_resume)} action(s) of this run have not run yet; continue with: "
                          f"offboard apply --resume {run_id}", markup=False, soft_wrap=True)
@@ -405,9 +417,18 @@ def _unsigned_verdict(file: Path, chain: VerifyResult, *, signed_asked: bool) ->
 
 
 @auth_app.command("set")
-def auth_set(vendor: Annotated[str, typer.Argument(help="A vendor, as `offboard auth status` lists them.")]) -> None:
-    """Prompt for a vendor's API credentials and store them in the OS keyring."""
-    conn = registry.get(vendor)
+def auth_set(
+    vendor: Annotated[str, typer.Argument(help="A vendor, as `offboard auth status` lists them, or `psa`.")],
+    kind: Annotated[str | None, typer.Option("--kind", help="With `psa`: which PSA (default: [psa] kind in "
+                                                            "the config).")] = None,
+    config: ConfigOpt = Path("config.toml"),
+) -> None:
+    """Prompt for a vendor's API credentials (or the PSA's: `offboard auth set psa`) and store them
+    in the OS keyring."""
+    if vendor == psa_registry.SECTION:
+        conn: registry.Connector | psa_registry.PsaConnector = psa_registry.get(kind or _psa_kind(config))
+    else:
+        conn = registry.get(vendor)
     if not sys.stdin.isatty():
         raise BadInput("`offboard auth set` needs a terminal to prompt; for unattended runs set "
                        + " and ".join(credentials.env_var(vendor, f.name) for f in conn.credential_fields))
@@ -417,6 +438,15 @@ def auth_set(vendor: Annotated[str, typer.Argument(help="A vendor, as `offboard 
     credentials.store(vendor, values)
     render.out.print(f"Stored {conn.display_name} credentials in the OS keyring "
                      f"(service {credentials.SERVICE_PREFIX}:{vendor}).")
+
+
+def _psa_kind(config: Path) -> str:
+    if config.exists():
+        psa = _config(config).psa
+        if psa is not None:
+            return str(getattr(psa, "kind", ""))
+    known = ", ".join(sorted(psa_registry.installed())) or "none installed"
+    raise BadInput(f"name the PSA: offboard auth set psa --kind KIND ({known}), or add a [psa] section to {config}")
 
 
 @auth_app.command("status")
@@ -429,6 +459,12 @@ def auth_status() -> None:
         in_keyring = credentials.stored_fields(name, conn.credential_fields) if has_keyring else []
         in_env = [f.name for f in conn.credential_fields if os.environ.get(credentials.env_var(name, f.name))]
         render.out.print(f"{name}: keyring has {in_keyring or 'nothing'}; environment has {in_env or 'nothing'}")
+    for kind, pconn in sorted(psa_registry.installed().items()):
+        section = psa_registry.SECTION
+        in_keyring = credentials.stored_fields(section, pconn.credential_fields) if has_keyring else []
+        in_env = [f.name for f in pconn.credential_fields if os.environ.get(credentials.env_var(section, f.name))]
+        render.out.print(f"psa ({kind}): keyring has {in_keyring or 'nothing'}; environment has "
+                         f"{in_env or 'nothing'}")
 
 
 @app.command()
@@ -570,14 +606,17 @@ def demo(
     keep: Annotated[bool, typer.Option("--keep", help="Leave the sandboxes up after the demo, until Ctrl-C, and "
                                        "print its config and the sandbox credentials to try commands on it.")]
     = False,
+    psa: Annotated[str | None, typer.Option("--psa", metavar="KIND", help="Whose sandbox holds the exit's "
+                                            "ticket (default: the first PSA connector installed).")] = None,
 ) -> None:
     """Run a whole exit (plan, apply, verify, audit) against the built-in vendor sandboxes.
 
-    No vendor account is used: each connector's test double runs on 127.0.0.1.
+    No vendor account is used: each connector's test double runs on 127.0.0.1, and a PSA's holds
+    the exit's ticket.
     """
     from offboard.cli.demo import run_demo
 
-    raise typer.Exit(run_demo(directory, keep=keep))
+    raise typer.Exit(run_demo(directory, keep=keep, psa=psa))
 
 
 def main(argv: list[str] | None = None) -> int:

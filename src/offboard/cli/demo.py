@@ -22,10 +22,12 @@ from offboard.cli.sandbox_cmd import (
     env_text,
     installed_kits,
     serving,
+    toml_value,
     wait_until_interrupted,
 )
 from offboard.config import load_config
-from offboard.errors import ExitCode
+from offboard.connectors import psa as psa_registry
+from offboard.errors import ExitCode, OffboardError
 from offboard.plan import write_plan
 from offboard.proof import signing
 from offboard.proof.audit import verify_file
@@ -45,21 +47,37 @@ def _demo_key(directory: Path) -> tuple[Path, Path]:
     return key_file, public_key
 
 
-def run_demo(directory: Path, *, keep: bool = False) -> int:
+def run_demo(directory: Path, *, keep: bool = False, psa: str | None = None) -> int:
     available = registry.installed()
     kits, names = installed_kits()
+    psas = psa_registry.installed()
+    # The ticket lives in one PSA's sandbox: the one asked for, else the one that offers itself for the
+    # demo, else the first installed.
+    preferred = [n for n, c in psas.items() if getattr(c, "demo_default", False)]
+    psa_name = psa_registry.get(psa, psas).name if psa else next(iter(preferred or psas), None)
+    psa_kit = psas[psa_name].sandbox() if psa_name is not None else None
+    ticket_of = f" and the exit's ticket in a test double of {psas[psa_name].display_name}" if (
+        psa_name is not None and psa_kit is not None) else ""
     directory.mkdir(parents=True, exist_ok=True)
     render.out.print("[bold]offboard demo[/]: a customer exit against built-in sandboxes — test doubles of "
-                     f"{', '.join(names[n] for n in kits)} on 127.0.0.1. "
+                     f"{', '.join(names[n] for n in kits)} on 127.0.0.1{ticket_of}. "
                      "No vendor account is used.\n")
-    with serving(kits, TIME_SCALE) as urls:
+    ticket_rows: list[tuple[str, str, str]] = []
+    ticket_ref = ""
+    psa_kits = {psa_registry.SECTION: psa_kit} if psa_kit is not None else {}
+    with serving(kits, TIME_SCALE) as urls, serving(psa_kits, TIME_SCALE) as psa_urls:
         key_file, public_key = _demo_key(directory)
         config_path = directory / "config.toml"
-        atomic_write_text(config_path, config_text(kits, urls, TIME_SCALE, customer="Acme Dental (sandbox demo)",
-                                                   end_of_service=date.today(), key_file=key_file.name,
-                                                   approved_by="demo"))
-        cfg = load_config(config_path, {n: c.settings_model for n, c in available.items()})
+        text = config_text(kits, urls, TIME_SCALE, customer="Acme Dental (sandbox demo)",
+                           end_of_service=date.today(), key_file=key_file.name, approved_by="demo")
         creds = {n: {f: SecretStr(v) for f, v in k.credentials.items()} for n, k in kits.items()}
+        for section, kit in psa_kits.items():
+            text += "\n".join([f"[{section}]", *(f"{k} = {toml_value(v)}" for k, v in
+                                                  kit.config_section(psa_urls[section], TIME_SCALE).items()), ""])
+            creds[section] = {f: SecretStr(v) for f, v in kit.credentials.items()}
+        atomic_write_text(config_path, text)
+        cfg = load_config(config_path, {n: c.settings_model for n, c in available.items()},
+                          {n: c.settings_model for n, c in psas.items()})
 
         with engine.open_sessions(cfg, available, creds=creds) as sessions:
             render.rule("1. plan (dry run: read-only)")
@@ -68,6 +86,8 @@ def run_demo(directory: Path, *, keep: bool = False) -> int:
             plan_path = directory / "exit.plan.json"
             write_plan(plan, plan_path)
             render.out.print(f"Plan saved to {plan_path}", soft_wrap=True)
+            if sessions.ticket is not None:
+                render.out.print(engine.record_scope(sessions.ticket, plan), soft_wrap=True, markup=False)
 
             render.rule("2. apply (unattended: all API work, then the manual checklist)")
             if any(f.blocking for v in plan.vendors for f in v.findings):
@@ -100,6 +120,8 @@ def run_demo(directory: Path, *, keep: bool = False) -> int:
                 render.out.print(f"{len(to_resume)} action(s) waited for those confirmations; the run continues "
                                  f"(`offboard apply --resume {result.run.run_id}`).")
                 result = engine.resume(result.run.run_id, cfg, sessions, progress=render.make_progress())
+            if sessions.ticket is not None:
+                ticket_rows, ticket_ref = _ticket_rows(sessions.ticket), sessions.ticket.ref
 
         render.rule("3. status and verification")
         run_obj, rows = engine.status(result.run.run_id, cfg)
@@ -117,14 +139,32 @@ def run_demo(directory: Path, *, keep: bool = False) -> int:
                              "as sent)", soft_wrap=True)
         render.out.print(f"Check it yourself: offboard audit verify {result.run.audit_path} "
                          f"--public-key {public_key}", soft_wrap=True)
+        if ticket_rows:
+            render.rule("5. the exit's PSA ticket")
+            render.out.print(render.ticket_table(ticket_rows, ticket_ref))
         unfinished = [r for r in rows if r.state not in ("done", "verified", "confirmed", "skipped")]
         if unfinished or any(not c.passed for c in result.checks):
             render.error(f"demo: {len(unfinished)} item(s) not finished; see the status table above")
             return ExitCode.FAILED
         if keep:
             env = directory / "sandbox.env"
-            atomic_write_text(env, env_text(kits, urls))
-            render.out.rule("5. the sandboxes stay up")
-            announce(config_path, env, kits, urls, names)
+            atomic_write_text(env, env_text({**kits, **psa_kits}, {**urls, **psa_urls}))
+            render.rule("6. the sandboxes stay up")
+            announce(config_path, env, {**kits, **psa_kits}, {**urls, **psa_urls},
+                     {**names, **{n: psas[psa_name].display_name for n in psa_kits if psa_name}})
             wait_until_interrupted(f"Try any command on them, e.g. offboard verify -c {config_path}.")
     return ExitCode.OK
+
+
+def _ticket_rows(ticket: engine.Ticket) -> list[tuple[str, str, str]]:
+    """What the sandbox's ticket holds now, as a service manager opening it would see it."""
+    rows: list[tuple[str, str, str]] = []
+    try:
+        for note in ticket.session.notes():
+            first = (note.text.strip().splitlines() or [""])[0]
+            rows.append(("note", note.id, first if len(first) <= 90 else first[:89] + "…"))
+        for f in ticket.session.files():
+            rows.append(("file", f.id, f"{f.name} ({f.size:,} bytes)" if f.size is not None else f.name))
+    except OffboardError as exc:
+        rows.append(("-", "-", f"the ticket could not be read: {exc}"))
+    return rows

@@ -140,10 +140,12 @@ def plan_view(plan: Plan) -> None:
             for s in vp.skipped:
                 out.print(f"  - {escape(s.target.name)} ({s.target.id}): {escape(s.reason)}")
     api = [a for a in plan.api_actions() if a.destructive]
-    reads = len(plan.api_actions()) - len(api)
+    notes = sum(1 for a in plan.api_actions() if a.operation.startswith("ticket."))  # posted to the PSA ticket
+    reads = len(plan.api_actions()) - len(api) - notes
     manual = len(plan.actions()) - len(plan.api_actions())
-    out.print(f"\n[bold]Plan:[/] {len(api)} removal(s) by API, {reads} evidence export(s), {manual} manual item(s). "
-              "Nothing has been changed.")
+    ticket = f"{notes} ticket note(s), " if notes else ""
+    out.print(f"\n[bold]Plan:[/] {len(api)} removal(s) by API, {reads} evidence export(s), {ticket}{manual} manual "
+              "item(s). Nothing has been changed.")
 
 
 def manual_table(actions: Sequence[Action]) -> Table:
@@ -453,3 +455,14 @@ def paths(audit: Path, report: Path, lines: int, last_hash: str) -> None:
 def documents(paths: Sequence[Path]) -> None:
     for path in paths:
         out.print(f"Draft:     {path}  (offboard never sends mail: review it and send it yourself)", soft_wrap=True)
+
+
+def ticket_table(rows: list[tuple[str, str, str]], ref: str) -> Table:
+    """The exit's PSA ticket: each note (its first line) and each file, with the PSA's ids."""
+    table = Table(title=f"{ref}: its notes and files", show_lines=False)
+    table.add_column("kind")
+    table.add_column("id", justify="right")
+    table.add_column("what")
+    for kind, ident, what in rows:
+        table.add_row(kind, ident, escape(what))
+    return table

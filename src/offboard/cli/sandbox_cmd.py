@@ -3,7 +3,7 @@ with the real commands (plan, apply, confirm, verify, bundle) before doing it fo
 
 It writes a ready config file and the sandboxes' credentials (sandbox-only: they open nothing but
 these local test doubles) and keeps serving until Ctrl-C. The clock is real by default, so the
-rehearsal runs at the vendors' real pace (Huntress: 60 requests a minute); ``--fast`` compresses it
+rehearsal runs at the vendors' real pace (e.g. 60 requests a minute); ``--fast`` compresses it
 as `offboard demo` does. The sandboxes (starlette, uvicorn) are imported only when served.
 """
 

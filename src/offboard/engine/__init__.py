@@ -10,13 +10,14 @@ from offboard.engine.planner import end_of_service_warning, make_plan
 from offboard.engine.readiness import Readiness, check_machine, refuse
 from offboard.engine.runfolder import exit_lock, reopen, signer_for, write_documents, write_state
 from offboard.engine.sessions import Sessions, open_sessions
+from offboard.engine.ticket import Ticket, record_scope
 from offboard.engine.types import Guide, GuideAnswer, NoProgress, Overrides, Progress, RunResult
 from offboard.engine.verify import emit_check, verify_recorded, verify_run
 
 __all__ = [
     "ConfirmResult", "Guide", "GuideAnswer", "NoProgress", "Overrides", "Progress", "Readiness", "RunResult",
-    "Sessions", "StatusRow", "apply", "check_machine", "confirm", "emit_check", "end_of_service_warning",
-    "exit_lock", "latest_run_id",
-    "make_plan", "open_sessions", "record_confirmation", "refuse", "reopen", "resume", "signer_for", "status",
+    "Sessions", "StatusRow", "Ticket", "apply", "check_machine", "confirm", "emit_check", "end_of_service_warning",
+    "exit_lock", "latest_run_id", "make_plan", "open_sessions", "record_confirmation", "record_scope", "refuse",
+    "reopen", "resume", "signer_for", "status",
     "verify_recorded", "verify_run", "write_documents", "write_state",
 ]

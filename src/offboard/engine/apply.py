@@ -21,6 +21,7 @@ from offboard.engine.planner import discover, vendor_plans
 from offboard.engine.readiness import UNSIGNED, check_machine, refuse
 from offboard.engine.runfolder import exit_lock, reopen, write_documents, write_state
 from offboard.engine.sessions import Sessions
+from offboard.engine.ticket import summary as ticket_summary
 from offboard.engine.types import Guide, NoProgress, Overrides, Progress, RunResult
 from offboard.errors import BadInput, ExitCode, RunInterrupted, RunStopped
 from offboard.lifecycle import TERMINAL, fold_actions
@@ -81,14 +82,32 @@ def _apply_run(run: RunDir, plan: Plan, sessions: Sessions, overrides: Overrides
     with run.lock():
         audit = AuditLog(run.audit_path, run.run_id)
         try:
+            if sessions.ticket is not None:
+                sessions.ticket.bind(plan, run, audit)
             stopped = _open_run(run, plan, sessions, audit, overrides, findings, signer)
             if stopped is not None:
-                return stopped
+                return _to_ticket(stopped, plan, sessions, audit, signer)
             if signer is None:
                 progress.warning(UNSIGNED)
-            return execute(run, plan, sessions, audit, live, overrides, progress, guide, signer)
+            if sessions.ticket is not None:
+                sessions.ticket.run_started(run.run_id)
+            result = execute(run, plan, sessions, audit, live, overrides, progress, guide, signer)
+            return _to_ticket(result, plan, sessions, audit, signer)
         finally:
             audit.close()
+
+
+def _to_ticket(result: RunResult, plan: Plan, sessions: Sessions, audit: AuditLog,
+               signer: Signer | None) -> RunResult:
+    """The run's outcome in the exit's PSA ticket (a failure, the checklist, or the closure); what
+    was posted is in the log, so the chain head is signed again and the documents rewritten."""
+    ticket = sessions.ticket
+    if ticket is None:
+        return result
+    if ticket.after_run(result.exit_code, result.message, signer):
+        write_documents(result.run, plan, audit, signer, sessions)
+    result.ticket = ticket_summary(ticket)
+    return result
 
 
 def _open_run(run: RunDir, plan: Plan, sessions: Sessions, audit: AuditLog, overrides: Overrides,
@@ -171,11 +190,14 @@ def _resume_run(run: RunDir, plan: Plan, sessions: Sessions, audit: AuditLog, li
     # A run that stopped while starting has not checked its gates yet: they are checked now.
     findings = ([] if GATES_DECIDED & events else
                 [f for name, s in sessions.by_vendor.items() for f in s.preflight(live[name])])
+    if sessions.ticket is not None:
+        sessions.ticket.bind(plan, run, audit)
     stopped = _open_run(run, plan, sessions, audit, overrides, findings, signer)
     if stopped is not None:
-        return stopped
+        return _to_ticket(stopped, plan, sessions, audit, signer)
     if signer is None:
         progress.warning(UNSIGNED)
     # Guarded actions were confirmed when the run started (audited); the run keeps that decision.
     confirmed = Overrides(overrides.preflight, overrides.evidence, None, True)
-    return execute(run, plan, sessions, audit, live, confirmed, progress, guide, signer, settle_only=gone)
+    result = execute(run, plan, sessions, audit, live, confirmed, progress, guide, signer, settle_only=gone)
+    return _to_ticket(result, plan, sessions, audit, signer)

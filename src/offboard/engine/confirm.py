@@ -12,11 +12,13 @@ from offboard.connectors import Check
 from offboard.engine.guided import record_confirmation
 from offboard.engine.runfolder import reopen, signer_for, write_documents, write_state
 from offboard.engine.sessions import Sessions
+from offboard.engine.ticket import PREFIX as TICKET_ITEM
+from offboard.engine.ticket import summary as ticket_summary
 from offboard.engine.verify import verify_run
 from offboard.errors import BadInput
 from offboard.lifecycle import TERMINAL, fold, fold_actions, open_for_person
-from offboard.plan import Action, read_plan
-from offboard.proof.audit import read_records
+from offboard.plan import Action, Plan, Target, read_plan
+from offboard.proof.audit import AuditLog, read_records
 from offboard.rundir import RunDir
 
 
@@ -29,6 +31,7 @@ class ConfirmResult:
     remaining: list[Action]
     documents: list[Path]
     to_resume: list[Action] = field(default_factory=list)
+    ticket: list[str] = field(default_factory=list)  # what reached the exit's PSA ticket
 
 
 def latest_run_id(cfg: ExitConfig) -> str:
@@ -44,6 +47,10 @@ def confirm(run_id: str, action_id: str, by: str, note: str, cfg: ExitConfig, se
     if not by.strip():
         raise BadInput("--by needs the name of the person who did the item")
     with reopen(run_id, cfg) as (run, plan, audit):
+        if sessions.ticket is not None:
+            sessions.ticket.bind(plan, run, audit)
+        if action_id.startswith(TICKET_ITEM) and plan.action(action_id) is None:
+            return _confirm_pasted(run, plan, audit, action_id, by, note, cfg, sessions)
         action = plan.action(action_id)
         manual_ids = [a.id for a in plan.actions() if a.kind == "manual"]
         if action is None or action.manual is None:
@@ -65,15 +72,38 @@ def confirm(run_id: str, action_id: str, by: str, note: str, cfg: ExitConfig, se
         # Held back behind a gate item, or never reached: a resume runs them.
         to_resume = [a for a in plan.actions() if a.kind == "api" and state.get(a.id) is None]
         all_api_done = all(state.get(a.id) in TERMINAL for a in plan.actions() if a.kind == "api")
-        if accepted and not remaining and all_api_done:
+        closed = accepted and not remaining and all_api_done
+        if closed:
             # The last item is done: re-read every vendor so the record ends with the state after it.
             verify_run(plan, sessions, audit)
             audit.emit("run.closed", outcome="success", detail="every action done and every manual item confirmed")
             write_state(run, plan, audit, "closed")
         else:
             write_state(run, plan, audit, "finished-manual_pending")
-        documents = write_documents(run, plan, audit, signer_for(cfg), sessions)
-        return ConfirmResult(run, action, accepted, check, remaining, documents, to_resume)
+        signer = signer_for(cfg)
+        documents = write_documents(run, plan, audit, signer, sessions)
+        ticket = sessions.ticket
+        if ticket is not None and accepted and ticket.after_confirm(action, by, note, closed, signer):
+            write_documents(run, plan, audit, signer, sessions)  # what was posted is signed too
+        return ConfirmResult(run, action, accepted, check, remaining, documents, to_resume,
+                             ticket=ticket_summary(ticket))
+
+
+def _confirm_pasted(run: RunDir, plan: Plan, audit: AuditLog, item: str, by: str, note: str, cfg: ExitConfig,
+                    sessions: Sessions) -> ConfirmResult:
+    """A note or file the PSA did not take, now put in the ticket by a person: re-read the ticket
+    where it can be read, and record it."""
+    ticket = sessions.ticket
+    if ticket is None:
+        raise BadInput(f"{item} is a ticket item, and this config has no [psa] section")
+    accepted, seen = ticket.confirm_pasted(item.removeprefix(TICKET_ITEM), by, note)
+    action = Action(id=item, vendor=ticket.session.name, step="ticket", kind="manual", operation=item,
+                    target=Target(type="ticket", id=item, name=f"{ticket.ref}: {item}"), summary=seen)
+    check = Check(f"{ticket.ref}: {item}", accepted, seen)
+    state = fold_actions(audit.records)
+    remaining = [a for a in plan.actions() if open_for_person(a, state.get(a.id))]
+    documents = write_documents(run, plan, audit, signer_for(cfg), sessions) if accepted else []
+    return ConfirmResult(run, action, accepted, check, remaining, documents, ticket=ticket_summary(ticket))
 
 
 # -- status ------------------------------------------------------------------------

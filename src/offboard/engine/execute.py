@@ -131,6 +131,9 @@ def execute(run: RunDir, plan: Plan, sessions: Sessions, audit: AuditLog, live: 
             count("succeeded" if event == "action.succeeded" else "skipped")
         elif not action.destructive:
             event = _run_read(action, session, audit, evidence)
+            if event == "manual.pending":
+                to_person(action)
+                return
             if event == "action.failed" and phase == "evidence":
                 evidence_failed.add(action.vendor)
             count("exported" if event == "action.succeeded" else "failed")
@@ -148,12 +151,19 @@ def execute(run: RunDir, plan: Plan, sessions: Sessions, audit: AuditLog, live: 
     lanes: dict[str, list[Action]] = {}
     for action in actions:
         lanes.setdefault(action.vendor, []).append(action)
+
+    def lane_done(vendor: str) -> None:
+        if sessions.ticket is not None:  # the exit's PSA ticket hears of each vendor as it finishes
+            sessions.ticket.vendor_finished(vendor)
+
     try:
         if guide is not None or len(lanes) < 2:
             for action in actions:  # one person answers one prompt at a time, in the plan's order
                 one(action)
+            for vendor in lanes:
+                lane_done(vendor)
         else:
-            _in_lanes(lanes, one)  # each vendor in its own order, under its own limiter, at once
+            _in_lanes(lanes, one, lane_done)  # each vendor in its own order, under its own limiter, at once
     except VendorAuthError as exc:
         audit.emit("run.finished", outcome="failure", detail=str(exc))
         write_state(run, plan, audit, "failed")
@@ -204,21 +214,23 @@ def execute(run: RunDir, plan: Plan, sessions: Sessions, audit: AuditLog, live: 
     return RunResult(run, code, counts, checks, pending=pending, message=message, documents=documents)
 
 
-def _in_lanes(lanes: Mapping[str, list[Action]], one: Callable[[Action], None]) -> None:
+def _in_lanes(lanes: Mapping[str, list[Action]], one: Callable[[Action], None],
+              done: Callable[[str], None] = lambda _vendor: None) -> None:
     """Run each vendor's actions in order in its own thread. A vendor that stops (down after
     retries) does not stop the others; refused credentials or Ctrl-C stop every lane after the
     action it is on. The first error is raised once every lane has stopped."""
     halt = threading.Event()
 
-    def lane(queue: list[Action]) -> None:
+    def lane(vendor: str, queue: list[Action]) -> None:
         for action in queue:
             if halt.is_set():
                 return
             one(action)
+        done(vendor)
 
     errors: list[BaseException] = []
     with ThreadPoolExecutor(max_workers=len(lanes), thread_name_prefix="vendor") as pool:
-        futures = [pool.submit(lane, queue) for queue in lanes.values()]
+        futures = [pool.submit(lane, vendor, queue) for vendor, queue in lanes.items()]
         try:
             for future in as_completed(futures):
                 exc = future.exception()
@@ -246,6 +258,10 @@ def _run_read(action: Action, session: VendorSession, audit: AuditLog, evidence:
             raise
         audit.emit("action.failed", **base, outcome="failure", detail={"message": str(exc)})
         return "action.failed"
+    if result.manual_fallback and action.manual is not None:  # e.g. the ticket could not take the scope note
+        audit.emit("manual.pending", **base, http=http_of(result.http), outcome="unknown",
+                   detail={"summary": action.summary, "fell_back": result.detail, **action.manual.model_dump()})
+        return "manual.pending"
     files = evidence.write(action.vendor, action.id, result.artifacts)
     event = "action.succeeded" if result.outcome == "success" else "action.failed"
     audit.emit(event, **base, http=http_of(result.http), outcome=result.outcome,

@@ -11,15 +11,19 @@ from typing import Any
 from offboard import connectors as registry
 from offboard.config import ExitConfig
 from offboard.connectors import Connector, ExitContext, VendorSession
+from offboard.connectors import psa as psa_registry
+from offboard.engine.ticket import Ticket, TicketAware, open_ticket
 from offboard.wire import credentials
 
 
 @dataclass
 class Sessions:
-    """The exit's vendors, each opened once and closed together."""
+    """The exit's vendors, each opened once and closed together; and the exit's PSA ticket, when
+    the config names one."""
 
     by_vendor: dict[str, VendorSession]
     connectors: dict[str, Connector]
+    ticket: Ticket | None = None
 
 
 @contextmanager
@@ -29,22 +33,36 @@ def open_sessions(
     *,
     transports: Mapping[str, Any] | None = None,
     creds: Mapping[str, Mapping[str, Any]] | None = None,
+    psa_available: Mapping[str, psa_registry.PsaConnector] | None = None,
 ) -> Iterator[Sessions]:
-    """``transports``/``creds`` let tests and the demo bypass the network and the keyring."""
+    """``transports``/``creds`` let tests and the demo bypass the network and the keyring (the
+    PSA's under the key ``psa``)."""
     available = registry.installed() if available is None else available
     opened: dict[str, VendorSession] = {}
     conns: dict[str, Connector] = {}
     c = cfg.customer
     context = ExitContext(c.name, c.end_of_service, c.ticket, c.approved_by)
+    ticket: Ticket | None = None
     try:
+        if cfg.psa is not None:
+            kind = psa_registry.get(str(getattr(cfg.psa, "kind", "")), psa_available)
+            secret = (creds or {}).get(psa_registry.SECTION)
+            if secret is None:
+                secret = credentials.load(psa_registry.SECTION, kind.display_name, kind.credential_fields)
+            assert isinstance(cfg.psa, psa_registry.PsaSettings)
+            transport = (transports or {}).get(psa_registry.SECTION)
+            ticket = open_ticket(cfg, kind.open(cfg.psa, secret, transport=transport))
         for name, settings in cfg.vendors.items():
             conn = registry.get(name, available)
             secret = (creds or {}).get(name)
             if secret is None:
                 secret = credentials.load(name, conn.display_name, conn.credential_fields)
-            opened[name] = conn.open(settings, secret, transport=(transports or {}).get(name), context=context)
+            session = conn.open(settings, secret, transport=(transports or {}).get(name), context=context)
+            opened[name] = session if ticket is None else TicketAware(session, ticket)
             conns[name] = conn
-        yield Sessions(opened, conns)
+        yield Sessions(opened, conns, ticket)
     finally:
         for s in opened.values():
             s.close()
+        if ticket is not None:
+            ticket.close()

@@ -108,6 +108,7 @@ class RunResult:
     pending: list[Action] = field(default_factory=list)
     message: str = ""
     documents: list[Path] = field(default_factory=list)  # drafts a person still has to send (e.g. an email)
+    ticket: list[str] = field(default_factory=list)  # what was posted to the exit's PSA ticket, or not
 
 
 def http_of(record: HttpRecord | None) -> dict[str, Any] | None:

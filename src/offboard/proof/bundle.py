@@ -129,10 +129,15 @@ def proof_views(plan: Plan, records: list[dict[str, Any]] | tuple[dict[str, Any]
              if r["event"] == "snapshot.taken"}
     snapshots = {vp.vendor: {"before": {"at": plan.created_at, **vp.snapshot}, "after": after.get(vp.vendor)}
                  for vp in plan.vendors}
+    # The exit's PSA ticket: each note and file posted (or found already there) with its id in the
+    # PSA, so an auditor can match the ticket to the signed log; and what was left to paste by hand.
+    ticket = pick(("ticket.posted", "ticket.found", "ticket.attached", "ticket.linked", "ticket.status",
+                   "ticket.failed", "ticket.pasted"))
     return {
         "proof/snapshots.json": _json(snapshots),
         "proof/verifications.json": _json(pick(("verify.passed", "verify.failed"))),
         "proof/confirmations.json": _json(pick(("manual.confirmed", "manual.rejected"))),
+        **({"proof/ticket.json": _json(ticket)} if ticket else {}),
     }
 
 

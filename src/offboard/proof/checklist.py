@@ -6,6 +6,7 @@ from typing import Any
 
 from offboard.lifecycle import fold, open_for_person
 from offboard.plan import Plan
+from offboard.proof.ticket_notes import open_pastes
 from offboard.rundir import RunDir, atomic_write_text
 
 
@@ -30,6 +31,16 @@ def render_checklist(plan: Plan, records: list[dict[str, Any]], run_id: str) -> 
             if m.record:
                 out.append(f"- Record in --note: {m.record}")
         out.append("")
+    pastes = open_pastes(records)
+    if pastes:
+        out += ["## The exit's PSA ticket", "",
+                "offboard could not post these to the ticket (the audit log says why). Put each in the ticket, "
+                "then record it; offboard re-reads the ticket first where it can:", ""]
+        for key, d in sorted(pastes.items()):
+            what = f"paste `{d['paste']}` (its last line is the marker offboard looks for)" if d.get("paste") else (
+                f"attach `{d['file']}` (SHA-256 {d.get('sha256', '?')})" if d.get("file") else d.get("title", key))
+            out += [f"## [ ] {d.get('title', key)} — `ticket.{key}`", "", f"- Why: {d.get('reason', '?')}",
+                    f"- Do: {what}", f"- Then: offboard confirm ticket.{key} --by \"Your Name\" --run {run_id}", ""]
     return "\n".join(out) + "\n"
 
 

@@ -188,10 +188,13 @@ class VendorHttp:
         ok: frozenset[int] = frozenset({200, 201, 202, 204}),
         allow: frozenset[int] = frozenset(),
         raw: bool = False,
+        files: Mapping[str, tuple[str, bytes, str]] | None = None,
+        data: Mapping[str, str] | None = None,
     ) -> Reply:
         """Send one logical call; ``allow`` lists statuses returned to the caller
         instead of raised (e.g. 404 on a read that checks absence). ``raw`` returns the
-        body as bytes. A full URL on another origin is fetched without our credentials."""
+        body as bytes. ``files`` and ``data`` send a multipart form (a file upload) instead of
+        JSON. A full URL on another origin is fetched without our credentials."""
         method = method.upper()
         is_read = method in READ_METHODS
         call = f"{method} {path}"
@@ -231,9 +234,10 @@ class VendorHttp:
             status: int | None = None
             try:
                 if self._same_origin(path):
-                    response = self._client.request(method, path, params=params, json=json)
+                    response = self._client.request(method, path, params=params, json=json, files=files, data=data)
                 else:  # e.g. a report PDF on a storage host: never send the API key there
-                    response = self._client.request(method, path, params=params, json=json, auth=None)
+                    response = self._client.request(method, path, params=params, json=json, files=files, data=data,
+                                                    auth=None)
                 status = response.status_code
             finally:
                 self.limiter.completed()

@@ -1,0 +1,67 @@
+"""The [psa] section for Autotask PSA (kind = "autotask"): vendor-notes/psa-apis.md §2."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, field_validator, model_validator
+from pydantic_settings import SettingsConfigDict
+
+from offboard.config import check_vendor_url, is_loopback_url
+from offboard.connectors.psa import PsaSettings
+
+TENANT_LIMIT = 10_000  # requests per rolling hour per tenant database, shared by every integration (notes §2)
+RATE_WINDOW = 3600.0
+COMPLETE = 5  # the default "Complete" ticket status (notes §2)
+
+
+class AutotaskSettings(PsaSettings):
+    model_config = SettingsConfigDict(env_prefix="OFFBOARD_PSA__")
+
+    kind: Literal["autotask"] = "autotask"
+    base_url: str = Field(description="your zone's REST API, e.g. https://webservices5.autotask.net/atservicesrest "
+                                      "(GET https://webservices.autotask.net/atservicesrest/v1.0/zoneInformation"
+                                      "?user=<API user> names it)")
+    closed_status_ids: list[int] = Field(default_factory=lambda: [COMPLETE],
+                                         description="statuses that mean the ticket is closed: nothing is posted")
+    note_type: int | None = Field(None, description="the note type picklist value; default: the tenant's default")
+    publish_internal: int | None = Field(None, description="the publish value of an internal note; default: the "
+                                                            "tenant's value labelled Internal")
+    publish_visible: int | None = Field(None, description="the publish value of a note the customer may see; "
+                                                           "default: the tenant's value labelled All")
+    max_file_mb: float = Field(6.0, gt=0, le=7.0, description="Autotask takes 6-7 MB per file through its API")
+    requests_per_hour: int = Field(600, ge=1, le=TENANT_LIMIT // 2,
+                                   description="offboard's share of the tenant's 10,000 an hour (responses slow down "
+                                               "from half of it, for every integration)")
+    rate_window_seconds: float = Field(RATE_WINDOW, gt=0, le=RATE_WINDOW,
+                                       description="shorter only against the sandbox, whose clock runs fast")
+
+    @field_validator("base_url")
+    @classmethod
+    def _url(cls, v: str) -> str:
+        return check_vendor_url(v)
+
+    @field_validator("ticket_id")
+    @classmethod
+    def _ticket(cls, v: str) -> str:
+        if not v.strip().isdigit():
+            raise ValueError("an Autotask ticket id is the ticket's numeric id (not its number T2026…): open the "
+                             "ticket, its id is in the URL (ticketId=…)")
+        return v.strip()
+
+    @field_validator("close_status")
+    @classmethod
+    def _status(cls, v: str) -> str:
+        if v and not v.strip().isdigit():
+            raise ValueError("an Autotask status is its picklist value, a number (5 is Complete by default)")
+        return v.strip()
+
+    @model_validator(mode="after")
+    def _rules(self) -> AutotaskSettings:
+        if self.rate_window_seconds < RATE_WINDOW and not is_loopback_url(self.base_url):
+            raise ValueError("rate_window_seconds below 3600 is only for the sandbox on 127.0.0.1")
+        return self
+
+    @property
+    def time_scale(self) -> float:
+        return self.rate_window_seconds / RATE_WINDOW

@@ -1,0 +1,60 @@
+"""HaloPSA endpoints as thin typed methods over VendorHttp (notes §3; paths as in Halo's OpenAPI
+document, relative to the instance's ``/api``). No retry, sleep or paging here."""
+
+from __future__ import annotations
+
+import base64
+from typing import Any
+
+from offboard.errors import VendorReplyError
+from offboard.wire.http import Reply, VendorHttp
+
+from .models import Action, ActionList, Attachment, AttachmentView, Ticket, parse
+
+
+class HaloClient:
+    def __init__(self, http: VendorHttp) -> None:
+        self.http = http
+
+    def ticket(self, ticket_id: int) -> Ticket:
+        path = f"/Tickets/{ticket_id}"
+        return parse(Ticket, self.http.get(path).body, f"GET {path}")
+
+    def actions(self, ticket_id: int) -> list[Action]:
+        # excludesys: only actions people (and offboard) wrote; includehtmlnote: the body as posted.
+        reply = self.http.get("/Actions", params={"ticket_id": ticket_id, "excludesys": "true",
+                                                  "includehtmlnote": "true"})
+        return parse(ActionList, reply.body, "GET /Actions").actions
+
+    def add_action(self, ticket_id: int, outcome_id: int, note_html: str, *, hidden: bool) -> tuple[Action, Reply]:
+        """``POST /Actions`` takes an array (notes §3); ``sendemail`` stays false: offboard never mails
+        the customer, the PSA's own workflow does that if the MSP wants it."""
+        body = [{"ticket_id": ticket_id, "outcome_id": outcome_id, "note_html": note_html,
+                 "hiddenfromuser": hidden, "sendemail": False}]
+        reply = self.http.request("POST", "/Actions", json=body)
+        return _created(Action, reply, "POST /Actions"), reply
+
+    def attachments(self, ticket_id: int) -> list[Attachment]:
+        reply = self.http.get("/Attachment", params={"ticket_id": ticket_id})
+        return parse(AttachmentView, reply.body, "GET /Attachment").attachments or []
+
+    def add_attachment(self, ticket_id: int, filename: str, content: bytes, note: str) -> tuple[Attachment, Reply]:
+        body = [{"ticket_id": ticket_id, "filename": filename, "note": note,
+                 "data_base64": base64.b64encode(content).decode("ascii")}]
+        reply = self.http.request("POST", "/Attachment", json=body)
+        return _created(Attachment, reply, "POST /Attachment"), reply
+
+    def set_status(self, ticket_id: int, status_id: int) -> tuple[Ticket, Reply]:
+        """``POST /Tickets`` is an upsert on ``id`` (notes §3)."""
+        reply = self.http.request("POST", "/Tickets", json=[{"id": ticket_id, "status_id": status_id}])
+        return _created(Ticket, reply, "POST /Tickets"), reply
+
+
+def _created(model: Any, reply: Reply, call: str) -> Any:
+    """Halo answers a POST of one object with that object (some versions: a list of one)."""
+    body = reply.body
+    if isinstance(body, list):
+        if len(body) != 1:
+            raise VendorReplyError("HaloPSA", call, f"expected the one object posted, got a list of {len(body)}")
+        body = body[0]
+    return parse(model, body, call)

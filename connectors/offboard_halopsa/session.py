@@ -1,0 +1,54 @@
+"""One HaloPSA ticket: its state, its actions (notes), its attachments, its status."""
+
+from __future__ import annotations
+
+from offboard.connectors.psa import Limits, Posted, TicketFile, TicketInfo, TicketNote
+from offboard.wire.http import VendorHttp
+
+from .client import HaloClient
+from .settings import HaloSettings
+
+NOTE_CHARS = 30_000  # Halo's note limit is not published (notes §4): long notes are split below it
+
+
+class HaloTicketSession:
+    name = "halopsa"
+    display_name = "HaloPSA"
+
+    def __init__(self, http: VendorHttp, settings: HaloSettings) -> None:
+        self.http = http
+        self.s = settings
+        self.client = HaloClient(http)
+        self.ticket_id = settings.ticket_id
+        self._id = int(settings.ticket_id)
+        self.limits = Limits("html", NOTE_CHARS, int(settings.max_file_mb * 1024 * 1024))
+
+    def close(self) -> None:
+        self.http.close()
+
+    def ticket(self) -> TicketInfo:
+        t = self.client.ticket(self._id)
+        status = t.status_id
+        closed = status in self.s.closed_status_ids
+        return TicketInfo(str(t.id), t.summary or "", "" if status is None else str(status), t.status_name or "",
+                          closed)
+
+    def notes(self) -> list[TicketNote]:
+        return [TicketNote(str(a.id), f"{a.note or ''}\n{a.note_html or ''}") for a in self.client.actions(self._id)]
+
+    def add_note(self, title: str, body: str, *, customer_visible: bool) -> Posted:
+        action, reply = self.client.add_action(self._id, self.s.outcome_id, body, hidden=not customer_visible)
+        return Posted(str(action.id), reply.record)
+
+    def files(self) -> list[TicketFile]:
+        return [TicketFile(str(a.id), a.filename or "", f"{a.note or ''} {a.desc or ''}", a.filesize)
+                for a in self.client.attachments(self._id)]
+
+    def attach(self, name: str, content: bytes, description: str, *, customer_visible: bool) -> Posted:
+        attachment, reply = self.client.add_attachment(self._id, name, content, description)
+        return Posted(str(attachment.id), reply.record)
+
+    def set_status(self, status: str) -> Posted:
+        ticket, reply = self.client.set_status(self._id, int(status))
+        return Posted(str(ticket.id), reply.record)
+
