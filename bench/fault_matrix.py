@@ -30,6 +30,7 @@ import random
 import shutil
 import tempfile
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,7 +42,7 @@ from offboard.errors import ExitCode
 from offboard_blumira.sandbox import API_PREFIX
 
 from .matrix_attacks import edited_plans, forged_bundles, two_processes
-from .matrix_kills import KillPoint, killed_then_resumed
+from .matrix_kills import AFTER, BEFORE, KillPoint, killed_then_resumed
 from .matrix_world import CREDENTIAL_FORMS, DEVICES, HA, SCALE, WEBHOOKS, Row, exit_in_process, measure, world
 
 MUST_BE_ZERO = ("sent_twice", "lost", "outside", "chains_broken", "secrets_leaked", "forged_accepted")
@@ -250,6 +251,17 @@ def main(argv: list[str] | None = None) -> int:
           f"{sum(r.tokens for r in rows)} OAuth tokens and {len(CREDENTIAL_FORMS)} other credential forms searched "
           f"in {sum(r.searched for r in rows) / 2**20:.1f} MiB of files and outputs.")
     print(machine())
+    acted = [r for r in rows if r.acted]
+    if acted:
+        done = sum(sum(r.acted.values()) for r in acted)
+        print(f"\nAfter the vendor acted: {done} writes carried out by the vendor while offboard got a 5xx or a cut "
+              f"connection ({', '.join(f'{k} x{n}' for r in acted for k, n in sorted(r.acted.items()))}); "
+              f"{sum(r.acted_landed for r in acted)} of them in effect at the end.")
+    kills = Counter[str]()
+    for r in rows:
+        kills.update({k: n for k, n in r.kinds.items() if k in (BEFORE, AFTER)})
+    if kills:
+        print(f"Kills: {kills[BEFORE]} with the write {BEFORE}, {kills[AFTER]} with the write {AFTER}.")
     for r in rows:
         for note in r.notes:
             print(f"note: {r.scenario}: {note}")

@@ -23,6 +23,8 @@ from offboard.errors import ExitCode
 from .matrix_world import Row, World, unconfirmed_gates
 
 OVERRIDE = ("--override-preflight", "fault matrix")
+BEFORE = "held before the vendor's handler (it acted after the kill)"
+AFTER = "held after the vendor acted (its reply went nowhere)"
 
 
 @dataclass(frozen=True)
@@ -42,9 +44,9 @@ class _Armed:
     struck: bool = False
 
 
-def _arm(w: World, point: KillPoint, rng: random.Random) -> _Armed:
+def _arm(w: World, point: KillPoint, rng: random.Random, acted: bool) -> _Armed:
     vendor, method, prefix, count = rng.choice(point.targets)
-    fault = Fault(method=method, path_prefix=prefix, status=None, acted=rng.random() < 0.5,
+    fault = Fault(method=method, path_prefix=prefix, status=None, acted=acted,
                   hold=threading.Event(), after=rng.randrange(max(1, count)))
     (w.h if vendor == "huntress" else w.b).faults.append(fault)
     return _Armed(point, vendor, fault)
@@ -70,7 +72,8 @@ def _let_go(sandbox: SandboxBase, fault: Fault, before: int) -> None:
 
 
 def killed_then_resumed(w: World, points: tuple[KillPoint, ...], rng: random.Random, row: Row) -> int:
-    armed = [_arm(w, p, rng) for p in points]
+    first = rng.random() < 0.5  # then alternate: several points strike both before and after the handler
+    armed = [_arm(w, p, rng, acted=(first + n) % 2 == 1) for n, p in enumerate(points)]
     args: tuple[str, ...] = ("apply", str(w.plan_file), *OVERRIDE)
     code = -1
     try:
@@ -85,6 +88,7 @@ def killed_then_resumed(w: World, points: tuple[KillPoint, ...], rng: random.Ran
                 hit.struck = True
                 row.faults += 1
                 row.kinds[hit.point.label] += 1
+                row.kinds[AFTER if hit.fault.acted else BEFORE] += 1
                 _let_go(sandbox, hit.fault, before)
             code = w.collect(proc, args[0] + (" --resume" if "--resume" in args else ""))
             run = w.run_folders()[-1]
