@@ -40,7 +40,7 @@ def test_every_fault_and_attack_is_ridden_out_with_nothing_twice_lost_outside_br
     acted = by["5xx or a cut connection after the vendor acted"]
     # Each kind of write was carried out by the vendor while offboard got a 5xx or a cut connection,
     # its effect is there at the end, and (sent twice: 0) it was never sent again.
-    assert set(acted.acted) == EVERY_KIND_OF_WRITE_ACTED, acted.acted
+    assert EVERY_KIND_OF_WRITE_ACTED <= set(acted.acted), acted.acted
     assert acted.acted_landed == sum(acted.acted.values())
     assert all(by[kills.name].kinds[p.label] == 1 for p in EVERY_WRITE), by[kills.name].kinds
     assert by[kills.name].kinds[BEFORE] and by[kills.name].kinds[AFTER]  # the write landed after the kill, and before
