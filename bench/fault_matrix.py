@@ -93,9 +93,11 @@ class Scenario:
 
 
 def _storm(method: str, prefix: str, status: int, rng: random.Random, retry_after: str | None = None,
-           times: int = 4) -> Fault:
+           times: int = 4, spread: int = 12) -> Fault:
+    """Answered in front of the vendor's handler (nothing done), from a seeded one of the first
+    ``spread`` + 1 matching requests (keep it within how many an exit sends)."""
     return Fault(method=method, path_prefix=prefix, status=status, times=times, retry_after=retry_after,
-                 after=rng.randint(0, 12))
+                 after=rng.randint(0, spread))
 
 
 def _acted(method: str, prefix: str, rng: random.Random, times: int = 1, *, drop: bool = False,
@@ -128,11 +130,11 @@ SCENARIOS = [
     Scenario("500/502/503 before the vendor acted",
              huntress=lambda r: [_storm("GET", "/v1/", r.choice([500, 502, 503]), r, times=3),
                                  _storm("DELETE", f"{HA}/agents/", r.choice([500, 502, 503]), r, times=3),
-                                 _storm("DELETE", f"{HA}/memberships/", 502, r, times=1),
-                                 _storm("PATCH", "/v1/", 503, r, times=1)],
+                                 _storm("DELETE", f"{HA}/memberships/", 502, r, times=1, spread=1),
+                                 _storm("PATCH", "/v1/", 503, r, times=1, spread=1)],
              blumira=lambda r: [_storm("GET", API_PREFIX, 503, r, times=3),
-                                _storm("DELETE", WEBHOOKS, 502, r, times=1),
-                                _storm("POST", DEVICES, 500, r, times=1)]),
+                                _storm("DELETE", WEBHOOKS, 502, r, times=1, spread=0),
+                                _storm("POST", DEVICES, 500, r, times=1, spread=3)]),
     Scenario("5xx or a cut connection after the vendor acted",
              huntress=lambda r: [_acted("DELETE", f"{HA}/agents/", r, times=1, drop=True, spread=2),
                                  _acted("DELETE", f"{HA}/agents/", r, times=2, spread=2),
@@ -168,8 +170,10 @@ def run_once(sc: Scenario, seed: int, agents: int, workdir: Path) -> Row:
         w.b.faults += sc.blumira(rng)
         if sc.down_after is not None:
             after = sc.down_after + rng.randint(0, 40)
-            w.h.faults.append(Fault(path_prefix="/v1/", status=503, times=10**6, after=after))
-            w.b.faults.append(Fault(path_prefix=API_PREFIX, status=503, times=10**6, after=after // 2))
+            w.outage += [Fault(path_prefix="/v1/", status=503, times=10**6, after=after),
+                         Fault(path_prefix=API_PREFIX, status=503, times=10**6, after=after // 2)]
+            w.h.faults.append(w.outage[0])
+            w.b.faults.append(w.outage[1])
         injected = [(f, f.times) for f in (*w.h.faults, *w.b.faults)]
         if sc.kill:
             code = killed_then_resumed(w, sc.kill, rng, row)
@@ -257,6 +261,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"\nAfter the vendor acted: {done} writes carried out by the vendor while offboard got a 5xx or a cut "
               f"connection ({', '.join(f'{k} x{n}' for r in acted for k, n in sorted(r.acted.items()))}); "
               f"{sum(r.acted_landed for r in acted)} of them in effect at the end.")
+    handed = sum(r.to_person for r in rows)
+    if handed:
+        print(f"Left to a person: {handed} uninstall dispatch(es) offboard could not settle (a 5xx in front of the "
+              "vendor looks the same as an agent that has not uninstalled yet), recorded `unknown` and never resent; "
+              "the technician removed each device in the portal and the resume's re-read settled it.")
     kills = Counter[str]()
     for r in rows:
         kills.update({k: n for k, n in r.kinds.items() if k in (BEFORE, AFTER)})

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from offboard.connectors.sandboxing import Fault, SandboxBase
 from offboard.errors import ExitCode
 
-from .matrix_world import Row, World, unconfirmed_gates
+from .matrix_world import Row, World, to_person, unconfirmed_gates
 
 OVERRIDE = ("--override-preflight", "fault matrix")
 BEFORE = "held before the vendor's handler (it acted after the kill)"
@@ -92,6 +92,8 @@ def killed_then_resumed(w: World, points: tuple[KillPoint, ...], rng: random.Ran
                 _let_go(sandbox, hit.fault, before)
             code = w.collect(proc, args[0] + (" --resume" if "--resume" in args else ""))
             run = w.run_folders()[-1]
+            if code == ExitCode.FAILED:
+                to_person(w, run, row)
             gates = unconfirmed_gates(run / "audit.jsonl")
             for item in gates:  # the technician sent the notification the vendor asks for first
                 w.offboard("confirm", item, "--by", "fault matrix", "--note", "sent", "--run", run.name)

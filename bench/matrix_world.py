@@ -34,10 +34,12 @@ from pydantic import SecretStr
 
 from offboard import connectors, engine
 from offboard.config import ExitConfig, load_config
-from offboard.connectors.sandboxing import Logged, SandboxBase, serve
+from offboard.connectors.sandboxing import Fault, Logged, SandboxBase, portal, serve
 from offboard.errors import ExitCode, VendorError
+from offboard.lifecycle import fold_actions
 from offboard.plan import Plan, read_plan
 from offboard.proof.audit import read_records, verify_file
+from offboard_blumira import unknowns
 from offboard_blumira.sandbox import API_PREFIX, CUSTOMER_ACCOUNT, KEEP_USER, TOKEN_PATH, BlumiraSandbox
 from offboard_huntress.models import ISOLATED
 from offboard_huntress.sandbox import ACCOUNT, CUSTOMER_ORG, HuntressSandbox
@@ -79,9 +81,17 @@ def config_text(hurl: str, burl: str, *, customer: str = "Acme Dental", runs_dir
             f'token_url = "{burl}{TOKEN_PATH}"\nrate_window_seconds = {SCALE}\nkeep_users = ["{KEEP_USER}"]\n')
 
 
+# The body field of Blumira's uninstall dispatch is unknown (offboard_blumira.unknowns): the product
+# sends no dispatch until a maintainer settles it. The matrix settles it on both sides, as the
+# connector's tests do, so that the dispatch path (an asynchronous write) is under fault too.
+DISPATCH_FIELD = "settled_by_the_fault_matrix"
+# `offboard` itself, with that one name settled first.
+LAUNCH = ("import sys; from offboard_blumira import unknowns; unknowns.DISPATCH_ACTION_FIELD = sys.argv.pop(1); "
+          "sys.argv[0] = 'offboard'; from offboard.cli.app import run; run()")
+
+
 def offboard_command() -> list[str]:
-    script = Path(sys.executable).parent / "offboard"
-    return [str(script)] if script.exists() else [sys.executable, "-m", "offboard.cli.app"]
+    return [sys.executable, "-c", LAUNCH, DISPATCH_FIELD]
 
 
 @dataclass
@@ -94,6 +104,12 @@ class World:
     hurl: str
     burl: str
     outputs: list[tuple[str, str]] = field(default_factory=list)  # (where, text)
+    outage: list[Fault] = field(default_factory=list)  # faults that keep a vendor down until it is back
+
+    def vendor_back(self) -> None:
+        """The outage ends; the other faults (each a bounded storm) stay until spent."""
+        for sandbox in (self.h, self.b):
+            sandbox.faults[:] = [f for f in sandbox.faults if f not in self.outage]
 
     @property
     def config(self) -> Path:
@@ -205,13 +221,20 @@ class World:
 @contextlib.contextmanager
 def world(path: Path, agents: int) -> Iterator[World]:
     h = HuntressSandbox(time_scale=SCALE, customer_agents=agents, extra_credentials={H_KEY: H_SECRET})
-    # Blumira's catalog offers an uninstall, so its exits dispatch one per device (asynchronous writes).
-    b = BlumiraSandbox(time_scale=SCALE, extra_clients={B_ID: B_SECRET}, offers_uninstall=True)
+    # Blumira's catalog answers these credentials and offers an uninstall, and the dispatch's field
+    # is settled: its exits dispatch one uninstall per device (asynchronous writes).
+    b = BlumiraSandbox(time_scale=SCALE, extra_clients={B_ID: B_SECRET}, offers_uninstall=True, catalog_status=200,
+                       dispatch_action_field=DISPATCH_FIELD)
     path.mkdir(parents=True, exist_ok=True)
-    with serve(h.app) as hurl, serve(b.app) as burl:
-        w = World(path, h, b, hurl, burl)
-        w.write_config()
-        yield w
+    settled = unknowns.DISPATCH_ACTION_FIELD
+    unknowns.DISPATCH_ACTION_FIELD = DISPATCH_FIELD
+    try:
+        with serve(h.app) as hurl, serve(b.app) as burl:
+            w = World(path, h, b, hurl, burl)
+            w.write_config()
+            yield w
+    finally:
+        unknowns.DISPATCH_ACTION_FIELD = settled
 
 
 # -- counting -------------------------------------------------------------------------------
@@ -235,11 +258,12 @@ class Row:
     acted: Counter[str] = field(default_factory=Counter)  # writes carried out whose reply a fault replaced, by kind
     acted_landed: int = 0  # of those, whose effect is there at the end
     kinds: Counter[str] = field(default_factory=Counter)  # kills, by the kind of write in flight
+    to_person: int = 0  # writes left `unknown` (never resent) that the technician did in the portal
     tokens: int = 0  # OAuth tokens the Blumira sandbox issued (each searched for)
     searched: int = 0  # characters of files and outputs searched for credentials
 
     COUNTED = ("runs", "resumes", "faults", "sent_twice", "lost", "outside", "chains_broken", "secrets_leaked",
-               "forged_accepted", "acted_landed", "tokens", "searched")
+               "forged_accepted", "acted_landed", "to_person", "tokens", "searched")
 
     def add(self, other: Row) -> None:
         for name in self.COUNTED:
@@ -260,8 +284,7 @@ def exit_in_process(w: World, plan: Plan, row: Row,
             with engine.open_sessions(cfg, transports=transports(), creds=w.creds()) as sessions:
                 result = engine.apply(plan, cfg, sessions, overrides=LAB)
         except VendorError:  # down before the run began: nothing was done, so it is applied again
-            w.h.faults.clear()
-            w.b.faults.clear()
+            w.vendor_back()
             row.resumes += 1
             with engine.open_sessions(cfg, transports=transports(), creds=w.creds()) as sessions:
                 result = engine.apply(plan, cfg, sessions, overrides=LAB)
@@ -270,15 +293,27 @@ def exit_in_process(w: World, plan: Plan, row: Row,
             gates = unconfirmed_gates(result.run.audit_path)
             if code != ExitCode.FAILED and not gates:
                 break
-            if code == ExitCode.FAILED:  # the vendor is back; a run held for a confirmation keeps its faults
-                w.h.faults.clear()
-                w.b.faults.clear()
+            if code == ExitCode.FAILED:
+                w.vendor_back()
+                to_person(w, result.run.path, row)
             row.resumes += 1
             with engine.open_sessions(cfg, transports=transports(), creds=w.creds()) as sessions:
                 for item in gates:  # the technician sent the notification the vendor asks for first
                     engine.confirm(run_id, item, "fault matrix", "sent", cfg, sessions)
                 code = engine.resume(run_id, cfg, sessions, overrides=LAB).exit_code
     return int(code)
+
+
+def to_person(w: World, run: Path, row: Row) -> None:
+    """The technician, for each write offboard left `unknown` (a dispatch the re-read cannot settle:
+    a 5xx in front of the vendor looks the same as an agent that has not uninstalled yet; it is never
+    resent): does it in the portal, so the resume's re-read settles it."""
+    plan = read_plan(run / "plan.json")
+    state = fold_actions(list(read_records(run / "audit.jsonl")))
+    for action in plan.api_actions():
+        if state.get(action.id) == "action.unknown":
+            base = w.hurl if action.vendor == "huntress" else w.burl
+            row.to_person += int(portal(base, action))
 
 
 def finish(w: World, run: Path, config: Path, row: Row, code: int) -> int:
@@ -290,6 +325,8 @@ def finish(w: World, run: Path, config: Path, row: Row, code: int) -> int:
             w.offboard("confirm", item, "--by", "fault matrix", "--note", "sent", "--run", run.name, config=config)
         if code != ExitCode.FAILED and not gates:
             break
+        if code == ExitCode.FAILED:
+            to_person(w, run, row)
         row.resumes += 1
         code, _ = w.offboard("apply", "--resume", run.name, "--override-preflight", "fault matrix", config=config)
     return code
