@@ -122,7 +122,7 @@ class World:
     def plan(self, config: Path | None = None, out: Path | None = None) -> Plan:
         out = out or self.plan_file
         code, said = self.offboard("plan", "-o", str(out), config=config)
-        if code != ExitCode.PLAN_HAS_CHANGES:
+        if code not in (ExitCode.OK, ExitCode.PLAN_HAS_CHANGES) or not out.exists():
             raise RuntimeError(f"offboard plan exited {code}: {said.strip()[-500:]}")
         return read_plan(out)
 

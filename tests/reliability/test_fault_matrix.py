@@ -65,7 +65,7 @@ def test_the_credential_search_finds_every_form_in_files_bundles_outputs_and_log
         (w.path / "runs" / "r" / "audit.jsonl").write_text(f"key {H_KEY}\n")
         (w.path / "bundle.tar.gz").write_bytes(gzip.compress(f"token {token['access_token']}".encode()))
         with w.captured("apply"):
-            logging.getLogger("httpx").debug("Authorization: Basic %s", CREDENTIAL_FORMS["Huntress Basic header"])
+            logging.getLogger("probe").debug("Authorization: Basic %s", CREDENTIAL_FORMS["Huntress Basic header"])
             print(B_SECRET)
         w.outputs.append(("offboard plan (stdout, stderr)", f"client {B_ID}"))
         found, where, searched = secrets_found(w)
