@@ -1,55 +1,51 @@
 """Fault matrix: whole two-vendor exits (Huntress + Blumira) against the sandboxes over real
-HTTP on 127.0.0.1, each under one kind of fault, resumed until done, then counted.
+HTTP on 127.0.0.1, each under one kind of fault or attack, resumed until done, then counted.
 
-    .venv/bin/python -m bench.fault_matrix [--runs N] [--agents N] [--seed S]
+    .venv/bin/python -m bench.fault_matrix [--runs N] [--agents N] [--seed S] [--only TEXT]
 
-Faults come from the sandboxes' injection (429 storms with and without Retry-After, 5xx
-bursts, slow replies, a vendor that stays down) and from a chaos transport at offboard's
-httpx seam (replies lost after the request was sent — read timeouts and connection resets —
-and connections refused before it was). The kill scenario runs `offboard apply` as a
-process and kills it with SIGKILL at a seeded point, then resumes it.
+Faults come from the sandboxes (429 storms with and without Retry-After, 5xx bursts answered
+before the vendor acts, slow replies, a vendor that stays down; and 5xx replies or cut
+connections *after* the vendor carried the write out), from a chaos transport at offboard's
+httpx seam (replies lost after the request was sent, connections refused before it was), and
+from SIGKILL: `offboard apply` killed while a write of each kind is in flight (a Huntress agent
+DELETE, PATCH, membership or rule DELETE; a Blumira webhook DELETE or uninstall dispatch),
+then resumed. The attacks of issue 14 are rows too: edited and re-checksummed plans, two
+processes on one exit, forged bundles (bench/matrix_attacks.py).
 
-Counted, per scenario: runs, resumes, faults injected, writes that reached a vendor more than
-once for the same object (must be 0), planned removals not done at the end (must be 0),
-audit chains broken (must be 0), and canary secrets found in any output or file (must be 0).
+Counted, per scenario: runs, resumes, faults injected, writes that reached a vendor's handler
+more than once for the same object, planned removals not done at the end, writes that reached
+a vendor for anything offboard's own plan does not hold (for edited plans: any write at all),
+audit chains broken, credentials found (every form: key, secret, Basic header value, client
+id and secret, every OAuth token issued) in any file of the run's folder or any output, and
+forged bundles accepted. Each must be 0.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
+import platform
 import random
 import shutil
-import signal
-import subprocess
-import sys
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import httpx
-from pydantic import SecretStr
 
-from offboard import connectors, engine
-from offboard.config import load_config
-from offboard.connectors.sandboxing import Fault, SandboxBase, serve
-from offboard.errors import ExitCode, VendorError
-from offboard.plan import read_plan
-from offboard.proof.audit import read_records, verify_file
-from offboard_blumira.sandbox import API_PREFIX, CUSTOMER_ACCOUNT, KEEP_USER, TOKEN_PATH, BlumiraSandbox
-from offboard_huntress.sandbox import HuntressSandbox
+from offboard.connectors.sandboxing import Fault
+from offboard.errors import ExitCode
+from offboard_blumira.sandbox import API_PREFIX
 
-SCALE = 0.02  # Huntress's 60 s window lasts 1.2 s; Blumira's 1 s, 20 ms
-H_KEY, H_SECRET = "hk_matrix_canary_key", "hs_matrix_canary_secret_5e2a"
-B_ID, B_SECRET = "blumira-matrix-canary", "blu_matrix_canary_secret_77d1"
-CANARIES = (H_SECRET, B_SECRET)
-LAB = engine.Overrides(preflight="fault matrix: the sandbox's isolated host is part of the exercise")
-MUST_BE_ZERO = ("sent_twice", "lost", "chains_broken", "secrets_leaked")
+from .matrix_attacks import edited_plans, forged_bundles, two_processes
+from .matrix_kills import AFTER, BEFORE, KillPoint, killed_then_resumed
+from .matrix_world import CREDENTIAL_FORMS, DEVICES, HA, SCALE, WEBHOOKS, Row, exit_in_process, measure, world
+
+MUST_BE_ZERO = ("sent_twice", "lost", "outside", "chains_broken", "secrets_leaked", "forged_accepted")
 
 
 class ChaosTransport(httpx.BaseTransport):
@@ -81,6 +77,9 @@ class ChaosTransport(httpx.BaseTransport):
         self.inner.close()
 
 
+Attack = Callable[[Path, int, random.Random, Row], None]
+
+
 @dataclass
 class Scenario:
     name: str
@@ -88,215 +87,113 @@ class Scenario:
     blumira: Callable[[random.Random], list[Fault]] = lambda _r: []
     chaos: tuple[float, float] | None = None  # (before, after) probabilities per request
     down_after: int | None = None  # both vendors answer 503 to everything after this many requests
-    kill: bool = False
+    kill: tuple[KillPoint, ...] = ()  # SIGKILL while a write of each of these kinds is in flight
+    attack: Attack | None = None  # an attack of issue 14, which makes its own worlds
     retry_after: bool = True
 
 
 def _storm(method: str, prefix: str, status: int, rng: random.Random, retry_after: str | None = None,
-           times: int = 4) -> Fault:
+           times: int = 4, spread: int = 12) -> Fault:
+    """Answered in front of the vendor's handler (nothing done), from a seeded one of the first
+    ``spread`` + 1 matching requests (keep it within how many an exit sends)."""
     return Fault(method=method, path_prefix=prefix, status=status, times=times, retry_after=retry_after,
-                 after=rng.randint(0, 12))
+                 after=rng.randint(0, spread))
 
+
+def _acted(method: str, prefix: str, rng: random.Random, times: int = 1, *, drop: bool = False,
+           spread: int = 0) -> Fault:
+    """The vendor carries the write out, then the client gets a 5xx (or the connection is cut)."""
+    return Fault(method=method, path_prefix=prefix, status=None if drop else rng.choice([500, 502, 503, 504]),
+                 acted=True, drop=drop, times=times, after=rng.randint(0, spread))
+
+
+AGENT_DELETE = KillPoint("a Huntress agent DELETE",
+                         (("huntress", "DELETE", f"{HA}/agents/", 4),))
+HUNTRESS_PATCH = KillPoint("a Huntress PATCH",
+                           (("huntress", "PATCH", f"{HA}/organizations/", 1),
+                            ("huntress", "PATCH", "/v1/reseller/subscriptions/", 1)))
+MEMBERSHIP_DELETE = KillPoint("a Huntress membership or rule DELETE",
+                              (("huntress", "DELETE", f"{HA}/memberships/", 2),
+                               ("huntress", "DELETE", "/v1/unwanted_access_rules/", 2)))
+WEBHOOK_DELETE = KillPoint("a Blumira webhook DELETE", (("blumira", "DELETE", WEBHOOKS, 1),))
+DISPATCH = KillPoint("a Blumira uninstall dispatch", (("blumira", "POST", DEVICES, 4),))
+EVERY_WRITE = (AGENT_DELETE, HUNTRESS_PATCH, MEMBERSHIP_DELETE, DISPATCH, WEBHOOK_DELETE)
 
 SCENARIOS = [
     Scenario("429 storm with Retry-After",
-             huntress=lambda r: [_storm("GET", "/v1/", 429, r, "0.05"), _storm("DELETE", "/v1/agents/", 429, r,
-                                                                               "0.05")],
+             huntress=lambda r: [_storm("GET", "/v1/", 429, r, "0.05"),
+                                 _storm("DELETE", f"{HA}/agents/", 429, r, "0.05")],
              blumira=lambda r: [_storm("GET", API_PREFIX, 429, r, "0.02")]),
     Scenario("429 storm without Retry-After",
-             huntress=lambda r: [_storm("GET", "/v1/", 429, r), _storm("DELETE", "/v1/agents/", 429, r)],
+             huntress=lambda r: [_storm("GET", "/v1/", 429, r), _storm("DELETE", f"{HA}/agents/", 429, r)],
              blumira=lambda r: [_storm("GET", API_PREFIX, 429, r)], retry_after=False),
-    Scenario("500/502/503 bursts",
+    Scenario("500/502/503 before the vendor acted",
              huntress=lambda r: [_storm("GET", "/v1/", r.choice([500, 502, 503]), r, times=3),
-                                 _storm("DELETE", "/v1/agents/", r.choice([500, 502, 503]), r, times=3),
-                                 _storm("DELETE", "/v1/memberships/", 502, r, times=1)],
+                                 _storm("DELETE", f"{HA}/agents/", r.choice([500, 502, 503]), r, times=3),
+                                 _storm("DELETE", f"{HA}/memberships/", 502, r, times=1, spread=1),
+                                 _storm("PATCH", "/v1/", 503, r, times=1, spread=1)],
              blumira=lambda r: [_storm("GET", API_PREFIX, 503, r, times=3),
-                                _storm("DELETE", f"{API_PREFIX}/msp/webhooks/", 502, r, times=1)]),
+                                _storm("DELETE", WEBHOOKS, 502, r, times=1, spread=0),
+                                _storm("POST", DEVICES, 500, r, times=1, spread=3)]),
+    Scenario("5xx or a cut connection after the vendor acted",
+             huntress=lambda r: [_acted("DELETE", f"{HA}/agents/", r, times=1, drop=True, spread=2),
+                                 _acted("DELETE", f"{HA}/agents/", r, times=2, spread=2),
+                                 _acted("PATCH", "/v1/", r, times=2),
+                                 _acted("DELETE", f"{HA}/memberships/", r, spread=1),
+                                 _acted("DELETE", "/v1/unwanted_access_rules/", r, spread=1)],
+             blumira=lambda r: [_acted("DELETE", WEBHOOKS, r),
+                                _acted("POST", DEVICES, r, times=1, drop=True, spread=2),
+                                _acted("POST", DEVICES, r, times=2, spread=2)]),
     Scenario("slow replies",
              huntress=lambda r: [Fault(path_prefix="/v1/", status=None, delay=0.02, times=40, after=r.randint(0, 9))],
              blumira=lambda r: [Fault(path_prefix=API_PREFIX, status=None, delay=0.02, times=20)]),
     Scenario("replies lost (read timeouts, resets)", chaos=(0.0, 0.06)),
     Scenario("connections refused and reset", chaos=(0.05, 0.03)),
     Scenario("vendor down, resumed later", down_after=60),
-    Scenario("kill -9 mid-run, resumed", kill=True),
+    *[Scenario(f"kill -9 during {point.label}, resumed", kill=(point,)) for point in EVERY_WRITE],
+    Scenario("edited plan, re-checksummed (3 edits)", attack=edited_plans),
+    Scenario("two processes on one exit (two runs folders; two configs)", attack=two_processes),
+    Scenario("forged bundles (6 crafted)", attack=forged_bundles),
 ]
-
-
-@dataclass
-class Row:
-    scenario: str
-    runs: int = 0
-    resumes: int = 0
-    faults: int = 0
-    sent_twice: int = 0
-    lost: int = 0
-    chains_broken: int = 0
-    secrets_leaked: int = 0
-    notes: list[str] = field(default_factory=list)
-
-
-def _config(directory: Path, hurl: str, burl: str) -> Path:
-    path = directory / "config.toml"
-    path.write_text(
-        '[customer]\nname = "Acme Dental"\nend_of_service = 2026-12-31\n\n[run]\nruns_dir = "runs"\n\n'
-        f'[huntress]\norganization_id = 42\nbase_url = "{hurl}"\nrate_window_seconds = {60 * SCALE}\n\n'
-        f'[blumira]\naccount_id = "{CUSTOMER_ACCOUNT}"\nbase_url = "{burl}{API_PREFIX}"\n'
-        f'token_url = "{burl}{TOKEN_PATH}"\nrate_window_seconds = {SCALE}\nkeep_users = ["{KEEP_USER}"]\n')
-    return path
-
-
-def _env() -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("OFFBOARD_")}
-    env.update(OFFBOARD_HUNTRESS_API_KEY=H_KEY, OFFBOARD_HUNTRESS_API_SECRET=H_SECRET,
-               OFFBOARD_BLUMIRA_CLIENT_ID=B_ID, OFFBOARD_BLUMIRA_CLIENT_SECRET=B_SECRET,
-               PYTHON_KEYRING_BACKEND="keyring.backends.null.Keyring")
-    return env
-
-
-def _offboard() -> list[str]:
-    script = Path(sys.executable).parent / "offboard"
-    return [str(script)] if script.exists() else [sys.executable, "-m", "offboard.cli.app"]
-
-
-@contextmanager
-def _sandboxes(agents: int) -> Iterator[tuple[HuntressSandbox, BlumiraSandbox, str, str]]:
-    h = HuntressSandbox(time_scale=SCALE, customer_agents=agents, extra_credentials={H_KEY: H_SECRET})
-    b = BlumiraSandbox(time_scale=SCALE, extra_clients={B_ID: B_SECRET})
-    with serve(h.app) as hurl, serve(b.app) as burl:
-        yield h, b, hurl, burl
-
-
-def _sent_twice(sandbox: SandboxBase) -> int:
-    """Writes that reached the vendor's route more than once for the same object."""
-    reached = Counter(r.path for r in sandbox.requests if r.method in ("DELETE", "PATCH", "POST")
-                      and not r.gated and not r.path.startswith(SandboxBase.CONTROL) and r.path != TOKEN_PATH)
-    return sum(n - 1 for n in reached.values() if n > 1)
 
 
 def run_once(sc: Scenario, seed: int, agents: int, workdir: Path) -> Row:
     rng = random.Random(seed)
     row = Row(sc.name, runs=1)
-    outputs: list[str] = []
-    with _sandboxes(agents) as (h, b, hurl, burl):
-        h.send_retry_after = b.send_retry_after = sc.retry_after
-        h.faults += sc.huntress(rng)
-        b.faults += sc.blumira(rng)
+    if sc.attack is not None:
+        sc.attack(workdir, agents, rng, row)
+        return row
+    with world(workdir, agents) as w:
+        w.h.send_retry_after = w.b.send_retry_after = sc.retry_after
+        plan = w.plan()
+        w.h.faults += sc.huntress(rng)
+        w.b.faults += sc.blumira(rng)
         if sc.down_after is not None:
             after = sc.down_after + rng.randint(0, 40)
-            h.faults.append(Fault(path_prefix="/v1/", status=503, times=10**6, after=after))
-            b.faults.append(Fault(path_prefix=API_PREFIX, status=503, times=10**6, after=after // 2))
-        injected = [(f, f.times) for f in (*h.faults, *b.faults)]
-        config = _config(workdir, hurl, burl)
-        cfg = load_config(config, {n: c.settings_model for n, c in connectors.installed().items()})
-        creds = {"huntress": {"api_key": SecretStr(H_KEY), "api_secret": SecretStr(H_SECRET)},
-                 "blumira": {"client_id": SecretStr(B_ID), "client_secret": SecretStr(B_SECRET)}}
-        planned = subprocess.run([*_offboard(), "plan", "-c", str(config), "-o", str(workdir / "exit.plan.json"),
-                                  "--detailed-exitcode"],
-                                 env=_env(), capture_output=True, text=True, timeout=300, check=False)
-        outputs.append(planned.stdout + planned.stderr)
-        if planned.returncode != ExitCode.PLAN_HAS_CHANGES:
-            raise RuntimeError(f"{sc.name}: plan exited {planned.returncode}: {planned.stderr.strip()}")
-        plan = read_plan(workdir / "exit.plan.json")
+            w.outage += [Fault(path_prefix="/v1/", status=503, times=10**6, after=after),
+                         Fault(path_prefix=API_PREFIX, status=503, times=10**6, after=after // 2)]
+            w.h.faults.append(w.outage[0])
+            w.b.faults.append(w.outage[1])
+        injected = [(f, f.times) for f in (*w.h.faults, *w.b.faults)]
         if sc.kill:
-            code = _killed_then_resumed(workdir, config, h, rng, row, outputs)
+            code = killed_then_resumed(w, sc.kill, rng, row)
         else:
-            code = _in_process(sc, cfg, plan, creds, rng, row, h, b)
+            chaos: list[ChaosTransport] = []
+
+            def transports() -> dict[str, httpx.BaseTransport] | None:
+                if sc.chaos is None:
+                    return None
+                made = {n: ChaosTransport(random.Random(rng.random()), *sc.chaos) for n in ("huntress", "blumira")}
+                chaos.extend(made.values())
+                return dict(made)
+
+            code = exit_in_process(w, plan, row, transports)
+            row.faults += sum(c.injected for c in chaos)
         row.faults += sum(before - f.times for f, before in injected)
         if code not in (ExitCode.OK, ExitCode.MANUAL_PENDING):
             row.notes.append(f"ended with exit {code}")
-        row.sent_twice = _sent_twice(h) + _sent_twice(b)
-        runs = sorted(p for p in (workdir / "runs").iterdir() if p.is_dir())
-        for run in runs:
-            check = verify_file(run / "audit.jsonl")
-            row.chains_broken += 0 if check.ok else 1
-        last = {r.get("action_id"): r["event"] for run in runs for r in read_records(run / "audit.jsonl")
-                if r.get("action_id") and r["event"].startswith("action.")}
-        row.lost = sum(1 for a in plan.api_actions() if a.destructive and last.get(a.id) != "action.succeeded")
-        texts = outputs + [p.read_text(errors="replace") for p in workdir.rglob("*") if p.is_file()]
-        row.secrets_leaked = sum(1 for t in texts for c in CANARIES if c in t)
+        measure(w, plan, row)
     return row
-
-
-def _in_process(sc: Scenario, cfg: Any, plan: Any, creds: Any, rng: random.Random, row: Row,
-                h: HuntressSandbox, b: BlumiraSandbox) -> int:
-    chaos: list[ChaosTransport] = []
-
-    def transports() -> dict[str, httpx.BaseTransport] | None:
-        if sc.chaos is None:
-            return None
-        made = {n: ChaosTransport(random.Random(rng.random()), *sc.chaos) for n in ("huntress", "blumira")}
-        chaos.extend(made.values())
-        return dict(made)
-
-    try:
-        with engine.open_sessions(cfg, transports=transports(), creds=creds) as sessions:
-            result = engine.apply(plan, cfg, sessions, overrides=LAB)
-    except VendorError:  # down before the run began: nothing was done, so it is applied again
-        h.faults.clear()
-        b.faults.clear()
-        row.resumes += 1
-        with engine.open_sessions(cfg, transports=transports(), creds=creds) as sessions:
-            result = engine.apply(plan, cfg, sessions, overrides=LAB)
-    code, run_id = result.exit_code, result.run.run_id
-    for _ in range(6):
-        gates = _unconfirmed_gates(result.run.audit_path)
-        if code != ExitCode.FAILED and not gates:
-            break
-        h.faults.clear()  # the vendor is back
-        b.faults.clear()
-        row.resumes += 1
-        with engine.open_sessions(cfg, transports=transports(), creds=creds) as sessions:
-            for item in gates:  # the technician sent the notification the vendor asks for first
-                engine.confirm(run_id, item, "fault matrix", "sent", cfg, sessions)
-            code = engine.resume(run_id, cfg, sessions, overrides=LAB).exit_code
-    row.faults += sum(c.injected for c in chaos)
-    return int(code)
-
-
-def _killed_then_resumed(workdir: Path, config: Path, h: HuntressSandbox, rng: random.Random, row: Row,
-                         outputs: list[str]) -> int:
-    h.faults.append(Fault(method="DELETE", path_prefix="/v1/", status=None, delay=0.02, times=10**6))
-    proc = subprocess.Popen([*_offboard(), "apply", str(workdir / "exit.plan.json"), "-c", str(config),
-                             "--override-preflight", "fault matrix"], env=_env(), stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
-    target = rng.randint(1, max(2, len([a for a in h.agents_of(42)]) - 1))
-    deadline = time.monotonic() + 120
-    while len(h.deletes()) < target and proc.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.005)
-    if proc.poll() is None:
-        os.kill(proc.pid, signal.SIGKILL)
-        row.faults += 1
-    out, err = proc.communicate(timeout=30)
-    outputs.append(out + err)
-    time.sleep(0.1)
-    h.faults.clear()
-    run = sorted(p for p in (workdir / "runs").iterdir() if p.is_dir())[-1]
-    row.resumes += 1
-    resumed = subprocess.run([*_offboard(), "apply", "--resume", run.name, "-c", str(config),
-                              "--override-preflight", "fault matrix"], env=_env(), capture_output=True, text=True,
-                             timeout=300, check=False)
-    outputs.append(resumed.stdout + resumed.stderr)
-    gates = _unconfirmed_gates(run / "audit.jsonl")
-    for item in gates:
-        confirmed = subprocess.run([*_offboard(), "confirm", item, "--by", "fault matrix", "--note", "sent",
-                                    "--run", run.name, "-c", str(config)], env=_env(), capture_output=True,
-                                   text=True, timeout=300, check=False)
-        outputs.append(confirmed.stdout + confirmed.stderr)
-    if gates:
-        row.resumes += 1
-        resumed = subprocess.run([*_offboard(), "apply", "--resume", run.name, "-c", str(config),
-                                  "--override-preflight", "fault matrix"], env=_env(), capture_output=True,
-                                 text=True, timeout=300, check=False)
-        outputs.append(resumed.stdout + resumed.stderr)
-    return resumed.returncode
-
-
-def _unconfirmed_gates(audit: Path) -> list[str]:
-    """Items that hold a vendor back until a person confirms them (e.g. notify Blumira first)."""
-    records = list(read_records(audit))
-    confirmed = {r.get("action_id") for r in records if r["event"] == "manual.confirmed"}
-    return list(dict.fromkeys(r["action_id"] for r in records
-                              if r["event"] == "vendor.held" and r["action_id"] not in confirmed))
 
 
 def run_matrix(runs: int, agents: int, seed: int, scenarios: list[Scenario] | None = None) -> list[Row]:
@@ -306,45 +203,78 @@ def run_matrix(runs: int, agents: int, seed: int, scenarios: list[Scenario] | No
         for i in range(runs):
             workdir = Path(tempfile.mkdtemp(prefix="offboard-matrix-"))
             try:
-                one = run_once(sc, seed * 1000 + n * 100 + i, agents, workdir)
+                total.add(run_once(sc, seed * 1000 + n * 100 + i, agents, workdir))
             finally:
                 shutil.rmtree(workdir, ignore_errors=True)
-            for f in ("runs", "resumes", "faults", "sent_twice", "lost", "chains_broken", "secrets_leaked"):
-                setattr(total, f, getattr(total, f) + getattr(one, f))
-            total.notes += one.notes
         rows.append(total)
     return rows
 
 
+COLUMNS = (("runs", "runs"), ("resumes", "resumes"), ("faults", "faults injected"),
+           ("sent_twice", "writes sent twice"), ("lost", "lost"), ("outside", "writes outside the exit"),
+           ("chains_broken", "chains broken"), ("secrets_leaked", "secrets leaked"),
+           ("forged_accepted", "forged bundles accepted"))
+
+
 def table(rows: list[Row]) -> str:
-    head = ("| fault | runs | resumes | faults injected | acted twice | lost | chains broken | secrets leaked |\n"
-            "|---|---|---|---|---|---|---|---|")
-    body = [f"| {r.scenario} | {r.runs} | {r.resumes} | {r.faults} | {r.sent_twice} | {r.lost} | "
-            f"{r.chains_broken} | {r.secrets_leaked} |" for r in rows]
+    def cells(r: Row) -> str:
+        return " | ".join("-" if getattr(r, name) is None else str(getattr(r, name)) for name, _ in COLUMNS)
+
     total = Row("**all**")
     for r in rows:
-        for f in ("runs", "resumes", "faults", "sent_twice", "lost", "chains_broken", "secrets_leaked"):
-            setattr(total, f, getattr(total, f) + getattr(r, f))
-    body.append(f"| **all** | {total.runs} | {total.resumes} | {total.faults} | {total.sent_twice} | {total.lost} | "
-                f"{total.chains_broken} | {total.secrets_leaked} |")
-    return "\n".join([head, *body])
+        total.add(r)
+    head = "| fault | " + " | ".join(title for _, title in COLUMNS) + " |"
+    rule = "|---" * (len(COLUMNS) + 1) + "|"
+    return "\n".join([head, rule, *(f"| {r.scenario} | {cells(r)} |" for r in rows), f"| **all** | {cells(total)} |"])
+
+
+def machine() -> str:
+    model = ""
+    with contextlib.suppress(OSError):
+        model = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                      if line.startswith("model name")), "")
+    load = f"; load average {os.getloadavg()[0]:.1f}" if hasattr(os, "getloadavg") else ""
+    return (f"Machine: {platform.machine()}, {os.cpu_count()} cores{f' ({model})' if model else ''}, Python "
+            f"{platform.python_version()}, {platform.system()} {platform.release()}{load}; sandbox clock "
+            f"x{1 / SCALE:g} (Huntress window {60 * SCALE:g} s for 60 calls, Blumira {SCALE:g} s for 10).")
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
     parser.add_argument("--runs", type=int, default=3, help="runs per fault (default 3)")
     parser.add_argument("--agents", type=int, default=36, help="the customer's Huntress agents (default 36)")
     parser.add_argument("--seed", type=int, default=1, help="seed for fault placement (default 1)")
+    parser.add_argument("--only", default="", help="only the scenarios whose name contains this text")
     args = parser.parse_args(argv)
     started = time.monotonic()
-    rows = run_matrix(args.runs, args.agents, args.seed)
+    chosen = [s for s in SCENARIOS if args.only.lower() in s.name.lower()]
+    rows = run_matrix(args.runs, args.agents, args.seed, chosen)
     print(table(rows))
     print(f"\n{sum(r.runs for r in rows)} runs in {time.monotonic() - started:.0f} s "
-          f"(seed {args.seed}, {args.agents} agents, sandbox clock x{1 / SCALE:.0f})")
+          f"(seed {args.seed}, {args.agents} agents); "
+          f"{sum(r.tokens for r in rows)} OAuth tokens and {len(CREDENTIAL_FORMS)} other credential forms searched "
+          f"in {sum(r.searched for r in rows) / 2**20:.1f} MiB of files and outputs.")
+    print(machine())
+    acted = [r for r in rows if r.acted]
+    if acted:
+        done = sum(sum(r.acted.values()) for r in acted)
+        print(f"\nAfter the vendor acted: {done} writes carried out by the vendor while offboard got a 5xx or a cut "
+              f"connection ({', '.join(f'{k} x{n}' for r in acted for k, n in sorted(r.acted.items()))}); "
+              f"{sum(r.acted_landed for r in acted)} of them in effect at the end.")
+    handed = sum(r.to_person for r in rows)
+    if handed:
+        print(f"Left to a person: {handed} uninstall dispatch(es) offboard could not settle (a 5xx in front of the "
+              "vendor looks the same as an agent that has not uninstalled yet), recorded `unknown` and never resent; "
+              "the technician removed each device in the portal and the resume's re-read settled it.")
+    kills = Counter[str]()
+    for r in rows:
+        kills.update({k: n for k, n in r.kinds.items() if k in (BEFORE, AFTER)})
+    if kills:
+        print(f"Kills: {kills[BEFORE]} with the write {BEFORE}, {kills[AFTER]} with the write {AFTER}.")
     for r in rows:
         for note in r.notes:
             print(f"note: {r.scenario}: {note}")
-    bad = [r for r in rows if any(getattr(r, f) for f in MUST_BE_ZERO)]
+    bad = [r for r in rows if r.notes or any(getattr(r, f) for f in MUST_BE_ZERO)]
     return 1 if bad else 0
 
 

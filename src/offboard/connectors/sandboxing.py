@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import socket
 import threading
 import time
@@ -32,6 +33,17 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+class ConnectionDropped(Exception):
+    """Raised by the gate to cut a connection after the reply's head was sent (``Fault.drop``)."""
+
+
+class _QuietDrops(logging.Filter):
+    """uvicorn logs every exception of an app; a drop the test asked for is not one."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (record.exc_info and isinstance(record.exc_info[1], ConnectionDropped))
+
+
 @contextlib.contextmanager
 def serve(app: Any, *, startup_timeout: float = 10.0) -> Iterator[str]:
     """Serve ``app`` with uvicorn on a free loopback port; yields its base URL."""
@@ -39,6 +51,8 @@ def serve(app: Any, *, startup_timeout: float = 10.0) -> Iterator[str]:
     config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning",
                             access_log=False, lifespan="off")
     server = uvicorn.Server(config)
+    quiet = _QuietDrops()
+    logging.getLogger("uvicorn.error").addFilter(quiet)  # after Config, which sets uvicorn's loggers up
     thread = threading.Thread(target=server.run, name=f"sandbox:{port}", daemon=True)
     thread.start()
     deadline = time.monotonic() + startup_timeout
@@ -51,6 +65,7 @@ def serve(app: Any, *, startup_timeout: float = 10.0) -> Iterator[str]:
     finally:
         server.should_exit = True
         thread.join(timeout=5)
+        logging.getLogger("uvicorn.error").removeFilter(quiet)
 
 
 def _serve_forever(factory: Callable[..., SandboxBase], kwargs: dict[str, Any], port: int) -> None:
@@ -104,7 +119,11 @@ class InProcessTransport(httpx.BaseTransport):
             return httpx.Response(response.status_code, headers=response.headers, content=content,
                                   request=request)
 
-        return self._portal.call(call)
+        try:
+            return self._portal.call(call)
+        except ConnectionDropped:  # what a client sees over a socket the server cut mid-reply
+            raise httpx.RemoteProtocolError("peer closed connection without sending complete message body",
+                                            request=request) from None
 
     def close(self) -> None:
         self._portal_cm.__exit__(None, None, None)
@@ -124,15 +143,33 @@ def portal(base_url: str, action: Action) -> bool:
 
 @dataclass
 class Fault:
-    """Answer matching requests with ``status`` (or delay them) ``times`` times."""
+    """Answer matching requests with ``status`` (or delay them) ``times`` times.
+
+    By default the gate answers before the vendor's route sees the request (nothing is done).
+    With ``acted`` the request first passes auth and the rate limit and the route carries it
+    out (the write lands); then ``status`` replaces the route's reply, or with ``drop`` the
+    connection is cut after the reply's head: the vendor acted, the client cannot know it.
+    ``hold`` keeps the request waiting (before the route, or after it with ``acted``) until the
+    event is set, so a test can kill the client while its write is in flight."""
 
     method: str = "*"
     path_prefix: str = "/"
-    status: int | None = 500
+    status: int | None = 500  # None: the route's own reply (after any delay or hold)
     times: int = 1
     retry_after: str | None = None
     delay: float = 0.0  # seconds before answering (slow replies)
     after: int = 0  # let this many matching requests through first
+    acted: bool = False  # the route acts first; status (or drop) replaces its reply
+    drop: bool = False  # with acted: cut the connection instead of replying
+    hold: threading.Event | None = None  # wait until set before answering
+    reached: threading.Event = field(default_factory=threading.Event, repr=False)  # set when a request takes it
+
+    async def wait(self) -> None:
+        self.reached.set()
+        if self.delay:
+            await asyncio.sleep(self.delay)
+        while self.hold is not None and not self.hold.is_set():
+            await asyncio.sleep(0.005)
 
 
 @dataclass
@@ -145,6 +182,7 @@ class Logged:
     authorized: bool = False  # whether an Authorization header came with it
     gated: bool = False  # answered by the gate (a fault, refused auth, the rate limit): no route saw it
     at: float = field(default_factory=time.monotonic)  # when it was answered
+    acted: int | None = None  # the route's own status, when a fault replaced its reply (``Fault.acted``)
 
 
 class SandboxBase:
@@ -215,12 +253,15 @@ class SandboxBase:
             self._arrivals.append(now)
             return None
 
-    def take_fault(self, method: str, path: str) -> Fault | None:
+    def take_fault(self, method: str, path: str, *, acted: bool = False) -> Fault | None:
+        """The next fault for this request: those that answer before the route (``acted``
+        False), or, once auth and the rate limit let it through, those that follow the route."""
         if path.startswith(self.CONTROL):
             return None
         with self._lock:
             for f in self.faults:
-                if f.times > 0 and f.method in ("*", method) and path.startswith(f.path_prefix):
+                if (f.times > 0 and f.acted == acted and f.method in ("*", method)
+                        and path.startswith(f.path_prefix)):
                     if f.after > 0:
                         f.after -= 1
                         continue
@@ -243,7 +284,7 @@ class SandboxBase:
 
         async def log(_request: Request) -> Response:
             return JSONResponse([{"method": r.method, "path": r.path, "status": r.status, "gated": r.gated,
-                                  "at": r.at} for r in self.requests])
+                                  "acted": r.acted, "at": r.at} for r in self.requests])
 
         async def share(request: Request) -> Response:
             fraction = float(request.query_params.get("fraction", "0"))
@@ -257,7 +298,8 @@ class SandboxBase:
 
 
 class Gate:
-    """ASGI middleware: faults, then auth, then the rate limit, then the route; every request logged."""
+    """ASGI middleware: faults, then auth, then the rate limit, then the route (and the faults
+    that follow it); every request logged."""
 
     def __init__(self, app: Any, sandbox: SandboxBase) -> None:
         self.app = app
@@ -292,11 +334,16 @@ class Gate:
                                                       (left.encode(), str(sb.remaining()).encode())]}
             await send(message)
 
+        def log(gated: bool, acted: int | None = None, cut: bool = False) -> None:
+            status = 0 if cut else status_box.get("status", 0)  # a cut reply: the client got no status
+            sb.requests.append(Logged(method, path, request.url.query, status,
+                                      body.decode(errors="replace"), "authorization" in request.headers,
+                                      gated=gated, acted=acted))
+
         response: Response | None = None
         fault = sb.take_fault(method, path)
         if fault is not None:
-            if fault.delay:
-                await asyncio.sleep(fault.delay)
+            await fault.wait()
             if fault.status is not None:
                 headers = {"Retry-After": fault.retry_after} if fault.retry_after else None
                 response = sb.error(fault.status, "injected fault", headers)
@@ -313,8 +360,35 @@ class Gate:
                     scope.setdefault("state", {})["key"] = key
         if response is not None:
             await response(scope, replay, logging_send)
-        else:
+            log(gated=True)
+            return
+        after = sb.take_fault(method, path, acted=True)
+        if after is None:
             await self.app(scope, replay, logging_send)
-        sb.requests.append(Logged(method, path, request.url.query, status_box.get("status", 0),
-                                  body.decode(errors="replace"), "authorization" in request.headers,
-                                  gated=response is not None))
+            log(gated=False)
+            return
+        await self._acted(after, scope, replay, logging_send, log)
+
+    async def _acted(self, fault: Fault, scope: Any, replay: Any, send: Any, log: Callable[..., None]) -> None:
+        """The route carries the request out; its reply is then replaced, cut, or held back."""
+        reply: list[Any] = []
+
+        async def keep(message: Any) -> None:
+            reply.append(message)
+
+        await self.app(scope, replay, keep)
+        acted = next((int(m["status"]) for m in reply if m["type"] == "http.response.start"), 0)
+        await fault.wait()
+        if fault.drop:  # logged with status 0: no whole reply reached the client
+            await send({"type": "http.response.start", "status": 200,
+                        "headers": [(b"content-type", b"application/json"), (b"content-length", b"64")]})
+            log(gated=False, acted=acted, cut=True)
+            raise ConnectionDropped("injected fault: the connection drops after the vendor acted")
+        if fault.status is not None:
+            headers = {"Retry-After": fault.retry_after} if fault.retry_after else None
+            await self.sandbox.error(fault.status, "injected fault after the request was carried out",
+                                     headers)(scope, replay, send)
+        else:
+            for message in reply:
+                await send(message)
+        log(gated=False, acted=acted)
