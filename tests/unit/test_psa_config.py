@@ -31,10 +31,10 @@ def config(tmp_path: Path, psa: str) -> Path:
     ('[psa]\nticket_id = "4711"\n', "psa.kind is missing"),
     ('[psa]\nkind = "zendesk"\nticket_id = "1"\n', "'zendesk' is not an installed PSA connector (autotask, "
                                                    "connectwise, halopsa)"),
-    (HALO.replace('"4711"', '"PSA-4711"'), "psa.ticket_id: Value error, a HaloPSA ticket id is a number"),
+    (HALO.replace('"4711"', '"PSA-4711"'), "psa.ticket_id: a HaloPSA ticket id is a number"),
     (HALO.replace("http://127.0.0.1:9/api", "http://halo.example/api"), "must be an https:// URL"),
     (HALO + 'client_secret = "s3cr3t-value"\n', "psa.client_secret looks like a credential"),
-    (HALO + "colour = 3\n", "psa.colour: Extra inputs are not permitted"),
+    (HALO + "colour = 3\n", "psa.colour: unknown setting"),
     ('[psa]\nkind = "autotask"\nticket_id = "T20261124.0001"\nbase_url = "https://webservices5.autotask.net/ats"\n',
      "not its number T2026"),
 ])
