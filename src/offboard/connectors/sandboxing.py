@@ -145,6 +145,7 @@ class Logged:
     authorized: bool = False  # whether an Authorization header came with it
     gated: bool = False  # answered by the gate (a fault, refused auth, the rate limit): no route saw it
     at: float = field(default_factory=time.monotonic)  # when it was answered
+    arrived: float = 0.0  # when the rate window counted it (0: it was not counted)
 
 
 class SandboxBase:
@@ -204,10 +205,10 @@ class SandboxBase:
     def window(self) -> float:
         return self.base_window * self.time_scale
 
-    def admit(self) -> float | None:
+    def admit(self, now: float | None = None) -> float | None:
         """Sliding window per credential holder; returns seconds to wait if over the limit."""
         with self._lock:
-            now = time.monotonic()
+            now = time.monotonic() if now is None else now
             while self._arrivals and now - self._arrivals[0] >= self.window():
                 self._arrivals.popleft()
             if len(self._arrivals) >= self.rate_limit:
@@ -243,7 +244,7 @@ class SandboxBase:
 
         async def log(_request: Request) -> Response:
             return JSONResponse([{"method": r.method, "path": r.path, "status": r.status, "gated": r.gated,
-                                  "at": r.at} for r in self.requests])
+                                  "at": r.at, "arrived": r.arrived} for r in self.requests])
 
         async def share(request: Request) -> Response:
             fraction = float(request.query_params.get("fraction", "0"))
@@ -278,6 +279,7 @@ class Gate:
             return {"type": "http.request", "body": body, "more_body": False}
 
         sb = self.sandbox
+        arrived = 0.0
         request = Request(scope, replay)
         method, path = request.method, request.url.path
         status_box: dict[str, int] = {}
@@ -305,7 +307,8 @@ class Gate:
             if key is None:
                 response = sb.error(401, "Invalid or missing credentials")
             else:
-                wait = sb.admit()
+                arrived = time.monotonic()
+                wait = sb.admit(arrived)
                 if wait is not None:
                     retry = {"Retry-After": f"{wait:.3f}"} if sb.send_retry_after else None
                     response = sb.error(429, "Rate limit exceeded", retry)
@@ -317,4 +320,4 @@ class Gate:
             await self.app(scope, replay, logging_send)
         sb.requests.append(Logged(method, path, request.url.query, status_box.get("status", 0),
                                   body.decode(errors="replace"), "authorization" in request.headers,
-                                  gated=response is not None))
+                                  gated=response is not None, arrived=arrived))

@@ -142,9 +142,9 @@ class VendorHttp:
     ) -> None:
         self.vendor = vendor
         self.limiter = limiter
-        self._budget_file = budget_file
         if budget_file is not None:
-            limiter.load(budget_file)
+            limiter.share(budget_file)  # one window per vendor account, machine-wide
+        self.calls = 0  # requests sent (every attempt), for the plan's estimates
         self.policy = policy or RetryPolicy()
         self._remaining_header = remaining_header  # the vendor's "calls left in the window", if it sends one
         self._sleep = sleep or _sleep
@@ -159,8 +159,6 @@ class VendorHttp:
         )
 
     def close(self) -> None:
-        if self._budget_file is not None:
-            self.limiter.save(self._budget_file)
         self._client.close()
 
     def __enter__(self) -> VendorHttp:
@@ -217,7 +215,8 @@ class VendorHttp:
         def _once() -> httpx.Response:
             nonlocal attempt
             attempt += 1
-            self.limiter.acquire()
+            token = self.limiter.acquire()
+            self.calls += 1
             started = time.monotonic()
             status: int | None = None
             try:
@@ -227,10 +226,12 @@ class VendorHttp:
                     response = self._client.request(method, path, params=params, json=json, auth=None)
                 status = response.status_code
             finally:
-                self.limiter.completed()
+                self.limiter.completed(token)
                 self.last_call = HttpRecord(method, path, status, attempt,
                                             int((time.monotonic() - started) * 1000))
             self._observe(response)
+            if status == 429:
+                self.limiter.rate_limited()
             if status in RETRY_STATUSES:
                 raise _RetryableStatus(response)
             return response
