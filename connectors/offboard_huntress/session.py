@@ -58,6 +58,10 @@ class HuntressSession:
     def close(self) -> None:
         self.http.close()
 
+    @property
+    def calls_made(self) -> int:
+        return self.http.calls
+
     # -- discovery -------------------------------------------------------------------
 
     def actor(self) -> Actor:

@@ -18,6 +18,7 @@ import typer
 from offboard import connectors as registry
 from offboard import engine
 from offboard.cli import render
+from offboard.cli.batch_cmd import batch_app
 from offboard.config import ExitConfig, load_config
 from offboard.errors import BadInput, ExitCode, OffboardError
 from offboard.plan import read_plan, write_plan
@@ -49,6 +50,7 @@ keys_app = typer.Typer(help="The MSP's Ed25519 signing key: runs are signed with
 app.add_typer(audit_app, name="audit")
 app.add_typer(auth_app, name="auth")
 app.add_typer(keys_app, name="keys")
+app.add_typer(batch_app, name="batch")
 
 ConfigOpt = Annotated[Path, typer.Option("--config", "-c", envvar="OFFBOARD_CONFIG",
                                          help="The exit definition (start from config.example.toml).")]
