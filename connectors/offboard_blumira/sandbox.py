@@ -55,6 +55,9 @@ class BlumiraSandbox(SandboxBase):
     catalog_status: int = 200  # e.g. 403: the catalog refuses MSP credentials
     webhook_writes: bool = True  # False: MSP keys are read-only (vendor-notes §1.3)
     extra_clients: dict[str, str] = field(default_factory=dict)  # more client id -> secret pairs
+    # More sub-accounts of the same MSP (a batch exit): account id -> agent devices. Each has one key,
+    # a few findings, the user to keep and one to remove, and no webhook.
+    more_accounts: dict[str, int] = field(default_factory=dict)
     requests: list[Logged] = field(default_factory=list)
     faults: list[Fault] = field(default_factory=list)
     base_window = 1.0
@@ -101,6 +104,7 @@ class BlumiraSandbox(SandboxBase):
         for acct, name, license_, devices, findings in (
             (CUSTOMER_ACCOUNT, "Acme Dental", "SIEM_ENDPOINT", self.customer_devices, self.customer_findings),
             (NEIGHBOUR_ACCOUNT, "Bright Smiles Orthodontics", "PRO", 5, 10),
+            *((a, f"Customer {a[-4:]}", "SIEM_ENDPOINT", n, 3) for a, n in self.more_accounts.items()),
         ):
             self.accounts[acct] = {"account_id": acct, "name": name, "license": license_,
                                    "agent_count_available": 50, "user_count": 0, "open_findings": 0}
@@ -140,6 +144,11 @@ class BlumiraSandbox(SandboxBase):
             self.users[uid] = {"id": uid, "org_id": acct, "email": email, "first_name": first, "last_name": "Test",
                                "org_roles": [{"role_id": 10, "role_name": role}]}
             self.accounts[acct]["user_count"] += 1
+        for acct in self.more_accounts:
+            for uid, email, role in ((f"u-{acct[-4:]}-1", KEEP_USER, "Administrator"),
+                                     (f"u-{acct[-4:]}-2", f"leaver@c{acct[-4:]}.example", "Monitor")):
+                self.users[uid] = {"id": uid, "org_id": acct, "email": email, "first_name": "Test",
+                                   "last_name": "User", "org_roles": [{"role_id": 10, "role_name": role}]}
         self.webhooks = {
             "wh-1": {"id": "wh-1", "name": "Acme Dental findings → PSA", "url": "https://psa.example/hooks/acme",
                      "account_ids": [c], "enabled": True},
@@ -303,7 +312,9 @@ class BlumiraSandbox(SandboxBase):
         item = request.path_params["item"]
         leave = int(request.query_params.get("leave", "0"))
         target = request.query_params.get("target")
-        c = CUSTOMER_ACCOUNT
+        c = request.query_params.get("account", CUSTOMER_ACCOUNT)
+        if c not in self.portal_state:
+            return JSONResponse({"done": False})
         state = self.portal_state[c]
         if item == "sensors.remove":
             state["sensors"] = 0

@@ -88,8 +88,11 @@ def exit_state(cfg: ExitConfig, plan: Plan) -> ExitState:
     gates_open = {a.vendor: a.id for a in actions if a.gate and states.get(a.id) != "manual.confirmed"
                   and states.get(a.id) is not None}
     out.held_by = sorted(gates_open.values())
-    out.resumable = any(a.kind == "api" and a.vendor not in gates_open and states.get(a.id) not in TERMINAL
-                        and states.get(a.id) not in AWAITING_PERSON for a in actions)
+    # Never reached (held behind a gate since confirmed, or the run stopped first), or an API action
+    # not settled: a resume runs it. An item waiting for a person only waits again.
+    out.resumable = any(a.vendor not in gates_open and (states.get(a.id) is None or (
+        a.kind == "api" and states.get(a.id) not in TERMINAL and states.get(a.id) not in AWAITING_PERSON))
+        for a in actions)
     end = run_end(records)
     last_action = max((n for n, r in enumerate(records) if str(r.get("event", "")).startswith(("action.", "manual."))),
                       default=-1)
@@ -110,7 +113,8 @@ def exit_state(cfg: ExitConfig, plan: Plan) -> ExitState:
     if code == 3:
         out.state = WAITING
         out.detail = (f"{len(out.pending)} manual item(s)" + (f"; {', '.join(out.held_by)} holds its vendor's "
-                                                               "changes" if out.held_by else ""))
+                                                               "changes" if out.held_by else "")
+                      + ("; the rest runs on `offboard batch apply --resume`" if out.resumable else ""))
     elif code == 4 or detail == GATES_STOPPED:
         out.state = GATED
         out.detail = "a preflight gate stopped it before any removal"
