@@ -219,6 +219,7 @@ class VendorHttp:
             self.calls += 1
             started = time.monotonic()
             status: int | None = None
+            response: httpx.Response | None = None
             try:
                 if self._same_origin(path):
                     response = self._client.request(method, path, params=params, json=json)
@@ -226,12 +227,9 @@ class VendorHttp:
                     response = self._client.request(method, path, params=params, json=json, auth=None)
                 status = response.status_code
             finally:
-                self.limiter.completed(token)
+                self.limiter.completed(token, remaining=self._remaining(response), throttled=status == 429)
                 self.last_call = HttpRecord(method, path, status, attempt,
                                             int((time.monotonic() - started) * 1000))
-            self._observe(response)
-            if status == 429:
-                self.limiter.rate_limited()
             if status in RETRY_STATUSES:
                 raise _RetryableStatus(response)
             return response
@@ -273,12 +271,12 @@ class VendorHttp:
             raise VendorAuthError(self.vendor, call, _vendor_message(response), response.status_code)
         raise VendorError(self.vendor, call, _vendor_message(response), response.status_code)
 
-    def _observe(self, response: httpx.Response) -> None:
-        if self._remaining_header is None:
-            return
-        value = response.headers.get(self._remaining_header, "")
-        if value.strip().isdigit():
-            self.limiter.observe_remaining(int(value))
+    def _remaining(self, response: httpx.Response | None) -> int | None:
+        """The vendor's count of calls left in its window, when it sends one."""
+        if self._remaining_header is None or response is None:
+            return None
+        value = response.headers.get(self._remaining_header, "").strip()
+        return int(value) if value.isdigit() else None
 
     def _same_origin(self, path: str) -> bool:
         if "://" not in path:

@@ -124,6 +124,7 @@ class _FileStore:
         self.turns = _Turns()
         self._thread_lock = threading.Lock()  # one transaction at a time in this process
         self._fallback = Window()
+        self._fd: int | None = None  # the budget file, open for the process's life
         # fallback_to_soft=False: a soft lock file would outlive a killed holder.
         self._os_lock = filelock.FileLock(str(path.with_suffix(".lock")), mode=0o600, thread_local=False,
                                           fallback_to_soft=False, preserve_lock_file=True)
@@ -132,7 +133,7 @@ class _FileStore:
     def transaction(self) -> Iterator[Window]:
         with self._thread_lock:
             try:
-                self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+                fd = self._open()
                 self._os_lock.acquire(poll_interval=0.0005)
             except OSError:
                 # No lockable cache folder: this process keeps its own window (the vendor's 429 is the backstop).
@@ -140,17 +141,25 @@ class _FileStore:
                 return
             try:
                 try:
-                    window = Window.from_json(json.loads(self.path.read_bytes()))
+                    window = Window.from_json(json.loads(os.pread(fd, 1 << 20, 0) or b"null"))
                 except (OSError, ValueError):
                     window = Window()
                 yield window
-                tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
+                # Rewritten in place under the lock (a rename costs more than the call it counts, and the
+                # window is a minute's worth: a crash mid-write reads back as an empty window).
+                data = json.dumps(window.as_json(), separators=(",", ":")).encode()
                 with contextlib.suppress(OSError):
-                    tmp.write_text(json.dumps(window.as_json(), separators=(",", ":")), encoding="utf-8")
-                    os.chmod(tmp, 0o600)
-                    os.replace(tmp, self.path)
+                    os.pwrite(fd, data, 0)
+                    os.ftruncate(fd, len(data))
             finally:
                 self._os_lock.release()
+
+    def _open(self) -> int:
+        if self._fd is None:
+            self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+            self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0)
+                               | getattr(os, "O_CLOEXEC", 0), 0o600)
+        return self._fd
 
     def _private(self) -> Window:
         return self._fallback
@@ -245,9 +254,10 @@ class SlidingWindowLimiter:
                         delay = max(frees) - now
                 self._sleep(max(delay, 0.0))
 
-    def completed(self, token: str | None = None) -> None:
+    def completed(self, token: str | None = None, *, remaining: int | None = None, throttled: bool = False) -> None:
         """The call has its reply: count it from now, not from when it was sent. The vendor saw it
-        somewhere in between, so our window then never ends before the vendor's."""
+        somewhere in between, so our window then never ends before the vendor's. What the reply said
+        of the window (calls left, a 429) is taken in the same step."""
         token = token or self._last
         with self._store.transaction() as w:
             now = self._clock()
@@ -256,35 +266,43 @@ class SlidingWindowLimiter:
                     c[0] = max(c[0], now)
                     break
             w.calls.sort(key=lambda c: c[0])
+            if remaining is not None:
+                self._observe(w, now, remaining)
+            if throttled:
+                self._decrease(w, now)
 
     def observe_remaining(self, remaining: int) -> None:
+        with self._store.transaction() as w:
+            self._observe(w, self._clock(), remaining)
+
+    def _observe(self, w: Window, now: float, remaining: int) -> None:
         """The vendor said how many calls its window has left. Fewer than we count means another
         tool is using the account: its calls are counted from now on (they age out a window
         later), and offboard's share is cut to what that leaves, so the next call does not meet a
         429. More than we count is the vendor's window ending before ours: nothing changes."""
-        with self._store.transaction() as w:
-            now = self._clock()
-            self._prune(w, now)
-            counted_others = sum(1 for c in w.calls if c[1] == OTHERS)
-            others = (self.max_calls - max(0, remaining)) - (len(w.calls) - counted_others)
-            if others <= 0:
-                return
-            w.crowded_at = now
-            if others > counted_others:
-                w.calls.extend([[now, OTHERS]] * (others - counted_others))
-            room = max(1.0 / self.max_calls, (self.max_calls - others) / self.max_calls)
-            if w.share > room:
-                w.share = room
-                w.share_at = now
+        self._prune(w, now)
+        counted_others = sum(1 for c in w.calls if c[1] == OTHERS)
+        others = (self.max_calls - max(0, remaining)) - (len(w.calls) - counted_others)
+        if others <= 0:
+            return
+        w.crowded_at = now
+        if others > counted_others:
+            w.calls.extend([[now, OTHERS]] * (others - counted_others))
+        room = max(1.0 / self.max_calls, (self.max_calls - others) / self.max_calls)
+        if w.share > room:
+            w.share = room
+            w.share_at = now
 
     def rate_limited(self) -> None:
+        with self._store.transaction() as w:
+            self._decrease(w, self._clock())
+
+    def _decrease(self, w: Window, now: float) -> None:
         """The vendor answered 429: someone we could not see took the window. Multiplicative
         decrease of offboard's share."""
-        with self._store.transaction() as w:
-            now = self._clock()
-            w.crowded_at = now
-            w.share = max(1.0 / self.max_calls, w.share * DECREASE)
-            w.share_at = now
+        w.crowded_at = now
+        w.share = max(1.0 / self.max_calls, w.share * DECREASE)
+        w.share_at = now
 
     def block_for(self, seconds: float) -> None:
         """The vendor said to wait (429 + Retry-After): hold every caller, not just one."""
