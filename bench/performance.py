@@ -226,6 +226,19 @@ def plan_process(agents: int) -> tuple[float, float]:
         return wall, usage.ru_maxrss / 1024  # KiB on Linux
 
 
+class _Rows(list[str]):
+    """The table, each row printed as soon as it is measured (a full run takes a quarter of an hour)."""
+
+    def __init__(self, header: list[str]) -> None:
+        super().__init__()
+        for row in header:
+            self.append(row)
+
+    def append(self, row: str) -> None:
+        super().append(row)
+        print(row, flush=True)
+
+
 def _median_min(values: Sequence[float], fmt: str) -> str:
     return f"{format(statistics.median(values), fmt)} (min {format(min(values), fmt)})"
 
@@ -241,8 +254,8 @@ def main(argv: list[str] | None = None) -> int:
     customers, per = (6, 20) if args.quick else (50, 100)
     sizes = (100, 500) if args.quick else (100, 2_000, 10_000)
     plan_sizes = (2_000,) if args.quick else (10_000, 50_000)
-    rows = ["| measure | agents | calls | minimum at the ceiling | time taken | ratio (median, min) | 429s |",
-            "|---|---|---|---|---|---|---|"]
+    rows = _Rows(["| measure | agents | calls | minimum at the ceiling | time taken | ratio (median, min) | 429s |",
+                  "|---|---|---|---|---|---|---|"])
     ok = True
     for processes in (1, 2):
         ts = [batch_run(customers, per, processes) for _ in range(runs)]
@@ -290,7 +303,6 @@ def main(argv: list[str] | None = None) -> int:
     rows.append(f"| Blumira ({b_findings} findings) alone | | | | {b_alone:.2f} s | | |")
     rows.append(f"| both at once (the slower alone ÷ both) | | {calls:,} | | {both:.2f} s | {slower / both:.3f} | "
                 f"{throttled} |")
-    print("\n".join(rows))
     print(f"\nMachine: {platform.machine()}, {platform.processor() or 'cpu'}, Python {platform.python_version()}, "
           f"{platform.system()} {platform.release()}, {os.cpu_count()} cores; Huntress window {60 * SCALE:g} s "
           f"for 60 calls (x{1 / SCALE:g}), Blumira {BLUMIRA_SCALE:g} s for 10 calls (x{1 / BLUMIRA_SCALE:g}); "

@@ -141,7 +141,8 @@ class _FileStore:
                 return
             try:
                 try:
-                    window = Window.from_json(json.loads(os.pread(fd, 1 << 20, 0) or b"null"))
+                    os.lseek(fd, 0, os.SEEK_SET)
+                    window = Window.from_json(json.loads(os.read(fd, 1 << 20) or b"null"))
                 except (OSError, ValueError):
                     window = Window()
                 yield window
@@ -149,7 +150,8 @@ class _FileStore:
                 # window is a minute's worth: a crash mid-write reads back as an empty window).
                 data = json.dumps(window.as_json(), separators=(",", ":")).encode()
                 with contextlib.suppress(OSError):
-                    os.pwrite(fd, data, 0)
+                    os.lseek(fd, 0, os.SEEK_SET)
+                    os.write(fd, data)
                     os.ftruncate(fd, len(data))
             finally:
                 self._os_lock.release()
