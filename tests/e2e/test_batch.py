@@ -70,6 +70,7 @@ def migration(tmp_path: Path) -> Iterator[Migration]:
     with serve(h.app) as hurl, serve(b.app) as burl:
         (tmp_path / "template.toml").write_text(
             '[customer]\nname = "(each row names it)"\nend_of_service = 2026-12-31\n\n'
+            '[signing]\nkey_file = "msp.key"\n\n'
             f'[huntress]\norganization_id = 1\nbase_url = "{hurl}"\nrate_window_seconds = {60 * SCALE}\n\n'
             f'[blumira]\naccount_id = "(each row)"\nbase_url = "{burl}{API_PREFIX}"\ntoken_url = "{burl}{TOKEN_PATH}"\n'
             f'rate_window_seconds = {SCALE}\nkeep_users = ["{KEEP_USER}"]\nmsp_sender = "NOC <noc@msp.example>"\n')
@@ -88,6 +89,7 @@ def writes(log: list[Logged]) -> Counter[str]:
 
 def test_a_batch_killed_mid_way_resumes_and_every_exit_ends_verified(migration: Migration) -> None:
     m = migration
+    assert m.run("keys", "init", "--key-file", "msp.key").returncode == 0  # every run of the batch is signed
     planned = m.run("batch", "plan", "customers.csv", "--template", "template.toml", "-o", "batch.plan.json")
     assert planned.returncode == 0, planned.stdout + planned.stderr
     assert "Batch plan: 3 customer(s)" in planned.stdout and "Wall time at the ceiling" in planned.stdout
@@ -146,3 +148,11 @@ def test_a_batch_killed_mid_way_resumes_and_every_exit_ends_verified(migration: 
     assert len(m.huntress.agents_of(NEIGHBOUR_ORG)) == 12 and m.blumira.of(m.blumira.devices, NEIGHBOUR_ACCOUNT)
     assert [r for r in m.huntress.requests if r.status == 429] == []
     assert windows_over_the_limit(m.huntress.requests, m.huntress.rate_limit, m.huntress.window()) == []
+
+    bundled = m.run("batch", "bundle", "-o", "bundles")
+    assert bundled.returncode == 0, bundled.stdout + bundled.stderr
+    made = sorted((m.dir / "bundles").glob("*.tar.gz"))
+    assert [p.name.removesuffix(".tar.gz").rsplit("-", 2)[0] for p in made] == ["acme-dental", "customer-44",
+                                                                                 "customer-45"]
+    checked = m.run("bundle", "verify", str(made[0]), "--public-key", "msp.pub")
+    assert checked.returncode == 0 and "the run ended in it" in checked.stdout, checked.stdout + checked.stderr
