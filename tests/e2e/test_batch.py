@@ -156,3 +156,32 @@ def test_a_batch_killed_mid_way_resumes_and_every_exit_ends_verified(migration: 
                                                                                  "customer-45"]
     checked = m.run("bundle", "verify", str(made[0]), "--public-key", "msp.pub")
     assert checked.returncode == 0 and "the run ended in it" in checked.stdout, checked.stdout + checked.stderr
+
+
+def test_ctrl_c_stops_each_exit_after_its_action_and_the_batch_resumes(migration: Migration) -> None:
+    m = migration
+    assert m.run("keys", "init", "--key-file", "msp.key").returncode == 0
+    assert m.run("batch", "plan", "customers.csv", "--template", "template.toml", "-o", "batch.plan.json",
+                 "--parallel", "3").returncode == 0
+    first = subprocess.Popen([*offboard_exe(), "batch", "apply", "batch.plan.json", "--override-preflight", "lab"],
+                             cwd=m.dir, env=m.env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while len(m.huntress.deletes()) < 10 and first.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    first.send_signal(signal.SIGINT)
+    _, err = first.communicate(timeout=60)
+    assert first.returncode == 130, err
+    assert "offboard batch apply --resume batch.plan.json" in err and "Traceback" not in err
+    b = batches.open_batch(m.dir / "batch.plan.json", MODELS)
+    interrupted = []
+    for e in b.exits:
+        state = batches.exit_state(b.configs[e.slug], e.plan)
+        if state.run is not None and state.state == "interrupted":
+            events = [json.loads(line)["event"] for line in state.run.audit_path.read_text().splitlines()]
+            assert events[-1] == "run.interrupted" or "run.interrupted" in events
+            interrupted.append(e.slug)
+    assert interrupted  # recorded in their own logs, not just killed
+    resumed = m.run("batch", "apply", "--resume", "batch.plan.json", "--override-preflight", "lab")
+    assert resumed.returncode == 3, resumed.stdout + resumed.stderr
+    assert all(m.huntress.agents_of(org) == [] for org in (CUSTOMER_ORG, 44, 45))
+    assert [w for w, n in writes(m.huntress.requests).items() if n > 1] == []
