@@ -20,6 +20,8 @@ to a third of the account's limit (429s as a share of the calls); single exits o
 from __future__ import annotations
 
 import argparse
+import contextlib
+import json
 import os
 import platform
 import statistics
@@ -161,6 +163,8 @@ def plan_cost(agents: int) -> tuple[float, float]:
 
 def _timing_of(url: str, limit: int, window: float, since: float) -> Timing:
     log = httpx.get(f"{url}{SandboxBase.CONTROL}log", timeout=30).json()
+    if os.environ.get("OFFBOARD_BENCH_DUMP"):
+        Path(os.environ["OFFBOARD_BENCH_DUMP"]).write_text(json.dumps(log))
     calls = [r for r in log if not r["path"].startswith(SandboxBase.CONTROL) and r["at"] >= since]
     span = calls[-1]["at"] - calls[0]["at"] if len(calls) > 1 else 0.0
     minimum = max(0, len(calls) - limit) / limit * window
@@ -174,7 +178,7 @@ def _env(cache: Path) -> dict[str, str]:
     return env
 
 
-def batch_run(customers: int, agents: int, processes: int = 1) -> Timing:
+def batch_run(customers: int, agents: int, processes: int = 1, parallel: int = batches.PARALLEL) -> Timing:
     """A batch of ``customers`` of one Huntress account, ``agents`` each, applied by ``processes``
     `offboard batch apply` processes started side by side (the customers split between them)."""
     orgs = {1000 + n: agents for n in range(customers)}
@@ -201,7 +205,8 @@ def batch_run(customers: int, agents: int, processes: int = 1) -> Timing:
         time.sleep(spec.window * 2)  # the plans' calls leave the window
         since = time.monotonic()
         procs = [subprocess.Popen([sys.executable, "-m", "offboard.cli.app", "batch", "apply", str(p),
-                                   "--override-preflight", "benchmark"], cwd=base, env=_env(base / "cache"),
+                                   "--override-preflight", "benchmark", "--parallel", str(parallel)],
+                                  cwd=base, env=_env(base / "cache"),
                                   stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True) for p in plans]
         for proc in procs:
             _, err = proc.communicate(timeout=3600)
@@ -211,19 +216,33 @@ def batch_run(customers: int, agents: int, processes: int = 1) -> Timing:
 
 
 def plan_process(agents: int) -> tuple[float, float]:
-    """`offboard plan` of ``agents`` as a whole process: its wall time and its peak RSS (MiB)."""
+    """`offboard plan` of ``agents`` as a whole process: its wall time and its peak RSS (MiB).
+
+    The peak is the process's own: read by GNU time from a small parent (Linux carries a parent's
+    high-water mark into a child it forks, so this benchmark's own size would show otherwise), or
+    sampled from /proc when GNU time is not there."""
     with _served(Spec(HuntressSandbox, {"time_scale": SCALE, "customer_agents": agents})) as (hurl,), \
             TemporaryDirectory() as tmp:
         cfg = _config(Path(tmp), hurl, None)
+        command = [sys.executable, "-m", "offboard.cli.app", "plan", "-c", str(cfg.path)]
+        gnu_time = Path("/usr/bin/time")
+        peak_file = Path(tmp) / "peak"
+        if gnu_time.exists():
+            command = [str(gnu_time), "-f", "%M", "-o", str(peak_file), *command]
         started = time.monotonic()
-        proc = subprocess.Popen([sys.executable, "-m", "offboard.cli.app", "plan", "-c", str(cfg.path)], cwd=tmp,
-                                env=_env(Path(tmp) / "cache"), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        _, status, usage = os.wait4(proc.pid, 0)
+        proc = subprocess.Popen(command, cwd=tmp, env=_env(Path(tmp) / "cache"), stdout=subprocess.DEVNULL,
+                                stderr=subprocess.PIPE)
+        sampled = 0
+        while proc.poll() is None:
+            with contextlib.suppress(OSError, ValueError, StopIteration):
+                status = Path(f"/proc/{proc.pid}/status").read_text()
+                sampled = max(sampled, int(next(x for x in status.splitlines() if x.startswith("VmHWM:")).split()[1]))
+            time.sleep(0.005)
         wall = time.monotonic() - started
-        proc.returncode = os.waitstatus_to_exitcode(status)
         if proc.returncode not in (0, 10):
             raise RuntimeError(f"offboard plan ended with {proc.returncode}")
-        return wall, usage.ru_maxrss / 1024  # KiB on Linux
+        kib = int(peak_file.read_text().split()[-1]) if peak_file.exists() else sampled
+        return wall, kib / 1024
 
 
 class _Rows(list[str]):
