@@ -18,6 +18,7 @@ import contextlib
 import hashlib
 import json
 import os
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -26,6 +27,19 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import filelock
+
+if sys.platform != "win32":  # flock(2) on the budget file itself: one blocking syscall, no polling
+    import fcntl
+
+    def _flock(fd: int, exclusive: bool) -> None:
+        fcntl.flock(fd, fcntl.LOCK_EX if exclusive else fcntl.LOCK_UN)
+
+    NATIVE_LOCK = True
+else:  # filelock's lock on a file beside it
+    def _flock(fd: int, exclusive: bool) -> None:
+        raise OSError("no flock here")
+
+    NATIVE_LOCK = False
 
 OTHERS = ""  # the tag of a call another client made (seen in the vendor's count, not sent by us)
 DECREASE = 0.7  # a 429: offboard's share of the window is multiplied by this
@@ -129,12 +143,24 @@ class _FileStore:
         self._os_lock = filelock.FileLock(str(path.with_suffix(".lock")), mode=0o600, thread_local=False,
                                           fallback_to_soft=False, preserve_lock_file=True)
 
+    def _lock(self, fd: int) -> None:
+        if NATIVE_LOCK:  # taken twice a call: one blocking syscall on the open file, no polling
+            _flock(fd, True)
+        else:
+            self._os_lock.acquire(poll_interval=0.0005)
+
+    def _unlock(self, fd: int) -> None:
+        if NATIVE_LOCK:
+            _flock(fd, False)
+        else:
+            self._os_lock.release()
+
     @contextlib.contextmanager
     def transaction(self) -> Iterator[Window]:
         with self._thread_lock:
             try:
                 fd = self._open()
-                self._os_lock.acquire(poll_interval=0.0005)
+                self._lock(fd)
             except OSError:
                 # No lockable cache folder: this process keeps its own window (the vendor's 429 is the backstop).
                 yield self._private()
@@ -154,7 +180,7 @@ class _FileStore:
                     os.write(fd, data)
                     os.ftruncate(fd, len(data))
             finally:
-                self._os_lock.release()
+                self._unlock(fd)
 
     def _open(self) -> int:
         if self._fd is None:
