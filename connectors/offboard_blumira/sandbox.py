@@ -85,6 +85,9 @@ class BlumiraSandbox(SandboxBase):
     uninstall_is_slow: bool = False
     extra_clients: dict[str, str] = field(default_factory=dict)  # more client id -> secret pairs
     token_scope: str | None = None  # a scope in the token reply (unconfirmed at Blumira: none by default)
+    # More sub-accounts of the same MSP (a batch exit): account id -> agent devices. Each has one key,
+    # a few findings, the user to keep and one to remove, and no webhook.
+    more_accounts: dict[str, int] = field(default_factory=dict)
     requests: list[Logged] = field(default_factory=list)
     faults: list[Fault] = field(default_factory=list)
     received: list[dict[str, Any]] = field(default_factory=list)  # every write body the double accepted
@@ -132,6 +135,7 @@ class BlumiraSandbox(SandboxBase):
         for acct, name, devices, findings in (
             (CUSTOMER_ACCOUNT, "Acme Dental", self.customer_devices, self.customer_findings),
             (NEIGHBOUR_ACCOUNT, "Bright Smiles Orthodontics", 5, 10),
+            *((a, f"Customer {a[-4:]}", n, 3) for a, n in self.more_accounts.items()),
         ):
             # "PRO" is the only license value the notes show (the mock of /msp/accounts/{id}).
             self.accounts[acct] = {"account_id": acct, "name": name, "open_findings": 0, "license": "PRO",
@@ -180,6 +184,11 @@ class BlumiraSandbox(SandboxBase):
             # A user carries no org_id in the notes (vendor-notes §2.4): only the list it is under says whose.
             self.users[uid] = {ACCOUNT: acct, "id": uid, "email": email, "first_name": first, "last_name": "Test",
                                "org_roles": [{"role_id": ROLES[role], "role_name": role}]}
+        for acct in self.more_accounts:  # a batch's other customers: the user to keep and a leaver each
+            for uid, email, role in ((f"u-{acct[-4:]}-1", KEEP_USER, "administrator"),
+                                     (f"u-{acct[-4:]}-2", f"leaver@c{acct[-4:]}.example", "monitor")):
+                self.users[uid] = {ACCOUNT: acct, "id": uid, "email": email, "first_name": "Test",
+                                   "last_name": "User", "org_roles": [{"role_id": ROLES[role], "role_name": role}]}
         # Webhook endpoint fields are not published (vendor-notes §2.4): invented. "account_ids"
         # is one of the fields the connector looks for (unknowns.WEBHOOK_ACCOUNT_LIST_FIELDS).
         self.webhooks = {
@@ -398,7 +407,9 @@ class BlumiraSandbox(SandboxBase):
         item = request.path_params["item"]
         leave = int(request.query_params.get("leave", "0"))
         target = request.query_params.get("target")
-        c = CUSTOMER_ACCOUNT
+        c = request.query_params.get("account", CUSTOMER_ACCOUNT)
+        if c not in self.portal_state:
+            return JSONResponse({"done": False})
         state = self.portal_state[c]
 
         def remove(store: dict[str, dict[str, Any]], keys: list[str]) -> None:

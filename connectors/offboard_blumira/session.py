@@ -64,6 +64,10 @@ class BlumiraSession:
     def close(self) -> None:
         self.http.close()
 
+    @property
+    def calls_made(self) -> int:
+        return self.http.calls
+
     # -- discovery -------------------------------------------------------------------
 
     def account(self) -> Account:

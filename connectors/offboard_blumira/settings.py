@@ -96,6 +96,12 @@ class BlumiraSettings(SectionSettings):
         # Account ids are UUIDs: one account however they are spelled.
         return {"account_id": self.account_id.strip().lower(), "base_url": url_identity(self.base_url)}
 
+    def rate_limit(self) -> tuple[int, float]:
+        return self.requests_per_second, self.rate_window_seconds
+
+    def account_identity(self) -> dict[str, Any]:
+        return {"base_url": url_identity(self.base_url)}
+
     @property
     def time_scale(self) -> float:
         return self.rate_window_seconds / RATE_WINDOW

@@ -61,6 +61,9 @@ class HuntressSandbox(SandboxBase):
     time_scale: float = 1.0
     customer_agents: int = 36
     neighbour_agents: int = 12
+    # More customers of the same account (a batch exit): organization id -> agents. Each has only
+    # agents (no incident, identity, source, learner, membership or rule), so its exit needs no portal work.
+    more_customers: dict[int, int] = field(default_factory=dict)
     rate_limit: int = 60
     send_retry_after: bool = True
     org_delete_error: tuple[int, str] | None = None  # answer DELETE organization with (409 or 422, message)
@@ -133,20 +136,25 @@ class HuntressSandbox(SandboxBase):
                                        sources=3, learners=20, recipients=["it@acme.example", "owner@acme.example"])
         self.orgs[NEIGHBOUR_ORG] = _org(NEIGHBOUR_ORG, "Globex Logistics", "globex", tenant="tenant-globex",
                                         sources=1, learners=8, recipients=["it@globex.example"])
+        for org_id in self.more_customers:
+            self.orgs[org_id] = _org(org_id, f"Customer {org_id}", f"c{org_id}", tenant=None, sources=0, learners=0,
+                                     recipients=[])
         platforms = [("windows", "Windows 11 Pro", "ACME-WS"), ("windows", "Windows Server 2022", "ACME-SRV"),
                      ("darwin", "macOS 15.3", "acme-mbp"), ("linux", "Ubuntu 24.04", "acme-lnx")]
         next_id = 1000
-        counts = {CUSTOMER_ORG: self.customer_agents, NEIGHBOUR_ORG: self.neighbour_agents}
-        # Interleave the two customers' ids so paging and filtering are both exercised.
-        queue = [CUSTOMER_ORG] * counts[CUSTOMER_ORG] + [NEIGHBOUR_ORG] * counts[NEIGHBOUR_ORG]
+        counts = {CUSTOMER_ORG: self.customer_agents, NEIGHBOUR_ORG: self.neighbour_agents, **self.more_customers}
+        # Interleave the customers' ids so paging and filtering are both exercised.
+        queue = [org for org, n in counts.items() for _ in range(n)]
         rnd.shuffle(queue)
-        serial = {CUSTOMER_ORG: 0, NEIGHBOUR_ORG: 0}
+        serial = dict.fromkeys(counts, 0)
         for org_id in queue:
             next_id += rnd.randint(1, 9)
             serial[org_id] += 1
             platform, os_name, prefix = rnd.choices(platforms, (60, 12, 20, 8))[0]
             if org_id == NEIGHBOUR_ORG:
                 prefix = prefix.replace("ACME", "GLOBEX").replace("acme", "globex")
+            elif org_id != CUSTOMER_ORG:
+                prefix = prefix.replace("ACME", f"C{org_id}").replace("acme", f"c{org_id}")
             self.agents[next_id] = {
                 **EXAMPLES["Agent"], "id": next_id, "account_id": ACCOUNT["id"], "organization_id": org_id,
                 "hostname": f"{prefix}-{serial[org_id]:02d}", "platform": platform, "os": os_name,
@@ -437,12 +445,13 @@ class HuntressSandbox(SandboxBase):
     async def _portal(self, request: Request) -> Response:
         """Not Huntress: what a person would do in the portal for a manual item (demo only)."""
         item = request.path_params["item"]
-        org = self.orgs.get(CUSTOMER_ORG)
+        org_id = int(request.query_params.get("org", CUSTOMER_ORG))
+        org = self.orgs.get(org_id)
         if org is None:
             return JSONResponse({"done": False})
         if item == "itdr.unmap-tenant":
-            org.pop("identity_provider_tenant_id", None)
-            self.identities = [i for i in self.identities if i["organization"]["id"] != CUSTOMER_ORG]
+            org.pop("identity_provider_tenant_id", None)  # the spec never calls it nullable: left out
+            self.identities = [i for i in self.identities if i["organization"]["id"] != org_id]
         elif item == "siem.disconnect-sources":
             org["logs_sources_count"] = 0
         elif item == "sat.close-campaigns":

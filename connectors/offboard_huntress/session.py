@@ -17,9 +17,13 @@ from .client import HuntressClient
 from .models import (
     ISOLATED,
     Actor,
+    Agent,
+    Escalation,
+    IncidentReport,
     IncidentWithRemediations,
     Membership,
     Organization,
+    PlatformAction,
     SummaryReport,
     UnwantedAccessRule,
     parse,
@@ -57,6 +61,9 @@ class HuntressSession:
         self.org_id = settings.organization_id
         self.owner = owner_of_org(self.org_id)
         self._actor: Actor | None = None
+        # Lists and objects the last discovery and preflight read, kept as the vendor sent them until
+        # the evidence export of the same run takes them (once): an exit reads each list once.
+        self._fresh: dict[str, Any] = {}
         c = self.client
         # operation -> (the one write call, what success means); every one is settled the same way.
         self._writes: dict[str, tuple[Callable[[int], Reply], str]] = {
@@ -75,6 +82,10 @@ class HuntressSession:
     def close(self) -> None:
         self.http.close()
 
+    @property
+    def calls_made(self) -> int:
+        return self.http.calls
+
     # -- discovery -------------------------------------------------------------------
 
     def actor(self) -> Actor:
@@ -91,7 +102,9 @@ class HuntressSession:
 
     def discover(self) -> Inventory:
         actor = self.actor()
-        org = self.client.organization(self.org_id)
+        self._fresh = {}
+        org_body, _ = self.client.organization_raw(self.org_id)
+        org = None if org_body is None else parse(Organization, org_body, f"GET /v1/organizations/{self.org_id}")
         if org is None:
             if self.s.delete_organization:
                 # The plan deletes it; once gone, there is nothing left to discover.
@@ -108,13 +121,18 @@ class HuntressSession:
             target=Target(type="organization", id=str(self.org_id), name=org.name or f"organization {self.org_id}"),
             owner=org_owner, attrs={"report_recipients": len(org.report_recipients or []),
                                     "identity_provider_tenant_id": org.identity_provider_tenant_id})]
-        for n, a in enumerate(self.client.agents(self.org_id), 1):
+        # Each list read once: the evidence export takes these same replies (see _fresh).
+        raw_agents = list(self.client.list_raw("agents", organization_id=self.org_id))
+        for n, raw in enumerate(raw_agents, 1):
+            a = parse(Agent, raw, "GET /v1/agents")
             items.append(InventoryItem(
                 target=agent_target(a.id, a.hostname) if a.id is not None else _unaddressable("agent", n, a.hostname),
                 owner=UNKNOWN_OWNER if a.id is None or a.organization_id is None else owner_of_org(a.organization_id),
                 attrs={"platform": a.platform, "os": a.os, "firewall_status": a.firewall_status,
                        "last_callback_at": a.last_callback_at}))
-        for n, m in enumerate(self.client.memberships(self.org_id), 1):
+        raw_members = list(self.client.list_raw("memberships", organization_id=self.org_id))
+        self._fresh = {"organization": org_body, "agents": raw_agents, "memberships": raw_members}
+        for n, m in enumerate((parse(Membership, r, "GET /v1/memberships") for r in raw_members), 1):
             who = m.user.email if m.user and m.user.email else f"membership {m.id}"
             target = Target(type="membership", id=str(m.id), name=who) if m.id is not None \
                 else _unaddressable("membership", n, m.user.email if m.user else "")
@@ -144,12 +162,19 @@ class HuntressSession:
 
     def preflight(self, inventory: Inventory) -> list[Finding]:
         findings: list[Finding] = [self._credentials_gate(inventory)]
-        incidents = [i for s in OPEN_INCIDENT_STATUSES for i in self.client.incident_reports(self.org_id, s)]
+        # One list each, every status (the export keeps them all); the open ones are picked here.
+        org = self.org_id
+        every_incident = self._fresh["incident_reports"] = list(self.client.list_raw("incident_reports",
+                                                                                     organization_id=org))
+        every_escalation = self._fresh["escalations"] = list(self.client.list_raw("escalations", organization_id=org))
+        incidents = [parse(IncidentReport, i, "GET /v1/incident_reports") for i in every_incident
+                     if i.get("status") in OPEN_INCIDENT_STATUSES]
         findings.append(Finding(
             vendor=VENDOR, kind="open_incident_reports", count=len(incidents), blocking=bool(incidents),
             detail=", ".join(f"#{_ref(i.id)} {i.status} {i.subject}".strip() for i in incidents[:5])
             or "no incident report is sent or auto-remediating"))
-        escalations = [e for s in OPEN_ESCALATION_STATUSES for e in self.client.escalations(self.org_id, s)]
+        escalations = [parse(Escalation, e, "GET /v1/escalations") for e in every_escalation
+                       if e.get("status") in OPEN_ESCALATION_STATUSES]
         findings.append(Finding(
             vendor=VENDOR, kind="open_escalations", count=len(escalations), blocking=bool(escalations),
             detail=", ".join(f"#{_ref(e.id)} {e.status} {e.subject}".strip() for e in escalations[:5])
@@ -160,7 +185,9 @@ class HuntressSession:
             vendor=VENDOR, kind="isolated_hosts", count=len(isolated), blocking=bool(isolated),
             detail=", ".join(f"{i.target.name} ({i.attrs['firewall_status']})" for i in isolated[:5])
             or "no host is isolated"))
-        actions = [p for s in OPEN_ESCALATION_STATUSES for p in self.client.platform_actions(self.org_id, s)]
+        actions = [parse(PlatformAction, p, "GET /v1/platform_actions")
+                   for p in self.client.list_raw("platform_actions", organization_id=org)
+                   if p.get("status") in OPEN_ESCALATION_STATUSES]
         findings.append(Finding(
             vendor=VENDOR, kind="open_platform_actions", count=len(actions), blocking=False,
             detail="for information (they often name integrations still configured): "
@@ -215,12 +242,14 @@ class HuntressSession:
         org = self.org_id
         files: list[Artifact] = []
         count: int
+        fresh = self._fresh.pop(what, None)  # what this run's discovery just read, if it did
         if what == "organization":
-            body, _ = self.client.organization_raw(org)
+            body = fresh if fresh is not None else self.client.organization_raw(org)[0]
             files.append(Artifact("organization.json", _json(body)))
             count = 1
         elif what == "incident_reports":
-            reports = list(self.client.list_raw("incident_reports", organization_id=org))
+            reports = fresh if fresh is not None else list(self.client.list_raw("incident_reports",
+                                                                                 organization_id=org))
             for r in reports:  # the list carries the first 10 remediations; fetch the rest
                 parsed = parse(IncidentWithRemediations, r, "GET /v1/incident_reports")
                 if parsed.id is not None and parsed.remediations is not None and parsed.remediations.has_more:
@@ -238,7 +267,7 @@ class HuntressSession:
                                           self.client.download(report)))
             count = len(reports)
         elif what in ("agents", "signals", "escalations", "identities", "memberships"):
-            items = list(self.client.list_raw(what, organization_id=org))
+            items = fresh if fresh is not None else list(self.client.list_raw(what, organization_id=org))
             files.append(Artifact(f"{what}.json", _json(items)))
             count = len(items)
         elif what == "invoices":
@@ -326,6 +355,8 @@ class HuntressSession:
         present = {(i.target.type, i.target.id): i.owner for i in inventory.items}
         kinds = {"uninstall_agent": "agent", "delete_membership": "membership",
                  "delete_unwanted_access_rule": "unwanted_access_rule"}
+        org_item = next((i for i in inventory.items if i.target.type == "organization"), None)
+        org = self.org_id
         for action in (a for s in vendor_plan.steps for a in s.actions if a.kind == "api" and a.destructive):
             if action.operation == "release_isolation":
                 continue  # the uninstall that follows is what is verified
@@ -333,6 +364,11 @@ class HuntressSession:
             name = f"{action.summary}: {action.target.name}"
             if snap.get("organization_deleted") and action.operation != "stop_auto_renew":
                 checks.append(Check(name, True, f"the organization is deleted (GET /v1/organizations/{org} → 404)",
+                                    target=action.target, action_id=action.id))
+            elif action.operation == "clear_report_recipients" and org_item is not None:
+                left = org_item.attrs.get("report_recipients")
+                checks.append(Check(f"{action.summary}: {action.target.name}", left == 0,
+                                    f"GET /v1/organizations/{org} lists {left} report recipient(s)",
                                     target=action.target, action_id=action.id))
             elif kind and (kind, action.target.id) not in present:
                 count = f"; agents_count={snap.get('agents_count')}" if kind == "agent" else ""

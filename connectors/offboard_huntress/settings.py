@@ -84,6 +84,12 @@ class HuntressSettings(SectionSettings):
         # Organization ids are unique on one Huntress API, whichever (reseller) account reaches them.
         return {"organization_id": self.organization_id, "base_url": url_identity(self.base_url)}
 
+    def rate_limit(self) -> tuple[int, float]:
+        return self.requests_per_minute, self.rate_window_seconds
+
+    def account_identity(self) -> dict[str, Any]:
+        return {"base_url": url_identity(self.base_url)}
+
     @property
     def time_scale(self) -> float:
         return self.rate_window_seconds / RATE_WINDOW

@@ -77,6 +77,16 @@ class SectionSettings(BaseSettings):
         it only ever excludes more."""
         return {}
 
+    def rate_limit(self) -> tuple[int, float] | None:
+        """The vendor account's request limit as (calls, window seconds), when the connector knows
+        it: a batch's plan estimates its wall time from it."""
+        return None
+
+    def account_identity(self) -> dict[str, Any]:
+        """The vendor account whose rate limit this section's calls draw on. Exits of a batch use
+        one credential per vendor, so by default one API is one account."""
+        return {}
+
 
 class CustomerSection(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)

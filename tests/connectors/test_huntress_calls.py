@@ -81,23 +81,22 @@ def test_paging_follows_next_page_url_when_only_it_is_given() -> None:
     assert len([i for i in inventory.items if i.target.type == "agent"]) == 2
 
 
-def test_preflight_asks_for_each_open_status_of_incidents_and_escalations() -> None:
+def test_preflight_reads_incidents_and_escalations_once_each_and_picks_the_open_ones() -> None:
+    # One list of every status each (the evidence export keeps them all), not one call per open status.
     with respx.mock as router:
         mock_discovery(router, [[agent(1)]])
-        incidents = router.get(f"{API}/v1/incident_reports").mock(side_effect=[
-            httpx.Response(200, json={"incident_reports": [
-                {"id": 9, "organization_id": 42, "status": "sent", "subject": "HIGH - Incident"}], "pagination": {}}),
-            httpx.Response(200, json={"incident_reports": [], "pagination": {}}),
-        ])
-        escalations = router.get(f"{API}/v1/escalations").respond(json={"escalations": [], "pagination": {}})
+        incidents = router.get(f"{API}/v1/incident_reports").respond(json={"incident_reports": [
+            {"id": 9, "organization_id": 42, "status": "sent", "subject": "HIGH - Incident"},
+            {"id": 8, "organization_id": 42, "status": "closed", "subject": "LOW - Incident"}], "pagination": {}})
+        escalations = router.get(f"{API}/v1/escalations").respond(json={"escalations": [
+            {"id": 5, "status": "resolved", "subject": "done"}], "pagination": {}})
         s = session()
         findings = s.preflight(s.discover())
-    assert [dict(c.request.url.params) for c in incidents.calls] == [
-        {"organization_id": "42", "status": "sent", "limit": "500"},
-        {"organization_id": "42", "status": "auto_remediating", "limit": "500"}]
-    assert [c.request.url.params["status"] for c in escalations.calls] == ["open", "overdue"]
+    assert [dict(c.request.url.params) for c in incidents.calls] == [{"organization_id": "42", "limit": "500"}]
+    assert [dict(c.request.url.params) for c in escalations.calls] == [{"organization_id": "42", "limit": "500"}]
     by_kind = {f.kind: f for f in findings}
     assert by_kind["open_incident_reports"].blocking and by_kind["open_incident_reports"].count == 1
+    assert "#9 sent" in by_kind["open_incident_reports"].detail and "#8" not in by_kind["open_incident_reports"].detail
     assert not by_kind["open_escalations"].blocking and not by_kind["isolated_hosts"].blocking
 
 
@@ -200,14 +199,14 @@ def test_scope_guard_a_neighbour_agent_slipped_into_the_listing_is_never_deleted
             removals = [a.target.id for a in plan.api_actions() if a.destructive]
             assert removals == ["1", "3"]
             assert [k.target.id for k in plan.vendor("huntress").skipped] == ["99"]
-            # Apply re-reads the same listing; verification then sees only the neighbour's agent.
+            # Apply re-reads the same listing (its evidence export keeps that read, no second one);
+            # verification then sees only the neighbour's agent.
             router.get(f"{API}/v1/agents").mock(side_effect=[
                 httpx.Response(200, json={"agents": [agent(3), neighbour], "pagination": {"next_page_token": "t"}}),
                 httpx.Response(200, json={"agents": [agent(1)], "pagination": {}}),
-                httpx.Response(200, json={"agents": [agent(3), agent(1)], "pagination": {}}),  # evidence export
                 httpx.Response(200, json={"agents": [neighbour], "pagination": {}})])
             router.get(f"{API}/v1/organizations/42").mock(side_effect=[
-                httpx.Response(200, json={"organization": ORG})] * 2 + [
+                httpx.Response(200, json={"organization": ORG}),
                 httpx.Response(200, json={"organization": {**ORG, "agents_count": 0}})])
             result = engine.apply(plan, cfg, s)
         delete_paths = sorted(c.request.url.path for c in deletes.calls)

@@ -96,6 +96,10 @@ def test_the_listing_is_retaken_after_the_write_bound_or_the_age_bound() -> None
     ls.current("v")
     assert calls == ["discover"]
     now[0] += listings.MAX_AGE_S
+    ls.current("v")  # old, but too few writes since to be worth a re-take
+    assert calls == ["discover"]
+    for _ in range(listings.MIN_WRITES_BY_AGE):
+        ls.wrote("v")
     ls.current("v")
     assert calls == ["discover", "discover"]
     ls.current("v")

@@ -1,3 +1,7 @@
+import json
+import threading
+import time
+
 from offboard.wire.ratelimit import SlidingWindowLimiter
 from tests.fakeclock import FakeClock
 
@@ -36,17 +40,38 @@ def test_block_for_holds_every_caller_for_the_vendor_given_time() -> None:
     assert clock.slept == [7.5]
 
 
-def test_a_second_process_inherits_the_first_ones_recent_calls(tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_two_limiters_of_one_account_share_one_window_through_its_budget_file(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    # Two exits (or two offboard processes) on one vendor account: the limit is the account's.
     path = tmp_path / "budget.json"
-    first = SlidingWindowLimiter(3, 60.0)
-    for _ in range(3):
-        first.acquire()
-    first.save(path)
     clock = FakeClock()
     clock.now = 1000.0
+    first = SlidingWindowLimiter(3, 60.0, margin=0.0, clock=clock, sleep=clock.sleep)
     second = SlidingWindowLimiter(3, 60.0, margin=0.0, clock=clock, sleep=clock.sleep)
-    second.load(path)
-    second.acquire()  # the window is already full: it must wait for the first call to age out
+    first.share(path)
+    second.share(path)
+    for _ in range(2):
+        first.acquire()
+    clock.now = 1010.0
+    second.acquire()  # the third call of the account's window
+    assert clock.slept == []
+    second.acquire()  # the fourth waits for the first to age out, whoever sent it
+    assert clock.now == 1060.0
+    first.acquire()
+    assert clock.now == 1060.0 + 0.0 and first.in_window() == 3
+    assert json.loads(path.read_text())["calls"][0][0] == 1010.0
+
+
+def test_the_window_outlives_the_process_that_filled_it(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    path = tmp_path / "budget.json"
+    first = SlidingWindowLimiter(3, 60.0)
+    first.share(path)
+    for _ in range(3):
+        first.completed(first.acquire())
+    clock = FakeClock()
+    clock.now = time.time()
+    second = SlidingWindowLimiter(3, 60.0, margin=0.0, clock=clock, sleep=clock.sleep)
+    second.share(path)
+    second.acquire()  # `plan` then `apply`: the window is already full
     assert len(clock.slept) == 1 and 59.0 < clock.slept[0] <= 60.0
 
 
@@ -55,9 +80,32 @@ def test_an_unreadable_budget_file_is_ignored(tmp_path) -> None:  # type: ignore
     path.write_text("{not json")
     clock = FakeClock()
     limiter = SlidingWindowLimiter(3, 60.0, clock=clock, sleep=clock.sleep)
-    limiter.load(path)
+    limiter.share(path)
     limiter.acquire()
     assert clock.slept == []
+
+
+def test_callers_on_one_account_take_turns_so_a_small_exit_is_not_stuck_behind_a_large_one() -> None:
+    limiter = SlidingWindowLimiter(2, 0.05, margin=0.0)
+    order: list[str] = []
+    large_waiting = threading.Event()
+
+    def exit_of(name: str, calls: int) -> None:
+        for _ in range(calls):
+            if name == "large" and len(order) == 2:
+                large_waiting.set()
+            limiter.acquire()
+            order.append(name)
+
+    large = threading.Thread(target=exit_of, args=("large", 8))
+    large.start()
+    large_waiting.wait(5)
+    small = threading.Thread(target=exit_of, args=("small", 2))
+    small.start()
+    large.join(10)
+    small.join(10)
+    # the small exit's two calls come among the large one's, not after all of them
+    assert order.count("small") == 2 and order.index("small") <= 4 and order[-1] == "large"
 
 
 def test_a_vendor_that_reports_fewer_calls_left_than_we_count_slows_us_down() -> None:
@@ -85,3 +133,33 @@ def test_a_call_counts_from_its_reply_so_our_window_never_ends_before_the_vendor
     limiter.completed()
     limiter.acquire()  # the third waits until the first is a whole window old from its reply
     assert clock.now == 13.0
+
+
+def test_a_429_cuts_offboards_share_of_the_window_and_it_grows_back_once_nobody_else_is_seen() -> None:
+    clock = FakeClock()
+    limiter = SlidingWindowLimiter(60, 60.0, margin=0.0, clock=clock, sleep=clock.sleep)
+    limiter.rate_limited()
+    assert limiter.current_share() == 0.7
+    limiter.rate_limited()
+    assert abs(limiter.current_share() - 0.49) < 1e-9
+    for _ in range(29):
+        limiter.acquire()
+    assert clock.slept == []
+    limiter.acquire()  # the 30th of 60 is over the share: wait a window, though the vendor's window has room
+    assert clock.now == 60.0
+    clock.now = 60.0 * 6  # five quiet windows: a tenth of the limit each
+    assert limiter.current_share() == 1.0
+
+
+def test_the_calls_left_header_reserves_what_another_client_uses_until_it_leaves() -> None:
+    clock = FakeClock()
+    limiter = SlidingWindowLimiter(60, 60.0, margin=0.0, clock=clock, sleep=clock.sleep)
+    limiter.observe_remaining(40)  # nothing of ours in the window, yet 20 are taken
+    assert abs(limiter.current_share() - 40 / 60) < 1e-9
+    clock.now = 50.0
+    limiter.observe_remaining(40)  # still there, and nothing new: its calls are counted once
+    assert limiter.in_window() == 20 and abs(limiter.current_share() - 40 / 60) < 1e-9
+    clock.now = 61.0  # the other client was seen less than a window ago: one more call per window
+    assert abs(limiter.current_share() - 41 / 60) < 1e-9
+    clock.now = 61.0 + 60.0 * 4  # gone: no one else seen for a window, the share grows a tenth a window
+    assert limiter.current_share() == 1.0

@@ -17,6 +17,7 @@ import typer
 from offboard import connectors as registry
 from offboard import engine
 from offboard.cli import conventions, jsonout, render, stopped
+from offboard.cli.batch_cmd import batch_app
 from offboard.cli.sandbox_cmd import sandbox_app
 from offboard.config import ExitConfig, load_config
 from offboard.connectors import psa as psa_registry
@@ -67,6 +68,7 @@ app.add_typer(audit_app, name="audit")
 app.add_typer(auth_app, name="auth")
 app.add_typer(keys_app, name="keys")
 app.add_typer(sandbox_app, name="sandbox")
+app.add_typer(batch_app, name="batch")
 
 ConfigOpt = Annotated[Path, typer.Option("--config", "-c", envvar="OFFBOARD_CONFIG",
                                          help="The exit definition (start from config.example.toml).")]

@@ -119,6 +119,11 @@ class VendorSession(Protocol):
 
     def close(self) -> None: ...
 
+    @property
+    def calls_made(self) -> int:
+        """Requests sent to the vendor so far (every attempt), for estimates."""
+        ...
+
 
 @dataclass(frozen=True)
 class SandboxKit:

@@ -183,6 +183,7 @@ class Logged:
     gated: bool = False  # answered by the gate (a fault, refused auth, the rate limit): no route saw it
     at: float = field(default_factory=time.monotonic)  # when it was answered
     acted: int | None = None  # the route's own status, when a fault replaced its reply (``Fault.acted``)
+    arrived: float = 0.0  # when the rate window counted it (0: it was not counted)
 
 
 class SandboxBase:
@@ -242,10 +243,10 @@ class SandboxBase:
     def window(self) -> float:
         return self.base_window * self.time_scale
 
-    def admit(self) -> float | None:
+    def admit(self, now: float | None = None) -> float | None:
         """Sliding window per credential holder; returns seconds to wait if over the limit."""
         with self._lock:
-            now = time.monotonic()
+            now = time.monotonic() if now is None else now
             while self._arrivals and now - self._arrivals[0] >= self.window():
                 self._arrivals.popleft()
             if len(self._arrivals) >= self.rate_limit:
@@ -284,7 +285,7 @@ class SandboxBase:
 
         async def log(_request: Request) -> Response:
             return JSONResponse([{"method": r.method, "path": r.path, "status": r.status, "gated": r.gated,
-                                  "acted": r.acted, "at": r.at} for r in self.requests])
+                                  "acted": r.acted, "at": r.at, "arrived": r.arrived} for r in self.requests])
 
         async def share(request: Request) -> Response:
             fraction = float(request.query_params.get("fraction", "0"))
@@ -320,6 +321,7 @@ class Gate:
             return {"type": "http.request", "body": body, "more_body": False}
 
         sb = self.sandbox
+        arrived = 0.0
         request = Request(scope, replay)
         method, path = request.method, request.url.path
         status_box: dict[str, int] = {}
@@ -338,7 +340,7 @@ class Gate:
             status = 0 if cut else status_box.get("status", 0)  # a cut reply: the client got no status
             sb.requests.append(Logged(method, path, request.url.query, status,
                                       body.decode(errors="replace"), "authorization" in request.headers,
-                                      gated=gated, acted=acted))
+                                      gated=gated, acted=acted, arrived=arrived))
 
         response: Response | None = None
         fault = sb.take_fault(method, path)
@@ -352,7 +354,8 @@ class Gate:
             if key is None:
                 response = sb.error(401, "Invalid or missing credentials")
             else:
-                wait = sb.admit()
+                arrived = time.monotonic()
+                wait = sb.admit(arrived)
                 if wait is not None:
                     retry = {"Retry-After": f"{wait:.3f}"} if sb.send_retry_after else None
                     response = sb.error(429, "Rate limit exceeded", retry)

@@ -2,8 +2,9 @@
 
 A listing taken when apply starts goes stale during a removal phase of hours: an object moved
 to another customer meanwhile would still look like ours. Each vendor's listing is re-taken
-when it is MAX_WRITES writes or MAX_AGE_S seconds old, whichever comes first. One re-take is one
-discovery of that vendor (its connector's listing calls: a handful, plus one per page of the
+when it is MAX_WRITES writes or MAX_AGE_S seconds old, whichever comes first (by age, only
+once MIN_WRITES_BY_AGE writes went out since: a re-take must not cost more than the writes it
+guards). One re-take is one discovery of that vendor (its connector's listing calls: a handful, plus one per page of the
 largest list), so at the bound it adds a few percent of calls to a large exit; the worst case
 is a move the guard sees MAX_WRITES writes or MAX_AGE_S seconds late, and the verification
 re-read after the run still finds it.
@@ -20,6 +21,9 @@ from offboard.plan import Inventory
 
 MAX_WRITES = 250
 MAX_AGE_S = 300.0
+# An exit that writes slowly (one of many sharing a vendor account in a batch) would otherwise
+# re-list every five minutes for a handful of writes: by age, only once this many writes went out.
+MIN_WRITES_BY_AGE = 50
 
 
 class Listings:
@@ -37,8 +41,9 @@ class Listings:
 
     def current(self, vendor: str) -> Inventory:
         with self._lock:
-            stale = (self._writes[vendor] >= MAX_WRITES
-                     or self._clock() - self._taken[vendor] >= MAX_AGE_S)
+            writes = self._writes[vendor]
+            stale = writes >= MAX_WRITES or (writes >= MIN_WRITES_BY_AGE
+                                              and self._clock() - self._taken[vendor] >= MAX_AGE_S)
         if stale:
             fresh = self._sessions.by_vendor[vendor].discover()
             with self._lock:

@@ -571,6 +571,10 @@ class TicketAware:
     def verify(self, vendor_plan: VendorPlan | None, inventory: Inventory) -> list[Check]:
         return self.inner.verify(vendor_plan, inventory)
 
+    @property
+    def calls_made(self) -> int:
+        return self.inner.calls_made
+
     def check_manual(self, action: Action) -> Check | None:
         if action.operation in (SCOPE_OPERATION, RECORD_SCOPE):
             return self.ticket.scope_confirm(action)

@@ -149,9 +149,9 @@ class VendorHttp:
     ) -> None:
         self.vendor = vendor
         self.limiter = limiter
-        self._budget_file = budget_file
         if budget_file is not None:
-            limiter.load(budget_file)
+            limiter.share(budget_file)  # one window per vendor account, machine-wide
+        self.calls = 0  # requests sent (every attempt), for the plan's estimates
         self.policy = policy or RetryPolicy()
         self._remaining_header = remaining_header  # the vendor's "calls left in the window", if it sends one
         self._sleep = sleep or _sleep
@@ -166,8 +166,6 @@ class VendorHttp:
         )
 
     def close(self) -> None:
-        if self._budget_file is not None:
-            self.limiter.save(self._budget_file)
         self._client.close()
 
     def __enter__(self) -> VendorHttp:
@@ -229,9 +227,11 @@ class VendorHttp:
         def _once() -> httpx.Response:
             nonlocal attempt
             attempt += 1
-            self.limiter.acquire(on_wait=self._limiter_wait)
+            token = self.limiter.acquire(on_wait=self._limiter_wait)
+            self.calls += 1
             started = time.monotonic()
             status: int | None = None
+            response: httpx.Response | None = None
             try:
                 if self._same_origin(path):
                     response = self._client.request(method, path, params=params, json=json, files=files, data=data)
@@ -240,10 +240,9 @@ class VendorHttp:
                                                     auth=None)
                 status = response.status_code
             finally:
-                self.limiter.completed()
+                self.limiter.completed(token, remaining=self._remaining(response), throttled=status == 429)
                 self.last_call = HttpRecord(method, path, status, attempt,
                                             int((time.monotonic() - started) * 1000))
-            self._observe(response)
             if status in RETRY_STATUSES:
                 raise _RetryableStatus(response)
             return response
@@ -312,12 +311,12 @@ class VendorHttp:
             wait = waits.Wait(self.vendor, seconds, "retry", "before retrying (the connection failed)")
         waits.report(wait)
 
-    def _observe(self, response: httpx.Response) -> None:
-        if self._remaining_header is None:
-            return
-        value = response.headers.get(self._remaining_header, "")
-        if value.strip().isdigit():
-            self.limiter.observe_remaining(int(value))
+    def _remaining(self, response: httpx.Response | None) -> int | None:
+        """The vendor's count of calls left in its window, when it sends one."""
+        if self._remaining_header is None or response is None:
+            return None
+        value = response.headers.get(self._remaining_header, "").strip()
+        return int(value) if value.isdigit() else None
 
     def _same_origin(self, path: str) -> bool:
         if "://" not in path:

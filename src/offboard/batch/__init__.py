@@ -1,0 +1,33 @@
+"""Many customers at once: plan, apply, resume, verify, confirm and bundle a batch of exits.
+
+Above the engine: each exit is run by the engine exactly as a single exit is, with its own run
+folder and proof; the batch adds the listing of customers, one reviewable plan of them all, the
+order they run in, and where each stands. The vendor accounts' shared rate budgets live in the
+wire (``offboard.wire.ratelimit``), so two batches, or a batch and a single `offboard apply`,
+share them too.
+"""
+
+from offboard.batch.planfile import BatchPlan, read_batch_plan, write_batch_plan
+from offboard.batch.run import (
+    PARALLEL,
+    Batch,
+    BatchInterrupted,
+    ExitChecks,
+    ExitOutcome,
+    apply_batch,
+    batch_exit_code,
+    bundle_batch,
+    confirm_batch,
+    open_batch,
+    plan_batch,
+    states_of,
+    verify_batch,
+)
+from offboard.batch.source import ExitSpec, load_source
+from offboard.batch.status import ExitState, exit_state
+
+__all__ = [
+    "PARALLEL", "Batch", "BatchInterrupted", "BatchPlan", "ExitChecks", "ExitOutcome", "ExitSpec", "ExitState",
+    "apply_batch", "batch_exit_code", "bundle_batch", "confirm_batch", "exit_state", "load_source", "open_batch",
+    "plan_batch", "read_batch_plan", "states_of", "verify_batch", "write_batch_plan",
+]

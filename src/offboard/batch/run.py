@@ -1,0 +1,374 @@
+"""Running a batch: every exit is an ordinary exit (its own run folder, audit log, report and
+bundle); the batch plans them, runs them side by side, resumes the unfinished ones, and reads
+where each stands.
+
+Fair share: the exits run at once, up to ``parallel`` at a time, smallest first, and each vendor
+account's budget serves their calls first come, first served, so a 5-agent customer is done in
+its first minutes whatever else the batch holds. An exit that waits for a person (a manual item,
+or a gate such as a notification the vendor asks for first) finishes its run with the items on
+its checklist and frees its place: it never holds back another exit.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import uuid
+from collections.abc import Callable, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor, as_completed
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TypeVar
+
+from offboard import engine
+from offboard.batch.planfile import AccountLoad, BatchExit, BatchPlan, Estimate, VendorLoad, read_batch_plan
+from offboard.batch.source import ExitSpec
+from offboard.batch.status import FAILED, GATED, INTERRUPTED, NOT_STARTED, RUNNING, WAITING, ExitState, exit_state
+from offboard.config import ExitConfig, SectionSettings, load_config
+from offboard.connectors import Check
+from offboard.engine.guards import check_plan_fits
+from offboard.engine.listings import MAX_WRITES
+from offboard.errors import BadInput, ExitCode, OffboardError, RunInterrupted
+from offboard.plan import Action, Plan, now_iso
+from offboard.proof import bundle as bundles
+from offboard.rundir import make_private_dirs
+
+Opener = Callable[[ExitConfig], AbstractContextManager[engine.Sessions]]
+Report = Callable[[str, str], None]  # (exit's slug, one line about it)
+T = TypeVar("T")
+PARALLEL = 8
+
+
+@dataclass
+class Batch:
+    """A batch plan, read and checked, with each exit's config."""
+
+    path: Path
+    plan: BatchPlan
+    configs: dict[str, ExitConfig]
+
+    @property
+    def exits(self) -> tuple[BatchExit, ...]:
+        return self.plan.exits
+
+
+def open_batch(path: Path, models: Mapping[str, type[SectionSettings]]) -> Batch:
+    plan = read_batch_plan(path)
+    configs: dict[str, ExitConfig] = {}
+    for e in plan.exits:
+        try:
+            cfg = load_config(path.parent / e.config, models)
+            check_plan_fits(e.plan, cfg)
+        except BadInput as exc:
+            raise BadInput(f"batch plan {path}, customer {e.customer!r}: {exc}") from None
+        configs[e.slug] = cfg
+    return Batch(path, plan, configs)
+
+
+def _default_opener(cfg: ExitConfig) -> AbstractContextManager[engine.Sessions]:
+    return engine.open_sessions(cfg)
+
+
+def _pooled(items: list[T], work: Callable[[T], None], parallel: int, stop: threading.Event) -> None:
+    """Run ``work`` on each item, ``parallel`` at a time, in order. Ctrl-C: no new item starts,
+    the running ones stop after the action they are on (``stop``), then it is raised."""
+    with ThreadPoolExecutor(max_workers=max(1, parallel), thread_name_prefix="exit") as pool:
+        futures: list[Future[None]] = [pool.submit(work, item) for item in items]
+        try:
+            for f in as_completed(futures):
+                f.result()
+        except KeyboardInterrupt:
+            stop.set()
+            for f in futures:
+                f.cancel()
+            raise
+
+
+# -- plan ---------------------------------------------------------------------------------
+
+
+def estimate(plan: Plan, cfg: ExitConfig, discovery_calls: Mapping[str, int]) -> Estimate:
+    """What an exit will cost at each vendor account: its re-plan at apply (one discovery), its
+    exports and removals, a fresh listing every MAX_WRITES writes for the scope guard, and the
+    verification's discovery."""
+    actions = plan.actions()
+    loads = []
+    for vendor, settings in sorted(cfg.vendors.items()):
+        mine = [a for a in actions if a.vendor == vendor and a.kind == "api"]
+        writes = sum(1 for a in mine if a.destructive)
+        reads = len(mine) - writes
+        d = discovery_calls.get(vendor, 0)
+        limit, window = settings.rate_limit() or (0, 0.0)
+        loads.append(VendorLoad(vendor=vendor, account=_account(vendor, settings), limit=limit,
+                                window_seconds=window, calls=2 * d + reads + writes + (writes // MAX_WRITES) * d))
+    return Estimate(removals=sum(1 for a in actions if a.kind == "api" and a.destructive),
+                    exports=sum(1 for a in actions if a.kind == "api" and not a.destructive),
+                    manual=sum(1 for a in actions if a.kind == "manual"),
+                    gates=sum(1 for a in actions if a.gate), loads=tuple(loads))
+
+
+def _account(vendor: str, settings: SectionSettings) -> str:
+    named = ", ".join(f"{v}" for _, v in sorted(settings.account_identity().items()))
+    return f"{vendor} {named}".strip()
+
+
+def plan_batch(specs: list[ExitSpec], base: Path, source: str, *, opener: Opener = _default_opener,
+               parallel: int = PARALLEL, report: Report | None = None) -> BatchPlan:
+    """Plan every exit (read-only): one sealed plan each, with its estimate; the batch sealed whole.
+    One exit that cannot be planned stops the batch plan, naming each customer and why."""
+    exits: dict[str, BatchExit] = {}
+    errors: dict[str, str] = {}
+
+    def one(spec: ExitSpec) -> None:
+        try:
+            with opener(spec.cfg) as sessions:
+                plan = engine.make_plan(spec.cfg, sessions)
+                calls = {name: s.calls_made for name, s in sessions.by_vendor.items()}
+        except OffboardError as exc:
+            errors[spec.slug] = f"{spec.cfg.customer.name}: {exc}"
+            return
+        exits[spec.slug] = BatchExit(slug=spec.slug, customer=spec.cfg.customer.name,
+                                     config=Path(os.path.relpath(spec.cfg.path, base)).as_posix(), plan=plan,
+                                     estimate=estimate(plan, spec.cfg, calls))
+        if report is not None:
+            report(spec.slug, f"planned: {len(plan.api_actions())} API action(s), "
+                              f"{sum(1 for a in plan.actions() if a.kind == 'manual')} manual item(s)")
+
+    _pooled(specs, one, parallel, threading.Event())
+    if errors:
+        first = next(iter(errors.values()))
+        more = f" (and {len(errors) - 1} more customer(s): {', '.join(sorted(errors)[1:6])})" if len(errors) > 1 else ""
+        raise BadInput(f"batch not planned: {first}{more}")
+    ordered = tuple(exits[s.slug] for s in specs)
+    return BatchPlan(batch_id=str(uuid.uuid4()), created_at=now_iso(), source=source, exits=ordered,
+                     accounts=_accounts(ordered)).sealed()
+
+
+def _accounts(exits: tuple[BatchExit, ...]) -> tuple[AccountLoad, ...]:
+    by: dict[tuple[str, str], list[VendorLoad]] = {}
+    for e in exits:
+        for load in e.estimate.loads:
+            by.setdefault((load.vendor, load.account), []).append(load)
+    return tuple(AccountLoad(vendor=v, account=a, exits=len(loads), calls=sum(x.calls for x in loads),
+                             limit=min(x.limit for x in loads), window_seconds=max(x.window_seconds for x in loads))
+                 for (v, a), loads in sorted(by.items()))
+
+
+# -- apply and resume -------------------------------------------------------------------------
+
+
+@dataclass
+class ExitOutcome:
+    slug: str
+    customer: str
+    did: str  # "applied", "resumed", or why nothing was done
+    code: int | None  # the exit's run's exit code (None: nothing was run)
+    run_id: str | None
+    message: str = ""
+
+
+class _Stoppable(engine.NoProgress):
+    """Ctrl-C of a batch: each running exit stops after the action it is on, recorded as
+    interrupted in its own log (the engine's Ctrl-C path), resumable."""
+
+    def __init__(self, stop: threading.Event) -> None:
+        self._stop = stop
+
+    def advance(self, action: Action, event: str) -> None:
+        if self._stop.is_set():
+            raise KeyboardInterrupt
+
+
+def _what_to_do(state: ExitState, overrides: engine.Overrides) -> str | None:
+    """"apply", "resume", or None (and why, in the state) when a run would do nothing now."""
+    if state.state == NOT_STARTED:
+        return "apply"
+    if state.state == RUNNING:
+        return None
+    if state.state == GATED:
+        return "apply" if overrides.preflight else None  # nothing was removed: the plan applies afresh
+    if state.state == WAITING:
+        return "resume" if state.resumable else None
+    return "resume" if state.state in (INTERRUPTED, FAILED) else None
+
+
+def apply_batch(batch: Batch, *, resume: bool, overrides: engine.Overrides, opener: Opener = _default_opener,
+                parallel: int = PARALLEL, report: Report | None = None) -> list[ExitOutcome]:
+    """Apply every exit not started; with ``resume``, also continue every unfinished one. Each exit
+    is applied or resumed exactly as `offboard apply` / `apply --resume` would (re-planned from its
+    config and the live vendor first); one exit's failure or wait never stops another."""
+    states = {e.slug: exit_state(batch.configs[e.slug], e.plan) for e in batch.exits}
+    started = [s for s, st in states.items() if st.state != NOT_STARTED]
+    if started and not resume:
+        raise BadInput(f"this batch has started ({len(started)} exit(s) have a run, e.g. {started[0]}); continue "
+                       f"it with `offboard batch apply --resume {batch.path}`")
+    outcomes: dict[str, ExitOutcome] = {}
+    work: list[tuple[BatchExit, str]] = []
+    for e in batch.exits:
+        st = states[e.slug]
+        todo = _what_to_do(st, overrides)
+        run_id = st.run.run_id if st.run else None
+        if todo is None:
+            why = {RUNNING: "running in another process", WAITING: f"waiting for a person: {st.detail}",
+                   GATED: "stopped by a preflight gate: resume with --override-preflight \"REASON\" once checked"
+                   }.get(st.state, st.state)
+            outcomes[e.slug] = ExitOutcome(e.slug, e.customer, why, None, run_id)
+        else:
+            work.append((e, todo))
+    work.sort(key=lambda w: (w[0].estimate.calls, w[0].slug))  # smallest first
+    stop = threading.Event()
+    lock = threading.Lock()
+
+    def one(item: tuple[BatchExit, str]) -> None:
+        e, todo = item
+        cfg = batch.configs[e.slug]
+        st = states[e.slug]
+        if report is not None:
+            report(e.slug, "starting" if todo == "apply" else f"resuming run {st.run.run_id if st.run else '?'}")
+        run_id = st.run.run_id if st.run else None
+        try:
+            with opener(cfg) as sessions:
+                if todo == "apply":
+                    result = engine.apply(e.plan, cfg, sessions, overrides=overrides, progress=_Stoppable(stop))
+                else:
+                    assert run_id is not None
+                    result = engine.resume(run_id, cfg, sessions, overrides=overrides, progress=_Stoppable(stop))
+            out = ExitOutcome(e.slug, e.customer, "applied" if todo == "apply" else "resumed", int(result.exit_code),
+                              result.run.run_id, result.message)
+        except RunInterrupted as exc:
+            out = ExitOutcome(e.slug, e.customer, "interrupted", int(ExitCode.INTERRUPTED), exc.run_id,
+                              "stopped after the action it was on")
+        except OffboardError as exc:
+            found = exit_state(cfg, e.plan).run
+            out = ExitOutcome(e.slug, e.customer, todo, int(exc.exit_code), found.run_id if found else run_id, str(exc))
+        except Exception as exc:  # a bug in one exit must not take the others down
+            out = ExitOutcome(e.slug, e.customer, todo, int(ExitCode.FAILED), run_id,
+                              f"internal error: {type(exc).__name__}: {exc}")
+        with lock:
+            outcomes[e.slug] = out
+        if report is not None:
+            report(e.slug, _said(out))
+
+    try:
+        _pooled(work, one, parallel, stop)
+    except KeyboardInterrupt:
+        raise BatchInterrupted(batch.path) from None
+    return [outcomes[e.slug] for e in batch.exits]
+
+
+def _said(out: ExitOutcome) -> str:
+    what = {0: "done", 1: "failed", 2: "refused", 3: "waiting for a person", 4: "stopped by a preflight gate",
+            130: "interrupted"}.get(out.code if out.code is not None else -1, f"exit {out.code}")
+    return f"{what}" + (f" (run {out.run_id})" if out.run_id else "") + (f": {out.message}" if out.message else "")
+
+
+class BatchInterrupted(OffboardError):
+    exit_code = ExitCode.INTERRUPTED
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(f"interrupted: each exit stopped after the action it was on, recorded in its own audit "
+                         f"log; continue with `offboard batch apply --resume {path}`")
+
+
+def batch_exit_code(outcomes: list[ExitOutcome], states: Mapping[str, ExitState]) -> ExitCode:
+    """The batch's code from where its exits stand now: 1 when one failed, 4 when a gate stopped
+    one, 3 while one waits for a person, 0 when all are done."""
+    codes = {o.code for o in outcomes if o.code is not None}
+    names = {s.state for s in states.values()}
+    if ExitCode.INTERRUPTED in codes:
+        return ExitCode.INTERRUPTED
+    if codes & {ExitCode.FAILED, ExitCode.BAD_INPUT} or names & {"failed", "interrupted", "running"}:
+        return ExitCode.FAILED
+    if GATED in names:
+        return ExitCode.PREFLIGHT_BLOCKED
+    if names & {WAITING, NOT_STARTED}:
+        return ExitCode.MANUAL_PENDING
+    return ExitCode.OK
+
+
+def states_of(batch: Batch) -> dict[str, ExitState]:
+    return {e.slug: exit_state(batch.configs[e.slug], e.plan) for e in batch.exits}
+
+
+# -- verify, confirm, bundle ----------------------------------------------------------------------
+
+
+@dataclass
+class ExitChecks:
+    slug: str
+    checks: list[Check]
+    error: str = ""
+
+    @property
+    def stopped(self) -> bool:
+        return not self.error and all(c.passed for c in self.checks)
+
+
+def verify_batch(batch: Batch, *, opener: Opener = _default_opener, parallel: int = PARALLEL) -> list[ExitChecks]:
+    """Re-read every exit's vendors; for an exit with a run, add the re-reads to its audit log."""
+    found: dict[str, ExitChecks] = {}
+
+    def one(e: BatchExit) -> None:
+        cfg = batch.configs[e.slug]
+        run = exit_state(cfg, e.plan).run
+        try:
+            with opener(cfg) as sessions:
+                checks = (engine.verify_recorded(run.run_id, cfg, sessions) if run is not None
+                          else engine.verify_run(None, sessions))
+            found[e.slug] = ExitChecks(e.slug, checks)
+        except OffboardError as exc:
+            found[e.slug] = ExitChecks(e.slug, [], str(exc))
+
+    _pooled(list(batch.exits), one, parallel, threading.Event())
+    return [found[e.slug] for e in batch.exits]
+
+
+def confirm_batch(batch: Batch, item: str, by: str, note: str, *, only: list[str] | None = None,
+                  opener: Opener = _default_opener) -> list[tuple[str, engine.ConfirmResult | str]]:
+    """Record a manual item as done in every exit (or those named) where it waits for a person;
+    each is re-read at its vendor first, as `offboard confirm` does."""
+    unknown = sorted(set(only or []) - {e.slug for e in batch.exits})
+    if unknown:
+        raise BadInput(f"no customer {unknown[0]!r} in this batch; its customers: "
+                       + ", ".join(e.slug for e in batch.exits))
+    done: list[tuple[str, engine.ConfirmResult | str]] = []
+    for e in batch.exits:
+        if only and e.slug not in only:
+            continue
+        cfg = batch.configs[e.slug]
+        st = exit_state(cfg, e.plan)
+        if st.run is None or item not in st.pending:
+            continue
+        try:
+            with opener(cfg) as sessions:
+                done.append((e.slug, engine.confirm(st.run.run_id, item, by, note, cfg, sessions)))
+        except OffboardError as exc:
+            done.append((e.slug, str(exc)))
+    if not done:
+        raise BadInput(f"{item!r} waits for a person in no exit of this batch"
+                       + (f" among {', '.join(only)}" if only else "") + "; `offboard batch status` lists what does")
+    return done
+
+
+def bundle_batch(batch: Batch, out_dir: Path) -> list[tuple[str, Path | str]]:
+    """One signed bundle per exit that has a run, named after the customer and the run."""
+    made: list[tuple[str, Path | str]] = []
+    make_private_dirs(out_dir)
+    for e in batch.exits:
+        cfg = batch.configs[e.slug]
+        run = exit_state(cfg, e.plan).run
+        if run is None:
+            made.append((e.slug, "not started: nothing to bundle"))
+            continue
+        signer = engine.signer_for(cfg)
+        if signer is None:
+            made.append((e.slug, "no signing key: make one with `offboard keys init`"))
+            continue
+        dest = out_dir / f"{e.slug}-{run.run_id}.tar.gz"
+        try:
+            bundles.create(run, signer, dest)
+            made.append((e.slug, dest))
+        except OffboardError as exc:
+            made.append((e.slug, str(exc)))
+    return made

@@ -1,0 +1,248 @@
+"""`offboard batch …`: many customers at once (a vendor migration, a contract end).
+
+A batch is named by its plan file (default ``batch.plan.json``): every command after `plan`
+reads it, finds each exit's config beside it, and each exit's run in that exit's runs folder.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.markup import escape
+from rich.table import Table
+
+from offboard import batch as batches
+from offboard import connectors as registry
+from offboard import engine
+from offboard.batch.run import Report
+from offboard.cli import render
+from offboard.config import SectionSettings
+from offboard.errors import BadInput, ExitCode
+from offboard.wire.redact import REDACTOR
+
+batch_app = typer.Typer(
+    help="Many customers at once: one plan of every exit, run side by side at each vendor account's rate "
+         "limit, resumable for days. Each exit keeps its own run folder, audit log, report and bundle.",
+    no_args_is_help=True)
+
+PlanArg = Annotated[Path, typer.Argument(help="The batch plan (from `offboard batch plan -o`).")]
+DEFAULT_PLAN = Path("batch.plan.json")
+ParallelOpt = Annotated[int, typer.Option("--parallel", min=1, max=64,
+                                          help="Exits run at once (they share each vendor account's limit).")]
+
+
+def _models() -> dict[str, type[SectionSettings]]:
+    return {n: c.settings_model for n, c in registry.installed().items()}
+
+
+def _exits_folder(out: Path) -> Path:
+    """Where a listing's exits are written: beside the plan, named after it (batch.plan.json → batch/)."""
+    name = out.name
+    for suffix in (".plan.json", ".json"):
+        if name.endswith(suffix) and len(name) > len(suffix):
+            name = name[: -len(suffix)]
+            break
+    return out.parent / name
+
+
+def _say(customer_of: dict[str, str]) -> Report:
+    def report(slug: str, text: str) -> None:
+        render.err.print(f"{escape(customer_of.get(slug, slug))}: {escape(REDACTOR.text(text))}", soft_wrap=True)
+    return report
+
+
+def _duration(seconds: float) -> str:
+    s = round(seconds)
+    if s < 60:
+        return f"{seconds:.1f} s" if seconds < 10 else f"{s} s"
+    h, rem = divmod(s, 3600)
+    return f"{h} h {rem // 60:02d} min" if h else f"{rem // 60} min {rem % 60:02d} s"
+
+
+def plan_table(bp: batches.BatchPlan) -> Table:
+    table = Table(title=f"Batch plan: {len(bp.exits)} customer(s)", title_justify="left")
+    for col in ("Customer", "Vendors", "Removals by API", "Evidence exports", "Manual items", "Calls (≈)",
+                "Alone at the ceiling"):
+        table.add_column(col, overflow="fold")
+    for e in bp.exits:
+        est = e.estimate
+        gates = f" ({est.gates} gate)" if est.gates else ""
+        table.add_row(escape(e.customer), ", ".join(v.vendor for v in est.loads), f"{est.removals:,}",
+                      f"{est.exports:,}", f"{est.manual:,}{gates}", f"{est.calls:,}", _duration(est.seconds_at_ceiling))
+    table.add_row("[bold]all[/]", "", f"{sum(e.estimate.removals for e in bp.exits):,}",
+                  f"{sum(e.estimate.exports for e in bp.exits):,}", f"{sum(e.estimate.manual for e in bp.exits):,}",
+                  f"{sum(e.estimate.calls for e in bp.exits):,}", "")
+    return table
+
+
+def accounts_table(bp: batches.BatchPlan) -> Table:
+    table = Table(title="Vendor accounts (the batch's wall time is the busiest account's)", title_justify="left")
+    for col in ("Account", "Exits", "Calls (≈)", "Limit", "Wall time at the ceiling"):
+        table.add_column(col, overflow="fold")
+    for a in bp.accounts:
+        limit = f"{a.limit} per {a.window_seconds:g} s" if a.limit else "?"
+        table.add_row(escape(a.account), str(a.exits), f"{a.calls:,}", limit, _duration(a.seconds_at_ceiling))
+    return table
+
+
+def status_table(b: batches.Batch, states: dict[str, batches.ExitState]) -> Table:
+    table = Table(title=f"Batch {b.plan.batch_id}: {len(b.exits)} customer(s)", title_justify="left")
+    for col in ("Customer", "State", "Removed", "Run", "Detail"):
+        table.add_column(col, overflow="fold")
+    colour = {"verified": "green", "done": "green", "failed": "bold red", "interrupted": "yellow",
+              "waiting for a person": "cyan", "stopped by a gate": "bold red"}
+    for e in b.exits:
+        st = states[e.slug]
+        style = colour.get(st.state)
+        state = f"[{style}]{st.state}[/]" if style else st.state
+        table.add_row(escape(e.customer), state, f"{st.removed:,}/{st.removals:,}",
+                      st.run.run_id if st.run else "", escape(st.detail))
+    counts: dict[str, int] = {}
+    for st in states.values():
+        counts[st.state] = counts.get(st.state, 0) + 1
+    table.caption = ", ".join(f"{n} {s}" for s, n in sorted(counts.items()))
+    return table
+
+
+@batch_app.command("plan")
+def plan_cmd(
+    source: Annotated[Path, typer.Argument(help="A folder of exit configs (one *.toml per customer), or a listing "
+                                                "of customers: a .csv or a .toml with [[customers]].")],
+    template: Annotated[Path | None, typer.Option("--template", "-t", help="With a listing: the config every "
+                                                  "customer's exit is expanded from.")] = None,
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="Save the batch plan (and, for a listing, each "
+                                             "exit's config in a folder named after it).")] = None,
+    parallel: ParallelOpt = batches.PARALLEL,
+) -> None:
+    """Dry run of every exit: read what each customer still has, plan each exit, and estimate the
+    calls and the wall time at each vendor account's rate limit. Changes nothing at any vendor."""
+    with tempfile.TemporaryDirectory(prefix="offboard-batch-") as scratch:
+        base = (out.parent if out is not None else Path(scratch)).resolve()
+        expand_into = _exits_folder(out).resolve() if out is not None else Path(scratch) / "exits"
+        specs = batches.load_source(source, _models(), template=template, expand_into=expand_into)
+        names = {s.slug: s.cfg.customer.name for s in specs}
+        render.err.print(f"Planning {len(specs)} exit(s) (read-only)…")
+        bp = batches.plan_batch(specs, base, str(source), parallel=parallel, report=_say(names))
+    render.out.print(plan_table(bp))
+    render.out.print(accounts_table(bp))
+    render.out.print(f"Estimated wall time at the accounts' ceilings: {_duration(bp.seconds_at_ceiling)} "
+                     "(the accounts are drawn on at once; manual items are extra).", soft_wrap=True)
+    if out is not None:
+        batches.write_batch_plan(bp, out)
+        render.out.print(f"Saved to {out}. Review it, then run: offboard batch apply {out}", soft_wrap=True,
+                         markup=False)
+
+
+@batch_app.command("apply")
+def apply_cmd(
+    plan: PlanArg = DEFAULT_PLAN,
+    resume: Annotated[bool, typer.Option("--resume", help="Continue every unfinished exit (after a crash, a reboot, "
+                                                          "Ctrl-C, or a person's confirmations).")] = False,
+    override_preflight: Annotated[str | None, typer.Option(
+        "--override-preflight", metavar="REASON", help="Proceed despite preflight gates; audited.")] = None,
+    override_evidence: Annotated[str | None, typer.Option(
+        "--override-evidence", metavar="REASON", help="Remove although an evidence export failed; audited.")] = None,
+    yes_delete: Annotated[bool, typer.Option("--yes-delete-organization",
+                                             help="Allow the exits' organization deletions.")] = False,
+    parallel: ParallelOpt = batches.PARALLEL,
+) -> None:
+    """Apply every exit of a batch plan, unattended, side by side; each is re-planned from its config
+    and the live vendor first. Manual items go to each exit's checklist (`offboard batch status`).
+    Exit 0 all done, 3 some wait for a person, 1 some failed, 4 a preflight gate stopped some."""
+    for flag, value in (("--override-preflight", override_preflight), ("--override-evidence", override_evidence)):
+        if value is not None and not value.strip():
+            raise BadInput(f"{flag} needs a reason, e.g. {flag} \"incident #12 closed by phone\"")
+    b = batches.open_batch(plan, _models())
+    overrides = engine.Overrides(override_preflight, override_evidence, None, yes_delete)
+    outcomes = batches.apply_batch(b, resume=resume, overrides=overrides, parallel=parallel,
+                                   report=_say({e.slug: e.customer for e in b.exits}))
+    states = batches.states_of(b)
+    render.out.print(status_table(b, states))
+    code = batches.batch_exit_code(outcomes, states)
+    if code != ExitCode.OK:
+        render.error(f"some exits are not done: `offboard batch status {plan}` shows each; after a person's "
+                     f"confirmations or a fix, `offboard batch apply --resume {plan}`")
+    raise typer.Exit(code)
+
+
+@batch_app.command("status")
+def status_cmd(plan: PlanArg = DEFAULT_PLAN) -> None:
+    """Per customer: not started / interrupted / waiting for a person / failed / done / verified.
+    Exit 0 when every exit is verified or done, 3 while some wait for a person, 1 when one failed."""
+    b = batches.open_batch(plan, _models())
+    states = batches.states_of(b)
+    render.out.print(status_table(b, states))
+    raise typer.Exit(batches.batch_exit_code([], states))
+
+
+@batch_app.command("verify")
+def verify_cmd(plan: PlanArg = DEFAULT_PLAN, parallel: ParallelOpt = batches.PARALLEL) -> None:
+    """Re-read every exit's vendors: has each customer's service stopped? The re-reads are added to each
+    exit's audit log. Exit 0 when every exit's checks pass."""
+    b = batches.open_batch(plan, _models())
+    results = batches.verify_batch(b, parallel=parallel)
+    table = Table(title="Verification", title_justify="left")
+    for col in ("Customer", "Service stopped", "Checks", "Failed"):
+        table.add_column(col, overflow="fold")
+    for e, r in zip(b.exits, results, strict=True):
+        failed = [c for c in r.checks if not c.passed]
+        detail = r.error or "; ".join(f"{c.name}: {c.detail}" for c in failed[:3])
+        table.add_row(escape(e.customer), "[green]yes[/]" if r.stopped else "[bold red]NO[/]", str(len(r.checks)),
+                      escape(detail))
+    render.out.print(table)
+    raise typer.Exit(ExitCode.OK if all(r.stopped for r in results) else ExitCode.FAILED)
+
+
+@batch_app.command("confirm")
+def confirm_cmd(
+    item: Annotated[str, typer.Argument(help="The manual item's id, as each exit's checklist names it.")],
+    by: Annotated[str, typer.Option("--by", help="Who did it (recorded in each exit's audit log).")],
+    note: Annotated[str, typer.Option("--note", help="What was done or seen; some items require it.")] = "",
+    customer: Annotated[list[str] | None, typer.Option(
+        "--customer", help="Only this customer (its short name: its folder); repeatable.")] = None,
+    plan: Annotated[Path, typer.Option("--plan", help="The batch plan.")] = DEFAULT_PLAN,
+) -> None:
+    """Record a manual item as done in every exit where it waits (or those named with --customer), after
+    re-reading the vendor where its API can see it. Then `offboard batch apply --resume` runs what it held."""
+    if not by.strip():
+        raise BadInput("--by needs the name of the person who did the item")
+    b = batches.open_batch(plan, _models())
+    names = {e.slug: e.customer for e in b.exits}
+    results = batches.confirm_batch(b, item, by, note, only=customer or None)
+    refused = 0
+    for slug, r in results:
+        if isinstance(r, str):
+            refused += 1
+            render.error(f"{names[slug]}: {REDACTOR.text(r)}")
+        elif not r.accepted:
+            refused += 1
+            render.error(f"{names[slug]}: not confirmed: the vendor still shows "
+                         f"{r.check.detail if r.check else '?'}")
+        else:
+            render.out.print(f"{names[slug]}: confirmed {item} (run {r.run.run_id})", markup=False)
+    if any(not isinstance(r, str) and r.to_resume for _, r in results):
+        render.out.print(f"Actions held until now run with: offboard batch apply --resume {plan}", markup=False)
+    raise typer.Exit(ExitCode.FAILED if refused else ExitCode.OK)
+
+
+@batch_app.command("bundle")
+def bundle_cmd(
+    plan: PlanArg = DEFAULT_PLAN,
+    out: Annotated[Path, typer.Option("--out", "-o", help="The folder the bundles are written to.")] = Path("bundles"),
+) -> None:
+    """One signed evidence bundle per exit (`offboard bundle` of each run), named <customer>-<run id>.tar.gz."""
+    b = batches.open_batch(plan, _models())
+    if out.exists() and not out.is_dir():
+        raise BadInput(f"{out} is a file; --out names the folder the bundles go to")
+    names = {e.slug: e.customer for e in b.exits}
+    failed = 0
+    for slug, made in batches.bundle_batch(b, out):
+        if isinstance(made, Path):
+            render.out.print(f"{names[slug]}: {made}", markup=False)
+        else:
+            failed += 1
+            render.error(f"{names[slug]}: not bundled: {REDACTOR.text(made)}")
+    raise typer.Exit(ExitCode.FAILED if failed else ExitCode.OK)

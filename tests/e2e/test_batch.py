@@ -1,0 +1,187 @@
+"""A vendor migration: several customers of one Huntress account and one Blumira MSP account exited
+as one batch through `offboard batch`, killed mid-way with SIGKILL, resumed, and every exit
+ends verified, each with its own whole audit log, and no write sent twice."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import time
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+from pydantic import SecretStr
+
+from offboard import batch as batches
+from offboard import connectors, engine
+from offboard.connectors.sandboxing import Logged, serve
+from offboard.proof.audit import verify_file
+from offboard_blumira.sandbox import (
+    API_PREFIX,
+    CUSTOMER_ACCOUNT,
+    KEEP_USER,
+    NEIGHBOUR_ACCOUNT,
+    TOKEN_PATH,
+    BlumiraSandbox,
+)
+from offboard_huntress.sandbox import CUSTOMER_ORG, NEIGHBOUR_ORG, HuntressSandbox
+from tests.e2e.test_account_budget import windows_over_the_limit
+from tests.e2e.test_cli_over_http import CANARY_KEY, CANARY_SECRET, SCALE, offboard_exe
+from tests.e2e.test_two_vendors import BLU_ID, BLU_SECRET
+
+pytestmark = pytest.mark.e2e
+
+SECOND_ACCOUNT = "5d0c9a7e-2b3f-4f61-a8c2-custom000044"
+MODELS = {n: c.settings_model for n, c in connectors.installed().items()}
+CREDS = {"huntress": {"api_key": SecretStr(CANARY_KEY), "api_secret": SecretStr(CANARY_SECRET)},
+         "blumira": {"client_id": SecretStr(BLU_ID), "client_secret": SecretStr(BLU_SECRET)}}
+
+
+@dataclass
+class Migration:
+    huntress: HuntressSandbox
+    blumira: BlumiraSandbox
+    urls: dict[str, str]
+    dir: Path
+
+    def env(self) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("OFFBOARD_")}
+        env.update(OFFBOARD_HUNTRESS_API_KEY=CANARY_KEY, OFFBOARD_HUNTRESS_API_SECRET=CANARY_SECRET,
+                   OFFBOARD_BLUMIRA_CLIENT_ID=BLU_ID, OFFBOARD_BLUMIRA_CLIENT_SECRET=BLU_SECRET,
+                   PYTHON_KEYRING_BACKEND="keyring.backends.null.Keyring", COLUMNS="200")
+        return env
+
+    def run(self, *args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([*offboard_exe(), *args], cwd=self.dir, env=self.env(), capture_output=True, text=True,
+                              timeout=180, check=False)
+
+
+@pytest.fixture
+def migration(tmp_path: Path) -> Iterator[Migration]:
+    h = HuntressSandbox(time_scale=SCALE, customer_agents=24, more_customers={44: 30, 45: 8},
+                        extra_credentials={CANARY_KEY: CANARY_SECRET})
+    b = BlumiraSandbox(time_scale=SCALE, extra_clients={BLU_ID: BLU_SECRET}, more_accounts={SECOND_ACCOUNT: 3})
+    with serve(h.app) as hurl, serve(b.app) as burl:
+        (tmp_path / "template.toml").write_text(
+            '[customer]\nname = "(each row names it)"\nend_of_service = 2026-12-31\n\n'
+            '[signing]\nkey_file = "msp.key"\n\n'
+            f'[huntress]\norganization_id = 1\nbase_url = "{hurl}"\nrate_window_seconds = {60 * SCALE}\n\n'
+            f'[blumira]\naccount_id = "(each row)"\nbase_url = "{burl}{API_PREFIX}"\ntoken_url = "{burl}{TOKEN_PATH}"\n'
+            f'rate_window_seconds = {SCALE}\nkeep_users = ["{KEEP_USER}"]\nmsp_sender = "NOC <noc@msp.example>"\n')
+        (tmp_path / "customers.csv").write_text(
+            "customer,approved_by,ticket,huntress.organization_id,blumira.account_id\n"
+            f"Acme Dental,J. Doe,PSA-1,{CUSTOMER_ORG},{CUSTOMER_ACCOUNT}\n"
+            f"Customer 44,J. Doe,PSA-2,44,{SECOND_ACCOUNT}\n"
+            "Customer 45,J. Doe,PSA-3,45,\n")
+        yield Migration(h, b, {"huntress": hurl, "blumira": burl}, tmp_path)
+
+
+def writes(log: list[Logged]) -> Counter[str]:
+    return Counter(f"{r.method} {r.path}" for r in log
+                   if r.method not in ("GET", "HEAD") and r.path != TOKEN_PATH and not r.path.startswith("/_sandbox/"))
+
+
+def test_a_batch_killed_mid_way_resumes_and_every_exit_ends_verified(migration: Migration) -> None:
+    m = migration
+    assert m.run("keys", "init", "--key-file", "msp.key").returncode == 0  # every run of the batch is signed
+    planned = m.run("batch", "plan", "customers.csv", "--template", "template.toml", "-o", "batch.plan.json")
+    assert planned.returncode == 0, planned.stdout + planned.stderr
+    assert "Batch plan: 3 customer(s)" in planned.stdout and "Wall time at the ceiling" in planned.stdout
+    assert writes(m.huntress.requests) == Counter() and writes(m.blumira.requests) == Counter()
+    assert (m.dir / "batch" / "customer-45" / "config.toml").exists()
+
+    first = subprocess.Popen([*offboard_exe(), "batch", "apply", "batch.plan.json", "--override-preflight", "lab"],
+                             cwd=m.dir, env=m.env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while len(m.huntress.deletes()) < 20 and first.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    first.send_signal(signal.SIGKILL)
+    first.wait(timeout=30)
+    assert 20 <= len(m.huntress.deletes()) < 24 + 30 + 8  # killed mid-way
+    killed = m.run("batch", "status")
+    assert killed.returncode == 1 and "interrupted" in killed.stdout, killed.stdout + killed.stderr
+
+    resumed = m.run("batch", "apply", "--resume", "batch.plan.json", "--override-preflight", "lab")
+    assert resumed.returncode == 3, resumed.stdout + resumed.stderr
+    assert all(m.huntress.agents_of(org) == [] for org in (CUSTOMER_ORG, 44, 45))
+    assert writes(m.blumira.requests) == Counter()  # notify Blumira first: no change before that is confirmed
+    notified = m.run("batch", "confirm", "blumira.notify.sent", "--by", "J. Doe", "--note", "sent, ticket 4711")
+    assert notified.returncode == 0 and notified.stdout.count("confirmed blumira.notify.sent") == 2, notified.stderr
+    held = m.run("batch", "apply", "--resume", "batch.plan.json")
+    assert held.returncode == 3, held.stdout + held.stderr
+    assert "wh-1" not in m.blumira.webhooks  # Acme's own webhook, deleted once the notification was confirmed
+
+    # the people at the portals, then their confirmations, recorded in each exit's log
+    for item in ("itdr.unmap-tenant", "siem.disconnect-sources", "sat.close-campaigns"):
+        httpx.post(f"{m.urls['huntress']}/_sandbox/portal/{item}", params={"org": CUSTOMER_ORG})
+    for account in (CUSTOMER_ACCOUNT, SECOND_ACCOUNT):
+        for item in ("agents.remove-devices", "agents.remove-keys", "users.remove"):
+            httpx.post(f"{m.urls['blumira']}/_sandbox/portal/{item}", params={"account": account})
+    b = batches.open_batch(m.dir / "batch.plan.json", MODELS)
+    for e in b.exits:
+        cfg = b.configs[e.slug]
+        state = batches.exit_state(cfg, e.plan)
+        assert state.run is not None and state.state == "waiting for a person", (e.slug, state)
+        with engine.open_sessions(cfg, creds=CREDS) as sessions:
+            for item in state.pending:
+                done = engine.confirm(state.run.run_id, item, "J. Doe", "done, see the ticket", cfg, sessions)
+                assert done.accepted, (e.slug, item, done.check)
+
+    status = m.run("batch", "status")
+    assert status.returncode == 0, status.stdout + status.stderr
+    assert status.stdout.count("verified") >= 3 and "3 verified" in status.stdout
+    for e in b.exits:
+        run = batches.exit_state(b.configs[e.slug], e.plan).run
+        assert run is not None and verify_file(run.audit_path).ok
+        records = [json.loads(line) for line in run.audit_path.read_text().splitlines()]
+        assert [r["seq"] for r in records] == list(range(1, len(records) + 1))
+        assert records[-1]["event"] == "run.closed" or any(r["event"] == "run.closed" for r in records)
+    # every write reached its vendor once, the SIGKILL and three resumes notwithstanding
+    for log in (m.huntress.requests, m.blumira.requests):
+        assert [w for w, n in writes(log).items() if n > 1] == []
+    assert len(m.huntress.agents_of(NEIGHBOUR_ORG)) == 12 and m.blumira.of(m.blumira.devices, NEIGHBOUR_ACCOUNT)
+    assert [r for r in m.huntress.requests if r.status == 429] == []
+    assert windows_over_the_limit(m.huntress.requests, m.huntress.rate_limit, m.huntress.window()) == []
+
+    bundled = m.run("batch", "bundle", "-o", "bundles")
+    assert bundled.returncode == 0, bundled.stdout + bundled.stderr
+    made = sorted((m.dir / "bundles").glob("*.tar.gz"))
+    assert [p.name.removesuffix(".tar.gz").rsplit("-", 2)[0] for p in made] == ["acme-dental", "customer-44",
+                                                                                 "customer-45"]
+    checked = m.run("bundle", "verify", str(made[0]), "--public-key", "msp.pub")
+    assert checked.returncode == 0 and "the run ended in it" in checked.stdout, checked.stdout + checked.stderr
+
+
+def test_ctrl_c_stops_each_exit_after_its_action_and_the_batch_resumes(migration: Migration) -> None:
+    m = migration
+    assert m.run("keys", "init", "--key-file", "msp.key").returncode == 0
+    assert m.run("batch", "plan", "customers.csv", "--template", "template.toml", "-o", "batch.plan.json",
+                 "--parallel", "3").returncode == 0
+    first = subprocess.Popen([*offboard_exe(), "batch", "apply", "batch.plan.json", "--override-preflight", "lab"],
+                             cwd=m.dir, env=m.env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while len(m.huntress.deletes()) < 10 and first.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    first.send_signal(signal.SIGINT)
+    _, err = first.communicate(timeout=60)
+    assert first.returncode == 130, err
+    assert "offboard batch apply --resume batch.plan.json" in err and "Traceback" not in err
+    b = batches.open_batch(m.dir / "batch.plan.json", MODELS)
+    interrupted = []
+    for e in b.exits:
+        state = batches.exit_state(b.configs[e.slug], e.plan)
+        if state.run is not None and state.state == "interrupted":
+            events = [json.loads(line)["event"] for line in state.run.audit_path.read_text().splitlines()]
+            assert events[-1] == "run.interrupted" or "run.interrupted" in events
+            interrupted.append(e.slug)
+    assert interrupted  # recorded in their own logs, not just killed
+    resumed = m.run("batch", "apply", "--resume", "batch.plan.json", "--override-preflight", "lab")
+    assert resumed.returncode == 3, resumed.stdout + resumed.stderr
+    assert all(m.huntress.agents_of(org) == [] for org in (CUSTOMER_ORG, 44, 45))
+    assert [w for w, n in writes(m.huntress.requests).items() if n > 1] == []
