@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import ClassVar, Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, field_validator
 from pydantic_settings import SettingsConfigDict
 
-from offboard.config import check_vendor_url, is_loopback_url
+from offboard.config import check_vendor_url
 from offboard.connectors.psa import PsaSettings
 
 TENANT_LIMIT = 10_000  # requests per rolling hour per tenant database, shared by every integration (notes §2)
@@ -17,6 +17,7 @@ COMPLETE = 5  # the default "Complete" ticket status (notes §2)
 
 class AutotaskSettings(PsaSettings):
     model_config = SettingsConfigDict(env_prefix="OFFBOARD_PSA__")
+    full_window: ClassVar[float] = RATE_WINDOW
 
     kind: Literal["autotask"] = "autotask"
     base_url: str = Field(description="your zone's REST API, e.g. https://webservices5.autotask.net/atservicesrest "
@@ -55,13 +56,3 @@ class AutotaskSettings(PsaSettings):
         if v and not v.strip().isdigit():
             raise ValueError("an Autotask status is its picklist value, a number (5 is Complete by default)")
         return v.strip()
-
-    @model_validator(mode="after")
-    def _rules(self) -> AutotaskSettings:
-        if self.rate_window_seconds < RATE_WINDOW and not is_loopback_url(self.base_url):
-            raise ValueError("rate_window_seconds below 3600 is only for the sandbox on 127.0.0.1")
-        return self
-
-    @property
-    def time_scale(self) -> float:
-        return self.rate_window_seconds / RATE_WINDOW

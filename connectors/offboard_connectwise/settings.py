@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import ClassVar, Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, field_validator
 from pydantic_settings import SettingsConfigDict
 
-from offboard.config import check_vendor_url, is_loopback_url
+from offboard.config import check_vendor_url
 from offboard.connectors.psa import PsaSettings
 
 RATE_WINDOW = 60.0  # ConnectWise publishes no number: a 429 with Retry-After is its word (notes §1)
@@ -15,6 +15,7 @@ RATE_WINDOW = 60.0  # ConnectWise publishes no number: a 429 with Retry-After is
 
 class ConnectWiseSettings(PsaSettings):
     model_config = SettingsConfigDict(env_prefix="OFFBOARD_PSA__")
+    full_window: ClassVar[float] = RATE_WINDOW
 
     kind: Literal["connectwise"] = "connectwise"
     base_url: str = Field(description="https://{site}/v4_6_release/apis/3.0 (your ConnectWise site)")
@@ -43,13 +44,3 @@ class ConnectWiseSettings(PsaSettings):
         if v and not v.strip().isdigit():
             raise ValueError("a ConnectWise status is its id on the ticket's board (/service/boards/{id}/statuses)")
         return v.strip()
-
-    @model_validator(mode="after")
-    def _rules(self) -> ConnectWiseSettings:
-        if self.rate_window_seconds < RATE_WINDOW and not is_loopback_url(self.base_url):
-            raise ValueError("rate_window_seconds below 60 is only for the sandbox on 127.0.0.1")
-        return self
-
-    @property
-    def time_scale(self) -> float:
-        return self.rate_window_seconds / RATE_WINDOW

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import ClassVar, Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, field_validator
 from pydantic_settings import SettingsConfigDict
 
-from offboard.config import check_vendor_url, is_loopback_url
+from offboard.config import check_vendor_url
 from offboard.connectors.psa import PsaSettings
 
 RATE_LIMIT = 300  # Halo-hosted: "300 Requests per rolling 5 minute window" (notes §3, two reports)
@@ -18,6 +18,7 @@ CLOSED = 9  # commonly the closed status (UNCONFIRMED per instance: configurable
 
 class HaloSettings(PsaSettings):
     model_config = SettingsConfigDict(env_prefix="OFFBOARD_PSA__")
+    full_window: ClassVar[float] = RATE_WINDOW
 
     kind: Literal["halopsa"] = "halopsa"
     base_url: str = Field(description="the instance's API, e.g. https://msp.halopsa.com/api")
@@ -53,13 +54,3 @@ class HaloSettings(PsaSettings):
         if v and not v.strip().isdigit():
             raise ValueError("a HaloPSA status is its id, a number (Config > Tickets > Status)")
         return v.strip()
-
-    @model_validator(mode="after")
-    def _rules(self) -> HaloSettings:
-        if self.rate_window_seconds < RATE_WINDOW and not is_loopback_url(self.base_url):
-            raise ValueError("rate_window_seconds below 300 is only for the sandbox on 127.0.0.1")
-        return self
-
-    @property
-    def time_scale(self) -> float:
-        return self.rate_window_seconds / RATE_WINDOW

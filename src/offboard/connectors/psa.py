@@ -18,13 +18,13 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from importlib.metadata import entry_points
-from typing import Literal, Protocol, runtime_checkable
+from typing import ClassVar, Literal, Protocol, Self, runtime_checkable
 
 import httpx
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import SettingsConfigDict
 
-from offboard.config import SectionSettings
+from offboard.config import SectionSettings, is_loopback_url
 from offboard.connectors import SandboxKit
 from offboard.errors import BadInput
 from offboard.wire.credentials import CredentialField
@@ -51,6 +51,22 @@ class PsaSettings(SectionSettings):
     attach_bundle: bool = Field(True, description="attach the signed evidence bundle (needs a signing key)")
     files_url: str = Field("", description="where files the PSA refuses (type or size) are kept instead; "
                                            "named in the note that replaces the attachment")
+
+    # The PSA's own rate window in seconds (a connector sets it); a shorter ``rate_window_seconds``
+    # is only for its sandbox on 127.0.0.1, whose clock runs fast.
+    full_window: ClassVar[float] = 0.0
+
+    @model_validator(mode="after")
+    def _sandbox_window_only(self) -> Self:
+        window = float(getattr(self, "rate_window_seconds", self.full_window))
+        if window < self.full_window and not is_loopback_url(str(getattr(self, "base_url", ""))):
+            raise ValueError(f"rate_window_seconds below {self.full_window:g} is only for the sandbox on 127.0.0.1")
+        return self
+
+    @property
+    def time_scale(self) -> float:
+        window = float(getattr(self, "rate_window_seconds", self.full_window))
+        return window / self.full_window if self.full_window else 1.0
     max_note_chars: int | None = Field(None, ge=500, description="split notes longer than this; default: the "
                                                                  "PSA's own limit")
 
