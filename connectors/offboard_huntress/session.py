@@ -6,9 +6,10 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Mapping
 from dataclasses import replace
+from datetime import datetime
 from typing import Any
 
-from offboard.connectors import ActionResult, Artifact, Check, PlanParts, reread_check
+from offboard.connectors import ActionResult, Artifact, Check, PlanParts, Watched, reread_check
 from offboard.errors import BadInput, VendorAuthError
 from offboard.plan import Action, Finding, Inventory, InventoryItem, Target, VendorPlan
 from offboard.wire.http import HttpRecord, Reply, VendorHttp
@@ -400,6 +401,11 @@ class HuntressSession:
                                   for i in group[:20])
                 parts.append(f"{what}: {shown}" + (f" and {len(group) - 20} more" if len(group) > 20 else ""))
         return Check(name, not ours and not unknown, "; ".join(parts))
+
+    def watch(self, since: datetime) -> list[Watched]:
+        from .watch import watch
+
+        return watch(self, since)
 
     def documents(self, vendor_plan: VendorPlan, states: Mapping[str, str]) -> tuple[Artifact, ...]:
         return ()  # the closure note is the core's; Huntress's runbook asks for no other document

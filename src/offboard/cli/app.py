@@ -16,10 +16,10 @@ import typer
 
 from offboard import connectors as registry
 from offboard import engine
-from offboard.cli import conventions, jsonout, render, stopped
+from offboard.cli import conventions, jsonout, render, stopped, watch_cmd
 from offboard.cli.batch_cmd import batch_app
 from offboard.cli.sandbox_cmd import sandbox_app
-from offboard.config import ExitConfig, load_config
+from offboard.config import ExitConfig
 from offboard.connectors import psa as psa_registry
 from offboard.errors import BadInput, ExitCode, OffboardError, RunInterrupted, RunStopped, read_input
 from offboard.plan import read_plan, write_plan
@@ -69,15 +69,14 @@ app.add_typer(auth_app, name="auth")
 app.add_typer(keys_app, name="keys")
 app.add_typer(sandbox_app, name="sandbox")
 app.add_typer(batch_app, name="batch")
+app.command("watch")(watch_cmd.watch)
 
 ConfigOpt = Annotated[Path, typer.Option("--config", "-c", envvar="OFFBOARD_CONFIG",
                                          help="The exit definition (start from config.example.toml).")]
 
 
 def _config(path: Path) -> ExitConfig:
-    available = registry.installed()
-    return load_config(path, {n: c.settings_model for n, c in available.items()},
-                       {n: c.settings_model for n, c in psa_registry.installed().items()})
+    return conventions.load_exit_config(path)
 
 
 def _warn_if_late(cfg: ExitConfig) -> list[str]:

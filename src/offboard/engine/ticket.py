@@ -20,13 +20,14 @@ import json
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, replace
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal
 
 import httpx
 
 from offboard.config import ExitConfig
-from offboard.connectors import ActionResult, Check, PlanParts, VendorSession
+from offboard.connectors import ActionResult, Check, PlanParts, VendorSession, Watched
 from offboard.connectors.psa import (
     RECORD_SCOPE,
     Block,
@@ -582,6 +583,9 @@ class TicketAware:
 
     def documents(self, vendor_plan: VendorPlan, states: Mapping[str, str]) -> tuple[Any, ...]:
         return self.inner.documents(vendor_plan, states)
+
+    def watch(self, since: datetime) -> list[Watched]:
+        return self.inner.watch(since)
 
     def close(self) -> None:
         self.inner.close()

@@ -188,13 +188,15 @@ class VendorHttp:
         raw: bool = False,
         files: Mapping[str, tuple[str, bytes, str]] | None = None,
         data: Mapping[str, str] | None = None,
+        read: bool | None = None,
     ) -> Reply:
         """Send one logical call; ``allow`` lists statuses returned to the caller
         instead of raised (e.g. 404 on a read that checks absence). ``raw`` returns the
         body as bytes. ``files`` and ``data`` send a multipart form (a file upload) instead of
-        JSON. A full URL on another origin is fetched without our credentials."""
+        JSON. A full URL on another origin is fetched without our credentials. ``read``: a POST
+        that only reads (a query sent as a body) is retried as a read, never ambiguous."""
         method = method.upper()
-        is_read = method in READ_METHODS
+        is_read = method in READ_METHODS if read is None else read
         call = f"{method} {path}"
         attempt = 0
 
