@@ -146,7 +146,7 @@ def _siem(session: HuntressSession, since: datetime, now: datetime) -> Watched:
             more = True
             break
     other = f"; {foreign} record(s) naming another organization ignored" if foreign else ""
-    call = f"POST /v1/siem/query ({pages} page(s), {start} to {end})"
+    call = f"POST /v1/siem/query, {start} to {end}, {pages} page(s)"
     if not ours:
         return Watched(name, False, f"{call}: none{other}", http=session.http.last_call)
     newest = max(ours, key=lambda r: str(r.get(TIME_FIELD) or ""))

@@ -345,6 +345,8 @@ def status_cmd(
         jsonout.status(run_dir.run_id, rows, code)  # every object, whatever --all says
     else:
         render.out.print(render.status_table(run_dir.run_id, rows, every_object=every_object))
+        for line in engine.watch_summary(run_dir):  # after the exit (`offboard watch`)
+            render.out.print(line, soft_wrap=True, markup=False)
     raise typer.Exit(code)
 
 

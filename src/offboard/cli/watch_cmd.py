@@ -24,6 +24,10 @@ def _exe() -> str:
     argv0 = Path(sys.argv[0])
     if argv0.name.startswith("offboard") and argv0.is_file():
         return str(argv0.resolve())
+    beside = Path(sys.executable).parent  # the console script of this environment (a venv, pipx)
+    for name in ("offboard", "offboard.exe"):
+        if (beside / name).is_file():
+            return str((beside / name).absolute())
     found = shutil.which("offboard")
     if found is None:
         raise BadInput("cannot tell where the offboard program is (it is not on PATH); run `offboard watch "
@@ -81,7 +85,7 @@ def watch(
             render.warning(f"the watch of run {run_id} ended on {result.over}; nothing was checked: remove the "
                            "scheduled entry")
             raise typer.Exit(ExitCode.OK)
-        _show(result)
+        _show(result, config, {n: c.display_name for n, c in sessions.connectors.items()})
         if plan_out is not None and result.came_back:
             _plan_out(cfg, sessions, result, plan_out)
     for line in result.ticket:
@@ -96,8 +100,9 @@ def _date(text: str) -> date:
         raise BadInput(f"--until {text!r} is not a date; give YYYY-MM-DD, e.g. --until 2027-01-31") from None
 
 
-def _show(result: engine.WatchResult) -> None:
-    for vendor, w in result.items:
+def _show(result: engine.WatchResult, config: Path, names: dict[str, str]) -> None:
+    for key, w in result.items:
+        vendor = names.get(key, key)
         if w.came_back:  # a warning: shown under -q, so a scheduler mails or logs it
             render.warning(f"{vendor}: CAME BACK — {w.detail}. To remove it: {w.remedy}")
         elif not w.available:
@@ -110,8 +115,9 @@ def _show(result: engine.WatchResult) -> None:
                      + (f"{len(back)} thing(s) came back." if back else "nothing came back.")
                      + " Recorded in the run's audit log and report.", soft_wrap=True, markup=False)
     if back and not result.last:
-        render.out.print(f"Plan their removal: offboard watch -c CONFIG --run {result.run.run_id} --once --plan-out "
-                         "came-back.plan.json, then offboard apply came-back.plan.json", soft_wrap=True, markup=False)
+        render.out.print(f"Plan their removal: offboard watch -c {config} --run {result.run.run_id} --once --plan-out "
+                         f"came-back.plan.json, then offboard apply came-back.plan.json -c {config}", soft_wrap=True,
+                         markup=False)
 
 
 def _plan_out(cfg: ExitConfig, sessions: engine.Sessions, result: engine.WatchResult, out: Path) -> None:

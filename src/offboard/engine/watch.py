@@ -23,7 +23,7 @@ from offboard.errors import BadInput
 from offboard.lifecycle import run_end
 from offboard.plan import Action, Plan
 from offboard.proof import watch as proof
-from offboard.proof.audit import AuditLog
+from offboard.proof.audit import AuditLog, read_records
 from offboard.rundir import RunDir
 
 
@@ -94,6 +94,11 @@ def _tell_ticket(ticket: Ticket, plan: Plan, run: RunDir, audit: AuditLog, resul
         ticket.publish(proof.finding_note(plan, run.run_id, vendor, w.key, w.detail, w.remedy))
     if result.last:
         ticket.publish(proof.ended_note(plan, run.run_id, list(audit.records)))
+
+
+def watch_summary(run: RunDir) -> list[str]:
+    """What `offboard status` says of the watches after the exit (nothing before the first)."""
+    return proof.summary_lines(list(read_records(run.audit_path))) if run.audit_path.exists() else []
 
 
 def answering(plan: Plan, found: list[tuple[str, Watched]]) -> list[Action]:

@@ -12,6 +12,7 @@ import itertools
 import re
 from dataclasses import dataclass, field
 from datetime import datetime
+from html import escape
 from typing import Any
 
 from offboard.connectors.psa import Block, NoteDoc
@@ -114,6 +115,41 @@ def summary_lines(records: list[dict[str, Any]]) -> list[str]:
     if ended is not None:
         lines.append(f"The watch period ended on {ended.until}.")
     return lines
+
+
+def after_exit_markdown(records: list[dict[str, Any]]) -> str:
+    """The report's "After the exit" section (Markdown), or nothing before the first watch."""
+    from offboard.proof.report_md import _text  # the report's escaping: vendor strings stay text
+
+    lines = summary_lines(records)
+    if not lines:
+        return ""
+    head, rest = lines[0], lines[1:]
+    out = ["## After the exit", "", _text(head), ""]
+    out += [f"- {_text(line)}" for line in rest]
+    out += ["", "Each check is an event of `audit.jsonl` (`watch.checked`, `watch.finished`), signed with the rest.",
+            "", ""]
+    return "\n".join(out)
+
+
+def after_exit_html(records: list[dict[str, Any]]) -> str:
+    """The same section for report.html."""
+    lines = summary_lines(records)
+    if not lines:
+        return ""
+    head, rest = lines[0], lines[1:]
+    items = "".join(f"<li>{escape(line)}</li>" for line in rest)
+    return (f"<section><h2>After the exit</h2><p>{escape(head)}</p>" + (f"<ul>{items}</ul>" if items else "")
+            + '<p class="why">Each check is an event of the audit log (watch.checked, watch.finished), signed with '
+              "the rest.</p></section>")
+
+
+def with_section(document: str, section: str, before: str) -> str:
+    """``section`` placed before the first ``before`` (the report's timeline), else at the end."""
+    if not section:
+        return document
+    at = document.find(before)
+    return document + section if at < 0 else document[:at] + section + document[at:]
 
 
 # -- the PSA ticket's notes -----------------------------------------------------------------------

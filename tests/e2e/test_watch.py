@@ -1,0 +1,199 @@
+"""`offboard watch` through the CLI against the sandboxes (served on 127.0.0.1): a finished exit of
+Acme Dental from Huntress (EDR and SIEM) and Blumira, with its HaloPSA ticket, then the days after.
+
+The exit itself is made in-process (guided, a technician doing each portal item in the sandbox), so
+each test starts from a closed run; every `watch` is the CLI's, over real HTTP."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from pydantic import SecretStr
+
+from offboard import engine
+from offboard.connectors import Check
+from offboard.connectors.sandboxing import InProcessTransport, serve
+from offboard.engine import GuideAnswer
+from offboard.errors import ExitCode
+from offboard.plan import Action
+from offboard.proof.audit import read_records
+from offboard_blumira.sandbox import CUSTOMER_ACCOUNT, BlumiraSandbox
+from offboard_halopsa import sandbox as halo
+from offboard_huntress.sandbox import CUSTOMER_ORG, DEMO_KEY, DEMO_SECRET, HuntressSandbox
+from tests.conftest import DEMO_CREDS, FAST, blumira_section, load, write_config
+from tests.connectors.psa_harness import HALO
+
+PREFLIGHT = engine.Overrides(preflight="the sandbox customer's isolated host is part of the test")
+
+
+class Technician:
+    """Guided mode: does each manual item in the vendor's sandbox portal, then says done."""
+
+    by = "J. Doe"
+
+    def __init__(self, apps: dict[str, Any]) -> None:
+        self.apps = apps
+
+    def ask(self, action: Action, refused: Check | None) -> GuideAnswer:
+        app = self.apps.get(action.vendor)
+        if app is not None:
+            params = {"target": action.target.id} if action.kind == "api" else {}
+            with httpx.Client(transport=InProcessTransport(app), base_url="http://sandbox") as c:
+                c.post(f"/_sandbox/portal/{action.operation}", params=params)
+        return GuideAnswer(done=True, note=f"{action.operation}: done")
+
+
+@dataclass
+class Exited:
+    huntress: HuntressSandbox
+    blumira: BlumiraSandbox
+    psa: Any
+    urls: dict[str, str]
+    config: Path
+    run: Path
+
+    def after(self, vendor: str, what: str, **params: str) -> dict[str, Any]:
+        """Something happens after the exit (a sandbox-only route, as the portal items are)."""
+        reply = httpx.post(f"{self.urls[vendor]}/_sandbox/watch/{what}", params=params, timeout=10)
+        body = reply.json()
+        assert body["done"], body
+        return dict(body)
+
+    def records(self) -> list[dict[str, Any]]:
+        return list(read_records(self.run / "audit.jsonl"))
+
+    def notes(self) -> list[str]:
+        return HALO.notes(self.psa)
+
+
+@pytest.fixture
+def exited(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Exited]:
+    h = HuntressSandbox(time_scale=FAST, customer_agents=4, neighbour_agents=2)
+    b = BlumiraSandbox(time_scale=FAST)
+    p = halo.HaloSandbox(time_scale=FAST)
+    with serve(h.app) as hurl, serve(b.app) as burl, serve(p.app) as purl:
+        path = write_config(tmp_path, hurl, extra='products = ["edr", "siem"]\n',
+                            blumira=blumira_section(burl, window=FAST))
+        path.write_text(path.read_text() + "\n" + HALO.section(purl))
+        cfg = load(path)
+        creds = {**DEMO_CREDS, "psa": {k: SecretStr(v) for k, v in HALO.creds.items()}}
+        transports = {"huntress": InProcessTransport(h.app), "blumira": InProcessTransport(b.app),
+                      "psa": InProcessTransport(p.app)}
+        with engine.open_sessions(cfg, transports=transports, creds=creds) as s:
+            plan = engine.make_plan(cfg, s)
+            result = engine.apply(plan, cfg, s, overrides=PREFLIGHT,
+                                  guide=Technician({"huntress": h.app, "blumira": b.app}))
+        assert result.exit_code == ExitCode.OK, result.message
+        for name, value in (("HUNTRESS_API_KEY", DEMO_KEY), ("HUNTRESS_API_SECRET", DEMO_SECRET),
+                            ("BLUMIRA_CLIENT_ID", DEMO_CREDS["blumira"]["client_id"].get_secret_value()),
+                            ("BLUMIRA_CLIENT_SECRET", DEMO_CREDS["blumira"]["client_secret"].get_secret_value()),
+                            ("PSA_CLIENT_ID", HALO.creds["client_id"]), ("PSA_CLIENT_SECRET", HALO.creds["client_secret"])):
+            monkeypatch.setenv(f"OFFBOARD_{name}", value)
+        monkeypatch.setenv("COLUMNS", "300")
+        yield Exited(h, b, p, {"huntress": hurl, "blumira": burl}, path, result.run.path)
+
+
+def one_line(text: str) -> str:
+    return " ".join(text.split())
+
+
+def test_a_quiet_day_exits_0_reads_only_and_is_recorded_in_the_chain(exited: Exited, cli: Any) -> None:
+    end = [r for r in exited.records() if r["event"] == "run.finished"][-1]
+    exited.huntress.requests.clear()
+    exited.blumira.requests.clear()
+    notes_before = len(exited.notes())
+
+    quiet = cli("watch", "-c", str(exited.config), "--once")
+
+    assert quiet.code == ExitCode.OK, quiet.out + quiet.err
+    said = one_line(quiet.out)
+    assert "nothing came back" in said and "huntress: still stopped — no agent listed under the organization" in said
+    assert "blumira: still stopped — no agent device listed" in said
+    # a few reads a vendor, nothing written
+    h_calls = [(r.method, r.path) for r in exited.huntress.requests]
+    assert h_calls == [("GET", f"/v1/organizations/{CUSTOMER_ORG}"), ("GET", "/v1/agents"), ("POST", "/v1/siem/query")]
+    assert {r.method for r in exited.blumira.requests} <= {"GET", "POST"}
+    assert [r.path for r in exited.blumira.requests if r.method == "POST"] in ([], ["/oauth/token"])
+    assert len(exited.blumira.requests) <= 6
+    # the SIEM is asked from the exit's end to now, for the organization, as the spec shapes the query
+    siem = [r for r in exited.huntress.requests if r.path == "/v1/siem/query"][0]
+    body = json.loads(siem.body)
+    assert body["esql"].startswith("FROM logs") and f'"{CUSTOMER_ORG}"' in body["esql"]
+    assert body["range_start"] == end["ts"][:19] + "Z" and "page_token" not in body
+    # the old records the customer's sources sent before the exit are not news
+    assert len(exited.huntress.siem_logs) > 0
+    # every check in the run's chain, the chain whole, the report and status say so, the ticket heard nothing
+    watch = [r for r in exited.records() if r["event"].startswith("watch.")]
+    assert [r["event"] for r in watch][-1] == "watch.finished" and len(watch) >= 8
+    assert all(r["outcome"] == "success" for r in watch)
+    verified = cli("audit", "verify", str(exited.run / "audit.jsonl"))
+    assert verified.code == 0 and "chain intact" in verified.out
+    report = (exited.run / "report.md").read_text()
+    assert "## After the exit" in report and "nothing came back" in report
+    status = cli("status", "-c", str(exited.config))
+    assert status.code == 0 and "nothing came back" in one_line(status.out)
+    assert len(exited.notes()) == notes_before
+
+
+def test_a_re_enrolled_agent_a_siem_record_and_a_re_added_device_are_each_caught_named_and_recorded(
+        exited: Exited, cli: Any) -> None:
+    agent = exited.after("huntress", "re-enrol", hostname="ACME-WS-GOLDEN")["agent_id"]
+    exited.after("huntress", "siem-record", hostname="ACME-FW-01")
+    device = exited.after("blumira", "re-add-device", account=CUSTOMER_ACCOUNT, hostname="ACME-PC-RESTORED")[
+        "device_id"]
+    notes_before = len(exited.notes())
+
+    first = cli("watch", "-c", str(exited.config), "--once")
+
+    assert first.code == ExitCode.CAME_BACK == 5, first.out + first.err
+    said = one_line(first.err)
+    assert f"agent ACME-WS-GOLDEN (id {agent}) is listed under organization {CUSTOMER_ORG} again, last callback" in said
+    assert "To remove it: 3. Remove endpoint coverage (EDR agents)" in said
+    assert re.search(r"1 SIEM record\(s\) for organization 42 since the exit; the newest at \S+ from "
+                     r"Microsoft-Windows-Security-Auditing", said)
+    assert "disconnect every log source (SIEM → Source Management)" in said
+    assert f"agent device ACME-PC-RESTORED (id {device}) is listed under sub-account 'Acme Dental' again" in said
+    assert "4. Remove agent devices and keys" in said
+    assert "edr usage is above zero again: agents_count=1" in said
+    back = {r["detail"]["key"]: r for r in exited.records() if r["event"] == "watch.checked"
+            and r["detail"]["came_back"]}
+    assert {f"agent:{agent}", "siem:records", f"device:{device}", "usage:edr", "usage:siem"} <= set(back)
+    assert back[f"agent:{agent}"]["target"]["name"] == "ACME-WS-GOLDEN" and back[f"agent:{agent}"]["outcome"] == "failure"
+    assert cli("audit", "verify", str(exited.run / "audit.jsonl")).code == 0
+    # the ticket hears of each finding once
+    new = exited.notes()[notes_before:]
+    assert len(new) == len(back) and all("came back after the exit" in n for n in new)
+    assert any("ACME-WS-GOLDEN" in n for n in new)
+
+    second = cli("watch", "-c", str(exited.config), "--once")
+
+    assert second.code == ExitCode.CAME_BACK, second.out + second.err
+    assert len(exited.notes()) == notes_before + len(back)  # nothing posted twice across runs
+    finished = [r for r in exited.records() if r["event"] == "watch.finished"]
+    assert len(finished) == 2 and all(r["outcome"] == "failure" for r in finished)
+    report = one_line((exited.run / "report.md").read_text())
+    assert "ACME-WS-GOLDEN" in report and "came back" in report
+    status = one_line(cli("status", "-c", str(exited.config)).out)
+    assert "ACME-WS-GOLDEN" in status
+
+
+def test_the_last_day_tells_the_ticket_the_watch_ended_once_and_later_runs_check_nothing(
+        exited: Exited, cli: Any) -> None:
+    today = datetime.now(UTC).date().isoformat()
+    before = len(exited.notes())
+    for _ in range(2):
+        done = cli("watch", "-c", str(exited.config), "--once", "--until", today)
+        assert done.code == 0, done.out + done.err
+    ended = [n for n in exited.notes()[before:] if "watch ended, nothing came back" in n]
+    assert len(ended) == 1 and len(exited.notes()) == before + 1
+    exited.huntress.requests.clear()
+    late = cli("watch", "-c", str(exited.config), "--once", "--until", "2020-01-01")
+    assert late.code == 0 and "nothing was checked" in late.err and exited.huntress.requests == []
