@@ -7,10 +7,14 @@ each test starts from a closed run; every `watch` is the CLI's, over real HTTP."
 from __future__ import annotations
 
 import json
+import os
 import re
+import shlex
+import shutil
+import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +34,7 @@ from offboard_halopsa import sandbox as halo
 from offboard_huntress.sandbox import CUSTOMER_ORG, DEMO_KEY, DEMO_SECRET, HuntressSandbox
 from tests.conftest import DEMO_CREDS, FAST, blumira_section, load, write_config
 from tests.connectors.psa_harness import HALO
+from tests.e2e.test_cli_over_http import offboard_exe
 
 PREFLIGHT = engine.Overrides(preflight="the sandbox customer's isolated host is part of the test")
 
@@ -115,8 +120,8 @@ def test_a_quiet_day_exits_0_reads_only_and_is_recorded_in_the_chain(exited: Exi
 
     assert quiet.code == ExitCode.OK, quiet.out + quiet.err
     said = one_line(quiet.out)
-    assert "nothing came back" in said and "huntress: still stopped — no agent listed under the organization" in said
-    assert "blumira: still stopped — no agent device listed" in said
+    assert "nothing came back" in said and "Huntress: still stopped — no agent listed under the organization" in said
+    assert "Blumira: still stopped — no agent device listed" in said
     # a few reads a vendor, nothing written
     h_calls = [(r.method, r.path) for r in exited.huntress.requests]
     assert h_calls == [("GET", f"/v1/organizations/{CUSTOMER_ORG}"), ("GET", "/v1/agents"), ("POST", "/v1/siem/query")]
@@ -197,3 +202,102 @@ def test_the_last_day_tells_the_ticket_the_watch_ended_once_and_later_runs_check
     exited.huntress.requests.clear()
     late = cli("watch", "-c", str(exited.config), "--once", "--until", "2020-01-01")
     assert late.code == 0 and "nothing was checked" in late.err and exited.huntress.requests == []
+
+
+# -- on the MSP's scheduler ------------------------------------------------------------------------
+
+FILE_MARK = "### file: "
+
+
+def scheduled(cli: Any, exited: Exited, kind: str, *extra: str) -> str:
+    printed = cli("watch", "-c", str(exited.config), "--schedule", kind, *extra)
+    assert printed.code == 0, printed.out + printed.err
+    return str(printed.out)
+
+
+def expected_args(exited: Exited, days: int = 30) -> list[str]:
+    until = (datetime.now(UTC).date() + timedelta(days=days)).isoformat()
+    return [*offboard_exe(), "-q", "watch", "-c", str(exited.config.resolve()), "--run", exited.run.name, "--once",
+            "--until", until]
+
+
+@pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="systemd-analyze is not installed here")
+def test_the_systemd_unit_and_timer_verify_and_run_daily(exited: Exited, cli: Any, tmp_path: Path) -> None:
+    text = scheduled(cli, exited, "systemd")
+    files = {}
+    for chunk in text.split(FILE_MARK)[1:]:
+        name, _, body = chunk.partition("\n")
+        files[Path(name).name] = body
+    service, timer = (f"offboard-watch-{exited.run.name}.service", f"offboard-watch-{exited.run.name}.timer")
+    assert set(files) == {service, timer}
+    folder = tmp_path / "units"
+    folder.mkdir()
+    for name, body in files.items():
+        (folder / name).write_text(body)
+    verified = subprocess.run(["systemd-analyze", "verify", str(folder / service), str(folder / timer)],
+                              capture_output=True, text=True, check=False)
+    assert verified.returncode == 0, verified.stderr
+    exec_start = next(line for line in files[service].splitlines() if line.startswith("ExecStart="))
+    assert shlex.split(exec_start.removeprefix("ExecStart=")) == expected_args(exited)
+    calendar = next(line for line in files[timer].splitlines() if line.startswith("OnCalendar="))
+    assert calendar == "OnCalendar=*-*-* 06:17:00" and "Persistent=true" in files[timer]
+    every6 = scheduled(cli, exited, "systemd", "--every-hours", "6")
+    assert "OnCalendar=*-*-* 00/6:17:00" in every6
+    # `systemctl --user enable --now` is the command the comments print for it
+    assert f"systemctl --user enable --now offboard-watch-{exited.run.name}.timer" in text
+
+
+def test_the_crontab_line_is_valid_runs_daily_and_runs_as_printed(exited: Exited, cli: Any) -> None:
+    from croniter import croniter
+
+    text = scheduled(cli, exited, "cron")
+    lines = [line for line in text.splitlines() if line and not line.startswith("#")]
+    assert len(lines) == 1
+    fields = lines[0].split(" ", 5)
+    expr, command = " ".join(fields[:5]), fields[5]
+    assert croniter.is_valid(expr) and expr == "17 6 * * *"
+    runs = croniter(expr, datetime(2026, 12, 4, 12, 0, tzinfo=UTC))
+    first, second = runs.get_next(datetime), runs.get_next(datetime)
+    assert (second - first) == timedelta(days=1)
+    every6 = [line for line in scheduled(cli, exited, "cron", "--every-hours", "6").splitlines() if line[:1].isdigit()]
+    expr6 = " ".join(every6[0].split(" ", 5)[:5])
+    assert expr6 == "17 */6 * * *" and croniter.is_valid(expr6)
+    runs6 = croniter(expr6, datetime(2026, 12, 4, 12, 0, tzinfo=UTC))
+    assert runs6.get_next(datetime) - runs6.get_next(datetime) == -timedelta(hours=6)
+    cd, _, rest = command.partition(" && ")
+    assert shlex.split(cd) == ["cd", str(exited.config.parent.resolve())]
+    assert shlex.split(rest) == expected_args(exited)
+    # cron runs the command with /bin/sh: it runs as printed, quietly (nothing came back, nothing printed)
+    ran = subprocess.run(["/bin/sh", "-c", command], capture_output=True, text=True, timeout=120, check=False,
+                         env={**os.environ, "PYTHON_KEYRING_BACKEND": "keyring.backends.null.Keyring"})
+    assert ran.returncode == 0, ran.stdout + ran.stderr
+    assert ran.stdout == "" and ran.stderr == ""
+    assert [r["event"] for r in exited.records()].count("watch.finished") == 1
+
+
+def test_the_windows_task_runs_the_same_command(exited: Exited, cli: Any) -> None:
+    text = scheduled(cli, exited, "windows", "--every-hours", "12")
+    command = next(line for line in text.splitlines() if line.startswith("schtasks "))
+    assert f'/TN "offboard\\offboard-watch-{exited.run.name}"' in command
+    assert "/SC HOURLY /MO 12 /ST 06:17" in command and command.endswith(" /F")
+    inner = re.search(r'/TR "(.*)" /F$', command)
+    assert inner is not None
+    assert shlex.split(inner[1].replace('\\"', '"')) == expected_args(exited)
+    assert "/SC DAILY /ST 06:17" in scheduled(cli, exited, "windows")
+
+
+@pytest.mark.parametrize(("args", "says"), [
+    (("--schedule", "launchd"), "--schedule 'launchd': give one of systemd, cron, windows"),
+    (("--schedule", "cron", "--every-hours", "5"), "--every-hours 5: give one of 1, 2, 3, 4, 6, 8, 12, 24"),
+    ((), "give --once (check now) or --schedule"),
+    (("--once", "--schedule", "cron"), "give --once (check now) or --schedule"),
+    (("--once", "--until", "next week"), "--until 'next week' is not a date"),
+    (("--once", "--run", "20990101T000000000Z-nope00"), "20990101T000000000Z-nope00"),
+])
+def test_bad_watch_arguments_are_one_line_and_exit_2(exited: Exited, cli: Any, args: tuple[str, ...],
+                                                      says: str) -> None:
+    calls = len(exited.huntress.requests)
+    bad = cli("watch", "-c", str(exited.config), *args)
+    assert bad.code == 2 and says in bad.err and bad.out == "", bad.err
+    assert len(bad.err.strip().splitlines()) == 1 and "Traceback" not in bad.err
+    assert len(exited.huntress.requests) == calls
