@@ -100,7 +100,8 @@ def exited(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Exited]:
         for name, value in (("HUNTRESS_API_KEY", DEMO_KEY), ("HUNTRESS_API_SECRET", DEMO_SECRET),
                             ("BLUMIRA_CLIENT_ID", DEMO_CREDS["blumira"]["client_id"].get_secret_value()),
                             ("BLUMIRA_CLIENT_SECRET", DEMO_CREDS["blumira"]["client_secret"].get_secret_value()),
-                            ("PSA_CLIENT_ID", HALO.creds["client_id"]), ("PSA_CLIENT_SECRET", HALO.creds["client_secret"])):
+                            ("PSA_CLIENT_ID", HALO.creds["client_id"]),
+                            ("PSA_CLIENT_SECRET", HALO.creds["client_secret"])):
             monkeypatch.setenv(f"OFFBOARD_{name}", value)
         monkeypatch.setenv("COLUMNS", "300")
         yield Exited(h, b, p, {"huntress": hurl, "blumira": burl}, path, result.run.path)
@@ -129,7 +130,7 @@ def test_a_quiet_day_exits_0_reads_only_and_is_recorded_in_the_chain(exited: Exi
     assert [r.path for r in exited.blumira.requests if r.method == "POST"] in ([], ["/oauth/token"])
     assert len(exited.blumira.requests) <= 6
     # the SIEM is asked from the exit's end to now, for the organization, as the spec shapes the query
-    siem = [r for r in exited.huntress.requests if r.path == "/v1/siem/query"][0]
+    siem = next(r for r in exited.huntress.requests if r.path == "/v1/siem/query")
     body = json.loads(siem.body)
     assert body["esql"].startswith("FROM logs") and f'"{CUSTOMER_ORG}"' in body["esql"]
     assert body["range_start"] == end["ts"][:19] + "Z" and "page_token" not in body
@@ -171,16 +172,19 @@ def test_a_re_enrolled_agent_a_siem_record_and_a_re_added_device_are_each_caught
     back = {r["detail"]["key"]: r for r in exited.records() if r["event"] == "watch.checked"
             and r["detail"]["came_back"]}
     assert {f"agent:{agent}", "siem:records", f"device:{device}", "usage:edr", "usage:siem"} <= set(back)
-    assert back[f"agent:{agent}"]["target"]["name"] == "ACME-WS-GOLDEN" and back[f"agent:{agent}"]["outcome"] == "failure"
+    caught = back[f"agent:{agent}"]
+    assert caught["target"]["name"] == "ACME-WS-GOLDEN" and caught["outcome"] == "failure"
     assert cli("audit", "verify", str(exited.run / "audit.jsonl")).code == 0
     # the ticket hears of each finding once
     new = exited.notes()[notes_before:]
     assert len(new) == len(back) and all("came back after the exit" in n for n in new)
     assert any("ACME-WS-GOLDEN" in n for n in new)
 
+    exited.after("huntress", "siem-record", hostname="ACME-FW-01")  # the source keeps sending: 2 records now
     second = cli("watch", "-c", str(exited.config), "--once")
 
     assert second.code == ExitCode.CAME_BACK, second.out + second.err
+    assert "2 SIEM record(s) for organization 42 since the exit" in one_line(second.err)
     assert len(exited.notes()) == notes_before + len(back)  # nothing posted twice across runs
     finished = [r for r in exited.records() if r["event"] == "watch.finished"]
     assert len(finished) == 2 and all(r["outcome"] == "failure" for r in finished)
