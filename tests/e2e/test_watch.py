@@ -12,6 +12,7 @@ import re
 import shlex
 import shutil
 import subprocess
+import tarfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -305,3 +306,56 @@ def test_bad_watch_arguments_are_one_line_and_exit_2(exited: Exited, cli: Any, a
     assert bad.code == 2 and says in bad.err and bad.out == "", bad.err
     assert len(bad.err.strip().splitlines()) == 1 and "Traceback" not in bad.err
     assert len(exited.huntress.requests) == calls
+
+
+# -- what to do about it, and the proof made again --------------------------------------------------
+
+
+def test_plan_out_plans_the_removal_of_what_came_back_and_apply_takes_it_with_its_guards(
+        exited: Exited, cli: Any) -> None:
+    agent = exited.after("huntress", "re-enrol", hostname="ACME-WS-GOLDEN")["agent_id"]
+    neighbours = len(exited.huntress.agents_of(43))
+    out = exited.config.parent / "came-back.plan.json"
+    exited.huntress.requests.clear()
+
+    caught = cli("watch", "-c", str(exited.config), "--once", "--plan-out", str(out))
+
+    assert caught.code == ExitCode.CAME_BACK, caught.out + caught.err
+    said = one_line(caught.out)
+    assert f"these answer what came back: huntress.uninstall_agent.{agent} (" in said
+    assert f"Review it, then run: offboard apply {out} -c {exited.config}" in said
+    plan = json.loads(out.read_text())
+    removals = [a for v in plan["vendors"] for s in v["steps"] for a in s["actions"] if a["kind"] == "api"
+                and a["destructive"]]
+    assert [a["id"] for a in removals] == [f"huntress.uninstall_agent.{agent}"]  # only what came back is removed
+    assert [r.method for r in exited.huntress.requests if r.method not in ("GET", "POST")] == []  # nothing written
+    applied = cli("apply", str(out), "-c", str(exited.config), "--unattended", "--override-preflight", "watch")
+    assert applied.code in (ExitCode.OK, ExitCode.MANUAL_PENDING), applied.out + applied.err
+    assert exited.huntress.agents_of(CUSTOMER_ORG) == [] and len(exited.huntress.agents_of(43)) == neighbours
+    assert ("DELETE", f"/v1/agents/{agent}") in [(r.method, r.path) for r in exited.huntress.requests]
+
+
+def test_a_signed_exit_signs_each_watch_and_its_bundle_made_again_holds_the_checks(
+        exited: Exited, cli: Any, tmp_path: Path) -> None:
+    key = tmp_path / "keys" / "msp-signing-key.pem"
+    assert cli("keys", "init", "--key-file", str(key), "-o", str(tmp_path / "msp.pub")).code == 0
+    exited.config.write_text(exited.config.read_text().replace('[run]\n', f'[signing]\nkey_file = "{key}"\n\n[run]\n'))
+    assert cli("watch", "-c", str(exited.config), "--once").code == 0
+    audit_file = exited.run / "audit.jsonl"
+    checked = cli("audit", "verify", str(audit_file), "--public-key", str(tmp_path / "msp.pub"))
+    assert checked.code == 0, checked.out + checked.err
+    heads = (exited.run / "signatures.jsonl").read_text().splitlines()
+    assert json.loads(heads[-1])["audit_lines"] == len(exited.records())  # the watch's lines are signed too
+    made = cli("bundle", "-c", str(exited.config), "--run", exited.run.name, "-o", str(tmp_path / "exit.tar.gz"))
+    assert made.code == 0, made.out + made.err
+    with tarfile.open(tmp_path / "exit.tar.gz") as tar:
+        names = tar.getnames()
+        inside = next(n for n in names if n.endswith("audit.jsonl"))
+        extracted = tar.extractfile(inside)
+        assert extracted is not None
+        lines = extracted.read().decode().splitlines()
+        report = next(n for n in names if n.endswith("report.md"))
+        report_file = tar.extractfile(report)
+        assert report_file is not None and "## After the exit" in report_file.read().decode()
+    assert sum(1 for line in lines if '"watch.checked"' in line) >= 7
+    assert cli("bundle", "verify", str(tmp_path / "exit.tar.gz"), "--public-key", str(tmp_path / "msp.pub")).code == 0

@@ -85,9 +85,10 @@ def watch(
             render.warning(f"the watch of run {run_id} ended on {result.over}; nothing was checked: remove the "
                            "scheduled entry")
             raise typer.Exit(ExitCode.OK)
-        _show(result, config, {n: c.display_name for n, c in sessions.connectors.items()})
+        _show(result, config, {n: c.display_name for n, c in sessions.connectors.items()},
+              planned=plan_out is not None)
         if plan_out is not None and result.came_back:
-            _plan_out(cfg, sessions, result, plan_out)
+            _plan_out(cfg, sessions, result, plan_out, config)
     for line in result.ticket:
         render.out.print(line, soft_wrap=True, markup=False)
     raise typer.Exit(ExitCode.CAME_BACK if result.came_back else ExitCode.OK)
@@ -100,7 +101,7 @@ def _date(text: str) -> date:
         raise BadInput(f"--until {text!r} is not a date; give YYYY-MM-DD, e.g. --until 2027-01-31") from None
 
 
-def _show(result: engine.WatchResult, config: Path, names: dict[str, str]) -> None:
+def _show(result: engine.WatchResult, config: Path, names: dict[str, str], *, planned: bool) -> None:
     for key, w in result.items:
         vendor = names.get(key, key)
         if w.came_back:  # a warning: shown under -q, so a scheduler mails or logs it
@@ -114,13 +115,14 @@ def _show(result: engine.WatchResult, config: Path, names: dict[str, str]) -> No
     render.out.print(f"Run {result.run.run_id}: {len(result.items)} check(s) since the exit ended ({since}): "
                      + (f"{len(back)} thing(s) came back." if back else "nothing came back.")
                      + " Recorded in the run's audit log and report.", soft_wrap=True, markup=False)
-    if back and not result.last:
+    if back and not result.last and not planned:
         render.out.print(f"Plan their removal: offboard watch -c {config} --run {result.run.run_id} --once --plan-out "
                          f"came-back.plan.json, then offboard apply came-back.plan.json -c {config}", soft_wrap=True,
                          markup=False)
 
 
-def _plan_out(cfg: ExitConfig, sessions: engine.Sessions, result: engine.WatchResult, out: Path) -> None:
+def _plan_out(cfg: ExitConfig, sessions: engine.Sessions, result: engine.WatchResult, out: Path,
+              config: Path) -> None:
     fresh = engine.make_plan(cfg, sessions)
     answers = engine.answering(fresh, result.came_back)
     signer = engine.signer_for(cfg)
@@ -132,7 +134,7 @@ def _plan_out(cfg: ExitConfig, sessions: engine.Sessions, result: engine.WatchRe
     render.out.print(f"Saved a fresh plan to {out}: {len(removals)} removal(s) by API; these answer what came back: "
                      + (", ".join(f"{a.id} ({a.summary}: {a.target.name})" for a in answers) or "none (a person "
                         "does each: see the plan's manual items)")
-                     + f". Review it, then run: offboard apply {out}", soft_wrap=True, markup=False)
+                     + f". Review it, then run: offboard apply {out} -c {config}", soft_wrap=True, markup=False)
 
 
 def _print_schedule(kind: str, cfg: ExitConfig, config: Path, run_id: str, every_hours: int, days: int) -> None:
