@@ -22,6 +22,7 @@ from .models import Account, Webhook
 from .ownership import UNKNOWN, listed_owner, owner_of_account
 from .settings import BlumiraSettings
 from .steps import COMPLETE_FILE, NOTIFY_ITEM, REQUEST_FILE, SUPPORT_ITEM, VENDOR, plan_exit
+from .watch import watch as watch_after_exit
 
 # The manual items the API can check, and the list each is checked against.
 LIST_CHECKED = {"agents.remove-devices": "device", "agents.remove-keys": "agent_key", "users.remove": "user"}
@@ -351,9 +352,7 @@ class BlumiraSession:
         return checks
 
     def watch(self, since: datetime) -> list[Watched]:
-        from .watch import watch
-
-        return watch(self, since)
+        return watch_after_exit(self, since)
 
     def documents(self, vendor_plan: VendorPlan, states: Mapping[str, str]) -> tuple[Artifact, ...]:
         """The notice that de-provisioning is complete ("De-provisioning complete? yes", the

@@ -10,15 +10,31 @@ shows in the portal only, and the watch says so.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from offboard.connectors import Watched
 from offboard.plan import InventoryItem
+from offboard.wire.http import VendorHttp
 
+from .client import BlumiraClient
+from .models import Account
 from .ownership import UNKNOWN
+from .settings import BlumiraSettings
 
-if TYPE_CHECKING:
-    from .session import BlumiraSession
+
+class BlumiraSession(Protocol):
+    """What a watch reads through (the opened session; named here so this module does not import it)."""
+
+    http: VendorHttp
+    client: BlumiraClient
+    s: BlumiraSettings
+    owner: str
+
+    def account(self) -> Account: ...
+
+    def _listed(self, kind: str) -> list[InventoryItem]: ...
+
+    def _webhooks(self, name: str) -> tuple[list[InventoryItem], int]: ...
 
 DEVICES = "4. Remove agent devices and keys"
 USERS = "6. Remove users who do not need access"

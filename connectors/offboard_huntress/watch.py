@@ -10,16 +10,26 @@ page; 404 when the account has no SIEM query feature: "not available", never "qu
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from offboard.connectors import Watched
 from offboard.errors import VendorReplyError
+from offboard.wire.http import VendorHttp
 
-from .models import Agent, Organization, parse
+from .client import HuntressClient
+from .models import Agent, Organization, billed_counts, parse
+from .settings import HuntressSettings
 from .steps import UNKNOWN_OWNER, agent_target, billed_products, owner_of_org
 
-if TYPE_CHECKING:
-    from .session import HuntressSession
+
+class HuntressSession(Protocol):
+    """What a watch reads through (the opened session; named here so this module does not import it)."""
+
+    http: VendorHttp
+    client: HuntressClient
+    s: HuntressSettings
+    org_id: int
+    owner: str
 
 # The field that carries the organization in the SIEM's records is not documented (vendor-notes,
 # update of December 2026); ECS names it organization.id, and a record that names another is not ours.
@@ -74,12 +84,10 @@ def watch(session: HuntressSession, since: datetime, now: datetime | None = None
 
 
 def _usages(session: HuntressSession, org: Organization, path: str, record: Any) -> list[Watched]:
-    from .session import _billed_counts  # one reading of the counts, shared with the billing check
-
     out: list[Watched] = []
     quiet: list[str] = []
     for product in billed_products(session.s.scope):
-        counts = _billed_counts(org, product)
+        counts = billed_counts(org, product)
         shown = ", ".join(f"{k}={v}" for k, v in counts.items())
         if any(v > 0 for v in counts.values()):
             remedy, ops = REMEDY[product]
