@@ -25,7 +25,7 @@ from pydantic import SecretStr
 
 from offboard import engine
 from offboard.connectors import Check
-from offboard.connectors.sandboxing import InProcessTransport, serve
+from offboard.connectors.sandboxing import Fault, InProcessTransport, serve
 from offboard.engine import GuideAnswer
 from offboard.errors import ExitCode
 from offboard.plan import Action
@@ -33,7 +33,7 @@ from offboard.proof.audit import read_records
 from offboard_blumira.sandbox import CUSTOMER_ACCOUNT, BlumiraSandbox
 from offboard_halopsa import sandbox as halo
 from offboard_huntress.sandbox import CUSTOMER_ORG, DEMO_KEY, DEMO_SECRET, HuntressSandbox
-from tests.conftest import DEMO_CREDS, FAST, blumira_section, load, write_config
+from tests.conftest import DEMO_CREDS, FAST, CliResult, blumira_section, load, write_config
 from tests.connectors.psa_harness import HALO
 from tests.e2e.test_cli_over_http import offboard_exe
 
@@ -359,3 +359,28 @@ def test_a_signed_exit_signs_each_watch_and_its_bundle_made_again_holds_the_chec
         assert report_file is not None and "## After the exit" in report_file.read().decode()
     assert sum(1 for line in lines if '"watch.checked"' in line) >= 7
     assert cli("bundle", "verify", str(tmp_path / "exit.tar.gz"), "--public-key", str(tmp_path / "msp.pub")).code == 0
+
+
+def test_a_vendor_down_fails_the_watch_in_one_line_and_records_no_half_watch(exited: Exited, cli: Any) -> None:
+    # Blumira is read first (the config's order) and answers; Huntress's SIEM stays down
+    exited.huntress.faults.append(Fault(method="POST", path_prefix="/v1/siem/query", status=503, times=50))
+    lines = len(exited.records())
+    down = cli("watch", "-c", str(exited.config), "--once")
+    assert down.code == ExitCode.FAILED, down.out + down.err
+    assert len(down.err.strip().splitlines()) == 1 and "POST /v1/siem/query failed" in down.err
+    assert "Traceback" not in down.err
+    assert any("/msp/accounts/" in r.path for r in exited.blumira.requests)
+    assert len(exited.records()) == lines  # Blumira answered, but no watch is recorded half
+    exited.huntress.faults.clear()
+    assert cli("watch", "-c", str(exited.config), "--once").code == 0
+    finished = [r for r in exited.records() if r["event"] == "watch.finished"]
+    assert len(finished) == 1 and finished[0]["detail"]["checks"] == len(
+        [r for r in exited.records() if r["event"] == "watch.checked"])
+
+
+def test_quiet_for_schedulers_prints_only_what_came_back(exited: Exited, cli: Any) -> None:
+    assert cli("-q", "watch", "-c", str(exited.config), "--once") == CliResult(0, "", "")
+    exited.after("huntress", "re-enrol", hostname="ACME-WS-GOLDEN")
+    loud = cli("-q", "watch", "-c", str(exited.config), "--once")
+    assert loud.code == 5 and loud.out == ""
+    assert [line.split(" — ")[0] for line in loud.err.strip().splitlines()] == ["Huntress: CAME BACK"] * 2

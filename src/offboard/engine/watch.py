@@ -60,11 +60,11 @@ def watch_run(run_id: str, cfg: ExitConfig, sessions: Sessions, *, until: date |
         ended = next((w for w in earlier if w.last), None)
         if until is not None and ended is not None and now.date() > until:
             return WatchResult(run, since, [], over=ended.until or until.isoformat())
-        items: list[tuple[str, Watched]] = []
-        for name, session in sessions.by_vendor.items():
-            for w in session.watch(_parse_ts(since)):
-                _emit(audit, name, w)
-                items.append((name, w))
+        # Every vendor answers before anything is written: a vendor that fails leaves no watch half
+        # recorded (the next run checks again), and each watch's events stand together in the log.
+        items = [(name, w) for name, session in sessions.by_vendor.items() for w in session.watch(_parse_ts(since))]
+        for name, w in items:
+            _emit(audit, name, w)
         last = until is not None and now.date() >= until
         back = [f"{v}:{w.key}" for v, w in items if w.came_back]
         audit.emit(proof.FINISHED, step="watch", outcome="failure" if back else "success", detail={
