@@ -21,7 +21,7 @@ from offboard.engine.ticket import summary as ticket_summary
 from offboard.engine.types import http_of
 from offboard.errors import BadInput
 from offboard.lifecycle import run_end
-from offboard.plan import Action, Plan
+from offboard.plan import Action, Plan, read_plan
 from offboard.proof import watch as proof
 from offboard.proof.audit import AuditLog, read_records
 from offboard.rundir import RunDir
@@ -98,7 +98,9 @@ def _tell_ticket(ticket: Ticket, plan: Plan, run: RunDir, audit: AuditLog, resul
 
 def watch_summary(run: RunDir) -> list[str]:
     """What `offboard status` says of the watches after the exit (nothing before the first)."""
-    return proof.summary_lines(list(read_records(run.audit_path))) if run.audit_path.exists() else []
+    if not run.audit_path.exists():
+        return []
+    return proof.summary_lines(list(read_records(run.audit_path)), proof.vendor_names(read_plan(run.plan_path)))
 
 
 def answering(plan: Plan, found: list[tuple[str, Watched]]) -> list[Action]:

@@ -15,7 +15,7 @@ from offboard.rundir import RunDir, atomic_write_text
 
 def write_report(run: RunDir, plan: Plan, records: list[dict[str, Any]]) -> None:
     p = build(run.run_id, plan, records, last_signature(run.path))
-    atomic_write_text(run.report_path, watch.with_section(render_markdown(p), watch.after_exit_markdown(records),
+    atomic_write_text(run.report_path, watch.with_section(render_markdown(p), watch.after_exit_markdown(plan, records),
                                                           "## Timeline"))
-    atomic_write_text(run.path / "report.html", watch.with_section(render_html(p), watch.after_exit_html(records),
+    atomic_write_text(run.path / "report.html", watch.with_section(render_html(p), watch.after_exit_html(plan, records),
                                                                    "<h2>Timeline</h2>"))

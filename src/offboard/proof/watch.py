@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import itertools
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from html import escape
@@ -90,8 +91,10 @@ def _cadence(runs: list[WatchRun]) -> str:
     return f"{len(runs)} time(s)"
 
 
-def summary_lines(records: list[dict[str, Any]]) -> list[str]:
-    """A few sentences: how often the exit was checked after it ended, and what came back."""
+def summary_lines(records: list[dict[str, Any]], names: Mapping[str, str] | None = None) -> list[str]:
+    """A few sentences: how often the exit was checked after it ended, and what came back
+    (``names``: each vendor's display name, from the plan)."""
+    names = names or {}
     runs = watches(records)
     if not runs:
         return []
@@ -106,22 +109,26 @@ def summary_lines(records: list[dict[str, Any]]) -> list[str]:
         if (f.vendor, f.key) in seen:
             continue  # said once, on the day it was first seen
         seen.add((f.vendor, f.key))
-        lines.append(f"{_when(r.ts)}: {f.vendor}: {f.detail}. To remove it: {f.remedy}")
+        lines.append(f"{_when(r.ts)}: {names.get(f.vendor, f.vendor)}: {f.detail}. To remove it: {f.remedy}")
     if not last.found and found:
         lines.append(f"The latest watch ({_when(last.ts)}) found nothing.")
     for vendor, check, why in {(v, c, w) for r in runs for v, c, w in r.not_available}:
-        lines.append(f"{vendor}: {check}: {why}")
+        lines.append(f"{names.get(vendor, vendor)}: {check}: {why}")
     ended = next((r for r in runs if r.last), None)
     if ended is not None:
         lines.append(f"The watch period ended on {ended.until}.")
     return lines
 
 
-def after_exit_markdown(records: list[dict[str, Any]]) -> str:
+def vendor_names(plan: Plan) -> dict[str, str]:
+    return {vp.vendor: vp.display_name for vp in plan.vendors}
+
+
+def after_exit_markdown(plan: Plan, records: list[dict[str, Any]]) -> str:
     """The report's "After the exit" section (Markdown), or nothing before the first watch."""
     from offboard.proof.report_md import _text  # the report's escaping: vendor strings stay text
 
-    lines = summary_lines(records)
+    lines = summary_lines(records, vendor_names(plan))
     if not lines:
         return ""
     head, rest = lines[0], lines[1:]
@@ -132,9 +139,9 @@ def after_exit_markdown(records: list[dict[str, Any]]) -> str:
     return "\n".join(out)
 
 
-def after_exit_html(records: list[dict[str, Any]]) -> str:
+def after_exit_html(plan: Plan, records: list[dict[str, Any]]) -> str:
     """The same section for report.html."""
-    lines = summary_lines(records)
+    lines = summary_lines(records, vendor_names(plan))
     if not lines:
         return ""
     head, rest = lines[0], lines[1:]
@@ -167,17 +174,18 @@ def _slug(text: str) -> str:
 def finding_note(plan: Plan, run_id: str, vendor: str, key: str, detail: str, remedy: str) -> NoteDoc:
     """One thing that came back after the exit: posted once however many watches see it again (its
     marker's facts are its identity, never its count or time)."""
+    shown = vendor_names(plan).get(vendor, vendor)
     blocks = (Block("p", f"After the exit of {plan.customer} (run {run_id}), something came back at "
-                         f"{vendor}: {detail}."),
+                         f"{shown}: {detail}."),
               Block("p", f"To remove it: {remedy}."),
               Block("p", f"Watch it again: offboard watch --run {run_id} --once"))
-    return NoteDoc(f"watch.{_slug(vendor)}.{_slug(key)}", f"offboard: came back after the exit — {vendor}",
+    return NoteDoc(f"watch.{_slug(vendor)}.{_slug(key)}", f"offboard: came back after the exit — {shown}",
                    blocks, _facts(note="watch", run=run_id, vendor=vendor, key=key))
 
 
 def ended_note(plan: Plan, run_id: str, records: list[dict[str, Any]]) -> NoteDoc:
     """The watch period is over: what it saw, in one note, once."""
-    lines = summary_lines(records)
+    lines = summary_lines(records, vendor_names(plan))
     runs = watches(records)
     until = next((r.until for r in runs if r.last), "")
     quiet = not any(r.found for r in runs)
