@@ -23,7 +23,8 @@ import httpx
 import pytest
 from pydantic import SecretStr
 
-from offboard import engine
+from offboard import batch as batches
+from offboard import connectors, engine
 from offboard.connectors import Check
 from offboard.connectors.sandboxing import Fault, InProcessTransport, serve
 from offboard.engine import GuideAnswer
@@ -384,3 +385,55 @@ def test_quiet_for_schedulers_prints_only_what_came_back(exited: Exited, cli: An
     loud = cli("-q", "watch", "-c", str(exited.config), "--once")
     assert loud.code == 5 and loud.out == ""
     assert [line.split(" — ")[0] for line in loud.err.strip().splitlines()] == ["Huntress: CAME BACK"] * 2
+
+
+# -- a batch's exits ----------------------------------------------------------------------------------
+
+
+def test_batch_watch_checks_every_exit_of_a_batch_and_names_the_customer_whose_agent_came_back(
+        tmp_path: Path, cli: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    h = HuntressSandbox(time_scale=FAST, customer_agents=3, neighbour_agents=2, more_customers={44: 2})
+    monkeypatch.setenv("OFFBOARD_HUNTRESS_API_KEY", DEMO_KEY)
+    monkeypatch.setenv("OFFBOARD_HUNTRESS_API_SECRET", DEMO_SECRET)
+    monkeypatch.setenv("COLUMNS", "300")
+    with serve(h.app) as url:
+        (tmp_path / "template.toml").write_text(
+            '[customer]\nname = "(each row names it)"\nend_of_service = 2026-12-31\n\n'
+            f'[huntress]\norganization_id = 1\nbase_url = "{url}"\nrate_window_seconds = {60 * FAST}\n'
+            'products = ["edr"]\n')
+        (tmp_path / "customers.csv").write_text(
+            "customer,approved_by,ticket,huntress.organization_id\n"
+            f"Acme Dental,J. Doe,PSA-1,{CUSTOMER_ORG}\nCustomer 44,J. Doe,PSA-2,44\n")
+        plan = tmp_path / "batch.plan.json"
+        made = cli("batch", "plan", str(tmp_path / "customers.csv"), "--template", str(tmp_path / "template.toml"),
+                   "-o", str(plan))
+        assert made.code == 0, made.out + made.err
+        assert cli("batch", "apply", str(plan), "--override-preflight", "lab").code == ExitCode.MANUAL_PENDING
+        b = batches.open_batch(plan, {n: c.settings_model for n, c in connectors.installed().items()})
+        for e in b.exits:  # the person confirms each exit's manual items
+            cfg = b.configs[e.slug]
+            state = batches.exit_state(cfg, e.plan)
+            assert state.run is not None
+            with engine.open_sessions(cfg, creds=DEMO_CREDS) as sessions:
+                for item in state.pending:
+                    assert engine.confirm(state.run.run_id, item, "J. Doe", "done", cfg, sessions).accepted
+
+        quiet = cli("batch", "watch", str(plan), "--once")
+        assert quiet.code == 0, quiet.out + quiet.err
+        assert one_line(quiet.out).count("nothing came back") == 2
+        h.requests.clear()
+        agent = httpx.post(f"{url}/_sandbox/watch/re-enrol", params={"org": "44", "hostname": "C44-LAPTOP"}).json()
+        back = cli("batch", "watch", str(plan), "--once")
+        assert back.code == ExitCode.CAME_BACK, back.out + back.err
+        said = one_line(back.err)
+        assert f"Customer 44: Huntress: CAME BACK — agent C44-LAPTOP (id {agent['agent_id']})" in said
+        assert "Acme Dental" not in said
+        # EDR only: no SIEM in scope, nothing written
+        assert {r.method for r in h.requests if not r.path.startswith("/_sandbox/")} == {"GET"}
+        for e in b.exits:
+            run = batches.exit_state(b.configs[e.slug], e.plan).run
+            assert run is not None
+            assert [r["event"] for r in read_records(run.audit_path)].count("watch.finished") == 2
+        entry = cli("batch", "watch", str(plan), "--schedule", "cron")
+        line = next(x for x in entry.out.splitlines() if x[:1].isdigit())
+        assert shlex.split(line.split(" && ", 1)[1])[1:5] == ["-q", "batch", "watch", str(plan.resolve())]

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import date
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 from offboard.errors import BadInput
@@ -23,22 +23,26 @@ FILE_MARK = "### file: "  # before each file of a systemd entry (the unit, the t
 @dataclass(frozen=True)
 class Watch:
     exe: str
-    config: Path  # absolute
-    run_id: str
+    folder: Path  # absolute: where the job starts (the config's or the batch plan's folder)
+    command: tuple[str, ...]  # what follows `offboard -q`, up to `--until`, every path absolute
+    label: str  # names the unit, the task (a run id, a batch plan's name)
+    what: str  # e.g. "the exit of Acme Dental (run …)"
     until: date
     every_hours: int
-    customer: str
 
     def args(self) -> list[str]:
-        return [self.exe, "-q", "watch", "-c", str(self.config), "--run", self.run_id, "--once",
-                "--until", self.until.isoformat()]
+        return [self.exe, "-q", *self.command, "--until", self.until.isoformat()]
 
     @property
     def name(self) -> str:
-        return "offboard-watch-" + re.sub(r"[^A-Za-z0-9_.-]", "-", self.run_id)
+        return "offboard-watch-" + re.sub(r"[^A-Za-z0-9_.-]", "-", self.label)
 
     def cadence(self) -> str:
         return "daily" if self.every_hours == 24 else f"every {self.every_hours} h"
+
+
+def until_after(days: int) -> date:
+    return datetime.now(UTC).date() + timedelta(days=days)
 
 
 def check_interval(every_hours: int) -> None:
@@ -67,7 +71,7 @@ def _systemd_quote(arg: str) -> str:
 
 def systemd(w: Watch) -> str:
     when = f"*-*-* {HOUR:02d}:{MINUTE:02d}:00" if w.every_hours == 24 else f"*-*-* 00/{w.every_hours}:{MINUTE:02d}:00"
-    what = f"offboard: watch the exit of {w.customer} (run {w.run_id}) {w.cadence()} until {w.until}"
+    what = f"offboard: watch {w.what} {w.cadence()} until {w.until}"
     folder = "~/.config/systemd/user"
     return "\n".join([
         f"# {what}.",
@@ -82,7 +86,7 @@ def systemd(w: Watch) -> str:
         "",
         "[Service]",
         "Type=oneshot",
-        f"WorkingDirectory={_systemd_quote(str(w.config.parent))}",
+        f"WorkingDirectory={_systemd_quote(str(w.folder))}",
         "ExecStart=" + " ".join(_systemd_quote(a) for a in w.args()),
         "",
         f"{FILE_MARK}{folder}/{w.name}.timer",
@@ -111,11 +115,11 @@ def cron(w: Watch) -> str:
     # cron runs the line with /bin/sh; % ends a crontab command unless escaped.
     line = " ".join(_sh_quote(a) for a in w.args()).replace("%", "\\%")
     return "\n".join([
-        f"# offboard: watch the exit of {w.customer} (run {w.run_id}) {w.cadence()} until {w.until}.",
+        f"# offboard: watch {w.what} {w.cadence()} until {w.until}.",
         "# Add the line with `crontab -e`. cron mails what a run prints: with -q only what came back (and",
         "# errors). Credentials come from the keyring of the user whose crontab this is, else from",
         "# OFFBOARD_<VENDOR>_* variables set above the line.",
-        f"{MINUTE} {hour} * * * cd {_sh_quote(str(w.config.parent))} && {line}",
+        f"{MINUTE} {hour} * * * cd {_sh_quote(str(w.folder))} && {line}",
         "",
     ])
 
@@ -128,7 +132,7 @@ def windows(w: Watch) -> str:
     schedule = "/SC DAILY" if w.every_hours == 24 else f"/SC HOURLY /MO {w.every_hours}"
     inner = " ".join(_win_quote(a) for a in w.args())
     return "\n".join([
-        f"REM offboard: watch the exit of {w.customer} (run {w.run_id}) {w.cadence()} until {w.until}.",
+        f"REM offboard: watch {w.what} {w.cadence()} until {w.until}.",
         "REM Run in a Command Prompt as the user whose keyring holds the credentials; after the last day,",
         f"REM delete it with: schtasks /Delete /TN \"offboard\\{w.name}\" /F",
         f'schtasks /Create /TN "offboard\\{w.name}" {schedule} /ST {HOUR:02d}:{MINUTE:02d} /TR "{inner}" /F',

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import shutil
 import sys
-from datetime import UTC, date, datetime, timedelta
+from datetime import date
 from pathlib import Path
 from typing import Annotated
 
@@ -19,7 +19,7 @@ from offboard.proof.plan_signature import sign_plan
 from offboard.rundir import RunDir, check_output_path, writing_output
 
 
-def _exe() -> str:
+def exe() -> str:
     """The offboard program a scheduler should start: this one, by its absolute path."""
     argv0 = Path(sys.argv[0])
     if argv0.name.startswith("offboard") and argv0.is_file():
@@ -75,7 +75,7 @@ def watch(
                            "go with --once")
         _print_schedule(schedule_kind, cfg, config, run_id, every_hours, days)
         return
-    last_day = _date(until) if until is not None else None
+    last_day = parse_until(until)
     if plan_out is not None:
         check_output_path(plan_out, "plan", "came-back.plan.json")
     with engine.open_sessions(cfg) as sessions:
@@ -94,7 +94,9 @@ def watch(
     raise typer.Exit(ExitCode.CAME_BACK if result.came_back else ExitCode.OK)
 
 
-def _date(text: str) -> date:
+def parse_until(text: str | None) -> date | None:
+    if text is None:
+        return None
     try:
         return date.fromisoformat(text)
     except ValueError:
@@ -138,7 +140,9 @@ def _plan_out(cfg: ExitConfig, sessions: engine.Sessions, result: engine.WatchRe
 
 
 def _print_schedule(kind: str, cfg: ExitConfig, config: Path, run_id: str, every_hours: int, days: int) -> None:
-    until = datetime.now(UTC).date() + timedelta(days=days)
-    entry = schedule.Watch(exe=_exe(), config=config.resolve(), run_id=run_id, until=until,
-                           every_hours=every_hours, customer=cfg.customer.name)
+    config = config.resolve()
+    entry = schedule.Watch(exe=exe(), folder=config.parent, command=("watch", "-c", str(config), "--run", run_id,
+                                                                     "--once"),
+                           label=run_id, what=f"the exit of {cfg.customer.name} (run {run_id})",
+                           until=schedule.until_after(days), every_hours=every_hours)
     sys.stdout.write(schedule.render(kind, entry))
