@@ -146,6 +146,9 @@ def test_a_quiet_day_exits_0_reads_only_and_is_recorded_in_the_chain(exited: Exi
     assert verified.code == 0 and "chain intact" in verified.out
     report = (exited.run / "report.md").read_text()
     assert "## After the exit" in report and "nothing came back" in report
+    assert report.index("## After the exit") < report.index("## Timeline")
+    page = (exited.run / "report.html").read_text()
+    assert "<h2>After the exit</h2>" in page and "nothing came back" in page
     status = cli("status", "-c", str(exited.config))
     assert status.code == 0 and "nothing came back" in one_line(status.out)
     assert len(exited.notes()) == notes_before
