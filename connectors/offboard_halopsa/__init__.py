@@ -17,7 +17,7 @@ from offboard.wire.credentials import CredentialField
 from offboard.wire.http import RetryPolicy, VendorHttp
 from offboard.wire.ratelimit import SlidingWindowLimiter, budget_path
 
-from .auth import HaloToken
+from .auth import halo_token
 from .session import HaloTicketSession
 from .settings import RATE_WINDOW, HaloSettings
 
@@ -42,7 +42,8 @@ class HaloConnector:
              transport: httpx.BaseTransport | None = None) -> HaloTicketSession:
         assert isinstance(settings, HaloSettings)
         client_id = credentials["client_id"].get_secret_value()
-        auth = HaloToken(settings.auth_url, settings.tenant, client_id, credentials["client_secret"].get_secret_value())
+        auth = halo_token(settings.auth_url, settings.tenant, client_id,
+                          credentials["client_secret"].get_secret_value())
         http = VendorHttp(
             "HaloPSA", settings.base_url, auth,
             SlidingWindowLimiter(settings.requests_per_window, settings.rate_window_seconds),
