@@ -61,9 +61,8 @@ def test_the_example_vendor_installs_beside_offboard_and_exits_through_the_cli(t
 
     got, want, installed = run_block("example-install", work, env, tmp_path / "install.status", timeout=600)
     assert got == want, installed.stdout[-4000:] + installed.stderr[-4000:]
-    assert "connectors: blumira, example, huntress" in installed.stdout
-    venv = work / "example-venv"
-    assert not (venv / "pyvenv.cfg").read_text().count("include-system-site-packages = true")
+    assert re.search(r"connectors: [a-z, ]*\bexample\b", installed.stdout), installed.stdout  # its entry point
+    assert "include-system-site-packages = false" in (work / "example-venv" / "pyvenv.cfg").read_text()
 
     (serve_command, _), = commands(sh_block("example-serve"))
     log = tmp_path / "serve.log"
