@@ -39,6 +39,9 @@ class Wire:
 
 
 class HttpConnector(Generic[S, T]):
+    """A connector whose vendor is an HTTP API: a subclass names itself, its settings model, its
+    credential fields and its session type, and turns credentials into a ``Wire`` (``wire``)."""
+
     name: str
     display_name: str
     settings_model: type[S]
