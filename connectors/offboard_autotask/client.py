@@ -45,6 +45,11 @@ class AutotaskClient:
         path = "/V1.0/TicketNotes/entityInformation/fields"
         return parse(Fields, self.http.get(path).body, f"GET {path}")
 
+    def attachment_fields(self) -> Fields:
+        """The tenant's picklists for a ticket's attachments (their own ``publish``)."""
+        path = "/V1.0/TicketAttachments/entityInformation/fields"
+        return parse(Fields, self.http.get(path).body, f"GET {path}")
+
     def add_note(self, ticket_id: int, title: str, text: str, note_type: int, publish: int) -> tuple[int, Reply]:
         """Plain text only: the API cannot write Rich Text (notes §2)."""
         path = f"/V1.0/Tickets/{ticket_id}/Notes"

@@ -6,7 +6,9 @@ user (``ApiIntegrationCode``, ``UserName``, ``Secret``); ``GET /V1.0/Tickets/{id
 ``/V1.0/Tickets/{id}/Notes`` and ``/Attachments`` (``{items, pageDetails}``, 500 a page, and
 ``{itemId}`` for what is made); notes in plain text only (a note holding HTML tags is refused,
 as the API cannot write Rich Text); attachments as base64 JSON of at most 6 MB; the note
-picklists (``publish``, ``noteType``) at ``/V1.0/TicketNotes/entityInformation/fields``; 429
+picklists (``publish``, ``noteType``) at ``/V1.0/TicketNotes/entityInformation/fields`` and the
+attachments' at ``/V1.0/TicketAttachments/entityInformation/fields`` (a tenant's own values, retired
+ones included, can be given); 429
 past the tenant's hourly budget.
 
 Seeded with the exit's ticket (open), a completed ticket and another company's ticket.
@@ -39,6 +41,9 @@ CLOSED_TICKET = 4712
 OTHER_TICKET = 5001
 NEW, IN_PROGRESS, COMPLETE, WAITING = 1, 8, 5, 7
 INTERNAL, ALL_USERS = 2, 1
+# The common tenant's publish picklist (value, label, active); a test gives a tenant its own.
+COMMON_PUBLISH: tuple[tuple[int, str, bool], ...] = ((ALL_USERS, "All Autotask Users", True),
+                                                     (INTERNAL, "Internal Project Team", True))
 NOTE_FIELDS = frozenset({"ticketID", "title", "description", "noteType", "publish"})  # notes §2
 ATTACHMENT_FIELDS = frozenset({"parentID", "attachmentType", "fullPath", "title", "publish", "data"})
 MAX_FILE = 6_000_000  # "6-7 MB per file through the API" (notes §2)
@@ -55,6 +60,8 @@ class AutotaskSandbox(SandboxBase):
     rate_limit: int = 10_000
     send_retry_after: bool = False
     refuse_types: tuple[str, ...] = ()  # file types off the tenant's allow-list
+    publish: tuple[tuple[int, str, bool], ...] = COMMON_PUBLISH  # the tenant's note publish picklist
+    attachment_publish: tuple[tuple[int, str, bool], ...] | None = None  # None: the same values as notes
     requests: list[Logged] = field(default_factory=list)
     faults: list[Fault] = field(default_factory=list)
 
@@ -81,6 +88,7 @@ class AutotaskSandbox(SandboxBase):
             Route(v + "/Tickets/{id:int}/Notes", self._notes, methods=["GET", "POST"]),
             Route(v + "/Tickets/{id:int}/Attachments", self._attachments, methods=["GET", "POST"]),
             Route(v + "/TicketNotes/entityInformation/fields", self._note_fields),
+            Route(v + "/TicketAttachments/entityInformation/fields", self._attachment_fields),
             *self.control_routes(),
         ]))
 
@@ -131,14 +139,26 @@ class AutotaskSandbox(SandboxBase):
             ticket["status"] = body["status"]
         return JSONResponse({"itemId": ticket["id"]})
 
+    def _publish_values(self, attachments: bool = False) -> list[dict[str, Any]]:
+        values = self.attachment_publish if attachments and self.attachment_publish is not None else self.publish
+        return [{"value": str(v), "label": label, "isDefaultValue": v == ALL_USERS, "isActive": active}
+                for v, label, active in values]
+
+    def _active_publish(self, attachments: bool = False) -> set[int]:
+        return {int(p["value"]) for p in self._publish_values(attachments) if p["isActive"]}
+
     async def _note_fields(self, _request: Request) -> Response:
         return JSONResponse({"fields": [
             {"name": "noteType", "dataType": "integer", "isPickList": True, "picklistValues": [
                 {"value": "1", "label": "Task Summary", "isDefaultValue": False, "isActive": True},
                 {"value": "3", "label": "Task Notes", "isDefaultValue": True, "isActive": True}]},
-            {"name": "publish", "dataType": "integer", "isPickList": True, "picklistValues": [
-                {"value": str(ALL_USERS), "label": "All Autotask Users", "isDefaultValue": True, "isActive": True},
-                {"value": str(INTERNAL), "label": "Internal Only", "isDefaultValue": False, "isActive": True}]}]})
+            {"name": "publish", "dataType": "integer", "isPickList": True,
+             "picklistValues": self._publish_values()}]})
+
+    async def _attachment_fields(self, _request: Request) -> Response:
+        return JSONResponse({"fields": [
+            {"name": "publish", "dataType": "integer", "isPickList": True,
+             "picklistValues": self._publish_values(attachments=True)}]})
 
     async def _notes(self, request: Request) -> Response:
         tid = request.path_params["id"]
@@ -151,7 +171,7 @@ class AutotaskSandbox(SandboxBase):
             return self.error(400, "a note is {title, description, noteType, publish}")
         if re.search(r"<[a-zA-Z/][^>]*>", str(body["description"])):
             return self.error(400, "You cannot use the API to create items that contain Rich Text")
-        if body.get("publish") not in (INTERNAL, ALL_USERS) or body.get("noteType") not in (1, 3):
+        if body.get("publish") not in self._active_publish() or body.get("noteType") not in (1, 3):
             return self.error(400, "publish and noteType must be values of their picklists")
         note = {"id": self._next, "ticketID": tid, "title": body.get("title") or "", "description": body["description"],
                 "noteType": body["noteType"], "publish": body["publish"], "createDateTime": _now(),
@@ -171,6 +191,8 @@ class AutotaskSandbox(SandboxBase):
         if not isinstance(body, dict) or set(body) - ATTACHMENT_FIELDS or body.get("attachmentType") != \
                 "FILE_ATTACHMENT":
             return self.error(400, "an attachment is {attachmentType: FILE_ATTACHMENT, fullPath, title, publish, data}")
+        if body.get("publish") not in self._active_publish(attachments=True):
+            return self.error(400, "publish must be a value of its picklist")
         name = str(body.get("fullPath") or "")
         if not name or any(name.endswith(t) for t in self.refuse_types):
             return self.error(400, f"The file type of {name!r} is not allowed")

@@ -27,7 +27,10 @@ class AutotaskSettings(PsaSettings):
                                          description="statuses that mean the ticket is closed: nothing is posted")
     note_type: int | None = Field(None, description="the note type picklist value; default: the tenant's default")
     publish_internal: int | None = Field(None, description="the publish value of an internal note; default: the "
-                                                            "tenant's value labelled Internal")
+                                                            "tenant's one value labelled Internal Only (else "
+                                                            "Internal Project Team); never co-managed or all-users")
+    attachment_publish_internal: int | None = Field(None, description="the same for attachments (their own "
+                                                                       "picklist)")
     publish_visible: int | None = Field(None, description="the publish value of a note the customer may see; "
                                                            "default: the tenant's value labelled All")
     max_file_mb: float = Field(6.0, gt=0, le=7.0, description="Autotask takes 6-7 MB per file through its API")

@@ -9,7 +9,7 @@ from typing import Any
 from offboard.errors import VendorReplyError
 from offboard.wire.http import Reply, VendorHttp
 
-from .models import Action, ActionList, Attachment, AttachmentView, Ticket, parse
+from .models import Action, ActionList, Attachment, AttachmentView, Outcome, Ticket, parse
 
 
 class HaloClient:
@@ -26,6 +26,18 @@ class HaloClient:
                                                   "includehtmlnote": "true"})
         return parse(ActionList, reply.body, "GET /Actions").actions
 
+    def outcome(self, outcome_id: int) -> Outcome:
+        """An action type (``GET /Outcome/{id}``, schema TOutcome): ``hidefromuser`` is whether its actions
+        are hidden from the end user."""
+        path = f"/Outcome/{outcome_id}"
+        return parse(Outcome, self.http.get(path).body, f"GET {path}")
+
+    def outcomes(self) -> list[Outcome]:
+        body = self.http.get("/Outcome").body
+        if not isinstance(body, list):
+            raise VendorReplyError("HaloPSA", "GET /Outcome", "reply is not a list of action types")
+        return [parse(Outcome, item, "GET /Outcome") for item in body]
+
     def add_action(self, ticket_id: int, outcome_id: int, note_html: str, *, hidden: bool) -> tuple[Action, Reply]:
         """``POST /Actions`` takes an array (notes §3); ``sendemail`` stays false: offboard never mails
         the customer, the PSA's own workflow does that if the MSP wants it."""
@@ -39,7 +51,8 @@ class HaloClient:
         return parse(AttachmentView, reply.body, "GET /Attachment").attachments or []
 
     def add_attachment(self, ticket_id: int, filename: str, content: bytes, note: str) -> tuple[Attachment, Reply]:
-        body = [{"ticket_id": ticket_id, "filename": filename, "note": note,
+        # showforusers false: the file is not shown to the end user (schema Attachment).
+        body = [{"ticket_id": ticket_id, "filename": filename, "note": note, "showforusers": False,
                  "data_base64": base64.b64encode(content).decode("ascii")}]
         reply = self.http.request("POST", "/Attachment", json=body)
         return _created(Attachment, reply, "POST /Attachment"), reply

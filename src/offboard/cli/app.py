@@ -122,6 +122,10 @@ def plan(
             the_plan = engine.make_plan(cfg, sessions)
         if not as_json:
             render.plan_view(the_plan)
+            if sessions.ticket is not None:
+                render.out.print(sessions.ticket.visibility_line or f"{sessions.ticket.ref}: its visibility could "
+                                 "not be read now; apply reads it before posting anything", soft_wrap=True,
+                                 markup=False)
         ready = engine.check_machine(cfg)  # this machine's gates, shown as the vendors' are: apply would refuse
         if ready.gates and not as_json:
             render.out.print(render.findings_table(ready.gates))

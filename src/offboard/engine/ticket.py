@@ -82,6 +82,7 @@ class Ticket:
         self.run: RunDir | None = None
         self.audit: AuditLog | None = None
         self.outcomes: list[Outcome] = []  # this process's, for the screen
+        self.visibility_line: str | None = None  # what plan showed: the visibility notes are posted with
 
     @property
     def ref(self) -> str:
@@ -93,6 +94,19 @@ class Ticket:
 
     def close(self) -> None:
         self.session.close()
+
+    def visibility(self) -> str | None:
+        """`offboard plan`: the visibility every note and file will be posted with, by label and id.
+        A tenant without an internal-only value is refused here (``BadInput``: exit 2, naming the values
+        found and the config key), before anything is saved or posted. None when the PSA cannot be read
+        now: apply reads it again, and posts nothing until it has an internal value."""
+        try:
+            chosen = self.session.visibility()
+        except BadInput:
+            raise
+        except TROUBLE:
+            return None
+        return chosen.line(self.ref)
 
     # -- the occasions ---------------------------------------------------------------------
 
