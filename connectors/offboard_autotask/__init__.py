@@ -18,6 +18,7 @@ from offboard.wire.http import RetryPolicy, VendorHttp
 from offboard.wire.ratelimit import SlidingWindowLimiter, budget_path
 
 from .auth import ApiUser
+from .client import refusal
 from .session import AutotaskTicketSession
 from .settings import RATE_WINDOW, AutotaskSettings
 
@@ -49,6 +50,7 @@ class AutotaskConnector:
             SlidingWindowLimiter(settings.requests_per_hour, settings.rate_window_seconds),
             policy=POLICY.scaled(settings.time_scale), transport=transport,
             budget_file=budget_path(self.name, f"{settings.base_url} {user}"),
+            refusal=refusal,
         )
         return AutotaskTicketSession(http, settings)
 

@@ -6,10 +6,25 @@ from __future__ import annotations
 import base64
 from typing import Any
 
+import httpx
+
 from offboard.errors import VendorReplyError
 from offboard.wire.http import Reply, VendorHttp
 
 from .models import Attachment, Created, Fields, Note, One, PageDetails, Ticket, parse
+
+
+def refusal(response: httpx.Response) -> str | None:
+    """Autotask answers a request it will not carry out (validation, business rules, a file too large
+    or of a type off the allow-list) with ``{"errors": [...]}``, often under HTTP 500 (issue 26, as
+    public clients report): a refusal, never a transient fault to retry or an ambiguous write."""
+    if response.status_code > 500:  # a gateway's 502-504: the request may not have reached Autotask
+        return None
+    body = response.json()
+    errors = body.get("errors") if isinstance(body, dict) else None
+    if isinstance(errors, list) and errors and all(isinstance(e, str) for e in errors):
+        return "; ".join(errors)
+    return None
 
 
 class AutotaskClient:

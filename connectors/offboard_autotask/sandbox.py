@@ -5,7 +5,8 @@ user (``ApiIntegrationCode``, ``UserName``, ``Secret``); ``GET /V1.0/Tickets/{id
 ``{item}``; ``PATCH /V1.0/Tickets`` with the id in the body; the ticket's child collections
 ``/V1.0/Tickets/{id}/Notes`` and ``/Attachments`` (``{items, pageDetails}``, 500 a page, and
 ``{itemId}`` for what is made); notes in plain text only (a note holding HTML tags is refused,
-as the API cannot write Rich Text); attachments as base64 JSON of at most 6 MB; the note
+as the API cannot write Rich Text; a refusal is HTTP 500 with ``{"errors": [...]}``, as Autotask
+answers); attachments as base64 JSON of at most 6 MB; the note
 picklists (``publish``, ``noteType``) at ``/V1.0/TicketNotes/entityInformation/fields`` and the
 attachments' at ``/V1.0/TicketAttachments/entityInformation/fields`` (a tenant's own values, retired
 ones included, can be given); 429
@@ -98,7 +99,14 @@ class AutotaskSandbox(SandboxBase):
         return "api-user" if ok else None
 
     def error(self, status: int, message: str, headers: dict[str, str] | None = None) -> Response:
+        if status >= 500:  # a fault in front of Autotask (a gateway, an outage): not Autotask's own refusal
+            return Response(f"{status} {message}", status_code=status, headers=headers, media_type="text/plain")
         return JSONResponse({"errors": [message]}, status_code=status, headers=headers)
+
+    def refuse(self, message: str) -> Response:
+        """Autotask answers a request it will not carry out with HTTP 500 and ``{"errors": [...]}``
+        (issue 26, as public clients report): nothing is done."""
+        return JSONResponse({"errors": [message]}, status_code=500)
 
     # -- what tests and the demo look at -------------------------------------------------------
 
@@ -131,7 +139,7 @@ class AutotaskSandbox(SandboxBase):
     async def _patch_ticket(self, request: Request) -> Response:
         body = await _json(request)
         if not isinstance(body, dict) or not isinstance(body.get("id"), int) or set(body) - {"id", "status"}:
-            return self.error(400, "PATCH /Tickets takes {id, status}: the id goes in the body")
+            return self.refuse("PATCH /Tickets takes {id, status}: the id goes in the body")
         ticket = self.tickets.get(body["id"])
         if ticket is None:
             return self.error(404, "Ticket not found")
@@ -168,11 +176,11 @@ class AutotaskSandbox(SandboxBase):
             return self._page(request, self.ticket_notes(tid))
         body = await _json(request)
         if not isinstance(body, dict) or set(body) - NOTE_FIELDS or not body.get("description"):
-            return self.error(400, "a note is {title, description, noteType, publish}")
+            return self.refuse("a note is {title, description, noteType, publish}")
         if re.search(r"<[a-zA-Z/][^>]*>", str(body["description"])):
-            return self.error(400, "You cannot use the API to create items that contain Rich Text")
+            return self.refuse("You cannot use the API to create items that contain Rich Text")
         if body.get("publish") not in self._active_publish() or body.get("noteType") not in (1, 3):
-            return self.error(400, "publish and noteType must be values of their picklists")
+            return self.refuse("publish and noteType must be values of their picklists")
         note = {"id": self._next, "ticketID": tid, "title": body.get("title") or "", "description": body["description"],
                 "noteType": body["noteType"], "publish": body["publish"], "createDateTime": _now(),
                 "creatorResourceID": 29682999}
@@ -190,18 +198,18 @@ class AutotaskSandbox(SandboxBase):
         body = await _json(request)
         if not isinstance(body, dict) or set(body) - ATTACHMENT_FIELDS or body.get("attachmentType") != \
                 "FILE_ATTACHMENT":
-            return self.error(400, "an attachment is {attachmentType: FILE_ATTACHMENT, fullPath, title, publish, data}")
+            return self.refuse("an attachment is {attachmentType: FILE_ATTACHMENT, fullPath, title, publish, data}")
         if body.get("publish") not in self._active_publish(attachments=True):
-            return self.error(400, "publish must be a value of its picklist")
+            return self.refuse("publish must be a value of its picklist")
         name = str(body.get("fullPath") or "")
         if not name or any(name.endswith(t) for t in self.refuse_types):
-            return self.error(400, f"The file type of {name!r} is not allowed")
+            return self.refuse(f"The file type of {name!r} is not allowed")
         try:
             content = base64.b64decode(str(body.get("data") or ""), validate=True)
         except (binascii.Error, ValueError):
-            return self.error(400, "data is not base64")
+            return self.refuse("data is not base64")
         if len(content) > MAX_FILE:
-            return self.error(400, "The attachment exceeds the maximum size")
+            return self.refuse("The attachment exceeds the maximum size")
         att_id = self._next
         self._next += 1
         self.attachments.append({"id": att_id, "parentID": tid, "parentType": 4, "attachmentType": "FILE_ATTACHMENT",

@@ -18,6 +18,7 @@ from offboard.wire.http import RetryPolicy, VendorHttp
 from offboard.wire.ratelimit import SlidingWindowLimiter, budget_path
 
 from .auth import MemberKeys
+from .client import refusal
 from .session import ConnectWiseTicketSession
 from .settings import RATE_WINDOW, ConnectWiseSettings
 
@@ -49,6 +50,7 @@ class ConnectWiseConnector:
             SlidingWindowLimiter(settings.requests_per_minute, settings.rate_window_seconds),
             policy=POLICY.scaled(settings.time_scale), transport=transport,
             budget_file=budget_path(self.name, f"{settings.base_url} {settings.company_id} {public}"),
+            refusal=refusal,
         )
         return ConnectWiseTicketSession(http, settings)
 

@@ -5,11 +5,24 @@ from __future__ import annotations
 
 from typing import Any
 
+import httpx
+
 from offboard.wire.http import Reply, VendorHttp
 
 from .models import Document, Note, Ticket, parse, parse_list
 
 PAGE = 1000
+
+
+def refusal(response: httpx.Response) -> str | None:
+    """ConnectWise's error envelope ``{code, message, errors?}``: a 4xx carrying it is a refusal (the
+    request was not carried out); under a 5xx only its validation code ``InvalidObject`` is."""
+    body = response.json()
+    if not isinstance(body, dict) or not isinstance(body.get("code"), str) or not isinstance(body.get("message"), str):
+        return None
+    if response.status_code >= 500 and body["code"] != "InvalidObject":
+        return None
+    return f"{body['code']}: {body['message']}"
 
 
 class ConnectWiseClient:

@@ -18,6 +18,7 @@ from offboard.wire.http import RetryPolicy, VendorHttp
 from offboard.wire.ratelimit import SlidingWindowLimiter, budget_path
 
 from .auth import HaloToken
+from .client import refusal
 from .session import HaloTicketSession
 from .settings import RATE_WINDOW, HaloSettings
 
@@ -48,6 +49,7 @@ class HaloConnector:
             SlidingWindowLimiter(settings.requests_per_window, settings.rate_window_seconds),
             policy=POLICY.scaled(settings.time_scale), transport=transport,
             budget_file=budget_path(self.name, f"{settings.base_url} {client_id}"),
+            refusal=refusal,
         )
         return HaloTicketSession(http, settings)
 

@@ -6,10 +6,21 @@ from __future__ import annotations
 import base64
 from typing import Any
 
+import httpx
+
 from offboard.errors import VendorReplyError
 from offboard.wire.http import Reply, VendorHttp
 
 from .models import Action, ActionList, Attachment, AttachmentView, Outcome, Ticket, parse
+
+
+def refusal(response: httpx.Response) -> str | None:
+    """HaloPSA refuses a request with a 4xx whose body is its message, a JSON string (e.g. "You do not
+    have access to this Action", notes §3): a refusal. A 5xx is not one (its cause is not documented)."""
+    if response.status_code >= 500:
+        return None
+    body = response.json()
+    return body if isinstance(body, str) and body.strip() else None
 
 
 class HaloClient:

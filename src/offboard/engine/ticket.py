@@ -40,7 +40,7 @@ from offboard.connectors.psa import (
     compose,
     marker,
 )
-from offboard.errors import AmbiguousWrite, BadInput, ExitCode, OffboardError, VendorError
+from offboard.errors import AmbiguousWrite, BadInput, ExitCode, OffboardError, VendorError, VendorRefused
 from offboard.plan import Action, Finding, Inventory, Plan, VendorPlan
 from offboard.proof import ticket_notes
 from offboard.proof.audit import AuditLog
@@ -64,6 +64,7 @@ class Outcome:
     key: str
     state: State
     detail: str  # the note's or file's id, or why it could not be posted
+    refused: bool = False  # the PSA refused it in its documented way: never sent again by offboard
 
 
 class Unpostable(Exception):
@@ -194,6 +195,10 @@ class Ticket:
         with self._lock:
             assert self.plan is not None
             exit_id = self.plan.config_fingerprint
+            refused = self.open_pastes().get(doc.key)
+            if refused and refused.get("refused") and refused.get("marker") == marker(exit_id, doc.key, doc.facts):
+                # The PSA refused this very note: sent again it would be refused again. It waits for a person.
+                return [Outcome(doc.key, "failed", str(refused.get("reason") or "refused"), refused=True)]
             try:
                 parts = compose(doc, exit_id, self.limits)
                 burst = self._burst()
@@ -203,7 +208,7 @@ class Ticket:
             self.outcomes += [o for o in out if o.state != "failed"]
             failed = [o for o in out if o.state == "failed"]
             if failed:  # the whole note waits for a person (or a later try): parts already there are found then
-                self._failed(doc, failed[0].detail, item)
+                self._failed(doc, failed[0].detail, item, refused=failed[0].refused)
             return out
 
     def _burst(self) -> Burst:
@@ -236,6 +241,8 @@ class Ticket:
                 if attempt == 2:
                     return Outcome(part.key, "failed", str(exc))
                 continue
+            except VendorRefused as exc:
+                return Outcome(part.key, "failed", _why(exc), refused=True)
             except TROUBLE as exc:
                 return Outcome(part.key, "failed", _why(exc))
             burst.notes.append(TicketNote(posted.id, body))
@@ -244,7 +251,7 @@ class Ticket:
             return Outcome(part.key, "posted", posted.id)
         raise AssertionError("unreachable")
 
-    def _failed(self, doc: NoteDoc, reason: str, item: str | None) -> Outcome:
+    def _failed(self, doc: NoteDoc, reason: str, item: str | None, *, refused: bool = False) -> Outcome:
         """Keep the note to paste by hand (as plain text, with its marker) and record why."""
         assert self.plan is not None
         text = _as_text(doc, self.plan.config_fingerprint)
@@ -256,8 +263,9 @@ class Ticket:
                 atomic_write_text(folder / f"{doc.key}.json", json.dumps(asdict(doc), indent=2) + "\n")
                 paste = f"{FOLDER}/{doc.key}.txt"
         self._record("ticket.failed", key=doc.key, reason=reason, paste=paste, item=item,
-                     marker=marker(self.plan.config_fingerprint, doc.key, doc.facts), title=doc.title)
-        outcome = Outcome(doc.key, "failed", reason)
+                     marker=marker(self.plan.config_fingerprint, doc.key, doc.facts), title=doc.title,
+                     refused=refused or None)
+        outcome = Outcome(doc.key, "failed", reason, refused)
         if item is None:  # the plan's own item says it otherwise
             self.outcomes.append(outcome)
         return outcome
@@ -267,6 +275,8 @@ class Ticket:
         if self.run is None:
             return
         for key, waiting in sorted(self.open_pastes().items()):
+            if waiting.get("refused"):
+                continue  # the PSA refused it: sending it again would be refused again; a person's item
             kept = Path(str(waiting.get("file") or ""))
             if key.startswith("file.") and waiting.get("file") and kept.is_file() and not waiting.get("linked"):
                 if self.attach(kept, "file").state != "failed":
@@ -305,6 +315,11 @@ class Ticket:
             key = f"file.{path.name}"
             mark = marker(self.plan.config_fingerprint, key, sha)
             description = f"offboard: {label} of the exit, SHA-256 {sha} {mark}"
+            waiting = self.open_pastes().get(key)
+            if waiting and waiting.get("linked") and waiting.get("sha256") == sha:
+                # The PSA will not hold these bytes (refused, or over its limits): its note says where they are
+                # kept; sent again they would be refused again. A person's item until confirmed.
+                return Outcome(key, "failed", str(waiting.get("reason") or "refused"), refused=True)
             limits = self.limits
             if len(content) > limits.max_file_bytes:
                 return self._link(path, sha, f"{len(content):,} bytes is over what {self.session.display_name} "
@@ -337,8 +352,9 @@ class Ticket:
                         return self._file_failed(path, sha, str(exc))
                     continue
                 except VendorError as exc:
-                    if exc.status is not None and 400 <= exc.status < 500 and exc.status not in (401, 429):
-                        return self._link(path, sha, f"{self.session.display_name} refused it ({exc})")
+                    if isinstance(exc, VendorRefused) or (
+                            exc.status is not None and 400 <= exc.status < 500 and exc.status not in (401, 429)):
+                        return self._link(path, sha, f"{self.session.display_name} refused it ({_why(exc)})")
                     return self._file_failed(path, sha, _why(exc))
                 except TROUBLE as exc:
                     return self._file_failed(path, sha, _why(exc))
