@@ -63,6 +63,8 @@ class AutotaskSandbox(SandboxBase):
     refuse_types: tuple[str, ...] = ()  # file types off the tenant's allow-list
     publish: tuple[tuple[int, str, bool], ...] = COMMON_PUBLISH  # the tenant's note publish picklist
     attachment_publish: tuple[tuple[int, str, bool], ...] | None = None  # None: the same values as notes
+    # No Autotask source says notes are refused on a Complete ticket; a tenant's rules may refuse them.
+    refuse_when_closed: bool = False
     requests: list[Logged] = field(default_factory=list)
     faults: list[Fault] = field(default_factory=list)
 
@@ -177,6 +179,8 @@ class AutotaskSandbox(SandboxBase):
         body = await _json(request)
         if not isinstance(body, dict) or set(body) - NOTE_FIELDS or not body.get("description"):
             return self.refuse("a note is {title, description, noteType, publish}")
+        if self.refuse_when_closed and self.tickets[tid]["status"] == COMPLETE:
+            return self.refuse("The ticket is Complete: no note can be added")
         if re.search(r"<[a-zA-Z/][^>]*>", str(body["description"])):
             return self.refuse("You cannot use the API to create items that contain Rich Text")
         if body.get("publish") not in self._active_publish() or body.get("noteType") not in (1, 3):
@@ -199,6 +203,8 @@ class AutotaskSandbox(SandboxBase):
         if not isinstance(body, dict) or set(body) - ATTACHMENT_FIELDS or body.get("attachmentType") != \
                 "FILE_ATTACHMENT":
             return self.refuse("an attachment is {attachmentType: FILE_ATTACHMENT, fullPath, title, publish, data}")
+        if self.refuse_when_closed and self.tickets[tid]["status"] == COMPLETE:
+            return self.refuse("The ticket is Complete: no attachment can be added")
         if body.get("publish") not in self._active_publish(attachments=True):
             return self.refuse("publish must be a value of its picklist")
         name = str(body.get("fullPath") or "")

@@ -24,7 +24,8 @@ class AutotaskSettings(PsaSettings):
                                       "(GET https://webservices.autotask.net/atservicesrest/v1.0/zoneInformation"
                                       "?user=<API user> names it)")
     closed_status_ids: list[int] = Field(default_factory=lambda: [COMPLETE],
-                                         description="statuses that mean the ticket is closed: nothing is posted")
+                                         description="statuses that mean the ticket is closed (notes are still tried: "
+                                                     "the PSA's answer decides)")
     note_type: int | None = Field(None, description="the note type picklist value; default: the tenant's default")
     publish_internal: int | None = Field(None, description="the publish value of an internal note; default: the "
                                                             "tenant's one value labelled Internal Only (else "

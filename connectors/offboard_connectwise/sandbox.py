@@ -56,6 +56,8 @@ class ConnectWiseSandbox(SandboxBase):
     send_retry_after: bool = True
     max_upload: int = 50 * 1024 * 1024
     refuse_types: tuple[str, ...] = ()
+    # ConnectWise documents no refusal of notes on a closed ticket; a board's rules may refuse them.
+    refuse_when_closed: bool = False
     requests: list[Logged] = field(default_factory=list)
     faults: list[Fault] = field(default_factory=list)
 
@@ -158,6 +160,8 @@ class ConnectWiseSandbox(SandboxBase):
         if not isinstance(body, dict) or set(body) - NOTE_FIELDS or not isinstance(body.get("text"), str):
             return self.error(400, "a note is {text, …flags}; unexpected fields: "
                               f"{sorted(set(body) - NOTE_FIELDS) if isinstance(body, dict) else body!r}")
+        if self.refuse_when_closed and self.tickets[tid].get("closedFlag"):
+            return self.error(400, "The ticket is closed")
         flags = ("detailDescriptionFlag", "internalAnalysisFlag", "resolutionFlag")
         if not any(body.get(f) for f in flags):
             return self.error(400, "a note needs one of detailDescriptionFlag, internalAnalysisFlag, resolutionFlag")
@@ -185,6 +189,8 @@ class ConnectWiseSandbox(SandboxBase):
         tid = int(form.get("recordId", ("", b"0"))[1] or 0)
         if form.get("recordType", ("", b""))[1] != b"Ticket" or tid not in self.tickets:
             return self.error(400, "recordType=Ticket and an existing recordId are required")
+        if self.refuse_when_closed and self.tickets[tid].get("closedFlag"):
+            return self.error(400, "The ticket is closed")
         if any(name.endswith(t) for t in self.refuse_types):
             return self.error(400, f"File type not allowed: {name}")
         if len(content) > self.max_upload:

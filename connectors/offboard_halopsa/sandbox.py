@@ -65,6 +65,8 @@ class HaloSandbox(SandboxBase):
     max_upload: int = 50 * 1024 * 1024
     refuse_types: tuple[str, ...] = ()  # file name endings refused with 400, as an instance may
     outcomes: dict[int, tuple[str, bool]] = field(default_factory=lambda: dict(STOCK_OUTCOMES))
+    # Halo documents no refusal of actions on a closed ticket; an instance's workflow may refuse them.
+    refuse_when_closed: bool = False
     requests: list[Logged] = field(default_factory=list)
     faults: list[Fault] = field(default_factory=list)
 
@@ -188,6 +190,8 @@ class HaloSandbox(SandboxBase):
         for item in body:
             if item.get("ticket_id") not in self.tickets:
                 return self.error(400, "Ticket not found")
+            if self.refuse_when_closed and self.tickets[item["ticket_id"]].get("hasbeenclosed"):
+                return self.error(400, "This ticket is closed")
             if item.get("outcome_id") not in ALLOWED_OUTCOMES:
                 return self.error(400, "You do not have access to this Action")
             html = str(item.get("note_html") or "")
@@ -215,6 +219,8 @@ class HaloSandbox(SandboxBase):
         for item in body:
             if item.get("ticket_id") not in self.tickets:
                 return self.error(400, "Ticket not found")
+            if self.refuse_when_closed and self.tickets[item["ticket_id"]].get("hasbeenclosed"):
+                return self.error(400, "This ticket is closed")
             name = str(item.get("filename") or "")
             if not name or any(name.endswith(t) for t in self.refuse_types):
                 return self.error(400, f"File type not allowed: {name}")
