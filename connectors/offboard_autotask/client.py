@@ -44,6 +44,8 @@ class AutotaskClient:
             url = details.nextPageUrl or None
             if url is not None and url in seen:
                 raise VendorReplyError("Autotask", f"GET {path}", "nextPageUrl repeats (paging would loop)")
+            if url is not None and not self.http.same_origin(url):
+                raise VendorReplyError("Autotask", f"GET {path}", "nextPageUrl is on another host")
             seen.add(url or "")
         return items
 

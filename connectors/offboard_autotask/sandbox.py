@@ -65,6 +65,7 @@ class AutotaskSandbox(SandboxBase):
     attachment_publish: tuple[tuple[int, str, bool], ...] | None = None  # None: the same values as notes
     # No Autotask source says notes are refused on a Complete ticket; a tenant's rules may refuse them.
     refuse_when_closed: bool = False
+    page_size: int = PAGE  # at most 500 a page; a tenant may answer with fewer: nextPageUrl says what follows
     requests: list[Logged] = field(default_factory=list)
     faults: list[Fault] = field(default_factory=list)
 
@@ -125,9 +126,10 @@ class AutotaskSandbox(SandboxBase):
 
     def _page(self, request: Request, items: list[dict[str, Any]]) -> Response:
         start = int(request.query_params.get("start", "0") or 0)
-        chunk = items[start:start + PAGE]
-        more = start + PAGE < len(items)
-        next_url = f"{request.url.scheme}://{request.url.netloc}{request.url.path}?start={start + PAGE}" if more \
+        size = min(PAGE, self.page_size)
+        chunk = items[start:start + size]
+        more = start + size < len(items)
+        next_url = f"{request.url.scheme}://{request.url.netloc}{request.url.path}?start={start + size}" if more \
             else None
         return JSONResponse({"items": chunk, "pageDetails": {"count": len(chunk), "requestCount": PAGE,
                                                              "prevPageUrl": None, "nextPageUrl": next_url}})

@@ -67,6 +67,7 @@ class HaloSandbox(SandboxBase):
     outcomes: dict[int, tuple[str, bool]] = field(default_factory=lambda: dict(STOCK_OUTCOMES))
     # Halo documents no refusal of actions on a closed ticket; an instance's workflow may refuse them.
     refuse_when_closed: bool = False
+    list_cap: int | None = None  # an instance that lists fewer actions than its record_count (a fault)
     requests: list[Logged] = field(default_factory=list)
     faults: list[Fault] = field(default_factory=list)
 
@@ -182,7 +183,7 @@ class HaloSandbox(SandboxBase):
             tid = int(request.query_params.get("ticket_id", "0") or 0)
             items = [_listed(a, request.query_params.get("includehtmlnote") == "true")
                      for a in self.ticket_actions(tid)]
-            return JSONResponse({"record_count": len(items), "actions": items})
+            return JSONResponse({"record_count": len(items), "actions": items[:self.list_cap]})
         body = await _array(request, ACTION_FIELDS)
         if isinstance(body, Response):
             return body

@@ -335,6 +335,10 @@ class VendorHttp:
         value = response.headers.get(self._remaining_header, "").strip()
         return int(value) if value.isdigit() else None
 
+    def same_origin(self, path: str) -> bool:
+        """Whether a URL a vendor handed back (a next page) is on the API's own origin."""
+        return self._same_origin(path)
+
     def _same_origin(self, path: str) -> bool:
         if "://" not in path:
             return True
