@@ -4,6 +4,7 @@ internal-only value is refused at `plan`, naming the values found and the config
 
 from __future__ import annotations
 
+import contextlib
 import json
 from pathlib import Path
 from typing import Any
@@ -133,3 +134,40 @@ def test_halopsa_action_type_shown_to_the_user_is_refused_at_plan(tmp_path: Path
     line = str(refused.value)
     assert 'psa.outcome_id = 1 is the HaloPSA action type "Logged"' in line and '7 "Internal Note"' in line
     assert not posts(x, HALO.note_writes)
+
+
+@pytest.fixture
+def served_autotask(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Any:
+    from offboard.connectors.sandboxing import serve
+    from offboard_huntress.sandbox import HuntressSandbox
+    from tests.conftest import DEMO_KEY, DEMO_SECRET, write_config
+
+    def start(publish: tuple[tuple[int, str, bool], ...]) -> Any:
+        huntress = HuntressSandbox(time_scale=FAST, customer_agents=2, neighbour_agents=1)
+        tenant = at.AutotaskSandbox(time_scale=FAST, publish=publish)
+        stack = contextlib.ExitStack()
+        hurl, aurl = stack.enter_context(serve(huntress.app)), stack.enter_context(serve(tenant.app))
+        for var, value in {"OFFBOARD_HUNTRESS_API_KEY": DEMO_KEY, "OFFBOARD_HUNTRESS_API_SECRET": DEMO_SECRET,
+                           **{f"OFFBOARD_PSA_{k.upper()}": v for k, v in AT.creds.items()}}.items():
+            monkeypatch.setenv(var, value)
+        monkeypatch.chdir(tmp_path)
+        config = write_config(tmp_path, hurl, extra='products = ["edr"]\n')
+        config.write_text(config.read_text() + "\n" + AT.section(aurl))
+        return stack, config, tenant
+
+    return start
+
+
+def test_plan_through_the_cli_states_the_visibility_or_refuses_in_one_line(cli: Any, served_autotask: Any) -> None:
+    stack, config, tenant = served_autotask(ISSUE_TENANT)
+    with stack:
+        ok = cli("plan", "-c", str(config), "-o", "exit.plan.json")
+        assert ok.code == 0, ok.err
+        assert 'internal notes as publish 7 "Internal Only", files as publish 7 "Internal Only"' in ok.out
+        tenant.publish = ((1, "All Autotask Users", True), (4, "Internal & Co-Managed", True))
+        Path("exit.plan.json").unlink()
+        refused = cli("plan", "-c", str(config), "-o", "exit.plan.json")
+    assert refused.code == 2 and not Path("exit.plan.json").exists()
+    lines = [line for line in refused.err.splitlines() if line.strip()]
+    assert len(lines) == 1 and "psa.publish_internal" in lines[0] and '4 "Internal & Co-Managed"' in lines[0]
+    assert "Traceback" not in refused.err
