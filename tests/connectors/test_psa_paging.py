@@ -78,7 +78,7 @@ def test_more_notes_than_a_page_each_note_posted_exactly_once(psa: Psa, tmp_path
         assert any("page=2" in r.query for r in reads) and all("pageSize=" in r.query for r in reads)
 
 
-@pytest.mark.parametrize("psa", [CW, AT], ids=lambda p: p.kind)
+@pytest.mark.parametrize("psa", [CW, AT, HALO], ids=lambda p: p.kind)
 def test_a_person_confirms_the_scope_item_and_the_reread_finds_it_on_a_later_page(psa: Psa, tmp_path: Path) -> None:
     from offboard.connectors.sandboxing import Fault
 

@@ -83,3 +83,19 @@ def test_a_refused_note_is_sent_once_kept_to_paste_and_never_sent_again(psa: Psa
     assert len(refused) == 1 and refused[0]["detail"]["refused"] is True
     assert (result.run.path / "ticket" / "checklist.txt").exists()
     assert "ticket.checklist" in (result.run.path / "manual-checklist.md").read_text()
+
+
+def test_a_refused_file_confirmed_by_a_person_is_not_sent_again(tmp_path: Path) -> None:
+    x = PsaExit(AT, tmp_path, extra='files_url = "https://files.msp.example/exits"\n')
+    AT.refuse_file(x.sandbox, ".html")
+    result, _ = whole_exit(x)
+    cfg = x.cfg
+    with x.sessions() as s:
+        done = engine.confirm(result.run.run_id, "ticket.file.report.html", "J. Doe", "uploaded to the files share",
+                              cfg, s)
+        assert done.accepted
+        engine.resume(result.run.run_id, cfg, s, overrides=PREFLIGHT)
+    assert len(file_posts(x, "report.html")) == 1
+    assert "ticket.file.report.html" not in (result.run.path / "manual-checklist.md").read_text()
+    pasted = [r for r in records(result) if r["event"] == "ticket.pasted" and r["detail"]["key"] == "file.report.html"]
+    assert pasted and "holds the note saying where report.html is kept" in pasted[-1]["detail"]["seen"]

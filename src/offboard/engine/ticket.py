@@ -349,6 +349,12 @@ class Ticket:
                 last = detail if r["event"] == "ticket.failed" else {}
         return last
 
+    def _linked(self, key: str, sha: str) -> bool:
+        """Whether these bytes were already found unfit for the PSA (a note names where they are kept)."""
+        return any(r["event"] == "ticket.linked" and isinstance(r.get("detail"), dict)
+                   and r["detail"].get("key") == key and r["detail"].get("sha256") == sha
+                   for r in (self.audit.records if self.audit is not None else []))
+
     def open_pastes(self) -> dict[str, dict[str, Any]]:
         """The notes and files waiting for a person (or a later try): last word ``ticket.failed``."""
         if self.audit is None:
@@ -367,10 +373,12 @@ class Ticket:
             key = f"file.{path.name}"
             mark = marker(self.plan.config_fingerprint, key, sha)
             description = f"offboard: {label} of the exit, SHA-256 {sha} {mark}"
-            waiting = self.open_pastes().get(key)
-            if waiting and waiting.get("linked") and waiting.get("sha256") == sha:
+            if self._linked(key, sha):
                 # The PSA will not hold these bytes (refused, or over its limits): its note says where they are
-                # kept; sent again they would be refused again. A person's item until confirmed.
+                # kept; sent again they would be refused again. A person's item, or done once they confirmed it.
+                waiting = self._last_word(key)
+                if not waiting:
+                    return Outcome(key, "found", "kept as its note says (confirmed by a person)")
                 return Outcome(key, "failed", str(waiting.get("reason") or "refused"), refused=True)
             limits = self.limits
             if len(content) > limits.max_file_bytes:
@@ -566,6 +574,13 @@ class Ticket:
                 files = self.session.files()
                 ok = any(f.name == name for f in files)
                 seen = f"{self.ref} lists {name}" if ok else f"{self.ref} lists no file named {name}"
+                if not ok and pending.get("linked") and self.plan is not None:
+                    # The PSA will not hold the file: its note saying where it is kept is what the ticket holds.
+                    doc = ticket_notes.link_note(name, 0, str(pending.get("sha256") or ""), "", "")
+                    link = marker(self.plan.config_fingerprint, doc.key, doc.facts)
+                    ok = any(link in n.text for n in self.session.notes())
+                    seen = (f"{self.ref} holds the note saying where {name} is kept ({link})" if ok
+                            else f"{self.ref} lists no file named {name} and no note saying where it is kept")
             elif key == "status":
                 info = self.session.ticket()
                 ok = info.status == self.settings.close_status
