@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from offboard.connectors.psa import Limits, Posted, TicketFile, TicketInfo, TicketNote, Visibility
-from offboard.errors import BadInput
+from offboard.errors import BadInput, VendorAuthError
 from offboard.wire.http import VendorHttp
 
 from .client import HaloClient
@@ -40,7 +40,18 @@ class HaloTicketSession:
         ``sendemail: false``, as the configured action type, which must itself be one hidden from the
         end user: an action type made for talking to the user is never used for offboard's notes."""
         if self._visibility is None:
-            kind = self.client.outcome(self.s.outcome_id)
+            try:
+                kind = self.client.outcome(self.s.outcome_id)
+            except VendorAuthError as exc:
+                if exc.status != 403:
+                    raise
+                # The API agent may not read action types (Halo's permissions gate each endpoint): each
+                # action's own hiddenfromuser, the documented flag, is what keeps it internal then.
+                self._visibility = Visibility(
+                    f"action type {self.s.outcome_id} (not readable by the API agent) with hiddenfromuser true, "
+                    "sendemail false", "attachments with showforusers false",
+                    "hidden from the end user by each action's hiddenfromuser (notes §3)", "outcome_id")
+                return self._visibility
             if not kind.hidefromuser:
                 hidden = [f'{o.id} "{o.outcome or ""}"' for o in self.client.outcomes() if o.hidefromuser]
                 raise BadInput(f'config: psa.outcome_id = {kind.id} is the HaloPSA action type "{kind.outcome or ""}", '

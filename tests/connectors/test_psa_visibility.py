@@ -171,3 +171,14 @@ def test_plan_through_the_cli_states_the_visibility_or_refuses_in_one_line(cli: 
     lines = [line for line in refused.err.splitlines() if line.strip()]
     assert len(lines) == 1 and "psa.publish_internal" in lines[0] and '4 "Internal & Co-Managed"' in lines[0]
     assert "Traceback" not in refused.err
+
+
+def test_halopsa_action_types_the_agent_may_not_read_leave_each_actions_own_flag(tmp_path: Path) -> None:
+    from offboard.connectors.sandboxing import Fault
+
+    x = PsaExit(HALO, tmp_path)
+    x.sandbox.faults.append(Fault(method="GET", path_prefix="/api/Outcome", status=403, times=10**6))
+    assert "action type 7 (not readable by the API agent) with hiddenfromuser true" in str(plan_line(x))
+    whole_exit(x)
+    actions = [a for body in posts(x, HALO.note_writes) for a in body]
+    assert len(actions) >= 6 and all(a["hiddenfromuser"] is True for a in actions)
