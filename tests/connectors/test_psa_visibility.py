@@ -164,6 +164,9 @@ def test_plan_through_the_cli_states_the_visibility_or_refuses_in_one_line(cli: 
         ok = cli("plan", "-c", str(config), "-o", "exit.plan.json")
         assert ok.code == 0, ok.err
         assert 'internal notes as publish 7 "Internal Only", files as publish 7 "Internal Only"' in ok.out
+        as_json = cli("plan", "-c", str(config), "--json")
+        assert as_json.code == 0, as_json.err
+        assert 'publish 7 "Internal Only"' in json.loads(as_json.out)["ticket_visibility"]
         tenant.publish = ((1, "All Autotask Users", True), (4, "Internal & Co-Managed", True))
         Path("exit.plan.json").unlink()
         refused = cli("plan", "-c", str(config), "-o", "exit.plan.json")

@@ -120,6 +120,7 @@ def plan(
     with engine.open_sessions(cfg) as sessions:
         with render.err.status("Reading what the customer still has (read-only)…"):
             the_plan = engine.make_plan(cfg, sessions)
+        visibility = sessions.ticket.visibility_line if sessions.ticket is not None else None
         if not as_json:
             render.plan_view(the_plan)
             if sessions.ticket is not None:
@@ -144,7 +145,8 @@ def plan(
     removals = [a for a in the_plan.api_actions() if a.destructive]
     code = ExitCode.PLAN_HAS_CHANGES if removals and detailed_exitcode else ExitCode.OK
     if as_json:
-        jsonout.plan(the_plan, code, saved_to=out, signature=signature, warnings=warnings)
+        jsonout.plan(the_plan, code, saved_to=out, signature=signature, warnings=warnings,
+                     ticket_visibility=visibility)
     raise typer.Exit(code)
 
 
