@@ -4,7 +4,7 @@ the re-reads that settle an uncertain write, verification, and manual-item check
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from datetime import datetime
 from typing import Any
@@ -174,16 +174,11 @@ class HuntressSession:
         every_escalation = self._fresh["escalations"] = list(self.client.list_raw("escalations", organization_id=org))
         incidents = [parse(IncidentReport, i, "GET /v1/incident_reports") for i in every_incident
                      if i.get("status") in OPEN_INCIDENT_STATUSES]
-        findings.append(Finding(
-            vendor=VENDOR, kind="open_incident_reports", count=len(incidents), blocking=bool(incidents),
-            detail=", ".join(f"#{_ref(i.id)} {i.status} {i.subject}".strip() for i in incidents[:5])
-            or "no incident report is sent or auto-remediating"))
+        findings.append(_open_ones("open_incident_reports", incidents,
+                                   "no incident report is sent or auto-remediating"))
         escalations = [parse(Escalation, e, "GET /v1/escalations") for e in every_escalation
                        if e.get("status") in OPEN_ESCALATION_STATUSES]
-        findings.append(Finding(
-            vendor=VENDOR, kind="open_escalations", count=len(escalations), blocking=bool(escalations),
-            detail=", ".join(f"#{_ref(e.id)} {e.status} {e.subject}".strip() for e in escalations[:5])
-            or "no escalation is open or overdue"))
+        findings.append(_open_ones("open_escalations", escalations, "no escalation is open or overdue"))
         isolated = [i for i in inventory.items if i.target.type == "agent"
                     and i.owner == self.owner and i.attrs.get("firewall_status") in ISOLATED]
         findings.append(Finding(
@@ -455,6 +450,12 @@ def _membership_owner(m: Membership) -> str:
     if m.organization is None and m.account is not None and m.account.id is not None:
         return f"account:{m.account.id}"
     return UNKNOWN_OWNER
+
+
+def _open_ones(kind: str, found: Sequence[IncidentReport | Escalation], none: str) -> Finding:
+    """A blocking finding while any is open: the first five named by id, status and subject."""
+    return Finding(vendor=VENDOR, kind=kind, count=len(found), blocking=bool(found),
+                   detail=", ".join(f"#{_ref(x.id)} {x.status} {x.subject}".strip() for x in found[:5]) or none)
 
 
 def _ref(obj_id: int | None, n: int | None = None) -> str:

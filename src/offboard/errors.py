@@ -78,6 +78,12 @@ class AmbiguousWrite(VendorError):
     """
 
 
+class VendorRefused(VendorError):
+    """The vendor refused the request in the form it documents for a refusal (a validation envelope,
+    whatever its status code): nothing was done, and sending it again would be refused again. Recorded
+    as refused, never resent and never taken for a transient fault."""
+
+
 class VendorReplyError(VendorError):
     """The vendor answered with something we cannot read (wrong envelope, missing fields)."""
 
