@@ -264,9 +264,13 @@ def _run_read(action: Action, session: VendorSession, audit: AuditLog, evidence:
         return "manual.pending"
     files = evidence.write(action.vendor, action.id, result.artifacts)
     event = "action.succeeded" if result.outcome == "success" else "action.failed"
-    audit.emit(event, **base, http=http_of(result.http), outcome=result.outcome,
+    # Each file names the requests that produced it; the line's own ``http`` is left empty when the
+    # files carry them, so no request made for another file (or for nothing) stands on it.
+    per_file = any(a.requests for a in result.artifacts)
+    audit.emit(event, **base, http=None if per_file else http_of(result.http), outcome=result.outcome,
                detail={"message": result.detail,
-                       "files": [{"path": f["path"], "sha256": f["sha256"], "bytes": f["bytes"]} for f in files]})
+                       "files": [{"path": f["path"], "sha256": f["sha256"], "bytes": f["bytes"],
+                                  "requests": f["requests"]} for f in files]})
     return event
 
 

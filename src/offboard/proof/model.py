@@ -14,6 +14,7 @@ from typing import Any
 from offboard.lifecycle import TERMINAL, fold
 from offboard.plan import Action, Plan
 from offboard.proof.signing import SIGNATURES
+from offboard.wire.http import request_line
 
 # What each state is called for a reader who is not an engineer.
 STATE_LABEL = {
@@ -153,9 +154,14 @@ def _message(detail: Any) -> str:
     return str(detail or "")
 
 
+def request_shown(http: dict[str, Any]) -> str:
+    """One request as every document shows it: ``GET /v1/agents?organization_id=42 → 200``."""
+    return f"{request_line(http['method'], http['path'], http.get('query', ''))} → {http['status']}"
+
+
 def _http(rec: dict[str, Any] | None) -> str:
     http = rec.get("http") if rec else None
-    return f"{http['method']} {http['path']} → {http['status']}" if http else ""
+    return request_shown(http) if http else ""
 
 
 def _row(a: Action, rec: dict[str, Any] | None, proof: dict[str, Any] | None) -> Row:

@@ -4,8 +4,9 @@ written for the customer, the vendor's billing team and an auditor, not for engi
 from __future__ import annotations
 
 from html import escape
+from typing import Any
 
-from offboard.proof.model import GLANCE, STATE_LABEL, Proof, Row, StepView, glance, signature_line
+from offboard.proof.model import GLANCE, STATE_LABEL, Proof, Row, StepView, glance, request_shown, signature_line
 
 FOLD_AFTER = 8  # longer lists of objects fold under a "show all" line
 
@@ -47,13 +48,19 @@ def _e(value: object) -> str:
     return escape(str(value), quote=True)
 
 
+def _file(f: dict[str, Any]) -> str:
+    """An evidence file: its name, and a click away its SHA-256 and the requests that produced it."""
+    reqs = "".join(f"<li><code>{_e(request_shown(q))}</code></li>" for q in f.get("requests") or [])
+    return (f"<details><summary><code>{_e(f['path'])}</code></summary><div>sha256 <code>{_e(f['sha256'])}</code>, "
+            f"{_e(f.get('bytes', '?'))} bytes; made from:</div><ul>{reqs}</ul></details>")
+
+
 def _row(r: Row) -> str:
     verified = ""
     if r.verified_ok is not None:
         verified = (f'<span class="{"pass" if r.verified_ok else "fail"}">'
                     f'{"✓ passed" if r.verified_ok else "✗ FAILED"}</span><div class="how">{_e(r.verified)}</div>')
-    files = "".join(f"<div><code>{_e(f['path'])}</code> sha256 <code>{_e(f['sha256'][:16])}…</code></div>"
-                    for f in r.files)
+    files = "".join(_file(f) for f in r.files)
     return (f"<tr><td>{_e(r.name)}</td><td>{_e(r.when)}</td>"
             f'<td><span class="tag s-{_e(r.state)}">{_e(r.label)}</span></td>'
             f'<td class="how">{_e(r.how)}{files}</td><td>{verified}</td></tr>')

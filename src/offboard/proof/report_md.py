@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from offboard.proof.model import GLANCE, Proof, glance, signature_line
+from offboard.proof.model import GLANCE, Proof, VendorView, glance, request_shown, signature_line
 
 # Everything that can start Markdown or HTML inline: emphasis, code, links and images (no link
 # without its brackets, so parentheses stay readable), raw HTML and autolinks, entities, table
@@ -55,6 +55,20 @@ def _inline(value: str) -> str:
     return "".join(_code(p) if i % 2 else _text(p) for i, p in enumerate(parts))
 
 
+def _evidence(v: VendorView) -> list[str]:
+    """Each evidence file with its SHA-256 and the requests whose replies went into it."""
+    files = [f for step in v.steps for r in step.rows for f in r.files]
+    if not files:
+        return []
+    out = ["### Evidence files", "", "Each file with its SHA-256 and the requests whose replies it holds:", ""]
+    for f in files:
+        out.append(f"- {_code(f['path'], cell=False)} — {f.get('bytes', '?')} bytes, sha256 "
+                   f"{_code(f['sha256'], cell=False)}")
+        out += [f"  - {_code(request_shown(q), cell=False)}" for q in f.get("requests") or []]
+    out.append("")
+    return out
+
+
 def render_markdown(p: Proof) -> str:
     end = p.finished
     out = [
@@ -94,14 +108,13 @@ def render_markdown(p: Proof) -> str:
             for r in step.rows:
                 how = _text(r.how)
                 if r.files:
-                    how += "; " + ", ".join(f"{_code(f['path'])} sha256 {_text(str(f['sha256'])[:12])}…"
-                                            for f in r.files[:4])
-                    how += f" and {len(r.files) - 4} more" if len(r.files) > 4 else ""
+                    how += f"; {len(r.files)} file(s), listed under “Evidence files” below"
                 verified = "" if r.verified_ok is None else (
                     ("passed: " if r.verified_ok else "FAILED: ") + _text(r.verified))
                 name = _text(r.name) if r.kind != "manual" else f"{_text(r.name)} ({_code(r.action_id)})"
                 out.append(f"| {name} | {_text(r.when)} | {_text(r.label)} | {how} | {verified} |")
             out.append("")
+        out += _evidence(v)
         if v.skipped:
             out += ["### Not touched (outside the exit's scope)", ""]
             out += [f"- {_text(name)} ({_code(oid, cell=False)}): {_text(why)}" for name, oid, why in v.skipped]
