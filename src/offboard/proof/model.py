@@ -11,7 +11,7 @@ from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 
-from offboard.lifecycle import TERMINAL, fold
+from offboard.lifecycle import TERMINAL, fold, tally
 from offboard.plan import Action, Plan
 from offboard.proof.signing import SIGNATURES
 from offboard.wire.http import request_line
@@ -19,7 +19,8 @@ from offboard.wire.http import request_line
 # What each state is called for a reader who is not an engineer.
 STATE_LABEL = {
     "removed": "Removed", "already_absent": "Already gone", "exported": "Exported", "confirmed": "Done by hand",
-    "pending": "Waiting for a person", "failed": "FAILED", "unknown": "Outcome unknown", "held": "Held back",
+    "pending": "Waiting for a person",
+    "waiting": "Waits for an earlier step", "failed": "FAILED", "unknown": "Outcome unknown", "held": "Held back",
     "skipped": "Not touched", "not_started": "Not started", "interrupted": "Interrupted",
 }
 PROBLEM_STATES = ("failed", "unknown", "held", "interrupted")
@@ -90,7 +91,7 @@ class Proof:
     def stopped(self) -> bool:
         """Every removal done and verified, every manual item confirmed, every re-read passed."""
         return (self.finished is not None and not self.checks_failed and not self.totals["pending"]
-                and not any(self.totals[s] for s in (*PROBLEM_STATES, "not_started")))
+                and not any(self.totals[s] for s in (*PROBLEM_STATES, "not_started", "waiting")))
 
     @property
     def proven_stopped(self) -> str:
@@ -114,6 +115,8 @@ class Proof:
         problems = sum(self.totals[s] for s in PROBLEM_STATES)
         if problems:
             parts.append(f"{problems} action(s) failed, held back or unknown")
+        if self.totals["waiting"]:
+            parts.append(f"{self.totals['waiting']} action(s) waiting for an earlier manual step")
         if self.totals["not_started"]:
             parts.append(f"{self.totals['not_started']} action(s) not started")
         if self.checks_failed:
@@ -164,16 +167,15 @@ def _http(rec: dict[str, Any] | None) -> str:
     return request_shown(http) if http else ""
 
 
-def _row(a: Action, rec: dict[str, Any] | None, proof: dict[str, Any] | None) -> Row:
+# The report's words for the run's standings (offboard.lifecycle.STANDINGS, which every command counts).
+_STATE_OF = {"for_person": "pending", "blocked": "held"}
+
+
+def _row(a: Action, rec: dict[str, Any] | None, proof: dict[str, Any] | None, standing: str) -> Row:
     kind = "manual" if a.kind == "manual" else ("api" if a.destructive else "export")
     event = rec["event"] if rec else None
     detail = rec.get("detail") if rec else None
-    state = {"action.succeeded": "exported" if kind == "export" else "removed", "action.failed": "failed",
-             "action.skipped": "skipped", "action.blocked": "held", "action.unknown": "unknown",
-             "action.started": "interrupted", "manual.pending": "pending", "manual.rejected": "pending",
-             "manual.confirmed": "confirmed", None: "not_started"}.get(event, "not_started")
-    if state == "removed" and isinstance(detail, dict) and detail.get("already_absent"):
-        state = "already_absent"
+    state = _STATE_OF.get(standing, standing)
     how = ""
     files: list[dict[str, Any]] = []
     if event == "manual.confirmed" and isinstance(detail, dict):
@@ -226,6 +228,7 @@ def _timeline(plan: Plan, records: list[dict[str, Any]], signature: dict[str, An
 
 def build(run_id: str, plan: Plan, records: list[dict[str, Any]], signature: dict[str, Any] | None) -> Proof:
     folded = fold(records)
+    standing = tally(plan.actions(), records)
     totals: Counter[str] = Counter()
     vendors = []
     after = {r["vendor"]: r["detail"]["snapshot"] for r in records if r["event"] == "snapshot.taken"}
@@ -240,7 +243,7 @@ def build(run_id: str, plan: Plan, records: list[dict[str, Any]], signature: dic
     for vp in plan.vendors:
         steps = []
         for step in vp.steps:
-            rows = [_row(a, folded.last.get(a.id), folded.proof.get(a.id)) for a in step.actions]
+            rows = [_row(a, folded.last.get(a.id), folded.proof.get(a.id), standing.of[a.id]) for a in step.actions]
             totals.update(r.state for r in rows)
             steps.append(StepView(step.title, step.why, rows, step.stops_updating))
         now = after.get(vp.vendor, {})

@@ -30,7 +30,7 @@ td.num, th.num { text-align: right; font-variant-numeric: tabular-nums; }
 .why { color: var(--mute); margin: 0 0 6px; }
 .tag { display: inline-block; border-radius: 10px; padding: 0 8px; font-size: 13px; white-space: nowrap; }
 .s-removed, .s-already_absent, .s-confirmed, .s-exported { background: #e6f4ea; color: var(--ok); }
-.s-pending, .s-not_started, .s-skipped { background: #fff4e5; color: var(--warn); }
+.s-pending, .s-waiting, .s-not_started, .s-skipped { background: #fff4e5; color: var(--warn); }
 .s-failed, .s-unknown, .s-held, .s-interrupted { background: #fde7e9; color: var(--bad); }
 .pass { color: var(--ok); } .fail { color: var(--bad); font-weight: 600; }
 .how { color: var(--mute); font-size: 13px; overflow-wrap: anywhere; }
