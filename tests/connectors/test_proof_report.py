@@ -161,3 +161,33 @@ def test_vendor_strings_in_the_markdown_report_stay_text(harness: Harness) -> No
     shown = " ".join(" ".join(parser.text).split())
     expected = " ".join(CRAFTED.replace("\u2028", " ").replace("\u202e", "U+202E").split())
     assert expected in shown  # the reader sees the vendor's string as the vendor spelled it
+
+
+def headings(markdown: str) -> list[tuple[int, str]]:
+    """Each heading as a CommonMark parser reads it: its level and the text a reader sees."""
+    from markdown_it import MarkdownIt
+
+    tokens = MarkdownIt("commonmark").enable("table").parse(markdown)
+    out = []
+    for n, tok in enumerate(tokens):
+        if tok.type == "heading_open":
+            inline = tokens[n + 1]
+            out.append((int(tok.tag[1]), "".join(c.content for c in inline.children or [] if c.type in
+                                                 ("text", "code_inline"))))
+    return out
+
+
+def test_the_markdown_reports_headings_parse_as_commonmark_with_the_titles_intended(tmp_path: Path) -> None:
+    from tests.connectors.demo_run import demo_world, play
+
+    demo = demo_world(tmp_path)
+    result = play(demo)
+    plan = read_plan(result.run.plan_path)
+    parsed = headings(result.run.report_path.read_text())
+    assert parsed[0] == (1, f"Proof of service stop — {plan.customer}")
+    steps = [s.title for vp in plan.vendors for s in vp.steps]
+    assert "0. Notify Blumira first" in steps
+    assert [t for level, t in parsed if level == 3 and t in steps] == steps  # each step's own title, in order
+    assert all("\\" not in t for _, t in parsed), parsed  # no escape shows
+    assert [t.split(" — ")[0] for level, t in parsed if level == 2 and " — " in t] == \
+        [vp.display_name for vp in plan.vendors]

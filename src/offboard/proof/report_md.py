@@ -12,7 +12,7 @@ from offboard.proof.model import GLANCE, Proof, VendorView, glance, request_show
 # cells, strikethrough, math, headings. Vendor strings (hostnames, names, messages) are escaped
 # so a report shows them as text and nothing they spell becomes markup.
 _SPECIAL = re.compile(r"([\\`*_{}\[\]<>#|~&$])")
-_LIST_START = re.compile(r"^(\s*)([-+=]|\d+[.)])")
+_LIST_START = re.compile(r"^(\s*)(?:([-+=])|(\d+)([.)]))")
 
 
 def _plain(value: Any) -> str:
@@ -32,7 +32,12 @@ def _plain(value: Any) -> str:
 def _text(value: Any) -> str:
     """A string as literal Markdown text (also inside a table cell)."""
     escaped = _SPECIAL.sub(r"\\\1", _plain(value))
-    return _LIST_START.sub(lambda m: m.group(1) + "\\" + m.group(2), escaped, count=1)
+    # A bullet is escaped before it; an ordered-list number after its digits (1\.): a backslash
+    # before a digit is no escape in CommonMark and would show (\0. Notify ...).
+    def unlist(m: re.Match[str]) -> str:
+        return m.group(1) + ("\\" + m.group(2) if m.group(2) else m.group(3) + "\\" + m.group(4))
+
+    return _LIST_START.sub(unlist, escaped, count=1)
 
 
 def _code(value: Any, *, cell: bool = True) -> str:
