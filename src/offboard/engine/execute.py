@@ -274,7 +274,8 @@ def _run_read(action: Action, session: VendorSession, audit: AuditLog, evidence:
     audit.emit(event, **base, http=None if per_file else http_of(result.http), outcome=result.outcome,
                detail={"message": result.detail,
                        "files": [{"path": f["path"], "sha256": f["sha256"], "bytes": f["bytes"],
-                                  "requests": f["requests"]} for f in files]})
+                                  "requests": f["requests"], **({"draft_for": f["draft_for"]} if f.get("draft_for")
+                                                                else {})} for f in files]})
     return event
 
 

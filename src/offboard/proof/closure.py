@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from offboard.lifecycle import Tally, fold, tally
+from offboard.lifecycle import fold, tally
 from offboard.plan import Plan, Removal
 from offboard.rundir import RunDir, atomic_write_text
 
@@ -35,7 +35,7 @@ class _Line:
         self.count = None if self.count is None or n is None else self.count + n
 
     def render(self) -> str:
-        text = f"- {self.removal.phrase(self.count)} — {self.who}"
+        text = f"{self.removal.phrase(self.count)} — {self.who}"
         if self.already_gone:
             text += f" ({self.already_gone} of them were already gone)"
         if self.notes:
@@ -54,9 +54,12 @@ def _who(vendor: str, rec: dict[str, Any], proof: dict[str, Any] | None) -> str:
     return f"by your MSP through {vendor}'s API" + (f"; checked again at {vendor} afterwards" if checked else "")
 
 
-def _removed(plan: Plan, records: list[dict[str, Any]], standing: Tally) -> tuple[list[str], list[str]]:
+def removals(plan: Plan, records: list[dict[str, Any]]) -> tuple[list[tuple[str, list[str]]], list[str]]:
+    """What was removed, per product (its display name, one line per kind of object and who did it),
+    and what is not removed yet: the closure note's words, which the report's first screen shows too."""
+    standing = tally(plan.actions(), records)
     folded = fold(records)
-    done: list[str] = []
+    done: list[tuple[str, list[str]]] = []
     still: list[str] = []
     for vp in plan.vendors:
         lines: dict[tuple[str, str, str], _Line] = {}
@@ -77,12 +80,24 @@ def _removed(plan: Plan, records: list[dict[str, Any]], standing: Tally) -> tupl
             if note and a.manual is not None and a.manual.record:
                 line.notes.append(_one_line(note))
         if lines:
-            done += [f"### {vp.display_name}", ""] + [line.render() for line in lines.values()] + [""]
+            done.append((vp.display_name, [line.render() for line in lines.values()]))
         for many, counts in open_lines.items():
             n = None if any(c is None for c in counts) else sum(c for c in counts if c is not None)
-            still.append(f"- {vp.display_name}: {many}" + (f" ({n})" if n is not None else "")
-                         + " — not removed yet.")
+            still.append(f"{vp.display_name}: {many}" + (f" ({n})" if n is not None else "") + " — not removed yet.")
     return done, still
+
+
+def stops_updating(plan: Plan, records: list[dict[str, Any]]) -> list[str]:
+    """What no longer updates: each finished step's words, once."""
+    standing = tally(plan.actions(), records)
+    stops: list[str] = []
+    for vp in plan.vendors:
+        for step in vp.steps:
+            if step.actions and all(standing.of.get(a.id) in ("removed", "already_absent", "confirmed",
+                                                               "exported", "skipped") for a in step.actions):
+                stops += [line if line.startswith(vp.display_name) else f"{vp.display_name}: {line}"
+                          for line in step.stops_updating]
+    return list(dict.fromkeys(stops))
 
 
 def _kept(plan: Plan, records: list[dict[str, Any]], manifest: dict[str, Any]) -> list[str]:
@@ -112,7 +127,6 @@ def _kept(plan: Plan, records: list[dict[str, Any]], manifest: dict[str, Any]) -
 
 
 def render_closure_note(plan: Plan, records: list[dict[str, Any]], manifest: dict[str, Any]) -> str:
-    standing = tally(plan.actions(), records)
     vendors = " and ".join(vp.display_name for vp in plan.vendors)
     out = [f"# {_one_line(plan.customer)}: closure of your security services", ""]
     intro = f"This note tells you what ended at {vendors}"
@@ -120,21 +134,17 @@ def render_closure_note(plan: Plan, records: list[dict[str, Any]], manifest: dic
         intro += f" for the end of service on {plan.end_of_service}"
     out += [intro + ": what was removed and who did it, what was kept for you, what no longer updates, and who "
             "watches your systems from now on.", ""]
-    done, still = _removed(plan, records, standing)
+    done, still = removals(plan, records)
     out += ["## What was removed", ""]
-    out += done or ["Nothing has been removed yet.", ""]
+    for product, lines in done:
+        out += [f"### {product}", "", *(f"- {line}" for line in lines), ""]
+    if not done:
+        out += ["Nothing has been removed yet.", ""]
     if still:
-        out += ["## Not finished yet", "", *still, ""]
+        out += ["## Not finished yet", "", *(f"- {line}" for line in still), ""]
     out += ["## What we kept for you", "", *_kept(plan, records, manifest), ""]
-    stops: list[str] = []
-    for vp in plan.vendors:
-        for step in vp.steps:
-            if step.actions and all(standing.of.get(a.id) in ("removed", "already_absent", "confirmed",
-                                                               "exported", "skipped") for a in step.actions):
-                stops += [line if line.startswith(vp.display_name) else f"{vp.display_name}: {line}"
-                          for line in step.stops_updating]
     out += ["## What no longer updates", ""]
-    out += [f"- {line}" for line in dict.fromkeys(stops)] or ["- Nothing yet: the removals are not finished."]
+    out += [f"- {line}" for line in stops_updating(plan, records)] or ["- Nothing yet: the removals are not finished."]
     out += ["", "## Who monitors your systems after the exit", ""]
     out.append(_one_line(plan.monitoring_after_exit) if plan.monitoring_after_exit else
                "Not recorded yet: ask your MSP who watches your systems after the exit date.")
