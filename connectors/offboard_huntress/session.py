@@ -12,6 +12,7 @@ from offboard.connectors import ActionResult, Artifact, Check, PlanParts, reread
 from offboard.errors import BadInput, VendorAuthError
 from offboard.plan import Action, Finding, Inventory, InventoryItem, Target, VendorPlan
 from offboard.wire.http import HttpRecord, Reply, VendorHttp
+from offboard.wire.spool import RecordSpool
 
 from .client import HuntressClient
 from .models import (
@@ -122,16 +123,21 @@ class HuntressSession:
             target=Target(type="organization", id=str(self.org_id), name=org.name or f"organization {self.org_id}"),
             owner=org_owner, attrs={"report_recipients": len(org.report_recipients or []),
                                     "identity_provider_tenant_id": org.identity_provider_tenant_id})]
-        # Each list read once: the evidence export takes these same replies (see _fresh).
+        # Each list read once: the evidence export takes these same replies (see _fresh), kept on
+        # disk meanwhile (wire.spool), not in memory; with the requests that read them.
+        raw_agents = RecordSpool()
+        # The loop parses as the pages stream in (nothing is held but the spool); it makes no other request.
         with self.http.recording() as agent_calls:
-            raw_agents = list(self.client.list_raw("agents", organization_id=self.org_id))
-        for n, raw in enumerate(raw_agents, 1):
-            a = parse(Agent, raw, "GET /v1/agents")
-            items.append(InventoryItem(
-                target=agent_target(a.id, a.hostname) if a.id is not None else _unaddressable("agent", n, a.hostname),
-                owner=UNKNOWN_OWNER if a.id is None or a.organization_id is None else owner_of_org(a.organization_id),
-                attrs={"platform": a.platform, "os": a.os, "firewall_status": a.firewall_status,
-                       "last_callback_at": a.last_callback_at}))
+            for n, raw in enumerate(raw_agents.extend(self.client.list_raw("agents", organization_id=self.org_id)), 1):
+                a = parse(Agent, raw, "GET /v1/agents")
+                addressable = a.id is not None
+                items.append(InventoryItem(
+                    target=agent_target(a.id, a.hostname) if a.id is not None
+                    else _unaddressable("agent", n, a.hostname),
+                    owner=owner_of_org(a.organization_id) if addressable and a.organization_id is not None
+                    else UNKNOWN_OWNER,
+                    attrs={"platform": a.platform, "os": a.os, "firewall_status": a.firewall_status,
+                           "last_callback_at": a.last_callback_at}))
         with self.http.recording() as member_calls:
             raw_members = list(self.client.list_raw("memberships", organization_id=self.org_id))
         self._fresh = {"organization": (org_body, tuple(org_calls)), "agents": (raw_agents, tuple(agent_calls)),
@@ -251,6 +257,8 @@ class HuntressSession:
         count: int
         # What this run's discovery or preflight just read, if it did, with the requests that read it.
         fresh, read_by = self._fresh.pop(what, (None, ()))
+        if isinstance(fresh, RecordSpool):
+            fresh = fresh.records()
         with self.http.recording() as calls:
             if what == "organization":
                 body = fresh if fresh is not None else self.client.organization_raw(org)[0]
