@@ -297,7 +297,9 @@ def build(run_id: str, plan: Plan, records: list[dict[str, Any]], signature: dic
             [(s.target.name, s.target.id, s.reason) for s in vp.skipped],
             [(r["detail"]["check"], r["event"] == "verify.passed", r["detail"]["result"])
              for (v, _), r in whole.items() if v == vp.vendor],
-            [(k, v, now.get(k, "-")) for k, v in vp.snapshot.items()]))
+            # Counts only: the snapshot's names and ids (an account's name, its licence) are no count.
+            [(k, v, now.get(k, "-")) for k, v in vp.snapshot.items()
+             if isinstance(v, int | float) and not isinstance(v, bool)]))
     finished = next((r for r in reversed(records) if r["event"] in ("run.finished", "run.closed")), None)
     failed = [(plan.vendor(v).display_name, c, r["detail"]["result"]) for (v, c), r in whole.items()
               if r["event"] == "verify.failed" and v in {vp.vendor for vp in plan.vendors}]

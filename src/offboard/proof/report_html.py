@@ -175,7 +175,7 @@ def _vendor(v: VendorView) -> str:
         out += [f'<tr><td>{_e(c)}</td><td class="{"pass" if ok else "fail"}">{"✓ passed" if ok else "✗ FAILED"}'
                 f'</td><td class="detail">{_e(said)}</td></tr>' for c, ok, said in v.checks]
         out.append("</tbody></table>")
-    numbers = [(k, b, a) for k, b, a in v.counts if isinstance(b, int | float) and not isinstance(b, bool)]
+    numbers = v.counts  # counts only (the model leaves names and ids out)
     if numbers:
         out.append('<h3>Counts the vendor bills or reports on, before and after</h3>'
                    '<p class="why">An unchanged count is of something this exit keeps or does not remove.</p>'

@@ -153,6 +153,7 @@ def _vendors(p: Proof) -> list[str]:
             out.append("")
         if v.counts:
             out += ["### Billing-relevant counts, before and after", "",
+                    "An unchanged count is of something this exit keeps or does not remove.", "",
                     "| Count | Before (when planned) | After (last re-read) |", "|---|---|---|"]
             out += [f"| {_text(k.replace('_', ' '))} | {_text(b)} | {_text(a)} |" for k, b, a in v.counts]
             out.append("")
