@@ -45,6 +45,8 @@ ul.stopped { padding-left: 20px; } ul.stopped li { margin: 3px 0; }
 table { border-collapse: collapse; width: 100%; margin: 6px 0 10px; }
 th, td { text-align: left; vertical-align: top; padding: 6px 8px; border-bottom: 1px solid var(--line); }
 th { font-size: 13px; color: var(--mute); font-weight: 600; }
+table.steps { table-layout: fixed; } table.steps th:nth-child(1) { width: 28%; }
+table.steps th:nth-child(2), table.steps th:nth-child(3) { width: 15%; }
 td.num, th.num { text-align: right; font-variant-numeric: tabular-nums; }
 .why { color: var(--mute); margin: 0 0 6px; }
 .tag { display: inline-block; border-radius: 10px; padding: 0 8px; font-size: 13px; white-space: nowrap; }
@@ -155,7 +157,8 @@ def _row(r: Row) -> str:
 def _step(step: StepView) -> str:
     tally = step.tally()
     summary = ", ".join(f"{n} {_e(STATE_LABEL[state].lower())}" for state, n in tally.most_common())
-    head = ("<table><thead><tr><th>What</th><th>When</th><th>Result</th><th>Proof</th></tr></thead><tbody>")
+    head = ('<table class="steps"><thead><tr><th>What</th><th>When</th><th>Result</th><th>Proof</th></tr></thead>'
+            "<tbody>")
     rows = [_row(r) for r in step.rows]
     body = head + "".join(rows[:FOLD_AFTER]) + "</tbody></table>"
     if len(rows) > FOLD_AFTER:
