@@ -96,9 +96,9 @@ def run_end(records: tuple[dict[str, Any], ...] | list[dict[str, Any]]) -> RunEn
 
 # Each action of a run stands in exactly one of these, read from the whole audit log (not from what
 # one command's pass did), so apply, resume, confirm, status and the report say the same numbers.
-STANDINGS = ("removed", "already_absent", "exported", "confirmed", "for_person", "waiting", "not_started",
+STANDINGS = ("removed", "already_absent", "exported", "drafted", "confirmed", "for_person", "waiting", "not_started",
              "failed", "unknown", "blocked", "skipped", "interrupted")
-DONE_STANDINGS = ("removed", "already_absent", "exported", "confirmed", "skipped")
+DONE_STANDINGS = ("removed", "already_absent", "exported", "drafted", "confirmed", "skipped")
 PROBLEM_STANDINGS = ("failed", "unknown", "blocked", "interrupted")
 _BY_EVENT = {"action.failed": "failed", "action.skipped": "skipped", "action.blocked": "blocked",
              "action.unknown": "unknown", "action.started": "interrupted", "manual.pending": "for_person",
@@ -112,9 +112,13 @@ def standing(action: Action, rec: dict[str, Any] | None, gate_open: bool) -> str
         return "waiting" if gate_open and (action.kind == "manual" or action.destructive) else "not_started"
     event = rec["event"]
     if event == "action.succeeded":
-        if not action.destructive:
-            return "exported"
         detail = rec.get("detail")
+        if not action.destructive:
+            files = detail.get("files") if isinstance(detail, dict) else None
+            # A document a person sends (an email drafted for them) is not evidence exported.
+            drafted = isinstance(files, list) and bool(files) and all(
+                isinstance(f, dict) and f.get("draft_for") for f in files)
+            return "drafted" if drafted else "exported"
         return "already_absent" if isinstance(detail, dict) and detail.get("already_absent") else "removed"
     return _BY_EVENT.get(event, "not_started")
 
@@ -142,13 +146,17 @@ class Tally:
         return {"succeeded": self["removed"] + self["already_absent"], "already_absent": self["already_absent"],
                 "failed": self["failed"], "skipped": self["skipped"], "unknown": self["unknown"] + self["interrupted"],
                 "blocked": self["blocked"], "held": self["waiting"], "exported": self["exported"],
+                "drafted": self["drafted"],
                 "confirmed": self["confirmed"], "manual": self["for_person"], "not_started": self["not_started"]}
 
     def sentence(self) -> str:
         """One line for the screen: the same words and numbers after every command."""
         parts = [f"{self['removed'] + self['already_absent']} removed by API ({self['already_absent']} already gone)",
-                 f"{self['exported']} evidence export(s)", f"{self['confirmed']} manual item(s) confirmed",
-                 f"{self['for_person']} manual item(s) waiting for a person"]
+                 f"{self['exported']} evidence export(s)"]
+        if self["drafted"]:
+            parts.append(f"{self['drafted']} document(s) drafted for a person to send")
+        parts += [f"{self['confirmed']} manual item(s) confirmed",
+                  f"{self['for_person']} manual item(s) waiting for a person"]
         if self["waiting"]:
             parts.append(f"{self['waiting']} action(s) wait for {', '.join(self.waiting_on)}")
         if self["not_started"]:

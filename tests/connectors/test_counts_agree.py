@@ -29,8 +29,11 @@ def from_the_log(run_path: Path) -> Counter[str]:
             n["for a person"] += 1
         elif ev == "manual.confirmed":
             n["confirmed"] += 1
+        elif ev == "action.succeeded" and not a.destructive:
+            files = last[a.id]["detail"]["files"]
+            n["drafted" if files and all(f.get("draft_for") for f in files) else "exported"] += 1
         elif ev == "action.succeeded":
-            n["removed" if a.destructive else "exported"] += 1
+            n["removed"] += 1
         elif ev is None and gate_open and a.vendor == "blumira" and (a.kind == "manual" or a.destructive):
             n["wait"] += 1
         elif ev is None:
@@ -40,7 +43,8 @@ def from_the_log(run_path: Path) -> Counter[str]:
 
 def said(sentence: str) -> dict[str, int]:
     """The numbers of the one summary line, by what they count."""
-    words = {"removed by API": "removed", "evidence export(s)": "exported", "manual item(s) confirmed": "confirmed",
+    words = {"removed by API": "removed", "evidence export(s)": "exported", "document(s) drafted": "drafted",
+             "manual item(s) confirmed": "confirmed",
              "manual item(s) waiting for a person": "for a person", "action(s) wait for": "wait",
              "action(s) not run yet": "not run"}
     out = {}
@@ -48,6 +52,13 @@ def said(sentence: str) -> dict[str, int]:
         m = re.search(r"(\d+) " + re.escape(phrase), sentence)
         out[key] = int(m.group(1)) if m else 0
     return out
+
+
+def report_glance(run_path: Path) -> list[int]:
+    """The report's "at a glance" columns, summed over the vendors."""
+    section = (run_path / "report.md").read_text().split("## At a glance", 1)[1].split("\n\n", 2)[1]
+    rows = [[int(c) for c in line.strip("|").split("|")[1:]] for line in section.splitlines()[2:]]
+    return [sum(col) for col in zip(*rows, strict=True)]
 
 
 def report_waiting(run_path: Path) -> int:
@@ -66,6 +77,10 @@ def test_apply_confirm_resume_status_and_the_report_count_the_same(tmp_path: Pat
         assert printed == said(status.sentence()), verb  # the command and `status` right after it
         assert {k: v for k, v in printed.items() if v} == {k: v for k, v in truth.items() if v}, (verb, truth)
         assert report_waiting(run.path) == truth["for a person"], verb
+        removed, already, by_hand, for_person, later, _, exported, _ = report_glance(run.path)
+        assert (removed + already, by_hand, for_person, later, exported) == (
+            truth["removed"], truth["confirmed"], truth["for a person"], truth["wait"] + truth["not run"],
+            truth["exported"]), verb
         _, rows = engine.status(run.run_id, demo.cfg)
         assert sum(r.state == "manual-pending" for r in rows) == truth["for a person"], verb
         assert sum(r.state == "waiting" for r in rows) == truth["wait"], verb

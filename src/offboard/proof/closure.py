@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from offboard.lifecycle import fold, tally
+from offboard.lifecycle import DONE_STANDINGS, fold, tally
 from offboard.plan import Plan, Removal
 from offboard.rundir import RunDir, atomic_write_text
 
@@ -93,8 +93,7 @@ def stops_updating(plan: Plan, records: list[dict[str, Any]]) -> list[str]:
     stops: list[str] = []
     for vp in plan.vendors:
         for step in vp.steps:
-            if step.actions and all(standing.of.get(a.id) in ("removed", "already_absent", "confirmed",
-                                                               "exported", "skipped") for a in step.actions):
+            if step.actions and all(standing.of.get(a.id) in DONE_STANDINGS for a in step.actions):
                 stops += [line if line.startswith(vp.display_name) else f"{vp.display_name}: {line}"
                           for line in step.stops_updating]
     return list(dict.fromkeys(stops))

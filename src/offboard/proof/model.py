@@ -216,9 +216,6 @@ def _row(a: Action, rec: dict[str, Any] | None, proof: dict[str, Any] | None, st
     event = rec["event"] if rec else None
     detail = rec.get("detail") if rec else None
     state = _STATE_OF.get(standing, standing)
-    if state == "exported" and isinstance(detail, dict) and detail.get("files") and all(
-            isinstance(f, dict) and f.get("draft_for") for f in detail["files"]):
-        state = "drafted"  # a document a person sends, not evidence exported
     how = ""
     files: list[dict[str, Any]] = []
     if event == "manual.confirmed" and isinstance(detail, dict):
