@@ -241,11 +241,12 @@ class BlumiraSession:
     def execute(self, action: Action) -> ActionResult:
         op = action.operation
         if op == "draft.notification":
-            account = self.account()
+            with self.http.recording() as calls:  # the account's name and licence fill the draft
+                account = self.account()
             eml = notify.draft(account.name or self.s.account_id, account.license, self.s, self.context,
                                complete=False)
-            return ActionResult("success", f"drafted {REQUEST_FILE} for the license {account.license!r}",
-                                self.http.last_call, artifacts=(Artifact(REQUEST_FILE, eml, draft_for=NOTIFY_ITEM),))
+            return ActionResult("success", f"drafted {REQUEST_FILE} for the license {account.license!r}", None,
+                                artifacts=(Artifact(REQUEST_FILE, eml, draft_for=NOTIFY_ITEM, requests=tuple(calls)),))
         if op.startswith("export."):
             return self._export(action)
         if op == "delete_webhook":
@@ -278,6 +279,13 @@ class BlumiraSession:
 
     def _export(self, action: Action) -> ActionResult:
         what = action.operation.removeprefix("export.")
+        with self.http.recording() as calls:
+            data, count = self._exported(action, what)
+        # The requests are per file (Artifact.requests): the action's line carries no single call.
+        return ActionResult("success", f"{count} record(s) exported", None,
+                            artifacts=(Artifact(f"{what}.json", _json(data), requests=tuple(calls)),))
+
+    def _exported(self, action: Action, what: str) -> tuple[Any, int]:
         c = self.client
         if what == "account":
             body, _ = c.one_raw(c.path())
@@ -309,8 +317,7 @@ class BlumiraSession:
             count = len(data)
         else:
             raise BadInput(f"plan action {action.id} exports {what!r}, which this connector does not know")
-        return ActionResult("success", f"{count} record(s) exported", self.http.last_call,
-                            artifacts=(Artifact(f"{what}.json", _json(data)),))
+        return data, count
 
     # -- re-reads ----------------------------------------------------------------------
 

@@ -14,7 +14,7 @@ from functools import partial
 
 from offboard.connectors import PlanParts
 from offboard.errors import BadInput
-from offboard.plan import Action, Inventory, InventoryItem, Manual, Skipped, Step, Target, manual_item
+from offboard.plan import Action, Inventory, InventoryItem, Manual, Removal, Skipped, Step, Target, manual_item
 
 from .ownership import UNKNOWN, owner_of_account
 from .settings import BlumiraSettings
@@ -143,7 +143,9 @@ class _Planner:
                     actions=(_manual("sensors.remove", "sensors", "Remove every sensor of the customer",
                                      self.portal + "Settings > Sensors > View details → Remove Sensor (each sensor)",
                                      "Settings > Sensors lists no sensor", step=sid,
-                                     record="how many sensors were removed"),),
+                                     record="how many sensors were removed",
+                                     removes=Removal(one="Blumira sensor", many="Blumira sensors", verb="removed",
+                                                     count=None)),),
                     stops_updating=("Blumira sensors: no more log collection from the customer's network",))
 
     def cloud_connectors(self) -> Step:
@@ -155,7 +157,9 @@ class _Planner:
                                      "Remove every cloud connector of the customer",
                                      self.portal + "Settings > Cloud Connectors > Edit Cloud Connector → Remove",
                                      "Settings > Cloud Connectors lists no connector", step=sid,
-                                     record="which connectors were removed"),),
+                                     record="which connectors were removed",
+                                     removes=Removal(one="Blumira cloud connector", many="Blumira cloud connectors",
+                                                     verb="removed", count=None)),),
                     stops_updating=("Cloud connectors (Microsoft 365, firewalls, …): no more cloud logs",))
 
     def agents(self) -> Step:
@@ -177,21 +181,27 @@ class _Planner:
                     call=f"POST /msp/accounts/{self.s.account_id}/agents/devices/{d.target.id}/actions",
                     owner=self.owner,
                     manual=Manual(portal_path=where, done_when=f"{d.target.name} is no longer listed",
-                                  verify_hint="GET the device answers 404")))
+                                  verify_hint="GET the device answers 404"),
+                    removes=Removal(one="Blumira Agent", many="Blumira Agents", verb="uninstalled")))
         if devices or odd_devices:
             listed = devices + odd_devices
             names = ", ".join(d.target.name for d in listed[:8]) + (" …" if len(listed) > 8 else "")
             actions.append(_manual("agents.remove-devices", "agent devices",
                                    f"Remove the {len(listed)} agent device(s): {names}" + _check_first(odd_devices),
                                    where, "Blumira Agent > Devices lists no device", step=sid,
-                                   verify="the API lists no agent device for the account"))
+                                   verify="the API lists no agent device for the account",
+                                   removes=Removal(one="Blumira agent device", many="Blumira agent devices",
+                                                   verb="removed from Blumira", count=len(listed))))
         if keys or odd_keys:
             actions.append(_manual("agents.remove-keys", "agent installation keys",
                                    f"Remove the {len(keys) + len(odd_keys)} agent installation key(s) so no new "
                                    "agent can enroll" + _check_first(odd_keys),
                                    self.portal + "Blumira Agent > Keys → remove each key",
                                    "Blumira Agent > Keys lists no key", step=sid,
-                                   verify="the API lists no agent key for the account"))
+                                   verify="the API lists no agent key for the account",
+                                   removes=Removal(one="Blumira agent installation key",
+                                                   many="Blumira agent installation keys", verb="removed",
+                                                   count=len(keys) + len(odd_keys))))
         return Step(id=sid, vendor=VENDOR, title="4. Remove agent devices and keys",
                     why="Blumira's API cannot remove devices or keys: done in the portal; the API's device and key "
                         "lists prove it."
@@ -208,7 +218,9 @@ class _Planner:
                                      "Delete every scheduled report of the customer",
                                      self.portal + "Settings > Reporting > Scheduled Reports → delete each",
                                      "no scheduled report is listed", step=sid,
-                                     record="which reports were deleted"),),
+                                     record="which reports were deleted",
+                                     removes=Removal(one="scheduled Blumira report", many="scheduled Blumira reports",
+                                                     verb="deleted", count=None)),),
                     stops_updating=("Scheduled Blumira reports are no longer emailed",))
 
     def users(self) -> Step:
@@ -226,7 +238,9 @@ class _Planner:
                                      f"Remove {len(leaving)} user(s): {names} (keep: {keep})",
                                      self.portal + "Settings > Users → the trash icon next to each → Delete",
                                      f"Settings > Users lists only: {keep}", step=sid,
-                                     verify="the API lists only the users in keep_users"),),
+                                     verify="the API lists only the users in keep_users",
+                                     removes=Removal(one="Blumira user", many="Blumira users", verb="removed",
+                                                     count=len(leaving))),),
                     stops_updating=("Blumira notifications to the removed users stop",))
 
     def webhooks(self) -> Step:
@@ -240,7 +254,9 @@ class _Planner:
                 call=f"DELETE /msp/webhooks/{item.target.id}", owner=self.owner,
                 manual=Manual(portal_path="MSP Portal → Integrations → Webhooks → the endpoint → Delete",
                               done_when=f"{item.target.name} is no longer listed",
-                              verify_hint="GET /msp/webhooks/{id} answers 404")))
+                              verify_hint="GET /msp/webhooks/{id} answers 404"),
+                removes=Removal(one="webhook for your findings", many="webhooks for your findings",
+                                verb="deleted")))
         for item in self.inv.items:
             if item.target.type == "webhook" and item.attrs.get("mentions_customer") and item.owner != self.owner:
                 actions.append(_manual(
@@ -248,7 +264,9 @@ class _Planner:
                     f"Review webhook {item.target.name!r}: it names the customer but is not limited to their "
                     "account alone, so it is not deleted by API; delete it, or remove the customer from it",
                     "MSP Portal → Integrations → Webhooks", "no webhook delivers this customer's events",
-                    step=sid, record="what was changed"))
+                    step=sid, record="what was changed",
+                    removes=Removal(one="shared webhook", many="shared webhooks",
+                                    verb="changed to stop sending your findings")))
         return Step(id=sid, vendor=VENDOR, title="7. Remove webhooks that point at the customer",
                     why="Only an endpoint explicitly limited to this account is deleted by API; one that serves "
                         "other accounts is never touched.", actions=tuple(actions),

@@ -107,7 +107,8 @@ class HuntressSession:
     def discover(self) -> Inventory:
         actor = self.actor()
         self._fresh = {}
-        org_body, _ = self.client.organization_raw(self.org_id)
+        with self.http.recording() as org_calls:
+            org_body, _ = self.client.organization_raw(self.org_id)
         org = None if org_body is None else parse(Organization, org_body, f"GET /v1/organizations/{self.org_id}")
         if org is None:
             if self.s.delete_organization:
@@ -126,17 +127,24 @@ class HuntressSession:
             owner=org_owner, attrs={"report_recipients": len(org.report_recipients or []),
                                     "identity_provider_tenant_id": org.identity_provider_tenant_id})]
         # Each list read once: the evidence export takes these same replies (see _fresh), kept on
-        # disk meanwhile (wire.spool), not in memory.
+        # disk meanwhile (wire.spool), not in memory; with the requests that read them.
         raw_agents = RecordSpool()
-        for n, raw in enumerate(raw_agents.extend(self.client.list_raw("agents", organization_id=self.org_id)), 1):
-            a = parse(Agent, raw, "GET /v1/agents")
-            items.append(InventoryItem(
-                target=agent_target(a.id, a.hostname) if a.id is not None else _unaddressable("agent", n, a.hostname),
-                owner=UNKNOWN_OWNER if a.id is None or a.organization_id is None else owner_of_org(a.organization_id),
-                attrs={"platform": a.platform, "os": a.os, "firewall_status": a.firewall_status,
-                       "last_callback_at": a.last_callback_at}))
-        raw_members = list(self.client.list_raw("memberships", organization_id=self.org_id))
-        self._fresh = {"organization": org_body, "agents": raw_agents, "memberships": raw_members}
+        # The loop parses as the pages stream in (nothing is held but the spool); it makes no other request.
+        with self.http.recording() as agent_calls:
+            for n, raw in enumerate(raw_agents.extend(self.client.list_raw("agents", organization_id=self.org_id)), 1):
+                a = parse(Agent, raw, "GET /v1/agents")
+                addressable = a.id is not None
+                items.append(InventoryItem(
+                    target=agent_target(a.id, a.hostname) if a.id is not None
+                    else _unaddressable("agent", n, a.hostname),
+                    owner=owner_of_org(a.organization_id) if addressable and a.organization_id is not None
+                    else UNKNOWN_OWNER,
+                    attrs={"platform": a.platform, "os": a.os, "firewall_status": a.firewall_status,
+                           "last_callback_at": a.last_callback_at}))
+        with self.http.recording() as member_calls:
+            raw_members = list(self.client.list_raw("memberships", organization_id=self.org_id))
+        self._fresh = {"organization": (org_body, tuple(org_calls)), "agents": (raw_agents, tuple(agent_calls)),
+                       "memberships": (raw_members, tuple(member_calls))}
         for n, m in enumerate((parse(Membership, r, "GET /v1/memberships") for r in raw_members), 1):
             who = m.user.email if m.user and m.user.email else f"membership {m.id}"
             target = Target(type="membership", id=str(m.id), name=who) if m.id is not None \
@@ -169,9 +177,12 @@ class HuntressSession:
         findings: list[Finding] = [self._credentials_gate(inventory)]
         # One list each, every status (the export keeps them all); the open ones are picked here.
         org = self.org_id
-        every_incident = self._fresh["incident_reports"] = list(self.client.list_raw("incident_reports",
-                                                                                     organization_id=org))
-        every_escalation = self._fresh["escalations"] = list(self.client.list_raw("escalations", organization_id=org))
+        with self.http.recording() as incident_calls:
+            every_incident = list(self.client.list_raw("incident_reports", organization_id=org))
+        with self.http.recording() as escalation_calls:
+            every_escalation = list(self.client.list_raw("escalations", organization_id=org))
+        self._fresh["incident_reports"] = (every_incident, tuple(incident_calls))
+        self._fresh["escalations"] = (every_escalation, tuple(escalation_calls))
         incidents = [parse(IncidentReport, i, "GET /v1/incident_reports") for i in every_incident
                      if i.get("status") in OPEN_INCIDENT_STATUSES]
         findings.append(_open_ones("open_incident_reports", incidents,
@@ -242,43 +253,48 @@ class HuntressSession:
         org = self.org_id
         files: list[Artifact] = []
         count: int
-        fresh = self._fresh.pop(what, None)  # what this run's discovery just read, if it did
+        # What this run's discovery or preflight just read, if it did, with the requests that read it.
+        fresh, read_by = self._fresh.pop(what, (None, ()))
         if isinstance(fresh, RecordSpool):
             fresh = fresh.records()
-        if what == "organization":
-            body = fresh if fresh is not None else self.client.organization_raw(org)[0]
-            files.append(Artifact("organization.json", _json(body)))
-            count = 1
-        elif what == "incident_reports":
-            reports = fresh if fresh is not None else list(self.client.list_raw("incident_reports",
-                                                                                 organization_id=org))
-            for r in reports:  # the list carries the first 10 remediations; fetch the rest
-                parsed = parse(IncidentWithRemediations, r, "GET /v1/incident_reports")
-                if parsed.id is not None and parsed.remediations is not None and parsed.remediations.has_more:
-                    r["remediations"] = {**r["remediations"], "items": self.client.remediations(parsed.id),
-                                         "has_more": False}
-            files.append(Artifact("incident_reports.json", _json(reports)))
-            count = len(reports)
-        elif what == "reports":
-            reports = self.client.summary_reports(org)
-            files.append(Artifact("reports.json", _json(reports)))
-            for n, r in enumerate(reports, 1):
-                report = parse(SummaryReport, r, "GET /v1/reports")
-                if report.url:
-                    files.append(Artifact(f"reports/{_ref(report.id, n)}-{report.type or 'report'}.pdf",
-                                          self.client.download(report)))
-            count = len(reports)
-        elif what in ("agents", "signals", "escalations", "identities", "memberships"):
-            items = fresh if fresh is not None else list(self.client.list_raw(what, organization_id=org))
-            files.append(Artifact(f"{what}.json", _json(items)))
-            count = len(items)
-        elif what == "invoices":
-            items = list(self.client.list_raw("invoices"))
-            files.append(Artifact("invoices.json", _json(items)))
-            count = len(items)
-        else:
-            raise BadInput(f"plan action {action.id} exports {what!r}, which this connector does not know")
-        return ActionResult("success", f"{count} record(s) exported", self.http.last_call, artifacts=tuple(files))
+        with self.http.recording() as calls:
+            if what == "organization":
+                body = fresh if fresh is not None else self.client.organization_raw(org)[0]
+                files.append(Artifact("organization.json", _json(body), requests=(*read_by, *calls)))
+                count = 1
+            elif what == "incident_reports":
+                reports = fresh if fresh is not None else list(self.client.list_raw("incident_reports",
+                                                                                     organization_id=org))
+                for r in reports:  # the list carries the first 10 remediations; fetch the rest
+                    parsed = parse(IncidentWithRemediations, r, "GET /v1/incident_reports")
+                    if parsed.id is not None and parsed.remediations is not None and parsed.remediations.has_more:
+                        r["remediations"] = {**r["remediations"], "items": self.client.remediations(parsed.id),
+                                             "has_more": False}
+                files.append(Artifact("incident_reports.json", _json(reports), requests=(*read_by, *calls)))
+                count = len(reports)
+            elif what == "reports":
+                reports = self.client.summary_reports(org)
+                files.append(Artifact("reports.json", _json(reports), requests=tuple(calls)))
+                for n, r in enumerate(reports, 1):
+                    report = parse(SummaryReport, r, "GET /v1/reports")
+                    if report.url:
+                        with self.http.recording() as download:
+                            pdf = self.client.download(report)
+                        files.append(Artifact(f"reports/{_ref(report.id, n)}-{report.type or 'report'}.pdf", pdf,
+                                              requests=tuple(download)))
+                count = len(reports)
+            elif what in ("agents", "signals", "escalations", "identities", "memberships"):
+                items = fresh if fresh is not None else list(self.client.list_raw(what, organization_id=org))
+                files.append(Artifact(f"{what}.json", _json(items), requests=(*read_by, *calls)))
+                count = len(items)
+            elif what == "invoices":
+                items = list(self.client.list_raw("invoices"))
+                files.append(Artifact("invoices.json", _json(items), requests=tuple(calls)))
+                count = len(items)
+            else:
+                raise BadInput(f"plan action {action.id} exports {what!r}, which this connector does not know")
+        # The requests are per file (Artifact.requests): the action's line carries no single call.
+        return ActionResult("success", f"{count} record(s) exported", None, artifacts=tuple(files))
 
     # -- re-reads ----------------------------------------------------------------------
 

@@ -16,7 +16,7 @@ from functools import partial
 
 from offboard.connectors import PlanParts
 from offboard.connectors.psa import RECORD_SCOPE  # offboard posts it itself when the exit has a [psa] ticket
-from offboard.plan import Action, Inventory, InventoryItem, Skipped, Step, Target, manual_item
+from offboard.plan import Action, Inventory, InventoryItem, Removal, Skipped, Step, Target, manual_item
 
 from .client import MIRRORED
 from .models import ISOLATED
@@ -79,10 +79,16 @@ _manual = partial(manual_item, VENDOR)
 
 
 def _api(op: str, target: Target, summary: str, call: str, owner: str, *, step: str,
-         destructive: bool = True, confirm: str | None = None) -> Action:
+         destructive: bool = True, confirm: str | None = None, removes: Removal | None = None) -> Action:
     return Action(id=f"{VENDOR}.{op}.{target.id}", vendor=VENDOR, step=step, kind="api", operation=op,
                   target=target, summary=summary, call=call, owner=owner, destructive=destructive,
-                  confirm=confirm)
+                  confirm=confirm, removes=removes)
+
+
+# What each removal is called in the customer's closure note.
+UNINSTALLED = Removal(one="EDR agent", many="EDR agents", verb="uninstalled")
+STALE_REMOVED = Removal(one="wiped or stale EDR agent", many="wiped or stale EDR agents",
+                        verb="removed from the dashboard")
 
 
 class _Planner:
@@ -218,10 +224,13 @@ class _Planner:
                                         self.call("DELETE", "agents", item.target.id, "isolation"),
                                         self.owner, step=sid))
                 summary = f"uninstall EDR agent ({a.get('platform') or '?'}, {a.get('os') or '?'})"
+                removes = UNINSTALLED
                 if idle is not None and idle >= self.s.stale_after_days:
                     summary = f"remove from dashboard: no callback for {idle} days"
+                    removes = STALE_REMOVED
                 actions.append(_api("uninstall_agent", item.target, summary,
-                                    self.call("DELETE", "agents", item.target.id), self.owner, step=sid))
+                                    self.call("DELETE", "agents", item.target.id), self.owner, step=sid,
+                                    removes=removes))
             steps.append(Step(id=sid, vendor=VENDOR, phase="removal", title=title, why=why, actions=tuple(actions),
                               stops_updating=("EDR: no endpoint monitoring, incident reports or Managed AV "
                                               "reporting for these hosts",)))
@@ -240,11 +249,15 @@ class _Planner:
                 "☰ → Integrations → Identity Provider Integration (Microsoft 365 / Google Workspace) → Manage "
                 "Existing Integrations", "the integration no longer shows the customer's tenant",
                 verify="organization identity_provider_tenant_id is null, actual_usages.itdr is empty, "
-                       "no identity is listed", record="who approved the Microsoft 365 consent removal", step=sid))
+                       "no identity is listed", record="who approved the Microsoft 365 consent removal", step=sid,
+                removes=Removal(one="ITDR mapping of your Microsoft 365 / Google tenant",
+                                many="ITDR mappings of your Microsoft 365 / Google tenant", verb="removed")))
             for item in self.mine_rules():
                 actions.append(_api("delete_unwanted_access_rule", item.target,
                                     f"delete organization-scoped ITDR rule ({item.attrs.get('describe', '')})",
-                                    f"DELETE /v1/unwanted_access_rules/{item.target.id}", self.owner, step=sid))
+                                    f"DELETE /v1/unwanted_access_rules/{item.target.id}", self.owner, step=sid,
+                                    removes=Removal(one="ITDR access rule", many="ITDR access rules",
+                                                    verb="deleted")))
             stops.append("ITDR: no identity threat detection for the customer's tenant")
         if "sat" in self.scope:
             actions.append(_manual(
@@ -252,7 +265,9 @@ class _Planner:
                 "Let running phishing campaigns end (they close 10 days after the last email) and record their "
                 "final status; deactivate learners; remove SAT routing/allowlisting notes from the runbook",
                 "mycurricula.com → Phishing Campaigns, and Learners → Actions → Change Learner Status → Inactive",
-                "no active campaign remains for the customer", record="each campaign's final status", step=sid))
+                "no active campaign remains for the customer", record="each campaign's final status", step=sid,
+                removes=Removal(one="security awareness campaign", many="security awareness campaigns",
+                                verb="closed and their learners deactivated", count=None)))
             stops.append("Security Awareness Training: no new assignments or phishing campaigns")
         if "siem" in self.scope:
             where = self.s.siem_logs_continue_at or "not recorded (set siem_logs_continue_at)"
@@ -261,7 +276,8 @@ class _Planner:
                 f"Disconnect every log source of the customer; logs continue to live at: {where}",
                 "left navigation → SIEM → Source Management (the customer's organization)",
                 "no source is listed for the customer and no new data arrives",
-                verify="organization logs_sources_count is 0 and no billable log source remains", step=sid))
+                verify="organization logs_sources_count is 0 and no billable log source remains", step=sid,
+                removes=Removal(one="SIEM log source", many="SIEM log sources", verb="disconnected", count=None)))
             stops.append("Managed SIEM: logs stop arriving; retained logs follow SIEM retention"
                          + (f"; the customer's logs now go to {self.s.siem_logs_continue_at}"
                             if self.s.siem_logs_continue_at else ""))
@@ -280,28 +296,39 @@ class _Planner:
             actions.append(_api("clear_report_recipients", self.org.target,
                                 f"stop branded report emails to {self.org.attrs['report_recipients']} recipient(s)",
                                 self.call("PATCH", "organizations", self.org.target.id) + " {report_recipients: []}",
-                                self.owner, step=sid))
+                                self.owner, step=sid,
+                                removes=Removal(one="recipient of the emailed summary reports",
+                                                many="recipients of the emailed summary reports", verb="removed",
+                                                count=int(self.org.attrs["report_recipients"]))))
             stops.append("Branded monthly and quarterly summary reports are no longer emailed")
         if self.s.whole_exit:
             for item in self.mine("membership"):
                 actions.append(_api("delete_membership", item.target,
                                     f"remove portal access ({item.attrs.get('permissions', '?')})",
-                                    self.call("DELETE", "memberships", item.target.id), self.owner, step=sid))
+                                    self.call("DELETE", "memberships", item.target.id), self.owner, step=sid,
+                                    removes=Removal(one="portal user's access", many="portal users' access",
+                                                    verb="removed")))
         if "psa" in self.scope:
             actions += [
                 _manual("psa.remove-mapping", "PSA company mapping",
                         "Remove the organization's company mapping and billing-sync mapping in the PSA integration",
                         "☰ → Integrations → ✏️ next to the PSA integration → mapping and billing tabs",
                         "a test incident or the mapping view no longer targets the customer", step=sid,
-                        record="which mappings were removed"),
+                        record="which mappings were removed",
+                        removes=Removal(one="PSA company mapping", many="PSA company and billing mappings",
+                                        verb="removed", count=None)),
                 _manual("psa.email-routing", "email incident routing",
                         "Remove the customer's email incident routing and ticket rules",
                         "☰ → Integrations → the email alert integration",
-                        "no route sends the customer's incidents anywhere", step=sid, record="what was removed"),
+                        "no route sends the customer's incidents anywhere", step=sid, record="what was removed",
+                        removes=Removal(one="email incident route", many="email incident routes and ticket rules",
+                                        verb="removed", count=None)),
                 _manual("psa.webhooks", "webhook endpoints",
                         "Delete webhook endpoints used only for this customer",
                         "☰ → Integrations → Webhooks → ⋯ → Delete",
-                        "no endpoint delivers this customer's events", step=sid, record="which endpoints"),
+                        "no endpoint delivers this customer's events", step=sid, record="which endpoints",
+                        removes=Removal(one="webhook endpoint", many="webhook endpoints for your events",
+                                        verb="deleted", count=None)),
             ]
             stops.append("PSA tickets and email alerts for this customer stop")
         if "api" in self.scope:
@@ -310,7 +337,9 @@ class _Planner:
                 "Revoke or rotate API keys and MCP access used by customer-specific automations; rotate shared keys "
                 "the customer had access to", "☰ → API Credentials (<subdomain>.huntress.io/account/api_credentials)",
                 "the secret store and the API Credentials page match", step=sid,
-                record="which keys were revoked or rotated"))
+                record="which keys were revoked or rotated",
+                removes=Removal(one="API key", many="API keys and MCP access used for you", verb="revoked or rotated",
+                                count=None)))
         return Step(id=sid, vendor=VENDOR, phase="removal", title="5. Close routing and automation",
                     why="Runbook step 5: PSA mapping, email routing, webhooks and API keys are portal-only.",
                     actions=tuple(actions), stops_updating=tuple(stops))
@@ -320,7 +349,8 @@ class _Planner:
         account_owner = f"account:{self.s.account_id}"
         renewals = [_api("stop_auto_renew", item.target, f"turn auto_renew off ({item.attrs.get('product', '?')})",
                          f"PATCH /v1/reseller/subscriptions/{item.target.id} {{auto_renew: false}}", account_owner,
-                         step=sid)
+                         step=sid, removes=Removal(one="subscription", many="subscriptions",
+                                                   verb="set not to renew at the end of its term"))
                     for item in self.mine("subscription", account_owner)]
         return Step(id=sid, vendor=VENDOR, phase="closure", title="6. Confirm billing and account-manager handoff",
                     why="Runbook step 6: billing follows technical state; attach the proof of stop. There is no "
@@ -356,7 +386,10 @@ class _Planner:
                     actions=(_api("delete_organization", self.org.target,
                                   f"delete the whole organization {self.org_name!r} and everything in it",
                                   self.call("DELETE", "organizations", self.org.target.id), self.owner, step=sid,
-                                  confirm=self.org_name),),
+                                  confirm=self.org_name,
+                                  removes=Removal(one="organization, with every product and agent in it",
+                                                  many="organizations, with every product and agent in them",
+                                                  verb="deleted")),),
                     stops_updating=("EDR: no endpoint monitoring or incident reports for any host of the organization",
                                     "Every Huntress product for the organization; its data is deleted"))
 

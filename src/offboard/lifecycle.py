@@ -90,3 +90,85 @@ def run_end(records: tuple[dict[str, Any], ...] | list[dict[str, Any]]) -> RunEn
         why = _FINISHED.get(code, "") if isinstance(code, int) else ""
         return RunEnd(False, n, event, why or "it stopped before the end")
     return RunEnd(False, 0, "", "no run event at all")
+
+
+# -- where a run stands as a whole: the one count every command prints ----------------------------
+
+# Each action of a run stands in exactly one of these, read from the whole audit log (not from what
+# one command's pass did), so apply, resume, confirm, status and the report say the same numbers.
+STANDINGS = ("removed", "already_absent", "exported", "drafted", "confirmed", "for_person", "waiting", "not_started",
+             "failed", "unknown", "blocked", "skipped", "interrupted")
+DONE_STANDINGS = ("removed", "already_absent", "exported", "drafted", "confirmed", "skipped")
+PROBLEM_STANDINGS = ("failed", "unknown", "blocked", "interrupted")
+_BY_EVENT = {"action.failed": "failed", "action.skipped": "skipped", "action.blocked": "blocked",
+             "action.unknown": "unknown", "action.started": "interrupted", "manual.pending": "for_person",
+             "manual.rejected": "for_person", "manual.confirmed": "confirmed"}
+
+
+def standing(action: Action, rec: dict[str, Any] | None, gate_open: bool) -> str:
+    """Where one action stands. ``gate_open``: its vendor's gate item (e.g. "notify the vendor
+    first") waits for a person, so nothing of that vendor but its reads runs until it is confirmed."""
+    if rec is None:
+        return "waiting" if gate_open and (action.kind == "manual" or action.destructive) else "not_started"
+    event = rec["event"]
+    if event == "action.succeeded":
+        detail = rec.get("detail")
+        if not action.destructive:
+            files = detail.get("files") if isinstance(detail, dict) else None
+            # A document a person sends (an email drafted for them) is not evidence exported.
+            drafted = isinstance(files, list) and bool(files) and all(
+                isinstance(f, dict) and f.get("draft_for") for f in files)
+            return "drafted" if drafted else "exported"
+        return "already_absent" if isinstance(detail, dict) and detail.get("already_absent") else "removed"
+    return _BY_EVENT.get(event, "not_started")
+
+
+@dataclass(frozen=True)
+class Tally:
+    """Every action's standing, and the gate items the waiting ones wait for."""
+
+    of: dict[str, str]  # action id -> standing
+    waiting_on: tuple[str, ...]  # gate items not yet confirmed (their vendors' changes wait for them)
+
+    def __getitem__(self, name: str) -> int:
+        return sum(1 for s in self.of.values() if s == name)
+
+    def ids(self, *names: str) -> list[str]:
+        return [aid for aid, s in self.of.items() if s in names]
+
+    @property
+    def complete(self) -> bool:
+        """Every action done (removed, exported, confirmed, or left alone by the scope guard)."""
+        return all(s in DONE_STANDINGS for s in self.of.values())
+
+    def counts(self) -> dict[str, int]:
+        """The run's counts under the names `apply --json` has always used (see schemas/apply.v1.json)."""
+        return {"succeeded": self["removed"] + self["already_absent"], "already_absent": self["already_absent"],
+                "failed": self["failed"], "skipped": self["skipped"], "unknown": self["unknown"] + self["interrupted"],
+                "blocked": self["blocked"], "held": self["waiting"], "exported": self["exported"],
+                "drafted": self["drafted"],
+                "confirmed": self["confirmed"], "manual": self["for_person"], "not_started": self["not_started"]}
+
+    def sentence(self) -> str:
+        """One line for the screen: the same words and numbers after every command."""
+        parts = [f"{self['removed'] + self['already_absent']} removed by API ({self['already_absent']} already gone)",
+                 f"{self['exported']} evidence export(s)"]
+        if self["drafted"]:
+            parts.append(f"{self['drafted']} document(s) drafted for a person to send")
+        parts += [f"{self['confirmed']} manual item(s) confirmed",
+                  f"{self['for_person']} manual item(s) waiting for a person"]
+        if self["waiting"]:
+            parts.append(f"{self['waiting']} action(s) wait for {', '.join(self.waiting_on)}")
+        if self["not_started"]:
+            parts.append(f"{self['not_started']} action(s) not run yet")
+        parts += [f"{self['failed']} failed", f"{self['unknown'] + self['interrupted']} unknown",
+                  f"{self['blocked']} held back (evidence export failed)",
+                  f"{self['skipped']} left alone by the scope guard"]
+        return ", ".join(parts) + "."
+
+
+def tally(actions: list[Action], records: list[dict[str, Any]]) -> Tally:
+    last = fold(records).last
+    open_gates = {a.vendor: a.id for a in actions if a.gate and last.get(a.id, {}).get("event") in AWAITING_PERSON}
+    return Tally({a.id: standing(a, last.get(a.id), a.vendor in open_gates) for a in actions},
+                 tuple(open_gates.values()))

@@ -41,6 +41,22 @@ class Manual(_Model):
     record: str = ""  # what the confirmer must write in --note (e.g. who approved a consent removal)
 
 
+class Removal(_Model):
+    """What an action removes, in the customer's words, for the closure note: "36 EDR agents
+    uninstalled". The connector words it (the core names no product); ``count`` is how many objects
+    the action covers (a manual item may cover several), None when only the person doing it knows."""
+
+    one: str  # e.g. "EDR agent"
+    many: str  # e.g. "EDR agents"
+    verb: str  # past participle: "uninstalled", "removed", "deleted"
+    count: int | None = 1
+
+    def phrase(self, n: int | None) -> str:
+        if n is None:
+            return f"{self.many[:1].upper()}{self.many[1:]} {self.verb}"
+        return f"{n} {self.one if n == 1 else self.many} {self.verb}"
+
+
 class Action(_Model):
     id: str  # stable within the plan: "<vendor>.<step>.<target id>"
     vendor: str
@@ -57,15 +73,19 @@ class Action(_Model):
     # A manual item the vendor's process puts before every change: until a person confirms it,
     # no later write or manual item of its vendor runs (reads and evidence exports still do).
     gate: bool = False
+    # What it removes, for the customer (the closure note); None: it removes nothing (an export, a notice,
+    # a confirmation, a billing handoff), so it is never listed as a removal. Left out of the file when
+    # None, so a plan written before this field existed keeps its checksum.
+    removes: Removal | None = Field(default=None, exclude_if=lambda v: v is None)
 
 
 def manual_item(vendor: str, item: str, name: str, summary: str, portal_path: str, done_when: str, *, step: str,
-                verify: str = "", record: str = "", gate: bool = False) -> Action:
+                verify: str = "", record: str = "", gate: bool = False, removes: Removal | None = None) -> Action:
     """A step with no API, as an action of the plan: ``<vendor>.<item>``."""
     return Action(id=f"{vendor}.{item}", vendor=vendor, step=step, kind="manual", operation=item,
                   target=Target(type="manual", id=item, name=name), summary=summary,
                   manual=Manual(portal_path=portal_path, done_when=done_when, verify_hint=verify, record=record),
-                  gate=gate)
+                  gate=gate, removes=removes)
 
 
 class Step(_Model):

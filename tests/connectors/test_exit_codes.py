@@ -60,7 +60,7 @@ def test_confirm_exits_0_once_recorded_and_lists_what_remains_while_status_keeps
     assert done.code == 0, done.out + done.err  # the old code exited 3 after every successful confirmation
     said = " ".join(done.out.split())
     assert f"Confirmed {item} by J. Doe" in said
-    assert "manual item(s) of this run remain" in said and "Manual items (no API)" in said
+    assert "manual item(s) waiting for a person" in said and "Manual items (no API)" in said
     assert cli("status", "-c", str(config)).code == 3  # pending work is status's to report
 
     again = cli("confirm", item, "--by", "J. Doe", "--note", "twice", "-c", str(config))

@@ -107,7 +107,7 @@ def test_apply_guided_through_the_cli(tmp_path: Path, cli: Any, monkeypatch: pyt
                      "--guided", "--by", "Jane Tech")
     assert result.code == 0, result.out + result.err
     shown = " ".join(result.out.split())
-    assert "Manual item huntress.itdr.unmap-tenant" in shown and "13 manual confirmed" in shown
+    assert "Manual item huntress.itdr.unmap-tenant" in shown and "13 manual item(s) confirmed" in shown
     assert sum(p.startswith("done / skip") for p in prompts) == 13
     assert any("who approved the Microsoft 365 consent removal" in p for p in prompts)
     runs = sorted((tmp_path / "runs").iterdir())

@@ -69,7 +69,8 @@ def test_apply_removes_every_customer_agent_and_leaves_the_neighbour_whole(harne
     assert done["http"]["method"] == "DELETE" and done["http"]["status"] == 204 and done["outcome"] == "success"
     assert verify_file(result.run.audit_path).ok
     report = result.run.report_path.read_text()
-    assert report.count("| Removed |") >= 36 and "preflight gates overridden at" in report
+    assert report.count("| Removed |") >= 36 and "**Overridden** at " in report
+    assert "(preflight gates); the operator's reason" in report
 
 
 def test_preflight_gates_stop_apply_with_exit_4_before_any_removal(harness: Harness) -> None:

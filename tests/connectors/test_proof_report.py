@@ -7,6 +7,7 @@ import re
 import shutil
 import subprocess
 from collections import Counter
+from html import unescape
 from html.parser import HTMLParser
 from pathlib import Path
 
@@ -67,8 +68,12 @@ def glance_from_log(plan: Plan, records: list[dict[str, object]]) -> dict[str, l
             rec = last.get(a.id)
             ev = rec["event"] if rec else None
             gone = bool(rec and isinstance(rec.get("detail"), dict) and rec["detail"].get("already_absent"))
-            if ev == "action.succeeded":
+            files = rec["detail"].get("files") if rec and isinstance(rec.get("detail"), dict) else None
+            drafted = bool(files) and all(f.get("draft_for") for f in files)  # type: ignore[union-attr]
+            if ev == "action.succeeded" and not drafted:  # a drafted email is not evidence exported
                 n["exported" if not a.destructive else "already" if gone else "removed"] += 1
+            elif ev is None:
+                n["later"] += 1
             elif ev == "manual.confirmed":
                 n["hand"] += 1
             elif ev in ("manual.pending", "manual.rejected"):
@@ -77,7 +82,8 @@ def glance_from_log(plan: Plan, records: list[dict[str, object]]) -> dict[str, l
                 n["problem"] += 1
             elif ev == "action.skipped":
                 n["skipped"] += 1
-        out[vp.display_name] = [n["removed"], n["already"], n["hand"], n["pending"], n["problem"], n["exported"],
+        out[vp.display_name] = [n["removed"], n["already"], n["hand"], n["pending"], n["later"], n["problem"],
+                                n["exported"],
                                 n["skipped"] + len(vp.skipped)]
     return out
 
@@ -119,7 +125,7 @@ def test_the_html_page_is_well_formed_self_contained_and_says_what_the_markdown_
     text = " ".join(parser.text)
     assert "Not finished yet: 13 manual step(s) still waiting for a person" in text
     assert "acme-lnx-07" in text and "no longer listed (GET /v1/agents?organization_id=42)" in text  # proof
-    assert "Billing-relevant counts" in text and "Timeline" in text
+    assert "Counts the vendor bills or reports on" in text and "Timeline" in text
     assert "acme-neighbour" not in html.lower()  # nothing of the neighbouring organization
 
 
@@ -155,9 +161,76 @@ def test_vendor_strings_in_the_markdown_report_stay_text(harness: Harness) -> No
     for markup in ("<img", "<a ", "javascript:alert(1)\"", "<em>", "<s>", "<code>tick</code>", "<br", "<li>item"):
         assert markup not in html, markup  # … and nothing it spells became markup
     row = next(r for r in html.split("<tr>") if "onerror" in r)
-    assert row.count("<td") == 5  # its pipe did not split the row
+    assert row.count("<td") == 6  # its pipe did not split the row
     parser = StrictHtml()
     parser.feed(html)
     shown = " ".join(" ".join(parser.text).split())
     expected = " ".join(CRAFTED.replace("\u2028", " ").replace("\u202e", "U+202E").split())
     assert expected in shown  # the reader sees the vendor's string as the vendor spelled it
+
+
+def headings(markdown: str) -> list[tuple[int, str]]:
+    """Each heading as a CommonMark parser reads it: its level and the text a reader sees."""
+    from markdown_it import MarkdownIt
+
+    tokens = MarkdownIt("commonmark").enable("table").parse(markdown)
+    out = []
+    for n, tok in enumerate(tokens):
+        if tok.type == "heading_open":
+            inline = tokens[n + 1]
+            out.append((int(tok.tag[1]), "".join(c.content for c in inline.children or [] if c.type in
+                                                 ("text", "code_inline"))))
+    return out
+
+
+def test_the_markdown_reports_headings_parse_as_commonmark_with_the_titles_intended(tmp_path: Path) -> None:
+    from tests.connectors.demo_run import demo_world, play
+
+    demo = demo_world(tmp_path)
+    result = play(demo)
+    plan = read_plan(result.run.plan_path)
+    parsed = headings(result.run.report_path.read_text())
+    assert parsed[0] == (1, f"Proof of service stop — {plan.customer}")
+    steps = [s.title for vp in plan.vendors for s in vp.steps]
+    assert "0. Notify Blumira first" in steps
+    assert [t for level, t in parsed if level == 3 and t in steps] == steps  # each step's own title, in order
+    assert all("\\" not in t for _, t in parsed), parsed  # no escape shows
+    assert [t.split(" — ")[0] for level, t in parsed if level == 2 and " — " in t] == \
+        [vp.display_name for vp in plan.vendors]
+
+
+def test_the_html_pages_first_layer_is_the_customers_and_the_auditors_detail_is_a_click_away(tmp_path: Path) -> None:
+    import copy
+
+    from tests.connectors.demo_run import demo_world, play
+
+    demo = demo_world(tmp_path)
+    result = play(demo)  # the demo's preflight override, every item done
+    sb = demo.huntress  # then an agent appears again under the customer: the re-read fails
+    again = copy.deepcopy(next(iter(sb.agents.values())))
+    sb.agents[max(sb.agents) + 1] = {**again, "id": max(sb.agents) + 1, "hostname": "acme-late", "organization_id": 42}
+    with demo.sessions() as s:
+        assert not all(c.passed for c in engine.verify_recorded(result.run.run_id, demo.cfg, s))
+    html = (result.run.path / "report.html").read_text()
+    first, auditor = html.split("<h2>For the auditor</h2>", 1)
+    verdict = first.split('<div class="verdict', 1)[1].split("</div>", 1)[0]
+    assert "Not finished yet" in verdict
+    assert "<strong>Overridden</strong>" in verdict and "isolated host is part of the exercise" in verdict
+    assert "<strong>Check failed</strong>: re-read at Huntress" in verdict
+    assert "<details" in verdict.split("Check failed", 1)[1]  # what the vendor answered: a click away
+    first_screen = unescape(re.sub(r"<details.*?</details>", "", first, flags=re.S))
+    auditor = unescape(auditor)
+    assert "EDR agents uninstalled — by your MSP through Huntress" in first_screen
+    assert "Blumira users removed — by J. Doe, your MSP's technician, attested" in first_screen
+    assert not re.search(r"\b(GET|DELETE|PATCH|POST) /", first_screen)  # no request ...
+    assert not re.search(r"[0-9a-f]{16}", first_screen)  # ... no hash, no id on the first screen
+    assert "Objects removed by API" in first_screen and "Steps waiting for a person" in first_screen
+    # The auditor's layer: every person-done item says who attested it, when, and what an API could show.
+    attested = re.findall(r"Attested by J\. Doe on [0-9-]+ [0-9:]+ UTC; ([^<]*)", auditor)
+    assert attested and set(attested) <= {"Huntress's API was re-read and agreed",
+                                          "Blumira's API was re-read and agreed",
+                                          "no API can show this, so it rests on their word"}
+    assert "no API can show this" in " ".join(attested) and "API was re-read and agreed" in " ".join(attested)
+    draft = next(r for r in auditor.split("<tr>") if "Notification email draft" in r)
+    assert ">Drafted<" in draft and ">Exported<" not in draft  # a drafted email is not an export
+    assert re.search(r"sha256 <code>[0-9a-f]{64}</code>", auditor)  # every hash in full, a click away

@@ -95,7 +95,7 @@ def test_the_whole_runbook_through_the_cli_plan_apply_confirm_status_verify_audi
     applied = env.run("apply", "exit.plan.json", "--override-preflight", "incident 503 handled by phone")
     assert applied.returncode == 3, applied.stdout + applied.stderr
     assert "42 removed" in applied.stdout and "9 evidence export(s)" in applied.stdout
-    assert "manual item(s) pending" in applied.stderr
+    assert "manual item(s) waiting for a person" in applied.stderr
     assert env.sandbox.agents_of(CUSTOMER_ORG) == []
     assert {a["id"] for a in env.sandbox.agents_of(NEIGHBOUR_ORG)} == neighbour
     assert env.sandbox.memberships_of(NEIGHBOUR_ORG) == neighbour_members
@@ -133,7 +133,7 @@ def test_the_whole_runbook_through_the_cli_plan_apply_confirm_status_verify_audi
                      and e["action_id"] == "huntress.itdr.unmap-tenant")
     assert confirmed["detail"]["by"] == "J. Doe" and confirmed["detail"]["verified_by_api"] is True
     note = (run / "closure-note.md").read_text()
-    assert "Evidence retained" in note and "huntress/incident_reports.json" in note
+    assert "What we kept for you" in note and "incident reports, all statuses, with remediations" in note
 
     again = env.run("plan", "--detailed-exitcode")
     assert again.returncode == 0 and "0 removal(s)" in again.stdout

@@ -28,7 +28,7 @@ def test_demo_exits_the_customer_from_both_vendors_and_leaves_a_verifiable_audit
     # 42 Huntress removals and the one Blumira webhook limited to the customer
     assert "43 removal(s) by API" in out and "removed 42 object(s) by API, failed 0" in out
     # Blumira's one write waits for "notify Blumira first", then the run continues
-    assert "1 action(s) waited for those confirmations" in out
+    assert "8 action(s) waited for those confirmations" in out  # the webhook and the 7 items after the notice
     # The scope item is offboard's with a [psa] section: posted at `plan -o`, re-read at apply.
     assert out.count("  confirmed huntress.") == 12 and out.count("  confirmed blumira.") == 8
     assert "HaloPSA ticket 4711 now holds the exit scope and the plan summary" in out

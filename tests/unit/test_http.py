@@ -194,3 +194,22 @@ def test_a_documented_refusal_is_neither_retried_nor_ambiguous_whatever_its_stat
     flaky = respx.get(f"{BASE}/files").mock(side_effect=[httpx.Response(503, text="down"),
                                                          httpx.Response(200, json=[])])
     assert http.get("/files").body == [] and flaky.call_count == 2
+
+
+@respx.mock
+def test_a_recording_names_each_request_in_one_form_path_and_query_and_a_download_host_without_its_query() -> None:
+    limiter = SlidingWindowLimiter(1000, 60, clock=FakeClock(), sleep=FakeClock().sleep)
+    http = VendorHttp("Vendor", f"{BASE}/api/v2", httpx.BasicAuth("k", "s"), limiter)
+    respx.get(f"{BASE}/api/v2/things").mock(return_value=httpx.Response(200, json=[]))
+    respx.get(f"{BASE}/api/v2/one").mock(return_value=httpx.Response(200, json={}))
+    respx.get("https://files.example.test/r/7.pdf").mock(return_value=httpx.Response(200, content=b"%PDF"))
+    with http.recording() as outer:
+        http.get("/things", params={"org": 42, "page": 2})
+        with http.recording() as inner:
+            http.download(f"{BASE}/api/v2/one?x=1")  # same origin: a path like any other
+            http.download("https://files.example.test/r/7.pdf?X-Signature=s3cr3t")
+    assert [r.line for r in inner] == ["GET /one?x=1", "GET https://files.example.test/r/7.pdf"]
+    assert [r.line for r in outer] == ["GET /things?org=42&page=2", *[r.line for r in inner]]
+    assert "s3cr3t" not in str([r.as_dict() for r in outer])  # a storage link's signature is never kept
+    http.get("/things")  # after the block: recorded nowhere
+    assert len(outer) == 3

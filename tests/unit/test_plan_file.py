@@ -74,4 +74,5 @@ def test_the_closure_note_lists_what_stops_updating_once_and_only_for_finished_s
     records = [{"action_id": "v.s.1", "event": "action.succeeded", "detail": {}}]
     note = render_closure_note(plan, records, {"files": {"v/agents.json": {}}})
     assert note.count("- V: EDR stops") == 1 and "SIEM stops" not in note
-    assert "End of service: **2026-12-31**" in note and "Acme IT" in note and "`v/agents.json`" in note
+    assert "for the end of service on 2026-12-31" in note and "Acme IT" in note
+    assert "v/agents.json" not in note  # the customer is told what was kept, not the MSP's file names

@@ -225,13 +225,8 @@ def _finish(result: engine.RunResult, signature: str | None, warnings: list[str]
             render.out.print(render.checks_table(result.checks))
         if result.pending:
             render.out.print(render.manual_table(result.pending))
-    counts = result.counts
-    if counts:
-        render.out.print(
-            f"Run {result.run.run_id}: {counts['succeeded']} removed ({counts['already_absent']} already absent), "
-            f"{counts['failed']} failed, {counts['skipped']} skipped by the scope guard, "
-            f"{counts['unknown']} unknown, {counts['blocked']} held back, {counts['exported']} evidence "
-            f"export(s), {counts['confirmed']} manual confirmed, {counts['manual']} manual pending.")
+    if result.tally is not None:  # the engine's one count of the run (confirm and status print the same)
+        render.out.print(result.summary(), markup=False, soft_wrap=True)
     check = verify_file(result.run.audit_path)
     render.paths(result.run.audit_path, result.run.report_path, check.lines, check.last_hash)
     render.documents(result.documents)
@@ -316,15 +311,11 @@ def confirm_cmd(
     render.documents(result.documents)
     for line in result.ticket:
         render.out.print(line, soft_wrap=True, markup=False)
+    if result.remaining and not as_json:
+        render.out.print(render.manual_table(result.remaining))
+    render.out.print(result.summary(), markup=False, soft_wrap=True)  # the same counts apply and status print
     if result.to_resume:
-        render.out.print(f"{len(result.to_resume)} action(s) of this run have not run yet; continue with: "
-                         f"offboard apply --resume {run_id}", markup=False, soft_wrap=True)
-    if result.remaining:
-        if not as_json:
-            render.out.print(render.manual_table(result.remaining))
-        render.out.print(f"{len(result.remaining)} manual item(s) of this run remain.")
-    else:
-        render.out.print("Every manual item of this run is confirmed.")
+        render.out.print(f"Continue with: offboard apply --resume {run_id}", markup=False, soft_wrap=True)
     if as_json:
         jsonout.confirm(result, by, ExitCode.OK)
 
@@ -346,11 +337,13 @@ def status_cmd(
     run_dir, rows = engine.status(_run_id("status", run, old_run_id) or engine.latest_run_id(cfg), cfg)
     states = {r.state for r in rows}
     code = (ExitCode.FAILED if states & {"failed", "unknown", "blocked", "interrupted", "not started"} else
-            ExitCode.MANUAL_PENDING if "manual-pending" in states else ExitCode.OK)
+            ExitCode.MANUAL_PENDING if states & {"manual-pending", "waiting"} else ExitCode.OK)
     if as_json:
         jsonout.status(run_dir.run_id, rows, code)  # every object, whatever --all says
     else:
         render.out.print(render.status_table(run_dir.run_id, rows, every_object=every_object))
+        render.out.print(f"Run {run_dir.run_id}: {engine.run_tally(run_dir.run_id, cfg).sentence()}",
+                         markup=False, soft_wrap=True)
         for line in engine.watch_summary(run_dir):  # after the exit (`offboard watch`)
             render.out.print(line, soft_wrap=True, markup=False)
     raise typer.Exit(code)

@@ -161,8 +161,8 @@ def manual_table(actions: Sequence[Action]) -> Table:
 
 
 STATE_STYLE = {"done": "green", "verified": "green", "confirmed": "green", "manual-pending": "yellow",
-               "skipped": "cyan", "failed": "bold red", "blocked": "bold red", "unknown": "bold red",
-               "interrupted": "bold red", "not started": "dim"}
+               "waiting": "yellow", "skipped": "cyan", "failed": "bold red", "blocked": "bold red",
+               "unknown": "bold red", "interrupted": "bold red", "not started": "dim"}
 
 
 def status_table(run_id: str, rows: Sequence[StatusRow], *, every_object: bool = False) -> Table:

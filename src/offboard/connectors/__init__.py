@@ -35,6 +35,9 @@ class Artifact:
     # A draft a person sends (offboard never sends mail): the manual item whose confirmation
     # records that it was sent. Until then the operator is pointed at the file.
     draft_for: str | None = None
+    # Every request whose reply went into this file (each page, each download), in order: the
+    # audit line, the manifest and the report name exactly these (``VendorHttp.recording``).
+    requests: tuple[HttpRecord, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -4,7 +4,7 @@ Each verb is its own module; this package's surface is what the CLI, the demo an
 """
 
 from offboard.engine.apply import apply, resume
-from offboard.engine.confirm import ConfirmResult, StatusRow, confirm, latest_run_id, status
+from offboard.engine.confirm import ConfirmResult, StatusRow, confirm, latest_run_id, run_tally, status
 from offboard.engine.guided import record_confirmation
 from offboard.engine.planner import end_of_service_warning, make_plan
 from offboard.engine.readiness import Readiness, check_machine, refuse
@@ -20,6 +20,6 @@ __all__ = [
     "Sessions", "StatusRow", "Ticket", "WatchResult", "answering", "apply", "check_machine", "confirm",
     "emit_check", "end_of_service_warning",
     "exit_lock", "latest_run_id", "make_plan", "open_sessions", "record_confirmation", "record_scope", "refuse",
-    "reopen", "resume", "signer_for", "status",
+    "reopen", "resume", "run_tally", "signer_for", "status",
     "verify_recorded", "verify_run", "watch_run", "watch_summary", "write_documents", "write_state",
 ]

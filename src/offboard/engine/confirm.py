@@ -16,7 +16,7 @@ from offboard.engine.ticket import PREFIX as TICKET_ITEM
 from offboard.engine.ticket import summary as ticket_summary
 from offboard.engine.verify import verify_run
 from offboard.errors import BadInput
-from offboard.lifecycle import TERMINAL, fold, fold_actions, open_for_person
+from offboard.lifecycle import Tally, fold, fold_actions, tally
 from offboard.plan import Action, Plan, Target, read_plan
 from offboard.proof.audit import AuditLog, read_records
 from offboard.rundir import RunDir
@@ -32,6 +32,11 @@ class ConfirmResult:
     documents: list[Path]
     to_resume: list[Action] = field(default_factory=list)
     ticket: list[str] = field(default_factory=list)  # what reached the exit's PSA ticket
+    tally: Tally | None = None  # where every action of the run stands after this confirmation
+
+    def summary(self) -> str:
+        """The run's one line of counts, the same words `apply` and `status` print."""
+        return f"Run {self.run.run_id}: {self.tally.sentence()}" if self.tally is not None else ""
 
 
 def latest_run_id(cfg: ExitConfig) -> str:
@@ -67,12 +72,12 @@ def confirm(run_id: str, action_id: str, by: str, note: str, cfg: ExitConfig, se
             raise BadInput(f"{action_id} needs --note recording {action.manual.record}")
         accepted, check = record_confirmation(audit, sessions.by_vendor[action.vendor], action, by, note,
                                               mode="confirm")
-        state = fold_actions(audit.records)
-        remaining = [a for a in plan.actions() if open_for_person(a, state.get(a.id))]
-        # Held back behind a gate item, or never reached: a resume runs them.
-        to_resume = [a for a in plan.actions() if a.kind == "api" and state.get(a.id) is None]
-        all_api_done = all(state.get(a.id) in TERMINAL for a in plan.actions() if a.kind == "api")
-        closed = accepted and not remaining and all_api_done
+        standing = tally(plan.actions(), audit.records)
+        remaining = [a for a in plan.actions() if standing.of[a.id] == "for_person"]
+        # Never reached, or held behind a gate item now confirmed: a resume runs them (manual items too,
+        # which then join the checklist). Those still behind an open gate wait for it.
+        to_resume = [a for a in plan.actions() if standing.of[a.id] == "not_started"]
+        closed = accepted and standing.complete
         if closed:
             # The last item is done: re-read every vendor so the record ends with the state after it.
             verify_run(plan, sessions, audit)
@@ -80,13 +85,14 @@ def confirm(run_id: str, action_id: str, by: str, note: str, cfg: ExitConfig, se
             write_state(run, plan, audit, "closed")
         else:
             write_state(run, plan, audit, "finished-manual_pending")
+        standing = tally(plan.actions(), audit.records)
         signer = signer_for(cfg)
         documents = write_documents(run, plan, audit, signer, sessions)
         ticket = sessions.ticket
         if ticket is not None and accepted and ticket.after_confirm(action, by, note, closed, signer):
             write_documents(run, plan, audit, signer, sessions)  # what was posted is signed too
         return ConfirmResult(run, action, accepted, check, remaining, documents, to_resume,
-                             ticket=ticket_summary(ticket))
+                             ticket=ticket_summary(ticket), tally=standing)
 
 
 def _confirm_pasted(run: RunDir, plan: Plan, audit: AuditLog, item: str, by: str, note: str, cfg: ExitConfig,
@@ -100,10 +106,11 @@ def _confirm_pasted(run: RunDir, plan: Plan, audit: AuditLog, item: str, by: str
     action = Action(id=item, vendor=ticket.session.name, step="ticket", kind="manual", operation=item,
                     target=Target(type="ticket", id=item, name=f"{ticket.ref}: {item}"), summary=seen)
     check = Check(f"{ticket.ref}: {item}", accepted, seen)
-    state = fold_actions(audit.records)
-    remaining = [a for a in plan.actions() if open_for_person(a, state.get(a.id))]
+    standing = tally(plan.actions(), audit.records)
+    remaining = [a for a in plan.actions() if standing.of[a.id] == "for_person"]
     documents = write_documents(run, plan, audit, signer_for(cfg), sessions) if accepted else []
-    return ConfirmResult(run, action, accepted, check, remaining, documents, ticket=ticket_summary(ticket))
+    return ConfirmResult(run, action, accepted, check, remaining, documents, ticket=ticket_summary(ticket),
+                         tally=standing)
 
 
 # -- status ------------------------------------------------------------------------
@@ -117,10 +124,19 @@ class StatusRow:
     detail: str
 
 
+def run_tally(run_id: str, cfg: ExitConfig) -> Tally:
+    """Where every action of a run stands, from its audit log: the counts `status` prints."""
+    run = RunDir.existing(cfg.runs_dir, run_id)
+    return tally(read_plan(run.plan_path).actions(),
+                 list(read_records(run.audit_path)) if run.audit_path.exists() else [])
+
+
 def status(run_id: str, cfg: ExitConfig) -> tuple[RunDir, list[StatusRow]]:
     run = RunDir.existing(cfg.runs_dir, run_id)
     plan = read_plan(run.plan_path)
-    folded = fold(list(read_records(run.audit_path)) if run.audit_path.exists() else [])
+    records = list(read_records(run.audit_path)) if run.audit_path.exists() else []
+    folded = fold(records)
+    standing = tally(plan.actions(), records)
     rows = []
     names = {"action.succeeded": "done", "action.failed": "failed", "action.skipped": "skipped",
              "action.blocked": "blocked", "action.unknown": "unknown", "action.started": "interrupted",
@@ -130,10 +146,11 @@ def status(run_id: str, cfg: ExitConfig) -> tuple[RunDir, list[StatusRow]]:
         for a in step.actions:
             rec = folded.last.get(a.id)
             proof = folded.proof.get(a.id)
-            state = names.get(rec["event"], "?") if rec else "not started"
+            state = names.get(rec["event"], "?") if rec else (
+                "waiting" if standing.of[a.id] == "waiting" else "not started")
             if state == "done" and proof is not None and proof["event"] == "verify.passed":
                 state = "verified"
-            detail = ""
+            detail = f"waits for {', '.join(standing.waiting_on)}" if state == "waiting" else ""
             if rec is not None:
                 d = rec.get("detail")
                 if rec["event"] == "manual.confirmed" and isinstance(d, dict):

@@ -25,7 +25,7 @@ from offboard.engine.sessions import Sessions
 from offboard.engine.types import Guide, Overrides, Progress, RunResult, http_of
 from offboard.engine.verify import verify_run
 from offboard.errors import AmbiguousWrite, ExitCode, RunInterrupted, VendorAuthError, VendorError
-from offboard.lifecycle import AWAITING_PERSON, TERMINAL, UNSETTLED, fold_actions
+from offboard.lifecycle import AWAITING_PERSON, TERMINAL, UNSETTLED, fold_actions, tally
 from offboard.plan import Action, Inventory, Plan
 from offboard.proof.audit import AuditLog
 from offboard.proof.evidence import EvidenceStore
@@ -53,10 +53,10 @@ def execute(run: RunDir, plan: Plan, sessions: Sessions, audit: AuditLog, live: 
     pending: list[Action] = []
     held_by: dict[str, Action] = {}  # vendor -> its gate item a person has not confirmed yet
     stop: VendorError | None = None
-    tally = threading.Lock()  # vendors run in their own threads; these counters are shared
+    counters = threading.Lock()  # vendors run in their own threads; these counters are shared
 
     def count(key: str, action: Action | None = None) -> None:
-        with tally:
+        with counters:
             counts[key] += 1
             if action is not None:
                 pending.append(action)
@@ -83,7 +83,7 @@ def execute(run: RunDir, plan: Plan, sessions: Sessions, audit: AuditLog, live: 
 
     def announce(action: Action) -> None:
         step = step_of[action.id]
-        with tally:
+        with counters:
             if step.id in announced:
                 return
             announced.add(step.id)
@@ -176,19 +176,22 @@ def execute(run: RunDir, plan: Plan, sessions: Sessions, audit: AuditLog, live: 
         raise RunInterrupted(run.run_id) from None
     finally:
         progress.finish()
-    counts["already_absent"] = sum(1 for r in audit.records if r["event"] == "action.succeeded"
-                                   and isinstance(r.get("detail"), dict) and r["detail"].get("already_absent"))
+    # What every command prints is the run's standing as a whole, read from the log (this pass's own
+    # counters above decide only the exit): a resume after a confirmation still counts it.
+    standing = tally(actions, audit.records)
     if stop is not None:
         audit.emit("run.finished", outcome="failure", detail=f"stopped: {stop}; resume with "
                    f"`offboard apply --resume {run.run_id}`")
         write_state(run, plan, audit, "interrupted")
         documents = write_documents(run, plan, audit, signer, sessions)
-        return RunResult(run, stop.exit_code, counts, message=f"{stop}; resume later with "
-                         f"`offboard apply --resume {run.run_id}`", documents=documents)
+        return RunResult(run, stop.exit_code, standing.counts(), message=f"{stop}; resume later with "
+                         f"`offboard apply --resume {run.run_id}`", documents=documents, tally=standing)
 
     progress.phase("Verifying: re-reading each vendor to prove the service stopped")
     checks = verify_run(plan, sessions, audit, skip=set(held_by))
     now = fold_actions(audit.records)
+    standing = tally(actions, audit.records)
+    pending = [a for a in actions if standing.of[a.id] == "for_person"]
     # An action handed to a person is pending, not failed: its re-read is expected to disagree until done.
     failed_checks = [c for c in checks if not c.passed and now.get(c.action_id or "") not in AWAITING_PERSON]
     message = ""
@@ -199,19 +202,20 @@ def execute(run: RunDir, plan: Plan, sessions: Sessions, audit: AuditLog, live: 
                        f"audit log, then `offboard apply --resume {run.run_id}`")
     elif pending:
         code, outcome = ExitCode.MANUAL_PENDING, "success"
-        message = (f"{len(pending)} manual item(s) pending: the checklist is in {run.path / 'manual-checklist.md'}; "
-                   f"do each, then `offboard confirm ITEM --by NAME --run {run.run_id}`")
-        if held_by:
-            message += (f"; {counts['held']} action(s) of {', '.join(sorted(held_by))} wait for "
-                        f"{', '.join(a.id for a in held_by.values())}: once confirmed, "
-                        f"`offboard apply --resume {run.run_id}` runs them")
+        message = (f"{len(pending)} manual item(s) waiting for a person: the checklist is in "
+                   f"{run.path / 'manual-checklist.md'}; do each, then "
+                   f"`offboard confirm ITEM --by NAME --run {run.run_id}`")
+        if standing["waiting"]:
+            message += (f"; {standing['waiting']} action(s) wait for {', '.join(standing.waiting_on)}: once "
+                        f"confirmed, `offboard apply --resume {run.run_id}` runs them")
     else:
         code, outcome = ExitCode.OK, "success"
-    audit.emit("run.finished", outcome=outcome, detail={**counts, "checks_failed": len(failed_checks),
+    audit.emit("run.finished", outcome=outcome, detail={**standing.counts(), "checks_failed": len(failed_checks),
                                                         "exit_code": int(code)})
     write_state(run, plan, audit, "finished" if code == ExitCode.OK else f"finished-{code.name.lower()}")
     documents = write_documents(run, plan, audit, signer, sessions)
-    return RunResult(run, code, counts, checks, pending=pending, message=message, documents=documents)
+    return RunResult(run, code, standing.counts(), checks, pending=pending, message=message, documents=documents,
+                     tally=standing)
 
 
 def _in_lanes(lanes: Mapping[str, list[Action]], one: Callable[[Action], None],
@@ -264,9 +268,14 @@ def _run_read(action: Action, session: VendorSession, audit: AuditLog, evidence:
         return "manual.pending"
     files = evidence.write(action.vendor, action.id, result.artifacts)
     event = "action.succeeded" if result.outcome == "success" else "action.failed"
-    audit.emit(event, **base, http=http_of(result.http), outcome=result.outcome,
+    # Each file names the requests that produced it; the line's own ``http`` is left empty when the
+    # files carry them, so no request made for another file (or for nothing) stands on it.
+    per_file = any(a.requests for a in result.artifacts)
+    audit.emit(event, **base, http=None if per_file else http_of(result.http), outcome=result.outcome,
                detail={"message": result.detail,
-                       "files": [{"path": f["path"], "sha256": f["sha256"], "bytes": f["bytes"]} for f in files]})
+                       "files": [{"path": f["path"], "sha256": f["sha256"], "bytes": f["bytes"],
+                                  "requests": f["requests"], **({"draft_for": f["draft_for"]} if f.get("draft_for")
+                                                                else {})} for f in files]})
     return event
 
 

@@ -10,6 +10,7 @@ from typing import Any, Protocol
 
 from offboard.connectors import Check
 from offboard.errors import ExitCode
+from offboard.lifecycle import Tally
 from offboard.plan import Action, Finding, Step
 from offboard.rundir import RunDir
 from offboard.wire.http import HttpRecord
@@ -109,6 +110,11 @@ class RunResult:
     message: str = ""
     documents: list[Path] = field(default_factory=list)  # drafts a person still has to send (e.g. an email)
     ticket: list[str] = field(default_factory=list)  # what was posted to the exit's PSA ticket, or not
+    tally: Tally | None = None  # where every action of the run stands (None: stopped before it ran)
+
+    def summary(self) -> str:
+        """The run's one line of counts, the same words `confirm` and `status` print."""
+        return f"Run {self.run.run_id}: {self.tally.sentence()}" if self.tally is not None else ""
 
 
 def http_of(record: HttpRecord | None) -> dict[str, Any] | None:

@@ -46,6 +46,7 @@ class EvidenceStore:
             atomic_write_bytes(self.root / rel, art.content)
             entry = {"path": rel, "sha256": hashlib.sha256(art.content).hexdigest(), "bytes": len(art.content),
                      "action_id": action_id, "written_at": now_iso()}
+            entry["requests"] = [r.as_dict() for r in art.requests]  # what produced the file
             if art.draft_for:
                 entry["draft_for"] = art.draft_for  # a draft a person sends: see ``drafts_to_send``
             manifest["files"][rel] = entry

@@ -11,15 +11,18 @@ from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 
-from offboard.lifecycle import TERMINAL, fold
+from offboard.lifecycle import TERMINAL, fold, tally
 from offboard.plan import Action, Plan
+from offboard.proof.closure import removals, stops_updating
 from offboard.proof.signing import SIGNATURES
+from offboard.wire.http import request_line
 
 # What each state is called for a reader who is not an engineer.
 STATE_LABEL = {
-    "removed": "Removed", "already_absent": "Already gone", "exported": "Exported", "confirmed": "Done by hand",
-    "pending": "Waiting for a person", "failed": "FAILED", "unknown": "Outcome unknown", "held": "Held back",
-    "skipped": "Not touched", "not_started": "Not started", "interrupted": "Interrupted",
+    "removed": "Removed", "already_absent": "Already gone", "exported": "Exported", "drafted": "Drafted",
+    "confirmed": "Done by hand", "pending": "Waiting for a person", "waiting": "Waits for an earlier step",
+    "failed": "FAILED", "unknown": "Outcome unknown", "held": "Held back", "skipped": "Not touched",
+    "not_started": "Not started", "interrupted": "Interrupted",
 }
 PROBLEM_STATES = ("failed", "unknown", "held", "interrupted")
 
@@ -35,6 +38,7 @@ class Row:
     verified: str = ""  # the re-read that proves it, if any
     verified_ok: bool | None = None
     files: list[dict[str, Any]] = field(default_factory=list)
+    proof: str = ""  # the proof in a reader's words: re-read at the vendor, or who attested it and when
 
     @property
     def label(self) -> str:
@@ -84,12 +88,18 @@ class Proof:
     totals: Counter[str]
     checks_failed: int
     overrides: list[tuple[str, str, str]]  # when, what, reason
+    # The customer's layer, in the closure note's words: per product what was removed and by whom,
+    # what is not removed yet, what no longer updates, and the re-reads that did not pass (vendor, check, said).
+    removed: list[tuple[str, list[str]]] = field(default_factory=list)
+    not_finished: list[str] = field(default_factory=list)
+    stops: list[str] = field(default_factory=list)
+    failed: list[tuple[str, str, str]] = field(default_factory=list)
 
     @property
     def stopped(self) -> bool:
         """Every removal done and verified, every manual item confirmed, every re-read passed."""
         return (self.finished is not None and not self.checks_failed and not self.totals["pending"]
-                and not any(self.totals[s] for s in (*PROBLEM_STATES, "not_started")))
+                and not any(self.totals[s] for s in (*PROBLEM_STATES, "not_started", "waiting")))
 
     @property
     def proven_stopped(self) -> str:
@@ -113,6 +123,8 @@ class Proof:
         problems = sum(self.totals[s] for s in PROBLEM_STATES)
         if problems:
             parts.append(f"{problems} action(s) failed, held back or unknown")
+        if self.totals["waiting"]:
+            parts.append(f"{self.totals['waiting']} action(s) waiting for an earlier manual step")
         if self.totals["not_started"]:
             parts.append(f"{self.totals['not_started']} action(s) not started")
         if self.checks_failed:
@@ -153,21 +165,57 @@ def _message(detail: Any) -> str:
     return str(detail or "")
 
 
+def request_shown(http: dict[str, Any]) -> str:
+    """One request as every document shows it: ``GET /v1/agents?organization_id=42 → 200``."""
+    return f"{request_line(http['method'], http['path'], http.get('query', ''))} → {http['status']}"
+
+
 def _http(rec: dict[str, Any] | None) -> str:
     http = rec.get("http") if rec else None
-    return f"{http['method']} {http['path']} → {http['status']}" if http else ""
+    return request_shown(http) if http else ""
 
 
-def _row(a: Action, rec: dict[str, Any] | None, proof: dict[str, Any] | None) -> Row:
+_OVERRIDDEN = "the safety checks made before the run (preflight gates)"
+# The report's words for the run's standings (offboard.lifecycle.STANDINGS, which every command counts).
+_STATE_OF = {"for_person": "pending", "blocked": "held"}
+
+
+def _proof_words(a: Action, vendor: str, state: str, rec: dict[str, Any] | None, proof: dict[str, Any] | None) -> str:
+    """What proves the row, for a reader who is not an engineer."""
+    detail = rec.get("detail") if rec else None
+    checked = proof is not None and proof["event"] == "verify.passed"
+    if state == "confirmed" and isinstance(detail, dict) and rec is not None:
+        said = f"Attested by {detail.get('by', '?')} on {when(rec['ts'])}"
+        if detail.get("verified_by_api"):
+            return said + f"; {vendor}'s API was re-read and agreed"
+        if a.manual is not None and a.manual.verify_hint:
+            return said + f"; {vendor}'s API could not be re-read for it"
+        return said + "; no API can show this, so it rests on their word"
+    if state in ("removed", "already_absent"):
+        if checked:
+            return f"Re-read at {vendor} afterwards: gone" if a.kind == "api" else f"Re-read at {vendor}: done"
+        if proof is not None:
+            return f"Re-read at {vendor} afterwards: NOT gone"
+        return f"Done through {vendor}'s API; not re-read yet"
+    if state == "exported":
+        return "Saved before anything was removed; each file's SHA-256 is in the details"
+    if state == "drafted":
+        return "A draft for a person to send (offboard sends no mail)"
+    if state == "pending" and a.manual is not None:
+        return f"Done when: {a.manual.done_when}"
+    if state == "waiting":
+        return "Runs once the earlier manual step is confirmed"
+    if state == "skipped":
+        return "Not touched: it did not belong to this customer"
+    return _message(detail)
+
+
+def _row(a: Action, rec: dict[str, Any] | None, proof: dict[str, Any] | None, standing: str,
+         vendor: str = "the vendor") -> Row:
     kind = "manual" if a.kind == "manual" else ("api" if a.destructive else "export")
     event = rec["event"] if rec else None
     detail = rec.get("detail") if rec else None
-    state = {"action.succeeded": "exported" if kind == "export" else "removed", "action.failed": "failed",
-             "action.skipped": "skipped", "action.blocked": "held", "action.unknown": "unknown",
-             "action.started": "interrupted", "manual.pending": "pending", "manual.rejected": "pending",
-             "manual.confirmed": "confirmed", None: "not_started"}.get(event, "not_started")
-    if state == "removed" and isinstance(detail, dict) and detail.get("already_absent"):
-        state = "already_absent"
+    state = _STATE_OF.get(standing, standing)
     how = ""
     files: list[dict[str, Any]] = []
     if event == "manual.confirmed" and isinstance(detail, dict):
@@ -188,7 +236,8 @@ def _row(a: Action, rec: dict[str, Any] | None, proof: dict[str, Any] | None) ->
         verified = (proof.get("detail") or {}).get("result", "") + (f" ({_http(proof)})" if _http(proof) else "")
     # Hostnames and emails as the vendor spells them; descriptions capitalised.
     name = a.target.name if kind == "api" else a.target.name[:1].upper() + a.target.name[1:]
-    return Row(name, a.id, kind, state, when(rec["ts"]) if rec else "-", how, verified, ok, files)
+    return Row(name, a.id, kind, state, when(rec["ts"]) if rec else "-", how, verified, ok, files,
+               _proof_words(a, vendor, state, rec, proof))
 
 
 def _timeline(plan: Plan, records: list[dict[str, Any]], signature: dict[str, Any] | None) -> list[tuple[str, str]]:
@@ -220,6 +269,7 @@ def _timeline(plan: Plan, records: list[dict[str, Any]], signature: dict[str, An
 
 def build(run_id: str, plan: Plan, records: list[dict[str, Any]], signature: dict[str, Any] | None) -> Proof:
     folded = fold(records)
+    standing = tally(plan.actions(), records)
     totals: Counter[str] = Counter()
     vendors = []
     after = {r["vendor"]: r["detail"]["snapshot"] for r in records if r["event"] == "snapshot.taken"}
@@ -234,7 +284,8 @@ def build(run_id: str, plan: Plan, records: list[dict[str, Any]], signature: dic
     for vp in plan.vendors:
         steps = []
         for step in vp.steps:
-            rows = [_row(a, folded.last.get(a.id), folded.proof.get(a.id)) for a in step.actions]
+            rows = [_row(a, folded.last.get(a.id), folded.proof.get(a.id), standing.of[a.id], vp.display_name)
+                    for a in step.actions]
             totals.update(r.state for r in rows)
             steps.append(StepView(step.title, step.why, rows, step.stops_updating))
         now = after.get(vp.vendor, {})
@@ -243,10 +294,19 @@ def build(run_id: str, plan: Plan, records: list[dict[str, Any]], signature: dic
             [(s.target.name, s.target.id, s.reason) for s in vp.skipped],
             [(r["detail"]["check"], r["event"] == "verify.passed", r["detail"]["result"])
              for (v, _), r in whole.items() if v == vp.vendor],
-            [(k, v, now.get(k, "-")) for k, v in vp.snapshot.items()]))
+            # Counts only: the snapshot's names and ids (an account's name, its licence) are no count.
+            [(k, v, now.get(k, "-")) for k, v in vp.snapshot.items()
+             if isinstance(v, int | float) and not isinstance(v, bool)]))
     finished = next((r for r in reversed(records) if r["event"] in ("run.finished", "run.closed")), None)
-    overrides = [(when(r["ts"]), "preflight gates" if r["event"] == "preflight.overridden" else
-                  f"failed evidence export ({r.get('vendor')})", str(r["detail"]["reason"]))
+    failed = [(plan.vendor(v).display_name, c, r["detail"]["result"]) for (v, c), r in whole.items()
+              if r["event"] == "verify.failed" and v in {vp.vendor for vp in plan.vendors}]
+    failed += [(plan.vendor(p["vendor"]).display_name, p["detail"]["check"], p["detail"]["result"])
+               for p in folded.proof.values() if p["event"] == "verify.failed"
+               and folded.last.get(p["action_id"], {}).get("event") not in ("manual.pending", "manual.rejected")]
+    removed, not_finished = removals(plan, records)
+    overrides = [(when(r["ts"]), _OVERRIDDEN if r["event"] == "preflight.overridden" else
+                  f"a failed evidence export ({r.get('vendor')}), so removals went ahead without it",
+                  str(r["detail"]["reason"]))
                  for r in records if r["event"] in ("preflight.overridden", "evidence.overridden")]
     return Proof(
         customer=plan.customer, run_id=run_id, plan_id=plan.plan_id, plan_made=when(plan.created_at),
@@ -255,12 +315,16 @@ def build(run_id: str, plan: Plan, records: list[dict[str, Any]], signature: dic
         started=when(records[0]["ts"]) if records else "-", finished=finished, events=len(records),
         last_hash=records[-1]["hash"] if records else "-", signature=signature, vendors=vendors,
         timeline=_timeline(plan, records, signature), totals=totals, checks_failed=checks_failed,
-        overrides=overrides)
+        overrides=overrides, removed=removed, not_finished=not_finished, stops=stops_updating(plan, records),
+        failed=failed)
 
 
-GLANCE = (("Removed by API", ("removed",)), ("Already gone", ("already_absent",)), ("Done by hand", ("confirmed",)),
-          ("Waiting for a person", ("pending",)), ("Failed, held back or unknown", PROBLEM_STATES),
-          ("Evidence exported", ("exported",)), ("Not touched (scope guard)", ("skipped",)))
+# The "at a glance" columns: each label says what it counts (objects at the vendor, or steps of the runbook).
+GLANCE = (("Objects removed by API", ("removed",)), ("Objects already gone", ("already_absent",)),
+          ("Steps done by a person", ("confirmed",)), ("Steps waiting for a person", ("pending",)),
+          ("Actions waiting for an earlier step", ("waiting", "not_started")),
+          ("Failed, held back or unknown", PROBLEM_STATES), ("Evidence exports", ("exported",)),
+          ("Objects not touched (not this customer's)", ("skipped",)))
 
 
 def signature_line(p: Proof) -> str:

@@ -12,8 +12,10 @@ caller re-reads the object before deciding anything.
 
 from __future__ import annotations
 
+import contextlib
 import email.utils
 import socket
+import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -69,15 +71,27 @@ class HttpRecord:
     status: int | None
     attempt: int
     duration_ms: int
+    # The query string as sent (paging, filters), secrets redacted. ``path`` is relative to the
+    # vendor's base URL; a file fetched from another host (a storage link) is ``https://host/path``
+    # with no query, which may carry the link's signature.
+    query: str = ""
 
     def as_dict(self) -> dict[str, Any]:
-        return {
-            "method": self.method,
-            "path": self.path,
-            "status": self.status,
-            "attempt": self.attempt,
-            "duration_ms": self.duration_ms,
-        }
+        out: dict[str, Any] = {"method": self.method, "path": self.path}
+        if self.query:
+            out["query"] = self.query
+        out.update(status=self.status, attempt=self.attempt, duration_ms=self.duration_ms)
+        return out
+
+    @property
+    def line(self) -> str:
+        """The request as one reads it: ``GET /v1/agents?organization_id=42&page_token=x``."""
+        return request_line(self.method, self.path, self.query)
+
+
+def request_line(method: str, path: str, query: str = "") -> str:
+    """The one form a request is shown in everywhere (audit detail, report, manifest, ticket)."""
+    return f"{method} {path}" + (f"?{query}" if query else "")
 
 
 @dataclass
@@ -160,6 +174,8 @@ class VendorHttp:
         self._refusal = refusal
         self._sleep = sleep or _sleep
         self.last_call: HttpRecord | None = None  # only the latest: memory must not grow with calls
+        # Open recordings (see ``recording``), per thread: a file's requests, not another lane's.
+        self._recorders = threading.local()
         self._client = httpx.Client(
             base_url=base_url,
             auth=auth,
@@ -179,6 +195,31 @@ class VendorHttp:
         self.close()
 
     # -- requests ---------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def recording(self) -> Iterator[list[HttpRecord]]:
+        """Collect the requests made in this block on this thread (each call's final attempt), e.g.
+        every page and download that went into one evidence file. Nested recordings each see them."""
+        calls: list[HttpRecord] = []
+        stack: list[list[HttpRecord]] = self._recorders.__dict__.setdefault("stack", [])
+        stack.append(calls)
+        try:
+            yield calls
+        finally:
+            stack.remove(calls)
+
+    def shown(self, path: str, params: Mapping[str, Any] | None) -> tuple[str, str]:
+        """(path, query) as a request is recorded: the path on the vendor's API (the base URL's own
+        path left out), the query as sent; a URL on another origin as scheme://host/path, no query."""
+        url = self._client.build_request("GET", path, params=params).url
+        if not self._same_origin(path):
+            port = f":{url.port}" if url.port else ""
+            return REDACTOR.text(f"{url.scheme}://{url.host}{port}{url.path}"), ""
+        rel = url.path
+        prefix = self._client.base_url.path.rstrip("/")
+        if prefix and rel.startswith(prefix + "/"):
+            rel = rel[len(prefix):]
+        return REDACTOR.text(rel), REDACTOR.text(url.query.decode("ascii", errors="replace"))
 
     def request(
         self,
@@ -203,6 +244,7 @@ class VendorHttp:
         is_read = method in READ_METHODS if read is None else read
         call = f"{method} {path}"
         attempt = 0
+        shown_path, shown_query = self.shown(path, params)
 
         def _retryable(exc: BaseException) -> bool:
             if isinstance(exc, _RetryableStatus):
@@ -247,8 +289,8 @@ class VendorHttp:
                 status = response.status_code
             finally:
                 self.limiter.completed(token, remaining=self._remaining(response), throttled=status == 429)
-                self.last_call = HttpRecord(method, path, status, attempt,
-                                            int((time.monotonic() - started) * 1000))
+                self.last_call = HttpRecord(method, shown_path, status, attempt,
+                                            int((time.monotonic() - started) * 1000), shown_query)
             if status in RETRY_STATUSES and not (status != 429 and self._refused(response)):
                 raise _RetryableStatus(response)
             return response
@@ -291,6 +333,8 @@ class VendorHttp:
 
         record = self.last_call
         assert record is not None
+        for calls in self._recorders.__dict__.get("stack", ()):
+            calls.append(record)
         if response.status_code in ok or response.status_code in allow:
             body = response.content if raw else _json_or_none(response, self.vendor, call)
             return Reply(response.status_code, body, record, dict(response.headers))

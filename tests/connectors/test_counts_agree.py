@@ -1,0 +1,104 @@
+"""One count of a run, whichever command prints it: apply, confirm, resume, status and the report
+say the same numbers at every moment of a demo-like exit, and those numbers are the audit log's."""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+from offboard import engine
+from offboard.lifecycle import fold
+from offboard.plan import read_plan
+from offboard.proof.audit import read_records
+from tests.connectors.demo_run import DemoRun, demo_world, play
+
+GATE = "blumira.notify.sent"
+
+
+def from_the_log(run_path: Path) -> Counter[str]:
+    """Counted here from the raw log, independently of the engine's tally."""
+    plan = read_plan(run_path / "plan.json")
+    last = fold(list(read_records(run_path / "audit.jsonl"))).last
+    gate_open = last.get(GATE, {}).get("event") in ("manual.pending", "manual.rejected")
+    n: Counter[str] = Counter()
+    for a in plan.actions():
+        ev = last[a.id]["event"] if a.id in last else None
+        if ev in ("manual.pending", "manual.rejected"):
+            n["for a person"] += 1
+        elif ev == "manual.confirmed":
+            n["confirmed"] += 1
+        elif ev == "action.succeeded" and not a.destructive:
+            files = last[a.id]["detail"]["files"]
+            n["drafted" if files and all(f.get("draft_for") for f in files) else "exported"] += 1
+        elif ev == "action.succeeded":
+            n["removed"] += 1
+        elif ev is None and gate_open and a.vendor == "blumira" and (a.kind == "manual" or a.destructive):
+            n["wait"] += 1
+        elif ev is None:
+            n["not run"] += 1
+    return n
+
+
+def said(sentence: str) -> dict[str, int]:
+    """The numbers of the one summary line, by what they count."""
+    words = {"removed by API": "removed", "evidence export(s)": "exported", "document(s) drafted": "drafted",
+             "manual item(s) confirmed": "confirmed",
+             "manual item(s) waiting for a person": "for a person", "action(s) wait for": "wait",
+             "action(s) not run yet": "not run"}
+    out = {}
+    for phrase, key in words.items():
+        m = re.search(r"(\d+) " + re.escape(phrase), sentence)
+        out[key] = int(m.group(1)) if m else 0
+    return out
+
+
+def report_glance(run_path: Path) -> list[int]:
+    """The report's "at a glance" columns, summed over the vendors."""
+    section = (run_path / "report.md").read_text().split("## At a glance", 1)[1].split("\n\n", 2)[1]
+    rows = [[int(c) for c in line.strip("|").split("|")[1:]] for line in section.splitlines()[2:]]
+    return [sum(col) for col in zip(*rows, strict=True)]
+
+
+def report_waiting(run_path: Path) -> int:
+    m = re.search(r"(\d+) manual step\(s\) still waiting for a person", (run_path / "report.md").read_text())
+    return int(m.group(1)) if m else 0
+
+
+def test_apply_confirm_resume_status_and_the_report_count_the_same(tmp_path: Path) -> None:
+    moments: list[str] = []
+
+    def compare(demo: DemoRun, verb: str, outcome: Any) -> None:
+        run = outcome.run
+        truth = from_the_log(run.path)
+        status = engine.run_tally(run.run_id, demo.cfg)
+        printed = said(outcome.summary())
+        assert printed == said(status.sentence()), verb  # the command and `status` right after it
+        assert {k: v for k, v in printed.items() if v} == {k: v for k, v in truth.items() if v}, (verb, truth)
+        assert report_waiting(run.path) == truth["for a person"], verb
+        removed, already, by_hand, for_person, later, _, exported, _ = report_glance(run.path)
+        assert (removed + already, by_hand, for_person, later, exported) == (
+            truth["removed"], truth["confirmed"], truth["for a person"], truth["wait"] + truth["not run"],
+            truth["exported"]), verb
+        _, rows = engine.status(run.run_id, demo.cfg)
+        assert sum(r.state == "manual-pending" for r in rows) == truth["for a person"], verb
+        assert sum(r.state == "waiting" for r in rows) == truth["wait"], verb
+        if verb in ("apply", "resume"):
+            assert len(outcome.pending) == truth["for a person"], verb
+            assert outcome.counts["confirmed"] == truth["confirmed"], verb  # earlier confirmations count too
+        else:
+            assert len(outcome.remaining) == truth["for a person"], verb
+            assert len(outcome.to_resume) == truth["not run"], verb
+        moments.append(f"{verb}: {truth}")
+
+    demo = demo_world(tmp_path)
+    play(demo, between=compare)
+    first = demo.results[0]
+    # The issue's cases: what apply says waits for the notice is what the confirmation hands to resume ...
+    waiting = said(first.summary())["wait"]
+    assert waiting > 1 and f"{waiting} action(s) wait for {GATE}" in first.message
+    # ... and the resume right after confirmations counts them.
+    assert len(demo.results) > 1 and demo.results[1].counts["confirmed"] > 0
+    assert engine.run_tally(first.run.run_id, demo.cfg).complete, moments  # and the exit ends complete
+    assert [m.split(":")[0] for m in moments].count("resume") == 1
