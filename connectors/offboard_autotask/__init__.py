@@ -16,6 +16,7 @@ from offboard.connectors.psa import PsaSettings
 from offboard.wire.credentials import CredentialField
 from offboard.wire.http import RetryPolicy, VendorHttp
 from offboard.wire.ratelimit import SlidingWindowLimiter, budget_path
+from offboard.wire.replies import ReplyLimits
 
 from .auth import ApiUser
 from .session import AutotaskTicketSession
@@ -49,6 +50,7 @@ class AutotaskConnector:
             SlidingWindowLimiter(settings.requests_per_hour, settings.rate_window_seconds),
             policy=POLICY.scaled(settings.time_scale), transport=transport,
             budget_file=budget_path(self.name, f"{settings.base_url} {user}"),
+            limits=ReplyLimits.of(settings, "psa"),
         )
         return AutotaskTicketSession(http, settings)
 

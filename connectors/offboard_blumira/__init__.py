@@ -16,6 +16,7 @@ from offboard.connectors import ExitContext, SandboxKit
 from offboard.wire.credentials import CredentialField
 from offboard.wire.http import RetryPolicy, VendorHttp
 from offboard.wire.ratelimit import SlidingWindowLimiter, budget_path
+from offboard.wire.replies import ReplyLimits
 
 from .auth import ClientCredentials
 from .session import BlumiraSession
@@ -49,6 +50,7 @@ class BlumiraConnector:
             policy=policy,
             transport=transport,
             budget_file=budget_path(self.name, f"{settings.base_url} {client_id}"),
+            limits=ReplyLimits.of(settings, self.name),
         )
         return BlumiraSession(http, settings, context, auth=auth)
 

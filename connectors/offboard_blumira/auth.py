@@ -8,12 +8,13 @@ Both the client secret and every token are registered with the redactor.
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable, Generator
 
 import httpx
 
-from offboard.errors import VendorAuthError, VendorError, VendorReplyError
+from offboard.errors import VendorAuthError, VendorError, VendorReplyError, VendorReplyRefused
 from offboard.wire.redact import REDACTOR
 
 EARLY = 60.0  # refresh this many seconds before the vendor says the token expires
@@ -21,8 +22,14 @@ DEFAULT_LIFETIME = 3600.0  # clients assume this when expires_in is missing (ven
 VENDOR = "Blumira"
 
 
+# A token reply is a few hundred bytes; more than this is the endpoint answering nonsense.
+TOKEN_REPLY_MAX = 64 * 1024
+
+
 class ClientCredentials(httpx.Auth):
-    requires_response_body = True
+    # Only the token endpoint's reply is read here, and no further than TOKEN_REPLY_MAX; the API's
+    # replies are VendorHttp's to read, streamed within their limit (httpx would read them whole).
+    requires_response_body = False
 
     def __init__(self, token_url: str, client_id: str, client_secret: str, audience: str, *,
                  clock: Callable[[], float] = time.monotonic) -> None:
@@ -51,9 +58,15 @@ class ClientCredentials(httpx.Auth):
         if response.status_code != 200:
             raise VendorError(VENDOR, call, f"the token endpoint answered HTTP {response.status_code}",
                               response.status_code)
+        length = response.headers.get("content-length", "").strip()
+        if length.isdigit() and int(length) > TOKEN_REPLY_MAX:  # a chunked reply is read whole (httpx reads it)
+            raise VendorReplyRefused(VENDOR, call, f"the vendor's reply to the token request is {int(length):,} "
+                                     f"bytes (a token is a few hundred): the vendor is answering nonsense; try "
+                                     "again later or ask the vendor")
+        response.read()
         try:
-            body = response.json()
-        except ValueError:
+            body = json.loads(response.content)
+        except (ValueError, RecursionError):
             body = None
         token = body.get("access_token") if isinstance(body, dict) else None
         if not isinstance(token, str) or not token:

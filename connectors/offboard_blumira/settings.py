@@ -7,7 +7,7 @@ from typing import Any, Literal
 from pydantic import Field, ValidationInfo, field_validator, model_validator
 from pydantic_settings import SettingsConfigDict
 
-from offboard.config import SectionSettings, check_vendor_url, is_loopback_url, url_identity
+from offboard.config import VendorSettings, check_vendor_url, is_loopback_url, url_identity
 
 API_URL = "https://api.blumira.com/public-api/v1"
 TOKEN_URL = "https://auth.blumira.com/oauth/token"
@@ -18,7 +18,7 @@ PAGE_SIZE_MAX = 200  # vendor-notes §1.5
 Moving = Literal["no", "self", "msp", "unknown"]
 
 
-class BlumiraSettings(SectionSettings):
+class BlumiraSettings(VendorSettings):
     model_config = SettingsConfigDict(env_prefix="OFFBOARD_BLUMIRA__")
 
     account_id: str = Field(min_length=1, description="the customer's sub-account id (MSP Portal → the account; "

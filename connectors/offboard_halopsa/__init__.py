@@ -16,6 +16,7 @@ from offboard.connectors.psa import PsaSettings
 from offboard.wire.credentials import CredentialField
 from offboard.wire.http import RetryPolicy, VendorHttp
 from offboard.wire.ratelimit import SlidingWindowLimiter, budget_path
+from offboard.wire.replies import ReplyLimits
 
 from .auth import HaloToken
 from .session import HaloTicketSession
@@ -48,6 +49,7 @@ class HaloConnector:
             SlidingWindowLimiter(settings.requests_per_window, settings.rate_window_seconds),
             policy=POLICY.scaled(settings.time_scale), transport=transport,
             budget_file=budget_path(self.name, f"{settings.base_url} {client_id}"),
+            limits=ReplyLimits.of(settings, "psa"),
         )
         return HaloTicketSession(http, settings)
 

@@ -17,6 +17,7 @@ from offboard.wire.credentials import CredentialField
 from offboard.wire.http import RetryPolicy, VendorHttp
 from offboard.wire.ratelimit import SlidingWindowLimiter, budget_path
 from offboard.wire.redact import REDACTOR
+from offboard.wire.replies import ReplyLimits
 
 from .session import HuntressSession
 from .settings import HuntressSettings
@@ -49,6 +50,7 @@ class HuntressConnector:
             budget_file=budget_path(self.name, f"{settings.base_url} {key}"),
             # Observed, not documented (vendor-notes §1.3): used when sent, never required.
             remaining_header="x-huntress-api-call-remaining",
+            limits=ReplyLimits.of(settings, self.name),
         )
         return HuntressSession(http, settings)
 

@@ -80,6 +80,13 @@ class VendorReplyError(VendorError):
     exit_code = ExitCode.BAD_INPUT
 
 
+class VendorReplyRefused(VendorError):
+    """The vendor's reply is past a limit offboard keeps on what it reads (its size, its nesting,
+    a listing that pages without end): the vendor answering nonsense, refused before it costs
+    memory or time. Exit 1, like a vendor that stays down: nothing on our side needs fixing, and
+    a run stopped by it resumes once the vendor answers sense again."""
+
+
 def read_input(path: Path, what: str, missing: str = "") -> bytes:
     """A file the user named (config, plan, log, key): its bytes, or one line saying what is wrong."""
     try:

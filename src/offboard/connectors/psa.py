@@ -24,7 +24,7 @@ import httpx
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import SettingsConfigDict
 
-from offboard.config import SectionSettings, is_loopback_url
+from offboard.config import VendorSettings, is_loopback_url
 from offboard.connectors import SandboxKit
 from offboard.errors import BadInput
 from offboard.wire.credentials import CredentialField
@@ -38,7 +38,7 @@ RECORD_SCOPE = "scope.record-in-psa"
 NoteFormat = Literal["text", "html"]
 
 
-class PsaSettings(SectionSettings):
+class PsaSettings(VendorSettings):
     """The fields every ``[psa]`` section has; a connector's model adds its own (URLs, ids)."""
 
     model_config = SettingsConfigDict(env_prefix="OFFBOARD_PSA__")
