@@ -27,6 +27,7 @@ from pydantic_settings import SettingsConfigDict
 from offboard.config import VendorSettings, is_loopback_url
 from offboard.connectors import SandboxKit
 from offboard.errors import BadInput
+from offboard.text import one_line
 from offboard.wire.credentials import CredentialField
 from offboard.wire.http import HttpRecord
 
@@ -179,8 +180,14 @@ Kind = Literal["p", "item", "pre"]
 
 @dataclass(frozen=True)
 class Block:
+    """One paragraph or list item of a note: one line, whatever vendor string it carries (a line
+    break would forge a line of the note, or of the marker a later run looks for)."""
+
     kind: Kind
     text: str
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "text", one_line(self.text))
 
 
 @dataclass(frozen=True)
@@ -194,6 +201,9 @@ class NoteDoc:
     blocks: tuple[Block, ...]
     facts: str
     customer_visible: bool = False
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "title", one_line(self.title))
 
 
 @dataclass(frozen=True)

@@ -10,11 +10,12 @@ from typing import Any
 from offboard.lifecycle import fold
 from offboard.plan import Plan
 from offboard.rundir import RunDir, atomic_write_text
+from offboard.text import one_line
 
 
 def render_closure_note(plan: Plan, records: list[dict[str, Any]], manifest: dict[str, Any]) -> str:
     last = fold(records).last
-    out = [f"# {plan.customer}: closure of security services", ""]
+    out = [f"# {one_line(plan.customer)}: closure of security services", ""]
     if plan.end_of_service:
         out += [f"End of service: **{plan.end_of_service}**.", ""]
     out += ["## What was removed", ""]
@@ -43,14 +44,14 @@ def render_closure_note(plan: Plan, records: list[dict[str, Any]], manifest: dic
     if files:
         out.append(f"{len(files)} file(s), exported before anything was removed; each is listed with its "
                    "SHA-256 in `evidence/manifest.json`:")
-        out += [f"- `{path}`" for path in sorted(files)]
+        out += [f"- `{one_line(path)}`" for path in sorted(files)]
     else:
         out.append("No evidence was exported in this run.")
     out += ["", "## What no longer updates", ""]
     out += [f"- {line}" for line in dict.fromkeys(stops)] or ["- Nothing yet: the removals are not finished."]
     out += ["", "## Monitoring after the exit", ""]
-    out.append(plan.monitoring_after_exit or "Not recorded: set `monitoring_after_exit` under [customer] in the "
-               "config so this note names who watches your systems after the exit date.")
+    out.append(one_line(plan.monitoring_after_exit) or "Not recorded: set `monitoring_after_exit` under [customer] in "
+               "the config so this note names who watches your systems after the exit date.")
     out.append("")
     return "\n".join(out)
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 from html import escape
 
 from offboard.proof.model import GLANCE, STATE_LABEL, Proof, Row, StepView, glance, signature_line
+from offboard.text import one_line
 
 FOLD_AFTER = 8  # longer lists of objects fold under a "show all" line
 
@@ -44,7 +45,7 @@ footer { margin-top: 40px; color: var(--mute); font-size: 13px; }
 
 
 def _e(value: object) -> str:
-    return escape(str(value), quote=True)
+    return escape(one_line(value), quote=True)
 
 
 def _row(r: Row) -> str:

@@ -6,6 +6,7 @@ import re
 from typing import Any
 
 from offboard.proof.model import GLANCE, Proof, glance, signature_line
+from offboard.text import one_line
 
 # Everything that can start Markdown or HTML inline: emphasis, code, links and images (no link
 # without its brackets, so parentheses stay readable), raw HTML and autolinks, entities, table
@@ -15,30 +16,16 @@ _SPECIAL = re.compile(r"([\\`*_{}\[\]<>#|~&$])")
 _LIST_START = re.compile(r"^(\s*)([-+=]|\d+[.)])")
 
 
-def _plain(value: Any) -> str:
-    """One line: line breaks (also U+2028/2029) become spaces; other invisible controls (e.g.
-    bidi overrides that would reorder what is shown) become their code point, visibly."""
-    out = []
-    for c in str(value):
-        if c in "\r\n\t\v\f\x85\u2028\u2029":
-            out.append(" ")
-        elif c.isprintable() or c == " ":
-            out.append(c)
-        else:
-            out.append(f"U+{ord(c):04X}")
-    return "".join(out)
-
-
 def _text(value: Any) -> str:
     """A string as literal Markdown text (also inside a table cell)."""
-    escaped = _SPECIAL.sub(r"\\\1", _plain(value))
+    escaped = _SPECIAL.sub(r"\\\1", one_line(value))
     return _LIST_START.sub(lambda m: m.group(1) + "\\" + m.group(2), escaped, count=1)
 
 
 def _code(value: Any, *, cell: bool = True) -> str:
     """A string as a code span: a fence longer than any backtick run in it, so it cannot end
     early; a pipe is escaped in a table cell (GFM splits cells before it reads code spans)."""
-    text = _plain(value)
+    text = one_line(value)
     fence = "`" * (max((len(r) for r in re.findall("`+", text)), default=0) + 1)
     if text.startswith("`") or text.endswith("`"):
         text = f" {text} "
