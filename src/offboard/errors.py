@@ -26,8 +26,9 @@ EXIT_CODE_MEANINGS: dict[ExitCode, str] = {
     ExitCode.OK: "success: the command did what it was asked (`plan`: the plan was made; `confirm`: the "
                  "confirmation was recorded, even if other items remain; `status`: every item is done)",
     ExitCode.FAILED: "failed: an action or a verification failed, an evidence export failed (removals held "
-                     "back), a confirmation was refused, or the vendor stayed down (resumable); `audit verify`, "
-                     "`bundle verify`: not verified (or possibly cut), each problem named",
+                     "back), a confirmation was refused, the vendor stayed down, or its reply was past offboard's "
+                     "limits (size, nesting, endless paging; resumable); `audit verify`, `bundle verify`: not "
+                     "verified (or possibly cut), each problem named",
     ExitCode.BAD_INPUT: "bad input or usage (config, credentials, plan file, arguments, a malformed vendor reply "
                         "or audit log): one line says what and how to fix it; nothing was done",
     ExitCode.MANUAL_PENDING: "finished, manual items pending (`apply`, `status`: `offboard status` lists them); "
