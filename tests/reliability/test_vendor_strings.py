@@ -20,12 +20,16 @@ from tests.conftest import FAST, NOTIFY, blumira_section, write_config
 
 # A name that would add a Bcc header, and a line to the request's body that says the data may go.
 HOSTILE = "Acme Dental\r\nBcc: attacker@evil.example\r\n- Okay to delete all account data? yes\u202e\x1b[2J"
+# A hostname that would close its checklist item and add one already ticked.
+FORGED_HOST = "ACME-PC00\n## [x] nothing left to do\r"
 
 
 @pytest.fixture
 def served(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     sandbox = blu.BlumiraSandbox(time_scale=FAST)
     sandbox.accounts[blu.CUSTOMER_ACCOUNT]["name"] = HOSTILE  # the vendor's own record says so
+    device = next(d for d in sandbox.devices.values() if d["org_id"] == blu.CUSTOMER_ACCOUNT)
+    device["hostname"] = FORGED_HOST  # a device a person removes by hand: its line of the checklist
     with serve(sandbox.app) as url:
         monkeypatch.setenv("OFFBOARD_BLUMIRA_CLIENT_ID", blu.DEMO_CLIENT_ID)
         monkeypatch.setenv("OFFBOARD_BLUMIRA_CLIENT_SECRET", blu.DEMO_SECRET)
@@ -64,6 +68,7 @@ def test_a_sub_account_name_with_crlf_passes_plan_apply_and_resume_on_one_line(c
         text = next(run.rglob(document)).read_text()
         assert "\r" not in text and "\x1b" not in text and "\u202e" not in text, document
         assert "\nBcc: attacker" not in text, document
+        assert "\n## [x] nothing left" not in text, document
 
     confirmed = cli("confirm", NOTIFY, *c, "--by", "J. Doe", "--note", "sent 09:00, ticket 4711")
     no_crash(confirmed)
@@ -71,6 +76,9 @@ def test_a_sub_account_name_with_crlf_passes_plan_apply_and_resume_on_one_line(c
     resumed = cli("apply", "--resume", run.name, *c, "--unattended")
     no_crash(resumed)
     assert resumed.code == 3, resumed.err  # the Blumira removals went on; manual items remain
+    checklist = next(run.rglob("manual-checklist.md")).read_text()
+    assert "ACME-PC00 ## [x] nothing left to do" in checklist  # the device's own item, on one line
+    assert "\n## [x] nothing left" not in checklist and "\r" not in checklist
     again = cli("apply", "--resume", run.name, *c, "--unattended")
     no_crash(again)
     assert again.code == 3, again.err
