@@ -17,6 +17,8 @@ from typing import Any
 import httpx
 import pytest
 import respx
+from hypothesis import given
+from hypothesis import strategies as st
 
 from tests.conftest import write_config
 
@@ -238,3 +240,28 @@ def test_a_write_answered_past_the_limit_is_ambiguous_and_is_re_read_never_resen
             http.request("DELETE", "/v1/organizations/42")
     assert route.call_count == 1  # the DELETE was answered: it may have landed, so it is not sent again
     assert "the vendor's reply is larger than 1,024 bytes" in str(caught.value)
+
+
+# -- the depth count itself -------------------------------------------------------------------------
+
+JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text(alphabet='[]{}"\\ a\n:,'),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(alphabet='[]{}"\\ a'), inner, max_size=4),
+    max_leaves=30)
+
+
+def depth_of(value: Any) -> int:
+    if isinstance(value, list):
+        return 1 + max((depth_of(v) for v in value), default=0)
+    if isinstance(value, dict):
+        return 1 + max((depth_of(v) for v in value.values()), default=0)
+    return 0
+
+
+@given(JSON, st.integers(min_value=0, max_value=8))
+def test_the_depth_count_skips_strings_and_escapes_and_is_exact_below_and_above_the_limit(
+        value: Any, limit: int) -> None:
+    from offboard.wire.replies import nesting_depth
+
+    for raw in (json.dumps(value).encode(), json.dumps(value, ensure_ascii=False, indent=1).encode()):
+        assert nesting_depth(raw, limit) == depth_of(value), raw
