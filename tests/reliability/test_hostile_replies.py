@@ -265,3 +265,16 @@ def test_the_depth_count_skips_strings_and_escapes_and_is_exact_below_and_above_
 
     for raw in (json.dumps(value).encode(), json.dumps(value, ensure_ascii=False, indent=1).encode()):
         assert nesting_depth(raw, limit) == depth_of(value), raw
+
+
+def test_a_genuine_listing_that_changes_while_it_is_read_is_believed() -> None:
+    from offboard.wire.paging import PageGuard, Totals
+
+    # 1,000 items in pages of 500, read while machines enrol and others go: the total says 1,000
+    # then 1,004, the pages bring 1,012 items over 3 pages, the last one short and then an empty one.
+    guard = PageGuard("Huntress", "GET /v1/agents", max_pages=10_000)
+    pages = [(list(range(500)), 1000), (list(range(500, 1000)), 1004), (list(range(1000, 1012)), 1004), ([], 1004)]
+    for n, (items, total) in enumerate(pages):
+        guard.request({"page_token": f"t{n}"})
+        guard.received(items, Totals(items=total))
+    assert guard.pages == 4 and guard.items == 1012
