@@ -15,6 +15,7 @@ from offboard.wire.credentials import CredentialField
 from offboard.wire.http import RetryPolicy
 
 from .auth import ApiUser
+from .client import refusal
 from .session import AutotaskTicketSession
 from .settings import RATE_WINDOW, AutotaskSettings
 
@@ -34,6 +35,7 @@ class AutotaskConnector(PsaConnectorBase[AutotaskSettings]):
     # The tenant's budget is shared by every integration: few tries, long waits on a 429.
     policy = RetryPolicy(max_attempts=3, backoff_base=2.0, backoff_max=20.0, retry_after_max=120.0,
                          rate_limited_default=60.0)
+    refusal = staticmethod(refusal)  # its validation envelope: recorded as refused, never resent
 
     def wire(self, settings: AutotaskSettings, credentials: Mapping[str, str]) -> Wire:
         user = credentials["username"]

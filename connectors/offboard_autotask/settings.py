@@ -26,10 +26,14 @@ class AutotaskSettings(PsaSettings):
                                             "https://webservices.autotask.net/atservicesrest/v1.0/zoneInformation"
                                             "?user=<API user> names it)")
     closed_status_ids: list[int] = Field(default_factory=lambda: [COMPLETE],
-                                         description="statuses that mean the ticket is closed: nothing is posted")
+                                         description="statuses that mean the ticket is closed (notes are still tried: "
+                                                     "the PSA's answer decides)")
     note_type: int | None = Field(None, description="the note type picklist value; default: the tenant's default")
     publish_internal: int | None = Field(None, description="the publish value of an internal note; default: the "
-                                                            "tenant's value labelled Internal")
+                                                            "tenant's one value labelled Internal Only (else "
+                                                            "Internal Project Team); never co-managed or all-users")
+    attachment_publish_internal: int | None = Field(None, description="the same for attachments (their own "
+                                                                       "picklist)")
     publish_visible: int | None = Field(None, description="the publish value of a note the customer may see; "
                                                            "default: the tenant's value labelled All")
     max_file_mb: float = Field(6.0, gt=0, le=7.0, description="Autotask takes 6-7 MB per file through its API")

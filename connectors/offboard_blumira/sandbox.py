@@ -33,6 +33,7 @@ import secrets
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -125,6 +126,7 @@ class BlumiraSandbox(SandboxBase):
             Route(API_PREFIX + "/msp/webhooks/{id}", self._webhook, methods=["GET", "DELETE"]),
             Route(API_PREFIX + "/org/agents/actions", self._catalog),
             Route("/_sandbox/portal/{item}", self._portal, methods=["POST"]),
+            Route("/_sandbox/watch/{what}", self._after_exit, methods=["POST"]),
         ]
         routes += self.control_routes()
         self.app = self.gated(Starlette(routes=routes))
@@ -432,6 +434,29 @@ class BlumiraSandbox(SandboxBase):
         elif item == "delete_webhook" and target:
             self.webhooks.pop(target, None)
         return JSONResponse({"done": True})
+
+
+    async def _after_exit(self, request: Request) -> Response:
+        """Not Blumira: what happens after an exit that the watch must notice (demo and tests).
+        ``re-add-device``: a device enrols again under the sub-account (``?account=&hostname=``), with
+        the account's installation key if one is left, else the one its old installer carried."""
+        what = request.path_params["what"]
+        c = request.query_params.get("account", CUSTOMER_ACCOUNT)
+        if c not in self.accounts or what != "re-add-device":
+            return JSONResponse({"done": False})
+        short = c[-4:]
+        name = str(self.accounts[c]["name"])
+        did = f"dev-{short}-{len([d for d in self.devices if d.startswith(f'dev-{short}-')]) + 100:03d}"
+        key = next((k for k, v in self.keys.items() if v[ACCOUNT] == c), f"key-{short}-0")
+        stamp = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.000")
+        self.devices[did] = {
+            ACCOUNT: c, "device_id": did, "hostname": request.query_params.get("hostname", f"{name.split()[0].upper()}"
+                                                                                          "-PC-REIMAGED"),
+            "arch": "x64", "plat": "windows", "description": "", "is_domain_controller": False, "is_excluded": False,
+            "is_isolated": False, "is_sleeping": False, "isolation_requested": False, "key_id": key,
+            "keyname": self.keys[key]["description"] if key in self.keys else "", "org_id": c, "alive": stamp,
+            "created": stamp, "modified": stamp}
+        return JSONResponse({"done": True, "device_id": did})
 
 
 _TITLES = {400: "Bad Request", 401: "Unauthorized", 403: "Forbidden", 404: "Not Found", 405: "Method Not Allowed",

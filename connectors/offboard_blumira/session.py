@@ -6,9 +6,10 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
+from datetime import datetime
 from typing import Any
 
-from offboard.connectors import ActionResult, Artifact, Check, ExitContext, PlanParts, reread_check
+from offboard.connectors import ActionResult, Artifact, Check, ExitContext, PlanParts, Watched, reread_check
 from offboard.errors import BadInput, VendorAuthError, VendorError
 from offboard.lifecycle import TERMINAL
 from offboard.plan import Action, Finding, Inventory, InventoryItem, Target, VendorPlan
@@ -21,6 +22,7 @@ from .models import Account, Webhook
 from .ownership import UNKNOWN, listed_owner, owner_of_account
 from .settings import BlumiraSettings
 from .steps import COMPLETE_FILE, NOTIFY_ITEM, REQUEST_FILE, SUPPORT_ITEM, VENDOR, plan_exit
+from .watch import watch as watch_after_exit
 
 # The manual items the API can check, and the list each is checked against.
 LIST_CHECKED = {"agents.remove-devices": "device", "agents.remove-keys": "agent_key", "users.remove": "user"}
@@ -348,6 +350,9 @@ class BlumiraSession:
         covered = {a.operation for s in vendor_plan.steps for a in s.actions if a.kind == "manual"}
         checks += [self._list_check(op, list(inventory.items)) for op in LIST_CHECKED if op not in covered]
         return checks
+
+    def watch(self, since: datetime) -> list[Watched]:
+        return watch_after_exit(self, since)
 
     def documents(self, vendor_plan: VendorPlan, states: Mapping[str, str]) -> tuple[Artifact, ...]:
         """The notice that de-provisioning is complete ("De-provisioning complete? yes", the

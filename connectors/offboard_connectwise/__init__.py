@@ -15,6 +15,7 @@ from offboard.connectors.psa import PsaConnectorBase
 from offboard.wire.credentials import CredentialField
 
 from .auth import MemberKeys
+from .client import refusal
 from .session import ConnectWiseTicketSession
 from .settings import RATE_WINDOW, ConnectWiseSettings
 
@@ -33,6 +34,7 @@ class ConnectWiseConnector(PsaConnectorBase[ConnectWiseSettings]):
         CredentialField("client_id", "ConnectWise clientId (the integration's GUID from developer.connectwise.com)"),
     )
     policy = replace(PsaConnectorBase.policy, rate_limited_default=RATE_WINDOW / 4)  # a 429's Retry-After wins
+    refusal = staticmethod(refusal)  # its validation envelope: recorded as refused, never resent
 
     def wire(self, settings: ConnectWiseSettings, credentials: Mapping[str, str]) -> Wire:
         public = credentials["public_key"]

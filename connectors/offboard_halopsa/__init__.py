@@ -15,6 +15,7 @@ from offboard.connectors.psa import PsaConnectorBase
 from offboard.wire.credentials import CredentialField
 
 from .auth import halo_token
+from .client import refusal
 from .session import HaloTicketSession
 from .settings import RATE_WINDOW, HaloSettings
 
@@ -32,6 +33,7 @@ class HaloConnector(PsaConnectorBase[HaloSettings]):
         CredentialField("client_secret", "HaloPSA API application Client Secret"),
     )
     policy = replace(PsaConnectorBase.policy, rate_limited_default=RATE_WINDOW / 5)
+    refusal = staticmethod(refusal)  # its validation envelope: recorded as refused, never resent
 
     def wire(self, settings: HaloSettings, credentials: Mapping[str, str]) -> Wire:
         auth = halo_token(settings.auth_url, settings.tenant, credentials["client_id"], credentials["client_secret"])

@@ -29,7 +29,8 @@ class HaloSettings(PsaSettings):
     outcome_id: int = Field(INTERNAL_NOTE, gt=0, description="the action type each note is posted as; the API "
                                                              "agent must be allowed to use it")
     closed_status_ids: list[int] = Field(default_factory=lambda: [CLOSED],
-                                         description="statuses that mean the ticket is closed: nothing is posted")
+                                         description="statuses that mean the ticket is closed (notes are still tried: "
+                                                     "the PSA's answer decides)")
     max_file_mb: float = Field(20.0, gt=0, description="files larger than this are linked, not attached "
                                                         "(Halo's own limit is not published)")
     requests_per_window: int = Field(240, ge=1, le=RATE_LIMIT,

@@ -154,3 +154,31 @@ class Subscription(_Reply):
     product: str = ""
     status: str = ""
     auto_renew: bool | None = None
+
+
+def _usage(usages: dict[str, Any], product: str, field: str) -> int:
+    """A count under actual_usages (an object per product; a list of tenants for itdr/ispm),
+    read defensively: the spec types actual_usages as a string, its example as an object."""
+    entry = usages.get(product)
+    entries = entry if isinstance(entry, list) else [entry]
+    total = 0
+    for e in entries:
+        value = e.get(field) if isinstance(e, dict) else None
+        total += value if isinstance(value, int) and not isinstance(value, bool) else 0
+    return total
+
+
+def billed_counts(org: Organization, product: str) -> dict[str, int]:
+    """The organization's counts that bill ``product`` (steps.BILLED_ON says which): the billing check
+    and the watch after the exit read them the same way."""
+    usages = org.actual_usages if isinstance(org.actual_usages, dict) else {}
+    if product == "edr":
+        return {"agents_count": org.agents_count,
+                "billable_agents_count": _usage(usages, "edr", "billable_agents_count")}
+    if product == "itdr":
+        return {"billable_identity_count": org.billable_identity_count,
+                "itdr_billable_identities": _usage(usages, "itdr", "billable_identities_count")}
+    if product == "sat":
+        return {"sat_learner_count": org.sat_learner_count, "sat_learners": _usage(usages, "sat", "learners_count")}
+    return {"logs_sources_count": org.logs_sources_count,
+            "siem_billable_log_sources": _usage(usages, "siem", "billable_log_sources_count")}

@@ -23,6 +23,7 @@ import base64
 import binascii
 import json
 import random
+import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -67,6 +68,7 @@ class HuntressSandbox(SandboxBase):
     rate_limit: int = 60
     send_retry_after: bool = True
     org_delete_error: tuple[int, str] | None = None  # answer DELETE organization with (409 or 422, message)
+    siem_enabled: bool = True  # False: POST /v1/siem/query answers 404, as for an account without the feature
     extra_credentials: dict[str, str] = field(default_factory=dict)
     requests: list[Logged] = field(default_factory=list)
     faults: list[Fault] = field(default_factory=list)
@@ -91,6 +93,7 @@ class HuntressSandbox(SandboxBase):
         self.rules: dict[int, dict[str, Any]] = {}
         self.invoices: list[dict[str, Any]] = []
         self.subscriptions: dict[int, dict[str, Any]] = {}
+        self.siem_logs: list[dict[str, Any]] = []  # records keyed by ECS field names, as the spec's example
         # Objects the vendor lists under the customer's organization although their reply does not say
         # whose they are (no organization_id, no applied_to id…). Empty unless a test adds some; never
         # readable one by one (404).
@@ -118,7 +121,9 @@ class HuntressSandbox(SandboxBase):
             Route("/v1/unwanted_access_rules/{id:int}", self._rule, methods=["GET", "DELETE"]),
             Route("/v1/reseller/subscriptions/{id:int}", self._subscription, methods=["GET", "PATCH"]),
             Route("/_sandbox/files/{name}", self._file),
+            Route("/v1/siem/query", self._siem_query, methods=["POST"]),
             Route("/_sandbox/portal/{item}", self._portal, methods=["POST"]),
+            Route("/_sandbox/watch/{what}", self._after_exit, methods=["POST"]),
         ]
         routes += self.control_routes()
         for path, handler, methods in mirrored:
@@ -167,6 +172,10 @@ class HuntressSandbox(SandboxBase):
             }
             agent = self.agents[next_id]
             agent["updated_at"] = agent["last_survey_at"] = agent["last_callback_at"]
+        for org_id, seeded in self.orgs.items():  # each source's last records, days before any exit
+            for n in range(seeded["logs_sources_count"] * 2):
+                self.siem_logs.append(_log_record(org_id, f"{seeded['key'].upper()}-DC-{n % 3 + 1:02d}",
+                                                  now - timedelta(days=2 + n, minutes=n)))
         mine = sorted(a for a, v in self.agents.items() if v["organization_id"] == CUSTOMER_ORG)
         if len(mine) >= 2:
             self.agents[mine[0]]["firewall_status"] = "Isolated"
@@ -459,6 +468,66 @@ class HuntressSandbox(SandboxBase):
         return JSONResponse({"done": True})
 
 
+    async def _siem_query(self, request: Request) -> Response:
+        """ESQL over the SIEM's logs (the spec): ``esql`` must begin with ``FROM logs``; ``range_start`` and
+        ``range_end`` are required ISO-8601 times; 200 rows a page, ``page_token`` in the body with the same
+        range; 404 when the account has no SIEM query feature. The double understands the ESQL a watch
+        sends: ``WHERE field == "value"`` (and-ed), ``SORT field ASC|DESC``, ``LIMIT n``."""
+        if not self.siem_enabled:
+            return _error(404, "SIEM query feature is not enabled for this account.")
+        body = await _body(request)
+        esql, start, end = body.get("esql"), body.get("range_start"), body.get("range_end")
+        if not isinstance(esql, str) or not isinstance(start, str) or not isinstance(end, str):
+            return _error(400, "esql, range_start and range_end are required")
+        try:
+            lo, hi = _parse_time(start), _parse_time(end)
+        except ValueError:
+            return _error(400, "range_start and range_end must be ISO 8601 date-times")
+        rows = _esql(esql, [r for r in self.siem_logs if lo <= _parse_time(r["@timestamp"]) <= hi])
+        if rows is None:
+            return _error(422, "Invalid ESQL query: it must begin with FROM logs")
+        offset = 0
+        if token := body.get("page_token"):
+            try:
+                offset = int(base64.urlsafe_b64decode(str(token).encode()).decode())
+            except (binascii.Error, ValueError, UnicodeDecodeError):
+                return _error(400, "invalid page_token")
+        page = rows[offset:offset + SIEM_PAGE]
+        pagination: dict[str, Any] = {}
+        if offset + SIEM_PAGE < len(rows):
+            pagination = {"next_page_token": base64.urlsafe_b64encode(str(offset + SIEM_PAGE).encode()).decode()}
+        return JSONResponse({"logs": page, "pagination": pagination})
+
+    async def _after_exit(self, request: Request) -> Response:
+        """Not Huntress: what happens after an exit that the watch must notice (demo and tests).
+        ``re-enrol``: a host re-imaged from an old golden image enrols an agent under the organization
+        again (``?org=&hostname=``); ``siem-record``: a log source nobody disconnected sends a record now
+        (and counts as a billable source again: a source that sent data in the last 30 days is billed)."""
+        what = request.path_params["what"]
+        org_id = int(request.query_params.get("org", CUSTOMER_ORG))
+        org = self.orgs.get(org_id)
+        now = datetime.now(UTC)
+        if org is None:
+            return JSONResponse({"done": False})
+        if what == "re-enrol":
+            agent_id = max(self.agents, default=1000) + 1
+            hostname = request.query_params.get("hostname", f"{org['key'].upper()}-WS-REIMAGED")
+            self.agents[agent_id] = {
+                **EXAMPLES["Agent"], "id": agent_id, "account_id": ACCOUNT["id"], "organization_id": org_id,
+                "hostname": hostname, "platform": "windows", "os": "Windows 11 Pro", "version": "0.13.2",
+                "firewall_status": "Enabled", "serial_number": f"SN{agent_id:08d}",
+                "ipv4_address": f"10.{org_id}.9.{agent_id % 250}", "mac_addresses": ["7c:a7:b0:00:00:01"],
+                "last_callback_at": _ts(now), "last_survey_at": _ts(now), "created_at": _ts(now),
+                "updated_at": _ts(now)}
+            return JSONResponse({"done": True, "agent_id": agent_id})
+        if what == "siem-record":
+            host = request.query_params.get("hostname", f"{org['key'].upper()}-FW-01")
+            self.siem_logs.append(_log_record(org_id, host, now))
+            org["logs_sources_count"] = max(1, int(org.get("logs_sources_count") or 0))
+            return JSONResponse({"done": True})
+        return JSONResponse({"done": False})
+
+
 class _Checked:
     """ASGI middleware: hands each reply of the vendor's routes to ``HuntressSandbox.reply_check``
     when one is installed (the gate's own replies — faults, 401, 429 — are not the routes')."""
@@ -596,6 +665,40 @@ def _escalation(model: str, eid: int, status: str, severity: str, subject: str, 
     if status != "resolved":
         item.pop("resolved_at", None)  # not resolved: no time (the spec never says null)
     return item
+
+
+SIEM_PAGE = 200  # rows a page (the spec)
+
+
+def _log_record(org_id: int, host: str, at: datetime) -> dict[str, Any]:
+    """One SIEM record, keyed by ECS field names as the spec's example; the organization in ECS's
+    organization.id (the spec does not say which field carries it)."""
+    return {"uuid": f"0196{int(at.timestamp() * 1000):012x}-7000-8000-{org_id:012d}", "@timestamp": _ts(at),
+            "organization.id": str(org_id), "event.provider": "Microsoft-Windows-Security-Auditing",
+            "host.hostname": host, "message": "An account was successfully logged on."}
+
+
+def _parse_time(ts: str) -> datetime:
+    at = datetime.fromisoformat(ts.replace("Z", "+00:00"))
+    return at if at.tzinfo is not None else at.replace(tzinfo=UTC)
+
+
+def _esql(query: str, rows: list[dict[str, Any]]) -> list[dict[str, Any]] | None:
+    """The few ESQL commands a watch sends; None for a query that does not begin with FROM logs."""
+    commands = [c.strip() for c in query.split("|")]
+    if not commands or commands[0] != "FROM logs":
+        return None
+    out = list(rows)
+    for command in commands[1:]:
+        if where := re.fullmatch(r'WHERE\s+(\S+)\s*==\s*"([^"]*)"', command):
+            out = [r for r in out if str(r.get(where[1])) == where[2]]
+        elif sort := re.fullmatch(r"SORT\s+(\S+)(?:\s+(ASC|DESC))?", command):
+            out.sort(key=lambda r: str(r.get(sort[1]) or ""), reverse=sort[2] == "DESC")
+        elif limit := re.fullmatch(r"LIMIT\s+(\d+)", command):
+            out = out[:int(limit[1])]
+        else:
+            return None
+    return out
 
 
 def _days_ago(ts: str) -> int:

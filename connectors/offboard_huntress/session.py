@@ -6,9 +6,10 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
+from datetime import datetime
 from typing import Any
 
-from offboard.connectors import ActionResult, Artifact, Check, PlanParts, reread_check
+from offboard.connectors import ActionResult, Artifact, Check, PlanParts, Watched, reread_check
 from offboard.errors import BadInput, VendorAuthError
 from offboard.plan import Action, Finding, Inventory, InventoryItem, Target, VendorPlan
 from offboard.wire.http import HttpRecord, Reply, VendorHttp
@@ -27,6 +28,7 @@ from .models import (
     PlatformAction,
     SummaryReport,
     UnwantedAccessRule,
+    billed_counts,
     parse,
 )
 from .settings import HuntressSettings
@@ -39,6 +41,7 @@ from .steps import (
     owner_of_rule,
     plan_exit,
 )
+from .watch import watch as watch_after_exit
 
 # Manual items the organization's own fields can confirm, and what each check is called.
 MANUAL_CHECKS = {"itdr.unmap-tenant": "ITDR tenant unmapped", "siem.disconnect-sources": "SIEM sources disconnected",
@@ -400,6 +403,9 @@ class HuntressSession:
                 parts.append(f"{what}: {shown}" + (f" and {len(group) - 20} more" if len(group) > 20 else ""))
         return Check(name, not ours and not unknown, "; ".join(parts))
 
+    def watch(self, since: datetime) -> list[Watched]:
+        return watch_after_exit(self, since)
+
     def documents(self, vendor_plan: VendorPlan, states: Mapping[str, str]) -> tuple[Artifact, ...]:
         return ()  # the closure note is the core's; Huntress's runbook asks for no other document
 
@@ -430,7 +436,7 @@ class HuntressSession:
             ok = org.logs_sources_count == 0 and billable == 0
             detail = f"logs_sources_count={org.logs_sources_count}, billable_log_sources_count={billable}"
         else:  # billing.account-manager: what the exit removed, product by product
-            counts = {k: v for p in billed for k, v in _billed_counts(org, p).items()}
+            counts = {k: v for p in billed for k, v in billed_counts(org, p).items()}
             ok = all(v == 0 for v in counts.values())
             detail = ", ".join(f"{k}={v}" for k, v in counts.items())
         return Check(name, ok, detail, http=record)
@@ -487,33 +493,6 @@ def _gone(gone: bool, record: HttpRecord, owner: str | None) -> ActionResult:
     if gone:
         return ActionResult("success", "re-read answers 404: gone", record, already_absent=True)
     return ActionResult("failure", "still present", record, owner=owner)
-
-
-def _usage(usages: dict[str, Any], product: str, field: str) -> int:
-    """A count under actual_usages (an object per product; a list of tenants for itdr/ispm),
-    read defensively: the spec types actual_usages as a string, its example as an object."""
-    entry = usages.get(product)
-    entries = entry if isinstance(entry, list) else [entry]
-    total = 0
-    for e in entries:
-        value = e.get(field) if isinstance(e, dict) else None
-        total += value if isinstance(value, int) and not isinstance(value, bool) else 0
-    return total
-
-
-def _billed_counts(org: Organization, product: str) -> dict[str, int]:
-    """The organization's counts that bill ``product`` (steps.BILLED_ON says which)."""
-    usages = org.actual_usages if isinstance(org.actual_usages, dict) else {}
-    if product == "edr":
-        return {"agents_count": org.agents_count,
-                "billable_agents_count": _usage(usages, "edr", "billable_agents_count")}
-    if product == "itdr":
-        return {"billable_identity_count": org.billable_identity_count,
-                "itdr_billable_identities": _usage(usages, "itdr", "billable_identities_count")}
-    if product == "sat":
-        return {"sat_learner_count": org.sat_learner_count, "sat_learners": _usage(usages, "sat", "learners_count")}
-    return {"logs_sources_count": org.logs_sources_count,
-            "siem_billable_log_sources": _usage(usages, "siem", "billable_log_sources_count")}
 
 
 def _snapshot(org: Organization) -> dict[str, Any]:

@@ -16,6 +16,7 @@ class ExitCode(IntEnum):
     BAD_INPUT = 2
     MANUAL_PENDING = 3
     PREFLIGHT_BLOCKED = 4
+    CAME_BACK = 5  # `offboard watch`: something came back after the exit
     PLAN_HAS_CHANGES = 10  # only with `plan --detailed-exitcode`, as Terraform's flag
     INTERRUPTED = 130  # Ctrl-C, as shells report SIGINT
 
@@ -35,6 +36,9 @@ EXIT_CODE_MEANINGS: dict[ExitCode, str] = {
                              "`bundle verify` without `--public-key`: consistent, but a person must compare the "
                              "key's fingerprint",
     ExitCode.PREFLIGHT_BLOCKED: "stopped by a preflight gate before any removal",
+    ExitCode.CAME_BACK: "`watch` only: something came back after the exit (an agent or device listed again, a "
+                        "usage count above zero, SIEM records since the exit ended), each named on its own line "
+                        "with the runbook step that removes it (0 means everything is still stopped)",
     ExitCode.PLAN_HAS_CHANGES: "`plan --detailed-exitcode` only: the plan has removals to make by API "
                                "(with that flag, 0 means there is nothing to remove)",
     ExitCode.INTERRUPTED: "interrupted (Ctrl-C); an apply says which run to resume",
@@ -73,6 +77,12 @@ class AmbiguousWrite(VendorError):
     The caller must re-read the object before deciding anything; resending blindly
     could act twice.
     """
+
+
+class VendorRefused(VendorError):
+    """The vendor refused the request in the form it documents for a refusal (a validation envelope,
+    whatever its status code): nothing was done, and sending it again would be refused again. Recorded
+    as refused, never resent and never taken for a transient fault."""
 
 
 class VendorReplyError(VendorError):

@@ -14,6 +14,7 @@ from offboard.batch.run import (
     BatchInterrupted,
     ExitChecks,
     ExitOutcome,
+    ExitWatch,
     apply_batch,
     batch_exit_code,
     bundle_batch,
@@ -22,12 +23,14 @@ from offboard.batch.run import (
     plan_batch,
     states_of,
     verify_batch,
+    watch_batch,
 )
 from offboard.batch.source import ExitSpec, load_source
 from offboard.batch.status import ExitState, exit_state
 
 __all__ = [
     "PARALLEL", "Batch", "BatchInterrupted", "BatchPlan", "ExitChecks", "ExitOutcome", "ExitSpec", "ExitState",
+    "ExitWatch",
     "apply_batch", "batch_exit_code", "bundle_batch", "confirm_batch", "exit_state", "load_source", "open_batch",
-    "plan_batch", "read_batch_plan", "states_of", "verify_batch", "write_batch_plan",
+    "plan_batch", "read_batch_plan", "states_of", "verify_batch", "watch_batch", "write_batch_plan",
 ]

@@ -18,6 +18,7 @@ from collections.abc import Callable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor, as_completed
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
+from datetime import date
 from pathlib import Path
 from typing import TypeVar
 
@@ -319,6 +320,35 @@ def verify_batch(batch: Batch, *, opener: Opener = _default_opener, parallel: in
             found[e.slug] = ExitChecks(e.slug, checks)
         except OffboardError as exc:
             found[e.slug] = ExitChecks(e.slug, [], str(exc))
+
+    _pooled(list(batch.exits), one, parallel, threading.Event())
+    return [found[e.slug] for e in batch.exits]
+
+
+@dataclass
+class ExitWatch:
+    slug: str
+    result: engine.WatchResult | None
+    error: str = ""
+
+
+def watch_batch(batch: Batch, *, until: date | None = None, opener: Opener = _default_opener,
+                parallel: int = PARALLEL) -> list[ExitWatch]:
+    """`offboard watch --once` of every exit that has a run, side by side; the calls draw on each
+    vendor account's one budget, as every offboard process's do."""
+    found: dict[str, ExitWatch] = {}
+
+    def one(e: BatchExit) -> None:
+        cfg = batch.configs[e.slug]
+        run = exit_state(cfg, e.plan).run
+        if run is None:
+            found[e.slug] = ExitWatch(e.slug, None, "no run yet: apply the batch first")
+            return
+        try:
+            with opener(cfg) as sessions:
+                found[e.slug] = ExitWatch(e.slug, engine.watch_run(run.run_id, cfg, sessions, until=until))
+        except OffboardError as exc:
+            found[e.slug] = ExitWatch(e.slug, None, str(exc))
 
     _pooled(list(batch.exits), one, parallel, threading.Event())
     return [found[e.slug] for e in batch.exits]

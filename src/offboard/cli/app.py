@@ -16,10 +16,10 @@ import typer
 
 from offboard import connectors as registry
 from offboard import engine
-from offboard.cli import conventions, jsonout, render, stopped
+from offboard.cli import conventions, jsonout, render, stopped, watch_cmd
 from offboard.cli.batch_cmd import batch_app
 from offboard.cli.sandbox_cmd import sandbox_app
-from offboard.config import ExitConfig, load_config
+from offboard.config import ExitConfig
 from offboard.connectors import psa as psa_registry
 from offboard.errors import BadInput, ExitCode, OffboardError, RunInterrupted, RunStopped, read_input
 from offboard.plan import read_plan, write_plan
@@ -69,15 +69,14 @@ app.add_typer(auth_app, name="auth")
 app.add_typer(keys_app, name="keys")
 app.add_typer(sandbox_app, name="sandbox")
 app.add_typer(batch_app, name="batch")
+app.command("watch")(watch_cmd.watch)
 
 ConfigOpt = Annotated[Path, typer.Option("--config", "-c", envvar="OFFBOARD_CONFIG",
                                          help="The exit definition (start from config.example.toml).")]
 
 
 def _config(path: Path) -> ExitConfig:
-    available = registry.installed()
-    return load_config(path, {n: c.settings_model for n, c in available.items()},
-                       {n: c.settings_model for n, c in psa_registry.installed().items()})
+    return conventions.load_exit_config(path)
 
 
 def _warn_if_late(cfg: ExitConfig) -> list[str]:
@@ -120,8 +119,13 @@ def plan(
     with engine.open_sessions(cfg) as sessions:
         with render.err.status("Reading what the customer still has (read-only)…"):
             the_plan = engine.make_plan(cfg, sessions)
+        visibility = sessions.ticket.visibility_line if sessions.ticket is not None else None
         if not as_json:
             render.plan_view(the_plan)
+            if sessions.ticket is not None:
+                render.out.print(sessions.ticket.visibility_line or f"{sessions.ticket.ref}: its visibility could "
+                                 "not be read now; apply reads it before posting anything", soft_wrap=True,
+                                 markup=False)
         ready = engine.check_machine(cfg)  # this machine's gates, shown as the vendors' are: apply would refuse
         if ready.gates and not as_json:
             render.out.print(render.findings_table(ready.gates))
@@ -140,7 +144,8 @@ def plan(
     removals = [a for a in the_plan.api_actions() if a.destructive]
     code = ExitCode.PLAN_HAS_CHANGES if removals and detailed_exitcode else ExitCode.OK
     if as_json:
-        jsonout.plan(the_plan, code, saved_to=out, signature=signature, warnings=warnings)
+        jsonout.plan(the_plan, code, saved_to=out, signature=signature, warnings=warnings,
+                     ticket_visibility=visibility)
     raise typer.Exit(code)
 
 
@@ -346,6 +351,8 @@ def status_cmd(
         jsonout.status(run_dir.run_id, rows, code)  # every object, whatever --all says
     else:
         render.out.print(render.status_table(run_dir.run_id, rows, every_object=every_object))
+        for line in engine.watch_summary(run_dir):  # after the exit (`offboard watch`)
+            render.out.print(line, soft_wrap=True, markup=False)
     raise typer.Exit(code)
 
 

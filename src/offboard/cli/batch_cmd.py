@@ -6,6 +6,7 @@ reads it, finds each exit's config beside it, and each exit's run in that exit's
 
 from __future__ import annotations
 
+import sys
 import tempfile
 from pathlib import Path
 from typing import Annotated
@@ -18,7 +19,8 @@ from offboard import batch as batches
 from offboard import connectors as registry
 from offboard import engine
 from offboard.batch.run import Report
-from offboard.cli import render
+from offboard.cli import render, schedule
+from offboard.cli import watch_cmd as watch_cmd_module
 from offboard.config import SectionSettings
 from offboard.errors import BadInput, ExitCode
 from offboard.wire.redact import REDACTOR
@@ -226,6 +228,59 @@ def confirm_cmd(
     if any(not isinstance(r, str) and r.to_resume for _, r in results):
         render.out.print(f"Actions held until now run with: offboard batch apply --resume {plan}", markup=False)
     raise typer.Exit(ExitCode.FAILED if refused else ExitCode.OK)
+
+
+@batch_app.command("watch")
+def watch_cmd(
+    plan: PlanArg = DEFAULT_PLAN,
+    once: Annotated[bool, typer.Option("--once", help="Check every exit once now and record it in its run's "
+                                       "audit log.")] = False,
+    until: Annotated[str | None, typer.Option("--until", metavar="YYYY-MM-DD", help="The watch period's last "
+                                              "day (as `offboard watch --until`).")] = None,
+    schedule_kind: Annotated[str | None, typer.Option(
+        "--schedule", metavar="systemd|cron|windows", help="Print a ready scheduler entry that runs `offboard -q "
+                                                           "batch watch --once`; changes nothing.")] = None,
+    every_hours: Annotated[int, typer.Option("--every-hours", help="With --schedule: how often.")] = 24,
+    days: Annotated[int, typer.Option("--days", min=1, max=3650, help="With --schedule: how many days.")] = 30,
+    parallel: ParallelOpt = batches.PARALLEL,
+) -> None:
+    """After the exits: `offboard watch` of every exit of the batch, within each vendor account's shared
+    rate budget. Exit 0 when every exit is still stopped, 5 when something came back in one, 1 when an
+    exit could not be checked."""
+    if (schedule_kind is None) == (not once):
+        raise BadInput("give --once (check every exit now) or --schedule systemd|cron|windows, e.g. "
+                       f"offboard batch watch {plan} --once")
+    b = batches.open_batch(plan, _models())
+    if schedule_kind is not None:
+        if until is not None:
+            raise BadInput("--schedule writes --until itself (today plus --days); --until goes with --once")
+        path = plan.resolve()
+        entry = schedule.Watch(exe=watch_cmd_module.exe(), folder=path.parent,
+                               command=("batch", "watch", str(path), "--once"), label=path.stem.replace(".", "-"),
+                               what=f"the {len(b.exits)} exits of {path.name}", until=schedule.until_after(days),
+                               every_hours=every_hours)
+        sys.stdout.write(schedule.render(schedule_kind, entry))
+        return
+    results = batches.watch_batch(b, until=watch_cmd_module.parse_until(until), parallel=parallel)
+    table = Table(title="After the exits", title_justify="left")
+    for col in ("Customer", "Came back", "Checks", "What"):
+        table.add_column(col, overflow="fold")
+    back = failed = 0
+    names = {n: c.display_name for n, c in registry.installed().items()}
+    for e, w in zip(b.exits, results, strict=True):
+        found = w.result.came_back if w.result is not None else []
+        back += bool(found)
+        failed += bool(w.error)
+        for vendor, item in found:  # a warning: shown under -q, so a scheduler mails or logs it
+            render.warning(f"{e.customer}: {names.get(vendor, vendor)}: CAME BACK — {item.detail}. To remove it: "
+                           f"{item.remedy}")
+        if w.error:
+            render.error(f"{e.customer}: not checked: {REDACTOR.text(w.error)}")
+        what = w.error or ("; ".join(item.detail for _, item in found[:3]) if found else "nothing came back")
+        table.add_row(escape(e.customer), "not checked" if w.error else "[bold red]YES[/]" if found else "no",
+                      str(len(w.result.items)) if w.result is not None else "-", escape(what))
+    render.out.print(table)
+    raise typer.Exit(ExitCode.FAILED if failed else ExitCode.CAME_BACK if back else ExitCode.OK)
 
 
 @batch_app.command("bundle")

@@ -5,12 +5,15 @@ from __future__ import annotations
 
 import textwrap
 from importlib import metadata
+from pathlib import Path
 from typing import Any
 
 import typer
 
 from offboard import connectors as registry
 from offboard.cli import render
+from offboard.config import ExitConfig, load_config
+from offboard.connectors import psa as psa_registry
 from offboard.errors import EXIT_CODE_MEANINGS
 
 CONTEXT_SETTINGS: dict[str, Any] = {"help_option_names": ["-h", "--help"]}
@@ -69,3 +72,9 @@ class OldSpellingHidden(typer.core.TyperCommand):
 def deprecated_run_argument(command: str, run_id: str) -> None:
     """Old scripts pass the run id positionally: it still works, and says the one spelling."""
     render.warning(f"note: `offboard {command} {run_id}` is deprecated; use `offboard {command} --run {run_id}`")
+
+
+def load_exit_config(path: Path) -> ExitConfig:
+    """The exit's config, validated by every installed connector's (and PSA's) settings model."""
+    return load_config(path, {n: c.settings_model for n, c in registry.installed().items()},
+                       {n: c.settings_model for n, c in psa_registry.installed().items()})

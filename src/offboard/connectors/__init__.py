@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, datetime
 from importlib.metadata import entry_points
 from typing import Any, Literal, Protocol, runtime_checkable
 
@@ -81,6 +81,25 @@ def reread_check(action: Action, settled: ActionResult) -> Check:
 
 
 @dataclass(frozen=True)
+class Watched:
+    """One post-exit check of a finished exit (`offboard watch`): what was asked of the vendor and
+    what came back. A quiet check has ``came_back`` False; a finding names the one thing that came
+    back (an object listed again, a count above zero again, records arriving) and how to remove it."""
+
+    check: str  # what was checked, e.g. "agents listed under organization 42"
+    came_back: bool
+    detail: str  # one line: what the vendor said
+    # A finding's identity across runs, unique within its vendor (e.g. "agent:9001"): the ticket
+    # hears of each finding once. Never a count or a time, which change between runs.
+    key: str = ""
+    target: Target | None = None
+    remedy: str = ""  # the runbook step that removes it, as the runbook names it
+    removed_by: tuple[str, ...] = ()  # the plan operations that remove it (`watch --plan-out`)
+    available: bool = True  # False: the vendor cannot answer this check for the account (a feature off)
+    http: HttpRecord | None = None
+
+
+@dataclass(frozen=True)
 class PlanParts:
     steps: tuple[Step, ...]
     skipped: tuple[Skipped, ...] = ()
@@ -108,6 +127,12 @@ class VendorSession(Protocol):
 
     def check_manual(self, action: Action) -> Check | None:
         """Re-read what a manual item should have changed; None when the API cannot see it."""
+        ...
+
+    def watch(self, since: datetime) -> list[Watched]:
+        """After the exit: re-read, at a few calls, whatever would show the service came back
+        since ``since`` (objects listed again, counts above zero, data arriving). One entry per
+        quiet check and per thing that came back. Read-only."""
         ...
 
     def documents(self, vendor_plan: VendorPlan, states: Mapping[str, str]) -> tuple[Artifact, ...]:

@@ -56,6 +56,11 @@ class HttpConnector(Generic[S, T]):
     def wire(self, settings: S, credentials: Mapping[str, str]) -> Wire:
         raise NotImplementedError
 
+    def refusal(self, response: httpx.Response) -> str | None:
+        """The vendor's documented refusal envelope in an error reply (its message), or None: a
+        refusal is never retried nor taken for a write that may have landed (wire.http)."""
+        return None
+
     def own(self, settings: SectionSettings) -> S:
         if not isinstance(settings, self.settings_model):
             raise TypeError(f"{self.name} opened with {type(settings).__name__}, not {self.settings_model.__name__}")
@@ -69,7 +74,7 @@ class HttpConnector(Generic[S, T]):
             SlidingWindowLimiter(wire.requests, wire.window),
             policy=self.policy.scaled(settings.time_scale), transport=transport,
             budget_file=budget_path(self.name, f"{wire.base_url} {wire.account}"),
-            remaining_header=self.remaining_header,
+            remaining_header=self.remaining_header, refusal=self.refusal,
             limits=(ReplyLimits.of(settings, self.section or self.name) if isinstance(settings, VendorSettings)
                     else ReplyLimits()),
         )

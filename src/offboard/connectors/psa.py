@@ -114,6 +114,20 @@ class TicketFile:
 
 
 @dataclass(frozen=True)
+class Visibility:
+    """What offboard posts its internal notes and files as, chosen by the value's documented meaning
+    (internal to the MSP: never a value the customer or its co-managing IT staff can read)."""
+
+    notes: str  # the value by label and id, as the PSA names it: 'publish 7 "Internal Only"'
+    files: str
+    meaning: str  # why it is internal, and where that is documented
+    config_key: str  # the [psa] key that names another value
+
+    def line(self, ref: str) -> str:
+        return f"{ref}: internal notes as {self.notes}, files as {self.files} ({self.meaning})"
+
+
+@dataclass(frozen=True)
 class Posted:
     id: str
     http: HttpRecord | None = None
@@ -128,6 +142,12 @@ class TicketSession(Protocol):
     limits: Limits
 
     def ticket(self) -> TicketInfo: ...
+
+    def visibility(self) -> Visibility:
+        """The internal visibility every note and file is posted with, read from the tenant where it is
+        a per-tenant value. Raises ``BadInput`` (naming the values found and the config key) when the
+        tenant offers no value whose documented meaning is internal to the MSP: nothing is posted then."""
+        ...
 
     def notes(self) -> list[TicketNote]: ...
 

@@ -80,7 +80,7 @@ def loads_strict(data: bytes | str) -> Any:
 # operator's decisions, and the run's start and end (the signed head quotes the last).
 DURABLE = frozenset({"action.started", "manual.confirmed", "manual.rejected", "guard.confirmed",
                      "preflight.overridden", "evidence.overridden", "run.started", "run.resumed", "run.finished",
-                     "run.closed", "run.interrupted", "verify.finished", "audit.repaired",
+                     "run.closed", "run.interrupted", "verify.finished", "watch.finished", "audit.repaired",
                      "signatures.repaired"})
 
 

@@ -30,12 +30,12 @@ from typing import Any, Protocol
 import httpx
 import tenacity
 
-from offboard.errors import AmbiguousWrite, VendorAuthError, VendorError, VendorReplyRefused
+from offboard.errors import AmbiguousWrite, VendorAuthError, VendorError, VendorRefused, VendorReplyRefused
 from offboard.wire import waits
 from offboard.wire.paging import PageGuard, Totals
 from offboard.wire.ratelimit import SlidingWindowLimiter
 from offboard.wire.redact import REDACTOR
-from offboard.wire.replies import ReplyLimits, read_json, too_large
+from offboard.wire.replies import ReplyLimits, nesting_depth, read_json, too_large
 
 DEFAULT_TIMEOUT = httpx.Timeout(connect=10.0, read=30.0, write=30.0, pool=10.0)
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
@@ -192,6 +192,7 @@ class VendorHttp:
         user_agent: str = "offboard/0.1",
         budget_file: Path | None = None,
         remaining_header: str | None = None,
+        refusal: Callable[[httpx.Response], str | None] | None = None,
         limits: ReplyLimits | None = None,
     ) -> None:
         self.vendor = vendor
@@ -202,6 +203,9 @@ class VendorHttp:
         self.calls = 0  # requests sent (every attempt), for the plan's estimates
         self.policy = policy or RetryPolicy()
         self._remaining_header = remaining_header  # the vendor's "calls left in the window", if it sends one
+        # The vendor's documented refusal (its validation envelope, whatever the status code): the
+        # vendor's message, or None. A refusal is never retried and never taken for an ambiguous write.
+        self._refusal = refusal
         self._sleep = sleep or _sleep
         self.last_call: HttpRecord | None = None  # only the latest: memory must not grow with calls
         self._client = httpx.Client(
@@ -236,13 +240,15 @@ class VendorHttp:
         raw: bool = False,
         files: Mapping[str, tuple[str, bytes, str]] | None = None,
         data: Mapping[str, str] | None = None,
+        read: bool | None = None,
     ) -> Reply:
         """Send one logical call; ``allow`` lists statuses returned to the caller
         instead of raised (e.g. 404 on a read that checks absence). ``raw`` returns the
         body as bytes. ``files`` and ``data`` send a multipart form (a file upload) instead of
-        JSON. A full URL on another origin is fetched without our credentials."""
+        JSON. A full URL on another origin is fetched without our credentials. ``read``: a POST
+        that only reads (a query sent as a body) is retried as a read, never ambiguous."""
         method = method.upper()
-        is_read = method in READ_METHODS
+        is_read = method in READ_METHODS if read is None else read
         call = f"{method} {path}"
         attempt = 0
 
@@ -298,7 +304,8 @@ class VendorHttp:
                 self.limiter.completed(token, remaining=self._remaining(response), throttled=status == 429)
                 self.last_call = HttpRecord(method, path, status, attempt,
                                             int((time.monotonic() - started) * 1000))
-            if received.status_code in RETRY_STATUSES:
+            if received.status_code in RETRY_STATUSES and not (received.status_code != 429
+                                                               and self._refused(received)):
                 raise _RetryableStatus(received)
             return received
 
@@ -351,7 +358,25 @@ class VendorHttp:
             return Reply(response.status_code, body, record, dict(response.headers))
         if response.status_code in (401, 403):
             raise VendorAuthError(self.vendor, call, _vendor_message(response), response.status_code)
+        refused = self._refused(response)
+        if refused is not None:
+            raise VendorRefused(self.vendor, call, f"HTTP {response.status_code}, refused: {refused}",
+                                response.status_code)
         raise VendorError(self.vendor, call, _vendor_message(response), response.status_code)
+
+    def _refused(self, response: _Received) -> str | None:
+        if self._refusal is None or response.status_code < 400 or response.status_code in (401, 403, 429):
+            return None
+        if response.cut or nesting_depth(response.content, self.limits.max_depth) > self.limits.max_depth:
+            return None  # past the limits: no envelope the vendor documents, whatever it holds
+        # The reader is the connector's and reads an httpx reply: the body as read (decoded), its type.
+        readable = httpx.Response(response.status_code, content=response.content,
+                                  headers={"content-type": response.headers.get("content-type", "")})
+        try:
+            found = self._refusal(readable)
+        except ValueError:  # not the envelope (e.g. not JSON): not a documented refusal
+            return None
+        return None if found is None else REDACTOR.text(" ".join(found.split())[:300])
 
     # -- waits, told to whoever shows progress (see wire.waits) -------------------------
 
@@ -378,6 +403,10 @@ class VendorHttp:
             return None
         value = response.headers.get(self._remaining_header, "").strip()
         return int(value) if value.isdigit() else None
+
+    def same_origin(self, path: str) -> bool:
+        """Whether a URL a vendor handed back (a next page) is on the API's own origin."""
+        return self._same_origin(path)
 
     def _same_origin(self, path: str) -> bool:
         if "://" not in path:
