@@ -278,3 +278,27 @@ def test_a_genuine_listing_that_changes_while_it_is_read_is_believed() -> None:
         guard.request({"page_token": f"t{n}"})
         guard.received(items, Totals(items=total))
     assert guard.pages == 4 and guard.items == 1012
+
+
+def test_a_psa_whose_next_links_cycle_is_stopped_by_the_same_guard() -> None:
+    from offboard.errors import VendorReplyRefused
+    from offboard.wire.http import VendorHttp
+    from offboard.wire.ratelimit import SlidingWindowLimiter
+    from offboard_connectwise.client import ConnectWiseClient
+
+    base = "https://cw.example/v4_6_release/apis/3.0"
+    http = VendorHttp("ConnectWise", base, httpx.BasicAuth("k", "s"), SlidingWindowLimiter(1000, 1.0))
+    after = {"1": "2", "2": "3", "3": "2"}  # page 3 links back to page 2
+
+    def notes(request: httpx.Request) -> httpx.Response:
+        page = request.url.params.get("page", "1")
+        link = f'<{base}/service/tickets/9/notes?page={after[page]}&pageSize=1000>; rel="next"'
+        return httpx.Response(200, json=[{"id": int(page), "text": f"note {page}"}], headers={"Link": link})
+
+    with respx.mock as router:
+        route = router.get(url__startswith=f"{base}/service/tickets/9/notes").mock(side_effect=notes)
+        with pytest.raises(VendorReplyRefused) as caught:
+            ConnectWiseClient(http).notes(9)
+    assert route.call_count == 3
+    assert "ConnectWise: GET /service/tickets/9/notes failed: the vendor's reply pages without end" in str(caught.value)
+    assert "page 3 names as its next page the one already read as page 2" in str(caught.value)

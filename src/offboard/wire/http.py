@@ -431,11 +431,16 @@ class VendorHttp:
 
     # -- paging -----------------------------------------------------------------
 
+    def page_guard(self, call: str) -> PageGuard:
+        """The paging guard for one listing of this vendor (a connector that pages by hand, e.g. by
+        following next links, asks for one and tells it each request and page)."""
+        return PageGuard(self.vendor, call, self.limits.max_pages, self.limits.where)
+
     def pages(self, path: str, style: PageStyle, params: Mapping[str, Any] | None = None
               ) -> Iterator[tuple[Any, list[dict[str, Any]]]]:
         """Every page of a list (its body and its items), one in memory at a time, each believed
         only while the paging makes sense (``paging.PageGuard``)."""
-        guard = PageGuard(self.vendor, f"GET {path}", self.limits.max_pages, self.limits.where)
+        guard = self.page_guard(f"GET {path}")
         page_params: dict[str, Any] | None = style.first(dict(params or {}))
         while page_params is not None:
             guard.request(page_params)
