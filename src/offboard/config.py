@@ -117,12 +117,12 @@ class SectionSettings(BaseSettings):
 
 
 # What offboard reads of one vendor's replies (wire.replies.ReplyLimits): far above any real reply, so
-# only a vendor answering nonsense meets them. A page of 500 Huntress agents is about 1 MiB, a Blumira
-# page of 200 devices less; 16 MiB is 16 times the largest page either sends. A PDF report is a few MiB.
+# only a vendor answering nonsense meets them. The largest real page (500 endpoint agents) is about
+# 1 MiB, 16 times under the limit; a PDF report is a few MiB.
 MAX_REPLY_MIB = 16.0
 MAX_DOWNLOAD_MIB = 256.0
 # One listing of an exit: 50,000 agents are 100 pages of 500. 10,000 pages is 100 times that, and
-# stops a listing whose paging never ends after about 3 hours at Huntress's 60 calls a minute.
+# stops a listing whose paging never ends after about 3 hours at 60 calls a minute.
 MAX_PAGES = 10_000
 
 
