@@ -43,6 +43,7 @@ from offboard_blumira.sandbox import API_PREFIX
 
 from .matrix_attacks import edited_plans, forged_bundles, two_processes
 from .matrix_kills import AFTER, BEFORE, KillPoint, killed_then_resumed
+from .matrix_replies import hostile_replies
 from .matrix_world import CREDENTIAL_FORMS, DEVICES, HA, SCALE, WEBHOOKS, Row, exit_in_process, measure, world
 
 MUST_BE_ZERO = ("sent_twice", "lost", "outside", "chains_broken", "secrets_leaked", "forged_accepted")
@@ -154,6 +155,7 @@ SCENARIOS = [
     Scenario("edited plan, re-checksummed (3 edits)", attack=edited_plans),
     Scenario("two processes on one exit (two runs folders; two configs)", attack=two_processes),
     Scenario("forged bundles (6 crafted)", attack=forged_bundles),
+    Scenario("hostile replies: looping pages, 64 MiB, 200,000 deep (3 exits)", attack=hostile_replies),
 ]
 
 

@@ -275,7 +275,8 @@ class Row:
 
 
 def exit_in_process(w: World, plan: Plan, row: Row,
-                    transports: Callable[[], Mapping[str, httpx.BaseTransport] | None] = lambda: None) -> int:
+                    transports: Callable[[], Mapping[str, httpx.BaseTransport] | None] = lambda: None,
+                    on_error: Callable[[BaseException], None] = lambda e: None) -> int:
     """Apply in this process; then, as a technician would, resume until it is done: once the vendor
     is back (faults cleared), and once the notification Blumira asks for first is confirmed."""
     cfg = w.load()
@@ -283,7 +284,8 @@ def exit_in_process(w: World, plan: Plan, row: Row,
         try:
             with engine.open_sessions(cfg, transports=transports(), creds=w.creds()) as sessions:
                 result = engine.apply(plan, cfg, sessions, overrides=LAB)
-        except VendorError:  # down before the run began: nothing was done, so it is applied again
+        except VendorError as exc:  # down before the run began: nothing was done, so it is applied again
+            on_error(exc)
             w.vendor_back()
             row.resumes += 1
             with engine.open_sessions(cfg, transports=transports(), creds=w.creds()) as sessions:

@@ -34,19 +34,18 @@ class AutotaskClient:
     def _items(self, path: str) -> list[dict[str, Any]]:
         items: list[dict[str, Any]] = []
         url: str | None = path
-        seen: set[str] = set()
+        guard = self.http.page_guard(f"GET {path}")  # a repeated nextPageUrl, a repeated page, max_pages
         while url is not None:
+            guard.request({"url": url})
             body = self.http.get(url).body
             if not isinstance(body, dict) or not isinstance(body.get("items"), list):
                 raise VendorReplyError("Autotask", f"GET {path}", "reply has no 'items' list (wrong envelope)")
             items += body["items"]
+            guard.received(body["items"])
             details = parse(PageDetails, body.get("pageDetails") or {}, f"GET {path}")
             url = details.nextPageUrl or None
-            if url is not None and url in seen:
-                raise VendorReplyError("Autotask", f"GET {path}", "nextPageUrl repeats (paging would loop)")
             if url is not None and not self.http.same_origin(url):
                 raise VendorReplyError("Autotask", f"GET {path}", "nextPageUrl is on another host")
-            seen.add(url or "")
         return items
 
     def ticket(self, ticket_id: int) -> Ticket:

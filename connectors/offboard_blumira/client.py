@@ -11,12 +11,12 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from offboard.errors import VendorReplyError
 from offboard.wire.http import HttpRecord, Reply, VendorHttp
+from offboard.wire.paging import Totals, count
 from offboard.wire.replies import M
 
 from . import unknowns
-from .models import VENDOR, Account, AgentKey, Device, User, Webhook, items, parse, unwrap
+from .models import Account, AgentKey, Device, User, Webhook, items, parse, unwrap
 
 NOT_FOUND = frozenset({404})
 
@@ -24,7 +24,8 @@ NOT_FOUND = frozenset({404})
 @dataclass(frozen=True)
 class NumberedPages:
     """``page`` (1-based) and ``page_size``; stop when ``links.next`` is null, the page is
-    empty or short, or ``meta.total_pages`` is reached (vendor-notes §1.5)."""
+    empty or short, or ``meta.total_pages`` is reached (vendor-notes §1.5). More pages than
+    ``meta.total_items``/``total_pages`` allow end the listing in VendorHttp's paging guard."""
 
     path: str
     page_size: int
@@ -49,9 +50,13 @@ class NumberedPages:
             return None
         if total_pages is None and links is None and got < self.page_size:
             return None
-        if page >= 100_000:
-            raise VendorReplyError(VENDOR, f"GET {self.path}", "paging does not end (100000 pages)")
         return {**params, "page": page + 1}
+
+    def totals(self, body: Any) -> Totals | None:
+        meta = body.get("meta") if isinstance(body, dict) else None
+        if not isinstance(meta, dict):
+            return None
+        return Totals(items=count(meta.get("total_items")), pages=count(meta.get("total_pages")))
 
 
 class BlumiraClient:
@@ -118,14 +123,11 @@ class BlumiraClient:
         base = self.path("findings", finding_id)
         rows: list[dict[str, Any]] = []
         keys: list[str] = []
-        style = NumberedPages(f"{base}/evidence", self.page_size)
-        params: dict[str, Any] | None = style.first({})
-        while params is not None:  # paged, but the evidence keys ride beside the rows
-            body = self.http.get(f"{base}/evidence", params=params).body
-            rows += style.items(body)
+        # Paged, but the evidence keys ride beside the rows.
+        for body, page in self.http.pages(f"{base}/evidence", NumberedPages(f"{base}/evidence", self.page_size)):
+            rows += page
             if isinstance(body, dict) and isinstance(body.get("evidence_keys"), list):
                 keys = [str(k) for k in body["evidence_keys"]]
-            params = style.next(body, params)
         comments = items(self.http.get(f"{base}/comments").body, f"GET {base}/comments")
         return rows, keys, comments
 

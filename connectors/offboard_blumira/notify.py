@@ -7,6 +7,7 @@ from email.message import EmailMessage
 from email.utils import formatdate
 
 from offboard.connectors import ExitContext
+from offboard.text import one_line
 
 from .settings import BlumiraSettings
 from .steps import MSP_TEAM, SUPPORT
@@ -20,6 +21,9 @@ def draft(name: str, license_: str | None, settings: BlumiraSettings, context: E
     """The email; ``complete`` says whether every de-provisioning step is done (the first
     notice, sent before any teardown, says no; the one written when the run ends, yes)."""
     s = settings
+    # The sub-account's name and license are the vendor's strings: one line each, so a line break in
+    # them can neither end a header (header injection) nor forge a line of the request below.
+    name, license_ = one_line(name), (one_line(license_) if license_ else license_)
     end = context.end_of_service.isoformat() if context and context.end_of_service else "(not set: fill in)"
     edition = license_ or "(the API reports no license: fill in)"
     delete = "no (the account moves)" if s.account_moves_to != "no" else ("yes" if s.delete_data else "no")
@@ -50,13 +54,13 @@ def draft(name: str, license_: str | None, settings: BlumiraSettings, context: E
         lines += ["", f"Our reference: {context.ticket}"]
     lines += ["", "Thank you,", s.msp_sender or "(your name)"]
     msg = EmailMessage()
-    msg["To"] = SUPPORT
+    msg["To"] = SUPPORT  # headers: one line each (the config's contacts too), never an exception
     cc = [MSP_TEAM]
     if s.account_moves_to == "msp":
         cc += [c for c in (s.incoming_msp_contact, s.end_client_contact) if c]
-    msg["Cc"] = ", ".join(cc)
+    msg["Cc"] = one_line(", ".join(cc))
     if s.msp_sender:
-        msg["From"] = s.msp_sender
+        msg["From"] = one_line(s.msp_sender)
     msg["Subject"] = f"De-provisioning {'complete' if complete else 'request'}: {name}"
     msg["Date"] = formatdate(localtime=False, usegmt=True)
     msg["X-Unsent"] = "1"  # opens as a draft in Outlook and Apple Mail

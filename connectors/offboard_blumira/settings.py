@@ -7,7 +7,7 @@ from typing import Any, ClassVar, Literal
 from pydantic import Field, ValidationInfo, field_validator, model_validator
 from pydantic_settings import SettingsConfigDict
 
-from offboard.config import SectionSettings, VendorUrl, rate_window, url_identity
+from offboard.config import VendorSettings, VendorUrl, rate_window, url_identity
 
 API_URL = "https://api.blumira.com/public-api/v1"
 TOKEN_URL = "https://auth.blumira.com/oauth/token"
@@ -18,7 +18,7 @@ PAGE_SIZE_MAX = 200  # vendor-notes §1.5
 Moving = Literal["no", "self", "msp", "unknown"]
 
 
-class BlumiraSettings(SectionSettings):
+class BlumiraSettings(VendorSettings):
     model_config = SettingsConfigDict(env_prefix="OFFBOARD_BLUMIRA__")
     full_window: ClassVar[float] = RATE_WINDOW
 

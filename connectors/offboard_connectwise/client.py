@@ -15,7 +15,6 @@ from offboard.wire.http import Reply, VendorHttp
 from .models import Document, Note, Ticket, parse, parse_list
 
 PAGE = 1000  # the most ConnectWise gives a page (notes §1); a server may give fewer
-MAX_PAGES = 10_000  # far past any ticket's notes: a next link that never ends is a reply fault
 
 
 def next_link(headers: Mapping[str, str], http: VendorHttp, call: str) -> str | None:
@@ -49,22 +48,21 @@ class ConnectWiseClient:
     def _pages(self, path: str, params: dict[str, Any]) -> list[Any]:
         """Every item of a list: the first page asked with ``page``/``pageSize``, then the ``Link`` header's
         rel="next" followed until there is none (notes §1). A page shorter than asked is not the end: a
-        server may cap pages lower than asked."""
+        server may cap pages lower than asked. A next link seen before, a page repeating an earlier
+        one, or more than max_pages pages end the listing (the wire's paging guard)."""
         items: list[Any] = []
         url: str | None = path
-        seen: set[str] = set()
+        guard = self.http.page_guard(f"GET {path}")
         query: dict[str, Any] | None = {**params, "page": 1, "pageSize": PAGE}
         while url is not None:
+            guard.request({"url": url, **(query or {})})
             reply = self.http.get(url, params=query)
             body = reply.body
             if not isinstance(body, list):
                 return body  # type: ignore[no-any-return]  # not a list: the parser names it
             items += body
+            guard.received(body)
             url, query = next_link(reply.headers, self.http, f"GET {path}"), None
-            if url is not None and (url in seen or len(seen) >= MAX_PAGES):
-                raise VendorReplyError("ConnectWise", f"GET {path}", "the Link header's next page repeats or never "
-                                       f"ends (after {len(seen) + 1} pages): paging would loop")
-            seen.add(url or "")
         return items
 
     def ticket(self, ticket_id: int) -> Ticket:

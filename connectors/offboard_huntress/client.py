@@ -14,6 +14,7 @@ from urllib.parse import parse_qs, urlsplit
 
 from offboard.errors import VendorReplyError
 from offboard.wire.http import HttpRecord, Reply, VendorHttp
+from offboard.wire.paging import Totals, count
 from offboard.wire.replies import M
 
 from .models import (
@@ -41,7 +42,9 @@ NOT_FOUND = frozenset({404})
 class TokenPages:
     """Huntress paging: ``limit`` + ``page_token``; the next token is in
     ``pagination.next_page_token`` or inside ``pagination.next_page_url``. Filters are
-    re-sent with every page rather than trusting the URL to keep them."""
+    re-sent with every page rather than trusting the URL to keep them. A token seen before, or
+    more pages than a ``pagination.total_count`` allows (the legacy scheme's total, §1.4, believed
+    only to stop), ends the listing in VendorHttp's paging guard."""
 
     key: str
     limit: int = PAGE_LIMIT
@@ -65,10 +68,13 @@ class TokenPages:
             token = parse_qs(urlsplit(str(pagination["next_page_url"])).query).get("page_token", [None])[0]
         if not token:
             return None
-        if token == params.get("page_token"):
-            raise VendorReplyError("Huntress", f"GET list of {self.key}",
-                                   "the next page token repeats the current one (paging would loop)")
         return {**params, "page_token": token}
+
+    def totals(self, body: Any) -> Totals | None:
+        pagination = body.get("pagination") if isinstance(body, dict) else None
+        if not isinstance(pagination, dict) or count(pagination.get("total_count")) is None:
+            return None
+        return Totals(items=count(pagination.get("total_count")))
 
 
 class HuntressClient:

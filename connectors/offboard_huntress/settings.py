@@ -7,7 +7,7 @@ from typing import Any, ClassVar, Literal
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import SettingsConfigDict
 
-from offboard.config import SectionSettings, VendorUrl, rate_window, url_identity
+from offboard.config import VendorSettings, VendorUrl, rate_window, url_identity
 
 API_URL = "https://api.huntress.io"
 RATE_LIMIT = 60  # requests in any 60 s, per Huntress account (API docs, intro)
@@ -16,7 +16,7 @@ Product = Literal["edr", "itdr", "sat", "siem", "psa", "api"]
 ALL_PRODUCTS: tuple[Product, ...] = ("edr", "itdr", "sat", "siem", "psa", "api")
 
 
-class HuntressSettings(SectionSettings):
+class HuntressSettings(VendorSettings):
     model_config = SettingsConfigDict(env_prefix="OFFBOARD_HUNTRESS__")
     full_window: ClassVar[float] = RATE_WINDOW
 

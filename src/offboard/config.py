@@ -116,6 +116,31 @@ class SectionSettings(BaseSettings):
         return {}
 
 
+# What offboard reads of one vendor's replies (wire.replies.ReplyLimits): far above any real reply, so
+# only a vendor answering nonsense meets them. The largest real page (500 endpoint agents) is about
+# 1 MiB, 16 times under the limit; a PDF report is a few MiB.
+MAX_REPLY_MIB = 16.0
+MAX_DOWNLOAD_MIB = 256.0
+# One listing of an exit: 50,000 agents are 100 pages of 500. 10,000 pages is 100 times that, and
+# stops a listing whose paging never ends after about 3 hours at 60 calls a minute.
+MAX_PAGES = 10_000
+
+
+class VendorSettings(SectionSettings):
+    """Base of every vendor's and PSA's section: the limits on what offboard reads from its replies.
+    Tuning, not scope: a connector's ``scope_key`` leaves them out."""
+
+    max_reply_mib: float = Field(
+        MAX_REPLY_MIB, gt=0, le=1024,
+        description="the largest reply offboard reads from this vendor, in MiB; a larger one is refused")
+    max_download_mib: float = Field(
+        MAX_DOWNLOAD_MIB, gt=0, le=4096,
+        description="the largest file (e.g. a PDF report) offboard downloads from this vendor, in MiB")
+    max_pages: int = Field(
+        MAX_PAGES, ge=1, le=1_000_000,
+        description="the most pages offboard reads of one listing before it calls the paging endless")
+
+
 class CustomerSection(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 

@@ -27,8 +27,9 @@ EXIT_CODE_MEANINGS: dict[ExitCode, str] = {
     ExitCode.OK: "success: the command did what it was asked (`plan`: the plan was made; `confirm`: the "
                  "confirmation was recorded, even if other items remain; `status`: every item is done)",
     ExitCode.FAILED: "failed: an action or a verification failed, an evidence export failed (removals held "
-                     "back), a confirmation was refused, or the vendor stayed down (resumable); `audit verify`, "
-                     "`bundle verify`: not verified (or possibly cut), each problem named",
+                     "back), a confirmation was refused, the vendor stayed down, or its reply was past offboard's "
+                     "limits (size, nesting, endless paging; resumable); `audit verify`, `bundle verify`: not "
+                     "verified (or possibly cut), each problem named",
     ExitCode.BAD_INPUT: "bad input or usage (config, credentials, plan file, arguments, a malformed vendor reply "
                         "or audit log): one line says what and how to fix it; nothing was done",
     ExitCode.MANUAL_PENDING: "finished, manual items pending (`apply`, `status`: `offboard status` lists them); "
@@ -88,6 +89,13 @@ class VendorReplyError(VendorError):
     """The vendor answered with something we cannot read (wrong envelope, missing fields)."""
 
     exit_code = ExitCode.BAD_INPUT
+
+
+class VendorReplyRefused(VendorError):
+    """The vendor's reply is past a limit offboard keeps on what it reads (its size, its nesting,
+    a listing that pages without end): the vendor answering nonsense, refused before it costs
+    memory or time. Exit 1, like a vendor that stays down: nothing on our side needs fixing, and
+    a run stopped by it resumes once the vendor answers sense again."""
 
 
 def read_input(path: Path, what: str, missing: str = "") -> bytes:

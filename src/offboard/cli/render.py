@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
 from rich.console import Console
-from rich.markup import escape
+from rich.markup import escape as rich_escape
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -31,6 +31,7 @@ from rich.text import Text
 from offboard.connectors import Check
 from offboard.engine import GuideAnswer
 from offboard.plan import Action, Finding, Plan, Step
+from offboard.text import one_line
 from offboard.wire.redact import REDACTOR
 from offboard.wire.waits import Wait
 
@@ -81,6 +82,12 @@ def setup(*, quiet: bool = False, loud: bool = False) -> None:
         http.setLevel(logging.WARNING)
 
 
+def escape(value: object) -> str:
+    """A string as text in rich markup: one line (a vendor's line breaks, controls and escapes made
+    harmless, see offboard.text), and nothing it spells read as markup."""
+    return rich_escape(one_line(value))
+
+
 def json_mode() -> None:
     """``--json``: stdout carries the JSON document alone; every human line goes to stderr."""
     global out
@@ -89,7 +96,7 @@ def json_mode() -> None:
 
 def error(message: str) -> None:
     """One line on stderr, never wrapped or styled, so scripts and people read it whole."""
-    sys.stderr.write(" ".join(message.split()) + "\n")
+    sys.stderr.write(" ".join(one_line(message).split()) + "\n")
     sys.stderr.flush()
 
 
@@ -120,7 +127,8 @@ def plan_view(plan: Plan) -> None:
     for vp in plan.vendors:
         out.print(f"\n[bold]{vp.display_name}[/] — {escape(vp.scope)}\n  credentials: {escape(vp.account)}")
         if vp.snapshot:
-            out.print("  now: " + ", ".join(f"{k}={v}" for k, v in vp.snapshot.items() if v is not None))
+            now = ", ".join(f"{escape(k)}={escape(v)}" for k, v in vp.snapshot.items() if v is not None)
+            out.print("  now: " + now)
         if vp.findings:
             out.print(findings_table(vp.findings))
         for step in vp.steps:

@@ -17,11 +17,12 @@ from typing import Any, ClassVar, Generic, TypeVar
 import httpx
 from pydantic import SecretStr
 
-from offboard.config import SectionSettings
+from offboard.config import SectionSettings, VendorSettings
 from offboard.connectors import ExitContext, SandboxKit
 from offboard.wire.credentials import CredentialField
 from offboard.wire.http import RetryPolicy, VendorHttp
 from offboard.wire.ratelimit import SlidingWindowLimiter, budget_path
+from offboard.wire.replies import ReplyLimits
 
 S = TypeVar("S", bound=SectionSettings)
 T = TypeVar("T")
@@ -50,6 +51,7 @@ class HttpConnector(Generic[S, T]):
     wire_name: ClassVar[str] = ""  # the vendor as the wire's errors name it; default: display_name
     policy: ClassVar[RetryPolicy] = RetryPolicy()  # scaled by the settings' time scale (a sandbox's fast clock)
     remaining_header: ClassVar[str | None] = None  # the vendor's "calls left in the window" header, if any
+    section: ClassVar[str] = ""  # the config section its settings come from; default: name
 
     def wire(self, settings: S, credentials: Mapping[str, str]) -> Wire:
         raise NotImplementedError
@@ -73,6 +75,8 @@ class HttpConnector(Generic[S, T]):
             policy=self.policy.scaled(settings.time_scale), transport=transport,
             budget_file=budget_path(self.name, f"{wire.base_url} {wire.account}"),
             remaining_header=self.remaining_header, refusal=self.refusal,
+            limits=(ReplyLimits.of(settings, self.section or self.name) if isinstance(settings, VendorSettings)
+                    else ReplyLimits()),
         )
         return http, wire
 

@@ -24,10 +24,11 @@ import httpx
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import SettingsConfigDict
 
-from offboard.config import SectionSettings
+from offboard.config import VendorSettings
 from offboard.connectors import SandboxKit
 from offboard.connectors.base import HttpConnector
 from offboard.errors import BadInput
+from offboard.text import one_line
 from offboard.wire.credentials import CredentialField
 from offboard.wire.http import HttpRecord, RetryPolicy
 
@@ -39,7 +40,7 @@ RECORD_SCOPE = "scope.record-in-psa"
 NoteFormat = Literal["text", "html"]
 
 
-class PsaSettings(SectionSettings):
+class PsaSettings(VendorSettings):
     """The fields every ``[psa]`` section has; a connector's model adds its own (URLs, ids)."""
 
     model_config = SettingsConfigDict(env_prefix="OFFBOARD_PSA__")
@@ -184,6 +185,7 @@ class PsaConnectorBase(HttpConnector[P, TicketSession]):
     """What every PSA package's connector does the same way (``offboard.connectors.base``): the
     package names its credentials, how they become an auth, its settings and its session."""
 
+    section: ClassVar[str] = SECTION
     # A PSA is not the exit: a few quick tries, then the note waits for a person (or a later try).
     policy: ClassVar[RetryPolicy] = RetryPolicy(max_attempts=3, backoff_base=1.0, backoff_max=10.0,
                                                 retry_after_max=60.0)
@@ -221,8 +223,14 @@ Kind = Literal["p", "item", "pre"]
 
 @dataclass(frozen=True)
 class Block:
+    """One paragraph or list item of a note: one line, whatever vendor string it carries (a line
+    break would forge a line of the note, or of the marker a later run looks for)."""
+
     kind: Kind
     text: str
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "text", one_line(self.text))
 
 
 @dataclass(frozen=True)
@@ -236,6 +244,9 @@ class NoteDoc:
     blocks: tuple[Block, ...]
     facts: str
     customer_visible: bool = False
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "title", one_line(self.title))
 
 
 @dataclass(frozen=True)

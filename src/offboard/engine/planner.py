@@ -12,7 +12,10 @@ from datetime import UTC, date, datetime
 
 from offboard.config import ExitConfig
 from offboard.engine.sessions import Sessions
-from offboard.plan import Inventory, Plan, VendorPlan, now_iso
+from offboard.plan import Finding, Inventory, Plan, Skipped, Step, Target, VendorPlan, now_iso
+from offboard.text import oddities, one_line
+
+ODD_SHOWN = 5  # objects named in the finding; the count says how many there are
 
 
 def vendor_plans(sessions: Sessions, live: Mapping[str, Inventory]) -> tuple[VendorPlan, ...]:
@@ -28,11 +31,49 @@ def vendor_plans(sessions: Sessions, live: Mapping[str, Inventory]) -> tuple[Ven
             account=inventory.account,
             inventory_fingerprint=inventory.fingerprint(),
             snapshot=inventory.snapshot,
-            findings=tuple(session.preflight(inventory)),
+            findings=(*session.preflight(inventory), *odd_strings(name, inventory, parts.skipped, parts.steps)),
             skipped=parts.skipped,
             steps=parts.steps,
         ))
     return tuple(out)
+
+
+def odd_strings(vendor: str, inventory: Inventory, skipped: tuple[Skipped, ...], steps: tuple[Step, ...]
+                ) -> list[Finding]:
+    """Where the vendor's strings hold line breaks or invisible characters: one finding naming each
+    object and field, so a person looks at them in the vendor's portal. Every document shows them
+    harmlessly (offboard.text.one_line); the finding is so nobody is surprised by what it shows."""
+    seen: dict[str, list[str]] = {}
+
+    def check(where: str, value: object) -> None:
+        if isinstance(value, str) and where not in seen and (odd := oddities(value)):
+            seen[where] = odd
+
+    def target(t: Target) -> None:
+        check(f"{t.type} {one_line(t.id)}: its id", t.id)
+        check(f"{t.type} {one_line(t.id)}: its name", t.name)
+
+    check("the scope", inventory.scope)
+    check("the account", inventory.account)
+    for key, value in inventory.snapshot.items():
+        check(f"the {one_line(key)} the vendor reports", value)
+    for item in inventory.items:
+        target(item.target)
+        for key, value in item.attrs.items():
+            check(f"{item.target.type} {one_line(item.target.id)}: its {one_line(key)}", value)
+    for k in skipped:
+        target(k.target)
+    for step in steps:
+        for a in step.actions:
+            target(a.target)
+            check(f"{a.id}: the name to confirm", a.confirm)
+    if not seen:
+        return []
+    shown = [f"{where} holds {', '.join(odd)}" for where, odd in list(seen.items())[:ODD_SHOWN]]
+    more = f" (and {len(seen) - ODD_SHOWN} more)" if len(seen) > ODD_SHOWN else ""
+    return [Finding(vendor=vendor, kind="odd_characters", count=len(seen), blocking=False, detail=(
+        "; ".join(shown) + more + ": line breaks and invisible characters the vendor sent; every document "
+        "shows them as spaces or U+ code points. Look at these objects in the vendor's portal"))]
 
 
 def discover(sessions: Sessions) -> dict[str, Inventory]:

@@ -8,6 +8,7 @@ from offboard.lifecycle import fold, open_for_person
 from offboard.plan import Plan
 from offboard.proof.ticket_notes import open_pastes
 from offboard.rundir import RunDir, atomic_write_text
+from offboard.text import one_line
 
 
 def render_checklist(plan: Plan, records: list[dict[str, Any]], run_id: str) -> str:
@@ -22,14 +23,14 @@ def render_checklist(plan: Plan, records: list[dict[str, Any]], run_id: str) -> 
         out.append("Nothing left: every manual item is confirmed.")
     for a in todo:
         m = a.manual
-        out += [f"## [ ] {a.target.name} — `{a.id}`", "", a.summary, ""]
+        out += [f"## [ ] {one_line(a.target.name)} — `{a.id}`", "", one_line(a.summary), ""]
         if m is not None:
-            out.append(f"- Where: {m.portal_path}")
-            out.append(f"- Done when: {m.done_when}")
+            out.append(f"- Where: {one_line(m.portal_path)}")
+            out.append(f"- Done when: {one_line(m.done_when)}")
             if m.verify_hint:
-                out.append(f"- Checked by API on confirm: {m.verify_hint}")
+                out.append(f"- Checked by API on confirm: {one_line(m.verify_hint)}")
             if m.record:
-                out.append(f"- Record in --note: {m.record}")
+                out.append(f"- Record in --note: {one_line(m.record)}")
         out.append("")
     pastes = open_pastes(records)
     if pastes:
@@ -39,8 +40,9 @@ def render_checklist(plan: Plan, records: list[dict[str, Any]], run_id: str) -> 
         for key, d in sorted(pastes.items()):
             what = f"paste `{d['paste']}` (its last line is the marker offboard looks for)" if d.get("paste") else (
                 f"attach `{d['file']}` (SHA-256 {d.get('sha256', '?')})" if d.get("file") else d.get("title", key))
-            out += [f"## [ ] {d.get('title', key)} — `ticket.{key}`", "", f"- Why: {d.get('reason', '?')}",
-                    f"- Do: {what}", f"- Then: offboard confirm ticket.{key} --by \"Your Name\" --run {run_id}", ""]
+            out += [f"## [ ] {one_line(d.get('title', key))} — `ticket.{key}`", "",
+                    f"- Why: {one_line(d.get('reason', '?'))}", f"- Do: {one_line(what)}",
+                    f"- Then: offboard confirm ticket.{key} --by \"Your Name\" --run {run_id}", ""]
     return "\n".join(out) + "\n"
 
 

@@ -14,10 +14,7 @@ from typing import Any
 from offboard.lifecycle import DONE_STANDINGS, fold, tally
 from offboard.plan import Plan, Removal
 from offboard.rundir import RunDir, atomic_write_text
-
-
-def _one_line(value: Any) -> str:
-    return " ".join(str(value).split())
+from offboard.text import one_line
 
 
 @dataclass
@@ -46,7 +43,7 @@ class _Line:
 def _who(vendor: str, rec: dict[str, Any], proof: dict[str, Any] | None) -> str:
     if rec["event"] == "manual.confirmed":
         d = rec.get("detail") or {}
-        who = f"by {_one_line(d.get('by', 'a person'))}, your MSP's technician, attested {rec['ts'][:10]}"
+        who = f"by {one_line(d.get('by', 'a person'))}, your MSP's technician, attested {rec['ts'][:10]}"
         if d.get("verified_by_api"):
             return who + f"; {vendor}'s API confirmed it"
         return who + "; no API can show this, so it rests on their word"
@@ -78,7 +75,7 @@ def removals(plan: Plan, records: list[dict[str, Any]]) -> tuple[list[tuple[str,
             line.already_gone += state == "already_absent"
             note = (rec.get("detail") or {}).get("note") if rec["event"] == "manual.confirmed" else None
             if note and a.manual is not None and a.manual.record:
-                line.notes.append(_one_line(note))
+                line.notes.append(one_line(note))
         if lines:
             done.append((vp.display_name, [line.render() for line in lines.values()]))
         for many, counts in open_lines.items():
@@ -113,7 +110,7 @@ def _kept(plan: Plan, records: list[dict[str, Any]], manifest: dict[str, Any]) -
                 if event == "action.succeeded" and not a.destructive:
                     kept.append(a.target.name)
                 elif event == "manual.confirmed":
-                    kept.append(f"{a.target.name} (saved by {_one_line(last[a.id]['detail'].get('by', 'a person'))})")
+                    kept.append(f"{a.target.name} (saved by {one_line(last[a.id]['detail'].get('by', 'a person'))})")
         if kept:
             out.append(f"- {vp.display_name}: " + "; ".join(kept) + ".")
     files = [e for e in manifest.get("files", {}).values() if isinstance(e, dict) and not e.get("draft_for")]
@@ -121,13 +118,13 @@ def _kept(plan: Plan, records: list[dict[str, Any]], manifest: dict[str, Any]) -
         return ["Nothing was exported in this exit."]
     where = (f"Your MSP keeps these {len(files)} file(s), each with a SHA-256 fingerprint, in this exit's signed "
              "evidence bundle, which shows that none of them was changed since; ask your MSP for a copy"
-             + (f" (quote ticket {_one_line(plan.ticket)})" if plan.ticket else "") + ".")
+             + (f" (quote ticket {one_line(plan.ticket)})" if plan.ticket else "") + ".")
     return ["Exported from each vendor before anything was removed:", "", *out, "", where]
 
 
 def render_closure_note(plan: Plan, records: list[dict[str, Any]], manifest: dict[str, Any]) -> str:
     vendors = " and ".join(vp.display_name for vp in plan.vendors)
-    out = [f"# {_one_line(plan.customer)}: closure of your security services", ""]
+    out = [f"# {one_line(plan.customer)}: closure of your security services", ""]
     intro = f"This note tells you what ended at {vendors}"
     if plan.end_of_service:
         intro += f" for the end of service on {plan.end_of_service}"
@@ -145,7 +142,7 @@ def render_closure_note(plan: Plan, records: list[dict[str, Any]], manifest: dic
     out += ["## What no longer updates", ""]
     out += [f"- {line}" for line in stops_updating(plan, records)] or ["- Nothing yet: the removals are not finished."]
     out += ["", "## Who monitors your systems after the exit", ""]
-    out.append(_one_line(plan.monitoring_after_exit) if plan.monitoring_after_exit else
+    out.append(one_line(plan.monitoring_after_exit) if plan.monitoring_after_exit else
                "Not recorded yet: ask your MSP who watches your systems after the exit date.")
     out.append("")
     return "\n".join(out)

@@ -21,6 +21,7 @@ from offboard.proof.model import (
     request_shown,
     signature_line,
 )
+from offboard.text import one_line
 
 FOLD_AFTER = 8  # longer lists of objects fold under a "show all" line
 
@@ -68,7 +69,7 @@ footer { margin-top: 40px; color: var(--mute); font-size: 13px; }
 
 
 def _e(value: object) -> str:
-    return escape(str(value), quote=True)
+    return escape(one_line(value), quote=True)
 
 
 # -- the customer's layer -------------------------------------------------------------------------

@@ -7,6 +7,7 @@ from collections.abc import Callable
 from typing import Any
 
 from offboard.proof.model import GLANCE, Proof, VendorView, glance, request_shown, signature_line
+from offboard.text import one_line
 
 # Everything that can start Markdown or HTML inline: emphasis, code, links and images (no link
 # without its brackets, so parentheses stay readable), raw HTML and autolinks, entities, table
@@ -16,23 +17,9 @@ _SPECIAL = re.compile(r"([\\`*_{}\[\]<>#|~&$])")
 _LIST_START = re.compile(r"^(\s*)(?:([-+=])|(\d+)([.)]))")
 
 
-def _plain(value: Any) -> str:
-    """One line: line breaks (also U+2028/2029) become spaces; other invisible controls (e.g.
-    bidi overrides that would reorder what is shown) become their code point, visibly."""
-    out = []
-    for c in str(value):
-        if c in "\r\n\t\v\f\x85\u2028\u2029":
-            out.append(" ")
-        elif c.isprintable() or c == " ":
-            out.append(c)
-        else:
-            out.append(f"U+{ord(c):04X}")
-    return "".join(out)
-
-
 def _text(value: Any) -> str:
     """A string as literal Markdown text (also inside a table cell)."""
-    escaped = _SPECIAL.sub(r"\\\1", _plain(value))
+    escaped = _SPECIAL.sub(r"\\\1", one_line(value))
     # A bullet is escaped before it; an ordered-list number after its digits (1\.): a backslash
     # before a digit is no escape in CommonMark and would show (\0. Notify ...).
     def unlist(m: re.Match[str]) -> str:
@@ -44,7 +31,7 @@ def _text(value: Any) -> str:
 def _code(value: Any, *, cell: bool = True) -> str:
     """A string as a code span: a fence longer than any backtick run in it, so it cannot end
     early; a pipe is escaped in a table cell (GFM splits cells before it reads code spans)."""
-    text = _plain(value)
+    text = one_line(value)
     fence = "`" * (max((len(r) for r in re.findall("`+", text)), default=0) + 1)
     if text.startswith("`") or text.endswith("`"):
         text = f" {text} "

@@ -1,4 +1,5 @@
-"""VendorHttp: the one place that knows retries, backoff, Retry-After, rate limits and paging.
+"""VendorHttp: the one place that knows retries, backoff, Retry-After, rate limits, paging and
+the limits on what a reply may be.
 
 Connectors' clients are thin typed methods over ``VendorHttp``; none of them
 retries, sleeps or pages by hand.
@@ -8,6 +9,11 @@ errors. A write is retried only where it surely did not land: a 429 (the vendor
 refused it before acting) or a failure to connect. A write whose request was
 sent but whose reply was lost, or that got a 5xx, raises ``AmbiguousWrite``: the
 caller re-reads the object before deciding anything.
+
+Reply safety: a vendor reply is hostile input. Every body is read streamed and never past its
+limit (``ReplyLimits``: a size far above any real reply), its nesting is checked before it is
+parsed, and a listing's pages go through the paging guard (``paging.PageGuard``). A reply past
+a limit is one line naming the vendor, the call and what was wrong (exit 1), with memory bounded.
 """
 
 from __future__ import annotations
@@ -26,10 +32,12 @@ from typing import Any, Protocol
 import httpx
 import tenacity
 
-from offboard.errors import AmbiguousWrite, VendorAuthError, VendorError, VendorRefused, VendorReplyError
+from offboard.errors import AmbiguousWrite, VendorAuthError, VendorError, VendorRefused, VendorReplyRefused
 from offboard.wire import waits
+from offboard.wire.paging import PageGuard, Totals
 from offboard.wire.ratelimit import SlidingWindowLimiter
 from offboard.wire.redact import REDACTOR
+from offboard.wire.replies import ReplyLimits, nesting_depth, read_json, too_large
 
 DEFAULT_TIMEOUT = httpx.Timeout(connect=10.0, read=30.0, write=30.0, pool=10.0)
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
@@ -102,10 +110,44 @@ class Reply:
     headers: Mapping[str, str] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class _Received:
+    """A reply as read: its status line and headers, and its body up to the limit."""
+
+    status_code: int
+    reason_phrase: str
+    headers: httpx.Headers
+    content: bytes
+    cut: bool = False  # the body is past the limit: ``content`` holds none or only the start of it
+    declared: int | None = None  # the Content-Length it declared, when that alone was past the limit
+
+    @property
+    def text(self) -> str:
+        return self.content.decode("utf-8", errors="replace")
+
+
 class _RetryableStatus(Exception):
-    def __init__(self, response: httpx.Response) -> None:
+    def __init__(self, response: _Received) -> None:
         self.response = response
         super().__init__(f"HTTP {response.status_code}")
+
+
+def _read_capped(response: httpx.Response, limit: int) -> _Received:
+    """A streamed reply's body, read no further than ``limit`` bytes (decoded): a reply that
+    declares more is not read at all; one that sends more is cut there and marked."""
+    def received(content: bytes, cut: bool = False, declared: int | None = None) -> _Received:
+        return _Received(response.status_code, response.reason_phrase, response.headers, content, cut, declared)
+
+    length = response.headers.get("content-length", "").strip()
+    if length.isdigit() and int(length) > limit:
+        return received(b"", True, int(length))
+    body = bytearray()
+    for chunk in response.iter_bytes():
+        body += chunk
+        if len(body) > limit:
+            del body[limit:]
+            return received(bytes(body), True)
+    return received(bytes(body))
 
 
 def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
@@ -127,7 +169,7 @@ def parse_retry_after(value: str | None, now: float | None = None) -> float | No
     return max(0.0, when.timestamp() - now_ts)
 
 
-def _vendor_message(response: httpx.Response) -> str:
+def _vendor_message(response: _Received) -> str:
     # The error body shape is not documented by every vendor: show it raw, short.
     text = " ".join(response.text.split())[:300]
     return f"HTTP {response.status_code} {response.reason_phrase}" + (f": {text}" if text else "")
@@ -141,6 +183,10 @@ class PageStyle(Protocol):
     def items(self, body: Any) -> list[dict[str, Any]]: ...
 
     def next(self, body: Any, params: dict[str, Any]) -> dict[str, Any] | None: ...
+
+    def totals(self, body: Any) -> Totals | None:
+        """What the listing says about its own size (items, pages), where it says it."""
+        ...
 
 
 class VendorHttp:
@@ -161,8 +207,10 @@ class VendorHttp:
         budget_file: Path | None = None,
         remaining_header: str | None = None,
         refusal: Callable[[httpx.Response], str | None] | None = None,
+        limits: ReplyLimits | None = None,
     ) -> None:
         self.vendor = vendor
+        self.limits = limits or ReplyLimits()
         self.limiter = limiter
         if budget_file is not None:
             limiter.share(budget_file)  # one window per vendor account, machine-wide
@@ -272,7 +320,9 @@ class VendorHttp:
             )
             return float(backoff(state))
 
-        def _once() -> httpx.Response:
+        limit = self.limits.max_download_bytes if raw else self.limits.max_bytes
+
+        def _once() -> _Received:
             nonlocal attempt
             attempt += 1
             token = self.limiter.acquire(on_wait=self._limiter_wait)
@@ -281,19 +331,25 @@ class VendorHttp:
             status: int | None = None
             response: httpx.Response | None = None
             try:
+                request = self._client.build_request(method, path, params=params, json=json, files=files, data=data)
+                # Another origin (e.g. a report PDF on a storage host) never gets the API key.
                 if self._same_origin(path):
-                    response = self._client.request(method, path, params=params, json=json, files=files, data=data)
-                else:  # e.g. a report PDF on a storage host: never send the API key there
-                    response = self._client.request(method, path, params=params, json=json, files=files, data=data,
-                                                    auth=None)
+                    response = self._client.send(request, stream=True)
+                else:
+                    response = self._client.send(request, stream=True, auth=None)
                 status = response.status_code
+                try:
+                    received = _read_capped(response, limit)
+                finally:
+                    response.close()
             finally:
                 self.limiter.completed(token, remaining=self._remaining(response), throttled=status == 429)
                 self.last_call = HttpRecord(method, shown_path, status, attempt,
                                             int((time.monotonic() - started) * 1000), shown_query)
-            if status in RETRY_STATUSES and not (status != 429 and self._refused(response)):
-                raise _RetryableStatus(response)
-            return response
+            if received.status_code in RETRY_STATUSES and not (received.status_code != 429
+                                                               and self._refused(received)):
+                raise _RetryableStatus(received)
+            return received
 
         retrying = tenacity.Retrying(
             stop=tenacity.stop_after_attempt(self.policy.max_attempts),
@@ -336,7 +392,13 @@ class VendorHttp:
         for calls in self._recorders.__dict__.get("stack", ()):
             calls.append(record)
         if response.status_code in ok or response.status_code in allow:
-            body = response.content if raw else _json_or_none(response, self.vendor, call)
+            if response.cut:
+                words = too_large(self.limits, limit, response.declared,
+                                  "max_download_mib" if raw else "max_reply_mib")
+                if not is_read:  # the write was answered: it may well have landed, so it is re-read
+                    raise AmbiguousWrite(self.vendor, call, words, response.status_code)
+                raise VendorReplyRefused(self.vendor, call, words)
+            body = response.content if raw else self._json_or_none(response, call)
             return Reply(response.status_code, body, record, dict(response.headers))
         if response.status_code in (401, 403):
             raise VendorAuthError(self.vendor, call, _vendor_message(response), response.status_code)
@@ -346,11 +408,16 @@ class VendorHttp:
                                 response.status_code)
         raise VendorError(self.vendor, call, _vendor_message(response), response.status_code)
 
-    def _refused(self, response: httpx.Response) -> str | None:
+    def _refused(self, response: _Received) -> str | None:
         if self._refusal is None or response.status_code < 400 or response.status_code in (401, 403, 429):
             return None
+        if response.cut or nesting_depth(response.content, self.limits.max_depth) > self.limits.max_depth:
+            return None  # past the limits: no envelope the vendor documents, whatever it holds
+        # The reader is the connector's and reads an httpx reply: the body as read (decoded), its type.
+        readable = httpx.Response(response.status_code, content=response.content,
+                                  headers={"content-type": response.headers.get("content-type", "")})
         try:
-            found = self._refusal(response)
+            found = self._refusal(readable)
         except ValueError:  # not the envelope (e.g. not JSON): not a documented refusal
             return None
         return None if found is None else REDACTOR.text(" ".join(found.split())[:300])
@@ -400,16 +467,38 @@ class VendorHttp:
             allow: frozenset[int] = frozenset()) -> Reply:
         return self.request("GET", path, params=params, allow=allow)
 
+    def _json_or_none(self, response: _Received, call: str) -> Any:
+        if response.status_code == 204 or not response.content:
+            return None
+        return read_json(response.content, self.vendor, call, self.limits,
+                         response.headers.get("content-type", "?"))
+
     # -- paging -----------------------------------------------------------------
+
+    def page_guard(self, call: str) -> PageGuard:
+        """The paging guard for one listing of this vendor (a connector that pages by hand, e.g. by
+        following next links, asks for one and tells it each request and page)."""
+        return PageGuard(self.vendor, call, self.limits.max_pages, self.limits.where)
+
+    def pages(self, path: str, style: PageStyle, params: Mapping[str, Any] | None = None
+              ) -> Iterator[tuple[Any, list[dict[str, Any]]]]:
+        """Every page of a list (its body and its items), one in memory at a time, each believed
+        only while the paging makes sense (``paging.PageGuard``)."""
+        guard = self.page_guard(f"GET {path}")
+        page_params: dict[str, Any] | None = style.first(dict(params or {}))
+        while page_params is not None:
+            guard.request(page_params)
+            body = self.get(path, params=page_params).body
+            items = style.items(body)
+            guard.received(items, style.totals(body))
+            yield body, items
+            page_params = style.next(body, page_params)
 
     def paginate(self, path: str, style: PageStyle, params: Mapping[str, Any] | None = None
                  ) -> Iterator[dict[str, Any]]:
         """Stream every item of a list, one page in memory at a time."""
-        page_params: dict[str, Any] | None = style.first(dict(params or {}))
-        while page_params is not None:
-            body = self.get(path, params=page_params).body
-            yield from style.items(body)
-            page_params = style.next(body, page_params)
+        for _, items in self.pages(path, style, params):
+            yield from items
 
 
 def _sleep(seconds: float) -> None:
@@ -449,16 +538,3 @@ def _host_of(exc: httpx.TransportError) -> str | None:
         return exc.request.url.host or None
     except RuntimeError:  # raised without its request (e.g. by a test transport)
         return None
-
-
-def _json_or_none(response: httpx.Response, vendor: str, call: str) -> Any:
-    if response.status_code == 204 or not response.content:
-        return None
-    try:
-        return response.json()
-    except ValueError:
-        content_type = response.headers.get("content-type", "?")
-        raise VendorReplyError(
-            vendor, call, f"reply is not JSON (content-type {content_type}, "
-            f"{len(response.content)} bytes); the vendor may be down or a proxy answered"
-        ) from None

@@ -12,6 +12,7 @@ request is form-encoded (the RFC) or JSON (some vendors), the extra fields (``au
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable, Generator, Mapping
 from dataclasses import dataclass, field
@@ -19,7 +20,7 @@ from typing import Any, Literal
 
 import httpx
 
-from offboard.errors import VendorAuthError, VendorError, VendorReplyError
+from offboard.errors import VendorAuthError, VendorError, VendorReplyError, VendorReplyRefused
 from offboard.wire.redact import REDACTOR
 
 EARLY = 60.0  # refresh this many seconds before the vendor says the token expires (a tenth of a shorter life)
@@ -39,8 +40,14 @@ class TokenEndpoint:
     failed: str = ""  # what a failed mint usually means at this vendor, if it is known
 
 
+# A token reply is a few hundred bytes; one that says it is larger is the endpoint answering nonsense.
+TOKEN_REPLY_MAX = 64 * 1024
+
+
 class ClientCredentials(httpx.Auth):
-    requires_response_body = True
+    # Only the token endpoint's replies are read here (_store); the API's replies are VendorHttp's to
+    # read, streamed and within their limit (with True, httpx would read each of them whole first).
+    requires_response_body = False
 
     def __init__(self, endpoint: TokenEndpoint, client_id: str, client_secret: str, *,
                  clock: Callable[[], float] = time.monotonic) -> None:
@@ -76,9 +83,15 @@ class ClientCredentials(httpx.Auth):
             why = f" ({ep.failed})" if ep.failed else ""
             raise VendorError(ep.vendor, call, f"the token endpoint answered HTTP {response.status_code}{why}",
                               response.status_code)
+        length = response.headers.get("content-length", "").strip()
+        if length.isdigit() and int(length) > TOKEN_REPLY_MAX:  # a chunked one is read whole: httpx reads it
+            raise VendorReplyRefused(ep.vendor, call, f"the vendor's reply to the token request is {int(length):,} "
+                                     "bytes (a token is a few hundred): the vendor is answering nonsense; try again "
+                                     "later or ask the vendor")
+        response.read()
         try:
-            body = response.json()
-        except ValueError:
+            body = json.loads(response.content)
+        except (ValueError, RecursionError):
             body = None
         if not isinstance(body, dict):
             body = {}
