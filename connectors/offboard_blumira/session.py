@@ -310,6 +310,25 @@ class BlumiraSession:
         return ActionResult("success", f"{count} record(s) exported", self.http.last_call,
                             artifacts=(Artifact(f"{what}.json", _json(data)),))
 
+    # -- the scope guard's read -------------------------------------------------------
+
+    def owner_now(self, action: Action) -> ActionResult:
+        """One GET of the action's object alone: the device under the sub-account's own path
+        (``/msp/accounts/{account_id}/agents/devices/{id}``: the path is the proof, and an org_id
+        that names something else makes it unknown), or the webhook (``/msp/webhooks/{id}``: whose
+        it is, from the accounts it names now)."""
+        oid = action.target.id
+        if action.operation == "uninstall_device":
+            device, record = self.client.device(oid)
+            if device is None:
+                return _gone(record)
+            owner, why = listed_owner(self.s.account_id, device.org_id)
+            return ActionResult("failure", "the device is listed under the sub-account" + (f" ({why})" if why else ""),
+                                record, owner=owner)
+        if action.operation == "delete_webhook":
+            return self.reread(action)
+        return ActionResult("unknown", f"no read of one object for {action.operation}")
+
     # -- re-reads ----------------------------------------------------------------------
 
     def reread(self, action: Action) -> ActionResult:

@@ -278,6 +278,35 @@ class HuntressSession:
             raise BadInput(f"plan action {action.id} exports {what!r}, which this connector does not know")
         return ActionResult("success", f"{count} record(s) exported", self.http.last_call, artifacts=tuple(files))
 
+    # -- the scope guard's read -------------------------------------------------------
+
+    def owner_now(self, action: Action) -> ActionResult:
+        """One GET of the action's object alone (``/v1/agents/{id}``, ``/v1/memberships/{id}``,
+        ``/v1/unwanted_access_rules/{id}``, ``/v1/reseller/subscriptions/{id}``, the organization):
+        its owner as its own record names it, never as a listing did."""
+        op = action.operation
+        if op in ("clear_report_recipients", "delete_organization"):
+            body, record = self.client.organization_raw(self.org_id)
+            if body is None:
+                # 404 is "doesn't exist or no permission" (the spec's words): not proof of anything.
+                return ActionResult("unknown", f"GET organization {self.org_id} answers 404, which Huntress says "
+                                    "means it does not exist or these credentials may not see it", record)
+            org = parse(Organization, body, f"GET {self.client.path('organizations', self.org_id)}")
+            return ActionResult("failure", "the organization is there", record, owner=self._org_owner(org))
+        settled = self.reread(action)
+        if settled.already_absent or op not in ("uninstall_agent", "release_isolation", "delete_membership",
+                                                "delete_unwanted_access_rule", "stop_auto_renew"):
+            return settled
+        return replace(settled, owner=settled.owner or UNKNOWN_OWNER)
+
+    def _org_owner(self, org: Organization) -> str:
+        """The organization's own record names itself, and (with a reseller's account_id) its account."""
+        if org.id not in (None, self.org_id):
+            return UNKNOWN_OWNER
+        if self.s.account_id and org.account_id not in (None, self.s.account_id):
+            return f"account:{org.account_id}"
+        return self.owner
+
     # -- re-reads ----------------------------------------------------------------------
 
     def reread(self, action: Action) -> ActionResult:

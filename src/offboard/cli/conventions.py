@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import textwrap
 from importlib import metadata
-from typing import Any
+from typing import Annotated, Any
 
 import typer
 
 from offboard import connectors as registry
 from offboard.cli import render
+from offboard.engine.listings import MAX_AGE_S
 from offboard.errors import EXIT_CODE_MEANINGS
 
 CONTEXT_SETTINGS: dict[str, Any] = {"help_option_names": ["-h", "--help"]}
@@ -69,3 +70,10 @@ class OldSpellingHidden(typer.core.TyperCommand):
 def deprecated_run_argument(command: str, run_id: str) -> None:
     """Old scripts pass the run id positionally: it still works, and says the one spelling."""
     render.warning(f"note: `offboard {command} {run_id}` is deprecated; use `offboard {command} --run {run_id}`")
+
+
+TrustListingOpt = Annotated[bool, typer.Option(
+    "--trust-listing",
+    help=f"Take each write's owner from the vendor's listing, re-taken so it is never more than {MAX_AGE_S:.0f} s "
+         "old, instead of reading each object alone just before its write (about half the calls; a listing that "
+         "is wrong about an owner is then believed). Recorded in the run's audit log.")]

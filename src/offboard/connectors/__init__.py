@@ -104,6 +104,16 @@ class VendorSession(Protocol):
         'failure' if the object is untouched (then it is safe to execute)."""
         ...
 
+    def owner_now(self, action: Action) -> ActionResult:
+        """The scope guard's read, immediately before the action's write: one read of the action's
+        object alone (never a listing), whose ``owner`` is what that object's own record names
+        (``"unknown"`` when the record does not say, or says it in a shape the vendor does not
+        document). Outcome 'failure': the object is there and the write is still to be made;
+        'success' with ``already_absent``: the read shows it gone (nothing is sent); 'success'
+        otherwise: its effect is already in place (nothing is sent). A connector that cannot read
+        one object alone answers 'unknown', and nothing is sent."""
+        ...
+
     def verify(self, vendor_plan: VendorPlan | None, inventory: Inventory) -> list[Check]: ...
 
     def check_manual(self, action: Action) -> Check | None:

@@ -198,6 +198,6 @@ def _resume_run(run: RunDir, plan: Plan, sessions: Sessions, audit: AuditLog, li
     if signer is None:
         progress.warning(UNSIGNED)
     # Guarded actions were confirmed when the run started (audited); the run keeps that decision.
-    confirmed = Overrides(overrides.preflight, overrides.evidence, None, True)
+    confirmed = Overrides(overrides.preflight, overrides.evidence, None, True, overrides.trust_listing)
     result = execute(run, plan, sessions, audit, live, confirmed, progress, guide, signer, settle_only=gone)
     return _to_ticket(result, plan, sessions, audit, signer)

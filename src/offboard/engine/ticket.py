@@ -568,6 +568,9 @@ class TicketAware:
                                 check.detail if check else "the ticket could not be read")
         return self.inner.reread(action)
 
+    def owner_now(self, action: Action) -> ActionResult:
+        return self.inner.owner_now(action)
+
     def verify(self, vendor_plan: VendorPlan | None, inventory: Inventory) -> list[Check]:
         return self.inner.verify(vendor_plan, inventory)
 
