@@ -30,7 +30,9 @@ def _left_untouched(plan: Plan | None, audit: AuditLog | None) -> dict[str, tupl
     for a in plan.actions():
         rec = state.last.get(a.id)
         if a.kind == "api" and a.destructive and rec is not None and rec["event"] == "action.skipped":
-            out[a.id] = (a.vendor, Check("not touched", False, f"{a.summary}: not done — {rec.get('detail')}; "
+            detail = rec.get("detail")
+            why = detail.get("message", "") if isinstance(detail, dict) else detail
+            out[a.id] = (a.vendor, Check("not touched", False, f"{a.summary}: not done — {why}; "
                                          "nothing proves this object stopped", target=a.target, action_id=a.id))
     return out
 
