@@ -85,6 +85,12 @@ class BlumiraSession:
                            "check [blumira] account_id")
         return account
 
+    def exit_identity(self) -> str:
+        """The sub-account as Blumira names it (``GET /msp/accounts/{id}``'s ``account_id``, a UUID:
+        one sub-account however it is spelled or whichever MSP credential reaches it). No documented
+        call names the MSP account itself, so the sub-account alone keys the lock."""
+        return f"blumira sub-account {self.account().account_id.strip().lower()}"
+
     def discover(self) -> Inventory:
         account = self.account()
         name = account.name or self.s.account_id

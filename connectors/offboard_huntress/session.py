@@ -100,6 +100,19 @@ class HuntressSession:
                                       exc.status) from None
         return self._actor
 
+    def exit_identity(self) -> str:
+        """The organization id and the account it belongs to, as Huntress says: the organization's
+        own record (``account_id``), or, when it cannot be read or does not say, ``/v1/actor``'s
+        account (the key's), else the configured reseller ``account_id``: each names the one account
+        the organization belongs to (discovery refuses a configured account_id it contradicts)."""
+        body, _ = self.client.organization_raw(self.org_id)
+        org = None if body is None else parse(Organization, body, f"GET /v1/organizations/{self.org_id}")
+        account = org.account_id if org is not None else None
+        if account is None:
+            actor = self.actor()
+            account = actor.account.id if actor.account is not None else self.s.account_id
+        return f"huntress account {account if account is not None else '?'} organization {self.org_id}"
+
     def discover(self) -> Inventory:
         actor = self.actor()
         self._fresh = {}

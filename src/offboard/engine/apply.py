@@ -42,7 +42,7 @@ def apply(plan: Plan, cfg: ExitConfig, sessions: Sessions, *, overrides: Overrid
     ready = check_machine(cfg, require_signature=require_signature)
     refuse(ready.gates)  # before any vendor call: the signing key and the runs folder are on this machine
     # The lock before discovery: a second apply is refused, not told its plan is stale.
-    with exit_lock(cfg), waits.listening(progress.waiting):
+    with exit_lock(cfg, sessions), waits.listening(progress.waiting):
         progress.phase("Re-reading the vendors to check the plan still holds (read-only)")
         live = discover(sessions)
         check_not_stale(plan, live)
@@ -158,7 +158,7 @@ def resume(run_id: str, cfg: ExitConfig, sessions: Sessions, *, overrides: Overr
     before = f"before run {run_id} continued"
     ready = check_machine(cfg, require_signature=require_signature)
     refuse(ready.gates, before=before)
-    with reopen(run_id, cfg) as (run, plan, audit), waits.listening(progress.waiting):
+    with reopen(run_id, cfg, sessions) as (run, plan, audit), waits.listening(progress.waiting):
         if any(r["event"] == "run.finished" and r["detail"] == GATES_STOPPED for r in audit.records):
             raise BadInput(f"run {run_id} was stopped by preflight gates; it has nothing to resume: "
                            "apply the plan again once incident response is finished")

@@ -571,6 +571,9 @@ class TicketAware:
     def owner_now(self, action: Action) -> ActionResult:
         return self.inner.owner_now(action)
 
+    def exit_identity(self) -> str:
+        return self.inner.exit_identity()
+
     def verify(self, vendor_plan: VendorPlan | None, inventory: Inventory) -> list[Check]:
         return self.inner.verify(vendor_plan, inventory)
 

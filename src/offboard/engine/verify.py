@@ -61,7 +61,7 @@ def verify_run(plan: Plan | None, sessions: Sessions, audit: AuditLog | None = N
 
 def verify_recorded(run_id: str, cfg: ExitConfig, sessions: Sessions) -> list[Check]:
     """Verify a past run's removals and its confirmed manual items; add the re-reads to its log."""
-    with reopen(run_id, cfg) as (run, plan, audit):
+    with reopen(run_id, cfg, sessions) as (run, plan, audit):
         checks = verify_run(plan, sessions, audit)
         for action in plan.actions():
             if action.kind == "manual":
