@@ -371,8 +371,10 @@ class HuntressSession:
         calls = {"agent": f"GET {self.client.path('agents')}?organization_id={org}",
                  "membership": f"GET {self.client.path('memberships')}?organization_id={org}",
                  "unwanted_access_rule": f"GET /v1/unwanted_access_rules?organization_id={org}"}
+        deleted = self._deleted_only_if_ours()
         if snap.get("organization_deleted"):
-            checks.append(Check("organization is deleted", True, f"GET /v1/organizations/{org} → 404"))
+            checks.append(Check("organization is deleted", True, f"GET /v1/organizations/{org} → 404",
+                                acknowledged_by=deleted))
         else:
             if "edr" in self.s.scope:
                 checks += [Check("organization agents_count is 0", snap.get("agents_count") == 0,
@@ -406,7 +408,7 @@ class HuntressSession:
             name = f"{action.summary}: {action.target.name}"
             if snap.get("organization_deleted") and action.operation != "stop_auto_renew":
                 checks.append(Check(name, True, f"the organization is deleted (GET /v1/organizations/{org} → 404)",
-                                    target=action.target, action_id=action.id))
+                                    target=action.target, action_id=action.id, acknowledged_by=deleted))
             elif action.operation == "clear_report_recipients" and org_item is not None:
                 left = org_item.attrs.get("report_recipients")
                 checks.append(Check(f"{action.summary}: {action.target.name}", left == 0,
@@ -424,6 +426,15 @@ class HuntressSession:
             else:
                 checks.append(reread_check(action, self.reread(action)))
         return checks
+
+    def _deleted_only_if_ours(self) -> tuple[str, str]:
+        """A 404 on the organization is "deleted" only where this exit's own DELETE was accepted:
+        Huntress's 404 is "either it doesn't exist, or your account does not hold correct
+        permissions to access it" (the spec's error table)."""
+        return (f"{VENDOR}.delete_organization.{self.org_id}",
+                f"GET /v1/organizations/{self.org_id} answers 404, which Huntress says means \"either it doesn't "
+                "exist, or your account does not hold correct permissions to access it\"; this run's audit log holds "
+                "no accepted deletion of it by this exit, so nothing proves it was deleted")
 
     def _nothing_listed(self, inventory: Inventory, kind: str, name: str, call: str) -> Check:
         """Whether the listing under the organization holds nothing of the customer's: its own objects

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from offboard.connectors.sandboxing import serve
-from offboard_huntress.sandbox import CUSTOMER_ORG, NEIGHBOUR_ORG, HuntressSandbox
+from offboard_huntress.sandbox import CUSTOMER_ORG, NEIGHBOUR_ORG, Fault, HuntressSandbox
 from tests.conftest import write_config
 from tests.e2e.test_cli_over_http import CANARY_KEY, CANARY_SECRET, SCALE, Env
 from tests.huntress_spec import REPLIES
@@ -134,3 +134,44 @@ def test_by_default_each_delete_follows_a_read_of_the_same_agent(env: Env) -> No
         assert calls[n - 1] == ("GET", f"/v1/agents/{agent}")
     mode = [e for e in audit(env) if e["event"] == "scope_guard.mode"]
     assert [m["detail"]["mode"] for m in mode] == ["object"]
+
+
+def deleting(env: Env) -> Path:
+    """The same exit, deleting the whole organization at the end."""
+    (env.dir / "whole").mkdir()
+    config = write_config(env.dir / "whole", env.url, window=60 * SCALE, extra="delete_organization = true\n")
+    assert env.run("plan", "-o", "whole.plan.json", "-c", str(config)).returncode == 0
+    return config
+
+
+def org_check(run: Path) -> dict[str, Any]:
+    events = [json.loads(line) for line in (run / "audit.jsonl").read_text().splitlines()]
+    return [e for e in events if e["event"].startswith("verify.") and e["detail"].get("check") ==
+            "organization is deleted"][-1]
+
+
+def test_a_404_on_the_organization_is_deleted_only_where_this_exits_own_deletion_was_acknowledged(env: Env) -> None:
+    config = deleting(env)
+    applied = env.run("apply", "whole.plan.json", "-c", str(config), "--confirm", "Acme Dental", *OVERRIDE)
+    assert applied.returncode == 3, applied.stdout + applied.stderr
+    run = sorted((env.dir / "whole" / "runs").iterdir())[-1]
+    assert org_check(run)["event"] == "verify.passed"  # its own DELETE answered 202, in its audit log
+
+    # Without the run that deleted it, a 404 proves nothing: Huntress says it may mean "no permission".
+    alone = env.run("verify", "-c", str(config))
+    assert alone.returncode == 1, alone.stdout
+    assert "doesn't" in alone.stdout and "exist" in alone.stdout and "permissions" in alone.stdout
+    by_run = env.run("verify", "-c", str(config), "--run", run.name)
+    assert org_check(run)["event"] == "verify.passed", by_run.stdout
+
+
+def test_a_deletion_whose_reply_was_lost_is_not_counted_as_proven_by_the_404_after_it(env: Env) -> None:
+    config = deleting(env)
+    env.sandbox.faults.append(Fault(method="DELETE", path_prefix=f"/v1/organizations/{CUSTOMER_ORG}", status=None,
+                                    acted=True, drop=True))
+    applied = env.run("apply", "whole.plan.json", "-c", str(config), "--confirm", "Acme Dental", *OVERRIDE)
+    assert CUSTOMER_ORG not in env.sandbox.orgs  # it did land: the client just never heard
+    assert applied.returncode == 1, applied.stdout + applied.stderr
+    run = sorted((env.dir / "whole" / "runs").iterdir())[-1]
+    check = org_check(run)
+    assert check["event"] == "verify.failed" and "no accepted deletion of it by this exit" in check["detail"]["result"]

@@ -71,6 +71,10 @@ class Check:
     target: Target | None = None
     http: HttpRecord | None = None
     action_id: str | None = None  # the planned action this check proves, if one
+    # (action id, why it fails otherwise): the check holds only where this run's own write of that
+    # action was acknowledged by the vendor (a 2xx reply in the run's audit log), e.g. a 404 that
+    # means "deleted" only after this exit's own deletion was accepted. Without a run, it fails.
+    acknowledged_by: tuple[str, str] | None = None
 
 
 def reread_check(action: Action, settled: ActionResult) -> Check:

@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from offboard.config import ExitConfig
 from offboard.connectors import Check
 from offboard.engine.runfolder import reopen, signer_for, write_documents
@@ -37,6 +39,32 @@ def _left_untouched(plan: Plan | None, audit: AuditLog | None) -> dict[str, tupl
     return out
 
 
+def acknowledged(audit: AuditLog | None, action_id: str) -> bool:
+    """Whether this run's audit log (hash chained) holds the vendor's own acceptance of the action's
+    write: its success with a 2xx reply to the write itself, not a re-read's or a 404's."""
+    if audit is None:
+        return False
+    for r in audit.records:
+        http = r.get("http") or {}
+        raw = r.get("detail")
+        detail = raw if isinstance(raw, dict) else {}
+        if (r["event"] == "action.succeeded" and r.get("action_id") == action_id and not detail.get("settled_by")
+                and not detail.get("already_absent") and isinstance(http.get("status"), int)
+                and 200 <= http["status"] < 300):
+            return True
+    return False
+
+
+def _proven(check: Check, audit: AuditLog | None) -> Check:
+    if check.acknowledged_by is None or not check.passed:
+        return check
+    action_id, why = check.acknowledged_by
+    if acknowledged(audit, action_id):
+        return replace(check, detail=f"{check.detail}; this exit's own {action_id} was acknowledged (audit log)")
+    return replace(check, passed=False, detail=why + ("" if audit is not None else "; give the run that made it: "
+                                                      "`offboard verify --run RUN_ID`"))
+
+
 def verify_run(plan: Plan | None, sessions: Sessions, audit: AuditLog | None = None, *,
                skip: set[str] | frozenset[str] = frozenset()) -> list[Check]:
     """Re-read every vendor (but ``skip``: those whose changes wait for a person); with a plan,
@@ -48,7 +76,7 @@ def verify_run(plan: Plan | None, sessions: Sessions, audit: AuditLog | None = N
             continue
         vp = plan.vendor(name) if plan is not None else None
         inventory = session.discover()
-        vendor_checks = [c for c in session.verify(vp, inventory) if c.action_id not in untouched]
+        vendor_checks = [_proven(c, audit) for c in session.verify(vp, inventory) if c.action_id not in untouched]
         vendor_checks += [c for vendor, c in untouched.values() if vendor == name]
         if audit is not None:
             audit.emit("snapshot.taken", vendor=name, step="verify", outcome="success",
