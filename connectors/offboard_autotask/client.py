@@ -6,10 +6,25 @@ from __future__ import annotations
 import base64
 from typing import Any
 
+import httpx
+
 from offboard.errors import VendorReplyError
 from offboard.wire.http import Reply, VendorHttp
 
 from .models import Attachment, Created, Fields, Note, One, PageDetails, Ticket, parse
+
+
+def refusal(response: httpx.Response) -> str | None:
+    """Autotask answers a request it will not carry out (validation, business rules, a file too large
+    or of a type off the allow-list) with ``{"errors": [...]}``, often under HTTP 500 (issue 26, as
+    public clients report): a refusal, never a transient fault to retry or an ambiguous write."""
+    if response.status_code > 500:  # a gateway's 502-504: the request may not have reached Autotask
+        return None
+    body = response.json()
+    errors = body.get("errors") if isinstance(body, dict) else None
+    if isinstance(errors, list) and errors and all(isinstance(e, str) for e in errors):
+        return "; ".join(errors)
+    return None
 
 
 class AutotaskClient:
@@ -29,6 +44,8 @@ class AutotaskClient:
             url = details.nextPageUrl or None
             if url is not None and url in seen:
                 raise VendorReplyError("Autotask", f"GET {path}", "nextPageUrl repeats (paging would loop)")
+            if url is not None and not self.http.same_origin(url):
+                raise VendorReplyError("Autotask", f"GET {path}", "nextPageUrl is on another host")
             seen.add(url or "")
         return items
 
@@ -43,6 +60,11 @@ class AutotaskClient:
     def note_fields(self) -> Fields:
         """The tenant's picklists for notes (publish, noteType): read, never assumed (notes §2)."""
         path = "/V1.0/TicketNotes/entityInformation/fields"
+        return parse(Fields, self.http.get(path).body, f"GET {path}")
+
+    def attachment_fields(self) -> Fields:
+        """The tenant's picklists for a ticket's attachments (their own ``publish``)."""
+        path = "/V1.0/TicketAttachments/entityInformation/fields"
         return parse(Fields, self.http.get(path).body, f"GET {path}")
 
     def add_note(self, ticket_id: int, title: str, text: str, note_type: int, publish: int) -> tuple[int, Reply]:

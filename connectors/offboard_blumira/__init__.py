@@ -8,14 +8,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-import httpx
-from pydantic import SecretStr
-
-from offboard.config import SectionSettings
 from offboard.connectors import ExitContext, SandboxKit
+from offboard.connectors.base import VendorConnector, Wire, sandbox_kit
 from offboard.wire.credentials import CredentialField
 from offboard.wire.http import RetryPolicy, VendorHttp
-from offboard.wire.ratelimit import SlidingWindowLimiter, budget_path
 
 from .auth import ClientCredentials
 from .session import BlumiraSession
@@ -24,7 +20,7 @@ from .settings import AUDIENCE, RATE_WINDOW, BlumiraSettings
 __all__ = ["BlumiraConnector", "BlumiraSession", "BlumiraSettings", "connector"]
 
 
-class BlumiraConnector:
+class BlumiraConnector(VendorConnector[BlumiraSettings, BlumiraSession]):
     name = "blumira"
     display_name = "Blumira"
     settings_model = BlumiraSettings
@@ -32,43 +28,29 @@ class BlumiraConnector:
         CredentialField("client_id", "Blumira MSP API client ID"),
         CredentialField("client_secret", "Blumira MSP API client secret"),
     )
+    # A 429 without Retry-After: wait one window (1 s), not Huntress-like minutes.
+    policy = RetryPolicy(rate_limited_default=RATE_WINDOW)
 
-    def open(self, settings: SectionSettings, credentials: Mapping[str, SecretStr], *,
-             transport: httpx.BaseTransport | None = None, context: ExitContext | None = None) -> BlumiraSession:
-        assert isinstance(settings, BlumiraSettings)
-        client_id = credentials["client_id"].get_secret_value()
-        auth = ClientCredentials(settings.token_url, client_id, credentials["client_secret"].get_secret_value(),
-                                 AUDIENCE)
-        # A 429 without Retry-After: wait one window (1 s), not Huntress-like minutes.
-        policy = RetryPolicy(rate_limited_default=RATE_WINDOW).scaled(settings.time_scale)
-        http = VendorHttp(
-            "Blumira",
-            settings.base_url,
-            auth,
-            SlidingWindowLimiter(settings.requests_per_second, settings.rate_window_seconds),
-            policy=policy,
-            transport=transport,
-            budget_file=budget_path(self.name, f"{settings.base_url} {client_id}"),
-        )
-        return BlumiraSession(http, settings, context, auth=auth)
+    def wire(self, settings: BlumiraSettings, credentials: Mapping[str, str]) -> Wire:
+        auth = ClientCredentials(settings.token_url, credentials["client_id"], credentials["client_secret"], AUDIENCE)
+        return Wire(settings.base_url, auth, credentials["client_id"], settings.requests_per_second,
+                    settings.rate_window_seconds)
+
+    def session(self, http: VendorHttp, settings: BlumiraSettings, wire: Wire,
+                context: ExitContext | None) -> BlumiraSession:
+        assert isinstance(wire.auth, ClientCredentials)
+        return BlumiraSession(http, settings, context, auth=wire.auth)  # the token's granted scope: a finding
 
     def sandbox(self) -> SandboxKit:
-        # Imported here: starlette and uvicorn load only when a sandbox is served or tested.
-        from offboard.connectors import sandboxing
+        from . import sandbox  # starlette and uvicorn: only when a sandbox is served or tested
 
-        from . import sandbox
-
-        def make_app(time_scale: float) -> Any:
-            return sandbox.BlumiraSandbox(time_scale=time_scale).app
-
-        def config_section(base_url: str, time_scale: float) -> dict[str, Any]:
+        def section(base_url: str, time_scale: float) -> dict[str, Any]:
             return {"account_id": sandbox.CUSTOMER_ACCOUNT, "base_url": f"{base_url}{sandbox.API_PREFIX}",
                     "token_url": f"{base_url}{sandbox.TOKEN_PATH}", "rate_window_seconds": RATE_WINDOW * time_scale,
                     "keep_users": [sandbox.KEEP_USER], "msp_sender": "Sandbox MSP <noc@sandbox-msp.example>"}
 
-        return SandboxKit(make_app=make_app, config_section=config_section,
-                          credentials={"client_id": sandbox.DEMO_CLIENT_ID, "client_secret": sandbox.DEMO_SECRET},
-                          portal=sandboxing.portal)
+        return sandbox_kit(sandbox.BlumiraSandbox, section,
+                           {"client_id": sandbox.DEMO_CLIENT_ID, "client_secret": sandbox.DEMO_SECRET}, portal=True)
 
 
 connector = BlumiraConnector()

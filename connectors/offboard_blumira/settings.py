@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 from pydantic import Field, ValidationInfo, field_validator, model_validator
 from pydantic_settings import SettingsConfigDict
 
-from offboard.config import SectionSettings, check_vendor_url, is_loopback_url, url_identity
+from offboard.config import SectionSettings, VendorUrl, rate_window, url_identity
 
 API_URL = "https://api.blumira.com/public-api/v1"
 TOKEN_URL = "https://auth.blumira.com/oauth/token"
@@ -20,6 +20,7 @@ Moving = Literal["no", "self", "msp", "unknown"]
 
 class BlumiraSettings(SectionSettings):
     model_config = SettingsConfigDict(env_prefix="OFFBOARD_BLUMIRA__")
+    full_window: ClassVar[float] = RATE_WINDOW
 
     account_id: str = Field(min_length=1, description="the customer's sub-account id (MSP Portal → the account; "
                                                       "GET /msp/accounts lists them)")
@@ -38,19 +39,12 @@ class BlumiraSettings(SectionSettings):
     keep_users: list[str] = Field(
         default_factory=list, description="emails of the users who keep access; every other user is removed")
     msp_sender: str = Field("", description="who signs the notification email (name <email>)")
-    base_url: str = API_URL
-    token_url: str = TOKEN_URL
+    base_url: VendorUrl = API_URL
+    token_url: VendorUrl = TOKEN_URL
     page_size: int = Field(PAGE_SIZE_MAX, ge=1, le=PAGE_SIZE_MAX)
     requests_per_second: int = Field(RATE_LIMIT, ge=1, le=RATE_LIMIT,
                                      description="leave room for other tools using the same API key")
-    rate_window_seconds: float = Field(
-        RATE_WINDOW, gt=0, le=RATE_WINDOW,
-        description="the rate-limit window; shorter only against the sandbox, whose clock runs fast")
-
-    @field_validator("base_url", "token_url")
-    @classmethod
-    def _url(cls, v: str) -> str:
-        return check_vendor_url(v)
+    rate_window_seconds: float = rate_window(RATE_WINDOW)
 
     @field_validator("keep_users")
     @classmethod
@@ -73,9 +67,6 @@ class BlumiraSettings(SectionSettings):
 
     @model_validator(mode="after")
     def _rules(self) -> BlumiraSettings:
-        if self.rate_window_seconds < RATE_WINDOW and not is_loopback_url(self.base_url):
-            raise ValueError("rate_window_seconds below 1 is only for the sandbox on 127.0.0.1; "
-                             "Blumira counts requests per second")
         if self.account_moves_to != "no" and self.delete_data:
             raise ValueError("delete_data must be false when the account moves: Blumira keeps a moving "
                              "account's data")
@@ -101,7 +92,3 @@ class BlumiraSettings(SectionSettings):
 
     def account_identity(self) -> dict[str, Any]:
         return {"base_url": url_identity(self.base_url)}
-
-    @property
-    def time_scale(self) -> float:
-        return self.rate_window_seconds / RATE_WINDOW

@@ -1,15 +1,45 @@
 """ConnectWise PSA endpoints as thin typed methods over VendorHttp (notes §1). No retry or sleep here;
-lists are paged with ``page``/``pageSize`` (at most 1,000 a page)."""
+lists are paged as ConnectWise documents it: ``page``/``pageSize`` (at most 1,000 a page), then the
+``Link`` header's rel="next"."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
+import httpx
+
+from offboard.errors import VendorReplyError
 from offboard.wire.http import Reply, VendorHttp
 
 from .models import Document, Note, Ticket, parse, parse_list
 
-PAGE = 1000
+PAGE = 1000  # the most ConnectWise gives a page (notes §1); a server may give fewer
+MAX_PAGES = 10_000  # far past any ticket's notes: a next link that never ends is a reply fault
+
+
+def next_link(headers: Mapping[str, str], http: VendorHttp, call: str) -> str | None:
+    """The ``Link`` header's rel="next" URL (RFC 8288, parsed by httpx), on the API's own origin only."""
+    value = next((v for k, v in headers.items() if k.lower() == "link"), "")
+    if not value:
+        return None
+    url = httpx.Response(200, headers={"link": value}).links.get("next", {}).get("url")
+    if url is None:
+        return None
+    if not http.same_origin(url):
+        raise VendorReplyError("ConnectWise", call, "the Link header's next page is on another host")
+    return url
+
+
+def refusal(response: httpx.Response) -> str | None:
+    """ConnectWise's error envelope ``{code, message, errors?}``: a 4xx carrying it is a refusal (the
+    request was not carried out); under a 5xx only its validation code ``InvalidObject`` is."""
+    body = response.json()
+    if not isinstance(body, dict) or not isinstance(body.get("code"), str) or not isinstance(body.get("message"), str):
+        return None
+    if response.status_code >= 500 and body["code"] != "InvalidObject":
+        return None
+    return f"{body['code']}: {body['message']}"
 
 
 class ConnectWiseClient:
@@ -17,15 +47,25 @@ class ConnectWiseClient:
         self.http = http
 
     def _pages(self, path: str, params: dict[str, Any]) -> list[Any]:
+        """Every item of a list: the first page asked with ``page``/``pageSize``, then the ``Link`` header's
+        rel="next" followed until there is none (notes §1). A page shorter than asked is not the end: a
+        server may cap pages lower than asked."""
         items: list[Any] = []
-        page = 1
-        while True:
-            body = self.http.get(path, params={**params, "page": page, "pageSize": PAGE}).body
-            batch = body if isinstance(body, list) else []
-            items += batch
-            if len(batch) < PAGE:
-                return items if isinstance(body, list) else body  # not a list: the parser names it
-            page += 1
+        url: str | None = path
+        seen: set[str] = set()
+        query: dict[str, Any] | None = {**params, "page": 1, "pageSize": PAGE}
+        while url is not None:
+            reply = self.http.get(url, params=query)
+            body = reply.body
+            if not isinstance(body, list):
+                return body  # type: ignore[no-any-return]  # not a list: the parser names it
+            items += body
+            url, query = next_link(reply.headers, self.http, f"GET {path}"), None
+            if url is not None and (url in seen or len(seen) >= MAX_PAGES):
+                raise VendorReplyError("ConnectWise", f"GET {path}", "the Link header's next page repeats or never "
+                                       f"ends (after {len(seen) + 1} pages): paging would loop")
+            seen.add(url or "")
+        return items
 
     def ticket(self, ticket_id: int) -> Ticket:
         path = f"/service/tickets/{ticket_id}"

@@ -6,7 +6,8 @@ refused); ``GET /service/tickets/{id}`` with ``status {id, name}`` and ``closedF
 ``PATCH /service/tickets/{id}`` with a JSON-Patch array; ``GET/POST /service/tickets/{id}/notes``
 (the note fields the notes name, nothing else); ``GET /system/documents?recordType=Ticket&recordId=``
 and a **multipart** ``POST /system/documents`` (a file sent as JSON gets 415, as ConnectWise's own
-page says); ``page``/``pageSize`` paging (at most 1,000); 429 with ``Retry-After`` past its capacity.
+page says); ``page``/``pageSize`` paging (at most 1,000) with the ``Link`` header's rel="next"; 429 with
+``Retry-After`` past its capacity.
 
 Seeded with the exit's ticket (open), a closed ticket and another company's ticket.
 """
@@ -56,6 +57,9 @@ class ConnectWiseSandbox(SandboxBase):
     send_retry_after: bool = True
     max_upload: int = 50 * 1024 * 1024
     refuse_types: tuple[str, ...] = ()
+    # ConnectWise documents no refusal of notes on a closed ticket; a board's rules may refuse them.
+    refuse_when_closed: bool = False
+    page_cap: int = 1000  # a server may give fewer items a page than asked: the Link header says what follows
     requests: list[Logged] = field(default_factory=list)
     faults: list[Fault] = field(default_factory=list)
 
@@ -116,6 +120,8 @@ class ConnectWiseSandbox(SandboxBase):
         ticket.update(status={"id": status, "name": name}, closedFlag=closed)
 
     def _paged(self, request: Request, items: list[dict[str, Any]], allowed: set[str]) -> Response:
+        """``page``/``pageSize`` (default 25, at most 1,000), and the ``Link`` header naming the next page
+        (and the last), as ConnectWise documents its paging (notes §1)."""
         unknown = set(request.query_params) - allowed - {"page", "pageSize"}
         if unknown:
             return self.error(400, f"unknown parameter(s) {sorted(unknown)}")
@@ -123,7 +129,14 @@ class ConnectWiseSandbox(SandboxBase):
         page = int(request.query_params.get("page", "1"))
         if not 1 <= size <= 1000:
             return self.error(400, "pageSize must be 1 to 1000")
-        return JSONResponse(items[(page - 1) * size: page * size])
+        size = min(size, self.page_cap)
+        last = max(1, -(-len(items) // size))
+        links = []
+        if page < last:
+            links.append(f'<{request.url.include_query_params(page=page + 1, pageSize=size)}>; rel="next"')
+            links.append(f'<{request.url.include_query_params(page=last, pageSize=size)}>; rel="last"')
+        headers = {"Link": ", ".join(links)} if links else None
+        return JSONResponse(items[(page - 1) * size: page * size], headers=headers)
 
     async def _ticket(self, request: Request) -> Response:
         ticket = self.tickets.get(request.path_params["id"])
@@ -158,6 +171,8 @@ class ConnectWiseSandbox(SandboxBase):
         if not isinstance(body, dict) or set(body) - NOTE_FIELDS or not isinstance(body.get("text"), str):
             return self.error(400, "a note is {text, …flags}; unexpected fields: "
                               f"{sorted(set(body) - NOTE_FIELDS) if isinstance(body, dict) else body!r}")
+        if self.refuse_when_closed and self.tickets[tid].get("closedFlag"):
+            return self.error(400, "The ticket is closed")
         flags = ("detailDescriptionFlag", "internalAnalysisFlag", "resolutionFlag")
         if not any(body.get(f) for f in flags):
             return self.error(400, "a note needs one of detailDescriptionFlag, internalAnalysisFlag, resolutionFlag")
@@ -185,6 +200,8 @@ class ConnectWiseSandbox(SandboxBase):
         tid = int(form.get("recordId", ("", b"0"))[1] or 0)
         if form.get("recordType", ("", b""))[1] != b"Ticket" or tid not in self.tickets:
             return self.error(400, "recordType=Ticket and an existing recordId are required")
+        if self.refuse_when_closed and self.tickets[tid].get("closedFlag"):
+            return self.error(400, "The ticket is closed")
         if any(name.endswith(t) for t in self.refuse_types):
             return self.error(400, f"File type not allowed: {name}")
         if len(content) > self.max_upload:

@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
-from offboard.connectors.psa import MARKER_RE, Limits, Posted, TicketFile, TicketInfo, TicketNote
+from offboard.connectors.psa import MARKER_RE, Limits, Posted, TicketFile, TicketInfo, TicketNote, Visibility
 from offboard.wire.http import VendorHttp
 
 from .client import ConnectWiseClient
 from .settings import ConnectWiseSettings
 
 NOTE_CHARS = 8_000  # the note text limit is not published (notes §4): long notes are split below this
+
+
+VISIBILITY = Visibility(
+    "internalAnalysisFlag true (Internal Analysis), detailDescriptionFlag and resolutionFlag false, "
+    "processNotifications false", "documents with privateFlag true",
+    "internal, no customer notification (ConnectWise's ServiceNote fields, notes §1)", "(none: fixed flags)")
 
 
 class ConnectWiseTicketSession:
@@ -32,6 +38,12 @@ class ConnectWiseTicketSession:
         status = t.status or None
         return TicketInfo(str(t.id), t.summary or "", str(status.id) if status and status.id is not None else "",
                           status.name or "" if status else "", bool(t.closedFlag))
+
+    def visibility(self) -> Visibility:
+        """Fixed by ConnectWise's flags, not a tenant picklist: a note is Internal Analysis
+        (``internalAnalysisFlag``; ``detailDescriptionFlag`` is the customer-facing Discussion), with
+        ``processNotifications`` false so no workflow mails the customer; a document is private."""
+        return VISIBILITY
 
     def notes(self) -> list[TicketNote]:
         return [TicketNote(str(n.id), n.text or "") for n in self.client.notes(self._id)]

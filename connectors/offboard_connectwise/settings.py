@@ -4,43 +4,23 @@ from __future__ import annotations
 
 from typing import ClassVar, Literal
 
-from pydantic import Field, field_validator
-from pydantic_settings import SettingsConfigDict
+from pydantic import Field
 
-from offboard.config import check_vendor_url
+from offboard.config import VendorUrl, rate_window
 from offboard.connectors.psa import PsaSettings
 
 RATE_WINDOW = 60.0  # ConnectWise publishes no number: a 429 with Retry-After is its word (notes §1)
 
 
 class ConnectWiseSettings(PsaSettings):
-    model_config = SettingsConfigDict(env_prefix="OFFBOARD_PSA__")
     full_window: ClassVar[float] = RATE_WINDOW
+    ticket_id_hint: ClassVar[str] = "a ConnectWise ticket id is a number (the service ticket's #, e.g. 4711)"
+    status_hint: ClassVar[str] = "a ConnectWise status is its id on the ticket's board (/service/boards/{id}/statuses)"
 
     kind: Literal["connectwise"] = "connectwise"
-    base_url: str = Field(description="https://{site}/v4_6_release/apis/3.0 (your ConnectWise site)")
+    base_url: VendorUrl = Field(description="https://{site}/v4_6_release/apis/3.0 (your ConnectWise site)")
     company_id: str = Field(min_length=1, description="the company id you log in with (not a secret)")
     max_file_mb: float = Field(20.0, gt=0, description="files larger than this are linked, not attached "
                                                         "(ConnectWise's own limit is not published)")
     requests_per_minute: int = Field(60, ge=1, le=1000, description="offboard's own ceiling; a 429 is waited out")
-    rate_window_seconds: float = Field(RATE_WINDOW, gt=0, le=RATE_WINDOW,
-                                       description="shorter only against the sandbox, whose clock runs fast")
-
-    @field_validator("base_url")
-    @classmethod
-    def _url(cls, v: str) -> str:
-        return check_vendor_url(v)
-
-    @field_validator("ticket_id")
-    @classmethod
-    def _ticket(cls, v: str) -> str:
-        if not v.strip().isdigit():
-            raise ValueError("a ConnectWise ticket id is a number (the service ticket's #, e.g. 4711)")
-        return v.strip()
-
-    @field_validator("close_status")
-    @classmethod
-    def _status(cls, v: str) -> str:
-        if v and not v.strip().isdigit():
-            raise ValueError("a ConnectWise status is its id on the ticket's board (/service/boards/{id}/statuses)")
-        return v.strip()
+    rate_window_seconds: float = rate_window(RATE_WINDOW)

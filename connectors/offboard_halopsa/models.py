@@ -47,6 +47,12 @@ class Attachment(_Reply):  # schema "Attachment_List" / "Attachment"
     filesize: int | None = None
 
 
+class Outcome(_Reply):  # schema "TOutcome": an action type
+    id: int
+    outcome: str | None = None
+    hidefromuser: bool | None = None
+
+
 class AttachmentView(_Reply):  # schema "Attachment_View"
     record_count: int | None = None
     attachments: list[Attachment] | None = None

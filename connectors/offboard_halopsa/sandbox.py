@@ -19,6 +19,7 @@ import binascii
 import re
 import secrets
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from html import unescape
@@ -44,9 +45,13 @@ STATUS_NAMES = {1: "New", 2: "In Progress", 9: "Closed", 21: "Resolved - awaitin
 TOKEN_FIELDS = frozenset({"grant_type", "client_id", "client_secret", "scope"})
 ACTION_FIELDS = frozenset({"ticket_id", "outcome_id", "note", "note_html", "hiddenfromuser", "sendemail",
                            "new_status"})  # notes §3
-ATTACHMENT_FIELDS = frozenset({"ticket_id", "action_id", "filename", "data_base64", "note"})  # notes §3
+ATTACHMENT_FIELDS = frozenset({"ticket_id", "action_id", "filename", "data_base64", "note",
+                               "showforusers"})  # notes §3; showforusers: schema Attachment
 TICKET_FIELDS = frozenset({"id", "status_id"})
 ALLOWED_OUTCOMES = frozenset({7})  # the API agent may use "Internal Note" only
+# The instance's action types (schema TOutcome): id -> (name, hidden from the end user).
+STOCK_OUTCOMES: dict[int, tuple[str, bool]] = {1: ("Logged", False), 7: ("Internal Note", True),
+                                               12: ("Email User", False)}
 
 
 def _now() -> str:
@@ -60,6 +65,10 @@ class HaloSandbox(SandboxBase):
     send_retry_after: bool = False  # whether Halo sends Retry-After is not known (notes §3)
     max_upload: int = 50 * 1024 * 1024
     refuse_types: tuple[str, ...] = ()  # file name endings refused with 400, as an instance may
+    outcomes: dict[int, tuple[str, bool]] = field(default_factory=lambda: dict(STOCK_OUTCOMES))
+    # Halo documents no refusal of actions on a closed ticket; an instance's workflow may refuse them.
+    refuse_when_closed: bool = False
+    list_cap: int | None = None  # an instance that lists fewer actions than its record_count (a fault)
     requests: list[Logged] = field(default_factory=list)
     faults: list[Fault] = field(default_factory=list)
 
@@ -86,6 +95,8 @@ class HaloSandbox(SandboxBase):
             Route("/api/Tickets/{id:int}", self._get_ticket),
             Route("/api/Tickets", self._post_tickets, methods=["POST"]),
             Route("/api/Actions", self._actions, methods=["GET", "POST"]),
+            Route("/api/Outcome", self._outcomes),
+            Route("/api/Outcome/{id:int}", self._outcome),
             Route("/api/Attachment", self._attachment, methods=["GET", "POST"]),
             *self.control_routes(),
         ]))
@@ -152,64 +163,92 @@ class HaloSandbox(SandboxBase):
             out.append(ticket)
         return JSONResponse(out[0] if len(out) == 1 else out)
 
+    def _outcome_view(self, oid: int) -> dict[str, Any]:
+        name, hidden = self.outcomes[oid]
+        return {"id": oid, "outcome": name, "buttonname": name, "hidefromuser": hidden, "sendemail": 0}
+
+    async def _outcomes(self, _request: Request) -> Response:
+        return JSONResponse([self._outcome_view(oid) for oid in sorted(self.outcomes)])
+
+    async def _outcome(self, request: Request) -> Response:
+        oid = request.path_params["id"]
+        if oid not in self.outcomes:
+            return self.error(404, "Action type not found")
+        return JSONResponse(self._outcome_view(oid))
+
     async def _actions(self, request: Request) -> Response:
         if request.method == "GET":
-            unknown = set(request.query_params) - {"ticket_id", "excludesys", "includehtmlnote", "count"}
-            if unknown:
-                return self.error(400, f"unknown parameter(s) {sorted(unknown)}")
-            tid = int(request.query_params.get("ticket_id", "0") or 0)
+            tid = self._listing_of(request, {"ticket_id", "excludesys", "includehtmlnote", "count"})
+            if isinstance(tid, Response):
+                return tid
             items = [_listed(a, request.query_params.get("includehtmlnote") == "true")
                      for a in self.ticket_actions(tid)]
-            return JSONResponse({"record_count": len(items), "actions": items})
-        body = await _array(request, ACTION_FIELDS)
-        if isinstance(body, Response):
-            return body
-        made = []
-        for item in body:
-            if item.get("ticket_id") not in self.tickets:
-                return self.error(400, "Ticket not found")
-            if item.get("outcome_id") not in ALLOWED_OUTCOMES:
-                return self.error(400, "You do not have access to this Action")
-            html = str(item.get("note_html") or "")
-            action = {"id": self._next, "ticket_id": item["ticket_id"], "outcome_id": item["outcome_id"],
-                      "outcome": "Internal Note", "who_agentid": 99, "datetime": _now(),
-                      "note": item.get("note") or _plain(html), "note_html": html,
-                      "hiddenfromuser": bool(item.get("hiddenfromuser", False))}
-            self._next += 1
-            self.actions.append(action)
-            made.append(action)
-        return JSONResponse(made[0] if len(made) == 1 else made, status_code=201)
+            return JSONResponse({"record_count": len(items), "actions": items[:self.list_cap]})
+        return await self._create(request, ACTION_FIELDS, self._new_action)
+
+    def _new_action(self, item: dict[str, Any]) -> dict[str, Any] | Response:
+        if item.get("outcome_id") not in ALLOWED_OUTCOMES:
+            return self.error(400, "You do not have access to this Action")
+        html = str(item.get("note_html") or "")
+        action = {"id": self._next, "ticket_id": item["ticket_id"], "outcome_id": item["outcome_id"],
+                  "outcome": "Internal Note", "who_agentid": 99, "datetime": _now(),
+                  "note": item.get("note") or _plain(html), "note_html": html,
+                  "hiddenfromuser": bool(item.get("hiddenfromuser", False))}
+        self._next += 1
+        self.actions.append(action)
+        return action
 
     async def _attachment(self, request: Request) -> Response:
         if request.method == "GET":
-            unknown = set(request.query_params) - {"ticket_id"}
-            if unknown:
-                return self.error(400, f"unknown parameter(s) {sorted(unknown)}")
-            tid = int(request.query_params.get("ticket_id", "0") or 0)
+            tid = self._listing_of(request, {"ticket_id"})
+            if isinstance(tid, Response):
+                return tid
             listed = [{k: v for k, v in a.items() if k != "ticket_id"} for a in self.ticket_attachments(tid)]
             return JSONResponse({"ticket_id": tid, "record_count": len(listed), "attachments": listed})
-        body = await _array(request, ATTACHMENT_FIELDS)
+        return await self._create(request, ATTACHMENT_FIELDS, self._new_attachment)
+
+    def _new_attachment(self, item: dict[str, Any]) -> dict[str, Any] | Response:
+        name = str(item.get("filename") or "")
+        if not name or any(name.endswith(t) for t in self.refuse_types):
+            return self.error(400, f"File type not allowed: {name}")
+        try:
+            content = base64.b64decode(str(item.get("data_base64") or ""), validate=True)
+        except (binascii.Error, ValueError):
+            return self.error(400, "data_base64 is not base64")
+        if len(content) > self.max_upload:
+            return self.error(413, "File too large")
+        att = {"id": self._next, "ticket_id": item["ticket_id"], "filename": name, "note": item.get("note") or "",
+               "filesize": len(content), "datecreated": _now(), "type": 0, "isimage": False,
+               "showforusers": bool(item.get("showforusers", True))}
+        self._next += 1
+        self.attachments.append(att)
+        self.files[att["id"]] = content
+        return att
+
+    def _listing_of(self, request: Request, allowed: set[str]) -> int | Response:
+        """The ticket a GET lists for; a parameter Halo does not take is refused."""
+        unknown = set(request.query_params) - allowed
+        if unknown:
+            return self.error(400, f"unknown parameter(s) {sorted(unknown)}")
+        return int(request.query_params.get("ticket_id", "0") or 0)
+
+    async def _create(self, request: Request, fields: frozenset[str],
+                      make: Callable[[dict[str, Any]], dict[str, Any] | Response]) -> Response:
+        """Halo's POSTs: an array of objects, each on an existing ticket, made in turn (those before
+        a refused one stay made); one made is answered alone, more as an array."""
+        body = await _array(request, fields)
         if isinstance(body, Response):
             return body
         made = []
         for item in body:
             if item.get("ticket_id") not in self.tickets:
                 return self.error(400, "Ticket not found")
-            name = str(item.get("filename") or "")
-            if not name or any(name.endswith(t) for t in self.refuse_types):
-                return self.error(400, f"File type not allowed: {name}")
-            try:
-                content = base64.b64decode(str(item.get("data_base64") or ""), validate=True)
-            except (binascii.Error, ValueError):
-                return self.error(400, "data_base64 is not base64")
-            if len(content) > self.max_upload:
-                return self.error(413, "File too large")
-            att = {"id": self._next, "ticket_id": item["ticket_id"], "filename": name, "note": item.get("note") or "",
-                   "filesize": len(content), "datecreated": _now(), "type": 0, "isimage": False}
-            self._next += 1
-            self.attachments.append(att)
-            self.files[att["id"]] = content
-            made.append(att)
+            if self.refuse_when_closed and self.tickets[item["ticket_id"]].get("hasbeenclosed"):
+                return self.error(400, "This ticket is closed")
+            obj = make(item)
+            if isinstance(obj, Response):
+                return obj
+            made.append(obj)
         return JSONResponse(made[0] if len(made) == 1 else made, status_code=201)
 
 

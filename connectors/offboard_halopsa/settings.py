@@ -4,10 +4,9 @@ from __future__ import annotations
 
 from typing import ClassVar, Literal
 
-from pydantic import Field, field_validator
-from pydantic_settings import SettingsConfigDict
+from pydantic import Field
 
-from offboard.config import check_vendor_url
+from offboard.config import VendorUrl, rate_window
 from offboard.connectors.psa import PsaSettings
 
 RATE_LIMIT = 300  # Halo-hosted: "300 Requests per rolling 5 minute window" (notes §3, two reports)
@@ -17,40 +16,23 @@ CLOSED = 9  # commonly the closed status (UNCONFIRMED per instance: configurable
 
 
 class HaloSettings(PsaSettings):
-    model_config = SettingsConfigDict(env_prefix="OFFBOARD_PSA__")
     full_window: ClassVar[float] = RATE_WINDOW
+    ticket_id_hint: ClassVar[str] = "a HaloPSA ticket id is a number (the ticket's ID field, e.g. 4711)"
+    status_hint: ClassVar[str] = "a HaloPSA status is its id, a number (Config > Tickets > Status)"
 
     kind: Literal["halopsa"] = "halopsa"
-    base_url: str = Field(description="the instance's API, e.g. https://msp.halopsa.com/api")
-    auth_url: str = Field(description="the authorisation server: {instance}/auth when self-hosted, "
-                                      "https://auth.<domain> when Halo hosts it (Config > Integrations > Halo API)")
+    base_url: VendorUrl = Field(description="the instance's API, e.g. https://msp.halopsa.com/api")
+    auth_url: VendorUrl = Field(description="the authorisation server: {instance}/auth when self-hosted, "
+                                            "https://auth.<domain> when Halo hosts it (Config > Integrations > "
+                                            "Halo API)")
     tenant: str = Field("", description="Halo-hosted instances: the tenant sent with the token request")
     outcome_id: int = Field(INTERNAL_NOTE, gt=0, description="the action type each note is posted as; the API "
                                                              "agent must be allowed to use it")
     closed_status_ids: list[int] = Field(default_factory=lambda: [CLOSED],
-                                         description="statuses that mean the ticket is closed: nothing is posted")
+                                         description="statuses that mean the ticket is closed (notes are still tried: "
+                                                     "the PSA's answer decides)")
     max_file_mb: float = Field(20.0, gt=0, description="files larger than this are linked, not attached "
                                                         "(Halo's own limit is not published)")
     requests_per_window: int = Field(240, ge=1, le=RATE_LIMIT,
                                      description="of the 300 per 5 minutes the instance allows every integration")
-    rate_window_seconds: float = Field(RATE_WINDOW, gt=0, le=RATE_WINDOW,
-                                       description="shorter only against the sandbox, whose clock runs fast")
-
-    @field_validator("base_url", "auth_url")
-    @classmethod
-    def _url(cls, v: str) -> str:
-        return check_vendor_url(v)
-
-    @field_validator("ticket_id")
-    @classmethod
-    def _ticket(cls, v: str) -> str:
-        if not v.strip().isdigit():
-            raise ValueError("a HaloPSA ticket id is a number (the ticket's ID field, e.g. 4711)")
-        return v.strip()
-
-    @field_validator("close_status")
-    @classmethod
-    def _status(cls, v: str) -> str:
-        if v and not v.strip().isdigit():
-            raise ValueError("a HaloPSA status is its id, a number (Config > Tickets > Status)")
-        return v.strip()
+    rate_window_seconds: float = rate_window(RATE_WINDOW)

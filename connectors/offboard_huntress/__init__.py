@@ -9,13 +9,10 @@ from collections.abc import Mapping
 from typing import Any
 
 import httpx
-from pydantic import SecretStr
 
-from offboard.config import SectionSettings
-from offboard.connectors import ExitContext, SandboxKit
+from offboard.connectors import SandboxKit
+from offboard.connectors.base import VendorConnector, Wire, sandbox_kit
 from offboard.wire.credentials import CredentialField
-from offboard.wire.http import RetryPolicy, VendorHttp
-from offboard.wire.ratelimit import SlidingWindowLimiter, budget_path
 from offboard.wire.redact import REDACTOR
 
 from .session import HuntressSession
@@ -24,50 +21,33 @@ from .settings import HuntressSettings
 __all__ = ["HuntressConnector", "HuntressSession", "HuntressSettings", "connector"]
 
 
-class HuntressConnector:
+class HuntressConnector(VendorConnector[HuntressSettings, HuntressSession]):
     name = "huntress"
     display_name = "Huntress"
     settings_model = HuntressSettings
+    session_type = HuntressSession
     credential_fields = (
         CredentialField("api_key", "Huntress API key (hk_…)"),
         CredentialField("api_secret", "Huntress API secret (hs_…)"),
     )
+    # Observed, not documented (vendor-notes §1.3): used when sent, never required.
+    remaining_header = "x-huntress-api-call-remaining"
 
-    def open(self, settings: SectionSettings, credentials: Mapping[str, SecretStr], *,
-             transport: httpx.BaseTransport | None = None, context: ExitContext | None = None) -> HuntressSession:
-        assert isinstance(settings, HuntressSettings)
-        key = credentials["api_key"].get_secret_value()
-        secret = credentials["api_secret"].get_secret_value()
+    def wire(self, settings: HuntressSettings, credentials: Mapping[str, str]) -> Wire:
+        key, secret = credentials["api_key"], credentials["api_secret"]
         REDACTOR.register_basic_auth(key, secret)
-        http = VendorHttp(
-            "Huntress",
-            settings.base_url,
-            httpx.BasicAuth(key, secret),
-            SlidingWindowLimiter(settings.requests_per_minute, settings.rate_window_seconds),
-            policy=RetryPolicy().scaled(settings.time_scale),
-            transport=transport,
-            budget_file=budget_path(self.name, f"{settings.base_url} {key}"),
-            # Observed, not documented (vendor-notes §1.3): used when sent, never required.
-            remaining_header="x-huntress-api-call-remaining",
-        )
-        return HuntressSession(http, settings)
+        return Wire(settings.base_url, httpx.BasicAuth(key, secret), key, settings.requests_per_minute,
+                    settings.rate_window_seconds)
 
     def sandbox(self) -> SandboxKit:
-        # Imported here: starlette and uvicorn load only when a sandbox is served or tested.
-        from offboard.connectors import sandboxing
+        from . import sandbox  # starlette and uvicorn: only when a sandbox is served or tested
 
-        from . import sandbox
-
-        def make_app(time_scale: float) -> Any:
-            return sandbox.HuntressSandbox(time_scale=time_scale).app
-
-        def config_section(base_url: str, time_scale: float) -> dict[str, Any]:
+        def section(base_url: str, time_scale: float) -> dict[str, Any]:
             return {"organization_id": sandbox.CUSTOMER_ORG, "base_url": base_url,
                     "rate_window_seconds": 60.0 * time_scale}
 
-        return SandboxKit(make_app=make_app, config_section=config_section,
-                          credentials={"api_key": sandbox.DEMO_KEY, "api_secret": sandbox.DEMO_SECRET},
-                          portal=sandboxing.portal)
+        return sandbox_kit(sandbox.HuntressSandbox, section,
+                           {"api_key": sandbox.DEMO_KEY, "api_secret": sandbox.DEMO_SECRET}, portal=True)
 
 
 connector = HuntressConnector()

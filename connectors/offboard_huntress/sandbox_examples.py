@@ -1,12 +1,48 @@
 """The example objects of Huntress's published spec (huntress-openapi.json, Swagger 2.0), as the
 spec gives them: each property's ``example``, case and shape included, transcribed so the
 sandbox needs no spec at run time. The sandbox's seed objects start from these and vary from
-there. tests/contract/test_huntress_sandbox_replies.py checks they still equal the spec's.
+there. What the examples share (a remediation, the shape of an escalation and a platform action,
+identity usages, runs of equal counters) is written once and the objects built from it.
+tests/contract/test_huntress_sandbox_replies.py checks they still equal the spec's.
 """
 
 from __future__ import annotations
 
 from typing import Any
+
+# What several of the spec's examples share, written once: the objects below are built from them.
+_REMEDIATION = {
+    "id": 1,
+    "type": "manual",
+    "action": "Delete File",
+    "parameters": [{"name": "path", "description": "c:\\windows\\system32\\tasks\\malicious_task"}],
+    "status": "completed",
+    "approved_at": "2025-06-26T18:57:03Z",
+    "approved_by": {"id": 123123, "name": "John Smith", "email": "john.smith@example.com"},
+    "completed_at": "2025-06-26T18:57:03Z",
+}
+_ISSUE = {  # an escalation and a platform action: one shape (an escalation adds its subtype)
+    "id": 84938,
+    "account": {"id": 1, "name": "Your Account Name"},
+    "organizations": [{"id": 1234, "name": "ExampleCo"}],
+    "created_at": "2025-09-05T18:20:34Z",
+    "resolved_at": "2025-09-05T18:20:34Z",
+    "severity": "low",
+    "status": "resolved",
+    "subject": "Defender Disabled",
+    "type": "Environmental Issue",
+    "updated_at": "2025-09-05T18:20:34Z",
+}
+
+
+def _identities(kind: str, tenant: str, billable: int, total: int) -> dict[str, Any]:
+    return {"type": kind, "identity_provider_tenant_id": tenant, "billable_identities_count": billable,
+            "total_identities_count": total}
+
+
+def _counts(value: int, *names: str) -> dict[str, int]:
+    return dict.fromkeys(names, value)
+
 
 EXAMPLES: dict[str, dict[str, Any]] = {
     "Actor": {
@@ -16,17 +52,14 @@ EXAMPLES: dict[str, dict[str, Any]] = {
     },
     "OrganizationWithActualProductUsages": {
         "id": 1,
-        "agents_count": 42,
         "account_id": 5,
         "created_at": "2022-03-01T18:54:02Z",
-        "incident_reports_count": 42,
         "key": "test1",
-        "logs_sources_count": 42,
         "identity_provider_tenant_id": "dcd219dd-bc68-4b9b-bf0b-4a33a796be35",
-        "billable_identity_count": 42,
         "name": "Acme Inc.",
         "report_recipients": ["test@test.com", "fakenotificiation@test.com"],
-        "sat_learner_count": 42,
+        **_counts(42, "agents_count", "incident_reports_count", "logs_sources_count", "billable_identity_count",
+                  "sat_learner_count"),
         "updated_at": "2022-03-01T18:54:02Z",
         "actual_usages": {
             "siem": {
@@ -50,28 +83,8 @@ EXAMPLES: dict[str, dict[str, Any]] = {
                 "isolated_agents_count": 0,
             },
             "sat": {"learners_count": 25},
-            "ispm": [
-                {
-                    "type": "microsoft",
-                    "identity_provider_tenant_id": "abcd-1234",
-                    "billable_identities_count": 100,
-                    "total_identities_count": 150,
-                },
-            ],
-            "itdr": [
-                {
-                    "type": "microsoft",
-                    "identity_provider_tenant_id": "abcd-1234",
-                    "billable_identities_count": 100,
-                    "total_identities_count": 150,
-                },
-                {
-                    "type": "google",
-                    "identity_provider_tenant_id": "efgh-5678",
-                    "billable_identities_count": 50,
-                    "total_identities_count": 75,
-                },
-            ],
+            "ispm": [_identities("microsoft", "abcd-1234", 100, 150)],
+            "itdr": [_identities("microsoft", "abcd-1234", 100, 150), _identities("google", "efgh-5678", 50, 75)],
         },
     },
     "Agent": {
@@ -128,18 +141,9 @@ EXAMPLES: dict[str, dict[str, Any]] = {
         "remediations": {
             "total_count": 1,
             "has_more": False,
-            "items": [
-                {
-                    "id": 1,
-                    "type": "manual",
-                    "action": "Delete File",
-                    "parameters": [{"name": "path", "description": "c:\\windows\\system32\\tasks\\malicious_task"}],
-                    "status": "completed",
-                    "approved_at": "2025-06-26T18:57:03Z",
-                    "approved_by": {"id": "123123", "email": "john.smith@example.com", "name": "John smith"},
-                    "completed_at": "2025-06-26T18:57:03Z",
-                },
-            ],
+            # The spec's incident example spells its approver differently (a string id, "John smith").
+            "items": [{**_REMEDIATION, "approved_by": {"id": "123123", "email": "john.smith@example.com",
+                                                       "name": "John smith"}}],
         },
         "sent_at": "2022-03-01T21:00:00Z",
         "severity": "low",
@@ -150,41 +154,9 @@ EXAMPLES: dict[str, dict[str, Any]] = {
                    "scheduled task listed in the remediation steps below.",
         "updated_at": "2022-03-01T20:31:30Z",
     },
-    "Remediation": {
-        "id": 1,
-        "type": "manual",
-        "action": "Delete File",
-        "parameters": [{"name": "path", "description": "c:\\windows\\system32\\tasks\\malicious_task"}],
-        "status": "completed",
-        "approved_at": "2025-06-26T18:57:03Z",
-        "approved_by": {"id": 123123, "name": "John Smith", "email": "john.smith@example.com"},
-        "completed_at": "2025-06-26T18:57:03Z",
-    },
-    "Escalation": {
-        "id": 84938,
-        "account": {"id": 1, "name": "Your Account Name"},
-        "organizations": [{"id": 1234, "name": "ExampleCo"}],
-        "created_at": "2025-09-05T18:20:34Z",
-        "resolved_at": "2025-09-05T18:20:34Z",
-        "severity": "low",
-        "status": "resolved",
-        "subject": "Defender Disabled",
-        "subtype": "US",
-        "type": "Environmental Issue",
-        "updated_at": "2025-09-05T18:20:34Z",
-    },
-    "PlatformAction": {
-        "id": 84938,
-        "account": {"id": 1, "name": "Your Account Name"},
-        "organizations": [{"id": 1234, "name": "ExampleCo"}],
-        "created_at": "2025-09-05T18:20:34Z",
-        "resolved_at": "2025-09-05T18:20:34Z",
-        "severity": "low",
-        "status": "resolved",
-        "subject": "Defender Disabled",
-        "type": "Environmental Issue",
-        "updated_at": "2025-09-05T18:20:34Z",
-    },
+    "Remediation": _REMEDIATION,
+    "Escalation": {**_ISSUE, "subtype": "US"},
+    "PlatformAction": _ISSUE,
     "Signal": {
         "id": 1,
         "created_at": "2025-06-26T18:57:03Z",
@@ -210,81 +182,55 @@ EXAMPLES: dict[str, dict[str, Any]] = {
     "SummaryReport": {
         "id": 1,
         "agents_count": 2,
-        "allowed_exclusions_count": 0,
         "analyst_name": "Jane Doe",
         "analyst_note": "Everything is awesome! Thanks for using Huntress.",
         "analyst_threats": ["Ransomware", "Dridex", "Jupyter"],
         "analyst_title": "Senior Security Analyst",
-        "antivirus_exclusions_count": 0,
-        "autorun_events": 0,
-        "autorun_signals_detected": 0,
-        "autorun_signals_reviewed": 0,
-        "autoruns_reviewed": 0,
-        "blocked_malware_count": 0,
         "created_at": "2022-03-01T20:56:15Z",
-        "deployed_canaries_count": 0,
-        "events_analyzed": 0,
         "external_ips_count": 3,
         "external_ports_count": 12,
         "external_services": [{"name": "SSH", "risky": True}, {"name": "HTTP", "risky": False}],
-        "firewall_disabled_count": 0,
-        "firewall_disabled_with_conflict_count": 0,
         "firewall_enabled_count": 10,
-        "firewall_enabled_with_conflict_count": 0,
         "global_threats_note": "World peace! No threats to see here.",
-        "host_processes_analyzed": 0,
         "incident_indicator_counts": {"managed_av": 0},
         "incident_log": [],
         "incident_product_counts": {"edr": 16, "itdr": 0, "siem": 0},
         "incident_severity_counts": {"low": 16},
         "incidents_reported": 16,
         "incidents_resolved": 1,
-        "investigated_mav_detection_count": 0,
-        "investigations_completed": 0,
-        "itdr_entities": 0,
-        "itdr_events": 0,
-        "itdr_incidents_reported": 0,
-        "itdr_investigations_completed": 0,
-        "itdr_signals": 0,
         "itdr_billable_identity_count": 50,
         "itdr_non_billable_identity_count": 10,
         "itdr_license_distribution": {"Microsoft 365 E3": 25, "Microsoft 365 E5": 15, "Other": 10},
         "itdr_usage_locations": ["US", "CA", "GB", "DE"],
-        "linux_agent_count": 0,
-        "macos_agent_count": 0,
         "macos_agents": False,
-        "mav_incident_report_count": 0,
-        "new_exclusions_count": 0,
         "only_macos_agents": False,
         "organization_id": 7,
         "period": "2022-02-01...2022-03-02",
         "powerful_application_count": 3,
-        "potential_threat_indicators": 0,
-        "process_detections": 0,
-        "process_detections_reported": 0,
-        "process_detections_reviewed": 0,
-        "protected_profiles_count": 0,
         "ransomware_note": "No ransoms to report, all is well.",
-        "risky_exclusions_removed_count": 0,
         "risky_services_count": 1,
-        "servers_agent_count": 0,
-        "siem_incidents_reported": 0,
-        "siem_ingested_logs": 0,
-        "siem_investigations_completed": 0,
-        "siem_signals": 0,
-        "siem_total_logs": 0,
-        "signals_detected": 0,
-        "signals_investigated": 0,
         "top_incident_av_threats": ["some_threat", "another_threat", "threats_threats_threats"],
         "top_incident_hosts": ["some_host", "another_host", "hosts_hosts_hosts"],
         "total_entities": 2,
-        "total_mav_detection_count": 0,
         "type": "monthly_summary",
         "updated_at": "2022-03-01T20:56:15Z",
         "url": "https://huntress.io/rails/active_storage/blobs/redirect/uuid.pdf?disposition=download",
         "windows_agent_count": 2,
         "weak_application_count": 1,
         "windows_agents": True,
+        **_counts(0, "allowed_exclusions_count", "antivirus_exclusions_count", "autorun_events",
+                  "autorun_signals_detected", "autorun_signals_reviewed", "autoruns_reviewed",
+                  "blocked_malware_count", "deployed_canaries_count", "events_analyzed",
+                  "firewall_disabled_count", "firewall_disabled_with_conflict_count",
+                  "firewall_enabled_with_conflict_count", "host_processes_analyzed",
+                  "investigated_mav_detection_count", "investigations_completed", "itdr_entities",
+                  "itdr_events", "itdr_incidents_reported", "itdr_investigations_completed", "itdr_signals",
+                  "linux_agent_count", "macos_agent_count", "mav_incident_report_count",
+                  "new_exclusions_count", "potential_threat_indicators", "process_detections",
+                  "process_detections_reported", "process_detections_reviewed", "protected_profiles_count",
+                  "risky_exclusions_removed_count", "servers_agent_count", "siem_incidents_reported",
+                  "siem_ingested_logs", "siem_investigations_completed", "siem_signals", "siem_total_logs",
+                  "signals_detected", "signals_investigated", "total_mav_detection_count"),
     },
     "Identity": {
         "id": 12345678,

@@ -4,7 +4,7 @@ the re-reads that settle an uncertain write, verification, and manual-item check
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from typing import Any
 
@@ -12,6 +12,7 @@ from offboard.connectors import ActionResult, Artifact, Check, PlanParts, reread
 from offboard.errors import BadInput, VendorAuthError
 from offboard.plan import Action, Finding, Inventory, InventoryItem, Target, VendorPlan
 from offboard.wire.http import HttpRecord, Reply, VendorHttp
+from offboard.wire.spool import RecordSpool
 
 from .client import HuntressClient
 from .models import (
@@ -61,6 +62,9 @@ class HuntressSession:
         self.org_id = settings.organization_id
         self.owner = owner_of_org(self.org_id)
         self._actor: Actor | None = None
+        # The organization as exit_identity read it a moment ago (for the exit lock, just before
+        # discovery): the discovery that follows takes it instead of asking again (once).
+        self._org_just_read: list[dict[str, Any] | None] = []
         # Lists and objects the last discovery and preflight read, kept as the vendor sent them until
         # the evidence export of the same run takes them (once): an exit reads each list once.
         self._fresh: dict[str, Any] = {}
@@ -106,6 +110,7 @@ class HuntressSession:
         account (the key's), else the configured reseller ``account_id``: each names the one account
         the organization belongs to (discovery refuses a configured account_id it contradicts)."""
         body, _ = self.client.organization_raw(self.org_id)
+        self._org_just_read[:] = [body]
         org = None if body is None else parse(Organization, body, f"GET /v1/organizations/{self.org_id}")
         account = org.account_id if org is not None else None
         if account is None:
@@ -116,7 +121,7 @@ class HuntressSession:
     def discover(self) -> Inventory:
         actor = self.actor()
         self._fresh = {}
-        org_body, _ = self.client.organization_raw(self.org_id)
+        org_body = self._org_just_read.pop() if self._org_just_read else self.client.organization_raw(self.org_id)[0]
         org = None if org_body is None else parse(Organization, org_body, f"GET /v1/organizations/{self.org_id}")
         if org is None:
             if self.s.delete_organization:
@@ -134,9 +139,10 @@ class HuntressSession:
             target=Target(type="organization", id=str(self.org_id), name=org.name or f"organization {self.org_id}"),
             owner=org_owner, attrs={"report_recipients": len(org.report_recipients or []),
                                     "identity_provider_tenant_id": org.identity_provider_tenant_id})]
-        # Each list read once: the evidence export takes these same replies (see _fresh).
-        raw_agents = list(self.client.list_raw("agents", organization_id=self.org_id))
-        for n, raw in enumerate(raw_agents, 1):
+        # Each list read once: the evidence export takes these same replies (see _fresh), kept on
+        # disk meanwhile (wire.spool), not in memory.
+        raw_agents = RecordSpool()
+        for n, raw in enumerate(raw_agents.extend(self.client.list_raw("agents", organization_id=self.org_id)), 1):
             a = parse(Agent, raw, "GET /v1/agents")
             items.append(InventoryItem(
                 target=agent_target(a.id, a.hostname) if a.id is not None else _unaddressable("agent", n, a.hostname),
@@ -182,16 +188,11 @@ class HuntressSession:
         every_escalation = self._fresh["escalations"] = list(self.client.list_raw("escalations", organization_id=org))
         incidents = [parse(IncidentReport, i, "GET /v1/incident_reports") for i in every_incident
                      if i.get("status") in OPEN_INCIDENT_STATUSES]
-        findings.append(Finding(
-            vendor=VENDOR, kind="open_incident_reports", count=len(incidents), blocking=bool(incidents),
-            detail=", ".join(f"#{_ref(i.id)} {i.status} {i.subject}".strip() for i in incidents[:5])
-            or "no incident report is sent or auto-remediating"))
+        findings.append(_open_ones("open_incident_reports", incidents,
+                                   "no incident report is sent or auto-remediating"))
         escalations = [parse(Escalation, e, "GET /v1/escalations") for e in every_escalation
                        if e.get("status") in OPEN_ESCALATION_STATUSES]
-        findings.append(Finding(
-            vendor=VENDOR, kind="open_escalations", count=len(escalations), blocking=bool(escalations),
-            detail=", ".join(f"#{_ref(e.id)} {e.status} {e.subject}".strip() for e in escalations[:5])
-            or "no escalation is open or overdue"))
+        findings.append(_open_ones("open_escalations", escalations, "no escalation is open or overdue"))
         isolated = [i for i in inventory.items if i.target.type == "agent"
                     and i.owner == self.owner and i.attrs.get("firewall_status") in ISOLATED]
         findings.append(Finding(
@@ -256,6 +257,8 @@ class HuntressSession:
         files: list[Artifact] = []
         count: int
         fresh = self._fresh.pop(what, None)  # what this run's discovery just read, if it did
+        if isinstance(fresh, RecordSpool):
+            fresh = fresh.records()
         if what == "organization":
             body = fresh if fresh is not None else self.client.organization_raw(org)[0]
             files.append(Artifact("organization.json", _json(body)))
@@ -498,6 +501,12 @@ def _membership_owner(m: Membership) -> str:
     if m.organization is None and m.account is not None and m.account.id is not None:
         return f"account:{m.account.id}"
     return UNKNOWN_OWNER
+
+
+def _open_ones(kind: str, found: Sequence[IncidentReport | Escalation], none: str) -> Finding:
+    """A blocking finding while any is open: the first five named by id, status and subject."""
+    return Finding(vendor=VENDOR, kind=kind, count=len(found), blocking=bool(found),
+                   detail=", ".join(f"#{_ref(x.id)} {x.status} {x.subject}".strip() for x in found[:5]) or none)
 
 
 def _ref(obj_id: int | None, n: int | None = None) -> str:

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import SettingsConfigDict
 
-from offboard.config import SectionSettings, check_vendor_url, is_loopback_url, url_identity
+from offboard.config import SectionSettings, VendorUrl, rate_window, url_identity
 
 API_URL = "https://api.huntress.io"
 RATE_LIMIT = 60  # requests in any 60 s, per Huntress account (API docs, intro)
@@ -18,6 +18,7 @@ ALL_PRODUCTS: tuple[Product, ...] = ("edr", "itdr", "sat", "siem", "psa", "api")
 
 class HuntressSettings(SectionSettings):
     model_config = SettingsConfigDict(env_prefix="OFFBOARD_HUNTRESS__")
+    full_window: ClassVar[float] = RATE_WINDOW
 
     organization_id: int = Field(gt=0, description="the customer's Huntress organization id")
     products: list[Product] | Literal["all"] = Field(
@@ -30,20 +31,12 @@ class HuntressSettings(SectionSettings):
         default_factory=list, description="reseller: subscription ids whose auto_renew is turned off at billing")
     stale_after_days: int = Field(21, ge=1, le=3650, description="agents silent this long count as wiped/stale")
     siem_logs_continue_at: str = Field("", description="for the closure note: where the customer's logs live now")
-    base_url: str = API_URL
+    base_url: VendorUrl = API_URL
     requests_per_minute: int = Field(
         RATE_LIMIT, ge=1, le=RATE_LIMIT,
         description="leave room for other tools (PSA sync, RMM) that share the account's 60/min",
     )
-    rate_window_seconds: float = Field(
-        RATE_WINDOW, gt=0, le=RATE_WINDOW,
-        description="the rate-limit window; shorter only against the sandbox, whose clock runs fast",
-    )
-
-    @field_validator("base_url")
-    @classmethod
-    def _url(cls, v: str) -> str:
-        return check_vendor_url(v)
+    rate_window_seconds: float = rate_window(RATE_WINDOW)
 
     @field_validator("products")
     @classmethod
@@ -54,9 +47,6 @@ class HuntressSettings(SectionSettings):
 
     @model_validator(mode="after")
     def _rules(self) -> HuntressSettings:
-        if self.rate_window_seconds < RATE_WINDOW and not is_loopback_url(self.base_url):
-            raise ValueError("rate_window_seconds below 60 is only for the sandbox on 127.0.0.1; "
-                             "Huntress counts a 60 s window")
         if self.stop_renewing_subscriptions and not self.account_id:
             raise ValueError("stop_renewing_subscriptions needs account_id: subscriptions belong to a reseller's "
                              "managed account")
@@ -89,7 +79,3 @@ class HuntressSettings(SectionSettings):
 
     def account_identity(self) -> dict[str, Any]:
         return {"base_url": url_identity(self.base_url)}
-
-    @property
-    def time_scale(self) -> float:
-        return self.rate_window_seconds / RATE_WINDOW

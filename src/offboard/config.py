@@ -22,10 +22,19 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
-from typing import Any, Literal, TypeVar, Union, get_args, get_origin
+from typing import Annotated, Any, ClassVar, Literal, Self, TypeVar, Union, get_args, get_origin
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 from pydantic_core import ErrorDetails, PydanticCustomError
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
@@ -63,6 +72,25 @@ class SectionSettings(BaseSettings):
         if isinstance(value, str) and value.strip().lower() in ("true", "false"):
             return value.strip().lower() == "true"
         raise PydanticCustomError("bool_strict", "must be true or false")
+
+    # The vendor account's rate window in seconds, for a section with a ``rate_window_seconds``
+    # field (``rate_window(full_window)``); a shorter window is only for the vendor's sandbox on
+    # 127.0.0.1, whose clock runs fast: the time scale is their ratio.
+    full_window: ClassVar[float] = 0.0
+
+    @model_validator(mode="after")
+    def _sandbox_window_only(self) -> Self:
+        if self._window() < self.full_window and not is_loopback_url(str(getattr(self, "base_url", ""))):
+            raise ValueError(f"rate_window_seconds below {self.full_window:g} is only for the sandbox on 127.0.0.1: "
+                             f"the vendor counts a {self.full_window:g} s window")
+        return self
+
+    def _window(self) -> float:
+        return float(getattr(self, "rate_window_seconds", self.full_window))
+
+    @property
+    def time_scale(self) -> float:
+        return self._window() / self.full_window if self.full_window else 1.0
 
     def scope_key(self) -> dict[str, Any]:
         """The fields that say *whose* exit this is; a plan belongs to them. Tuning fields
@@ -429,6 +457,17 @@ def check_vendor_url(url: str) -> str:
     if parts.scheme == "http" and is_loopback_url(url):
         return url.rstrip("/")
     raise ValueError("must be an https:// URL (plain http is allowed only for a sandbox on 127.0.0.1)")
+
+
+# A vendor's API URL in a settings model: verified HTTPS, or plain HTTP to a sandbox on this machine.
+VendorUrl = Annotated[str, AfterValidator(check_vendor_url)]
+
+
+def rate_window(full: float) -> Any:
+    """The ``rate_window_seconds`` field of a section whose vendor counts requests in a window of
+    ``full`` seconds (set ``full_window`` to the same): shorter only against the sandbox."""
+    return Field(full, gt=0, le=full, description="the rate-limit window; shorter only against the sandbox, "
+                                                  "whose clock runs fast")
 
 
 def url_identity(url: str) -> str:

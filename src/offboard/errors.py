@@ -20,7 +20,7 @@ class ExitCode(IntEnum):
     INTERRUPTED = 130  # Ctrl-C, as shells report SIGINT
 
 
-# The one table of exit codes: `offboard --help` prints it and the README's table must match it
+# The one table of exit codes: `offboard --help` prints it and docs/exit-codes.md's table must match it
 # (tests/unit/test_cli_conventions.py), so scripts can rely on a single documented meaning.
 EXIT_CODE_MEANINGS: dict[ExitCode, str] = {
     ExitCode.OK: "success: the command did what it was asked (`plan`: the plan was made; `confirm`: the "
@@ -72,6 +72,12 @@ class AmbiguousWrite(VendorError):
     The caller must re-read the object before deciding anything; resending blindly
     could act twice.
     """
+
+
+class VendorRefused(VendorError):
+    """The vendor refused the request in the form it documents for a refusal (a validation envelope,
+    whatever its status code): nothing was done, and sending it again would be refused again. Recorded
+    as refused, never resent and never taken for a transient fault."""
 
 
 class VendorReplyError(VendorError):

@@ -12,7 +12,7 @@ import json
 from datetime import UTC, datetime
 from functools import cached_property
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -172,8 +172,7 @@ class Plan(_Model):
         raise BadInput(f"plan has no section for vendor {name!r}")
 
     def compute_checksum(self) -> str:
-        body = self.model_dump(mode="json", exclude={"checksum"})
-        return hashlib.sha256(canonical_json(body).encode()).hexdigest()
+        return checksum_of(self)
 
     def sealed(self) -> Plan:
         return self.model_copy(update={"checksum": self.compute_checksum()})
@@ -209,14 +208,27 @@ def read_plan(path: Path) -> Plan:
     if isinstance(data, dict) and data.get("format") not in (None, PLAN_FORMAT):
         raise BadInput(f"plan file {path} has format {data.get('format')!r}; this offboard reads "
                        f"format {PLAN_FORMAT}: make a new plan with `offboard plan -o`")
+    return read_sealed(Plan, data, f"plan file {path}", "make a new one with `offboard plan -o`")
+
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def checksum_of(model: BaseModel) -> str:
+    """The seal of a file offboard writes (a plan, a batch plan): a hash of all but its checksum."""
+    body = model.model_dump(mode="json", exclude={"checksum"})
+    return hashlib.sha256(canonical_json(body).encode()).hexdigest()
+
+
+def read_sealed(model: type[M], data: Any, what: str, fix: str) -> M:
+    """A sealed file's JSON as its model: one line naming where it is malformed, or that it was
+    edited after it was written (its checksum no longer matches)."""
     try:
-        plan = Plan.model_validate(data)
+        obj = model.model_validate(data)
     except ValidationError as exc:
         err = exc.errors()[0]
         where = ".".join(str(p) for p in err["loc"]) or "(top)"
-        raise BadInput(f"plan file {path} is malformed at {where}: {err['msg']}; "
-                       "make a new one with `offboard plan -o`") from None
-    if plan.checksum != plan.compute_checksum():
-        raise BadInput(f"plan file {path} was changed after it was written (checksum mismatch); "
-                       "make a new one with `offboard plan -o` instead of editing it")
-    return plan
+        raise BadInput(f"{what} is malformed at {where}: {err['msg']}; {fix}") from None
+    if getattr(obj, "checksum", None) != checksum_of(obj):
+        raise BadInput(f"{what} was changed after it was written (checksum mismatch); {fix} instead of editing it")
+    return obj

@@ -47,14 +47,16 @@ def test_halopsa(tmp_path: Path) -> None:
     assert sum(r.path == "/auth/token" for r in api) == 1
     assert {(r.method, r.path) for r in api} == {
         ("POST", "/auth/token"), ("GET", "/api/Tickets/4711"), ("GET", "/api/Actions"), ("POST", "/api/Actions"),
-        ("GET", "/api/Attachment"), ("POST", "/api/Attachment"), ("POST", "/api/Tickets")}
+        ("GET", "/api/Attachment"), ("POST", "/api/Attachment"), ("POST", "/api/Tickets"),
+        ("GET", "/api/Outcome/7")}  # the action type's visibility, read once
+    assert sum(r.path == "/api/Outcome/7" for r in api) == 1
     assert all(r.query == "ticket_id=4711&excludesys=true&includehtmlnote=true" for r in api
                if r.method == "GET" and r.path == "/api/Actions")
     notes = [json.loads(r.body) for r in api if (r.method, r.path) == ("POST", "/api/Actions")]
     assert all(n == [{"ticket_id": 4711, "outcome_id": 7, "note_html": n[0]["note_html"], "hiddenfromuser": True,
                       "sendemail": False}] for n in notes)
     files = [json.loads(r.body)[0] for r in api if (r.method, r.path) == ("POST", "/api/Attachment")]
-    assert [(f["ticket_id"], f["filename"]) for f in files] == [(4711, "report.html")]
+    assert [(f["ticket_id"], f["filename"], f["showforusers"]) for f in files] == [(4711, "report.html", False)]
     assert base64.b64decode(files[0]["data_base64"]).lower().startswith(b"<!doctype html>")
     assert [json.loads(r.body) for r in api if (r.method, r.path) == ("POST", "/api/Tickets")] == [
         [{"id": 4711, "status_id": 21}]]
@@ -94,17 +96,19 @@ def test_autotask(tmp_path: Path) -> None:
     assert {(r.method, r.path) for r in api} == {
         ("GET", f"{v}/Tickets/4711"), ("GET", f"{v}/Tickets/4711/Notes"), ("POST", f"{v}/Tickets/4711/Notes"),
         ("GET", f"{v}/TicketNotes/entityInformation/fields"), ("GET", f"{v}/Tickets/4711/Attachments"),
+        ("GET", f"{v}/TicketAttachments/entityInformation/fields"),
         ("POST", f"{v}/Tickets/4711/Attachments"), ("PATCH", f"{v}/Tickets")}
-    assert sum(r.path.endswith("/entityInformation/fields") for r in api) == 1  # the picklists, read once
+    assert sum(r.path.endswith("/entityInformation/fields") for r in api) == 2  # the picklists, read once each
     for r in api:
         if r.method == "POST" and r.path.endswith("/Notes"):
             body = json.loads(r.body)
             assert set(body) == {"ticketID", "title", "description", "noteType", "publish"}
-            # Internal Only and the tenant's default note type, as its picklists say; plain text.
+            # The common tenant's internal value (Internal Project Team) and its default note type; plain text.
             assert body["publish"] == at.INTERNAL and body["noteType"] == 3 and "<p>" not in body["description"]
             assert body["description"].startswith(body["title"])
     upload = json.loads(next(r for r in api if r.method == "POST" and r.path.endswith("/Attachments")).body)
     assert upload["attachmentType"] == "FILE_ATTACHMENT" and upload["fullPath"] == "report.html"
+    assert upload["publish"] == at.INTERNAL
     assert upload["parentID"] == 4711 and base64.b64decode(upload["data"]).lower().startswith(b"<!doctype html>")
     assert json.loads(next(r for r in api if r.method == "PATCH").body) == {"id": 4711, "status": 5}
     assert len(api) <= 60  # the tenant's 10,000 an hour is shared by every integration

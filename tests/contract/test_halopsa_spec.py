@@ -140,7 +140,8 @@ def test_the_notes_are_internal_html_actions_of_the_configured_type_and_never_ma
         assert note["note_html"].startswith("<p><b>offboard: ")
     files = [json.loads(r.content)[0] for r in requests if r.method == "POST" and r.url.path == "/api/Attachment"]
     assert [f["filename"] for f in files] == ["report.html"]
-    assert set(files[0]) == {"ticket_id", "filename", "note", "data_base64"}
+    assert set(files[0]) == {"ticket_id", "filename", "note", "data_base64", "showforusers"}
+    assert files[0]["showforusers"] is False  # not shown to the end user
 
 
 def test_every_reply_of_the_sandbox_is_an_object_of_the_document(tmp_path: Path) -> None:
@@ -163,6 +164,8 @@ def test_every_reply_of_the_sandbox_is_an_object_of_the_document(tmp_path: Path)
             validate(body, component("Attachment_View"))
         elif path == "/api/Attachment":
             validate(body, component("Attachment"))
+        elif path.startswith("/api/Outcome/"):  # the action type's visibility, read before posting
+            validate(body, component("TOutcome"))
         else:
             raise AssertionError(f"unexpected {request.method} {path}")
         checked += 1

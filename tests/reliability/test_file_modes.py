@@ -24,7 +24,7 @@ def modes(root: Path) -> dict[str, str]:
 @pytest.mark.e2e
 @pytest.mark.parametrize("umask", [0o022, 0o000])
 def test_a_whole_run_is_private_to_the_user_whatever_the_umask(tmp_path: Path, umask: int) -> None:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("OFFBOARD_")}
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OFFBOARD_") or k == "OFFBOARD_LOCK_DIR"}
     env.update(PYTHON_KEYRING_BACKEND="keyring.backends.null.Keyring", XDG_CACHE_HOME=str(tmp_path / "cache"))
     result = subprocess.run([*offboard_exe(), "demo"], cwd=tmp_path, env=env, capture_output=True, text=True,
                             timeout=180, check=False, umask=umask)

@@ -6,7 +6,7 @@ import httpx
 import pytest
 import respx
 
-from offboard.errors import AmbiguousWrite, VendorAuthError, VendorError, VendorReplyError
+from offboard.errors import AmbiguousWrite, VendorAuthError, VendorError, VendorRefused, VendorReplyError
 from offboard.wire import waits
 from offboard.wire.http import RetryPolicy, VendorHttp, parse_retry_after
 from offboard.wire.ratelimit import SlidingWindowLimiter
@@ -168,3 +168,29 @@ def test_a_listener_that_fails_never_fails_the_call() -> None:
 
     with waits.listening(broken):
         waits.report(Wait("Vendor", 1.0, "retry", "before retrying"))
+
+
+def _errors_envelope(response: httpx.Response) -> str | None:
+    body = response.json()
+    return "; ".join(body["errors"]) if isinstance(body, dict) and body.get("errors") else None
+
+
+@respx.mock
+def test_a_documented_refusal_is_neither_retried_nor_ambiguous_whatever_its_status() -> None:
+    clock = FakeClock()
+    http = make(clock)
+    http._refusal = _errors_envelope
+    write = respx.post(f"{BASE}/notes").mock(return_value=httpx.Response(500, json={"errors": ["too large"]}))
+    with pytest.raises(VendorRefused, match="HTTP 500, refused: too large"):
+        http.request("POST", "/notes", json={})
+    read = respx.get(f"{BASE}/notes").mock(return_value=httpx.Response(500, json={"errors": ["bad filter"]}))
+    with pytest.raises(VendorRefused):
+        http.get("/notes")
+    assert write.call_count == 1 and read.call_count == 1 and clock.slept == []
+    # A 5xx that is not the envelope stays what it was: a write's is ambiguous, a read's is retried.
+    respx.post(f"{BASE}/files").mock(return_value=httpx.Response(500, text="<html>proxy error</html>"))
+    with pytest.raises(AmbiguousWrite):
+        http.request("POST", "/files", json={})
+    flaky = respx.get(f"{BASE}/files").mock(side_effect=[httpx.Response(503, text="down"),
+                                                         httpx.Response(200, json=[])])
+    assert http.get("/files").body == [] and flaky.call_count == 2

@@ -7,15 +7,14 @@ and the live vendor, and refuses an exit whose plan differs, as `offboard apply`
 
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict
 
 from offboard.errors import BadInput, read_input
-from offboard.plan import Plan, canonical_json
+from offboard.plan import Plan, checksum_of, read_sealed
 from offboard.rundir import atomic_write_text
 
 BATCH_FORMAT = 1
@@ -86,8 +85,7 @@ class BatchPlan(_Model):
     checksum: str = ""
 
     def compute_checksum(self) -> str:
-        body = self.model_dump(mode="json", exclude={"checksum"})
-        return hashlib.sha256(canonical_json(body).encode()).hexdigest()
+        return checksum_of(self)
 
     def sealed(self) -> BatchPlan:
         return self.model_copy(update={"checksum": self.compute_checksum()})
@@ -125,15 +123,7 @@ def read_batch_plan(path: Path) -> BatchPlan:
     if isinstance(data, dict) and data.get("format") != BATCH_FORMAT:
         raise BadInput(f"batch plan {path} has format {data.get('format')!r}; this offboard reads format "
                        f"{BATCH_FORMAT}: {fix}")
-    try:
-        plan = BatchPlan.model_validate(data)
-    except ValidationError as exc:
-        err = exc.errors()[0]
-        where = ".".join(str(p) for p in err["loc"]) or "(top)"
-        raise BadInput(f"batch plan {path} is malformed at {where}: {err['msg']}; {fix}") from None
-    if plan.checksum != plan.compute_checksum():
-        raise BadInput(f"batch plan {path} was changed after it was written (checksum mismatch); {fix} "
-                       "instead of editing it")
+    plan = read_sealed(BatchPlan, data, f"batch plan {path}", fix)
     for e in plan.exits:
         if e.plan.checksum != e.plan.compute_checksum():
             raise BadInput(f"batch plan {path}: the plan of {e.customer!r} was changed after it was written; {fix}")

@@ -119,8 +119,13 @@ def plan(
     with engine.open_sessions(cfg) as sessions:
         with render.err.status("Reading what the customer still has (read-only)…"):
             the_plan = engine.make_plan(cfg, sessions)
+        visibility = sessions.ticket.visibility_line if sessions.ticket is not None else None
         if not as_json:
             render.plan_view(the_plan)
+            if sessions.ticket is not None:
+                render.out.print(sessions.ticket.visibility_line or f"{sessions.ticket.ref}: its visibility could "
+                                 "not be read now; apply reads it before posting anything", soft_wrap=True,
+                                 markup=False)
         ready = engine.check_machine(cfg)  # this machine's gates, shown as the vendors' are: apply would refuse
         if ready.gates and not as_json:
             render.out.print(render.findings_table(ready.gates))
@@ -139,7 +144,8 @@ def plan(
     removals = [a for a in the_plan.api_actions() if a.destructive]
     code = ExitCode.PLAN_HAS_CHANGES if removals and detailed_exitcode else ExitCode.OK
     if as_json:
-        jsonout.plan(the_plan, code, saved_to=out, signature=signature, warnings=warnings)
+        jsonout.plan(the_plan, code, saved_to=out, signature=signature, warnings=warnings,
+                     ticket_visibility=visibility)
     raise typer.Exit(code)
 
 

@@ -68,7 +68,7 @@ def _checks(checks: Sequence[Check]) -> dict[str, Any]:
 
 
 def plan(the_plan: Plan, exit_code: int, *, saved_to: Path | None, signature: Path | None,
-         warnings: list[str]) -> None:
+         warnings: list[str], ticket_visibility: str | None = None) -> None:
     removals = [a for a in the_plan.api_actions() if a.destructive]
     reads = len(the_plan.api_actions()) - len(removals)
     emit("plan", exit_code, {
@@ -78,6 +78,7 @@ def plan(the_plan: Plan, exit_code: int, *, saved_to: Path | None, signature: Pa
                    "blocking_findings": sum(1 for v in the_plan.vendors for f in v.findings if f.blocking)},
         "saved_to": str(saved_to) if saved_to is not None else None,
         "signature": str(signature) if signature is not None else None,
+        "ticket_visibility": ticket_visibility,
         "warnings": warnings,
         # Exactly what `plan -o` writes: `jq .plan` gives a plan file `apply` reads.
         "plan": the_plan.sealed().model_dump(mode="json"),

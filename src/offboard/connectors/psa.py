@@ -18,17 +18,18 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from importlib.metadata import entry_points
-from typing import ClassVar, Literal, Protocol, Self, runtime_checkable
+from typing import ClassVar, Literal, Protocol, TypeVar, runtime_checkable
 
 import httpx
-from pydantic import Field, SecretStr, model_validator
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import SettingsConfigDict
 
-from offboard.config import SectionSettings, is_loopback_url
+from offboard.config import SectionSettings
 from offboard.connectors import SandboxKit
+from offboard.connectors.base import HttpConnector
 from offboard.errors import BadInput
 from offboard.wire.credentials import CredentialField
-from offboard.wire.http import HttpRecord
+from offboard.wire.http import HttpRecord, RetryPolicy
 
 GROUP = "offboard.psa"
 SECTION = "psa"  # the config section, the keyring service (offboard:psa) and OFFBOARD_PSA_* variables
@@ -51,24 +52,27 @@ class PsaSettings(SectionSettings):
     attach_bundle: bool = Field(True, description="attach the signed evidence bundle (needs a signing key)")
     files_url: str = Field("", description="where files the PSA refuses (type or size) are kept instead; "
                                            "named in the note that replaces the attachment")
-
-    # The PSA's own rate window in seconds (a connector sets it); a shorter ``rate_window_seconds``
-    # is only for its sandbox on 127.0.0.1, whose clock runs fast.
-    full_window: ClassVar[float] = 0.0
-
-    @model_validator(mode="after")
-    def _sandbox_window_only(self) -> Self:
-        window = float(getattr(self, "rate_window_seconds", self.full_window))
-        if window < self.full_window and not is_loopback_url(str(getattr(self, "base_url", ""))):
-            raise ValueError(f"rate_window_seconds below {self.full_window:g} is only for the sandbox on 127.0.0.1")
-        return self
-
-    @property
-    def time_scale(self) -> float:
-        window = float(getattr(self, "rate_window_seconds", self.full_window))
-        return window / self.full_window if self.full_window else 1.0
     max_note_chars: int | None = Field(None, ge=500, description="split notes longer than this; default: the "
                                                                  "PSA's own limit")
+
+    # How a person finds the ticket's id and a status's id, the one line a wrong value gets: a PSA
+    # whose ids are numbers sets them (empty: the PSA's ids are any text).
+    ticket_id_hint: ClassVar[str] = ""
+    status_hint: ClassVar[str] = ""
+
+    @field_validator("ticket_id")
+    @classmethod
+    def _ticket(cls, v: str) -> str:
+        if cls.ticket_id_hint and not v.strip().isdigit():
+            raise ValueError(cls.ticket_id_hint)
+        return v.strip()
+
+    @field_validator("close_status")
+    @classmethod
+    def _status(cls, v: str) -> str:
+        if v and cls.status_hint and not v.strip().isdigit():
+            raise ValueError(cls.status_hint)
+        return v.strip()
 
     def scope_key(self) -> dict[str, str]:
         # Which ticket the plan's scope is recorded in; tuning fields (limits, statuses) are left out.
@@ -109,6 +113,20 @@ class TicketFile:
 
 
 @dataclass(frozen=True)
+class Visibility:
+    """What offboard posts its internal notes and files as, chosen by the value's documented meaning
+    (internal to the MSP: never a value the customer or its co-managing IT staff can read)."""
+
+    notes: str  # the value by label and id, as the PSA names it: 'publish 7 "Internal Only"'
+    files: str
+    meaning: str  # why it is internal, and where that is documented
+    config_key: str  # the [psa] key that names another value
+
+    def line(self, ref: str) -> str:
+        return f"{ref}: internal notes as {self.notes}, files as {self.files} ({self.meaning})"
+
+
+@dataclass(frozen=True)
 class Posted:
     id: str
     http: HttpRecord | None = None
@@ -123,6 +141,12 @@ class TicketSession(Protocol):
     limits: Limits
 
     def ticket(self) -> TicketInfo: ...
+
+    def visibility(self) -> Visibility:
+        """The internal visibility every note and file is posted with, read from the tenant where it is
+        a per-tenant value. Raises ``BadInput`` (naming the values found and the config key) when the
+        tenant offers no value whose documented meaning is internal to the MSP: nothing is posted then."""
+        ...
 
     def notes(self) -> list[TicketNote]: ...
 
@@ -151,6 +175,24 @@ class PsaConnector(Protocol):
              transport: httpx.BaseTransport | None = None) -> TicketSession: ...
 
     def sandbox(self) -> SandboxKit | None: ...
+
+
+P = TypeVar("P", bound=PsaSettings)
+
+
+class PsaConnectorBase(HttpConnector[P, TicketSession]):
+    """What every PSA package's connector does the same way (``offboard.connectors.base``): the
+    package names its credentials, how they become an auth, its settings and its session."""
+
+    # A PSA is not the exit: a few quick tries, then the note waits for a person (or a later try).
+    policy: ClassVar[RetryPolicy] = RetryPolicy(max_attempts=3, backoff_base=1.0, backoff_max=10.0,
+                                                retry_after_max=60.0)
+
+    def open(self, settings: PsaSettings, credentials: Mapping[str, SecretStr], *,
+             transport: httpx.BaseTransport | None = None) -> TicketSession:
+        mine = self.own(settings)
+        http, _ = self.connect(mine, credentials, transport)
+        return self.session_type(http, mine)
 
 
 def installed() -> dict[str, PsaConnector]:

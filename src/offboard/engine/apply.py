@@ -82,19 +82,29 @@ def _apply_run(run: RunDir, plan: Plan, sessions: Sessions, overrides: Overrides
     with run.lock():
         audit = AuditLog(run.audit_path, run.run_id)
         try:
-            if sessions.ticket is not None:
-                sessions.ticket.bind(plan, run, audit)
-            stopped = _open_run(run, plan, sessions, audit, overrides, findings, signer)
-            if stopped is not None:
-                return _to_ticket(stopped, plan, sessions, audit, signer)
-            if signer is None:
-                progress.warning(UNSIGNED)
-            if sessions.ticket is not None:
-                sessions.ticket.run_started(run.run_id)
-            result = execute(run, plan, sessions, audit, live, overrides, progress, guide, signer)
-            return _to_ticket(result, plan, sessions, audit, signer)
+            return _start_and_execute(run, plan, sessions, audit, live, findings, progress, guide, signer,
+                                      starting=overrides, running=overrides, announce=True)
         finally:
             audit.close()
+
+
+def _start_and_execute(run: RunDir, plan: Plan, sessions: Sessions, audit: AuditLog, live: Mapping[str, Inventory],
+                       findings: list[Finding], progress: Progress, guide: Guide | None, signer: Signer | None, *,
+                       starting: Overrides, running: Overrides, announce: bool,
+                       settle_only: set[str] | frozenset[str] = frozenset()) -> RunResult:
+    """A run (new, or resumed) from its start: the exit's ticket bound to it, what it starts from
+    recorded (the gates may stop it here), then its actions; its outcome told to the ticket."""
+    if sessions.ticket is not None:
+        sessions.ticket.bind(plan, run, audit)
+    stopped = _open_run(run, plan, sessions, audit, starting, findings, signer)
+    if stopped is not None:
+        return _to_ticket(stopped, plan, sessions, audit, signer)
+    if signer is None:
+        progress.warning(UNSIGNED)
+    if announce and sessions.ticket is not None:
+        sessions.ticket.run_started(run.run_id)
+    result = execute(run, plan, sessions, audit, live, running, progress, guide, signer, settle_only=settle_only)
+    return _to_ticket(result, plan, sessions, audit, signer)
 
 
 def _to_ticket(result: RunResult, plan: Plan, sessions: Sessions, audit: AuditLog,
@@ -190,14 +200,7 @@ def _resume_run(run: RunDir, plan: Plan, sessions: Sessions, audit: AuditLog, li
     # A run that stopped while starting has not checked its gates yet: they are checked now.
     findings = ([] if GATES_DECIDED & events else
                 [f for name, s in sessions.by_vendor.items() for f in s.preflight(live[name])])
-    if sessions.ticket is not None:
-        sessions.ticket.bind(plan, run, audit)
-    stopped = _open_run(run, plan, sessions, audit, overrides, findings, signer)
-    if stopped is not None:
-        return _to_ticket(stopped, plan, sessions, audit, signer)
-    if signer is None:
-        progress.warning(UNSIGNED)
     # Guarded actions were confirmed when the run started (audited); the run keeps that decision.
     confirmed = Overrides(overrides.preflight, overrides.evidence, None, True, overrides.trust_listing)
-    result = execute(run, plan, sessions, audit, live, confirmed, progress, guide, signer, settle_only=gone)
-    return _to_ticket(result, plan, sessions, audit, signer)
+    return _start_and_execute(run, plan, sessions, audit, live, findings, progress, guide, signer,
+                              starting=overrides, running=confirmed, announce=False, settle_only=gone)

@@ -43,6 +43,8 @@ def discover(sessions: Sessions) -> dict[str, Inventory]:
 def make_plan(cfg: ExitConfig, sessions: Sessions) -> Plan:
     """Discover (read-only) and plan (pure) every vendor of the exit."""
     customer = cfg.customer
+    if sessions.ticket is not None:  # a tenant without an internal visibility is refused before any read
+        sessions.ticket.visibility_line = sessions.ticket.visibility()
     return Plan(
         plan_id=str(uuid.uuid4()),
         created_at=now_iso(),

@@ -6,10 +6,17 @@ posting; what is already there is skipped. A post whose reply was lost is settle
 the notes again, and sent once more only when the marker is not there. Files are matched by
 name and by the marker (with their SHA-256) kept in their description.
 
-Never blocking: a PSA that is down, refuses a note or a file, or whose ticket is closed is
-recorded in the audit log (``ticket.failed``), the text to paste is written to the run's
-``ticket/`` folder, and it becomes an item of the manual checklist (``offboard confirm
-ticket.<note>``); the exit goes on. A later posting occasion tries again first.
+Never blocking: a PSA that is down, or refuses a note or a file, is recorded in the audit log
+(``ticket.failed``), the text to paste is written to the run's ``ticket/`` folder, and it becomes an
+item of the manual checklist (``offboard confirm ticket.<note>``); the exit goes on. A later posting
+occasion tries again first — except what the PSA refused in its documented way (``VendorRefused``):
+sent again it would be refused again, so it waits for a person. A closed ticket is not assumed to
+refuse: none of the PSAs documents that, so offboard posts and handles the PSA's answer. A file the
+PSA will not hold gets a note of its own (``link.<file>``: where it is kept, its SHA-256, why), which
+is retried like any note, whatever was posted after it.
+
+Each occasion reads the ticket and its notes once and keeps that reading current with its own posts
+(re-reading after a lost reply), so a run reads the ticket a few times, not once per note.
 """
 
 from __future__ import annotations
@@ -18,7 +25,7 @@ import contextlib
 import hashlib
 import json
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any, Literal
@@ -35,12 +42,13 @@ from offboard.connectors.psa import (
     NoteDoc,
     NotePart,
     PsaSettings,
+    TicketFile,
     TicketNote,
     TicketSession,
     compose,
     marker,
 )
-from offboard.errors import AmbiguousWrite, BadInput, ExitCode, OffboardError, VendorError
+from offboard.errors import AmbiguousWrite, BadInput, ExitCode, OffboardError, VendorError, VendorRefused
 from offboard.plan import Action, Finding, Inventory, Plan, VendorPlan
 from offboard.proof import ticket_notes
 from offboard.proof.audit import AuditLog
@@ -64,10 +72,7 @@ class Outcome:
     key: str
     state: State
     detail: str  # the note's or file's id, or why it could not be posted
-
-
-class Unpostable(Exception):
-    """The ticket takes nothing now (e.g. it is closed)."""
+    refused: bool = False  # the PSA refused it in its documented way: never sent again by offboard
 
 
 class Ticket:
@@ -82,6 +87,12 @@ class Ticket:
         self.run: RunDir | None = None
         self.audit: AuditLog | None = None
         self.outcomes: list[Outcome] = []  # this process's, for the screen
+        self.visibility_line: str | None = None  # what plan showed: the visibility notes are posted with
+        # One posting occasion (plan -o, a vendor's end, after a run, a confirmation) reads the ticket and
+        # its notes once, then keeps that reading current with its own posts (and re-reads after a lost
+        # reply): a closed ticket is read a few times a run, not once a note.
+        self._occasion: Burst | None = None
+        self._depth = 0
 
     @property
     def ref(self) -> str:
@@ -94,12 +105,38 @@ class Ticket:
     def close(self) -> None:
         self.session.close()
 
+    def visibility(self) -> str | None:
+        """`offboard plan`: the visibility every note and file will be posted with, by label and id.
+        A tenant without an internal-only value is refused here (``BadInput``: exit 2, naming the values
+        found and the config key), before anything is saved or posted. None when the PSA cannot be read
+        now: apply reads it again, and posts nothing until it has an internal value."""
+        try:
+            chosen = self.session.visibility()
+        except BadInput:
+            raise
+        except TROUBLE:
+            return None
+        return chosen.line(self.ref)
+
+    @contextlib.contextmanager
+    def occasion(self) -> Iterator[None]:
+        """Everything posted inside shares one reading of the ticket (nested occasions join the outer one)."""
+        with self._lock:
+            self._depth += 1
+            try:
+                yield
+            finally:
+                self._depth -= 1
+                if self._depth == 0:
+                    self._occasion = None
+
     # -- the occasions ---------------------------------------------------------------------
 
     def record_scope(self, plan: Plan) -> Outcome:
         """`offboard plan -o`: the exit's scope and the plan's summary, before anything is removed."""
         self.bind(plan)
-        return self._worst(self.publish(ticket_notes.scope_note(plan)), "scope")
+        with self.occasion():
+            return self._worst(self.publish(ticket_notes.scope_note(plan)), "scope")
 
     def run_started(self, run_id: str) -> None:
         plan = self.plan
@@ -115,8 +152,9 @@ class Ticket:
     def _safely(self, key: str, post: Callable[[], object]) -> None:
         """Whatever goes wrong while composing or posting, the exit goes on: it is recorded instead."""
         try:
-            post()
-        except (Unpostable, *TROUBLE) as exc:
+            with self.occasion():
+                post()
+        except TROUBLE as exc:
             self._record("ticket.failed", key=key, reason=_why(exc), title=f"the {key} note", paste="", marker="")
 
     def after_run(self, exit_code: ExitCode, message: str, signer: Signer | None) -> bool:
@@ -124,6 +162,11 @@ class Ticket:
         checklist or the closure. Returns whether anything reached the log (to sign it again)."""
         plan, run, audit = self.plan, self.run, self.audit
         assert plan is not None and run is not None and audit is not None
+        with self.occasion():
+            return self._after_run(plan, run, audit, exit_code, message, signer)
+
+    def _after_run(self, plan: Plan, run: RunDir, audit: AuditLog, exit_code: ExitCode, message: str,
+                   signer: Signer | None) -> bool:
         before = len(audit.records)
         self._safely("retry", self.retry_pasted)
         records = list(audit.records)
@@ -139,13 +182,17 @@ class Ticket:
     def after_confirm(self, action: Action, by: str, note: str, closed: bool, signer: Signer | None) -> bool:
         plan, audit = self.plan, self.audit
         assert plan is not None and audit is not None
-        before = len(audit.records)
-        self._safely("retry", self.retry_pasted)
+        with self.occasion():
+            before = len(audit.records)
+            self._safely("retry", self.retry_pasted)
+            self._confirmed(plan, audit, action, by, note)
+            if closed:
+                self._safely("closure", lambda: self.close_out(signer))
+            return len(audit.records) > before
+
+    def _confirmed(self, plan: Plan, audit: AuditLog, action: Action, by: str, note: str) -> None:
         self._safely(f"confirmed.{action.id}", lambda: self.publish(
             ticket_notes.confirmed_note(plan, action, by, note, list(audit.records))))
-        if closed:
-            self._safely("closure", lambda: self.close_out(signer))
-        return len(audit.records) > before
 
     def close_out(self, signer: Signer | None) -> None:
         """The closure note (with the signed chain head), then the report and the signed bundle (which
@@ -180,24 +227,38 @@ class Ticket:
         with self._lock:
             assert self.plan is not None
             exit_id = self.plan.config_fingerprint
+            refused = self._last_word(doc.key)
+            if refused.get("refused") and refused.get("marker") == marker(exit_id, doc.key, doc.facts):
+                # The PSA refused this very note: sent again it would be refused again. It waits for a person.
+                return [Outcome(doc.key, "failed", str(refused.get("reason") or "refused"), refused=True)]
             try:
                 parts = compose(doc, exit_id, self.limits)
                 burst = self._burst()
-            except (Unpostable, *TROUBLE) as exc:
+            except TROUBLE as exc:
                 return [self._failed(doc, _why(exc), item)]
             out = [self._post(burst, doc, part) for part in parts]
             self.outcomes += [o for o in out if o.state != "failed"]
             failed = [o for o in out if o.state == "failed"]
             if failed:  # the whole note waits for a person (or a later try): parts already there are found then
-                self._failed(doc, failed[0].detail, item)
+                self._failed(doc, failed[0].detail, item, refused=failed[0].refused)
             return out
 
     def _burst(self) -> Burst:
-        info = self.session.ticket()
-        if info.closed:
-            raise Unpostable(f"{self.ref} is closed (status {info.status_name or info.status}); reopen it, or paste "
-                             "the note into the ticket that follows this exit")
-        return Burst(info=info, notes=self.session.notes())
+        """The ticket and its notes as this occasion read them. A closed ticket is read and tried like any
+        other: none of the PSAs documents that it refuses notes (a refusal, if it comes, is the PSA's own
+        answer, recorded with its words), and what it already holds is found, never pasted again."""
+        if self._occasion is not None:
+            return self._occasion
+        burst = Burst(info=self.session.ticket(), notes=self.session.notes())
+        if self._depth:
+            self._occasion = burst
+        return burst
+
+    def _closed_hint(self, burst: Burst | None) -> str:
+        info = burst.info if burst is not None else None
+        if info is None or not info.closed:
+            return ""
+        return f" (the ticket is closed: status {info.status_name or info.status})"
 
     def _post(self, burst: Burst, doc: NoteDoc, part: NotePart) -> Outcome:
         found = burst.note_with(part.marker)
@@ -222,6 +283,8 @@ class Ticket:
                 if attempt == 2:
                     return Outcome(part.key, "failed", str(exc))
                 continue
+            except VendorRefused as exc:
+                return Outcome(part.key, "failed", _why(exc) + self._closed_hint(burst), refused=True)
             except TROUBLE as exc:
                 return Outcome(part.key, "failed", _why(exc))
             burst.notes.append(TicketNote(posted.id, body))
@@ -230,7 +293,7 @@ class Ticket:
             return Outcome(part.key, "posted", posted.id)
         raise AssertionError("unreachable")
 
-    def _failed(self, doc: NoteDoc, reason: str, item: str | None) -> Outcome:
+    def _failed(self, doc: NoteDoc, reason: str, item: str | None, *, refused: bool = False) -> Outcome:
         """Keep the note to paste by hand (as plain text, with its marker) and record why."""
         assert self.plan is not None
         text = _as_text(doc, self.plan.config_fingerprint)
@@ -242,8 +305,9 @@ class Ticket:
                 atomic_write_text(folder / f"{doc.key}.json", json.dumps(asdict(doc), indent=2) + "\n")
                 paste = f"{FOLDER}/{doc.key}.txt"
         self._record("ticket.failed", key=doc.key, reason=reason, paste=paste, item=item,
-                     marker=marker(self.plan.config_fingerprint, doc.key, doc.facts), title=doc.title)
-        outcome = Outcome(doc.key, "failed", reason)
+                     marker=marker(self.plan.config_fingerprint, doc.key, doc.facts), title=doc.title,
+                     refused=refused or None)
+        outcome = Outcome(doc.key, "failed", reason, refused)
         if item is None:  # the plan's own item says it otherwise
             self.outcomes.append(outcome)
         return outcome
@@ -253,6 +317,8 @@ class Ticket:
         if self.run is None:
             return
         for key, waiting in sorted(self.open_pastes().items()):
+            if waiting.get("refused"):
+                continue  # the PSA refused it: sending it again would be refused again; a person's item
             kept = Path(str(waiting.get("file") or ""))
             if key.startswith("file.") and waiting.get("file") and kept.is_file() and not waiting.get("linked"):
                 if self.attach(kept, "file").state != "failed":
@@ -273,6 +339,22 @@ class Ticket:
             if all(o.state != "failed" for o in self.publish(doc)):
                 self._record("ticket.pasted", key=key, by="offboard", note="posted on a later try")
 
+    def _last_word(self, key: str) -> dict[str, Any]:
+        """The detail of the log's last ticket record for ``key`` when it is a failure (the plan's own items
+        included), else {}."""
+        last: dict[str, Any] = {}
+        for r in self.audit.records if self.audit is not None else []:
+            detail = r.get("detail")
+            if r["event"] in ticket_notes.EVENTS and isinstance(detail, dict) and detail.get("key") == key:
+                last = detail if r["event"] == "ticket.failed" else {}
+        return last
+
+    def _linked(self, key: str, sha: str) -> bool:
+        """Whether these bytes were already found unfit for the PSA (a note names where they are kept)."""
+        return any(r["event"] == "ticket.linked" and isinstance(r.get("detail"), dict)
+                   and r["detail"].get("key") == key and r["detail"].get("sha256") == sha
+                   for r in (self.audit.records if self.audit is not None else []))
+
     def open_pastes(self) -> dict[str, dict[str, Any]]:
         """The notes and files waiting for a person (or a later try): last word ``ticket.failed``."""
         if self.audit is None:
@@ -291,6 +373,13 @@ class Ticket:
             key = f"file.{path.name}"
             mark = marker(self.plan.config_fingerprint, key, sha)
             description = f"offboard: {label} of the exit, SHA-256 {sha} {mark}"
+            if self._linked(key, sha):
+                # The PSA will not hold these bytes (refused, or over its limits): its note says where they are
+                # kept; sent again they would be refused again. A person's item, or done once they confirmed it.
+                waiting = self._last_word(key)
+                if not waiting:
+                    return Outcome(key, "found", "kept as its note says (confirmed by a person)")
+                return Outcome(key, "failed", str(waiting.get("reason") or "refused"), refused=True)
             limits = self.limits
             if len(content) > limits.max_file_bytes:
                 return self._link(path, sha, f"{len(content):,} bytes is over what {self.session.display_name} "
@@ -298,9 +387,10 @@ class Ticket:
             if limits.file_types is not None and not any(path.name.endswith(t) for t in limits.file_types):
                 return self._link(path, sha, f"{self.session.display_name} does not take this file type")
             try:
-                self._burst()
-                burst = Burst(files=self.session.files())
-            except (Unpostable, *TROUBLE) as exc:
+                burst = self._burst()
+                if burst.files is None:
+                    burst.files = self.session.files()
+            except TROUBLE as exc:
                 return self._file_failed(path, sha, _why(exc))
             found = burst.file_with(path.name, mark)
             if found is not None:
@@ -323,11 +413,14 @@ class Ticket:
                         return self._file_failed(path, sha, str(exc))
                     continue
                 except VendorError as exc:
-                    if exc.status is not None and 400 <= exc.status < 500 and exc.status not in (401, 429):
-                        return self._link(path, sha, f"{self.session.display_name} refused it ({exc})")
+                    if isinstance(exc, VendorRefused) or (
+                            exc.status is not None and 400 <= exc.status < 500 and exc.status not in (401, 429)):
+                        return self._link(path, sha, f"{self.session.display_name} refused it ({_why(exc)})"
+                                          + self._closed_hint(burst))
                     return self._file_failed(path, sha, _why(exc))
                 except TROUBLE as exc:
                     return self._file_failed(path, sha, _why(exc))
+                burst.files.append(TicketFile(posted.id, path.name, description, len(content)))
                 self._record("ticket.attached", key=key, file_id=posted.id, name=path.name, sha256=sha,
                              bytes=len(content), marker=mark, http=posted.http.as_dict() if posted.http else None)
                 outcome = Outcome(key, "posted", posted.id)
@@ -396,6 +489,8 @@ class Ticket:
                 now = self.session.ticket()
             except TROUBLE as exc:
                 return self._status_failed(status, _why(exc))
+            if self._occasion is not None:
+                self._occasion.info = now
             if now.status != status:
                 return self._status_failed(status, f"the ticket still shows status {now.status_name or now.status}")
             self._record("ticket.status", key="status", status=status, name=now.status_name,
@@ -479,6 +574,13 @@ class Ticket:
                 files = self.session.files()
                 ok = any(f.name == name for f in files)
                 seen = f"{self.ref} lists {name}" if ok else f"{self.ref} lists no file named {name}"
+                if not ok and pending.get("linked") and self.plan is not None:
+                    # The PSA will not hold the file: its note saying where it is kept is what the ticket holds.
+                    doc = ticket_notes.link_note(name, 0, str(pending.get("sha256") or ""), "", "")
+                    link = marker(self.plan.config_fingerprint, doc.key, doc.facts)
+                    ok = any(link in n.text for n in self.session.notes())
+                    seen = (f"{self.ref} holds the note saying where {name} is kept ({link})" if ok
+                            else f"{self.ref} lists no file named {name} and no note saying where it is kept")
             elif key == "status":
                 info = self.session.ticket()
                 ok = info.status == self.settings.close_status

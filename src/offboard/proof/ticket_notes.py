@@ -219,7 +219,7 @@ def link_note(name: str, size: int, sha256: str, reason: str, where: str) -> Not
     """A file the PSA would not take: what it is, why it is not attached, and where it is kept."""
     blocks = (_p(f"{name} ({size:,} bytes, SHA-256 {sha256}) is not attached: {reason}."),
               _p(f"It is kept at: {where}. Its SHA-256 above lets anyone check the copy they open."))
-    return NoteDoc(f"file.{name}", f"offboard: {name} (not attached)", blocks,
+    return NoteDoc(f"link.{name}", f"offboard: {name} (not attached)", blocks,
                    _facts(note="link", name=name, sha256=sha256))
 
 

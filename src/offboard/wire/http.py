@@ -24,7 +24,7 @@ from typing import Any, Protocol
 import httpx
 import tenacity
 
-from offboard.errors import AmbiguousWrite, VendorAuthError, VendorError, VendorReplyError
+from offboard.errors import AmbiguousWrite, VendorAuthError, VendorError, VendorRefused, VendorReplyError
 from offboard.wire import waits
 from offboard.wire.ratelimit import SlidingWindowLimiter
 from offboard.wire.redact import REDACTOR
@@ -146,6 +146,7 @@ class VendorHttp:
         user_agent: str = "offboard/0.1",
         budget_file: Path | None = None,
         remaining_header: str | None = None,
+        refusal: Callable[[httpx.Response], str | None] | None = None,
     ) -> None:
         self.vendor = vendor
         self.limiter = limiter
@@ -154,6 +155,9 @@ class VendorHttp:
         self.calls = 0  # requests sent (every attempt), for the plan's estimates
         self.policy = policy or RetryPolicy()
         self._remaining_header = remaining_header  # the vendor's "calls left in the window", if it sends one
+        # The vendor's documented refusal (its validation envelope, whatever the status code): the
+        # vendor's message, or None. A refusal is never retried and never taken for an ambiguous write.
+        self._refusal = refusal
         self._sleep = sleep or _sleep
         self.last_call: HttpRecord | None = None  # only the latest: memory must not grow with calls
         self._client = httpx.Client(
@@ -243,7 +247,7 @@ class VendorHttp:
                 self.limiter.completed(token, remaining=self._remaining(response), throttled=status == 429)
                 self.last_call = HttpRecord(method, path, status, attempt,
                                             int((time.monotonic() - started) * 1000))
-            if status in RETRY_STATUSES:
+            if status in RETRY_STATUSES and not (status != 429 and self._refused(response)):
                 raise _RetryableStatus(response)
             return response
 
@@ -290,7 +294,20 @@ class VendorHttp:
             return Reply(response.status_code, body, record, dict(response.headers))
         if response.status_code in (401, 403):
             raise VendorAuthError(self.vendor, call, _vendor_message(response), response.status_code)
+        refused = self._refused(response)
+        if refused is not None:
+            raise VendorRefused(self.vendor, call, f"HTTP {response.status_code}, refused: {refused}",
+                                response.status_code)
         raise VendorError(self.vendor, call, _vendor_message(response), response.status_code)
+
+    def _refused(self, response: httpx.Response) -> str | None:
+        if self._refusal is None or response.status_code < 400 or response.status_code in (401, 403, 429):
+            return None
+        try:
+            found = self._refusal(response)
+        except ValueError:  # not the envelope (e.g. not JSON): not a documented refusal
+            return None
+        return None if found is None else REDACTOR.text(" ".join(found.split())[:300])
 
     # -- waits, told to whoever shows progress (see wire.waits) -------------------------
 
@@ -317,6 +334,10 @@ class VendorHttp:
             return None
         value = response.headers.get(self._remaining_header, "").strip()
         return int(value) if value.isdigit() else None
+
+    def same_origin(self, path: str) -> bool:
+        """Whether a URL a vendor handed back (a next page) is on the API's own origin."""
+        return self._same_origin(path)
 
     def _same_origin(self, path: str) -> bool:
         if "://" not in path:
