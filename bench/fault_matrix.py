@@ -10,7 +10,9 @@ httpx seam (replies lost after the request was sent, connections refused before 
 from SIGKILL: `offboard apply` killed while a write of each kind is in flight (a Huntress agent
 DELETE, PATCH, membership or rule DELETE; a Blumira webhook DELETE or uninstall dispatch),
 then resumed. The attacks of issue 14 are rows too: edited and re-checksummed plans, two
-processes on one exit, forged bundles (bench/matrix_attacks.py).
+processes on one exit, forged bundles (bench/matrix_attacks.py); and issue 20's: an agent moved to
+the neighbour mid-run, a listing that lies about an agent's owner (bench/matrix_moves.py), two
+spellings of one account and two cache folders (two processes on one exit).
 
 Counted, per scenario: runs, resumes, faults injected, writes that reached a vendor's handler
 more than once for the same object, planned removals not done at the end, writes that reached
@@ -43,6 +45,7 @@ from offboard_blumira.sandbox import API_PREFIX
 
 from .matrix_attacks import edited_plans, forged_bundles, two_processes
 from .matrix_kills import AFTER, BEFORE, KillPoint, killed_then_resumed
+from .matrix_moves import lying_listing, moved_owner
 from .matrix_replies import hostile_replies
 from .matrix_world import CREDENTIAL_FORMS, DEVICES, HA, SCALE, WEBHOOKS, Row, exit_in_process, measure, world
 
@@ -153,7 +156,10 @@ SCENARIOS = [
     Scenario("vendor down, resumed later", down_after=60),
     *[Scenario(f"kill -9 during {point.label}, resumed", kill=(point,)) for point in EVERY_WRITE],
     Scenario("edited plan, re-checksummed (3 edits)", attack=edited_plans),
-    Scenario("two processes on one exit (two runs folders; two configs)", attack=two_processes),
+    Scenario("two processes on one exit (two runs folders; two configs; two spellings of one account; two "
+             "cache folders)", attack=two_processes),
+    Scenario("an agent moved to the neighbour mid-run", attack=moved_owner),
+    Scenario("a listing naming a neighbour's agent as the customer's", attack=lying_listing),
     Scenario("forged bundles (6 crafted)", attack=forged_bundles),
     Scenario("hostile replies: looping pages, 64 MiB, 200,000 deep (3 exits)", attack=hostile_replies),
 ]

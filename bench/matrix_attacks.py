@@ -36,7 +36,7 @@ from offboard.plan import Plan, canonical_json, read_plan
 from offboard.proof import signing
 from offboard_huntress.sandbox import CUSTOMER_ORG, NEIGHBOUR_ORG
 
-from .matrix_world import HA, Row, World, exit_in_process, finish, measure, route_writes, world
+from .matrix_world import HA, Row, World, config_text, exit_in_process, finish, measure, route_writes, world
 
 OVERRIDE = ("--override-preflight", "fault matrix")
 
@@ -125,11 +125,23 @@ def edited_plans(path: Path, agents: int, rng: random.Random, row: Row) -> None:
 
 
 def two_processes(path: Path, agents: int, rng: random.Random, row: Row) -> None:
-    for variant in ("the same plan from two runs folders", "two configs naming the same organization"):
-        with world(path / variant.replace(" ", "-"), agents) as w:
+    for variant in ("the same plan from two runs folders", "two configs naming the same organization",
+                    "two spellings of one account (127.0.0.1 / localhost)", "two cache folders (two users' shells)"):
+        environ: dict[str, str] = {}
+        with world(path / variant.split(" (")[0].replace(" ", "-"), agents) as w:
             if variant.startswith("the same plan"):
                 second = w.write_config(w.path / "elsewhere")  # same exit; runs in elsewhere/runs
                 second_plan = w.plan_file
+            elif variant.startswith("two spellings"):  # the vendors' addresses spelled another way
+                second = w.write_config(w.path / "spelled")
+                second.write_text(config_text(w.hurl.replace("127.0.0.1", "localhost"),
+                                              w.burl.replace("127.0.0.1", "localhost")))
+                second_plan = second.parent / "exit.plan.json"
+                w.plan(second, second_plan)
+            elif variant.startswith("two cache folders"):  # one config, another user's XDG_CACHE_HOME
+                second = w.write_config(w.path / "other-user")
+                second_plan = w.plan_file
+                environ = {"XDG_CACHE_HOME": str(w.path / "other-user-cache")}
             else:
                 second = w.write_config(w.path / "old-contract", customer="Acme Dental (old contract)")
                 second_plan = second.parent / "exit.plan.json"
@@ -140,7 +152,8 @@ def two_processes(path: Path, agents: int, rng: random.Random, row: Row) -> None
             # The first removal waits at the vendor until the contest is settled: the two overlap.
             hold = Fault(method="DELETE", path_prefix=f"{HA}/agents/", status=None, hold=threading.Event())
             w.h.faults.append(hold)
-            procs = [w.popen("apply", str(plan), *OVERRIDE, config=config) for config, plan in contenders]
+            procs = [w.popen("apply", str(plan), *OVERRIDE, config=config,
+                             environ=environ if config == second else None) for config, plan in contenders]
             deadline = time.monotonic() + 120
             while all(p.poll() is None for p in procs) and time.monotonic() < deadline:
                 time.sleep(0.005)

@@ -39,6 +39,7 @@ from offboard.errors import ExitCode, VendorError
 from offboard.lifecycle import fold_actions
 from offboard.plan import Plan, read_plan
 from offboard.proof.audit import read_records, verify_file
+from offboard.rundir import LOCK_DIR_ENV
 from offboard_blumira import unknowns
 from offboard_blumira.sandbox import API_PREFIX, CUSTOMER_ACCOUNT, KEEP_USER, TOKEN_PATH, BlumiraSandbox
 from offboard_huntress.models import ISOLATED
@@ -136,6 +137,7 @@ class World:
     def env(self) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith("OFFBOARD_")}
         env.update(zip(CREDENTIAL_ENV, (H_KEY, H_SECRET, B_ID, B_SECRET), strict=True))
+        env[LOCK_DIR_ENV] = str(self.path / "locks")  # this world's sandbox exits, not the machine's
         env.update(PYTHON_KEYRING_BACKEND="keyring.backends.null.Keyring", XDG_CACHE_HOME=str(self.cache))
         return env
 
@@ -168,8 +170,11 @@ class World:
                 keyring.core.set_keyring(previous)
         return code, self.outputs[-1][1]
 
-    def popen(self, *args: str, config: Path | None = None) -> subprocess.Popen[str]:
-        return subprocess.Popen([*offboard_command(), *args, "-c", str(config or self.config)], env=self.env(),
+    def popen(self, *args: str, config: Path | None = None,
+              environ: dict[str, str] | None = None) -> subprocess.Popen[str]:
+        """``environ``: more variables (e.g. another XDG_CACHE_HOME, as another user's shell has)."""
+        return subprocess.Popen([*offboard_command(), *args, "-c", str(config or self.config)],
+                                env={**self.env(), **(environ or {})},
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=self.path)
 
     def collect(self, proc: subprocess.Popen[str], what: str) -> int:
@@ -228,6 +233,8 @@ def world(path: Path, agents: int) -> Iterator[World]:
     path.mkdir(parents=True, exist_ok=True)
     settled = unknowns.DISPATCH_ACTION_FIELD
     unknowns.DISPATCH_ACTION_FIELD = DISPATCH_FIELD
+    locks = os.environ.get(LOCK_DIR_ENV)
+    os.environ[LOCK_DIR_ENV] = str(path / "locks")  # offboard in this process too (exit_in_process)
     try:
         with serve(h.app) as hurl, serve(b.app) as burl:
             w = World(path, h, b, hurl, burl)
@@ -235,6 +242,10 @@ def world(path: Path, agents: int) -> Iterator[World]:
             yield w
     finally:
         unknowns.DISPATCH_ACTION_FIELD = settled
+        if locks is None:
+            os.environ.pop(LOCK_DIR_ENV, None)
+        else:
+            os.environ[LOCK_DIR_ENV] = locks
 
 
 # -- counting -------------------------------------------------------------------------------

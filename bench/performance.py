@@ -182,7 +182,8 @@ def _timing_of(url: str, limit: int, window: float, since: float) -> Timing:
 def _env(cache: Path) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("OFFBOARD_")}
     env.update(OFFBOARD_HUNTRESS_API_KEY=DEMO_KEY, OFFBOARD_HUNTRESS_API_SECRET=DEMO_SECRET,
-               PYTHON_KEYRING_BACKEND="keyring.backends.null.Keyring", XDG_CACHE_HOME=str(cache))
+               PYTHON_KEYRING_BACKEND="keyring.backends.null.Keyring", XDG_CACHE_HOME=str(cache),
+               OFFBOARD_LOCK_DIR=str(cache / "locks"))  # the benchmark's sandbox exits, not the machine's
     return env
 
 
@@ -287,6 +288,7 @@ def main(argv: list[str] | None = None) -> int:
     environment = figures.environment()  # the load average before the benchmark adds to it
     cache = TemporaryDirectory(prefix="offboard-bench-cache-")
     os.environ["XDG_CACHE_HOME"] = cache.name  # the accounts' budget files: never the user's
+    os.environ["OFFBOARD_LOCK_DIR"] = str(Path(cache.name) / "locks")  # the sandbox exits' locks: not the machine's
     runs = 1 if args.quick else args.runs
     customers, per = (6, 20) if args.quick else (50, 100)
     sizes = (100, 500) if args.quick else (100, 2_000, 10_000)

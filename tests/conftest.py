@@ -102,6 +102,8 @@ def memory_keyring(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.Tem
                    ) -> Iterator[MemoryKeyring]:
     # Each test gets its own rate-limit budget files, never the user's cache.
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path_factory.mktemp("cache")))
+    # Each test its own exit locks: the machine's shared folder is for real exits (and other checkouts' tests).
+    monkeypatch.setenv("OFFBOARD_LOCK_DIR", str(tmp_path_factory.mktemp("locks")))
     previous = keyring.get_keyring()
     ring = MemoryKeyring()
     keyring.set_keyring(ring)

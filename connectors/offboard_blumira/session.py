@@ -87,6 +87,12 @@ class BlumiraSession:
                            "check [blumira] account_id")
         return account
 
+    def exit_identity(self) -> str:
+        """The sub-account as Blumira names it (``GET /msp/accounts/{id}``'s ``account_id``, a UUID:
+        one sub-account however it is spelled or whichever MSP credential reaches it). No documented
+        call names the MSP account itself, so the sub-account alone keys the lock."""
+        return f"blumira sub-account {self.account().account_id.strip().lower()}"
+
     def discover(self) -> Inventory:
         account = self.account()
         name = account.name or self.s.account_id
@@ -318,6 +324,25 @@ class BlumiraSession:
         else:
             raise BadInput(f"plan action {action.id} exports {what!r}, which this connector does not know")
         return data, count
+
+    # -- the scope guard's read -------------------------------------------------------
+
+    def owner_now(self, action: Action) -> ActionResult:
+        """One GET of the action's object alone: the device under the sub-account's own path
+        (``/msp/accounts/{account_id}/agents/devices/{id}``: the path is the proof, and an org_id
+        that names something else makes it unknown), or the webhook (``/msp/webhooks/{id}``: whose
+        it is, from the accounts it names now)."""
+        oid = action.target.id
+        if action.operation == "uninstall_device":
+            device, record = self.client.device(oid)
+            if device is None:
+                return _gone(record)
+            owner, why = listed_owner(self.s.account_id, device.org_id)
+            return ActionResult("failure", "the device is listed under the sub-account" + (f" ({why})" if why else ""),
+                                record, owner=owner)
+        if action.operation == "delete_webhook":
+            return self.reread(action)
+        return ActionResult("unknown", f"no read of one object for {action.operation}")
 
     # -- re-reads ----------------------------------------------------------------------
 

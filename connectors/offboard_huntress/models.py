@@ -7,13 +7,23 @@ owner is still read, and its owner is then unknown (never written to, never coun
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, BeforeValidator, ConfigDict
 
 from offboard.wire.replies import M, parse_reply
 
 ISOLATED = frozenset({"Isolated", "Pending Isolation"})
+
+
+def _owner_id(value: Any) -> int | None:
+    """An id that says whose an object is, only as the spec types it (an integer): ``"101"`` or
+    ``101.0`` is not silently turned into 101 and believed; the owner is then unknown (never
+    written to, counted against "stopped")."""
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+OwnerId = Annotated[int | None, BeforeValidator(_owner_id)]
 
 
 class _Reply(BaseModel):
@@ -21,7 +31,7 @@ class _Reply(BaseModel):
 
 
 class Named(_Reply):
-    id: int | None = None
+    id: OwnerId = None
     name: str = ""
 
 
@@ -48,8 +58,8 @@ class Actor(_Reply):
 
 
 class Organization(_Reply):
-    id: int | None = None
-    account_id: int | None = None
+    id: OwnerId = None
+    account_id: OwnerId = None
     name: str = ""
     key: str = ""
     agents_count: int = 0
@@ -64,8 +74,8 @@ class Organization(_Reply):
 
 class Agent(_Reply):
     id: int | None = None
-    organization_id: int | None = None
-    account_id: int | None = None
+    organization_id: OwnerId = None
+    account_id: OwnerId = None
     hostname: str = ""
     platform: str = ""
     os: str = ""
@@ -120,7 +130,7 @@ class Membership(_Reply):
 
 class AppliedTo(_Reply):
     type: str = ""  # the spec's example says "Organization"; the list filter says "organization"
-    id: int | None = None
+    id: OwnerId = None
     name: str = ""
 
 

@@ -72,6 +72,15 @@ class HuntressSandbox(SandboxBase):
     extra_credentials: dict[str, str] = field(default_factory=dict)
     requests: list[Logged] = field(default_factory=list)
     faults: list[Fault] = field(default_factory=list)
+    # Sandbox-only, not Huntress: the world moving during an exit. ``moves``: agent id -> (organization id,
+    # writes): once that many writes succeeded, the agent belongs to that organization (another technician
+    # moved it in the portal). ``listed_as``: agent id -> the organization_id the agent *listing*
+    # (GET /v1/agents) shows and filters it by, while GET /v1/agents/{id} tells the truth: an int, as the
+    # spec types it, or a text such as "42", which the spec does not allow (a test that asks for it takes
+    # the reply check's complaint itself). Also settable over HTTP: POST /_sandbox/move, /_sandbox/list-as.
+    moves: dict[int, tuple[int, int]] = field(default_factory=dict)
+    listed_as: dict[int, Any] = field(default_factory=dict)
+    writes_done: int = 0
 
     base_window = 60.0
     rate_headers = ("x-huntress-api-call-limit", "x-huntress-api-call-remaining")  # observed (notes §1.3)
@@ -126,6 +135,8 @@ class HuntressSandbox(SandboxBase):
             Route("/_sandbox/watch/{what}", self._after_exit, methods=["POST"]),
         ]
         routes += self.control_routes()
+        routes += [Route(self.CONTROL + "move", self._control_move, methods=["POST"]),
+                   Route(self.CONTROL + "list-as", self._control_list_as, methods=["POST"])]
         for path, handler, methods in mirrored:
             routes.append(Route("/v1" + path, handler, methods=methods))
             routes.append(Route("/v1/accounts/{account_id:int}" + path, _in_account(handler), methods=methods))
@@ -271,6 +282,36 @@ class HuntressSandbox(SandboxBase):
             return int(identity["organization"]["id"]) if identity else None
         return None
 
+    # -- the world moving (sandbox-only) ----------------------------------------------
+
+    def wrote(self) -> None:
+        """A write of the vendor's routes succeeded: the moves due after it happen now."""
+        self.writes_done += 1
+        for agent_id, (org_id, after) in list(self.moves.items()):
+            if self.writes_done >= after and agent_id in self.agents:
+                self.agents[agent_id]["organization_id"] = org_id
+                del self.moves[agent_id]
+
+    def _listed(self, agent: dict[str, Any]) -> dict[str, Any]:
+        if agent["id"] not in self.listed_as:
+            return agent
+        return {**agent, "organization_id": self.listed_as[agent["id"]]}
+
+    async def _control_move(self, request: Request) -> Response:
+        q = request.query_params
+        agent, org, after = int(q["agent"]), int(q["org"]), int(q.get("after_writes", "0"))
+        if after <= self.writes_done and agent in self.agents:
+            self.agents[agent]["organization_id"] = org  # due already: moved now
+        else:
+            self.moves[agent] = (org, after)
+        return JSONResponse({"moves": {str(k): v for k, v in self.moves.items()}})
+
+    async def _control_list_as(self, request: Request) -> Response:
+        q = request.query_params
+        org = q["org"]
+        self.listed_as[int(q["agent"])] = int(org) if q.get("as_text") != "1" else org
+        return JSONResponse({"listed_as": {str(k): v for k, v in self.listed_as.items()}})
+
     # -- gate hooks -------------------------------------------------------------------
 
     def authorize(self, request: Request) -> str | None:
@@ -333,12 +374,12 @@ class HuntressSandbox(SandboxBase):
             "itdr": itdr, "ispm": []}}
 
     async def _agents(self, request: Request) -> Response:
-        items = sorted(self.agents.values(), key=lambda a: a["id"], reverse=True)
+        items = [self._listed(a) for a in sorted(self.agents.values(), key=lambda a: a["id"], reverse=True)]
         org = request.query_params.get("organization_id")
         if org is not None:
             if not org.isdigit():
                 return _error(400, "organization_id must be an integer")
-            items = [a for a in items if a["organization_id"] == int(org)] + self._strays("agents", org)
+            items = [a for a in items if str(a["organization_id"]) == org] + self._strays("agents", org)
         if platform := request.query_params.get("platform"):
             items = [a for a in items if a["platform"] == platform]
         return _page(request, items, "agents")
@@ -530,7 +571,8 @@ class HuntressSandbox(SandboxBase):
 
 class _Checked:
     """ASGI middleware: hands each reply of the vendor's routes to ``HuntressSandbox.reply_check``
-    when one is installed (the gate's own replies — faults, 401, 429 — are not the routes')."""
+    when one is installed (the gate's own replies — faults, 401, 429 — are not the routes'), and
+    tells the sandbox of each write that succeeded (``moves``)."""
 
     def __init__(self, app: Any, sandbox: HuntressSandbox) -> None:
         self.app = app
@@ -539,7 +581,7 @@ class _Checked:
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         check = type(self.sandbox).reply_check
         path = scope.get("path", "")
-        if scope["type"] != "http" or check is None or path.startswith(self.sandbox.CONTROL):
+        if scope["type"] != "http" or path.startswith(self.sandbox.CONTROL):
             await self.app(scope, receive, send)
             return
         status = 0
@@ -554,7 +596,10 @@ class _Checked:
             await send(message)
 
         await self.app(scope, receive, keep)
-        check(scope["method"], path, status, body)
+        if check is not None:
+            check(scope["method"], path, status, body)
+        if scope["method"] != "GET" and status < 400 and not path.startswith(self.sandbox.CONTROL):
+            self.sandbox.wrote()
 
 
 def _in_account(handler: Handler) -> Handler:

@@ -65,6 +65,9 @@ class HuntressSession:
         self.org_id = settings.organization_id
         self.owner = owner_of_org(self.org_id)
         self._actor: Actor | None = None
+        # The organization as exit_identity read it a moment ago (for the exit lock, just before
+        # discovery): the discovery that follows takes it instead of asking again (once).
+        self._org_just_read: list[tuple[dict[str, Any] | None, tuple[HttpRecord, ...]]] = []
         # Lists and objects the last discovery and preflight read, kept as the vendor sent them until
         # the evidence export of the same run takes them (once): an exit reads each list once.
         self._fresh: dict[str, Any] = {}
@@ -104,11 +107,30 @@ class HuntressSession:
                                       exc.status) from None
         return self._actor
 
+    def exit_identity(self) -> str:
+        """The organization id and the account it belongs to, as Huntress says: the organization's
+        own record (``account_id``), or, when it cannot be read or does not say, ``/v1/actor``'s
+        account (the key's), else the configured reseller ``account_id``: each names the one account
+        the organization belongs to (discovery refuses a configured account_id it contradicts)."""
+        with self.http.recording() as calls:
+            body, _ = self.client.organization_raw(self.org_id)
+        self._org_just_read[:] = [(body, tuple(calls))]
+        org = None if body is None else parse(Organization, body, f"GET /v1/organizations/{self.org_id}")
+        account = org.account_id if org is not None else None
+        if account is None:
+            actor = self.actor()
+            account = actor.account.id if actor.account is not None else self.s.account_id
+        return f"huntress account {account if account is not None else '?'} organization {self.org_id}"
+
     def discover(self) -> Inventory:
         actor = self.actor()
         self._fresh = {}
-        with self.http.recording() as org_calls:
-            org_body, _ = self.client.organization_raw(self.org_id)
+        if self._org_just_read:  # exit_identity read it a moment ago (and recorded the request)
+            org_body, org_calls = self._org_just_read.pop()
+        else:
+            with self.http.recording() as recorded:
+                org_body, _ = self.client.organization_raw(self.org_id)
+            org_calls = tuple(recorded)
         org = None if org_body is None else parse(Organization, org_body, f"GET /v1/organizations/{self.org_id}")
         if org is None:
             if self.s.delete_organization:
@@ -296,6 +318,35 @@ class HuntressSession:
         # The requests are per file (Artifact.requests): the action's line carries no single call.
         return ActionResult("success", f"{count} record(s) exported", None, artifacts=tuple(files))
 
+    # -- the scope guard's read -------------------------------------------------------
+
+    def owner_now(self, action: Action) -> ActionResult:
+        """One GET of the action's object alone (``/v1/agents/{id}``, ``/v1/memberships/{id}``,
+        ``/v1/unwanted_access_rules/{id}``, ``/v1/reseller/subscriptions/{id}``, the organization):
+        its owner as its own record names it, never as a listing did."""
+        op = action.operation
+        if op in ("clear_report_recipients", "delete_organization"):
+            body, record = self.client.organization_raw(self.org_id)
+            if body is None:
+                # 404 is "doesn't exist or no permission" (the spec's words): not proof of anything.
+                return ActionResult("unknown", f"GET organization {self.org_id} answers 404, which Huntress says "
+                                    "means it does not exist or these credentials may not see it", record)
+            org = parse(Organization, body, f"GET {self.client.path('organizations', self.org_id)}")
+            return ActionResult("failure", "the organization is there", record, owner=self._org_owner(org))
+        settled = self.reread(action)
+        if settled.already_absent or op not in ("uninstall_agent", "release_isolation", "delete_membership",
+                                                "delete_unwanted_access_rule", "stop_auto_renew"):
+            return settled
+        return replace(settled, owner=settled.owner or UNKNOWN_OWNER)
+
+    def _org_owner(self, org: Organization) -> str:
+        """The organization's own record names itself, and (with a reseller's account_id) its account."""
+        if org.id not in (None, self.org_id):
+            return UNKNOWN_OWNER
+        if self.s.account_id and org.account_id not in (None, self.s.account_id):
+            return f"account:{org.account_id}"
+        return self.owner
+
     # -- re-reads ----------------------------------------------------------------------
 
     def reread(self, action: Action) -> ActionResult:
@@ -347,8 +398,10 @@ class HuntressSession:
         calls = {"agent": f"GET {self.client.path('agents')}?organization_id={org}",
                  "membership": f"GET {self.client.path('memberships')}?organization_id={org}",
                  "unwanted_access_rule": f"GET /v1/unwanted_access_rules?organization_id={org}"}
+        deleted = self._deleted_only_if_ours()
         if snap.get("organization_deleted"):
-            checks.append(Check("organization is deleted", True, f"GET /v1/organizations/{org} → 404"))
+            checks.append(Check("organization is deleted", True, f"GET /v1/organizations/{org} → 404",
+                                acknowledged_by=deleted))
         else:
             if "edr" in self.s.scope:
                 checks += [Check("organization agents_count is 0", snap.get("agents_count") == 0,
@@ -382,7 +435,7 @@ class HuntressSession:
             name = f"{action.summary}: {action.target.name}"
             if snap.get("organization_deleted") and action.operation != "stop_auto_renew":
                 checks.append(Check(name, True, f"the organization is deleted (GET /v1/organizations/{org} → 404)",
-                                    target=action.target, action_id=action.id))
+                                    target=action.target, action_id=action.id, acknowledged_by=deleted))
             elif action.operation == "clear_report_recipients" and org_item is not None:
                 left = org_item.attrs.get("report_recipients")
                 checks.append(Check(f"{action.summary}: {action.target.name}", left == 0,
@@ -400,6 +453,15 @@ class HuntressSession:
             else:
                 checks.append(reread_check(action, self.reread(action)))
         return checks
+
+    def _deleted_only_if_ours(self) -> tuple[str, str]:
+        """A 404 on the organization is "deleted" only where this exit's own DELETE was accepted:
+        Huntress's 404 is "either it doesn't exist, or your account does not hold correct
+        permissions to access it" (the spec's error table)."""
+        return (f"{VENDOR}.delete_organization.{self.org_id}",
+                f"GET /v1/organizations/{self.org_id} answers 404, which Huntress says means \"either it doesn't "
+                "exist, or your account does not hold correct permissions to access it\"; this run's audit log holds "
+                "no accepted deletion of it by this exit, so nothing proves it was deleted")
 
     def _nothing_listed(self, inventory: Inventory, kind: str, name: str, call: str) -> Check:
         """Whether the listing under the organization holds nothing of the customer's: its own objects

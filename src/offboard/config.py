@@ -98,9 +98,9 @@ class SectionSettings(BaseSettings):
         return self.model_dump(mode="json")
 
     def exit_identity(self) -> dict[str, Any]:
-        """The vendor account this section exits, and nothing else (e.g. an organization id and
-        the API it lives on): two exits with the same identity never run at once, whatever their
-        other settings, config files or runs folders (the machine-wide exit lock is keyed on it).
+        """The vendor account this section exits, as the config names it (e.g. an organization id
+        and the API it lives on): a batch refuses two exits naming one account. (The machine-wide
+        exit lock is keyed on what the vendor itself answers: ``VendorSession.exit_identity``.)
         A connector narrows it to its account; this default, the whole vendor, is the safe side:
         it only ever excludes more."""
         return {}

@@ -19,7 +19,7 @@ import re
 import secrets
 import socket
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any, TextIO
@@ -227,21 +227,87 @@ class RunDir:
             yield
 
 
-def lock_dir() -> Path:
-    """Where machine-wide locks live: the user's cache folder (``$XDG_CACHE_HOME``), never a runs
-    folder — two configs may name two runs folders for one vendor account."""
-    base = os.environ.get("XDG_CACHE_HOME", "")
-    root = Path(base) if os.path.isabs(base) else Path.home() / ".cache"
-    return root / "offboard" / "locks"
+LOCK_DIR_ENV = "OFFBOARD_LOCK_DIR"
+# Exit locks are the machine's, not a user's: every user, cron job and shell finds them in one folder,
+# whatever its XDG_CACHE_HOME or HOME. /var/tmp (not /tmp): the same folder for every login on the
+# machine, kept across reboots (harmless: a lock ends with its process), and made world-writable
+# with the sticky bit (1777, as /tmp is) so each user may create lock files and none may delete
+# another's. A service run with a private /var/tmp (systemd PrivateTmp) or in a container sees its
+# own: point OFFBOARD_LOCK_DIR of every environment at one shared folder there.
+SHARED_LOCK_DIR = Path("/var/tmp/offboard-locks")
+SHARED_DIR_MODE = 0o1777
+SHARED_FILE_MODE = 0o666  # every user opens it to lock it; it holds only its holder's name
 
 
-def identity_lock(vendor: str, identity: Mapping[str, Any], note: str) -> contextlib.AbstractContextManager[None]:
-    """The machine-wide lock of one vendor account (``identity``: the fields that name it); a
-    hash names the file, so the lock folder lists no customer."""
-    key = json.dumps({"vendor": vendor, "identity": identity}, sort_keys=True, separators=(",", ":"), default=str)
-    digest = hashlib.sha256(key.encode()).hexdigest()[:32]
-    named = ", ".join(f"{k} {v}" for k, v in sorted(identity.items())) or "the whole vendor"
-    return file_lock(lock_dir() / f"exit-{digest}.lock", f"{vendor} ({named})", note=note)
+def shared_lock_dir() -> Path:
+    configured = os.environ.get(LOCK_DIR_ENV, "")
+    if configured:
+        return Path(configured)
+    if os.name != "posix":
+        import tempfile
+        return Path(tempfile.gettempdir()) / "offboard-locks"
+    return SHARED_LOCK_DIR
+
+
+def _shared_dir() -> Path:
+    """The shared lock folder, made 1777 the first time; never followed through a symbolic link."""
+    path = shared_lock_dir()
+    try:
+        path.mkdir(mode=SHARED_DIR_MODE, parents=True)
+        os.chmod(path, SHARED_DIR_MODE)  # mkdir's mode is filtered by the umask
+    except FileExistsError:
+        pass
+    except OSError as exc:
+        raise BadInput(f"cannot create the exit lock folder {path}: {exc.strerror or exc}; set {LOCK_DIR_ENV} to a "
+                       "folder every user and job of this machine can write") from None
+    if path.is_symlink() or not path.is_dir():
+        raise BadInput(f"{path} is not a folder (or is a symbolic link); offboard keeps its exit locks there: "
+                       f"remove it, or set {LOCK_DIR_ENV} to a folder every user and job of this machine can write")
+    return path
+
+
+def identity_lock(identity: str, note: str) -> contextlib.AbstractContextManager[None]:
+    """The machine-wide lock of one exit, named by what its vendor says it is (``identity``, e.g.
+    "huntress account 7001 organization 42"), never by a config's spelling or a user's folders;
+    a hash names the file, so the lock folder lists no customer."""
+    digest = hashlib.sha256(identity.encode()).hexdigest()[:32]
+    path = _shared_dir() / f"exit-{digest}.lock"
+    if os.name != "posix":
+        return file_lock(path, identity, note=note)
+    return _shared_flock(path, identity, note)
+
+
+@contextlib.contextmanager
+def _shared_flock(path: Path, what: str, note: str) -> Iterator[None]:
+    """``flock`` on a file every user may open (0666) in the shared sticky folder: opened without
+    following a link and without truncating (a file planted there by another user is never a way
+    to write elsewhere), held until the block ends or the process dies."""
+    import fcntl
+
+    me = f"offboard pid {os.getpid()} on {socket.gethostname()}" + (f" ({note})" if note else "")
+    me += f", since {datetime.now(UTC):%Y-%m-%d %H:%M:%S} UTC"
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | _NOFOLLOW | _CLOEXEC, SHARED_FILE_MODE)
+    except OSError as exc:
+        raise BadInput(f"cannot lock {what}: {path}: {exc.strerror or exc}; set {LOCK_DIR_ENV} to a folder every "
+                       "user and job of this machine can write") from None
+    try:
+        with contextlib.suppress(PermissionError):
+            os.fchmod(fd, SHARED_FILE_MODE)  # the creator's umask must not lock other users out
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise BadInput(f"{what} is already being worked on by {_holder(path)}; wait for it to finish "
+                           "(its lock ends the moment that process ends)") from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, me.encode("utf-8", "replace"), 0)
+        try:
+            yield
+        finally:
+            with contextlib.suppress(OSError):
+                os.ftruncate(fd, 0)  # a waiter reading it from now on names no one
+    finally:
+        os.close(fd)  # closing the descriptor releases the lock
 
 
 @contextlib.contextmanager

@@ -10,7 +10,6 @@ import pytest
 
 from offboard import engine
 from offboard.engine import execute
-from offboard.engine.listings import MAX_WRITES
 from offboard_huntress.sandbox import CUSTOMER_ORG, HuntressSandbox
 from tests.conftest import FAST, Harness, load, write_config
 
@@ -18,8 +17,9 @@ LAB = engine.Overrides(preflight="lab")
 AGENTS = 520  # two pages of 500
 
 
+@pytest.mark.parametrize("trust_listing", [False, True], ids=["owner-read", "trust-listing"])
 def test_an_exit_of_n_agents_in_p_pages_costs_its_removals_plus_p_plus_15_calls_before_verification(
-        tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+        tmp_path: Any, monkeypatch: pytest.MonkeyPatch, trust_listing: bool) -> None:
     sandbox = HuntressSandbox(time_scale=FAST, customer_agents=AGENTS)
     harness = Harness(sandbox, load(write_config(tmp_path)))
     at_verification: list[int] = []
@@ -34,19 +34,24 @@ def test_an_exit_of_n_agents_in_p_pages_costs_its_removals_plus_p_plus_15_calls_
         plan = engine.make_plan(harness.cfg, s)
     planned = len(sandbox.requests)
     with harness.sessions() as s:
-        result = engine.apply(plan, harness.cfg, s, overrides=LAB)
+        result = engine.apply(plan, harness.cfg, s, overrides=engine.Overrides(preflight="lab",
+                                                                                trust_listing=trust_listing))
     assert result.exit_code == 3 and sandbox.agents_of(CUSTOMER_ORG) == []
     calls = [r for r in sandbox.requests[planned:at_verification[0]] if not r.path.startswith("/_sandbox/")]
     removals = [a for a in plan.api_actions() if a.destructive]  # one call each: agents, isolation, access…
     pages = math.ceil(AGENTS / 500)
-    # The scope guard's fresh listing every MAX_WRITES writes: one discovery (organization, the agents'
-    # pages, memberships, rules) each; documented in the README as a few percent on a large exit.
-    guard = len(removals) // MAX_WRITES * (pages + 3)
+    # The scope guard: by default one read of each object before its write; with --trust-listing one
+    # discovery (organization, the agents' pages, memberships, rules) before the first write, and one
+    # more each listings.MAX_AGE_S seconds (this run is far shorter).
+    guard = pages + 3 if trust_listing else len(removals)
     assert len(removals) >= AGENTS
     assert len(calls) <= len(removals) + pages + 15 + guard, sorted({r.path for r in calls if r.method == "GET"})
     # each list once before the first removal: the agents, the organization, the memberships
     first_write = next(n for n, r in enumerate(calls) if r.method != "GET")
     reads = [r.path for r in calls[:first_write]]
+    if trust_listing:  # its listing, re-taken before the first write
+        assert reads.count("/v1/agents") == 2 * pages
+        return
     assert reads.count("/v1/agents") == pages
     assert reads.count(f"/v1/organizations/{CUSTOMER_ORG}") == 1 and reads.count("/v1/memberships") == 1
     assert reads.count("/v1/incident_reports") == 1 and reads.count("/v1/escalations") == 1

@@ -56,7 +56,7 @@ class Served:
 
     def run(self, *args: str) -> tuple[int, list[str]]:
         """The CLI in a subprocess, stdout and stderr in one stream as a log would hold them."""
-        env = {k: v for k, v in os.environ.items() if not k.startswith("OFFBOARD_")}
+        env = {k: v for k, v in os.environ.items() if not k.startswith("OFFBOARD_") or k == "OFFBOARD_LOCK_DIR"}
         env.update(OFFBOARD_HUNTRESS_API_KEY=DEMO_KEY, OFFBOARD_HUNTRESS_API_SECRET=DEMO_SECRET,
                    PYTHON_KEYRING_BACKEND="keyring.backends.null.Keyring", COLUMNS="200")
         done = subprocess.run([*offboard_exe(), *args], cwd=self.dir, env=env, stdout=subprocess.PIPE,
@@ -240,7 +240,7 @@ def test_ctrl_c_mid_run_ends_with_the_run_and_its_resume_command(served: Served,
     served.run("plan", "-c", str(other), "-o", "exit.plan.json")
     served.sandbox.faults.append(Fault(method="DELETE", path_prefix="/v1/agents/", status=None, delay=0.05,
                                        times=10**6))
-    env = {k: v for k, v in os.environ.items() if not k.startswith("OFFBOARD_")}
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OFFBOARD_") or k == "OFFBOARD_LOCK_DIR"}
     env.update(OFFBOARD_HUNTRESS_API_KEY=DEMO_KEY, OFFBOARD_HUNTRESS_API_SECRET=DEMO_SECRET,
                PYTHON_KEYRING_BACKEND="keyring.backends.null.Keyring")
     proc = subprocess.Popen([*offboard_exe(), "apply", "exit.plan.json", "-c", str(other), *OVERRIDE],

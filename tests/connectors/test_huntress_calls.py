@@ -193,7 +193,9 @@ def test_scope_guard_a_neighbour_agent_slipped_into_the_listing_is_never_deleted
         mock_discovery(router, [[agent(3), neighbour], [agent(1)]])
         mock_evidence_reads(router)
         deletes = router.delete(url__regex=rf"{API}/v1/agents/\d+").respond(204)
-        router.get(url__regex=rf"{API}/v1/agents/\d+").respond(404)
+        # The scope guard reads each agent alone before its DELETE: each is the customer's.
+        router.get(url__regex=rf"{API}/v1/agents/\d+").mock(side_effect=lambda request: httpx.Response(
+            200, json={"agent": agent(int(request.url.path.rsplit("/", 1)[1]))}))
         with engine.open_sessions(cfg, creds=DEMO_CREDS) as s:
             plan = engine.make_plan(cfg, s)
             removals = [a.target.id for a in plan.api_actions() if a.destructive]

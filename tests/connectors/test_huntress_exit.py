@@ -200,7 +200,8 @@ def test_a_delete_refused_with_502_is_reread_and_only_then_sent_again(harness: H
     assert result.exit_code == ExitCode.MANUAL_PENDING
     first = uninstalls(plan)[0]
     trail = [(r.method, r.status) for r in harness.sandbox.requests if r.path == f"/v1/agents/{first.target.id}"]
-    assert trail[:3] == [("DELETE", 502), ("GET", 200), ("DELETE", 204)]
+    # the scope guard's read of the agent alone, the refused DELETE, its re-read, the DELETE again
+    assert trail[:4] == [("GET", 200), ("DELETE", 502), ("GET", 200), ("DELETE", 204)]
     assert harness.sandbox.agents_of(CUSTOMER_ORG) == []
 
 

@@ -29,7 +29,7 @@ def windows_over_the_limit(log: list[Logged], limit: int, window: float) -> list
 def test_two_offboard_processes_on_two_customers_of_one_account_share_its_limit(tmp_path: Path) -> None:
     sandbox = HuntressSandbox(time_scale=SCALE, customer_agents=60, more_customers={OTHER_ORG: 60},
                               extra_credentials={CANARY_KEY: CANARY_SECRET})
-    env = {k: v for k, v in os.environ.items() if not k.startswith("OFFBOARD_")}
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OFFBOARD_") or k == "OFFBOARD_LOCK_DIR"}
     env.update(OFFBOARD_HUNTRESS_API_KEY=CANARY_KEY, OFFBOARD_HUNTRESS_API_SECRET=CANARY_SECRET,
                PYTHON_KEYRING_BACKEND="keyring.backends.null.Keyring")
     with serve(sandbox.app) as url:

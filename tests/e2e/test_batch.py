@@ -51,7 +51,7 @@ class Migration:
     dir: Path
 
     def env(self) -> dict[str, str]:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("OFFBOARD_")}
+        env = {k: v for k, v in os.environ.items() if not k.startswith("OFFBOARD_") or k == "OFFBOARD_LOCK_DIR"}
         env.update(OFFBOARD_HUNTRESS_API_KEY=CANARY_KEY, OFFBOARD_HUNTRESS_API_SECRET=CANARY_SECRET,
                    OFFBOARD_BLUMIRA_CLIENT_ID=BLU_ID, OFFBOARD_BLUMIRA_CLIENT_SECRET=BLU_SECRET,
                    PYTHON_KEYRING_BACKEND="keyring.backends.null.Keyring", COLUMNS="200")

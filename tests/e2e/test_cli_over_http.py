@@ -46,15 +46,17 @@ class Env:
     dir: Path
     config: Path
 
-    def run(self, *args: str, secret: str = CANARY_SECRET) -> subprocess.CompletedProcess[str]:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("OFFBOARD_")}
+    def run(self, *args: str, secret: str = CANARY_SECRET,
+            environ: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+        """``environ``: more variables (e.g. another XDG_CACHE_HOME, as another user's shell has)."""
+        env = {k: v for k, v in os.environ.items() if not k.startswith("OFFBOARD_") or k == "OFFBOARD_LOCK_DIR"}
         env.update(OFFBOARD_HUNTRESS_API_KEY=CANARY_KEY, OFFBOARD_HUNTRESS_API_SECRET=secret,
-                   PYTHON_KEYRING_BACKEND="keyring.backends.null.Keyring", COLUMNS="160")
+                   PYTHON_KEYRING_BACKEND="keyring.backends.null.Keyring", COLUMNS="160", **(environ or {}))
         return subprocess.run([*offboard_exe(), *args], cwd=self.dir, env=env, capture_output=True,
                               text=True, timeout=120, check=False)
 
     def popen(self, *args: str) -> subprocess.Popen[str]:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("OFFBOARD_")}
+        env = {k: v for k, v in os.environ.items() if not k.startswith("OFFBOARD_") or k == "OFFBOARD_LOCK_DIR"}
         env.update(OFFBOARD_HUNTRESS_API_KEY=CANARY_KEY, OFFBOARD_HUNTRESS_API_SECRET=CANARY_SECRET,
                    PYTHON_KEYRING_BACKEND="keyring.backends.null.Keyring")
         return subprocess.Popen([*offboard_exe(), *args], cwd=self.dir, env=env, stdout=subprocess.PIPE,

@@ -15,7 +15,7 @@ pytestmark = pytest.mark.e2e
 
 
 def test_demo_exits_the_customer_from_both_vendors_and_leaves_a_verifiable_audit_log(tmp_path: Path) -> None:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("OFFBOARD_")}
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OFFBOARD_") or k == "OFFBOARD_LOCK_DIR"}
     env["PYTHON_KEYRING_BACKEND"] = "keyring.backends.null.Keyring"
     result = subprocess.run([*offboard_exe(), "demo"], cwd=tmp_path, env=env, capture_output=True, text=True,
                             timeout=180, check=False)

@@ -50,7 +50,11 @@ def test_every_fault_and_attack_is_ridden_out_with_nothing_twice_lost_outside_br
     # never resent (sent twice: 0), left to the technician, who did it in the portal (lost: 0).
     assert by["500/502/503 before the vendor acted"].to_person >= 1
     assert by["edited plan, re-checksummed (3 edits)"].faults == 3
-    assert by["two processes on one exit (two runs folders; two configs)"].faults == 2
+    two = by["two processes on one exit (two runs folders; two configs; two spellings of one account; two cache "
+             "folders)"]
+    assert two.faults == 4, two.kinds
+    assert by["an agent moved to the neighbour mid-run"].kinds["moved owner"] == 1
+    assert by["a listing naming a neighbour's agent as the customer's"].kinds["lying listing"] == 1
     forged = by["forged bundles (6 crafted)"]
     assert forged.faults == 6 and forged.forged_accepted == 0
 

@@ -1,6 +1,7 @@
 """What offboard writes is the user's alone, whatever the umask: run folders 0700; the audit log,
-signed heads, state, plan copy, reports, evidence, checklist, documents and locks 0600. Temp
-files are created exclusively and never through a symbolic link."""
+signed heads, state, plan copy, reports, evidence, checklist and documents 0600 (the machine's exit
+locks excepted: 0666 in a 1777 folder). Temp files are created exclusively and never through a
+symbolic link."""
 
 from __future__ import annotations
 
@@ -24,8 +25,9 @@ def modes(root: Path) -> dict[str, str]:
 @pytest.mark.e2e
 @pytest.mark.parametrize("umask", [0o022, 0o000])
 def test_a_whole_run_is_private_to_the_user_whatever_the_umask(tmp_path: Path, umask: int) -> None:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("OFFBOARD_")}
-    env.update(PYTHON_KEYRING_BACKEND="keyring.backends.null.Keyring", XDG_CACHE_HOME=str(tmp_path / "cache"))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OFFBOARD_") or k == "OFFBOARD_LOCK_DIR"}
+    env.update(PYTHON_KEYRING_BACKEND="keyring.backends.null.Keyring", XDG_CACHE_HOME=str(tmp_path / "cache"),
+               OFFBOARD_LOCK_DIR=str(tmp_path / "machine-locks"))
     result = subprocess.run([*offboard_exe(), "demo"], cwd=tmp_path, env=env, capture_output=True, text=True,
                             timeout=180, check=False, umask=umask)
     assert result.returncode == 0, result.stdout + result.stderr
@@ -39,8 +41,10 @@ def test_a_whole_run_is_private_to_the_user_whatever_the_umask(tmp_path: Path, u
     assert runs[run.name] == "0o700" and runs["."] == "0o700"
     assert {m for n, m in inside.items() if (run / n.split("/", 1)[1]).is_dir()} == {"0o700"}
     assert {m for n, m in inside.items() if (run / n.split("/", 1)[1]).is_file()} == {"0o600"}
-    locks = modes(tmp_path / "cache" / "offboard" / "locks")
-    assert locks.pop(".") == "0o700" and len(locks) == 2 and set(locks.values()) == {"0o600"}  # one per vendor
+    # The exit locks are the machine's: a sticky folder every user may create in, files every user may
+    # open to lock (they hold only the holder's name); one per vendor.
+    locks = modes(tmp_path / "machine-locks")
+    assert locks.pop(".") == "0o1777" and len(locks) == 2 and set(locks.values()) == {"0o666"}
     saved = tmp_path / "offboard-demo" / "exit.plan.json"
     assert oct(stat.S_IMODE(saved.stat().st_mode)) == "0o600"
 

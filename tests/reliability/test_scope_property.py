@@ -11,6 +11,9 @@ from hypothesis import strategies as st
 
 from offboard.connectors import ActionResult
 from offboard.engine.execute import _run_action
+from offboard.engine.listings import Listings
+from offboard.engine.scope_guard import ScopeGuard
+from offboard.engine.sessions import Sessions
 from offboard.plan import Action, Inventory, InventoryItem, Target
 from offboard.proof.audit import AuditLog
 from offboard_blumira.settings import BlumiraSettings
@@ -79,9 +82,10 @@ def test_blumira_plans_writes_only_for_the_exits_sub_account(items: list[Invento
 class Recorder:
     """A vendor session that records the writes it is asked to make."""
 
-    def __init__(self, reread_owner: str | None) -> None:
+    def __init__(self, reread_owner: str | None, record_owner: str | None) -> None:
         self.executed: list[str] = []
         self.reread_owner = reread_owner
+        self.record_owner = record_owner
 
     def execute(self, action: Action) -> ActionResult:
         self.executed.append(action.id)
@@ -90,26 +94,40 @@ class Recorder:
     def reread(self, action: Action) -> ActionResult:
         return ActionResult("failure", "still there", owner=self.reread_owner)
 
+    def owner_now(self, action: Action) -> ActionResult:
+        return ActionResult("failure", "there", owner=self.record_owner)
+
+    def discover(self) -> Inventory:
+        raise AssertionError("no listing is re-taken within its window")
+
     def __getattr__(self, name: str) -> Any:
         raise AssertionError(f"the engine called {name} during a write")
 
 
 @PROPERTY
-@given(live_owner=st.none() | huntress_owner, reread_owner=st.none() | huntress_owner, interrupted=st.booleans())
-def test_the_engine_sends_a_write_only_when_the_live_owner_is_the_plans(
-        tmp_path: Path, live_owner: str | None, reread_owner: str | None, interrupted: bool) -> None:
+@given(live_owner=st.none() | huntress_owner, reread_owner=st.none() | huntress_owner,
+       record_owner=st.none() | huntress_owner, interrupted=st.booleans(), trust_listing=st.booleans())
+def test_the_engine_sends_a_write_only_when_the_owner_is_the_plans(
+        tmp_path: Path, live_owner: str | None, reread_owner: str | None, record_owner: str | None,
+        interrupted: bool, trust_listing: bool) -> None:
     target = Target(type="agent", id="17", name="pc-17")
     action = Action(id="huntress.uninstall_agent.17", vendor="huntress", step="s", kind="api",
                     operation="uninstall_agent", target=target, summary="uninstall", owner=f"organization:{ORG}")
     live = Inventory(vendor="huntress", scope="x", account="y", items=() if live_owner is None else (
         InventoryItem(target=target, owner=live_owner),))
-    session = Recorder(reread_owner)
-    audit = AuditLog(tmp_path / f"audit-{live_owner}-{reread_owner}-{interrupted}.jsonl", "run")
+    session = Recorder(reread_owner, record_owner)
+    sessions = Sessions({"huntress": session}, {})  # type: ignore[dict-item]
+    # The listing's window is open (taken now): trust-listing mode believes it.
+    guard = ScopeGuard("listing" if trust_listing else "object", Listings(sessions, {"huntress": live}, taken=0.0,
+                                                                          clock=lambda: 1.0), {"huntress": live})
+    audit = AuditLog(tmp_path / f"audit-{live_owner}-{reread_owner}-{record_owner}-{interrupted}-{trust_listing}.jsonl",
+                     "run")
     try:
-        event = _run_action(action, session, live, audit, interrupted=interrupted)  # type: ignore[arg-type]
+        event = _run_action(action, session, guard, audit, interrupted=interrupted)  # type: ignore[arg-type]
     finally:
         audit.close()
-    owner = live_owner if live_owner is not None else reread_owner
+    # By default the object's own record decides, whatever the listing said.
+    owner = (live_owner if live_owner is not None else reread_owner) if trust_listing else record_owner
     if owner == f"organization:{ORG}":
         assert session.executed == [action.id] and event == "action.succeeded"
     else:

@@ -84,3 +84,40 @@ def test_a_listing_without_a_template_is_bad_input_through_the_cli(tmp_path: Pat
     assert result.err.strip().count("\n") == 0 and "Traceback" not in result.err
     result = cli("batch", "status")
     assert result.code == 2 and "batch plan batch.plan.json does not exist" in result.err
+
+
+def exits_folder(tmp_path: Path, *configs: tuple[str, str, int]) -> Path:
+    """A batch folder: (file name, customer, organization id) each."""
+    folder = tmp_path / "exits"
+    for file_name, customer, org in configs:
+        work = tmp_path / "work" / file_name
+        work.mkdir(parents=True)
+        path = write_config(work)
+        path.write_text(path.read_text().replace('name = "Acme Dental"', f'name = "{customer}"')
+                        .replace("organization_id = 42", f"organization_id = {org}"))
+        folder.mkdir(exist_ok=True)
+        path.rename(folder / file_name)
+    return folder
+
+
+def test_batch_plan_refuses_two_configs_that_share_a_short_name_naming_both(
+        tmp_path: Path, cli: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Two different customers whose files reduce to one short name: one would silently vanish.
+    exits_folder(tmp_path, ("holdout_dental.toml", "Holdout Dental", 42),
+                 ("holdout-dental.toml", "Holdout Dental 2", 43), ("acme.toml", "Acme", 44))
+    monkeypatch.chdir(tmp_path)
+    result = cli("batch", "plan", "exits", "-o", "batch.plan.json")
+    assert result.code == 2, result.out + result.err
+    assert "holdout-dental.toml" in result.err and "holdout_dental.toml" in result.err
+    assert "'holdout-dental'" in result.err and result.err.strip().count("\n") == 0
+    assert not (tmp_path / "batch.plan.json").exists()
+
+
+def test_batch_plan_refuses_two_configs_naming_one_organization_naming_both(
+        tmp_path: Path, cli: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    exits_folder(tmp_path, ("acme.toml", "Acme Dental", 42), ("acme-old-contract.toml", "Acme (old contract)", 42))
+    monkeypatch.chdir(tmp_path)
+    result = cli("batch", "plan", "exits", "-o", "batch.plan.json")
+    assert result.code == 2, result.out + result.err
+    assert "'Acme Dental' (acme.toml)" in result.err and "'Acme (old contract)' (acme-old-contract.toml)" in result.err
+    assert "organization_id 42" in result.err and result.err.strip().count("\n") == 0

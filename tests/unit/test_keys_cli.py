@@ -61,3 +61,27 @@ def test_audit_verify_with_the_public_key_checks_the_signed_heads(cli: Callable[
     assert raw not in ok.out and raw not in (tmp_path / signing.SIGNATURES).read_text()
     missing = cli("audit", "verify", str(tmp_path / "audit.jsonl"), "--public-key", str(tmp_path / "nope.pub"))
     assert missing.code == 2 and "does not exist" in missing.err
+
+
+@pytest.mark.parametrize("mode", [0o666, 0o640, 0o604, 0o620])
+def test_a_signing_key_file_others_may_read_or_write_is_refused_with_the_chmod_that_fixes_it(
+        cli: Callable[..., CliResult], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, mode: int) -> None:
+    from tests.conftest import write_config
+
+    key = tmp_path / "msp key.pem"  # a space: the command printed must run as printed
+    assert cli("keys", "init", "--key-file", str(key), "-o", str(tmp_path / "msp.pub")).code == 0
+    assert key.stat().st_mode & 0o777 == 0o600  # keys init writes it 0600, whatever the umask
+    config = write_config(tmp_path, extra="")
+    config.write_text(config.read_text().replace('[run]\n', f'[signing]\nkey_file = "{key}"\n\n[run]\n'))
+    key.chmod(mode)
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "exit.plan.json").write_text("{}")
+
+    refused = cli("apply", "exit.plan.json", "--require-signature", "-c", str(config))
+
+    assert refused.code == 2, refused.out + refused.err
+    assert refused.err.strip().count("\n") == 0 and "Traceback" not in refused.err
+    assert f"`chmod 600 '{key}'`" in refused.err
+    assert not (tmp_path / "runs").exists()  # nothing was started
+    key.chmod(0o600)  # the printed fix is what makes it usable again
+    assert signing.load_signer(key) is not None

@@ -29,7 +29,7 @@ from offboard.batch.status import FAILED, GATED, INTERRUPTED, NOT_STARTED, RUNNI
 from offboard.config import ExitConfig, SectionSettings, load_config
 from offboard.connectors import Check
 from offboard.engine.guards import check_plan_fits
-from offboard.engine.listings import MAX_WRITES
+from offboard.engine.scope_guard import OWNER_READS_PER_WRITE
 from offboard.errors import BadInput, ExitCode, OffboardError, RunInterrupted
 from offboard.plan import Action, Plan, now_iso
 from offboard.proof import bundle as bundles
@@ -91,8 +91,8 @@ def _pooled(items: list[T], work: Callable[[T], None], parallel: int, stop: thre
 
 def estimate(plan: Plan, cfg: ExitConfig, discovery_calls: Mapping[str, int]) -> Estimate:
     """What an exit will cost at each vendor account: its re-plan at apply (one discovery), its
-    exports and removals, a fresh listing every MAX_WRITES writes for the scope guard, and the
-    verification's discovery."""
+    exports and removals, the scope guard's read of each object before its write (the default;
+    `--trust-listing` needs fewer), and the verification's discovery."""
     actions = plan.actions()
     loads = []
     for vendor, settings in sorted(cfg.vendors.items()):
@@ -102,7 +102,7 @@ def estimate(plan: Plan, cfg: ExitConfig, discovery_calls: Mapping[str, int]) ->
         d = discovery_calls.get(vendor, 0)
         limit, window = settings.rate_limit() or (0, 0.0)
         loads.append(VendorLoad(vendor=vendor, account=_account(vendor, settings), limit=limit,
-                                window_seconds=window, calls=2 * d + reads + writes + (writes // MAX_WRITES) * d))
+                                window_seconds=window, calls=2 * d + reads + writes * (1 + OWNER_READS_PER_WRITE)))
     return Estimate(removals=sum(1 for a in actions if a.kind == "api" and a.destructive),
                     exports=sum(1 for a in actions if a.kind == "api" and not a.destructive),
                     manual=sum(1 for a in actions if a.kind == "manual"),

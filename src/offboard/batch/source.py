@@ -53,6 +53,7 @@ def load_source(source: Path, models: Mapping[str, type[SectionSettings]], *, te
         if not files:
             raise BadInput(f"{source} holds no exit config (*.toml); put one config per customer in it, "
                            "or give a listing of customers (CSV or TOML) and --template")
+        _refuse_shared_short_names(files)
         specs = [ExitSpec(slug_of(p.stem), load_config(p, models)) for p in files]
     else:
         suffix = source.suffix.lower()
@@ -202,18 +203,31 @@ def _expand(rows: list[dict[str, Any]], template: Path, models: Mapping[str, typ
     return specs
 
 
+def _refuse_shared_short_names(files: list[Path]) -> None:
+    """Each exit of a folder is known by its file's short name (its runs, `batch status`): two files
+    that reduce to one (holdout_dental.toml, holdout-dental.toml) would make one customer vanish."""
+    seen: dict[str, Path] = {}
+    for path in files:
+        slug = slug_of(path.stem)
+        if slug in seen:
+            raise BadInput(f"{seen[slug].name} and {path.name} in {path.parent} share the short name {slug!r}, "
+                           "which names each exit's runs and status: rename one of them")
+        seen[slug] = path
+
+
 def _refuse_shared_accounts(specs: list[ExitSpec]) -> None:
     """Two exits of one batch that name one vendor account would exit it twice."""
-    owner: dict[str, str] = {}
+    owner: dict[str, ExitSpec] = {}
     for spec in specs:
         for vendor, settings in spec.cfg.vendors.items():
             key = f"{vendor} {sorted(settings.exit_identity().items())}"
             other = owner.get(key)
             if other is not None:
-                raise BadInput(f"customers {other!r} and {spec.cfg.customer.name!r} both name the same {vendor} "
+                raise BadInput(f"customers {other.cfg.customer.name!r} ({other.cfg.path.name}) and "
+                               f"{spec.cfg.customer.name!r} ({spec.cfg.path.name}) both name the same {vendor} "
                                f"account ({', '.join(f'{k} {v}' for k, v in settings.exit_identity().items())}); "
                                "each exit's account must be its own: fix the listing")
-            owner[key] = spec.cfg.customer.name
+            owner[key] = spec
 
 
 # -- writing TOML (the expanded configs) ---------------------------------------------------

@@ -90,7 +90,6 @@ def _warn_if_late(cfg: ExitConfig) -> list[str]:
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout and nothing else (its "
                                        "schema: schemas/<command>.v1.json); human lines go to stderr.")]
 
-
 def _json(wanted: bool) -> bool:
     if wanted:
         jsonout.start()
@@ -177,6 +176,7 @@ def apply(
     require_signature: Annotated[bool, typer.Option(
         "--require-signature", help="Refuse (exit 4, before anything is done) a run that would not be signed "
                                     "with the MSP's key. Without it an unsigned run is only warned about.")] = False,
+    trust_listing: conventions.TrustListingOpt = False,
     json_out: JsonOpt = False,
 ) -> None:
     """Execute a saved plan unattended, in the vendors' order, then verify and report.
@@ -190,7 +190,7 @@ def apply(
     for flag, value in (("--override-preflight", override_preflight), ("--override-evidence", override_evidence)):
         if value is not None and not value.strip():
             raise BadInput(f"{flag} needs a reason, e.g. {flag} \"incident #12 closed by phone\"")
-    overrides = engine.Overrides(override_preflight, override_evidence, confirm_name, yes_delete)
+    overrides = engine.Overrides(override_preflight, override_evidence, confirm_name, yes_delete, trust_listing)
     if guided is None:  # a script asking for JSON never waits at a prompt unless it says --guided
         guided = not as_json and sys.stdin.isatty() and sys.stdout.isatty()
     cfg = _config(config)

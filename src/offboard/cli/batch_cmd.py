@@ -21,6 +21,7 @@ from offboard import engine
 from offboard.batch.run import Report
 from offboard.cli import render, schedule
 from offboard.cli import watch_cmd as watch_cmd_module
+from offboard.cli.conventions import TrustListingOpt
 from offboard.config import SectionSettings
 from offboard.errors import BadInput, ExitCode
 from offboard.wire.redact import REDACTOR
@@ -150,6 +151,7 @@ def apply_cmd(
     yes_delete: Annotated[bool, typer.Option("--yes-delete-organization",
                                              help="Allow the exits' organization deletions.")] = False,
     parallel: ParallelOpt = batches.PARALLEL,
+    trust_listing: TrustListingOpt = False,
 ) -> None:
     """Apply every exit of a batch plan, unattended, side by side; each is re-planned from its config
     and the live vendor first. Manual items go to each exit's checklist (`offboard batch status`).
@@ -158,7 +160,7 @@ def apply_cmd(
         if value is not None and not value.strip():
             raise BadInput(f"{flag} needs a reason, e.g. {flag} \"incident #12 closed by phone\"")
     b = batches.open_batch(plan, _models())
-    overrides = engine.Overrides(override_preflight, override_evidence, None, yes_delete)
+    overrides = engine.Overrides(override_preflight, override_evidence, None, yes_delete, trust_listing)
     outcomes = batches.apply_batch(b, resume=resume, overrides=overrides, parallel=parallel,
                                    report=_say({e.slug: e.customer for e in b.exits}))
     states = batches.states_of(b)

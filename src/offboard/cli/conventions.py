@@ -6,7 +6,7 @@ from __future__ import annotations
 import textwrap
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import typer
 
@@ -14,6 +14,7 @@ from offboard import connectors as registry
 from offboard.cli import render
 from offboard.config import ExitConfig, load_config
 from offboard.connectors import psa as psa_registry
+from offboard.engine.listings import MAX_AGE_S
 from offboard.errors import EXIT_CODE_MEANINGS
 
 CONTEXT_SETTINGS: dict[str, Any] = {"help_option_names": ["-h", "--help"]}
@@ -78,3 +79,8 @@ def load_exit_config(path: Path) -> ExitConfig:
     """The exit's config, validated by every installed connector's (and PSA's) settings model."""
     return load_config(path, {n: c.settings_model for n, c in registry.installed().items()},
                        {n: c.settings_model for n, c in psa_registry.installed().items()})
+TrustListingOpt = Annotated[bool, typer.Option(
+    "--trust-listing",
+    help=f"Take each write's owner from the vendor's listing, re-taken so it is never more than {MAX_AGE_S:.0f} s "
+         "old, instead of reading each object alone just before its write (about half the calls; a listing that "
+         "is wrong about an owner is then believed). Recorded in the run's audit log.")]

@@ -7,6 +7,7 @@ plan -> apply -> verify -> audit path in seconds, with no vendor account.
 
 from __future__ import annotations
 
+import os
 from datetime import date
 from pathlib import Path
 
@@ -31,7 +32,7 @@ from offboard.errors import ExitCode, OffboardError
 from offboard.plan import write_plan
 from offboard.proof import signing
 from offboard.proof.audit import verify_file
-from offboard.rundir import atomic_write_text
+from offboard.rundir import LOCK_DIR_ENV, atomic_write_text
 
 TIME_SCALE = FAST  # a 60 s window lasts 1.2 s
 DEMO_OVERRIDE = "demo: the sandbox customer's isolated host is part of the exercise"
@@ -59,6 +60,9 @@ def run_demo(directory: Path, *, keep: bool = False, psa: str | None = None) -> 
     ticket_of = f" and the exit's ticket in a test double of {psas[psa_name].display_name}" if (
         psa_name is not None and psa_kit is not None) else ""
     directory.mkdir(parents=True, exist_ok=True)
+    # The sandboxes' accounts are the demo's own, not real ones: two demos on one machine (two users,
+    # a test suite) must not exclude each other, so their exit locks stay in the demo's folder.
+    os.environ.setdefault(LOCK_DIR_ENV, str((directory / ".locks").resolve()))
     render.out.print("[bold]offboard demo[/]: a customer exit against built-in sandboxes — test doubles of "
                      f"{', '.join(names[n] for n in kits)} on 127.0.0.1{ticket_of}. "
                      "No vendor account is used.\n")

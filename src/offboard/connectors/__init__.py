@@ -74,6 +74,10 @@ class Check:
     target: Target | None = None
     http: HttpRecord | None = None
     action_id: str | None = None  # the planned action this check proves, if one
+    # (action id, why it fails otherwise): the check holds only where this run's own write of that
+    # action was acknowledged by the vendor (a 2xx reply in the run's audit log), e.g. a 404 that
+    # means "deleted" only after this exit's own deletion was accepted. Without a run, it fails.
+    acknowledged_by: tuple[str, str] | None = None
 
 
 def reread_check(action: Action, settled: ActionResult) -> Check:
@@ -124,6 +128,23 @@ class VendorSession(Protocol):
     def reread(self, action: Action) -> ActionResult:
         """Settle an action whose outcome is unknown: 'success' if its effect is in place,
         'failure' if the object is untouched (then it is safe to execute)."""
+        ...
+
+    def owner_now(self, action: Action) -> ActionResult:
+        """The scope guard's read, immediately before the action's write: one read of the action's
+        object alone (never a listing), whose ``owner`` is what that object's own record names
+        (``"unknown"`` when the record does not say, or says it in a shape the vendor does not
+        document). Outcome 'failure': the object is there and the write is still to be made;
+        'success' with ``already_absent``: the read shows it gone (nothing is sent); 'success'
+        otherwise: its effect is already in place (nothing is sent). A connector that cannot read
+        one object alone answers 'unknown', and nothing is sent."""
+        ...
+
+    def exit_identity(self) -> str:
+        """What the vendor says this exit is, as one stable line (e.g. "huntress account 7001
+        organization 42"): the machine-wide exit lock is keyed on it, so two configs that spell
+        the API's address differently, or two users with their own folders, still exclude each
+        other. Read from the vendor (at most a call or two), never from how the config is written."""
         ...
 
     def verify(self, vendor_plan: VendorPlan | None, inventory: Inventory) -> list[Check]: ...

@@ -42,7 +42,7 @@ def apply(plan: Plan, cfg: ExitConfig, sessions: Sessions, *, overrides: Overrid
     ready = check_machine(cfg, require_signature=require_signature)
     refuse(ready.gates)  # before any vendor call: the signing key and the runs folder are on this machine
     # The lock before discovery: a second apply is refused, not told its plan is stale.
-    with exit_lock(cfg), waits.listening(progress.waiting):
+    with exit_lock(cfg, sessions), waits.listening(progress.waiting):
         progress.phase("Re-reading the vendors to check the plan still holds (read-only)")
         live = discover(sessions)
         check_not_stale(plan, live)
@@ -168,7 +168,7 @@ def resume(run_id: str, cfg: ExitConfig, sessions: Sessions, *, overrides: Overr
     before = f"before run {run_id} continued"
     ready = check_machine(cfg, require_signature=require_signature)
     refuse(ready.gates, before=before)
-    with reopen(run_id, cfg) as (run, plan, audit), waits.listening(progress.waiting):
+    with reopen(run_id, cfg, sessions) as (run, plan, audit), waits.listening(progress.waiting):
         if any(r["event"] == "run.finished" and r["detail"] == GATES_STOPPED for r in audit.records):
             raise BadInput(f"run {run_id} was stopped by preflight gates; it has nothing to resume: "
                            "apply the plan again once incident response is finished")
@@ -201,6 +201,6 @@ def _resume_run(run: RunDir, plan: Plan, sessions: Sessions, audit: AuditLog, li
     findings = ([] if GATES_DECIDED & events else
                 [f for name, s in sessions.by_vendor.items() for f in s.preflight(live[name])])
     # Guarded actions were confirmed when the run started (audited); the run keeps that decision.
-    confirmed = Overrides(overrides.preflight, overrides.evidence, None, True)
+    confirmed = Overrides(overrides.preflight, overrides.evidence, None, True, overrides.trust_listing)
     return _start_and_execute(run, plan, sessions, audit, live, findings, progress, guide, signer,
                               starting=overrides, running=confirmed, announce=False, settle_only=gone)

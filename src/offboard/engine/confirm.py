@@ -51,7 +51,7 @@ def confirm(run_id: str, action_id: str, by: str, note: str, cfg: ExitConfig, se
     """Record that a person did a manual item, after re-reading the vendor where it can see it."""
     if not by.strip():
         raise BadInput("--by needs the name of the person who did the item")
-    with reopen(run_id, cfg) as (run, plan, audit):
+    with reopen(run_id, cfg, sessions) as (run, plan, audit):
         if sessions.ticket is not None:
             sessions.ticket.bind(plan, run, audit)
         if action_id.startswith(TICKET_ITEM) and plan.action(action_id) is None:

@@ -21,6 +21,7 @@ from offboard.connectors import ActionResult, VendorSession
 from offboard.engine.guided import ask_until_settled
 from offboard.engine.listings import Listings
 from offboard.engine.runfolder import write_documents, write_state
+from offboard.engine.scope_guard import OwnerSeen, ScopeGuard, describe
 from offboard.engine.sessions import Sessions
 from offboard.engine.types import Guide, Overrides, Progress, RunResult, http_of
 from offboard.engine.verify import verify_run
@@ -39,7 +40,9 @@ def execute(run: RunDir, plan: Plan, sessions: Sessions, audit: AuditLog, live: 
     """``settle_only``: actions whose objects left the live listing since the plan; a re-read may
     settle them, nothing is ever sent to them."""
     done = fold_actions(audit.records)
-    listings = Listings(sessions, live)
+    guard = ScopeGuard("listing" if overrides.trust_listing else "object", Listings(sessions, live), dict(live))
+    if any(a.destructive and a.kind == "api" and done.get(a.id) not in TERMINAL for a in plan.actions()):
+        audit.emit("scope_guard.mode", outcome="success", detail=describe(guard.mode))
     step_of = plan.step_of()
     evidence = EvidenceStore(run.path)
     actions = plan.actions()
@@ -138,9 +141,7 @@ def execute(run: RunDir, plan: Plan, sessions: Sessions, audit: AuditLog, live: 
                 evidence_failed.add(action.vendor)
             count("exported" if event == "action.succeeded" else "failed")
         else:
-            event = _run_action(action, session, listings.current(action.vendor), audit,
-                                interrupted=state in UNSETTLED)
-            listings.wrote(action.vendor)
+            event = _run_action(action, session, guard, audit, interrupted=state in UNSETTLED)
             if event == "manual.pending":
                 to_person(action)
                 return
@@ -297,7 +298,7 @@ def _settle_only(action: Action, session: VendorSession, audit: AuditLog) -> str
     return "action.skipped"
 
 
-def _run_action(action: Action, session: VendorSession, live: Inventory, audit: AuditLog,
+def _run_action(action: Action, session: VendorSession, guard: ScopeGuard, audit: AuditLog,
                 *, interrupted: bool) -> str:
     base = {"vendor": action.vendor, "step": action.step, "action_id": action.id,
             "target": action.target.model_dump()}
@@ -307,26 +308,23 @@ def _run_action(action: Action, session: VendorSession, live: Inventory, audit: 
                    detail={"message": result.detail, "already_absent": result.already_absent, **extra})
         return event
 
-    owner = live.owner_of(action.target)
-    if interrupted or owner is None:
-        # A crash after `started`, or the object is gone from the live listing: find out
-        # what is true before sending anything.
+    if interrupted:
+        # A crash after `started`: find out what is true before sending anything.
         settled = session.reread(action)
         if settled.outcome == "success":
-            why = "interrupted run: re-read shows it is done" if interrupted else "already absent"
-            return finish("action.succeeded", settled, settled_by="re-read", note=why)
-        if interrupted and settled.outcome == "unknown":
+            return finish("action.succeeded", settled, settled_by="re-read", note="interrupted run: re-read shows "
+                          "it is done")
+        if settled.outcome == "unknown":
             # A write that may have landed and that the re-read cannot settle (an asynchronous
             # dispatch still in flight): sending it again could act twice. A later re-read
             # (`apply --resume`, `verify`) settles it, or a person does (`offboard confirm`).
             return finish("action.unknown", settled, settled_by="re-read", note="not resent")
-        if owner is None:
-            owner = settled.owner
-    if owner != action.owner:
-        audit.emit("action.skipped", **base, outcome="unknown",
-                   detail=f"scope guard: object belongs to {owner or 'an unknown owner'}, "
-                          f"not {action.owner}; not touched")
-        return "action.skipped"
+    seen = guard.owner(action, session)
+    if seen.settled and seen.read is not None:
+        why = "already absent" if seen.read.already_absent else "already in effect"
+        return finish("action.succeeded", seen.read, settled_by="owner read", note=why)
+    if seen.owner != action.owner:
+        return _not_ours(action, seen, guard, audit)
 
     audit.emit("action.started", **base, outcome="unknown", detail={"call": action.call})
     for attempt in (1, 2):
@@ -342,7 +340,10 @@ def _run_action(action: Action, session: VendorSession, live: Inventory, audit: 
                 return finish("action.unknown", settled, settled_by="re-read")
             if attempt == 2:
                 return finish("action.failed", settled, settled_by="re-read")
-            continue  # the re-read shows the write did not land: safe to send once more
+            if settled.owner != action.owner:  # the re-read is the object's own record: it moved meanwhile
+                return _not_ours(action, OwnerSeen(settled.owner, "the re-read after a lost reply", settled),
+                                 guard, audit)
+            continue  # the re-read shows the write did not land, and it is still ours: safe to send once more
         except VendorError as exc:
             if exc.status is not None and 400 <= exc.status < 500 and not isinstance(exc, VendorAuthError):
                 return finish("action.failed", ActionResult("failure", str(exc)))
@@ -355,3 +356,21 @@ def _run_action(action: Action, session: VendorSession, live: Inventory, audit: 
         return finish(event, result)
     raise AssertionError("unreachable")
 
+
+def _not_ours(action: Action, seen: OwnerSeen, guard: ScopeGuard, audit: AuditLog) -> str:
+    """The scope guard's refusal: the object is not (or not provably) the exit's now. Never
+    written; recorded with both owners; verification counts it against "stopped"."""
+    listed = guard.listed_owner(action)
+    now = seen.owner or "an unknown owner"
+    why = f"object belongs to {now}, not {action.owner}"
+    if seen.owner is None and seen.read is not None and seen.read.outcome == "unknown":
+        why = f"its owner could not be confirmed ({seen.source}), so it is not known to be {action.owner}'s"
+    detail: dict[str, Any] = {"message": f"scope guard: {why}; not touched", "owner_planned": action.owner,
+                              "owner_now": seen.owner, "owner_from": seen.source}
+    if listed is not None and listed != seen.owner and guard.mode == "object":
+        detail["owner_listed"] = listed
+        detail["message"] += f" (the listing said {listed}; the object's own record wins)"
+    audit.emit("action.skipped", vendor=action.vendor, step=action.step, action_id=action.id,
+               target=action.target.model_dump(), http=http_of(seen.read.http if seen.read else None),
+               outcome="unknown", detail=detail)
+    return "action.skipped"

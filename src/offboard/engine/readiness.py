@@ -20,7 +20,7 @@ from offboard.config import ExitConfig
 from offboard.engine.runfolder import signer_for
 from offboard.errors import BadInput, GateRefused
 from offboard.plan import Finding
-from offboard.proof.signing import Signer
+from offboard.proof.signing import ExposedKeyFile, Signer
 
 HERE = "offboard"  # the findings' "vendor" column: this machine, not a vendor
 UNSIGNED = ("warning: this run will not be signed: there is no MSP signing key, so its audit log cannot prove "
@@ -44,6 +44,8 @@ def check_machine(cfg: ExitConfig, *, require_signature: bool = False) -> Readin
     signer: Signer | None = None
     try:
         signer = signer_for(cfg)
+    except ExposedKeyFile:
+        raise  # bad input on this machine, refused as it is (exit 2), not a gate to override
     except BadInput as exc:
         gates.append(_gate("signing_key", f"{exc}; a run could not be signed"))
     else:

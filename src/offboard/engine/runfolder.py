@@ -24,15 +24,17 @@ from offboard.rundir import RunDir, atomic_write_bytes, identity_lock
 
 
 @contextmanager
-def exit_lock(cfg: ExitConfig) -> Iterator[None]:
-    """One process at a time per vendor account of the exit, machine-wide: a second apply must
-    not interleave its writes with the first's, whichever config file or runs folder it uses, and
-    two exits sharing one vendor account exclude each other too. Each account is named by its
-    connector (``exit_identity``); all are taken, in one order, or none."""
+def exit_lock(cfg: ExitConfig, sessions: Sessions) -> Iterator[None]:
+    """One process at a time per exit, machine-wide: a second apply must not interleave its writes
+    with the first's, whichever config file, spelling of the API's address, runs folder, user or
+    cache folder it uses. Each vendor names the exit itself (``VendorSession.exit_identity``: a
+    call or two); the locks live in one folder of the machine (``rundir.shared_lock_dir``); all
+    are taken, in one order, or none."""
     with contextlib.ExitStack() as held:
-        for vendor, settings in sorted(cfg.vendors.items()):
-            held.enter_context(identity_lock(vendor, settings.exit_identity(),
-                                             f"exit of {cfg.customer.name!r}, runs in {cfg.runs_dir}"))
+        for vendor in sorted(cfg.vendors):
+            identity = sessions.by_vendor[vendor].exit_identity()
+            held.enter_context(identity_lock(identity, f"exit of {cfg.customer.name!r}, runs in "
+                                                       f"{cfg.runs_dir.resolve()}"))
         yield
 
 
@@ -42,12 +44,12 @@ def signer_for(cfg: ExitConfig) -> Signer | None:
 
 
 @contextmanager
-def reopen(run_id: str, cfg: ExitConfig) -> Iterator[tuple[RunDir, Plan, AuditLog]]:
+def reopen(run_id: str, cfg: ExitConfig, sessions: Sessions) -> Iterator[tuple[RunDir, Plan, AuditLog]]:
     """An earlier run, locked, with its plan and its audit log open for appending."""
     run = RunDir.existing(cfg.runs_dir, run_id)
     plan = read_plan(run.plan_path)
     check_plan_fits(plan, cfg)
-    with exit_lock(cfg), run.lock():
+    with exit_lock(cfg, sessions), run.lock():
         audit = AuditLog(run.audit_path, run.run_id)
         try:
             yield run, plan, audit

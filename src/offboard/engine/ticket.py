@@ -671,6 +671,12 @@ class TicketAware:
                                 check.detail if check else "the ticket could not be read")
         return self.inner.reread(action)
 
+    def owner_now(self, action: Action) -> ActionResult:
+        return self.inner.owner_now(action)
+
+    def exit_identity(self) -> str:
+        return self.inner.exit_identity()
+
     def verify(self, vendor_plan: VendorPlan | None, inventory: Inventory) -> list[Check]:
         return self.inner.verify(vendor_plan, inventory)
 

@@ -80,6 +80,9 @@ class Overrides:
     evidence: str | None = None  # reason to remove even though the evidence export failed
     confirm_name: str | None = None  # the name typed to allow a guarded action
     yes_guarded: bool = False  # unattended: allow guarded actions without typing the name
+    # --trust-listing: each write's owner from the vendor's listing (at most listings.MAX_AGE_S old)
+    # instead of a read of the object alone just before it (engine/scope_guard.py)
+    trust_listing: bool = False
 
 
 @dataclass(frozen=True)

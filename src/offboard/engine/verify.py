@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from offboard.config import ExitConfig
 from offboard.connectors import Check
 from offboard.engine.runfolder import reopen, signer_for, write_documents
@@ -30,9 +32,37 @@ def _left_untouched(plan: Plan | None, audit: AuditLog | None) -> dict[str, tupl
     for a in plan.actions():
         rec = state.last.get(a.id)
         if a.kind == "api" and a.destructive and rec is not None and rec["event"] == "action.skipped":
-            out[a.id] = (a.vendor, Check("not touched", False, f"{a.summary}: not done — {rec.get('detail')}; "
+            detail = rec.get("detail")
+            why = detail.get("message", "") if isinstance(detail, dict) else detail
+            out[a.id] = (a.vendor, Check("not touched", False, f"{a.summary}: not done — {why}; "
                                          "nothing proves this object stopped", target=a.target, action_id=a.id))
     return out
+
+
+def acknowledged(audit: AuditLog | None, action_id: str) -> bool:
+    """Whether this run's audit log (hash chained) holds the vendor's own acceptance of the action's
+    write: its success with a 2xx reply to the write itself, not a re-read's or a 404's."""
+    if audit is None:
+        return False
+    for r in audit.records:
+        http = r.get("http") or {}
+        raw = r.get("detail")
+        detail = raw if isinstance(raw, dict) else {}
+        if (r["event"] == "action.succeeded" and r.get("action_id") == action_id and not detail.get("settled_by")
+                and not detail.get("already_absent") and isinstance(http.get("status"), int)
+                and 200 <= http["status"] < 300):
+            return True
+    return False
+
+
+def _proven(check: Check, audit: AuditLog | None) -> Check:
+    if check.acknowledged_by is None or not check.passed:
+        return check
+    action_id, why = check.acknowledged_by
+    if acknowledged(audit, action_id):
+        return replace(check, detail=f"{check.detail}; this exit's own {action_id} was acknowledged (audit log)")
+    return replace(check, passed=False, detail=why + ("" if audit is not None else "; give the run that made it: "
+                                                      "`offboard verify --run RUN_ID`"))
 
 
 def verify_run(plan: Plan | None, sessions: Sessions, audit: AuditLog | None = None, *,
@@ -46,7 +76,7 @@ def verify_run(plan: Plan | None, sessions: Sessions, audit: AuditLog | None = N
             continue
         vp = plan.vendor(name) if plan is not None else None
         inventory = session.discover()
-        vendor_checks = [c for c in session.verify(vp, inventory) if c.action_id not in untouched]
+        vendor_checks = [_proven(c, audit) for c in session.verify(vp, inventory) if c.action_id not in untouched]
         vendor_checks += [c for vendor, c in untouched.values() if vendor == name]
         if audit is not None:
             audit.emit("snapshot.taken", vendor=name, step="verify", outcome="success",
@@ -59,7 +89,7 @@ def verify_run(plan: Plan | None, sessions: Sessions, audit: AuditLog | None = N
 
 def verify_recorded(run_id: str, cfg: ExitConfig, sessions: Sessions) -> list[Check]:
     """Verify a past run's removals and its confirmed manual items; add the re-reads to its log."""
-    with reopen(run_id, cfg) as (run, plan, audit):
+    with reopen(run_id, cfg, sessions) as (run, plan, audit):
         checks = verify_run(plan, sessions, audit)
         for action in plan.actions():
             if action.kind == "manual":

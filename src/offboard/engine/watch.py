@@ -50,7 +50,7 @@ def watch_run(run_id: str, cfg: ExitConfig, sessions: Sessions, *, until: date |
               now: datetime | None = None) -> WatchResult:
     """One watch of a finished exit: every vendor's checks, recorded; the ticket told of what is new."""
     now = now or datetime.now(UTC)
-    with reopen(run_id, cfg) as (run, plan, audit):
+    with reopen(run_id, cfg, sessions) as (run, plan, audit):
         end = run_end(audit.records)
         if not end.ended:
             raise BadInput(f"run {run_id} has not ended ({end.describe()}): `offboard watch` re-verifies a finished "

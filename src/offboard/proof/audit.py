@@ -79,8 +79,9 @@ def loads_strict(data: bytes | str) -> Any:
 # Lines fsynced before anything else happens: a write about to be sent, a person's word, the
 # operator's decisions, and the run's start and end (the signed head quotes the last).
 DURABLE = frozenset({"action.started", "manual.confirmed", "manual.rejected", "guard.confirmed",
-                     "preflight.overridden", "evidence.overridden", "run.started", "run.resumed", "run.finished",
-                     "run.closed", "run.interrupted", "verify.finished", "watch.finished", "audit.repaired",
+                     "preflight.overridden", "evidence.overridden", "scope_guard.mode", "run.started", "run.resumed",
+                     "run.finished", "run.closed", "run.interrupted", "verify.finished", "watch.finished",
+                     "audit.repaired",
                      "signatures.repaired"})
 
 

@@ -17,6 +17,7 @@ import base64
 import hashlib
 import json
 import os
+import shlex
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -106,6 +107,7 @@ def write_key_file(key: Ed25519PrivateKey, path: Path) -> None:
     make_private_dirs(path.parent)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)  # never readable by others
     try:
+        os.fchmod(fd, 0o600)  # whatever the umask: exactly what load_signer accepts
         with os.fdopen(fd, "wb") as fh:
             fh.write(pem)
             fh.flush()
@@ -130,6 +132,27 @@ def _from_keyring() -> Ed25519PrivateKey | None:
                        "`offboard keys init --force`") from None
 
 
+class ExposedKeyFile(BadInput):
+    """A private key file others may read or write: refused before anything is signed (as ssh does)."""
+
+
+def check_key_file_mode(path: Path) -> None:
+    """Any local user who may write the key file could swap the key the proof rests on, and one who
+    may read it could sign as the MSP: a key file with any group or other permission is refused,
+    with the command that fixes it."""
+    if os.name != "posix":
+        return  # no POSIX mode bits to check; the folder's ACL is the user's to keep
+    try:
+        mode = path.stat().st_mode & 0o777
+    except OSError:
+        return  # read_input says what is wrong with a path that cannot be read
+    if mode & 0o077:
+        who = " and ".join(w for w, bits in (("its group", 0o070), ("others", 0o007)) if mode & bits)
+        raise ExposedKeyFile(f"the signing key {path} may be read or written by {who} (mode {mode:04o}): anyone "
+                             f"with that access could sign as the MSP or swap the key; fix it with "
+                             f"`chmod 600 {shlex.quote(str(path))}`")
+
+
 def _from_file(path: Path) -> Ed25519PrivateKey:
     data = read_input(path, "[signing] key_file", f"make one with `offboard keys init --key-file {path}`")
     try:
@@ -139,6 +162,7 @@ def _from_file(path: Path) -> Ed25519PrivateKey:
                        "`offboard keys init --key-file PATH`") from None
     if not isinstance(key, Ed25519PrivateKey):
         raise BadInput(f"{path} holds a {type(key).__name__}, not an Ed25519 key")
+    check_key_file_mode(path)
     return key
 
 
