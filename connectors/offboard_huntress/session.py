@@ -122,15 +122,19 @@ class HuntressSession:
             account = actor.account.id if actor.account is not None else self.s.account_id
         return f"huntress account {account if account is not None else '?'} organization {self.org_id}"
 
+    def organization_now(self) -> tuple[dict[str, Any] | None, tuple[HttpRecord, ...]]:
+        """The organization's record and the request that read it: the one ``exit_identity`` read a
+        moment ago, before the exit's lock was taken (read once, not twice), else read now."""
+        if self._org_just_read:
+            return self._org_just_read.pop()
+        with self.http.recording() as recorded:
+            body, _ = self.client.organization_raw(self.org_id)
+        return body, tuple(recorded)
+
     def discover(self) -> Inventory:
         actor = self.actor()
         self._fresh = {}
-        if self._org_just_read:  # exit_identity read it a moment ago (and recorded the request)
-            org_body, org_calls = self._org_just_read.pop()
-        else:
-            with self.http.recording() as recorded:
-                org_body, _ = self.client.organization_raw(self.org_id)
-            org_calls = tuple(recorded)
+        org_body, org_calls = self.organization_now()
         org = None if org_body is None else parse(Organization, org_body, f"GET /v1/organizations/{self.org_id}")
         if org is None:
             if self.s.delete_organization:

@@ -14,7 +14,7 @@ from typing import Any, Protocol
 
 from offboard.connectors import Watched
 from offboard.errors import VendorReplyError
-from offboard.wire.http import VendorHttp
+from offboard.wire.http import HttpRecord, VendorHttp
 
 from .client import HuntressClient
 from .models import Agent, Organization, billed_counts, parse
@@ -30,6 +30,8 @@ class HuntressSession(Protocol):
     s: HuntressSettings
     org_id: int
     owner: str
+
+    def organization_now(self) -> tuple[dict[str, Any] | None, tuple[HttpRecord, ...]]: ...
 
 # The field that carries the organization in the SIEM's records is not documented (vendor-notes,
 # update of December 2026); ECS names it organization.id, and a record that names another is not ours.
@@ -62,7 +64,8 @@ def watch(session: HuntressSession, since: datetime, now: datetime | None = None
     s, org_id = session.s, session.org_id
     out: list[Watched] = []
     path = session.client.path("organizations", org_id)
-    body, record = session.client.organization_raw(org_id)
+    body, calls = session.organization_now()
+    record = calls[-1] if calls else None
     if body is None:
         said = f"GET {path} → 404"
         out.append(Watched(f"organization {org_id} not listed", False,

@@ -60,7 +60,7 @@ def test_an_agent_moved_to_the_neighbour_mid_run_is_not_deleted_and_the_run_does
     assert applied.returncode == 1, applied.stdout + applied.stderr
     assert deleted(env, victim) == []
     assert env.sandbox.agents[victim]["organization_id"] == NEIGHBOUR_ORG
-    assert "1 skipped by the scope guard" in applied.stdout
+    assert "1 left alone by the scope guard" in applied.stdout
     skipped = [e for e in audit(env) if e["event"] == "action.skipped"]
     assert [e["action_id"] for e in skipped] == [f"huntress.uninstall_agent.{victim}"]
     assert skipped[0]["detail"]["owner_planned"] == f"organization:{CUSTOMER_ORG}"

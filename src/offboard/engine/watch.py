@@ -50,6 +50,13 @@ def watch_run(run_id: str, cfg: ExitConfig, sessions: Sessions, *, until: date |
               now: datetime | None = None) -> WatchResult:
     """One watch of a finished exit: every vendor's checks, recorded; the ticket told of what is new."""
     now = now or datetime.now(UTC)
+    if until is not None and now.date() > until:
+        # After its period a scheduled watch calls no vendor, not even the exit lock's identity
+        # read: whether the period's last watch ran is read from the log alone (no decision to write).
+        run = RunDir.existing(cfg.runs_dir, run_id)
+        ended = next((w for w in proof.watches(list(read_records(run.audit_path))) if w.last), None)
+        if ended is not None:
+            return WatchResult(run, "", [], over=ended.until or until.isoformat())
     with reopen(run_id, cfg, sessions) as (run, plan, audit):
         end = run_end(audit.records)
         if not end.ended:
