@@ -63,7 +63,7 @@ def test_one_plan_and_one_apply_exit_the_customer_from_huntress_and_blumira(both
 
     applied = both.run("apply", "exit.plan.json", "--override-preflight", "lab exercise")
     assert applied.returncode == 3, applied.stdout + applied.stderr
-    assert "manual item(s) pending" in applied.stderr
+    assert "manual item(s) waiting for a person" in applied.stderr
     assert both.huntress.agents_of(CUSTOMER_ORG) == [] and len(both.huntress.agents_of(NEIGHBOUR_ORG)) == 12
     # Blumira: notify first — its evidence is exported, then nothing changes until the email is confirmed
     assert "wh-1" in both.blumira.webhooks and [r for r in both.blumira.requests if r.method == "DELETE"] == []
