@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import math
+import re
 import sys
 import threading
 import time
@@ -113,7 +114,53 @@ def findings_table(findings: Sequence[Finding]) -> Table:
     return table
 
 
-def plan_view(plan: Plan) -> None:
+def id_column(table: Table, header: str, ids: Sequence[str], *, max_width: int | None = None) -> None:
+    """A column of ids a person pastes: never wrapped or cut; the other columns give way. Cells that are
+    no id (a name, a count) are given as ``Text(..., no_wrap=False)`` and wrap within ``max_width``."""
+    # no_wrap keeps the column out of rich's collapsing; min_width holds it even in the last resort.
+    widest = max((len(i) for i in ids), default=0)
+    table.add_column(header, no_wrap=True, overflow="fold", min_width=widest,
+                     max_width=None if max_width is None else max(widest, max_width))
+
+
+_PATH = re.compile(r"[\w.-]+(?:/[\w.-]+)+\.\w+")  # a relative file path, e.g. evidence/blumira/x.eml
+
+
+def pasted_width(texts: Sequence[str]) -> int | None:
+    """The width a text column needs so no file path in it is folded mid-word (None: it has none)."""
+    paths = [len(m) for t in texts for m in _PATH.findall(t)]
+    return max(paths) if paths else None
+
+
+def folded(items: Sequence[str], shown: int) -> str:
+    """A long list as its first few and a count of the rest."""
+    if len(items) <= shown:
+        return ", ".join(items)
+    return ", ".join(items[:shown]) + f", … (+{len(items) - shown})"
+
+
+def plan_outline(plan: Plan, machine_gates: Sequence[Finding] = ()) -> None:
+    """The plan in a line per step (the demo's view; `offboard plan` prints every object)."""
+    out.print(f"[bold]Exit plan[/] for [bold]{escape(plan.customer)}[/]  (plan {plan.plan_id})")
+    for vp in plan.vendors:
+        out.print(f"[bold]{vp.display_name}[/] — {escape(vp.scope)}", soft_wrap=True)
+        for step in vp.steps:
+            api = [a for a in step.actions if a.kind == "api"]
+            manual = [a.id for a in step.actions if a.kind == "manual"]
+            what = []
+            if api:
+                what.append(f"{len(api)} by API: " + folded([a.target.name for a in api], 3))
+            if manual:
+                what.append(f"{len(manual)} manual: " + folded(manual, 2))
+            out.print(f"  {escape(step.title)} — {escape('; '.join(what))}")
+        if vp.skipped:
+            out.print("  [yellow]not touched (outside the exit's scope):[/] "
+                      + escape(folded([f"{s.target.name} ({s.reason})" for s in vp.skipped], 2)), soft_wrap=True)
+    for line in plan_summary(plan, machine_gates):
+        out.print(line, soft_wrap=True)
+
+
+def plan_view(plan: Plan, machine_gates: Sequence[Finding] = ()) -> None:
     out.print(f"[bold]Exit plan[/] for [bold]{escape(plan.customer)}[/]  (plan {plan.plan_id}, {plan.created_at})")
     out.print(f"  end of service: {plan.end_of_service or 'not set'}; approved by: "
               f"{escape(plan.approved_by) or 'not recorded'}; ticket: {escape(plan.ticket) or 'none'}")
@@ -125,13 +172,22 @@ def plan_view(plan: Plan) -> None:
             out.print(findings_table(vp.findings))
         for step in vp.steps:
             table = Table(title=f"{step.title}  ({len(step.actions)} actions)", title_justify="left")
-            for col in ("#", "Object", "Planned action", "How"):
-                table.add_column(col, overflow="fold")
-            for n, a in enumerate(step.actions[:MAX_ROWS_PER_STEP], start=1):
-                how = a.call if a.kind == "api" else f"MANUAL ({a.id}): {a.manual.portal_path if a.manual else ''}"
+            shown = step.actions[:MAX_ROWS_PER_STEP]
+            table.add_column("#")
+            # A manual item by the id `confirm` takes; an API object by its name and the vendor's id.
+            objects = [a.id if a.kind == "manual" else f"{a.target.name} ({a.target.id})" for a in shown]
+            manual_ids = [a.id for a in shown if a.kind == "manual"]
+            if manual_ids:
+                id_column(table, "Object", manual_ids)
+            else:
+                table.add_column("Object", overflow="fold")
+            table.add_column("Planned action", overflow="fold")
+            table.add_column("How", overflow="fold")
+            for n, (a, obj) in enumerate(zip(shown, objects, strict=True), start=1):
+                how = a.call if a.kind == "api" else f"MANUAL: {a.manual.portal_path if a.manual else ''}"
                 if a.confirm:
                     how += f"  [needs --confirm \"{a.confirm}\"]"
-                table.add_row(str(n), escape(f"{a.target.name} ({a.target.id})"), escape(a.summary), escape(how))
+                table.add_row(str(n), escape(obj), escape(a.summary), escape(how))
             if len(step.actions) > MAX_ROWS_PER_STEP:
                 table.add_row("…", f"and {len(step.actions) - MAX_ROWS_PER_STEP} more", "(all in the plan file)", "")
             out.print(table)
@@ -139,19 +195,43 @@ def plan_view(plan: Plan) -> None:
             out.print("[yellow]Not touched (outside the exit's scope):[/]")
             for s in vp.skipped:
                 out.print(f"  - {escape(s.target.name)} ({s.target.id}): {escape(s.reason)}")
+    if machine_gates:
+        out.print(findings_table(machine_gates))
+    out.print()
+    for line in plan_summary(plan, machine_gates):
+        out.print(line, soft_wrap=True)
+
+
+def plan_summary(plan: Plan, machine_gates: Sequence[Finding] = ()) -> list[str]:
+    """The plan's last lines: what `apply` will do, and what blocks it (each gate, and how it is passed)."""
     api = [a for a in plan.api_actions() if a.destructive]
     notes = sum(1 for a in plan.api_actions() if a.operation.startswith("ticket."))  # posted to the PSA ticket
     reads = len(plan.api_actions()) - len(api) - notes
     manual = len(plan.actions()) - len(plan.api_actions())
     ticket = f"{notes} ticket note(s), " if notes else ""
-    out.print(f"\n[bold]Plan:[/] {len(api)} removal(s) by API, {reads} evidence export(s), {ticket}{manual} manual "
-              "item(s). Nothing has been changed.")
+    lines = [f"[bold]Plan:[/] {len(api)} removal(s) by API, {reads} evidence export(s), {ticket}{manual} manual "
+             "item(s). Nothing has been changed."]
+    gates = [f for vp in plan.vendors for f in vp.findings if f.blocking] + [f for f in machine_gates if f.blocking]
+    hard = [f for f in gates if not f.overridable]
+    soft = [f for f in gates if f.overridable]
+    if hard:
+        lines.append("[bold red]Blocks apply (no override):[/] "
+                     + "; ".join(escape(f"{f.vendor}: {f.detail}") for f in hard))
+    if soft:
+        lines.append("[bold red]Blocks apply:[/] " + "; ".join(escape(f"{f.vendor}: {f.detail}") for f in soft)
+                     + " — once handled, pass them with --override-preflight REASON")
+    if not gates:
+        lines.append("No gate blocks apply.")
+    return lines
 
 
-def manual_table(actions: Sequence[Action]) -> Table:
-    table = Table(title="Manual items (no API): do each, then `offboard confirm ITEM --by NAME`",
-                  title_justify="left")
-    for col in ("Item", "Where", "Done when", "Checked by API"):
+def manual_table(actions: Sequence[Action], confirm_hint: str) -> Table:
+    """The manual items, each by the id `confirm` takes; the title carries the exact command."""
+    table = Table(title=f"Manual items (no API): do each, then `{escape(confirm_hint)}`", title_justify="left")
+    id_column(table, "Item", [a.id for a in actions])
+    where = [a.manual.portal_path if a.manual else a.summary for a in actions]
+    table.add_column("Where", overflow="fold", min_width=pasted_width(where))
+    for col in ("Done when", "Checked by API"):
         table.add_column(col, overflow="fold")
     for a in actions:
         m = a.manual
@@ -169,12 +249,14 @@ def status_table(run_id: str, rows: Sequence[StatusRow], *, every_object: bool =
     """Manual items one per row; a step's API objects folded into counts per state
     (thousands of agents stay readable) unless ``every_object``."""
     table = Table(title=f"Run {run_id}", title_justify="left")
-    for col in ("Step", "Item", "State", "Detail"):
+    table.add_column("Step", overflow="fold")
+    id_column(table, "Item", [r.action.id for r in rows if r.action.kind == "manual"], max_width=30)
+    for col in ("State", "Detail"):
         table.add_column(col, overflow="fold")
 
-    def add(step: str, item: str, state: str, detail: str) -> None:
+    def add(step: str, item: str | Text, state: str, detail: str) -> None:
         style = STATE_STYLE.get(state, "")
-        table.add_row(escape(step), escape(item), f"[{style}]{state}[/]" if style else state, escape(detail))
+        table.add_row(escape(step), item, f"[{style}]{state}[/]" if style else state, escape(detail))
 
     entries: list[StatusRow | list[StatusRow]] = []  # in plan order; a list is a folded group
     groups: dict[tuple[str, str], list[StatusRow]] = {}
@@ -189,22 +271,22 @@ def status_table(run_id: str, rows: Sequence[StatusRow], *, every_object: bool =
     for e in entries:
         if isinstance(e, list):
             names = ", ".join(r.action.target.name for r in e[:3]) + (" …" if len(e) > 3 else "")
-            add(e[0].step, f"{len(e)} object(s): {names}", e[0].state, "")
+            add(e[0].step, Text(f"{len(e)} object(s): {names}", no_wrap=False), e[0].state, "")
         elif e.action.kind == "manual":
-            add(e.step, f"{e.action.target.name}\n({e.action.id})", e.state, e.detail)
+            add(e.step, Text(e.action.id), e.state, e.detail)
         else:
-            add(e.step, e.action.target.name, e.state, e.detail)
+            add(e.step, Text(e.action.target.name, no_wrap=False), e.state, e.detail)
     return table
 
 
-def checks_table(checks: Sequence[Check]) -> Table:
+def checks_table(checks: Sequence[Check], *, sample: int = 12) -> Table:
     table = Table(title="Verification (re-read from the vendor)", title_justify="left")
     for col in ("Check", "Result", "Vendor says"):
         table.add_column(col, overflow="fold")
     failed = [c for c in checks if not c.passed]
     passed = [c for c in checks if c.passed]
     # Per-object checks can number thousands: show every failure, and a sample of passes.
-    shown = failed + passed[: max(0, 12 - len(failed))]
+    shown = failed + passed[: max(0, sample - len(failed))]
     for c in shown:
         table.add_row(escape(c.name), "[green]passed[/]" if c.passed else "[bold red]FAILED[/]", escape(c.detail))
     if len(shown) < len(checks):
@@ -457,12 +539,31 @@ def documents(paths: Sequence[Path]) -> None:
         out.print(f"Draft:     {path}  (offboard never sends mail: review it and send it yourself)", soft_wrap=True)
 
 
-def ticket_table(rows: list[tuple[str, str, str]], ref: str) -> Table:
-    """The exit's PSA ticket: each note (its first line) and each file, with the PSA's ids."""
+def _fold_runs(rows: list[tuple[str, str, str]]) -> list[tuple[str, str, str]]:
+    kept: list[tuple[str, str, str]] = []
+    run: list[tuple[str, str, str]] = []
+
+    def flush() -> None:
+        kept.extend(run if len(run) <= 3 else [run[0], ("…", "", f"{len(run) - 2} more like these"), run[-1]])
+        run.clear()
+
+    for row in rows:
+        if run and row[2].split(" — ")[0] != run[-1][2].split(" — ")[0]:
+            flush()
+        run.append(row)
+    flush()
+    return kept
+
+
+def ticket_table(rows: list[tuple[str, str, str]], ref: str, *, fold: bool = False) -> Table:
+    """The exit's PSA ticket: each note (its first line) and each file, with the PSA's ids; with
+    ``fold``, a run of notes of one kind (the checklist's updates) as its first, a count, its last."""
     table = Table(title=f"{ref}: its notes and files", show_lines=False)
     table.add_column("kind")
     table.add_column("id", justify="right")
     table.add_column("what")
+    if fold:
+        rows = _fold_runs(rows)
     for kind, ident, what in rows:
         table.add_row(kind, ident, escape(what))
     return table

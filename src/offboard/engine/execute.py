@@ -17,6 +17,7 @@ from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from typing import Any
 
+from offboard import hints
 from offboard.connectors import ActionResult, VendorSession
 from offboard.engine.guided import ask_until_settled
 from offboard.engine.listings import Listings
@@ -38,6 +39,7 @@ def execute(run: RunDir, plan: Plan, sessions: Sessions, audit: AuditLog, live: 
             settle_only: set[str] | frozenset[str] = frozenset()) -> RunResult:
     """``settle_only``: actions whose objects left the live listing since the plan; a re-read may
     settle them, nothing is ever sent to them."""
+    config = sessions.config
     done = fold_actions(audit.records)
     listings = Listings(sessions, live)
     step_of = plan.step_of()
@@ -77,7 +79,8 @@ def execute(run: RunDir, plan: Plan, sessions: Sessions, audit: AuditLog, live: 
             held_by[action.vendor] = action
             audit.emit("vendor.held", vendor=action.vendor, step=action.step, action_id=action.id,
                        outcome="unknown", detail=f"no change is made at this vendor until {action.id} is "
-                       f"confirmed (`offboard confirm {action.id}`), then `offboard apply --resume {run.run_id}`")
+                       f"confirmed (`{hints.confirm(run.run_id, config, item=action.id)}`), then "
+                       f"`{hints.resume(run.run_id, config)}`")
 
     announced: set[str] = set()
 
@@ -180,11 +183,11 @@ def execute(run: RunDir, plan: Plan, sessions: Sessions, audit: AuditLog, live: 
                                    and isinstance(r.get("detail"), dict) and r["detail"].get("already_absent"))
     if stop is not None:
         audit.emit("run.finished", outcome="failure", detail=f"stopped: {stop}; resume with "
-                   f"`offboard apply --resume {run.run_id}`")
+                   f"`{hints.resume(run.run_id, config)}`")
         write_state(run, plan, audit, "interrupted")
         documents = write_documents(run, plan, audit, signer, sessions)
-        return RunResult(run, stop.exit_code, counts, message=f"{stop}; resume later with "
-                         f"`offboard apply --resume {run.run_id}`", documents=documents)
+        return RunResult(run, stop.exit_code, counts,  message=f"{stop}; resume later with "
+                         f"`{hints.resume(run.run_id, config)}`", documents=documents)
 
     progress.phase("Verifying: re-reading each vendor to prove the service stopped")
     checks = verify_run(plan, sessions, audit, skip=set(held_by))
@@ -196,15 +199,15 @@ def execute(run: RunDir, plan: Plan, sessions: Sessions, audit: AuditLog, live: 
         code, outcome = ExitCode.FAILED, "failure"
         if counts["blocked"]:
             message = (f"{counts['blocked']} removal(s) held back because an evidence export failed; see the "
-                       f"audit log, then `offboard apply --resume {run.run_id}`")
+                       f"audit log, then `{hints.resume(run.run_id, config)}`")
     elif pending:
         code, outcome = ExitCode.MANUAL_PENDING, "success"
         message = (f"{len(pending)} manual item(s) pending: the checklist is in {run.path / 'manual-checklist.md'}; "
-                   f"do each, then `offboard confirm ITEM --by NAME --run {run.run_id}`")
+                   f"do each, then `{hints.confirm(run.run_id, config)}`")
         if held_by:
             message += (f"; {counts['held']} action(s) of {', '.join(sorted(held_by))} wait for "
                         f"{', '.join(a.id for a in held_by.values())}: once confirmed, "
-                        f"`offboard apply --resume {run.run_id}` runs them")
+                        f"`{hints.resume(run.run_id, config)}` runs them")
     else:
         code, outcome = ExitCode.OK, "success"
     audit.emit("run.finished", outcome=outcome, detail={**counts, "checks_failed": len(failed_checks),
