@@ -5,12 +5,14 @@ A hint must run as printed from the folder the user is in: it carries the config
 shell-quoted (``shlex.join``), so a path with a space or a name with a quote still pastes whole.
 The words in ``PLACEHOLDERS`` are the only parts a person replaces (ITEM, NAME ...).
 
-How a hint is shown, so people and tests find it whole: at the end of its line, or between
-backticks. The lowest layer: errors, the engine, the proof and the screen all build hints here.
+How a hint is shown, so people and tests find it whole: at the end of its line after a colon
+("then run: offboard …"), or between backticks. The lowest layer: errors, the engine, the proof
+and the screen all build hints here.
 """
 
 from __future__ import annotations
 
+import os
 import shlex
 from collections.abc import Iterable
 from pathlib import Path
@@ -19,12 +21,13 @@ PROGRAM = "offboard"
 DEFAULT_CONFIG = Path("config.toml")  # what `-c` defaults to: no need to say it
 CONFIG_ENV = "OFFBOARD_CONFIG"  # honoured by every command that reads a config, as `-c` is
 # The words a person replaces in a printed hint; every other word runs as printed.
-PLACEHOLDERS = frozenset({"ITEM", "NAME", "RUN_ID", "FILE", "PATH", "KIND", "VENDOR", "REASON"})
+PLACEHOLDERS = frozenset({"ITEM", "NAME", "NOTE", "RUN_ID", "FILE", "PATH", "KIND", "VENDOR", "REASON"})
 
 
 def config_args(config: Path | str | None) -> list[str]:
-    """``-c PATH`` unless the config is the default one (or unknown)."""
-    if config is None or Path(config) == DEFAULT_CONFIG:
+    """``-c PATH`` unless the config is the default one, or came from OFFBOARD_CONFIG (the shell that
+    ran this command has it, e.g. from a sandbox's env file), or is unknown."""
+    if config is None or Path(config) == DEFAULT_CONFIG or os.environ.get(CONFIG_ENV) == str(config):
         return []
     return ["-c", str(config)]
 
@@ -46,9 +49,7 @@ def resume(run_id: str, config: Path | str | None = None) -> str:
 
 
 def confirm(run_id: str | None, config: Path | str | None = None, *, item: str = "ITEM",
-            by: str = "NAME", note: str | None = None) -> str:
-    """The command that records a manual item (placeholders where the person fills in)."""
-    words: list[str] = ["confirm", item, "--by", by]
-    if note is not None:
-        words += ["--note", note]
-    return command(*words, run=run_id, config=config)
+            by: str = "NAME", note: str = "NOTE") -> str:
+    """The command that records a manual item (placeholders where the person fills in; some items
+    refuse a confirmation without a note, so the hint always carries one)."""
+    return command("confirm", item, "--by", by, "--note", note, run=run_id, config=config)

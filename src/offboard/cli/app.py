@@ -306,7 +306,7 @@ def confirm_cmd(
         if as_json:
             jsonout.confirm(result, by, ExitCode.FAILED)
         raise typer.Exit(ExitCode.FAILED)
-    render.out.print(f"Confirmed {item} by {by} in run {run_id}.", markup=False)
+    render.out.print(f"Confirmed {result.action.id} by {by} in run {run_id}.", markup=False)
     render.documents(result.documents)
     for line in result.ticket:
         render.out.print(line, soft_wrap=True, markup=False)

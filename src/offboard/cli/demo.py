@@ -154,7 +154,7 @@ def run_demo(directory: Path, *, keep: bool = False, psa: str | None = None) -> 
             return ExitCode.FAILED
         if keep:
             env = directory / "sandbox.env"
-            atomic_write_text(env, env_text({**kits, **psa_kits}, {**urls, **psa_urls}))
+            atomic_write_text(env, env_text({**kits, **psa_kits}, {**urls, **psa_urls}, config_path))
             render.rule("6. the sandboxes stay up")
             announce(config_path, env, {**kits, **psa_kits}, {**urls, **psa_urls},
                      {**names, **{n: psas[psa_name].display_name for n in psa_kits if psa_name}})

@@ -23,6 +23,7 @@ from typing import Annotated, Any
 import typer
 
 from offboard import connectors as registry
+from offboard import hints
 from offboard.cli import render
 from offboard.connectors import SandboxKit
 from offboard.errors import BadInput
@@ -84,9 +85,10 @@ def url_var(vendor: str) -> str:
     return f"SANDBOX_{vendor.upper()}_URL"
 
 
-def env_text(kits: Mapping[str, SandboxKit], urls: Mapping[str, str]) -> str:
+def env_text(kits: Mapping[str, SandboxKit], urls: Mapping[str, str], config: Path | None = None) -> str:
     """The shell lines a rehearsal needs: each sandbox's credentials (sandbox-only, not secrets), the
-    keyring switched off (it would win over them), and each sandbox's URL for its portal routes."""
+    keyring switched off (it would win over them), each sandbox's URL for its portal routes, and the
+    config every command then reads without `-c` (an absolute path: it holds from any folder)."""
     lines = [f"{MARK}. Load it into your shell with: . <this file>",
              "# Sandbox-only demo credentials: they open nothing but the local test doubles (never a vendor).",
              *(f"export {env_var(n, f)}={shlex.quote(v)}" for n, k in kits.items() for f, v in k.credentials.items()),
@@ -95,6 +97,9 @@ def env_text(kits: Mapping[str, SandboxKit], urls: Mapping[str, str]) -> str:
              "export PYTHON_KEYRING_BACKEND=keyring.backends.null.Keyring",
              "# Each sandbox's address: POST $URL/_sandbox/portal/ITEM plays the person doing a portal item.",
              *(f"export {url_var(n)}={urls[n]}" for n in kits)]
+    if config is not None:
+        lines += ["# The rehearsal's config: every offboard command reads it when no -c is given.",
+                  f"export {hints.CONFIG_ENV}={shlex.quote(str(config.resolve()))}"]
     return "\n".join(lines) + "\n"
 
 
@@ -103,7 +108,8 @@ def announce(config: Path, env: Path, kits: Mapping[str, SandboxKit], urls: Mapp
     out = render.out
     for n in kits:
         out.print(f"  {names[n]} sandbox: {urls[n]}", soft_wrap=True, markup=False)
-    out.print(f"Config:      {config}  (offboard ... -c {config})", soft_wrap=True, markup=False)
+    out.print(f"Config:      {config}  (offboard … -c {config}, or no -c once the credentials below are loaded)",
+              soft_wrap=True, markup=False)
     out.print(f"Credentials: {env}  (. {env}), sandbox-only demo credentials, not secrets:", soft_wrap=True,
               markup=False)
     for line in env.read_text().splitlines():
@@ -152,19 +158,20 @@ def serve_cmd(
     with serving(kits, scale) as urls:
         header = (f"{MARK}: a rehearsal against local test doubles of the vendors, NOT the",
                   "# vendors. They live while it runs; each start is a fresh sandbox customer. Before the",
-                  f"# first apply, make the signing key it names: offboard keys init --key-file {directory / KEY_FILE}",
+                  "# first apply, make the signing key it names: "
+                  + hints.command("keys", "init", "--key-file", directory / KEY_FILE),
                   "")
         atomic_write_text(config, config_text(kits, urls, scale, customer="Acme Dental (sandbox rehearsal)",
                                               end_of_service=date.today() + timedelta(days=30), key_file=KEY_FILE,
                                               approved_by="rehearsal", header=header))
-        atomic_write_text(env, env_text(kits, urls))  # last: its presence says the sandboxes are ready
+        atomic_write_text(env, env_text(kits, urls, config))  # last: its presence says the sandboxes are ready
         render.out.print(f"[bold]offboard sandbox serve[/]: test doubles of "
                          f"{', '.join(names.values())} on 127.0.0.1, {'fast' if fast else 'real'} clock. "
                          "No vendor account is used.", soft_wrap=True)
         announce(config, env, kits, urls, names)
         if not (directory / KEY_FILE).exists():
-            render.out.print(f"First: offboard keys init --key-file {directory / KEY_FILE} --public-key "
-                             f"{directory / 'msp.pub'}  (the signing key the config names)", soft_wrap=True,
-                             markup=False)
+            first = hints.command("keys", "init", "--key-file", directory / KEY_FILE, "--public-key",
+                                  directory / "msp.pub", config=config)
+            render.out.print(f"First, the signing key the config names: {first}", soft_wrap=True, markup=False)
         wait_until_interrupted("Sandboxes ready: rehearse with the README's \"Rehearse an exit\" steps.")
     render.out.print("Sandboxes stopped.")

@@ -54,7 +54,7 @@ def manual_item_id(plan: Plan, given: str, run_id: str, cfg: ExitConfig) -> str:
     if len(short) == 1:
         return short[0]
     spellings = {**{i.split(".", 1)[-1]: i for i in manual}, **{i: i for i in manual}}
-    near = short or list(dict.fromkeys(spellings[n] for n in difflib.get_close_matches(given, spellings, n=3,
+    near = short or list(dict.fromkeys(spellings[n] for n in difflib.get_close_matches(given, spellings, n=1,
                                                                                         cutoff=0.6)))
     listing = hints.command("status", "--pending", run=run_id, config=cfg.path)
     guess = f"did you mean {' or '.join(near)}? " if near else ""
