@@ -428,7 +428,11 @@ class LineProgress:
 
     def _line(self, text: str) -> None:
         # With the rest of the output (stdout; stderr under --json), looked up each time: a refusal
-        # then stays the one line on stderr, and a log of stdout reads top to bottom.
+        # then stays the one line on stderr, and a log of stdout reads top to bottom. `-q` (cron,
+        # an RMM) keeps only warnings and errors: no progress line.
+        if self._stream is None and out.quiet:
+            self._said = self._clock()
+            return
         stream = self._stream or out.file
         stream.write(f"{datetime.now(UTC):%Y-%m-%dT%H:%M:%SZ} {' '.join(text.split())}\n")
         stream.flush()

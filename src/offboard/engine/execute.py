@@ -12,9 +12,10 @@ evidence export failed (unless overridden, and audited), and a guarded action
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from collections.abc import Callable, Mapping
-from concurrent.futures import ThreadPoolExecutor, as_completed
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from typing import Any
 
 from offboard import hints
@@ -32,6 +33,7 @@ from offboard.proof.audit import AuditLog
 from offboard.proof.evidence import EvidenceStore
 from offboard.proof.signing import Signer
 from offboard.rundir import RunDir
+from offboard.wire import waits
 
 
 def execute(run: RunDir, plan: Plan, sessions: Sessions, audit: AuditLog, live: Mapping[str, Inventory],
@@ -166,7 +168,8 @@ def execute(run: RunDir, plan: Plan, sessions: Sessions, audit: AuditLog, live: 
             for vendor in lanes:
                 lane_done(vendor)
         else:
-            _in_lanes(lanes, one, lane_done)  # each vendor in its own order, under its own limiter, at once
+            # each vendor in its own order, under its own limiter, at once
+            _in_lanes(lanes, one, lane_done, progress.warning)
     except VendorAuthError as exc:
         audit.emit("run.finished", outcome="failure", detail=str(exc))
         write_state(run, plan, audit, "failed")
@@ -217,11 +220,18 @@ def execute(run: RunDir, plan: Plan, sessions: Sessions, audit: AuditLog, live: 
     return RunResult(run, code, counts, checks, pending=pending, message=message, documents=documents)
 
 
+STOPPING = "stopping after the current action — Ctrl-C again to stop now"
+
+
 def _in_lanes(lanes: Mapping[str, list[Action]], one: Callable[[Action], None],
-              done: Callable[[str], None] = lambda _vendor: None) -> None:
+              done: Callable[[str], None] = lambda _vendor: None,
+              stopping: Callable[[str], None] = lambda _text: None) -> None:
     """Run each vendor's actions in order in its own thread. A vendor that stops (down after
     retries) does not stop the others; refused credentials or Ctrl-C stop every lane after the
-    action it is on. The first error is raised once every lane has stopped."""
+    action it is on. The first error is raised once every lane has stopped.
+
+    Ctrl-C is told at once (``stopping``), and wakes every lane's wait (the rate limiter's, a
+    vendor's Retry-After): the call it held back is not sent."""
     halt = threading.Event()
 
     def lane(vendor: str, queue: list[Action]) -> None:
@@ -233,17 +243,27 @@ def _in_lanes(lanes: Mapping[str, list[Action]], one: Callable[[Action], None],
 
     errors: list[BaseException] = []
     with ThreadPoolExecutor(max_workers=len(lanes), thread_name_prefix="vendor") as pool:
-        futures = [pool.submit(lane, vendor, queue) for vendor, queue in lanes.items()]
+        pending = {pool.submit(lane, vendor, queue) for vendor, queue in lanes.items()}
         try:
-            for future in as_completed(futures):
-                exc = future.exception()
-                if exc is not None:
-                    if not isinstance(exc, VendorError) or isinstance(exc, VendorAuthError):
-                        halt.set()
-                    errors.append(exc)
+            while pending:
+                # In slices: the main thread then sees Ctrl-C at once, whichever thread the signal reached.
+                finished, pending = wait(pending, timeout=waits.SLICE, return_when=FIRST_COMPLETED)
+                for future in finished:
+                    exc = future.exception()
+                    if exc is not None:
+                        if not isinstance(exc, VendorError) or isinstance(exc, VendorAuthError):
+                            halt.set()
+                        errors.append(exc)
         except KeyboardInterrupt:
             halt.set()  # the pool's exit waits for each lane to finish the action it is on
+            waits.request_stop()
+            with contextlib.suppress(Exception):
+                stopping(STOPPING)
             raise
+        finally:
+            if halt.is_set():
+                pool.shutdown(wait=True)  # a second Ctrl-C here stops now
+            waits.clear_stop()
     errors.sort(key=lambda e: 0 if not isinstance(e, VendorError) else 1 if isinstance(e, VendorAuthError) else 2)
     if errors:
         raise errors[0]
