@@ -17,7 +17,6 @@ from rich.console import Console
 from rich.markup import escape
 from rich.progress import (
     BarColumn,
-    MofNCompleteColumn,
     Progress,
     ProgressColumn,
     Task,
@@ -323,72 +322,134 @@ def make_progress() -> RichProgress | LineProgress:
 
 
 class _EtaColumn(ProgressColumn):
+    """The run's ETA on its overall line (blank on the lanes' lines)."""
+
+    def __init__(self, eta: Callable[[], float | None]) -> None:
+        super().__init__()
+        self._eta = eta
+
     def render(self, task: Task) -> Text:
-        if task.finished or task.total is None:
+        if task.finished or task.total is None or task.fields.get("lane"):
             return Text("")
-        remaining = task.time_remaining
+        remaining = self._eta()
         return Text(f"ETA {_clock_text(remaining)}" if remaining is not None else "ETA …", style="progress.remaining")
 
 
 class _StatusColumn(ProgressColumn):
-    """The latest outcome, or, while a vendor's calls wait, the wait counting down."""
+    """The latest outcome, or, while a vendor's calls wait, the wait counting down: on a lane's line
+    that vendor's own; on the overall line every vendor's."""
 
-    def __init__(self, status: Callable[[], str]) -> None:
+    def __init__(self, status: Callable[[str | None], str]) -> None:
         super().__init__()
         self._status = status
 
     def render(self, task: Task) -> Text:
-        return Text(self._status(), no_wrap=True, overflow="ellipsis")
+        return Text(self._status(task.fields.get("lane")), no_wrap=True, overflow="ellipsis")
+
+
+class _CountColumn(ProgressColumn):
+    """``done/total`` on the overall line; a lane's own count of settled actions on its line."""
+
+    def render(self, task: Task) -> Text:
+        if task.fields.get("lane"):
+            return Text(f"{int(task.completed)} done", style="progress.download")
+        return Text(f"{int(task.completed)}/{int(task.total or 0)}", style="progress.download")
+
+
+class _LaneBar(BarColumn):
+    def render(self, task: Task) -> Text:  # type: ignore[override]
+        if task.fields.get("lane"):
+            return Text("")
+        return super().render(task)  # type: ignore[return-value]
 
 
 class RichProgress:
-    """The engine's Progress on a terminal: a live bar on stderr with the step, an ETA and the latest
-    outcome; while the rate limiter or a vendor's Retry-After holds calls back, "waiting Ns for the
-    rate limit" counts down in its place."""
+    """The engine's Progress on a terminal (stderr): an overall bar with an ETA, and a line per
+    vendor lane with its own runbook step and count, and its latest outcome or, while the rate
+    limiter or a vendor's Retry-After holds its calls back, "waiting Ns for the rate limit" counting
+    down. The ETA counts the waits: it is the run's own pace so far (waits included), and never
+    less than the longest wait still to sit through."""
 
     WAIT_SHOWN = 0.5  # seconds: shorter waits are the limiter's ordinary pacing
 
-    def __init__(self, console: Console | None = None) -> None:
+    def __init__(self, console: Console | None = None, clock: Callable[[], float] = time.monotonic) -> None:
         self.console = console or err
+        self._clock = clock
         self._progress = Progress(
-            TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-            _EtaColumn(), _StatusColumn(self.status_text), console=self.console, transient=False,
+            TextColumn("{task.description}"), _LaneBar(), _CountColumn(), TimeElapsedColumn(),
+            _EtaColumn(self.eta), _StatusColumn(self.lane_text), console=self.console, transient=False,
         )
         self._task: TaskID | None = None
+        self._lanes: dict[str, TaskID] = {}  # a vendor's display name -> its line
+        self._names: dict[str, str] = {}  # a vendor's key -> its display name
         self._live = False
         self._last = ""
+        self._last_of: dict[str, str] = {}  # per lane
         self._waits: dict[str, tuple[float, Wait]] = {}  # vendor -> (when it ends, the wait)
         self._lock = threading.Lock()
+        self._started = 0.0
+        self._total = self._done = self._first = 0
 
     def start(self, total: int, done: int) -> None:
         self._progress.start()
         self._live = True
-        self._task = self._progress.add_task("Working through the plan", total=total, completed=done)
+        self._started = self._clock()
+        self._total, self._done, self._first = total, done, done
+        self._task = self._progress.add_task("All vendors", total=total, completed=done)
+
+    def _lane(self, vendor: str) -> TaskID:
+        # Never call rich under self._lock: its refresh thread holds its own lock while it asks
+        # lane_text and eta, which take self._lock. A lane is added by its vendor's thread only.
+        lane = self._lanes.get(vendor)
+        if lane is None:
+            lane = self._lanes[vendor] = self._progress.add_task(escape(f"  {vendor}"), total=None, lane=vendor)
+        return lane
 
     def step(self, vendor: str, step: Step, todo: int) -> None:
-        if self._task is not None:
-            self._progress.update(self._task, description=escape(f"{vendor}: {step.title}"))
+        with self._lock:
+            self._names[step.vendor] = vendor
+        self._progress.update(self._lane(vendor), description=escape(f"  {vendor}: {step.title}"))
 
     def advance(self, action: Action, event: str) -> None:
+        vendor = self._names.get(action.vendor, action.vendor)
         with self._lock:
-            self._last = f"{action.target.name}: {outcome_words(action, event)}"
+            self._last = self._last_of[vendor] = f"{action.target.name}: {outcome_words(action, event)}"
+            self._done += 1
         if self._task is not None:
             self._progress.update(self._task, advance=1)
+            self._progress.update(self._lane(vendor), advance=1)
 
     def waiting(self, wait: Wait) -> None:
         if wait.seconds < self.WAIT_SHOWN:
             return
         with self._lock:
-            self._waits[wait.vendor] = (time.monotonic() + wait.seconds, wait)
+            self._waits[wait.vendor] = (self._clock() + wait.seconds, wait)
         if not self._live:  # before the bar (the run's first reads): a line of its own
             self.console.print(wait.describe(), markup=False, highlight=False)
 
-    def status_text(self) -> str:
-        now = time.monotonic()
+    def eta(self) -> float | None:
+        """Seconds left: the run's pace so far (its waits included) over what remains, and at least
+        the longest wait a lane still sits through."""
+        now = self._clock()
+        with self._lock:
+            waits = [until - now for until, _ in self._waits.values() if until > now]
+            moved, left = self._done - self._first, self._total - self._done
+        pace = (now - self._started) / moved * left if moved else None
+        if pace is None and not waits:
+            return None
+        return max([pace or 0.0, *waits])
+
+    def lane_text(self, vendor: str | None = None) -> str:
+        now = self._clock()
         with self._lock:
             waiting = [f"{w.vendor}: waiting {math.ceil(until - now)}s {w.why}"
-                       for until, w in self._waits.values() if until > now]
+                       for v, (until, w) in self._waits.items() if until > now and vendor in (None, v)]
+            if vendor is not None:
+                return waiting[0].split(": ", 1)[1] if waiting else self._last_of.get(vendor, "")
             return "; ".join(waiting) or self._last
+
+    def status_text(self) -> str:
+        return self.lane_text(None)
 
     def finish(self) -> None:
         self._progress.stop()
