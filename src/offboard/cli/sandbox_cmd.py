@@ -48,12 +48,16 @@ def installed_kits() -> tuple[dict[str, SandboxKit], dict[str, str]]:
 
 
 @contextlib.contextmanager
-def serving(kits: Mapping[str, SandboxKit], time_scale: float) -> Iterator[dict[str, str]]:
-    """Every sandbox served on a free loopback port; yields vendor -> base URL."""
+def serving(kits: Mapping[str, SandboxKit], time_scale: float, customers: int = 1) -> Iterator[dict[str, str]]:
+    """Every sandbox served on a free loopback port (with ``customers`` customers of the account
+    where it can seed more); yields vendor -> base URL."""
     from offboard.connectors.sandboxing import serve
 
+    def app(k: SandboxKit) -> Any:
+        return k.make_app_for(time_scale, customers) if customers > 1 and k.make_app_for else k.make_app(time_scale)
+
     with contextlib.ExitStack() as stack:
-        yield {n: stack.enter_context(serve(k.make_app(time_scale))) for n, k in kits.items()}
+        yield {n: stack.enter_context(serve(app(k))) for n, k in kits.items()}
 
 
 def toml_value(v: object) -> str:
@@ -67,16 +71,20 @@ def toml_value(v: object) -> str:
 
 
 def config_text(kits: Mapping[str, SandboxKit], urls: Mapping[str, str], time_scale: float, *, customer: str,
-                end_of_service: date, key_file: str, approved_by: str, header: tuple[str, ...] = ()) -> str:
-    """A whole exit's config for the sandboxes: the sandbox customer, a runs folder beside it, the
-    signing key file, and each vendor's section pointing at its sandbox."""
+                end_of_service: date, key_file: str, approved_by: str, header: tuple[str, ...] = (),
+                index: int = 0, runs_dir: str = "runs", ticket: str = "SANDBOX-1") -> str:
+    """A whole exit's config for the sandboxes: the sandbox customer (``index``: which of a batch
+    rehearsal's), a runs folder beside it, the signing key file, and each vendor's section pointing
+    at its sandbox."""
     lines = [*header, "[customer]", f"name = {toml_value(customer)}", f"approved_by = {toml_value(approved_by)}",
-             f"end_of_service = {end_of_service.isoformat()}", 'ticket = "SANDBOX-1"',
-             'monitoring_after_exit = "Acme IT (it@acme.example) from the end-of-service date"', "",
-             "[run]", 'runs_dir = "runs"', "", "[signing]", f"key_file = {toml_value(key_file)}", ""]
+             f"end_of_service = {end_of_service.isoformat()}", f"ticket = {toml_value(ticket)}",
+             f"monitoring_after_exit = {toml_value(f'{customer} IT, from the end-of-service date')}", "",
+             "[run]", f"runs_dir = {toml_value(runs_dir)}", "", "[signing]", f"key_file = {toml_value(key_file)}", ""]
     for name, kit in kits.items():
+        section = (kit.customer_section(urls[name], time_scale, index) if index and kit.customer_section
+                   else kit.config_section(urls[name], time_scale))
         lines.append(f"[{name}]")
-        lines += [f"{k} = {toml_value(v)}" for k, v in kit.config_section(urls[name], time_scale).items()]
+        lines += [f"{k} = {toml_value(v)}" for k, v in section.items()]
         lines.append("")
     return "\n".join(lines)
 
@@ -137,6 +145,25 @@ def wait_until_interrupted(what: str) -> None:
             signal.signal(sig, handler)
 
 
+def _batch_configs(folder: Path, kits: Mapping[str, SandboxKit], urls: Mapping[str, str], scale: float,
+                   customers: int) -> None:
+    """One exit config per sandbox customer, for `offboard batch plan <dir>/exits`: each with its
+    own runs folder, all signed with the rehearsal's key."""
+    for path in folder.glob("*.toml") if folder.is_dir() else ():
+        if not path.read_text(errors="replace").startswith(MARK):
+            raise BadInput(f"{path} was not written by `offboard sandbox serve`; it is never overwritten: "
+                           "choose another --dir")
+    folder.mkdir(parents=True, exist_ok=True)
+    for i in range(customers):
+        name = "Acme Dental (sandbox rehearsal)" if i == 0 else f"Sandbox customer {i + 1}"
+        slug = "acme-dental" if i == 0 else f"customer-{i + 1}"
+        atomic_write_text(folder / f"{slug}.toml", config_text(
+            kits, urls, scale, customer=name, end_of_service=date.today() + timedelta(days=30),
+            key_file=f"../{KEY_FILE}", approved_by="rehearsal", header=(f"{MARK}: customer {i + 1} of {customers}",
+                                                                         ""),
+            index=i, runs_dir=f"runs/{slug}", ticket=f"SANDBOX-{i + 1}"))
+
+
 @sandbox_app.command("serve")
 def serve_cmd(
     directory: Annotated[Path, typer.Option("--dir", help="Where to write the rehearsal's config.toml, "
@@ -144,6 +171,9 @@ def serve_cmd(
     fast: Annotated[bool, typer.Option("--fast", help="Compress the sandboxes' clock as `offboard demo` does "
                                        "(a 60 s rate-limit window lasts ~1 s). Default: the real clock, the "
                                        "vendors' real pace.")] = False,
+    customers: Annotated[int, typer.Option("--customers", min=1, max=20, help="Serve this many customers of each "
+                                           "account and write one exit config each in <dir>/exits/, to rehearse "
+                                           "`offboard batch` (see docs/rehearsal.md).")] = 1,
 ) -> None:
     """Serve every installed vendor sandbox on 127.0.0.1 until Ctrl-C, with a ready config and the
     sandbox-only credentials, to rehearse an exit with the real commands (see docs/rehearsal.md).
@@ -155,7 +185,7 @@ def serve_cmd(
             raise BadInput(f"{path} exists and was not written by `offboard sandbox serve`; it is never "
                            "overwritten: choose another --dir")
     scale = FAST if fast else 1.0
-    with serving(kits, scale) as urls:
+    with serving(kits, scale, customers) as urls:
         header = (f"{MARK}: a rehearsal against local test doubles of the vendors, NOT the",
                   "# vendors. They live while it runs; each start is a fresh sandbox customer. Before the",
                   "# first apply, make the signing key it names: "
@@ -164,6 +194,8 @@ def serve_cmd(
         atomic_write_text(config, config_text(kits, urls, scale, customer="Acme Dental (sandbox rehearsal)",
                                               end_of_service=date.today() + timedelta(days=30), key_file=KEY_FILE,
                                               approved_by="rehearsal", header=header))
+        if customers > 1:
+            _batch_configs(directory / "exits", kits, urls, scale, customers)
         atomic_write_text(env, env_text(kits, urls, config))  # last: its presence says the sandboxes are ready
         render.out.print(f"[bold]offboard sandbox serve[/]: test doubles of "
                          f"{', '.join(names.values())} on 127.0.0.1, {'fast' if fast else 'real'} clock. "
