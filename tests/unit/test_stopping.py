@@ -7,9 +7,11 @@ from __future__ import annotations
 import _thread
 import threading
 import time
+from typing import Any
 
 import pytest
 
+from offboard.engine import execute
 from offboard.engine.execute import STOPPING, _in_lanes
 from offboard.plan import Action, Target
 from offboard.wire import waits
@@ -47,8 +49,18 @@ def test_ctrl_c_is_said_at_once_and_wakes_every_lanes_rate_limit_wait(monkeypatc
             raise
         sent.append(a.vendor)
 
+    main_waits = threading.Event()
+    real_wait = execute.wait
+
+    def watched_wait(*args: Any, **kwargs: Any) -> Any:
+        main_waits.set()  # the main thread waits on the lanes now (not still starting them)
+        return real_wait(*args, **kwargs)
+
+    monkeypatch.setattr(execute, "wait", watched_wait)
+
     def ctrl_c() -> None:
         waiting.wait()
+        main_waits.wait()
         _thread.interrupt_main()  # the operator's Ctrl-C, in the main thread as a signal is
 
     threading.Thread(target=ctrl_c).start()

@@ -224,18 +224,33 @@ def plan_summary(plan: Plan, machine_gates: Sequence[Finding] = ()) -> list[str]
     return lines
 
 
-def manual_table(actions: Sequence[Action], confirm_hint: str) -> Table:
-    """The manual items, each by the id `confirm` takes; the title carries the exact command."""
-    table = Table(title=f"Manual items (no API): do each, then `{escape(confirm_hint)}`", title_justify="left")
-    id_column(table, "Item", [a.id for a in actions])
-    where = [a.manual.portal_path if a.manual else a.summary for a in actions]
-    table.add_column("Where", overflow="fold", min_width=pasted_width(where))
-    for col in ("Done when", "Checked by API"):
-        table.add_column(col, overflow="fold")
-    for a in actions:
-        m = a.manual
-        table.add_row(escape(a.id), escape(m.portal_path if m else a.summary), escape(m.done_when if m else ""),
-                      escape(m.verify_hint if m and m.verify_hint else "no (record what you saw in --note)"))
+MAX_MANUAL_ROWS = 10  # the rest are counted; the checklist file and `status --pending` hold them all
+
+
+def manual_table(actions: Sequence[Action], *, folded: bool = False) -> Table:
+    """The manual items, each by the id `confirm` takes (the caller prints the exact command on a
+    line of its own: a table's title is wrapped). ``folded``: the first MAX_MANUAL_ROWS only (the
+    caller says how many more, and where)."""
+    shown = actions[:MAX_MANUAL_ROWS] if folded else actions
+    table = Table(title="Manual items (no API)", title_justify="left")
+    ids = [a.id for a in shown]
+    id_column(table, "Item", ids)
+    where = [a.manual.portal_path if a.manual else a.summary for a in shown]
+    done = [(m.done_when if (m := a.manual) else "") + "\n" + (f"API re-reads: {m.verify_hint}" if m and m.verify_hint
+                                                              else "no API sees it: record what you saw in --note")
+            for a in shown]
+    # Widths set here, not left to rich: its last resort shrinks every column, then holds the ids'
+    # and the paths' minimums, and the table runs off the screen. A path stays whole while the
+    # last column keeps a readable width.
+    id_w, path = max(map(len, ids), default=0), pasted_width(where) or 0
+    where_w = max(path, 30)
+    done_w = min(out.width - id_w - where_w - 10, max((len(x) for d in done for x in d.split("\n")), default=0))
+    fixed = done_w >= 20
+    table.add_column("Where", overflow="fold", width=where_w if fixed else None)
+    table.add_column("Done when (and what the API re-reads)", overflow="fold", width=done_w if fixed else None)
+    for a, w, d in zip(shown, where, done, strict=True):
+        first, _, check = d.partition("\n")
+        table.add_row(escape(a.id), escape(w), f"{escape(first)}\n[dim]{escape(check)}[/]")
     return table
 
 
@@ -459,7 +474,10 @@ class RichProgress:
         self.console.print(text, markup=False, highlight=False)
 
     def warning(self, text: str) -> None:
-        warning(text)
+        if self._live and not self.console.quiet:  # above the live bar, which would draw over a line of its own
+            self.console.print(text, style="yellow", markup=False, highlight=False, soft_wrap=True)
+        else:
+            warning(text)
 
     def suspend(self) -> None:
         self._progress.stop()
