@@ -122,7 +122,7 @@ def id_column(table: Table, header: str, ids: Sequence[str], *, max_width: int |
                      max_width=None if max_width is None else max(widest, max_width))
 
 
-_PATH = re.compile(r"[\w.-]+(?:/[\w.-]+)+\.\w+")  # a relative file path, e.g. evidence/blumira/x.eml
+_PATH = re.compile(r"[\w.-]+(?:/[\w.-]+)+\.\w+")  # a relative file path, e.g. evidence/<vendor>/x.eml
 
 
 def pasted_width(texts: Sequence[str]) -> int | None:

@@ -44,7 +44,7 @@ def _flat(data: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
 
 def definition_changes(saved: Mapping[str, Any], now: Mapping[str, Any], shown: int = 3) -> str:
     """Which settings of the exit definition differ ('' when the plan recorded none to compare):
-    `huntress.base_url` is now 'http://…:4322' (the plan's: 'http://…:4321')."""
+    `<vendor>.base_url` is now 'http://…:4322' (the plan's: 'http://…:4321')."""
     if not saved:
         return ""
     a, b = _flat(saved), _flat(now)
