@@ -86,8 +86,8 @@ def run_demo(directory: Path, *, keep: bool = False, psa: str | None = None) -> 
             render.plan_outline(plan)
             plan_path = directory / "exit.plan.json"
             write_plan(plan, plan_path)
-            render.out.print(f"Plan saved to {plan_path}; every object in it: "
-                             f"{hints.command('plan', config=config_path)}", soft_wrap=True, markup=False)
+            render.out.print(f"Plan saved to {plan_path}: every object and call of it.",
+                             soft_wrap=True, markup=False)
             if sessions.ticket is not None:
                 render.out.print(engine.record_scope(sessions.ticket, plan), soft_wrap=True, markup=False)
 
