@@ -49,8 +49,19 @@ class BlumiraConnector(VendorConnector[BlumiraSettings, BlumiraSession]):
                     "token_url": f"{base_url}{sandbox.TOKEN_PATH}", "rate_window_seconds": RATE_WINDOW * time_scale,
                     "keep_users": [sandbox.KEEP_USER], "msp_sender": "Sandbox MSP <noc@sandbox-msp.example>"}
 
+        def account_of(index: int) -> str:
+            return sandbox.CUSTOMER_ACCOUNT if index == 0 else f"5d0c9a7e-2b3f-4f61-a8c2-custom{index:06d}"
+
+        def make_app_for(time_scale: float, customers: int) -> Any:
+            more = {account_of(i): 3 for i in range(1, customers)}
+            return sandbox.BlumiraSandbox(time_scale=time_scale, more_accounts=more).app
+
+        def customer_section(base_url: str, time_scale: float, index: int) -> dict[str, Any]:
+            return {**section(base_url, time_scale), "account_id": account_of(index)}
+
         return sandbox_kit(sandbox.BlumiraSandbox, section,
-                           {"client_id": sandbox.DEMO_CLIENT_ID, "client_secret": sandbox.DEMO_SECRET}, portal=True)
+                           {"client_id": sandbox.DEMO_CLIENT_ID, "client_secret": sandbox.DEMO_SECRET}, portal=True,
+                           make_app_for=make_app_for, customer_section=customer_section)
 
 
 connector = BlumiraConnector()

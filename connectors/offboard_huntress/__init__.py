@@ -46,8 +46,19 @@ class HuntressConnector(VendorConnector[HuntressSettings, HuntressSession]):
             return {"organization_id": sandbox.CUSTOMER_ORG, "base_url": base_url,
                     "rate_window_seconds": 60.0 * time_scale}
 
+        def org_of(index: int) -> int:  # the neighbour (43) stays every customer's neighbour
+            return sandbox.CUSTOMER_ORG if index == 0 else sandbox.NEIGHBOUR_ORG + index
+
+        def make_app_for(time_scale: float, customers: int) -> Any:
+            more = {org_of(i): 8 for i in range(1, customers)}
+            return sandbox.HuntressSandbox(time_scale=time_scale, more_customers=more).app
+
+        def customer_section(base_url: str, time_scale: float, index: int) -> dict[str, Any]:
+            return {**section(base_url, time_scale), "organization_id": org_of(index)}
+
         return sandbox_kit(sandbox.HuntressSandbox, section,
-                           {"api_key": sandbox.DEMO_KEY, "api_secret": sandbox.DEMO_SECRET}, portal=True)
+                           {"api_key": sandbox.DEMO_KEY, "api_secret": sandbox.DEMO_SECRET}, portal=True,
+                           make_app_for=make_app_for, customer_section=customer_section)
 
 
 connector = HuntressConnector()

@@ -352,15 +352,20 @@ class ExitConfig:
             return None
         return key if key.is_absolute() else self.path.parent / key
 
-    def fingerprint(self) -> str:
-        """Identifies the exit a plan belongs to: the customer and each vendor's scope."""
+    def definition(self) -> dict[str, Any]:
+        """The exit a plan belongs to: the customer and each vendor's scope (kept in the plan, so a
+        refusal can name the setting that changed)."""
         data: dict[str, Any] = {
             "customer": self.customer.name,
             "vendors": {n: s.scope_key() for n, s in sorted(self.vendors.items())},
         }
         if self.psa is not None:  # the plan records the scope in this ticket: another ticket, another plan
             data["psa"] = self.psa.scope_key()
-        return hashlib.sha256(canonical_json(data).encode()).hexdigest()
+        return data
+
+    def fingerprint(self) -> str:
+        """Identifies the exit a plan belongs to (a digest of ``definition``)."""
+        return hashlib.sha256(canonical_json(self.definition()).encode()).hexdigest()
 
 
 def load_config(path: Path, connector_models: Mapping[str, type[SectionSettings]],

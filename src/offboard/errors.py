@@ -9,6 +9,8 @@ from __future__ import annotations
 from enum import IntEnum
 from pathlib import Path
 
+from offboard import hints
+
 
 class ExitCode(IntEnum):
     OK = 0
@@ -117,7 +119,7 @@ class RunInterrupted(OffboardError):
         self.run_id = run_id
         self.config: Path | None = None  # the exit's config file, for the exact resume command
         super().__init__(f"interrupted: everything done so far is in the audit log; "
-                         f"resume with `offboard apply --resume {run_id}`")
+                         f"resume with `{hints.resume(run_id)}`")
 
 
 class GateRefused(OffboardError):

@@ -167,6 +167,7 @@ class Plan(_Model):
     ticket: str = ""
     monitoring_after_exit: str = ""
     config_fingerprint: str  # which exit definition this plan was made for
+    exit_definition: dict[str, Any] = Field(default_factory=dict)  # what the fingerprint digests, to name changes
     vendors: tuple[VendorPlan, ...]
     checksum: str = ""
 

@@ -60,7 +60,13 @@ def test_confirm_exits_0_once_recorded_and_lists_what_remains_while_status_keeps
     assert done.code == 0, done.out + done.err  # the old code exited 3 after every successful confirmation
     said = " ".join(done.out.split())
     assert f"Confirmed {item} by J. Doe" in said
-    assert "manual item(s) waiting for a person" in said and "Manual items (no API)" in said
+    # What changed and how many remain; the list itself is `status --pending`'s (issue 22: no reprinted table).
+    assert "manual item(s) of this run remain" in said and "Manual items (no API)" not in said
+    listing = f"offboard status --pending --run {done.out.split(' in run ')[1].split('.')[0]} -c {config}"
+    assert listing in said
+    pending = cli("status", "--pending", "-c", str(config))
+    assert pending.code == 0 and item not in pending.out.split()
+    assert said.count("remain") == 1 and f"{len(pending.out.split())} manual item(s) of this run remain" in said
     assert cli("status", "-c", str(config)).code == 3  # pending work is status's to report
 
     again = cli("confirm", item, "--by", "J. Doe", "--note", "twice", "-c", str(config))

@@ -103,8 +103,11 @@ def test_a_stale_plan_is_refused_before_anything_is_written(harness: Harness) ->
         plan = engine.make_plan(harness.cfg, s)
         harness.sandbox.agents[5000] = {"id": 5000, "organization_id": CUSTOMER_ORG, "hostname": "ACME-NEW-01",
                                         "platform": "windows", "firewall_status": "Enabled"}
-        with pytest.raises(BadInput, match="plan is stale"):
+        with pytest.raises(BadInput, match="plan is stale") as refused:
             engine.apply(plan, harness.cfg, s, overrides=engine.Overrides(preflight="x"))
+    # It names what changed (issue 22), and nothing that did not.
+    said = str(refused.value)
+    assert re.search(r"changed since the plan was made \([^)]*\): 1 new: ACME-NEW-01; make a new plan", said), said
     assert harness.sandbox.deletes() == []
     assert not any(p.is_dir() for p in harness.cfg.runs_dir.glob("*"))  # no run folder was made
 
@@ -117,8 +120,25 @@ def test_a_plan_made_for_another_customer_is_refused(harness: Harness, tmp_path:
     other = load(write_config(other_dir, extra=""))
     other = dataclasses.replace(other, core=other.core.model_copy(
         update={"customer": other.customer.model_copy(update={"name": "Globex"})}))
-    with harness.sessions() as s, pytest.raises(BadInput, match="different exit definition"):
+    with harness.sessions() as s, pytest.raises(BadInput) as refused:
         engine.apply(plan, other, s)
+    said = str(refused.value)
+    assert "customer is now 'Globex' (the plan's: 'Acme Dental')" in said and said.count(" is now ") == 1, said
+
+
+def test_a_plan_for_the_same_customer_at_another_address_names_the_setting(harness: Harness) -> None:
+    """A sandbox restarted on another port (issue 22): the refusal names huntress.base_url, not 'a
+    different exit definition (customer ...)' of the very same customer."""
+    with harness.sessions() as s:
+        plan = engine.make_plan(harness.cfg, s)
+    vendor = harness.cfg.vendors["huntress"]
+    moved = dataclasses.replace(harness.cfg, vendors={
+        "huntress": vendor.model_copy(update={"base_url": "http://127.0.0.1:4999"})})
+    with harness.sessions() as s, pytest.raises(BadInput) as refused:
+        engine.apply(plan, moved, s)
+    said = str(refused.value)
+    assert f"huntress.base_url is now 'http://127.0.0.1:4999' (the plan's: '{vendor.base_url}')" in said, said
+    assert "different exit definition" not in said and "`offboard plan -o FILE -c " in said
 
 
 class SimulatedCrash(BaseException):

@@ -105,3 +105,40 @@ def test_a_wait_the_limiter_paces_is_said_once_per_interval_and_a_long_one_alway
     assert said == ["Vendor: waiting 2s for the rate limit",
                     "Vendor: waiting 60s for the rate limit (the vendor answered 429)",
                     "Vendor: waiting 2s before retrying (HTTP 503)"]
+
+
+def test_quiet_apply_into_a_log_prints_no_progress_line(cli: Any, tmp_path: Path,
+                                                        slow_window: tuple[HuntressSandbox, Path]) -> None:
+    """`-q` is for cron and RMM runs (issue 22): only warnings and errors, terminal or not."""
+    _, config = slow_window
+    assert cli("plan", "-c", str(config), "-o", str(tmp_path / "exit.plan.json")).code == 0
+    result = cli("-q", "apply", str(tmp_path / "exit.plan.json"), "-c", str(config), "--unattended",
+                 "--override-preflight", "lab")
+    assert result.code == 3, result.err
+    assert not [line for line in (result.out + result.err).splitlines() if STAMP.match(line)], result.out
+    assert result.out.strip() == ""
+
+
+def test_each_vendor_lane_shows_its_own_step_and_the_eta_counts_the_waits() -> None:
+    """Issue 22: the bar showed Blumira's step while Huntress removed agents, and "ETA 0:00:02"
+    beside "waiting 48s for the rate limit"."""
+    now = [0.0]
+    screen = io.StringIO()
+    bar = RichProgress(Console(file=screen, force_terminal=True, width=120, color_system=None),
+                       clock=lambda: now[0])
+    bar.start(10, 0)
+    bar.step("Huntress", Step(id="a", vendor="huntress", title="3. Remove endpoint coverage"), 6)
+    bar.step("Blumira", Step(id="b", vendor="blumira", title="8. Blumira support confirms"), 4)
+    now[0] = 2.0
+    bar.advance(Action(id="huntress.a.1", vendor="huntress", step="a", kind="api", operation="remove",
+                       target=Target(type="agent", id="1", name="ACME-PC01"), summary="remove"), "action.succeeded")
+    assert bar.eta() == pytest.approx(18.0)  # 2 s an action so far, 9 to go
+    bar.waiting(Wait("Huntress", 48.0, "rate_limit", "for the rate limit"))
+    assert bar.eta() == pytest.approx(48.0)  # never less than the wait still to sit through
+    assert bar.lane_text("Huntress") == "waiting 48s for the rate limit"
+    assert bar.lane_text("Blumira") == ""  # Blumira is not waiting
+    bar._progress.refresh()
+    drawn = screen.getvalue()
+    bar.finish()
+    assert "Huntress: 3. Remove endpoint coverage" in drawn and "Blumira: 8. Blumira support confirms" in drawn
+    assert "1 done" in drawn and "ETA 0:00:48" in drawn

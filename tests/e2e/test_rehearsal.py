@@ -107,6 +107,40 @@ def test_the_readmes_rehearsal_runs_as_written_against_sandbox_serve(folder: Pat
     assert "organization_id = 42" in config and 'key_file = "signing-key.pem"' in config
 
 
+def test_the_batch_rehearsal_runs_as_written_against_sandbox_serve(folder: Path, tmp_path: Path) -> None:
+    """docs/rehearsal.md's "Rehearse a batch" (issue 22): `sandbox serve --customers 3`, then the
+    batch's commands as written."""
+    env = environment(tmp_path / "home")
+    (serve_command, _), = commands(sh_block("rehearse-batch-serve"))
+    steps = commands(sh_block("rehearse-batch-steps"))
+    assert any("batch apply" in c for c, _ in steps) and "--customers 3" in serve_command
+    log = tmp_path / "serve.log"
+    with log.open("wb") as out:
+        serve = subprocess.Popen(["bash", "-c", f"exec {serve_command} --fast"], cwd=folder, env=env,
+                                 stdout=out, stderr=subprocess.STDOUT)
+    try:
+        wait_for(folder / "rehearsal-batch" / "sandbox.env", serve, log)
+        status = tmp_path / "status"
+        script = "".join(f"{command}\necho \"{n} $?\" >> {status}\n" for n, (command, _) in enumerate(steps))
+        done = subprocess.run(["bash", "-c", script], cwd=folder, env=env, capture_output=True, text=True,
+                              timeout=900, check=False)
+        codes = dict(line.split() for line in status.read_text().splitlines())
+        got = [(command, int(codes.get(str(n), -1))) for n, (command, _) in enumerate(steps)]
+        assert got == steps, done.stdout[-4000:] + done.stderr[-4000:]
+        said = done.stdout + done.stderr
+        assert "Batch plan: 3 customer(s)" in said and "Blocks apply for 1 exit(s)" in said
+        assert "Sandbox customer 3: Huntress: 3. Remove endpoint coverage (EDR agents) (8 to do)" in said
+        assert said.count("waiting for a person") >= 3
+        # Each customer is an exit of its own: its config, its run, its checklist (notify.sent confirmed).
+        pending = subprocess.run(["bash", "-c", ". rehearsal-batch/sandbox.env && offboard status --pending "
+                                  "-c rehearsal-batch/exits/customer-3.toml"], cwd=folder, env=env,
+                                 capture_output=True, text=True, timeout=120, check=False)
+        assert pending.returncode == 0 and "blumira.notify.sent" not in pending.stdout.split(), pending.stdout
+    finally:
+        code = stop(serve)
+    assert code == 0, log.read_text()
+
+
 def test_sandbox_serve_never_overwrites_a_config_it_did_not_write(folder: Path, tmp_path: Path) -> None:
     (folder / "rehearsal").mkdir()
     mine = folder / "rehearsal" / "config.toml"

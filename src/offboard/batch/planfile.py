@@ -50,6 +50,12 @@ class Estimate(_Model):
         """Alone at its accounts' limits: its vendors run at once, the slowest sets the time."""
         return max((minimum_seconds(v.calls, v.limit, v.window_seconds) for v in self.loads), default=0.0)
 
+    @property
+    def seconds_of_ceiling(self) -> float:
+        """Its share of its busiest account's time at the ceiling: its calls at the limit's pace
+        (the accounts' wall times are made of these; a first window's burst is not counted)."""
+        return max((v.calls / v.limit * v.window_seconds for v in self.loads if v.limit > 0), default=0.0)
+
 
 class BatchExit(_Model):
     slug: str

@@ -31,7 +31,7 @@ from offboard.connectors import Check
 from offboard.engine.guards import check_plan_fits
 from offboard.engine.scope_guard import OWNER_READS_PER_WRITE
 from offboard.errors import BadInput, ExitCode, OffboardError, RunInterrupted
-from offboard.plan import Action, Plan, now_iso
+from offboard.plan import Action, Plan, Step, now_iso
 from offboard.proof import bundle as bundles
 from offboard.rundir import make_private_dirs
 
@@ -171,10 +171,18 @@ class ExitOutcome:
 
 class _Stoppable(engine.NoProgress):
     """Ctrl-C of a batch: each running exit stops after the action it is on, recorded as
-    interrupted in its own log (the engine's Ctrl-C path), resumable."""
+    interrupted in its own log (the engine's Ctrl-C path), resumable. Each runbook step an exit
+    begins is reported (a line per exit per step), so a batch is never silent for minutes."""
 
-    def __init__(self, stop: threading.Event) -> None:
+    def __init__(self, stop: threading.Event, say: Callable[[str], None] = lambda _text: None) -> None:
         self._stop = stop
+        self._say = say
+
+    def step(self, vendor: str, step: Step, todo: int) -> None:
+        self._say(f"{vendor}: {step.title} ({todo} to do)")
+
+    def phase(self, text: str) -> None:
+        self._say(text)
 
     def advance(self, action: Action, event: str) -> None:
         if self._stop.is_set():
@@ -228,15 +236,18 @@ def apply_batch(batch: Batch, *, resume: bool, overrides: engine.Overrides, open
         if report is not None:
             report(e.slug, "starting" if todo == "apply" else f"resuming run {st.run.run_id if st.run else '?'}")
         run_id = st.run.run_id if st.run else None
+        progress = _Stoppable(stop, (lambda text: report(e.slug, text)) if report is not None else lambda _t: None)
         try:
             with opener(cfg) as sessions:
                 if todo == "apply":
-                    result = engine.apply(e.plan, cfg, sessions, overrides=overrides, progress=_Stoppable(stop))
+                    result = engine.apply(e.plan, cfg, sessions, overrides=overrides, progress=progress)
                 else:
                     assert run_id is not None
-                    result = engine.resume(run_id, cfg, sessions, overrides=overrides, progress=_Stoppable(stop))
+                    result = engine.resume(run_id, cfg, sessions, overrides=overrides, progress=progress)
+            # A gate's stop names the gates (the open incident, the isolated host), not just "a gate".
+            said = result.message or "; ".join(f"{f.vendor}: {f.detail}" for f in result.blocking if f.blocking)
             out = ExitOutcome(e.slug, e.customer, "applied" if todo == "apply" else "resumed", int(result.exit_code),
-                              result.run.run_id, result.message)
+                              result.run.run_id, said)
         except RunInterrupted as exc:
             out = ExitOutcome(e.slug, e.customer, "interrupted", int(ExitCode.INTERRUPTED), exc.run_id,
                               "stopped after the action it was on")

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Annotated, NoReturn
 import typer
 
 from offboard import connectors as registry
-from offboard import engine
+from offboard import engine, hints
 from offboard.cli import conventions, jsonout, render, stopped, watch_cmd
 from offboard.cli.batch_cmd import batch_app
 from offboard.cli.sandbox_cmd import sandbox_app
@@ -119,22 +119,21 @@ def plan(
         with render.err.status("Reading what the customer still has (read-only)…"):
             the_plan = engine.make_plan(cfg, sessions)
         visibility = sessions.ticket.visibility_line if sessions.ticket is not None else None
-        if not as_json:
-            render.plan_view(the_plan)
-            if sessions.ticket is not None:
-                render.out.print(sessions.ticket.visibility_line or f"{sessions.ticket.ref}: its visibility could "
-                                 "not be read now; apply reads it before posting anything", soft_wrap=True,
-                                 markup=False)
+        if not as_json and sessions.ticket is not None:  # before the plan, whose last lines name what blocks apply
+            render.out.print(sessions.ticket.visibility_line or f"{sessions.ticket.ref}: its visibility could "
+                             "not be read now; apply reads it before posting anything", soft_wrap=True,
+                             markup=False)
         ready = engine.check_machine(cfg)  # this machine's gates, shown as the vendors' are: apply would refuse
-        if ready.gates and not as_json:
-            render.out.print(render.findings_table(ready.gates))
+        if not as_json:
+            render.plan_view(the_plan, ready.gates)
         signature = None
         if out is not None:
             with writing_output(out, "plan"):
                 write_plan(the_plan, out)
                 signature = sign_plan(ready.signer, the_plan, out) if ready.signer is not None else None
             signed = f" and signed ({signature.name})" if signature is not None else ""
-            render.out.print(f"Saved to {out}{signed}. Review it, then run: offboard apply {out}", soft_wrap=True)
+            then = hints.command("apply", out, config=config)
+            render.out.print(f"Saved to {out}{signed}. Review it, then run: {then}", soft_wrap=True, markup=False)
             if sessions.ticket is not None:  # the exit's scope in its PSA ticket, once
                 ticket_note = engine.record_scope(sessions.ticket, the_plan)
     if ticket_note is not None:
@@ -224,7 +223,13 @@ def _finish(result: engine.RunResult, signature: str | None, warnings: list[str]
         if result.checks:
             render.out.print(render.checks_table(result.checks))
         if result.pending:
-            render.out.print(render.manual_table(result.pending))
+            render.out.print(render.manual_table(result.pending, folded=True))
+            render.out.print(f"Do each, then: {hints.confirm(result.run.run_id, config)}", soft_wrap=True,
+                             markup=False)
+            if len(result.pending) > render.MAX_MANUAL_ROWS:
+                listing = hints.command("status", "--pending", run=result.run.run_id, config=config)
+                render.out.print(f"… and {len(result.pending) - render.MAX_MANUAL_ROWS} more manual item(s); "
+                                 f"all of them: {listing}", soft_wrap=True, markup=False)
     if result.tally is not None:  # the engine's one count of the run (confirm and status print the same)
         render.out.print(result.summary(), markup=False, soft_wrap=True)
     check = verify_file(result.run.audit_path)
@@ -307,15 +312,20 @@ def confirm_cmd(
         if as_json:
             jsonout.confirm(result, by, ExitCode.FAILED)
         raise typer.Exit(ExitCode.FAILED)
-    render.out.print(f"Confirmed {item} by {by} in run {run_id}.", markup=False)
+    render.out.print(f"Confirmed {result.action.id} by {by} in run {run_id}.", markup=False)
     render.documents(result.documents)
     for line in result.ticket:
         render.out.print(line, soft_wrap=True, markup=False)
-    if result.remaining and not as_json:
-        render.out.print(render.manual_table(result.remaining))
     render.out.print(result.summary(), markup=False, soft_wrap=True)  # the same counts apply and status print
     if result.to_resume:
-        render.out.print(f"Continue with: offboard apply --resume {run_id}", markup=False, soft_wrap=True)
+        render.out.print(f"{len(result.to_resume)} action(s) of this run have not run yet; continue with: "
+                         f"{hints.resume(run_id, config)}", markup=False, soft_wrap=True)
+    if result.remaining:  # the count and where the list is: the list itself is `status`'s job
+        render.out.print(f"{len(result.remaining)} manual item(s) of this run remain; they are listed by: "
+                         f"{hints.command('status', '--pending', run=run_id, config=config)}",
+                         markup=False, soft_wrap=True)
+    else:
+        render.out.print("Every manual item of this run is confirmed.")
     if as_json:
         jsonout.confirm(result, by, ExitCode.OK)
 
@@ -327,14 +337,22 @@ def status_cmd(
     run: RunOpt = None,
     config: ConfigOpt = Path("config.toml"),
     every_object: Annotated[bool, typer.Option("--all", help="One row per object, not counts per step.")] = False,
+    pending: Annotated[bool, typer.Option("--pending", help="For scripts: only the ids of the manual items still "
+                                          "pending, one per line (what `offboard confirm` takes).")] = False,
+    last_run: Annotated[bool, typer.Option("--last-run", help="For scripts: only the run's id (default: the "
+                                           "latest run's), one line.")] = False,
     json_out: JsonOpt = False,
 ) -> None:
     """Every step of a run: done / verified / manual-pending / confirmed / skipped (with the reason).
 
-    Exit 0 when everything is done, 3 while manual items are pending, 1 when something failed."""
+    Exit 0 when everything is done, 3 while manual items are pending, 1 when something failed
+    (with --pending or --last-run: 0 whenever the run was read)."""
     as_json = _json(json_out)
     cfg = _config(config)
-    run_dir, rows = engine.status(_run_id("status", run, old_run_id) or engine.latest_run_id(cfg), cfg)
+    run_id = _run_id("status", run, old_run_id) or engine.latest_run_id(cfg)
+    if last_run or pending:
+        _status_for_scripts(run_id, cfg, pending=pending)
+    run_dir, rows = engine.status(run_id, cfg)
     states = {r.state for r in rows}
     code = (ExitCode.FAILED if states & {"failed", "unknown", "blocked", "interrupted", "not started"} else
             ExitCode.MANUAL_PENDING if states & {"manual-pending", "waiting"} else ExitCode.OK)
@@ -347,6 +365,16 @@ def status_cmd(
         for line in engine.watch_summary(run_dir):  # after the exit (`offboard watch`)
             render.out.print(line, soft_wrap=True, markup=False)
     raise typer.Exit(code)
+
+
+def _status_for_scripts(run_id: str, cfg: ExitConfig, *, pending: bool) -> NoReturn:
+    """Bare lines a shell loop reads (`for item in $(offboard status --pending)`): no table, no color."""
+    if not pending:
+        sys.stdout.write(run_id + "\n")
+        raise typer.Exit(ExitCode.OK)
+    _, rows = engine.status(run_id, cfg)
+    sys.stdout.write("".join(f"{r.action.id}\n" for r in rows if r.state == "manual-pending"))
+    raise typer.Exit(ExitCode.OK)
 
 
 @audit_app.command("verify")
@@ -503,9 +531,28 @@ def bundle(
         raise BadInput("a bundle is signed with the MSP's key and there is none: make one with `offboard keys init`")
     dest = out or Path(f"{run_dir.run_id}.tar.gz")
     manifest = bundles.create(run_dir, signer, dest)
+    key, export = _public_key_of(cfg, signer, config)
+    check = hints.command("bundle", "verify", dest, extra=["--public-key", key])
     render.out.print(f"Bundle written to {dest}: {len(manifest.members)} members, signed by {signer.fingerprint}. "
-                     f"Check it with `offboard bundle verify {dest} --public-key msp.pub`.", soft_wrap=True,
-                     markup=False)
+                     + (f"Write its public key with `{export}`, then check" if export else "Check")
+                     + f" it with: {check}", soft_wrap=True, markup=False)
+
+
+def _public_key_of(cfg: ExitConfig, signer: signing.Signer, config: Path) -> tuple[Path, str | None]:
+    """Where the signer's public key is (msp.pub here, beside the config or beside the key file), or
+    where to write it and the command that does."""
+    pem = signing.public_pem(signer.public)
+    places = [Path("msp.pub"), cfg.path.parent / "msp.pub"]
+    if cfg.signing_key_file is not None:
+        places.append(cfg.signing_key_file.parent / "msp.pub")
+    for place in dict.fromkeys(places):
+        try:
+            if place.read_bytes().strip() == pem.strip():
+                return place, None
+        except OSError:
+            continue
+    place = cfg.path.parent / "msp.pub"
+    return place, hints.command("keys", "export", "-o", place, config=config)
 
 
 def _bundle_verdict(file: Path, check: bundles.BundleCheck) -> NoReturn:
@@ -543,6 +590,7 @@ def keys_init(
                                              "share with customers and auditors.")] = Path("msp.pub"),
     force: Annotated[bool, typer.Option("--force", help="Replace an existing key in the keyring (runs signed "
                                         "with the old key then need the old public key).")] = False,
+    config: ConfigOpt = Path("config.toml"),
 ) -> None:
     """Make the MSP's Ed25519 signing key and write its public key to share (msp.pub)."""
     if key_file is None and not force and signing.load_signer(None) is not None:
@@ -561,14 +609,29 @@ def keys_init(
     else:
         with writing_output(key_file, "private key"):
             signing.write_key_file(key, key_file)
-        where = f"{key_file} (set [signing] key_file = \"{key_file}\" in config.toml)"
+        where = f"{key_file} ({_key_file_setting(key_file, config)})"
     with writing_output(public_key, "public key"):
         public_key.write_bytes(signing.public_pem(key.public_key()))
     render.out.print(f"Signing key {signing.fingerprint(key.public_key())} kept in {where}.", soft_wrap=True,
                      markup=False)
     render.out.print(f"Public key written to {public_key}: share it with customers and auditors; "
-                     f"`offboard audit verify audit.jsonl --public-key {public_key}` checks a run with it.",
-                     soft_wrap=True)
+                     f"`{hints.command('bundle', 'verify', 'FILE', extra=['--public-key', public_key])}` checks a "
+                     "run's bundle with it.", soft_wrap=True, markup=False)
+
+
+def _key_file_setting(key_file: Path, config: Path) -> str:
+    """What the config needs for runs to be signed with ``key_file``: nothing when it names it already."""
+    named = None
+    if config.is_file():
+        try:
+            named = _config(config).signing_key_file
+        except BadInput:
+            named = None  # a config that does not load yet: say what to set
+    if named is not None and named.resolve() == key_file.resolve():
+        return f"{config} names it already: [signing] key_file"
+    relative = Path(os.path.relpath(key_file.resolve(), config.resolve().parent))
+    target = config if config.is_file() else "the exit's config"
+    return f"set [signing] key_file = \"{relative}\" in {target}"
 
 
 @keys_app.command("export")

@@ -17,7 +17,7 @@ from rich.table import Table
 
 from offboard import batch as batches
 from offboard import connectors as registry
-from offboard import engine
+from offboard import engine, hints
 from offboard.batch.run import Report
 from offboard.cli import render, schedule
 from offboard.cli import watch_cmd as watch_cmd_module
@@ -57,6 +57,14 @@ def _say(customer_of: dict[str, str]) -> Report:
     return report
 
 
+def _shown(path: Path) -> str:
+    """A path as the user would type it from here: relative when it is below this folder."""
+    try:
+        return str(path.relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
+
+
 def _duration(seconds: float) -> str:
     s = round(seconds)
     if s < 60:
@@ -68,17 +76,31 @@ def _duration(seconds: float) -> str:
 def plan_table(bp: batches.BatchPlan) -> Table:
     table = Table(title=f"Batch plan: {len(bp.exits)} customer(s)", title_justify="left")
     for col in ("Customer", "Vendors", "Removals by API", "Evidence exports", "Manual items", "Calls (≈)",
-                "Alone at the ceiling"):
+                "Its calls at the ceiling", "Blocks apply"):
         table.add_column(col, overflow="fold")
     for e in bp.exits:
         est = e.estimate
-        gates = f" ({est.gates} gate)" if est.gates else ""
+        holds = f" ({est.gates} hold a vendor)" if est.gates else ""
+        gates = sorted({f"{f.vendor} {f.kind.replace('_', ' ')}" for v in e.plan.vendors for f in v.findings
+                        if f.blocking})
         table.add_row(escape(e.customer), ", ".join(v.vendor for v in est.loads), f"{est.removals:,}",
-                      f"{est.exports:,}", f"{est.manual:,}{gates}", f"{est.calls:,}", _duration(est.seconds_at_ceiling))
+                      f"{est.exports:,}", f"{est.manual:,}{holds}", f"{est.calls:,}", _duration(est.seconds_of_ceiling),
+                      f"[bold red]{escape(', '.join(gates))}[/]" if gates else "no")
     table.add_row("[bold]all[/]", "", f"{sum(e.estimate.removals for e in bp.exits):,}",
                   f"{sum(e.estimate.exports for e in bp.exits):,}", f"{sum(e.estimate.manual for e in bp.exits):,}",
-                  f"{sum(e.estimate.calls for e in bp.exits):,}", "")
+                  f"{sum(e.estimate.calls for e in bp.exits):,}", "", "")
     return table
+
+
+def gate_lines(bp: batches.BatchPlan) -> list[str]:
+    """Each exit's blocking gates in full, last: `batch apply` stops those exits (exit 4) until
+    they are handled and passed with --override-preflight."""
+    lines = [f"{e.customer}: " + "; ".join(f"{f.vendor}: {f.detail}" for f in gates)
+             for e in bp.exits if (gates := [f for v in e.plan.vendors for f in v.findings if f.blocking])]
+    if not lines:
+        return ["No gate blocks any exit."]
+    return [f"Blocks apply for {len(lines)} exit(s) (those stop with exit 4 until handled and passed with "
+            "--override-preflight REASON):", *(f"  {line}" for line in lines)]
 
 
 def accounts_table(bp: batches.BatchPlan) -> Table:
@@ -133,10 +155,15 @@ def plan_cmd(
     render.out.print(accounts_table(bp))
     render.out.print(f"Estimated wall time at the accounts' ceilings: {_duration(bp.seconds_at_ceiling)} "
                      "(the accounts are drawn on at once; manual items are extra).", soft_wrap=True)
+    for line in gate_lines(bp):
+        render.out.print(line, soft_wrap=True, markup=False)
     if out is not None:
         batches.write_batch_plan(bp, out)
-        render.out.print(f"Saved to {out}. Review it, then run: offboard batch apply {out}", soft_wrap=True,
-                         markup=False)
+        if any(s.cfg.path.resolve().is_relative_to(expand_into) for s in specs):
+            render.out.print(f"Each customer's exit config was written to {_shown(expand_into)}/<customer>/config.toml "
+                             "(its runs go beside it).", soft_wrap=True, markup=False)
+        render.out.print(f"Saved to {out}. Review it, then run: {hints.command('batch', 'apply', out)}",
+                         soft_wrap=True, markup=False)
 
 
 @batch_app.command("apply")
@@ -167,8 +194,8 @@ def apply_cmd(
     render.out.print(status_table(b, states))
     code = batches.batch_exit_code(outcomes, states)
     if code != ExitCode.OK:
-        render.error(f"some exits are not done: `offboard batch status {plan}` shows each; after a person's "
-                     f"confirmations or a fix, `offboard batch apply --resume {plan}`")
+        render.error(f"some exits are not done: `{hints.command('batch', 'status', plan)}` shows each; after a "
+                     f"person's confirmations or a fix, `{hints.command('batch', 'apply', '--resume', plan)}`")
     raise typer.Exit(code)
 
 
@@ -228,7 +255,8 @@ def confirm_cmd(
         else:
             render.out.print(f"{names[slug]}: confirmed {item} (run {r.run.run_id})", markup=False)
     if any(not isinstance(r, str) and r.to_resume for _, r in results):
-        render.out.print(f"Actions held until now run with: offboard batch apply --resume {plan}", markup=False)
+        render.out.print(f"Actions held until now run with: {hints.command('batch', 'apply', '--resume', plan)}",
+                         markup=False, soft_wrap=True)
     raise typer.Exit(ExitCode.FAILED if refused else ExitCode.OK)
 
 

@@ -8,13 +8,14 @@ plan -> apply -> verify -> audit path in seconds, with no vendor account.
 from __future__ import annotations
 
 import os
+from collections import Counter
 from datetime import date
 from pathlib import Path
 
 from pydantic import SecretStr
 
 from offboard import connectors as registry
-from offboard import engine
+from offboard import engine, hints
 from offboard.cli import render
 from offboard.cli.sandbox_cmd import (
     FAST,
@@ -86,10 +87,11 @@ def run_demo(directory: Path, *, keep: bool = False, psa: str | None = None) -> 
         with engine.open_sessions(cfg, available, creds=creds) as sessions:
             render.rule("1. plan (dry run: read-only)")
             plan = engine.make_plan(cfg, sessions)
-            render.plan_view(plan)
+            render.plan_outline(plan)
             plan_path = directory / "exit.plan.json"
             write_plan(plan, plan_path)
-            render.out.print(f"Plan saved to {plan_path}", soft_wrap=True)
+            render.out.print(f"Plan saved to {plan_path}: every object and call of it.",
+                             soft_wrap=True, markup=False)
             if sessions.ticket is not None:
                 render.out.print(engine.record_scope(sessions.ticket, plan), soft_wrap=True, markup=False)
 
@@ -105,9 +107,10 @@ def run_demo(directory: Path, *, keep: bool = False, psa: str | None = None) -> 
                              f"API, failed {c['failed']}. Every write was checked against the exit's scope first; "
                              f"{outside} object(s) seen outside it were left untouched.")
             while result.pending:
-                render.out.print(render.manual_table(result.pending))
-                render.out.print("A real run stops here with exit 3. The demo plays the technician: it does each "
-                                 "item in the sandbox and confirms it (`offboard confirm ITEM --by NAME`).")
+                confirm_hint = hints.confirm(result.run.run_id, config_path)
+                render.out.print(f"{len(result.pending)} manual item(s) (no API) are on the checklist: a real "
+                                 "run stops here with exit 3. The demo plays the technician: it does each item in the "
+                                 f"sandbox and confirms it (`{confirm_hint}`).", markup=False, soft_wrap=True)
                 to_resume = []
                 for action in result.pending:
                     kit = kits[action.vendor]
@@ -122,15 +125,18 @@ def run_demo(directory: Path, *, keep: bool = False, psa: str | None = None) -> 
                 if not to_resume:
                     break
                 render.out.print(f"{len(to_resume)} action(s) waited for those confirmations; the run continues "
-                                 f"(`offboard apply --resume {result.run.run_id}`).")
+                                 f"(`{hints.resume(result.run.run_id, config_path)}`).", markup=False, soft_wrap=True)
                 result = engine.resume(result.run.run_id, cfg, sessions, progress=render.make_progress())
             if sessions.ticket is not None:
                 ticket_rows, ticket_ref = _ticket_rows(sessions.ticket), sessions.ticket.ref
 
         render.rule("3. status and verification")
         run_obj, rows = engine.status(result.run.run_id, cfg)
-        render.out.print(render.status_table(run_obj.run_id, rows))
-        render.out.print(render.checks_table(result.checks))
+        states = Counter(r.state for r in rows)
+        render.out.print(f"Run {run_obj.run_id}: " + ", ".join(f"{n} {s}" for s, n in states.most_common())
+                         + f". Every step: {hints.command('status', run=run_obj.run_id, config=config_path)}",
+                         soft_wrap=True, markup=False)
+        render.out.print(render.checks_table(result.checks, sample=5))
         render.rule("4. audit")
         check = verify_file(result.run.audit_path)
         if not check.ok:
@@ -141,22 +147,23 @@ def run_demo(directory: Path, *, keep: bool = False, psa: str | None = None) -> 
         for notice in sorted(result.run.path.rglob("*.eml")):
             render.out.print(f"Notice:    {notice}  (in a real exit you send it yourself; the demo recorded it "
                              "as sent)", soft_wrap=True)
-        render.out.print(f"Check it yourself: offboard audit verify {result.run.audit_path} "
-                         f"--public-key {public_key}", soft_wrap=True)
+        audit_check = hints.command("audit", "verify", result.run.audit_path, extra=["--public-key", public_key])
+        render.out.print(f"Check it yourself: {audit_check}", soft_wrap=True, markup=False)
         if ticket_rows:
             render.rule("5. the exit's PSA ticket")
-            render.out.print(render.ticket_table(ticket_rows, ticket_ref))
+            render.out.print(render.ticket_table(ticket_rows, ticket_ref, fold=True))
         unfinished = [r for r in rows if r.state not in ("done", "verified", "confirmed", "skipped")]
         if unfinished or any(not c.passed for c in result.checks):
             render.error(f"demo: {len(unfinished)} item(s) not finished; see the status table above")
             return ExitCode.FAILED
         if keep:
             env = directory / "sandbox.env"
-            atomic_write_text(env, env_text({**kits, **psa_kits}, {**urls, **psa_urls}))
+            atomic_write_text(env, env_text({**kits, **psa_kits}, {**urls, **psa_urls}, config_path))
             render.rule("6. the sandboxes stay up")
             announce(config_path, env, {**kits, **psa_kits}, {**urls, **psa_urls},
                      {**names, **{n: psas[psa_name].display_name for n in psa_kits if psa_name}})
-            wait_until_interrupted(f"Try any command on them, e.g. offboard verify -c {config_path}.")
+            wait_until_interrupted(f"Try any command on them once `. {env}` is run in your shell, e.g. "
+                                   f"`{hints.command('verify', config=config_path)}`.")
     return ExitCode.OK
 
 

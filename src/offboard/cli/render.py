@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import math
+import re
 import sys
 import threading
 import time
@@ -16,7 +17,6 @@ from rich.console import Console
 from rich.markup import escape as rich_escape
 from rich.progress import (
     BarColumn,
-    MofNCompleteColumn,
     Progress,
     ProgressColumn,
     Task,
@@ -120,7 +120,53 @@ def findings_table(findings: Sequence[Finding]) -> Table:
     return table
 
 
-def plan_view(plan: Plan) -> None:
+def id_column(table: Table, header: str, ids: Sequence[str], *, max_width: int | None = None) -> None:
+    """A column of ids a person pastes: never wrapped or cut; the other columns give way. Cells that are
+    no id (a name, a count) are given as ``Text(..., no_wrap=False)`` and wrap within ``max_width``."""
+    # no_wrap keeps the column out of rich's collapsing; min_width holds it even in the last resort.
+    widest = max((len(i) for i in ids), default=0)
+    table.add_column(header, no_wrap=True, overflow="fold", min_width=widest,
+                     max_width=None if max_width is None else max(widest, max_width))
+
+
+_PATH = re.compile(r"[\w.-]+(?:/[\w.-]+)+\.\w+")  # a relative file path, e.g. evidence/<vendor>/x.eml
+
+
+def pasted_width(texts: Sequence[str]) -> int | None:
+    """The width a text column needs so no file path in it is folded mid-word (None: it has none)."""
+    paths = [len(m) for t in texts for m in _PATH.findall(t)]
+    return max(paths) if paths else None
+
+
+def folded(items: Sequence[str], shown: int) -> str:
+    """A long list as its first few and a count of the rest."""
+    if len(items) <= shown:
+        return ", ".join(items)
+    return ", ".join(items[:shown]) + f", … (+{len(items) - shown})"
+
+
+def plan_outline(plan: Plan, machine_gates: Sequence[Finding] = ()) -> None:
+    """The plan in a line per step (the demo's view; `offboard plan` prints every object)."""
+    out.print(f"[bold]Exit plan[/] for [bold]{escape(plan.customer)}[/]  (plan {plan.plan_id})")
+    for vp in plan.vendors:
+        out.print(f"[bold]{vp.display_name}[/] — {escape(vp.scope)}", soft_wrap=True)
+        for step in vp.steps:
+            api = [a for a in step.actions if a.kind == "api"]
+            manual = [a.id for a in step.actions if a.kind == "manual"]
+            what = []
+            if api:
+                what.append(f"{len(api)} by API: " + folded([a.target.name for a in api], 3))
+            if manual:
+                what.append(f"{len(manual)} manual: " + folded(manual, 2))
+            out.print(f"  {escape(step.title)} — {escape('; '.join(what))}")
+        if vp.skipped:
+            out.print("  [yellow]not touched (outside the exit's scope):[/] "
+                      + escape(folded([f"{s.target.name} ({s.reason})" for s in vp.skipped], 2)), soft_wrap=True)
+    for line in plan_summary(plan, machine_gates):
+        out.print(line, soft_wrap=True)
+
+
+def plan_view(plan: Plan, machine_gates: Sequence[Finding] = ()) -> None:
     out.print(f"[bold]Exit plan[/] for [bold]{escape(plan.customer)}[/]  (plan {plan.plan_id}, {plan.created_at})")
     out.print(f"  end of service: {plan.end_of_service or 'not set'}; approved by: "
               f"{escape(plan.approved_by) or 'not recorded'}; ticket: {escape(plan.ticket) or 'none'}")
@@ -133,13 +179,22 @@ def plan_view(plan: Plan) -> None:
             out.print(findings_table(vp.findings))
         for step in vp.steps:
             table = Table(title=f"{step.title}  ({len(step.actions)} actions)", title_justify="left")
-            for col in ("#", "Object", "Planned action", "How"):
-                table.add_column(col, overflow="fold")
-            for n, a in enumerate(step.actions[:MAX_ROWS_PER_STEP], start=1):
-                how = a.call if a.kind == "api" else f"MANUAL ({a.id}): {a.manual.portal_path if a.manual else ''}"
+            shown = step.actions[:MAX_ROWS_PER_STEP]
+            table.add_column("#")
+            # A manual item by the id `confirm` takes; an API object by its name and the vendor's id.
+            objects = [a.id if a.kind == "manual" else f"{a.target.name} ({a.target.id})" for a in shown]
+            manual_ids = [a.id for a in shown if a.kind == "manual"]
+            if manual_ids:
+                id_column(table, "Object", manual_ids)
+            else:
+                table.add_column("Object", overflow="fold")
+            table.add_column("Planned action", overflow="fold")
+            table.add_column("How", overflow="fold")
+            for n, (a, obj) in enumerate(zip(shown, objects, strict=True), start=1):
+                how = a.call if a.kind == "api" else f"MANUAL: {a.manual.portal_path if a.manual else ''}"
                 if a.confirm:
                     how += f"  [needs --confirm \"{a.confirm}\"]"
-                table.add_row(str(n), escape(f"{a.target.name} ({a.target.id})"), escape(a.summary), escape(how))
+                table.add_row(str(n), escape(obj), escape(a.summary), escape(how))
             if len(step.actions) > MAX_ROWS_PER_STEP:
                 table.add_row("…", f"and {len(step.actions) - MAX_ROWS_PER_STEP} more", "(all in the plan file)", "")
             out.print(table)
@@ -147,24 +202,63 @@ def plan_view(plan: Plan) -> None:
             out.print("[yellow]Not touched (outside the exit's scope):[/]")
             for s in vp.skipped:
                 out.print(f"  - {escape(s.target.name)} ({s.target.id}): {escape(s.reason)}")
+    if machine_gates:
+        out.print(findings_table(machine_gates))
+    out.print()
+    for line in plan_summary(plan, machine_gates):
+        out.print(line, soft_wrap=True)
+
+
+def plan_summary(plan: Plan, machine_gates: Sequence[Finding] = ()) -> list[str]:
+    """The plan's last lines: what `apply` will do, and what blocks it (each gate, and how it is passed)."""
     api = [a for a in plan.api_actions() if a.destructive]
     notes = sum(1 for a in plan.api_actions() if a.operation.startswith("ticket."))  # posted to the PSA ticket
     reads = len(plan.api_actions()) - len(api) - notes
     manual = len(plan.actions()) - len(plan.api_actions())
     ticket = f"{notes} ticket note(s), " if notes else ""
-    out.print(f"\n[bold]Plan:[/] {len(api)} removal(s) by API, {reads} evidence export(s), {ticket}{manual} manual "
-              "item(s). Nothing has been changed.")
+    lines = [f"[bold]Plan:[/] {len(api)} removal(s) by API, {reads} evidence export(s), {ticket}{manual} manual "
+             "item(s). Nothing has been changed."]
+    gates = [f for vp in plan.vendors for f in vp.findings if f.blocking] + [f for f in machine_gates if f.blocking]
+    hard = [f for f in gates if not f.overridable]
+    soft = [f for f in gates if f.overridable]
+    if hard:
+        lines.append("[bold red]Blocks apply (no override):[/] "
+                     + "; ".join(escape(f"{f.vendor}: {f.detail}") for f in hard))
+    if soft:
+        lines.append("[bold red]Blocks apply:[/] " + "; ".join(escape(f"{f.vendor}: {f.detail}") for f in soft)
+                     + " — once handled, pass them with --override-preflight REASON")
+    if not gates:
+        lines.append("No gate blocks apply.")
+    return lines
 
 
-def manual_table(actions: Sequence[Action]) -> Table:
-    table = Table(title="Manual items (no API): do each, then `offboard confirm ITEM --by NAME`",
-                  title_justify="left")
-    for col in ("Item", "Where", "Done when", "Checked by API"):
-        table.add_column(col, overflow="fold")
-    for a in actions:
-        m = a.manual
-        table.add_row(escape(a.id), escape(m.portal_path if m else a.summary), escape(m.done_when if m else ""),
-                      escape(m.verify_hint if m and m.verify_hint else "no (record what you saw in --note)"))
+MAX_MANUAL_ROWS = 10  # the rest are counted; the checklist file and `status --pending` hold them all
+
+
+def manual_table(actions: Sequence[Action], *, folded: bool = False) -> Table:
+    """The manual items, each by the id `confirm` takes (the caller prints the exact command on a
+    line of its own: a table's title is wrapped). ``folded``: the first MAX_MANUAL_ROWS only (the
+    caller says how many more, and where)."""
+    shown = actions[:MAX_MANUAL_ROWS] if folded else actions
+    table = Table(title="Manual items (no API)", title_justify="left")
+    ids = [a.id for a in shown]
+    id_column(table, "Item", ids)
+    where = [a.manual.portal_path if a.manual else a.summary for a in shown]
+    done = [(m.done_when if (m := a.manual) else "") + "\n" + (f"API re-reads: {m.verify_hint}" if m and m.verify_hint
+                                                              else "no API sees it: record what you saw in --note")
+            for a in shown]
+    # Widths set here, not left to rich: its last resort shrinks every column, then holds the ids'
+    # and the paths' minimums, and the table runs off the screen. A path stays whole while the
+    # last column keeps a readable width.
+    id_w, path = max(map(len, ids), default=0), pasted_width(where) or 0
+    where_w = max(path, 30)
+    done_w = min(out.width - id_w - where_w - 10, max((len(x) for d in done for x in d.split("\n")), default=0))
+    fixed = done_w >= 20
+    table.add_column("Where", overflow="fold", width=where_w if fixed else None)
+    table.add_column("Done when (and what the API re-reads)", overflow="fold", width=done_w if fixed else None)
+    for a, w, d in zip(shown, where, done, strict=True):
+        first, _, check = d.partition("\n")
+        table.add_row(escape(a.id), escape(w), f"{escape(first)}\n[dim]{escape(check)}[/]")
     return table
 
 
@@ -177,12 +271,14 @@ def status_table(run_id: str, rows: Sequence[StatusRow], *, every_object: bool =
     """Manual items one per row; a step's API objects folded into counts per state
     (thousands of agents stay readable) unless ``every_object``."""
     table = Table(title=f"Run {run_id}", title_justify="left")
-    for col in ("Step", "Item", "State", "Detail"):
+    table.add_column("Step", overflow="fold")
+    id_column(table, "Item", [r.action.id for r in rows if r.action.kind == "manual"], max_width=30)
+    for col in ("State", "Detail"):
         table.add_column(col, overflow="fold")
 
-    def add(step: str, item: str, state: str, detail: str) -> None:
+    def add(step: str, item: str | Text, state: str, detail: str) -> None:
         style = STATE_STYLE.get(state, "")
-        table.add_row(escape(step), escape(item), f"[{style}]{state}[/]" if style else state, escape(detail))
+        table.add_row(escape(step), item, f"[{style}]{state}[/]" if style else state, escape(detail))
 
     entries: list[StatusRow | list[StatusRow]] = []  # in plan order; a list is a folded group
     groups: dict[tuple[str, str], list[StatusRow]] = {}
@@ -197,22 +293,22 @@ def status_table(run_id: str, rows: Sequence[StatusRow], *, every_object: bool =
     for e in entries:
         if isinstance(e, list):
             names = ", ".join(r.action.target.name for r in e[:3]) + (" …" if len(e) > 3 else "")
-            add(e[0].step, f"{len(e)} object(s): {names}", e[0].state, "")
+            add(e[0].step, Text(f"{len(e)} object(s): {names}", no_wrap=False), e[0].state, "")
         elif e.action.kind == "manual":
-            add(e.step, f"{e.action.target.name}\n({e.action.id})", e.state, e.detail)
+            add(e.step, Text(e.action.id), e.state, e.detail)
         else:
-            add(e.step, e.action.target.name, e.state, e.detail)
+            add(e.step, Text(e.action.target.name, no_wrap=False), e.state, e.detail)
     return table
 
 
-def checks_table(checks: Sequence[Check]) -> Table:
+def checks_table(checks: Sequence[Check], *, sample: int = 12) -> Table:
     table = Table(title="Verification (re-read from the vendor)", title_justify="left")
     for col in ("Check", "Result", "Vendor says"):
         table.add_column(col, overflow="fold")
     failed = [c for c in checks if not c.passed]
     passed = [c for c in checks if c.passed]
     # Per-object checks can number thousands: show every failure, and a sample of passes.
-    shown = failed + passed[: max(0, 12 - len(failed))]
+    shown = failed + passed[: max(0, sample - len(failed))]
     for c in shown:
         table.add_row(escape(c.name), "[green]passed[/]" if c.passed else "[bold red]FAILED[/]", escape(c.detail))
     if len(shown) < len(checks):
@@ -249,72 +345,134 @@ def make_progress() -> RichProgress | LineProgress:
 
 
 class _EtaColumn(ProgressColumn):
+    """The run's ETA on its overall line (blank on the lanes' lines)."""
+
+    def __init__(self, eta: Callable[[], float | None]) -> None:
+        super().__init__()
+        self._eta = eta
+
     def render(self, task: Task) -> Text:
-        if task.finished or task.total is None:
+        if task.finished or task.total is None or task.fields.get("lane"):
             return Text("")
-        remaining = task.time_remaining
+        remaining = self._eta()
         return Text(f"ETA {_clock_text(remaining)}" if remaining is not None else "ETA …", style="progress.remaining")
 
 
 class _StatusColumn(ProgressColumn):
-    """The latest outcome, or, while a vendor's calls wait, the wait counting down."""
+    """The latest outcome, or, while a vendor's calls wait, the wait counting down: on a lane's line
+    that vendor's own; on the overall line every vendor's."""
 
-    def __init__(self, status: Callable[[], str]) -> None:
+    def __init__(self, status: Callable[[str | None], str]) -> None:
         super().__init__()
         self._status = status
 
     def render(self, task: Task) -> Text:
-        return Text(self._status(), no_wrap=True, overflow="ellipsis")
+        return Text(self._status(task.fields.get("lane")), no_wrap=True, overflow="ellipsis")
+
+
+class _CountColumn(ProgressColumn):
+    """``done/total`` on the overall line; a lane's own count of settled actions on its line."""
+
+    def render(self, task: Task) -> Text:
+        if task.fields.get("lane"):
+            return Text(f"{int(task.completed)} done", style="progress.download")
+        return Text(f"{int(task.completed)}/{int(task.total or 0)}", style="progress.download")
+
+
+class _LaneBar(BarColumn):
+    def render(self, task: Task) -> Text:  # type: ignore[override]
+        if task.fields.get("lane"):
+            return Text("")
+        return super().render(task)  # type: ignore[return-value]
 
 
 class RichProgress:
-    """The engine's Progress on a terminal: a live bar on stderr with the step, an ETA and the latest
-    outcome; while the rate limiter or a vendor's Retry-After holds calls back, "waiting Ns for the
-    rate limit" counts down in its place."""
+    """The engine's Progress on a terminal (stderr): an overall bar with an ETA, and a line per
+    vendor lane with its own runbook step and count, and its latest outcome or, while the rate
+    limiter or a vendor's Retry-After holds its calls back, "waiting Ns for the rate limit" counting
+    down. The ETA counts the waits: it is the run's own pace so far (waits included), and never
+    less than the longest wait still to sit through."""
 
     WAIT_SHOWN = 0.5  # seconds: shorter waits are the limiter's ordinary pacing
 
-    def __init__(self, console: Console | None = None) -> None:
+    def __init__(self, console: Console | None = None, clock: Callable[[], float] = time.monotonic) -> None:
         self.console = console or err
+        self._clock = clock
         self._progress = Progress(
-            TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-            _EtaColumn(), _StatusColumn(self.status_text), console=self.console, transient=False,
+            TextColumn("{task.description}"), _LaneBar(), _CountColumn(), TimeElapsedColumn(),
+            _EtaColumn(self.eta), _StatusColumn(self.lane_text), console=self.console, transient=False,
         )
         self._task: TaskID | None = None
+        self._lanes: dict[str, TaskID] = {}  # a vendor's display name -> its line
+        self._names: dict[str, str] = {}  # a vendor's key -> its display name
         self._live = False
         self._last = ""
+        self._last_of: dict[str, str] = {}  # per lane
         self._waits: dict[str, tuple[float, Wait]] = {}  # vendor -> (when it ends, the wait)
         self._lock = threading.Lock()
+        self._started = 0.0
+        self._total = self._done = self._first = 0
 
     def start(self, total: int, done: int) -> None:
         self._progress.start()
         self._live = True
-        self._task = self._progress.add_task("Working through the plan", total=total, completed=done)
+        self._started = self._clock()
+        self._total, self._done, self._first = total, done, done
+        self._task = self._progress.add_task("All vendors", total=total, completed=done)
+
+    def _lane(self, vendor: str) -> TaskID:
+        # Never call rich under self._lock: its refresh thread holds its own lock while it asks
+        # lane_text and eta, which take self._lock. A lane is added by its vendor's thread only.
+        lane = self._lanes.get(vendor)
+        if lane is None:
+            lane = self._lanes[vendor] = self._progress.add_task(escape(f"  {vendor}"), total=None, lane=vendor)
+        return lane
 
     def step(self, vendor: str, step: Step, todo: int) -> None:
-        if self._task is not None:
-            self._progress.update(self._task, description=escape(f"{vendor}: {step.title}"))
+        with self._lock:
+            self._names[step.vendor] = vendor
+        self._progress.update(self._lane(vendor), description=escape(f"  {vendor}: {step.title}"))
 
     def advance(self, action: Action, event: str) -> None:
+        vendor = self._names.get(action.vendor, action.vendor)
         with self._lock:
-            self._last = f"{action.target.name}: {outcome_words(action, event)}"
+            self._last = self._last_of[vendor] = f"{action.target.name}: {outcome_words(action, event)}"
+            self._done += 1
         if self._task is not None:
             self._progress.update(self._task, advance=1)
+            self._progress.update(self._lane(vendor), advance=1)
 
     def waiting(self, wait: Wait) -> None:
         if wait.seconds < self.WAIT_SHOWN:
             return
         with self._lock:
-            self._waits[wait.vendor] = (time.monotonic() + wait.seconds, wait)
+            self._waits[wait.vendor] = (self._clock() + wait.seconds, wait)
         if not self._live:  # before the bar (the run's first reads): a line of its own
             self.console.print(wait.describe(), markup=False, highlight=False)
 
-    def status_text(self) -> str:
-        now = time.monotonic()
+    def eta(self) -> float | None:
+        """Seconds left: the run's pace so far (its waits included) over what remains, and at least
+        the longest wait a lane still sits through."""
+        now = self._clock()
+        with self._lock:
+            waits = [until - now for until, _ in self._waits.values() if until > now]
+            moved, left = self._done - self._first, self._total - self._done
+        pace = (now - self._started) / moved * left if moved else None
+        if pace is None and not waits:
+            return None
+        return max([pace or 0.0, *waits])
+
+    def lane_text(self, vendor: str | None = None) -> str:
+        now = self._clock()
         with self._lock:
             waiting = [f"{w.vendor}: waiting {math.ceil(until - now)}s {w.why}"
-                       for until, w in self._waits.values() if until > now]
+                       for v, (until, w) in self._waits.items() if until > now and vendor in (None, v)]
+            if vendor is not None:
+                return waiting[0].split(": ", 1)[1] if waiting else self._last_of.get(vendor, "")
             return "; ".join(waiting) or self._last
+
+    def status_text(self) -> str:
+        return self.lane_text(None)
 
     def finish(self) -> None:
         self._progress.stop()
@@ -324,7 +482,10 @@ class RichProgress:
         self.console.print(text, markup=False, highlight=False)
 
     def warning(self, text: str) -> None:
-        warning(text)
+        if self._live and not self.console.quiet:  # above the live bar, which would draw over a line of its own
+            self.console.print(text, style="yellow", markup=False, highlight=False, soft_wrap=True)
+        else:
+            warning(text)
 
     def suspend(self) -> None:
         self._progress.stop()
@@ -354,7 +515,11 @@ class LineProgress:
 
     def _line(self, text: str) -> None:
         # With the rest of the output (stdout; stderr under --json), looked up each time: a refusal
-        # then stays the one line on stderr, and a log of stdout reads top to bottom.
+        # then stays the one line on stderr, and a log of stdout reads top to bottom. `-q` (cron,
+        # an RMM) keeps only warnings and errors: no progress line.
+        if self._stream is None and out.quiet:
+            self._said = self._clock()
+            return
         stream = self._stream or out.file
         stream.write(f"{datetime.now(UTC):%Y-%m-%dT%H:%M:%SZ} {' '.join(text.split())}\n")
         stream.flush()
@@ -465,12 +630,31 @@ def documents(paths: Sequence[Path]) -> None:
         out.print(f"Draft:     {path}  (offboard never sends mail: review it and send it yourself)", soft_wrap=True)
 
 
-def ticket_table(rows: list[tuple[str, str, str]], ref: str) -> Table:
-    """The exit's PSA ticket: each note (its first line) and each file, with the PSA's ids."""
+def _fold_runs(rows: list[tuple[str, str, str]]) -> list[tuple[str, str, str]]:
+    kept: list[tuple[str, str, str]] = []
+    run: list[tuple[str, str, str]] = []
+
+    def flush() -> None:
+        kept.extend(run if len(run) <= 3 else [run[0], ("…", "", f"{len(run) - 2} more like these"), run[-1]])
+        run.clear()
+
+    for row in rows:
+        if run and row[2].split(" — ")[0] != run[-1][2].split(" — ")[0]:
+            flush()
+        run.append(row)
+    flush()
+    return kept
+
+
+def ticket_table(rows: list[tuple[str, str, str]], ref: str, *, fold: bool = False) -> Table:
+    """The exit's PSA ticket: each note (its first line) and each file, with the PSA's ids; with
+    ``fold``, a run of notes of one kind (the checklist's updates) as its first, a count, its last."""
     table = Table(title=f"{ref}: its notes and files", show_lines=False)
     table.add_column("kind")
     table.add_column("id", justify="right")
     table.add_column("what")
+    if fold:
+        rows = _fold_runs(rows)
     for kind, ident, what in rows:
         table.add_row(kind, ident, escape(what))
     return table

@@ -4,26 +4,22 @@ exact command that continues it (whatever came before it on the screen or in a l
 from __future__ import annotations
 
 import os
-import shlex
 import sys
 import traceback
 from pathlib import Path
 
+from offboard import hints
 from offboard.cli import render
 from offboard.errors import ExitCode, OffboardError, RunInterrupted, RunStopped
 from offboard.wire.redact import REDACTOR
 
-DEFAULT_CONFIG = Path("config.toml")
 # A run that ended with one of these has nothing a resume would continue (or was stopped by a
 # gate a resume refuses): no resume line.
 NOT_RESUMABLE = frozenset({ExitCode.OK, ExitCode.MANUAL_PENDING, ExitCode.PREFLIGHT_BLOCKED})
 
 
 def resume_command(run_id: str, config: Path | None) -> str:
-    command = f"offboard apply --resume {run_id}"
-    if config is not None and config != DEFAULT_CONFIG:
-        command += f" -c {shlex.quote(str(config))}"
-    return command
+    return hints.resume(run_id, config)
 
 
 def last_line(run_id: str, config: Path | None, *, after_error: bool = True) -> None:

@@ -183,6 +183,10 @@ class SandboxKit:
     credentials: Mapping[str, str]  # sandbox-only credentials, never real ones
     # The demo stands in for the person at the portal: do a manual item in the sandbox.
     portal: Callable[[str, Action], bool] | None = None  # (base_url, action) -> done?
+    # A batch rehearsal: an app serving ``customers`` customers of one account (time scale, count),
+    # and the [vendor] section of customer ``index`` (0: the one `config_section` names).
+    make_app_for: Callable[[float, int], Any] | None = None
+    customer_section: Callable[[str, float, int], dict[str, Any]] | None = None
 
 
 @runtime_checkable

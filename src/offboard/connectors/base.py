@@ -98,14 +98,18 @@ class VendorConnector(HttpConnector[S, T]):
 
 
 def sandbox_kit(make: Callable[..., Any], section: Callable[[str, float], dict[str, Any]],
-                credentials: Mapping[str, str], *, portal: bool = False) -> SandboxKit:
+                credentials: Mapping[str, str], *, portal: bool = False,
+                make_app_for: Callable[[float, int], Any] | None = None,
+                customer_section: Callable[[str, float, int], dict[str, Any]] | None = None) -> SandboxKit:
     """A kit from a sandbox class (made with ``time_scale=``, serving its ``app``), the config
     section pointing at it (base URL, time scale), and its sandbox-only credentials. ``portal``:
-    the sandbox does manual items when asked (``offboard.connectors.sandboxing.portal``)."""
+    the sandbox does manual items when asked (``offboard.connectors.sandboxing.portal``).
+    ``make_app_for`` and ``customer_section``: several customers of one account (a batch rehearsal)."""
     stand_in = None
     if portal:
         from offboard.connectors import sandboxing  # starlette and uvicorn: only when a sandbox is served
 
         stand_in = sandboxing.portal
     return SandboxKit(make_app=lambda time_scale: make(time_scale=time_scale).app, config_section=section,
-                      credentials=dict(credentials), portal=stand_in)
+                      credentials=dict(credentials), portal=stand_in, make_app_for=make_app_for,
+                      customer_section=customer_section)

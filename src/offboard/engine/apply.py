@@ -45,7 +45,7 @@ def apply(plan: Plan, cfg: ExitConfig, sessions: Sessions, *, overrides: Overrid
     with exit_lock(cfg, sessions), waits.listening(progress.waiting):
         progress.phase("Re-reading the vendors to check the plan still holds (read-only)")
         live = discover(sessions)
-        check_not_stale(plan, live)
+        check_not_stale(plan, live, cfg)
         fresh = vendor_plans(sessions, live)
         check_matches_replan(plan, fresh, source="plan file")
         findings = [f for vp in fresh for f in vp.findings]

@@ -4,9 +4,11 @@ item of a run stands. Both read the run's audit log, the source of truth."""
 
 from __future__ import annotations
 
+import difflib
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from offboard import hints
 from offboard.config import ExitConfig
 from offboard.connectors import Check
 from offboard.engine.guided import record_confirmation
@@ -47,6 +49,24 @@ def latest_run_id(cfg: ExitConfig) -> str:
     return runs[-1]
 
 
+def manual_item_id(plan: Plan, given: str, run_id: str, cfg: ExitConfig) -> str:
+    """The manual item ``given`` names: its id as `status` shows it, or that id without its vendor
+    when only one item ends so; else one line with the nearest ids ("did you mean")."""
+    manual = [a.id for a in plan.actions() if a.manual is not None]
+    if given in manual:
+        return given
+    short = [i for i in manual if i.split(".", 1)[-1] == given]
+    if len(short) == 1:
+        return short[0]
+    spellings = {**{i.split(".", 1)[-1]: i for i in manual}, **{i: i for i in manual}}
+    near = short or list(dict.fromkeys(spellings[n] for n in difflib.get_close_matches(given, spellings, n=1,
+                                                                                        cutoff=0.6)))
+    listing = hints.command("status", "--pending", run=run_id, config=cfg.path)
+    guess = f"did you mean {' or '.join(near)}? " if near else ""
+    raise BadInput(f"{given!r} is not a manual item of run {run_id}; {guess}`{listing}` lists them"
+                   if manual else f"run {run_id} has no manual item")
+
+
 def confirm(run_id: str, action_id: str, by: str, note: str, cfg: ExitConfig, sessions: Sessions) -> ConfirmResult:
     """Record that a person did a manual item, after re-reading the vendor where it can see it."""
     if not by.strip():
@@ -56,16 +76,15 @@ def confirm(run_id: str, action_id: str, by: str, note: str, cfg: ExitConfig, se
             sessions.ticket.bind(plan, run, audit)
         if action_id.startswith(TICKET_ITEM) and plan.action(action_id) is None:
             return _confirm_pasted(run, plan, audit, action_id, by, note, cfg, sessions)
+        action_id = manual_item_id(plan, action_id, run_id, cfg)
         action = plan.action(action_id)
-        manual_ids = [a.id for a in plan.actions() if a.kind == "manual"]
-        if action is None or action.manual is None:
-            raise BadInput(f"{action_id!r} is not a manual item of run {run_id}; its manual items: "
-                           + (", ".join(manual_ids) or "none"))
+        assert action is not None and action.manual is not None
         state = fold_actions(audit.records)
         if state.get(action_id) == "manual.confirmed":
             who = next(r["detail"]["by"] for r in reversed(audit.records)
                        if r["event"] == "manual.confirmed" and r["action_id"] == action_id)
-            raise BadInput(f"{action_id} was already confirmed by {who}; see `offboard status --run {run_id}`")
+            status_hint = hints.command("status", run=run_id, config=cfg.path)
+            raise BadInput(f"{action_id} was already confirmed by {who}; see `{status_hint}`")
         if state.get(action_id) is None:
             raise BadInput(f"{action_id} has not been reached yet in run {run_id}; resume the run first")
         if action.manual is not None and action.manual.record and not note.strip():

@@ -12,11 +12,13 @@ evidence export failed (unless overridden, and audited), and a guarded action
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from collections.abc import Callable, Mapping
-from concurrent.futures import ThreadPoolExecutor, as_completed
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from typing import Any
 
+from offboard import hints
 from offboard.connectors import ActionResult, VendorSession
 from offboard.engine.guided import ask_until_settled
 from offboard.engine.listings import Listings
@@ -32,6 +34,7 @@ from offboard.proof.audit import AuditLog
 from offboard.proof.evidence import EvidenceStore
 from offboard.proof.signing import Signer
 from offboard.rundir import RunDir
+from offboard.wire import waits
 
 
 def execute(run: RunDir, plan: Plan, sessions: Sessions, audit: AuditLog, live: Mapping[str, Inventory],
@@ -39,6 +42,7 @@ def execute(run: RunDir, plan: Plan, sessions: Sessions, audit: AuditLog, live: 
             settle_only: set[str] | frozenset[str] = frozenset()) -> RunResult:
     """``settle_only``: actions whose objects left the live listing since the plan; a re-read may
     settle them, nothing is ever sent to them."""
+    config = sessions.config
     done = fold_actions(audit.records)
     guard = ScopeGuard("listing" if overrides.trust_listing else "object", Listings(sessions, live), dict(live))
     if any(a.destructive and a.kind == "api" and done.get(a.id) not in TERMINAL for a in plan.actions()):
@@ -80,7 +84,8 @@ def execute(run: RunDir, plan: Plan, sessions: Sessions, audit: AuditLog, live: 
             held_by[action.vendor] = action
             audit.emit("vendor.held", vendor=action.vendor, step=action.step, action_id=action.id,
                        outcome="unknown", detail=f"no change is made at this vendor until {action.id} is "
-                       f"confirmed (`offboard confirm {action.id}`), then `offboard apply --resume {run.run_id}`")
+                       f"confirmed (`{hints.confirm(run.run_id, config, item=action.id)}`), then "
+                       f"`{hints.resume(run.run_id, config)}`")
 
     announced: set[str] = set()
 
@@ -164,7 +169,8 @@ def execute(run: RunDir, plan: Plan, sessions: Sessions, audit: AuditLog, live: 
             for vendor in lanes:
                 lane_done(vendor)
         else:
-            _in_lanes(lanes, one, lane_done)  # each vendor in its own order, under its own limiter, at once
+            # each vendor in its own order, under its own limiter, at once
+            _in_lanes(lanes, one, lane_done, progress.warning)
     except VendorAuthError as exc:
         audit.emit("run.finished", outcome="failure", detail=str(exc))
         write_state(run, plan, audit, "failed")
@@ -182,11 +188,11 @@ def execute(run: RunDir, plan: Plan, sessions: Sessions, audit: AuditLog, live: 
     standing = tally(actions, audit.records)
     if stop is not None:
         audit.emit("run.finished", outcome="failure", detail=f"stopped: {stop}; resume with "
-                   f"`offboard apply --resume {run.run_id}`")
+                   f"`{hints.resume(run.run_id, config)}`")
         write_state(run, plan, audit, "interrupted")
         documents = write_documents(run, plan, audit, signer, sessions)
         return RunResult(run, stop.exit_code, standing.counts(), message=f"{stop}; resume later with "
-                         f"`offboard apply --resume {run.run_id}`", documents=documents, tally=standing)
+                         f"`{hints.resume(run.run_id, config)}`", documents=documents, tally=standing)
 
     progress.phase("Verifying: re-reading each vendor to prove the service stopped")
     checks = verify_run(plan, sessions, audit, skip=set(held_by))
@@ -200,15 +206,14 @@ def execute(run: RunDir, plan: Plan, sessions: Sessions, audit: AuditLog, live: 
         code, outcome = ExitCode.FAILED, "failure"
         if counts["blocked"]:
             message = (f"{counts['blocked']} removal(s) held back because an evidence export failed; see the "
-                       f"audit log, then `offboard apply --resume {run.run_id}`")
+                       f"audit log, then `{hints.resume(run.run_id, config)}`")
     elif pending:
         code, outcome = ExitCode.MANUAL_PENDING, "success"
         message = (f"{len(pending)} manual item(s) waiting for a person: the checklist is in "
-                   f"{run.path / 'manual-checklist.md'}; do each, then "
-                   f"`offboard confirm ITEM --by NAME --run {run.run_id}`")
+                   f"{run.path / 'manual-checklist.md'}; do each, then `{hints.confirm(run.run_id, config)}`")
         if standing["waiting"]:
             message += (f"; {standing['waiting']} action(s) wait for {', '.join(standing.waiting_on)}: once "
-                        f"confirmed, `offboard apply --resume {run.run_id}` runs them")
+                        f"confirmed, `{hints.resume(run.run_id, config)}` runs them")
     else:
         code, outcome = ExitCode.OK, "success"
     audit.emit("run.finished", outcome=outcome, detail={**standing.counts(), "checks_failed": len(failed_checks),
@@ -219,11 +224,18 @@ def execute(run: RunDir, plan: Plan, sessions: Sessions, audit: AuditLog, live: 
                      tally=standing)
 
 
+STOPPING = "stopping after the current action — Ctrl-C again to stop now"
+
+
 def _in_lanes(lanes: Mapping[str, list[Action]], one: Callable[[Action], None],
-              done: Callable[[str], None] = lambda _vendor: None) -> None:
+              done: Callable[[str], None] = lambda _vendor: None,
+              stopping: Callable[[str], None] = lambda _text: None) -> None:
     """Run each vendor's actions in order in its own thread. A vendor that stops (down after
     retries) does not stop the others; refused credentials or Ctrl-C stop every lane after the
-    action it is on. The first error is raised once every lane has stopped."""
+    action it is on. The first error is raised once every lane has stopped.
+
+    Ctrl-C is told at once (``stopping``), and wakes every lane's wait (the rate limiter's, a
+    vendor's Retry-After): the call it held back is not sent."""
     halt = threading.Event()
 
     def lane(vendor: str, queue: list[Action]) -> None:
@@ -235,17 +247,27 @@ def _in_lanes(lanes: Mapping[str, list[Action]], one: Callable[[Action], None],
 
     errors: list[BaseException] = []
     with ThreadPoolExecutor(max_workers=len(lanes), thread_name_prefix="vendor") as pool:
-        futures = [pool.submit(lane, vendor, queue) for vendor, queue in lanes.items()]
+        pending = {pool.submit(lane, vendor, queue) for vendor, queue in lanes.items()}
         try:
-            for future in as_completed(futures):
-                exc = future.exception()
-                if exc is not None:
-                    if not isinstance(exc, VendorError) or isinstance(exc, VendorAuthError):
-                        halt.set()
-                    errors.append(exc)
+            while pending:
+                # In slices: the main thread then sees Ctrl-C at once, whichever thread the signal reached.
+                finished, pending = wait(pending, timeout=waits.SLICE, return_when=FIRST_COMPLETED)
+                for future in finished:
+                    exc = future.exception()
+                    if exc is not None:
+                        if not isinstance(exc, VendorError) or isinstance(exc, VendorAuthError):
+                            halt.set()
+                        errors.append(exc)
         except KeyboardInterrupt:
             halt.set()  # the pool's exit waits for each lane to finish the action it is on
+            waits.request_stop()
+            with contextlib.suppress(Exception):
+                stopping(STOPPING)
             raise
+        finally:
+            if halt.is_set():
+                pool.shutdown(wait=True)  # a second Ctrl-C here stops now
+            waits.clear_stop()
     errors.sort(key=lambda e: 0 if not isinstance(e, VendorError) else 1 if isinstance(e, VendorAuthError) else 2)
     if errors:
         raise errors[0]

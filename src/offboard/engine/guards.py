@@ -4,7 +4,9 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Any
 
+from offboard import hints
 from offboard.config import ExitConfig
 from offboard.engine.types import Overrides
 from offboard.errors import BadInput
@@ -16,22 +18,73 @@ GATES_DECIDED = frozenset({"preflight.cleared", "preflight.overridden"})  # a ru
 GATES_STOPPED = "stopped by preflight gates before any removal"
 
 
+def _new_plan(cfg: ExitConfig) -> str:
+    return hints.command("plan", "-o", "FILE", config=cfg.path)
+
+
 def check_plan_fits(plan: Plan, cfg: ExitConfig) -> None:
     if plan.config_fingerprint != cfg.fingerprint():
-        raise BadInput(
-            f"plan {plan.plan_id} was made for a different exit definition (customer "
-            f"{plan.customer!r}) than {cfg.path}; make a new plan with `offboard plan -o` from this config"
-        )
+        changed = definition_changes(plan.exit_definition, cfg.definition())
+        what = (f"{changed} in {cfg.path}" if changed else
+                f"a different exit definition (customer {plan.customer!r}) than {cfg.path}")
+        raise BadInput(f"plan {plan.plan_id} was made for {what}; make a new plan from this config with "
+                       f"`{_new_plan(cfg)}` and review it")
 
 
-def check_not_stale(plan: Plan, live: Mapping[str, Inventory]) -> None:
+def _flat(data: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    flat: dict[str, Any] = {}
+    for key, value in data.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping):
+            flat.update(_flat(value, f"{name}."))
+        else:
+            flat[name] = value
+    return flat
+
+
+def definition_changes(saved: Mapping[str, Any], now: Mapping[str, Any], shown: int = 3) -> str:
+    """Which settings of the exit definition differ ('' when the plan recorded none to compare):
+    `<vendor>.base_url` is now 'http://…:4322' (the plan's: 'http://…:4321')."""
+    if not saved:
+        return ""
+    a, b = _flat(saved), _flat(now)
+    diffs = [f"{k.removeprefix('vendors.')} is now {b.get(k)!r} (the plan's: {a.get(k)!r})"
+             for k in sorted(a.keys() | b.keys()) if a.get(k) != b.get(k)]
+    more = f" and {len(diffs) - shown} more" if len(diffs) > shown else ""
+    return "; ".join(diffs[:shown]) + more
+
+
+def check_not_stale(plan: Plan, live: Mapping[str, Inventory], cfg: ExitConfig | None = None) -> None:
     for vp in plan.vendors:
         inv = live[vp.vendor]
         if inv.fingerprint() != vp.inventory_fingerprint:
+            changed = inventory_changes(vp, inv)
+            redo = _new_plan(cfg) if cfg is not None else "offboard plan -o FILE"
             raise BadInput(
                 f"plan is stale: {vp.display_name} inventory for {vp.scope} changed since the plan was "
-                f"made ({plan.created_at}); make a new plan with `offboard plan -o` and review it"
+                f"made ({plan.created_at}){': ' + changed if changed else ''}; make a new plan with "
+                f"`{redo}` and review it"
             )
+
+
+def inventory_changes(vp: VendorPlan, inv: Inventory, shown: int = 3) -> str:
+    """The objects behind a stale plan: listed now but not in the plan, in the plan but no longer
+    listed, or listed under another owner."""
+    planned = {(a.target.type, a.target.id): a for s in vp.steps for a in s.actions if a.kind == "api"}
+    known = {**{(s.target.type, s.target.id): s.target.name for s in vp.skipped},
+             **{k: a.target.name for k, a in planned.items()}}
+    listed = {(i.target.type, i.target.id): i for i in inv.items}
+    new = [i.target.name for k, i in listed.items() if k not in known]
+    gone = [a.target.name for k, a in planned.items() if a.destructive and k not in listed]
+    moved = [f"{i.target.name} (now {i.owner})" for k, i in listed.items()
+             if k in planned and planned[k].owner and planned[k].owner != i.owner]
+
+    def some(label: str, names: list[str]) -> str:
+        more = f" and {len(names) - shown} more" if len(names) > shown else ""
+        return f"{len(names)} {label}: {', '.join(names[:shown])}{more}"
+
+    return "; ".join(some(label, names) for label, names in
+                     (("new", new), ("no longer listed", gone), ("with another owner", moved)) if names)
 
 
 def check_guards(plan: Plan, overrides: Overrides) -> None:

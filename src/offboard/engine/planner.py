@@ -95,6 +95,7 @@ def make_plan(cfg: ExitConfig, sessions: Sessions) -> Plan:
         ticket=customer.ticket,
         monitoring_after_exit=customer.monitoring_after_exit,
         config_fingerprint=cfg.fingerprint(),
+        exit_definition=cfg.definition(),
         vendors=vendor_plans(sessions, discover(sessions)),
     ).sealed()
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from offboard import connectors as registry
@@ -24,6 +25,7 @@ class Sessions:
     by_vendor: dict[str, VendorSession]
     connectors: dict[str, Connector]
     ticket: Ticket | None = None
+    config: Path | None = None  # the exit's config file, so every printed command carries it
 
 
 @contextmanager
@@ -60,7 +62,7 @@ def open_sessions(
             session = conn.open(settings, secret, transport=(transports or {}).get(name), context=context)
             opened[name] = session if ticket is None else TicketAware(session, ticket)
             conns[name] = conn
-        yield Sessions(opened, conns, ticket)
+        yield Sessions(opened, conns, ticket, cfg.path)
     finally:
         for s in opened.values():
             s.close()

@@ -502,7 +502,7 @@ class VendorHttp:
 
 
 def _sleep(seconds: float) -> None:
-    time.sleep(seconds)  # looked up at call time, so tests can replace time.sleep
+    waits.sleep(seconds)  # time.sleep looked up at call time, so tests can replace it; Ctrl-C wakes it
 
 
 def _unresolved(exc: BaseException) -> bool:

@@ -28,6 +28,8 @@ from typing import Any, ClassVar
 
 import filelock
 
+from offboard.wire import waits
+
 if sys.platform != "win32":  # flock(2) on the budget file itself: one blocking syscall, no polling
     import fcntl
 
@@ -207,7 +209,7 @@ class SlidingWindowLimiter:
         *,
         margin: float = 0.005,
         clock: Callable[[], float] | None = None,
-        sleep: Callable[[float], None] = time.sleep,
+        sleep: Callable[[float], None] = waits.sleep,
     ) -> None:
         if max_calls < 1 or window_seconds <= 0:
             raise ValueError("max_calls must be >= 1 and window_seconds > 0")

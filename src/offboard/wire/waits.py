@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import math
 import threading
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Literal
@@ -54,3 +55,39 @@ def report(wait: Wait) -> None:
     for listener in listeners:
         with contextlib.suppress(Exception):
             listener(wait)
+
+
+# -- stopping -----------------------------------------------------------------------------------
+# The operator's Ctrl-C reaches the main thread only; the vendors' lanes sleep through the rate
+# limiter's waits and a vendor's Retry-After in threads of their own. A stop requested here wakes
+# every such wait at once: the call it held back is never sent, and the lane stops.
+
+SLICE = 0.2  # seconds: how soon a sleeping lane sees a stop
+
+_stop = threading.Event()
+
+
+class WaitInterrupted(KeyboardInterrupt):
+    """A wait cut short by the operator's Ctrl-C: the call it held back was not sent."""
+
+
+def request_stop() -> None:
+    _stop.set()
+
+
+def clear_stop() -> None:
+    _stop.clear()
+
+
+def sleep(seconds: float) -> None:
+    """The wire's every wait: as ``time.sleep`` (looked up at each call, so tests can replace it),
+    in slices, raising ``WaitInterrupted`` as soon as a stop is requested."""
+    remaining = max(0.0, seconds)
+    while True:
+        if _stop.is_set():
+            raise WaitInterrupted
+        if remaining <= 0:
+            return
+        step = min(SLICE, remaining)
+        time.sleep(step)
+        remaining -= step

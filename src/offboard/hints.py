@@ -1,0 +1,55 @@
+"""Every command offboard prints for a person to run next, built in one place.
+
+A hint must run as printed from the folder the user is in: it carries the config file
+(``-c``), the run (``--run``) and the key paths of the invocation that printed it, and it is
+shell-quoted (``shlex.join``), so a path with a space or a name with a quote still pastes whole.
+The words in ``PLACEHOLDERS`` are the only parts a person replaces (ITEM, NAME ...).
+
+How a hint is shown, so people and tests find it whole: at the end of its line after a colon
+("then run: offboard …"), or between backticks. The lowest layer: errors, the engine, the proof
+and the screen all build hints here.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+from collections.abc import Iterable
+from pathlib import Path
+
+PROGRAM = "offboard"
+DEFAULT_CONFIG = Path("config.toml")  # what `-c` defaults to: no need to say it
+CONFIG_ENV = "OFFBOARD_CONFIG"  # honoured by every command that reads a config, as `-c` is
+# The words a person replaces in a printed hint; every other word runs as printed.
+PLACEHOLDERS = frozenset({"ITEM", "NAME", "NOTE", "RUN_ID", "FILE", "PATH", "KIND", "VENDOR", "REASON"})
+
+
+def config_args(config: Path | str | None) -> list[str]:
+    """``-c PATH`` unless the config is the default one, or came from OFFBOARD_CONFIG (the shell that
+    ran this command has it, e.g. from a sandbox's env file), or is unknown."""
+    if config is None or Path(config) == DEFAULT_CONFIG or os.environ.get(CONFIG_ENV) == str(config):
+        return []
+    return ["-c", str(config)]
+
+
+def command(*words: str | Path, run: str | None = None, config: Path | str | None = None,
+            extra: Iterable[str | Path] = ()) -> str:
+    """``offboard WORDS… [--run RUN] [-c CONFIG] [EXTRA…]``, shell-quoted."""
+    argv = [PROGRAM, *(str(w) for w in words)]
+    if run is not None:
+        argv += ["--run", run]
+    argv += config_args(config)
+    argv += [str(e) for e in extra]
+    return shlex.join(argv)
+
+
+def resume(run_id: str, config: Path | str | None = None) -> str:
+    """The command that continues a stopped run."""
+    return command("apply", "--resume", run_id, config=config)
+
+
+def confirm(run_id: str | None, config: Path | str | None = None, *, item: str = "ITEM",
+            by: str = "NAME", note: str = "NOTE") -> str:
+    """The command that records a manual item (placeholders where the person fills in; some items
+    refuse a confirmation without a note, so the hint always carries one)."""
+    return command("confirm", item, "--by", by, "--note", note, run=run_id, config=config)

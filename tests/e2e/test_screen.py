@@ -1,0 +1,167 @@
+"""What a technician sees at a 120-column terminal (issue 22's "done when"): the demo, and a
+rehearsal's plan, apply and confirm, each run on a pseudo-terminal of 120x40 and read back as the
+screen shows it (a VT100 emulator: live bars redrawn in place count once). Every manual item id
+stands whole on one row; every command printed stands whole (a row wrapped by the terminal is
+still one line to copy); the plan's last lines name what blocks apply; the line budgets hold.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import pty
+import re
+import struct
+import subprocess
+import termios
+import time
+from pathlib import Path
+
+import pyte
+import pytest
+
+from tests.e2e.test_printed_commands import printed_commands
+from tests.e2e.test_rehearsal import environment, stop, wait_for
+
+pytestmark = pytest.mark.e2e
+
+COLUMNS, ROWS = 120, 40
+DEMO_BUDGET = 200  # rows at 120 columns
+CONFIRM_BUDGET = 6
+CONFIG = "rehearsal/config.toml"
+
+
+def on_a_terminal(command: str, cwd: Path, env: dict[str, str]) -> tuple[int, list[str]]:
+    """Run ``command`` (bash) on a 120x40 pseudo-terminal; the rows it leaves on the screen, and
+    its logical lines (rows the terminal wrapped joined back): what a person copies."""
+    master, slave = pty.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", ROWS, COLUMNS, 0, 0))
+    proc = subprocess.Popen(["bash", "-c", command], cwd=cwd, env={**env, "TERM": "xterm-256color"},
+                            stdin=slave, stdout=slave, stderr=slave, start_new_session=True)
+    os.close(slave)
+    raw = bytearray()
+    while True:
+        try:
+            chunk = os.read(master, 65536)
+        except OSError:  # EIO: the terminal closed
+            break
+        if not chunk:
+            break
+        raw += chunk
+    os.close(master)
+    code = proc.wait(timeout=600)
+    screen = _Screen(COLUMNS, 5000)  # tall: nothing scrolls away
+    stream = pyte.ByteStream(screen)
+    stream.feed(bytes(raw).replace(b"\n", b"\r\n"))  # the pty's ONLCR, which pyte does not apply
+    rows = [line.rstrip() for line in screen.display]
+    while rows and not rows[-1]:
+        rows.pop()
+    lines: list[str] = []
+    for n, row in enumerate(rows):  # a row the terminal wrapped continues the line above it
+        if lines and n - 1 in screen.wrapped:
+            lines[-1] = screen.display[n - 1] + row
+        else:
+            lines.append(row)
+    return code, lines
+
+
+class _Screen(pyte.Screen):  # type: ignore[misc]
+    """Remembers which rows the terminal wrapped (text running past the last column), as against
+    rows ended by a newline: a wrapped row and the next are one line to a person copying it."""
+
+    def __init__(self, columns: int, lines: int) -> None:
+        super().__init__(columns, lines)
+        self.wrapped: set[int] = set()
+        self._drawing = False
+
+    def draw(self, data: str) -> None:
+        self._drawing = True
+        try:
+            super().draw(data)
+        finally:
+            self._drawing = False
+
+    def linefeed(self) -> None:
+        if self._drawing:
+            self.wrapped.add(self.cursor.y)
+        else:
+            self.wrapped.discard(self.cursor.y)
+        super().linefeed()
+
+
+def whole(ids: set[str], lines: list[str]) -> set[str]:
+    """The ids that stand whole in some line (never folded across rows of a table)."""
+    return {i for i in ids if any(i in line for line in lines)}
+
+
+def test_the_demo_tells_its_story_in_200_rows_at_120_columns(tmp_path: Path) -> None:
+    env = environment(tmp_path / "home")
+    code, lines = on_a_terminal("offboard demo", tmp_path, env)
+    assert code == 0, "\n".join(lines)
+    assert len(lines) <= DEMO_BUDGET, f"{len(lines)} lines"
+    plan = (tmp_path / "offboard-demo" / "exit.plan.json").read_text()
+    import json
+
+    manual = {a["id"] for v in json.loads(plan)["vendors"] for s in v["steps"] for a in s["actions"]
+              if a["kind"] == "manual"}
+    # Each manual item by the one id confirm takes, whole, at least once (the steps' outline folds the
+    # longest lists with a count; every item is then confirmed by name).
+    assert whole(manual, lines) == manual
+    for command in printed_commands("\n".join(lines)):
+        assert any(command in line for line in lines)
+        assert "\n" not in command
+
+
+def test_plan_apply_and_confirm_at_120_columns(tmp_path: Path) -> None:
+    folder = tmp_path / "work"
+    folder.mkdir()
+    env = environment(tmp_path / "home")
+    log = tmp_path / "serve.log"
+    with log.open("wb") as out:
+        serve = subprocess.Popen(["offboard", "sandbox", "serve", "--fast"], cwd=folder, env=env, stdout=out,
+                                 stderr=subprocess.STDOUT)
+    try:
+        wait_for(folder / "rehearsal" / "sandbox.env", serve, log)
+        time.sleep(0.5)
+
+        def run(command: str) -> tuple[int, list[str]]:
+            return on_a_terminal(f". rehearsal/sandbox.env && {command}", folder, env)
+
+        assert run("offboard keys init --key-file rehearsal/signing-key.pem --public-key rehearsal/msp.pub")[0] == 0
+        code, plan_lines = run(f"offboard plan -c {CONFIG} -o rehearsal/exit.plan.json")
+        assert code == 0, "\n".join(plan_lines)
+        import json
+
+        saved = json.loads((folder / "rehearsal" / "exit.plan.json").read_text())
+        manual = {a["id"] for v in saved["vendors"] for s in v["steps"] for a in s["actions"] if a["kind"] == "manual"}
+        assert whole(manual, plan_lines) == manual
+        last = "\n".join(plan_lines[-4:])
+        assert "Blocks apply:" in last and "Incident on" in last and "(Isolated)" in last, last
+        assert plan_lines[-1].startswith("Saved to rehearsal/exit.plan.json") and plan_lines[-1].endswith(
+            f"then run: offboard apply rehearsal/exit.plan.json -c {CONFIG}")
+
+        code, apply_lines = run(f"offboard apply rehearsal/exit.plan.json -c {CONFIG} --unattended "
+                                "--override-preflight rehearsal")
+        assert code == 3, "\n".join(apply_lines)
+        listing = f". rehearsal/sandbox.env && offboard status --pending -c {CONFIG}"
+        pending = set(subprocess.run(["bash", "-c", listing],
+                                     cwd=folder, env=env, capture_output=True, text=True, check=True).stdout.split())
+        # The checklist table: the ids it shows whole; a long list folds with a count and the listing command.
+        assert pending and len(whole(pending, apply_lines)) == min(len(pending), 10), apply_lines
+        if len(pending) > 10:
+            assert any(f"… and {len(pending) - 10} more manual item(s); all of them: offboard status --pending --run "
+                       in line for line in apply_lines), apply_lines
+        hints = printed_commands("\n".join(apply_lines))
+        assert any(h.startswith("offboard confirm ITEM --by NAME --note NOTE --run ") and h.endswith(f"-c {CONFIG}")
+                   for h in hints), hints
+
+        code, confirm_lines = run(f"offboard confirm huntress.psa.webhooks -c {CONFIG} --by Tester --note gone")
+        assert code == 0, "\n".join(confirm_lines)
+        assert len(confirm_lines) <= CONFIRM_BUDGET, "\n".join(confirm_lines)
+        said = " ".join(confirm_lines)
+        assert "Confirmed huntress.psa.webhooks by Tester" in said and "Manual items" not in said
+        remain = re.search(r"(\d+) manual item\(s\) of this run remain", said)
+        # What is still pending, and the items not reached yet (Blumira's wait for notify.sent).
+        assert remain and int(remain.group(1)) >= len(pending) - 1, said
+    finally:
+        stop(serve)
