@@ -89,8 +89,9 @@ def test_a_delete_whose_reply_is_lost_is_re_read_before_anything_is_resent(blumi
     assert result.exit_code == ExitCode.MANUAL_PENDING
     hook = f"{API_PREFIX}/msp/webhooks/wh-1"
     calls = [(r.method, r.status) for r in blumira.sandbox.requests if r.path == hook]
-    # the DELETE, its 502, a re-read showing it is still there, one more DELETE, then verification's re-read
-    assert calls == [("DELETE", 502), ("GET", 200), ("DELETE", 204), ("GET", 404)]
+    # the owner read just before the write (the scope guard), the DELETE, its 502, a re-read showing it
+    # is still there (and still the customer's), one more DELETE, then verification's re-read
+    assert calls == [("GET", 200), ("DELETE", 502), ("GET", 200), ("DELETE", 204), ("GET", 404)]
     events = [r["event"] for r in read_records(result.run.audit_path) if r.get("action_id") ==
               "blumira.delete_webhook.wh-1"]
     assert events[:4] == ["action.planned", "action.started", "action.unknown", "action.succeeded"]

@@ -27,7 +27,7 @@ from offboard import hints
 from offboard.cli import render
 from offboard.connectors import SandboxKit
 from offboard.errors import BadInput
-from offboard.rundir import atomic_write_text
+from offboard.rundir import LOCK_DIR_ENV, atomic_write_text
 from offboard.wire.credentials import env_var
 
 FAST = 0.02  # the demo's clock: a 60 s rate-limit window lasts 1.2 s
@@ -107,7 +107,10 @@ def env_text(kits: Mapping[str, SandboxKit], urls: Mapping[str, str], config: Pa
              *(f"export {url_var(n)}={urls[n]}" for n in kits)]
     if config is not None:
         lines += ["# The rehearsal's config: every offboard command reads it when no -c is given.",
-                  f"export {hints.CONFIG_ENV}={shlex.quote(str(config.resolve()))}"]
+                  f"export {hints.CONFIG_ENV}={shlex.quote(str(config.resolve()))}",
+                  "# Every sandbox is the same vendor account: this rehearsal's exit locks stay in its folder, so",
+                  "# two rehearsals (two users, a test suite) on one machine never exclude each other.",
+                  f"export {LOCK_DIR_ENV}={shlex.quote(str((config.parent / '.locks').resolve()))}"]
     return "\n".join(lines) + "\n"
 
 

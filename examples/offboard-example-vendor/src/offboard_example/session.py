@@ -68,6 +68,18 @@ class ExampleSession:
     def plan(self, inventory: Inventory) -> PlanParts:
         return steps.plan(self.s, inventory)
 
+    # -- the scope guard and the exit lock ------------------------------------------------
+
+    def owner_now(self, action: Action) -> ActionResult:
+        """The device alone, immediately before its write: its own record names its customer."""
+        if action.operation != "retire_device":
+            return ActionResult("unknown", f"no single-object read for {action.operation}")
+        return self._device(action.target.id)[1]
+
+    def exit_identity(self) -> str:
+        """The customer as the vendor names it (its id from its own record), not as the config spells the URL."""
+        return f"example-backup customer {self._customer().id}"
+
     # -- writes ------------------------------------------------------------------------
 
     def execute(self, action: Action) -> ActionResult:
