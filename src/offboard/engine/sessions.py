@@ -14,6 +14,7 @@ from offboard.config import ExitConfig
 from offboard.connectors import Connector, ExitContext, VendorSession
 from offboard.connectors import psa as psa_registry
 from offboard.engine.ticket import Ticket, TicketAware, open_ticket
+from offboard.errors import BadInput
 from offboard.wire import credentials
 
 
@@ -26,6 +27,11 @@ class Sessions:
     connectors: dict[str, Connector]
     ticket: Ticket | None = None
     config: Path | None = None  # the exit's config file, so every printed command carries it
+
+
+# What a session must answer before offboard sends it a write: the object's owner read alone,
+# and the exit as the vendor names it (the machine-wide lock's key).
+SAFETY_METHODS = ("owner_now", "exit_identity")
 
 
 @contextmanager
@@ -60,6 +66,12 @@ def open_sessions(
             if secret is None:
                 secret = credentials.load(name, conn.display_name, conn.credential_fields)
             session = conn.open(settings, secret, transport=(transports or {}).get(name), context=context)
+            missing = [m for m in SAFETY_METHODS if not callable(getattr(session, m, None))]
+            if missing:  # a connector written for an older seam: no write may rest on what it cannot say
+                session.close()
+                raise BadInput(f"the {conn.display_name} connector does not provide {', '.join(missing)}, which "
+                               "this offboard needs before any write (the scope guard and the exit lock): "
+                               f"upgrade the connector package that provides '{name}'")
             opened[name] = session if ticket is None else TicketAware(session, ticket)
             conns[name] = conn
         yield Sessions(opened, conns, ticket, cfg.path)
