@@ -26,7 +26,9 @@ def check_plan_fits(plan: Plan, cfg: ExitConfig) -> None:
 
 def check_not_stale(plan: Plan, live: Mapping[str, Inventory]) -> None:
     for vp in plan.vendors:
-        inv = live[vp.vendor]
+        inv = live.get(vp.vendor)
+        if inv is None:
+            continue  # a vendor this config does not exit: check_matches_replan refuses the plan, naming it
         if inv.fingerprint() != vp.inventory_fingerprint:
             raise BadInput(
                 f"plan is stale: {vp.display_name} inventory for {vp.scope} changed since the plan was "
