@@ -49,9 +49,10 @@ def made(blumira: BlumiraHarness, tmp_path: Path) -> tuple[Path, Path, Path]:
     return out, tmp_path / "msp.pub", result.run.path
 
 
-def rewrite(src: Path, dst: Path, change: Callable[[dict[str, bytes]], None]) -> Path:
+def rewrite(src: Path, dst: Path, change: Callable[[dict[str, bytes]], None], folder: str | None = None) -> Path:
+    """The bundle at ``src`` with its members changed by ``change`` (and its run folder renamed to ``folder``)."""
     with tarfile.open(src, "r:gz") as tar:
-        prefix = tar.getnames()[0].split("/")[0]
+        prefix = folder or tar.getnames()[0].split("/")[0]
         members = {info.name.split("/", 1)[1]: tar.extractfile(info).read()  # type: ignore[union-attr]
                    for info in tar if info.isfile()}
     change(members)
@@ -366,6 +367,105 @@ def test_without_the_public_key_a_bundle_is_consistent_only_and_shows_the_finger
     assert with_key.code == 1 and "msp.pub is not the given public key" in with_key.err
 
 
+# -- what the MSP's own signature cannot vouch for: each cross-check, on its own ----------------------------
+# A manifest signed by the MSP's key (a bug in a bundler, a format from elsewhere, an insider) still
+# lists the hashes of what was packed; these checks are what catch a packed record that does not hold
+# together. Each case breaks exactly one of them, so each check is what fails it.
+
+
+def msp_resigned(tmp_path: Path, edit_manifest: Callable[[dict[str, Any]], None] = lambda _: None
+                 ) -> Callable[[dict[str, bytes]], None]:
+    """Members edited by the caller first; then the manifest lists their true hashes, is edited by
+    ``edit_manifest`` and is signed again with the MSP's own key."""
+    signer = signing.load_signer(tmp_path / "msp-key.pem")
+    assert signer is not None
+
+    def seal(m: dict[str, bytes]) -> None:
+        manifest = json.loads(m["BUNDLE.json"])
+        manifest["members"] = {n: {"sha256": hashlib.sha256(m[n]).hexdigest(), "bytes": len(m[n])}
+                               for n in manifest["members"]}
+        edit_manifest(manifest)
+        m["BUNDLE.json"] = (json.dumps(manifest, indent=2, sort_keys=True) + "\n").encode()
+        m["BUNDLE.sig"] = base64.b64encode(signer.private.sign(m["BUNDLE.json"])) + b"\n"
+
+    return seal
+
+
+def verified_not(cli: Callable[..., CliResult], bad: Path, pub: Path, expected: str) -> None:
+    result = cli("bundle", "verify", str(bad), "--public-key", str(pub))
+    assert result.code == 1, result.out + result.err
+    assert "NOT verified (1 problem(s))" in result.err, result.err  # this check, and nothing else, fails it
+    assert expected in result.err, result.err
+
+
+def test_an_evidence_file_that_differs_from_the_evidence_manifest_fails_verify(
+        made: tuple[Path, Path, Path], tmp_path: Path, cli: Callable[..., CliResult]) -> None:
+    out, pub, _ = made
+    seal = msp_resigned(tmp_path)
+    name = "evidence/blumira/users.json"
+    bad = rewrite(out, tmp_path / "bad.tar.gz", lambda m: (m.__setitem__(name, m[name].replace(b"a", b"b", 1)),
+                                                         seal(m)))
+    verified_not(cli, bad, pub, f"{name} does not match evidence/manifest.json")
+
+
+def test_a_plan_that_does_not_match_its_own_checksum_fails_verify(
+        made: tuple[Path, Path, Path], tmp_path: Path, cli: Callable[..., CliResult]) -> None:
+    out, pub, _ = made
+    seal = msp_resigned(tmp_path)
+    bad = rewrite(out, tmp_path / "bad.tar.gz", lambda m: (
+        m.__setitem__("plan.json", m["plan.json"].replace(b'"J. Doe"', b'"Someone Else"', 1)), seal(m)))
+    verified_not(cli, bad, pub, "plan.json does not match its own checksum (changed)")
+
+
+def test_a_plan_for_another_customer_than_the_manifest_names_fails_verify(
+        made: tuple[Path, Path, Path], tmp_path: Path, cli: Callable[..., CliResult]) -> None:
+    out, pub, _ = made
+    bad = rewrite(out, tmp_path / "bad.tar.gz", msp_resigned(tmp_path, _set(("customer",), "Globex")))
+    verified_not(cli, bad, pub, "plan.json is for 'Acme Dental', not for 'Globex' as BUNDLE.json says")
+
+
+@pytest.mark.parametrize("field", ["lines", "last_hash"])
+def test_a_manifest_naming_another_audit_head_than_the_logs_fails_verify(
+        made: tuple[Path, Path, Path], tmp_path: Path, cli: Callable[..., CliResult], field: str) -> None:
+    out, pub, _ = made
+
+    def other_head(manifest: dict[str, Any]) -> None:
+        head = manifest["audit"]
+        head[field] = head["lines"] - 1 if field == "lines" else "0" * 64
+
+    bad = rewrite(out, tmp_path / "bad.tar.gz", msp_resigned(tmp_path, other_head))
+    verified_not(cli, bad, pub, "BUNDLE.json names another audit chain head than audit.jsonl's")
+
+
+def another_run_id(run_id: str) -> str:
+    return run_id[:-1] + ("0" if run_id[-1] != "0" else "1")
+
+
+def test_a_log_of_another_run_than_the_manifest_names_fails_verify(
+        made: tuple[Path, Path, Path], tmp_path: Path, cli: Callable[..., CliResult]) -> None:
+    out, pub, run = made
+    other = another_run_id(run.name)  # the folder follows the manifest: only the log's run_id differs
+    bad = rewrite(out, tmp_path / "bad.tar.gz", msp_resigned(tmp_path, _set(("run_id",), other)), folder=other)
+    verified_not(cli, bad, pub, f"audit.jsonl is the log of run '{run.name}', not of {other}")
+
+
+def test_a_run_folder_named_for_another_run_fails_verify(
+        made: tuple[Path, Path, Path], tmp_path: Path, cli: Callable[..., CliResult]) -> None:
+    out, pub, run = made
+    other = another_run_id(run.name)
+    bad = rewrite(out, tmp_path / "bad.tar.gz", lambda m: None, folder=other)
+    verified_not(cli, bad, pub, f"the bundle's folder {other}/ is not the run {run.name} its BUNDLE.json names")
+
+
+def test_a_manifest_naming_another_signing_key_fails_verify(
+        made: tuple[Path, Path, Path], tmp_path: Path, cli: Callable[..., CliResult]) -> None:
+    out, pub, _ = made
+    other = signing.fingerprint(signing.generate().public_key())
+    bad = rewrite(out, tmp_path / "bad.tar.gz", msp_resigned(tmp_path, _set(("key",), other)))
+    verified_not(cli, bad, pub, f"BUNDLE.json names the signing key {other}, not "
+                                f"{signing.fingerprint(signing.load_public(pub))}")
+
+
 # -- malformed manifests: a verdict, never a traceback ------------------------------------------------------
 
 
@@ -552,13 +652,20 @@ json_values = st.recursive(
     max_leaves=25)
 
 
-def verdict_or_bad_input(path: Path, pub: Path | None) -> None:
+def verdict_or_bad_input(path: Path, pub: Path | None) -> bundle.BundleCheck | None:
     try:
         result = bundle.verify(path, pub)
     except BadInput as exc:
         assert "\n" not in str(exc) and str(exc)
-        return
+        return None
     assert result.problems or result.manifest is not None
+    return result
+
+
+def data_ranges(tar_bytes: bytes) -> list[range]:
+    """Where each member's content lies in an uncompressed archive."""
+    with tarfile.open(fileobj=io.BytesIO(tar_bytes)) as tar:
+        return [range(i.offset_data, i.offset_data + i.size) for i in tar if i.isfile()]
 
 
 @FUZZ
@@ -581,9 +688,14 @@ def test_any_signed_manifest_is_a_verdict(made: tuple[Path, Path, Path], tmp_pat
 def test_any_damaged_archive_is_a_verdict_or_bad_input(made: tuple[Path, Path, Path], tmp_path: Path,
                                                        flips: list[tuple[float, int]]) -> None:
     out, pub, _ = made
-    raw = bytearray(gzip.decompress(out.read_bytes()))
+    original = gzip.decompress(out.read_bytes())
+    raw = bytearray(original)
     for where, value in flips:
         raw[int(where * len(raw))] = value
     damaged = tmp_path / "damaged.tar.gz"
     damaged.write_bytes(gzip.compress(bytes(raw), mtime=0))
-    verdict_or_bad_input(damaged, pub)
+    result = verdict_or_bad_input(damaged, pub)
+    changed = [i for i, (a, b) in enumerate(zip(original, raw, strict=True)) if a != b]
+    in_content = [i for i in changed if any(i in r for r in data_ranges(original))]
+    if in_content:  # a changed byte of any member's content: never verified
+        assert result is None or not result.ok, (in_content, result)

@@ -315,7 +315,7 @@ def test_a_run_folder_plan_given_another_vendor_is_refused_on_resume(harness: An
     result = stopped_run(harness)
     reseal(result.run.plan_path, with_a_vendor_the_config_does_not_exit)
     before = len(writes(harness.sandbox))
-    with harness.sessions() as s, pytest.raises(
-            BadInput, match=r"plan\.json covers vendors \['blumira', 'huntress'\], but this config exits \['huntress'\]"):
+    refusal = r"plan\.json covers vendors \['blumira', 'huntress'\], but this config exits \['huntress'\]"
+    with harness.sessions() as s, pytest.raises(BadInput, match=refusal):
         engine.resume(result.run.run_id, harness.cfg, s)
     assert writes(harness.sandbox)[before:] == []
