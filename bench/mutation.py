@@ -38,7 +38,8 @@ SPECS = REPO.parent / "shared" / "vendor-specs"
 MODULES: dict[str, list[str]] = {
     "wire/redact.py": ["tests/unit/test_redact.py", "tests/unit/test_audit.py"],
     "proof/signing.py": ["tests/unit/test_signing.py", "tests/unit/test_signing_by_default.py",
-                         "tests/unit/test_keys_cli.py"],
+                         "tests/unit/test_keys_cli.py", "tests/unit/test_audit_verify_cli.py",
+                         "tests/connectors/test_audit_log_attacks.py"],
     "engine/guards.py": ["tests/reliability/test_edited_plan.py", "tests/unit/test_plan_file.py",
                          "tests/connectors/test_gates_before_run.py"],
     "proof/audit.py": ["tests/unit/test_audit.py", "tests/unit/test_audit_verify_cli.py",
