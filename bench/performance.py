@@ -15,6 +15,11 @@ started side by side (ratio to the account's ceiling, 429s); an exit while anoth
 to a third of the account's limit (429s as a share of the calls); single exits of 100, 2,000 and
 10,000 agents (ratio, goal >= 0.97); `offboard plan` of 10,000 and 50,000 agents as a whole process
 (wall time and peak RSS); and a Huntress + Blumira exit run at once against each alone.
+
+``--write docs/performance.md`` puts the table in the docs between the page's markers, with what a
+reader needs to reproduce it (date, commit, machine, load average at the start, Python and the
+resolved versions of the main dependencies, runs per figure) and a digest over all of it: a test
+fails when the block is edited by hand (bench/figures.py).
 """
 
 from __future__ import annotations
@@ -23,7 +28,6 @@ import argparse
 import contextlib
 import json
 import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -39,6 +43,7 @@ from typing import Any
 import httpx
 from pydantic import SecretStr
 
+from bench import figures
 from offboard import batch as batches
 from offboard import connectors, engine
 from offboard.config import ExitConfig, load_config
@@ -145,8 +150,10 @@ def exit_run(h: Spec | None, b: Spec | None) -> tuple[float, Timing | None, Timi
         return (wall, _timing(hurl, h, since) if h and hurl else None, _timing(burl, b, since) if b and burl else None)
 
 
-def plan_cost(agents: int) -> tuple[float, float]:
-    """Seconds to plan (discovery over HTTP included) and peak MiB allocated while planning."""
+def plan_cost(agents: int) -> tuple[float, float, float]:
+    """Seconds to plan (discovery over HTTP included), and the MiB allocated while planning: at the
+    peak, and still held once the plan is made (what a run keeps: the plan, the inventory, the
+    session's records for the export)."""
     with _served(Spec(HuntressSandbox, {"time_scale": SCALE, "customer_agents": agents})) as (hurl,), \
             TemporaryDirectory() as tmp:
         cfg = _config(Path(tmp), hurl, None)
@@ -155,10 +162,11 @@ def plan_cost(agents: int) -> tuple[float, float]:
             engine.make_plan(cfg, sessions)
             seconds = time.monotonic() - started
             tracemalloc.start()
-            engine.make_plan(cfg, sessions)
-            _, peak = tracemalloc.get_traced_memory()
+            plan = engine.make_plan(cfg, sessions)
+            held, peak = tracemalloc.get_traced_memory()
             tracemalloc.stop()
-    return seconds, peak / 2**20
+            del plan
+    return seconds, peak / 2**20, held / 2**20
 
 
 def _timing_of(url: str, limit: int, window: float, since: float) -> Timing:
@@ -259,21 +267,32 @@ class _Rows(list[str]):
 
 
 def _median_min(values: Sequence[float], fmt: str) -> str:
-    return f"{format(statistics.median(values), fmt)} (min {format(min(values), fmt)})"
+    """The median, and the spread of the runs beside it (min to max; one run has none)."""
+    median = format(statistics.median(values), fmt)
+    if len(values) < 2:
+        return median
+    return f"{median} ({format(min(values), fmt)} to {format(max(values), fmt)})"
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="smaller sizes, one run each")
-    parser.add_argument("--runs", type=int, default=3, help="runs per figure (the median is shown, and the min)")
+    parser.add_argument("--runs", type=int, default=3, help="runs per figure (the median is shown, and the spread)")
+    parser.add_argument("--write", type=Path, metavar="PAGE",
+                        help="write the table and its environment into PAGE between its markers "
+                             "(docs/performance.md); refused with --quick")
     args = parser.parse_args(argv)
+    if args.write and (args.quick or args.runs < 3):
+        parser.error("--write publishes figures: a full run of at least 3 runs per figure (no --quick)")
+    environment = figures.environment()  # the load average before the benchmark adds to it
     cache = TemporaryDirectory(prefix="offboard-bench-cache-")
     os.environ["XDG_CACHE_HOME"] = cache.name  # the accounts' budget files: never the user's
     runs = 1 if args.quick else args.runs
     customers, per = (6, 20) if args.quick else (50, 100)
     sizes = (100, 500) if args.quick else (100, 2_000, 10_000)
     plan_sizes = (2_000,) if args.quick else (10_000, 50_000)
-    rows = _Rows(["| measure | agents | calls | minimum at the ceiling | time taken | ratio (median, min) | 429s |",
+    rows = _Rows(["| measure | agents | calls | minimum at the ceiling | time taken | ratio (median, min to max) "
+                  "| 429s |",
                   "|---|---|---|---|---|---|---|"])
     ok = True
     for processes in (1, 2):
@@ -311,6 +330,11 @@ def main(argv: list[str] | None = None) -> int:
         rows.append(f"| `offboard plan`, whole process: peak RSS {_median_min(rss, '.0f')} MiB | {n:,} | | | "
                     f"{_median_min(walls, '.2f')} s | | |")
         ok &= n != 10_000 or (statistics.median(walls) <= 1.0 and statistics.median(rss) <= 100)
+    n = plan_sizes[0]
+    peak, held = zip(*[plan_cost(n)[1:] for _ in range(runs)], strict=True)
+    per_agent = [1024 * x / n for x in held], [1024 * x / n for x in peak]
+    rows.append(f"| `offboard plan`'s own allocations (tracemalloc): held {_median_min(per_agent[0], '.2f')} KiB, "
+                f"peak {_median_min(per_agent[1], '.2f')} KiB per agent | {n:,} | | | | | |")
     h_agents, b_findings = (300, 60) if args.quick else (1_000, 250)
     h_alone, _, _ = exit_run(huntress(h_agents), None)
     b_alone, _, _ = exit_run(None, blumira(b_findings))
@@ -322,10 +346,14 @@ def main(argv: list[str] | None = None) -> int:
     rows.append(f"| Blumira ({b_findings} findings) alone | | | | {b_alone:.2f} s | | |")
     rows.append(f"| both at once (the slower alone ÷ both) | | {calls:,} | | {both:.2f} s | {slower / both:.3f} | "
                 f"{throttled} |")
-    print(f"\nMachine: {platform.machine()}, {platform.processor() or 'cpu'}, Python {platform.python_version()}, "
-          f"{platform.system()} {platform.release()}, {os.cpu_count()} cores; Huntress window {60 * SCALE:g} s "
-          f"for 60 calls (x{1 / SCALE:g}), Blumira {BLUMIRA_SCALE:g} s for 10 calls (x{1 / BLUMIRA_SCALE:g}); "
-          f"{runs} run(s) per figure.")
+    scales = (f"Huntress window {60 * SCALE:g} s for 60 calls (x{1 / SCALE:g}), Blumira {BLUMIRA_SCALE:g} s "
+              f"for 10 calls (x{1 / BLUMIRA_SCALE:g}); {runs} run(s) per figure, each the median with the "
+              "spread of the runs (min to max).")
+    print("\n" + "\n".join(environment) + "\n" + scales)
+    if args.write:
+        command = f"python -m bench.performance --runs {runs} --write {args.write}"
+        figures.write(args.write, command, environment, [*rows, "", scales])
+        print(f"written to {args.write}")
     return 0 if ok else 1
 
 

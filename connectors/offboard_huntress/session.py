@@ -12,6 +12,7 @@ from offboard.connectors import ActionResult, Artifact, Check, PlanParts, reread
 from offboard.errors import BadInput, VendorAuthError
 from offboard.plan import Action, Finding, Inventory, InventoryItem, Target, VendorPlan
 from offboard.wire.http import HttpRecord, Reply, VendorHttp
+from offboard.wire.spool import RecordSpool
 
 from .client import HuntressClient
 from .models import (
@@ -121,9 +122,10 @@ class HuntressSession:
             target=Target(type="organization", id=str(self.org_id), name=org.name or f"organization {self.org_id}"),
             owner=org_owner, attrs={"report_recipients": len(org.report_recipients or []),
                                     "identity_provider_tenant_id": org.identity_provider_tenant_id})]
-        # Each list read once: the evidence export takes these same replies (see _fresh).
-        raw_agents = list(self.client.list_raw("agents", organization_id=self.org_id))
-        for n, raw in enumerate(raw_agents, 1):
+        # Each list read once: the evidence export takes these same replies (see _fresh), kept on
+        # disk meanwhile (wire.spool), not in memory.
+        raw_agents = RecordSpool()
+        for n, raw in enumerate(raw_agents.extend(self.client.list_raw("agents", organization_id=self.org_id)), 1):
             a = parse(Agent, raw, "GET /v1/agents")
             items.append(InventoryItem(
                 target=agent_target(a.id, a.hostname) if a.id is not None else _unaddressable("agent", n, a.hostname),
@@ -243,6 +245,8 @@ class HuntressSession:
         files: list[Artifact] = []
         count: int
         fresh = self._fresh.pop(what, None)  # what this run's discovery just read, if it did
+        if isinstance(fresh, RecordSpool):
+            fresh = fresh.records()
         if what == "organization":
             body = fresh if fresh is not None else self.client.organization_raw(org)[0]
             files.append(Artifact("organization.json", _json(body)))

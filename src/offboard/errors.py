@@ -20,7 +20,7 @@ class ExitCode(IntEnum):
     INTERRUPTED = 130  # Ctrl-C, as shells report SIGINT
 
 
-# The one table of exit codes: `offboard --help` prints it and the README's table must match it
+# The one table of exit codes: `offboard --help` prints it and docs/exit-codes.md's table must match it
 # (tests/unit/test_cli_conventions.py), so scripts can rely on a single documented meaning.
 EXIT_CODE_MEANINGS: dict[ExitCode, str] = {
     ExitCode.OK: "success: the command did what it was asked (`plan`: the plan was made; `confirm`: the "

@@ -38,7 +38,7 @@ def test_each_schema_is_a_valid_json_schema_named_as_its_documents_say(kind: str
     Draft202012Validator.check_schema(schema)
     assert schema["properties"]["schema"] == {"const": f"offboard.{kind}.v1", "description": schema["properties"][
         "schema"]["description"]}
-    assert f"schemas/{kind}.v1.json" in (SCHEMAS.parent / "README.md").read_text()
+    assert f"schemas/{kind}.v1.json" in (SCHEMAS.parent / "docs" / "json-output.md").read_text()
 
 
 @dataclass

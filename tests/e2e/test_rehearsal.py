@@ -1,5 +1,5 @@
-"""Rehearse an exit (issue 15, friction 1): the README's "Rehearse an exit" commands, run AS WRITTEN
-(read from the README between its markers, as .ci/run reads the test command) in a fresh folder,
+"""Rehearse an exit (issue 15, friction 1): the docs' "Rehearse an exit" commands, run AS WRITTEN
+(read from docs/rehearsal.md between its markers, as .ci/run reads the test command) in a fresh folder,
 against `offboard sandbox serve` in its own process; and `offboard demo --keep`."""
 
 from __future__ import annotations
@@ -22,10 +22,10 @@ EXPECTED = re.compile(r"#\s*exit (\d+)\b[^\"'`]*$")  # a trailing "# exit N" com
 
 
 def sh_block(marker: str) -> str:
-    """The first ```sh block after ``<!-- marker -->`` in the README."""
-    text = (ROOT / "README.md").read_text()
+    """The first ```sh block after ``<!-- marker -->`` in the rehearsal page."""
+    text = (ROOT / "docs" / "rehearsal.md").read_text()
     match = re.search(rf"<!-- {marker} -->\s*```sh\n(.*?)\n```", text, re.DOTALL)
-    assert match, f"no ```sh block under <!-- {marker} --> in README.md"
+    assert match, f"no ```sh block under <!-- {marker} --> in docs/rehearsal.md"
     return match.group(1)
 
 
@@ -82,7 +82,7 @@ def test_the_readmes_rehearsal_runs_as_written_against_sandbox_serve(folder: Pat
     assert len(steps) >= 10 and any("bundle verify" in c for c, _ in steps)
     log = tmp_path / "serve.log"
     with log.open("wb") as out:
-        # --fast: the README's real clock paces Huntress at 60 calls a minute, minutes per rehearsal.
+        # --fast: the rehearsal page's real clock paces Huntress at 60 calls a minute, minutes per rehearsal.
         serve = subprocess.Popen(["bash", "-c", f"exec {serve_command} --fast"], cwd=folder, env=env,
                                  stdout=out, stderr=subprocess.STDOUT)
     try:

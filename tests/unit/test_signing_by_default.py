@@ -1,5 +1,5 @@
 """Signing on by default for real exits (issue 15, friction 6): the example config has a [signing]
-section, the README's exit steps start with `offboard keys init`, `keys export` finds a key made with
+section, the docs' exit steps start with `offboard keys init`, `keys export` finds a key made with
 `keys init --key-file`, and no hint prints a placeholder for a run id it knows. (`apply` warning about
 an unsigned run and `--require-signature` refusing it: tests/connectors/test_gates_before_run.py.)"""
 
@@ -44,8 +44,7 @@ def test_the_example_config_has_a_signing_section_that_loads_as_it_is() -> None:
     assert "offboard keys init" in text and '# key_file = "' in text
 
 
-def test_the_readmes_exit_steps_start_with_keys_init() -> None:
-    readme = (ROOT / "README.md").read_text()
-    section = readme.split("## Exiting a real customer", 1)[1].split("\n## ", 1)[0]
+def test_the_docs_exit_steps_start_with_keys_init() -> None:
+    section = (ROOT / "docs" / "huntress.md").read_text()
     first = re.search(r"^\s*\d+\. (.*)$", section, re.MULTILINE)
     assert first is not None and "`offboard keys init`" in first.group(1)

@@ -72,7 +72,7 @@ def load_source(source: Path, models: Mapping[str, type[SectionSettings]], *, te
 
 
 def _csv_rows(source: Path) -> tuple[list[dict[str, Any]], Path | None]:
-    raw = read_input(source, "customer listing", "one row per customer; see the README's batch section")
+    raw = read_input(source, "customer listing", "one row per customer; see docs/batch.md")
     try:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError:
@@ -118,7 +118,7 @@ def _cell(cell: str, where: str) -> Any:
 
 
 def _toml_rows(source: Path) -> tuple[list[dict[str, Any]], Path | None]:
-    raw = read_input(source, "customer listing", "see the README's batch section")
+    raw = read_input(source, "customer listing", "see docs/batch.md")
     try:
         data = tomllib.loads(raw.decode("utf-8"))
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:

@@ -140,8 +140,8 @@ def serve_cmd(
                                        "vendors' real pace.")] = False,
 ) -> None:
     """Serve every installed vendor sandbox on 127.0.0.1 until Ctrl-C, with a ready config and the
-    sandbox-only credentials, to rehearse an exit with the real commands (see the README's
-    "Rehearse an exit"). Each start is a fresh sandbox customer (Acme Dental)."""
+    sandbox-only credentials, to rehearse an exit with the real commands (see docs/rehearsal.md).
+    Each start is a fresh sandbox customer (Acme Dental)."""
     kits, names = installed_kits()
     config, env = directory / "config.toml", directory / "sandbox.env"
     for path in (config, env):
@@ -166,5 +166,5 @@ def serve_cmd(
             render.out.print(f"First: offboard keys init --key-file {directory / KEY_FILE} --public-key "
                              f"{directory / 'msp.pub'}  (the signing key the config names)", soft_wrap=True,
                              markup=False)
-        wait_until_interrupted("Sandboxes ready: rehearse with the README's \"Rehearse an exit\" steps.")
+        wait_until_interrupted("Sandboxes ready: rehearse with the steps of docs/rehearsal.md.")
     render.out.print("Sandboxes stopped.")
