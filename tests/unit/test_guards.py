@@ -208,3 +208,28 @@ def test_a_plan_for_other_vendors_than_the_configs_is_refused_naming_both() -> N
     message = ("plan file covers vendors ['v'], but this config exits ['v', 'w']; " + HINT)
     assert refused(saved, fresh) == message
     assert refused(saved, fresh, only={"v.uninstall.1"}) == message  # on resume too
+
+
+def test_on_resume_every_open_action_is_checked_not_only_those_before_a_done_one() -> None:
+    saved = plan_of(vendor_plan(uninstall(T1), uninstall(T2, owner="org:2")))
+    fresh = (vendor_plan(uninstall(T1), uninstall(T2)),)
+    assert "v.uninstall.2 differs" in refused(saved, fresh, only={"v.uninstall.2"})  # .1 is done
+
+
+def test_after_a_persons_item_or_a_write_that_left_the_listing_the_rest_are_still_checked() -> None:
+    t3 = Target(type="agent", id="3", name="pc-3")
+    fresh = (vendor_plan(uninstall(T1), uninstall(t3)),)
+    saved = plan_of(vendor_plan(uninstall(T2), uninstall(Target(type="agent", id="4")), uninstall(T1),
+                                uninstall(t3, owner="org:2"), manual=(person(),)))
+    every = {a.id for a in saved.actions()}
+    assert "v.uninstall.3 differs" in refused(saved, fresh, only=every)
+    left = plan_of(vendor_plan(uninstall(T2), uninstall(Target(type="agent", id="4")), uninstall(T1),
+                               uninstall(t3), manual=(person(),)))
+    assert check_matches_replan(left, fresh, source="run", only=every) == {"v.uninstall.2", "v.uninstall.4"}
+
+
+def test_a_vendor_the_config_does_not_exit_does_not_hide_another_vendors_staleness() -> None:
+    live = Inventory(vendor="v", scope="org 1", account="key", items=(InventoryItem(target=T1, owner="org:1"),))
+    plan = plan_of(vendor_plan(vendor="w"), vendor_plan(uninstall(T1)))  # v's fingerprint is not live's
+    with pytest.raises(BadInput, match="plan is stale: V inventory"):
+        check_not_stale(plan, {"v": live})

@@ -234,3 +234,10 @@ def test_a_keyring_that_cannot_store_says_how_to_use_a_file_instead(
     assert str(caught.value) == ("cannot store the signing key: no usable OS keyring on this machine "
                                  "(PasswordSetError); use `offboard keys init --key-file PATH` and set "
                                  "[signing] key_file")
+
+
+def test_a_torn_head_beside_an_empty_log_names_the_run_as_a_placeholder(signer: signing.Signer) -> None:
+    empty = verify_bytes(b"")
+    assert signing.check_heads(empty, b'{"format": "offboard-chain', signer.public) == SignatureCheck(
+        False, "signatures.jsonl line 1 is incomplete (a torn write, e.g. a crash while signing); the next "
+               "`offboard verify --run <its run id>` repairs it, records the repair and signs the head again")
