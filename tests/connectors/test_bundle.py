@@ -11,6 +11,7 @@ import hashlib
 import io
 import json
 import os
+import shutil
 import stat
 import tarfile
 import tracemalloc
@@ -28,11 +29,11 @@ from offboard.errors import BadInput
 from offboard.plan import canonical_json
 from offboard.proof import bundle, signing
 from offboard.rundir import RunDir
-from tests.conftest import BlumiraHarness, CliResult, load, past_the_notification
+from offboard_blumira.sandbox import BlumiraSandbox
+from tests.conftest import FAST, BlumiraHarness, CliResult, load, past_the_notification
 
 
-@pytest.fixture
-def made(blumira: BlumiraHarness, tmp_path: Path) -> tuple[Path, Path, Path]:
+def make_a_bundle(blumira: BlumiraHarness, tmp_path: Path) -> tuple[Path, Path, Path]:
     """A signed Blumira run, its bundle, and the MSP's public key."""
     key = signing.generate()
     signing.write_key_file(key, tmp_path / "msp-key.pem")
@@ -47,6 +48,30 @@ def made(blumira: BlumiraHarness, tmp_path: Path) -> tuple[Path, Path, Path]:
     out = tmp_path / "acme-exit.tar.gz"
     bundle.create(RunDir.existing(cfg.runs_dir, result.run.run_id), signer, out)
     return out, tmp_path / "msp.pub", result.run.path
+
+
+@pytest.fixture(scope="module")
+def made_once(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, Path]:
+    """One run and bundle per module (a whole Blumira exit is the slow part); each test gets a copy."""
+    where = tmp_path_factory.mktemp("made")
+    with pytest.MonkeyPatch.context() as m:
+        m.setenv("XDG_CACHE_HOME", str(tmp_path_factory.mktemp("cache")))  # never the user's budget files
+        return make_a_bundle(BlumiraHarness(BlumiraSandbox(time_scale=FAST), where), where)
+
+
+@pytest.fixture
+def made(made_once: tuple[Path, Path, Path], tmp_path: Path) -> tuple[Path, Path, Path]:
+    """A signed Blumira run, its bundle, and the MSP's public key: a copy of the module's, in this
+    test's folder (config, runs, key, bundle), to change at will."""
+    source = made_once[0].parent
+    shutil.copytree(source, tmp_path, dirs_exist_ok=True, symlinks=True)
+    return tuple(tmp_path / p.relative_to(source) for p in made_once)  # type: ignore[return-value]
+
+
+@pytest.fixture
+def made_fresh(blumira: BlumiraHarness, tmp_path: Path) -> tuple[Path, Path, Path]:
+    """As ``made``, with the test's own Blumira sandbox still holding the exit's state."""
+    return make_a_bundle(blumira, tmp_path)
 
 
 def rewrite(src: Path, dst: Path, change: Callable[[dict[str, bytes]], None], folder: str | None = None) -> Path:
@@ -615,9 +640,9 @@ def _first_head_lines(run: Path) -> int:
      "and the audit log does not have that line: it was cut back or rewritten"),
 ])
 def test_bundle_refuses_a_run_whose_chain_or_signatures_do_not_verify(
-        made: tuple[Path, Path, Path], blumira: BlumiraHarness, tmp_path: Path, cli: Callable[..., CliResult],
+        made_fresh: tuple[Path, Path, Path], blumira: BlumiraHarness, tmp_path: Path, cli: Callable[..., CliResult],
         attack: Callable[[Path], object], message: str) -> None:
-    _, _, run = made
+    _, _, run = made_fresh
     cfg = load(tmp_path / "config.toml")
     heads = len((run / "signatures.jsonl").read_bytes().split(b"\n"))
     with blumira.sessions(cfg) as s:  # one more signed head, so a cut-back has earlier ones to stop at
