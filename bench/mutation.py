@@ -4,6 +4,7 @@ small change at a time (mutmut), run the tests that guard it, and count what the
     .venv/bin/python bench/mutation.py                  # every module below, one after another
     .venv/bin/python bench/mutation.py wire/redact.py   # one module (a path under src/offboard/)
     .venv/bin/python bench/mutation.py --jobs 2 ...     # mutants run side by side (default 1)
+    .venv/bin/python bench/mutation.py proof/bundle.py --only 'x_verify*' 'x__check_*'   # some functions only
 
 Each module runs in a scratch copy of the repository (mutmut works in a ``mutants/`` folder of its
 own), against the narrow test selection named in MODULES, and the result is written to
@@ -17,6 +18,7 @@ reason lands in the doc beside it).
 from __future__ import annotations
 
 import argparse
+import fnmatch
 import json
 import os
 import re
@@ -76,6 +78,7 @@ class Result:
     equivalent: int
     minutes: float
     survivors: dict[str, dict[str, str]] = field(default_factory=dict)
+    only: tuple[str, ...] = ()
     date: str = field(default_factory=lambda: time.strftime("%Y-%m-%d"))
 
     @property
@@ -84,7 +87,7 @@ class Result:
         return self.killed / counted if counted else 1.0
 
 
-def run_module(module: str, jobs: int) -> Result:
+def run_module(module: str, jobs: int, only: tuple[str, ...] = ()) -> Result:
     tests = MODULES[module]
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="offboard-mutation-") as scratch:
@@ -102,8 +105,9 @@ def run_module(module: str, jobs: int) -> Result:
                "PYTHON_KEYRING_BACKEND": "keyring.backends.null.Keyring",
                "XDG_CACHE_HOME": str(Path(scratch) / "cache")}
         mutmut = [sys.executable, "-m", "mutmut"]
-        run = subprocess.run([*mutmut, "run", "--max-children", str(jobs)], cwd=work, env=env,
-                             capture_output=True, text=True)
+        prefix = "offboard." + module.removesuffix(".py").replace("/", ".") + "."
+        run = subprocess.run([*mutmut, "run", "--max-children", str(jobs), *(prefix + o for o in only)],
+                             cwd=work, env=env, capture_output=True, text=True)
         results = subprocess.run([*mutmut, "results", "--all", "true"], cwd=work, env=env,
                                  capture_output=True, text=True)
         statuses: dict[str, str] = {}
@@ -111,7 +115,8 @@ def run_module(module: str, jobs: int) -> Result:
             name, _, status = line.strip().partition(": ")
             if name and status:
                 statuses[name] = status
-        checked = {n: st for n, st in statuses.items() if st != "not checked"}
+        checked = {n: st for n, st in statuses.items() if st != "not checked"
+                   and (not only or any(fnmatch.fnmatch(n, prefix + o) for o in only))}
         if run.returncode != 0 or not checked:
             raise SystemExit(f"mutmut ran no mutant of {module}:\n{run.stdout[-3000:]}\n{run.stderr[-3000:]}")
         survivors = {}
@@ -122,7 +127,8 @@ def run_module(module: str, jobs: int) -> Result:
     statuses = checked
     killed = sum(1 for s in statuses.values() if s in ("killed", "timeout", "segfault", "suspicious"))
     equivalent = sum(1 for n in survivors if f"{module}: {n}" in EQUIVALENT)
-    return Result(module, tests, len(statuses), killed, equivalent, (time.monotonic() - started) / 60, survivors)
+    return Result(module, tests, len(statuses), killed, equivalent, (time.monotonic() - started) / 60, survivors,
+                  only)
 
 
 def section(r: Result) -> str:
@@ -130,7 +136,9 @@ def section(r: Result) -> str:
     lines = [BEGIN.format(module), f"### `src/offboard/{module}`", "",
              f"{r.killed} of {r.total} mutants killed" + (f", {r.equivalent} equivalent" if r.equivalent else "")
              + f": **{r.rate:.1%}** (run {r.date}, {r.minutes:.1f} min, tests: "
-             + ", ".join(f"`{t}`" for t in r.tests) + ")", ""]
+             + ", ".join(f"`{t}`" for t in r.tests) + ")"
+             + (f"; **only** the mutants of {', '.join(f'`{o}`' for o in r.only)}, the rest not run" if r.only else ""),
+             ""]
     for name, s in r.survivors.items():
         why = EQUIVALENT.get(f"{module}: {name}")
         lines += [f"- `{name}` ({'equivalent: ' + why if why else s['status']})", "", "  ```diff",
@@ -172,13 +180,16 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("modules", nargs="*", help=f"modules under src/offboard/ (default: all {len(MODULES)})")
     parser.add_argument("--jobs", type=int, default=1, help="mutants run side by side (default 1)")
+    parser.add_argument("--only", nargs="+", default=[], metavar="GLOB",
+                        help="only the mutants of these functions (mutmut's names within the module, e.g. "
+                             "'x_verify*'); the doc says the run was partial")
     args = parser.parse_args()
     unknown = [m for m in args.modules if m not in MODULES]
     if unknown:
         parser.error(f"not a module this script covers: {', '.join(unknown)} (one of: {', '.join(MODULES)})")
     results = []
     for module in args.modules or list(MODULES):
-        r = run_module(module, args.jobs)
+        r = run_module(module, args.jobs, tuple(args.only))
         results.append(r)
         write_doc(results)  # each module's section lands as soon as it is known
         print(f"{module}: {r.killed}/{r.total} killed ({r.rate:.1%}), {len(r.survivors)} survivor(s)", flush=True)
