@@ -43,7 +43,9 @@ MODULES: dict[str, list[str]] = {
                          "tests/unit/test_signing_by_default.py", "tests/unit/test_keys_cli.py"],
     "engine/guards.py": ["tests/unit/test_guards.py"],
     "proof/audit.py": ["tests/unit/test_audit.py", "tests/unit/test_audit_verify_cli.py"],
-    "wire/http.py": ["tests/unit/test_http.py", "tests/unit/test_unreachable_host.py"],
+    "wire/http.py": ["tests/unit/test_http.py", "tests/unit/test_unreachable_host.py",
+                     "tests/connectors/test_huntress_calls.py", "tests/connectors/test_blumira_calls.py",
+                     "tests/connectors/test_sandbox_faults.py"],
     "proof/bundle.py": ["tests/connectors/test_bundle.py"],
     "engine/execute.py": ["tests/reliability/test_scope_property.py", "tests/reliability/test_fresh_ownership.py",
                           "tests/reliability/test_crash_anywhere.py::test_a_write_started_before_a_crash_is_re_read_"
