@@ -43,7 +43,7 @@ MODULES: dict[str, list[str]] = {
                          "tests/unit/test_signing_by_default.py", "tests/unit/test_keys_cli.py"],
     "engine/guards.py": ["tests/unit/test_guards.py"],
     "proof/audit.py": ["tests/unit/test_audit.py", "tests/unit/test_audit_verify_cli.py"],
-    "wire/http.py": ["tests/unit/test_http.py", "tests/unit/test_unreachable_host.py",
+    "wire/http.py": ["tests/unit/test_http_parts.py", "tests/unit/test_http.py", "tests/unit/test_unreachable_host.py",
                      "tests/connectors/test_huntress_calls.py", "tests/connectors/test_blumira_calls.py",
                      "tests/connectors/test_sandbox_faults.py"],
     "proof/bundle.py": ["tests/connectors/test_bundle.py"],
