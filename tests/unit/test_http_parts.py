@@ -96,8 +96,12 @@ def test_the_vendors_count_of_calls_left_is_read_when_it_sends_one(value: str, l
     http, _ = client(lambda r: httpx.Response(200, json={}, headers={"x-calls-left": value}),
                      remaining_header="x-calls-left")
     real = http.limiter.completed
-    http.limiter.completed = lambda token, *, remaining=None, throttled=False: (  # type: ignore[method-assign]
-        told.append(remaining), real(token, remaining=remaining, throttled=throttled))
+
+    def completed(token: str | None = None, *, remaining: int | None = None, throttled: bool = False) -> None:
+        told.append(remaining)
+        real(token, remaining=remaining, throttled=throttled)
+
+    http.limiter.completed = completed  # type: ignore[method-assign]
     http.get("/x")
     assert told == [left]
     without, _ = client(lambda r: httpx.Response(200, json={}, headers={"x-calls-left": "5"}))
@@ -171,7 +175,7 @@ def test_an_empty_reply_is_none_and_one_that_is_not_json_is_one_line() -> None:
      ("retry", None, "before retrying (the connection failed)")),
 ])
 def test_each_wait_is_told_with_what_it_waits_for(fault: Handler, wait: tuple[str, float | None, str]) -> None:
-    calls = iter([fault, lambda r: httpx.Response(200, json={})])
+    calls: Iterator[Handler] = iter([fault, lambda r: httpx.Response(200, json={})])
     http, slept = client(lambda r: next(calls)(r))
     heard: list[waits.Wait] = []
     with waits.listening(heard.append):
