@@ -66,6 +66,15 @@ EQUIVALENT: dict[str, str] = {
        "`model_dump(mode=...)` other than \"json\" (python mode): an action's fields are strings, booleans, None "
        "and nested models, which both modes dump alike, so the comparison and its message are the same"
        for n in (1, 2, 3)},
+    # httpx's headers are case-insensitive: the same header, read or sent under another spelling
+    **{f"wire/http.py: offboard.wire.http.{name}":
+       "a header name in another case: httpx.Headers are case-insensitive, so it is the same header"
+       for name in ("xǁVendorHttpǁ__init____mutmut_29", "xǁVendorHttpǁ__init____mutmut_30",
+                    "xǁVendorHttpǁ__init____mutmut_32", "xǁVendorHttpǁ__init____mutmut_33",
+                    "xǁVendorHttpǁrequest__mutmut_23", "xǁVendorHttpǁrequest__mutmut_24",
+                    "x__json_or_none__mutmut_11")},
+    "wire/http.py: offboard.wire.http.xǁVendorHttpǁ__init____mutmut_21":
+        "`follow_redirects=None`: httpx treats it as false, its default, so redirects are still not followed",
 }
 
 GOAL = 0.90

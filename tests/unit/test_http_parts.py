@@ -5,6 +5,7 @@ connection failed (wire/http.py)."""
 
 from __future__ import annotations
 
+import json
 import socket
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
@@ -15,7 +16,7 @@ from typing import Any
 import httpx
 import pytest
 
-from offboard.errors import VendorError, VendorReplyError
+from offboard.errors import AmbiguousWrite, VendorAuthError, VendorError, VendorReplyError
 from offboard.wire import http as wire
 from offboard.wire import waits
 from offboard.wire.http import HttpRecord, RetryPolicy, VendorHttp, parse_retry_after
@@ -224,3 +225,165 @@ def test_the_reason_is_the_resolvers_own_words_else_the_error_redacted() -> None
     assert wire._reason(looped) == "no address"
     assert wire._host_of(httpx.ConnectError("x", request=httpx.Request("GET", "https://h.example/"))) == "h.example"
     assert wire._host_of(httpx.ConnectError("x")) is None
+
+
+# -- what a failed call says, whole -----------------------------------------------------------------
+
+
+def failure(http: VendorHttp, method: str = "GET", path: str = "/x") -> VendorError:
+    with pytest.raises(VendorError) as caught:
+        http.request(method, path)
+    return caught.value
+
+
+@pytest.mark.parametrize("status, kind", [(400, VendorError), (404, VendorError), (401, VendorAuthError),
+                                          (403, VendorAuthError)])
+def test_a_refused_call_names_the_vendor_the_call_the_status_and_the_vendors_words(
+        status: int, kind: type[VendorError]) -> None:
+    http, _ = client(lambda r: httpx.Response(status, text="  no \\n  such   thing "))
+    exc = failure(http, "GET", "/agents/7")
+    assert type(exc) is kind and (exc.vendor, exc.call, exc.status) == ("Vendor", "GET /agents/7", status)
+    reason = httpx.codes.get_reason_phrase(status)
+    assert str(exc) == f"Vendor: GET /agents/7 failed: HTTP {status} {reason}: no \\n such thing"
+    http, _ = client(lambda r: httpx.Response(status))
+    assert str(failure(http)) == f"Vendor: GET /x failed: HTTP {status} {reason}"  # no body: no colon
+
+
+def test_the_vendors_words_are_cut_at_300_characters() -> None:
+    http, _ = client(lambda r: httpx.Response(400, text="x" * 400))
+    assert str(failure(http)).endswith(": " + "x" * 300)
+
+
+def test_a_read_that_stays_down_gives_up_naming_the_status_and_attempts() -> None:
+    http, slept = client(lambda r: httpx.Response(503), policy=RetryPolicy(max_attempts=3))
+    exc = failure(http)
+    assert (exc.vendor, exc.call, exc.status) == ("Vendor", "GET /x", 503) and len(slept) == 2
+    assert str(exc) == "Vendor: GET /x failed: HTTP 503 Service Unavailable (gave up after 3 attempts)"
+
+
+def test_a_write_answered_5xx_may_have_landed_and_is_never_retried() -> None:
+    http, slept = client(lambda r: httpx.Response(502, text="upstream"))
+    exc = failure(http, "DELETE", "/agents/7")
+    assert type(exc) is AmbiguousWrite and (exc.vendor, exc.call, exc.status) == ("Vendor", "DELETE /agents/7", 502)
+    assert str(exc) == "Vendor: DELETE /agents/7 failed: HTTP 502 Bad Gateway: upstream"
+    assert http.calls == 1 and slept == []
+
+
+def test_a_write_whose_reply_was_lost_is_ambiguous_and_a_read_that_times_out_gives_up() -> None:
+    def lost(request: httpx.Request) -> httpx.Response:
+        raise httpx.ReadTimeout("timed out", request=request)
+
+    http, _ = client(lost, policy=RetryPolicy(max_attempts=2))
+    exc = failure(http, "POST", "/agents/7/actions")
+    assert type(exc) is AmbiguousWrite and (exc.vendor, exc.call) == ("Vendor", "POST /agents/7/actions")
+    assert str(exc) == "Vendor: POST /agents/7/actions failed: reply lost (ReadTimeout: timed out)"
+    assert http.calls == 1
+    read = failure(http, "GET", "/agents")
+    assert type(read) is VendorError and (read.vendor, read.call) == ("Vendor", "GET /agents")
+    assert str(read) == "Vendor: GET /agents failed: ReadTimeout: timed out (gave up after 2 attempts)"
+
+
+def test_an_error_without_words_is_named_by_its_kind() -> None:
+    def refused(request: httpx.Request) -> httpx.Response:
+        raise httpx.ConnectError("", request=request)
+
+    http, _ = client(refused, policy=RetryPolicy(max_attempts=2))
+    exc = failure(http, "DELETE", "/agents/7")  # not sent: safe to retry, then given up
+    assert type(exc) is VendorError and str(exc) == ("Vendor: DELETE /agents/7 failed: ConnectError (gave up after "
+                                                     "2 attempts)")
+
+
+def test_a_host_that_does_not_resolve_is_named_with_the_fix() -> None:
+    def unresolved(request: httpx.Request) -> httpx.Response:
+        raise chained(httpx.ConnectError("x", request=request), gai("Name or service not known"))
+
+    http, slept = client(unresolved)
+    exc = failure(http, "GET", "/agents")
+    assert (exc.vendor, exc.call) == ("Vendor", "GET /agents") and len(slept) == 1
+    assert str(exc) == ("Vendor: GET /agents failed: the host name api.vendor.example could not be resolved (Name or "
+                        "service not known; tried 2 times): check the Vendor URL in the config (base_url) and this "
+                        "machine's network and DNS")
+
+
+def test_a_reply_that_is_not_json_names_the_vendor_and_the_call() -> None:
+    http, _ = client(lambda r: httpx.Response(200, content=b"<html>"))
+    with pytest.raises(VendorReplyError) as caught:
+        http.get("/agents")
+    assert (caught.value.vendor, caught.value.call) == ("Vendor", "GET /agents")
+    assert "content-type ?" in str(caught.value)  # no content type at all
+
+
+# -- what a call sends, and what it gives back -------------------------------------------------------
+
+
+def test_a_write_sends_its_json_body_params_and_forms_to_any_origin() -> None:
+    seen: list[httpx.Request] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return httpx.Response(201, json={"id": 1}, headers={"X-Request-Id": "r-1"})
+
+    http, _ = client(handler)
+    reply = http.request("POST", "/notes", json={"text": "hi"}, params={"ticket": "7"})
+    assert (reply.status, reply.body, reply.headers["x-request-id"]) == (201, {"id": 1}, "r-1")
+    assert json.loads(seen[-1].content) == {"text": "hi"} and seen[-1].url.params["ticket"] == "7"
+    http.request("POST", "/files", files={"file": ("r.md", b"# report", "text/markdown")}, data={"note": "n"})
+    assert b"# report" in seen[-1].content and b'name="note"' in seen[-1].content
+    http.request("POST", "https://files.vendor.example/up", json={"a": 1}, params={"p": "1"})
+    assert json.loads(seen[-1].content) == {"a": 1} and seen[-1].url.params["p"] == "1"
+    http.request("POST", "https://files.vendor.example/up", files={"f": ("a", b"bytes-here", "x/y")},
+                 data={"d": "v"})
+    assert b"bytes-here" in seen[-1].content and b'name="d"' in seen[-1].content
+    assert "authorization" not in seen[-1].headers
+    assert http.last_call is not None and http.last_call.duration_ms >= 0 and http.last_call.status == 201
+
+
+def test_the_limiter_hears_each_call_with_its_token_and_whether_it_was_throttled() -> None:
+    answers = iter([429, 200])
+    http, _ = client(lambda r: httpx.Response(next(answers), json={}, headers={"Retry-After": "0"}))
+    heard: list[tuple[object, bool]] = []
+    real = http.limiter.completed
+
+    def completed(token: str | None = None, *, remaining: int | None = None, throttled: bool = False) -> None:
+        heard.append((token, throttled))
+        real(token, remaining=remaining, throttled=throttled)
+
+    http.limiter.completed = completed  # type: ignore[method-assign]
+    http.get("/x")
+    assert [t for _, t in heard] == [True, False] and all(token is not None for token, _ in heard)
+
+
+def test_a_new_client_has_made_no_call_and_waits_with_the_real_sleep_unless_given_one(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    http, _ = client(lambda r: httpx.Response(200, json={}))
+    assert http.last_call is None and http.calls == 0
+    slept: list[float] = []
+    monkeypatch.setattr("time.sleep", slept.append)
+    wire._sleep(2.5)
+    assert slept == [2.5]
+    assert str(wire._RetryableStatus(httpx.Response(503))) == "HTTP 503"
+
+
+def test_retry_after_as_a_date_without_a_zone_is_utc_whatever_the_machines_zone(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    import time
+
+    monkeypatch.setenv("TZ", "America/New_York")
+    time.tzset()
+    try:
+        now = datetime(2026, 11, 23, 10, 0, tzinfo=UTC)
+        assert parse_retry_after("Mon, 23 Nov 2026 10:01:30", now.timestamp()) == 90.0
+    finally:
+        monkeypatch.delenv("TZ")
+        time.tzset()
+
+
+def test_a_limiter_wait_says_whether_the_vendor_asked_for_it() -> None:
+    http, _ = client(lambda r: httpx.Response(200, json={}))
+    heard: list[waits.Wait] = []
+    with waits.listening(heard.append):
+        http._limiter_wait(4.0, True)
+        http._limiter_wait(1.5, False)
+    assert [(w.vendor, w.seconds, w.kind, w.why) for w in heard] == [
+        ("Vendor", 4.0, "rate_limit", "for the rate limit (the vendor asked to wait)"),
+        ("Vendor", 1.5, "rate_limit", "for the rate limit")]
