@@ -73,6 +73,14 @@ EQUIVALENT: dict[str, str] = {
                     "xǁVendorHttpǁ__init____mutmut_32", "xǁVendorHttpǁ__init____mutmut_33",
                     "xǁVendorHttpǁrequest__mutmut_23", "xǁVendorHttpǁrequest__mutmut_24",
                     "x__json_or_none__mutmut_11")},
+    "proof/audit.py: offboard.proof.audit.x_seal__mutmut_18":
+        "`encode(\"UTF-8\")`: the same codec as \"utf-8\" under another spelling",
+    "proof/audit.py: offboard.proof.audit.x_seal__mutmut_4":
+        "`ensure_ascii=None`: json reads it as false, the value it had",
+    **{f"proof/audit.py: offboard.proof.audit.x_repair_torn_tail__mutmut_{n}":
+       "a log that already ends with a newline (or is empty) is truncated to its own length: nothing is removed "
+       "and 0 bytes are reported, as when it returns early"
+       for n in (4, 7)},
     "wire/http.py: offboard.wire.http.xǁVendorHttpǁ__init____mutmut_21":
         "`follow_redirects=None`: httpx treats it as false, its default, so redirects are still not followed",
 }

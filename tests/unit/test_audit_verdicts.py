@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -168,3 +169,33 @@ def test_an_event_with_a_field_the_schema_does_not_know_is_a_programming_error(t
 def test_a_missing_log_is_one_line() -> None:
     with pytest.raises(BadInput, match=r"^audit log /nowhere/audit\.jsonl does not exist$"):
         audit.verify_file(Path("/nowhere/audit.jsonl"))
+
+
+def test_durable_events_are_fsynced_before_the_call_returns_and_others_are_not(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    log = AuditLog(tmp_path / "audit.jsonl", "run-1")
+    synced: list[int] = []
+    monkeypatch.setattr(audit.os, "fsync", synced.append)
+    log.emit("action.planned", outcome="unknown")
+    assert synced == []  # a plain line: flushed, not fsynced
+    log.emit("action.started", outcome="unknown")  # a write is about to be sent: on disk first
+    assert len(synced) == 1
+    log.emit("manual.pending", outcome="unknown")
+    assert len(synced) == 1
+    log.close()
+    assert len(synced) == 2 and log.path == tmp_path / "audit.jsonl"
+    assert [r["event"] for r in log.records] == ["action.planned", "action.started", "manual.pending"]
+    assert all(isinstance(r, dict) and r["hash"] for r in log.records)
+
+
+def test_every_line_carries_a_utc_iso_timestamp(tmp_path: Path) -> None:
+    log = AuditLog(tmp_path / "audit.jsonl", "run-1")
+    record = log.emit("run.started", outcome="success")
+    log.close()
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z", record["ts"])
+
+
+def test_a_torn_fragment_after_lines_that_are_no_events_still_makes_a_log() -> None:
+    assert not_an_audit_log(b"garbage\nmore garbage\n{\"ts\": \"2026") is None
+    assert not_an_audit_log(b"garbage\n{\"ts\" \"2026\nx") is not None  # the torn part is "x": not an event's start
+    assert not_an_audit_log(b"garbage x\n{\"ts\"") is None
