@@ -724,3 +724,42 @@ def test_any_damaged_archive_is_a_verdict_or_bad_input(made: tuple[Path, Path, P
     in_content = [i for i in changed if any(i in r for r in data_ranges(original))]
     if in_content:  # a changed byte of any member's content: never verified
         assert result is None or not result.ok, (in_content, result)
+
+
+@pytest.mark.parametrize("name", ["audit.jsonl", "signatures.jsonl", "plan.json", "evidence/manifest.json"])
+def test_a_member_of_the_record_removed_after_signing_is_a_verdict_naming_it(
+        made: tuple[Path, Path, Path], tmp_path: Path, name: str) -> None:
+    out, pub, _ = made
+    result = bundle.verify(rewrite(out, tmp_path / "bad.tar.gz", lambda m: m.pop(name)), pub)
+    assert f"member {name} is listed in BUNDLE.json but missing from the bundle (removed)" in result.problems
+    if name == "signatures.jsonl":  # the log's heads are then unsigned, and said so
+        assert "audit.jsonl: signatures.jsonl is empty: the run was never signed" in result.problems
+
+
+def test_a_broken_audit_chain_inside_a_signed_manifest_is_named_by_its_line(
+        made: tuple[Path, Path, Path], tmp_path: Path, cli: Callable[..., CliResult]) -> None:
+    out, pub, _ = made
+    seal = msp_resigned(tmp_path)
+
+    def break_line_3(m: dict[str, bytes]) -> None:
+        lines = m["audit.jsonl"].split(b"\n")
+        lines[2] = lines[2].replace(b'"seq":3', b'"seq":30', 1)
+        m["audit.jsonl"] = b"\n".join(lines)
+        seal(m)
+
+    verified_not(cli, rewrite(out, tmp_path / "bad.tar.gz", break_line_3), pub,
+                 "audit.jsonl: audit chain broken at line 3: seq is 30, expected 3")
+
+
+def test_a_plan_member_that_is_no_plan_is_named(made: tuple[Path, Path, Path], tmp_path: Path,
+                                                 cli: Callable[..., CliResult]) -> None:
+    out, pub, _ = made
+    seal = msp_resigned(tmp_path)
+    bad = rewrite(out, tmp_path / "bad.tar.gz", lambda m: (m.__setitem__("plan.json", b'{"plan_id": 1}'), seal(m)))
+    verified_not(cli, bad, pub, "plan.json is not a plan file")
+
+
+def test_a_verified_bundle_says_where_the_run_stands_at_its_last_signed_head(made: tuple[Path, Path, Path]) -> None:
+    out, pub, _ = made
+    result = bundle.verify(out, pub)
+    assert result.ok and result.end is not None
