@@ -191,8 +191,9 @@ def write_doc(results: list[Result]) -> None:
     for m in MODULES:
         found = re.search(r"(\d+) of (\d+) mutants killed(?:, (\d+) equivalent)?: \*\*([\d.]+%)\*\*",
                           kept.get(m, ""))
-        rows.append(f"| `{m}` | {found.group(2)} | {found.group(1)} | {found.group(3) or 0} | {found.group(4)} |"
-                    if found else f"| `{m}` | not run yet | | | |")
+        partial = " (some functions only)" if "**only**" in kept.get(m, "") else ""
+        rows.append(f"| `{m}`{partial} | {found.group(2)} | {found.group(1)} | {found.group(3) or 0} | "
+                    f"{found.group(4)} |" if found else f"| `{m}` | not run yet | | | |")
     DOC.parent.mkdir(exist_ok=True)
     DOC.write_text(HEADER + "\n".join(rows) + "\n\n## Survivors by module\n\n"
                    + "\n\n".join(kept[m] for m in MODULES if m in kept) + "\n")
