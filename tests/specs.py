@@ -7,10 +7,14 @@ They are looked up, in this order:
 2. ``../shared/vendor-specs/`` beside the repository root (where CI and the developers' machines
    keep them).
 
-A test that needs a spec is skipped when it is not found, saying where it looked, except when
-``OFFBOARD_REQUIRE_SPECS`` is set, where a missing spec fails the run: `.ci/run` sets it when the
-specs are beside the clone, so a skip there cannot hide a broken lookup (and a clone with no
-specs anywhere still runs the rest).
+The vendor notes (rebuilt from a vendor's docs where no spec file exists, e.g. Blumira's) sit
+beside the specs, as ``vendor-specs/SOURCES.md`` says: in ``vendor-notes/`` next to the specs
+directory (so ``OFFBOARD_VENDOR_SPECS`` names where both are; there is no second variable).
+
+A test that needs a spec or a notes file is skipped when it is not found, saying where it looked,
+except when ``OFFBOARD_REQUIRE_SPECS`` is set, where a missing one fails the run (at collection):
+`.ci/run` sets it when the specs are beside the clone, so a skip there cannot hide a broken
+lookup (and a clone with no specs anywhere still runs the rest).
 """
 
 from __future__ import annotations
@@ -49,9 +53,34 @@ def missing_reason(name: str) -> str:
 
 def needs_spec(name: str) -> pytest.MarkDecorator:
     """Mark a test (or a module, as ``pytestmark``) that reads the spec ``name``."""
-    if spec_path(name) is None and os.environ.get(REQUIRE):
-        raise pytest.UsageError(missing_reason(name) + f"; {REQUIRE} is set: the contract tests must run")
-    return pytest.mark.skipif(spec_path(name) is None, reason=missing_reason(name))
+    return _needs(spec_path(name), missing_reason(name))
+
+
+def notes_dir() -> Path:
+    """The directory vendor notes are read from: ``vendor-notes`` beside the specs directory."""
+    return specs_dir().resolve().parent / "vendor-notes"
+
+
+def notes_path(name: str) -> Path | None:
+    """The vendor notes file ``name`` (e.g. "blumira-api.md"), or None when it is not there."""
+    path = notes_dir() / name
+    return path if path.is_file() else None
+
+
+def notes_missing_reason(name: str) -> str:
+    how = f"beside ${ENV}" if os.environ.get(ENV, "").strip() else f"beside ../shared/vendor-specs (set {ENV})"
+    return f"vendor notes {name} not found in {notes_dir()} ({how})"
+
+
+def needs_notes(name: str) -> pytest.MarkDecorator:
+    """Mark a test (or a module, as ``pytestmark``) that reads the vendor notes ``name``."""
+    return _needs(notes_path(name), notes_missing_reason(name))
+
+
+def _needs(found: Path | None, reason: str) -> pytest.MarkDecorator:
+    if found is None and os.environ.get(REQUIRE):
+        raise pytest.UsageError(f"{reason}; {REQUIRE} is set: the contract tests must run")
+    return pytest.mark.skipif(found is None, reason=reason)
 
 
 @cache

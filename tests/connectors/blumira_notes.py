@@ -8,9 +8,10 @@ the notes themselves wherever they are on disk.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
+
+from tests import specs
 
 ACCOUNT_ID = "2d4c9a7e-1b3f-4e60-9a21-5c8d7e6f0a11"
 TIMESTAMP = "2024-01-15T10:00:00.000"  # "with no zone" [NODE mock]
@@ -50,10 +51,9 @@ SINGLE_ENVELOPE: dict[str, Any] = {"status": "OK", "data": {}}
 EVIDENCE_ENVELOPE: dict[str, Any] = {"data": [], "evidence_keys": [], "meta": {}, "status": "OK"}
 
 
+NOTES = "blumira-api.md"
+
+
 def notes_path() -> Path:
-    """The notes sit beside the vendor specs (vendor-specs/SOURCES.md points at
-    ../vendor-notes/): under OFFBOARD_VENDOR_SPECS's parent when set, else ../shared/."""
-    specs = os.environ.get("OFFBOARD_VENDOR_SPECS")
-    if specs:
-        return Path(specs).resolve().parent / "vendor-notes" / "blumira-api.md"
-    return Path(__file__).resolve().parents[3] / "shared" / "vendor-notes" / "blumira-api.md"
+    """Where the Blumira notes are (tests/specs.py: beside the vendor specs); it may not exist."""
+    return specs.notes_dir() / NOTES

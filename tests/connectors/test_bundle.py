@@ -11,6 +11,7 @@ import hashlib
 import io
 import json
 import os
+import shutil
 import stat
 import tarfile
 import tracemalloc
@@ -28,11 +29,11 @@ from offboard.errors import BadInput
 from offboard.plan import canonical_json
 from offboard.proof import bundle, signing
 from offboard.rundir import RunDir
-from tests.conftest import BlumiraHarness, CliResult, load, past_the_notification
+from offboard_blumira.sandbox import BlumiraSandbox
+from tests.conftest import FAST, BlumiraHarness, CliResult, load, past_the_notification
 
 
-@pytest.fixture
-def made(blumira: BlumiraHarness, tmp_path: Path) -> tuple[Path, Path, Path]:
+def make_a_bundle(blumira: BlumiraHarness, tmp_path: Path) -> tuple[Path, Path, Path]:
     """A signed Blumira run, its bundle, and the MSP's public key."""
     key = signing.generate()
     signing.write_key_file(key, tmp_path / "msp-key.pem")
@@ -49,9 +50,34 @@ def made(blumira: BlumiraHarness, tmp_path: Path) -> tuple[Path, Path, Path]:
     return out, tmp_path / "msp.pub", result.run.path
 
 
-def rewrite(src: Path, dst: Path, change: Callable[[dict[str, bytes]], None]) -> Path:
+@pytest.fixture(scope="module")
+def made_once(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, Path]:
+    """One run and bundle per module (a whole Blumira exit is the slow part); each test gets a copy."""
+    where = tmp_path_factory.mktemp("made")
+    with pytest.MonkeyPatch.context() as m:
+        m.setenv("XDG_CACHE_HOME", str(tmp_path_factory.mktemp("cache")))  # never the user's budget files
+        return make_a_bundle(BlumiraHarness(BlumiraSandbox(time_scale=FAST), where), where)
+
+
+@pytest.fixture
+def made(made_once: tuple[Path, Path, Path], tmp_path: Path) -> tuple[Path, Path, Path]:
+    """A signed Blumira run, its bundle, and the MSP's public key: a copy of the module's, in this
+    test's folder (config, runs, key, bundle), to change at will."""
+    source = made_once[0].parent
+    shutil.copytree(source, tmp_path, dirs_exist_ok=True, symlinks=True)
+    return tuple(tmp_path / p.relative_to(source) for p in made_once)  # type: ignore[return-value]
+
+
+@pytest.fixture
+def made_fresh(blumira: BlumiraHarness, tmp_path: Path) -> tuple[Path, Path, Path]:
+    """As ``made``, with the test's own Blumira sandbox still holding the exit's state."""
+    return make_a_bundle(blumira, tmp_path)
+
+
+def rewrite(src: Path, dst: Path, change: Callable[[dict[str, bytes]], None], folder: str | None = None) -> Path:
+    """The bundle at ``src`` with its members changed by ``change`` (and its run folder renamed to ``folder``)."""
     with tarfile.open(src, "r:gz") as tar:
-        prefix = tar.getnames()[0].split("/")[0]
+        prefix = folder or tar.getnames()[0].split("/")[0]
         members = {info.name.split("/", 1)[1]: tar.extractfile(info).read()  # type: ignore[union-attr]
                    for info in tar if info.isfile()}
     change(members)
@@ -366,6 +392,105 @@ def test_without_the_public_key_a_bundle_is_consistent_only_and_shows_the_finger
     assert with_key.code == 1 and "msp.pub is not the given public key" in with_key.err
 
 
+# -- what the MSP's own signature cannot vouch for: each cross-check, on its own ----------------------------
+# A manifest signed by the MSP's key (a bug in a bundler, a format from elsewhere, an insider) still
+# lists the hashes of what was packed; these checks are what catch a packed record that does not hold
+# together. Each case breaks exactly one of them, so each check is what fails it.
+
+
+def msp_resigned(tmp_path: Path, edit_manifest: Callable[[dict[str, Any]], None] = lambda _: None
+                 ) -> Callable[[dict[str, bytes]], None]:
+    """Members edited by the caller first; then the manifest lists their true hashes, is edited by
+    ``edit_manifest`` and is signed again with the MSP's own key."""
+    signer = signing.load_signer(tmp_path / "msp-key.pem")
+    assert signer is not None
+
+    def seal(m: dict[str, bytes]) -> None:
+        manifest = json.loads(m["BUNDLE.json"])
+        manifest["members"] = {n: {"sha256": hashlib.sha256(m[n]).hexdigest(), "bytes": len(m[n])}
+                               for n in manifest["members"]}
+        edit_manifest(manifest)
+        m["BUNDLE.json"] = (json.dumps(manifest, indent=2, sort_keys=True) + "\n").encode()
+        m["BUNDLE.sig"] = base64.b64encode(signer.private.sign(m["BUNDLE.json"])) + b"\n"
+
+    return seal
+
+
+def verified_not(cli: Callable[..., CliResult], bad: Path, pub: Path, expected: str) -> None:
+    result = cli("bundle", "verify", str(bad), "--public-key", str(pub))
+    assert result.code == 1, result.out + result.err
+    assert "NOT verified (1 problem(s))" in result.err, result.err  # this check, and nothing else, fails it
+    assert expected in result.err, result.err
+
+
+def test_an_evidence_file_that_differs_from_the_evidence_manifest_fails_verify(
+        made: tuple[Path, Path, Path], tmp_path: Path, cli: Callable[..., CliResult]) -> None:
+    out, pub, _ = made
+    seal = msp_resigned(tmp_path)
+    name = "evidence/blumira/users.json"
+    bad = rewrite(out, tmp_path / "bad.tar.gz", lambda m: (m.__setitem__(name, m[name].replace(b"a", b"b", 1)),
+                                                         seal(m)))
+    verified_not(cli, bad, pub, f"{name} does not match evidence/manifest.json")
+
+
+def test_a_plan_that_does_not_match_its_own_checksum_fails_verify(
+        made: tuple[Path, Path, Path], tmp_path: Path, cli: Callable[..., CliResult]) -> None:
+    out, pub, _ = made
+    seal = msp_resigned(tmp_path)
+    bad = rewrite(out, tmp_path / "bad.tar.gz", lambda m: (
+        m.__setitem__("plan.json", m["plan.json"].replace(b'"J. Doe"', b'"Someone Else"', 1)), seal(m)))
+    verified_not(cli, bad, pub, "plan.json does not match its own checksum (changed)")
+
+
+def test_a_plan_for_another_customer_than_the_manifest_names_fails_verify(
+        made: tuple[Path, Path, Path], tmp_path: Path, cli: Callable[..., CliResult]) -> None:
+    out, pub, _ = made
+    bad = rewrite(out, tmp_path / "bad.tar.gz", msp_resigned(tmp_path, _set(("customer",), "Globex")))
+    verified_not(cli, bad, pub, "plan.json is for 'Acme Dental', not for 'Globex' as BUNDLE.json says")
+
+
+@pytest.mark.parametrize("field", ["lines", "last_hash"])
+def test_a_manifest_naming_another_audit_head_than_the_logs_fails_verify(
+        made: tuple[Path, Path, Path], tmp_path: Path, cli: Callable[..., CliResult], field: str) -> None:
+    out, pub, _ = made
+
+    def other_head(manifest: dict[str, Any]) -> None:
+        head = manifest["audit"]
+        head[field] = head["lines"] - 1 if field == "lines" else "0" * 64
+
+    bad = rewrite(out, tmp_path / "bad.tar.gz", msp_resigned(tmp_path, other_head))
+    verified_not(cli, bad, pub, "BUNDLE.json names another audit chain head than audit.jsonl's")
+
+
+def another_run_id(run_id: str) -> str:
+    return run_id[:-1] + ("0" if run_id[-1] != "0" else "1")
+
+
+def test_a_log_of_another_run_than_the_manifest_names_fails_verify(
+        made: tuple[Path, Path, Path], tmp_path: Path, cli: Callable[..., CliResult]) -> None:
+    out, pub, run = made
+    other = another_run_id(run.name)  # the folder follows the manifest: only the log's run_id differs
+    bad = rewrite(out, tmp_path / "bad.tar.gz", msp_resigned(tmp_path, _set(("run_id",), other)), folder=other)
+    verified_not(cli, bad, pub, f"audit.jsonl is the log of run '{run.name}', not of {other}")
+
+
+def test_a_run_folder_named_for_another_run_fails_verify(
+        made: tuple[Path, Path, Path], tmp_path: Path, cli: Callable[..., CliResult]) -> None:
+    out, pub, run = made
+    other = another_run_id(run.name)
+    bad = rewrite(out, tmp_path / "bad.tar.gz", lambda m: None, folder=other)
+    verified_not(cli, bad, pub, f"the bundle's folder {other}/ is not the run {run.name} its BUNDLE.json names")
+
+
+def test_a_manifest_naming_another_signing_key_fails_verify(
+        made: tuple[Path, Path, Path], tmp_path: Path, cli: Callable[..., CliResult]) -> None:
+    out, pub, _ = made
+    other = signing.fingerprint(signing.generate().public_key())
+    bad = rewrite(out, tmp_path / "bad.tar.gz", msp_resigned(tmp_path, _set(("key",), other)))
+    verified_not(cli, bad, pub, f"BUNDLE.json names the signing key {other}, not "
+                                f"{signing.fingerprint(signing.load_public(pub))}")
+
+
 # -- malformed manifests: a verdict, never a traceback ------------------------------------------------------
 
 
@@ -515,9 +640,9 @@ def _first_head_lines(run: Path) -> int:
      "and the audit log does not have that line: it was cut back or rewritten"),
 ])
 def test_bundle_refuses_a_run_whose_chain_or_signatures_do_not_verify(
-        made: tuple[Path, Path, Path], blumira: BlumiraHarness, tmp_path: Path, cli: Callable[..., CliResult],
+        made_fresh: tuple[Path, Path, Path], blumira: BlumiraHarness, tmp_path: Path, cli: Callable[..., CliResult],
         attack: Callable[[Path], object], message: str) -> None:
-    _, _, run = made
+    _, _, run = made_fresh
     cfg = load(tmp_path / "config.toml")
     heads = len((run / "signatures.jsonl").read_bytes().split(b"\n"))
     with blumira.sessions(cfg) as s:  # one more signed head, so a cut-back has earlier ones to stop at
@@ -552,13 +677,20 @@ json_values = st.recursive(
     max_leaves=25)
 
 
-def verdict_or_bad_input(path: Path, pub: Path | None) -> None:
+def verdict_or_bad_input(path: Path, pub: Path | None) -> bundle.BundleCheck | None:
     try:
         result = bundle.verify(path, pub)
     except BadInput as exc:
         assert "\n" not in str(exc) and str(exc)
-        return
+        return None
     assert result.problems or result.manifest is not None
+    return result
+
+
+def data_ranges(tar_bytes: bytes) -> list[range]:
+    """Where each member's content lies in an uncompressed archive."""
+    with tarfile.open(fileobj=io.BytesIO(tar_bytes)) as tar:
+        return [range(i.offset_data, i.offset_data + i.size) for i in tar if i.isfile()]
 
 
 @FUZZ
@@ -581,9 +713,53 @@ def test_any_signed_manifest_is_a_verdict(made: tuple[Path, Path, Path], tmp_pat
 def test_any_damaged_archive_is_a_verdict_or_bad_input(made: tuple[Path, Path, Path], tmp_path: Path,
                                                        flips: list[tuple[float, int]]) -> None:
     out, pub, _ = made
-    raw = bytearray(gzip.decompress(out.read_bytes()))
+    original = gzip.decompress(out.read_bytes())
+    raw = bytearray(original)
     for where, value in flips:
         raw[int(where * len(raw))] = value
     damaged = tmp_path / "damaged.tar.gz"
     damaged.write_bytes(gzip.compress(bytes(raw), mtime=0))
-    verdict_or_bad_input(damaged, pub)
+    result = verdict_or_bad_input(damaged, pub)
+    changed = [i for i, (a, b) in enumerate(zip(original, raw, strict=True)) if a != b]
+    in_content = [i for i in changed if any(i in r for r in data_ranges(original))]
+    if in_content:  # a changed byte of any member's content: never verified
+        assert result is None or not result.ok, (in_content, result)
+
+
+@pytest.mark.parametrize("name", ["audit.jsonl", "signatures.jsonl", "plan.json", "evidence/manifest.json"])
+def test_a_member_of_the_record_removed_after_signing_is_a_verdict_naming_it(
+        made: tuple[Path, Path, Path], tmp_path: Path, name: str) -> None:
+    out, pub, _ = made
+    result = bundle.verify(rewrite(out, tmp_path / "bad.tar.gz", lambda m: m.pop(name)), pub)
+    assert f"member {name} is listed in BUNDLE.json but missing from the bundle (removed)" in result.problems
+    if name == "signatures.jsonl":  # the log's heads are then unsigned, and said so
+        assert "audit.jsonl: signatures.jsonl is empty: the run was never signed" in result.problems
+
+
+def test_a_broken_audit_chain_inside_a_signed_manifest_is_named_by_its_line(
+        made: tuple[Path, Path, Path], tmp_path: Path, cli: Callable[..., CliResult]) -> None:
+    out, pub, _ = made
+    seal = msp_resigned(tmp_path)
+
+    def break_line_3(m: dict[str, bytes]) -> None:
+        lines = m["audit.jsonl"].split(b"\n")
+        lines[2] = lines[2].replace(b'"seq":3', b'"seq":30', 1)
+        m["audit.jsonl"] = b"\n".join(lines)
+        seal(m)
+
+    verified_not(cli, rewrite(out, tmp_path / "bad.tar.gz", break_line_3), pub,
+                 "audit.jsonl: audit chain broken at line 3: seq is 30, expected 3")
+
+
+def test_a_plan_member_that_is_no_plan_is_named(made: tuple[Path, Path, Path], tmp_path: Path,
+                                                 cli: Callable[..., CliResult]) -> None:
+    out, pub, _ = made
+    seal = msp_resigned(tmp_path)
+    bad = rewrite(out, tmp_path / "bad.tar.gz", lambda m: (m.__setitem__("plan.json", b'{"plan_id": 1}'), seal(m)))
+    verified_not(cli, bad, pub, "plan.json is not a plan file")
+
+
+def test_a_verified_bundle_says_where_the_run_stands_at_its_last_signed_head(made: tuple[Path, Path, Path]) -> None:
+    out, pub, _ = made
+    result = bundle.verify(out, pub)
+    assert result.ok and result.end is not None

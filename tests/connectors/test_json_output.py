@@ -164,3 +164,44 @@ def test_json_on_a_terminal_never_waits_at_a_prompt(cli: Any, two_vendors: Exit,
     monkeypatch.setattr("sys.stdout.isatty", lambda: True)
     result = cli("apply", "exit.plan.json", "-c", config, "--override-preflight", "lab", "--json")
     assert document(two_vendors, result, "apply", 3)["pending"]
+
+
+H_BASIC = base64.b64encode(f"{H_KEY}:{H_SECRET}".encode()).decode()
+
+
+class EchoingHuntress(HuntressSandbox):
+    """A vendor whose error bodies echo the credentials the request carried: the secret comes back
+    in the very reply `--json` reports, so only the redactor keeps it out of the document."""
+
+    def error(self, status: int, message: str, headers: dict[str, str] | None = None) -> Any:
+        if message.startswith("injected fault"):
+            message += f" (request: Authorization: Basic {H_BASIC}; api_secret={H_SECRET})"
+        return super().error(status, message, headers)
+
+
+def test_a_secret_the_vendor_echoes_is_masked_in_the_json_documents(
+        cli: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from offboard_huntress.sandbox import Fault
+
+    h = EchoingHuntress(time_scale=SCALE, extra_credentials={H_KEY: H_SECRET})
+    monkeypatch.setenv("OFFBOARD_HUNTRESS_API_KEY", H_KEY)
+    monkeypatch.setenv("OFFBOARD_HUNTRESS_API_SECRET", H_SECRET)
+    monkeypatch.chdir(tmp_path)
+    with serve(h.app) as url:
+        x = Exit(h, BlumiraSandbox(), {"huntress": url}, write_config(tmp_path, url, window=60 * SCALE), [])
+        config = str(x.config)
+        document(x, cli("plan", "-c", config, "-o", "exit.plan.json", "--json"), "plan", 0)
+        h.faults.append(Fault(method="DELETE", path_prefix="/v1/agents/", status=400))
+        applied = cli("apply", "exit.plan.json", "-c", config, "--json", "--unattended", "--override-preflight", "lab")
+        document(x, applied, "apply", 1)
+        items = document(x, cli("status", "-c", config, "--json"), "status", 1)["items"]
+        assert any("injected fault" in i["detail"] for i in items if i["state"] == "failed")  # the vendor's words
+        h.faults[:] = [Fault(method="GET", path_prefix="/v1/agents", status=400, times=10**6)]
+        failed = cli("plan", "-c", config, "--json")
+        assert failed.code != 0 and json.loads(failed.out)["schema"] == "offboard.error.v1", failed.out
+        x.outputs.append(failed.out)
+    echoed = [out for out in x.outputs if "injected fault" in out]
+    assert len(echoed) == 2, x.outputs  # the echo reached the apply document and the error document
+    assert all("[REDACTED]" in out for out in echoed)
+    everything = "\n".join(x.outputs)
+    assert [s for s in (H_KEY, H_SECRET, H_BASIC) if s in everything] == []

@@ -1,6 +1,7 @@
 """Contract: the transcribed examples (tests/connectors/blumira_notes.py) carry exactly the field
 names the vendor notes list for each object (§2.4), and the envelopes of §1.5's examples.
-Read from the notes on disk; skipped, saying where it looked, when they are not there."""
+The notes are found as tests/specs.py says; skipped, saying where it looked, when they are not
+there (a failure when OFFBOARD_REQUIRE_SPECS is set)."""
 
 from __future__ import annotations
 
@@ -11,9 +12,10 @@ from functools import cache
 import pytest
 
 from tests.connectors import blumira_notes as notes
+from tests.specs import needs_notes
 
 NOTES = notes.notes_path()
-pytestmark = pytest.mark.skipif(not NOTES.exists(), reason=f"vendor notes not found at {NOTES}")
+pytestmark = needs_notes(notes.NOTES)
 BULLET = re.compile(r"^- \*\*(?P<name>[^*]+?):?\*\*:?(?P<rest>.*)$", re.MULTILINE)
 
 

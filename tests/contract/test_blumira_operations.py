@@ -1,22 +1,24 @@
 """Contract: every request the Blumira connector makes is one of the 59 operations the vendor
 notes rebuilt from Blumira's own spec (no spec file could be obtained: vendor-specs/SOURCES.md),
-and none is a write the notes do not list. Read from ../shared/vendor-notes/ beside the clone."""
+and none is a write the notes do not list. The notes are found as tests/specs.py says (beside
+the vendor specs)."""
 
 from __future__ import annotations
 
 import re
 from functools import cache
-from pathlib import Path
 
 import pytest
 
 from offboard import engine
 from offboard_blumira.sandbox import API_PREFIX, TOKEN_PATH
 from tests.conftest import BlumiraHarness, past_the_notification
+from tests.connectors import blumira_notes as notes
 from tests.connectors.blumira_unknowns import settle_dispatch
+from tests.specs import needs_notes
 
-NOTES = Path(__file__).resolve().parents[3] / "shared" / "vendor-notes" / "blumira-api.md"
-pytestmark = pytest.mark.skipif(not NOTES.exists(), reason=f"vendor notes not found at {NOTES}")
+NOTES = notes.notes_path()
+pytestmark = needs_notes(notes.NOTES)
 ROW = re.compile(r"^\| \d+ \| (GET|POST|PUT|DELETE) \| `([^`]+)` \|", re.MULTILINE)
 
 

@@ -11,7 +11,6 @@ copied here.
 from __future__ import annotations
 
 import json
-import os
 import re
 from functools import cache
 from pathlib import Path
@@ -24,17 +23,12 @@ import pytest
 from offboard import engine
 from offboard.connectors.sandboxing import InProcessTransport
 from offboard_halopsa import sandbox as halo
+from tests import specs
 from tests.connectors.psa_harness import HALO, PsaExit, confirm_all
 
-
-def _spec_path() -> Path:
-    env = os.environ.get("OFFBOARD_VENDOR_SPECS")
-    base = Path(env) if env else Path(__file__).resolve().parents[3] / "shared" / "vendor-specs"
-    return base / "halopsa-openapi.json"
-
-
-SPEC = _spec_path()
-pytestmark = pytest.mark.skipif(not SPEC.exists(), reason=f"Halo's OpenAPI document not found at {SPEC}")
+NAME = "halopsa-openapi.json"
+SPEC = specs.specs_dir() / NAME
+pytestmark = specs.needs_spec(NAME)
 
 
 @cache

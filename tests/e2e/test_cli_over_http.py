@@ -15,6 +15,7 @@ from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -190,17 +191,38 @@ def test_a_changed_byte_in_the_audit_log_is_named_by_line(env: Env) -> None:
     assert "chain BROKEN at line 10" in result.stderr
 
 
-def test_the_api_secret_appears_in_no_output_of_a_run(env: Env) -> None:
-    outputs = [env.run("plan"), env.run("plan", "-o", "exit.plan.json"),
-               env.run("apply", "exit.plan.json", "--override-preflight", "lab"), env.run("verify"),
-               env.run("verify", "--run", env.run_dirs()[-1].name),
-               env.run("plan", secret="hs_wrong_secret_value_123")]  # a refused key: the error path too
+BASIC = base64.b64encode(f"{CANARY_KEY}:{CANARY_SECRET}".encode()).decode()
+
+
+class EchoingSandbox(HuntressSandbox):
+    """A vendor whose error bodies echo the credentials the request carried (a debug field, the
+    request's headers): the secret comes back in a reply offboard writes into its log, its report
+    and its messages, so only the redactor stands between it and every output."""
+
+    def error(self, status: int, message: str, headers: dict[str, str] | None = None) -> Any:
+        if message.startswith("injected fault"):
+            message += f" (request: Authorization: Basic {BASIC}; api_secret={CANARY_SECRET})"
+        return super().error(status, message, headers)
+
+
+def test_the_api_secret_appears_in_no_output_of_a_run_even_when_the_vendor_echoes_it(tmp_path: Path) -> None:
+    sandbox = EchoingSandbox(time_scale=SCALE, extra_credentials={CANARY_KEY: CANARY_SECRET})
+    with serve(sandbox.app) as url:
+        env = Env(sandbox, url, tmp_path, write_config(tmp_path, url, window=60 * SCALE))
+        outputs = [env.run("plan"), env.run("plan", "-o", "exit.plan.json")]
+        sandbox.faults.append(Fault(method="DELETE", path_prefix="/v1/agents/", status=400))
+        outputs += [env.run("apply", "exit.plan.json", "--override-preflight", "lab"), env.run("verify"),
+                    env.run("verify", "--run", env.run_dirs()[-1].name),
+                    env.run("plan", secret="hs_wrong_secret_value_123")]  # a refused key: the error path too
+    assert outputs[2].returncode == 1, outputs[2].stderr  # the removal the vendor refused failed the run
     assert outputs[-1].returncode == 2 and "refused" in outputs[-1].stderr
-    basic = base64.b64encode(f"{CANARY_KEY}:{CANARY_SECRET}".encode()).decode()
+    audit = (env.run_dirs()[-1] / "audit.jsonl").read_text()
+    echoed = [line for line in audit.splitlines() if "injected fault" in line]
+    assert echoed and all("[REDACTED]" in line for line in echoed)  # the echo reached the log, masked
     texts = [o.stdout + o.stderr for o in outputs]
     texts += [p.read_text(errors="replace") for p in env.dir.rglob("*") if p.is_file()]
     assert len(texts) > 8  # config, plan, audit, state, report, plan copy … were all read
     for text in texts:
         assert CANARY_SECRET not in text
-        assert basic not in text
+        assert BASIC not in text
         assert "hs_wrong_secret_value_123" not in text

@@ -256,3 +256,66 @@ def test_a_gate_removed_from_a_run_folder_plan_is_refused_on_resume(blumira: Any
     with blumira.sessions() as s, pytest.raises(BadInput, match=r"blumira\.notify\.sent differs .*gate False"):
         engine.resume(held.run.run_id, blumira.cfg, s)
     assert [r for r in blumira.sandbox.requests if r.method == "DELETE"] == []
+
+
+def test_a_plan_lacking_an_action_offboard_plans_now_is_refused_naming_it(
+        cli: Any, served: tuple[HuntressSandbox, Path]) -> None:
+    sandbox, config = served
+    path = plan_file(cli, config)
+    dropped = first_uninstall(json.loads(path.read_text()))["id"]
+
+    def drop(data: dict[str, Any]) -> None:
+        for step in huntress_steps(data):
+            step["actions"] = [a for a in step["actions"] if a["id"] != dropped]
+
+    reseal(path, drop)
+    err = refused(cli, config, sandbox)
+    assert f"lacks 1 action(s) offboard plans now (first: {dropped})" in err
+
+
+def test_a_plan_hiding_an_object_it_leaves_untouched_is_refused(
+        cli: Any, served: tuple[HuntressSandbox, Path]) -> None:
+    # The plan's list of what is left alone is what the operator reviews and the report repeats:
+    # an edit that hides (or adds) one is an edited plan, however sound its actions.
+    sandbox, config = served
+    path = plan_file(cli, config)
+    skipped = next(v for v in json.loads(path.read_text())["vendors"] if v["vendor"] == "huntress")["skipped"]
+    assert skipped, "the sandbox lists an object the exit leaves untouched"
+
+    def hide(data: dict[str, Any]) -> None:
+        next(v for v in data["vendors"] if v["vendor"] == "huntress")["skipped"] = []
+
+    reseal(path, hide)
+    err = refused(cli, config, sandbox)
+    assert "Huntress steps (their order, or what they leave untouched) differ" in err
+
+
+def with_a_vendor_the_config_does_not_exit(data: dict[str, Any]) -> None:
+    twin = json.loads(json.dumps(next(v for v in data["vendors"] if v["vendor"] == "huntress")))
+    twin["vendor"] = "blumira"
+    for step in twin["steps"]:
+        step["vendor"] = "blumira"
+        for action in step["actions"]:
+            action["vendor"] = "blumira"
+    data["vendors"].append(twin)
+
+
+def test_a_plan_for_a_vendor_the_config_does_not_exit_is_refused_naming_both(
+        cli: Any, served: tuple[HuntressSandbox, Path]) -> None:
+    sandbox, config = served
+    reseal(plan_file(cli, config), with_a_vendor_the_config_does_not_exit)
+    err = refused(cli, config, sandbox)
+    assert "covers vendors ['blumira', 'huntress'], but this config exits ['huntress']" in err
+
+
+def test_a_run_folder_plan_given_another_vendor_is_refused_on_resume(harness: Any) -> None:
+    from offboard import engine
+    from offboard.errors import BadInput
+
+    result = stopped_run(harness)
+    reseal(result.run.plan_path, with_a_vendor_the_config_does_not_exit)
+    before = len(writes(harness.sandbox))
+    refusal = r"plan\.json covers vendors \['blumira', 'huntress'\], but this config exits \['huntress'\]"
+    with harness.sessions() as s, pytest.raises(BadInput, match=refusal):
+        engine.resume(result.run.run_id, harness.cfg, s)
+    assert writes(harness.sandbox)[before:] == []

@@ -12,15 +12,14 @@ import httpx
 import pytest
 
 from offboard import engine
-from offboard.connectors import ActionResult
+from offboard.connectors.sandboxing import InProcessTransport
 from offboard.engine import listings
-from offboard.engine.execute import _run_action
-from offboard.engine.scope_guard import ScopeGuard
 from offboard.errors import ExitCode
-from offboard.plan import Action, Inventory, InventoryItem, Target
-from offboard.proof.audit import AuditLog, read_records
+from offboard.plan import Inventory
+from offboard.proof.audit import read_records
 from offboard_huntress.sandbox import CUSTOMER_ORG, NEIGHBOUR_ORG, HuntressSandbox
-from tests.conftest import Harness
+from tests.conftest import DEMO_CREDS, NOTIFY, BlumiraHarness, Harness
+from tests.connectors.blumira_unknowns import settle_dispatch
 
 AGENT = re.compile(r"^/v1/agents/(\d+)$")
 LAB = engine.Overrides(preflight="lab")
@@ -136,37 +135,55 @@ def test_the_listing_is_re_taken_before_the_first_write_and_whenever_it_is_max_a
     assert calls == ["discover", "discover"]
 
 
-class Dispatcher:
-    """A vendor session for an asynchronous uninstall: its re-read cannot tell whether a dispatch
-    landed while the device is still listed."""
-
-    def __init__(self) -> None:
-        self.executed: list[str] = []
-
-    def execute(self, action: Action) -> ActionResult:
-        self.executed.append(action.id)
-        return ActionResult("success", "dispatched")
-
-    def reread(self, action: Action) -> ActionResult:
-        return ActionResult("unknown", "device still listed; no command visible", owner="account:1")
-
-    def __getattr__(self, name: str) -> Any:
-        raise AssertionError(f"the engine called {name}")
+class Killed(BaseException):
+    """kill -9 stands in: nothing catches it (it is not an Exception)."""
 
 
-def test_a_dispatch_that_may_have_landed_is_not_resent_when_the_run_resumes(tmp_path: Path) -> None:
-    target = Target(type="device", id="d1", name="pc")
-    action = Action(id="v.uninstall.d1", vendor="v", step="s", kind="api", operation="uninstall",
-                    target=target, summary="uninstall pc", owner="account:1")
-    live = Inventory(vendor="v", scope="s", account="a", items=(InventoryItem(target=target, owner="account:1"),))
-    session = Dispatcher()
-    audit = AuditLog(tmp_path / "audit.jsonl", "run")
-    guard = ScopeGuard("object", listings.Listings(engine.Sessions({}, {}), {"v": live}), {"v": live})
-    try:
-        event = _run_action(action, session, guard, audit, interrupted=True)  # type: ignore[arg-type]
-    finally:
-        audit.close()
-    assert session.executed == []
-    assert event == "action.unknown"
-    last = list(read_records(tmp_path / "audit.jsonl"))[-1]
+class DieAfterTheDispatchLands(httpx.BaseTransport):
+    """The process dies while the uninstall's 202 is on its way back: the vendor acted, offboard
+    never heard."""
+
+    def __init__(self, inner: httpx.BaseTransport) -> None:
+        self.inner = inner
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        response = self.inner.handle_request(request)
+        if request.method == "POST" and request.url.path.endswith("/actions"):
+            raise Killed
+        return response
+
+    def close(self) -> None:
+        self.inner.close()
+
+
+def test_a_dispatch_that_may_have_landed_is_not_resent_when_the_run_resumes(
+        blumira: BlumiraHarness, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Through the engine: the resume folds the log (the dispatch `started`, never finished), takes a
+    # fresh listing (the device still listed under the customer: the agent acts later), and must
+    # re-read rather than let the scope guard wave a second dispatch through.
+    settle_dispatch(monkeypatch, blumira.sandbox)
+    sb = blumira.sandbox
+    sb.uninstall_is_slow = True
+    cfg = blumira.cfg
+    with blumira.sessions(cfg) as s:
+        first = engine.apply(engine.make_plan(cfg, s), cfg, s)
+        engine.confirm(first.run.run_id, NOTIFY, "J. Doe", "sent 2026-11-24 09:00 UTC", cfg, s)
+    dying = DieAfterTheDispatchLands(InProcessTransport(sb.app))
+    with engine.open_sessions(cfg, transports={"blumira": dying}, creds=DEMO_CREDS) as s, pytest.raises(Killed):
+        engine.resume(first.run.run_id, cfg, s)
+    posts = [r.path for r in sb.requests if r.method == "POST" and r.path.endswith("/actions")]
+    assert len(posts) == 1
+    device = posts[0].split("/")[-2]
+    action_id = f"blumira.uninstall_device.{device}"
+
+    def events() -> list[dict[str, Any]]:
+        return [r for r in read_records(first.run.audit_path)
+                if r.get("action_id") == action_id and r["event"].startswith("action.")]
+
+    assert events()[-1]["event"] == "action.started"
+    with blumira.sessions(cfg) as s:
+        again = engine.resume(first.run.run_id, cfg, s)
+    assert [r.path for r in sb.requests if r.method == "POST"].count(posts[0]) == 1  # never sent twice
+    last = events()[-1]
     assert last["event"] == "action.unknown" and last["detail"]["note"] == "not resent"
+    assert again.exit_code == ExitCode.FAILED and again.counts["unknown"] == 1

@@ -67,10 +67,33 @@ def test_any_bytes_as_config_are_read_or_refused_in_one_line(tmp_path: Path, raw
         one_line_bad_input(exc)
 
 
+names = st.text(string.ascii_letters + string.digits + " .-&'", min_size=1, max_size=30).filter(str.strip)
+
+
+@st.composite
+def valid_definitions(draw: st.DrawFn) -> dict[str, dict[str, Any]]:
+    """A whole exit definition the guide documents: the customer, and one vendor or both."""
+    doc: dict[str, dict[str, Any]] = {"customer": {
+        "name": draw(names), "end_of_service": draw(st.dates()).isoformat(), "approved_by": draw(names),
+        **draw(st.fixed_dictionaries({}, optional={"ticket": names}))}}
+    if draw(st.booleans()):
+        doc["run"] = {"runs_dir": draw(st.sampled_from(["runs", "exits/runs", "/tmp/offboard-runs"]))}
+    vendors = draw(st.sampled_from([("huntress",), ("blumira",), ("huntress", "blumira")]))
+    if "huntress" in vendors:
+        doc["huntress"] = {"organization_id": draw(st.integers(1, 10**7)),
+                           **draw(st.fixed_dictionaries({}, optional={"delete_organization": st.booleans()}))}
+    if "blumira" in vendors:
+        doc["blumira"] = {"account_id": draw(st.uuids()).hex,
+                          **draw(st.fixed_dictionaries({}, optional={"keep_users": st.lists(
+                              st.emails(), max_size=3)}))}
+    return doc
+
+
 @FUZZ
-@given(doc=sections)
+@given(doc=st.one_of(sections, valid_definitions().map(lambda d: {**d, "_valid": {}})))
 def test_any_structured_config_is_read_or_refused_in_one_line(tmp_path: Path, doc: dict[str, dict[str, Any]]
                                                                ) -> None:
+    valid = doc.pop("_valid", None) is not None  # drawn from valid_definitions: it must be accepted
     text = "".join(f"[{name}]\n" + "".join(f"{k} = {toml_scalar(v)}\n" for k, v in body.items()) + "\n"
                    for name, body in doc.items())
     path = tmp_path / "config.toml"
@@ -79,8 +102,12 @@ def test_any_structured_config_is_read_or_refused_in_one_line(tmp_path: Path, do
         cfg = load_config(path, MODELS)
     except Exception as exc:
         one_line_bad_input(exc)
+        assert not valid, f"a valid exit definition was refused: {exc}\n{text}"
     else:
-        assert cfg.customer.name and cfg.vendors  # only a whole, valid exit definition is accepted
+        assert cfg.customer.name == doc["customer"]["name"]  # what was read is what was written
+        assert set(cfg.vendors) == {v for v in ("huntress", "blumira") if v in doc}
+        if valid:
+            assert cfg.customer.approved_by == doc["customer"]["approved_by"]
 
 
 def a_plan() -> Plan:

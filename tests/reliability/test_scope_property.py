@@ -3,19 +3,19 @@ vendors list, no write is ever planned or sent for an object outside the exit.""
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from offboard.connectors import ActionResult
-from offboard.engine.execute import _run_action
-from offboard.engine.listings import Listings
-from offboard.engine.scope_guard import ScopeGuard
+from offboard.engine.execute import execute
 from offboard.engine.sessions import Sessions
-from offboard.plan import Action, Inventory, InventoryItem, Target
-from offboard.proof.audit import AuditLog
+from offboard.engine.types import NoProgress, Overrides
+from offboard.plan import Action, Inventory, InventoryItem, Plan, Step, Target, VendorPlan
+from offboard.proof.audit import AuditLog, read_records
+from offboard.rundir import RunDir
 from offboard_blumira.settings import BlumiraSettings
 from offboard_blumira.steps import plan_exit as blumira_plan
 from offboard_huntress.settings import HuntressSettings
@@ -79,56 +79,98 @@ def test_blumira_plans_writes_only_for_the_exits_sub_account(items: list[Invento
         assert inventory.owner_of(action.target) == f"account:{BLU}", action
 
 
-class Recorder:
-    """A vendor session that records the writes it is asked to make."""
+class Vendor:
+    """A vendor the engine drives: the listing it was given, the object's own record (the scope
+    guard's read of it alone), and a re-read that answers as drawn."""
 
-    def __init__(self, reread_owner: str | None, record_owner: str | None) -> None:
+    def __init__(self, live: Inventory, reread: ActionResult, record_owner: str | None) -> None:
+        self.live, self.answer, self.record_owner = live, reread, record_owner
         self.executed: list[str] = []
-        self.reread_owner = reread_owner
-        self.record_owner = record_owner
+        self.rereads: list[str] = []
+        self.owner_reads: list[str] = []
+
+    def discover(self) -> Inventory:
+        return self.live
+
+    def owner_now(self, action: Action) -> ActionResult:
+        self.owner_reads.append(action.id)
+        return ActionResult("failure", "still there", owner=self.record_owner)  # present: the write is to make
 
     def execute(self, action: Action) -> ActionResult:
         self.executed.append(action.id)
         return ActionResult("success", "done")
 
     def reread(self, action: Action) -> ActionResult:
-        return ActionResult("failure", "still there", owner=self.reread_owner)
+        self.rereads.append(action.id)
+        return self.answer
 
-    def owner_now(self, action: Action) -> ActionResult:
-        return ActionResult("failure", "there", owner=self.record_owner)
+    def verify(self, vendor_plan: VendorPlan | None, inventory: Inventory) -> list[Any]:
+        return []
 
-    def discover(self) -> Inventory:
-        raise AssertionError("no listing is re-taken within its window")
+    def documents(self, vendor_plan: VendorPlan, states: Any) -> tuple[Any, ...]:
+        return ()
 
     def __getattr__(self, name: str) -> Any:
         raise AssertionError(f"the engine called {name} during a write")
 
 
-@PROPERTY
-@given(live_owner=st.none() | huntress_owner, reread_owner=st.none() | huntress_owner,
-       record_owner=st.none() | huntress_owner, interrupted=st.booleans(), trust_listing=st.booleans())
+ENGINE = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+PLANS_OWNER = f"organization:{ORG}"
+
+
+@ENGINE
+@given(live_owner=st.none() | huntress_owner, reread=st.sampled_from(["success", "unknown", "failure"]),
+       reread_owner=st.none() | huntress_owner, record_owner=st.none() | huntress_owner,
+       interrupted=st.booleans(), trust_listing=st.booleans())
 def test_the_engine_sends_a_write_only_when_the_owner_is_the_plans(
-        tmp_path: Path, live_owner: str | None, reread_owner: str | None, record_owner: str | None,
-        interrupted: bool, trust_listing: bool) -> None:
+        tmp_path_factory: pytest.TempPathFactory, live_owner: str | None, reread: str, reread_owner: str | None,
+        record_owner: str | None, interrupted: bool, trust_listing: bool) -> None:
+    """Through the engine's executor: it folds the run's audit log itself (a write `started` and
+    never finished is an interrupted one: re-read first), then asks the scope guard. By default the
+    object's own record decides, whatever the listing says; with --trust-listing the listing does,
+    and an object it no longer holds is re-read alone."""
     target = Target(type="agent", id="17", name="pc-17")
-    action = Action(id="huntress.uninstall_agent.17", vendor="huntress", step="s", kind="api",
-                    operation="uninstall_agent", target=target, summary="uninstall", owner=f"organization:{ORG}")
+    action = Action(id="huntress.uninstall_agent.17", vendor="huntress", step="huntress.uninstall", kind="api",
+                    operation="uninstall_agent", target=target, summary="uninstall", owner=PLANS_OWNER,
+                    call="DELETE /v1/agents/17")
     live = Inventory(vendor="huntress", scope="x", account="y", items=() if live_owner is None else (
         InventoryItem(target=target, owner=live_owner),))
-    session = Recorder(reread_owner, record_owner)
-    sessions = Sessions({"huntress": session}, {})  # type: ignore[dict-item]
-    # The listing's window is open (taken now): trust-listing mode believes it.
-    guard = ScopeGuard("listing" if trust_listing else "object", Listings(sessions, {"huntress": live}, taken=0.0,
-                                                                          clock=lambda: 1.0), {"huntress": live})
-    audit = AuditLog(tmp_path / f"audit-{live_owner}-{reread_owner}-{record_owner}-{interrupted}-{trust_listing}.jsonl",
-                     "run")
+    plan = Plan(plan_id="p1", created_at="2026-11-23T10:00:00Z", customer="Acme", config_fingerprint="f", vendors=(
+        VendorPlan(vendor="huntress", display_name="Huntress", scope="x", account="y",
+                   inventory_fingerprint=live.fingerprint(),
+                   steps=(Step(id="huntress.uninstall", vendor="huntress", title="Uninstall", actions=(action,)),)),))
+    vendor = Vendor(live, ActionResult(reread, "re-read", owner=reread_owner), record_owner)  # type: ignore[arg-type]
+    run = RunDir.create(tmp_path_factory.mktemp("runs"))
+    audit = AuditLog(run.audit_path, run.run_id)
     try:
-        event = _run_action(action, session, guard, audit, interrupted=interrupted)  # type: ignore[arg-type]
+        if interrupted:  # an earlier process fsynced `started`, then died: the write may have landed
+            audit.emit("action.started", vendor="huntress", step=action.step, action_id=action.id,
+                       target=target.model_dump(), outcome="unknown", detail={"call": action.call})
+        execute(run, plan, Sessions({"huntress": vendor}, {}), audit, {"huntress": live},  # type: ignore[dict-item]
+                Overrides(trust_listing=trust_listing), NoProgress(), None, None)
     finally:
         audit.close()
-    # By default the object's own record decides, whatever the listing said.
-    owner = (live_owner if live_owner is not None else reread_owner) if trust_listing else record_owner
-    if owner == f"organization:{ORG}":
-        assert session.executed == [action.id] and event == "action.succeeded"
+    last = [r["event"] for r in read_records(run.audit_path)
+            if r.get("action_id") == action.id and r["event"].startswith("action.")][-1]
+
+    rereads = [action.id] if interrupted else []
+    if interrupted and reread == "success":
+        assert vendor.executed == [] and last == "action.succeeded"  # the re-read shows it done
+    elif interrupted and reread == "unknown":
+        assert vendor.executed == [] and last == "action.unknown"  # may have landed: never resent
     else:
-        assert session.executed == [] and event == "action.skipped"
+        if not trust_listing:
+            owner = record_owner  # the object's own record, read alone just before the write
+            assert vendor.owner_reads == [action.id]
+        elif live_owner is not None:
+            owner = live_owner
+            assert vendor.owner_reads == []
+        else:  # no longer listed: only its own re-read can say whether it is gone or moved
+            rereads.append(action.id)
+            owner = None if reread == "success" else reread_owner
+        if trust_listing and live_owner is None and reread == "success":
+            assert vendor.executed == [] and last == "action.succeeded"
+        elif owner == PLANS_OWNER:
+            assert vendor.executed == [action.id] and last == "action.succeeded"
+        else:
+            assert vendor.executed == [] and last == "action.skipped"

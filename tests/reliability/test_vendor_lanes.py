@@ -3,7 +3,10 @@ them, one vendor going down does not stop the other, and the shared audit chain 
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
+
+import httpx
 
 from offboard import engine
 from offboard.config import ExitConfig
@@ -23,8 +26,29 @@ def two_vendors(tmp_path: Path) -> tuple[HuntressSandbox, BlumiraSandbox, ExitCo
     return h, b, load(write_config(tmp_path, blumira=blumira_section()))
 
 
-def apply(h: HuntressSandbox, b: BlumiraSandbox, cfg: ExitConfig) -> engine.RunResult:
-    transports = {"huntress": InProcessTransport(h.app), "blumira": InProcessTransport(b.app)}
+class Calls:
+    """One log of every call both vendors received, in the order they arrived (no clock)."""
+
+    def __init__(self) -> None:
+        self.seen: list[tuple[str, str, str]] = []
+        self.lock = threading.Lock()
+
+    def transport(self, vendor: str, inner: httpx.BaseTransport) -> httpx.BaseTransport:
+        calls = self
+
+        class Logged(httpx.BaseTransport):
+            def handle_request(self, request: httpx.Request) -> httpx.Response:
+                with calls.lock:
+                    calls.seen.append((vendor, request.method, request.url.path))
+                return inner.handle_request(request)
+
+        return Logged()
+
+
+def apply(h: HuntressSandbox, b: BlumiraSandbox, cfg: ExitConfig, calls: Calls | None = None) -> engine.RunResult:
+    calls = calls or Calls()
+    transports = {"huntress": calls.transport("huntress", InProcessTransport(h.app)),
+                  "blumira": calls.transport("blumira", InProcessTransport(b.app))}
     with engine.open_sessions(cfg, transports=transports, creds=DEMO_CREDS) as s:
         return engine.apply(engine.make_plan(cfg, s), cfg, s, overrides=LAB)
 
@@ -35,14 +59,17 @@ def test_both_vendors_work_at_once_and_the_audit_chain_stays_whole(tmp_path: Pat
     # Blumira's lane (its evidence: ~60 reads) spans Huntress's removals whatever the machine's load.
     b.faults.append(Fault(method="GET", path_prefix=f"{API_PREFIX}/msp/accounts", status=None, delay=0.01,
                           times=10**6))
-    result = apply(h, b, cfg)
+    calls = Calls()
+    result = apply(h, b, cfg, calls)
     assert result.exit_code == ExitCode.MANUAL_PENDING, result.message
-    huntress_writes = [r.at for r in h.requests if r.method == "DELETE"]
-    blumira_reads = [r.at for r in b.requests if r.path.startswith(API_PREFIX) and r.at > min(huntress_writes)]
-    assert blumira_reads and min(blumira_reads) < max(huntress_writes)  # Blumira did not wait for Huntress
+    deletes = [i for i, (vendor, method, _) in enumerate(calls.seen) if vendor == "huntress" and method == "DELETE"]
+    between = [c for c in calls.seen[deletes[0]:deletes[-1]] if c[0] == "blumira"]
+    assert between  # Blumira's calls arrived between Huntress's first and last removal: it did not wait
     assert verify_file(result.run.audit_path).ok
     records = list(read_records(result.run.audit_path))
     assert [r["seq"] for r in records] == list(range(1, len(records) + 1))
+    lanes = [r["vendor"] for r in records if r["event"] == "action.started"]
+    assert lanes != sorted(lanes, key=lanes.index)  # the log interleaves the two lanes' actions
     for vendor in ("huntress", "blumira"):  # each vendor's own order is the plan's
         started = [r["action_id"] for r in records if r["event"] == "action.started" and r["vendor"] == vendor]
         planned = [a.id for a in read_plan(result.run.plan_path).actions()

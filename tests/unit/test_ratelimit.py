@@ -1,6 +1,5 @@
 import json
 import threading
-import time
 
 from offboard.wire.ratelimit import SlidingWindowLimiter
 from tests.fakeclock import FakeClock
@@ -63,16 +62,18 @@ def test_two_limiters_of_one_account_share_one_window_through_its_budget_file(tm
 
 def test_the_window_outlives_the_process_that_filled_it(tmp_path) -> None:  # type: ignore[no-untyped-def]
     path = tmp_path / "budget.json"
-    first = SlidingWindowLimiter(3, 60.0)
+    clock = FakeClock()  # the machine's one clock, as both processes read it
+    clock.now = 1000.0
+    first = SlidingWindowLimiter(3, 60.0, margin=0.0, clock=clock, sleep=clock.sleep)
     first.share(path)
     for _ in range(3):
         first.completed(first.acquire())
-    clock = FakeClock()
-    clock.now = time.time()
+    del first  # `plan` has exited
+    clock.now = 1001.0
     second = SlidingWindowLimiter(3, 60.0, margin=0.0, clock=clock, sleep=clock.sleep)
     second.share(path)
-    second.acquire()  # `plan` then `apply`: the window is already full
-    assert len(clock.slept) == 1 and 59.0 < clock.slept[0] <= 60.0
+    second.acquire()  # `apply`, a second later: the window the first process filled is still full
+    assert clock.slept == [59.0]
 
 
 def test_an_unreadable_budget_file_is_ignored(tmp_path) -> None:  # type: ignore[no-untyped-def]

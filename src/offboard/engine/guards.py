@@ -56,7 +56,9 @@ def definition_changes(saved: Mapping[str, Any], now: Mapping[str, Any], shown: 
 
 def check_not_stale(plan: Plan, live: Mapping[str, Inventory], cfg: ExitConfig | None = None) -> None:
     for vp in plan.vendors:
-        inv = live[vp.vendor]
+        inv = live.get(vp.vendor)
+        if inv is None:
+            continue  # a vendor this config does not exit: check_matches_replan refuses the plan, naming it
         if inv.fingerprint() != vp.inventory_fingerprint:
             changed = inventory_changes(vp, inv)
             redo = _new_plan(cfg) if cfg is not None else "offboard plan -o FILE"

@@ -1,0 +1,225 @@
+"""Mutation testing of the modules offboard's safety rests on: break each one on purpose, one
+small change at a time (mutmut), run the tests that guard it, and count what they catch.
+
+    .venv/bin/python bench/mutation.py                  # every module below, one after another
+    .venv/bin/python bench/mutation.py wire/redact.py   # one module (a path under src/offboard/)
+    .venv/bin/python bench/mutation.py --jobs 2 ...     # mutants run side by side (default 1)
+    .venv/bin/python bench/mutation.py proof/bundle.py --only 'x_verify*' 'x__check_*'   # some functions only
+
+Each module runs in a scratch copy of the repository (mutmut works in a ``mutants/`` folder of its
+own), against the narrow test selection named in MODULES, and the result is written to
+``docs/mutation.md`` by this script: the kill rate per module and every surviving mutant with its
+diff. A module not run this time keeps its previous section in the file. It is slow (minutes per
+module), so it is not part of ``.ci/run``; run it after changing one of these modules or its tests.
+A survivor is either killed by a new test or explained as equivalent in EQUIVALENT below (the
+reason lands in the doc beside it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import fnmatch
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+DOC = REPO / "docs" / "mutation.md"
+SPECS = REPO.parent / "shared" / "vendor-specs"
+
+# module (under src/offboard/) -> the tests that guard it. Narrow on purpose: mutmut runs, for each
+# mutant, only the tests of this selection that call into the mutated function.
+MODULES: dict[str, list[str]] = {
+    "wire/redact.py": ["tests/unit/test_redact.py", "tests/unit/test_audit.py"],
+    "proof/signing.py": ["tests/unit/test_signing_checks.py", "tests/unit/test_signing.py",
+                         "tests/unit/test_signing_by_default.py", "tests/unit/test_keys_cli.py"],
+    "engine/guards.py": ["tests/unit/test_guards.py"],
+    "proof/audit.py": ["tests/unit/test_audit_verdicts.py", "tests/unit/test_audit.py",
+                       "tests/unit/test_audit_verify_cli.py"],
+    "wire/http.py": ["tests/unit/test_http_parts.py", "tests/unit/test_http.py", "tests/unit/test_unreachable_host.py",
+                     "tests/connectors/test_huntress_calls.py", "tests/connectors/test_blumira_calls.py",
+                     "tests/connectors/test_sandbox_faults.py"],
+    "proof/bundle.py": ["tests/connectors/test_bundle.py"],
+    "engine/execute.py": ["tests/reliability/test_scope_property.py", "tests/reliability/test_fresh_ownership.py",
+                          "tests/reliability/test_crash_anywhere.py::test_a_write_started_before_a_crash_is_re_read_"
+                          "on_resume_not_resent_while_its_object_is_still_listed",
+                          "tests/reliability/test_vendor_lanes.py", "tests/connectors/test_blumira_fidelity.py"],
+}
+
+# Survivors that no test can kill because the mutant behaves exactly as the original does:
+# "module: mutant name" -> why.
+EQUIVALENT: dict[str, str] = {
+    "proof/signing.py: offboard.proof.signing.x_write_key_file__mutmut_27":
+        "`unlink(missing_ok=None)`: the file was created by this call (O_EXCL) a moment before, so it exists "
+        "when a failed write removes it; missing_ok only matters if it does not",
+    "proof/signing.py: offboard.proof.signing.x_write_key_file__mutmut_28":
+        "`unlink(missing_ok=False)`: the same, the file this call created is there to remove",
+    **{f"engine/guards.py: offboard.engine.guards.x__safety__mutmut_{n}":
+       "`model_dump(mode=...)` other than \"json\" (python mode): an action's fields are strings, booleans, None "
+       "and nested models, which both modes dump alike, so the comparison and its message are the same"
+       for n in (1, 2, 3)},
+    # httpx's headers are case-insensitive: the same header, read or sent under another spelling
+    **{f"wire/http.py: offboard.wire.http.{name}":
+       "a header name in another case: httpx.Headers are case-insensitive, so it is the same header"
+       for name in ("xǁVendorHttpǁ__init____mutmut_29", "xǁVendorHttpǁ__init____mutmut_30",
+                    "xǁVendorHttpǁ__init____mutmut_32", "xǁVendorHttpǁ__init____mutmut_33",
+                    "xǁVendorHttpǁrequest__mutmut_23", "xǁVendorHttpǁrequest__mutmut_24",
+                    "x__json_or_none__mutmut_11")},
+    "proof/audit.py: offboard.proof.audit.x_seal__mutmut_18":
+        "`encode(\"UTF-8\")`: the same codec as \"utf-8\" under another spelling",
+    "proof/audit.py: offboard.proof.audit.x_seal__mutmut_4":
+        "`ensure_ascii=None`: json reads it as false, the value it had",
+    **{f"proof/audit.py: offboard.proof.audit.x_repair_torn_tail__mutmut_{n}":
+       "a log that already ends with a newline (or is empty) is truncated to its own length: nothing is removed "
+       "and 0 bytes are reported, as when it returns early"
+       for n in (4, 7)},
+    "wire/http.py: offboard.wire.http.xǁVendorHttpǁ__init____mutmut_21":
+        "`follow_redirects=None`: httpx treats it as false, its default, so redirects are still not followed",
+}
+
+GOAL = 0.90
+BEGIN, END = "<!-- mutation:{} -->", "<!-- /mutation:{} -->"
+
+
+@dataclass
+class Result:
+    module: str
+    tests: list[str]
+    total: int
+    killed: int
+    equivalent: int
+    minutes: float
+    survivors: dict[str, dict[str, str]] = field(default_factory=dict)
+    only: tuple[str, ...] = ()
+    date: str = field(default_factory=lambda: time.strftime("%Y-%m-%d"))
+
+    @property
+    def rate(self) -> float:
+        counted = self.total - self.equivalent
+        return self.killed / counted if counted else 1.0
+
+
+def run_module(module: str, jobs: int, only: tuple[str, ...] = ()) -> Result:
+    tests = MODULES[module]
+    started = time.monotonic()
+    with tempfile.TemporaryDirectory(prefix="offboard-mutation-") as scratch:
+        work = Path(scratch) / "repo"
+        shutil.copytree(REPO, work, ignore=shutil.ignore_patterns(
+            ".venv", ".git", "mutants", "__pycache__", ".hypothesis", ".mypy_cache", ".ruff_cache", "runs"))
+        pyproject = work / "pyproject.toml"
+        text = pyproject.read_text()
+        config = {**tomllib.loads(text)["tool"]["mutmut"],  # the shared part, from the repository's pyproject
+                  "only_mutate": [f"src/offboard/{module}"], "pytest_add_cli_args_test_selection": tests}
+        text = re.sub(r"(?ms)^\[tool\.mutmut\].*?(?=^\[|\Z)", "", text)
+        section = "".join(f"{k} = {json.dumps(v)}\n" for k, v in config.items())
+        pyproject.write_text(f"{text}\n[tool.mutmut]\n{section}")
+        env = {**os.environ, "OFFBOARD_VENDOR_SPECS": str(SPECS), "CI": "1",  # same examples every time
+               "PYTHON_KEYRING_BACKEND": "keyring.backends.null.Keyring",
+               "XDG_CACHE_HOME": str(Path(scratch) / "cache")}
+        mutmut = [sys.executable, "-m", "mutmut"]
+        prefix = "offboard." + module.removesuffix(".py").replace("/", ".") + "."
+        run = subprocess.run([*mutmut, "run", "--max-children", str(jobs), *(prefix + o for o in only)],
+                             cwd=work, env=env, capture_output=True, text=True)
+        results = subprocess.run([*mutmut, "results", "--all", "true"], cwd=work, env=env,
+                                 capture_output=True, text=True)
+        statuses: dict[str, str] = {}
+        for line in results.stdout.splitlines():
+            name, _, status = line.strip().partition(": ")
+            if name and status:
+                statuses[name] = status
+        checked = {n: st for n, st in statuses.items() if st != "not checked"
+                   and (not only or any(fnmatch.fnmatch(n, prefix + o) for o in only))}
+        if run.returncode != 0 or not checked:
+            raise SystemExit(f"mutmut ran no mutant of {module}:\n{run.stdout[-3000:]}\n{run.stderr[-3000:]}")
+        survivors = {}
+        for name, status in sorted(statuses.items()):
+            if status in ("survived", "no tests"):
+                diff = subprocess.run([*mutmut, "show", name], cwd=work, env=env, capture_output=True, text=True)
+                survivors[name] = {"status": status, "diff": diff.stdout.strip()}
+    statuses = checked
+    killed = sum(1 for s in statuses.values() if s in ("killed", "timeout", "segfault", "suspicious"))
+    equivalent = sum(1 for n in survivors if f"{module}: {n}" in EQUIVALENT)
+    return Result(module, tests, len(statuses), killed, equivalent, (time.monotonic() - started) / 60, survivors,
+                  only)
+
+
+def section(r: Result) -> str:
+    module = r.module
+    lines = [BEGIN.format(module), f"### `src/offboard/{module}`", "",
+             f"{r.killed} of {r.total} mutants killed" + (f", {r.equivalent} equivalent" if r.equivalent else "")
+             + f": **{r.rate:.1%}** (run {r.date}, {r.minutes:.1f} min, tests: "
+             + ", ".join(f"`{t}`" for t in r.tests) + ")"
+             + (f"; **only** the mutants of {', '.join(f'`{o}`' for o in r.only)}, the rest not run" if r.only else ""),
+             ""]
+    for name, s in r.survivors.items():
+        why = EQUIVALENT.get(f"{module}: {name}")
+        lines += [f"- `{name}` ({'equivalent: ' + why if why else s['status']})", "", "  ```diff",
+                  *("  " + d for d in s["diff"].splitlines()), "  ```", ""]
+    lines.append(END.format(module))
+    return "\n".join(lines)
+
+
+HEADER = """# Mutation testing
+
+Generated by `.venv/bin/python bench/mutation.py` (see [development](development.md)); do not edit by hand.
+Each module's safety checks are broken on purpose, one small change (a *mutant*) at a time, by
+[mutmut](https://mutmut.readthedocs.io/), and the tests that guard the module are run against each
+mutant. A mutant the tests catch is *killed*; one they do not is a *survivor*: a check that could
+be deleted without a test noticing, unless it is *equivalent* (it behaves exactly as the original,
+explained beside it). The goal is at least 90 % killed in each module. A module "not run yet" has
+no result on record: run `.venv/bin/python bench/mutation.py MODULE` (its section then lands here).
+
+"""
+
+
+def write_doc(results: list[Result]) -> None:
+    old = DOC.read_text() if DOC.exists() else ""
+    sections = {m: re.search(re.escape(BEGIN.format(m)) + r".*?" + re.escape(END.format(m)), old, re.S)
+                for m in MODULES}
+    kept = {m: s.group(0) for m, s in sections.items() if s}
+    for r in results:
+        kept[r.module] = section(r)
+    rows = ["| module | mutants | killed | equivalent | kill rate (of the rest) |", "|---|---:|---:|---:|---:|"]
+    for m in MODULES:
+        found = re.search(r"(\d+) of (\d+) mutants killed(?:, (\d+) equivalent)?: \*\*([\d.]+%)\*\*",
+                          kept.get(m, ""))
+        partial = " (some functions only)" if "**only**" in kept.get(m, "") else ""
+        rows.append(f"| `{m}`{partial} | {found.group(2)} | {found.group(1)} | {found.group(3) or 0} | "
+                    f"{found.group(4)} |" if found else f"| `{m}` | not run yet | | | |")
+    DOC.parent.mkdir(exist_ok=True)
+    DOC.write_text(HEADER + "\n".join(rows) + "\n\n## Survivors by module\n\n"
+                   + "\n\n".join(kept[m] for m in MODULES if m in kept) + "\n")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("modules", nargs="*", help=f"modules under src/offboard/ (default: all {len(MODULES)})")
+    parser.add_argument("--jobs", type=int, default=1, help="mutants run side by side (default 1)")
+    parser.add_argument("--only", nargs="+", default=[], metavar="GLOB",
+                        help="only the mutants of these functions (mutmut's names within the module, e.g. "
+                             "'x_verify*'); the doc says the run was partial")
+    args = parser.parse_args()
+    unknown = [m for m in args.modules if m not in MODULES]
+    if unknown:
+        parser.error(f"not a module this script covers: {', '.join(unknown)} (one of: {', '.join(MODULES)})")
+    results = []
+    for module in args.modules or list(MODULES):
+        r = run_module(module, args.jobs, tuple(args.only))
+        results.append(r)
+        write_doc(results)  # each module's section lands as soon as it is known
+        print(f"{module}: {r.killed}/{r.total} killed ({r.rate:.1%}), {len(r.survivors)} survivor(s)", flush=True)
+    below = [r.module for r in results if r.rate < GOAL]
+    print(f"written to {DOC.relative_to(REPO)}" + (f"; below {GOAL:.0%}: {', '.join(below)}" if below else ""))
+    return 1 if below else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,235 @@
+"""The checks a saved plan must pass before a run starts (engine/guards.py), each on its own: a
+plan made for another config, a stale one, a guarded action without its name, and a plan that
+differs from what the connectors plan now in anything that makes an action safe to send."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+
+from offboard.engine.guards import SAFETY_FIELDS, check_guards, check_matches_replan, check_not_stale, check_plan_fits
+from offboard.engine.types import Overrides
+from offboard.errors import BadInput
+from offboard.plan import Action, Inventory, InventoryItem, Manual, Plan, Skipped, Step, Target, VendorPlan
+
+T1, T2 = Target(type="agent", id="1", name="pc-1"), Target(type="agent", id="2", name="pc-2")
+HINT = "the file was edited or is not this exit's: make a new plan with `offboard plan -o` and review it"
+
+
+def uninstall(target: Target, **change: Any) -> Action:
+    return Action(id=f"v.uninstall.{target.id}", vendor="v", step="v.remove", kind="api", operation="uninstall",
+                  target=target, summary=f"uninstall {target.name}", call=f"DELETE /agents/{target.id}",
+                  owner="org:1").model_copy(update=change)
+
+
+def person(*, gate: bool = False, **change: Any) -> Action:
+    return Action(id="v.notify", vendor="v", step="v.notify", kind="manual", operation="notify",
+                  target=Target(type="manual", id="notify", name="notify"), summary="tell the vendor",
+                  manual=Manual(portal_path="mail", done_when="sent"), gate=gate).model_copy(update=change)
+
+
+def vendor_plan(*actions: Action, vendor: str = "v", scope: str = "org 1", skipped: tuple[Skipped, ...] = (),
+                manual: tuple[Action, ...] = ()) -> VendorPlan:
+    steps: tuple[Step, ...] = (Step(id="v.remove", vendor=vendor, title="Remove", actions=actions),)
+    if manual:
+        steps = (Step(id="v.notify", vendor=vendor, title="Notify", phase="closure", actions=manual), *steps)
+    return VendorPlan(vendor=vendor, display_name=vendor.upper(), scope=scope, account="key",
+                      inventory_fingerprint="f" * 64, skipped=skipped, steps=steps)
+
+
+def plan_of(*vps: VendorPlan, fingerprint: str = "c" * 64) -> Plan:
+    return Plan(plan_id="p-1", created_at="2026-11-23T10:00:00Z", customer="Acme", config_fingerprint=fingerprint,
+                vendors=vps).sealed()
+
+
+def refused(plan: Plan, fresh: tuple[VendorPlan, ...], only: set[str] | None = None) -> str:
+    with pytest.raises(BadInput) as caught:
+        check_matches_replan(plan, fresh, source="plan file", only=only)
+    return str(caught.value)
+
+
+# -- made for this config, not stale ------------------------------------------------------------
+
+
+def test_a_plan_for_another_exit_definition_is_refused_naming_the_plan_and_the_config() -> None:
+    cfg = SimpleNamespace(fingerprint=lambda: "d" * 64, path="exit.toml")
+    with pytest.raises(BadInput) as caught:
+        check_plan_fits(plan_of(vendor_plan(uninstall(T1))), cfg)  # type: ignore[arg-type]
+    assert str(caught.value) == ("plan p-1 was made for a different exit definition (customer 'Acme') than "
+                                 "exit.toml; make a new plan with `offboard plan -o` from this config")
+    check_plan_fits(plan_of(vendor_plan(uninstall(T1)), fingerprint="d" * 64), cfg)  # type: ignore[arg-type]
+
+
+def test_a_plan_whose_inventory_changed_since_is_stale() -> None:
+    item = InventoryItem(target=T1, owner="org:1")
+    live = Inventory(vendor="v", scope="org 1", account="key", items=(item,))
+    fresh = plan_of(vendor_plan(uninstall(T1)).model_copy(update={"inventory_fingerprint": live.fingerprint()}))
+    check_not_stale(fresh, {"v": live})
+    moved = live.model_copy(update={"items": (item.model_copy(update={"owner": "org:2"}),)})
+    with pytest.raises(BadInput) as caught:
+        check_not_stale(fresh, {"v": moved})
+    assert str(caught.value) == ("plan is stale: V inventory for org 1 changed since the plan was made "
+                                 "(2026-11-23T10:00:00Z); make a new plan with `offboard plan -o` and review it")
+    check_not_stale(fresh, {})  # a vendor the config does not exit: check_matches_replan names it
+
+
+# -- guarded actions --------------------------------------------------------------------------
+
+
+def test_a_guarded_action_runs_only_with_its_name_typed_exactly_or_the_unattended_flag() -> None:
+    plan = plan_of(vendor_plan(uninstall(T1), uninstall(T2, confirm="Acme Dental", summary="delete Acme")))
+    with pytest.raises(BadInput) as caught:
+        check_guards(plan, Overrides())
+    assert str(caught.value) == ('this plan will delete Acme; that cannot be undone: pass --confirm "Acme Dental" '
+                                 "(or --yes-delete-organization when unattended)")
+    with pytest.raises(BadInput) as caught:
+        check_guards(plan, Overrides(confirm_name="acme dental"))
+    assert str(caught.value) == ("--confirm 'acme dental' does not match 'Acme Dental'; "
+                                 "type the name exactly as the plan shows it")
+    check_guards(plan, Overrides(confirm_name="Acme Dental"))
+    check_guards(plan, Overrides(yes_guarded=True))
+    check_guards(plan_of(vendor_plan(uninstall(T1))), Overrides())  # nothing guarded: nothing to type
+
+
+# -- the saved plan against the re-plan -------------------------------------------------------------
+
+EDITS: dict[str, Any] = {"vendor": "w", "step": "v.other", "kind": "manual", "operation": "isolate",
+                         "target": T2, "call": "DELETE /agents/2", "owner": "org:2", "destructive": False,
+                         "confirm": "Acme", "gate": True}
+
+
+def test_every_safety_field_is_covered() -> None:
+    assert set(EDITS) == set(SAFETY_FIELDS)
+
+
+@pytest.mark.parametrize("field", SAFETY_FIELDS)
+def test_an_action_that_differs_in_any_safety_field_is_refused_naming_the_field(field: str) -> None:
+    now = uninstall(T1)
+    edited = now.model_copy(update={field: EDITS[field]})
+    saved, fresh = plan_of(vendor_plan(edited)), (vendor_plan(now),)
+    shown = edited.model_dump(mode="json")[field], now.model_dump(mode="json")[field]
+    assert refused(saved, fresh) == (f"plan file action v.uninstall.1 differs from what offboard plans now: "
+                                     f"{field} {shown[0]!r} (offboard plans {shown[1]!r}); {HINT}")
+
+
+def test_words_that_follow_the_listing_may_differ() -> None:
+    now = uninstall(T1)
+    saved = plan_of(vendor_plan(now.model_copy(update={"summary": "uninstall the old name",
+                                                       "target": T1.model_copy(update={"name": "old"})})))
+    with pytest.raises(BadInput):  # the target's name is part of the target
+        check_matches_replan(saved, (vendor_plan(now),), source="plan file")
+    reworded = plan_of(vendor_plan(now.model_copy(update={"summary": "uninstall the old name"})))
+    assert check_matches_replan(reworded, (vendor_plan(now),), source="plan file") == set()
+
+
+def test_two_fields_that_differ_are_both_named() -> None:
+    now = uninstall(T1)
+    saved = plan_of(vendor_plan(now.model_copy(update={"owner": "org:2", "destructive": False})))
+    assert "owner 'org:2' (offboard plans 'org:1'), destructive False (offboard plans True)" in refused(
+        saved, (vendor_plan(now),))
+
+
+def test_an_action_the_re_plan_does_not_hold_is_refused_before_a_run_and_settled_only_on_resume() -> None:
+    saved = plan_of(vendor_plan(uninstall(T1), uninstall(T2)))
+    fresh = (vendor_plan(uninstall(T1)),)
+    assert refused(saved, fresh) == ("plan file holds action v.uninstall.2 (uninstall pc-2), which offboard would "
+                                     f"not plan now from the config and the live vendor; {HINT}")
+    assert check_matches_replan(saved, fresh, source="run", only={"v.uninstall.1", "v.uninstall.2"}) == {
+        "v.uninstall.2"}
+    assert check_matches_replan(saved, fresh, source="run", only={"v.uninstall.1"}) == set()  # done: not asked
+
+
+def test_on_resume_a_persons_item_may_leave_the_plan_but_a_gate_is_settled_like_a_write() -> None:
+    fresh = (vendor_plan(uninstall(T1)),)
+    item = plan_of(vendor_plan(uninstall(T1), manual=(person(),)))
+    assert check_matches_replan(item, fresh, source="run", only={"v.notify"}) == set()
+    gate = plan_of(vendor_plan(uninstall(T1), manual=(person(gate=True),)))
+    assert check_matches_replan(gate, fresh, source="run", only={"v.notify"}) == {"v.notify"}
+
+
+def test_on_resume_a_persons_item_keeps_its_gate_but_its_words_and_target_follow_the_listing() -> None:
+    fresh = (vendor_plan(uninstall(T1), manual=(person(gate=True),)),)
+    reworded = plan_of(vendor_plan(uninstall(T1), manual=(person(gate=True, target=T2, summary="x"),)))
+    assert check_matches_replan(reworded, fresh, source="run", only={"v.notify"}) == set()
+    ungated = plan_of(vendor_plan(uninstall(T1), manual=(person(),)))
+    assert "gate False (offboard plans True)" in refused(ungated, fresh, only={"v.notify"})
+    with pytest.raises(BadInput, match="target"):  # before a run a person's item is held to every field
+        check_matches_replan(reworded, fresh, source="plan file")
+
+
+def test_on_resume_a_write_is_still_held_to_every_safety_field() -> None:
+    saved = plan_of(vendor_plan(uninstall(T1, owner="org:2")))
+    assert "owner 'org:2' (offboard plans 'org:1')" in refused(saved, (vendor_plan(uninstall(T1)),),
+                                                              only={"v.uninstall.1"})
+
+
+def test_a_plan_lacking_actions_is_refused_counting_them_and_naming_the_first() -> None:
+    saved = plan_of(vendor_plan(uninstall(T1)))
+    fresh = (vendor_plan(uninstall(T1), uninstall(T2), uninstall(Target(type="agent", id="3"))),)
+    assert refused(saved, fresh) == (f"plan file lacks 2 action(s) offboard plans now (first: v.uninstall.2); {HINT}")
+    assert check_matches_replan(saved, fresh, source="run", only={"v.uninstall.1"}) == set()  # a resume: not asked
+
+
+SHAPE = ("plan file: the V steps (their order, or what they leave untouched) differ from what offboard plans now; "
+         + HINT)
+
+
+def test_steps_in_another_order_or_phase_are_refused() -> None:
+    a, b = uninstall(T1), uninstall(T2)
+    assert refused(plan_of(vendor_plan(b, a)), (vendor_plan(a, b),)) == SHAPE
+    later = vendor_plan(a, b)
+    later = later.model_copy(update={"steps": (later.steps[0].model_copy(update={"phase": "closure"}),)})
+    assert refused(plan_of(later), (vendor_plan(a, b),)) == SHAPE
+    renamed = vendor_plan(a, b)
+    renamed = renamed.model_copy(update={"steps": (renamed.steps[0].model_copy(update={"id": "v.later"}),)})
+    assert refused(plan_of(renamed), (vendor_plan(a, b),)) == SHAPE
+
+
+def test_another_scope_is_refused() -> None:
+    assert refused(plan_of(vendor_plan(uninstall(T1), scope="org 2")), (vendor_plan(uninstall(T1)),)) == SHAPE
+
+
+@pytest.mark.parametrize("saved, now", [((), ("9",)), (("9",), ()), (("9",), ("8",))])
+def test_another_set_of_objects_left_untouched_is_refused(saved: tuple[str, ...], now: tuple[str, ...]) -> None:
+    def skipped(ids: tuple[str, ...]) -> tuple[Skipped, ...]:
+        return tuple(Skipped(vendor="v", target=Target(type="agent", id=i), reason="org:2") for i in ids)
+
+    assert refused(plan_of(vendor_plan(uninstall(T1), skipped=skipped(saved))),
+                   (vendor_plan(uninstall(T1), skipped=skipped(now)),)) == SHAPE
+    same = plan_of(vendor_plan(uninstall(T1), skipped=skipped(now)))
+    assert check_matches_replan(same, (vendor_plan(uninstall(T1), skipped=skipped(now)),), source="plan file") == set()
+
+
+def test_a_plan_for_other_vendors_than_the_configs_is_refused_naming_both() -> None:
+    saved = plan_of(vendor_plan(uninstall(T1)))
+    fresh = (vendor_plan(uninstall(T1)), vendor_plan(vendor="w"))
+    message = ("plan file covers vendors ['v'], but this config exits ['v', 'w']; " + HINT)
+    assert refused(saved, fresh) == message
+    assert refused(saved, fresh, only={"v.uninstall.1"}) == message  # on resume too
+
+
+def test_on_resume_every_open_action_is_checked_not_only_those_before_a_done_one() -> None:
+    saved = plan_of(vendor_plan(uninstall(T1), uninstall(T2, owner="org:2")))
+    fresh = (vendor_plan(uninstall(T1), uninstall(T2)),)
+    assert "v.uninstall.2 differs" in refused(saved, fresh, only={"v.uninstall.2"})  # .1 is done
+
+
+def test_after_a_persons_item_or_a_write_that_left_the_listing_the_rest_are_still_checked() -> None:
+    t3 = Target(type="agent", id="3", name="pc-3")
+    fresh = (vendor_plan(uninstall(T1), uninstall(t3)),)
+    saved = plan_of(vendor_plan(uninstall(T2), uninstall(Target(type="agent", id="4")), uninstall(T1),
+                                uninstall(t3, owner="org:2"), manual=(person(),)))
+    every = {a.id for a in saved.actions()}
+    assert "v.uninstall.3 differs" in refused(saved, fresh, only=every)
+    left = plan_of(vendor_plan(uninstall(T2), uninstall(Target(type="agent", id="4")), uninstall(T1),
+                               uninstall(t3), manual=(person(),)))
+    assert check_matches_replan(left, fresh, source="run", only=every) == {"v.uninstall.2", "v.uninstall.4"}
+
+
+def test_a_vendor_the_config_does_not_exit_does_not_hide_another_vendors_staleness() -> None:
+    live = Inventory(vendor="v", scope="org 1", account="key", items=(InventoryItem(target=T1, owner="org:1"),))
+    plan = plan_of(vendor_plan(vendor="w"), vendor_plan(uninstall(T1)))  # v's fingerprint is not live's
+    with pytest.raises(BadInput, match="plan is stale: V inventory"):
+        check_not_stale(plan, {"v": live})
