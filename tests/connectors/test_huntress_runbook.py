@@ -163,7 +163,7 @@ def test_confirm_rules_unknown_item_missing_note_refusal_and_no_double_confirmat
     with harness.sessions() as s:
         plan = engine.make_plan(harness.cfg, s)
         run_id = engine.apply(plan, harness.cfg, s, overrides=LAB).run.run_id
-        with pytest.raises(BadInput, match=r"is not a manual item.*huntress\.itdr\.unmap-tenant"):
+        with pytest.raises(BadInput, match=r"is not a manual item.*did you mean huntress\.\S+\?.*status --pending"):
             engine.confirm(run_id, "huntress.nope", "J. Doe", "", harness.cfg, s)
         with pytest.raises(BadInput, match="needs --note recording who approved the Microsoft 365 consent"):
             engine.confirm(run_id, "huntress.itdr.unmap-tenant", "J. Doe", "", harness.cfg, s)
