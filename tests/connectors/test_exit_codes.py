@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import json
+import shlex
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -84,3 +85,21 @@ def test_the_docs_table_of_exit_codes_is_the_one_help_prints() -> None:
     page = (Path(__file__).parents[2] / "docs" / "exit-codes.md").read_text()
     rows = [line for line in page.splitlines() if line.startswith("| ") and not line.startswith("| code")]
     assert rows == [f"| {int(code)} | {meaning} |" for code, meaning in EXIT_CODE_MEANINGS.items()]
+
+
+def test_the_checklist_files_confirm_command_runs_as_printed_from_another_folder(
+        cli: Any, config: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The file is read later, from wherever the technician is: it names the config by its absolute path.
+    assert cli("plan", "-c", str(config), "-o", "exit.plan.json").code == 0
+    rel = Path(config.name)  # the run is made with a relative -c, as a technician types it
+    assert cli("apply", "exit.plan.json", "-c", str(rel), "--override-preflight", "lab", "--unattended").code == 3
+    checklist = next((tmp_path / "runs").glob("*/manual-checklist.md")).read_text()
+    line = next(ln.strip() for ln in checklist.splitlines() if ln.strip().startswith("offboard confirm ITEM"))
+    assert f"-c {config.resolve()}" in line
+    item = unverified_manual_item(tmp_path / "exit.plan.json")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    argv = shlex.split(line.replace("ITEM", item, 1))[1:]  # without the program's name
+    done = cli(*argv)
+    assert done.code == 0, done.out + done.err

@@ -96,5 +96,5 @@ def write_documents(run: RunDir, plan: Plan, audit: AuditLog, signer: Signer | N
                     to_send.append(path)
     write_report(run, plan, audit.records)
     write_closure_note(run, plan, audit.records, evidence.manifest())
-    write_checklist(run, plan, audit.records)
+    write_checklist(run, plan, audit.records, sessions.config if sessions is not None else None)
     return to_send

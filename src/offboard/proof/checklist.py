@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import shlex
+from pathlib import Path
 from typing import Any
 
 from offboard.lifecycle import fold, open_for_person
@@ -11,13 +13,20 @@ from offboard.rundir import RunDir, atomic_write_text
 from offboard.text import one_line
 
 
-def render_checklist(plan: Plan, records: list[dict[str, Any]], run_id: str) -> str:
+def _confirm(item: str, run_id: str, config: Path | None, *note: str) -> str:
+    """The confirm command as a person runs it from any folder: a file is read later, elsewhere, so
+    it names the exit's config by its absolute path."""
+    where = ["-c", str(config.resolve())] if config is not None else []
+    return shlex.join(["offboard", "confirm", item, "--by", "Your Name", *note, "--run", run_id, *where])
+
+
+def render_checklist(plan: Plan, records: list[dict[str, Any]], run_id: str, config: Path | None = None) -> str:
     """The manual items still to do, in the runbook's order, with how to confirm each."""
     last = fold(records).last
     out = [f"# Manual checklist — {plan.customer}", "",
            "Each item has no vendor API. Do it, then record it (where the vendor's API can see the result, it is",
            "re-read first and the confirmation is refused while the vendor disagrees):", "",
-           f"    offboard confirm ITEM --by \"Your Name\" --note \"what you did or saw\" --run {run_id}", ""]
+           f"    {_confirm('ITEM', run_id, config, '--note', 'what you did or saw')}", ""]
     todo = [a for a in plan.actions() if (rec := last.get(a.id)) is not None and open_for_person(a, rec["event"])]
     if not todo:
         out.append("Nothing left: every manual item is confirmed.")
@@ -42,9 +51,9 @@ def render_checklist(plan: Plan, records: list[dict[str, Any]], run_id: str) -> 
                 f"attach `{d['file']}` (SHA-256 {d.get('sha256', '?')})" if d.get("file") else d.get("title", key))
             out += [f"## [ ] {one_line(d.get('title', key))} — `ticket.{key}`", "",
                     f"- Why: {one_line(d.get('reason', '?'))}", f"- Do: {one_line(what)}",
-                    f"- Then: offboard confirm ticket.{key} --by \"Your Name\" --run {run_id}", ""]
+                    f"- Then: {_confirm(f'ticket.{key}', run_id, config)}", ""]
     return "\n".join(out) + "\n"
 
 
-def write_checklist(run: RunDir, plan: Plan, records: list[dict[str, Any]]) -> None:
-    atomic_write_text(run.path / "manual-checklist.md", render_checklist(plan, records, run.run_id))
+def write_checklist(run: RunDir, plan: Plan, records: list[dict[str, Any]], config: Path | None = None) -> None:
+    atomic_write_text(run.path / "manual-checklist.md", render_checklist(plan, records, run.run_id, config))
