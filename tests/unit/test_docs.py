@@ -34,3 +34,22 @@ def test_the_readme_is_short_and_every_local_link_resolves() -> None:
             if "://" in target:
                 continue
             assert (path.parent / target).exists(), f"{path.name} links to {target}, which does not exist"
+
+
+def test_the_performance_figures_are_the_benchmarks_own() -> None:
+    # The table, its environment lines and their digest are written by `bench.performance --write`;
+    # a figure typed or pasted by hand no longer matches the digest.
+    from bench import figures
+
+    assert figures.check(ROOT / "docs" / "performance.md") is None
+
+
+def test_the_figures_check_catches_a_hand_edit(tmp_path: Path) -> None:
+    from bench import figures
+
+    page = tmp_path / "performance.md"
+    page.write_text(f"# P\n\n{figures.BEGIN}\n{figures.END}\n")
+    figures.write(page, "python -m bench.performance", ["Measured now."], ["| a | 0.97 |"])
+    assert figures.check(page) is None
+    page.write_text(page.read_text().replace("0.97", "0.99"))
+    assert figures.check(page) is not None and "edited" in str(figures.check(page))

@@ -16,6 +16,7 @@ import contextlib
 import threading
 from collections.abc import Callable, Mapping
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
 from typing import Any
 
 from offboard import hints
@@ -37,6 +38,147 @@ from offboard.rundir import RunDir
 from offboard.wire import waits
 
 
+@dataclass
+class PassTally:
+    """What this pass of the run decided, shared by the vendor lanes (each in its own thread): the
+    exit code is decided from it; what every command prints is the run's whole log (``tally``)."""
+
+    counts: dict[str, int] = field(default_factory=lambda: dict.fromkeys(
+        ("succeeded", "already_absent", "failed", "skipped", "blocked", "manual", "confirmed", "unknown",
+         "exported", "held"), 0))
+    pending: list[Action] = field(default_factory=list)  # handed to a person in this pass
+    held_by: dict[str, Action] = field(default_factory=dict)  # vendor -> its gate item nobody confirmed yet
+    # Built during this pass: an export that failed before is retried here (it is not terminal), and
+    # evidence steps come first, so by a vendor's first removal this set is the truth.
+    evidence_failed: set[str] = field(default_factory=set)
+    override_used: set[str] = field(default_factory=set)
+    announced: set[str] = field(default_factory=set)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def count(self, key: str, action: Action | None = None) -> None:
+        with self.lock:
+            self.counts[key] += 1
+            if action is not None:
+                self.pending.append(action)
+
+    def first_time(self, step_id: str) -> bool:
+        with self.lock:
+            if step_id in self.announced:
+                return False
+            self.announced.add(step_id)
+            return True
+
+
+WRITE_OUTCOMES = {"action.succeeded": "succeeded", "action.failed": "failed", "action.skipped": "skipped",
+                  "action.unknown": "unknown"}
+
+
+class RunPass:
+    """One pass over a run's actions (a start or a resume). ``one`` is an action's whole path, in
+    the order the runbook's rules apply: done already; held behind its vendor's gate; a person's
+    item; held back by a failed evidence export; settled by a re-read only; a read; a write."""
+
+    def __init__(self, run: RunDir, plan: Plan, sessions: Sessions, audit: AuditLog, guard: ScopeGuard,
+                 overrides: Overrides, progress: Progress, guide: Guide | None,
+                 settle_only: set[str] | frozenset[str]) -> None:
+        self.run, self.plan, self.sessions, self.audit, self.guard = run, plan, sessions, audit, guard
+        self.overrides, self.progress, self.guide, self.settle_only = overrides, progress, guide, settle_only
+        self.done = fold_actions(audit.records)
+        self.step_of = plan.step_of()
+        self.evidence = EvidenceStore(run.path)
+        self.tally = PassTally()
+
+    def one(self, action: Action) -> None:
+        state = self.done.get(action.id)
+        if state in TERMINAL:
+            return
+        self._announce(action)
+        awaiting_person = action.kind == "manual" or state in AWAITING_PERSON
+        if action.vendor in self.tally.held_by and (awaiting_person or action.destructive):
+            # Not started: the resume after the gate's confirmation runs it.
+            return self._advance(action, "action.held", "held")
+        if awaiting_person:
+            if state not in AWAITING_PERSON:
+                self.audit.emit("manual.pending", **_base(action), outcome="unknown",
+                                detail={"summary": action.summary,
+                                        **(action.manual.model_dump() if action.manual else {})})
+            return self._to_person(action)
+        if self._held_back_by_evidence(action):
+            return
+        session = self.sessions.by_vendor[action.vendor]
+        if action.id in self.settle_only:
+            event = _settle_only(action, session, self.audit)
+            key = "succeeded" if event == "action.succeeded" else "skipped"
+        elif not action.destructive:
+            event = _run_read(action, session, self.audit, self.evidence)
+            if event == "action.failed" and self.step_of[action.id].phase == "evidence":
+                self.tally.evidence_failed.add(action.vendor)
+            key = "exported" if event == "action.succeeded" else "failed"
+        else:
+            event = _run_action(action, session, self.guard, self.audit, interrupted=state in UNSETTLED)
+            key = WRITE_OUTCOMES.get(event, "")
+        if event == "manual.pending":  # the vendor refused the API path: its manual instructions apply
+            return self._to_person(action)
+        self._advance(action, event, key)
+
+    def lane_done(self, vendor: str) -> None:
+        if self.sessions.ticket is not None:  # the exit's PSA ticket hears of each vendor as it finishes
+            self.sessions.ticket.vendor_finished(vendor)
+
+    def _advance(self, action: Action, event: str, key: str) -> None:
+        self.tally.count(key)
+        self.progress.advance(action, event)
+
+    def _announce(self, action: Action) -> None:
+        step = self.step_of[action.id]
+        if self.tally.first_time(step.id):
+            self.progress.step(self.plan.vendor(action.vendor).display_name, step,
+                               sum(1 for a in step.actions if self.done.get(a.id) not in TERMINAL))
+
+    def _to_person(self, action: Action) -> None:
+        """A manual item, or an API action that fell back to its manual instructions."""
+        guided = "pending"
+        if self.guide is not None:
+            guided = ask_until_settled(action, self.sessions.by_vendor[action.vendor], self.audit, self.guide)
+        if guided == "confirmed":
+            return self._advance(action, "manual.confirmed", "confirmed")
+        if guided == "stop":
+            self.guide = None  # the operator left guided mode: the rest go on the checklist
+        self.tally.count("manual", action)
+        self.progress.advance(action, "manual.pending")
+        if action.gate:
+            self.tally.held_by[action.vendor] = action
+            config, run_id = self.sessions.config, self.run.run_id
+            self.audit.emit("vendor.held", vendor=action.vendor, step=action.step, action_id=action.id,
+                            outcome="unknown", detail=f"no change is made at this vendor until {action.id} is "
+                            f"confirmed (`{hints.confirm(run_id, config, item=action.id)}`), then "
+                            f"`{hints.resume(run_id, config)}`")
+
+    def _held_back_by_evidence(self, action: Action) -> bool:
+        """The runbook's rule: no removal of a vendor whose evidence export failed, unless the
+        operator overrode it (audited once per vendor)."""
+        if not action.destructive or action.vendor not in self.tally.evidence_failed:
+            return False
+        if self.overrides.evidence:
+            if action.vendor not in self.tally.override_used:
+                self.tally.override_used.add(action.vendor)
+                self.audit.emit("evidence.overridden", vendor=action.vendor, outcome="success",
+                                detail={"reason": self.overrides.evidence})
+            return False
+        if self.step_of[action.id].phase == "evidence":
+            return False
+        self.audit.emit("action.blocked", **_base(action), outcome="failure",
+                        detail="not run: this vendor's evidence export failed; fix it and resume, or "
+                               "resume with --override-evidence \"REASON\"")
+        self._advance(action, "action.blocked", "blocked")
+        return True
+
+
+def _base(action: Action) -> dict[str, Any]:
+    return {"vendor": action.vendor, "step": action.step, "action_id": action.id,
+            "target": action.target.model_dump()}
+
+
 def execute(run: RunDir, plan: Plan, sessions: Sessions, audit: AuditLog, live: Mapping[str, Inventory],
             overrides: Overrides, progress: Progress, guide: Guide | None, signer: Signer | None, *,
             settle_only: set[str] | frozenset[str] = frozenset()) -> RunResult:
@@ -47,130 +189,22 @@ def execute(run: RunDir, plan: Plan, sessions: Sessions, audit: AuditLog, live: 
     guard = ScopeGuard("listing" if overrides.trust_listing else "object", Listings(sessions, live), dict(live))
     if any(a.destructive and a.kind == "api" and done.get(a.id) not in TERMINAL for a in plan.actions()):
         audit.emit("scope_guard.mode", outcome="success", detail=describe(guard.mode))
-    step_of = plan.step_of()
-    evidence = EvidenceStore(run.path)
     actions = plan.actions()
     progress.start(len(actions), sum(1 for a in actions if done.get(a.id) in TERMINAL))
-    counts = {"succeeded": 0, "already_absent": 0, "failed": 0, "skipped": 0, "blocked": 0, "manual": 0,
-              "confirmed": 0, "unknown": 0, "exported": 0, "held": 0}
-    # Built during this pass: an export that failed before is retried here (it is not terminal),
-    # and evidence steps come first, so by the first removal this set is the truth.
-    evidence_failed: set[str] = set()
-    override_used: set[str] = set()
-    pending: list[Action] = []
-    held_by: dict[str, Action] = {}  # vendor -> its gate item a person has not confirmed yet
-    stop: VendorError | None = None
-    counters = threading.Lock()  # vendors run in their own threads; these counters are shared
-
-    def count(key: str, action: Action | None = None) -> None:
-        with counters:
-            counts[key] += 1
-            if action is not None:
-                pending.append(action)
-
-    def to_person(action: Action) -> None:
-        """A manual item, or an API action that fell back to its manual instructions."""
-        nonlocal guide
-        guided = ask_until_settled(action, sessions.by_vendor[action.vendor], audit, guide) if guide else "pending"
-        if guided == "confirmed":
-            count("confirmed")
-            progress.advance(action, "manual.confirmed")
-            return
-        if guided == "stop":
-            guide = None  # the operator left guided mode: the rest go on the checklist
-        count("manual", action)
-        progress.advance(action, "manual.pending")
-        if action.gate:
-            held_by[action.vendor] = action
-            audit.emit("vendor.held", vendor=action.vendor, step=action.step, action_id=action.id,
-                       outcome="unknown", detail=f"no change is made at this vendor until {action.id} is "
-                       f"confirmed (`{hints.confirm(run.run_id, config, item=action.id)}`), then "
-                       f"`{hints.resume(run.run_id, config)}`")
-
-    announced: set[str] = set()
-
-    def announce(action: Action) -> None:
-        step = step_of[action.id]
-        with counters:
-            if step.id in announced:
-                return
-            announced.add(step.id)
-        progress.step(plan.vendor(action.vendor).display_name, step,
-                      sum(1 for a in step.actions if done.get(a.id) not in TERMINAL))
-
-    def one(action: Action) -> None:
-        state = done.get(action.id)
-        if state in TERMINAL:
-            return
-        announce(action)
-        if action.vendor in held_by and (action.kind == "manual" or state in AWAITING_PERSON):
-            count("held")
-            progress.advance(action, "action.held")
-            return
-        if action.kind == "manual" or state in AWAITING_PERSON:
-            if state not in AWAITING_PERSON:
-                audit.emit("manual.pending", vendor=action.vendor, step=action.step, action_id=action.id,
-                           target=action.target.model_dump(), outcome="unknown",
-                           detail={"summary": action.summary,
-                                   **(action.manual.model_dump() if action.manual else {})})
-            to_person(action)
-            return
-        if action.vendor in held_by and action.destructive:
-            count("held")  # not started: the resume after the gate's confirmation runs it
-            progress.advance(action, "action.held")
-            return
-        phase = step_of[action.id].phase
-        if action.destructive and action.vendor in evidence_failed and overrides.evidence:
-            if action.vendor not in override_used:
-                override_used.add(action.vendor)
-                audit.emit("evidence.overridden", vendor=action.vendor, outcome="success",
-                           detail={"reason": overrides.evidence})
-        elif action.destructive and action.vendor in evidence_failed and phase != "evidence":
-            audit.emit("action.blocked", vendor=action.vendor, step=action.step, action_id=action.id,
-                       target=action.target.model_dump(), outcome="failure",
-                       detail="not run: this vendor's evidence export failed; fix it and resume, or "
-                              "resume with --override-evidence \"REASON\"")
-            count("blocked")
-            progress.advance(action, "action.blocked")
-            return
-        session = sessions.by_vendor[action.vendor]
-        if action.id in settle_only:
-            event = _settle_only(action, session, audit)
-            count("succeeded" if event == "action.succeeded" else "skipped")
-        elif not action.destructive:
-            event = _run_read(action, session, audit, evidence)
-            if event == "manual.pending":
-                to_person(action)
-                return
-            if event == "action.failed" and phase == "evidence":
-                evidence_failed.add(action.vendor)
-            count("exported" if event == "action.succeeded" else "failed")
-        else:
-            event = _run_action(action, session, guard, audit, interrupted=state in UNSETTLED)
-            if event == "manual.pending":
-                to_person(action)
-                return
-            count({"action.succeeded": "succeeded", "action.failed": "failed",
-                   "action.skipped": "skipped", "action.unknown": "unknown"}[event])
-        progress.advance(action, event)
-
+    this = RunPass(run, plan, sessions, audit, guard, overrides, progress, guide, settle_only)
     lanes: dict[str, list[Action]] = {}
     for action in actions:
         lanes.setdefault(action.vendor, []).append(action)
-
-    def lane_done(vendor: str) -> None:
-        if sessions.ticket is not None:  # the exit's PSA ticket hears of each vendor as it finishes
-            sessions.ticket.vendor_finished(vendor)
-
+    stop: VendorError | None = None
     try:
         if guide is not None or len(lanes) < 2:
             for action in actions:  # one person answers one prompt at a time, in the plan's order
-                one(action)
+                this.one(action)
             for vendor in lanes:
-                lane_done(vendor)
+                this.lane_done(vendor)
         else:
             # each vendor in its own order, under its own limiter, at once
-            _in_lanes(lanes, one, lane_done, progress.warning)
+            _in_lanes(lanes, this.one, this.lane_done, progress.warning)
     except VendorAuthError as exc:
         audit.emit("run.finished", outcome="failure", detail=str(exc))
         write_state(run, plan, audit, "failed")
@@ -184,7 +218,7 @@ def execute(run: RunDir, plan: Plan, sessions: Sessions, audit: AuditLog, live: 
     finally:
         progress.finish()
     # What every command prints is the run's standing as a whole, read from the log (this pass's own
-    # counters above decide only the exit): a resume after a confirmation still counts it.
+    # counters decide only the exit): a resume after a confirmation still counts it.
     standing = tally(actions, audit.records)
     if stop is not None:
         audit.emit("run.finished", outcome="failure", detail=f"stopped: {stop}; resume with "
@@ -193,9 +227,15 @@ def execute(run: RunDir, plan: Plan, sessions: Sessions, audit: AuditLog, live: 
         documents = write_documents(run, plan, audit, signer, sessions)
         return RunResult(run, stop.exit_code, standing.counts(), message=f"{stop}; resume later with "
                          f"`{hints.resume(run.run_id, config)}`", documents=documents, tally=standing)
+    return _verify_and_close(run, plan, sessions, audit, progress, signer, this.tally)
 
+
+def _verify_and_close(run: RunDir, plan: Plan, sessions: Sessions, audit: AuditLog, progress: Progress,
+                      signer: Signer | None, this: PassTally) -> RunResult:
+    """The run's end: every vendor re-read, the exit code from this pass, the documents written."""
+    config, actions, counts = sessions.config, plan.actions(), this.counts
     progress.phase("Verifying: re-reading each vendor to prove the service stopped")
-    checks = verify_run(plan, sessions, audit, skip=set(held_by))
+    checks = verify_run(plan, sessions, audit, skip=set(this.held_by))
     now = fold_actions(audit.records)
     standing = tally(actions, audit.records)
     pending = [a for a in actions if standing.of[a.id] == "for_person"]
