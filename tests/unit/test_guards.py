@@ -54,11 +54,11 @@ def refused(plan: Plan, fresh: tuple[VendorPlan, ...], only: set[str] | None = N
 
 
 def test_a_plan_for_another_exit_definition_is_refused_naming_the_plan_and_the_config() -> None:
-    cfg = SimpleNamespace(fingerprint=lambda: "d" * 64, path="exit.toml")
+    cfg = SimpleNamespace(fingerprint=lambda: "d" * 64, definition=lambda: {}, path="exit.toml")
     with pytest.raises(BadInput) as caught:
         check_plan_fits(plan_of(vendor_plan(uninstall(T1))), cfg)  # type: ignore[arg-type]
     assert str(caught.value) == ("plan p-1 was made for a different exit definition (customer 'Acme') than "
-                                 "exit.toml; make a new plan with `offboard plan -o` from this config")
+                                 "exit.toml; make a new plan from this config with `offboard plan -o FILE -c exit.toml` and review it")
     check_plan_fits(plan_of(vendor_plan(uninstall(T1)), fingerprint="d" * 64), cfg)  # type: ignore[arg-type]
 
 
@@ -71,7 +71,8 @@ def test_a_plan_whose_inventory_changed_since_is_stale() -> None:
     with pytest.raises(BadInput) as caught:
         check_not_stale(fresh, {"v": moved})
     assert str(caught.value) == ("plan is stale: V inventory for org 1 changed since the plan was made "
-                                 "(2026-11-23T10:00:00Z); make a new plan with `offboard plan -o` and review it")
+                                 "(2026-11-23T10:00:00Z): 1 with another owner: pc-1 (now org:2); make a new plan with "
+                                 "`offboard plan -o FILE` and review it")
     check_not_stale(fresh, {})  # a vendor the config does not exit: check_matches_replan names it
 
 
