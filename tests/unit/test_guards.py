@@ -58,7 +58,8 @@ def test_a_plan_for_another_exit_definition_is_refused_naming_the_plan_and_the_c
     with pytest.raises(BadInput) as caught:
         check_plan_fits(plan_of(vendor_plan(uninstall(T1))), cfg)  # type: ignore[arg-type]
     assert str(caught.value) == ("plan p-1 was made for a different exit definition (customer 'Acme') than "
-                                 "exit.toml; make a new plan from this config with `offboard plan -o FILE -c exit.toml` and review it")
+                                 "exit.toml; make a new plan from this config with "
+                                 "`offboard plan -o FILE -c exit.toml` and review it")
     check_plan_fits(plan_of(vendor_plan(uninstall(T1)), fingerprint="d" * 64), cfg)  # type: ignore[arg-type]
 
 
