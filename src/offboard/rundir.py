@@ -268,7 +268,7 @@ def _shared_dir() -> Path:
 
 def identity_lock(identity: str, note: str) -> contextlib.AbstractContextManager[None]:
     """The machine-wide lock of one exit, named by what its vendor says it is (``identity``, e.g.
-    "huntress account 7001 organization 42"), never by a config's spelling or a user's folders;
+    "<vendor> account 7001 organization 42"), never by a config's spelling or a user's folders;
     a hash names the file, so the lock folder lists no customer."""
     digest = hashlib.sha256(identity.encode()).hexdigest()[:32]
     path = _shared_dir() / f"exit-{digest}.lock"

@@ -5,7 +5,7 @@ A listing is believed for at most MAX_AGE_S seconds, counted from the moment its
 *started* (its first owner read), so no write relies on an owner read older than that: the
 listing taken when apply starts is re-taken once it is that old, whatever the number of writes,
 and so is every later one. Cost: one discovery of the vendor (its connector's listing calls; for
-Huntress the organization, one call per 500 agents, and one each for memberships and rules) every
+a vendor paging 500 objects a call: the scope object, one call per 500, and one per other list) every
 MAX_AGE_S seconds of writing, and one before the first write: about 4 calls every 5 minutes for a
 small exit, 23 for one of 10,000 agents (under 8 % of a 60-a-minute budget), against one call per
 write (100 %) by default.

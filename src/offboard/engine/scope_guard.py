@@ -4,11 +4,11 @@ Two modes, chosen per run and recorded in its audit log (``scope_guard.mode``, a
 and resume):
 
 - ``object`` (the default): each write is preceded by one read of that object alone
-  (``VendorSession.owner_now``, e.g. Huntress ``GET /v1/agents/{id}``), and the write is sent
+  (``VendorSession.owner_now``, e.g. ``GET`` of the one object by its id), and the write is sent
   only when that read names the exit's owner. Nothing of this run happens between the read and
   the write: they are consecutive calls of the vendor's lane. A listing is never believed, so a
   listing that disagrees with the object's own record changes nothing. Cost: one read per write;
-  at a vendor's rate ceiling a write takes two calls of the budget (Huntress, 60 a minute: 30
+  at a vendor's rate ceiling a write takes two calls of the budget (a vendor allowing 60 a minute: 30
   writes a minute at most).
 - ``listing`` (``--trust-listing``): the vendor's listing is believed, re-taken so that no write
   relies on an owner read older than ``listings.MAX_AGE_S`` seconds (the cost is there). An
