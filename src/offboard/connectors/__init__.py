@@ -141,7 +141,7 @@ class VendorSession(Protocol):
         ...
 
     def exit_identity(self) -> str:
-        """What the vendor says this exit is, as one stable line (e.g. "huntress account 7001
+        """What the vendor says this exit is, as one stable line (e.g. "<vendor> account 7001
         organization 42"): the machine-wide exit lock is keyed on it, so two configs that spell
         the API's address differently, or two users with their own folders, still exclude each
         other. Read from the vendor (at most a call or two), never from how the config is written."""
