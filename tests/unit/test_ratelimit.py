@@ -87,26 +87,39 @@ def test_an_unreadable_budget_file_is_ignored(tmp_path) -> None:  # type: ignore
 
 
 def test_callers_on_one_account_take_turns_so_a_small_exit_is_not_stuck_behind_a_large_one() -> None:
-    limiter = SlidingWindowLimiter(2, 0.05, margin=0.0)
+    clock = FakeClock()
     order: list[str] = []
-    large_waiting = threading.Event()
+    large_waiting, small_queued = threading.Event(), threading.Event()
+
+    def sleep(seconds: float) -> None:
+        # The large exit's first wait for the window (its third call, the account's third turn) lasts
+        # until the small exit has queued for the fourth turn: the test's time is the fake clock's.
+        if not large_waiting.is_set():
+            large_waiting.set()
+            assert small_queued.wait(10), "the small exit never queued"
+        clock.sleep(seconds)
+
+    limiter = SlidingWindowLimiter(2, 60.0, margin=0.0, clock=clock, sleep=sleep)
 
     def exit_of(name: str, calls: int) -> None:
         for _ in range(calls):
-            if name == "large" and len(order) == 2:
-                large_waiting.set()
             limiter.acquire()
             order.append(name)
 
     large = threading.Thread(target=exit_of, args=("large", 8))
     large.start()
-    large_waiting.wait(5)
+    assert large_waiting.wait(10)
     small = threading.Thread(target=exit_of, args=("small", 2))
     small.start()
+    turns = limiter._store.turns
+    while small.is_alive() and turns._next < 4:  # the turns handed out: the small exit holds the fourth
+        small.join(0.001)
+    small_queued.set()
     large.join(10)
     small.join(10)
     # the small exit's two calls come among the large one's, not after all of them
     assert order.count("small") == 2 and order.index("small") <= 4 and order[-1] == "large"
+    assert clock.now >= 60.0 * 4  # ten calls, two a window: the waits were the fake clock's
 
 
 def test_a_vendor_that_reports_fewer_calls_left_than_we_count_slows_us_down() -> None:
