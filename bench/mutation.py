@@ -48,7 +48,8 @@ MODULES: dict[str, list[str]] = {
                      "tests/connectors/test_huntress_calls.py", "tests/connectors/test_blumira_calls.py",
                      "tests/connectors/test_sandbox_faults.py"],
     "proof/bundle.py": ["tests/connectors/test_bundle.py"],
-    "engine/execute.py": ["tests/reliability/test_scope_property.py", "tests/reliability/test_fresh_ownership.py",
+    "engine/execute.py": ["tests/reliability/test_write_lines.py",
+                          "tests/reliability/test_scope_property.py", "tests/reliability/test_fresh_ownership.py",
                           "tests/reliability/test_crash_anywhere.py::test_a_write_started_before_a_crash_is_re_read_"
                           "on_resume_not_resent_while_its_object_is_still_listed",
                           "tests/reliability/test_vendor_lanes.py", "tests/connectors/test_blumira_fidelity.py"],

@@ -1,0 +1,344 @@
+"""What the engine's executor records and sends for one write, through ``execute`` (the entry
+``apply`` and ``apply --resume`` use): the calls the vendor gets (owner read, write, re-read) and
+the audit lines that prove what happened, each field as ``audit verify``, the report and a person
+reading the log see it. A scripted vendor answers each call as the test says."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from offboard.connectors import ActionResult
+from offboard.engine.execute import execute
+from offboard.engine.sessions import Sessions
+from offboard.engine.types import NoProgress, Overrides, RunResult
+from offboard.errors import AmbiguousWrite, ExitCode, VendorError
+from offboard.plan import Action, Inventory, InventoryItem, Manual, Plan, Step, Target, VendorPlan
+from offboard.proof.audit import AuditLog, read_records
+from offboard.rundir import RunDir
+from offboard.wire.http import HttpRecord
+
+OURS = "organization:42"
+THEIRS = "organization:43"
+TARGET = Target(type="agent", id="17", name="pc-17")
+CALL = "DELETE /v1/agents/17"
+GET = HttpRecord("GET", "/v1/agents/17", 200, 1, 5)
+GONE = HttpRecord("GET", "/v1/agents/17", 404, 1, 5)
+DELETE = HttpRecord("DELETE", "/v1/agents/17", 204, 1, 7)
+
+
+def uninstall(**extra: Any) -> Action:
+    return Action(id="huntress.uninstall_agent.17", vendor="huntress", step="huntress.uninstall", kind="api",
+                  operation="uninstall_agent", target=TARGET, summary="uninstall pc-17", owner=OURS, call=CALL,
+                  **extra)
+
+
+class Vendor:
+    """Answers each call from its script, in order, and records every call it got."""
+
+    def __init__(self, *, owner: list[ActionResult] | None = None, writes: list[ActionResult | Exception] | None = None,
+                 rereads: list[ActionResult] | None = None) -> None:
+        self.owner_answers = list(owner or [ActionResult("failure", "still there", GET, owner=OURS)])
+        self.write_answers = list(writes or [ActionResult("success", "uninstall requested", DELETE)])
+        self.reread_answers = list(rereads or [])
+        self.calls: list[str] = []
+        self.listing = Inventory(vendor="huntress", scope="org 42", account="key", items=())
+
+    def owner_now(self, action: Action) -> ActionResult:
+        self.calls.append("owner_now")
+        return self.owner_answers.pop(0)
+
+    def execute(self, action: Action) -> ActionResult:
+        self.calls.append("execute")
+        answer = self.write_answers.pop(0)
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+    def reread(self, action: Action) -> ActionResult:
+        self.calls.append("reread")
+        return self.reread_answers.pop(0)
+
+    def discover(self) -> Inventory:  # the listing (re-taken with --trust-listing; verification's read)
+        return self.listing
+
+    def verify(self, vendor_plan: VendorPlan | None, inventory: Inventory) -> list[Any]:
+        return []
+
+    def documents(self, vendor_plan: VendorPlan, states: Any) -> tuple[Any, ...]:
+        return ()
+
+    def __getattr__(self, name: str) -> Any:
+        raise AssertionError(f"the engine called {name} during a write")
+
+
+class Run:
+    def __init__(self, tmp_path: Path, action: Action, listed_owner: str | None = OURS) -> None:
+        self.action = action
+        self.live = Inventory(vendor="huntress", scope="org 42", account="key", items=() if listed_owner is None
+                              else (InventoryItem(target=TARGET, owner=listed_owner),))
+        self.plan = Plan(plan_id="p1", created_at="2026-11-23T10:00:00Z", customer="Acme", config_fingerprint="f",
+                         vendors=(VendorPlan(vendor="huntress", display_name="Huntress", scope="org 42", account="key",
+                                             inventory_fingerprint=self.live.fingerprint(),
+                                             steps=(Step(id="huntress.uninstall", vendor="huntress",
+                                                         title="Uninstall", actions=(action,)),)),))
+        self.dir = RunDir.create(tmp_path / "runs")
+
+    def interrupted(self) -> None:
+        """An earlier process fsynced the write's `started`, then died: it may have landed."""
+        audit = AuditLog(self.dir.audit_path, self.dir.run_id)
+        audit.emit("action.started", vendor="huntress", step=self.action.step, action_id=self.action.id,
+                   target=TARGET.model_dump(), outcome="unknown", detail={"call": CALL})
+        audit.close()
+
+    def go(self, vendor: Vendor, *, trust_listing: bool = False, settle_only: frozenset[str] = frozenset()
+           ) -> RunResult:
+        vendor.listing = self.live
+        audit = AuditLog(self.dir.audit_path, self.dir.run_id)
+        try:
+            return execute(self.dir, self.plan, Sessions({"huntress": vendor}, {}), audit,  # type: ignore[dict-item]
+                           {"huntress": self.live}, Overrides(trust_listing=trust_listing), NoProgress(), None, None,
+                           settle_only=settle_only)
+        finally:
+            audit.close()
+
+    def lines(self) -> list[dict[str, Any]]:
+        """The action's lines (not verification's), as the log holds them."""
+        return [{k: r.get(k) for k in ("event", "outcome", "http", "detail")} for r in read_records(self.dir.audit_path)
+                if r.get("action_id") == self.action.id and r["event"].startswith(("action.", "manual."))]
+
+    def last(self) -> dict[str, Any]:
+        return self.lines()[-1]
+
+
+@pytest.fixture
+def run(tmp_path: Path) -> Iterator[Run]:
+    yield Run(tmp_path, uninstall())
+
+
+def test_a_write_is_recorded_started_then_with_its_call_outcome_and_the_vendors_words(run: Run) -> None:
+    vendor = Vendor()
+    result = run.go(vendor)
+    assert vendor.calls == ["owner_now", "execute"]
+    assert run.lines() == [
+        {"event": "action.started", "outcome": "unknown", "http": None, "detail": {"call": CALL}},
+        {"event": "action.succeeded", "outcome": "success", "http": DELETE.as_dict(),
+         "detail": {"message": "uninstall requested", "already_absent": False}}]
+    assert result.exit_code == ExitCode.OK
+
+
+def test_a_write_the_vendor_answers_as_failed_is_recorded_failed_and_fails_the_run(run: Run) -> None:
+    vendor = Vendor(writes=[ActionResult("failure", "the agent is offline", DELETE)])
+    result = run.go(vendor)
+    assert run.last() == {"event": "action.failed", "outcome": "failure", "http": DELETE.as_dict(),
+                          "detail": {"message": "the agent is offline", "already_absent": False}}
+    assert result.exit_code == ExitCode.FAILED
+
+
+@pytest.mark.parametrize("answer, note", [(ActionResult("success", "not found", GONE, already_absent=True),
+                                           "already absent"),
+                                          (ActionResult("success", "isolation lifted", GET, owner=OURS),
+                                           "already in effect")])
+def test_an_owner_read_showing_the_write_needless_settles_it_without_sending(
+        run: Run, answer: ActionResult, note: str) -> None:
+    vendor = Vendor(owner=[answer])
+    run.go(vendor)
+    assert vendor.calls == ["owner_now"]
+    assert run.lines() == [{"event": "action.succeeded", "outcome": "success", "http": answer.http.as_dict(),
+                            "detail": {"message": answer.detail, "already_absent": answer.already_absent,
+                                       "settled_by": "owner read", "note": note}}]
+
+
+# -- a resumed run: a write that started and never finished is re-read before anything is sent ---------
+
+def test_an_interrupted_write_the_re_read_shows_done_is_settled_without_a_call(run: Run) -> None:
+    run.interrupted()
+    vendor = Vendor(rereads=[ActionResult("success", "not found", GONE, already_absent=True)])
+    run.go(vendor)
+    assert vendor.calls == ["reread"]
+    assert run.lines()[1:] == [{"event": "action.succeeded", "outcome": "success", "http": GONE.as_dict(),
+                                "detail": {"message": "not found", "already_absent": True, "settled_by": "re-read",
+                                           "note": "interrupted run: re-read shows it is done"}}]
+
+
+def test_an_interrupted_write_the_re_read_cannot_settle_stays_unknown_and_is_never_resent(run: Run) -> None:
+    run.interrupted()
+    vendor = Vendor(rereads=[ActionResult("unknown", "uninstall still pending", GET)])
+    result = run.go(vendor)
+    assert vendor.calls == ["reread"]
+    assert run.lines()[1:] == [{"event": "action.unknown", "outcome": "unknown", "http": GET.as_dict(),
+                                "detail": {"message": "uninstall still pending", "already_absent": False,
+                                           "settled_by": "re-read", "note": "not resent"}}]
+    assert result.exit_code == ExitCode.FAILED
+
+
+def test_an_interrupted_write_the_re_read_shows_not_done_goes_through_the_scope_guard_and_is_sent(run: Run) -> None:
+    run.interrupted()
+    vendor = Vendor(rereads=[ActionResult("failure", "still installed", GET, owner=OURS)])
+    run.go(vendor)
+    assert vendor.calls == ["reread", "owner_now", "execute"]
+    assert [line["event"] for line in run.lines()] == ["action.started", "action.started", "action.succeeded"]
+
+
+def test_a_write_that_finished_before_the_crash_is_not_touched_on_resume(run: Run) -> None:
+    run.go(Vendor())
+    vendor = Vendor()
+    run.go(vendor)
+    assert vendor.calls == []
+    assert [line["event"] for line in run.lines()] == ["action.started", "action.succeeded"]
+
+
+# -- a write whose reply was lost ------------------------------------------------------------------
+
+LOST = AmbiguousWrite("Huntress", CALL, "the connection dropped after the request was sent")
+
+
+def test_a_lost_reply_is_recorded_unknown_then_settled_by_the_re_read(run: Run) -> None:
+    vendor = Vendor(writes=[LOST], rereads=[ActionResult("success", "not found", GONE, already_absent=True)])
+    run.go(vendor)
+    assert vendor.calls == ["owner_now", "execute", "reread"]
+    assert run.lines()[1:] == [
+        {"event": "action.unknown", "outcome": "unknown", "http": None,
+         "detail": f"{LOST}; re-reading before anything is resent"},
+        {"event": "action.succeeded", "outcome": "success", "http": GONE.as_dict(),
+         "detail": {"message": "not found", "already_absent": True, "settled_by": "re-read"}}]
+
+
+def test_a_lost_reply_the_re_read_cannot_settle_is_left_unknown_not_resent(run: Run) -> None:
+    vendor = Vendor(writes=[LOST], rereads=[ActionResult("unknown", "pending", GET)])
+    result = run.go(vendor)
+    assert vendor.calls == ["owner_now", "execute", "reread"]
+    assert run.last() == {"event": "action.unknown", "outcome": "unknown", "http": GET.as_dict(),
+                          "detail": {"message": "pending", "already_absent": False, "settled_by": "re-read"}}
+    assert result.exit_code == ExitCode.FAILED
+
+
+def test_a_lost_reply_that_did_not_land_is_sent_once_more_and_a_second_loss_is_failed(run: Run) -> None:
+    not_landed = ActionResult("failure", "still installed", GET, owner=OURS)
+    vendor = Vendor(writes=[LOST, LOST], rereads=[not_landed, not_landed])
+    result = run.go(vendor)
+    assert vendor.calls == ["owner_now", "execute", "reread", "execute", "reread"]
+    assert [line["event"] for line in run.lines()] == ["action.started", "action.unknown", "action.unknown",
+                                                       "action.failed"]
+    assert run.last() == {"event": "action.failed", "outcome": "failure", "http": GET.as_dict(),
+                          "detail": {"message": "still installed", "already_absent": False, "settled_by": "re-read"}}
+    assert result.exit_code == ExitCode.FAILED
+
+
+def test_a_lost_reply_whose_object_moved_meanwhile_is_not_resent(run: Run) -> None:
+    vendor = Vendor(writes=[LOST], rereads=[ActionResult("failure", "still installed", GET, owner=THEIRS)])
+    run.go(vendor)
+    assert vendor.calls == ["owner_now", "execute", "reread"]
+    assert run.last() == {"event": "action.skipped", "outcome": "unknown", "http": GET.as_dict(), "detail": {
+        "message": f"scope guard: object belongs to {THEIRS}, not {OURS}; not touched (the listing said {OURS}; the "
+                   "object's own record wins)",
+        "owner_planned": OURS, "owner_now": THEIRS, "owner_from": "the re-read after a lost reply",
+        "owner_listed": OURS}}
+
+
+def test_a_write_the_vendor_refuses_with_a_4xx_is_failed_and_the_run_goes_on(run: Run) -> None:
+    refused = VendorError("Huntress", CALL, "HTTP 409: agent is being migrated", status=409)
+    vendor = Vendor(writes=[refused])
+    result = run.go(vendor)
+    assert run.last() == {"event": "action.failed", "outcome": "failure", "http": None,
+                          "detail": {"message": str(refused), "already_absent": False}}
+    assert result.exit_code == ExitCode.FAILED and "resume" not in result.message
+
+
+def test_a_vendor_down_after_retries_stops_the_run_resumable_with_the_write_unsettled(run: Run) -> None:
+    down = VendorError("Huntress", CALL, "HTTP 503 after 5 attempts", status=503)
+    vendor = Vendor(writes=[down])
+    result = run.go(vendor)
+    assert [line["event"] for line in run.lines()] == ["action.started"]  # re-read on resume, never resent blind
+    assert result.exit_code == down.exit_code and "resume later with `offboard apply --resume" in result.message
+
+
+def test_a_write_the_vendor_will_not_take_by_api_falls_back_to_its_manual_instructions(tmp_path: Path) -> None:
+    manual = Manual(portal_path="Agents > pc-17 > Uninstall", done_when="pc-17 is not listed")
+    run = Run(tmp_path, uninstall(manual=manual))
+    vendor = Vendor(writes=[ActionResult("failure", "this key may not uninstall", DELETE, manual_fallback=True)])
+    result = run.go(vendor)
+    assert run.last() == {"event": "manual.pending", "outcome": "unknown", "http": DELETE.as_dict(), "detail": {
+        "summary": "uninstall pc-17", "fell_back": "this key may not uninstall", **manual.model_dump()}}
+    assert result.exit_code == ExitCode.MANUAL_PENDING and [a.id for a in result.pending] == [run.action.id]
+
+
+# -- the scope guard's refusal ---------------------------------------------------------------------
+
+def test_an_object_whose_own_record_names_another_owner_is_not_touched_and_the_listing_is_quoted(
+        tmp_path: Path) -> None:
+    run = Run(tmp_path, uninstall(), listed_owner=OURS)
+    vendor = Vendor(owner=[ActionResult("failure", "still there", GET, owner=THEIRS)])
+    result = run.go(vendor)
+    assert vendor.calls == ["owner_now"]
+    assert run.lines() == [{"event": "action.skipped", "outcome": "unknown", "http": GET.as_dict(), "detail": {
+        "message": f"scope guard: object belongs to {THEIRS}, not {OURS}; not touched (the listing said {OURS}; "
+                   "the object's own record wins)",
+        "owner_planned": OURS, "owner_now": THEIRS, "owner_from": "GET /v1/agents/17", "owner_listed": OURS}}]
+    assert result.exit_code == ExitCode.FAILED
+
+
+def test_an_object_whose_owner_cannot_be_confirmed_is_not_touched(run: Run) -> None:
+    vendor = Vendor(owner=[ActionResult("unknown", "timed out", GET)])
+    run.go(vendor)
+    assert run.lines() == [{"event": "action.skipped", "outcome": "unknown", "http": GET.as_dict(), "detail": {
+        "message": f"scope guard: its owner could not be confirmed (GET /v1/agents/17: timed out), so it is not "
+                   f"known to be {OURS}'s; not touched (the listing said {OURS}; the object's own record wins)",
+        "owner_planned": OURS, "owner_now": None, "owner_from": "GET /v1/agents/17: timed out",
+        "owner_listed": OURS}}]
+
+
+def test_an_object_nothing_names_an_owner_of_is_not_touched(tmp_path: Path) -> None:
+    run = Run(tmp_path, uninstall(), listed_owner=None)
+    vendor = Vendor(owner=[ActionResult("failure", "still there", None, owner=None)])
+    run.go(vendor)
+    assert run.lines() == [{"event": "action.skipped", "outcome": "unknown", "http": None, "detail": {
+        "message": f"scope guard: object belongs to an unknown owner, not {OURS}; not touched",
+        "owner_planned": OURS, "owner_now": None, "owner_from": "a read of the object alone"}}]
+
+
+def test_with_trust_listing_the_listings_owner_decides_and_is_not_quoted_twice(tmp_path: Path) -> None:
+    run = Run(tmp_path, uninstall(), listed_owner=THEIRS)
+    vendor = Vendor()
+    run.go(vendor, trust_listing=True)
+    assert vendor.calls == []
+    [line] = run.lines()
+    assert line["event"] == "action.skipped" and line["http"] is None
+    assert line["detail"]["owner_now"] == THEIRS and "owner_listed" not in line["detail"]
+    assert line["detail"]["message"] == f"scope guard: object belongs to {THEIRS}, not {OURS}; not touched"
+    assert line["detail"]["owner_from"].startswith("the huntress listing, taken ")
+
+
+# -- an action whose object left the listing since the plan (settled only, never written) --------------
+
+def test_an_unplanned_action_whose_object_is_gone_is_settled_by_its_re_read(run: Run) -> None:
+    vendor = Vendor(rereads=[ActionResult("success", "not found", GONE, already_absent=True)])
+    result = run.go(vendor, settle_only=frozenset({run.action.id}))
+    assert vendor.calls == ["reread"]
+    assert run.lines() == [{"event": "action.succeeded", "outcome": "success", "http": GONE.as_dict(), "detail": {
+        "message": "not found", "already_absent": True, "settled_by": "re-read",
+        "note": "no longer listed; the re-read shows it gone"}}]
+    assert result.exit_code == ExitCode.OK
+
+
+@pytest.mark.parametrize("answer", [ActionResult("failure", "still installed", GET, owner=THEIRS),
+                                    ActionResult("unknown", "timed out", GET)])
+def test_an_unplanned_action_whose_object_is_still_there_is_skipped_untouched(run: Run, answer: ActionResult) -> None:
+    vendor = Vendor(rereads=[answer])
+    result = run.go(vendor, settle_only=frozenset({run.action.id}))
+    assert vendor.calls == ["reread"]
+    assert run.lines() == [{"event": "action.skipped", "outcome": "unknown", "http": None, "detail":
+                            "no longer planned from the config and the live vendor (its object left the exit's "
+                            "listing); not touched"}]
+    assert result.exit_code == ExitCode.FAILED
+
+
+def test_an_unplanned_read_is_skipped_without_a_call(tmp_path: Path) -> None:
+    run = Run(tmp_path, uninstall(destructive=False))
+    vendor = Vendor()
+    run.go(vendor, settle_only=frozenset({run.action.id}))
+    assert vendor.calls == []
+    assert [line["event"] for line in run.lines()] == ["action.skipped"]
