@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from offboard.cli.render import outcome_words
 from offboard.connectors import ActionResult
 from offboard.engine.execute import execute
 from offboard.engine.sessions import Sessions
@@ -75,6 +76,16 @@ class Vendor:
         raise AssertionError(f"the engine called {name} during a write")
 
 
+class Shown(NoProgress):
+    """What the operator's progress line says of each action as it settles."""
+
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+
+    def advance(self, action: Action, event: str) -> None:
+        self.lines.append(f"{action.target.name}: {outcome_words(action, event)}")
+
+
 class Run:
     def __init__(self, tmp_path: Path, action: Action, listed_owner: str | None = OURS) -> None:
         self.action = action
@@ -86,6 +97,7 @@ class Run:
                                              steps=(Step(id="huntress.uninstall", vendor="huntress",
                                                          title="Uninstall", actions=(action,)),)),))
         self.dir = RunDir.create(tmp_path / "runs")
+        self.shown = Shown()
 
     def interrupted(self) -> None:
         """An earlier process fsynced the write's `started`, then died: it may have landed."""
@@ -100,15 +112,18 @@ class Run:
         audit = AuditLog(self.dir.audit_path, self.dir.run_id)
         try:
             return execute(self.dir, self.plan, Sessions({"huntress": vendor}, {}), audit,  # type: ignore[dict-item]
-                           {"huntress": self.live}, Overrides(trust_listing=trust_listing), NoProgress(), None, None,
+                           {"huntress": self.live}, Overrides(trust_listing=trust_listing), self.shown, None, None,
                            settle_only=settle_only)
         finally:
             audit.close()
 
     def lines(self) -> list[dict[str, Any]]:
-        """The action's lines (not verification's), as the log holds them."""
-        return [{k: r.get(k) for k in ("event", "outcome", "http", "detail")} for r in read_records(self.dir.audit_path)
-                if r.get("action_id") == self.action.id and r["event"].startswith(("action.", "manual."))]
+        """The action's lines (not verification's), as the log holds them; each names its action whole."""
+        records = [r for r in read_records(self.dir.audit_path)
+                   if r.get("action_id") == self.action.id and r["event"].startswith(("action.", "manual."))]
+        named = {"vendor": "huntress", "step": "huntress.uninstall", "target": TARGET.model_dump()}
+        assert all({k: r.get(k) for k in named} == named for r in records), records
+        return [{k: r.get(k) for k in ("event", "outcome", "http", "detail")} for r in records]
 
     def last(self) -> dict[str, Any]:
         return self.lines()[-1]
@@ -127,7 +142,7 @@ def test_a_write_is_recorded_started_then_with_its_call_outcome_and_the_vendors_
         {"event": "action.started", "outcome": "unknown", "http": None, "detail": {"call": CALL}},
         {"event": "action.succeeded", "outcome": "success", "http": DELETE.as_dict(),
          "detail": {"message": "uninstall requested", "already_absent": False}}]
-    assert result.exit_code == ExitCode.OK
+    assert run.shown.lines == ["pc-17: done"] and result.exit_code == ExitCode.OK
 
 
 def test_a_write_the_vendor_answers_as_failed_is_recorded_failed_and_fails_the_run(run: Run) -> None:
@@ -135,7 +150,7 @@ def test_a_write_the_vendor_answers_as_failed_is_recorded_failed_and_fails_the_r
     result = run.go(vendor)
     assert run.last() == {"event": "action.failed", "outcome": "failure", "http": DELETE.as_dict(),
                           "detail": {"message": "the agent is offline", "already_absent": False}}
-    assert result.exit_code == ExitCode.FAILED
+    assert run.shown.lines == ["pc-17: FAILED"] and result.exit_code == ExitCode.FAILED
 
 
 @pytest.mark.parametrize("answer, note", [(ActionResult("success", "not found", GONE, already_absent=True),
@@ -172,6 +187,7 @@ def test_an_interrupted_write_the_re_read_cannot_settle_stays_unknown_and_is_nev
     assert run.lines()[1:] == [{"event": "action.unknown", "outcome": "unknown", "http": GET.as_dict(),
                                 "detail": {"message": "uninstall still pending", "already_absent": False,
                                            "settled_by": "re-read", "note": "not resent"}}]
+    assert run.shown.lines == ["pc-17: outcome unknown, re-read before anything is resent"]
     assert result.exit_code == ExitCode.FAILED
 
 
@@ -278,7 +294,7 @@ def test_an_object_whose_own_record_names_another_owner_is_not_touched_and_the_l
         "message": f"scope guard: object belongs to {THEIRS}, not {OURS}; not touched (the listing said {OURS}; "
                    "the object's own record wins)",
         "owner_planned": OURS, "owner_now": THEIRS, "owner_from": "GET /v1/agents/17", "owner_listed": OURS}}]
-    assert result.exit_code == ExitCode.FAILED
+    assert run.shown.lines == ["pc-17: skipped, not touched"] and result.exit_code == ExitCode.FAILED
 
 
 def test_an_object_whose_owner_cannot_be_confirmed_is_not_touched(run: Run) -> None:
@@ -321,7 +337,7 @@ def test_an_unplanned_action_whose_object_is_gone_is_settled_by_its_re_read(run:
     assert run.lines() == [{"event": "action.succeeded", "outcome": "success", "http": GONE.as_dict(), "detail": {
         "message": "not found", "already_absent": True, "settled_by": "re-read",
         "note": "no longer listed; the re-read shows it gone"}}]
-    assert result.exit_code == ExitCode.OK
+    assert run.shown.lines == ["pc-17: done"] and result.exit_code == ExitCode.OK
 
 
 @pytest.mark.parametrize("answer", [ActionResult("failure", "still installed", GET, owner=THEIRS),
@@ -333,7 +349,7 @@ def test_an_unplanned_action_whose_object_is_still_there_is_skipped_untouched(ru
     assert run.lines() == [{"event": "action.skipped", "outcome": "unknown", "http": None, "detail":
                             "no longer planned from the config and the live vendor (its object left the exit's "
                             "listing); not touched"}]
-    assert result.exit_code == ExitCode.FAILED
+    assert run.shown.lines == ["pc-17: skipped, not touched"] and result.exit_code == ExitCode.FAILED
 
 
 def test_an_unplanned_read_is_skipped_without_a_call(tmp_path: Path) -> None:
@@ -342,3 +358,4 @@ def test_an_unplanned_read_is_skipped_without_a_call(tmp_path: Path) -> None:
     run.go(vendor, settle_only=frozenset({run.action.id}))
     assert vendor.calls == []
     assert [line["event"] for line in run.lines()] == ["action.skipped"]
+    assert run.shown.lines == ["pc-17: skipped, not touched"]
