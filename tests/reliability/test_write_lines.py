@@ -16,7 +16,7 @@ from offboard.connectors import ActionResult
 from offboard.engine.execute import execute
 from offboard.engine.sessions import Sessions
 from offboard.engine.types import NoProgress, Overrides, RunResult
-from offboard.errors import AmbiguousWrite, ExitCode, VendorError
+from offboard.errors import AmbiguousWrite, ExitCode, VendorAuthError, VendorError
 from offboard.plan import Action, Inventory, InventoryItem, Manual, Plan, Step, Target, VendorPlan
 from offboard.proof.audit import AuditLog, read_records
 from offboard.rundir import RunDir
@@ -255,8 +255,9 @@ def test_a_lost_reply_whose_object_moved_meanwhile_is_not_resent(run: Run) -> No
         "owner_listed": OURS}}
 
 
-def test_a_write_the_vendor_refuses_with_a_4xx_is_failed_and_the_run_goes_on(run: Run) -> None:
-    refused = VendorError("Huntress", CALL, "HTTP 409: agent is being migrated", status=409)
+@pytest.mark.parametrize("status", [400, 409, 499])
+def test_a_write_the_vendor_refuses_with_a_4xx_is_failed_and_the_run_goes_on(run: Run, status: int) -> None:
+    refused = VendorError("Huntress", CALL, f"HTTP {status}: agent is being migrated", status=status)
     vendor = Vendor(writes=[refused])
     result = run.go(vendor)
     assert run.last() == {"event": "action.failed", "outcome": "failure", "http": None,
@@ -264,12 +265,23 @@ def test_a_write_the_vendor_refuses_with_a_4xx_is_failed_and_the_run_goes_on(run
     assert result.exit_code == ExitCode.FAILED and "resume" not in result.message
 
 
-def test_a_vendor_down_after_retries_stops_the_run_resumable_with_the_write_unsettled(run: Run) -> None:
-    down = VendorError("Huntress", CALL, "HTTP 503 after 5 attempts", status=503)
+@pytest.mark.parametrize("status", [500, 503, None])
+def test_a_vendor_down_after_retries_stops_the_run_resumable_with_the_write_unsettled(
+        run: Run, status: int | None) -> None:
+    down = VendorError("Huntress", CALL, f"HTTP {status} after 5 attempts", status=status)
     vendor = Vendor(writes=[down])
     result = run.go(vendor)
     assert [line["event"] for line in run.lines()] == ["action.started"]  # re-read on resume, never resent blind
     assert result.exit_code == down.exit_code and "resume later with `offboard apply --resume" in result.message
+
+
+def test_refused_credentials_stop_the_run_failed_and_are_raised_to_the_command(run: Run) -> None:
+    refused = VendorAuthError("Huntress", CALL, "HTTP 401: the API key was revoked", status=401)
+    with pytest.raises(VendorAuthError):
+        run.go(Vendor(writes=[refused]))
+    assert [line["event"] for line in run.lines()] == ["action.started"]
+    [finished] = [r for r in read_records(run.dir.audit_path) if r["event"] == "run.finished"]
+    assert finished["outcome"] == "failure" and finished["detail"] == str(refused)
 
 
 def test_a_write_the_vendor_will_not_take_by_api_falls_back_to_its_manual_instructions(tmp_path: Path) -> None:
