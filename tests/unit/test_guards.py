@@ -77,6 +77,71 @@ def test_a_plan_whose_inventory_changed_since_is_stale() -> None:
     check_not_stale(fresh, {})  # a vendor the config does not exit: check_matches_replan names it
 
 
+SAVED = {"customer": "Acme", "vendors": {"v": {"base_url": "http://127.0.0.1:4321", "organization_id": 42}}}
+
+
+def refused_fit(saved: dict[str, Any], now: dict[str, Any]) -> str:
+    cfg = SimpleNamespace(fingerprint=lambda: "d" * 64, definition=lambda: now, path="exit.toml")
+    plan = plan_of(vendor_plan(uninstall(T1))).model_copy(update={"exit_definition": saved})
+    with pytest.raises(BadInput) as caught:
+        check_plan_fits(plan, cfg)  # type: ignore[arg-type]
+    return str(caught.value)
+
+
+def test_a_plan_for_another_exit_definition_names_each_setting_that_changed_with_both_values() -> None:
+    now = {"customer": "Acme", "vendors": {"v": {"base_url": "http://127.0.0.1:4322", "organization_id": 42}}}
+    assert refused_fit(SAVED, now) == (
+        "plan p-1 was made for v.base_url is now 'http://127.0.0.1:4322' (the plan's: 'http://127.0.0.1:4321') in "
+        "exit.toml; make a new plan from this config with `offboard plan -o FILE -c exit.toml` and review it")
+
+
+def test_a_setting_only_one_side_holds_is_named_and_past_three_the_rest_are_counted() -> None:
+    now = {"customer": "Globex", "psa": {"ticket": 7},
+           "vendors": {"v": {"base_url": "http://127.0.0.1:4321", "organization_id": 43}, "w": {"account": 1}}}
+    assert refused_fit(SAVED, now) == (
+        "plan p-1 was made for customer is now 'Globex' (the plan's: 'Acme'); psa.ticket is now 7 (the plan's: None); "
+        "v.organization_id is now 43 (the plan's: 42) and 1 more in exit.toml; make a new plan from this config "
+        "with `offboard plan -o FILE -c exit.toml` and review it")
+    three = {"customer": "Globex", "psa": {"ticket": 7}, "vendors": {"v": {"base_url": "http://127.0.0.1:4321"}}}
+    assert "(the plan's: 42) in exit.toml" in refused_fit(SAVED, three)  # exactly three: nothing more to count
+
+
+def test_a_plan_that_recorded_no_definition_is_refused_naming_its_customer() -> None:
+    assert refused_fit({}, SAVED).startswith("plan p-1 was made for a different exit definition (customer 'Acme') "
+                                             "than exit.toml;")
+
+
+def stale(items: tuple[InventoryItem, ...], planned: tuple[Action, ...], cfg: Any = None,
+          skipped: tuple[Skipped, ...] = ()) -> str:
+    live = Inventory(vendor="v", scope="org 1", account="key", items=items)
+    plan = plan_of(vendor_plan(*planned, skipped=skipped))
+    with pytest.raises(BadInput) as caught:
+        check_not_stale(plan, {"v": live}, cfg)
+    return str(caught.value)
+
+
+def test_a_stale_plan_names_the_new_the_gone_and_the_moved_objects_and_counts_past_three() -> None:
+    targets = [Target(type="agent", id=str(n), name=f"pc-{n}") for n in range(1, 10)]
+    listed = tuple(InventoryItem(target=t, owner="org:1") for t in targets[4:9])  # pc-5 .. pc-9
+    moved = InventoryItem(target=targets[0], owner="org:2")
+    kept = Skipped(vendor="v", target=Target(type="agent", id="99", name="pc-99"), reason="another organization's")
+    export = Target(type="export", id="50", name="export-50")  # a read no longer listed: nothing for it to remove
+    planned = (*(uninstall(t) for t in targets[:5]), uninstall(export, destructive=False))
+    said = stale((moved, InventoryItem(target=kept.target, owner="org:9"), *listed), planned, skipped=(kept,))
+    assert said == ("plan is stale: V inventory for org 1 changed since the plan was made (2026-11-23T10:00:00Z): "
+                    "4 new: pc-6, pc-7, pc-8 and 1 more; 3 no longer listed: pc-2, pc-3, pc-4; "
+                    "1 with another owner: pc-1 (now org:2); make a new plan with `offboard plan -o FILE` and review "
+                    "it")
+
+
+def test_a_stale_plan_whose_objects_are_the_same_says_only_that_it_changed_and_names_the_config() -> None:
+    item = InventoryItem(target=T1, owner="org:1", attrs={"firewall_status": "Isolated"})
+    cfg = SimpleNamespace(path="exit.toml")
+    assert stale((item,), (uninstall(T1),), cfg) == (
+        "plan is stale: V inventory for org 1 changed since the plan was made (2026-11-23T10:00:00Z); make a new "
+        "plan with `offboard plan -o FILE -c exit.toml` and review it")
+
+
 # -- guarded actions --------------------------------------------------------------------------
 
 
