@@ -87,15 +87,16 @@ class Shown(NoProgress):
 
 
 class Run:
-    def __init__(self, tmp_path: Path, action: Action, listed_owner: str | None = OURS) -> None:
+    def __init__(self, tmp_path: Path, action: Action, listed_owner: str | None = OURS, *,
+                 first: tuple[Step, ...] = ()) -> None:
         self.action = action
         self.live = Inventory(vendor="huntress", scope="org 42", account="key", items=() if listed_owner is None
                               else (InventoryItem(target=TARGET, owner=listed_owner),))
         self.plan = Plan(plan_id="p1", created_at="2026-11-23T10:00:00Z", customer="Acme", config_fingerprint="f",
                          vendors=(VendorPlan(vendor="huntress", display_name="Huntress", scope="org 42", account="key",
                                              inventory_fingerprint=self.live.fingerprint(),
-                                             steps=(Step(id="huntress.uninstall", vendor="huntress",
-                                                         title="Uninstall", actions=(action,)),)),))
+                                             steps=(*first, Step(id="huntress.uninstall", vendor="huntress",
+                                                                 title="Uninstall", actions=(action,)))),))
         self.dir = RunDir.create(tmp_path / "runs")
         self.shown = Shown()
 
@@ -371,3 +372,26 @@ def test_an_unplanned_read_is_skipped_without_a_call(tmp_path: Path) -> None:
     assert vendor.calls == []
     assert [line["event"] for line in run.lines()] == ["action.skipped"]
     assert run.shown.lines == ["pc-17: skipped, not touched"]
+
+
+# -- a vendor held behind its gate -------------------------------------------------------------------
+
+def test_a_write_behind_an_unconfirmed_gate_is_held_not_sent_and_the_gate_is_a_persons_item(tmp_path: Path) -> None:
+    manual = Manual(portal_path="Support > New request", done_when="the vendor acknowledged the cancellation")
+    gate = Action(id="huntress.notify", vendor="huntress", step="huntress.notify", kind="manual", operation="notify",
+                  target=Target(type="manual", id="notify", name="tell Huntress"), summary="tell Huntress",
+                  manual=manual, gate=True)
+    run = Run(tmp_path, uninstall(), first=(Step(id="huntress.notify", vendor="huntress", title="Notify",
+                                                 phase="closure", actions=(gate,)),))
+    vendor = Vendor()
+    result = run.go(vendor)
+    assert vendor.calls == []  # nothing is sent while the gate waits for a person
+    notified = [r for r in read_records(run.dir.audit_path) if r.get("action_id") == gate.id]
+    assert [(r["event"], r["outcome"], r["detail"]) for r in notified] == [
+        ("manual.pending", "unknown", {"summary": "tell Huntress", **manual.model_dump()}),
+        ("vendor.held", "unknown", f"no change is made at this vendor until huntress.notify is confirmed (`offboard "
+                                   f"confirm huntress.notify --by NAME --note NOTE --run {run.dir.run_id}`), then "
+                                   f"`offboard apply --resume {run.dir.run_id}`")]
+    assert run.lines() == []  # the write was not started
+    assert run.shown.lines == ["tell Huntress: manual, pending", "pc-17: waits for a person's confirmation"]
+    assert result.exit_code == ExitCode.MANUAL_PENDING and [a.id for a in result.pending] == [gate.id]
