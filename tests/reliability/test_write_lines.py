@@ -5,6 +5,7 @@ reading the log see it. A scripted vendor answers each call as the test says."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -16,7 +17,7 @@ from offboard.connectors import ActionResult
 from offboard.engine.execute import execute
 from offboard.engine.sessions import Sessions
 from offboard.engine.types import NoProgress, Overrides, RunResult
-from offboard.errors import AmbiguousWrite, ExitCode, VendorAuthError, VendorError
+from offboard.errors import AmbiguousWrite, ExitCode, RunInterrupted, VendorAuthError, VendorError
 from offboard.plan import Action, Inventory, InventoryItem, Manual, Plan, Step, Target, VendorPlan
 from offboard.proof.audit import AuditLog, read_records
 from offboard.rundir import RunDir
@@ -40,7 +41,8 @@ def uninstall(**extra: Any) -> Action:
 class Vendor:
     """Answers each call from its script, in order, and records every call it got."""
 
-    def __init__(self, *, owner: list[ActionResult] | None = None, writes: list[ActionResult | Exception] | None = None,
+    def __init__(self, *, owner: list[ActionResult] | None = None,
+                 writes: list[ActionResult | BaseException] | None = None,
                  rereads: list[ActionResult] | None = None) -> None:
         self.owner_answers = list(owner or [ActionResult("failure", "still there", GET, owner=OURS)])
         self.write_answers = list(writes or [ActionResult("success", "uninstall requested", DELETE)])
@@ -55,7 +57,7 @@ class Vendor:
     def execute(self, action: Action) -> ActionResult:
         self.calls.append("execute")
         answer = self.write_answers.pop(0)
-        if isinstance(answer, Exception):
+        if isinstance(answer, BaseException):
             raise answer
         return answer
 
@@ -82,6 +84,9 @@ class Shown(NoProgress):
     def __init__(self) -> None:
         self.lines: list[str] = []
 
+    def start(self, total: int, done: int) -> None:
+        self.lines.append(f"{done}/{total} done")
+
     def advance(self, action: Action, event: str) -> None:
         self.lines.append(f"{action.target.name}: {outcome_words(action, event)}")
 
@@ -107,13 +112,14 @@ class Run:
                    target=TARGET.model_dump(), outcome="unknown", detail={"call": CALL})
         audit.close()
 
-    def go(self, vendor: Vendor, *, trust_listing: bool = False, settle_only: frozenset[str] = frozenset()
-           ) -> RunResult:
+    def go(self, vendor: Vendor, *, trust_listing: bool = False, settle_only: frozenset[str] = frozenset(),
+           overrides: Overrides | None = None) -> RunResult:
         vendor.listing = self.live
         audit = AuditLog(self.dir.audit_path, self.dir.run_id)
         try:
             return execute(self.dir, self.plan, Sessions({"huntress": vendor}, {}), audit,  # type: ignore[dict-item]
-                           {"huntress": self.live}, Overrides(trust_listing=trust_listing), self.shown, None, None,
+                           {"huntress": self.live}, overrides or Overrides(trust_listing=trust_listing), self.shown,
+                           None, None,
                            settle_only=settle_only)
         finally:
             audit.close()
@@ -129,6 +135,13 @@ class Run:
     def last(self) -> dict[str, Any]:
         return self.lines()[-1]
 
+    def run_lines(self, *events: str) -> list[tuple[str, str, Any]]:
+        return [(r["event"], r["outcome"], r["detail"]) for r in read_records(self.dir.audit_path)
+                if r["event"] in events]
+
+    def status(self) -> str:
+        return str(json.loads(self.dir.state_path.read_text())["status"])
+
 
 @pytest.fixture
 def run(tmp_path: Path) -> Iterator[Run]:
@@ -143,7 +156,7 @@ def test_a_write_is_recorded_started_then_with_its_call_outcome_and_the_vendors_
         {"event": "action.started", "outcome": "unknown", "http": None, "detail": {"call": CALL}},
         {"event": "action.succeeded", "outcome": "success", "http": DELETE.as_dict(),
          "detail": {"message": "uninstall requested", "already_absent": False}}]
-    assert run.shown.lines == ["pc-17: done"] and result.exit_code == ExitCode.OK
+    assert run.shown.lines == ["0/1 done", "pc-17: done"] and result.exit_code == ExitCode.OK
 
 
 def test_a_write_the_vendor_answers_as_failed_is_recorded_failed_and_fails_the_run(run: Run) -> None:
@@ -151,7 +164,7 @@ def test_a_write_the_vendor_answers_as_failed_is_recorded_failed_and_fails_the_r
     result = run.go(vendor)
     assert run.last() == {"event": "action.failed", "outcome": "failure", "http": DELETE.as_dict(),
                           "detail": {"message": "the agent is offline", "already_absent": False}}
-    assert run.shown.lines == ["pc-17: FAILED"] and result.exit_code == ExitCode.FAILED
+    assert run.shown.lines == ["0/1 done", "pc-17: FAILED"] and result.exit_code == ExitCode.FAILED
 
 
 @pytest.mark.parametrize("answer, note", [(ActionResult("success", "not found", GONE, already_absent=True),
@@ -188,7 +201,7 @@ def test_an_interrupted_write_the_re_read_cannot_settle_stays_unknown_and_is_nev
     assert run.lines()[1:] == [{"event": "action.unknown", "outcome": "unknown", "http": GET.as_dict(),
                                 "detail": {"message": "uninstall still pending", "already_absent": False,
                                            "settled_by": "re-read", "note": "not resent"}}]
-    assert run.shown.lines == ["pc-17: outcome unknown, re-read before anything is resent"]
+    assert run.shown.lines == ["0/1 done", "pc-17: outcome unknown, re-read before anything is resent"]
     assert result.exit_code == ExitCode.FAILED
 
 
@@ -307,7 +320,7 @@ def test_an_object_whose_own_record_names_another_owner_is_not_touched_and_the_l
         "message": f"scope guard: object belongs to {THEIRS}, not {OURS}; not touched (the listing said {OURS}; "
                    "the object's own record wins)",
         "owner_planned": OURS, "owner_now": THEIRS, "owner_from": "GET /v1/agents/17", "owner_listed": OURS}}]
-    assert run.shown.lines == ["pc-17: skipped, not touched"] and result.exit_code == ExitCode.FAILED
+    assert run.shown.lines == ["0/1 done", "pc-17: skipped, not touched"] and result.exit_code == ExitCode.FAILED
 
 
 def test_an_object_whose_owner_cannot_be_confirmed_is_not_touched(run: Run) -> None:
@@ -350,7 +363,7 @@ def test_an_unplanned_action_whose_object_is_gone_is_settled_by_its_re_read(run:
     assert run.lines() == [{"event": "action.succeeded", "outcome": "success", "http": GONE.as_dict(), "detail": {
         "message": "not found", "already_absent": True, "settled_by": "re-read",
         "note": "no longer listed; the re-read shows it gone"}}]
-    assert run.shown.lines == ["pc-17: done"] and result.exit_code == ExitCode.OK
+    assert run.shown.lines == ["0/1 done", "pc-17: done"] and result.exit_code == ExitCode.OK
 
 
 @pytest.mark.parametrize("answer", [ActionResult("failure", "still installed", GET, owner=THEIRS),
@@ -362,7 +375,7 @@ def test_an_unplanned_action_whose_object_is_still_there_is_skipped_untouched(ru
     assert run.lines() == [{"event": "action.skipped", "outcome": "unknown", "http": None, "detail":
                             "no longer planned from the config and the live vendor (its object left the exit's "
                             "listing); not touched"}]
-    assert run.shown.lines == ["pc-17: skipped, not touched"] and result.exit_code == ExitCode.FAILED
+    assert run.shown.lines == ["0/1 done", "pc-17: skipped, not touched"] and result.exit_code == ExitCode.FAILED
 
 
 def test_an_unplanned_read_is_skipped_without_a_call(tmp_path: Path) -> None:
@@ -371,7 +384,7 @@ def test_an_unplanned_read_is_skipped_without_a_call(tmp_path: Path) -> None:
     run.go(vendor, settle_only=frozenset({run.action.id}))
     assert vendor.calls == []
     assert [line["event"] for line in run.lines()] == ["action.skipped"]
-    assert run.shown.lines == ["pc-17: skipped, not touched"]
+    assert run.shown.lines == ["0/1 done", "pc-17: skipped, not touched"]
 
 
 # -- a vendor held behind its gate -------------------------------------------------------------------
@@ -393,5 +406,98 @@ def test_a_write_behind_an_unconfirmed_gate_is_held_not_sent_and_the_gate_is_a_p
                                    f"confirm huntress.notify --by NAME --note NOTE --run {run.dir.run_id}`), then "
                                    f"`offboard apply --resume {run.dir.run_id}`")]
     assert run.lines() == []  # the write was not started
-    assert run.shown.lines == ["tell Huntress: manual, pending", "pc-17: waits for a person's confirmation"]
+    assert run.shown.lines == ["0/2 done", "tell Huntress: manual, pending", "pc-17: waits for a person's confirmation"]
     assert result.exit_code == ExitCode.MANUAL_PENDING and [a.id for a in result.pending] == [gate.id]
+
+
+# -- the run around the writes ---------------------------------------------------------------------
+
+def test_a_run_with_writes_to_make_records_the_scope_guards_mode_a_resume_with_none_left_does_not(run: Run) -> None:
+    run.go(Vendor())
+    run.go(Vendor(), trust_listing=True)  # the resume: nothing left to write
+    assert run.run_lines("scope_guard.mode") == [("scope_guard.mode", "success", {
+        "mode": "object", "promise": "each write is preceded by a read of its object alone; sent only when that read "
+                                     "names the exit's owner"})]
+    assert run.shown.lines == ["0/1 done", "pc-17: done", "1/1 done"]
+
+
+def test_with_trust_listing_the_mode_line_says_the_listing_decides_and_how_old_it_may_be(run: Run) -> None:
+    run.go(Vendor(), trust_listing=True)
+    [(_, _, mode)] = run.run_lines("scope_guard.mode")
+    assert mode["mode"] == "listing" and mode["max_age_s"] == 300
+    assert mode["promise"] == ("each write's owner comes from the vendor's listing, taken at most 300 s before the "
+                               "write (--trust-listing)")
+
+
+def test_a_vendor_that_stays_down_stops_the_run_with_its_resume_command_and_the_state_interrupted(run: Run) -> None:
+    down = VendorError("Huntress", CALL, "HTTP 503 after 5 attempts", status=503)
+    result = run.go(Vendor(writes=[down]))
+    resume = f"offboard apply --resume {run.dir.run_id}"
+    assert run.run_lines("run.finished") == [("run.finished", "failure", f"stopped: {down}; resume with `{resume}`")]
+    assert result.message == f"{down}; resume later with `{resume}`" and run.status() == "interrupted"
+    assert result.counts["unknown"] == 1 and result.tally is not None
+
+
+def test_refused_credentials_leave_the_run_failed(run: Run) -> None:
+    with pytest.raises(VendorAuthError):
+        run.go(Vendor(writes=[VendorAuthError("Huntress", CALL, "HTTP 401", status=401)]))
+    assert run.status() == "failed"
+
+
+def test_ctrl_c_during_a_write_records_the_interruption_and_leaves_the_run_resumable(run: Run) -> None:
+    with pytest.raises(RunInterrupted):
+        run.go(Vendor(writes=[KeyboardInterrupt()]))
+    assert run.run_lines("run.interrupted") == [("run.interrupted", "unknown", "stopped by the operator (Ctrl-C)")]
+    assert run.status() == "interrupted" and [line["event"] for line in run.lines()] == ["action.started"]
+
+
+def test_a_finished_run_records_its_counts_and_exit_and_its_state(run: Run) -> None:
+    run.go(Vendor())
+    [(_, outcome, detail)] = run.run_lines("run.finished")
+    assert outcome == "success" and detail["exit_code"] == 0 and detail["checks_failed"] == 0
+    assert detail["succeeded"] == 1 and run.status() == "finished"
+
+
+# -- the runbook's rule: no removal while the vendor's evidence export failed -------------------------
+
+EXPORT = Action(id="huntress.export.agents", vendor="huntress", step="huntress.export", kind="api", operation="export",
+                target=Target(type="export", id="agents", name="agents export"), summary="export agents",
+                call="GET /v1/agents", destructive=False)
+
+
+def with_export(tmp_path: Path) -> Run:
+    return Run(tmp_path, uninstall(), first=(Step(id="huntress.export", vendor="huntress", title="Export",
+                                                  phase="evidence", actions=(EXPORT,)),))
+
+
+def test_a_removal_is_held_back_while_its_vendors_evidence_export_failed(tmp_path: Path) -> None:
+    run = with_export(tmp_path)
+    vendor = Vendor(writes=[ActionResult("failure", "export refused", GET)])
+    result = run.go(vendor)
+    assert vendor.calls == ["execute"]  # the export only: no owner read, no write
+    assert run.lines() == [{"event": "action.blocked", "outcome": "failure", "http": None, "detail":
+                            "not run: this vendor's evidence export failed; fix it and resume, or resume with "
+                            "--override-evidence \"REASON\""}]
+    assert run.shown.lines == ["0/2 done", "agents export: FAILED", "pc-17: held back: the evidence export failed"]
+    assert result.exit_code == ExitCode.FAILED and result.message == (
+        f"1 removal(s) held back because an evidence export failed; see the audit log, then "
+        f"`offboard apply --resume {run.dir.run_id}`")
+
+
+def test_an_evidence_override_lets_the_removal_run_and_is_audited_once_with_its_reason(tmp_path: Path) -> None:
+    run = with_export(tmp_path)
+    vendor = Vendor(writes=[ActionResult("failure", "export refused", GET),
+                            ActionResult("success", "uninstall requested", DELETE)])
+    run.go(vendor, overrides=Overrides(evidence="the customer exported it themselves"))
+    assert vendor.calls == ["execute", "owner_now", "execute"]
+    assert run.run_lines("evidence.overridden") == [
+        ("evidence.overridden", "success", {"reason": "the customer exported it themselves"})]
+    assert run.last()["event"] == "action.succeeded"
+
+
+def test_an_export_that_worked_holds_nothing_back(tmp_path: Path) -> None:
+    run = with_export(tmp_path)
+    vendor = Vendor(writes=[ActionResult("success", "exported", GET), ActionResult("success", "uninstall requested",
+                                                                                   DELETE)])
+    run.go(vendor)
+    assert vendor.calls == ["execute", "owner_now", "execute"] and run.run_lines("evidence.overridden") == []
