@@ -85,6 +85,10 @@ EQUIVALENT: dict[str, str] = {
        "a log that already ends with a newline (or is empty) is truncated to its own length: nothing is removed "
        "and 0 bytes are reported, as when it returns early"
        for n in (4, 7)},
+    **{f"engine/execute.py: offboard.engine.execute.x__run_action__mutmut_{n}":
+       "the message of `raise AssertionError(\"unreachable\")` after the two attempts: every path of the second "
+       "attempt returns (a lost reply re-read as not landed returns `action.failed` there), so it is never raised"
+       for n in (240, 241, 242)},
     "wire/http.py: offboard.wire.http.xǁVendorHttpǁ__init____mutmut_21":
         "`follow_redirects=None`: httpx treats it as false, its default, so redirects are still not followed",
 }
