@@ -354,6 +354,47 @@ def test_with_trust_listing_the_listings_owner_decides_and_is_not_quoted_twice(t
     assert line["detail"]["owner_from"].startswith("the huntress listing, taken ")
 
 
+def test_an_owner_read_that_succeeds_for_another_owner_settles_nothing_and_is_not_touched(run: Run) -> None:
+    vendor = Vendor(owner=[ActionResult("success", "isolation lifted", GET, owner=THEIRS)])
+    run.go(vendor)
+    assert vendor.calls == ["owner_now"] and run.last()["event"] == "action.skipped"
+    assert run.last()["detail"]["owner_now"] == THEIRS
+
+
+@pytest.mark.parametrize("http, where", [(GET, "GET /v1/agents/17"), (None, "a re-read")])
+def test_with_trust_listing_an_object_no_longer_listed_is_re_read_alone_before_anything_is_decided(
+        tmp_path: Path, http: HttpRecord | None, where: str) -> None:
+    run = Run(tmp_path, uninstall(), listed_owner=None)
+    vendor = Vendor(rereads=[ActionResult("failure", "still installed", http, owner=THEIRS)])
+    run.go(vendor, trust_listing=True)
+    assert vendor.calls == ["reread"]
+    assert run.last()["event"] == "action.skipped"
+    assert run.last()["detail"]["owner_from"] == f"{where} (no longer listed)"
+
+
+def test_with_trust_listing_an_object_no_longer_listed_and_still_ours_is_sent(tmp_path: Path) -> None:
+    run = Run(tmp_path, uninstall(), listed_owner=None)
+    vendor = Vendor(rereads=[ActionResult("failure", "still installed", GET, owner=OURS)])
+    run.go(vendor, trust_listing=True)
+    assert vendor.calls == ["reread", "execute"] and run.last()["event"] == "action.succeeded"
+
+
+def test_with_trust_listing_an_object_no_longer_listed_and_gone_is_settled_without_a_write(tmp_path: Path) -> None:
+    run = Run(tmp_path, uninstall(), listed_owner=None)
+    vendor = Vendor(rereads=[ActionResult("success", "not found", GONE, already_absent=True)])
+    run.go(vendor, trust_listing=True)
+    assert vendor.calls == ["reread"]
+    assert run.lines() == [{"event": "action.succeeded", "outcome": "success", "http": GONE.as_dict(), "detail": {
+        "message": "not found", "already_absent": True, "settled_by": "owner read", "note": "already absent"}}]
+
+
+def test_with_trust_listing_a_listed_object_of_ours_is_sent_without_a_read(tmp_path: Path) -> None:
+    run = Run(tmp_path, uninstall(), listed_owner=OURS)
+    vendor = Vendor()
+    run.go(vendor, trust_listing=True)
+    assert vendor.calls == ["execute"] and run.last()["event"] == "action.succeeded"
+
+
 # -- an action whose object left the listing since the plan (settled only, never written) --------------
 
 def test_an_unplanned_action_whose_object_is_gone_is_settled_by_its_re_read(run: Run) -> None:
