@@ -27,7 +27,7 @@ from hypothesis import strategies as st
 from offboard import engine
 from offboard.errors import BadInput
 from offboard.plan import canonical_json
-from offboard.proof import bundle, signing
+from offboard.proof import audit, bundle, signing
 from offboard.rundir import RunDir
 from offboard_blumira.sandbox import BlumiraSandbox
 from tests.conftest import FAST, BlumiraHarness, CliResult, load, past_the_notification
@@ -472,6 +472,45 @@ def test_a_log_of_another_run_than_the_manifest_names_fails_verify(
     other = another_run_id(run.name)  # the folder follows the manifest: only the log's run_id differs
     bad = rewrite(out, tmp_path / "bad.tar.gz", msp_resigned(tmp_path, _set(("run_id",), other)), folder=other)
     verified_not(cli, bad, pub, f"audit.jsonl is the log of run '{run.name}', not of {other}")
+
+
+def test_a_log_whose_first_line_names_another_run_fails_verify_naming_that_run(
+        made: tuple[Path, Path, Path], tmp_path: Path, cli: Callable[..., CliResult]) -> None:
+    """The log is the run's from its first line: a log spliced from another run's first line and this
+    run's others (re-chained, its heads re-signed by the MSP's own key) is not this run's."""
+    out, pub, run = made
+    other = another_run_id(run.name)
+    signer = signing.load_signer(tmp_path / "msp-key.pem")
+    assert signer is not None
+
+    def splice(m: dict[str, bytes]) -> None:
+        prev, hashes, lines = "0" * 64, [], []
+        for n, raw in enumerate(m["audit.jsonl"].splitlines()):
+            record = json.loads(raw) | {"prev_hash": prev} | ({"run_id": other} if n == 0 else {})
+            line = audit.seal(record)
+            prev = json.loads(line)["hash"]
+            hashes.append(prev)
+            lines.append(line + "\n")
+        m["audit.jsonl"] = "".join(lines).encode()
+        heads = []
+        for raw in m["signatures.jsonl"].splitlines():
+            head = {k: json.loads(raw)[k] for k in signing.HEAD_FIELDS}
+            head |= {"run_id": other, "last_hash": hashes[head["audit_lines"] - 1]}
+            signature = base64.b64encode(signer.private.sign(canonical_json(head).encode())).decode()
+            heads.append(json.dumps({**head, "signature": signature}, sort_keys=True) + "\n")
+        m["signatures.jsonl"] = "".join(heads).encode()
+        msp_resigned(tmp_path, _set(("audit", "last_hash"), hashes[-1]))(m)
+
+    bad = rewrite(out, tmp_path / "bad.tar.gz", splice)
+    verified_not(cli, bad, pub, f"audit.jsonl is the log of run '{other}', not of {run.name}")
+
+
+def test_a_bundle_whose_chain_heads_are_empty_fails_verify_as_never_signed(
+        made: tuple[Path, Path, Path], tmp_path: Path, cli: Callable[..., CliResult]) -> None:
+    out, pub, _ = made
+    seal = msp_resigned(tmp_path)
+    bad = rewrite(out, tmp_path / "bad.tar.gz", lambda m: (m.__setitem__("signatures.jsonl", b""), seal(m)))
+    verified_not(cli, bad, pub, "audit.jsonl: signatures.jsonl is empty: the run was never signed")
 
 
 def test_a_run_folder_named_for_another_run_fails_verify(
