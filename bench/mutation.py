@@ -159,6 +159,15 @@ def run_module(module: str, jobs: int, only: tuple[str, ...] = ()) -> Result:
                   only)
 
 
+def command(module: str, only: tuple[str, ...] | list[str] = ()) -> str:
+    """The command that produces a module's section, as one can paste it."""
+    return f".venv/bin/python bench/mutation.py {module}" + "".join(
+        f" {o}" if i else f" --only {o}" for i, o in enumerate(f"'{g}'" for g in only))
+
+
+COMMAND = "Command: `{}`"
+
+
 def section(r: Result) -> str:
     module = r.module
     lines = [BEGIN.format(module), f"### `src/offboard/{module}`", "",
@@ -166,7 +175,7 @@ def section(r: Result) -> str:
              + f": **{r.rate:.1%}** (run {r.date}, {r.minutes:.1f} min, tests: "
              + ", ".join(f"`{t}`" for t in r.tests) + ")"
              + (f"; **only** the mutants of {', '.join(f'`{o}`' for o in r.only)}, the rest not run" if r.only else ""),
-             ""]
+             "", COMMAND.format(command(module, r.only)), ""]
     for name, s in r.survivors.items():
         why = EQUIVALENT.get(f"{module}: {name}")
         lines += [f"- `{name}` ({'equivalent: ' + why if why else s['status']})", "", "  ```diff",
@@ -193,6 +202,12 @@ def write_doc(results: list[Result]) -> None:
     sections = {m: re.search(re.escape(BEGIN.format(m)) + r".*?" + re.escape(END.format(m)), old, re.S)
                 for m in MODULES}
     kept = {m: s.group(0) for m, s in sections.items() if s}
+    for m, text in kept.items():  # a section written before its command was shown: the command, from its text
+        if "Command: `" not in text:
+            only = re.search(r"\*\*only\*\* the mutants of (.*?), the rest not run", text)
+            globs = re.findall(r"`([^`]+)`", only.group(1)) if only else []
+            rate_line = next(line for line in text.splitlines() if " mutants killed" in line)
+            kept[m] = text.replace(rate_line, f"{rate_line}\n\n{COMMAND.format(command(m, globs))}", 1)
     for r in results:
         kept[r.module] = section(r)
     rows = ["| module | mutants | killed | equivalent | kill rate (of the rest) |", "|---|---:|---:|---:|---:|"]
