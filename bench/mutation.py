@@ -62,10 +62,10 @@ MODULES: dict[str, list[str]] = {
 # Survivors that no test can kill because the mutant behaves exactly as the original does:
 # "module: mutant name" -> why.
 EQUIVALENT: dict[str, str] = {
-    "proof/signing.py: offboard.proof.signing.x_write_key_file__mutmut_27":
+    "proof/signing.py: offboard.proof.signing.x_write_key_file__mutmut_32":
         "`unlink(missing_ok=None)`: the file was created by this call (O_EXCL) a moment before, so it exists "
         "when a failed write removes it; missing_ok only matters if it does not",
-    "proof/signing.py: offboard.proof.signing.x_write_key_file__mutmut_28":
+    "proof/signing.py: offboard.proof.signing.x_write_key_file__mutmut_33":
         "`unlink(missing_ok=False)`: the same, the file this call created is there to remove",
     **{f"engine/guards.py: offboard.engine.guards.x__safety__mutmut_{n}":
        "`model_dump(mode=...)` other than \"json\" (python mode): an action's fields are strings, booleans, None "

@@ -525,14 +525,21 @@ def test_a_removal_is_held_back_while_its_vendors_evidence_export_failed(tmp_pat
         f"`offboard apply --resume {run.dir.run_id}`")
 
 
-def test_an_evidence_override_lets_the_removal_run_and_is_audited_once_with_its_reason(tmp_path: Path) -> None:
+def test_an_evidence_override_lets_the_removals_run_and_is_audited_once_per_vendor_with_its_reason(
+        tmp_path: Path) -> None:
+    second = uninstall().model_copy(update={"id": "huntress.uninstall_agent.18", "call": "DELETE /v1/agents/18"})
     run = with_export(tmp_path)
-    vendor = Vendor(writes=[ActionResult("failure", "export refused", GET),
-                            ActionResult("success", "uninstall requested", DELETE)])
+    run.plan = run.plan.model_copy(update={"vendors": (run.plan.vendors[0].model_copy(update={"steps": (
+        *run.plan.vendors[0].steps[:-1], run.plan.vendors[0].steps[-1].model_copy(update={
+            "actions": (run.action, second)}))}),)})
+    vendor = Vendor(owner=[ActionResult("failure", "still there", GET, owner=OURS)] * 2,
+                    writes=[ActionResult("failure", "export refused", GET),
+                            *[ActionResult("success", "uninstall requested", DELETE)] * 2])
     run.go(vendor, overrides=Overrides(evidence="the customer exported it themselves"))
-    assert vendor.calls == ["execute", "owner_now", "execute"]
-    assert run.run_lines("evidence.overridden") == [
-        ("evidence.overridden", "success", {"reason": "the customer exported it themselves"})]
+    assert vendor.calls == ["execute", "owner_now", "execute", "owner_now", "execute"]
+    overridden = [r for r in read_records(run.dir.audit_path) if r["event"] == "evidence.overridden"]
+    assert [(r["vendor"], r["outcome"], r["detail"]) for r in overridden] == [
+        ("huntress", "success", {"reason": "the customer exported it themselves"})]
     assert run.last()["event"] == "action.succeeded"
 
 

@@ -63,9 +63,10 @@ def test_audit_verify_with_the_public_key_checks_the_signed_heads(cli: Callable[
     assert missing.code == 2 and "does not exist" in missing.err
 
 
-@pytest.mark.parametrize("mode", [0o666, 0o640, 0o604, 0o620])
+@pytest.mark.parametrize("mode, who", [(0o666, "its group and others"), (0o640, "its group"), (0o604, "others"),
+                                       (0o620, "its group"), (0o602, "others"), (0o601, "others")])
 def test_a_signing_key_file_others_may_read_or_write_is_refused_with_the_chmod_that_fixes_it(
-        cli: Callable[..., CliResult], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, mode: int) -> None:
+        cli: Callable[..., CliResult], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, mode: int, who: str) -> None:
     from tests.conftest import write_config
 
     key = tmp_path / "msp key.pem"  # a space: the command printed must run as printed
@@ -82,6 +83,7 @@ def test_a_signing_key_file_others_may_read_or_write_is_refused_with_the_chmod_t
     assert refused.code == 2, refused.out + refused.err
     assert refused.err.strip().count("\n") == 0 and "Traceback" not in refused.err
     assert f"`chmod 600 '{key}'`" in refused.err
+    assert f"the signing key {key} may be read or written by {who} (mode {mode:04o})" in refused.err
     assert not (tmp_path / "runs").exists()  # nothing was started
     key.chmod(0o600)  # the printed fix is what makes it usable again
     assert signing.load_signer(key) is not None

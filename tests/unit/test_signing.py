@@ -100,6 +100,28 @@ def test_key_files_are_private_and_bad_keys_are_one_clear_line(tmp_path: Path) -
         signing.load_public(tmp_path / "bad.pem")
 
 
+def test_a_new_key_file_is_private_from_the_moment_it_exists_not_only_once_written(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Permissions are checked when a file is opened: a key file created readable for an instant
+    could be opened then by another user, who reads the key once it is written."""
+    import os
+
+    seen: list[int] = []
+    fchmod = os.fchmod
+
+    def mode_before_fchmod(fd: int, mode: int) -> None:
+        seen.append(os.fstat(fd).st_mode & 0o777)
+        fchmod(fd, mode)
+
+    monkeypatch.setattr(os, "fchmod", mode_before_fchmod)
+    old_umask = os.umask(0)  # no umask to hide what the file was created with
+    try:
+        signing.write_key_file(signing.generate(), tmp_path / "msp-key.pem")
+    finally:
+        os.umask(old_umask)
+    assert seen == [0o600] and (tmp_path / "msp-key.pem").stat().st_mode & 0o777 == 0o600
+
+
 def test_the_keyring_keeps_the_key_when_no_file_is_configured() -> None:
     assert signing.load_signer(None) is None  # the test keyring starts empty
     key = signing.generate()
