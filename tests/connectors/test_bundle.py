@@ -137,6 +137,16 @@ def test_a_tampered_bundle_fails_naming_what_is_wrong(made: tuple[Path, Path, Pa
     assert any(expected in p for p in result.problems), result.problems
 
 
+def test_a_bundle_without_its_public_key_is_checked_with_the_given_one_or_refused_without(
+        made: tuple[Path, Path, Path], tmp_path: Path, cli: Callable[..., CliResult]) -> None:
+    out, pub, _ = made
+    bad = rewrite(out, tmp_path / "bad.tar.gz", lambda m: m.pop("msp.pub"))
+    verified_not(cli, bad, pub, "member msp.pub is listed in BUNDLE.json but missing from the bundle (removed)")
+    alone = cli("bundle", "verify", str(bad))
+    assert alone.code == 1 and "Traceback" not in alone.err, alone.out + alone.err
+    assert "no msp.pub in the bundle and no --public-key given" in alone.err
+
+
 def test_a_swapped_signature_or_another_key_fails(made: tuple[Path, Path, Path], tmp_path: Path,
                                                   cli: Callable[..., CliResult]) -> None:
     out, pub, _ = made
