@@ -56,6 +56,8 @@ def made_once(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, Pat
     where = tmp_path_factory.mktemp("made")
     with pytest.MonkeyPatch.context() as m:
         m.setenv("XDG_CACHE_HOME", str(tmp_path_factory.mktemp("cache")))  # never the user's budget files
+        # nor the machine's exit locks: another checkout's tests (or a mutation run's) exit the same sandbox account
+        m.setenv("OFFBOARD_LOCK_DIR", str(tmp_path_factory.mktemp("locks")))
         return make_a_bundle(BlumiraHarness(BlumiraSandbox(time_scale=FAST), where), where)
 
 
@@ -162,7 +164,9 @@ def test_a_swapped_signature_or_another_key_fails(made: tuple[Path, Path, Path],
         m.__setitem__("msp.pub", signing.public_pem(other.public_key())),
         m.__setitem__("BUNDLE.sig", base64.b64encode(other.sign(m["BUNDLE.json"])) + b"\n")))
     result = cli("bundle", "verify", str(forged), "--public-key", str(pub))
-    assert result.code == 1 and "NOT verified" in result.err and "msp.pub is not the given public key" in result.err
+    assert result.code == 1 and "NOT verified" in result.err
+    assert (f"the bundle's msp.pub is not the given public key {pub}: it was signed by another key, or its key was "
+            "swapped") in result.err
 
 
 def test_a_rewritten_audit_log_inside_a_resigned_manifest_is_still_caught(made: tuple[Path, Path, Path],
@@ -180,6 +184,16 @@ def test_not_a_bundle_is_one_clear_line(tmp_path: Path, cli: Callable[..., CliRe
     result = cli("bundle", "verify", str(tmp_path / "x.tar.gz"))
     assert result.code == 2 and "not a readable .tar.gz bundle" in result.err and "Traceback" not in result.err
     assert cli("bundle", "verify").code == 2
+
+
+@pytest.mark.parametrize("gone", ["BUNDLE.json", "BUNDLE.sig"])
+def test_an_archive_without_a_signed_manifest_is_not_a_bundle_one_clear_line(
+        made: tuple[Path, Path, Path], tmp_path: Path, cli: Callable[..., CliResult], gone: str) -> None:
+    out, pub, _ = made
+    bad = rewrite(out, tmp_path / "bad.tar.gz", lambda m: m.pop(gone))
+    result = cli("bundle", "verify", str(bad), "--public-key", str(pub))
+    assert result.code == 2, result.out + result.err
+    assert result.err.strip() == f"error: {bad} has no BUNDLE.json and BUNDLE.sig; it is not an offboard bundle"
 
 
 # -- crafted bundles (issue 14): what an attacker hands an auditor ------------------------------------------
