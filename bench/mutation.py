@@ -90,6 +90,11 @@ EQUIVALENT: dict[str, str] = {
        "the message of `raise AssertionError(\"unreachable\")` after the two attempts: every path of the second "
        "attempt returns (a lost reply re-read as not landed returns `action.failed` there), so it is never raised"
        for n in (240, 241, 242)},
+    **{f"engine/execute.py: offboard.engine.execute.xǁRunPassǁone__mutmut_{n}":
+       "a settle-only action counted `skipped` instead of `succeeded` (or the other way) in this pass's own tally: "
+       "that tally decides the exit code from its failed, unknown and blocked counts only, and every count a "
+       "command prints or records is read from the audit log, whose line is unchanged"
+       for n in (53, 54, 57, 58, 59)},
     "wire/http.py: offboard.wire.http.xǁVendorHttpǁ__init____mutmut_21":
         "`follow_redirects=None`: httpx treats it as false, its default, so redirects are still not followed",
 }

@@ -128,7 +128,7 @@ class Run:
         """The action's lines (not verification's), as the log holds them; each names its action whole."""
         records = [r for r in read_records(self.dir.audit_path)
                    if r.get("action_id") == self.action.id and r["event"].startswith(("action.", "manual."))]
-        named = {"vendor": "huntress", "step": "huntress.uninstall", "target": TARGET.model_dump()}
+        named = {"vendor": "huntress", "step": self.action.step, "target": self.action.target.model_dump()}
         assert all({k: r.get(k) for k in named} == named for r in records), records
         return [{k: r.get(k) for k in ("event", "outcome", "http", "detail")} for r in records]
 
@@ -549,3 +549,33 @@ def test_an_export_that_worked_holds_nothing_back(tmp_path: Path) -> None:
                                                                                    DELETE)])
     run.go(vendor)
     assert vendor.calls == ["execute", "owner_now", "execute"] and run.run_lines("evidence.overridden") == []
+
+
+def test_a_write_of_the_evidence_step_itself_runs_though_an_export_before_it_failed(tmp_path: Path) -> None:
+    """The rule holds back removals; a write that is part of getting the evidence (an export to
+    request) is not one, and still runs."""
+    request = uninstall().model_copy(update={"id": "huntress.request_export", "step": "huntress.export"})
+    run = Run(tmp_path, request)
+    run.plan = run.plan.model_copy(update={"vendors": (run.plan.vendors[0].model_copy(update={"steps": (
+        Step(id="huntress.export", vendor="huntress", title="Export", phase="evidence", actions=(EXPORT, request)),
+    )}),)})
+    vendor = Vendor(writes=[ActionResult("failure", "export refused", GET),
+                            ActionResult("success", "export requested", DELETE)])
+    run.go(vendor)
+    assert vendor.calls == ["execute", "owner_now", "execute"]
+    assert [line["event"] for line in run.lines()] == ["action.started", "action.succeeded"]
+
+
+# -- a person's item -------------------------------------------------------------------------------
+
+def test_a_persons_item_without_instructions_is_pending_once_and_stays_pending_on_resume(tmp_path: Path) -> None:
+    item = Action(id="huntress.tell", vendor="huntress", step="huntress.uninstall", kind="manual", operation="tell",
+                  target=TARGET, summary="tell the customer pc-17 is going")
+    run = Run(tmp_path, item)
+    first = run.go(Vendor())
+    run.go(Vendor())  # the resume: the item still waits for a person, and is not announced again
+    pending = [r for r in read_records(run.dir.audit_path) if r["event"] == "manual.pending"]
+    assert [(r["outcome"], r["detail"]) for r in pending] == [
+        ("unknown", {"summary": "tell the customer pc-17 is going"})]
+    assert first.exit_code == ExitCode.MANUAL_PENDING
+    assert run.shown.lines == ["0/1 done", "pc-17: manual, pending", "0/1 done", "pc-17: manual, pending"]
