@@ -6,6 +6,7 @@ reading the log see it. A scripted vendor answers each call as the test says."""
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -16,7 +17,7 @@ from offboard.cli.render import outcome_words
 from offboard.connectors import ActionResult
 from offboard.engine.execute import execute
 from offboard.engine.sessions import Sessions
-from offboard.engine.types import NoProgress, Overrides, RunResult
+from offboard.engine.types import Guide, GuideAnswer, NoProgress, Overrides, RunResult
 from offboard.errors import AmbiguousWrite, ExitCode, RunInterrupted, VendorAuthError, VendorError
 from offboard.plan import Action, Inventory, InventoryItem, Manual, Plan, Step, Target, VendorPlan
 from offboard.proof.audit import AuditLog, read_records
@@ -64,6 +65,9 @@ class Vendor:
     def reread(self, action: Action) -> ActionResult:
         self.calls.append("reread")
         return self.reread_answers.pop(0)
+
+    def check_manual(self, action: Action) -> None:  # nothing of a person's item shows through this vendor's API
+        return None
 
     def discover(self) -> Inventory:  # the listing (re-taken with --trust-listing; verification's read)
         return self.listing
@@ -113,13 +117,13 @@ class Run:
         audit.close()
 
     def go(self, vendor: Vendor, *, trust_listing: bool = False, settle_only: frozenset[str] = frozenset(),
-           overrides: Overrides | None = None) -> RunResult:
+           overrides: Overrides | None = None, config: Path | None = None, guide: Guide | None = None) -> RunResult:
         vendor.listing = self.live
         audit = AuditLog(self.dir.audit_path, self.dir.run_id)
         try:
-            return execute(self.dir, self.plan, Sessions({"huntress": vendor}, {}), audit,  # type: ignore[dict-item]
-                           {"huntress": self.live}, overrides or Overrides(trust_listing=trust_listing), self.shown,
-                           None, None,
+            return execute(self.dir, self.plan, Sessions({"huntress": vendor}, {}, config=config),  # type: ignore[dict-item]
+                           audit, {"huntress": self.live}, overrides or Overrides(trust_listing=trust_listing),
+                           self.shown, guide, None,
                            settle_only=settle_only)
         finally:
             audit.close()
@@ -479,6 +483,12 @@ def test_a_vendor_that_stays_down_stops_the_run_with_its_resume_command_and_the_
     assert result.counts["unknown"] == 1 and result.tally is not None
 
 
+def test_the_resume_command_a_stopped_run_prints_carries_the_exits_config(run: Run) -> None:
+    down = VendorError("Huntress", CALL, "HTTP 503 after 5 attempts", status=503)
+    result = run.go(Vendor(writes=[down]), config=Path("exits/acme.toml"))
+    assert result.message.endswith(f"resume later with `offboard apply --resume {run.dir.run_id} -c exits/acme.toml`")
+
+
 def test_refused_credentials_leave_the_run_failed(run: Run) -> None:
     with pytest.raises(VendorAuthError):
         run.go(Vendor(writes=[VendorAuthError("Huntress", CALL, "HTTP 401", status=401)]))
@@ -579,3 +589,51 @@ def test_a_persons_item_without_instructions_is_pending_once_and_stays_pending_o
         ("unknown", {"summary": "tell the customer pc-17 is going"})]
     assert first.exit_code == ExitCode.MANUAL_PENDING
     assert run.shown.lines == ["0/1 done", "pc-17: manual, pending", "0/1 done", "pc-17: manual, pending"]
+
+
+class Person:
+    """Guided mode's person at the terminal: does each item asked, and notes where each was asked from."""
+
+    by = "J. Doe"
+
+    def __init__(self) -> None:
+        self.asked: list[tuple[str, bool]] = []
+
+    def ask(self, action: Action, refused: Any) -> GuideAnswer:
+        self.asked.append((action.id, threading.current_thread() is threading.main_thread()))
+        return GuideAnswer(done=True, note="done in the portal")
+
+
+def test_in_guided_mode_a_person_confirms_each_item_as_the_run_reaches_it(tmp_path: Path) -> None:
+    item = Action(id="huntress.tell", vendor="huntress", step="huntress.uninstall", kind="manual", operation="tell",
+                  target=TARGET, summary="tell the customer pc-17 is going")
+    run = Run(tmp_path, item)
+    person = Person()
+    result = run.go(Vendor(), guide=person)
+    assert person.asked == [("huntress.tell", True)]
+    confirmed = [r for r in read_records(run.dir.audit_path) if r["event"] == "manual.confirmed"]
+    assert [r["detail"] for r in confirmed] == [{"by": "J. Doe", "note": "done in the portal", "mode": "guided",
+                                                 "verified_by_api": False}]
+    assert run.shown.lines == ["0/1 done", "pc-17: confirmed by a person"] and result.exit_code == ExitCode.OK
+
+
+def test_in_guided_mode_two_vendors_items_are_asked_one_at_a_time_in_the_plans_order(tmp_path: Path) -> None:
+    """One person answers one prompt at a time: the vendors' lanes do not run side by side then."""
+    def item(vendor: str) -> Action:
+        return Action(id=f"{vendor}.tell", vendor=vendor, step=f"{vendor}.tell", kind="manual", operation="tell",
+                      target=Target(type="manual", id="tell", name=f"tell {vendor}"), summary=f"tell {vendor}")
+
+    run = Run(tmp_path, item("huntress"))
+    other = run.plan.vendors[0].model_copy(update={"vendor": "blumira", "display_name": "Blumira", "steps": (
+        Step(id="blumira.tell", vendor="blumira", title="Tell", actions=(item("blumira"),)),)})
+    mine = run.plan.vendors[0].model_copy(update={"steps": (
+        Step(id="huntress.tell", vendor="huntress", title="Tell", actions=(item("huntress"),)),)})
+    run.plan = run.plan.model_copy(update={"vendors": (mine, other)})
+    person = Person()
+    audit = AuditLog(run.dir.audit_path, run.dir.run_id)
+    try:
+        execute(run.dir, run.plan, Sessions({"huntress": Vendor(), "blumira": Vendor()}, {}),  # type: ignore[dict-item]
+                audit, {"huntress": run.live, "blumira": run.live}, Overrides(), run.shown, person, None)
+    finally:
+        audit.close()
+    assert person.asked == [("huntress.tell", True), ("blumira.tell", True)]
