@@ -617,9 +617,12 @@ def test_in_guided_mode_a_person_confirms_each_item_as_the_run_reaches_it(tmp_pa
     assert run.shown.lines == ["0/1 done", "pc-17: confirmed by a person"] and result.exit_code == ExitCode.OK
 
 
-def test_in_guided_mode_two_vendors_items_are_asked_one_at_a_time_in_the_plans_order(tmp_path: Path) -> None:
-    """One person answers one prompt at a time: the vendors' lanes do not run side by side then."""
+def two_vendors(tmp_path: Path, kind: str = "manual") -> Run:
+    """Two vendors, one action each: a person's item, or a removal."""
     def item(vendor: str) -> Action:
+        if kind != "manual":
+            return uninstall().model_copy(update={"id": f"{vendor}.uninstall", "vendor": vendor,
+                                                  "step": f"{vendor}.tell"})
         return Action(id=f"{vendor}.tell", vendor=vendor, step=f"{vendor}.tell", kind="manual", operation="tell",
                       target=Target(type="manual", id="tell", name=f"tell {vendor}"), summary=f"tell {vendor}")
 
@@ -629,11 +632,85 @@ def test_in_guided_mode_two_vendors_items_are_asked_one_at_a_time_in_the_plans_o
     mine = run.plan.vendors[0].model_copy(update={"steps": (
         Step(id="huntress.tell", vendor="huntress", title="Tell", actions=(item("huntress"),)),)})
     run.plan = run.plan.model_copy(update={"vendors": (mine, other)})
-    person = Person()
+    return run
+
+
+def both(run: Run, vendors: dict[str, Vendor], guide: Guide | None = None, ticket: Any = None) -> RunResult:
     audit = AuditLog(run.dir.audit_path, run.dir.run_id)
     try:
-        execute(run.dir, run.plan, Sessions({"huntress": Vendor(), "blumira": Vendor()}, {}),  # type: ignore[dict-item]
-                audit, {"huntress": run.live, "blumira": run.live}, Overrides(), run.shown, person, None)
+        return execute(run.dir, run.plan, Sessions(vendors, {}, ticket=ticket), audit,  # type: ignore[arg-type]
+                       {"huntress": run.live, "blumira": run.live}, Overrides(), run.shown, guide, None)
     finally:
         audit.close()
+
+
+def test_in_guided_mode_two_vendors_items_are_asked_one_at_a_time_in_the_plans_order(tmp_path: Path) -> None:
+    """One person answers one prompt at a time: the vendors' lanes do not run side by side then."""
+    run = two_vendors(tmp_path)
+    person = Person()
+    both(run, {"huntress": Vendor(), "blumira": Vendor()}, guide=person)
     assert person.asked == [("huntress.tell", True), ("blumira.tell", True)]
+
+
+class Ticket:
+    """The exit's PSA ticket, as the engine tells it of each vendor it has finished."""
+
+    def __init__(self) -> None:
+        self.finished: list[str] = []
+
+    def vendor_finished(self, vendor: str) -> None:
+        self.finished.append(vendor)
+
+
+def test_the_exits_ticket_hears_of_each_vendor_as_it_finishes(run: Run, tmp_path: Path) -> None:
+    ticket = Ticket()
+    audit = AuditLog(run.dir.audit_path, run.dir.run_id)
+    try:
+        execute(run.dir, run.plan, Sessions({"huntress": Vendor()}, {}, ticket=ticket),  # type: ignore[dict-item,arg-type]
+                audit, {"huntress": run.live}, Overrides(), run.shown, None, None)
+    finally:
+        audit.close()
+    assert ticket.finished == ["huntress"]
+    lanes = Ticket()
+    both(two_vendors(tmp_path / "lanes", kind="api"), {"huntress": Vendor(), "blumira": Vendor()}, ticket=lanes)
+    assert sorted(lanes.finished) == ["blumira", "huntress"]
+
+
+class Warned(Shown):
+    def __init__(self) -> None:
+        super().__init__()
+        self.said = threading.Event()
+
+    def warning(self, text: str) -> None:
+        self.lines.append(text)
+        self.said.set()
+
+
+def test_ctrl_c_while_both_vendors_work_is_acknowledged_at_once_and_the_run_stops_resumable(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import _thread
+
+    from offboard.engine import execute as executor
+
+    run = two_vendors(tmp_path, kind="api")
+    run.shown = Warned()
+    main_waits = threading.Event()
+    real_wait = executor.wait
+
+    def watched_wait(*args: Any, **kwargs: Any) -> Any:
+        main_waits.set()  # the main thread waits on the lanes now (not still starting them)
+        return real_wait(*args, **kwargs)
+
+    monkeypatch.setattr(executor, "wait", watched_wait)
+
+    class Interrupted(Vendor):
+        def execute(self, action: Action) -> ActionResult:
+            main_waits.wait(10)
+            _thread.interrupt_main()  # the operator's Ctrl-C, while this write is on its way
+            run.shown.said.wait(10)  # type: ignore[attr-defined]  # the write finishes after the stop was told
+            return super().execute(action)
+
+    with pytest.raises(RunInterrupted):
+        both(run, {"huntress": Interrupted(), "blumira": Vendor()})
+    assert "stopping after the current action — Ctrl-C again to stop now" in run.shown.lines
+    assert run.run_lines("run.interrupted") == [("run.interrupted", "unknown", "stopped by the operator (Ctrl-C)")]
