@@ -95,6 +95,10 @@ EQUIVALENT: dict[str, str] = {
        "that tally decides the exit code from its failed, unknown and blocked counts only, and every count a "
        "command prints or records is read from the audit log, whose line is unchanged"
        for n in (53, 54, 57, 58, 59)},
+    **{f"engine/execute.py: offboard.engine.execute.xǁRunPassǁone__mutmut_{n}":
+       "the default of `WRITE_OUTCOMES.get(event, \"\")` is never taken: a write ends in one of the four events "
+       "the table maps, or in manual.pending, which goes to a person before the key is used"
+       for n in (104, 106, 107)},
     "wire/http.py: offboard.wire.http.xǁVendorHttpǁ__init____mutmut_21":
         "`follow_redirects=None`: httpx treats it as false, its default, so redirects are still not followed",
 }

@@ -14,13 +14,14 @@ from typing import Any
 import pytest
 
 from offboard.cli.render import outcome_words
-from offboard.connectors import ActionResult
+from offboard.connectors import ActionResult, Artifact
 from offboard.engine.execute import execute
 from offboard.engine.sessions import Sessions
 from offboard.engine.types import Guide, GuideAnswer, NoProgress, Overrides, RunResult
 from offboard.errors import AmbiguousWrite, ExitCode, RunInterrupted, VendorAuthError, VendorError
 from offboard.plan import Action, Inventory, InventoryItem, Manual, Plan, Step, Target, VendorPlan
-from offboard.proof.audit import AuditLog, read_records
+from offboard.proof import signing
+from offboard.proof.audit import AuditLog, read_records, verify_bytes
 from offboard.rundir import RunDir
 from offboard.wire.http import HttpRecord
 
@@ -49,6 +50,7 @@ class Vendor:
         self.write_answers = list(writes or [ActionResult("success", "uninstall requested", DELETE)])
         self.reread_answers = list(rereads or [])
         self.calls: list[str] = []
+        self.drafts: tuple[Artifact, ...] = ()
         self.listing = Inventory(vendor="huntress", scope="org 42", account="key", items=())
 
     def owner_now(self, action: Action) -> ActionResult:
@@ -76,7 +78,7 @@ class Vendor:
         return []
 
     def documents(self, vendor_plan: VendorPlan, states: Any) -> tuple[Any, ...]:
-        return ()
+        return self.drafts
 
     def __getattr__(self, name: str) -> Any:
         raise AssertionError(f"the engine called {name} during a write")
@@ -117,13 +119,14 @@ class Run:
         audit.close()
 
     def go(self, vendor: Vendor, *, trust_listing: bool = False, settle_only: frozenset[str] = frozenset(),
-           overrides: Overrides | None = None, config: Path | None = None, guide: Guide | None = None) -> RunResult:
+           overrides: Overrides | None = None, config: Path | None = None, guide: Guide | None = None,
+           signer: signing.Signer | None = None) -> RunResult:
         vendor.listing = self.live
         audit = AuditLog(self.dir.audit_path, self.dir.run_id)
         try:
             return execute(self.dir, self.plan, Sessions({"huntress": vendor}, {}, config=config),  # type: ignore[dict-item]
                            audit, {"huntress": self.live}, overrides or Overrides(trust_listing=trust_listing),
-                           self.shown, guide, None,
+                           self.shown, guide, signer,
                            settle_only=settle_only)
         finally:
             audit.close()
@@ -483,10 +486,45 @@ def test_a_vendor_that_stays_down_stops_the_run_with_its_resume_command_and_the_
     assert result.counts["unknown"] == 1 and result.tally is not None
 
 
-def test_the_resume_command_a_stopped_run_prints_carries_the_exits_config(run: Run) -> None:
+def test_the_resume_command_a_stopped_run_prints_and_records_carries_the_exits_config(run: Run) -> None:
     down = VendorError("Huntress", CALL, "HTTP 503 after 5 attempts", status=503)
     result = run.go(Vendor(writes=[down]), config=Path("exits/acme.toml"))
-    assert result.message.endswith(f"resume later with `offboard apply --resume {run.dir.run_id} -c exits/acme.toml`")
+    resume = f"offboard apply --resume {run.dir.run_id} -c exits/acme.toml"
+    assert result.message.endswith(f"resume later with `{resume}`")
+    assert run.run_lines("run.finished") == [("run.finished", "failure", f"stopped: {down}; resume with `{resume}`")]
+
+
+NOTICE = Artifact(name="completion-notice.eml", content=b"Subject: cancel pc-17\n", draft_for="huntress.notify")
+
+
+@pytest.mark.parametrize("down", [False, True])
+def test_a_run_signs_its_log_and_writes_the_vendors_drafts_whether_it_finished_or_stopped(
+        run: Run, tmp_path: Path, down: bool) -> None:
+    key = signing.generate()
+    signer = signing.Signer(key, "a test key")
+    vendor = Vendor(writes=[VendorError("Huntress", CALL, "HTTP 503", status=503)] if down else None)
+    vendor.drafts = (NOTICE,)
+    result = run.go(vendor, signer=signer)
+    draft = run.dir.path / "documents" / "huntress" / "completion-notice.eml"
+    assert result.documents == [draft] and draft.read_bytes() == NOTICE.content  # a person still has to send it
+    chain = verify_bytes(run.dir.audit_path.read_bytes())
+    heads = signing.check_heads(chain, (run.dir.path / signing.SIGNATURES).read_bytes(), key.public_key())
+    assert heads.ok, heads.reason  # signed up to the log's last line
+    assert (run.dir.path / "report.md").exists()
+
+
+def test_a_stopped_run_raises_its_own_run_id_for_the_resume_command(run: Run) -> None:
+    with pytest.raises(RunInterrupted) as stopped:
+        run.go(Vendor(writes=[KeyboardInterrupt()]))
+    assert stopped.value.run_id == run.dir.run_id and run.dir.run_id in str(stopped.value)
+
+
+def test_an_export_that_failed_fails_the_run_though_nothing_was_held_back(tmp_path: Path) -> None:
+    run = Run(tmp_path, EXPORT)
+    run.plan = run.plan.model_copy(update={"vendors": (run.plan.vendors[0].model_copy(update={"steps": (
+        Step(id="huntress.export", vendor="huntress", title="Export", phase="evidence", actions=(EXPORT,)),)}),)})
+    result = run.go(Vendor(writes=[ActionResult("failure", "export refused", GET)]))
+    assert run.shown.lines == ["0/1 done", "agents export: FAILED"] and result.exit_code == ExitCode.FAILED
 
 
 def test_refused_credentials_leave_the_run_failed(run: Run) -> None:
