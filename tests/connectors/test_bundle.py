@@ -169,6 +169,26 @@ def test_a_swapped_signature_or_another_key_fails(made: tuple[Path, Path, Path],
             "swapped") in result.err
 
 
+def test_a_signature_padded_with_characters_outside_base64_does_not_verify(
+        made: tuple[Path, Path, Path], tmp_path: Path, cli: Callable[..., CliResult]) -> None:
+    """A lenient decoder would drop the junk and find the genuine signature: the file is not what was signed."""
+    out, pub, _ = made
+    bad = rewrite(out, tmp_path / "bad.tar.gz", lambda m: m.__setitem__("BUNDLE.sig", b"*" + m["BUNDLE.sig"]))
+    key = signing.fingerprint(signing.load_public(pub))
+    verified_not(cli, bad, pub, f"BUNDLE.sig does not verify BUNDLE.json with key {key} (the given {pub}): the "
+                                "manifest or the signature was changed, or another key signed it")
+
+
+def test_an_empty_manifest_the_msp_signed_is_not_a_bundle_manifest(
+        made: tuple[Path, Path, Path], tmp_path: Path, cli: Callable[..., CliResult]) -> None:
+    out, pub, _ = made
+    signer = signing.load_signer(tmp_path / "msp-key.pem")
+    assert signer is not None
+    bad = rewrite(out, tmp_path / "bad.tar.gz", lambda m: (
+        m.__setitem__("BUNDLE.json", b""), m.__setitem__("BUNDLE.sig", base64.b64encode(signer.private.sign(b"")))))
+    verified_not(cli, bad, pub, "BUNDLE.json is not a bundle manifest (")
+
+
 def test_a_rewritten_audit_log_inside_a_resigned_manifest_is_still_caught(made: tuple[Path, Path, Path],
                                                                           tmp_path: Path) -> None:
     """Even if a forger could re-sign the manifest, the audit log's own signed heads name the rewrite."""

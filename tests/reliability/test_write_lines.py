@@ -120,13 +120,13 @@ class Run:
 
     def go(self, vendor: Vendor, *, trust_listing: bool = False, settle_only: frozenset[str] = frozenset(),
            overrides: Overrides | None = None, config: Path | None = None, guide: Guide | None = None,
-           signer: signing.Signer | None = None) -> RunResult:
+           signer: signing.Signer | None = None, live: dict[str, Inventory] | None = None) -> RunResult:
         vendor.listing = self.live
         audit = AuditLog(self.dir.audit_path, self.dir.run_id)
         try:
             return execute(self.dir, self.plan, Sessions({"huntress": vendor}, {}, config=config),  # type: ignore[dict-item]
-                           audit, {"huntress": self.live}, overrides or Overrides(trust_listing=trust_listing),
-                           self.shown, guide, signer,
+                           audit, {"huntress": self.live} if live is None else live,
+                           overrides or Overrides(trust_listing=trust_listing), self.shown, guide, signer,
                            settle_only=settle_only)
         finally:
             audit.close()
@@ -328,6 +328,13 @@ def test_an_object_whose_own_record_names_another_owner_is_not_touched_and_the_l
                    "the object's own record wins)",
         "owner_planned": OURS, "owner_now": THEIRS, "owner_from": "GET /v1/agents/17", "owner_listed": OURS}}]
     assert run.shown.lines == ["0/1 done", "pc-17: skipped, not touched"] and result.exit_code == ExitCode.FAILED
+
+
+def test_without_a_listing_of_its_vendor_the_refusal_quotes_no_listing(run: Run) -> None:
+    vendor = Vendor(owner=[ActionResult("failure", "still there", GET, owner=THEIRS)])
+    run.go(vendor, live={})
+    assert run.last()["event"] == "action.skipped" and "owner_listed" not in run.last()["detail"]
+    assert run.last()["detail"]["message"] == f"scope guard: object belongs to {THEIRS}, not {OURS}; not touched"
 
 
 def test_an_object_whose_owner_cannot_be_confirmed_is_not_touched(run: Run) -> None:
