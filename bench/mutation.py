@@ -102,6 +102,12 @@ EQUIVALENT: dict[str, str] = {
     "proof/bundle.py: offboard.proof.bundle.x_verify__mutmut_42":
         "an empty BUNDLE.sig read as `XXXX`: that decodes to three bytes, no Ed25519 signature either, so the "
         "verdict and its line are the same (the signature does not verify)",
+    **{f"wire/http.py: offboard.wire.http.xǁVendorHttpǁ_refused__mutmut_{n}":
+       "the refusal reader's exclusion of 401, 403 and 429 is never reached: refused credentials are raised as "
+       "such before the reader is asked, and a 429 is retried or given up as throttling, never shown to it"
+       for n in (1, 7, 9)},
+    "wire/http.py: offboard.wire.http.xǁVendorHttpǁdownload__mutmut_8":
+        "`request(\"get\", ...)`: request() upper-cases the method before anything uses it",
     "wire/http.py: offboard.wire.http.xǁVendorHttpǁ__init____mutmut_21":
         "`follow_redirects=None`: httpx treats it as false, its default, so redirects are still not followed",
 }

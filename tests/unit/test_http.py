@@ -10,6 +10,7 @@ from offboard.errors import AmbiguousWrite, VendorAuthError, VendorError, Vendor
 from offboard.wire import waits
 from offboard.wire.http import RetryPolicy, VendorHttp, parse_retry_after
 from offboard.wire.ratelimit import SlidingWindowLimiter
+from offboard.wire.replies import ReplyLimits
 from offboard.wire.waits import Wait
 from tests.fakeclock import FakeClock
 
@@ -213,3 +214,103 @@ def test_a_recording_names_each_request_in_one_form_path_and_query_and_a_downloa
     assert "s3cr3t" not in str([r.as_dict() for r in outer])  # a storage link's signature is never kept
     http.get("/things")  # after the block: recorded nowhere
     assert len(outer) == 3
+
+
+# -- the connector's refusal reader: what it is shown, and when it is asked at all ----------------------
+
+
+class Reader:
+    """A connector's refusal reader that notes what it was shown (status, content type)."""
+
+    def __init__(self, answer: str | None = "field 'name' is required") -> None:
+        self.answer = answer
+        self.shown: list[tuple[int, str]] = []
+
+    def __call__(self, response: httpx.Response) -> str | None:
+        self.shown.append((response.status_code, response.headers.get("content-type", "<none>")))
+        return self.answer
+
+
+def refused_with(reply: httpx.Response, reader: Reader, limits: ReplyLimits | None = None) -> VendorError:
+    http = make(FakeClock(), attempts=1)
+    http._refusal = reader
+    if limits is not None:
+        http.limits = limits
+    respx.post(f"{BASE}/notes").mock(return_value=reply)
+    with pytest.raises(VendorError) as caught:
+        http.request("POST", "/notes", json={})
+    return caught.value
+
+
+@respx.mock
+@pytest.mark.parametrize("status", [400, 404, 422, 500])
+def test_a_refusal_is_read_from_any_status_from_400_the_reader_seeing_the_status_and_type(status: int) -> None:
+    reader = Reader()
+    exc = refused_with(httpx.Response(status, json={"errors": ["x"]}), reader)
+    assert isinstance(exc, VendorRefused) and f"HTTP {status}, refused: field 'name' is required" in str(exc)
+    assert set(reader.shown) == {(status, "application/json")}
+
+
+@respx.mock
+def test_a_reply_without_a_content_type_is_shown_to_the_reader_with_an_empty_one() -> None:
+    reader = Reader()
+    refused_with(httpx.Response(400, content=b'{"errors": ["x"]}'), reader)
+    assert reader.shown == [(400, "")]
+
+
+@respx.mock
+@pytest.mark.parametrize("status", [401, 403, 429])
+def test_refused_credentials_and_throttling_are_never_read_as_a_refusal(status: int) -> None:
+    reader = Reader()
+    exc = refused_with(httpx.Response(status, json={"errors": ["x"]}, headers={"Retry-After": "0"}), reader)
+    assert not isinstance(exc, VendorRefused) and reader.shown == []
+
+
+@respx.mock
+def test_a_reply_past_the_size_or_nesting_limit_is_not_read_as_a_refusal() -> None:
+    reader = Reader()
+    cut = refused_with(httpx.Response(400, json={"errors": ["x" * 200]}), reader, ReplyLimits(max_bytes=64))
+    deep = refused_with(httpx.Response(400, content=b"[" * 6 + b"]" * 6), reader, ReplyLimits(max_depth=5))
+    assert not isinstance(cut, VendorRefused) and not isinstance(deep, VendorRefused) and reader.shown == []
+    at_the_limit = refused_with(httpx.Response(400, content=b"[" * 5 + b"]" * 5), reader, ReplyLimits(max_depth=5))
+    assert isinstance(at_the_limit, VendorRefused)
+
+
+@respx.mock
+def test_a_reply_the_reader_finds_no_refusal_in_is_the_vendors_error_as_it_was() -> None:
+    exc = refused_with(httpx.Response(400, json={"message": "bad"}), Reader(answer=None))
+    assert not isinstance(exc, VendorRefused) and "HTTP 400" in str(exc)
+
+
+@respx.mock
+def test_the_refusal_is_shown_on_one_line_cut_at_300_characters() -> None:
+    exc = refused_with(httpx.Response(400, json={}), Reader(answer="a\n  b " + "c" * 400))
+    shown = str(exc).split("refused: ", 1)[1]
+    assert shown == ("a b " + "c" * 400)[:300]
+
+
+def test_a_request_with_a_query_is_recorded_with_it() -> None:
+    from offboard.wire.http import HttpRecord
+
+    assert HttpRecord("GET", "/v1/agents", 200, 1, 5, query="page=2").as_dict() == {
+        "method": "GET", "path": "/v1/agents", "query": "page=2", "status": 200, "attempt": 1, "duration_ms": 5}
+
+
+@respx.mock
+def test_a_download_is_recorded_as_a_get() -> None:
+    respx.get("https://files.example.test/export.csv").mock(return_value=httpx.Response(200, content=b"a,b\n"))
+    reply = make(FakeClock()).download("https://files.example.test/export.csv")
+    assert reply.record.method == "GET" and reply.record.line == "GET https://files.example.test/export.csv"
+
+
+def test_an_unresolved_hosts_reason_is_found_though_its_error_chain_loops() -> None:
+    """A transport may chain errors in a loop; the reason is still one line, and found (never a hang)."""
+    import socket
+
+    from offboard.wire import http as wire
+
+    looped = httpx.ConnectError("no address")
+    resolver = socket.gaierror()  # no strerror: the chain is walked on, and it loops back
+    looped.__cause__ = resolver
+    resolver.__cause__ = looped
+    assert wire._unresolved(looped) and wire._reason(looped) == "no address"
