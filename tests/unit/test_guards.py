@@ -57,8 +57,8 @@ def test_a_plan_for_another_exit_definition_is_refused_naming_the_plan_and_the_c
     cfg = SimpleNamespace(fingerprint=lambda: "d" * 64, definition=lambda: {}, path="exit.toml")
     with pytest.raises(BadInput) as caught:
         check_plan_fits(plan_of(vendor_plan(uninstall(T1))), cfg)  # type: ignore[arg-type]
-    assert str(caught.value) == ("plan p-1 was made for a different exit definition (customer 'Acme') than "
-                                 "exit.toml; make a new plan from this config with "
+    assert str(caught.value) == ("plan p-1 does not fit this config: it was made for a different exit definition "
+                                 "(customer 'Acme') than exit.toml; make a new plan from this config with "
                                  "`offboard plan -o FILE -c exit.toml` and review it")
     check_plan_fits(plan_of(vendor_plan(uninstall(T1)), fingerprint="d" * 64), cfg)  # type: ignore[arg-type]
 
@@ -75,6 +75,12 @@ def test_a_plan_whose_inventory_changed_since_is_stale() -> None:
                                  "(2026-11-23T10:00:00Z): 1 with another owner: pc-1 (now org:2); make a new plan with "
                                  "`offboard plan -o FILE` and review it")
     check_not_stale(fresh, {})  # a vendor the config does not exit: check_matches_replan names it
+    with pytest.raises(BadInput) as caught:  # the plan's own runs made the change: the refusal says how to go on
+        check_not_stale(fresh, {"v": moved}, earlier_runs=["run-1", "run-2"])
+    assert str(caught.value) == ("plan p-1 was applied already (run run-2 and 1 more), and V has changed since: "
+                                 "1 with another owner: pc-1 (now org:2); continue that run with "
+                                 "`offboard apply --resume run-2`, or make a new plan with `offboard plan -o FILE` "
+                                 "and review it")
 
 
 # -- guarded actions --------------------------------------------------------------------------

@@ -19,7 +19,7 @@ from offboard.engine.guards import (
 )
 from offboard.engine.planner import discover, vendor_plans
 from offboard.engine.readiness import UNSIGNED, check_machine, refuse
-from offboard.engine.runfolder import exit_lock, reopen, write_documents, write_state
+from offboard.engine.runfolder import exit_lock, reopen, runs_of_plan, write_documents, write_state
 from offboard.engine.sessions import Sessions
 from offboard.engine.ticket import summary as ticket_summary
 from offboard.engine.types import Guide, NoProgress, Overrides, Progress, RunResult
@@ -45,7 +45,7 @@ def apply(plan: Plan, cfg: ExitConfig, sessions: Sessions, *, overrides: Overrid
     with exit_lock(cfg, sessions), waits.listening(progress.waiting):
         progress.phase("Re-reading the vendors to check the plan still holds (read-only)")
         live = discover(sessions)
-        check_not_stale(plan, live, cfg)
+        check_not_stale(plan, live, cfg, runs_of_plan(cfg, plan.plan_id))
         fresh = vendor_plans(sessions, live)
         check_matches_replan(plan, fresh, source="plan file")
         findings = [f for vp in fresh for f in vp.findings]

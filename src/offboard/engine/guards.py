@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from offboard import hints
@@ -25,10 +25,10 @@ def _new_plan(cfg: ExitConfig) -> str:
 def check_plan_fits(plan: Plan, cfg: ExitConfig) -> None:
     if plan.config_fingerprint != cfg.fingerprint():
         changed = definition_changes(plan.exit_definition, cfg.definition())
-        what = (f"{changed} in {cfg.path}" if changed else
-                f"a different exit definition (customer {plan.customer!r}) than {cfg.path}")
-        raise BadInput(f"plan {plan.plan_id} was made for {what}; make a new plan from this config with "
-                       f"`{_new_plan(cfg)}` and review it")
+        what = (f"{cfg.path} has changed since the plan was made: {changed}" if changed else
+                f"it was made for a different exit definition (customer {plan.customer!r}) than {cfg.path}")
+        raise BadInput(f"plan {plan.plan_id} does not fit this config: {what}; make a new plan from this config "
+                       f"with `{_new_plan(cfg)}` and review it")
 
 
 def _flat(data: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -54,7 +54,10 @@ def definition_changes(saved: Mapping[str, Any], now: Mapping[str, Any], shown: 
     return "; ".join(diffs[:shown]) + more
 
 
-def check_not_stale(plan: Plan, live: Mapping[str, Inventory], cfg: ExitConfig | None = None) -> None:
+def check_not_stale(plan: Plan, live: Mapping[str, Inventory], cfg: ExitConfig | None = None,
+                    earlier_runs: Sequence[str] = ()) -> None:
+    """``earlier_runs``: the runs already made from this plan, if any; the refusal then says the change
+    may be those runs' own work and how to continue them (the refusal is the same either way)."""
     for vp in plan.vendors:
         inv = live.get(vp.vendor)
         if inv is None:
@@ -62,6 +65,15 @@ def check_not_stale(plan: Plan, live: Mapping[str, Inventory], cfg: ExitConfig |
         if inv.fingerprint() != vp.inventory_fingerprint:
             changed = inventory_changes(vp, inv)
             redo = _new_plan(cfg) if cfg is not None else "offboard plan -o FILE"
+            if earlier_runs:
+                last = earlier_runs[-1]
+                raise BadInput(
+                    f"plan {plan.plan_id} was applied already (run {last}"
+                    f"{f' and {len(earlier_runs) - 1} more' if len(earlier_runs) > 1 else ''}), and {vp.display_name}"
+                    f" has changed since{': ' + changed if changed else ''}; continue that run with "
+                    f"`{hints.resume(last, cfg.path if cfg is not None else None)}`, or make a new plan with "
+                    f"`{redo}` and review it"
+                )
             raise BadInput(
                 f"plan is stale: {vp.display_name} inventory for {vp.scope} changed since the plan was "
                 f"made ({plan.created_at}){': ' + changed if changed else ''}; make a new plan with "
