@@ -6,6 +6,8 @@ message on one line and exits with its code, never with a traceback.
 
 from __future__ import annotations
 
+import difflib
+import itertools
 from enum import IntEnum
 from pathlib import Path
 
@@ -100,12 +102,35 @@ class VendorReplyRefused(VendorError):
     a run stopped by it resumes once the vendor answers sense again."""
 
 
+def _near_name(name: str, folder: Path, *, dirs: bool) -> str | None:
+    try:
+        names = [p.name for p in itertools.islice(folder.iterdir(), 2000) if p.is_dir() == dirs]
+    except OSError:
+        return None
+    close = difflib.get_close_matches(name, names, n=1, cutoff=0.75)
+    return close[0] if close else None
+
+
+def near_path(path: Path) -> Path | None:
+    """An existing file whose path is one slip from ``path`` (a typo in its name, or in its folder's)."""
+    folder = path.parent
+    if folder.is_dir():
+        name = _near_name(path.name, folder, dirs=False)
+        return folder / name if name else None
+    other = _near_name(folder.name, folder.parent, dirs=True) if folder.parent.is_dir() else None
+    if other is not None and (folder.parent / other / path.name).is_file():
+        return folder.parent / other / path.name
+    return None
+
+
 def read_input(path: Path, what: str, missing: str = "") -> bytes:
     """A file the user named (config, plan, log, key): its bytes, or one line saying what is wrong."""
     try:
         return path.read_bytes()
     except FileNotFoundError:
-        raise BadInput(f"{what} {path} does not exist" + (f"; {missing}" if missing else "")) from None
+        near = near_path(path)
+        fix = f"did you mean {near}?" if near is not None else missing
+        raise BadInput(f"{what} {path} does not exist" + (f"; {fix}" if fix else "")) from None
     except OSError as exc:
         raise BadInput(f"cannot read {what} {path}: {exc.strerror}") from None
 
