@@ -178,8 +178,10 @@ def apply(
     trust_listing: conventions.TrustListingOpt = False,
     json_out: JsonOpt = False,
 ) -> None:
-    """Execute a saved plan unattended, in the vendors' order, then verify and report.
+    """Execute a saved plan in the vendors' order, then verify and report.
 
+    On a terminal it is guided (it stops at each manual item for you); in a script, or with
+    --unattended, it does all the API work and leaves the manual items as a checklist.
     Refuses a plan whose inventory changed since it was made. Exit 4 when a preflight
     gate stops it, 3 when manual items remain (see `offboard status`), 1 when something failed.
     """
