@@ -32,7 +32,8 @@ EXIT_CODE_MEANINGS: dict[ExitCode, str] = {
                  "confirmation was recorded, even if other items remain; `status`: every item is done)",
     ExitCode.FAILED: "failed: an action or a verification failed, an evidence export failed (removals held "
                      "back), a confirmation was refused, the vendor stayed down, or its reply was past offboard's "
-                     "limits (size, nesting, endless paging; resumable); `audit verify`, `bundle verify`: not "
+                     "limits (size, nesting, endless paging; resumable); `status`: also a run stopped before "
+                     "its end (the command that continues it is printed); `audit verify`, `bundle verify`: not "
                      "verified (or possibly cut), each problem named",
     ExitCode.BAD_INPUT: "bad input or usage (config, credentials, plan file, arguments, a malformed vendor reply "
                         "or audit log): one line says what and how to fix it; nothing was done",

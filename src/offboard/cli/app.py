@@ -347,8 +347,9 @@ def status_cmd(
 ) -> None:
     """Every step of a run: done / verified / manual-pending / confirmed / skipped (with the reason).
 
-    Exit 0 when everything is done, 3 while manual items are pending, 1 when something failed
-    (with --pending or --last-run: 0 whenever the run was read)."""
+    Exit 0 when everything is done, 3 while manual items are pending, 1 when something failed or
+    the run stopped before its end (it then prints the command that continues it; with --pending
+    or --last-run: 0 whenever the run was read)."""
     as_json = _json(json_out)
     cfg = _config(config)
     run_id = _run_id("status", run, old_run_id) or engine.latest_run_id(cfg)
@@ -366,6 +367,9 @@ def status_cmd(
                          markup=False, soft_wrap=True)
         for line in engine.watch_summary(run_dir):  # after the exit (`offboard watch`)
             render.out.print(line, soft_wrap=True, markup=False)
+    if states & {"interrupted", "not started"}:  # shown with -q too: a run left half-way is worth a warning
+        render.warning(f"run {run_dir.run_id} stopped before its end; continue it with: "
+                       f"{hints.resume(run_dir.run_id, cfg.path)}")
     raise typer.Exit(code)
 
 
