@@ -59,10 +59,15 @@ def test_apply_into_a_log_prints_timestamped_steps_and_the_rate_limit_waits(
     assert not [line for line in progress if EVENT_NAME.search(line)], progress  # words, not event names
     assert sandbox.agents_of(CUSTOMER_ORG) == []  # the run itself is unchanged: every agent removed
     # A resumed run says so at once, before it re-reads the vendors (the old code: 26 s of silence).
+    # Another tool fills the account's window first: the resume's first call (naming the exit for its
+    # lock) waits, and that wait is shown after the line, not sat through in silence before it.
     (run,) = (tmp_path / "runs").iterdir()
+    for _ in range(OTHER_TOOLS_CALLS):
+        sandbox.admit()
     resumed = cli("apply", "--resume", run.name, "-c", str(config), "--unattended")
-    first = resumed.out.splitlines()[0]
+    first, second = resumed.out.splitlines()[:2]
     assert STAMP.match(first) and f"Resuming run {run.name}: re-reading the vendors first" in first, resumed.out
+    assert re.search(r"Huntress: waiting \d+s (for the rate limit|before retrying)", second), resumed.out
     assert not [line for line in resumed.out.splitlines() if STAMP.match(line) and EVENT_NAME.search(line)]
 
 

@@ -717,7 +717,8 @@ def main(argv: list[str] | None = None) -> int:
     except OffboardError as exc:
         return _failed(exc.exit_code, f"error: {REDACTOR.text(str(exc))}")
     except KeyboardInterrupt:
-        return _failed(ExitCode.INTERRUPTED, "interrupted before any run started; nothing was changed")
+        return _failed(ExitCode.INTERRUPTED, "interrupted before any change was made (no run started or "
+                                             "continued); run the same command again to go on")
     except Exception as exc:  # a bug: still one line, the detail only on request
         code = _failed(ExitCode.FAILED, f"internal error: {REDACTOR.text(f'{type(exc).__name__}: {exc}')} "
                                         "(run with -v or set OFFBOARD_DEBUG=1 for the traceback, and please report it)")

@@ -41,9 +41,10 @@ def apply(plan: Plan, cfg: ExitConfig, sessions: Sessions, *, overrides: Overrid
     check_guards(plan, overrides)  # before any call; the re-plan below proves the guards are the connector's
     ready = check_machine(cfg, require_signature=require_signature)
     refuse(ready.gates)  # before any vendor call: the signing key and the runs folder are on this machine
+    # Said before the lock: naming the exit is a vendor call, which may wait for the rate limit.
+    progress.phase("Re-reading the vendors to check the plan still holds (read-only)")
     # The lock before discovery: a second apply is refused, not told its plan is stale.
-    with exit_lock(cfg, sessions), waits.listening(progress.waiting):
-        progress.phase("Re-reading the vendors to check the plan still holds (read-only)")
+    with waits.listening(progress.waiting), exit_lock(cfg, sessions):
         live = discover(sessions)
         check_not_stale(plan, live, cfg, runs_of_plan(cfg, plan.plan_id))
         fresh = vendor_plans(sessions, live)
@@ -168,12 +169,14 @@ def resume(run_id: str, cfg: ExitConfig, sessions: Sessions, *, overrides: Overr
     before = f"before run {run_id} continued"
     ready = check_machine(cfg, require_signature=require_signature)
     refuse(ready.gates, before=before)
-    with reopen(run_id, cfg, sessions) as (run, plan, audit), waits.listening(progress.waiting):
+    # Said before the run is reopened: naming the exit for its lock is a vendor call, which may wait
+    # for the rate limit (a run stopped by Ctrl-C during a wait finds the window still full).
+    progress.phase(f"Resuming run {run_id}: re-reading the vendors first (read-only)")
+    with waits.listening(progress.waiting), reopen(run_id, cfg, sessions) as (run, plan, audit):
         if any(r["event"] == "run.finished" and r["detail"] == GATES_STOPPED for r in audit.records):
             raise BadInput(f"run {run_id} was stopped by preflight gates; it has nothing to resume: "
                            "apply the plan again once incident response is finished")
         done = fold_actions(audit.records)
-        progress.phase(f"Resuming run {run_id}: re-reading the vendors first (read-only)")
         with stops_named(run, cfg.path):  # e.g. the vendor still down: the run is named, to resume later
             live = discover(sessions)
             fresh = vendor_plans(sessions, live)
