@@ -10,13 +10,13 @@ import os
 import sys
 import traceback
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, NoReturn
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
 
 from offboard import connectors as registry
 from offboard import engine, hints
-from offboard.cli import conventions, jsonout, render, stopped, watch_cmd
+from offboard.cli import conventions, jsonout, pipes, render, stopped, watch_cmd
 from offboard.cli.batch_cmd import batch_app
 from offboard.cli.sandbox_cmd import sandbox_app
 from offboard.config import ExitConfig
@@ -695,6 +695,11 @@ def main(argv: list[str] | None = None) -> int:
     command = typer.main.get_command(app)
     jsonout.reset()
     render.setup()  # the root callback makes them again with -q / -v; --help and --version skip it
+    with pipes.readers_may_leave():
+        return _main(command, argv)
+
+
+def _main(command: Any, argv: list[str] | None) -> int:
     try:
         rv = command.main(args=argv, prog_name="offboard", standalone_mode=False)
         return int(rv or 0)
