@@ -618,8 +618,8 @@ def keys_init(
         where = f"{key_file} ({_key_file_setting(key_file, config)})"
     with writing_output(public_key, "public key"):
         public_key.write_bytes(signing.public_pem(key.public_key()))
-    render.out.print(f"Signing key {signing.fingerprint(key.public_key())} kept in {where}.", soft_wrap=True,
-                     markup=False)
+    render.out.print(f"New signing key {signing.fingerprint(key.public_key())} made and stored in {where}.",
+                     soft_wrap=True, markup=False)
     render.out.print(f"Public key written to {public_key}: share it with customers and auditors; "
                      f"`{hints.command('bundle', 'verify', 'FILE', extra=['--public-key', public_key])}` checks a "
                      "run's bundle with it.", soft_wrap=True, markup=False)

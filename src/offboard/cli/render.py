@@ -178,7 +178,8 @@ def plan_view(plan: Plan, machine_gates: Sequence[Finding] = ()) -> None:
         if vp.findings:
             out.print(findings_table(vp.findings))
         for step in vp.steps:
-            table = Table(title=f"{step.title}  ({len(step.actions)} actions)", title_justify="left")
+            count = f"{len(step.actions)} action{'' if len(step.actions) == 1 else 's'}"
+            table = Table(title=f"{step.title}  ({count})", title_justify="left")
             shown = step.actions[:MAX_ROWS_PER_STEP]
             table.add_column("#")
             # A manual item by the id `confirm` takes; an API object by its name and the vendor's id.
