@@ -11,7 +11,7 @@ import time
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from rich.console import Console
 from rich.markup import escape as rich_escape
@@ -41,11 +41,45 @@ if TYPE_CHECKING:
 MAX_ROWS_PER_STEP = 60  # a 10,000-agent plan prints a sample; the plan file has them all
 PIPE_WIDTH = 1000  # not a terminal: tables as wide as their content, so no id or path is folded
 RULE_WIDTH = 100
+WORD_SHARE = 0.45  # the most of a terminal's width one unbreakable word may claim in a table
+LONG_WORD = 16  # a column with a word this long (an id, a path, a call) keeps its words whole
+
+
+def keep_words_whole(table: Table, width: int) -> None:
+    """Ids, paths and calls are what a person pastes: a column holding long words is made as wide as
+    its longest (up to ``WORD_SHARE`` of the width), so rich wraps its cells at spaces; the column
+    with the most prose gives way instead (rich narrows the widest columns first, whatever they hold)."""
+    if not table.columns:
+        return
+    cap = max(8, int(width * WORD_SHARE))
+    texts = {id(c): [x.plain if isinstance(x, Text) else x for x in c._cells if isinstance(x, Text | str)]
+             for c in table.columns}
+    longest = {id(c): max((len(w) for cell in texts[id(c)] for w in cell.split()), default=0) for c in table.columns}
+    prose = max(table.columns, key=lambda c: sum(len(cell) for cell in texts[id(c)]))
+    fixed = [c for c in table.columns if c is not prose and c.width is None and longest[id(c)] >= LONG_WORD]
+    for column in fixed:
+        column.width = min(longest[id(column)], cap)
+        column.overflow = "fold"  # a word longer than even that is folded, never cut short
+    # Too many long words for one screen: the widest fixed columns give way (folded) before rich would crop.
+    frame = 3 * len(table.columns) + 1
+    while fixed and sum(c.width or 0 for c in fixed) + frame + LONG_WORD > width:
+        widest = max(fixed, key=lambda c: c.width or 0)
+        if (widest.width or 0) <= LONG_WORD:
+            break
+        widest.width = (widest.width or 0) - 1
+
+
+class _Screen(Console):
+    def print(self, *objects: Any, **kwargs: Any) -> None:
+        for table in objects:
+            if isinstance(table, Table):
+                keep_words_whole(table, self.width)
+        super().print(*objects, **kwargs)
 
 
 def _console(*, stderr: bool, quiet: bool = False) -> Console:
     # Rich reads NO_COLOR (and FORCE_COLOR) from the environment when a Console is made.
-    console = Console(stderr=stderr, highlight=False, quiet=quiet)
+    console = _Screen(stderr=stderr, highlight=False, quiet=quiet)
     if not console.is_terminal:
         # A pipe, a log file or an RMM's capture: rich would fold every table to 80 columns and
         # break ids mid-word, which defeats grep and copy-paste.
