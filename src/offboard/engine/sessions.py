@@ -27,6 +27,9 @@ class Sessions:
     connectors: dict[str, Connector]
     ticket: Ticket | None = None
     config: Path | None = None  # the exit's config file, so every printed command carries it
+    # The exit as its vendors name it (``VendorSession.exit_identity``), once the exit lock asked them:
+    # the machine lock's keys, and the key of the exit's claim in its PSA ticket.
+    identities: tuple[str, ...] = ()
 
 
 # What a session must answer before offboard sends it a write: the object's owner read alone,
