@@ -316,7 +316,7 @@ class Claim:
         now = self.now()
         expires = now + timedelta(minutes=self.minutes) if state == "live" else now
         if state == "live":
-            doc = NoteDoc("claim", "offboard is running this exit: another apply of it waits", (
+            doc = NoteDoc("claim", f"offboard: claim — run {self.run_id} on {self.host} is running this exit", (
                 Block("p", f"Run {self.run_id} of offboard on host {self.host} (user {self.user}) holds this exit "
                            f"since {self.started}. While this claim is live, an apply or resume of this exit on "
                            "another machine refuses to start."),
@@ -325,7 +325,7 @@ class Claim:
                            f"that machine is known to have stopped may a person take it over: {self.hint}"),
                 Block("pre", self.tag("live", expires))), facts=f"{self.run_id}|{self.host}|{_stamp(expires)}")
         else:
-            doc = NoteDoc("claim", "offboard released its claim on this exit", (
+            doc = NoteDoc("claim", f"offboard: claim released — run {self.run_id} on {self.host}", (
                 Block("p", f"Run {self.run_id} on host {self.host} (user {self.user}) ended its part at "
                            f"{_stamp(now)}; the exit may be run again."),
                 Block("pre", self.tag("released", now))), facts=f"{self.run_id}|{self.host}|released|{_stamp(now)}")
@@ -349,8 +349,8 @@ class Claim:
                              f"{h.words()}. Reason given: {reason}") for h in self._taken_over]
         blocks += [Block("pre", self.tag("released", self.now(), h)) for h in self._taken_over]
         facts = "|".join([self.run_id, self.host, reason, *(f"{h.run}@{h.host}" for h in self._taken_over)])
-        title, body = self._body(NoteDoc("claim-takeover", "offboard: the exit's claim was taken over",
-                                         tuple(blocks), facts=facts))
+        heading = f"offboard: claim taken over by run {self.run_id} on {self.host}"
+        title, body = self._body(NoteDoc("claim-takeover", heading, tuple(blocks), facts=facts))
         try:
             self.session.add_note(title, body, customer_visible=False)
         except TROUBLE as exc:
