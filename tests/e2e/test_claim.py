@@ -249,3 +249,27 @@ def test_without_a_ticket_no_claim_is_made(tmp_path: Path) -> None:
     assert not [e for e in w.audit(w.runs()[-1]) if e["event"].startswith("claim.")]
     concepts = " ".join((Path(__file__).parents[2] / "docs" / "concepts.md").read_text().split())
     assert "Without a PSA ticket, two machines are not kept apart" in concepts
+
+
+def test_a_ticket_that_cannot_be_read_leaves_the_run_unclaimed_and_warned_or_refused_with_require_claim(
+        world: World) -> None:
+    notes = f"{cw.PREFIX}/service/tickets/{cw.EXIT_TICKET}/notes"
+    world.psa.faults.append(cw.Fault(method="GET", path_prefix=notes, status=503, times=10_000))
+    before = len(world.huntress.requests)
+
+    required = world.run("apply", "exit.plan.json", *OVERRIDE, "--require-claim", host="machine-b")
+
+    assert required.returncode == 2, required.stdout + required.stderr
+    said = " ".join((required.stderr + required.stdout).split())
+    assert "the exit's claim could not be read" in said and "503" in said and "--require-claim" in said
+    assert world.huntress_writes(before) == []  # refused before any vendor write
+    assert [e["event"] for e in world.audit(world.runs()[-1]) if e["event"].startswith("claim.")] == ["claim.failed"]
+
+    unclaimed = world.run("apply", "exit.plan.json", *OVERRIDE, host="machine-b")
+
+    assert unclaimed.returncode in (1, 3), unclaimed.stdout + unclaimed.stderr
+    said = " ".join((unclaimed.stderr + unclaimed.stdout).split())
+    assert "NOT claimed in the ticket" in said and "not kept apart" in said
+    assert world.huntress_writes(before)  # the ticket is never in the exit's way: the run went on
+    failed = [e for e in world.audit(world.runs()[-1]) if e["event"] == "claim.failed"]
+    assert failed and failed[0]["outcome"] == "failure" and "503" in failed[0]["detail"]["reason"]
