@@ -100,3 +100,17 @@ def test_an_expired_claim_is_not_live_and_renewal_edits_the_note_with_a_later_ex
     ops = json.loads(sent[0].body)
     assert ops[0]["op"] == "replace" and ops[0]["path"] == "text"
     assert "expires=2026-12-04T10:11:00Z state=live" in ops[0]["value"]
+
+
+def test_a_claim_note_someone_deleted_is_posted_anew_at_the_next_renewal(ticket: tuple[Ticket, PsaExit]) -> None:
+    t, x = ticket
+    mine = claim(t, "run-a", "host-a", Clock())
+    mine.take()
+    try:
+        x.sandbox.notes = [n for n in x.sandbox.notes if n["id"] != int(mine.note_id or 0)]
+        mine.renew()
+        live = holders(t.session.notes(), KEY)
+        assert live[("run-a", "host-a")].state == "live" and live[("run-a", "host-a")].note_id == mine.note_id
+    finally:
+        mine.release()
+    assert holders(t.session.notes(), KEY)[("run-a", "host-a")].state == "released"

@@ -44,7 +44,7 @@ from typing import Any
 from offboard import hints
 from offboard.connectors.psa import Block, NoteDoc, NoteEditor, Posted, TicketNote, compose
 from offboard.engine.ticket import TROUBLE, Ticket, _why
-from offboard.errors import AmbiguousWrite, ClaimRefused
+from offboard.errors import AmbiguousWrite, ClaimRefused, VendorError
 from offboard.proof.audit import AuditLog
 
 HOST_ENV = "OFFBOARD_CLAIM_HOST"  # the name a claim gives this machine (default: its host name)
@@ -333,7 +333,13 @@ class Claim:
         title, body = self._body(replace(doc, facts=f"{doc.facts}|{self._nonce}|{self._writes}"))
         posted: Posted
         if edit and self.note_id is not None and isinstance(self.session, NoteEditor):
-            posted = self.session.edit_note(self.note_id, title, body)
+            try:
+                posted = self.session.edit_note(self.note_id, title, body)
+            except VendorError as exc:
+                if exc.status != 404 or isinstance(exc, AmbiguousWrite):
+                    raise
+                # Someone deleted the claim note: the claim is posted anew (its marker is a new note's).
+                posted = self.session.add_note(title, body, customer_visible=False)
         else:
             posted = self.session.add_note(title, body, customer_visible=False)
         self.note_id = posted.id or self.note_id
