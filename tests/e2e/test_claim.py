@@ -116,6 +116,7 @@ def test_a_second_machine_refuses_while_the_first_holds_the_claim_and_writes_not
         first_run = world.runs()[0]
         line = second.stderr + second.stdout
         assert "host machine-a" in line and f"run {first_run}" in line and "claimed until" in line
+        assert "(the PSA's clock)" in line  # timed by the PSA's Date header, not by either machine's clock
         assert f"offboard apply --resume {world.runs()[1]}" in line and "--take-over-claim REASON" in line
         assert world.huntress_writes(before) == []  # the second machine wrote nothing to the vendor
         refused = [e for e in world.audit(world.runs()[1]) if e["event"] == "claim.refused"]
