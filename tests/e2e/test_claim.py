@@ -206,7 +206,7 @@ def test_a_race_is_won_by_the_earlier_claim_in_the_tickets_order(world: World) -
 
 
 def test_renewal_edits_the_claim_note_instead_of_posting(world: World) -> None:
-    world.config.write_text(world.config.read_text() + "claim_minutes = 0.02\n")  # renewed every 0.4 s
+    world.config.write_text(world.config.read_text() + "claim_minutes = 0.1\n")  # renewed every 2 s
     assert world.run("plan", "-o", "exit.plan.json").returncode == 0
     hold = threading.Event()
     fault = Fault(method="DELETE", path_prefix="/v1/agents/", status=None, hold=hold)
@@ -274,3 +274,35 @@ def test_a_ticket_that_cannot_be_read_leaves_the_run_unclaimed_and_warned_or_ref
     assert world.huntress_writes(before)  # the ticket is never in the exit's way: the run went on
     failed = [e for e in world.audit(world.runs()[-1]) if e["event"] == "claim.failed"]
     assert failed and failed[0]["outcome"] == "failure" and "503" in failed[0]["detail"]["reason"]
+
+
+def test_a_holder_whose_claim_was_taken_over_sends_no_further_write(world: World) -> None:
+    # A person took the claim over believing machine-a dead; machine-a was only slow. Its next renewal reads
+    # the take-over note, and it writes nothing more: the exit never has two writers.
+    world.config.write_text(world.config.read_text() + "claim_minutes = 0.1\n")  # renewed every 2 s
+    assert world.run("plan", "-o", "exit.plan.json").returncode == 0
+    key = exit_key_of(world)
+    hold = threading.Event()
+    fault = Fault(method="DELETE", path_prefix="/v1/agents/", status=None, hold=hold)
+    world.huntress.faults.append(fault)
+    first = world.run("apply", "exit.plan.json", *OVERRIDE, host="machine-a", popen=True)
+    try:
+        assert fault.reached.wait(120)
+        run = world.runs()[-1]
+        user = TAG.search(world.claim_notes()[-1]["text"]).group(4)  # type: ignore[union-attr]
+        world.psa.notes.append({"id": 99000, "ticketId": cw.EXIT_TICKET, "internalAnalysisFlag": True,
+                                "text": f"taken over\n[offboard-claim exit={key} run={run} host=machine-a "
+                                        f"user={user} expires=2026-01-01T00:00:00Z state=released]"})
+        deadline = time.monotonic() + 120  # waits for an event (the renewal's read), asserts no duration
+        while not [e for e in world.audit(run) if e["event"] == "claim.lapsed"] and time.monotonic() < deadline:
+            time.sleep(0.05)
+    finally:
+        hold.set()
+        out, err = first.communicate(timeout=180)
+    assert first.returncode == 1, out + err
+    assert "was taken over" in " ".join((out + err).split())
+    deletes = [p for m, p in world.huntress_writes() if m == "DELETE" and p.startswith("/v1/agents/")
+               and not p.endswith("/isolation")]
+    assert len(deletes) == 1  # the one already in flight; none after the claim lapsed
+    events = [e["event"] for e in world.audit(run)]
+    assert events.count("action.started") == events[:events.index("claim.lapsed")].count("action.started")

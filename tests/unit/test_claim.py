@@ -12,7 +12,7 @@ import pytest
 
 from offboard.engine.claim import Claim, exit_key, holders
 from offboard.engine.ticket import Ticket
-from offboard.errors import ClaimRefused
+from offboard.errors import ClaimLapsed, ClaimRefused
 from tests.connectors.psa_harness import CW, PsaExit
 
 KEY = exit_key(["huntress account 7001 organization 42"])
@@ -95,9 +95,10 @@ def test_an_expired_claim_is_not_live_and_renewal_edits_the_note_with_a_later_ex
     before = len(x.sandbox.requests)
     new.renew()
     sent = x.sandbox.requests[before:]
-    assert [(r.method, r.path) for r in sent] == [
+    assert [(r.method, r.path) for r in sent] == [  # read (taken over?), then the edit: no new note
+        ("GET", "/v4_6_release/apis/3.0/service/tickets/4711/notes"),
         ("PATCH", f"/v4_6_release/apis/3.0/service/tickets/4711/notes/{new.note_id}")]
-    ops = json.loads(sent[0].body)
+    ops = json.loads(sent[1].body)
     assert ops[0]["op"] == "replace" and ops[0]["path"] == "text"
     assert "expires=2026-12-04T10:11:00Z state=live" in ops[0]["value"]
 
@@ -114,3 +115,17 @@ def test_a_claim_note_someone_deleted_is_posted_anew_at_the_next_renewal(ticket:
     finally:
         mine.release()
     assert holders(t.session.notes(), KEY)[("run-a", "host-a")].state == "released"
+
+
+def test_a_claim_past_its_expiry_unrenewed_stops_the_writes(ticket: tuple[Ticket, PsaExit]) -> None:
+    t, _ = ticket
+    clock = Clock()
+    mine = claim(t, "run-a", "host-a", clock)
+    mine.take()
+    try:
+        mine.check()  # live: writes go on
+        clock.now = T0 + timedelta(minutes=29, seconds=30)  # the PSA unreachable since: no renewal landed
+        with pytest.raises(ClaimLapsed, match="expired at 2026-12-04T09:30:00Z .* without a renewal"):
+            mine.check()
+    finally:
+        mine.release()

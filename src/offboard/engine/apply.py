@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
-from contextlib import AbstractContextManager, contextmanager
+from contextlib import contextmanager
 from pathlib import Path
 
 from offboard.config import ExitConfig
@@ -63,7 +63,7 @@ def stops_named(run: RunDir, config: Path) -> Iterator[None]:
     is raised as ``RunStopped``, Ctrl-C as ``RunInterrupted``."""
     try:
         yield
-    except (RunStopped, ClaimRefused):  # a refused claim wrote nothing: one line, exit 2, nothing to resume
+    except (RunStopped, ClaimRefused):  # a refused claim wrote nothing: one line, exit 2
         raise
     except RunInterrupted as exc:
         exc.config = config
@@ -90,11 +90,18 @@ def _apply_run(run: RunDir, plan: Plan, sessions: Sessions, overrides: Overrides
             audit.close()
 
 
+@contextmanager
 def _claimed(run: RunDir, sessions: Sessions, audit: AuditLog, overrides: Overrides,
-             progress: Progress) -> AbstractContextManager[Claim | None]:
-    """Across machines: the exit claimed in its PSA ticket before any vendor write, released at the end."""
-    return claimed(sessions.ticket, sessions.identities, run.run_id, audit, take_over=overrides.take_over_claim,
-                   require=overrides.require_claim, config=sessions.config, warn=progress.warning)
+             progress: Progress) -> Iterator[Claim | None]:
+    """Across machines: the exit claimed in its PSA ticket before any vendor write, checked before each,
+    released at the end."""
+    with claimed(sessions.ticket, sessions.identities, run.run_id, audit, take_over=overrides.take_over_claim,
+                 require=overrides.require_claim, config=sessions.config, warn=progress.warning) as claim:
+        sessions.claim = claim
+        try:
+            yield claim
+        finally:
+            sessions.claim = None
 
 
 def _start_and_execute(run: RunDir, plan: Plan, sessions: Sessions, audit: AuditLog, live: Mapping[str, Inventory],

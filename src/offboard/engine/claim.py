@@ -44,7 +44,7 @@ from typing import Any
 from offboard import hints
 from offboard.connectors.psa import Block, NoteDoc, NoteEditor, Posted, TicketNote, compose
 from offboard.engine.ticket import TROUBLE, Ticket, _why
-from offboard.errors import AmbiguousWrite, ClaimRefused, VendorError
+from offboard.errors import AmbiguousWrite, ClaimLapsed, ClaimRefused, VendorError
 from offboard.proof.audit import AuditLog
 
 HOST_ENV = "OFFBOARD_CLAIM_HOST"  # the name a claim gives this machine (default: its host name)
@@ -54,6 +54,7 @@ TAG_RE = re.compile(r"\[offboard-claim exit=([0-9a-f]{12}) run=([A-Za-z0-9._-]+)
                     r"user=([A-Za-z0-9._@-]+) expires=(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ) state=(live|released)\]")
 _SAFE = re.compile(r"[^A-Za-z0-9._@-]")
 STAMP = "%Y-%m-%dT%H:%M:%SZ"
+LAPSE_MARGIN_S = 60.0  # a write is not started within this of the claim's expiry: its round trip fits
 
 
 class ClaimUnavailable(ClaimRefused):
@@ -138,7 +139,7 @@ class Claim:
     ``settle`` in turn; a test runs two claims' steps interleaved to play a race."""
 
     def __init__(self, ticket: Ticket, key: str, run_id: str, audit: AuditLog | None, *, take_over_hint: str,
-                 host: str | None = None, user: str | None = None, minutes: float | None = None,
+                 resume_hint: str = "", host: str | None = None, user: str | None = None, minutes: float | None = None,
                  clock: Callable[[], datetime] | None = None) -> None:
         self.ticket = ticket
         self.session = ticket.session
@@ -150,6 +151,7 @@ class Claim:
         self.editable = isinstance(self.session, NoteEditor)
         self.minutes = minutes or ticket.settings.claim_minutes or (EDIT_MINUTES if self.editable else POST_MINUTES)
         self.hint = take_over_hint
+        self.resume_hint = resume_hint
         self._clock = clock
         self._psa_seen: tuple[datetime, float] | None = None
         # Each claim note is a note of its own (its marker's facts): this process and the count of its notes.
@@ -159,6 +161,7 @@ class Claim:
         self.note_id: str | None = None
         self.expires: datetime | None = None
         self._taken_over: list[Holder] = []
+        self.lost: str | None = None  # why this run may write no more (its claim lapsed or was taken over)
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -273,16 +276,37 @@ class Claim:
             self.renew()
 
     def renew(self) -> None:
+        """Read the notes (has a person taken the claim over?), then renew it."""
         with self._lock:
-            if self._stop.is_set():
+            if self._stop.is_set() or self.lost is not None:
                 return
             try:
+                mine = holders(self.session.notes(), self.key).get(self.me)
+                if mine is not None and mine.state == "released":
+                    self.lost = (f"{self.ticket.ref}: this run's claim of the exit was taken over (note {mine.note_id} "
+                                 "releases it); this run writes nothing more")
+                    self._record("claim.lapsed", reason=self.lost)
+                    return
                 self._write(edit=self.editable and self.note_id is not None)
             except TROUBLE as exc:
                 self._record("claim.renew_failed", reason=_why(exc), expires=_stamp(self.expires or self.now()))
                 return
             self._record("claim.renewed", note=self.note_id, expires=_stamp(self.expires or self.now()),
                          how="edited" if self.editable else "posted")
+
+    def check(self) -> None:
+        """Before each vendor write: the claim still holds. A claim taken over, or past its expiry by the
+        PSA's clock (its renewals failed: the PSA unreachable), lets another machine start; this run
+        then stops writing (``ClaimLapsed``, resumable), so two machines never write at once."""
+        if self.lost is None and self.expires is not None:
+            margin = timedelta(seconds=min(LAPSE_MARGIN_S, self.minutes * 6))  # a tenth of the claim's life
+            if self.now() >= self.expires - margin:
+                self.lost = (f"{self.ticket.ref}: this run's claim of the exit expired at {_stamp(self.expires)} "
+                             f"({self._clock_words()}) without a renewal (the PSA did not answer); another "
+                             "machine may start this exit now, so this run writes nothing more")
+                self._record("claim.lapsed", reason=self.lost)
+        if self.lost is not None:
+            raise ClaimLapsed(f"{self.lost}; once no other machine runs it: {self.resume_hint or self.hint}")
 
     def release(self) -> None:
         """The run ended (success, failure, stop, Ctrl-C): the claim note says released. Never raises."""
@@ -386,7 +410,8 @@ class Claim:
                                     **{k: v for k, v in detail.items() if v is not None}})
 
 
-FAILED = frozenset({"claim.refused", "claim.lost", "claim.failed", "claim.renew_failed", "claim.release_failed"})
+FAILED = frozenset({"claim.lapsed", "claim.refused", "claim.lost", "claim.failed", "claim.renew_failed",
+                    "claim.release_failed"})
 
 
 @contextlib.contextmanager
@@ -401,7 +426,8 @@ def claimed(ticket: Ticket | None, identities: Sequence[str], run_id: str, audit
         yield None
         return
     hint = hints.command("apply", "--resume", run_id, config=config, extra=["--take-over-claim", "REASON"])
-    claim = Claim(ticket, exit_key(identities), run_id, audit, take_over_hint=hint)
+    claim = Claim(ticket, exit_key(identities), run_id, audit, take_over_hint=hint,
+                  resume_hint=hints.resume(run_id, config))
     try:
         claim.take(take_over)
     except ClaimUnavailable as exc:
