@@ -125,7 +125,7 @@ def test_a_claim_past_its_expiry_unrenewed_stops_the_writes(ticket: tuple[Ticket
     try:
         mine.check()  # live: writes go on
         clock.now = T0 + timedelta(minutes=29, seconds=30)  # the PSA unreachable since: no renewal landed
-        with pytest.raises(ClaimLapsed, match="expired at 2026-12-04T09:30:00Z .* without a renewal"):
+        with pytest.raises(ClaimLapsed, match=r"expired at 2026-12-04T09:30:00Z .* without a renewal"):
             mine.check()
     finally:
         mine.release()
