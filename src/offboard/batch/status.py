@@ -117,7 +117,10 @@ def exit_state(cfg: ExitConfig, plan: Plan) -> ExitState:
                       + ("; the rest runs on `offboard batch apply --resume`" if out.resumable else ""))
     elif code == 4 or detail == GATES_STOPPED:
         out.state = GATED
-        out.detail = "a preflight gate stopped it before any removal"
+        gates = [f"{r.get('vendor')}: {r['detail'].get('finding')}" for r in records
+                 if r.get("event") == "preflight.checked" and isinstance(r.get("detail"), dict)
+                 and r["detail"].get("blocking")]
+        out.detail = "stopped before any removal by " + ("; ".join(dict.fromkeys(gates)) or "a preflight gate")
         out.resumable = False
     else:
         out.state = FAILED
