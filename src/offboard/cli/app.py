@@ -406,11 +406,14 @@ def audit_verify(
     if not signatures.exists():
         _unsigned_verdict(file, result, signed_asked=public_key is not None)
     if public_key is None:
+        found = _public_key_near(file)
+        check_it = hints.command("audit", "verify", file, extra=["--public-key", found or "msp.pub"])
+        how = ("" if found is not None else
+               f"write it with `{hints.command('keys', 'export', '-o', 'msp.pub')}` where the signing key is, then ")
         render.out.print(
             "This proves only that the log is internally consistent: a log cut short, or rewritten whole with "
             "every hash recomputed, passes this check too. To prove it is the MSP's record, check the MSP's "
-            f"signatures with its public key: offboard audit verify {file} --public-key msp.pub",
-            soft_wrap=True, markup=False)
+            f"signatures with its public key ({how}run): {check_it}", soft_wrap=True, markup=False)
         raise typer.Exit(ExitCode.OK)
     check = signing.check_heads_file(result, file.parent / signing.SIGNATURES, signing.load_public(public_key))
     if not check.ok:
@@ -427,6 +430,19 @@ def audit_verify(
     render.out.print(f"{signed}; the record reaches the run's end ({check.end.describe()})", soft_wrap=True,
                      markup=False)
     raise typer.Exit(ExitCode.OK)
+
+
+def _public_key_near(file: Path) -> Path | None:
+    """An msp.pub here or in a folder above the audit log (a run folder sits under its exit's folder,
+    where `keys init` is told to write it), as the user types it from here; None when there is none."""
+    places = [Path("msp.pub"), *(folder / "msp.pub" for folder in list(file.resolve().parents)[:5])]
+    for place in dict.fromkeys(places):
+        if place.is_file():
+            try:
+                return place.resolve().relative_to(Path.cwd())
+            except ValueError:
+                return place.resolve()
+    return None
 
 
 def _unsigned_verdict(file: Path, chain: VerifyResult, *, signed_asked: bool) -> NoReturn:

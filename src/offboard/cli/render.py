@@ -30,6 +30,7 @@ from rich.text import Text
 
 from offboard.connectors import Check
 from offboard.engine import GuideAnswer, pace
+from offboard.engine.guards import confirm_option
 from offboard.plan import Action, Finding, Plan, Step
 from offboard.text import one_line
 from offboard.wire.redact import REDACTOR
@@ -193,7 +194,7 @@ def plan_view(plan: Plan, machine_gates: Sequence[Finding] = ()) -> None:
             for n, (a, obj) in enumerate(zip(shown, objects, strict=True), start=1):
                 how = a.call if a.kind == "api" else f"MANUAL: {a.manual.portal_path if a.manual else ''}"
                 if a.confirm:
-                    how += f"  [needs --confirm \"{a.confirm}\"]"
+                    how += f"  [needs {confirm_option(a.confirm)}]"
                 table.add_row(str(n), escape(obj), escape(a.summary), escape(how))
             if len(step.actions) > MAX_ROWS_PER_STEP:
                 table.add_row("…", f"and {len(step.actions) - MAX_ROWS_PER_STEP} more", "(all in the plan file)", "")
