@@ -320,12 +320,18 @@ def confirm_cmd(
     if result.to_resume:
         render.out.print(f"{len(result.to_resume)} action(s) of this run have not run yet; continue with: "
                          f"{hints.resume(run_id, config)}", markup=False, soft_wrap=True)
+    # What waits behind a vendor's gate item is not on the list yet: `status --pending` lists the
+    # items a person can do now, so the count says the same and names the rest apart.
+    later = result.tally["waiting"] if result.tally is not None else 0
+    behind = (f" ({later} more action(s) wait for {', '.join(result.tally.waiting_on)} and join the checklist "
+              "when the run resumes)" if later and result.tally is not None else "")
     if result.remaining:  # the count and where the list is: the list itself is `status`'s job
-        render.out.print(f"{len(result.remaining)} manual item(s) of this run remain; they are listed by: "
+        render.out.print(f"{len(result.remaining)} manual item(s) of this run remain{behind}; they are listed by: "
                          f"{hints.command('status', '--pending', run=run_id, config=config)}",
                          markup=False, soft_wrap=True)
     else:
-        render.out.print("Every manual item of this run is confirmed.")
+        render.out.print("Every manual item reached so far is confirmed" + (behind or "") + "." if later
+                         else "Every manual item of this run is confirmed.", markup=False, soft_wrap=True)
     if as_json:
         jsonout.confirm(result, by, ExitCode.OK)
 
