@@ -84,7 +84,7 @@ def table(rows: Sequence[ExitRow], height: int) -> Table:
     for vendor in vendors:  # a vendor's lane: its own count and step
         grid.add_column(one_line(vendor), no_wrap=True, overflow="ellipsis", ratio=2, min_width=9)
     grid.add_column("Done", no_wrap=True, justify="right")
-    grid.add_column("State", no_wrap=True, overflow="ellipsis", ratio=1, min_width=12)
+    grid.add_column("State", no_wrap=True, overflow="ellipsis", ratio=3, min_width=16)
     grid.add_column("ETA", no_wrap=True, justify="right")
     visible, rest = shown(rows, max(1, height - CHROME))
     for row in visible:
