@@ -179,8 +179,12 @@ def board_of(batch: Batch) -> Board:
 
 
 def gate_names(findings: list[Finding]) -> str:
-    """The blocking gates, short ("huntress open incident, huntress isolated host")."""
-    return ", ".join(dict.fromkeys(f"{f.vendor} {f.kind.replace('_', ' ')}" for f in findings if f.blocking))
+    """The blocking gates, short, by vendor ("huntress open incident, isolated host")."""
+    by: dict[str, list[str]] = {}
+    for f in findings:
+        if f.blocking and f.kind.replace("_", " ") not in by.setdefault(f.vendor, []):
+            by[f.vendor].append(f.kind.replace("_", " "))
+    return "; ".join(f"{vendor} {', '.join(kinds)}" for vendor, kinds in by.items() if kinds)
 
 
 def _what_to_do(state: ExitState, overrides: engine.Overrides) -> str | None:
