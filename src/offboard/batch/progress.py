@@ -112,11 +112,23 @@ class Board:
                                      lanes={vendor: _Lane(total) for vendor, total in p.lanes.items()})
                        for p in exits}
         self._threads: dict[int, str] = {}  # a thread's ident -> the exit it works for (the latest)
+        self._stop: threading.Event | None = None
 
     def progress(self, slug: str, stop: threading.Event, say: Callable[[str], None]) -> engine.Progress:
         """The engine's progress of one exit; made in that exit's worker thread."""
         self._claim(slug)
+        self._stop = stop
+
+        def starting(e: _Exit) -> None:  # its first reads (the exit's lock, its re-plan) may wait for the budget
+            if e.state == QUEUED:
+                e.state = READING
+        self._update(slug, starting)
         return ExitProgress(self, slug, stop, say)
+
+    @property
+    def stopping(self) -> bool:
+        """Ctrl-C was pressed: each running exit stops after the action it is on."""
+        return self._stop is not None and self._stop.is_set()
 
     def _claim(self, slug: str) -> None:
         with self._lock:
@@ -128,6 +140,8 @@ class Board:
             e = self._exits[slug]
             e.state = OUTCOMES.get(code, FAILED) if code is not None else NOT_RUN
             e.detail = detail
+            if e.started is None:  # not run now: the plan's counts would say nothing about where it stands
+                e.lanes, e.done, e.total = {}, 0, 0
             e.wait_until = 0.0
             for lane in e.lanes.values():
                 lane.wait_until = 0.0

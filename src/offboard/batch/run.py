@@ -15,7 +15,7 @@ import os
 import threading
 import uuid
 from collections.abc import Callable, Mapping
-from concurrent.futures import Future, ThreadPoolExecutor, as_completed
+from concurrent.futures import Future, ThreadPoolExecutor, as_completed, wait
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import date
@@ -35,6 +35,7 @@ from offboard.errors import BadInput, ExitCode, OffboardError, RunInterrupted
 from offboard.plan import Finding, Plan, now_iso
 from offboard.proof import bundle as bundles
 from offboard.rundir import make_private_dirs
+from offboard.wire import waits
 
 Opener = Callable[[ExitConfig], AbstractContextManager[engine.Sessions]]
 Report = Callable[[str, str], None]  # (exit's slug, one line about it)
@@ -82,9 +83,18 @@ def _pooled(items: list[T], work: Callable[[T], None], parallel: int, stop: thre
                 f.result()
         except KeyboardInterrupt:
             stop.set()
+            waits.request_stop()  # a lane sleeping through the account's budget wakes now, its call not sent
             for f in futures:
                 f.cancel()
             raise
+        finally:
+            if stop.is_set():
+                # Each running exit records its stop in its own log. An exit whose lanes stopped clears
+                # the wire's stop as it ends: asked again until every exit has stopped.
+                while not all(f.done() for f in futures):
+                    waits.request_stop()
+                    wait(futures, timeout=waits.SLICE)
+                waits.clear_stop()
 
 
 # -- plan ---------------------------------------------------------------------------------

@@ -191,7 +191,7 @@ def apply_cmd(
     overrides = engine.Overrides(override_preflight, override_evidence, None, yes_delete, trust_listing)
     board = batches.board_of(b)
     if render.err.is_terminal and not render.err.quiet:  # a live table, a row per exit
-        with batch_live.live(board.snapshot, render.err):
+        with batch_live.live(board.snapshot, render.err, lambda: board.stopping):
             outcomes = batches.apply_batch(b, resume=resume, overrides=overrides, parallel=parallel, board=board)
     else:  # a log: a line per exit per step
         outcomes = batches.apply_batch(b, resume=resume, overrides=overrides, parallel=parallel, board=board,

@@ -16,6 +16,7 @@ from datetime import timedelta
 from rich import box
 from rich.console import Console
 from rich.live import Live
+from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
@@ -71,13 +72,18 @@ def folded(rows: Sequence[ExitRow]) -> str:
     return f"… and {len(rows)} more: " + ", ".join(f"{n} {state}" for state, n in counts.items())
 
 
-def table(rows: Sequence[ExitRow], height: int) -> Table:
+STOPPING = "Stopping: each exit after the action it is on — Ctrl-C again to stop now"
+
+
+def table(rows: Sequence[ExitRow], height: int, *, stopping: bool = False) -> Table:
     """The board as a table at most ``height`` rows tall."""
     vendors = list(dict.fromkeys(lane.vendor for row in rows for lane in row.lanes))
     counts: dict[str, int] = {}
     for row in rows:
         counts[row.state] = counts.get(row.state, 0) + 1
     title = f"Batch: {len(rows)} exit(s): " + ", ".join(f"{n} {state}" for state, n in counts.items())
+    # Ctrl-C, acknowledged at once: a lane may still finish the action it is on.
+    title = f"[bold yellow]{STOPPING}[/]\n{escape(title)}" if stopping else escape(title)
     grid = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD, expand=True, pad_edge=False)
     names = max((len(row.slug) for row in rows), default=8)
     grid.add_column("Customer", no_wrap=True, min_width=min(names, 40), overflow="ellipsis")
@@ -89,19 +95,21 @@ def table(rows: Sequence[ExitRow], height: int) -> Table:
     visible, rest = shown(rows, max(1, height - CHROME))
     for row in visible:
         grid.add_row(Text(one_line(row.slug)), *(_lane_cell(row, v) for v in vendors),
-                     f"{row.done}/{row.total}", _state_cell(row), _clock(row.eta) if row.active else "")
+                     f"{row.done}/{row.total}" if row.total else "", _state_cell(row),
+                     _clock(row.eta) if row.active else "")
     if rest:
         grid.caption, grid.caption_justify = folded(rest), "left"
     return grid
 
 
 @contextmanager
-def live(snapshot: Callable[[], Sequence[ExitRow]], console: Console) -> Iterator[None]:
+def live(snapshot: Callable[[], Sequence[ExitRow]], console: Console,
+         stopping: Callable[[], bool] = lambda: False) -> Iterator[None]:
     """The table redrawn in place while the block runs; it leaves the screen when the run ends (the
     batch's status table follows, with each exit's end)."""
 
     def draw() -> Table:
-        return table(snapshot(), console.size.height)
+        return table(snapshot(), console.size.height, stopping=stopping())
 
     with Live(get_renderable=draw, console=console, refresh_per_second=REFRESH_PER_SECOND, transient=True,
               redirect_stdout=False, redirect_stderr=False):
