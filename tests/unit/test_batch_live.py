@@ -22,8 +22,9 @@ def action(vendor: str, n: int) -> Action:
                   target=Target(type="agent", id=str(n), name=f"PC{n}"), summary="remove", destructive=True)
 
 
-def board(now: list[float], exits: int = 2) -> Board:
-    planned = [Planned(f"customer-{n}", f"Customer {n}", 30.0, {"Blumira": 4, "Huntress": 6}) for n in range(exits)]
+def board(now: list[float], exits: int = 2, estimate: float = 10.0) -> Board:
+    planned = [Planned(f"customer-{n}", f"Customer {n}", estimate, {"Blumira": 4, "Huntress": 6})
+               for n in range(exits)]
     return Board(planned, clock=lambda: now[0])
 
 
@@ -52,6 +53,12 @@ def test_each_lane_shows_its_own_step_and_a_wait_for_the_budget_counts_in_the_et
     assert lanes["Huntress"].step.startswith("3. Remove endpoint") and lanes["Blumira"].step == "2. Remove sensors"
     assert (lanes["Huntress"].done, lanes["Blumira"].done) == (1, 0)
     assert row.eta == 18.0  # 2 s an action so far, 9 to go
+    # A first window's burst looks fast: never less than its calls' share at the ceiling still ahead.
+    slow = board(now, estimate=60.0)
+    q = slow.progress("customer-0", stop, lambda _text: None)
+    q.start(10, 0)
+    q.advance(action("huntress", 1), "action.succeeded")
+    assert slow.snapshot()[0].eta == 54.0
     p.waiting(Wait("Huntress", 48.0, "rate_limit", "for the rate limit"))
     row = b.snapshot()[0]
     assert row.state == BUDGET and row.eta == 48.0  # never less than the wait still ahead

@@ -25,6 +25,7 @@ READING = "re-reading"  # re-reading its vendors before it starts (the plan must
 RUNNING = "running"
 BUDGET = "waiting for the account's budget"
 RETRYING = "retrying"
+VERIFYING = "verifying"  # every action settled: re-reading its vendors to prove the service stopped
 DONE = "done"
 PERSON = "waiting for a person"
 GATE = "stopped by gate"
@@ -33,7 +34,7 @@ REFUSED = "refused"
 INTERRUPTED = "interrupted"
 NOT_RUN = "not run"
 OUTCOMES = {0: DONE, 1: FAILED, 2: REFUSED, 3: PERSON, 4: GATE, 130: INTERRUPTED}
-ACTIVE = frozenset({READING, RUNNING, BUDGET, RETRYING})
+ACTIVE = frozenset({READING, RUNNING, BUDGET, RETRYING, VERIFYING})
 WAIT_SHOWN = 1.0  # seconds: shorter waits are the limiter's ordinary pacing, not a state
 
 
@@ -158,9 +159,15 @@ class Board:
         if state in (READING, RUNNING) and max(waits) >= WAIT_SHOWN:
             held = [lane.why for lane in lanes if lane.waiting >= WAIT_SHOWN] + ([e.why] if e.wait_until > now else [])
             state = BUDGET if any("rate limit" in why for why in held) else RETRYING
+        if state == RUNNING and e.started is not None and e.done >= e.total:
+            state = VERIFYING
         eta: float | None = None
         if state in ACTIVE and e.started is not None:
             eta = pace.remaining(now - e.started, e.done - e.before, e.total - e.done, waits)
+            if eta is not None and e.total:
+                # A first window's burst makes the pace look fast: never less than the share of its
+                # calls at the accounts' ceilings still ahead (the batch plan's estimate).
+                eta = max(eta, e.estimate * (e.total - e.done) / e.total)
         if eta is None and state in ACTIVE:
             eta = max([e.estimate, *waits]) if e.estimate > 0 else None
         return ExitRow(e.slug, e.customer, state, e.detail, lanes, e.done, e.total, eta)
