@@ -161,6 +161,7 @@ def test_each_lane_has_its_own_count_and_eta_counting_its_own_waits() -> None:
     assert bar.eta("Blumira") is None  # nothing moved, nothing waits: not known yet
     bar.waiting(Wait("Blumira", 30.0, "rate_limit", "for the rate limit"))
     assert bar.eta("Blumira") == pytest.approx(30.0) and bar.eta("Huntress") == pytest.approx(10.0)
+    assert bar.eta() == pytest.approx(30.0)  # the run ends with its slowest lane
     bar._progress.refresh()
     drawn = screen.getvalue()
     bar.finish()

@@ -473,7 +473,12 @@ class RichProgress:
                 moved, left = done - before, total - done
             else:
                 return None
-        return pace.remaining(now - self._started, moved, left, waits)
+            lanes = list(self._lane_counts) if vendor is None else []
+        whole = pace.remaining(now - self._started, moved, left, waits)
+        # The run ends with its slowest lane: never sooner than any lane's own ETA.
+        ahead = [eta for lane in lanes if (eta := self.eta(lane)) is not None]
+        known = [eta for eta in (whole, *ahead) if eta is not None]
+        return max(known) if known else None
 
     def lane_text(self, vendor: str | None = None) -> str:
         now = self._clock()
