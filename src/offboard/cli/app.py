@@ -415,11 +415,12 @@ def audit_verify(
         found = _public_key_near(file)
         check_it = hints.command("audit", "verify", file, extra=["--public-key", found or "msp.pub"])
         how = ("" if found is not None else
-               f"write it with `{hints.command('keys', 'export', '-o', 'msp.pub')}` where the signing key is, then ")
+               f" (write it with `{hints.command('keys', 'export', '-o', 'msp.pub')}` where the signing key is, "
+               "then run)")
         render.out.print(
             "This proves only that the log is internally consistent: a log cut short, or rewritten whole with "
             "every hash recomputed, passes this check too. To prove it is the MSP's record, check the MSP's "
-            f"signatures with its public key ({how}run): {check_it}", soft_wrap=True, markup=False)
+            f"signatures with its public key{how}: {check_it}", soft_wrap=True, markup=False)
         raise typer.Exit(ExitCode.OK)
     check = signing.check_heads_file(result, file.parent / signing.SIGNATURES, signing.load_public(public_key))
     if not check.ok:
