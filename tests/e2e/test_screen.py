@@ -276,6 +276,9 @@ def test_batch_apply_on_a_terminal_is_a_live_table_and_in_a_log_a_line_per_step(
         runs_as_printed(resumed.stdout)
         confirmed = sh(f"offboard batch confirm blumira.notify.sent --plan {BATCH} --by Tester --note sent")
         assert confirmed.returncode == 0, confirmed.stdout + confirmed.stderr
+        # What the status table's details name is printed whole after it (a table cell folds a command).
+        status = sh(f"offboard batch status {BATCH}")
+        assert f"Next: offboard batch apply --resume {BATCH}" in status.stdout, status.stdout
         runs_as_printed(confirmed.stdout + confirmed.stderr)
         assert f"offboard batch apply --resume {BATCH}" in ran, ran
     finally:

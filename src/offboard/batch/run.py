@@ -218,7 +218,7 @@ def apply_batch(batch: Batch, *, resume: bool, overrides: engine.Overrides, open
     config and the live vendor first); one exit's failure or wait never stops another. Where each
     stands is told to ``board`` as it goes (and each runbook step it begins to ``report``)."""
     board = board or board_of(batch)
-    states = {e.slug: exit_state(batch.configs[e.slug], e.plan) for e in batch.exits}
+    states = {e.slug: exit_state(batch.configs[e.slug], e.plan, batch.path) for e in batch.exits}
     started = [s for s, st in states.items() if st.state != NOT_STARTED]
     if started and not resume:
         raise BadInput(f"this batch has started ({len(started)} exit(s) have a run, e.g. {started[0]}); continue "
@@ -316,7 +316,7 @@ def batch_exit_code(outcomes: list[ExitOutcome], states: Mapping[str, ExitState]
 
 
 def states_of(batch: Batch) -> dict[str, ExitState]:
-    return {e.slug: exit_state(batch.configs[e.slug], e.plan) for e in batch.exits}
+    return {e.slug: exit_state(batch.configs[e.slug], e.plan, batch.path) for e in batch.exits}
 
 
 # -- verify, confirm, bundle ----------------------------------------------------------------------

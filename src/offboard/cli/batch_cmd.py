@@ -133,6 +133,12 @@ def status_table(b: batches.Batch, states: dict[str, batches.ExitState]) -> Tabl
     return table
 
 
+def next_commands(states: dict[str, batches.ExitState]) -> None:
+    """What the table's details name, each command whole on a line of its own (a table cell folds)."""
+    for command in dict.fromkeys(st.next_command for st in states.values() if st.next_command):
+        render.out.print(f"Next: {command}", markup=False, soft_wrap=True)
+
+
 @batch_app.command("plan")
 def plan_cmd(
     source: Annotated[Path, typer.Argument(help="A folder of exit configs (one *.toml per customer), or a listing "
@@ -212,6 +218,7 @@ def status_cmd(plan: PlanArg = DEFAULT_PLAN) -> None:
     b = batches.open_batch(plan, _models())
     states = batches.states_of(b)
     render.out.print(status_table(b, states))
+    next_commands(states)
     raise typer.Exit(batches.batch_exit_code([], states))
 
 
