@@ -57,6 +57,16 @@ class BadInput(OffboardError):
     exit_code = ExitCode.BAD_INPUT
 
 
+class ClaimRefused(BadInput):
+    """Another run holds the exit's claim in its PSA ticket, or the claim could not be read or written:
+    nothing was written to a vendor (the run folder records why)."""
+
+
+class ClaimLapsed(OffboardError):
+    """This run's claim of the exit in its PSA ticket lapsed (taken over, or expired unrenewed): it sends
+    no more vendor writes; the run stops, resumable."""
+
+
 class VendorError(OffboardError):
     """A vendor call failed for good (after retries, or with a non-retryable status)."""
 

@@ -131,10 +131,13 @@ def plan_batch(specs: list[ExitSpec], base: Path, source: str, *, opener: Opener
     One exit that cannot be planned stops the batch plan, naming each customer and why."""
     exits: dict[str, BatchExit] = {}
     errors: dict[str, str] = {}
+    named: dict[str, dict[str, str]] = {}  # each exit's vendors, as each vendor names the exit
 
     def one(spec: ExitSpec) -> None:
         try:
             with opener(spec.cfg) as sessions:
+                # Before discovery, which reuses the organization's record this reads.
+                named[spec.slug] = {name: s.exit_identity() for name, s in sessions.by_vendor.items()}
                 plan = engine.make_plan(spec.cfg, sessions)
                 calls = {name: s.calls_made for name, s in sessions.by_vendor.items()}
         except OffboardError as exc:
@@ -152,9 +155,25 @@ def plan_batch(specs: list[ExitSpec], base: Path, source: str, *, opener: Opener
         first = next(iter(errors.values()))
         more = f" (and {len(errors) - 1} more customer(s): {', '.join(sorted(errors)[1:6])})" if len(errors) > 1 else ""
         raise BadInput(f"batch not planned: {first}{more}")
+    _refuse_one_account_twice(specs, named)
     ordered = tuple(exits[s.slug] for s in specs)
     return BatchPlan(batch_id=str(uuid.uuid4()), created_at=now_iso(), source=source, exits=ordered,
                      accounts=_accounts(ordered)).sealed()
+
+
+def _refuse_one_account_twice(specs: list[ExitSpec], named: Mapping[str, Mapping[str, str]]) -> None:
+    """Two exits naming one vendor organization or sub-account, as the vendor itself names it (the configs
+    may spell its API differently: 127.0.0.1 and localhost, a trailing dot, a default port), would exit it
+    twice: refused, naming both (the configs' own spelling is compared when they are read)."""
+    owner: dict[tuple[str, str], ExitSpec] = {}
+    for spec in specs:
+        for vendor, identity in sorted(named.get(spec.slug, {}).items()):
+            other = owner.setdefault((vendor, identity), spec)
+            if other is not spec:
+                raise BadInput(f"customers {other.cfg.customer.name!r} ({other.cfg.path.name}) and "
+                               f"{spec.cfg.customer.name!r} ({spec.cfg.path.name}) name the same {vendor} account, as "
+                               f"{vendor} itself names it ({identity}), though their configs spell it differently; "
+                               "each exit's account must be its own: fix one of the configs")
 
 
 def _accounts(exits: tuple[BatchExit, ...]) -> tuple[AccountLoad, ...]:

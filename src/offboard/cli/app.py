@@ -176,6 +176,14 @@ def apply(
         "--require-signature", help="Refuse (exit 4, before anything is done) a run that would not be signed "
                                     "with the MSP's key. Without it an unsigned run is only warned about.")] = False,
     trust_listing: conventions.TrustListingOpt = False,
+    take_over_claim: Annotated[str | None, typer.Option(
+        "--take-over-claim", metavar="REASON",
+        help="With a [psa] ticket: take over the exit's claim that another run still holds, once you know its "
+             "machine has stopped; the reason is audited and noted in the ticket.")] = None,
+    require_claim: Annotated[bool, typer.Option(
+        "--require-claim",
+        help="With a [psa] ticket: refuse (exit 2, before any vendor write) a run the ticket cannot claim (the PSA "
+             "down, notes refused). Without it such a run goes on unclaimed, warned and audited.")] = False,
     json_out: JsonOpt = False,
 ) -> None:
     """Execute a saved plan unattended, in the vendors' order, then verify and report.
@@ -186,10 +194,12 @@ def apply(
     as_json = _json(json_out)
     if (plan_file is None) == (resume is None):
         raise BadInput("give either a plan file (offboard apply exit.plan.json) or --resume RUN_ID")
-    for flag, value in (("--override-preflight", override_preflight), ("--override-evidence", override_evidence)):
+    for flag, value in (("--override-preflight", override_preflight), ("--override-evidence", override_evidence),
+                        ("--take-over-claim", take_over_claim)):
         if value is not None and not value.strip():
             raise BadInput(f"{flag} needs a reason, e.g. {flag} \"incident #12 closed by phone\"")
-    overrides = engine.Overrides(override_preflight, override_evidence, confirm_name, yes_delete, trust_listing)
+    overrides = engine.Overrides(override_preflight, override_evidence, confirm_name, yes_delete, trust_listing,
+                                 take_over_claim, require_claim)
     if guided is None:  # a script asking for JSON never waits at a prompt unless it says --guided
         guided = not as_json and sys.stdin.isatty() and sys.stdout.isatty()
     cfg = _config(config)

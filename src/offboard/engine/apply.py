@@ -8,6 +8,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from offboard.config import ExitConfig
+from offboard.engine.claim import Claim, claimed
 from offboard.engine.execute import execute
 from offboard.engine.guards import (
     GATES_DECIDED,
@@ -23,7 +24,7 @@ from offboard.engine.runfolder import exit_lock, reopen, write_documents, write_
 from offboard.engine.sessions import Sessions
 from offboard.engine.ticket import summary as ticket_summary
 from offboard.engine.types import Guide, NoProgress, Overrides, Progress, RunResult
-from offboard.errors import BadInput, ExitCode, RunInterrupted, RunStopped
+from offboard.errors import BadInput, ClaimRefused, ExitCode, RunInterrupted, RunStopped
 from offboard.lifecycle import TERMINAL, fold_actions
 from offboard.plan import Finding, Inventory, Plan, write_plan
 from offboard.proof.audit import AuditLog
@@ -62,7 +63,7 @@ def stops_named(run: RunDir, config: Path) -> Iterator[None]:
     is raised as ``RunStopped``, Ctrl-C as ``RunInterrupted``."""
     try:
         yield
-    except RunStopped:
+    except (RunStopped, ClaimRefused):  # a refused claim wrote nothing: one line, exit 2
         raise
     except RunInterrupted as exc:
         exc.config = config
@@ -82,10 +83,25 @@ def _apply_run(run: RunDir, plan: Plan, sessions: Sessions, overrides: Overrides
     with run.lock():
         audit = AuditLog(run.audit_path, run.run_id)
         try:
-            return _start_and_execute(run, plan, sessions, audit, live, findings, progress, guide, signer,
-                                      starting=overrides, running=overrides, announce=True)
+            with _claimed(run, sessions, audit, overrides, progress):
+                return _start_and_execute(run, plan, sessions, audit, live, findings, progress, guide, signer,
+                                          starting=overrides, running=overrides, announce=True)
         finally:
             audit.close()
+
+
+@contextmanager
+def _claimed(run: RunDir, sessions: Sessions, audit: AuditLog, overrides: Overrides,
+             progress: Progress) -> Iterator[Claim | None]:
+    """Across machines: the exit claimed in its PSA ticket before any vendor write, checked before each,
+    released at the end."""
+    with claimed(sessions.ticket, sessions.identities, run.run_id, audit, take_over=overrides.take_over_claim,
+                 require=overrides.require_claim, config=sessions.config, warn=progress.warning) as claim:
+        sessions.claim = claim
+        try:
+            yield claim
+        finally:
+            sessions.claim = None
 
 
 def _start_and_execute(run: RunDir, plan: Plan, sessions: Sessions, audit: AuditLog, live: Mapping[str, Inventory],
@@ -182,7 +198,7 @@ def resume(run_id: str, cfg: ExitConfig, sessions: Sessions, *, overrides: Overr
         still_open = {a.id for a in plan.actions() if done.get(a.id) not in TERMINAL}
         gone = check_matches_replan(plan, fresh, source=f"run {run_id}'s plan.json", only=still_open)
         refuse((f for vp in fresh for f in vp.findings), before=before)  # nothing recorded: the run is as it was
-        with stops_named(run, cfg.path):
+        with stops_named(run, cfg.path), _claimed(run, sessions, audit, overrides, progress):
             return _resume_run(run, plan, sessions, audit, live, overrides, progress, guide, ready.signer, done,
                                gone)
 
@@ -201,6 +217,7 @@ def _resume_run(run: RunDir, plan: Plan, sessions: Sessions, audit: AuditLog, li
     findings = ([] if GATES_DECIDED & events else
                 [f for name, s in sessions.by_vendor.items() for f in s.preflight(live[name])])
     # Guarded actions were confirmed when the run started (audited); the run keeps that decision.
-    confirmed = Overrides(overrides.preflight, overrides.evidence, None, True, overrides.trust_listing)
+    confirmed = Overrides(overrides.preflight, overrides.evidence, None, True, overrides.trust_listing,
+                          overrides.take_over_claim, overrides.require_claim)
     return _start_and_execute(run, plan, sessions, audit, live, findings, progress, guide, signer,
                               starting=overrides, running=confirmed, announce=False, settle_only=gone)

@@ -115,6 +115,8 @@ class RunPass:
                 self.tally.evidence_failed.add(action.vendor)
             key = "exported" if event == "action.succeeded" else "failed"
         else:
+            if self.sessions.claim is not None:  # across machines: the exit's claim still holds (or the run stops)
+                self.sessions.claim.check()
             event = _run_action(action, session, self.guard, self.audit, interrupted=state in UNSETTLED)
             key = WRITE_OUTCOMES.get(event, "")
         if event == "manual.pending":  # the vendor refused the API path: its manual instructions apply

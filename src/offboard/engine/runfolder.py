@@ -31,10 +31,13 @@ def exit_lock(cfg: ExitConfig, sessions: Sessions) -> Iterator[None]:
     call or two); the locks live in one folder of the machine (``rundir.shared_lock_dir``); all
     are taken, in one order, or none."""
     with contextlib.ExitStack() as held:
+        named = []
         for vendor in sorted(cfg.vendors):
             identity = sessions.by_vendor[vendor].exit_identity()
+            named.append(identity)
             held.enter_context(identity_lock(identity, f"exit of {cfg.customer.name!r}, runs in "
                                                        f"{cfg.runs_dir.resolve()}"))
+        sessions.identities = tuple(named)
         yield
 
 

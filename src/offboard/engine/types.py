@@ -91,6 +91,10 @@ class Overrides:
     # --trust-listing: each write's owner from the vendor's listing (at most listings.MAX_AGE_S old)
     # instead of a read of the object alone just before it (engine/scope_guard.py)
     trust_listing: bool = False
+    # The exit's claim in its PSA ticket (engine/claim.py): take over a live claim whose machine has
+    # stopped (the reason, audited and noted in the ticket); refuse a run the ticket cannot claim.
+    take_over_claim: str | None = None
+    require_claim: bool = False
 
 
 @dataclass(frozen=True)
