@@ -4,12 +4,20 @@ differs from what the connectors plan now in anything that makes an action safe 
 
 from __future__ import annotations
 
+import subprocess
 from types import SimpleNamespace
 from typing import Any
 
 import pytest
 
-from offboard.engine.guards import SAFETY_FIELDS, check_guards, check_matches_replan, check_not_stale, check_plan_fits
+from offboard.engine.guards import (
+    SAFETY_FIELDS,
+    check_guards,
+    check_matches_replan,
+    check_not_stale,
+    check_plan_fits,
+    confirm_option,
+)
 from offboard.engine.types import Overrides
 from offboard.errors import BadInput
 from offboard.plan import Action, Inventory, InventoryItem, Manual, Plan, Skipped, Step, Target, VendorPlan
@@ -90,15 +98,33 @@ def test_a_guarded_action_runs_only_with_its_name_typed_exactly_or_the_unattende
     plan = plan_of(vendor_plan(uninstall(T1), uninstall(T2, confirm="Acme Dental", summary="delete Acme")))
     with pytest.raises(BadInput) as caught:
         check_guards(plan, Overrides())
-    assert str(caught.value) == ('this plan will delete Acme; that cannot be undone: pass --confirm "Acme Dental" '
+    assert str(caught.value) == ("this plan will delete Acme; that cannot be undone: pass --confirm 'Acme Dental' "
                                  "(or --yes-delete-organization when unattended)")
     with pytest.raises(BadInput) as caught:
         check_guards(plan, Overrides(confirm_name="acme dental"))
-    assert str(caught.value) == ("--confirm 'acme dental' does not match 'Acme Dental'; "
-                                 "type the name exactly as the plan shows it")
+    assert str(caught.value) == ("--confirm 'acme dental' does not match the name 'Acme Dental'; "
+                                 "type it exactly as the plan shows it: --confirm 'Acme Dental'")
     check_guards(plan, Overrides(confirm_name="Acme Dental"))
     check_guards(plan, Overrides(yes_guarded=True))
     check_guards(plan_of(vendor_plan(uninstall(T1))), Overrides())  # nothing guarded: nothing to type
+
+
+@pytest.mark.parametrize("name", ["O'Brien & \"Sons\" $HOME `x`", "Acme\x1b[2J Dental\nLtd", "Acme\u202eDental"])
+def test_the_printed_confirm_option_pasted_into_a_shell_passes_the_guard(name: str) -> None:
+    """Issue 22: a customer's name with quotes or control characters printed as --confirm "<name>"
+    did not match when pasted. The option as printed, run through a real shell, is what the check
+    compares; a near miss is still refused."""
+    plan = plan_of(vendor_plan(uninstall(T2, confirm=name, summary="delete Acme")))
+    with pytest.raises(BadInput) as caught:
+        check_guards(plan, Overrides())
+    printed = str(caught.value).split("pass ", 1)[1].split(" (or --yes", 1)[0]
+    assert printed == confirm_option(name) and "\x1b" not in printed and "\n" not in printed
+    argv = subprocess.run(["bash", "-c", f"printf '%s\\0' {printed}"], capture_output=True, check=True).stdout
+    flag, typed = argv.decode().split("\0")[:2]
+    assert flag == "--confirm"
+    check_guards(plan, Overrides(confirm_name=typed))
+    with pytest.raises(BadInput):
+        check_guards(plan, Overrides(confirm_name=typed + "x"))
 
 
 # -- the saved plan against the re-plan -------------------------------------------------------------

@@ -332,12 +332,18 @@ def confirm_cmd(
     if result.to_resume:
         render.out.print(f"{len(result.to_resume)} action(s) of this run have not run yet; continue with: "
                          f"{hints.resume(run_id, config)}", markup=False, soft_wrap=True)
+    # What waits behind a vendor's gate item is not on the list yet: `status --pending` lists the
+    # items a person can do now, so the count says the same and names the rest apart.
+    later = result.tally["waiting"] if result.tally is not None else 0
+    behind = (f" ({later} more action(s) wait for {', '.join(result.tally.waiting_on)} and join the checklist "
+              "when the run resumes)" if later and result.tally is not None else "")
     if result.remaining:  # the count and where the list is: the list itself is `status`'s job
-        render.out.print(f"{len(result.remaining)} manual item(s) of this run remain; they are listed by: "
+        render.out.print(f"{len(result.remaining)} manual item(s) of this run remain{behind}; they are listed by: "
                          f"{hints.command('status', '--pending', run=run_id, config=config)}",
                          markup=False, soft_wrap=True)
     else:
-        render.out.print("Every manual item of this run is confirmed.")
+        render.out.print("Every manual item reached so far is confirmed" + (behind or "") + "." if later
+                         else "Every manual item of this run is confirmed.", markup=False, soft_wrap=True)
     if as_json:
         jsonout.confirm(result, by, ExitCode.OK)
 
@@ -422,11 +428,15 @@ def audit_verify(
     if not signatures.exists():
         _unsigned_verdict(file, result, signed_asked=public_key is not None)
     if public_key is None:
+        found = _public_key_near(file)
+        check_it = hints.command("audit", "verify", file, extra=["--public-key", found or "msp.pub"])
+        how = ("" if found is not None else
+               f" (write it with `{hints.command('keys', 'export', '-o', 'msp.pub')}` where the signing key is, "
+               "then run)")
         render.out.print(
             "This proves only that the log is internally consistent: a log cut short, or rewritten whole with "
             "every hash recomputed, passes this check too. To prove it is the MSP's record, check the MSP's "
-            f"signatures with its public key: offboard audit verify {file} --public-key msp.pub",
-            soft_wrap=True, markup=False)
+            f"signatures with its public key{how}: {check_it}", soft_wrap=True, markup=False)
         raise typer.Exit(ExitCode.OK)
     check = signing.check_heads_file(result, file.parent / signing.SIGNATURES, signing.load_public(public_key))
     if not check.ok:
@@ -443,6 +453,19 @@ def audit_verify(
     render.out.print(f"{signed}; the record reaches the run's end ({check.end.describe()})", soft_wrap=True,
                      markup=False)
     raise typer.Exit(ExitCode.OK)
+
+
+def _public_key_near(file: Path) -> Path | None:
+    """An msp.pub here or in a folder above the audit log (a run folder sits under its exit's folder,
+    where `keys init` is told to write it), as the user types it from here; None when there is none."""
+    places = [Path("msp.pub"), *(folder / "msp.pub" for folder in list(file.resolve().parents)[:5])]
+    for place in dict.fromkeys(places):
+        if place.is_file():
+            try:
+                return place.resolve().relative_to(Path.cwd())
+            except ValueError:
+                return place.resolve()
+    return None
 
 
 def _unsigned_verdict(file: Path, chain: VerifyResult, *, signed_asked: bool) -> NoReturn:

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import shlex
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -11,6 +12,7 @@ from offboard.config import ExitConfig
 from offboard.engine.types import Overrides
 from offboard.errors import BadInput
 from offboard.plan import Action, Inventory, Plan, VendorPlan
+from offboard.text import one_line
 
 GATES_DECIDED = frozenset({"preflight.cleared", "preflight.overridden"})  # a run's gates were passed
 
@@ -101,16 +103,25 @@ def inventory_changes(vp: VendorPlan, inv: Inventory, shown: int = 3) -> str:
                      (("new", new), ("no longer listed", gone), ("with another owner", moved)) if names)
 
 
+def confirm_option(name: str) -> str:
+    """The ``--confirm`` a person pastes for a guarded action on ``name``: the name as the screen
+    shows it (a vendor's name may hold quotes, line breaks or escapes: ``one_line`` makes them
+    visible) and shell-quoted, so it reaches ``check_guards`` as printed, which takes it."""
+    return f"--confirm {shlex.quote(one_line(name))}"
+
+
 def check_guards(plan: Plan, overrides: Overrides) -> None:
     for action in plan.actions():
         if action.confirm is None or overrides.yes_guarded:
             continue
         if overrides.confirm_name is None:
             raise BadInput(f"this plan will {action.summary}; that cannot be undone: pass "
-                           f"--confirm \"{action.confirm}\" (or --yes-delete-organization when unattended)")
-        if overrides.confirm_name != action.confirm:
-            raise BadInput(f"--confirm {overrides.confirm_name!r} does not match {action.confirm!r}; "
-                           "type the name exactly as the plan shows it")
+                           f"{confirm_option(action.confirm)} (or --yes-delete-organization when unattended)")
+        # The name as the vendor spells it, or as the screen shows it (what the printed option carries).
+        if overrides.confirm_name not in (action.confirm, one_line(action.confirm)):
+            raise BadInput(f"--confirm {shlex.quote(one_line(overrides.confirm_name))} does not match the name "
+                           f"{shlex.quote(one_line(action.confirm))}; type it exactly as the plan shows it: "
+                           f"{confirm_option(action.confirm)}")
 
 
 # What makes an action safe to send: where it points, what it does, whose it must be, whether a
