@@ -82,6 +82,14 @@ class ConnectWiseClient:
             "resolutionFlag": False, "processNotifications": False})
         return parse(Note, reply.body, f"POST {path}"), reply
 
+    def edit_note(self, ticket_id: int, note_id: int, text: str) -> tuple[Note, Reply]:
+        """A JSON-Patch ``replace`` of the note's ``text``, as ConnectWise takes a change to a ticket's note
+        (``PATCH /service/tickets/{parentId}/notes/{id}``: ConnectWiseManageAPI's Update-CWMTicketNote,
+        pyconnectwise's patchable ServiceTicketsIdNotesIdEndpoint); its flags are left as they are."""
+        path = f"/service/tickets/{ticket_id}/notes/{note_id}"
+        reply = self.http.request("PATCH", path, json=[{"op": "replace", "path": "text", "value": text}])
+        return parse(Note, reply.body, f"PATCH {path}"), reply
+
     def documents(self, ticket_id: int) -> list[Document]:
         return parse_list(Document, self._pages("/system/documents", {"recordType": "Ticket", "recordId": ticket_id}),
                           "GET /system/documents")

@@ -4,7 +4,8 @@ It follows what offboard relies on (vendor-notes/psa-apis.md §1): Basic
 ``<companyId>+<publicKey>:<privateKey>`` and a ``clientId`` header on every request (missing:
 refused); ``GET /service/tickets/{id}`` with ``status {id, name}`` and ``closedFlag``;
 ``PATCH /service/tickets/{id}`` with a JSON-Patch array; ``GET/POST /service/tickets/{id}/notes``
-(the note fields the notes name, nothing else); ``GET /system/documents?recordType=Ticket&recordId=``
+(the note fields the notes name, nothing else) and a JSON-Patch ``PATCH`` of one note;
+``GET /system/documents?recordType=Ticket&recordId=``
 and a **multipart** ``POST /system/documents`` (a file sent as JSON gets 415, as ConnectWise's own
 page says); ``page``/``pageSize`` paging (at most 1,000) with the ``Link`` header's rel="next"; 429 with
 ``Retry-After`` past its capacity.
@@ -18,6 +19,7 @@ import base64
 import binascii
 import email.parser
 import email.policy
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -62,6 +64,8 @@ class ConnectWiseSandbox(SandboxBase):
     page_cap: int = 1000  # a server may give fewer items a page than asked: the Link header says what follows
     requests: list[Logged] = field(default_factory=list)
     faults: list[Fault] = field(default_factory=list)
+    # Called with each note as it is stored by a POST: a test adds what another client posted meanwhile.
+    on_note: Callable[[dict[str, Any]], None] | None = None
 
     base_window = 60.0
 
@@ -83,6 +87,7 @@ class ConnectWiseSandbox(SandboxBase):
         self.app = self.gated(Starlette(routes=[
             Route(p + "/service/tickets/{id:int}", self._ticket, methods=["GET", "PATCH"]),
             Route(p + "/service/tickets/{id:int}/notes", self._notes, methods=["GET", "POST"]),
+            Route(p + "/service/tickets/{id:int}/notes/{note:int}", self._note, methods=["GET", "PATCH"]),
             Route(p + "/system/documents", self._documents, methods=["GET", "POST"]),
             *self.control_routes(),
         ]))
@@ -180,7 +185,33 @@ class ConnectWiseSandbox(SandboxBase):
                 "dateCreated": _now(), "createdBy": "APIMember"}
         self._next += 1
         self.notes.append(note)
+        if self.on_note is not None:
+            self.on_note(note)
         return JSONResponse(note, status_code=201)
+
+    async def _note(self, request: Request) -> Response:
+        """One note; a PATCH is a JSON-Patch array, as ConnectWise takes it for a ticket's note (only
+        ``replace`` of ``text`` and the flags here: what a change to a note is)."""
+        tid, nid = request.path_params["id"], request.path_params["note"]
+        note = next((n for n in self.ticket_notes(tid) if n["id"] == nid), None) if tid in self.tickets else None
+        if note is None:
+            return self.error(404, "Note not found")
+        if request.method == "GET":
+            return JSONResponse(note)
+        try:
+            ops = await request.json()
+        except ValueError:
+            return self.error(400, "the body is not JSON")
+        editable = {"text", "detailDescriptionFlag", "internalAnalysisFlag", "resolutionFlag"}
+        if not isinstance(ops, list) or not ops or not all(
+                isinstance(op, dict) and op.get("op") == "replace" and op.get("path") in editable for op in ops):
+            return self.error(400, f"unsupported patch operation(s) {ops!r}")
+        for op in ops:
+            if op["path"] == "text" and not isinstance(op.get("value"), str):
+                return self.error(400, "text must be a string")
+            note[op["path"]] = op.get("value")
+        note["_info"] = {"lastUpdated": _now(), "updatedBy": "APIMember"}
+        return JSONResponse(note)
 
     async def _documents(self, request: Request) -> Response:
         if request.method == "GET":

@@ -6,6 +6,8 @@ message on one line and exits with its code, never with a traceback.
 
 from __future__ import annotations
 
+import difflib
+import itertools
 from enum import IntEnum
 from pathlib import Path
 
@@ -30,7 +32,8 @@ EXIT_CODE_MEANINGS: dict[ExitCode, str] = {
                  "confirmation was recorded, even if other items remain; `status`: every item is done)",
     ExitCode.FAILED: "failed: an action or a verification failed, an evidence export failed (removals held "
                      "back), a confirmation was refused, the vendor stayed down, or its reply was past offboard's "
-                     "limits (size, nesting, endless paging; resumable); `audit verify`, `bundle verify`: not "
+                     "limits (size, nesting, endless paging; resumable); `status`: also a run stopped before "
+                     "its end (the command that continues it is printed); `audit verify`, `bundle verify`: not "
                      "verified (or possibly cut), each problem named",
     ExitCode.BAD_INPUT: "bad input or usage (config, credentials, plan file, arguments, a malformed vendor reply "
                         "or audit log): one line says what and how to fix it; nothing was done",
@@ -55,6 +58,16 @@ class BadInput(OffboardError):
     """Config, credentials, plan file or arguments are wrong; nothing was done."""
 
     exit_code = ExitCode.BAD_INPUT
+
+
+class ClaimRefused(BadInput):
+    """Another run holds the exit's claim in its PSA ticket, or the claim could not be read or written:
+    nothing was written to a vendor (the run folder records why)."""
+
+
+class ClaimLapsed(OffboardError):
+    """This run's claim of the exit in its PSA ticket lapsed (taken over, or expired unrenewed): it sends
+    no more vendor writes; the run stops, resumable."""
 
 
 class VendorError(OffboardError):
@@ -100,12 +113,35 @@ class VendorReplyRefused(VendorError):
     a run stopped by it resumes once the vendor answers sense again."""
 
 
+def _near_name(name: str, folder: Path, *, dirs: bool) -> str | None:
+    try:
+        names = [p.name for p in itertools.islice(folder.iterdir(), 2000) if p.is_dir() == dirs]
+    except OSError:
+        return None
+    close = difflib.get_close_matches(name, names, n=1, cutoff=0.75)
+    return close[0] if close else None
+
+
+def near_path(path: Path) -> Path | None:
+    """An existing file whose path is one slip from ``path`` (a typo in its name, or in its folder's)."""
+    folder = path.parent
+    if folder.is_dir():
+        name = _near_name(path.name, folder, dirs=False)
+        return folder / name if name else None
+    other = _near_name(folder.name, folder.parent, dirs=True) if folder.parent.is_dir() else None
+    if other is not None and (folder.parent / other / path.name).is_file():
+        return folder.parent / other / path.name
+    return None
+
+
 def read_input(path: Path, what: str, missing: str = "") -> bytes:
     """A file the user named (config, plan, log, key): its bytes, or one line saying what is wrong."""
     try:
         return path.read_bytes()
     except FileNotFoundError:
-        raise BadInput(f"{what} {path} does not exist" + (f"; {missing}" if missing else "")) from None
+        near = near_path(path)
+        fix = f"did you mean {near}?" if near is not None else missing
+        raise BadInput(f"{what} {path} does not exist" + (f"; {fix}" if fix else "")) from None
     except OSError as exc:
         raise BadInput(f"cannot read {what} {path}: {exc.strerror}") from None
 

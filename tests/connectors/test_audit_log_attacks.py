@@ -158,7 +158,14 @@ def test_without_the_key_a_verify_says_it_proves_internal_consistency_only(
     assert result.code == 0 and "chain intact" in result.out
     assert "proves only that the log is internally consistent" in result.out
     assert "a log cut short, or rewritten whole with every hash recomputed, passes this check too" in result.out
-    assert f"offboard audit verify {run / 'audit.jsonl'} --public-key msp.pub" in result.out
+    # The key it names is the one `keys init` wrote beside the exit (issue 22: it named msp.pub, not there).
+    key = run.parent.parent / "msp.pub"
+    assert key.is_file()
+    assert result.out.rstrip().endswith(f"offboard audit verify {run / 'audit.jsonl'} --public-key {key}"), result.out
+    key.unlink()  # no key near: the command that writes it first, then the check
+    result = verify_cli(cli, run)
+    assert ("(write it with `offboard keys export -o msp.pub` where the signing key is, then run): offboard audit "
+            f"verify {run / 'audit.jsonl'} --public-key msp.pub") in result.out, result.out
 
 
 # -- 16: a torn signature line is repaired like the log's ---------------------------------------------------

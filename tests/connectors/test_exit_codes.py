@@ -22,8 +22,12 @@ SCALE = 0.002
 
 
 @pytest.fixture
-def config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
-    sandbox = HuntressSandbox(time_scale=SCALE)
+def sandbox() -> HuntressSandbox:
+    return HuntressSandbox(time_scale=SCALE)
+
+
+@pytest.fixture
+def config(sandbox: HuntressSandbox, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     with serve(sandbox.app) as url:
         monkeypatch.setenv("OFFBOARD_HUNTRESS_API_KEY", DEMO_KEY)
         monkeypatch.setenv("OFFBOARD_HUNTRESS_API_SECRET", DEMO_SECRET)
@@ -103,3 +107,25 @@ def test_the_checklist_files_confirm_command_runs_as_printed_from_another_folder
     argv = shlex.split(line.replace("ITEM", item, 1))[1:]  # without the program's name
     done = cli(*argv)
     assert done.code == 0, done.out + done.err
+
+
+def test_status_of_a_run_stopped_half_way_exits_1_and_prints_the_command_that_continues_it(
+        cli: Any, config: Path, sandbox: HuntressSandbox) -> None:
+    from offboard_huntress.sandbox import Fault
+
+    assert cli("plan", "-c", str(config), "-o", "exit.plan.json").code == 0
+    sandbox.faults += [Fault(method="DELETE", path_prefix="/v1/agents/", status=503, times=10**6),
+                       Fault(method="GET", path_prefix="/v1/agents/", status=503, times=10**6)]
+    stopped = cli("apply", "exit.plan.json", "-c", str(config), "--override-preflight", "lab", "--unattended")
+    assert stopped.code == 1, stopped.out + stopped.err
+    run = cli("status", "--last-run", "-c", str(config)).out.strip()
+    for args in (("status",), ("-q", "status")):  # the warning is shown with -q too
+        status = cli(*args, "-c", str(config))
+        assert status.code == 1
+        warned = " ".join(status.err.split())
+        resume = f"offboard apply --resume {run} -c {config}"
+        assert f"run {run} stopped before its end; continue it with: {resume}" in warned
+    sandbox.faults.clear()
+    assert cli("apply", "--resume", run, "-c", str(config), "--unattended").code == 3  # the printed command runs
+    finished = cli("status", "-c", str(config))
+    assert finished.code == 3 and "stopped before its end" not in finished.err

@@ -141,6 +141,23 @@ def test_a_plan_for_the_same_customer_at_another_address_names_the_setting(harne
     assert "different exit definition" not in said and "`offboard plan -o FILE -c " in said
 
 
+def test_a_plan_applied_twice_is_refused_naming_the_run_to_continue(harness: Harness) -> None:
+    """The second apply of one plan: the change is the first run's own work, so the refusal names
+    that run and the command that continues it, not only "make a new plan"."""
+    with harness.sessions() as s:
+        plan = engine.make_plan(harness.cfg, s)
+        first = engine.apply(plan, harness.cfg, s, overrides=LAB)
+    deletes = len(harness.sandbox.deletes())
+    with harness.sessions() as s, pytest.raises(BadInput) as refused:
+        engine.apply(plan, harness.cfg, s, overrides=LAB)
+    said = str(refused.value)
+    assert said.startswith(f"plan {plan.plan_id} was applied already (run {first.run.run_id}), and Huntress has "
+                           "changed since: "), said
+    assert f"continue that run with `offboard apply --resume {first.run.run_id} -c {harness.cfg.path}`" in said, said
+    assert len(harness.sandbox.deletes()) == deletes  # nothing sent by the refused apply
+    assert [p.name for p in harness.cfg.runs_dir.iterdir() if p.is_dir()] == [first.run.run_id]
+
+
 class SimulatedCrash(BaseException):
     """Stands for kill -9: nothing after it runs in the engine's normal path."""
 

@@ -92,7 +92,7 @@ def test_organization_deletion_is_refused_without_the_typed_name_and_runs_with_i
         # the cheaper path: one deletion queues every agent's uninstall, so none is planned per agent
         assert not [a for a in plan.actions() if a.operation in ("uninstall_agent", "release_isolation")]
         assert "1 call instead of 37 per-agent call(s)" in plan.steps()[-3].why
-        with pytest.raises(BadInput, match='--confirm "Acme Dental"'):
+        with pytest.raises(BadInput, match="--confirm 'Acme Dental'"):
             engine.apply(plan, h.cfg, s, overrides=LAB)
         with pytest.raises(BadInput, match="does not match"):
             engine.apply(plan, h.cfg, s, overrides=engine.Overrides(preflight="lab", confirm_name="acme dental"))

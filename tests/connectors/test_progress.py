@@ -59,10 +59,15 @@ def test_apply_into_a_log_prints_timestamped_steps_and_the_rate_limit_waits(
     assert not [line for line in progress if EVENT_NAME.search(line)], progress  # words, not event names
     assert sandbox.agents_of(CUSTOMER_ORG) == []  # the run itself is unchanged: every agent removed
     # A resumed run says so at once, before it re-reads the vendors (the old code: 26 s of silence).
+    # Another tool fills the account's window first: the resume's first call (naming the exit for its
+    # lock) waits, and that wait is shown after the line, not sat through in silence before it.
     (run,) = (tmp_path / "runs").iterdir()
+    for _ in range(OTHER_TOOLS_CALLS):
+        sandbox.admit()
     resumed = cli("apply", "--resume", run.name, "-c", str(config), "--unattended")
-    first = resumed.out.splitlines()[0]
+    first, second = resumed.out.splitlines()[:2]
     assert STAMP.match(first) and f"Resuming run {run.name}: re-reading the vendors first" in first, resumed.out
+    assert re.search(r"Huntress: waiting \d+s (for the rate limit|before retrying)", second), resumed.out
     assert not [line for line in resumed.out.splitlines() if STAMP.match(line) and EVENT_NAME.search(line)]
 
 
@@ -142,3 +147,27 @@ def test_each_vendor_lane_shows_its_own_step_and_the_eta_counts_the_waits() -> N
     bar.finish()
     assert "Huntress: 3. Remove endpoint coverage" in drawn and "Blumira: 8. Blumira support confirms" in drawn
     assert "1 done" in drawn and "ETA 0:00:48" in drawn
+
+
+def test_each_lane_has_its_own_count_and_eta_counting_its_own_waits() -> None:
+    """Issue 22: one overall ETA only; each vendor lane now shows its own, its waits counted."""
+    now = [0.0]
+    screen = io.StringIO()
+    bar = RichProgress(Console(file=screen, force_terminal=True, width=120, color_system=None),
+                       clock=lambda: now[0])
+    bar.start(10, 0)
+    bar.lanes({"Huntress": (6, 0), "Blumira": (4, 0)})
+    bar.step("Huntress", Step(id="a", vendor="huntress", title="3. Remove endpoint coverage"), 6)
+    bar.step("Blumira", Step(id="b", vendor="blumira", title="2. Remove sensors"), 4)
+    now[0] = 2.0
+    bar.advance(Action(id="huntress.a.1", vendor="huntress", step="a", kind="api", operation="remove",
+                       target=Target(type="agent", id="1", name="ACME-PC01"), summary="remove"), "action.succeeded")
+    assert bar.eta("Huntress") == pytest.approx(10.0)  # 2 s an action, 5 to go
+    assert bar.eta("Blumira") is None  # nothing moved, nothing waits: not known yet
+    bar.waiting(Wait("Blumira", 30.0, "rate_limit", "for the rate limit"))
+    assert bar.eta("Blumira") == pytest.approx(30.0) and bar.eta("Huntress") == pytest.approx(10.0)
+    assert bar.eta() == pytest.approx(30.0)  # the run ends with its slowest lane
+    bar._progress.refresh()
+    drawn = screen.getvalue()
+    bar.finish()
+    assert "1/6" in drawn and "0/4" in drawn and "ETA 0:00:10" in drawn and "ETA 0:00:30" in drawn

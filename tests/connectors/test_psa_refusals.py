@@ -62,15 +62,16 @@ def checklist_posts(x: PsaExit) -> list[Any]:
 
 @pytest.mark.parametrize("psa", PSAS, ids=lambda p: p.kind)
 def test_a_refused_note_is_sent_once_kept_to_paste_and_never_sent_again(psa: Psa, tmp_path: Path) -> None:
+    # (after=4: the run's claim of the exit, the scope, the start and the vendor's end go through.)
     # The checklist note is refused (each PSA's own refusal: Autotask's HTTP 500 with errors[], ConnectWise's
     # {code, message}, HaloPSA's message); the resumes that follow do not send it again.
     x = PsaExit(psa, tmp_path)
     if psa is AT:  # Autotask's own validation refusal, as it sends it
-        x.sandbox.faults.append(Fault(method="POST", path_prefix=psa.note_writes, status=500, after=3, times=1))
+        x.sandbox.faults.append(Fault(method="POST", path_prefix=psa.note_writes, status=500, after=4, times=1))
         x.sandbox.error = lambda status, message, headers=None: at.JSONResponse(  # type: ignore[method-assign]
             {"errors": [message]}, status_code=status, headers=headers)
     else:
-        x.sandbox.faults.append(Fault(method="POST", path_prefix=psa.note_writes, status=400, after=3, times=1))
+        x.sandbox.faults.append(Fault(method="POST", path_prefix=psa.note_writes, status=400, after=4, times=1))
     cfg = x.cfg
     with x.sessions() as s:
         plan = engine.make_plan(cfg, s)

@@ -11,6 +11,7 @@ import fcntl
 import os
 import pty
 import re
+import shlex
 import struct
 import subprocess
 import termios
@@ -20,6 +21,7 @@ from pathlib import Path
 import pyte
 import pytest
 
+from offboard.hints import PLACEHOLDERS
 from tests.e2e.test_printed_commands import printed_commands
 from tests.e2e.test_rehearsal import environment, stop, wait_for
 
@@ -34,12 +36,32 @@ CONFIG = "rehearsal/config.toml"
 def on_a_terminal(command: str, cwd: Path, env: dict[str, str]) -> tuple[int, list[str]]:
     """Run ``command`` (bash) on a 120x40 pseudo-terminal; the rows it leaves on the screen, and
     its logical lines (rows the terminal wrapped joined back): what a person copies."""
+    code, chunks = _on_a_pty(command, cwd, env)
+    return code, _lines(b"".join(chunks))
+
+
+def frames_on_a_terminal(command: str, cwd: Path, env: dict[str, str]) -> tuple[int, list[list[str]], list[str]]:
+    """As ``on_a_terminal``, and the screen of 120x40 as it stood after each write: a live
+    display's frames, drawn over each other in place, each as a person saw it."""
+    code, chunks = _on_a_pty(command, cwd, env)
+    screen = pyte.Screen(COLUMNS, ROWS)
+    stream = pyte.ByteStream(screen)
+    frames: list[list[str]] = []
+    for chunk in chunks:
+        stream.feed(chunk.replace(b"\n", b"\r\n"))
+        frame = [row.rstrip() for row in screen.display]
+        if not frames or frame != frames[-1]:
+            frames.append(frame)
+    return code, frames, _lines(b"".join(chunks))
+
+
+def _on_a_pty(command: str, cwd: Path, env: dict[str, str]) -> tuple[int, list[bytes]]:
     master, slave = pty.openpty()
     fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", ROWS, COLUMNS, 0, 0))
     proc = subprocess.Popen(["bash", "-c", command], cwd=cwd, env={**env, "TERM": "xterm-256color"},
                             stdin=slave, stdout=slave, stderr=slave, start_new_session=True)
     os.close(slave)
-    raw = bytearray()
+    chunks: list[bytes] = []
     while True:
         try:
             chunk = os.read(master, 65536)
@@ -47,9 +69,12 @@ def on_a_terminal(command: str, cwd: Path, env: dict[str, str]) -> tuple[int, li
             break
         if not chunk:
             break
-        raw += chunk
+        chunks.append(chunk)
     os.close(master)
-    code = proc.wait(timeout=600)
+    return proc.wait(timeout=600), chunks
+
+
+def _lines(raw: bytes) -> list[str]:
     screen = _Screen(COLUMNS, 5000)  # tall: nothing scrolls away
     stream = pyte.ByteStream(screen)
     stream.feed(bytes(raw).replace(b"\n", b"\r\n"))  # the pty's ONLCR, which pyte does not apply
@@ -62,7 +87,7 @@ def on_a_terminal(command: str, cwd: Path, env: dict[str, str]) -> tuple[int, li
             lines[-1] = screen.display[n - 1] + row
         else:
             lines.append(row)
-    return code, lines
+    return lines
 
 
 class _Screen(pyte.Screen):  # type: ignore[misc]
@@ -163,5 +188,98 @@ def test_plan_apply_and_confirm_at_120_columns(tmp_path: Path) -> None:
         remain = re.search(r"(\d+) manual item\(s\) of this run remain", said)
         # What is still pending, and the items not reached yet (Blumira's wait for notify.sent).
         assert remain and int(remain.group(1)) >= len(pending) - 1, said
+    finally:
+        stop(serve)
+
+
+BATCH = "rehearsal-batch/batch.plan.json"
+SLUGS = ("acme-dental", "customer-2", "customer-3")
+
+
+def test_batch_apply_on_a_terminal_is_a_live_table_and_in_a_log_a_line_per_step(tmp_path: Path) -> None:
+    """Issue 22: `batch apply` said "starting" and then nothing for a minute. On a terminal: a live
+    table, a row per exit (its short name whole, never wrapped at 120 columns), each vendor lane
+    with its own step, the exit's state (a gate named), then each exit's end; into a log: a line
+    per exit per step. Every command the batch prints runs as printed."""
+    folder = tmp_path / "work"
+    folder.mkdir()
+    env = environment(tmp_path / "home")
+    del env["COLUMNS"]  # the terminal's own width, as a shell at 120 columns has it
+    log = tmp_path / "serve.log"
+    with log.open("wb") as out:
+        serve = subprocess.Popen(["offboard", "sandbox", "serve", "--dir", "rehearsal-batch", "--customers", "3",
+                                  "--fast"], cwd=folder, env=env, stdout=out, stderr=subprocess.STDOUT)
+    ran: dict[str, int] = {}
+
+    def sh(command: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(["bash", "-c", f". rehearsal-batch/sandbox.env && {command}"], cwd=folder, env=env,
+                              capture_output=True, text=True, timeout=600, check=False)
+
+    def runs_as_printed(said: str) -> None:
+        for printed in printed_commands(said):
+            words = shlex.split(printed)
+            if set(words) & PLACEHOLDERS or printed in ran:
+                continue
+            done = sh(printed)
+            ran[printed] = done.returncode
+            assert done.returncode != 2 and "does not exist" not in done.stdout + done.stderr, (printed, done)
+
+    try:
+        wait_for(folder / "rehearsal-batch" / "sandbox.env", serve, log)
+        time.sleep(0.5)
+        assert sh("offboard keys init --key-file rehearsal-batch/signing-key.pem "
+                  "--public-key rehearsal-batch/msp.pub").returncode == 0
+        planned = sh(f"offboard batch plan rehearsal-batch/exits -o {BATCH}")
+        assert planned.returncode == 0, planned.stderr
+        printed_apply = f"offboard batch apply {BATCH}"
+        assert planned.stdout.rstrip().endswith(f"then run: {printed_apply}"), planned.stdout
+
+        # As printed: no override, so Acme Dental's open incident and isolated host stop it (exit 4).
+        code, frames, lines = frames_on_a_terminal(f". rehearsal-batch/sandbox.env && {printed_apply}", folder, env)
+        assert code == 4, "\n".join(lines)
+        # The frames drawn whole (a write may end mid-table): the title and a row of each exit.
+        live = [f for f in frames if any(row.startswith("Batch: 3 exit(s)") for row in f)
+                and all(any(row.split()[:1] == [slug] for row in f) for slug in SLUGS)]
+        assert live, "\n\n".join("\n".join(f) for f in frames[-3:])
+        for frame in live:
+            header = next(n for n, row in enumerate(frame) if row.lstrip().startswith("Customer"))
+            rows = [row for row in frame[header + 2:header + 5]]
+            # A row per exit, in the batch's order, its short name whole; nothing wrapped onto a next row.
+            assert [row.split()[0] for row in rows] == list(SLUGS), frame
+            assert not frame[header + 5].strip(), frame
+            cols = frame[header]
+            blumira, huntress = cols.index("Blumira"), cols.index("Huntress")
+            assert blumira < huntress < cols.index("Done") < cols.index("State") < cols.index("ETA")
+            for row in rows:  # each lane its own vendor's step, never the other's
+                assert "endpoint" not in row[blumira:huntress], frame
+        acme = [f[next(n for n, r in enumerate(f) if r.split()[:1] == ["acme-dental"])] for f in live]
+        assert any("stopped by gate huntress" in row for row in acme), acme
+        assert any(any(r.split()[:1] in (["customer-2"], ["customer-3"]) and ("running" in r or "re-reading" in r
+                                                                       or "budget" in r or "verifying" in r)
+                   for r in f) for f in live)
+        # The end: each exit's state, its name and run id whole, the gates named.
+        said = "\n".join(lines)
+        for name in ("Acme Dental (sandbox rehearsal)", "Sandbox customer 2", "Sandbox customer 3"):
+            row = next(line for line in lines if line.lstrip("│ ").startswith(name))
+            assert ("stopped by a gate" if name.startswith("Acme") else "waiting for a person") in row, said
+        detail = " ".join(line.split("│")[-2].strip() for line in lines if line.count("│") == 6)  # its last column
+        assert "stopped before any removal by huntress: #503 sent LOW - Incident on ACME-SRV-01" in detail, said
+        runs_as_printed(said)
+
+        # Into a log (not a terminal): a line per exit per step, as before.
+        resumed = sh(f"offboard batch apply --resume {BATCH} --override-preflight rehearsal 2>&1 | cat; "
+                     "exit ${PIPESTATUS[0]}")
+        assert resumed.returncode == 3, resumed.stdout
+        assert "Acme Dental (sandbox rehearsal): Huntress: 3. Remove endpoint coverage (EDR agents)" in resumed.stdout
+        assert "Acme Dental (sandbox rehearsal): Blumira: 0. Notify Blumira first" in resumed.stdout, resumed.stdout
+        assert "Batch: 3 exit(s)" not in resumed.stdout
+        runs_as_printed(resumed.stdout)
+        confirmed = sh(f"offboard batch confirm blumira.notify.sent --plan {BATCH} --by Tester --note sent")
+        assert confirmed.returncode == 0, confirmed.stdout + confirmed.stderr
+        # What the status table's details name is printed whole after it (a table cell folds a command).
+        status = sh(f"offboard batch status {BATCH}")
+        assert f"Next: offboard batch apply --resume {BATCH}" in status.stdout, status.stdout
+        runs_as_printed(confirmed.stdout + confirmed.stderr)
+        assert f"offboard batch apply --resume {BATCH}" in ran, ran
     finally:
         stop(serve)

@@ -121,3 +121,28 @@ def test_batch_plan_refuses_two_configs_naming_one_organization_naming_both(
     assert result.code == 2, result.out + result.err
     assert "'Acme Dental' (acme.toml)" in result.err and "'Acme (old contract)' (acme-old-contract.toml)" in result.err
     assert "organization_id 42" in result.err and result.err.strip().count("\n") == 0
+
+
+def test_two_configs_spelling_one_huntress_organization_differently_are_refused_at_batch_plan(
+        tmp_path: Path, cli: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The configs' own spellings differ (127.0.0.1 and localhost): only the vendor, asked during the batch
+    # plan's discovery, says they are one organization of one account.
+    from offboard.connectors.sandboxing import serve
+    from offboard_huntress.sandbox import DEMO_KEY, DEMO_SECRET, HuntressSandbox
+
+    monkeypatch.setenv("OFFBOARD_HUNTRESS_API_KEY", DEMO_KEY)
+    monkeypatch.setenv("OFFBOARD_HUNTRESS_API_SECRET", DEMO_SECRET)
+    sandbox = HuntressSandbox(time_scale=0.01)
+    with serve(sandbox.app) as url:
+        folder = exits_folder(tmp_path, ("acme.toml", "Acme Dental", 42), ("acme-again.toml", "Acme (old)", 42))
+        for name, host in (("acme.toml", "127.0.0.1"), ("acme-again.toml", "localhost")):
+            path = folder / name
+            path.write_text(path.read_text().replace("http://127.0.0.1:9", url.replace("127.0.0.1", host)))
+        monkeypatch.chdir(tmp_path)
+        result = cli("batch", "plan", "exits", "-o", "batch.plan.json")
+    assert result.code == 2, result.out + result.err
+    said = " ".join(result.err.split())
+    assert "'Acme (old)' (acme-again.toml) and 'Acme Dental' (acme.toml) name the same huntress account" in said
+    assert "organization 42" in said and "Traceback" not in result.err
+    assert not (tmp_path / "batch.plan.json").exists()
+    assert not [r for r in sandbox.requests if r.method != "GET" and not r.path.startswith("/_sandbox")]

@@ -23,6 +23,19 @@ def test_a_missing_config_file(cli: Any, tmp_path: Path) -> None:
     assert line.startswith("error: config file") and "config.example.toml" in line
 
 
+def test_a_config_path_one_slip_from_an_existing_one_is_suggested(cli: Any, tmp_path: Path) -> None:
+    """A typo in the file's name, or in its folder's: the line names the file meant, not advice to
+    create a new config under the mistyped name."""
+    (tmp_path / "rehearsal").mkdir()
+    config = write_config(tmp_path / "rehearsal")
+    line = one_line_error(cli("plan", "-c", str(tmp_path / "rehearsal" / "confg.toml")))
+    assert line == f"error: config file {tmp_path}/rehearsal/confg.toml does not exist; did you mean {config}?"
+    line = one_line_error(cli("plan", "-c", str(tmp_path / "rehersal" / "config.toml")))
+    assert line.endswith(f"does not exist; did you mean {config}?"), line
+    line = one_line_error(cli("plan", "-c", str(tmp_path / "rehearsal" / "other.toml")))  # nothing near it
+    assert "did you mean" not in line and "copy config.example.toml" in line
+
+
 def test_an_unknown_option(cli: Any) -> None:
     line = one_line_error(cli("plan", "--organisation", "42"))
     assert "No such option: --organisation" in line and "offboard plan --help" in line

@@ -4,12 +4,20 @@ differs from what the connectors plan now in anything that makes an action safe 
 
 from __future__ import annotations
 
+import subprocess
 from types import SimpleNamespace
 from typing import Any
 
 import pytest
 
-from offboard.engine.guards import SAFETY_FIELDS, check_guards, check_matches_replan, check_not_stale, check_plan_fits
+from offboard.engine.guards import (
+    SAFETY_FIELDS,
+    check_guards,
+    check_matches_replan,
+    check_not_stale,
+    check_plan_fits,
+    confirm_option,
+)
 from offboard.engine.types import Overrides
 from offboard.errors import BadInput
 from offboard.plan import Action, Inventory, InventoryItem, Manual, Plan, Skipped, Step, Target, VendorPlan
@@ -57,8 +65,8 @@ def test_a_plan_for_another_exit_definition_is_refused_naming_the_plan_and_the_c
     cfg = SimpleNamespace(fingerprint=lambda: "d" * 64, definition=lambda: {}, path="exit.toml")
     with pytest.raises(BadInput) as caught:
         check_plan_fits(plan_of(vendor_plan(uninstall(T1))), cfg)  # type: ignore[arg-type]
-    assert str(caught.value) == ("plan p-1 was made for a different exit definition (customer 'Acme') than "
-                                 "exit.toml; make a new plan from this config with "
+    assert str(caught.value) == ("plan p-1 does not fit this config: it was made for a different exit definition "
+                                 "(customer 'Acme') than exit.toml; make a new plan from this config with "
                                  "`offboard plan -o FILE -c exit.toml` and review it")
     check_plan_fits(plan_of(vendor_plan(uninstall(T1)), fingerprint="d" * 64), cfg)  # type: ignore[arg-type]
 
@@ -75,6 +83,12 @@ def test_a_plan_whose_inventory_changed_since_is_stale() -> None:
                                  "(2026-11-23T10:00:00Z): 1 with another owner: pc-1 (now org:2); make a new plan with "
                                  "`offboard plan -o FILE` and review it")
     check_not_stale(fresh, {})  # a vendor the config does not exit: check_matches_replan names it
+    with pytest.raises(BadInput) as caught:  # the plan's own runs made the change: the refusal says how to go on
+        check_not_stale(fresh, {"v": moved}, earlier_runs=["run-1", "run-2"])
+    assert str(caught.value) == ("plan p-1 was applied already (run run-2 and 1 more), and V has changed since: "
+                                 "1 with another owner: pc-1 (now org:2); continue that run with "
+                                 "`offboard apply --resume run-2`, or make a new plan with `offboard plan -o FILE` "
+                                 "and review it")
 
 
 SAVED = {"customer": "Acme", "vendors": {"v": {"base_url": "http://127.0.0.1:4321", "organization_id": 42}}}
@@ -91,24 +105,25 @@ def refused_fit(saved: dict[str, Any], now: dict[str, Any]) -> str:
 def test_a_plan_for_another_exit_definition_names_each_setting_that_changed_with_both_values() -> None:
     now = {"customer": "Acme", "vendors": {"v": {"base_url": "http://127.0.0.1:4322", "organization_id": 42}}}
     assert refused_fit(SAVED, now) == (
-        "plan p-1 was made for v.base_url is now 'http://127.0.0.1:4322' (the plan's: 'http://127.0.0.1:4321') in "
-        "exit.toml; make a new plan from this config with `offboard plan -o FILE -c exit.toml` and review it")
+        "plan p-1 does not fit this config: exit.toml has changed since the plan was made: v.base_url is now "
+        "'http://127.0.0.1:4322' (the plan's: 'http://127.0.0.1:4321'); make a new plan from this config with "
+        "`offboard plan -o FILE -c exit.toml` and review it")
 
 
 def test_a_setting_only_one_side_holds_is_named_and_past_three_the_rest_are_counted() -> None:
     now = {"customer": "Globex", "psa": {"ticket": 7},
            "vendors": {"v": {"base_url": "http://127.0.0.1:4321", "organization_id": 43}, "w": {"account": 1}}}
     assert refused_fit(SAVED, now) == (
-        "plan p-1 was made for customer is now 'Globex' (the plan's: 'Acme'); psa.ticket is now 7 (the plan's: None); "
-        "v.organization_id is now 43 (the plan's: 42) and 1 more in exit.toml; make a new plan from this config "
-        "with `offboard plan -o FILE -c exit.toml` and review it")
+        "plan p-1 does not fit this config: exit.toml has changed since the plan was made: customer is now 'Globex' "
+        "(the plan's: 'Acme'); psa.ticket is now 7 (the plan's: None); v.organization_id is now 43 (the plan's: 42) "
+        "and 1 more; make a new plan from this config with `offboard plan -o FILE -c exit.toml` and review it")
     three = {"customer": "Globex", "psa": {"ticket": 7}, "vendors": {"v": {"base_url": "http://127.0.0.1:4321"}}}
-    assert "(the plan's: 42) in exit.toml" in refused_fit(SAVED, three)  # exactly three: nothing more to count
+    assert "(the plan's: 42); make a new plan" in refused_fit(SAVED, three)  # exactly three: nothing more to count
 
 
 def test_a_plan_that_recorded_no_definition_is_refused_naming_its_customer() -> None:
-    assert refused_fit({}, SAVED).startswith("plan p-1 was made for a different exit definition (customer 'Acme') "
-                                             "than exit.toml;")
+    assert refused_fit({}, SAVED).startswith("plan p-1 does not fit this config: it was made for a different exit "
+                                             "definition (customer 'Acme') than exit.toml;")
 
 
 def stale(items: tuple[InventoryItem, ...], planned: tuple[Action, ...], cfg: Any = None,
@@ -149,15 +164,33 @@ def test_a_guarded_action_runs_only_with_its_name_typed_exactly_or_the_unattende
     plan = plan_of(vendor_plan(uninstall(T1), uninstall(T2, confirm="Acme Dental", summary="delete Acme")))
     with pytest.raises(BadInput) as caught:
         check_guards(plan, Overrides())
-    assert str(caught.value) == ('this plan will delete Acme; that cannot be undone: pass --confirm "Acme Dental" '
+    assert str(caught.value) == ("this plan will delete Acme; that cannot be undone: pass --confirm 'Acme Dental' "
                                  "(or --yes-delete-organization when unattended)")
     with pytest.raises(BadInput) as caught:
         check_guards(plan, Overrides(confirm_name="acme dental"))
-    assert str(caught.value) == ("--confirm 'acme dental' does not match 'Acme Dental'; "
-                                 "type the name exactly as the plan shows it")
+    assert str(caught.value) == ("--confirm 'acme dental' does not match the name 'Acme Dental'; "
+                                 "type it exactly as the plan shows it: --confirm 'Acme Dental'")
     check_guards(plan, Overrides(confirm_name="Acme Dental"))
     check_guards(plan, Overrides(yes_guarded=True))
     check_guards(plan_of(vendor_plan(uninstall(T1))), Overrides())  # nothing guarded: nothing to type
+
+
+@pytest.mark.parametrize("name", ["O'Brien & \"Sons\" $HOME `x`", "Acme\x1b[2J Dental\nLtd", "Acme\u202eDental"])
+def test_the_printed_confirm_option_pasted_into_a_shell_passes_the_guard(name: str) -> None:
+    """Issue 22: a customer's name with quotes or control characters printed as --confirm "<name>"
+    did not match when pasted. The option as printed, run through a real shell, is what the check
+    compares; a near miss is still refused."""
+    plan = plan_of(vendor_plan(uninstall(T2, confirm=name, summary="delete Acme")))
+    with pytest.raises(BadInput) as caught:
+        check_guards(plan, Overrides())
+    printed = str(caught.value).split("pass ", 1)[1].split(" (or --yes", 1)[0]
+    assert printed == confirm_option(name) and "\x1b" not in printed and "\n" not in printed
+    argv = subprocess.run(["bash", "-c", f"printf '%s\\0' {printed}"], capture_output=True, check=True).stdout
+    flag, typed = argv.decode().split("\0")[:2]
+    assert flag == "--confirm"
+    check_guards(plan, Overrides(confirm_name=typed))
+    with pytest.raises(BadInput):
+        check_guards(plan, Overrides(confirm_name=typed + "x"))
 
 
 # -- the saved plan against the re-plan -------------------------------------------------------------

@@ -314,3 +314,20 @@ def test_an_unresolved_hosts_reason_is_found_though_its_error_chain_loops() -> N
     looped.__cause__ = resolver
     resolver.__cause__ = looped
     assert wire._unresolved(looped) and wire._reason(looped) == "no address"
+
+
+@respx.mock
+def test_the_servers_clock_is_kept_from_its_date_header_and_a_reply_without_one_keeps_the_last() -> None:
+    # What a claim in a PSA ticket is timed by: the server's own clock, never this machine's.
+    clock = FakeClock()
+    http = make(clock)
+    route = respx.get(f"{BASE}/clock")
+    route.side_effect = [httpx.Response(200, json={}, headers={"Date": "Fri, 04 Dec 2026 09:00:00 GMT"}),
+                         httpx.Response(200, json={}, headers={"Date": "not a date"}),
+                         httpx.Response(200, json={})]
+    assert http.server_time is None
+    http.get("/clock")
+    assert http.server_time is not None and http.server_time.isoformat() == "2026-12-04T09:00:00+00:00"
+    http.get("/clock")
+    http.get("/clock")
+    assert http.server_time.isoformat() == "2026-12-04T09:00:00+00:00"

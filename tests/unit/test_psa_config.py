@@ -128,7 +128,10 @@ def test_plan_o_records_the_scope_and_apply_says_what_reached_the_ticket(
     applied = cli("apply", str(plan_file), "-c", str(path), "--unattended", "--override-preflight", "test")
     assert applied.code == 3, applied.err
     assert "HaloPSA ticket 4711: 3 note(s) or file(s) posted, 1 already there (not posted again)." in applied.out
-    assert len(sb.ticket_actions()) == 5  # the ticket's own, scope, start, Huntress done, checklist
+    # The ticket's own, scope, start, Huntress done, checklist; and apply's claim of the exit and its release
+    # (HaloPSA documents no edit of an action: released by a note of its own).
+    assert len(sb.ticket_actions()) == 7
+    assert sum("offboard-claim" in str(a.get("note_html")) for a in sb.ticket_actions()) == 2
 
 
 def test_plan_o_with_the_psa_down_saves_the_plan_and_says_apply_tries_again(

@@ -8,6 +8,7 @@ share them too.
 """
 
 from offboard.batch.planfile import BatchPlan, read_batch_plan, write_batch_plan
+from offboard.batch.progress import Board, ExitRow, LaneRow
 from offboard.batch.run import (
     PARALLEL,
     Batch,
@@ -17,6 +18,7 @@ from offboard.batch.run import (
     ExitWatch,
     apply_batch,
     batch_exit_code,
+    board_of,
     bundle_batch,
     confirm_batch,
     open_batch,
@@ -29,8 +31,9 @@ from offboard.batch.source import ExitSpec, load_source
 from offboard.batch.status import ExitState, exit_state
 
 __all__ = [
-    "PARALLEL", "Batch", "BatchInterrupted", "BatchPlan", "ExitChecks", "ExitOutcome", "ExitSpec", "ExitState",
-    "ExitWatch",
-    "apply_batch", "batch_exit_code", "bundle_batch", "confirm_batch", "exit_state", "load_source", "open_batch",
+    "PARALLEL", "Batch", "BatchInterrupted", "BatchPlan", "Board", "ExitChecks", "ExitOutcome", "ExitRow",
+    "ExitSpec", "ExitState", "ExitWatch", "LaneRow",
+    "apply_batch", "batch_exit_code", "board_of", "bundle_batch", "confirm_batch", "exit_state", "load_source",
+    "open_batch",
     "plan_batch", "read_batch_plan", "states_of", "verify_batch", "watch_batch", "write_batch_plan",
 ]

@@ -15,7 +15,7 @@ import os
 import threading
 import uuid
 from collections.abc import Callable, Mapping
-from concurrent.futures import Future, ThreadPoolExecutor, as_completed
+from concurrent.futures import Future, ThreadPoolExecutor, as_completed, wait
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import date
@@ -24,6 +24,7 @@ from typing import TypeVar
 
 from offboard import engine
 from offboard.batch.planfile import AccountLoad, BatchExit, BatchPlan, Estimate, VendorLoad, read_batch_plan
+from offboard.batch.progress import Board, Planned
 from offboard.batch.source import ExitSpec
 from offboard.batch.status import FAILED, GATED, INTERRUPTED, NOT_STARTED, RUNNING, WAITING, ExitState, exit_state
 from offboard.config import ExitConfig, SectionSettings, load_config
@@ -31,9 +32,10 @@ from offboard.connectors import Check
 from offboard.engine.guards import check_plan_fits
 from offboard.engine.scope_guard import OWNER_READS_PER_WRITE
 from offboard.errors import BadInput, ExitCode, OffboardError, RunInterrupted
-from offboard.plan import Action, Plan, Step, now_iso
+from offboard.plan import Finding, Plan, now_iso
 from offboard.proof import bundle as bundles
 from offboard.rundir import make_private_dirs
+from offboard.wire import waits
 
 Opener = Callable[[ExitConfig], AbstractContextManager[engine.Sessions]]
 Report = Callable[[str, str], None]  # (exit's slug, one line about it)
@@ -81,9 +83,18 @@ def _pooled(items: list[T], work: Callable[[T], None], parallel: int, stop: thre
                 f.result()
         except KeyboardInterrupt:
             stop.set()
+            waits.request_stop()  # a lane sleeping through the account's budget wakes now, its call not sent
             for f in futures:
                 f.cancel()
             raise
+        finally:
+            if stop.is_set():
+                # Each running exit records its stop in its own log. An exit whose lanes stopped clears
+                # the wire's stop as it ends: asked again until every exit has stopped.
+                while not all(f.done() for f in futures):
+                    waits.request_stop()
+                    wait(futures, timeout=waits.SLICE)
+                waits.clear_stop()
 
 
 # -- plan ---------------------------------------------------------------------------------
@@ -120,10 +131,13 @@ def plan_batch(specs: list[ExitSpec], base: Path, source: str, *, opener: Opener
     One exit that cannot be planned stops the batch plan, naming each customer and why."""
     exits: dict[str, BatchExit] = {}
     errors: dict[str, str] = {}
+    named: dict[str, dict[str, str]] = {}  # each exit's vendors, as each vendor names the exit
 
     def one(spec: ExitSpec) -> None:
         try:
             with opener(spec.cfg) as sessions:
+                # Before discovery, which reuses the organization's record this reads.
+                named[spec.slug] = {name: s.exit_identity() for name, s in sessions.by_vendor.items()}
                 plan = engine.make_plan(spec.cfg, sessions)
                 calls = {name: s.calls_made for name, s in sessions.by_vendor.items()}
         except OffboardError as exc:
@@ -141,9 +155,25 @@ def plan_batch(specs: list[ExitSpec], base: Path, source: str, *, opener: Opener
         first = next(iter(errors.values()))
         more = f" (and {len(errors) - 1} more customer(s): {', '.join(sorted(errors)[1:6])})" if len(errors) > 1 else ""
         raise BadInput(f"batch not planned: {first}{more}")
+    _refuse_one_account_twice(specs, named)
     ordered = tuple(exits[s.slug] for s in specs)
     return BatchPlan(batch_id=str(uuid.uuid4()), created_at=now_iso(), source=source, exits=ordered,
                      accounts=_accounts(ordered)).sealed()
+
+
+def _refuse_one_account_twice(specs: list[ExitSpec], named: Mapping[str, Mapping[str, str]]) -> None:
+    """Two exits naming one vendor organization or sub-account, as the vendor itself names it (the configs
+    may spell its API differently: 127.0.0.1 and localhost, a trailing dot, a default port), would exit it
+    twice: refused, naming both (the configs' own spelling is compared when they are read)."""
+    owner: dict[tuple[str, str], ExitSpec] = {}
+    for spec in specs:
+        for vendor, identity in sorted(named.get(spec.slug, {}).items()):
+            other = owner.setdefault((vendor, identity), spec)
+            if other is not spec:
+                raise BadInput(f"customers {other.cfg.customer.name!r} ({other.cfg.path.name}) and "
+                               f"{spec.cfg.customer.name!r} ({spec.cfg.path.name}) name the same {vendor} account, as "
+                               f"{vendor} itself names it ({identity}), though their configs spell it differently; "
+                               "each exit's account must be its own: fix one of the configs")
 
 
 def _accounts(exits: tuple[BatchExit, ...]) -> tuple[AccountLoad, ...]:
@@ -167,26 +197,23 @@ class ExitOutcome:
     code: int | None  # the exit's run's exit code (None: nothing was run)
     run_id: str | None
     message: str = ""
+    gates: str = ""  # the gates that stopped it, short (its message says each in full)
 
 
-class _Stoppable(engine.NoProgress):
-    """Ctrl-C of a batch: each running exit stops after the action it is on, recorded as
-    interrupted in its own log (the engine's Ctrl-C path), resumable. Each runbook step an exit
-    begins is reported (a line per exit per step), so a batch is never silent for minutes."""
+def board_of(batch: Batch) -> Board:
+    """The board a batch's apply reports to (each exit's progress, for a live table)."""
+    return Board([Planned(e.slug, e.customer, e.estimate.seconds_of_ceiling,
+                          {vp.display_name: sum(len(s.actions) for s in vp.steps) for vp in e.plan.vendors})
+                  for e in batch.exits])
 
-    def __init__(self, stop: threading.Event, say: Callable[[str], None] = lambda _text: None) -> None:
-        self._stop = stop
-        self._say = say
 
-    def step(self, vendor: str, step: Step, todo: int) -> None:
-        self._say(f"{vendor}: {step.title} ({todo} to do)")
-
-    def phase(self, text: str) -> None:
-        self._say(text)
-
-    def advance(self, action: Action, event: str) -> None:
-        if self._stop.is_set():
-            raise KeyboardInterrupt
+def gate_names(findings: list[Finding]) -> str:
+    """The blocking gates, short, by vendor ("huntress open incident, isolated host")."""
+    by: dict[str, list[str]] = {}
+    for f in findings:
+        if f.blocking and f.kind.replace("_", " ") not in by.setdefault(f.vendor, []):
+            by[f.vendor].append(f.kind.replace("_", " "))
+    return "; ".join(f"{vendor} {', '.join(kinds)}" for vendor, kinds in by.items() if kinds)
 
 
 def _what_to_do(state: ExitState, overrides: engine.Overrides) -> str | None:
@@ -203,11 +230,14 @@ def _what_to_do(state: ExitState, overrides: engine.Overrides) -> str | None:
 
 
 def apply_batch(batch: Batch, *, resume: bool, overrides: engine.Overrides, opener: Opener = _default_opener,
-                parallel: int = PARALLEL, report: Report | None = None) -> list[ExitOutcome]:
+                parallel: int = PARALLEL, report: Report | None = None,
+                board: Board | None = None) -> list[ExitOutcome]:
     """Apply every exit not started; with ``resume``, also continue every unfinished one. Each exit
     is applied or resumed exactly as `offboard apply` / `apply --resume` would (re-planned from its
-    config and the live vendor first); one exit's failure or wait never stops another."""
-    states = {e.slug: exit_state(batch.configs[e.slug], e.plan) for e in batch.exits}
+    config and the live vendor first); one exit's failure or wait never stops another. Where each
+    stands is told to ``board`` as it goes (and each runbook step it begins to ``report``)."""
+    board = board or board_of(batch)
+    states = {e.slug: exit_state(batch.configs[e.slug], e.plan, batch.path) for e in batch.exits}
     started = [s for s, st in states.items() if st.state != NOT_STARTED]
     if started and not resume:
         raise BadInput(f"this batch has started ({len(started)} exit(s) have a run, e.g. {started[0]}); continue "
@@ -223,6 +253,8 @@ def apply_batch(batch: Batch, *, resume: bool, overrides: engine.Overrides, open
                    GATED: "stopped by a preflight gate: resume with --override-preflight \"REASON\" once checked"
                    }.get(st.state, st.state)
             outcomes[e.slug] = ExitOutcome(e.slug, e.customer, why, None, run_id)
+            board.ended(e.slug, {WAITING: 3, GATED: 4}.get(st.state),
+                        st.detail if st.state in (WAITING, GATED) else why)
         else:
             work.append((e, todo))
     work.sort(key=lambda w: (w[0].estimate.calls, w[0].slug))  # smallest first
@@ -236,7 +268,8 @@ def apply_batch(batch: Batch, *, resume: bool, overrides: engine.Overrides, open
         if report is not None:
             report(e.slug, "starting" if todo == "apply" else f"resuming run {st.run.run_id if st.run else '?'}")
         run_id = st.run.run_id if st.run else None
-        progress = _Stoppable(stop, (lambda text: report(e.slug, text)) if report is not None else lambda _t: None)
+        progress = board.progress(e.slug, stop, (lambda text: report(e.slug, text)) if report is not None
+                                  else lambda _t: None)
         try:
             with opener(cfg) as sessions:
                 if todo == "apply":
@@ -245,9 +278,10 @@ def apply_batch(batch: Batch, *, resume: bool, overrides: engine.Overrides, open
                     assert run_id is not None
                     result = engine.resume(run_id, cfg, sessions, overrides=overrides, progress=progress)
             # A gate's stop names the gates (the open incident, the isolated host), not just "a gate".
-            said = result.message or "; ".join(f"{f.vendor}: {f.detail}" for f in result.blocking if f.blocking)
+            gates = "; ".join(f"{f.vendor}: {f.detail}" for f in result.blocking if f.blocking)
+            said = "; ".join(part for part in (gates, result.message) if part)
             out = ExitOutcome(e.slug, e.customer, "applied" if todo == "apply" else "resumed", int(result.exit_code),
-                              result.run.run_id, said)
+                              result.run.run_id, said, gate_names(result.blocking))
         except RunInterrupted as exc:
             out = ExitOutcome(e.slug, e.customer, "interrupted", int(ExitCode.INTERRUPTED), exc.run_id,
                               "stopped after the action it was on")
@@ -259,6 +293,7 @@ def apply_batch(batch: Batch, *, resume: bool, overrides: engine.Overrides, open
                               f"internal error: {type(exc).__name__}: {exc}")
         with lock:
             outcomes[e.slug] = out
+        board.ended(e.slug, out.code, out.gates or out.message)
         if report is not None:
             report(e.slug, _said(out))
 
@@ -300,7 +335,7 @@ def batch_exit_code(outcomes: list[ExitOutcome], states: Mapping[str, ExitState]
 
 
 def states_of(batch: Batch) -> dict[str, ExitState]:
-    return {e.slug: exit_state(batch.configs[e.slug], e.plan) for e in batch.exits}
+    return {e.slug: exit_state(batch.configs[e.slug], e.plan, batch.path) for e in batch.exits}
 
 
 # -- verify, confirm, bundle ----------------------------------------------------------------------

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from offboard import hints
 from offboard.config import ExitConfig
 from offboard.engine.guards import GATES_STOPPED
 from offboard.errors import BadInput
@@ -38,6 +39,7 @@ class ExitState:
     resumable: bool = False  # a resume would run something (not only ask a person again)
     checks_failed: int = 0
     detail: str = ""
+    next_command: str = ""  # what to run next for it, printed whole after a table (never folded in a cell)
 
 
 def _plan_id_of(run_path: Path) -> str | None:
@@ -74,7 +76,8 @@ def _running(run: RunDir) -> bool:
         return True
 
 
-def exit_state(cfg: ExitConfig, plan: Plan) -> ExitState:
+def exit_state(cfg: ExitConfig, plan: Plan, batch_plan: Path | None = None) -> ExitState:
+    """``batch_plan``: the batch plan's path as the user gave it, carried by the commands the detail names."""
     run = find_run(cfg, plan)
     if run is None:
         return ExitState(NOT_STARTED)
@@ -100,8 +103,10 @@ def exit_state(cfg: ExitConfig, plan: Plan) -> ExitState:
     out.checks_failed = sum(1 for r in checks if r["event"] == "verify.failed")
     if end.ended:
         out.state = VERIFIED if checks and not out.checks_failed else DONE
-        out.detail = (f"{out.checks_failed} check(s) failed: `offboard batch verify` re-reads" if out.checks_failed
-                      else "" if checks else "not re-read since the last change: `offboard batch verify`")
+        out.detail = (f"{out.checks_failed} check(s) failed: `batch verify` re-reads" if out.checks_failed
+                      else "" if checks else "not re-read since the last change: `batch verify`")
+        if out.detail:
+            out.next_command = hints.command("batch", "verify", *([batch_plan] if batch_plan else []))
         return out
     if end.event in ("run.started", "run.resumed") or not end.line:
         out.state = RUNNING if _running(run) else INTERRUPTED
@@ -114,10 +119,15 @@ def exit_state(cfg: ExitConfig, plan: Plan) -> ExitState:
         out.state = WAITING
         out.detail = (f"{len(out.pending)} manual item(s)" + (f"; {', '.join(out.held_by)} holds its vendor's "
                                                                "changes" if out.held_by else "")
-                      + ("; the rest runs on `offboard batch apply --resume`" if out.resumable else ""))
+                      + ("; the rest runs on `batch apply --resume`" if out.resumable else ""))
+        if out.resumable:
+            out.next_command = hints.command("batch", "apply", "--resume", *([batch_plan] if batch_plan else []))
     elif code == 4 or detail == GATES_STOPPED:
         out.state = GATED
-        out.detail = "a preflight gate stopped it before any removal"
+        gates = [f"{r.get('vendor')}: {r['detail'].get('finding')}" for r in records
+                 if r.get("event") == "preflight.checked" and isinstance(r.get("detail"), dict)
+                 and r["detail"].get("blocking")]
+        out.detail = "stopped before any removal by " + ("; ".join(dict.fromkeys(gates)) or "a preflight gate")
         out.resumable = False
     else:
         out.state = FAILED

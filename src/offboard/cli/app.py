@@ -10,13 +10,13 @@ import os
 import sys
 import traceback
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, NoReturn
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
 
 from offboard import connectors as registry
 from offboard import engine, hints
-from offboard.cli import conventions, jsonout, render, stopped, watch_cmd
+from offboard.cli import conventions, jsonout, pipes, render, stopped, watch_cmd
 from offboard.cli.batch_cmd import batch_app
 from offboard.cli.sandbox_cmd import sandbox_app
 from offboard.config import ExitConfig
@@ -176,20 +176,32 @@ def apply(
         "--require-signature", help="Refuse (exit 4, before anything is done) a run that would not be signed "
                                     "with the MSP's key. Without it an unsigned run is only warned about.")] = False,
     trust_listing: conventions.TrustListingOpt = False,
+    take_over_claim: Annotated[str | None, typer.Option(
+        "--take-over-claim", metavar="REASON",
+        help="With a [psa] ticket: take over the exit's claim that another run still holds, once you know its "
+             "machine has stopped; the reason is audited and noted in the ticket.")] = None,
+    require_claim: Annotated[bool, typer.Option(
+        "--require-claim",
+        help="With a [psa] ticket: refuse (exit 2, before any vendor write) a run the ticket cannot claim (the PSA "
+             "down, notes refused). Without it such a run goes on unclaimed, warned and audited.")] = False,
     json_out: JsonOpt = False,
 ) -> None:
-    """Execute a saved plan unattended, in the vendors' order, then verify and report.
+    """Execute a saved plan in the vendors' order, then verify and report.
 
+    On a terminal it is guided (it stops at each manual item for you); in a script, or with
+    --unattended, it does all the API work and leaves the manual items as a checklist.
     Refuses a plan whose inventory changed since it was made. Exit 4 when a preflight
     gate stops it, 3 when manual items remain (see `offboard status`), 1 when something failed.
     """
     as_json = _json(json_out)
     if (plan_file is None) == (resume is None):
         raise BadInput("give either a plan file (offboard apply exit.plan.json) or --resume RUN_ID")
-    for flag, value in (("--override-preflight", override_preflight), ("--override-evidence", override_evidence)):
+    for flag, value in (("--override-preflight", override_preflight), ("--override-evidence", override_evidence),
+                        ("--take-over-claim", take_over_claim)):
         if value is not None and not value.strip():
             raise BadInput(f"{flag} needs a reason, e.g. {flag} \"incident #12 closed by phone\"")
-    overrides = engine.Overrides(override_preflight, override_evidence, confirm_name, yes_delete, trust_listing)
+    overrides = engine.Overrides(override_preflight, override_evidence, confirm_name, yes_delete, trust_listing,
+                                 take_over_claim, require_claim)
     if guided is None:  # a script asking for JSON never waits at a prompt unless it says --guided
         guided = not as_json and sys.stdin.isatty() and sys.stdout.isatty()
     cfg = _config(config)
@@ -320,12 +332,18 @@ def confirm_cmd(
     if result.to_resume:
         render.out.print(f"{len(result.to_resume)} action(s) of this run have not run yet; continue with: "
                          f"{hints.resume(run_id, config)}", markup=False, soft_wrap=True)
+    # What waits behind a vendor's gate item is not on the list yet: `status --pending` lists the
+    # items a person can do now, so the count says the same and names the rest apart.
+    later = result.tally["waiting"] if result.tally is not None else 0
+    behind = (f" ({later} more action(s) wait for {', '.join(result.tally.waiting_on)} and join the checklist "
+              "when the run resumes)" if later and result.tally is not None else "")
     if result.remaining:  # the count and where the list is: the list itself is `status`'s job
-        render.out.print(f"{len(result.remaining)} manual item(s) of this run remain; they are listed by: "
+        render.out.print(f"{len(result.remaining)} manual item(s) of this run remain{behind}; they are listed by: "
                          f"{hints.command('status', '--pending', run=run_id, config=config)}",
                          markup=False, soft_wrap=True)
     else:
-        render.out.print("Every manual item of this run is confirmed.")
+        render.out.print("Every manual item reached so far is confirmed" + (behind or "") + "." if later
+                         else "Every manual item of this run is confirmed.", markup=False, soft_wrap=True)
     if as_json:
         jsonout.confirm(result, by, ExitCode.OK)
 
@@ -345,8 +363,9 @@ def status_cmd(
 ) -> None:
     """Every step of a run: done / verified / manual-pending / confirmed / skipped (with the reason).
 
-    Exit 0 when everything is done, 3 while manual items are pending, 1 when something failed
-    (with --pending or --last-run: 0 whenever the run was read)."""
+    Exit 0 when everything is done, 3 while manual items are pending, 1 when something failed or
+    the run stopped before its end (it then prints the command that continues it; with --pending
+    or --last-run: 0 whenever the run was read)."""
     as_json = _json(json_out)
     cfg = _config(config)
     run_id = _run_id("status", run, old_run_id) or engine.latest_run_id(cfg)
@@ -364,6 +383,9 @@ def status_cmd(
                          markup=False, soft_wrap=True)
         for line in engine.watch_summary(run_dir):  # after the exit (`offboard watch`)
             render.out.print(line, soft_wrap=True, markup=False)
+    if states & {"interrupted", "not started"}:  # shown with -q too: a run left half-way is worth a warning
+        render.warning(f"run {run_dir.run_id} stopped before its end; continue it with: "
+                       f"{hints.resume(run_dir.run_id, cfg.path)}")
     raise typer.Exit(code)
 
 
@@ -406,11 +428,15 @@ def audit_verify(
     if not signatures.exists():
         _unsigned_verdict(file, result, signed_asked=public_key is not None)
     if public_key is None:
+        found = _public_key_near(file)
+        check_it = hints.command("audit", "verify", file, extra=["--public-key", found or "msp.pub"])
+        how = ("" if found is not None else
+               f" (write it with `{hints.command('keys', 'export', '-o', 'msp.pub')}` where the signing key is, "
+               "then run)")
         render.out.print(
             "This proves only that the log is internally consistent: a log cut short, or rewritten whole with "
             "every hash recomputed, passes this check too. To prove it is the MSP's record, check the MSP's "
-            f"signatures with its public key: offboard audit verify {file} --public-key msp.pub",
-            soft_wrap=True, markup=False)
+            f"signatures with its public key{how}: {check_it}", soft_wrap=True, markup=False)
         raise typer.Exit(ExitCode.OK)
     check = signing.check_heads_file(result, file.parent / signing.SIGNATURES, signing.load_public(public_key))
     if not check.ok:
@@ -427,6 +453,19 @@ def audit_verify(
     render.out.print(f"{signed}; the record reaches the run's end ({check.end.describe()})", soft_wrap=True,
                      markup=False)
     raise typer.Exit(ExitCode.OK)
+
+
+def _public_key_near(file: Path) -> Path | None:
+    """An msp.pub here or in a folder above the audit log (a run folder sits under its exit's folder,
+    where `keys init` is told to write it), as the user types it from here; None when there is none."""
+    places = [Path("msp.pub"), *(folder / "msp.pub" for folder in list(file.resolve().parents)[:5])]
+    for place in dict.fromkeys(places):
+        if place.is_file():
+            try:
+                return place.resolve().relative_to(Path.cwd())
+            except ValueError:
+                return place.resolve()
+    return None
 
 
 def _unsigned_verdict(file: Path, chain: VerifyResult, *, signed_asked: bool) -> NoReturn:
@@ -612,8 +651,8 @@ def keys_init(
         where = f"{key_file} ({_key_file_setting(key_file, config)})"
     with writing_output(public_key, "public key"):
         public_key.write_bytes(signing.public_pem(key.public_key()))
-    render.out.print(f"Signing key {signing.fingerprint(key.public_key())} kept in {where}.", soft_wrap=True,
-                     markup=False)
+    render.out.print(f"New signing key {signing.fingerprint(key.public_key())} made and stored in {where}.",
+                     soft_wrap=True, markup=False)
     render.out.print(f"Public key written to {public_key}: share it with customers and auditors; "
                      f"`{hints.command('bundle', 'verify', 'FILE', extra=['--public-key', public_key])}` checks a "
                      "run's bundle with it.", soft_wrap=True, markup=False)
@@ -689,6 +728,11 @@ def main(argv: list[str] | None = None) -> int:
     command = typer.main.get_command(app)
     jsonout.reset()
     render.setup()  # the root callback makes them again with -q / -v; --help and --version skip it
+    with pipes.readers_may_leave():
+        return _main(command, argv)
+
+
+def _main(command: Any, argv: list[str] | None) -> int:
     try:
         rv = command.main(args=argv, prog_name="offboard", standalone_mode=False)
         return int(rv or 0)
@@ -711,7 +755,8 @@ def main(argv: list[str] | None = None) -> int:
     except OffboardError as exc:
         return _failed(exc.exit_code, f"error: {REDACTOR.text(str(exc))}")
     except KeyboardInterrupt:
-        return _failed(ExitCode.INTERRUPTED, "interrupted before any run started; nothing was changed")
+        return _failed(ExitCode.INTERRUPTED, "interrupted before any change was made (no run started or "
+                                             "continued); run the same command again to go on")
     except Exception as exc:  # a bug: still one line, the detail only on request
         code = _failed(ExitCode.FAILED, f"internal error: {REDACTOR.text(f'{type(exc).__name__}: {exc}')} "
                                         "(run with -v or set OFFBOARD_DEBUG=1 for the traceback, and please report it)")

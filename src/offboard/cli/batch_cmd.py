@@ -19,7 +19,7 @@ from offboard import batch as batches
 from offboard import connectors as registry
 from offboard import engine, hints
 from offboard.batch.run import Report
-from offboard.cli import render, schedule
+from offboard.cli import batch_live, render, schedule
 from offboard.cli import watch_cmd as watch_cmd_module
 from offboard.cli.conventions import TrustListingOpt
 from offboard.config import SectionSettings
@@ -115,8 +115,9 @@ def accounts_table(bp: batches.BatchPlan) -> Table:
 
 def status_table(b: batches.Batch, states: dict[str, batches.ExitState]) -> Table:
     table = Table(title=f"Batch {b.plan.batch_id}: {len(b.exits)} customer(s)", title_justify="left")
-    for col in ("Customer", "State", "Removed", "Run", "Detail"):
-        table.add_column(col, overflow="fold")
+    for col in ("Customer", "State", "Removed", "Run"):  # whole: a name, a run id to paste; the detail gives way
+        table.add_column(col, no_wrap=True)
+    table.add_column("Detail", overflow="fold")
     colour = {"verified": "green", "done": "green", "failed": "bold red", "interrupted": "yellow",
               "waiting for a person": "cyan", "stopped by a gate": "bold red"}
     for e in b.exits:
@@ -130,6 +131,12 @@ def status_table(b: batches.Batch, states: dict[str, batches.ExitState]) -> Tabl
         counts[st.state] = counts.get(st.state, 0) + 1
     table.caption = ", ".join(f"{n} {s}" for s, n in sorted(counts.items()))
     return table
+
+
+def next_commands(states: dict[str, batches.ExitState]) -> None:
+    """What the table's details name, each command whole on a line of its own (a table cell folds)."""
+    for command in dict.fromkeys(st.next_command for st in states.values() if st.next_command):
+        render.out.print(f"Next: {command}", markup=False, soft_wrap=True)
 
 
 @batch_app.command("plan")
@@ -188,8 +195,13 @@ def apply_cmd(
             raise BadInput(f"{flag} needs a reason, e.g. {flag} \"incident #12 closed by phone\"")
     b = batches.open_batch(plan, _models())
     overrides = engine.Overrides(override_preflight, override_evidence, None, yes_delete, trust_listing)
-    outcomes = batches.apply_batch(b, resume=resume, overrides=overrides, parallel=parallel,
-                                   report=_say({e.slug: e.customer for e in b.exits}))
+    board = batches.board_of(b)
+    if render.err.is_terminal and not render.err.quiet:  # a live table, a row per exit
+        with batch_live.live(board.snapshot, render.err, lambda: board.stopping):
+            outcomes = batches.apply_batch(b, resume=resume, overrides=overrides, parallel=parallel, board=board)
+    else:  # a log: a line per exit per step
+        outcomes = batches.apply_batch(b, resume=resume, overrides=overrides, parallel=parallel, board=board,
+                                       report=_say({e.slug: e.customer for e in b.exits}))
     states = batches.states_of(b)
     render.out.print(status_table(b, states))
     code = batches.batch_exit_code(outcomes, states)
@@ -206,6 +218,7 @@ def status_cmd(plan: PlanArg = DEFAULT_PLAN) -> None:
     b = batches.open_batch(plan, _models())
     states = batches.states_of(b)
     render.out.print(status_table(b, states))
+    next_commands(states)
     raise typer.Exit(batches.batch_exit_code([], states))
 
 

@@ -103,7 +103,11 @@ def run_demo(directory: Path, *, keep: bool = False, psa: str | None = None) -> 
                                   progress=render.make_progress())
             c = result.counts
             outside = sum(len(v.skipped) for v in plan.vendors) + c["skipped"]
-            render.out.print(f"Exported {c['exported']} evidence file set(s); removed {c['succeeded']} object(s) by "
+            # The evidence steps' exports only (another read, e.g. the ticket's scope check, is no file set).
+            phase = {a.id: s.phase for s in plan.steps() for a in s.actions}
+            exported = sum(1 for aid in (result.tally.ids("exported") if result.tally else [])
+                           if phase.get(aid) == "evidence")
+            render.out.print(f"Exported {exported} evidence file set(s); removed {c['succeeded']} object(s) by "
                              f"API, failed {c['failed']}. Every write was checked against the exit's scope first; "
                              f"{outside} object(s) seen outside it were left untouched.")
             while result.pending:

@@ -8,10 +8,10 @@ import re
 import sys
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from rich.console import Console
 from rich.markup import escape as rich_escape
@@ -29,7 +29,8 @@ from rich.table import Table
 from rich.text import Text
 
 from offboard.connectors import Check
-from offboard.engine import GuideAnswer
+from offboard.engine import GuideAnswer, pace
+from offboard.engine.guards import confirm_option
 from offboard.plan import Action, Finding, Plan, Step
 from offboard.text import one_line
 from offboard.wire.redact import REDACTOR
@@ -41,11 +42,45 @@ if TYPE_CHECKING:
 MAX_ROWS_PER_STEP = 60  # a 10,000-agent plan prints a sample; the plan file has them all
 PIPE_WIDTH = 1000  # not a terminal: tables as wide as their content, so no id or path is folded
 RULE_WIDTH = 100
+WORD_SHARE = 0.45  # the most of a terminal's width one unbreakable word may claim in a table
+LONG_WORD = 16  # a column with a word this long (an id, a path, a call) keeps its words whole
+
+
+def keep_words_whole(table: Table, width: int) -> None:
+    """Ids, paths and calls are what a person pastes: a column holding long words is made as wide as
+    its longest (up to ``WORD_SHARE`` of the width), so rich wraps its cells at spaces; the column
+    with the most prose gives way instead (rich narrows the widest columns first, whatever they hold)."""
+    if not table.columns:
+        return
+    cap = max(8, int(width * WORD_SHARE))
+    texts = {id(c): [x.plain if isinstance(x, Text) else x for x in c._cells if isinstance(x, Text | str)]
+             for c in table.columns}
+    longest = {id(c): max((len(w) for cell in texts[id(c)] for w in cell.split()), default=0) for c in table.columns}
+    prose = max(table.columns, key=lambda c: sum(len(cell) for cell in texts[id(c)]))
+    fixed = [c for c in table.columns if c is not prose and c.width is None and longest[id(c)] >= LONG_WORD]
+    for column in fixed:
+        column.width = min(longest[id(column)], cap)
+        column.overflow = "fold"  # a word longer than even that is folded, never cut short
+    # Too many long words for one screen: the widest fixed columns give way (folded) before rich would crop.
+    frame = 3 * len(table.columns) + 1
+    while fixed and sum(c.width or 0 for c in fixed) + frame + LONG_WORD > width:
+        widest = max(fixed, key=lambda c: c.width or 0)
+        if (widest.width or 0) <= LONG_WORD:
+            break
+        widest.width = (widest.width or 0) - 1
+
+
+class _Screen(Console):
+    def print(self, *objects: Any, **kwargs: Any) -> None:
+        for table in objects:
+            if isinstance(table, Table):
+                keep_words_whole(table, self.width)
+        super().print(*objects, **kwargs)
 
 
 def _console(*, stderr: bool, quiet: bool = False) -> Console:
     # Rich reads NO_COLOR (and FORCE_COLOR) from the environment when a Console is made.
-    console = Console(stderr=stderr, highlight=False, quiet=quiet)
+    console = _Screen(stderr=stderr, highlight=False, quiet=quiet)
     if not console.is_terminal:
         # A pipe, a log file or an RMM's capture: rich would fold every table to 80 columns and
         # break ids mid-word, which defeats grep and copy-paste.
@@ -178,7 +213,8 @@ def plan_view(plan: Plan, machine_gates: Sequence[Finding] = ()) -> None:
         if vp.findings:
             out.print(findings_table(vp.findings))
         for step in vp.steps:
-            table = Table(title=f"{step.title}  ({len(step.actions)} actions)", title_justify="left")
+            count = f"{len(step.actions)} action{'' if len(step.actions) == 1 else 's'}"
+            table = Table(title=f"{step.title}  ({count})", title_justify="left")
             shown = step.actions[:MAX_ROWS_PER_STEP]
             table.add_column("#")
             # A manual item by the id `confirm` takes; an API object by its name and the vendor's id.
@@ -193,7 +229,7 @@ def plan_view(plan: Plan, machine_gates: Sequence[Finding] = ()) -> None:
             for n, (a, obj) in enumerate(zip(shown, objects, strict=True), start=1):
                 how = a.call if a.kind == "api" else f"MANUAL: {a.manual.portal_path if a.manual else ''}"
                 if a.confirm:
-                    how += f"  [needs --confirm \"{a.confirm}\"]"
+                    how += f"  [needs {confirm_option(a.confirm)}]"
                 table.add_row(str(n), escape(obj), escape(a.summary), escape(how))
             if len(step.actions) > MAX_ROWS_PER_STEP:
                 table.add_row("…", f"and {len(step.actions) - MAX_ROWS_PER_STEP} more", "(all in the plan file)", "")
@@ -345,16 +381,16 @@ def make_progress() -> RichProgress | LineProgress:
 
 
 class _EtaColumn(ProgressColumn):
-    """The run's ETA on its overall line (blank on the lanes' lines)."""
+    """The run's ETA on its overall line; on a lane's line, that vendor's own (its waits counted)."""
 
-    def __init__(self, eta: Callable[[], float | None]) -> None:
+    def __init__(self, eta: Callable[[str | None], float | None]) -> None:
         super().__init__()
         self._eta = eta
 
     def render(self, task: Task) -> Text:
-        if task.finished or task.total is None or task.fields.get("lane"):
+        if task.finished or task.total is None:
             return Text("")
-        remaining = self._eta()
+        remaining = self._eta(task.fields.get("lane"))
         return Text(f"ETA {_clock_text(remaining)}" if remaining is not None else "ETA …", style="progress.remaining")
 
 
@@ -371,10 +407,10 @@ class _StatusColumn(ProgressColumn):
 
 
 class _CountColumn(ProgressColumn):
-    """``done/total`` on the overall line; a lane's own count of settled actions on its line."""
+    """``done/total``, on the overall line and on each lane's line (its own)."""
 
     def render(self, task: Task) -> Text:
-        if task.fields.get("lane"):
+        if task.total is None:
             return Text(f"{int(task.completed)} done", style="progress.download")
         return Text(f"{int(task.completed)}/{int(task.total or 0)}", style="progress.download")
 
@@ -388,10 +424,10 @@ class _LaneBar(BarColumn):
 
 class RichProgress:
     """The engine's Progress on a terminal (stderr): an overall bar with an ETA, and a line per
-    vendor lane with its own runbook step and count, and its latest outcome or, while the rate
+    vendor lane with its own runbook step, count and ETA, and its latest outcome or, while the rate
     limiter or a vendor's Retry-After holds its calls back, "waiting Ns for the rate limit" counting
-    down. The ETA counts the waits: it is the run's own pace so far (waits included), and never
-    less than the longest wait still to sit through."""
+    down. Each ETA counts the waits (engine/pace.py): the run's (or the lane's) own pace so far,
+    waits included, and never less than the longest wait still ahead of it."""
 
     WAIT_SHOWN = 0.5  # seconds: shorter waits are the limiter's ordinary pacing
 
@@ -412,6 +448,7 @@ class RichProgress:
         self._lock = threading.Lock()
         self._started = 0.0
         self._total = self._done = self._first = 0
+        self._lane_counts: dict[str, list[int]] = {}  # a vendor's display name -> [total, done before, done]
 
     def start(self, total: int, done: int) -> None:
         self._progress.start()
@@ -419,6 +456,12 @@ class RichProgress:
         self._started = self._clock()
         self._total, self._done, self._first = total, done, done
         self._task = self._progress.add_task("All vendors", total=total, completed=done)
+
+    def lanes(self, counts: Mapping[str, tuple[int, int]]) -> None:
+        with self._lock:
+            self._lane_counts = {vendor: [total, before, before] for vendor, (total, before) in counts.items()}
+        for vendor, (total, before) in counts.items():
+            self._progress.update(self._lane(vendor), total=total, completed=before)
 
     def _lane(self, vendor: str) -> TaskID:
         # Never call rich under self._lock: its refresh thread holds its own lock while it asks
@@ -438,6 +481,8 @@ class RichProgress:
         with self._lock:
             self._last = self._last_of[vendor] = f"{action.target.name}: {outcome_words(action, event)}"
             self._done += 1
+            if vendor in self._lane_counts:
+                self._lane_counts[vendor][2] += 1
         if self._task is not None:
             self._progress.update(self._task, advance=1)
             self._progress.update(self._lane(vendor), advance=1)
@@ -450,17 +495,25 @@ class RichProgress:
         if not self._live:  # before the bar (the run's first reads): a line of its own
             self.console.print(wait.describe(), markup=False, highlight=False)
 
-    def eta(self) -> float | None:
-        """Seconds left: the run's pace so far (its waits included) over what remains, and at least
-        the longest wait a lane still sits through."""
+    def eta(self, vendor: str | None = None) -> float | None:
+        """Seconds left: the run's (or one lane's) pace so far, its waits included, over what remains,
+        and at least the longest wait it still sits through."""
         now = self._clock()
         with self._lock:
-            waits = [until - now for until, _ in self._waits.values() if until > now]
-            moved, left = self._done - self._first, self._total - self._done
-        pace = (now - self._started) / moved * left if moved else None
-        if pace is None and not waits:
-            return None
-        return max([pace or 0.0, *waits])
+            waits = [until - now for v, (until, _) in self._waits.items() if vendor in (None, v)]
+            if vendor is None:
+                moved, left = self._done - self._first, self._total - self._done
+            elif vendor in self._lane_counts:
+                total, before, done = self._lane_counts[vendor]
+                moved, left = done - before, total - done
+            else:
+                return None
+            lanes = list(self._lane_counts) if vendor is None else []
+        whole = pace.remaining(now - self._started, moved, left, waits)
+        # The run ends with its slowest lane: never sooner than any lane's own ETA.
+        ahead = [eta for lane in lanes if (eta := self.eta(lane)) is not None]
+        known = [eta for eta in (whole, *ahead) if eta is not None]
+        return max(known) if known else None
 
     def lane_text(self, vendor: str | None = None) -> str:
         now = self._clock()
@@ -538,6 +591,9 @@ class LineProgress:
             self._total, self._done, self._first = total, done, done
             self._started = self._clock()
             self._line(f"{total - done} action(s) to run" + (f" ({done} of {total} done before)" if done else ""))
+
+    def lanes(self, counts: Mapping[str, tuple[int, int]]) -> None:
+        pass  # a log says each lane's steps and waits as they come; its pace is the run's
 
     def step(self, vendor: str, step: Step, todo: int) -> None:
         with self._lock:

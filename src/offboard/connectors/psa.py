@@ -55,6 +55,9 @@ class PsaSettings(VendorSettings):
                                            "named in the note that replaces the attachment")
     max_note_chars: int | None = Field(None, ge=500, description="split notes longer than this; default: the "
                                                                  "PSA's own limit")
+    claim_minutes: float | None = Field(
+        None, gt=0, le=24 * 60, description="how long apply's claim of the exit in the ticket lasts after each "
+                                            "renewal; default: 30 where the PSA's API edits a note, else 120")
 
     # How a person finds the ticket's id and a status's id, the one line a wrong value gets: a PSA
     # whose ids are numbers sets them (empty: the PSA's ids are any text).
@@ -163,6 +166,16 @@ class TicketSession(Protocol):
     def set_status(self, status: str) -> Posted: ...
 
     def close(self) -> None: ...
+
+
+@runtime_checkable
+class NoteEditor(Protocol):
+    """A ticket session whose PSA documents changing a note it holds (``TicketSession`` plus this): apply's
+    claim of the exit is renewed and released by editing its one note, rather than by posting new ones."""
+
+    def edit_note(self, note_id: str, title: str, body: str) -> Posted:
+        """Replace the text of note ``note_id`` (``body`` in ``limits.note_format``); its visibility stays."""
+        ...
 
 
 @runtime_checkable

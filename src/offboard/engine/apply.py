@@ -8,6 +8,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from offboard.config import ExitConfig
+from offboard.engine.claim import Claim, claimed
 from offboard.engine.execute import execute
 from offboard.engine.guards import (
     GATES_DECIDED,
@@ -19,11 +20,11 @@ from offboard.engine.guards import (
 )
 from offboard.engine.planner import discover, vendor_plans
 from offboard.engine.readiness import UNSIGNED, check_machine, refuse
-from offboard.engine.runfolder import exit_lock, reopen, write_documents, write_state
+from offboard.engine.runfolder import exit_lock, reopen, runs_of_plan, write_documents, write_state
 from offboard.engine.sessions import Sessions
 from offboard.engine.ticket import summary as ticket_summary
 from offboard.engine.types import Guide, NoProgress, Overrides, Progress, RunResult
-from offboard.errors import BadInput, ExitCode, RunInterrupted, RunStopped
+from offboard.errors import BadInput, ClaimRefused, ExitCode, RunInterrupted, RunStopped
 from offboard.lifecycle import TERMINAL, fold_actions
 from offboard.plan import Finding, Inventory, Plan, write_plan
 from offboard.proof.audit import AuditLog
@@ -41,11 +42,12 @@ def apply(plan: Plan, cfg: ExitConfig, sessions: Sessions, *, overrides: Overrid
     check_guards(plan, overrides)  # before any call; the re-plan below proves the guards are the connector's
     ready = check_machine(cfg, require_signature=require_signature)
     refuse(ready.gates)  # before any vendor call: the signing key and the runs folder are on this machine
+    # Said before the lock: naming the exit is a vendor call, which may wait for the rate limit.
+    progress.phase("Re-reading the vendors to check the plan still holds (read-only)")
     # The lock before discovery: a second apply is refused, not told its plan is stale.
-    with exit_lock(cfg, sessions), waits.listening(progress.waiting):
-        progress.phase("Re-reading the vendors to check the plan still holds (read-only)")
+    with waits.listening(progress.waiting), exit_lock(cfg, sessions):
         live = discover(sessions)
-        check_not_stale(plan, live, cfg)
+        check_not_stale(plan, live, cfg, runs_of_plan(cfg, plan.plan_id))
         fresh = vendor_plans(sessions, live)
         check_matches_replan(plan, fresh, source="plan file")
         findings = [f for vp in fresh for f in vp.findings]
@@ -62,7 +64,7 @@ def stops_named(run: RunDir, config: Path) -> Iterator[None]:
     is raised as ``RunStopped``, Ctrl-C as ``RunInterrupted``."""
     try:
         yield
-    except RunStopped:
+    except (RunStopped, ClaimRefused):  # a refused claim wrote nothing: one line, exit 2
         raise
     except RunInterrupted as exc:
         exc.config = config
@@ -82,10 +84,25 @@ def _apply_run(run: RunDir, plan: Plan, sessions: Sessions, overrides: Overrides
     with run.lock():
         audit = AuditLog(run.audit_path, run.run_id)
         try:
-            return _start_and_execute(run, plan, sessions, audit, live, findings, progress, guide, signer,
-                                      starting=overrides, running=overrides, announce=True)
+            with _claimed(run, sessions, audit, overrides, progress):
+                return _start_and_execute(run, plan, sessions, audit, live, findings, progress, guide, signer,
+                                          starting=overrides, running=overrides, announce=True)
         finally:
             audit.close()
+
+
+@contextmanager
+def _claimed(run: RunDir, sessions: Sessions, audit: AuditLog, overrides: Overrides,
+             progress: Progress) -> Iterator[Claim | None]:
+    """Across machines: the exit claimed in its PSA ticket before any vendor write, checked before each,
+    released at the end."""
+    with claimed(sessions.ticket, sessions.identities, run.run_id, audit, take_over=overrides.take_over_claim,
+                 require=overrides.require_claim, config=sessions.config, warn=progress.warning) as claim:
+        sessions.claim = claim
+        try:
+            yield claim
+        finally:
+            sessions.claim = None
 
 
 def _start_and_execute(run: RunDir, plan: Plan, sessions: Sessions, audit: AuditLog, live: Mapping[str, Inventory],
@@ -168,12 +185,14 @@ def resume(run_id: str, cfg: ExitConfig, sessions: Sessions, *, overrides: Overr
     before = f"before run {run_id} continued"
     ready = check_machine(cfg, require_signature=require_signature)
     refuse(ready.gates, before=before)
-    with reopen(run_id, cfg, sessions) as (run, plan, audit), waits.listening(progress.waiting):
+    # Said before the run is reopened: naming the exit for its lock is a vendor call, which may wait
+    # for the rate limit (a run stopped by Ctrl-C during a wait finds the window still full).
+    progress.phase(f"Resuming run {run_id}: re-reading the vendors first (read-only)")
+    with waits.listening(progress.waiting), reopen(run_id, cfg, sessions) as (run, plan, audit):
         if any(r["event"] == "run.finished" and r["detail"] == GATES_STOPPED for r in audit.records):
             raise BadInput(f"run {run_id} was stopped by preflight gates; it has nothing to resume: "
                            "apply the plan again once incident response is finished")
         done = fold_actions(audit.records)
-        progress.phase(f"Resuming run {run_id}: re-reading the vendors first (read-only)")
         with stops_named(run, cfg.path):  # e.g. the vendor still down: the run is named, to resume later
             live = discover(sessions)
             fresh = vendor_plans(sessions, live)
@@ -182,7 +201,7 @@ def resume(run_id: str, cfg: ExitConfig, sessions: Sessions, *, overrides: Overr
         still_open = {a.id for a in plan.actions() if done.get(a.id) not in TERMINAL}
         gone = check_matches_replan(plan, fresh, source=f"run {run_id}'s plan.json", only=still_open)
         refuse((f for vp in fresh for f in vp.findings), before=before)  # nothing recorded: the run is as it was
-        with stops_named(run, cfg.path):
+        with stops_named(run, cfg.path), _claimed(run, sessions, audit, overrides, progress):
             return _resume_run(run, plan, sessions, audit, live, overrides, progress, guide, ready.signer, done,
                                gone)
 
@@ -201,6 +220,7 @@ def _resume_run(run: RunDir, plan: Plan, sessions: Sessions, audit: AuditLog, li
     findings = ([] if GATES_DECIDED & events else
                 [f for name, s in sessions.by_vendor.items() for f in s.preflight(live[name])])
     # Guarded actions were confirmed when the run started (audited); the run keeps that decision.
-    confirmed = Overrides(overrides.preflight, overrides.evidence, None, True, overrides.trust_listing)
+    confirmed = Overrides(overrides.preflight, overrides.evidence, None, True, overrides.trust_listing,
+                          overrides.take_over_claim, overrides.require_claim)
     return _start_and_execute(run, plan, sessions, audit, live, findings, progress, guide, signer,
                               starting=overrides, running=confirmed, announce=False, settle_only=gone)

@@ -59,10 +59,14 @@ def manual_item_id(plan: Plan, given: str, run_id: str, cfg: ExitConfig) -> str:
     if len(short) == 1:
         return short[0]
     spellings = {**{i.split(".", 1)[-1]: i for i in manual}, **{i: i for i in manual}}
-    near = short or list(dict.fromkeys(spellings[n] for n in difflib.get_close_matches(given, spellings, n=1,
-                                                                                        cutoff=0.6)))
+    last_word = [i for i in manual if i.rsplit(".", 1)[-1] == given]  # "remove": every item that ends so
+    near = short or last_word or list(dict.fromkeys(
+        spellings[n] for n in difflib.get_close_matches(given, spellings, n=1, cutoff=0.6)))
     listing = hints.command("status", "--pending", run=run_id, config=cfg.path)
-    guess = f"did you mean {' or '.join(near)}? " if near else ""
+    shown = near[:4]
+    either = ", ".join(shown[:-1]) + " or " + shown[-1] if len(shown) > 1 else "".join(shown)
+    more = f" (and {len(near) - len(shown)} more)" if len(near) > len(shown) else ""
+    guess = f"did you mean {either}{more}? " if near else ""
     raise BadInput(f"{given!r} is not a manual item of run {run_id}; {guess}`{listing}` lists them"
                    if manual else f"run {run_id} has no manual item")
 

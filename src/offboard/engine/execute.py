@@ -115,6 +115,8 @@ class RunPass:
                 self.tally.evidence_failed.add(action.vendor)
             key = "exported" if event == "action.succeeded" else "failed"
         else:
+            if self.sessions.claim is not None:  # across machines: the exit's claim still holds (or the run stops)
+                self.sessions.claim.check()
             event = _run_action(action, session, self.guard, self.audit, interrupted=state in UNSETTLED)
             key = WRITE_OUTCOMES.get(event, "")
         if event == "manual.pending":  # the vendor refused the API path: its manual instructions apply
@@ -191,6 +193,11 @@ def execute(run: RunDir, plan: Plan, sessions: Sessions, audit: AuditLog, live: 
         audit.emit("scope_guard.mode", outcome="success", detail=describe(guard.mode))
     actions = plan.actions()
     progress.start(len(actions), sum(1 for a in actions if done.get(a.id) in TERMINAL))
+    counts: dict[str, tuple[int, int]] = {}
+    for a in actions:
+        total, before = counts.get(plan.vendor(a.vendor).display_name, (0, 0))
+        counts[plan.vendor(a.vendor).display_name] = (total + 1, before + (done.get(a.id) in TERMINAL))
+    progress.lanes(counts)
     this = RunPass(run, plan, sessions, audit, guard, overrides, progress, guide, settle_only)
     lanes: dict[str, list[Action]] = {}
     for action in actions:

@@ -3,7 +3,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import shlex
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from offboard import hints
@@ -11,6 +12,7 @@ from offboard.config import ExitConfig
 from offboard.engine.types import Overrides
 from offboard.errors import BadInput
 from offboard.plan import Action, Inventory, Plan, VendorPlan
+from offboard.text import one_line
 
 GATES_DECIDED = frozenset({"preflight.cleared", "preflight.overridden"})  # a run's gates were passed
 
@@ -25,10 +27,10 @@ def _new_plan(cfg: ExitConfig) -> str:
 def check_plan_fits(plan: Plan, cfg: ExitConfig) -> None:
     if plan.config_fingerprint != cfg.fingerprint():
         changed = definition_changes(plan.exit_definition, cfg.definition())
-        what = (f"{changed} in {cfg.path}" if changed else
-                f"a different exit definition (customer {plan.customer!r}) than {cfg.path}")
-        raise BadInput(f"plan {plan.plan_id} was made for {what}; make a new plan from this config with "
-                       f"`{_new_plan(cfg)}` and review it")
+        what = (f"{cfg.path} has changed since the plan was made: {changed}" if changed else
+                f"it was made for a different exit definition (customer {plan.customer!r}) than {cfg.path}")
+        raise BadInput(f"plan {plan.plan_id} does not fit this config: {what}; make a new plan from this config "
+                       f"with `{_new_plan(cfg)}` and review it")
 
 
 def _flat(data: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -54,7 +56,10 @@ def definition_changes(saved: Mapping[str, Any], now: Mapping[str, Any], shown: 
     return "; ".join(diffs[:shown]) + more
 
 
-def check_not_stale(plan: Plan, live: Mapping[str, Inventory], cfg: ExitConfig | None = None) -> None:
+def check_not_stale(plan: Plan, live: Mapping[str, Inventory], cfg: ExitConfig | None = None,
+                    earlier_runs: Sequence[str] = ()) -> None:
+    """``earlier_runs``: the runs already made from this plan, if any; the refusal then says the change
+    may be those runs' own work and how to continue them (the refusal is the same either way)."""
     for vp in plan.vendors:
         inv = live.get(vp.vendor)
         if inv is None:
@@ -62,6 +67,15 @@ def check_not_stale(plan: Plan, live: Mapping[str, Inventory], cfg: ExitConfig |
         if inv.fingerprint() != vp.inventory_fingerprint:
             changed = inventory_changes(vp, inv)
             redo = _new_plan(cfg) if cfg is not None else "offboard plan -o FILE"
+            if earlier_runs:
+                last = earlier_runs[-1]
+                raise BadInput(
+                    f"plan {plan.plan_id} was applied already (run {last}"
+                    f"{f' and {len(earlier_runs) - 1} more' if len(earlier_runs) > 1 else ''}), and {vp.display_name}"
+                    f" has changed since{': ' + changed if changed else ''}; continue that run with "
+                    f"`{hints.resume(last, cfg.path if cfg is not None else None)}`, or make a new plan with "
+                    f"`{redo}` and review it"
+                )
             raise BadInput(
                 f"plan is stale: {vp.display_name} inventory for {vp.scope} changed since the plan was "
                 f"made ({plan.created_at}){': ' + changed if changed else ''}; make a new plan with "
@@ -89,16 +103,25 @@ def inventory_changes(vp: VendorPlan, inv: Inventory, shown: int = 3) -> str:
                      (("new", new), ("no longer listed", gone), ("with another owner", moved)) if names)
 
 
+def confirm_option(name: str) -> str:
+    """The ``--confirm`` a person pastes for a guarded action on ``name``: the name as the screen
+    shows it (a vendor's name may hold quotes, line breaks or escapes: ``one_line`` makes them
+    visible) and shell-quoted, so it reaches ``check_guards`` as printed, which takes it."""
+    return f"--confirm {shlex.quote(one_line(name))}"
+
+
 def check_guards(plan: Plan, overrides: Overrides) -> None:
     for action in plan.actions():
         if action.confirm is None or overrides.yes_guarded:
             continue
         if overrides.confirm_name is None:
             raise BadInput(f"this plan will {action.summary}; that cannot be undone: pass "
-                           f"--confirm \"{action.confirm}\" (or --yes-delete-organization when unattended)")
-        if overrides.confirm_name != action.confirm:
-            raise BadInput(f"--confirm {overrides.confirm_name!r} does not match {action.confirm!r}; "
-                           "type the name exactly as the plan shows it")
+                           f"{confirm_option(action.confirm)} (or --yes-delete-organization when unattended)")
+        # The name as the vendor spells it, or as the screen shows it (what the printed option carries).
+        if overrides.confirm_name not in (action.confirm, one_line(action.confirm)):
+            raise BadInput(f"--confirm {shlex.quote(one_line(overrides.confirm_name))} does not match the name "
+                           f"{shlex.quote(one_line(action.confirm))}; type it exactly as the plan shows it: "
+                           f"{confirm_option(action.confirm)}")
 
 
 # What makes an action safe to send: where it points, what it does, whose it must be, whether a

@@ -5,6 +5,7 @@ and the documents written from its audit log.
 from __future__ import annotations
 
 import contextlib
+import json
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path, PurePosixPath
@@ -31,10 +32,13 @@ def exit_lock(cfg: ExitConfig, sessions: Sessions) -> Iterator[None]:
     call or two); the locks live in one folder of the machine (``rundir.shared_lock_dir``); all
     are taken, in one order, or none."""
     with contextlib.ExitStack() as held:
+        named = []
         for vendor in sorted(cfg.vendors):
             identity = sessions.by_vendor[vendor].exit_identity()
+            named.append(identity)
             held.enter_context(identity_lock(identity, f"exit of {cfg.customer.name!r}, runs in "
                                                        f"{cfg.runs_dir.resolve()}"))
+        sessions.identities = tuple(named)
         yield
 
 
@@ -55,6 +59,17 @@ def reopen(run_id: str, cfg: ExitConfig, sessions: Sessions) -> Iterator[tuple[R
             yield run, plan, audit
         finally:
             audit.close()
+
+
+def runs_of_plan(cfg: ExitConfig, plan_id: str) -> list[str]:
+    """The runs already made from a plan, oldest first, as their state files say: for a message
+    only (which run to continue), never for a decision."""
+    found = []
+    for state in sorted(cfg.runs_dir.glob("*/state.json")):
+        with contextlib.suppress(OSError, ValueError, AttributeError):
+            if json.loads(state.read_text(encoding="utf-8")).get("plan_id") == plan_id:
+                found.append(state.parent.name)
+    return found
 
 
 def write_state(run: RunDir, plan: Plan, audit: AuditLog, status: str) -> None:

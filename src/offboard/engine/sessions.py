@@ -7,7 +7,7 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from offboard import connectors as registry
 from offboard.config import ExitConfig
@@ -27,6 +27,18 @@ class Sessions:
     connectors: dict[str, Connector]
     ticket: Ticket | None = None
     config: Path | None = None  # the exit's config file, so every printed command carries it
+    # The exit as its vendors name it (``VendorSession.exit_identity``), once the exit lock asked them:
+    # the machine lock's keys, and the key of the exit's claim in its PSA ticket.
+    identities: tuple[str, ...] = ()
+    # The run's claim of the exit in its PSA ticket while it holds one (engine/claim.py): checked before
+    # each vendor write.
+    claim: WriteGate | None = None
+
+
+class WriteGate(Protocol):
+    def check(self) -> None:
+        """Raise when this run may send no more vendor writes."""
+        ...
 
 
 # What a session must answer before offboard sends it a write: the object's owner read alone,

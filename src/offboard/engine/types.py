@@ -4,6 +4,7 @@ hooks the CLI draws, and a run's result.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -24,6 +25,10 @@ class Progress(Protocol):
 
     def start(self, total: int, done: int) -> None:
         """The run's actions begin: ``total`` in the plan, ``done`` of them finished before (resume)."""
+        ...
+
+    def lanes(self, counts: Mapping[str, tuple[int, int]]) -> None:
+        """Right after ``start``: each vendor lane (its display name) and its (total, done before)."""
         ...
 
     def advance(self, action: Action, event: str) -> None:
@@ -51,6 +56,9 @@ class Progress(Protocol):
 
 class NoProgress:
     def start(self, total: int, done: int) -> None:
+        pass
+
+    def lanes(self, counts: Mapping[str, tuple[int, int]]) -> None:
         pass
 
     def advance(self, action: Action, event: str) -> None:
@@ -83,6 +91,10 @@ class Overrides:
     # --trust-listing: each write's owner from the vendor's listing (at most listings.MAX_AGE_S old)
     # instead of a read of the object alone just before it (engine/scope_guard.py)
     trust_listing: bool = False
+    # The exit's claim in its PSA ticket (engine/claim.py): take over a live claim whose machine has
+    # stopped (the reason, audited and noted in the ticket); refuse a run the ticket cannot claim.
+    take_over_claim: str | None = None
+    require_claim: bool = False
 
 
 @dataclass(frozen=True)

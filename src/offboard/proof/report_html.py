@@ -217,8 +217,10 @@ def _timeline(p: Proof) -> str:
 def _footer(p: Proof) -> str:
     return ("<footer><p>How to check: every line of this page comes from the run's <code>audit.jsonl</code>, "
             "in which each event carries the hash of the one before it. "
-            "<code>offboard audit verify audit.jsonl --public-key msp.pub</code> recomputes the chain and checks "
-            f"the MSP's signature. Final hash: <code>{_e(p.last_hash)}</code>.</p></footer>")
+            "<code>offboard audit verify audit.jsonl --public-key msp.pub</code> (in the run's bundle unpacked, "
+            "which holds the MSP's public key <code>msp.pub</code>, or with the one the MSP shared beside the log) "
+            "recomputes the chain and checks the MSP's signature. "
+            f"Final hash: <code>{_e(p.last_hash)}</code>.</p></footer>")
 
 
 # The page, in order: the customer's first screen, then the auditor's detail. A new section (e.g. what

@@ -153,7 +153,9 @@ def _timeline(p: Proof) -> list[str]:
 
 def _how_to_check(p: Proof) -> list[str]:
     return ["## How to check this report", "",
-            "Every line above comes from `audit.jsonl`. Check that the log is whole and was signed by the MSP:",
+            "Every line above comes from `audit.jsonl`. Check that the log is whole and was signed by the MSP, "
+            "in the run's bundle unpacked (it holds the MSP's public key, `msp.pub`, beside the log), or with the "
+            "`msp.pub` the MSP shared put beside it:",
             "", "    offboard audit verify audit.jsonl --public-key msp.pub", "",
             f"A copy of the final hash kept elsewhere ({_code(p.last_hash, cell=False)}) proves later that the log "
             "is unchanged.", ""]

@@ -201,8 +201,9 @@ def closure_note(plan: Plan, records: list[dict[str, Any]], manifest: dict[str, 
     blocks = closure_blocks(render_closure_note(plan, records, manifest))
     if head is not None:
         blocks.append(_p(f"Audit log: {head.get('audit_lines')} events, chain head {head.get('last_hash')}, signed "
-                         f"by {head.get('key')} at {head.get('signed_at')}. Check it with `offboard audit verify "
-                         "audit.jsonl --public-key msp.pub`."))
+                         f"by {head.get('key')} at {head.get('signed_at')}. Check it in the run's bundle unpacked (it "
+                         "holds msp.pub, the MSP's public key) with `offboard audit verify audit.jsonl --public-key "
+                         "msp.pub`."))
     else:
         blocks.append(_p("The audit log is not signed (no MSP signing key: `offboard keys init`)."))
     names = list(files)

@@ -222,6 +222,9 @@ class VendorHttp:
         self._refusal = refusal
         self._sleep = sleep or _sleep
         self.last_call: HttpRecord | None = None  # only the latest: memory must not grow with calls
+        # The server's own clock (its latest reply's ``Date`` header, RFC 9110): what a claim in a PSA
+        # ticket is timed by, so two machines' clocks are never compared. None: no reply carried one.
+        self.server_time: datetime | None = None
         # Open recordings (see ``recording``), per thread: a file's requests, not another lane's.
         self._recorders = threading.local()
         self._client = httpx.Client(
@@ -389,6 +392,7 @@ class VendorHttp:
 
         record = self.last_call
         assert record is not None
+        self.server_time = _server_date(response.headers.get("date")) or self.server_time
         for calls in self._recorders.__dict__.get("stack", ()):
             calls.append(record)
         if response.status_code in ok or response.status_code in allow:
@@ -538,3 +542,14 @@ def _host_of(exc: httpx.TransportError) -> str | None:
         return exc.request.url.host or None
     except RuntimeError:  # raised without its request (e.g. by a test transport)
         return None
+
+
+def _server_date(value: str | None) -> datetime | None:
+    """A reply's ``Date`` header as an aware UTC time; None when absent or not a date."""
+    if not value:
+        return None
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    return when.astimezone(UTC) if when.tzinfo is not None else None

@@ -89,20 +89,35 @@ class _Turns:
         self._cond = threading.Condition()
         self._next = 0
         self._serving = 0
+        self._abandoned: set[int] = set()
 
     @contextlib.contextmanager
     def turn(self) -> Iterator[None]:
         with self._cond:
             mine = self._next
             self._next += 1
-            while self._serving != mine:
-                self._cond.wait()
+            try:
+                while self._serving != mine:
+                    self._cond.wait()
+            except BaseException:
+                # Ctrl-C reaches a caller queued here: its place is given up, or every caller behind
+                # it would wait for a turn nobody will take.
+                self._abandoned.add(mine)
+                self._pass_on()
+                raise
         try:
             yield
         finally:
             with self._cond:
                 self._serving += 1
-                self._cond.notify_all()
+                self._pass_on()
+
+    def _pass_on(self) -> None:
+        """Skip the places given up, then wake the queue (called holding the condition)."""
+        while self._serving in self._abandoned:
+            self._abandoned.discard(self._serving)
+            self._serving += 1
+        self._cond.notify_all()
 
 
 class _MemoryStore:

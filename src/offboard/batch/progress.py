@@ -1,0 +1,258 @@
+"""Where each exit of a running batch stands, moment to moment: every exit's engine progress folded
+into one board, read as a snapshot (a row per exit, a lane per vendor) by whoever shows it — a
+live table on a terminal (cli/batch_live.py); a log gets a line per exit per step instead.
+
+The board only gathers: what a row says (its state, each lane's step, the ETA) is decided here,
+never by the screen. The wire reports its waits to every listener of the process; each exit
+takes only the waits of its own threads (its worker and its vendors' lanes).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+
+from offboard import engine
+from offboard.engine import pace
+from offboard.plan import Action, Step
+from offboard.wire.waits import Wait
+
+# The states of a row while the batch runs; an exit that ended says its outcome (OUTCOMES).
+QUEUED = "queued"
+READING = "re-reading"  # re-reading its vendors before it starts (the plan must still hold)
+RUNNING = "running"
+BUDGET = "waiting for the account's budget"
+RETRYING = "retrying"
+VERIFYING = "verifying"  # every action settled: re-reading its vendors to prove the service stopped
+DONE = "done"
+PERSON = "waiting for a person"
+GATE = "stopped by gate"
+FAILED = "failed"
+REFUSED = "refused"
+INTERRUPTED = "interrupted"
+NOT_RUN = "not run"
+OUTCOMES = {0: DONE, 1: FAILED, 2: REFUSED, 3: PERSON, 4: GATE, 130: INTERRUPTED}
+ACTIVE = frozenset({READING, RUNNING, BUDGET, RETRYING, VERIFYING})
+WAIT_SHOWN = 1.0  # seconds: shorter waits are the limiter's ordinary pacing, not a state
+
+
+@dataclass(frozen=True)
+class LaneRow:
+    vendor: str  # its display name
+    step: str  # its current runbook step ("" before its first)
+    done: int
+    total: int
+    waiting: float  # seconds its calls are still held back (0: none)
+    why: str  # what holds them back, as a person reads it after "waiting Ns"
+    eta: float | None
+
+
+@dataclass(frozen=True)
+class ExitRow:
+    slug: str  # the customer's short name (its folder; what --customer takes)
+    customer: str
+    state: str  # QUEUED … or an outcome; GATE carries the gates in ``detail``
+    detail: str  # the gates that stopped it, why it failed or waits; "" when nothing to add
+    lanes: tuple[LaneRow, ...]
+    done: int
+    total: int
+    eta: float | None  # None: not known yet (queued, or nothing moved yet)
+
+    @property
+    def active(self) -> bool:
+        return self.state in ACTIVE
+
+
+@dataclass(frozen=True)
+class Planned:
+    """An exit as the batch plan has it, before it starts."""
+
+    slug: str
+    customer: str
+    estimate: float  # seconds of its calls at its accounts' ceilings
+    lanes: Mapping[str, int]  # each vendor's display name -> its planned actions
+
+
+@dataclass
+class _Lane:
+    total: int = 0
+    before: int = 0
+    done: int = 0
+    step: str = ""
+    wait_until: float = 0.0
+    why: str = ""
+
+
+@dataclass
+class _Exit:
+    slug: str
+    customer: str
+    estimate: float  # seconds of its calls at the accounts' ceilings (the batch plan's estimate)
+    state: str = QUEUED
+    detail: str = ""
+    total: int = 0
+    before: int = 0
+    done: int = 0
+    started: float | None = None
+    lanes: dict[str, _Lane] = field(default_factory=dict)  # by the vendor's display name
+    names: dict[str, str] = field(default_factory=dict)  # a vendor's key -> its display name
+    wait_until: float = 0.0  # a wait before its lanes began (its re-read of the vendors)
+    why: str = ""
+
+
+class Board:
+    """Every exit of the batch, in the batch plan's order. Thread-safe: the exits' workers and their
+    vendors' lanes report at once."""
+
+    def __init__(self, exits: Sequence[Planned], clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._exits = {p.slug: _Exit(p.slug, p.customer, p.estimate, total=sum(p.lanes.values()),
+                                     lanes={vendor: _Lane(total) for vendor, total in p.lanes.items()})
+                       for p in exits}
+        self._threads: dict[int, str] = {}  # a thread's ident -> the exit it works for (the latest)
+        self._stop: threading.Event | None = None
+
+    def progress(self, slug: str, stop: threading.Event, say: Callable[[str], None]) -> engine.Progress:
+        """The engine's progress of one exit; made in that exit's worker thread."""
+        self._claim(slug)
+        self._stop = stop
+
+        def starting(e: _Exit) -> None:  # its first reads (the exit's lock, its re-plan) may wait for the budget
+            if e.state == QUEUED:
+                e.state = READING
+        self._update(slug, starting)
+        return ExitProgress(self, slug, stop, say)
+
+    @property
+    def stopping(self) -> bool:
+        """Ctrl-C was pressed: each running exit stops after the action it is on."""
+        return self._stop is not None and self._stop.is_set()
+
+    def _claim(self, slug: str) -> None:
+        with self._lock:
+            self._threads[threading.get_ident()] = slug
+
+    def ended(self, slug: str, code: int | None, detail: str) -> None:
+        """An exit's run ended (``code``: its exit code), or it was not run (None)."""
+        with self._lock:
+            e = self._exits[slug]
+            e.state = OUTCOMES.get(code, FAILED) if code is not None else NOT_RUN
+            e.detail = detail
+            if e.started is None:  # not run now: the plan's counts would say nothing about where it stands
+                e.lanes, e.done, e.total = {}, 0, 0
+            e.wait_until = 0.0
+            for lane in e.lanes.values():
+                lane.wait_until = 0.0
+
+    def snapshot(self) -> tuple[ExitRow, ...]:
+        now = self._clock()
+        with self._lock:
+            return tuple(self._row(e, now) for e in self._exits.values())
+
+    def _row(self, e: _Exit, now: float) -> ExitRow:
+        lanes = tuple(self._lane_row(e, vendor, lane, now) for vendor, lane in e.lanes.items())
+        state = e.state
+        waits = [lane.waiting for lane in lanes] + [max(0.0, e.wait_until - now)]
+        if state in (READING, RUNNING) and max(waits) >= WAIT_SHOWN:
+            held = [lane.why for lane in lanes if lane.waiting >= WAIT_SHOWN] + ([e.why] if e.wait_until > now else [])
+            state = BUDGET if any("rate limit" in why for why in held) else RETRYING
+        if state == RUNNING and e.started is not None and e.done >= e.total:
+            state = VERIFYING
+        eta: float | None = None
+        if state in ACTIVE and e.started is not None:
+            eta = pace.remaining(now - e.started, e.done - e.before, e.total - e.done, waits)
+            if eta is not None and e.total:
+                # A first window's burst makes the pace look fast: never less than the share of its
+                # calls at the accounts' ceilings still ahead (the batch plan's estimate).
+                eta = max(eta, e.estimate * (e.total - e.done) / e.total)
+        if eta is None and state in ACTIVE:
+            eta = max([e.estimate, *waits]) if e.estimate > 0 else None
+        return ExitRow(e.slug, e.customer, state, e.detail, lanes, e.done, e.total, eta)
+
+    @staticmethod
+    def _lane_row(e: _Exit, vendor: str, lane: _Lane, now: float) -> LaneRow:
+        waiting = max(0.0, lane.wait_until - now)
+        eta = None
+        if e.state in ACTIVE and e.started is not None:
+            eta = pace.remaining(now - e.started, lane.done - lane.before, lane.total - lane.done, [waiting])
+        return LaneRow(vendor, lane.step, lane.done, lane.total, waiting, lane.why, eta)
+
+    # -- what each exit's progress tells --------------------------------------------------------
+
+    def _update(self, slug: str, change: Callable[[_Exit], None]) -> None:
+        with self._lock:
+            change(self._exits[slug])
+
+    def _mine(self, slug: str) -> bool:
+        with self._lock:
+            return self._threads.get(threading.get_ident()) == slug
+
+    def _now(self) -> float:
+        return self._clock()
+
+
+class ExitProgress(engine.NoProgress):
+    """One exit's engine progress, told to the board. Each runbook step it begins is also said
+    (``say``: a line per exit per step in a log). Ctrl-C of a batch: the exit stops after the
+    action it is on (the engine's Ctrl-C path: recorded as interrupted in its own log, resumable)."""
+
+    def __init__(self, board: Board, slug: str, stop: threading.Event, say: Callable[[str], None]) -> None:
+        self._board = board
+        self._slug = slug
+        self._stop = stop
+        self._say = say
+
+    def phase(self, text: str) -> None:
+        def change(e: _Exit) -> None:
+            if e.state == QUEUED:
+                e.state = READING
+        self._board._update(self._slug, change)
+        self._say(text)
+
+    def start(self, total: int, done: int) -> None:
+        now = self._board._now()
+
+        def change(e: _Exit) -> None:
+            e.state, e.total, e.before, e.done, e.started = RUNNING, total, done, done, now
+        self._board._update(self._slug, change)
+
+    def lanes(self, counts: Mapping[str, tuple[int, int]]) -> None:
+        def change(e: _Exit) -> None:
+            e.lanes = {vendor: _Lane(total, before, before) for vendor, (total, before) in counts.items()}
+        self._board._update(self._slug, change)
+
+    def step(self, vendor: str, step: Step, todo: int) -> None:
+        self._board._claim(self._slug)  # a vendor's lane runs in a thread of its own
+
+        def change(e: _Exit) -> None:
+            e.lanes.setdefault(vendor, _Lane()).step = step.title
+            e.names[step.vendor] = vendor
+        self._board._update(self._slug, change)
+        self._say(f"{vendor}: {step.title} ({todo} to do)")
+
+    def advance(self, action: Action, event: str) -> None:
+        def change(e: _Exit) -> None:
+            e.done += 1
+            lane = e.lanes.get(e.names.get(action.vendor, action.vendor))
+            if lane is not None:
+                lane.done += 1
+                lane.wait_until = 0.0
+        self._board._update(self._slug, change)
+        if self._stop.is_set():
+            raise KeyboardInterrupt
+
+    def waiting(self, wait: Wait) -> None:
+        if not self._board._mine(self._slug):
+            return  # another exit's wait (every listener hears every wait of the process)
+        until = self._board._now() + wait.seconds
+
+        def change(e: _Exit) -> None:
+            lane = e.lanes.get(wait.vendor)
+            if lane is not None:
+                lane.wait_until, lane.why = until, wait.why
+            else:
+                e.wait_until, e.why = until, wait.why
+        self._board._update(self._slug, change)

@@ -1,0 +1,114 @@
+"""`batch apply`'s live table (issue 22): the board (batch/progress.py) folds each exit's engine
+progress into a row, with each vendor lane's own step and count, a state that says when the
+account's budget holds it back or which gate stopped it, and an ETA that counts the waits; the
+renderer (cli/batch_live.py) fits it to the terminal: nothing wraps at 120 columns, and rows beyond
+its height fold into one line with a count of each state."""
+
+from __future__ import annotations
+
+import io
+import threading
+
+from rich.console import Console
+
+from offboard.batch.progress import BUDGET, GATE, PERSON, QUEUED, RUNNING, Board, Planned
+from offboard.cli import batch_live
+from offboard.plan import Action, Step, Target
+from offboard.wire.waits import Wait
+
+
+def action(vendor: str, n: int) -> Action:
+    return Action(id=f"{vendor}.s.{n}", vendor=vendor, step="s", kind="api", operation="remove",
+                  target=Target(type="agent", id=str(n), name=f"PC{n}"), summary="remove", destructive=True)
+
+
+def board(now: list[float], exits: int = 2, estimate: float = 10.0) -> Board:
+    planned = [Planned(f"customer-{n}", f"Customer {n}", estimate, {"Blumira": 4, "Huntress": 6})
+               for n in range(exits)]
+    return Board(planned, clock=lambda: now[0])
+
+
+def drawn(rows: object, width: int = 120, height: int = 40) -> list[str]:
+    screen = io.StringIO()
+    console = Console(file=screen, width=width, height=height, force_terminal=True, color_system=None)
+    console.print(batch_live.table(rows, height))  # type: ignore[arg-type]
+    return screen.getvalue().splitlines()
+
+
+def test_each_lane_shows_its_own_step_and_a_wait_for_the_budget_counts_in_the_eta() -> None:
+    now = [0.0]
+    b = board(now)
+    stop = threading.Event()
+    p = b.progress("customer-0", stop, lambda _text: None)
+    p.phase("Re-reading the vendors")
+    p.start(10, 0)
+    p.lanes({"Blumira": (4, 0), "Huntress": (6, 0)})
+    p.step("Huntress", Step(id="a", vendor="huntress", title="3. Remove endpoint coverage (EDR agents)"), 6)
+    p.step("Blumira", Step(id="b", vendor="blumira", title="2. Remove sensors"), 4)
+    now[0] = 2.0
+    p.advance(action("huntress", 1), "action.succeeded")
+    row, queued = b.snapshot()
+    assert row.state == RUNNING and queued.state == QUEUED and (row.done, row.total) == (1, 10)
+    lanes = {lane.vendor: lane for lane in row.lanes}
+    assert lanes["Huntress"].step.startswith("3. Remove endpoint") and lanes["Blumira"].step == "2. Remove sensors"
+    assert (lanes["Huntress"].done, lanes["Blumira"].done) == (1, 0)
+    assert row.eta == 18.0  # 2 s an action so far, 9 to go
+    # A first window's burst looks fast: never less than its calls' share at the ceiling still ahead.
+    slow = board(now, estimate=60.0)
+    q = slow.progress("customer-0", stop, lambda _text: None)
+    q.start(10, 0)
+    q.advance(action("huntress", 1), "action.succeeded")
+    assert slow.snapshot()[0].eta == 54.0
+    p.waiting(Wait("Huntress", 48.0, "rate_limit", "for the rate limit"))
+    row = b.snapshot()[0]
+    assert row.state == BUDGET and row.eta == 48.0  # never less than the wait still ahead
+    lines = drawn(b.snapshot())
+    header = next(line for line in lines if "Customer" in line)
+    blumira, huntress = header.index("Blumira"), header.index("Huntress")
+    mine = next(line for line in lines if line.split()[:1] == ["customer-0"])
+    assert "2. Remove sensors" in mine[blumira:huntress] and "waiting 48s" in mine[huntress:]
+    assert "waiting for the account" in mine and "0:00:48" in mine
+    assert all(len(line) <= 120 for line in lines)
+
+
+def test_a_wait_from_another_exits_thread_is_not_this_exits() -> None:
+    now = [0.0]
+    b = board(now)
+    stop = threading.Event()
+    mine = b.progress("customer-0", stop, lambda _text: None)
+    mine.start(10, 0)
+    mine.lanes({"Blumira": (4, 0), "Huntress": (6, 0)})
+    heard: list[None] = []
+
+    def other() -> None:  # another exit's worker: its waits reach every listener of the process
+        theirs = b.progress("customer-1", stop, lambda _text: None)
+        theirs.start(10, 0)
+        mine.waiting(Wait("Huntress", 30.0, "rate_limit", "for the rate limit"))
+        heard.append(None)
+
+    t = threading.Thread(target=other)
+    t.start()
+    t.join()
+    assert heard and b.snapshot()[0].state == RUNNING
+
+
+def test_the_end_of_each_exit_names_its_gates_and_rows_beyond_the_height_fold_with_a_count() -> None:
+    now = [0.0]
+    b = board(now, exits=40)
+    b.ended("customer-0", 4, "huntress open incident, huntress isolated host")
+    for n in range(1, 31):
+        b.ended(f"customer-{n}", 0, "")
+    for n in range(31, 38):
+        b.ended(f"customer-{n}", 3, "14 manual item(s)")
+    rows = b.snapshot()
+    assert rows[0].state == GATE and rows[31].state == PERSON
+    lines = drawn(rows, height=20)
+    assert len(lines) <= 20
+    assert any("stopped by gate huntress open inc" in line for line in lines)
+    fold = next(line for line in lines if "more:" in line)
+    shown = [line for line in lines if line.split()[:1] and line.split()[0].startswith("customer-")]
+    # the one that stopped short and those still to do stay, in the batch's order; done ones fold
+    names = [line.split()[0] for line in shown]
+    assert {"customer-0", *(f"customer-{n}" for n in range(31, 40))} <= set(names)
+    assert names == sorted(names, key=lambda name: int(name.split("-")[1]))
+    assert fold.strip() == f"… and {40 - len(shown)} more: {40 - len(shown)} done"

@@ -1,0 +1,36 @@
+"""A table at 120 columns never splits an id, path or call mid-word; prose columns give way."""
+
+from __future__ import annotations
+
+import io
+
+from rich.table import Table
+
+from offboard.cli.render import _Screen
+
+PATH = "GET /msp/accounts/6a1f5c2e-0c1d-4b8e-9d40-acme00000001"
+ITEM = "huntress.evidence.billing-detail-report"
+PROSE = ("Export the billing detail report from the portal before anything is removed, so the customer's last "
+         "invoice can be checked against what was running") * 2
+
+
+def shown(table: Table, width: int = 120) -> str:
+    screen = _Screen(file=io.StringIO(), width=width, force_terminal=True, color_system=None)
+    screen.print(table)
+    return screen.file.getvalue()  # type: ignore[attr-defined]
+
+
+def test_ids_and_paths_stay_whole_and_the_prose_wraps() -> None:
+    table = Table("#", "Item", "What", "How")
+    table.add_row("1", ITEM, PROSE, PATH.split(" ", 1)[1])
+    text = shown(table)
+    assert ITEM in text and PATH.split(" ", 1)[1] in text, text
+    assert max(len(line) for line in text.splitlines()) <= 120
+
+
+def test_a_word_wider_than_its_share_is_folded_rather_than_pushing_the_table_off_screen() -> None:
+    table = Table("Item", "Call", "What")
+    table.add_row("Q" * 200, "Z" * 100, PROSE)
+    text = shown(table)
+    assert max(len(line) for line in text.splitlines()) <= 120
+    assert text.count("Q") == 200 and text.count("Z") == 100  # folded, never cropped
