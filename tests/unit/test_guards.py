@@ -157,6 +157,25 @@ def test_a_stale_plan_whose_objects_are_the_same_says_only_that_it_changed_and_n
         "plan with `offboard plan -o FILE -c exit.toml` and review it")
 
 
+def applied_again(earlier: tuple[str, ...], item: InventoryItem, cfg: Any = None) -> str:
+    live = Inventory(vendor="v", scope="org 1", account="key", items=(item,))
+    with pytest.raises(BadInput) as caught:
+        check_not_stale(plan_of(vendor_plan(uninstall(T1))), {"v": live}, cfg, earlier_runs=earlier)
+    return str(caught.value)
+
+
+def test_a_plan_applied_already_names_its_last_run_and_how_to_continue_it() -> None:
+    moved = InventoryItem(target=T1, owner="org:2")
+    assert applied_again(("run-1",), moved, SimpleNamespace(path="exit.toml")) == (
+        "plan p-1 was applied already (run run-1), and V has changed since: 1 with another owner: pc-1 (now org:2); "
+        "continue that run with `offboard apply --resume run-1 -c exit.toml`, or make a new plan with "
+        "`offboard plan -o FILE -c exit.toml` and review it")
+    same = InventoryItem(target=T1, owner="org:1", attrs={"firewall_status": "Isolated"})
+    assert applied_again(("run-1", "run-2", "run-3"), same) == (
+        "plan p-1 was applied already (run run-3 and 2 more), and V has changed since; continue that run with "
+        "`offboard apply --resume run-3`, or make a new plan with `offboard plan -o FILE` and review it")
+
+
 # -- guarded actions --------------------------------------------------------------------------
 
 
