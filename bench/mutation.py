@@ -105,6 +105,12 @@ EQUIVALENT: dict[str, str] = {
        "the refusal reader's exclusion of 401, 403 and 429 is never reached: refused credentials are raised as "
        "such before the reader is asked, and a 429 is retried or given up as throttling, never shown to it"
        for n in (1, 7, 9)},
+    "wire/http.py: offboard.wire.http.xǁVendorHttpǁ_refused__mutmut_14":
+        "`nesting_depth(content)` without the limit: the limit only lets the count stop early; the depth it "
+        "returns is exact either way, so the verdict is the same",
+    **{f"wire/http.py: offboard.wire.http.xǁVendorHttpǁ_refused__mutmut_{n}":
+       "a header name in another case: httpx.Headers are case-insensitive, so it is the same header"
+       for n in (24, 30)},
     "wire/http.py: offboard.wire.http.xǁVendorHttpǁdownload__mutmut_8":
         "`request(\"get\", ...)`: request() upper-cases the method before anything uses it",
     "wire/http.py: offboard.wire.http.xǁVendorHttpǁ__init____mutmut_21":

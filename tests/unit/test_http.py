@@ -331,3 +331,10 @@ def test_the_servers_clock_is_kept_from_its_date_header_and_a_reply_without_one_
     http.get("/clock")
     http.get("/clock")
     assert http.server_time.isoformat() == "2026-12-04T09:00:00+00:00"
+
+
+def test_a_next_link_is_followed_only_on_the_apis_own_origin() -> None:
+    http = make(FakeClock())
+    assert http.same_origin("/v1/agents?page=2") and http.same_origin(f"{BASE}/v1/agents?page=2")
+    assert not http.same_origin("https://elsewhere.example.test/v1/agents?page=2")
+    assert not http.same_origin("http://api.example.test/v1/agents?page=2")  # another scheme: another origin
