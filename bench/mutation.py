@@ -111,6 +111,10 @@ EQUIVALENT: dict[str, str] = {
     **{f"wire/http.py: offboard.wire.http.xǁVendorHttpǁ_refused__mutmut_{n}":
        "a header name in another case: httpx.Headers are case-insensitive, so it is the same header"
        for n in (24, 30)},
+    "wire/http.py: offboard.wire.http.x_parse_retry_after__mutmut_17":
+        "`datetime.now(None).timestamp()`: a naive local time converts to the same POSIX timestamp as the UTC one",
+    "wire/http.py: offboard.wire.http.x_request_line__mutmut_1":
+        "the default of `query`: every caller passes the query (the record's, or the audit line's with '')",
     "wire/http.py: offboard.wire.http.xǁVendorHttpǁdownload__mutmut_8":
         "`request(\"get\", ...)`: request() upper-cases the method before anything uses it",
     "wire/http.py: offboard.wire.http.xǁVendorHttpǁ__init____mutmut_21":

@@ -338,3 +338,8 @@ def test_a_next_link_is_followed_only_on_the_apis_own_origin() -> None:
     assert http.same_origin("/v1/agents?page=2") and http.same_origin(f"{BASE}/v1/agents?page=2")
     assert not http.same_origin("https://elsewhere.example.test/v1/agents?page=2")
     assert not http.same_origin("http://api.example.test/v1/agents?page=2")  # another scheme: another origin
+
+
+def test_a_retry_after_date_already_past_waits_nothing() -> None:
+    # read against the machine's own clock when no time is given; any date before now is no wait
+    assert parse_retry_after("Mon, 01 Jan 2001 00:00:00 GMT") == 0.0
