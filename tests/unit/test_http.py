@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import httpx
 import pytest
 import respx
@@ -343,3 +345,43 @@ def test_a_next_link_is_followed_only_on_the_apis_own_origin() -> None:
 def test_a_retry_after_date_already_past_waits_nothing() -> None:
     # read against the machine's own clock when no time is given; any date before now is no wait
     assert parse_retry_after("Mon, 01 Jan 2001 00:00:00 GMT") == 0.0
+
+
+# -- a reply read no further than the limit (the hostile-reply CLI tests cover the whole path) -------
+
+
+def capped(reply: httpx.Response, max_bytes: int) -> str:
+    http = make(FakeClock(), attempts=1)
+    http.limits = ReplyLimits(max_bytes=max_bytes)
+    respx.get(f"{BASE}/x").mock(return_value=reply)
+    with pytest.raises(VendorError) as caught:
+        http.get("/x")
+    return str(caught.value)
+
+
+@respx.mock
+def test_a_reply_declaring_more_than_the_limit_is_refused_naming_its_size() -> None:
+    said = capped(httpx.Response(200, content=b"[1, 2, 3]", headers={"Content-Length": " 90000 "}), 1000)
+    assert "the vendor's reply is larger than" in said and "(it declares 90,000 bytes)" in said
+
+
+@respx.mock
+def test_a_reply_streaming_past_the_limit_is_cut_there_and_refused() -> None:
+    def chunks() -> Any:
+        yield b"[" + b"1," * 20
+        yield b"1," * 20 + b"1]"
+
+    said = capped(httpx.Response(200, content=chunks()), 30)
+    assert "the vendor's reply is larger than" in said and "offboard stopped reading it there" in said
+
+
+@respx.mock
+def test_a_reply_of_exactly_the_limit_is_read_whole() -> None:
+    body = b"[" + b"1," * 9 + b"1]"
+    http = make(FakeClock(), attempts=1)
+    http.limits = ReplyLimits(max_bytes=len(body))
+    respx.get(f"{BASE}/x").mock(return_value=httpx.Response(200, content=body,
+                                                             headers={"Content-Length": str(len(body))}))
+    assert http.get("/x").body == [1] * 10
+    respx.get(f"{BASE}/y").mock(return_value=httpx.Response(200, content=iter([body[:5], body[5:]])))
+    assert http.get("/y").body == [1] * 10
