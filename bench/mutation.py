@@ -73,10 +73,11 @@ EQUIVALENT: dict[str, str] = {
     # httpx's headers are case-insensitive: the same header, read or sent under another spelling
     **{f"wire/http.py: offboard.wire.http.{name}":
        "a header name in another case: httpx.Headers are case-insensitive, so it is the same header"
-       for name in ("xǁVendorHttpǁ__init____mutmut_29", "xǁVendorHttpǁ__init____mutmut_30",
-                    "xǁVendorHttpǁ__init____mutmut_32", "xǁVendorHttpǁ__init____mutmut_33",
-                    "xǁVendorHttpǁrequest__mutmut_23", "xǁVendorHttpǁrequest__mutmut_24",
-                    "x__json_or_none__mutmut_11")},
+       for name in ("xǁVendorHttpǁ__init____mutmut_34", "xǁVendorHttpǁ__init____mutmut_35",
+                    "xǁVendorHttpǁ__init____mutmut_37", "xǁVendorHttpǁ__init____mutmut_38",
+                    "xǁVendorHttpǁrequest__mutmut_31", "xǁVendorHttpǁrequest__mutmut_32",
+                    "xǁVendorHttpǁrequest__mutmut_211", "x__read_capped__mutmut_20",
+                    "xǁVendorHttpǁ_json_or_none__mutmut_20")},
     "proof/audit.py: offboard.proof.audit.x_seal__mutmut_18":
         "`encode(\"UTF-8\")`: the same codec as \"utf-8\" under another spelling",
     "proof/audit.py: offboard.proof.audit.x_seal__mutmut_4":
@@ -117,7 +118,12 @@ EQUIVALENT: dict[str, str] = {
         "the default of `query`: every caller passes the query (the record's, or the audit line's with '')",
     "wire/http.py: offboard.wire.http.xǁVendorHttpǁdownload__mutmut_8":
         "`request(\"get\", ...)`: request() upper-cases the method before anything uses it",
-    "wire/http.py: offboard.wire.http.xǁVendorHttpǁ__init____mutmut_21":
+    **{f"wire/http.py: offboard.wire.http.{name}":
+       "the method in lower case: httpx upper-cases a request's method (and request() does too before it records it)"
+       for name in ("xǁVendorHttpǁget__mutmut_10", "xǁVendorHttpǁshown__mutmut_9")},
+    "wire/http.py: offboard.wire.http.xǁVendorHttpǁshown__mutmut_35":
+        "`decode(\"ASCII\")`: the same codec as \"ascii\" under another spelling",
+    "wire/http.py: offboard.wire.http.xǁVendorHttpǁ__init____mutmut_26":
         "`follow_redirects=None`: httpx treats it as false, its default, so redirects are still not followed",
 }
 

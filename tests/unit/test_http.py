@@ -385,3 +385,26 @@ def test_a_reply_of_exactly_the_limit_is_read_whole() -> None:
     assert http.get("/x").body == [1] * 10
     respx.get(f"{BASE}/y").mock(return_value=httpx.Response(200, content=iter([body[:5], body[5:]])))
     assert http.get("/y").body == [1] * 10
+
+
+@respx.mock
+def test_a_reply_past_the_limit_to_a_write_is_ambiguous_to_a_read_refused_each_naming_its_setting() -> None:
+    from offboard.errors import VendorReplyRefused
+
+    http = make(FakeClock(), attempts=1)
+    http.limits = ReplyLimits(max_bytes=8, max_download_bytes=8)
+    big = httpx.Response(201, content=b"[" + b"1," * 20 + b"1]")
+    respx.post(f"{BASE}/agents").mock(return_value=big)
+    with pytest.raises(AmbiguousWrite) as write:
+        http.request("POST", "/agents", json={})
+    assert isinstance(write.value, AmbiguousWrite) and write.value.vendor == "Vendor" and write.value.status == 201
+    assert str(write.value).startswith("Vendor: POST /agents failed: the vendor's reply is larger than")
+    assert "raise max_reply_mib in" in str(write.value)
+    respx.get(f"{BASE}/agents").mock(return_value=httpx.Response(200, content=b"[" + b"1," * 20 + b"1]"))
+    with pytest.raises(VendorReplyRefused) as read:
+        http.get("/agents")
+    assert str(read.value).startswith("Vendor: GET /agents failed: the vendor's reply is larger than")
+    respx.get("https://files.example.test/f").mock(return_value=httpx.Response(200, content=b"x" * 20))
+    with pytest.raises(VendorReplyRefused) as download:
+        http.download("https://files.example.test/f")
+    assert "raise max_download_mib in" in str(download.value)
