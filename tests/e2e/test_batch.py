@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import signal
 import subprocess
 import time
@@ -116,6 +117,16 @@ def test_a_batch_killed_mid_way_resumes_and_every_exit_ends_verified(migration: 
     held = m.run("batch", "apply", "--resume", "batch.plan.json")
     assert held.returncode == 3, held.stdout + held.stderr
     assert "wh-1" not in m.blumira.webhooks  # Acme's own webhook, deleted once the notification was confirmed
+
+    # a word several items end with: each is suggested, with the command that lists them, which runs as printed
+    typo = m.run("batch", "confirm", "remove", "--by", "J. Doe", "--note", "x")
+    assert typo.returncode == 2 and "did you mean blumira." in typo.stderr and ".remove or blumira." in typo.stderr
+    listing = typo.stderr.split("`")[1]
+    assert listing == "offboard batch status --pending batch.plan.json", typo.stderr
+    listed = m.run(*shlex.split(listing)[1:])
+    assert listed.returncode == 0, listed.stderr
+    waiting = dict(line.split(" ") for line in listed.stdout.splitlines())
+    assert "acme-dental" in waiting["huntress.itdr.unmap-tenant"].split(",") and "blumira.users.remove" in waiting
 
     # the people at the portals, then their confirmations, recorded in each exit's log
     for item in ("itdr.unmap-tenant", "siem.disconnect-sources", "sat.close-campaigns"):

@@ -212,11 +212,23 @@ def apply_cmd(
 
 
 @batch_app.command("status")
-def status_cmd(plan: PlanArg = DEFAULT_PLAN) -> None:
+def status_cmd(plan: PlanArg = DEFAULT_PLAN,
+               pending: Annotated[bool, typer.Option(
+                   "--pending", help="For scripts: each manual item still waiting for a person, one per line "
+                                     "(its id, what `offboard batch confirm` takes, then the customers it waits "
+                                     "in).")] = False) -> None:
     """Per customer: not started / interrupted / waiting for a person / failed / done / verified.
-    Exit 0 when every exit is verified or done, 3 while some wait for a person, 1 when one failed."""
+    Exit 0 when every exit is verified or done, 3 while some wait for a person, 1 when one failed
+    (with --pending: 0 whenever the batch was read)."""
     b = batches.open_batch(plan, _models())
     states = batches.states_of(b)
+    if pending:
+        where: dict[str, list[str]] = {}
+        for slug, st in states.items():
+            for item in st.pending:
+                where.setdefault(item, []).append(slug)
+        sys.stdout.write("".join(f"{item} {','.join(slugs)}\n" for item, slugs in sorted(where.items())))
+        raise typer.Exit(ExitCode.OK)
     render.out.print(status_table(b, states))
     next_commands(states)
     raise typer.Exit(batches.batch_exit_code([], states))
