@@ -30,6 +30,7 @@ from offboard_blumira.sandbox import (
     NEIGHBOUR_ACCOUNT,
     TOKEN_PATH,
     BlumiraSandbox,
+    keep_user_of,
 )
 from offboard_huntress.sandbox import CUSTOMER_ORG, NEIGHBOUR_ORG, HuntressSandbox
 from tests.e2e.test_account_budget import windows_over_the_limit
@@ -74,12 +75,12 @@ def migration(tmp_path: Path) -> Iterator[Migration]:
             '[signing]\nkey_file = "msp.key"\n\n'
             f'[huntress]\norganization_id = 1\nbase_url = "{hurl}"\nrate_window_seconds = {60 * SCALE}\n\n'
             f'[blumira]\naccount_id = "(each row)"\nbase_url = "{burl}{API_PREFIX}"\ntoken_url = "{burl}{TOKEN_PATH}"\n'
-            f'rate_window_seconds = {SCALE}\nkeep_users = ["{KEEP_USER}"]\nmsp_sender = "NOC <noc@msp.example>"\n')
-        (tmp_path / "customers.csv").write_text(
-            "customer,approved_by,ticket,huntress.organization_id,blumira.account_id\n"
-            f"Acme Dental,J. Doe,PSA-1,{CUSTOMER_ORG},{CUSTOMER_ACCOUNT}\n"
-            f"Customer 44,J. Doe,PSA-2,44,{SECOND_ACCOUNT}\n"
-            "Customer 45,J. Doe,PSA-3,45,\n")
+            f'rate_window_seconds = {SCALE}\nmsp_sender = "NOC <noc@msp.example>"\n')
+        (tmp_path / "customers.csv").write_text(  # each customer keeps its own administrator
+            "customer,approved_by,ticket,huntress.organization_id,blumira.account_id,blumira.keep_users\n"
+            f'Acme Dental,J. Doe,PSA-1,{CUSTOMER_ORG},{CUSTOMER_ACCOUNT},"[""{KEEP_USER}""]"\n'
+            f'Customer 44,J. Doe,PSA-2,44,{SECOND_ACCOUNT},"[""{keep_user_of(SECOND_ACCOUNT)}""]"\n'
+            "Customer 45,J. Doe,PSA-3,45,,\n")
         yield Migration(h, b, {"huntress": hurl, "blumira": burl}, tmp_path)
 
 
