@@ -76,7 +76,7 @@ def _duration(seconds: float) -> str:
 def plan_table(bp: batches.BatchPlan) -> Table:
     table = Table(title=f"Batch plan: {len(bp.exits)} customer(s)", title_justify="left")
     for col in ("Customer", "Vendors", "Removals by API", "Evidence exports", "Manual items", "Calls (≈)",
-                "Its calls at the ceiling", "Blocks apply"):
+                "Its share of the account's time", "Blocks apply"):
         table.add_column(col, overflow="fold")
     for e in bp.exits:
         est = e.estimate
@@ -84,7 +84,8 @@ def plan_table(bp: batches.BatchPlan) -> Table:
         gates = sorted({f"{f.vendor} {f.kind.replace('_', ' ')}" for v in e.plan.vendors for f in v.findings
                         if f.blocking})
         table.add_row(escape(e.customer), ", ".join(v.vendor for v in est.loads), f"{est.removals:,}",
-                      f"{est.exports:,}", f"{est.manual:,}{holds}", f"{est.calls:,}", _duration(est.seconds_of_ceiling),
+                      f"{est.exports:,}", f"{est.manual:,}{holds}", f"{est.calls:,}",
+                      _duration(batches.share_of_account_time(e, bp.accounts)),
                       f"[bold red]{escape(', '.join(gates))}[/]" if gates else "no")
     table.add_row("[bold]all[/]", "", f"{sum(e.estimate.removals for e in bp.exits):,}",
                   f"{sum(e.estimate.exports for e in bp.exits):,}", f"{sum(e.estimate.manual for e in bp.exits):,}",
