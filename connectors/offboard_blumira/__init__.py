@@ -57,7 +57,9 @@ class BlumiraConnector(VendorConnector[BlumiraSettings, BlumiraSession]):
             return sandbox.BlumiraSandbox(time_scale=time_scale, more_accounts=more).app
 
         def customer_section(base_url: str, time_scale: float, index: int) -> dict[str, Any]:
-            return {**section(base_url, time_scale), "account_id": account_of(index)}
+            account = account_of(index)
+            return {**section(base_url, time_scale), "account_id": account,
+                    "keep_users": [sandbox.keep_user_of(account)]}
 
         return sandbox_kit(sandbox.BlumiraSandbox, section,
                            {"client_id": sandbox.DEMO_CLIENT_ID, "client_secret": sandbox.DEMO_SECRET}, portal=True,

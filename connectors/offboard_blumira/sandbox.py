@@ -53,6 +53,11 @@ DEMO_SECRET = "blu_sandbox_client_secret_not_real"
 CUSTOMER_ACCOUNT = "6a1f5c2e-0c1d-4b8e-9d40-acme00000001"
 NEIGHBOUR_ACCOUNT = "9b7e3d41-5f2a-4c6b-8e19-bright000002"
 KEEP_USER = "it-admin@acme.example"
+
+
+def keep_user_of(account: str) -> str:
+    """The administrator each sandbox customer keeps (a batch's other customers have their own)."""
+    return KEEP_USER if account == CUSTOMER_ACCOUNT else f"it-admin@c{account[-4:]}.example"
 ACCOUNT = "_account"  # which sub-account lists the object: the double's bookkeeping, never sent
 
 TOKEN_FIELDS = frozenset({"grant_type", "client_id", "client_secret", "audience"})  # vendor-notes §1.2
@@ -187,7 +192,7 @@ class BlumiraSandbox(SandboxBase):
             self.users[uid] = {ACCOUNT: acct, "id": uid, "email": email, "first_name": first, "last_name": "Test",
                                "org_roles": [{"role_id": ROLES[role], "role_name": role}]}
         for acct in self.more_accounts:  # a batch's other customers: the user to keep and a leaver each
-            for uid, email, role in ((f"u-{acct[-4:]}-1", KEEP_USER, "administrator"),
+            for uid, email, role in ((f"u-{acct[-4:]}-1", keep_user_of(acct), "administrator"),
                                      (f"u-{acct[-4:]}-2", f"leaver@c{acct[-4:]}.example", "monitor")):
                 self.users[uid] = {ACCOUNT: acct, "id": uid, "email": email, "first_name": "Test",
                                    "last_name": "User", "org_roles": [{"role_id": ROLES[role], "role_name": role}]}
@@ -430,7 +435,8 @@ class BlumiraSandbox(SandboxBase):
         elif item == "agents.remove-keys":
             remove(self.keys, [k for k, v in self.keys.items() if v[ACCOUNT] == c])
         elif item == "users.remove":
-            remove(self.users, [k for k, u in self.users.items() if u[ACCOUNT] == c and u.get("email") != KEEP_USER])
+            remove(self.users, [k for k, u in self.users.items()
+                                if u[ACCOUNT] == c and u.get("email") != keep_user_of(c)])
         elif item == "delete_webhook" and target:
             self.webhooks.pop(target, None)
         return JSONResponse({"done": True})

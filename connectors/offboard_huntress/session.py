@@ -71,6 +71,10 @@ class HuntressSession:
         # Lists and objects the last discovery and preflight read, kept as the vendor sent them until
         # the evidence export of the same run takes them (once): an exit reads each list once.
         self._fresh: dict[str, Any] = {}
+        # Once the agents' evidence export has run, a later discovery (the scope guard's listing re-taken
+        # during the writes, verification's) is not spooled for it: nothing of this run exports them again
+        # (one that did would read them anew), and spooling is a third of such a discovery's CPU.
+        self._agents_exported = False
         c = self.client
         # operation -> (the one write call, what success means); every one is settled the same way.
         self._writes: dict[str, tuple[Callable[[int], Reply], str]] = {
@@ -154,10 +158,11 @@ class HuntressSession:
                                     "identity_provider_tenant_id": org.identity_provider_tenant_id})]
         # Each list read once: the evidence export takes these same replies (see _fresh), kept on
         # disk meanwhile (wire.spool), not in memory; with the requests that read them.
-        raw_agents = RecordSpool()
+        raw_agents = None if self._agents_exported else RecordSpool()
         # The loop parses as the pages stream in (nothing is held but the spool); it makes no other request.
         with self.http.recording() as agent_calls:
-            for n, raw in enumerate(raw_agents.extend(self.client.list_raw("agents", organization_id=self.org_id)), 1):
+            listed = self.client.list_raw("agents", organization_id=self.org_id)
+            for n, raw in enumerate(listed if raw_agents is None else raw_agents.extend(listed), 1):
                 a = parse(Agent, raw, "GET /v1/agents")
                 addressable = a.id is not None
                 items.append(InventoryItem(
@@ -169,8 +174,9 @@ class HuntressSession:
                            "last_callback_at": a.last_callback_at}))
         with self.http.recording() as member_calls:
             raw_members = list(self.client.list_raw("memberships", organization_id=self.org_id))
-        self._fresh = {"organization": (org_body, tuple(org_calls)), "agents": (raw_agents, tuple(agent_calls)),
-                       "memberships": (raw_members, tuple(member_calls))}
+        self._fresh = {"organization": (org_body, tuple(org_calls)), "memberships": (raw_members, tuple(member_calls))}
+        if raw_agents is not None:
+            self._fresh["agents"] = (raw_agents, tuple(agent_calls))
         for n, m in enumerate((parse(Membership, r, "GET /v1/memberships") for r in raw_members), 1):
             who = m.user.email if m.user and m.user.email else f"membership {m.id}"
             target = Target(type="membership", id=str(m.id), name=who) if m.id is not None \
@@ -281,6 +287,7 @@ class HuntressSession:
         count: int
         # What this run's discovery or preflight just read, if it did, with the requests that read it.
         fresh, read_by = self._fresh.pop(what, (None, ()))
+        self._agents_exported |= what == "agents"
         if isinstance(fresh, RecordSpool):
             fresh = fresh.records()
         with self.http.recording() as calls:

@@ -250,3 +250,26 @@ def test_a_resume_does_not_resend_a_write_the_vendor_refused_it_stays_with_the_p
     assert [r.method for r in blumira.sandbox.requests if r.path.endswith("/msp/webhooks/wh-1")].count("DELETE") == 1
     checklist = (first.run.path / "manual-checklist.md").read_text()
     assert "`blumira.delete_webhook.wh-1`" in checklist and "MSP Portal → Integrations → Webhooks" in checklist
+
+
+class StepsShown(engine.NoProgress):
+    def __init__(self) -> None:
+        self.steps: list[str] = []
+
+    def step(self, vendor: str, step: object, todo: int) -> None:
+        self.steps.append(getattr(step, "id", ""))
+
+
+def test_a_lane_held_at_its_gate_shows_the_gate_not_the_steps_it_skips(blumira: BlumiraHarness) -> None:
+    """Held until the notification is confirmed, the Blumira lane's progress stays on the gate's
+    step: the old code announced each step it passed over, ending on "8. Blumira support confirms"."""
+    shown = StepsShown()
+    with blumira.sessions() as s:
+        plan = engine.make_plan(blumira.cfg, s)
+        held = engine.apply(plan, blumira.cfg, s, progress=shown)
+        assert held.exit_code == ExitCode.MANUAL_PENDING
+        assert shown.steps == ORDER[:2], shown.steps  # the gate, and the evidence export that may run before it
+        engine.confirm(held.run.run_id, NOTIFY, "J. Doe", "sent 09:00, ticket 4711", blumira.cfg, s)
+        shown.steps.clear()
+        engine.resume(held.run.run_id, blumira.cfg, s, progress=shown)
+    assert shown.steps[0] == "remove-sensors" and "support-confirmation" in shown.steps

@@ -76,3 +76,17 @@ def test_verification_reads_the_report_recipients_from_the_fresh_organization(ha
     check = next(c for c in result.checks if c.action_id == f"huntress.clear_report_recipients.{CUSTOMER_ORG}")
     assert check.passed and "lists 0 report recipient(s)" in check.detail
     assert FAST  # the in-process sandbox's clock
+
+
+def test_a_discovery_after_the_agents_export_keeps_nothing_for_another_export(harness: Harness) -> None:
+    # The listings taken after the export (the scope guard's, verification's) are not spooled for it:
+    # an export of the agents asked for again in the same session reads them from the vendor anew.
+    with harness.sessions() as s:
+        plan = engine.make_plan(harness.cfg, s)
+        engine.apply(plan, harness.cfg, s, overrides=LAB)  # exports the agents, then verifies (a discovery)
+        session = s.by_vendor["huntress"]
+        export = next(a for a in plan.actions() if a.operation == "export.agents")
+        session.discover()
+        before = len(harness.sandbox.requests)
+        session.execute(export)
+    assert "/v1/agents" in [r.path for r in harness.sandbox.requests[before:]]

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import signal
 import subprocess
 import time
@@ -29,6 +30,7 @@ from offboard_blumira.sandbox import (
     NEIGHBOUR_ACCOUNT,
     TOKEN_PATH,
     BlumiraSandbox,
+    keep_user_of,
 )
 from offboard_huntress.sandbox import CUSTOMER_ORG, NEIGHBOUR_ORG, HuntressSandbox
 from tests.e2e.test_account_budget import windows_over_the_limit
@@ -73,12 +75,12 @@ def migration(tmp_path: Path) -> Iterator[Migration]:
             '[signing]\nkey_file = "msp.key"\n\n'
             f'[huntress]\norganization_id = 1\nbase_url = "{hurl}"\nrate_window_seconds = {60 * SCALE}\n\n'
             f'[blumira]\naccount_id = "(each row)"\nbase_url = "{burl}{API_PREFIX}"\ntoken_url = "{burl}{TOKEN_PATH}"\n'
-            f'rate_window_seconds = {SCALE}\nkeep_users = ["{KEEP_USER}"]\nmsp_sender = "NOC <noc@msp.example>"\n')
-        (tmp_path / "customers.csv").write_text(
-            "customer,approved_by,ticket,huntress.organization_id,blumira.account_id\n"
-            f"Acme Dental,J. Doe,PSA-1,{CUSTOMER_ORG},{CUSTOMER_ACCOUNT}\n"
-            f"Customer 44,J. Doe,PSA-2,44,{SECOND_ACCOUNT}\n"
-            "Customer 45,J. Doe,PSA-3,45,\n")
+            f'rate_window_seconds = {SCALE}\nmsp_sender = "NOC <noc@msp.example>"\n')
+        (tmp_path / "customers.csv").write_text(  # each customer keeps its own administrator
+            "customer,approved_by,ticket,huntress.organization_id,blumira.account_id,blumira.keep_users\n"
+            f'Acme Dental,J. Doe,PSA-1,{CUSTOMER_ORG},{CUSTOMER_ACCOUNT},"[""{KEEP_USER}""]"\n'
+            f'Customer 44,J. Doe,PSA-2,44,{SECOND_ACCOUNT},"[""{keep_user_of(SECOND_ACCOUNT)}""]"\n'
+            "Customer 45,J. Doe,PSA-3,45,,\n")
         yield Migration(h, b, {"huntress": hurl, "blumira": burl}, tmp_path)
 
 
@@ -116,6 +118,16 @@ def test_a_batch_killed_mid_way_resumes_and_every_exit_ends_verified(migration: 
     held = m.run("batch", "apply", "--resume", "batch.plan.json")
     assert held.returncode == 3, held.stdout + held.stderr
     assert "wh-1" not in m.blumira.webhooks  # Acme's own webhook, deleted once the notification was confirmed
+
+    # a word several items end with: each is suggested, with the command that lists them, which runs as printed
+    typo = m.run("batch", "confirm", "remove", "--by", "J. Doe", "--note", "x")
+    assert typo.returncode == 2 and "did you mean blumira." in typo.stderr and ".remove or blumira." in typo.stderr
+    listing = typo.stderr.split("`")[1]
+    assert listing == "offboard batch status --pending batch.plan.json", typo.stderr
+    listed = m.run(*shlex.split(listing)[1:])
+    assert listed.returncode == 0, listed.stderr
+    waiting = dict(line.split(" ") for line in listed.stdout.splitlines())
+    assert "acme-dental" in waiting["huntress.itdr.unmap-tenant"].split(",") and "blumira.users.remove" in waiting
 
     # the people at the portals, then their confirmations, recorded in each exit's log
     for item in ("itdr.unmap-tenant", "siem.disconnect-sources", "sat.close-campaigns"):

@@ -37,6 +37,8 @@ def test_a_csv_listing_expands_each_customer_from_the_template_into_its_own_exit
     assert acme.cfg.vendors["blumira"].model_dump()["keep_users"] == ["a@acme.example", "b@acme.example"]
     assert sorted(globex.cfg.vendors) == ["huntress"]  # its row names no Blumira account: not in its exit
     assert globex.cfg.customer.end_of_service is not None  # the template's date
+    written = acme.cfg.path.read_text()  # as a person would write it: the id a number, the account text
+    assert "organization_id = 42\n" in written and f'account_id = "{ACCOUNT}"' in written
 
 
 def test_a_toml_listing_names_its_template(tmp_path: Path) -> None:

@@ -76,6 +76,22 @@ def test_the_window_outlives_the_process_that_filled_it(tmp_path) -> None:  # ty
     assert clock.slept == [59.0]
 
 
+def test_calls_another_process_wrote_into_the_budget_file_are_counted_at_the_next_call(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    # This process reuses the window it wrote last only while the file still holds exactly that.
+    path = tmp_path / "budget.json"
+    clock = FakeClock()
+    clock.now = 1000.0
+    ours = SlidingWindowLimiter(3, 60.0, margin=0.0, clock=clock, sleep=clock.sleep)
+    ours.share(path)
+    ours.completed(ours.acquire())
+    written = json.loads(path.read_text())
+    written["calls"] += [[1000.0, "4242.other"], [1000.0, "4242.other"]]  # another offboard process, meanwhile
+    path.write_text(json.dumps(written))
+    clock.now = 1001.0
+    ours.acquire()  # the account's window is full: three calls at 1000
+    assert clock.slept == [59.0]
+
+
 def test_an_unreadable_budget_file_is_ignored(tmp_path) -> None:  # type: ignore[no-untyped-def]
     path = tmp_path / "budget.json"
     path.write_text("{not json")

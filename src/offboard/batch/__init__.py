@@ -7,7 +7,7 @@ wire (``offboard.wire.ratelimit``), so two batches, or a batch and a single `off
 share them too.
 """
 
-from offboard.batch.planfile import BatchPlan, read_batch_plan, write_batch_plan
+from offboard.batch.planfile import BatchPlan, read_batch_plan, share_of_account_time, write_batch_plan
 from offboard.batch.progress import Board, ExitRow, LaneRow
 from offboard.batch.run import (
     PARALLEL,
@@ -34,6 +34,6 @@ __all__ = [
     "PARALLEL", "Batch", "BatchInterrupted", "BatchPlan", "Board", "ExitChecks", "ExitOutcome", "ExitRow",
     "ExitSpec", "ExitState", "ExitWatch", "LaneRow",
     "apply_batch", "batch_exit_code", "board_of", "bundle_batch", "confirm_batch", "exit_state", "load_source",
-    "open_batch",
-    "plan_batch", "read_batch_plan", "states_of", "verify_batch", "watch_batch", "write_batch_plan",
+    "open_batch", "plan_batch", "read_batch_plan", "share_of_account_time", "states_of", "verify_batch",
+    "watch_batch", "write_batch_plan",
 ]

@@ -80,6 +80,17 @@ class AccountLoad(_Model):
         return minimum_seconds(self.calls, self.limit, self.window_seconds)
 
 
+def share_of_account_time(exit_: BatchExit, accounts: tuple[AccountLoad, ...]) -> float:
+    """An exit's part of its busiest account's wall time at the ceiling (its calls' share of that
+    account's): the exits of one account add up to the account's own figure."""
+    shares = [0.0]
+    for load in exit_.estimate.loads:
+        account = next((a for a in accounts if (a.vendor, a.account) == (load.vendor, load.account)), None)
+        if account is not None and account.calls:
+            shares.append(load.calls / account.calls * account.seconds_at_ceiling)
+    return max(shares)
+
+
 class BatchPlan(_Model):
     format: int = BATCH_FORMAT
     kind: Literal["offboard-batch-plan"] = "offboard-batch-plan"

@@ -22,13 +22,14 @@ from datetime import date
 from pathlib import Path
 from typing import TypeVar
 
-from offboard import engine
+from offboard import engine, hints
 from offboard.batch.planfile import AccountLoad, BatchExit, BatchPlan, Estimate, VendorLoad, read_batch_plan
 from offboard.batch.progress import Board, Planned
 from offboard.batch.source import ExitSpec
 from offboard.batch.status import FAILED, GATED, INTERRUPTED, NOT_STARTED, RUNNING, WAITING, ExitState, exit_state
 from offboard.config import ExitConfig, SectionSettings, load_config
 from offboard.connectors import Check
+from offboard.engine.confirm import nearest_ids
 from offboard.engine.guards import check_plan_fits
 from offboard.engine.scope_guard import OWNER_READS_PER_WRITE
 from offboard.errors import BadInput, ExitCode, OffboardError, RunInterrupted
@@ -409,11 +410,13 @@ def confirm_batch(batch: Batch, item: str, by: str, note: str, *, only: list[str
         raise BadInput(f"no customer {unknown[0]!r} in this batch; its customers: "
                        + ", ".join(e.slug for e in batch.exits))
     done: list[tuple[str, engine.ConfirmResult | str]] = []
+    waiting: set[str] = set()
     for e in batch.exits:
         if only and e.slug not in only:
             continue
         cfg = batch.configs[e.slug]
         st = exit_state(cfg, e.plan)
+        waiting.update(st.pending)
         if st.run is None or item not in st.pending:
             continue
         try:
@@ -422,8 +425,11 @@ def confirm_batch(batch: Batch, item: str, by: str, note: str, *, only: list[str
         except OffboardError as exc:
             done.append((e.slug, str(exc)))
     if not done:
+        listing = hints.command("batch", "status", "--pending", batch.path)
+        near = nearest_ids(item, sorted(waiting))
+        guess = f"did you mean {near}? " if near else ""
         raise BadInput(f"{item!r} waits for a person in no exit of this batch"
-                       + (f" among {', '.join(only)}" if only else "") + "; `offboard batch status` lists what does")
+                       + (f" among {', '.join(only)}" if only else "") + f"; {guess}`{listing}` lists what does")
     return done
 
 

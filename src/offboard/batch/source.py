@@ -118,6 +118,16 @@ def _cell(cell: str, where: str) -> Any:
                        '(write it as ["a", "b"])') from None
 
 
+def _typed(model: type[SectionSettings], key: str, value: Any) -> Any:
+    """A CSV cell is text: a whole number for a field the vendor's settings hold as one (an organization
+    id) is written to the exit's config as a number, as a person would write it."""
+    field = model.model_fields.get(key)
+    if isinstance(value, str) and field is not None and field.annotation in (int, int | None) \
+            and value.isascii() and value.lstrip("-").isdigit():
+        return int(value)
+    return value
+
+
 def _toml_rows(source: Path) -> tuple[list[dict[str, Any]], Path | None]:
     raw = read_input(source, "customer listing", "see docs/batch.md")
     try:
@@ -191,7 +201,7 @@ def _expand(rows: list[dict[str, Any]], template: Path, models: Mapping[str, typ
         for vendor, fields in vendors.items():
             if not isinstance(fields, dict):
                 raise BadInput(f"{where}: {vendor} must be a table of fields")
-            data[vendor] = {**(base.get(vendor) or {}), **fields}
+            data[vendor] = {**(base.get(vendor) or {}), **{k: _typed(models[vendor], k, v) for k, v in fields.items()}}
         path = into / slug / "config.toml"
         atomic_write_text(path, f"# {name}: expanded from {template.name} by `offboard batch plan`; edit the "
                                 f"listing or the template, not this file\n" + to_toml(data))

@@ -76,7 +76,7 @@ def _duration(seconds: float) -> str:
 def plan_table(bp: batches.BatchPlan) -> Table:
     table = Table(title=f"Batch plan: {len(bp.exits)} customer(s)", title_justify="left")
     for col in ("Customer", "Vendors", "Removals by API", "Evidence exports", "Manual items", "Calls (≈)",
-                "Its calls at the ceiling", "Blocks apply"):
+                "Its share of the account's time", "Blocks apply"):
         table.add_column(col, overflow="fold")
     for e in bp.exits:
         est = e.estimate
@@ -84,7 +84,8 @@ def plan_table(bp: batches.BatchPlan) -> Table:
         gates = sorted({f"{f.vendor} {f.kind.replace('_', ' ')}" for v in e.plan.vendors for f in v.findings
                         if f.blocking})
         table.add_row(escape(e.customer), ", ".join(v.vendor for v in est.loads), f"{est.removals:,}",
-                      f"{est.exports:,}", f"{est.manual:,}{holds}", f"{est.calls:,}", _duration(est.seconds_of_ceiling),
+                      f"{est.exports:,}", f"{est.manual:,}{holds}", f"{est.calls:,}",
+                      _duration(batches.share_of_account_time(e, bp.accounts)),
                       f"[bold red]{escape(', '.join(gates))}[/]" if gates else "no")
     table.add_row("[bold]all[/]", "", f"{sum(e.estimate.removals for e in bp.exits):,}",
                   f"{sum(e.estimate.exports for e in bp.exits):,}", f"{sum(e.estimate.manual for e in bp.exits):,}",
@@ -212,11 +213,23 @@ def apply_cmd(
 
 
 @batch_app.command("status")
-def status_cmd(plan: PlanArg = DEFAULT_PLAN) -> None:
+def status_cmd(plan: PlanArg = DEFAULT_PLAN,
+               pending: Annotated[bool, typer.Option(
+                   "--pending", help="For scripts: each manual item still waiting for a person, one per line "
+                                     "(its id, what `offboard batch confirm` takes, then the customers it waits "
+                                     "in).")] = False) -> None:
     """Per customer: not started / interrupted / waiting for a person / failed / done / verified.
-    Exit 0 when every exit is verified or done, 3 while some wait for a person, 1 when one failed."""
+    Exit 0 when every exit is verified or done, 3 while some wait for a person, 1 when one failed
+    (with --pending: 0 whenever the batch was read)."""
     b = batches.open_batch(plan, _models())
     states = batches.states_of(b)
+    if pending:
+        where: dict[str, list[str]] = {}
+        for slug, st in states.items():
+            for item in st.pending:
+                where.setdefault(item, []).append(slug)
+        sys.stdout.write("".join(f"{item} {','.join(slugs)}\n" for item, slugs in sorted(where.items())))
+        raise typer.Exit(ExitCode.OK)
     render.out.print(status_table(b, states))
     next_commands(states)
     raise typer.Exit(batches.batch_exit_code([], states))

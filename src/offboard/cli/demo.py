@@ -152,7 +152,8 @@ def run_demo(directory: Path, *, keep: bool = False, psa: str | None = None) -> 
             render.out.print(f"Notice:    {notice}  (in a real exit you send it yourself; the demo recorded it "
                              "as sent)", soft_wrap=True)
         audit_check = hints.command("audit", "verify", result.run.audit_path, extra=["--public-key", public_key])
-        render.out.print(f"Check it yourself: {audit_check}", soft_wrap=True, markup=False)
+        # The command on a line of its own: at 120 columns it fits whole, to be read and pasted.
+        render.out.print(f"Check it yourself:\n  {audit_check}", soft_wrap=True, markup=False)
         if ticket_rows:
             render.rule("5. the exit's PSA ticket")
             render.out.print(render.ticket_table(ticket_rows, ticket_ref, fold=True))

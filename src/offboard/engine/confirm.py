@@ -5,6 +5,7 @@ item of a run stands. Both read the run's audit log, the source of truth."""
 from __future__ import annotations
 
 import difflib
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -49,6 +50,19 @@ def latest_run_id(cfg: ExitConfig) -> str:
     return runs[-1]
 
 
+def nearest_ids(given: str, ids: Sequence[str], shown: int = 4) -> str:
+    """The item ids ``given`` may have meant, as "a, b or c" ('' when none is near): those it names
+    without their vendor, every id ending in it ("remove"), else the closest spelling."""
+    spellings = {**{i.split(".", 1)[-1]: i for i in ids}, **{i: i for i in ids}}
+    near = ([i for i in ids if i.split(".", 1)[-1] == given] or [i for i in ids if i.rsplit(".", 1)[-1] == given]
+            or list(dict.fromkeys(spellings[n] for n in difflib.get_close_matches(given, spellings, n=1, cutoff=0.6))))
+    if not near:
+        return ""
+    some = near[:shown]
+    either = ", ".join(some[:-1]) + " or " + some[-1] if len(some) > 1 else some[0]
+    return either + (f" (and {len(near) - len(some)} more)" if len(near) > len(some) else "")
+
+
 def manual_item_id(plan: Plan, given: str, run_id: str, cfg: ExitConfig) -> str:
     """The manual item ``given`` names: its id as `status` shows it, or that id without its vendor
     when only one item ends so; else one line with the nearest ids ("did you mean")."""
@@ -58,15 +72,9 @@ def manual_item_id(plan: Plan, given: str, run_id: str, cfg: ExitConfig) -> str:
     short = [i for i in manual if i.split(".", 1)[-1] == given]
     if len(short) == 1:
         return short[0]
-    spellings = {**{i.split(".", 1)[-1]: i for i in manual}, **{i: i for i in manual}}
-    last_word = [i for i in manual if i.rsplit(".", 1)[-1] == given]  # "remove": every item that ends so
-    near = short or last_word or list(dict.fromkeys(
-        spellings[n] for n in difflib.get_close_matches(given, spellings, n=1, cutoff=0.6)))
     listing = hints.command("status", "--pending", run=run_id, config=cfg.path)
-    shown = near[:4]
-    either = ", ".join(shown[:-1]) + " or " + shown[-1] if len(shown) > 1 else "".join(shown)
-    more = f" (and {len(near) - len(shown)} more)" if len(near) > len(shown) else ""
-    guess = f"did you mean {either}{more}? " if near else ""
+    near = nearest_ids(given, manual)
+    guess = f"did you mean {near}? " if near else ""
     raise BadInput(f"{given!r} is not a manual item of run {run_id}; {guess}`{listing}` lists them"
                    if manual else f"run {run_id} has no manual item")
 

@@ -92,11 +92,12 @@ class RunPass:
         state = self.done.get(action.id)
         if state in TERMINAL:
             return
-        self._announce(action)
         awaiting_person = action.kind == "manual" or state in AWAITING_PERSON
         if action.vendor in self.tally.held_by and (awaiting_person or action.destructive):
-            # Not started: the resume after the gate's confirmation runs it.
+            # Not started: the resume after the gate's confirmation runs it. Its step is not
+            # announced: the vendor's lane stays on the gate it waits at.
             return self._advance(action, "action.held", "held")
+        self._announce(action)
         if awaiting_person:
             if state not in AWAITING_PERSON:
                 self.audit.emit("manual.pending", **_base(action), outcome="unknown",

@@ -262,7 +262,9 @@ class VendorHttp:
     def shown(self, path: str, params: Mapping[str, Any] | None) -> tuple[str, str]:
         """(path, query) as a request is recorded: the path on the vendor's API (the base URL's own
         path left out), the query as sent; a URL on another origin as scheme://host/path, no query."""
-        url = self._client.build_request("GET", path, params=params).url
+        return self._shown_url(self._client.build_request("GET", path, params=params).url, path)
+
+    def _shown_url(self, url: httpx.URL, path: str) -> tuple[str, str]:
         if not self._same_origin(path):
             port = f":{url.port}" if url.port else ""
             return REDACTOR.text(f"{url.scheme}://{url.host}{port}{url.path}"), ""
@@ -295,7 +297,7 @@ class VendorHttp:
         is_read = method in READ_METHODS if read is None else read
         call = f"{method} {path}"
         attempt = 0
-        shown_path, shown_query = self.shown(path, params)
+        shown: tuple[str, str] | None = None  # (path, query) as recorded: from the first request built
 
         def _retryable(exc: BaseException) -> bool:
             if isinstance(exc, _RetryableStatus):
@@ -326,13 +328,14 @@ class VendorHttp:
         limit = self.limits.max_download_bytes if raw else self.limits.max_bytes
 
         def _once() -> _Received:
-            nonlocal attempt
+            nonlocal attempt, shown
             attempt += 1
             token = self.limiter.acquire(on_wait=self._limiter_wait)
             self.calls += 1
             started = time.monotonic()
             status: int | None = None
             response: httpx.Response | None = None
+            request: httpx.Request | None = None
             try:
                 request = self._client.build_request(method, path, params=params, json=json, files=files, data=data)
                 # Another origin (e.g. a report PDF on a storage host) never gets the API key.
@@ -347,8 +350,10 @@ class VendorHttp:
                     response.close()
             finally:
                 self.limiter.completed(token, remaining=self._remaining(response), throttled=status == 429)
-                self.last_call = HttpRecord(method, shown_path, status, attempt,
-                                            int((time.monotonic() - started) * 1000), shown_query)
+                if shown is None:  # one URL built per call, not one more to show it
+                    shown = self._shown_url(request.url, path) if request is not None else self.shown(path, params)
+                self.last_call = HttpRecord(method, shown[0], status, attempt,
+                                            int((time.monotonic() - started) * 1000), shown[1])
             if received.status_code in RETRY_STATUSES and not (received.status_code != 429
                                                                and self._refused(received)):
                 raise _RetryableStatus(received)
