@@ -34,3 +34,19 @@ def test_a_word_wider_than_its_share_is_folded_rather_than_pushing_the_table_off
     text = shown(table)
     assert max(len(line) for line in text.splitlines()) <= 120
     assert text.count("Q") == 200 and text.count("Z") == 100  # folded, never cropped
+
+
+def test_a_column_of_long_calls_is_not_the_one_that_gives_way() -> None:
+    """plan's evidence tables: the How column holds the most characters (paths), yet the prose
+    columns wrap and every path stays whole, and so does a manual item's id."""
+    table = Table("#", "Object", "Planned action", "How")
+    base = "/msp/accounts/6a1f5c2e-0c1d-4b8e-9d40-acme00000001"
+    for n, tail in enumerate(("", "/findings", "/agents/devices", "/agents/keys", "/users", "/detection-rules")):
+        table.add_row(str(n), f"export object number {n} with its details ({tail or 'account'})",
+                      "export it with every status, its evidence and its comments", f"GET {base}{tail}")
+    table.add_row("7", "blumira.support.confirmation", "keep the reply", "MANUAL: the inbox")
+    text = shown(table)
+    for tail in ("", "/findings", "/agents/devices", "/detection-rules"):  # 66 characters at most
+        assert f"{base}{tail} " in text or f"{base}{tail}│" in text, text
+    assert "blumira.support.confirmation" in text
+    assert max(len(line) for line in text.splitlines()) <= 120

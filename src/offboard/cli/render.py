@@ -25,7 +25,7 @@ from rich.progress import (
     TimeElapsedColumn,
 )
 from rich.rule import Rule
-from rich.table import Table
+from rich.table import Column, Table
 from rich.text import Text
 
 from offboard.connectors import Check
@@ -42,32 +42,42 @@ if TYPE_CHECKING:
 MAX_ROWS_PER_STEP = 60  # a 10,000-agent plan prints a sample; the plan file has them all
 PIPE_WIDTH = 1000  # not a terminal: tables as wide as their content, so no id or path is folded
 RULE_WIDTH = 100
-WORD_SHARE = 0.45  # the most of a terminal's width one unbreakable word may claim in a table
-LONG_WORD = 16  # a column with a word this long (an id, a path, a call) keeps its words whole
+WORD_SHARE = 0.55  # the most of a terminal's width one unbreakable word may claim in a table
 
 
 def keep_words_whole(table: Table, width: int) -> None:
-    """Ids, paths and calls are what a person pastes: a column holding long words is made as wide as
-    its longest (up to ``WORD_SHARE`` of the width), so rich wraps its cells at spaces; the column
-    with the most prose gives way instead (rich narrows the widest columns first, whatever they hold)."""
-    if not table.columns:
+    """Ids, paths and calls are what a person pastes: when a table is wider than the screen, each
+    column is given at least its longest word (up to ``WORD_SHARE`` of the width) and the rest of
+    the width is shared by how much more each needs, so cells wrap at spaces; rich's own collapse
+    narrows the widest columns first, whatever they hold, and folds their words mid-way."""
+    columns = [c for c in table.columns if c.width is None]
+    if not columns:
         return
+    pad = table.padding[1] + table.padding[3] if len(table.padding) == 4 else 2
+    frame = len(table.columns) * pad + ((len(table.columns) - 1) + (2 if table.show_edge else 0) if table.box else 0)
+    frame += sum(c.width for c in table.columns if c.width is not None)
+    avail = width - frame
     cap = max(8, int(width * WORD_SHARE))
-    texts = {id(c): [x.plain if isinstance(x, Text) else x for x in c._cells if isinstance(x, Text | str)]
-             for c in table.columns}
-    longest = {id(c): max((len(w) for cell in texts[id(c)] for w in cell.split()), default=0) for c in table.columns}
-    prose = max(table.columns, key=lambda c: sum(len(cell) for cell in texts[id(c)]))
-    fixed = [c for c in table.columns if c is not prose and c.width is None and longest[id(c)] >= LONG_WORD]
-    for column in fixed:
-        column.width = min(longest[id(column)], cap)
-        column.overflow = "fold"  # a word longer than even that is folded, never cut short
-    # Too many long words for one screen: the widest fixed columns give way (folded) before rich would crop.
-    frame = 3 * len(table.columns) + 1
-    while fixed and sum(c.width or 0 for c in fixed) + frame + LONG_WORD > width:
-        widest = max(fixed, key=lambda c: c.width or 0)
-        if (widest.width or 0) <= LONG_WORD:
-            break
-        widest.width = (widest.width or 0) - 1
+
+    def texts(c: Column) -> list[str]:
+        cells = [c.header, *c._cells]
+        return [x.plain if isinstance(x, Text) else x for x in cells if isinstance(x, Text | str)]
+
+    natural = {id(c): max((len(line) for x in texts(c) for line in x.splitlines() or [""]), default=0)
+               for c in columns}
+    if sum(natural.values()) <= avail:
+        return  # it fits as it is: rich lays it out without wrapping a cell
+    floor = {id(c): min(max((len(w) for x in texts(c) for w in x.split()), default=1), cap, natural[id(c)])
+             for c in columns}
+    while sum(floor.values()) > avail and max(floor.values()) > 8:  # words too long for one screen: fold the longest
+        widest = max(floor, key=lambda k: floor[k])
+        floor[widest] -= 1
+    extra = max(0, avail - sum(floor.values()))
+    need = {k: natural[k] - floor[k] for k in floor}
+    total_need = sum(need.values()) or 1
+    for c in columns:
+        c.width = floor[id(c)] + extra * need[id(c)] // total_need
+        c.overflow = "fold"  # a word longer than even that is folded, never cut short
 
 
 class _Screen(Console):
@@ -219,11 +229,7 @@ def plan_view(plan: Plan, machine_gates: Sequence[Finding] = ()) -> None:
             table.add_column("#")
             # A manual item by the id `confirm` takes; an API object by its name and the vendor's id.
             objects = [a.id if a.kind == "manual" else f"{a.target.name} ({a.target.id})" for a in shown]
-            manual_ids = [a.id for a in shown if a.kind == "manual"]
-            if manual_ids:
-                id_column(table, "Object", manual_ids)
-            else:
-                table.add_column("Object", overflow="fold")
+            table.add_column("Object", overflow="fold")  # ids kept whole by the console (keep_words_whole)
             table.add_column("Planned action", overflow="fold")
             table.add_column("How", overflow="fold")
             for n, (a, obj) in enumerate(zip(shown, objects, strict=True), start=1):
