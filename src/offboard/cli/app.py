@@ -735,6 +735,10 @@ def main(argv: list[str] | None = None) -> int:
 def _main(command: Any, argv: list[str] | None) -> int:
     try:
         rv = command.main(args=argv, prog_name="offboard", standalone_mode=False)
+        if rv == ExitCode.INTERRUPTED:
+            # Only typer returns it: a Ctrl-C it turned into a silent Exit(130). Offboard's own stops
+            # are raised (a run's names its resume command).
+            return _interrupted()
         return int(rv or 0)
     except typer.Exit as exc:
         return int(exc.exit_code)
@@ -755,14 +759,20 @@ def _main(command: Any, argv: list[str] | None) -> int:
     except OffboardError as exc:
         return _failed(exc.exit_code, f"error: {REDACTOR.text(str(exc))}")
     except KeyboardInterrupt:
-        return _failed(ExitCode.INTERRUPTED, "interrupted before any change was made (no run started or "
-                                             "continued); run the same command again to go on")
+        return _interrupted()
     except Exception as exc:  # a bug: still one line, the detail only on request
         code = _failed(ExitCode.FAILED, f"internal error: {REDACTOR.text(f'{type(exc).__name__}: {exc}')} "
                                         "(run with -v or set OFFBOARD_DEBUG=1 for the traceback, and please report it)")
         if os.environ.get("OFFBOARD_DEBUG") or render.verbose:
             traceback.print_exc()
         return code
+
+
+def _interrupted() -> int:
+    """Ctrl-C before a run started or continued (one that had is a RunInterrupted, named with its
+    resume command): nothing was changed."""
+    return _failed(ExitCode.INTERRUPTED, "interrupted before any change was made (no run started or "
+                                         "continued); run the same command again to go on")
 
 
 def _failed(code: int, line: str) -> int:
