@@ -96,6 +96,20 @@ def test_the_terminal_bar_speaks_words_and_counts_down_a_rate_limit_wait() -> No
     assert not EVENT_NAME.search(drawn), drawn
 
 
+def test_a_lane_held_behind_its_gate_says_so_not_the_held_items_name() -> None:
+    screen = io.StringIO()
+    bar = RichProgress(Console(file=screen, force_terminal=True, width=200, color_system=None))
+    bar.start(3, 0)
+    bar.step("Vendor", Step(id="g", vendor="vendor", title="0. Notify first"), 1)
+    bar.advance(action("notify", destructive=False), "manual.pending")
+    for name in ("SENSOR-1", "SUPPORT-CONFIRMATION"):  # later steps' items, held behind the gate
+        bar.advance(action(name), "action.held")
+    assert bar.status_text() == "2 held until a person confirms"
+    bar.finish()
+    drawn = screen.getvalue()
+    assert "0. Notify first" in drawn and "SUPPORT-CONFIRMATION" not in drawn, drawn
+
+
 def test_a_wait_the_limiter_paces_is_said_once_per_interval_and_a_long_one_always() -> None:
     now = [0.0]
     log = io.StringIO()

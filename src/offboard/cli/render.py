@@ -450,6 +450,7 @@ class RichProgress:
         self._live = False
         self._last = ""
         self._last_of: dict[str, str] = {}  # per lane
+        self._held: dict[str, int] = {}  # per lane: actions held behind its gate item this pass
         self._waits: dict[str, tuple[float, Wait]] = {}  # vendor -> (when it ends, the wait)
         self._lock = threading.Lock()
         self._started = 0.0
@@ -485,7 +486,11 @@ class RichProgress:
     def advance(self, action: Action, event: str) -> None:
         vendor = self._names.get(action.vendor, action.vendor)
         with self._lock:
-            self._last = self._last_of[vendor] = f"{action.target.name}: {outcome_words(action, event)}"
+            if event == "action.held":  # not the held item's name: the lane is not at its step
+                self._held[vendor] = self._held.get(vendor, 0) + 1
+                self._last = self._last_of[vendor] = f"{self._held[vendor]} held until a person confirms"
+            else:
+                self._last = self._last_of[vendor] = f"{action.target.name}: {outcome_words(action, event)}"
             self._done += 1
             if vendor in self._lane_counts:
                 self._lane_counts[vendor][2] += 1
