@@ -59,18 +59,27 @@ def keep_words_whole(table: Table, width: int) -> None:
     avail = width - frame
     cap = max(8, int(width * WORD_SHARE))
 
+    def plain(cell: Text | str) -> str:
+        if isinstance(cell, Text):
+            return cell.plain
+        try:
+            return Text.from_markup(cell).plain  # what is shown: "[bold red]x[/]" is one short word
+        except Exception:  # not markup after all: its characters as they are
+            return cell
+
     def texts(c: Column) -> list[str]:
-        cells = [c.header, *c._cells]
-        return [x.plain if isinstance(x, Text) else x for x in cells if isinstance(x, Text | str)]
+        return [plain(x) for x in (c.header, *c._cells) if isinstance(x, Text | str)]
 
     natural = {id(c): max((len(line) for x in texts(c) for line in x.splitlines() or [""]), default=0)
                for c in columns}
     if sum(natural.values()) <= avail:
         return  # it fits as it is: rich lays it out without wrapping a cell
-    floor = {id(c): min(max((len(w) for x in texts(c) for w in x.split()), default=1), cap, natural[id(c)])
-             for c in columns}
-    while sum(floor.values()) > avail and max(floor.values()) > 8:  # words too long for one screen: fold the longest
-        widest = max(floor, key=lambda k: floor[k])
+    # A column that must not wrap (a name, a run id, a state) keeps its whole width; the others their longest word.
+    floor = {id(c): natural[id(c)] if c.no_wrap else
+             min(max((len(w) for x in texts(c) for w in x.split()), default=1), cap, natural[id(c)]) for c in columns}
+    bendable = {id(c) for c in columns if not c.no_wrap}
+    while sum(floor.values()) > avail and bendable and max(floor[k] for k in bendable) > 8:
+        widest = max(bendable, key=lambda k: floor[k])  # words too long for one screen: fold the longest
         floor[widest] -= 1
     extra = max(0, avail - sum(floor.values()))
     need = {k: natural[k] - floor[k] for k in floor}
