@@ -209,7 +209,7 @@ def board_of(batch: Batch) -> Board:
 
 
 def gate_names(findings: list[Finding]) -> str:
-    """The blocking gates, short, by vendor ("huntress open incident, isolated host")."""
+    """The blocking gates, short, by vendor ("<vendor> open incident, isolated host")."""
     by: dict[str, list[str]] = {}
     for f in findings:
         if f.blocking and f.kind.replace("_", " ") not in by.setdefault(f.vendor, []):
