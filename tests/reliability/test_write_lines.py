@@ -759,3 +759,16 @@ def test_ctrl_c_while_both_vendors_work_is_acknowledged_at_once_and_the_run_stop
         both(run, {"huntress": Interrupted(), "blumira": Vendor()})
     assert "stopping after the current action — Ctrl-C again to stop now" in run.shown.lines
     assert run.run_lines("run.interrupted") == [("run.interrupted", "unknown", "stopped by the operator (Ctrl-C)")]
+
+
+class StoppedWhileVerifying(Vendor):
+    def verify(self, vendor_plan: VendorPlan | None, inventory: Inventory) -> list[Any]:
+        raise KeyboardInterrupt  # e.g. Ctrl-C, or a batch's stop, while a re-read waits for the rate limit
+
+
+def test_ctrl_c_while_verifying_records_the_interruption_and_leaves_the_run_resumable(run: Run) -> None:
+    with pytest.raises(RunInterrupted):
+        run.go(StoppedWhileVerifying())
+    assert run.run_lines("run.interrupted", "run.finished") == [
+        ("run.interrupted", "unknown", "stopped by the operator (Ctrl-C)")]
+    assert run.status() == "interrupted" and run.last()["event"] == "action.succeeded"

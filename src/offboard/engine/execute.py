@@ -220,9 +220,7 @@ def execute(run: RunDir, plan: Plan, sessions: Sessions, audit: AuditLog, live: 
     except VendorError as exc:
         stop = exc  # the vendor stays down after retries, or answers nonsense: stop cleanly, resumable
     except KeyboardInterrupt:
-        audit.emit("run.interrupted", outcome="unknown", detail="stopped by the operator (Ctrl-C)")
-        write_state(run, plan, audit, "interrupted")
-        raise RunInterrupted(run.run_id) from None
+        raise _interrupted(run, plan, audit) from None
     finally:
         progress.finish()
     # What every command prints is the run's standing as a whole, read from the log (this pass's own
@@ -238,12 +236,22 @@ def execute(run: RunDir, plan: Plan, sessions: Sessions, audit: AuditLog, live: 
     return _verify_and_close(run, plan, sessions, audit, progress, signer, this.tally)
 
 
+def _interrupted(run: RunDir, plan: Plan, audit: AuditLog) -> RunInterrupted:
+    """Ctrl-C (or a batch's stop) after the run opened: recorded in its log and its state, resumable."""
+    audit.emit("run.interrupted", outcome="unknown", detail="stopped by the operator (Ctrl-C)")
+    write_state(run, plan, audit, "interrupted")
+    return RunInterrupted(run.run_id)
+
+
 def _verify_and_close(run: RunDir, plan: Plan, sessions: Sessions, audit: AuditLog, progress: Progress,
                       signer: Signer | None, this: PassTally) -> RunResult:
     """The run's end: every vendor re-read, the exit code from this pass, the documents written."""
     config, actions, counts = sessions.config, plan.actions(), this.counts
     progress.phase("Verifying: re-reading each vendor to prove the service stopped")
-    checks = verify_run(plan, sessions, audit, skip=set(this.held_by))
+    try:
+        checks = verify_run(plan, sessions, audit, skip=set(this.held_by))
+    except KeyboardInterrupt:  # during the re-reads (a rate-limit wait, a batch's stop): the log says so too
+        raise _interrupted(run, plan, audit) from None
     now = fold_actions(audit.records)
     standing = tally(actions, audit.records)
     pending = [a for a in actions if standing.of[a.id] == "for_person"]
