@@ -559,17 +559,15 @@ def _unaddressable(kind: str, n: int, name: str) -> Target:
 
 def _one_owner_each(items: list[InventoryItem]) -> list[InventoryItem]:
     """One item per object; an id listed twice with different owners has no owner we can trust."""
-    owners: dict[tuple[str, str], set[str]] = {}
-    for i in items:
-        owners.setdefault((i.target.type, i.target.id), set()).add(i.owner)
-    seen: set[tuple[str, str]] = set()
-    out = []
+    at: dict[tuple[str, str], int] = {}
+    out: list[InventoryItem] = []
     for i in items:
         key = (i.target.type, i.target.id)
-        if key in seen:
-            continue
-        seen.add(key)
-        out.append(i if len(owners[key]) == 1 else i.model_copy(update={"owner": UNKNOWN_OWNER}))
+        n = at.setdefault(key, len(out))
+        if n == len(out):
+            out.append(i)
+        elif i.owner != out[n].owner and out[n].owner != UNKNOWN_OWNER:
+            out[n] = out[n].model_copy(update={"owner": UNKNOWN_OWNER})
     return out
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import socket
+import threading
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
@@ -155,6 +156,83 @@ def test_paging_walks_every_page_with_the_callers_params() -> None:
     assert [i["id"] for i in pages] == [1, 2, 3, 4, 5, 6]
     assert asked == [{"size": "2", "page": "1"}, {"size": "2", "page": "2"}, {"size": "2", "page": "3"}]
     assert [i["id"] for i in http.paginate("/devices", Numbered())] == [1, 2, 3, 4, 5, 6]
+
+
+def test_the_next_page_is_asked_for_while_the_caller_still_reads_this_one() -> None:
+    """At the vendor's ceiling a lane that parsed a page before asking for the next lost a slot per page."""
+    second_asked = threading.Event()
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        page = int(request.url.params["page"])
+        if page == 2:
+            second_asked.set()
+        return httpx.Response(200, json={"data": [{"id": 2 * page - 1}, {"id": 2 * page}]})
+
+    http, _ = client(handler)
+    pages = http.pages("/devices", Numbered())
+    _, first = next(pages)
+    assert [i["id"] for i in first] == [1, 2]
+    assert second_asked.wait(10)  # asked for before the caller came back for it
+    assert [[i["id"] for i in items] for _, items in pages] == [[3, 4], [5, 6]]
+    http.close()
+
+
+def test_a_page_read_ahead_is_recorded_in_the_callers_recording_in_order() -> None:
+    http, _ = client(lambda r: httpx.Response(200, json={"data": [{"id": int(r.url.params["page"])}]}))
+    with http.recording() as calls:
+        assert [i["id"] for i in http.paginate("/devices", Numbered())] == [1, 2, 3]
+    assert [c.query for c in calls] == ["page=1", "page=2", "page=3"]
+    with http.recording() as others:  # a recording opened later hears nothing of the earlier listing
+        pass
+    assert others == []
+    http.close()
+
+
+def test_a_page_read_ahead_that_failed_fails_the_listing_where_the_caller_reaches_it() -> None:
+    def handler(request: httpx.Request) -> httpx.Response:
+        if request.url.params["page"] == "2":
+            return httpx.Response(200, content=b"<html>proxy error</html>")
+        return httpx.Response(200, json={"data": [{"id": 1}]})
+
+    http, _ = client(handler)
+    seen: list[int] = []
+    with pytest.raises(VendorReplyError, match="GET /devices failed: reply is not JSON"):
+        for item in http.paginate("/devices", Numbered()):
+            seen.append(item["id"])
+    assert seen == [1]  # the first page was read whole before the second's fault was told
+    http.close()
+
+
+def test_a_listing_the_caller_stops_reading_asks_for_one_page_ahead_at_most() -> None:
+    asked: list[str] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        asked.append(request.url.params["page"])
+        return httpx.Response(200, json={"data": [{"id": int(request.url.params["page"])}]})
+
+    http, _ = client(handler)
+    pages = http.pages("/devices", Numbered())
+    next(pages)
+    pages.close()
+    http.close()  # returns once the reader thread has ended
+    assert asked in (["1"], ["1", "2"])
+
+
+def test_a_page_read_ahead_waiting_for_the_rate_limit_is_never_sent_once_the_caller_stops() -> None:
+    asked: list[str] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        asked.append(request.url.params["page"])
+        return httpx.Response(200, json={"data": [{"id": 1}]})
+
+    # One call a minute, on the real clock: the second page waits (in the reader thread) for a minute.
+    http = VendorHttp("Vendor", "https://api.vendor.example/v1", httpx.BasicAuth("u", "p"),
+                      SlidingWindowLimiter(1, 60.0), transport=httpx.MockTransport(handler))
+    pages = http.pages("/devices", Numbered())
+    next(pages)
+    pages.close()  # e.g. Ctrl-C while the caller read the first page
+    http.close()  # returns once the reader's wait has ended, unsent
+    assert asked == ["1"]
 
 
 def test_an_empty_reply_is_none_and_one_that_is_not_json_is_one_line() -> None:

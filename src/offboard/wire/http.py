@@ -24,6 +24,7 @@ import socket
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -189,6 +190,18 @@ class PageStyle(Protocol):
         ...
 
 
+@dataclass(frozen=True)
+class _ReadAhead:
+    """A listing's next page, asked for while its caller reads the current one."""
+
+    future: Future[Reply]
+    abandoned: threading.Event
+
+    def abandon(self) -> None:
+        self.abandoned.set()
+        self.future.cancel()
+
+
 class VendorHttp:
     """One vendor account's HTTP client: auth, timeouts, limiter, retries, paging."""
 
@@ -227,6 +240,9 @@ class VendorHttp:
         self.server_time: datetime | None = None
         # Open recordings (see ``recording``), per thread: a file's requests, not another lane's.
         self._recorders = threading.local()
+        self._reader: ThreadPoolExecutor | None = None  # where a listing's next page is read (``pages``)
+        self._reader_lock = threading.Lock()
+        self._count_lock = threading.Lock()
         self._client = httpx.Client(
             base_url=base_url,
             auth=auth,
@@ -237,6 +253,8 @@ class VendorHttp:
         )
 
     def close(self) -> None:
+        if self._reader is not None:
+            self._reader.shutdown(wait=True, cancel_futures=True)
         self._client.close()
 
     def __enter__(self) -> VendorHttp:
@@ -327,11 +345,14 @@ class VendorHttp:
 
         limit = self.limits.max_download_bytes if raw else self.limits.max_bytes
 
+        record: HttpRecord | None = None  # this call's, whatever another thread sends meanwhile
+
         def _once() -> _Received:
-            nonlocal attempt, shown
+            nonlocal attempt, shown, record
             attempt += 1
             token = self.limiter.acquire(on_wait=self._limiter_wait)
-            self.calls += 1
+            with self._count_lock:
+                self.calls += 1
             started = time.monotonic()
             status: int | None = None
             response: httpx.Response | None = None
@@ -352,8 +373,8 @@ class VendorHttp:
                 self.limiter.completed(token, remaining=self._remaining(response), throttled=status == 429)
                 if shown is None:  # one URL built per call, not one more to show it
                     shown = self._shown_url(request.url, path) if request is not None else self.shown(path, params)
-                self.last_call = HttpRecord(method, shown[0], status, attempt,
-                                            int((time.monotonic() - started) * 1000), shown[1])
+                record = self.last_call = HttpRecord(method, shown[0], status, attempt,
+                                                     int((time.monotonic() - started) * 1000), shown[1])
             if received.status_code in RETRY_STATUSES and not (received.status_code != 429
                                                                and self._refused(received)):
                 raise _RetryableStatus(received)
@@ -395,7 +416,6 @@ class VendorHttp:
                 self.vendor, call, f"{detail} (gave up after {attempt} attempts)"
             ) from None
 
-        record = self.last_call
         assert record is not None
         self.server_time = _server_date(response.headers.get("date")) or self.server_time
         for calls in self._recorders.__dict__.get("stack", ()):
@@ -491,17 +511,50 @@ class VendorHttp:
 
     def pages(self, path: str, style: PageStyle, params: Mapping[str, Any] | None = None
               ) -> Iterator[tuple[Any, list[dict[str, Any]]]]:
-        """Every page of a list (its body and its items), one in memory at a time, each believed
-        only while the paging makes sense (``paging.PageGuard``)."""
+        """Every page of a list (its body and its items), each believed only while the paging makes
+        sense (``paging.PageGuard``). The next page is asked for as soon as this one names it, while
+        the caller reads this one: at the vendor's ceiling, a lane that parsed a page before asking
+        for the next lost a slot of the window per page. So at most two pages are in memory."""
         guard = self.page_guard(f"GET {path}")
-        page_params: dict[str, Any] | None = style.first(dict(params or {}))
-        while page_params is not None:
-            guard.request(page_params)
-            body = self.get(path, params=page_params).body
-            items = style.items(body)
-            guard.received(items, style.totals(body))
-            yield body, items
-            page_params = style.next(body, page_params)
+        current = style.first(dict(params or {}))
+        if current is None:
+            return
+        guard.request(current)
+        ahead: _ReadAhead | None = None
+        reply = self.get(path, params=current)
+        try:
+            while True:
+                body = reply.body
+                items = style.items(body)
+                guard.received(items, style.totals(body))
+                following = style.next(body, current)
+                if following is not None:
+                    guard.request(following)
+                    ahead = self._read_ahead(path, following)
+                yield body, items
+                if following is None or ahead is None:
+                    return
+                reply, ahead, current = ahead.future.result(), None, following
+        finally:
+            if ahead is not None:  # nobody will read it (the caller stopped, or was stopped)
+                ahead.abandon()
+
+    def _read_ahead(self, path: str, params: Mapping[str, Any]) -> _ReadAhead:
+        """GET ``path`` in this client's reader thread, its record in the caller's recordings."""
+        recordings = list(self._recorders.__dict__.get("stack", ()))
+        abandoned = threading.Event()
+
+        def read() -> Reply:
+            self._recorders.stack = recordings
+            try:
+                with waits.stopped_by(abandoned):  # a wait (the limiter's, a retry's) ends unsent once abandoned
+                    return self.get(path, params=params)
+            finally:
+                del self._recorders.stack
+        with self._reader_lock:
+            if self._reader is None:
+                self._reader = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"{self.vendor}-pages")
+            return _ReadAhead(self._reader.submit(read), abandoned)
 
     def paginate(self, path: str, style: PageStyle, params: Mapping[str, Any] | None = None
                  ) -> Iterator[dict[str, Any]]:

@@ -71,8 +71,27 @@ class WaitInterrupted(KeyboardInterrupt):
     """A wait cut short by the operator's Ctrl-C: the call it held back was not sent."""
 
 
+_thread = threading.local()
+
+
 def request_stop() -> None:
     _stop.set()
+
+
+@contextlib.contextmanager
+def stopped_by(event: threading.Event) -> Iterator[None]:
+    """This thread's waits also end when ``event`` is set (e.g. a page read ahead for a listing its
+    reader stopped reading): the call a wait held back is not sent."""
+    _thread.stop = event
+    try:
+        yield
+    finally:
+        del _thread.stop
+
+
+def _stopped() -> bool:
+    own: threading.Event | None = getattr(_thread, "stop", None)
+    return _stop.is_set() or (own is not None and own.is_set())
 
 
 def clear_stop() -> None:
@@ -84,7 +103,7 @@ def sleep(seconds: float) -> None:
     in slices, raising ``WaitInterrupted`` as soon as a stop is requested."""
     remaining = max(0.0, seconds)
     while True:
-        if _stop.is_set():
+        if _stopped():
             raise WaitInterrupted
         if remaining <= 0:
             return
