@@ -5,6 +5,7 @@ reading the log see it. A scripted vendor answers each call as the test says."""
 
 from __future__ import annotations
 
+import gc
 import json
 import threading
 from collections.abc import Iterator
@@ -772,3 +773,28 @@ def test_ctrl_c_while_verifying_records_the_interruption_and_leaves_the_run_resu
     assert run.run_lines("run.interrupted", "run.finished") == [
         ("run.interrupted", "unknown", "stopped by the operator (Ctrl-C)")]
     assert run.status() == "interrupted" and run.last()["event"] == "action.succeeded"
+
+
+class Frozen(Vendor):
+    """Notes, at its write, whether the run's objects were out of the collector's sight."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.frozen_at_write = 0
+
+    def execute(self, action: Action) -> ActionResult:
+        self.frozen_at_write = gc.get_freeze_count()
+        return super().execute(action)
+
+
+def test_the_runs_objects_are_out_of_the_collectors_sight_while_the_lanes_run_and_handed_back_after(
+        run: Run, tmp_path: Path) -> None:
+    """A full collection walks every live object: at 10,000 agents a pause of 50-200 ms on the lane
+    every few hundred writes (the figure is the benchmark's, in docs/performance.md)."""
+    gc.unfreeze()
+    vendor = Frozen()
+    run.go(vendor)
+    assert vendor.frozen_at_write > 0 and gc.get_freeze_count() == 0
+    with pytest.raises(RunInterrupted):  # handed back however the lanes end
+        Run(tmp_path / "stopped", uninstall()).go(Vendor(writes=[KeyboardInterrupt()]))
+    assert gc.get_freeze_count() == 0

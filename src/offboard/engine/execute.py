@@ -21,6 +21,7 @@ from typing import Any
 
 from offboard import hints
 from offboard.connectors import ActionResult, VendorSession
+from offboard.engine import collector
 from offboard.engine.guided import ask_until_settled
 from offboard.engine.listings import Listings
 from offboard.engine.runfolder import write_documents, write_state
@@ -205,14 +206,15 @@ def execute(run: RunDir, plan: Plan, sessions: Sessions, audit: AuditLog, live: 
         lanes.setdefault(action.vendor, []).append(action)
     stop: VendorError | None = None
     try:
-        if guide is not None or len(lanes) < 2:
-            for action in actions:  # one person answers one prompt at a time, in the plan's order
-                this.one(action)
-            for vendor in lanes:
-                this.lane_done(vendor)
-        else:
-            # each vendor in its own order, under its own limiter, at once
-            _in_lanes(lanes, this.one, this.lane_done, progress.warning)
+        with collector.run_objects_frozen():
+            if guide is not None or len(lanes) < 2:
+                for action in actions:  # one person answers one prompt at a time, in the plan's order
+                    this.one(action)
+                for vendor in lanes:
+                    this.lane_done(vendor)
+            else:
+                # each vendor in its own order, under its own limiter, at once
+                _in_lanes(lanes, this.one, this.lane_done, progress.warning)
     except VendorAuthError as exc:
         audit.emit("run.finished", outcome="failure", detail=str(exc))
         write_state(run, plan, audit, "failed")

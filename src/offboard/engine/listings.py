@@ -18,6 +18,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 
+from offboard.engine import collector
 from offboard.engine.sessions import Sessions
 from offboard.errors import BadInput
 from offboard.plan import Inventory
@@ -57,4 +58,5 @@ class Listings:
                 self._inventory[vendor] = fresh
                 self._taken[vendor] = started
                 self.retakes[vendor] += 1
+            collector.freeze_new()
         return self._inventory[vendor], age
