@@ -114,7 +114,7 @@ def run_demo(directory: Path, *, keep: bool = False, psa: str | None = None) -> 
                 confirm_hint = hints.confirm(result.run.run_id, config_path)
                 render.out.print(f"{len(result.pending)} manual item(s) (no API) are on the checklist: a real "
                                  "run stops here with exit 3. The demo plays the technician: it does each item in the "
-                                 f"sandbox and confirms it (`{confirm_hint}`).", markup=False, soft_wrap=True)
+                                 f"sandbox and confirms it with: {confirm_hint}", markup=False, soft_wrap=True)
                 to_resume = []
                 for action in result.pending:
                     kit = kits[action.vendor]
@@ -129,7 +129,7 @@ def run_demo(directory: Path, *, keep: bool = False, psa: str | None = None) -> 
                 if not to_resume:
                     break
                 render.out.print(f"{len(to_resume)} action(s) waited for those confirmations; the run continues "
-                                 f"(`{hints.resume(result.run.run_id, config_path)}`).", markup=False, soft_wrap=True)
+                                 f"with: {hints.resume(result.run.run_id, config_path)}", markup=False, soft_wrap=True)
                 result = engine.resume(result.run.run_id, cfg, sessions, progress=render.make_progress())
             if sessions.ticket is not None:
                 ticket_rows, ticket_ref = _ticket_rows(sessions.ticket), sessions.ticket.ref
@@ -152,8 +152,8 @@ def run_demo(directory: Path, *, keep: bool = False, psa: str | None = None) -> 
             render.out.print(f"Notice:    {notice}  (in a real exit you send it yourself; the demo recorded it "
                              "as sent)", soft_wrap=True)
         audit_check = hints.command("audit", "verify", result.run.audit_path, extra=["--public-key", public_key])
-        # The command on a line of its own: at 120 columns it fits whole, to be read and pasted.
-        render.out.print(f"Check it yourself:\n  {audit_check}", soft_wrap=True, markup=False)
+        # On a terminal too narrow for the line, the command goes on a line of its own (cli/message.py).
+        render.out.print(f"Check it yourself: {audit_check}", soft_wrap=True, markup=False)
         if ticket_rows:
             render.rule("5. the exit's PSA ticket")
             render.out.print(render.ticket_table(ticket_rows, ticket_ref, fold=True))

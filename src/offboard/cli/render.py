@@ -28,6 +28,7 @@ from rich.rule import Rule
 from rich.table import Column, Table
 from rich.text import Text
 
+from offboard.cli.message import lay_out
 from offboard.connectors import Check
 from offboard.engine import GuideAnswer, pace
 from offboard.engine.guards import confirm_option
@@ -94,7 +95,18 @@ class _Screen(Console):
         for table in objects:
             if isinstance(table, Table):
                 keep_words_whole(table, self.width)
+        if kwargs.get("soft_wrap") and len(objects) == 1 and isinstance(objects[0], str | Text) and self.is_terminal:
+            # A message (soft_wrap: one line in a log) wider than the terminal: laid out by the one
+            # rule (cli/message.py), never wrapped mid-word by the terminal.
+            objects = (self.laid_out(objects[0], markup=kwargs.get("markup")),)
         super().print(*objects, **kwargs)
+
+    def laid_out(self, message: str | Text, *, markup: bool | None = None) -> Text:
+        text = message if isinstance(message, Text) else self.render_str(message, markup=markup, highlight=False)
+        lines = []
+        for line in text.split("\n", allow_blank=True):
+            lines += [Text(indent) + line[start:end] for start, end, indent in lay_out(line.plain, self.width)]
+        return Text("\n").join(lines)
 
 
 def _console(*, stderr: bool, quiet: bool = False) -> Console:
@@ -149,14 +161,18 @@ def json_mode() -> None:
 
 
 def error(message: str) -> None:
-    """One line on stderr, never wrapped or styled, so scripts and people read it whole."""
-    sys.stderr.write(" ".join(one_line(message).split()) + "\n")
+    """One line on stderr, never styled, so scripts read it whole; on a terminal narrower than it, laid
+    out as every message is (cli/message.py: commands on lines of their own, no word split)."""
+    line = " ".join(one_line(message).split())
+    if err.is_terminal:
+        line = "\n".join(indent + line[start:end] for start, end, indent in lay_out(line, err.width))
+    sys.stderr.write(line + "\n")
     sys.stderr.flush()
 
 
 def warning(message: str) -> None:
-    """A warning on stderr: shown even with ``-q``, never wrapped."""
-    Console(stderr=True, highlight=False).print(message, style="yellow", markup=False, soft_wrap=True)
+    """A warning on stderr: shown even with ``-q``; one line in a log, laid out on a terminal."""
+    _console(stderr=True).print(message, style="yellow", markup=False, soft_wrap=True)
 
 
 def rule(title: str) -> None:
