@@ -223,7 +223,7 @@ def test_plan_apply_and_confirm_at_120_columns(tmp_path: Path) -> None:
         code, resume_lines = run(f"offboard apply --resume {run_id} -c {CONFIG} --unattended")
         assert code == 3, "\n".join(resume_lines)
         fits_and_runs(resume_lines, sh)
-        code, error_lines = run(f"offboard keys export -c rehearsal/elsewhere/config.toml -o rehearsal/x.pub")
+        code, error_lines = run("offboard keys export -c rehearsal/elsewhere/config.toml -o rehearsal/x.pub")
         assert code == 2 and error_lines[0].startswith("error: no signing key"), error_lines
         fits_and_runs(error_lines)
         assert "  offboard keys init --key-file PATH" in error_lines, error_lines
