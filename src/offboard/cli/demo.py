@@ -8,7 +8,6 @@ plan -> apply -> verify -> audit path in seconds, with no vendor account.
 from __future__ import annotations
 
 import os
-from collections import Counter
 from datetime import date
 from pathlib import Path
 
@@ -103,10 +102,8 @@ def run_demo(directory: Path, *, keep: bool = False, psa: str | None = None) -> 
                                   progress=render.make_progress())
             c = result.counts
             outside = sum(len(v.skipped) for v in plan.vendors) + c["skipped"]
-            # The evidence steps' exports only (another read, e.g. the ticket's scope check, is no file set).
-            phase = {a.id: s.phase for s in plan.steps() for a in s.actions}
-            exported = sum(1 for aid in (result.tally.ids("exported") if result.tally else [])
-                           if phase.get(aid) == "evidence")
+            # Counted as the plan's summary and the run's tally count them (lifecycle.counted_as).
+            exported = result.tally["exported"] if result.tally else 0
             render.out.print(f"Exported {exported} evidence file set(s); removed {c['succeeded']} object(s) by "
                              f"API, failed {c['failed']}. Every write was checked against the exit's scope first; "
                              f"{outside} object(s) seen outside it were left untouched.")
@@ -136,10 +133,10 @@ def run_demo(directory: Path, *, keep: bool = False, psa: str | None = None) -> 
 
         render.rule("3. status and verification")
         run_obj, rows = engine.status(result.run.run_id, cfg)
-        states = Counter(r.state for r in rows)
-        render.out.print(f"Run {run_obj.run_id}: " + ", ".join(f"{n} {s}" for s, n in states.most_common())
-                         + f". Every step: {hints.command('status', run=run_obj.run_id, config=config_path)}",
-                         soft_wrap=True, markup=False)
+        # The run's one count, as apply, confirm and status print it (and in the plan's words).
+        render.out.print(f"Run {run_obj.run_id}: {engine.run_tally(run_obj.run_id, cfg).sentence()} Every step: "
+                         f"{hints.command('status', run=run_obj.run_id, config=config_path)}", soft_wrap=True,
+                         markup=False)
         render.out.print(render.checks_table(result.checks, sample=5))
         render.rule("4. audit")
         check = verify_file(result.run.audit_path)

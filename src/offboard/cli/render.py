@@ -32,6 +32,7 @@ from offboard.cli.message import lay_out
 from offboard.connectors import Check
 from offboard.engine import GuideAnswer, pace
 from offboard.engine.guards import confirm_option
+from offboard.lifecycle import planned_reads
 from offboard.plan import Action, Finding, Plan, Step
 from offboard.text import one_line
 from offboard.wire.redact import REDACTOR
@@ -279,12 +280,11 @@ def plan_view(plan: Plan, machine_gates: Sequence[Finding] = ()) -> None:
 def plan_summary(plan: Plan, machine_gates: Sequence[Finding] = ()) -> list[str]:
     """The plan's last lines: what `apply` will do, and what blocks it (each gate, and how it is passed)."""
     api = [a for a in plan.api_actions() if a.destructive]
-    notes = sum(1 for a in plan.api_actions() if a.operation.startswith("ticket."))  # posted to the PSA ticket
-    reads = len(plan.api_actions()) - len(api) - notes
     manual = len(plan.actions()) - len(plan.api_actions())
-    ticket = f"{notes} ticket note(s), " if notes else ""
-    lines = [f"[bold]Plan:[/] {len(api)} removal(s) by API, {reads} evidence export(s), {ticket}{manual} manual "
-             "item(s). Nothing has been changed."]
+    # The reads in the words (and by the rule) the run's own count uses: the two agree.
+    reads = planned_reads(plan.api_actions())
+    lines = [f"[bold]Plan:[/] {len(api)} removal(s) by API, {reads}, {manual} manual item(s). Nothing has been "
+             "changed."]
     gates = [f for vp in plan.vendors for f in vp.findings if f.blocking] + [f for f in machine_gates if f.blocking]
     hard = [f for f in gates if not f.overridable]
     soft = [f for f in gates if f.overridable]
