@@ -21,8 +21,8 @@ CHECKLIST = f"rehearsal/runs/{RUN}/manual-checklist.md"
 # The closing lines of apply, confirm, status and a resume, built as the commands build them.
 MESSAGES = [
     f"21 manual item(s) waiting for a person: the checklist is in {CHECKLIST}; do each, then "
-    f"`{hints.confirm(RUN, CONFIG)}`; 8 action(s) wait for blumira.notify.sent: once confirmed, "
-    f"`{hints.resume(RUN, CONFIG)}` runs them",
+    f"`{hints.confirm(RUN, CONFIG)}`; 8 action(s) wait for blumira.notify.sent, then run with: "
+    f"{hints.resume(RUN, CONFIG)}",
     f"20 manual item(s) of this run remain (8 more action(s) wait for blumira.notify.sent and join the checklist "
     f"when the run resumes); they are listed by: {hints.command('status', '--pending', run=RUN, config=CONFIG)}",
     f"run {RUN} stopped before its end; continue it with: {hints.resume(RUN, CONFIG)}",
