@@ -72,8 +72,10 @@ def keep_words_whole(table: Table, width: int) -> None:
     def texts(c: Column) -> list[str]:
         return [plain(x) for x in (c.header, *c._cells) if isinstance(x, Text | str)]
 
-    natural = {id(c): max((len(line) for x in texts(c) for line in x.splitlines() or [""]), default=0)
-               for c in columns}
+    # A column's own max_width bounds it (an id column: its ids whole, its other cells, a name or a count,
+    # wrap within it): its longest cell is no claim on the screen.
+    natural = {id(c): min(max((len(line) for x in texts(c) for line in x.splitlines() or [""]), default=0),
+                          c.max_width or width) for c in columns}
     if sum(natural.values()) <= avail:
         return  # it fits as it is: rich lays it out without wrapping a cell
     # A column that must not wrap (a name, a run id, a state) keeps its whole width; the others their longest word.
