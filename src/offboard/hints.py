@@ -13,6 +13,7 @@ and the screen all build hints here.
 from __future__ import annotations
 
 import os
+import re
 import shlex
 from collections.abc import Iterable
 from pathlib import Path
@@ -53,3 +54,14 @@ def confirm(run_id: str | None, config: Path | str | None = None, *, item: str =
     """The command that records a manual item (placeholders where the person fills in; some items
     refuse a confirmation without a note, so the hint always carries one)."""
     return command("confirm", item, "--by", by, "--note", note, run=run_id, config=config)
+
+
+# A hint as a line shows it (see the module's docstring): between backticks anywhere, or last on
+# its line after a colon (a full stop after it ends the sentence, not the command).
+_SHOWN = re.compile(rf"`({PROGRAM} [^`]+)`|(?<=: )({PROGRAM} [^`]+?)\.?$")
+
+
+def shown(line: str) -> list[tuple[int, int]]:
+    """Where the commands a line of text tells a person to run are: (start, end) of each, backticks
+    left out. The screen puts each on a line of its own when the text is wider than the terminal."""
+    return [m.span(1) if m.group(1) is not None else m.span(2) for m in _SHOWN.finditer(line)]

@@ -96,9 +96,36 @@ def run_end(records: tuple[dict[str, Any], ...] | list[dict[str, Any]]) -> RunEn
 
 # Each action of a run stands in exactly one of these, read from the whole audit log (not from what
 # one command's pass did), so apply, resume, confirm, status and the report say the same numbers.
-STANDINGS = ("removed", "already_absent", "exported", "drafted", "confirmed", "for_person", "waiting", "not_started",
-             "failed", "unknown", "blocked", "skipped", "interrupted")
-DONE_STANDINGS = ("removed", "already_absent", "exported", "drafted", "confirmed", "skipped")
+STANDINGS = ("removed", "already_absent", "exported", "drafted", "noted", "confirmed", "for_person", "waiting",
+             "not_started", "failed", "unknown", "blocked", "skipped", "interrupted")
+DONE_STANDINGS = ("removed", "already_absent", "exported", "drafted", "noted", "confirmed", "skipped")
+
+TICKET_OPERATIONS = "ticket."  # what offboard posts to the exit's PSA ticket (its scope note)
+DOCUMENT_TARGET = "document"  # a read whose target is a document drafts it for a person to send (an email)
+# What each kind of read is called wherever it is counted: the plan's summary and the run's.
+READ_WORDS = {"exported": "evidence export(s)", "drafted": "document(s) drafted for a person to send",
+              "noted": "ticket note(s)"}
+
+
+def counted_as(action: Action) -> str:
+    """What an action counts as once done: the one rule behind every count offboard prints, before the
+    run (plan's summary) and after it (apply's, confirm's, status's, the report's), so they agree: "removed",
+    "confirmed" (a person's item), and of the reads: "noted" (the exit's PSA ticket told), "drafted" (a
+    document for a person to send, no evidence) or "exported" (evidence)."""
+    if action.kind == "manual":
+        return "confirmed"
+    if action.destructive:
+        return "removed"
+    if action.operation.startswith(TICKET_OPERATIONS):
+        return "noted"
+    return "drafted" if action.target.type == DOCUMENT_TARGET else "exported"
+
+
+def planned_reads(actions: list[Action]) -> str:
+    """The plan's reads in the words the run's tally uses for them (``READ_WORDS``), each kind it has; evidence
+    exports always."""
+    kinds = [counted_as(a) for a in actions]
+    return ", ".join(f"{kinds.count(k)} {words}" for k, words in READ_WORDS.items() if k == "exported" or k in kinds)
 PROBLEM_STANDINGS = ("failed", "unknown", "blocked", "interrupted")
 _BY_EVENT = {"action.failed": "failed", "action.skipped": "skipped", "action.blocked": "blocked",
              "action.unknown": "unknown", "action.started": "interrupted", "manual.pending": "for_person",
@@ -113,12 +140,8 @@ def standing(action: Action, rec: dict[str, Any] | None, gate_open: bool) -> str
     event = rec["event"]
     if event == "action.succeeded":
         detail = rec.get("detail")
-        if not action.destructive:
-            files = detail.get("files") if isinstance(detail, dict) else None
-            # A document a person sends (an email drafted for them) is not evidence exported.
-            drafted = isinstance(files, list) and bool(files) and all(
-                isinstance(f, dict) and f.get("draft_for") for f in files)
-            return "drafted" if drafted else "exported"
+        if not action.destructive:  # a read: what the plan counted it as (a document drafted is no evidence)
+            return counted_as(action)
         return "already_absent" if isinstance(detail, dict) and detail.get("already_absent") else "removed"
     return _BY_EVENT.get(event, "not_started")
 
@@ -146,15 +169,13 @@ class Tally:
         return {"succeeded": self["removed"] + self["already_absent"], "already_absent": self["already_absent"],
                 "failed": self["failed"], "skipped": self["skipped"], "unknown": self["unknown"] + self["interrupted"],
                 "blocked": self["blocked"], "held": self["waiting"], "exported": self["exported"],
-                "drafted": self["drafted"],
+                "drafted": self["drafted"], "noted": self["noted"],
                 "confirmed": self["confirmed"], "manual": self["for_person"], "not_started": self["not_started"]}
 
     def sentence(self) -> str:
         """One line for the screen: the same words and numbers after every command."""
-        parts = [f"{self['removed'] + self['already_absent']} removed by API ({self['already_absent']} already gone)",
-                 f"{self['exported']} evidence export(s)"]
-        if self["drafted"]:
-            parts.append(f"{self['drafted']} document(s) drafted for a person to send")
+        parts = [f"{self['removed'] + self['already_absent']} removed by API ({self['already_absent']} already gone)"]
+        parts += [f"{self[k]} {words}" for k, words in READ_WORDS.items() if k == "exported" or self[k]]
         parts += [f"{self['confirmed']} manual item(s) confirmed",
                   f"{self['for_person']} manual item(s) waiting for a person"]
         if self["waiting"]:

@@ -145,6 +145,9 @@ def test_quiet_prints_nothing_but_errors_and_verbose_shows_each_call(cli: Any, s
     assert quiet.code == 0 and quiet.out == "" and quiet.err == ""
     assert Path("exit.plan.json").exists()
     assert cli("-q", "plan", "-c", "nope.toml").err.startswith("error: config file")
+    after = cli("plan", "-c", str(served.config), "-o", "after.plan.json", "--quiet")  # after the command too
+    assert after.code == 0 and after.out == "" and after.err == "" and Path("after.plan.json").exists()
+    assert cli("plan", "-c", "nope.toml", "-q").err.startswith("error: config file")
 
     loud = cli("-v", "verify", "-c", str(served.config))
     calls = [line for line in loud.err.splitlines() if "HTTP Request: GET" in line]

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from offboard import engine
+from offboard.cli.render import plan_summary
 from offboard.lifecycle import fold
 from offboard.plan import read_plan
 from offboard.proof.audit import read_records
@@ -29,6 +30,8 @@ def from_the_log(run_path: Path) -> Counter[str]:
             n["for a person"] += 1
         elif ev == "manual.confirmed":
             n["confirmed"] += 1
+        elif ev == "action.succeeded" and a.operation.startswith("ticket."):
+            n["noted"] += 1  # the exit's PSA ticket told: no evidence
         elif ev == "action.succeeded" and not a.destructive:
             files = last[a.id]["detail"]["files"]
             n["drafted" if files and all(f.get("draft_for") for f in files) else "exported"] += 1
@@ -44,6 +47,7 @@ def from_the_log(run_path: Path) -> Counter[str]:
 def said(sentence: str) -> dict[str, int]:
     """The numbers of the one summary line, by what they count."""
     words = {"removed by API": "removed", "evidence export(s)": "exported", "document(s) drafted": "drafted",
+             "ticket note(s)": "noted",
              "manual item(s) confirmed": "confirmed",
              "manual item(s) waiting for a person": "for a person", "action(s) wait for": "wait",
              "action(s) not run yet": "not run"}
@@ -102,3 +106,19 @@ def test_apply_confirm_resume_status_and_the_report_count_the_same(tmp_path: Pat
     assert len(demo.results) > 1 and demo.results[1].counts["confirmed"] > 0
     assert engine.run_tally(first.run.run_id, demo.cfg).complete, moments  # and the exit ends complete
     assert [m.split(":")[0] for m in moments].count("resume") == 1
+
+
+def test_the_plan_counts_its_reads_as_the_run_does(tmp_path: Path) -> None:
+    """Issue 22: `plan` said "17 evidence exports" where the run said 16 exports and 1 document
+    drafted. The plan's summary and the finished run's count say the same words and numbers."""
+    demo = demo_world(tmp_path)
+    play(demo)
+    run = demo.results[0].run
+    plan = read_plan(run.path / "plan.json")
+    planned = plan_summary(plan)[0]
+    done = engine.run_tally(run.run_id, demo.cfg).sentence()
+    assert "document(s) drafted" in planned and said(planned)["drafted"] == 1
+    for kind in ("exported", "drafted", "noted"):
+        assert said(planned)[kind] == said(done)[kind], (planned, done)
+    removals = int(re.search(r"(\d+) removal\(s\) by API", planned).group(1))  # type: ignore[union-attr]
+    assert removals == said(done)["removed"] and said(planned)["exported"] == report_glance(run.path)[6]

@@ -126,13 +126,16 @@ def test_a_wait_the_limiter_paces_is_said_once_per_interval_and_a_long_one_alway
                     "Vendor: waiting 2s before retrying (HTTP 503)"]
 
 
-def test_quiet_apply_into_a_log_prints_no_progress_line(cli: Any, tmp_path: Path,
+@pytest.mark.parametrize("where", ["before", "-q", "--quiet"])
+def test_quiet_apply_into_a_log_prints_no_progress_line(cli: Any, tmp_path: Path, where: str,
                                                         slow_window: tuple[HuntressSandbox, Path]) -> None:
-    """`-q` is for cron and RMM runs (issue 22): only warnings and errors, terminal or not."""
+    """`-q` is for cron and RMM runs (issue 22): only warnings and errors, terminal or not; before the
+    command (`offboard -q apply …`) or after it (`offboard apply … -q`, or `--quiet`)."""
     _, config = slow_window
     assert cli("plan", "-c", str(config), "-o", str(tmp_path / "exit.plan.json")).code == 0
-    result = cli("-q", "apply", str(tmp_path / "exit.plan.json"), "-c", str(config), "--unattended",
-                 "--override-preflight", "lab")
+    args = ["apply", str(tmp_path / "exit.plan.json"), "-c", str(config), "--unattended", "--override-preflight",
+            "lab"]
+    result = cli(*(["-q", *args] if where == "before" else [*args, where]))
     assert result.code == 3, result.err
     assert not [line for line in (result.out + result.err).splitlines() if STAMP.match(line)], result.out
     assert result.out.strip() == ""

@@ -24,7 +24,11 @@ def test_demo_exits_the_customer_from_both_vendors_and_leaves_a_verifiable_audit
     for heading in ("1. plan", "2. apply", "3. status and verification", "4. audit"):
         assert heading in out
     assert "test doubles of \nBlumira, Huntress" in out or "test doubles of Blumira, Huntress" in out
-    assert "18 evidence export(s)" not in out and "17 evidence export(s), 1 ticket note(s)" in out
+    # The plan's counts are the run's (issue 22: the plan said 17 exports where the run exported 16 and drafted 1).
+    counts = "16 evidence export(s), 1 document(s) drafted for a person to send, 1 ticket note(s)"
+    assert f"43 removal(s) by API, {counts}, 20 manual item(s)" in out, out
+    assert f"43 removed by API (0 already gone), {counts}, 20 manual item(s) confirmed" in out, out
+    assert "Exported 16 evidence file set(s)" in out
     # 42 Huntress removals and the one Blumira webhook limited to the customer
     assert "43 removal(s) by API" in out and "removed 42 object(s) by API, failed 0" in out
     # Blumira's one write waits for "notify Blumira first", then the run continues

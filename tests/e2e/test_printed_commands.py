@@ -26,10 +26,11 @@ pytestmark = pytest.mark.e2e
 COMMANDS = sorted({c.name for c in app.registered_commands if c.name} | {g.name for g in app.registered_groups
                                                                            if g.name}
                   | {"plan", "apply", "verify", "bundle", "demo"})
-# A printed command is shown between backticks, or ends its line after a colon ("then run: offboard …").
+# A printed command is shown between backticks, or ends its line after a colon ("then run: offboard …"),
+# or, on a terminal too narrow for its message, stands on a line of its own, indented two spaces.
 NAMES = "|".join(COMMANDS)
 BACKTICKED = re.compile(rf"`(offboard (?:{NAMES})\b[^`]*)`")
-LINE_END = re.compile(rf"(?<=: )(offboard (?:{NAMES})(?: [^`\n]*)?)$", re.MULTILINE)
+LINE_END = re.compile(rf"(?:(?<=: )|^  )(offboard (?:{NAMES})(?: [^`\n]*)?)$", re.MULTILINE)
 FILLED = {"NAME": "Rehearsal Tester", "NOTE": "rehearsal: done in the sandbox"}
 CONFIG = "rehearsal/config.toml"
 
@@ -43,9 +44,11 @@ def printed_commands(text: str) -> list[str]:
 def test_the_scanner_finds_commands_in_backticks_and_at_line_ends() -> None:
     text = ("Saved to x.json. Review it, then run: offboard apply x.json -c 'a b/config.toml'\n"
             "do each, then `offboard confirm ITEM --by NAME --note NOTE --run R1` and so on\n"
-            "offboard plans now differ; offboard never sends mail\n")
+            "offboard plans now differ; offboard never sends mail\n"
+            "run R1 stopped before its end; continue it with:\n  offboard apply --resume R1 -c x.toml\n")
     assert printed_commands(text) == ["offboard confirm ITEM --by NAME --note NOTE --run R1",
-                                      "offboard apply x.json -c 'a b/config.toml'"]
+                                      "offboard apply x.json -c 'a b/config.toml'",
+                                      "offboard apply --resume R1 -c x.toml"]
 
 
 def test_every_command_printed_in_a_rehearsal_runs_as_printed(tmp_path: Path) -> None:

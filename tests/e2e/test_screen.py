@@ -16,6 +16,7 @@ import struct
 import subprocess
 import termios
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pyte
@@ -29,7 +30,7 @@ pytestmark = pytest.mark.e2e
 
 COLUMNS, ROWS = 120, 40
 DEMO_BUDGET = 200  # rows at 120 columns
-CONFIRM_BUDGET = 6
+CONFIRM_BUDGET = 10  # rows at 120 columns: what it confirmed, the counts, and where the list is
 CONFIG = "rehearsal/config.toml"
 
 
@@ -137,10 +138,26 @@ def test_the_demo_tells_its_story_in_200_rows_at_120_columns(tmp_path: Path) -> 
         assert "\n" not in command
 
 
+def fits_and_runs(lines: list[str], run: Callable[[str], subprocess.CompletedProcess[str]] | None = None) -> None:
+    """No line wider than the terminal (a line the terminal wrapped counts as one: wider), and every command
+    printed whole on a line of its own or at a line's end; with ``run``, each one without a placeholder run as
+    printed (none a usage error)."""
+    assert max(map(len, lines), default=0) <= COLUMNS, "\n".join(line for line in lines if len(line) > COLUMNS)
+    for command in printed_commands("\n".join(lines)):
+        assert any(line == f"  {command}" or line.endswith(command) or f"`{command}`" in line for line in lines)
+        if run is not None and not set(shlex.split(command)) & PLACEHOLDERS:
+            done = run(command)
+            assert done.returncode != 2 and "does not exist" not in done.stdout + done.stderr, (command, done)
+
+
 def test_plan_apply_and_confirm_at_120_columns(tmp_path: Path) -> None:
+    """What a technician sees at 120 columns (the terminal's own width: no COLUMNS), and that each
+    closing message (plan's, apply's, confirm's, status's, a resume's, an error's) fits it, its commands
+    whole on their own lines, each running as printed."""
     folder = tmp_path / "work"
     folder.mkdir()
     env = environment(tmp_path / "home")
+    del env["COLUMNS"]
     log = tmp_path / "serve.log"
     with log.open("wb") as out:
         serve = subprocess.Popen(["offboard", "sandbox", "serve", "--fast"], cwd=folder, env=env, stdout=out,
@@ -152,6 +169,10 @@ def test_plan_apply_and_confirm_at_120_columns(tmp_path: Path) -> None:
         def run(command: str) -> tuple[int, list[str]]:
             return on_a_terminal(f". rehearsal/sandbox.env && {command}", folder, env)
 
+        def sh(command: str) -> subprocess.CompletedProcess[str]:
+            return subprocess.run(["bash", "-c", f". rehearsal/sandbox.env && {command}"], cwd=folder, env=env,
+                                  capture_output=True, text=True, timeout=600, check=False)
+
         assert run("offboard keys init --key-file rehearsal/signing-key.pem --public-key rehearsal/msp.pub")[0] == 0
         code, plan_lines = run(f"offboard plan -c {CONFIG} -o rehearsal/exit.plan.json")
         assert code == 0, "\n".join(plan_lines)
@@ -162,8 +183,9 @@ def test_plan_apply_and_confirm_at_120_columns(tmp_path: Path) -> None:
         assert whole(manual, plan_lines) == manual
         last = "\n".join(plan_lines[-4:])
         assert "Blocks apply:" in last and "Incident on" in last and "(Isolated)" in last, last
-        assert plan_lines[-1].startswith("Saved to rehearsal/exit.plan.json") and plan_lines[-1].endswith(
-            f"then run: offboard apply rehearsal/exit.plan.json -c {CONFIG}")
+        assert plan_lines[-2].startswith("Saved to rehearsal/exit.plan.json") and plan_lines[-2].endswith("then run:")
+        assert plan_lines[-1] == f"  offboard apply rehearsal/exit.plan.json -c {CONFIG}"
+        fits_and_runs(plan_lines)
 
         code, apply_lines = run(f"offboard apply rehearsal/exit.plan.json -c {CONFIG} --unattended "
                                 "--override-preflight rehearsal")
@@ -174,11 +196,14 @@ def test_plan_apply_and_confirm_at_120_columns(tmp_path: Path) -> None:
         # The checklist table: the ids it shows whole; a long list folds with a count and the listing command.
         assert pending and len(whole(pending, apply_lines)) == min(len(pending), 10), apply_lines
         if len(pending) > 10:
-            assert any(f"… and {len(pending) - 10} more manual item(s); all of them: offboard status --pending --run "
-                       in line for line in apply_lines), apply_lines
+            assert (f"… and {len(pending) - 10} more manual item(s); all of them:\n  offboard status --pending --run "
+                    in "\n".join(apply_lines)), apply_lines
         hints = printed_commands("\n".join(apply_lines))
         assert any(h.startswith("offboard confirm ITEM --by NAME --note NOTE --run ") and h.endswith(f"-c {CONFIG}")
                    for h in hints), hints
+
+        fits_and_runs(apply_lines)
+        assert "  offboard confirm ITEM --by NAME --note NOTE --run " in "\n".join(apply_lines)
 
         code, confirm_lines = run(f"offboard confirm huntress.psa.webhooks -c {CONFIG} --by Tester --note gone")
         assert code == 0, "\n".join(confirm_lines)
@@ -188,6 +213,20 @@ def test_plan_apply_and_confirm_at_120_columns(tmp_path: Path) -> None:
         remain = re.search(r"(\d+) manual item\(s\) of this run remain", said)
         # What is still pending, and the items not reached yet (Blumira's wait for notify.sent).
         assert remain and int(remain.group(1)) >= len(pending) - 1, said
+        fits_and_runs(confirm_lines, sh)
+        assert any(line.startswith("  offboard status --pending --run ") for line in confirm_lines), confirm_lines
+
+        code, status_lines = run(f"offboard status -c {CONFIG}")
+        assert code == 3, "\n".join(status_lines)
+        fits_and_runs(status_lines, sh)
+        run_id = sh(f"offboard status --last-run -c {CONFIG}").stdout.strip()
+        code, resume_lines = run(f"offboard apply --resume {run_id} -c {CONFIG} --unattended")
+        assert code == 3, "\n".join(resume_lines)
+        fits_and_runs(resume_lines, sh)
+        code, error_lines = run("offboard keys export -c rehearsal/elsewhere/config.toml -o rehearsal/x.pub")
+        assert code == 2 and error_lines[0].startswith("error: no signing key"), error_lines
+        fits_and_runs(error_lines)
+        assert "  offboard keys init --key-file PATH" in error_lines, error_lines
     finally:
         stop(serve)
 

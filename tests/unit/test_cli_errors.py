@@ -121,6 +121,19 @@ def test_help_answers_what_each_command_does(cli: Any) -> None:
     assert "--resume" in apply_help and "--override-preflight" in apply_help
 
 
+QUIET_COMMANDS = [("plan",), ("apply",), ("verify",), ("confirm",), ("status",), ("bundle",), ("watch",),
+                  ("audit", "verify"), ("keys", "init"), ("keys", "export"), ("batch", "plan"), ("batch", "apply"),
+                  ("batch", "status"), ("batch", "verify"), ("batch", "confirm"), ("batch", "watch"),
+                  ("batch", "bundle")]
+
+
+@pytest.mark.parametrize("command", QUIET_COMMANDS, ids=" ".join)
+def test_quiet_is_taken_after_the_command_too(cli: Any, command: tuple[str, ...]) -> None:
+    """`offboard apply … -q` as `offboard -q apply …` (issue 22): the help says what it keeps."""
+    helptext = " ".join(cli(*command, "--help").out.split())
+    assert "-q, --quiet Print only errors and warnings" in helptext, helptext
+
+
 def test_auth_set_on_a_machine_without_a_keyring_says_what_to_do(cli: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     import keyring
     from keyring.backends import fail

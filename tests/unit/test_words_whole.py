@@ -50,3 +50,24 @@ def test_a_column_of_long_calls_is_not_the_one_that_gives_way() -> None:
         assert f"{base}{tail} " in text or f"{base}{tail}│" in text, text
     assert "blumira.support.confirmation" in text
     assert max(len(line) for line in text.splitlines()) <= 120
+
+
+def test_an_id_columns_long_names_wrap_within_it_and_leave_the_other_columns_their_width() -> None:
+    """status at 120 columns (issue 22's rehearsal): a folded step's "36 object(s): …" in the Item column
+    took the whole width, and Step, State and Detail were squeezed to a letter a row."""
+    from rich.text import Text
+
+    from offboard.cli.render import id_column
+
+    table = Table("Step")
+    id_column(table, "Item", [ITEM, "blumira.notify.sent"], max_width=30)
+    table.add_column("State")
+    table.add_column("Detail")
+    names = "36 object(s): " + ", ".join(f"ACME-PC{n:02}" for n in range(1, 12)) + " …"
+    table.add_row("3. Remove endpoint coverage (EDR agents)", Text(names, no_wrap=False), "verified", "")
+    table.add_row("2. Export retained evidence", Text(ITEM), "manual-pending", PROSE)
+    text = shown(table)
+    assert max(len(line) for line in text.splitlines()) <= 120
+    assert all(word in text for word in (ITEM, "manual-pending", "endpoint", "coverage", "retained")), text
+    header = next(line for line in text.splitlines() if "Item" in line)
+    assert len(header.split("┃")[2]) <= len(ITEM) + 2, header  # the id column: its widest id, no more

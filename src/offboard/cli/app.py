@@ -56,8 +56,7 @@ keys_app = typer.Typer(help="The MSP's Ed25519 signing key: runs are signed with
 def _everywhere(
     version: Annotated[bool, typer.Option("--version", callback=conventions.show_version, is_eager=True,
                                           help="Print offboard's version and its connectors, and exit.")] = False,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print only errors and warnings (and --json's "
-                                        "document): the exit code says the rest.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help=conventions.QUIET_HELP)] = False,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Also print each vendor call (method, URL, "
                                           "status) and, on an internal error, the traceback.")] = False,
 ) -> None:
@@ -105,6 +104,7 @@ def plan(
         "--detailed-exitcode", help="As Terraform's flag: exit 0 when there is nothing to remove by API, "
                                     "10 when there is (1 and 2 stay errors).")] = False,
     json_out: JsonOpt = False,
+    quiet: conventions.QuietOpt = False,
 ) -> None:
     """Dry run: read what the customer still has and print every planned removal. Changes nothing.
 
@@ -185,6 +185,7 @@ def apply(
         help="With a [psa] ticket: refuse (exit 2, before any vendor write) a run the ticket cannot claim (the PSA "
              "down, notes refused). Without it such a run goes on unclaimed, warned and audited.")] = False,
     json_out: JsonOpt = False,
+    quiet: conventions.QuietOpt = False,
 ) -> None:
     """Execute a saved plan in the vendors' order, then verify and report.
 
@@ -265,6 +266,7 @@ def verify(
                                             help="Also re-read each object that run removed, and "
                                                  "append the results to its audit log.")] = None,
     json_out: JsonOpt = False,
+    quiet: conventions.QuietOpt = False,
 ) -> None:
     """Re-read each vendor and say whether the customer's service has stopped (exit 0) or not (1)."""
     as_json = _json(json_out)
@@ -305,6 +307,7 @@ def confirm_cmd(
     run: RunOpt = None,
     config: ConfigOpt = Path("config.toml"),
     json_out: JsonOpt = False,
+    quiet: conventions.QuietOpt = False,
 ) -> None:
     """Record that a person did a manual item. Where the vendor's API can see the result, it is
     re-read first, and the confirmation is refused (exit 1) while the vendor disagrees.
@@ -360,6 +363,7 @@ def status_cmd(
     last_run: Annotated[bool, typer.Option("--last-run", help="For scripts: only the run's id (default: the "
                                            "latest run's), one line.")] = False,
     json_out: JsonOpt = False,
+    quiet: conventions.QuietOpt = False,
 ) -> None:
     """Every step of a run: done / verified / manual-pending / confirmed / skipped (with the reason).
 
@@ -405,6 +409,7 @@ def audit_verify(
     public_key: Annotated[Path | None, typer.Option(
         "--public-key", help="The MSP's public key (msp.pub): also check the signed chain heads in "
                              "signatures.jsonl beside the log, so a rewritten or cut log is detected too.")] = None,
+    quiet: conventions.QuietOpt = False,
 ) -> None:
     """Recompute the hash chain; name the first line that was changed, removed or inserted.
     With --public-key, also check the MSP's signatures over it, and that the signed record
@@ -548,6 +553,7 @@ def bundle(
         "--public-key", help="With `verify`: the MSP's public key; without it, the key inside the bundle is used, "
                              "which proves internal consistency only, not who signed (exit 3).")] = None,
     config: ConfigOpt = Path("config.toml"),
+    quiet: conventions.QuietOpt = False,
 ) -> None:
     """`offboard bundle --run RUN_ID -o acme-exit.tar.gz`: one signed file with the plan, the audit log and its
     signatures, the evidence, the snapshots, every verification and confirmation, and the reports.
@@ -630,6 +636,7 @@ def keys_init(
     force: Annotated[bool, typer.Option("--force", help="Replace an existing key in the keyring (runs signed "
                                         "with the old key then need the old public key).")] = False,
     config: ConfigOpt = Path("config.toml"),
+    quiet: conventions.QuietOpt = False,
 ) -> None:
     """Make the MSP's Ed25519 signing key and write its public key to share (msp.pub)."""
     if key_file is None and not force and signing.load_signer(None) is not None:
@@ -680,6 +687,7 @@ def keys_export(
     key_file: Annotated[Path | None, typer.Option(
         "--key-file", help="A private key file made with `offboard keys init --key-file` (default: the config's "
                            "[signing] key_file, else the OS keyring's key).")] = None,
+    quiet: conventions.QuietOpt = False,
 ) -> None:
     """Write the public half of the MSP's signing key (--key-file, else the configured key file, else the
     keyring's)."""

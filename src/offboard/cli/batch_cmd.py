@@ -19,7 +19,7 @@ from offboard import batch as batches
 from offboard import connectors as registry
 from offboard import engine, hints
 from offboard.batch.run import Report
-from offboard.cli import batch_live, render, schedule
+from offboard.cli import batch_live, conventions, render, schedule
 from offboard.cli import watch_cmd as watch_cmd_module
 from offboard.cli.conventions import TrustListingOpt
 from offboard.config import SectionSettings
@@ -149,6 +149,7 @@ def plan_cmd(
     out: Annotated[Path | None, typer.Option("--out", "-o", help="Save the batch plan (and, for a listing, each "
                                              "exit's config in a folder named after it).")] = None,
     parallel: ParallelOpt = batches.PARALLEL,
+    quiet: conventions.QuietOpt = False,
 ) -> None:
     """Dry run of every exit: read what each customer still has, plan each exit, and estimate the
     calls and the wall time at each vendor account's rate limit. Changes nothing at any vendor."""
@@ -187,6 +188,7 @@ def apply_cmd(
                                              help="Allow the exits' organization deletions.")] = False,
     parallel: ParallelOpt = batches.PARALLEL,
     trust_listing: TrustListingOpt = False,
+    quiet: conventions.QuietOpt = False,
 ) -> None:
     """Apply every exit of a batch plan, unattended, side by side; each is re-planned from its config
     and the live vendor first. Manual items go to each exit's checklist (`offboard batch status`).
@@ -217,7 +219,9 @@ def status_cmd(plan: PlanArg = DEFAULT_PLAN,
                pending: Annotated[bool, typer.Option(
                    "--pending", help="For scripts: each manual item still waiting for a person, one per line "
                                      "(its id, what `offboard batch confirm` takes, then the customers it waits "
-                                     "in).")] = False) -> None:
+                                     "in).")] = False,
+    quiet: conventions.QuietOpt = False,
+) -> None:
     """Per customer: not started / interrupted / waiting for a person / failed / done / verified.
     Exit 0 when every exit is verified or done, 3 while some wait for a person, 1 when one failed
     (with --pending: 0 whenever the batch was read)."""
@@ -236,7 +240,8 @@ def status_cmd(plan: PlanArg = DEFAULT_PLAN,
 
 
 @batch_app.command("verify")
-def verify_cmd(plan: PlanArg = DEFAULT_PLAN, parallel: ParallelOpt = batches.PARALLEL) -> None:
+def verify_cmd(plan: PlanArg = DEFAULT_PLAN, parallel: ParallelOpt = batches.PARALLEL,
+               quiet: conventions.QuietOpt = False) -> None:
     """Re-read every exit's vendors: has each customer's service stopped? The re-reads are added to each
     exit's audit log. Exit 0 when every exit's checks pass."""
     b = batches.open_batch(plan, _models())
@@ -261,6 +266,7 @@ def confirm_cmd(
     customer: Annotated[list[str] | None, typer.Option(
         "--customer", help="Only this customer (its short name: its folder); repeatable.")] = None,
     plan: Annotated[Path, typer.Option("--plan", help="The batch plan.")] = DEFAULT_PLAN,
+    quiet: conventions.QuietOpt = False,
 ) -> None:
     """Record a manual item as done in every exit where it waits (or those named with --customer), after
     re-reading the vendor where its API can see it. Then `offboard batch apply --resume` runs what it held."""
@@ -299,6 +305,7 @@ def watch_cmd(
     every_hours: Annotated[int, typer.Option("--every-hours", help="With --schedule: how often.")] = 24,
     days: Annotated[int, typer.Option("--days", min=1, max=3650, help="With --schedule: how many days.")] = 30,
     parallel: ParallelOpt = batches.PARALLEL,
+    quiet: conventions.QuietOpt = False,
 ) -> None:
     """After the exits: `offboard watch` of every exit of the batch, within each vendor account's shared
     rate budget. Exit 0 when every exit is still stopped, 5 when something came back in one, 1 when an
@@ -343,6 +350,7 @@ def watch_cmd(
 def bundle_cmd(
     plan: PlanArg = DEFAULT_PLAN,
     out: Annotated[Path, typer.Option("--out", "-o", help="The folder the bundles are written to.")] = Path("bundles"),
+    quiet: conventions.QuietOpt = False,
 ) -> None:
     """One signed evidence bundle per exit (`offboard bundle` of each run), named <customer>-<run id>.tar.gz."""
     b = batches.open_batch(plan, _models())

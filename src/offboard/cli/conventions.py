@@ -84,3 +84,16 @@ TrustListingOpt = Annotated[bool, typer.Option(
     help=f"Take each write's owner from the vendor's listing, re-taken so it is never more than {MAX_AGE_S:.0f} s "
          "old, instead of reading each object alone just before its write (about half the calls; a listing that "
          "is wrong about an owner is then believed). Recorded in the run's audit log.")]
+
+QUIET_HELP = "Print only errors and warnings (and --json's document): the exit code says the rest."
+
+
+def _quiet(value: bool) -> None:
+    # After the root's callback made the consoles (`offboard -v apply … -q` keeps -v's calls).
+    if value:
+        render.setup(quiet=True, loud=render.verbose)
+
+
+# `-q` anywhere, as gh and git take their flags: before the command (the root's option) or after it.
+# Not passed to the command: it only makes the consoles quiet, as the root's does.
+QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", callback=_quiet, expose_value=False, help=QUIET_HELP)]

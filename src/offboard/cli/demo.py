@@ -8,7 +8,6 @@ plan -> apply -> verify -> audit path in seconds, with no vendor account.
 from __future__ import annotations
 
 import os
-from collections import Counter
 from datetime import date
 from pathlib import Path
 
@@ -103,10 +102,8 @@ def run_demo(directory: Path, *, keep: bool = False, psa: str | None = None) -> 
                                   progress=render.make_progress())
             c = result.counts
             outside = sum(len(v.skipped) for v in plan.vendors) + c["skipped"]
-            # The evidence steps' exports only (another read, e.g. the ticket's scope check, is no file set).
-            phase = {a.id: s.phase for s in plan.steps() for a in s.actions}
-            exported = sum(1 for aid in (result.tally.ids("exported") if result.tally else [])
-                           if phase.get(aid) == "evidence")
+            # Counted as the plan's summary and the run's tally count them (lifecycle.counted_as).
+            exported = result.tally["exported"] if result.tally else 0
             render.out.print(f"Exported {exported} evidence file set(s); removed {c['succeeded']} object(s) by "
                              f"API, failed {c['failed']}. Every write was checked against the exit's scope first; "
                              f"{outside} object(s) seen outside it were left untouched.")
@@ -114,7 +111,7 @@ def run_demo(directory: Path, *, keep: bool = False, psa: str | None = None) -> 
                 confirm_hint = hints.confirm(result.run.run_id, config_path)
                 render.out.print(f"{len(result.pending)} manual item(s) (no API) are on the checklist: a real "
                                  "run stops here with exit 3. The demo plays the technician: it does each item in the "
-                                 f"sandbox and confirms it (`{confirm_hint}`).", markup=False, soft_wrap=True)
+                                 f"sandbox and confirms it with: {confirm_hint}", markup=False, soft_wrap=True)
                 to_resume = []
                 for action in result.pending:
                     kit = kits[action.vendor]
@@ -129,17 +126,17 @@ def run_demo(directory: Path, *, keep: bool = False, psa: str | None = None) -> 
                 if not to_resume:
                     break
                 render.out.print(f"{len(to_resume)} action(s) waited for those confirmations; the run continues "
-                                 f"(`{hints.resume(result.run.run_id, config_path)}`).", markup=False, soft_wrap=True)
+                                 f"with: {hints.resume(result.run.run_id, config_path)}", markup=False, soft_wrap=True)
                 result = engine.resume(result.run.run_id, cfg, sessions, progress=render.make_progress())
             if sessions.ticket is not None:
                 ticket_rows, ticket_ref = _ticket_rows(sessions.ticket), sessions.ticket.ref
 
         render.rule("3. status and verification")
         run_obj, rows = engine.status(result.run.run_id, cfg)
-        states = Counter(r.state for r in rows)
-        render.out.print(f"Run {run_obj.run_id}: " + ", ".join(f"{n} {s}" for s, n in states.most_common())
-                         + f". Every step: {hints.command('status', run=run_obj.run_id, config=config_path)}",
-                         soft_wrap=True, markup=False)
+        # The run's one count, as apply, confirm and status print it (and in the plan's words).
+        render.out.print(f"Run {run_obj.run_id}: {engine.run_tally(run_obj.run_id, cfg).sentence()} Every step: "
+                         f"{hints.command('status', run=run_obj.run_id, config=config_path)}", soft_wrap=True,
+                         markup=False)
         render.out.print(render.checks_table(result.checks, sample=5))
         render.rule("4. audit")
         check = verify_file(result.run.audit_path)
@@ -152,8 +149,8 @@ def run_demo(directory: Path, *, keep: bool = False, psa: str | None = None) -> 
             render.out.print(f"Notice:    {notice}  (in a real exit you send it yourself; the demo recorded it "
                              "as sent)", soft_wrap=True)
         audit_check = hints.command("audit", "verify", result.run.audit_path, extra=["--public-key", public_key])
-        # The command on a line of its own: at 120 columns it fits whole, to be read and pasted.
-        render.out.print(f"Check it yourself:\n  {audit_check}", soft_wrap=True, markup=False)
+        # On a terminal too narrow for the line, the command goes on a line of its own (cli/message.py).
+        render.out.print(f"Check it yourself: {audit_check}", soft_wrap=True, markup=False)
         if ticket_rows:
             render.rule("5. the exit's PSA ticket")
             render.out.print(render.ticket_table(ticket_rows, ticket_ref, fold=True))

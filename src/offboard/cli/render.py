@@ -28,9 +28,11 @@ from rich.rule import Rule
 from rich.table import Column, Table
 from rich.text import Text
 
+from offboard.cli.message import lay_out
 from offboard.connectors import Check
 from offboard.engine import GuideAnswer, pace
 from offboard.engine.guards import confirm_option
+from offboard.lifecycle import planned_reads
 from offboard.plan import Action, Finding, Plan, Step
 from offboard.text import one_line
 from offboard.wire.redact import REDACTOR
@@ -70,8 +72,10 @@ def keep_words_whole(table: Table, width: int) -> None:
     def texts(c: Column) -> list[str]:
         return [plain(x) for x in (c.header, *c._cells) if isinstance(x, Text | str)]
 
-    natural = {id(c): max((len(line) for x in texts(c) for line in x.splitlines() or [""]), default=0)
-               for c in columns}
+    # A column's own max_width bounds it (an id column: its ids whole, its other cells, a name or a count,
+    # wrap within it): its longest cell is no claim on the screen.
+    natural = {id(c): min(max((len(line) for x in texts(c) for line in x.splitlines() or [""]), default=0),
+                          c.max_width or width) for c in columns}
     if sum(natural.values()) <= avail:
         return  # it fits as it is: rich lays it out without wrapping a cell
     # A column that must not wrap (a name, a run id, a state) keeps its whole width; the others their longest word.
@@ -94,7 +98,18 @@ class _Screen(Console):
         for table in objects:
             if isinstance(table, Table):
                 keep_words_whole(table, self.width)
+        if kwargs.get("soft_wrap") and len(objects) == 1 and isinstance(objects[0], str | Text) and self.is_terminal:
+            # A message (soft_wrap: one line in a log) wider than the terminal: laid out by the one
+            # rule (cli/message.py), never wrapped mid-word by the terminal.
+            objects = (self.laid_out(objects[0], markup=kwargs.get("markup")),)
         super().print(*objects, **kwargs)
+
+    def laid_out(self, message: str | Text, *, markup: bool | None = None) -> Text:
+        text = message if isinstance(message, Text) else self.render_str(message, markup=markup, highlight=False)
+        lines = []
+        for line in text.split("\n", allow_blank=True):
+            lines += [Text(indent) + line[start:end] for start, end, indent in lay_out(line.plain, self.width)]
+        return Text("\n").join(lines)
 
 
 def _console(*, stderr: bool, quiet: bool = False) -> Console:
@@ -149,14 +164,18 @@ def json_mode() -> None:
 
 
 def error(message: str) -> None:
-    """One line on stderr, never wrapped or styled, so scripts and people read it whole."""
-    sys.stderr.write(" ".join(one_line(message).split()) + "\n")
+    """One line on stderr, never styled, so scripts read it whole; on a terminal narrower than it, laid
+    out as every message is (cli/message.py: commands on lines of their own, no word split)."""
+    line = " ".join(one_line(message).split())
+    if err.is_terminal:
+        line = "\n".join(indent + line[start:end] for start, end, indent in lay_out(line, err.width))
+    sys.stderr.write(line + "\n")
     sys.stderr.flush()
 
 
 def warning(message: str) -> None:
-    """A warning on stderr: shown even with ``-q``, never wrapped."""
-    Console(stderr=True, highlight=False).print(message, style="yellow", markup=False, soft_wrap=True)
+    """A warning on stderr: shown even with ``-q``; one line in a log, laid out on a terminal."""
+    _console(stderr=True).print(message, style="yellow", markup=False, soft_wrap=True)
 
 
 def rule(title: str) -> None:
@@ -263,12 +282,11 @@ def plan_view(plan: Plan, machine_gates: Sequence[Finding] = ()) -> None:
 def plan_summary(plan: Plan, machine_gates: Sequence[Finding] = ()) -> list[str]:
     """The plan's last lines: what `apply` will do, and what blocks it (each gate, and how it is passed)."""
     api = [a for a in plan.api_actions() if a.destructive]
-    notes = sum(1 for a in plan.api_actions() if a.operation.startswith("ticket."))  # posted to the PSA ticket
-    reads = len(plan.api_actions()) - len(api) - notes
     manual = len(plan.actions()) - len(plan.api_actions())
-    ticket = f"{notes} ticket note(s), " if notes else ""
-    lines = [f"[bold]Plan:[/] {len(api)} removal(s) by API, {reads} evidence export(s), {ticket}{manual} manual "
-             "item(s). Nothing has been changed."]
+    # The reads in the words (and by the rule) the run's own count uses: the two agree.
+    reads = planned_reads(plan.api_actions())
+    lines = [f"[bold]Plan:[/] {len(api)} removal(s) by API, {reads}, {manual} manual item(s). Nothing has been "
+             "changed."]
     gates = [f for vp in plan.vendors for f in vp.findings if f.blocking] + [f for f in machine_gates if f.blocking]
     hard = [f for f in gates if not f.overridable]
     soft = [f for f in gates if f.overridable]

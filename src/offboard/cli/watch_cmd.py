@@ -56,6 +56,7 @@ def watch(
                                              f"({', '.join(map(str, schedule.HOURS))}).")] = 24,
     days: Annotated[int, typer.Option("--days", min=1, max=3650, help="With --schedule: how many days to watch "
                                       "from today.")] = 30,
+    quiet: conventions.QuietOpt = False,
 ) -> None:
     """After the exit: check that nothing came back (agents re-enrolled, counts above zero, logs arriving,
     devices, keys, users or webhooks listed again), and record every check in the run's proof.

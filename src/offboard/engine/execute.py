@@ -270,8 +270,8 @@ def _verify_and_close(run: RunDir, plan: Plan, sessions: Sessions, audit: AuditL
         message = (f"{len(pending)} manual item(s) waiting for a person: the checklist is in "
                    f"{run.path / 'manual-checklist.md'}; do each, then `{hints.confirm(run.run_id, config)}`")
         if standing["waiting"]:
-            message += (f"; {standing['waiting']} action(s) wait for {', '.join(standing.waiting_on)}: once "
-                        f"confirmed, `{hints.resume(run.run_id, config)}` runs them")
+            message += (f"; {standing['waiting']} action(s) wait for {', '.join(standing.waiting_on)}, then run "
+                        f"with: {hints.resume(run.run_id, config)}")
     else:
         code, outcome = ExitCode.OK, "success"
     audit.emit("run.finished", outcome=outcome, detail={**standing.counts(), "checks_failed": len(failed_checks),

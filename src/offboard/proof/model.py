@@ -20,6 +20,7 @@ from offboard.wire.http import request_line
 # What each state is called for a reader who is not an engineer.
 STATE_LABEL = {
     "removed": "Removed", "already_absent": "Already gone", "exported": "Exported", "drafted": "Drafted",
+    "noted": "Posted to the ticket",
     "confirmed": "Done by hand", "pending": "Waiting for a person", "waiting": "Waits for an earlier step",
     "failed": "FAILED", "unknown": "Outcome unknown", "held": "Held back", "skipped": "Not touched",
     "not_started": "Not started", "interrupted": "Interrupted",
@@ -201,6 +202,8 @@ def _proof_words(a: Action, vendor: str, state: str, rec: dict[str, Any] | None,
         return "Saved before anything was removed; each file's SHA-256 is in the details"
     if state == "drafted":
         return "A draft for a person to send (offboard sends no mail)"
+    if state == "noted":
+        return "Posted to the exit's PSA ticket"
     if state == "pending" and a.manual is not None:
         return f"Done when: {a.manual.done_when}"
     if state == "waiting":
