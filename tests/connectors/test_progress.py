@@ -13,12 +13,13 @@ from typing import Any
 import pytest
 from rich.console import Console
 
+from offboard.batch.status import exit_state
 from offboard.cli.render import LineProgress, RichProgress
 from offboard.connectors.sandboxing import serve
-from offboard.plan import Action, Step, Target
+from offboard.plan import Action, Step, Target, read_plan
 from offboard.wire.waits import Wait
 from offboard_huntress.sandbox import CUSTOMER_ORG, DEMO_KEY, DEMO_SECRET, HuntressSandbox
-from tests.conftest import write_config
+from tests.conftest import load, write_config
 
 # Huntress's 60 calls in a 3 s window (a minute against the real API). Another tool on the same
 # account uses most of it just before apply, so apply's limiter (which reads the calls-left header)
@@ -261,3 +262,18 @@ def test_a_rate_limit_wait_while_the_run_verifies_counts_down() -> None:
     shown = screen.getvalue()
     assert "Huntress: waiting 12s for the rate limit" in shown and "Huntress: waiting 7s for the rate limit" in shown
     assert bar._after is None
+
+
+def test_where_an_exit_stands_counts_each_vendors_done_actions_for_a_resumed_batch_row(
+        cli: Any, tmp_path: Path, slow_window: tuple[HuntressSandbox, Path]) -> None:
+    """Issue 22: `batch apply --resume` started each row at 0/N; it starts at what the exit's log
+    holds done (batch/status.py reads it, batch/run.py puts it on the board)."""
+    _, config = slow_window
+    assert cli("plan", "-c", str(config), "-o", str(tmp_path / "exit.plan.json")).code == 0
+    applied = cli("apply", str(tmp_path / "exit.plan.json"), "-c", str(config), "--unattended",
+                  "--override-preflight", "lab")
+    assert applied.code == 3, applied.err
+    plan = read_plan(tmp_path / "exit.plan.json")
+    state = exit_state(load(config), plan)
+    # every API action ran; what is not done is exactly what waits for a person
+    assert state.done_of == {"huntress": len(plan.actions()) - len(state.pending)} and state.pending
