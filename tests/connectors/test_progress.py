@@ -277,3 +277,18 @@ def test_where_an_exit_stands_counts_each_vendors_done_actions_for_a_resumed_bat
     state = exit_state(load(config), plan)
     # every API action ran; what is not done is exactly what waits for a person
     assert state.done_of == {"huntress": len(plan.actions()) - len(state.pending)} and state.pending
+
+
+def test_a_log_counts_only_what_is_done_and_says_what_waits_for_a_person() -> None:
+    """Issue 22: the same rule as the terminal's bar: "Actions finished: 17/17" while 14 waited."""
+    now = [0.0]
+    log = io.StringIO()
+    lines = LineProgress(log, clock=lambda: now[0])
+    lines.start(4, 0)
+    lines.advance(of("blumira", 1, destructive=False), "action.succeeded")
+    lines.advance(of("blumira", 2, destructive=False), "manual.pending")
+    lines.advance(of("blumira", 3), "action.held")
+    lines.advance(of("blumira", 4), "action.held")
+    lines.finish()
+    last = log.getvalue().splitlines()[-1].split(" ", 1)[1]
+    assert last == "Actions finished: 1/4 done, 0:00:00 elapsed, 3 held until a person confirms"

@@ -612,7 +612,7 @@ class LineProgress:
         self._stream = stream
         self._clock = clock
         self._lock = threading.Lock()
-        self._total = self._done = self._first = 0
+        self._count = pace.Count()  # what is done (engine/pace.py): not what waits for a person
         self._started = 0.0
         self._said = -math.inf  # when the last line was written
         self._waits_said: dict[str, float] = {}
@@ -639,7 +639,7 @@ class LineProgress:
 
     def start(self, total: int, done: int) -> None:
         with self._lock:
-            self._total, self._done, self._first = total, done, done
+            self._count = pace.Count(total, done, done)
             self._started = self._clock()
             self._line(f"{total - done} action(s) to run" + (f" ({done} of {total} done before)" if done else ""))
 
@@ -652,7 +652,7 @@ class LineProgress:
 
     def advance(self, action: Action, event: str) -> None:
         with self._lock:
-            self._done += 1
+            self._count.settle(event)
             words = f"{action.target.name}: {outcome_words(action, event)}"
             if event in _SAID_AT_ONCE:
                 self._line(words)
@@ -661,10 +661,12 @@ class LineProgress:
 
     def _where(self) -> str:
         elapsed = self._clock() - self._started
-        text = f"{self._done}/{self._total} done, {_clock_text(elapsed)} elapsed"
-        moved = self._done - self._first
-        if moved and self._done < self._total:
-            text += f", about {_clock_text(elapsed / moved * (self._total - self._done))} left"
+        c = self._count
+        text = f"{c.done}/{c.total} done, {_clock_text(elapsed)} elapsed"
+        if c.moved and c.left:
+            text += f", about {_clock_text(elapsed / c.moved * c.left)} left"
+        if c.for_person:
+            text += f", {pace.held_words(c.for_person)}"
         return text
 
     def waiting(self, wait: Wait) -> None:
