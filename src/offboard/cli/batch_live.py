@@ -46,8 +46,8 @@ def _lane_cell(row: ExitRow, vendor: str) -> Text:
     count = f"{lane.done}/{lane.total}"
     if not row.active:
         return Text(count)
-    if lane.waiting >= 1:
-        return Text(f"{count} waiting {math.ceil(lane.waiting)}s {one_line(lane.why)}")
+    if lane.waiting >= 1:  # why is in the row's state (the longest wait's), whole
+        return Text(f"{count} waiting {math.ceil(lane.waiting)}s")
     # Only what is done counts: a lane at its gate stays on the gate's step (its state says how many wait).
     return Text(f"{count} {one_line(lane.step)}" if lane.step and lane.done < lane.total else count)
 
