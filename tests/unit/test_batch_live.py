@@ -186,3 +186,20 @@ def test_a_resumed_exit_starts_at_what_its_log_holds_done() -> None:
     mine = row_of(lines)
     assert cell(lines, mine, "Blumira", "Huntress").strip() == "1/4"
     assert cell(lines, mine, "Huntress", "Done").strip() == "6/6" and "7/10" in mine
+
+
+def test_a_rows_eta_counts_down_while_its_exit_waits() -> None:
+    """The batch plan's estimate is the ETA's floor after a first burst; while a wait passes it
+    counts down with it, rather than standing still beside "waiting 23s"."""
+    now = [0.0]
+    b = board(now, estimate=100.0)
+    p = b.progress("customer-0", threading.Event(), lambda _text: None)
+    p.start(10, 0)
+    p.lanes({"Blumira": (4, 0), "Huntress": (6, 0)})
+    p.step("Huntress", Step(id="a", vendor="huntress", title="3. Remove endpoint coverage"), 6)
+    now[0] = 1.0
+    p.advance(action("huntress", 1), "action.succeeded")
+    p.waiting(Wait("Huntress", 30.0, "rate_limit", "for the rate limit"))
+    assert b.snapshot()[0].eta == 90.0  # 9 of its 10 calls at the ceiling still ahead
+    now[0] = 21.0
+    assert b.snapshot()[0].eta == 70.0

@@ -191,8 +191,9 @@ class Board:
             eta = e.count.eta(now - e.started, waits, waited)
             if eta is not None and e.count.total:
                 # A first window's burst makes the pace look fast: never less than the share of its
-                # calls at the accounts' ceilings still ahead (the batch plan's estimate).
-                eta = max(eta, e.estimate * e.count.left / e.count.total)
+                # calls at the accounts' ceilings still ahead (the batch plan's estimate), less what
+                # a wait still running has sat through (the account's window refills meanwhile).
+                eta = max(eta, e.estimate * e.count.left / e.count.total - waited)
         if eta is None and state in ACTIVE and e.state != VERIFYING:
             eta = max([e.estimate, *waits]) if e.estimate > 0 else None
         return ExitRow(e.slug, e.customer, state, e.detail, lanes, e.count.done, e.count.total, eta,
