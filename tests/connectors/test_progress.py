@@ -13,12 +13,13 @@ from typing import Any
 import pytest
 from rich.console import Console
 
+from offboard.batch.status import exit_state
 from offboard.cli.render import LineProgress, RichProgress
 from offboard.connectors.sandboxing import serve
-from offboard.plan import Action, Step, Target
+from offboard.plan import Action, Step, Target, read_plan
 from offboard.wire.waits import Wait
 from offboard_huntress.sandbox import CUSTOMER_ORG, DEMO_KEY, DEMO_SECRET, HuntressSandbox
-from tests.conftest import write_config
+from tests.conftest import load, write_config
 
 # Huntress's 60 calls in a 3 s window (a minute against the real API). Another tool on the same
 # account uses most of it just before apply, so apply's limiter (which reads the calls-left header)
@@ -92,7 +93,7 @@ def test_the_terminal_bar_speaks_words_and_counts_down_a_rate_limit_wait() -> No
     bar.advance(action("ACME-PC03"), "action.held")
     bar.finish()
     drawn = screen.getvalue()
-    assert "3. Remove agents" in drawn and "waiting" in drawn and "4/4" in drawn
+    assert "3. Remove agents" in drawn and "waiting" in drawn and "3/4" in drawn  # a held action is not done
     assert not EVENT_NAME.search(drawn), drawn
 
 
@@ -104,7 +105,7 @@ def test_a_lane_held_behind_its_gate_says_so_not_the_held_items_name() -> None:
     bar.advance(action("notify", destructive=False), "manual.pending")
     for name in ("SENSOR-1", "SUPPORT-CONFIRMATION"):  # later steps' items, held behind the gate
         bar.advance(action(name), "action.held")
-    assert bar.status_text() == "2 held until a person confirms"
+    assert bar.status_text() == "3 held until a person confirms"  # the gate item itself, and what it holds
     bar.finish()
     drawn = screen.getvalue()
     assert "0. Notify first" in drawn and "SUPPORT-CONFIRMATION" not in drawn, drawn
@@ -188,3 +189,109 @@ def test_each_lane_has_its_own_count_and_eta_counting_its_own_waits() -> None:
     drawn = screen.getvalue()
     bar.finish()
     assert "1/6" in drawn and "0/4" in drawn and "ETA 0:00:10" in drawn and "ETA 0:00:30" in drawn
+
+
+def lanes_bar(now: list[float], width: int = 120) -> tuple[RichProgress, io.StringIO]:
+    screen = io.StringIO()
+    bar = RichProgress(Console(file=screen, force_terminal=True, width=width, height=40, color_system=None),
+                       clock=lambda: now[0])
+    bar.start(10, 0)
+    bar.lanes({"Huntress": (6, 0), "Blumira": (4, 0)})
+    bar.step("Huntress", Step(id="a", vendor="huntress", title="3. Remove endpoint coverage"), 6)
+    bar.step("Blumira", Step(id="n", vendor="blumira", title="0. Notify Blumira first"), 4)
+    return bar, screen
+
+
+def of(vendor: str, n: int, *, destructive: bool = True) -> Action:
+    return Action(id=f"{vendor}.s.{n}", vendor=vendor, step="s", kind="api", operation="remove",
+                  target=Target(type="agent", id=str(n), name=f"PC{n}"), summary="remove", destructive=destructive)
+
+
+def frame(bar: RichProgress) -> list[str]:
+    """The bar's lines as a 120-column terminal shows them now."""
+    screen = io.StringIO()
+    Console(file=screen, width=120, color_system=None).print(bar._progress.get_renderable())
+    return [line.rstrip() for line in screen.getvalue().splitlines()]
+
+
+def test_a_lane_held_behind_its_gate_counts_only_what_is_done_and_says_how_many_wait() -> None:
+    """Issue 22: the Blumira lane, its removals held behind "notify Blumira first", showed 17/17."""
+    now = [0.0]
+    bar, _ = lanes_bar(now)
+    now[0] = 2.0
+    bar.advance(of("blumira", 1, destructive=False), "action.succeeded")  # its evidence
+    bar.advance(of("blumira", 2, destructive=False), "manual.pending")  # the gate, handed to a person
+    bar.advance(of("blumira", 3), "action.held")
+    bar.advance(of("blumira", 4), "action.held")
+    bar.advance(of("huntress", 1), "action.succeeded")
+    every, huntress, blumira = frame(bar)
+    assert "2/10" in every and "1/6" in huntress
+    assert "Blumira: 0. Notify Blumira first" in blumira and "1/4" in blumira, blumira
+    assert blumira.endswith("3 held until a person confirms") and "ETA" not in blumira, blumira
+    assert bar.eta() == pytest.approx(10.0)  # Huntress's 5 to go at 2 s each; Blumira has nothing to run
+    bar.finish()
+
+
+def test_a_lanes_eta_counts_down_through_a_rate_limit_wait_and_never_grows() -> None:
+    """Issue 22: the Huntress lane's ETA grew while a rate-limit wait passed (its pace counted the
+    wait's seconds as slowness)."""
+    now = [0.0]
+    bar, _ = lanes_bar(now)
+    now[0] = 2.0
+    bar.advance(of("huntress", 1), "action.succeeded")
+    assert bar.eta("Huntress") == pytest.approx(10.0)  # 2 s an action, 5 to go
+    bar.waiting(Wait("Huntress", 48.0, "rate_limit", "for the rate limit"))
+    seen = []
+    for t in range(2, 50, 4):  # while the wait passes
+        now[0] = float(t)
+        seen.append(bar.eta("Huntress"))
+    assert seen == [48.0 - t for t in range(0, 48, 4)], seen  # counting down with it
+    assert "ETA 0:00:04 waiting 4s for the rate" in frame(bar)[1]
+    bar.finish()
+
+
+def test_a_rate_limit_wait_while_the_run_verifies_counts_down() -> None:
+    """Issue 22: after the bar, a wait of the verification's re-reads was a line said once."""
+    now = [0.0]
+    bar, screen = lanes_bar(now)
+    bar.finish()
+    bar.phase("Verifying: re-reading each vendor to prove the service stopped")
+    bar.waiting(Wait("Huntress", 12.0, "rate_limit", "for the rate limit"))
+    assert bar._after is not None
+    bar._after.refresh()
+    now[0] = 5.0
+    bar._after.refresh()
+    bar.end()
+    shown = screen.getvalue()
+    assert "Huntress: waiting 12s for the rate limit" in shown and "Huntress: waiting 7s for the rate limit" in shown
+    assert bar._after is None
+
+
+def test_where_an_exit_stands_counts_each_vendors_done_actions_for_a_resumed_batch_row(
+        cli: Any, tmp_path: Path, slow_window: tuple[HuntressSandbox, Path]) -> None:
+    """Issue 22: `batch apply --resume` started each row at 0/N; it starts at what the exit's log
+    holds done (batch/status.py reads it, batch/run.py puts it on the board)."""
+    _, config = slow_window
+    assert cli("plan", "-c", str(config), "-o", str(tmp_path / "exit.plan.json")).code == 0
+    applied = cli("apply", str(tmp_path / "exit.plan.json"), "-c", str(config), "--unattended",
+                  "--override-preflight", "lab")
+    assert applied.code == 3, applied.err
+    plan = read_plan(tmp_path / "exit.plan.json")
+    state = exit_state(load(config), plan)
+    # every API action ran; what is not done is exactly what waits for a person
+    assert state.done_of == {"huntress": len(plan.actions()) - len(state.pending)} and state.pending
+
+
+def test_a_log_counts_only_what_is_done_and_says_what_waits_for_a_person() -> None:
+    """Issue 22: the same rule as the terminal's bar: "Actions finished: 17/17" while 14 waited."""
+    now = [0.0]
+    log = io.StringIO()
+    lines = LineProgress(log, clock=lambda: now[0])
+    lines.start(4, 0)
+    lines.advance(of("blumira", 1, destructive=False), "action.succeeded")
+    lines.advance(of("blumira", 2, destructive=False), "manual.pending")
+    lines.advance(of("blumira", 3), "action.held")
+    lines.advance(of("blumira", 4), "action.held")
+    lines.finish()
+    last = log.getvalue().splitlines()[-1].split(" ", 1)[1]
+    assert last == "Actions finished: 1/4 done, 0:00:00 elapsed, 3 held until a person confirms"

@@ -9,9 +9,11 @@ import os
 import shlex
 import signal
 import subprocess
+import threading
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,6 +24,7 @@ from pydantic import SecretStr
 from offboard import batch as batches
 from offboard import connectors, engine
 from offboard.connectors.sandboxing import Logged, serve
+from offboard.errors import BadInput
 from offboard.proof.audit import verify_file
 from offboard_blumira.sandbox import (
     API_PREFIX,
@@ -193,6 +196,27 @@ def test_ctrl_c_stops_each_exit_after_its_action_and_the_batch_resumes(migration
             assert events[-1] == "run.interrupted" or "run.interrupted" in events
             interrupted.append(e.slug)
     assert interrupted  # recorded in their own logs, not just killed
+    # Resumed, an exit's row starts at what its log holds done, not at 0/N (issue 22): the board as
+    # each exit begins (a stand-in opener stops each there; the real resume follows).
+    board = batches.board_of(b)
+    begun: dict[str, tuple[int, int]] = {}
+    begin = board.progress
+
+    def watching(slug: str, stop: threading.Event, say: Callable[[str], None]) -> engine.Progress:
+        row = next(r for r in board.snapshot() if r.slug == slug)
+        begun[slug] = (row.done, row.total)
+        return begin(slug, stop, say)
+
+    def not_here(_cfg: object) -> AbstractContextManager[engine.Sessions]:
+        raise BadInput("stand-in: resumed below")
+
+    board.progress = watching  # type: ignore[method-assign]
+    batches.apply_batch(b, resume=True, overrides=engine.Overrides("lab"), opener=not_here, board=board)
+    for slug in interrupted:
+        e = next(e for e in b.exits if e.slug == slug)
+        done = sum(batches.exit_state(b.configs[slug], e.plan).done_of.values())
+        assert begun[slug] == (done, len(e.plan.actions())), (slug, begun)
+    assert any(done for done, _ in begun.values())
     resumed = m.run("batch", "apply", "--resume", "batch.plan.json", "--override-preflight", "lab")
     assert resumed.returncode == 3, resumed.stdout + resumed.stderr
     assert all(m.huntress.agents_of(org) == [] for org in (CUSTOMER_ORG, 44, 45))

@@ -67,7 +67,8 @@ def test_each_lane_shows_its_own_step_and_a_wait_for_the_budget_counts_in_the_et
     blumira, huntress = header.index("Blumira"), header.index("Huntress")
     mine = next(line for line in lines if line.split()[:1] == ["customer-0"])
     assert "2. Remove sensors" in mine[blumira:huntress] and "waiting 48s" in mine[huntress:]
-    assert "waiting for the account" in mine and "0:00:48" in mine
+    assert "running, waiting 48s for the rate limit" in mine and "0:00:48" in mine  # what it does, counting down
+    assert "waiting for the account" in lines[0]  # the title counts the rows held by the budget
     assert all(len(line) <= 120 for line in lines)
 
 
@@ -112,3 +113,93 @@ def test_the_end_of_each_exit_names_its_gates_and_rows_beyond_the_height_fold_wi
     assert {"customer-0", *(f"customer-{n}" for n in range(31, 40))} <= set(names)
     assert names == sorted(names, key=lambda name: int(name.split("-")[1]))
     assert fold.strip() == f"… and {40 - len(shown)} more: {40 - len(shown)} done"
+
+
+def row_of(lines: list[str], slug: str = "customer-0") -> str:
+    return next(line for line in lines if line.split()[:1] == [slug])
+
+
+def cell(lines: list[str], row: str, column: str, after: str) -> str:
+    header = next(line for line in lines if "Customer" in line)
+    return row[header.index(column):header.index(after)]
+
+
+def test_a_lane_held_behind_its_gate_shows_the_gates_step_and_counts_only_what_is_done() -> None:
+    """Issue 22: the Blumira lane, its removals held behind "notify Blumira first" (a person's item),
+    showed "17/17" and an empty step."""
+    now = [0.0]
+    b = board(now)
+    p = b.progress("customer-0", threading.Event(), lambda _text: None)
+    p.start(10, 0)
+    p.lanes({"Blumira": (4, 0), "Huntress": (6, 0)})
+    p.step("Blumira", Step(id="n", vendor="blumira", title="0. Notify Blumira first"), 4)
+    p.step("Huntress", Step(id="a", vendor="huntress", title="3. Remove endpoint coverage"), 6)
+    now[0] = 2.0
+    p.advance(action("blumira", 1), "action.succeeded")  # its evidence
+    p.advance(action("blumira", 2), "manual.pending")  # the gate, handed to a person
+    p.advance(action("blumira", 3), "action.held")
+    p.advance(action("blumira", 4), "action.held")
+    p.advance(action("huntress", 1), "action.succeeded")
+    lines = drawn(b.snapshot())
+    mine = row_of(lines)
+    assert cell(lines, mine, "Blumira", "Huntress").strip().startswith("1/4 0. Notify Blumira")
+    assert "2/10" in mine and "running, 3 held until a person confirms" in mine, mine
+    # The ETA is the run's own work (5 actions at 1 s each), not the person's.
+    assert b.snapshot()[0].eta == 5.0
+    assert all(len(line) <= 120 for line in lines)
+    b.ended("customer-0", 3, "1 manual item(s)")
+    assert "1/4" in row_of(drawn(b.snapshot()))
+
+
+def test_a_row_whose_exit_waits_says_what_it_does_and_counts_down() -> None:
+    """Issue 22: a row sat ~28 s unchanged, "running", while its exit's re-reads waited."""
+    now = [0.0]
+    b = board(now)
+    p = b.progress("customer-0", threading.Event(), lambda _text: None)
+    p.phase("Re-reading the vendors to check the plan still holds (read-only)")
+    p.waiting(Wait("Huntress", 28.0, "rate_limit", "for the rate limit"))
+    assert "re-reading, waiting 28s for the rate limit" in row_of(drawn(b.snapshot()))
+    now[0] = 10.0
+    assert "re-reading, waiting 18s for the rate limit" in row_of(drawn(b.snapshot()))
+    now[0] = 30.0
+    p.start(10, 0)
+    p.lanes({"Blumira": (4, 0), "Huntress": (6, 0)})
+    p.step("Huntress", Step(id="a", vendor="huntress", title="3. Remove endpoint coverage"), 6)
+    p.step("Blumira", Step(id="b", vendor="blumira", title="2. Remove sensors"), 4)
+    for n in range(10):
+        p.advance(action("huntress" if n < 6 else "blumira", n), "action.succeeded")
+    p.phase("Verifying: re-reading each vendor to prove the service stopped")
+    assert row_of(drawn(b.snapshot())).split()[-2:] == ["verifying", "…"]  # its re-reads: not a made-up 0:00:00
+    p.waiting(Wait("Huntress", 12.0, "retry", "before retrying"))
+    now[0] = 35.0
+    mine = row_of(drawn(b.snapshot()))
+    assert "verifying, waiting 7s before retrying" in mine and mine.rstrip().endswith("0:00:07"), mine
+
+
+def test_a_resumed_exit_starts_at_what_its_log_holds_done() -> None:
+    """Issue 22: `batch apply --resume` started every row at 0/N while it re-read its vendors."""
+    now = [0.0]
+    b = board(now)
+    b.resumed("customer-0", {"Blumira": 1, "Huntress": 6})
+    b.progress("customer-0", threading.Event(), lambda _text: None).phase("Resuming run r1: re-reading")
+    lines = drawn(b.snapshot())
+    mine = row_of(lines)
+    assert cell(lines, mine, "Blumira", "Huntress").strip() == "1/4"
+    assert cell(lines, mine, "Huntress", "Done").strip() == "6/6" and "7/10" in mine
+
+
+def test_a_rows_eta_counts_down_while_its_exit_waits() -> None:
+    """The batch plan's estimate is the ETA's floor after a first burst; while a wait passes it
+    counts down with it, rather than standing still beside "waiting 23s"."""
+    now = [0.0]
+    b = board(now, estimate=100.0)
+    p = b.progress("customer-0", threading.Event(), lambda _text: None)
+    p.start(10, 0)
+    p.lanes({"Blumira": (4, 0), "Huntress": (6, 0)})
+    p.step("Huntress", Step(id="a", vendor="huntress", title="3. Remove endpoint coverage"), 6)
+    now[0] = 1.0
+    p.advance(action("huntress", 1), "action.succeeded")
+    p.waiting(Wait("Huntress", 30.0, "rate_limit", "for the rate limit"))
+    assert b.snapshot()[0].eta == 90.0  # 9 of its 10 calls at the ceiling still ahead
+    now[0] = 21.0
+    assert b.snapshot()[0].eta == 70.0

@@ -193,3 +193,33 @@ def test_the_calls_left_header_reserves_what_another_client_uses_until_it_leaves
     assert abs(limiter.current_share() - 41 / 60) < 1e-9
     clock.now = 61.0 + 60.0 * 4  # gone: no one else seen for a window, the share grows a tenth a window
     assert limiter.current_share() == 1.0
+
+
+def test_a_caller_queued_behind_one_that_waits_for_the_window_hears_how_long_it_lasts() -> None:
+    """Issue 22: a batch's other exits on the account sat silently behind the exit whose turn
+    waited for the window (their rows said "running" for ~28 s): each queued caller hears the wait."""
+    clock = FakeClock()
+    first_sleeps, second_queued = threading.Event(), threading.Event()
+
+    def sleep(seconds: float) -> None:
+        first_sleeps.set()
+        assert second_queued.wait(10), "the second caller never queued"
+        clock.sleep(seconds)
+
+    limiter = SlidingWindowLimiter(1, 60.0, margin=0.0, clock=clock, sleep=sleep)
+    limiter.acquire()
+    heard: dict[str, list[float]] = {"first": [], "second": []}
+    first = threading.Thread(target=lambda: limiter.acquire(lambda s, _said: heard["first"].append(s)))
+    first.start()
+    assert first_sleeps.wait(10)
+    clock.now = 20.0  # 20 s into the first caller's 60 s wait, the second asks for a call
+    second = threading.Thread(target=lambda: limiter.acquire(lambda s, _said: heard["second"].append(s)))
+    second.start()
+    while not heard["second"] and second.is_alive():
+        second.join(0.001)
+    second_queued.set()
+    first.join(10)
+    second.join(10)
+    assert heard["first"] == [60.0]
+    assert heard["second"][0] == 40.0  # queued behind it: the rest of its wait, said at once
+    assert heard["second"][1:] == [60.0]  # then its own wait for the window

@@ -41,12 +41,13 @@ WAIT_SHOWN = 1.0  # seconds: shorter waits are the limiter's ordinary pacing, no
 @dataclass(frozen=True)
 class LaneRow:
     vendor: str  # its display name
-    step: str  # its current runbook step ("" before its first)
-    done: int
+    step: str  # its current runbook step ("" before its first); at its gate, the gate's step
+    done: int  # only what is done (engine/pace.py): not what waits for a person
     total: int
     waiting: float  # seconds its calls are still held back (0: none)
     why: str  # what holds them back, as a person reads it after "waiting Ns"
     eta: float | None
+    for_person: int = 0  # held behind its gate, or handed to a person, in this pass
 
 
 @dataclass(frozen=True)
@@ -59,6 +60,10 @@ class ExitRow:
     done: int
     total: int
     eta: float | None  # None: not known yet (queued, or nothing moved yet)
+    doing: str = ""  # while active: what it does under its wait (READING, RUNNING or VERIFYING)
+    waiting: float = 0.0  # seconds its longest wait still holds it back (0: none)
+    why: str = ""  # that wait's reason, as a person reads it after "waiting Ns"
+    for_person: int = 0  # its actions held behind a gate, or handed to a person, in this pass
 
     @property
     def active(self) -> bool:
@@ -76,13 +81,22 @@ class Planned:
 
 
 @dataclass
-class _Lane:
-    total: int = 0
-    before: int = 0
-    done: int = 0
-    step: str = ""
-    wait_until: float = 0.0
+class _Wait:
+    began: float = 0.0
+    until: float = 0.0
     why: str = ""
+
+    def hear(self, now: float, wait: Wait) -> None:
+        if self.until <= now:  # a wait that follows one still running keeps its start (the ETA's pace)
+            self.began = now
+        self.until, self.why = now + wait.seconds, wait.why
+
+
+@dataclass
+class _Lane:
+    count: pace.Count = field(default_factory=pace.Count)
+    step: str = ""
+    wait: _Wait = field(default_factory=_Wait)
 
 
 @dataclass
@@ -92,14 +106,14 @@ class _Exit:
     estimate: float  # seconds of its calls at the accounts' ceilings (the batch plan's estimate)
     state: str = QUEUED
     detail: str = ""
-    total: int = 0
-    before: int = 0
-    done: int = 0
+    count: pace.Count = field(default_factory=pace.Count)
     started: float | None = None
     lanes: dict[str, _Lane] = field(default_factory=dict)  # by the vendor's display name
     names: dict[str, str] = field(default_factory=dict)  # a vendor's key -> its display name
-    wait_until: float = 0.0  # a wait before its lanes began (its re-read of the vendors)
-    why: str = ""
+    wait: _Wait = field(default_factory=_Wait)  # a wait not of a lane (before its lanes began)
+
+    def waits(self) -> list[_Wait]:
+        return [self.wait, *(lane.wait for lane in self.lanes.values())]
 
 
 class Board:
@@ -109,11 +123,21 @@ class Board:
     def __init__(self, exits: Sequence[Planned], clock: Callable[[], float] = time.monotonic) -> None:
         self._clock = clock
         self._lock = threading.Lock()
-        self._exits = {p.slug: _Exit(p.slug, p.customer, p.estimate, total=sum(p.lanes.values()),
-                                     lanes={vendor: _Lane(total) for vendor, total in p.lanes.items()})
+        self._exits = {p.slug: _Exit(p.slug, p.customer, p.estimate, count=pace.Count(sum(p.lanes.values())),
+                                     lanes={vendor: _Lane(pace.Count(total)) for vendor, total in p.lanes.items()})
                        for p in exits}
         self._threads: dict[int, str] = {}  # a thread's ident -> the exit it works for (the latest)
         self._stop: threading.Event | None = None
+
+    def resumed(self, slug: str, done: Mapping[str, int]) -> None:
+        """An exit to be resumed: each lane (a vendor's display name) starts at what its log holds
+        done, not at 0 (its engine says the same once it re-read its vendors)."""
+        with self._lock:
+            e = self._exits[slug]
+            for vendor, n in done.items():
+                lane = e.lanes.setdefault(vendor, _Lane())
+                lane.count.before = lane.count.done = n
+            e.count.before = e.count.done = sum(lane.count.done for lane in e.lanes.values())
 
     def progress(self, slug: str, stop: threading.Event, say: Callable[[str], None]) -> engine.Progress:
         """The engine's progress of one exit; made in that exit's worker thread."""
@@ -141,11 +165,10 @@ class Board:
             e = self._exits[slug]
             e.state = OUTCOMES.get(code, FAILED) if code is not None else NOT_RUN
             e.detail = detail
-            if e.started is None:  # not run now: the plan's counts would say nothing about where it stands
-                e.lanes, e.done, e.total = {}, 0, 0
-            e.wait_until = 0.0
-            for lane in e.lanes.values():
-                lane.wait_until = 0.0
+            if e.started is None and not e.count.done:  # the plan's counts would say nothing of where it stands
+                e.lanes, e.count = {}, pace.Count()
+            for wait in e.waits():
+                wait.until = 0.0
 
     def snapshot(self) -> tuple[ExitRow, ...]:
         now = self._clock()
@@ -155,30 +178,37 @@ class Board:
     def _row(self, e: _Exit, now: float) -> ExitRow:
         lanes = tuple(self._lane_row(e, vendor, lane, now) for vendor, lane in e.lanes.items())
         state = e.state
-        waits = [lane.waiting for lane in lanes] + [max(0.0, e.wait_until - now)]
-        if state in (READING, RUNNING) and max(waits) >= WAIT_SHOWN:
-            held = [lane.why for lane in lanes if lane.waiting >= WAIT_SHOWN] + ([e.why] if e.wait_until > now else [])
-            state = BUDGET if any("rate limit" in why for why in held) else RETRYING
-        if state == RUNNING and e.started is not None and e.done >= e.total:
-            state = VERIFYING
+        running = [w for w in e.waits() if w.until - now >= WAIT_SHOWN] if state in ACTIVE else []
+        longest = max(running, key=lambda w: w.until, default=None)
+        if state in (READING, RUNNING) and running:
+            state = BUDGET if any("rate limit" in w.why for w in running) else RETRYING
+        waits = [max(0.0, w.until - now) for w in e.waits()]
+        waited = now - min((w.began for w in e.waits() if w.until > now), default=now)
         eta: float | None = None
-        if state in ACTIVE and e.started is not None:
-            eta = pace.remaining(now - e.started, e.done - e.before, e.total - e.done, waits)
-            if eta is not None and e.total:
+        if e.state == VERIFYING:  # its re-reads: as long as their waits, or not known
+            eta = longest.until - now if longest is not None else None
+        elif state in ACTIVE and e.started is not None:
+            eta = e.count.eta(now - e.started, waits, waited)
+            if eta is not None and e.count.total:
                 # A first window's burst makes the pace look fast: never less than the share of its
-                # calls at the accounts' ceilings still ahead (the batch plan's estimate).
-                eta = max(eta, e.estimate * (e.total - e.done) / e.total)
-        if eta is None and state in ACTIVE:
+                # calls at the accounts' ceilings still ahead (the batch plan's estimate), less what
+                # a wait still running has sat through (the account's window refills meanwhile).
+                eta = max(eta, e.estimate * e.count.left / e.count.total - waited)
+        if eta is None and state in ACTIVE and e.state != VERIFYING:
             eta = max([e.estimate, *waits]) if e.estimate > 0 else None
-        return ExitRow(e.slug, e.customer, state, e.detail, lanes, e.done, e.total, eta)
+        return ExitRow(e.slug, e.customer, state, e.detail, lanes, e.count.done, e.count.total, eta,
+                       doing=e.state if e.state in ACTIVE else "",
+                       waiting=longest.until - now if longest is not None else 0.0,
+                       why=longest.why if longest is not None else "", for_person=e.count.for_person)
 
     @staticmethod
     def _lane_row(e: _Exit, vendor: str, lane: _Lane, now: float) -> LaneRow:
-        waiting = max(0.0, lane.wait_until - now)
+        waiting = max(0.0, lane.wait.until - now)
         eta = None
         if e.state in ACTIVE and e.started is not None:
-            eta = pace.remaining(now - e.started, lane.done - lane.before, lane.total - lane.done, [waiting])
-        return LaneRow(vendor, lane.step, lane.done, lane.total, waiting, lane.why, eta)
+            eta = lane.count.eta(now - e.started, [waiting], now - lane.wait.began if waiting else 0.0)
+        return LaneRow(vendor, lane.step, lane.count.done, lane.count.total, waiting, lane.wait.why, eta,
+                       lane.count.for_person)
 
     # -- what each exit's progress tells --------------------------------------------------------
 
@@ -209,6 +239,8 @@ class ExitProgress(engine.NoProgress):
         def change(e: _Exit) -> None:
             if e.state == QUEUED:
                 e.state = READING
+            elif e.started is not None:  # the one phase after its actions: re-reading its vendors to verify
+                e.state = VERIFYING
         self._board._update(self._slug, change)
         self._say(text)
 
@@ -216,12 +248,12 @@ class ExitProgress(engine.NoProgress):
         now = self._board._now()
 
         def change(e: _Exit) -> None:
-            e.state, e.total, e.before, e.done, e.started = RUNNING, total, done, done, now
+            e.state, e.count, e.started = RUNNING, pace.Count(total, done, done), now
         self._board._update(self._slug, change)
 
     def lanes(self, counts: Mapping[str, tuple[int, int]]) -> None:
         def change(e: _Exit) -> None:
-            e.lanes = {vendor: _Lane(total, before, before) for vendor, (total, before) in counts.items()}
+            e.lanes = {vendor: _Lane(pace.Count(total, before, before)) for vendor, (total, before) in counts.items()}
         self._board._update(self._slug, change)
 
     def step(self, vendor: str, step: Step, todo: int) -> None:
@@ -235,11 +267,11 @@ class ExitProgress(engine.NoProgress):
 
     def advance(self, action: Action, event: str) -> None:
         def change(e: _Exit) -> None:
-            e.done += 1
+            e.count.settle(event)
             lane = e.lanes.get(e.names.get(action.vendor, action.vendor))
             if lane is not None:
-                lane.done += 1
-                lane.wait_until = 0.0
+                lane.count.settle(event)
+                lane.wait.until = 0.0
         self._board._update(self._slug, change)
         if self._stop.is_set():
             raise KeyboardInterrupt
@@ -247,12 +279,9 @@ class ExitProgress(engine.NoProgress):
     def waiting(self, wait: Wait) -> None:
         if not self._board._mine(self._slug):
             return  # another exit's wait (every listener hears every wait of the process)
-        until = self._board._now() + wait.seconds
+        now = self._board._now()
 
         def change(e: _Exit) -> None:
             lane = e.lanes.get(wait.vendor)
-            if lane is not None:
-                lane.wait_until, lane.why = until, wait.why
-            else:
-                e.wait_until, e.why = until, wait.why
+            (lane.wait if lane is not None else e.wait).hear(now, wait)
         self._board._update(self._slug, change)

@@ -258,6 +258,8 @@ def apply_batch(batch: Batch, *, resume: bool, overrides: engine.Overrides, open
                         st.detail if st.state in (WAITING, GATED) else why)
         else:
             work.append((e, todo))
+            if st.run is not None:  # a resumed exit starts at what its log holds done, not at 0
+                board.resumed(e.slug, {vp.display_name: st.done_of.get(vp.vendor, 0) for vp in e.plan.vendors})
     work.sort(key=lambda w: (w[0].estimate.calls, w[0].slug))  # smallest first
     stop = threading.Event()
     lock = threading.Lock()

@@ -34,6 +34,7 @@ class ExitState:
     run: RunDir | None = None
     removed: int = 0  # planned removals done (or found already gone)
     removals: int = 0  # planned removals
+    done_of: dict[str, int] = field(default_factory=dict)  # a vendor's key -> its actions done (its log says)
     pending: list[str] = field(default_factory=list)  # manual items waiting for a person
     held_by: list[str] = field(default_factory=list)  # gate items holding a vendor's changes
     resumable: bool = False  # a resume would run something (not only ask a person again)
@@ -87,6 +88,8 @@ def exit_state(cfg: ExitConfig, plan: Plan, batch_plan: Path | None = None) -> E
     removals = [a for a in actions if a.kind == "api" and a.destructive]
     out = ExitState(INTERRUPTED, run, removals=len(removals))
     out.removed = sum(1 for a in removals if states.get(a.id) == "action.succeeded")
+    for a in actions:
+        out.done_of[a.vendor] = out.done_of.get(a.vendor, 0) + (states.get(a.id) in TERMINAL)
     out.pending = [a.id for a in actions if open_for_person(a, states.get(a.id)) and states.get(a.id) is not None]
     gates_open = {a.vendor: a.id for a in actions if a.gate and states.get(a.id) != "manual.confirmed"
                   and states.get(a.id) is not None}

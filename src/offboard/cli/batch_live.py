@@ -9,6 +9,7 @@ first. A log (not a terminal), -q and --json keep the line per exit per step ins
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import timedelta
@@ -21,9 +22,11 @@ from rich.table import Table
 from rich.text import Text
 
 from offboard.batch.progress import ACTIVE, BUDGET, DONE, FAILED, GATE, INTERRUPTED, PERSON, QUEUED, REFUSED, ExitRow
+from offboard.engine.pace import held_words
 from offboard.text import one_line
 
 REFRESH_PER_SECOND = 4
+LANE_RATIO, STATE_RATIO = 5, 10  # at 120 columns, two lanes: "re-reading, waiting 28s for the rate limit" whole
 CHROME = 6  # rows that are not an exit's: the title, the header and its rule, the fold line, a margin
 STYLE = {DONE: "green", FAILED: "bold red", REFUSED: "bold red", GATE: "bold red", INTERRUPTED: "yellow",
          PERSON: "cyan", BUDGET: "yellow"}
@@ -43,8 +46,9 @@ def _lane_cell(row: ExitRow, vendor: str) -> Text:
     count = f"{lane.done}/{lane.total}"
     if not row.active:
         return Text(count)
-    if lane.waiting >= 1:
-        return Text(f"{count} waiting {round(lane.waiting)}s {one_line(lane.why)}")
+    if lane.waiting >= 1:  # why is in the row's state (the longest wait's), whole
+        return Text(f"{count} waiting {math.ceil(lane.waiting)}s")
+    # Only what is done counts: a lane at its gate stays on the gate's step (its state says how many wait).
     return Text(f"{count} {one_line(lane.step)}" if lane.step and lane.done < lane.total else count)
 
 
@@ -52,6 +56,10 @@ def _state_cell(row: ExitRow) -> Text:
     words = row.state
     if row.state == GATE and row.detail:
         words = f"{GATE} {row.detail}"  # the gates by name: the full words are in the table after the run
+    elif row.active and row.waiting >= 1:  # what it does under the wait, the wait counting down
+        words = f"{row.doing}, waiting {math.ceil(row.waiting)}s {row.why}"
+    elif row.active and row.for_person:  # what is left of it waits for a person (single apply says it so too)
+        words = f"{row.state}, {held_words(row.for_person)}"
     return Text(one_line(words), style=STYLE.get(row.state, ""))
 
 
@@ -84,13 +92,15 @@ def table(rows: Sequence[ExitRow], height: int, *, stopping: bool = False) -> Ta
     title = f"Batch: {len(rows)} exit(s): " + ", ".join(f"{n} {state}" for state, n in counts.items())
     # Ctrl-C, acknowledged at once: a lane may still finish the action it is on.
     title = f"[bold yellow]{STOPPING}[/]\n{escape(title)}" if stopping else escape(title)
-    grid = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD, expand=True, pad_edge=False)
+    grid = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD, expand=True, pad_edge=False,
+                 collapse_padding=True)
     names = max((len(row.slug) for row in rows), default=8)
     grid.add_column("Customer", no_wrap=True, min_width=min(names, 40), overflow="ellipsis")
     for vendor in vendors:  # a vendor's lane: its own count and step
-        grid.add_column(one_line(vendor), no_wrap=True, overflow="ellipsis", ratio=2, min_width=9)
+        grid.add_column(one_line(vendor), no_wrap=True, overflow="ellipsis", ratio=LANE_RATIO, min_width=9)
     grid.add_column("Done", no_wrap=True, justify="right")
-    grid.add_column("State", no_wrap=True, overflow="ellipsis", ratio=3, min_width=16)
+    # A state says what an exit does under its wait, counting down: it has the most room.
+    grid.add_column("State", no_wrap=True, overflow="ellipsis", ratio=STATE_RATIO, min_width=16)
     grid.add_column("ETA", no_wrap=True, justify="right")
     visible, rest = shown(rows, max(1, height - CHROME))
     for row in visible:

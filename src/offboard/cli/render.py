@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
 from rich.console import Console
+from rich.live import Live
 from rich.markup import escape as rich_escape
 from rich.progress import (
     BarColumn,
@@ -414,7 +415,8 @@ def make_progress() -> RichProgress | LineProgress:
 
 
 class _EtaColumn(ProgressColumn):
-    """The run's ETA on its overall line; on a lane's line, that vendor's own (its waits counted)."""
+    """The run's ETA on its overall line; on a lane's line, that vendor's own (its waits counted).
+    Blank once nothing is left to run (what waits for a person is not the run's time)."""
 
     def __init__(self, eta: Callable[[str | None], float | None]) -> None:
         super().__init__()
@@ -424,6 +426,8 @@ class _EtaColumn(ProgressColumn):
         if task.finished or task.total is None:
             return Text("")
         remaining = self._eta(task.fields.get("lane"))
+        if remaining is not None and remaining <= 0:
+            return Text("")
         return Text(f"ETA {_clock_text(remaining)}" if remaining is not None else "ETA …", style="progress.remaining")
 
 
@@ -448,6 +452,9 @@ class _CountColumn(ProgressColumn):
         return Text(f"{int(task.completed)}/{int(task.total or 0)}", style="progress.download")
 
 
+BAR_WIDTH = 24  # the overall bar; a lane's status ("14 held until a person confirms") keeps room at 120 columns
+
+
 class _LaneBar(BarColumn):
     def render(self, task: Task) -> Text:  # type: ignore[override]
         if task.fields.get("lane"):
@@ -459,8 +466,9 @@ class RichProgress:
     """The engine's Progress on a terminal (stderr): an overall bar with an ETA, and a line per
     vendor lane with its own runbook step, count and ETA, and its latest outcome or, while the rate
     limiter or a vendor's Retry-After holds its calls back, "waiting Ns for the rate limit" counting
-    down. Each ETA counts the waits (engine/pace.py): the run's (or the lane's) own pace so far,
-    waits included, and never less than the longest wait still ahead of it."""
+    down. The counts are of what is done (engine/pace.py): a lane at its gate shows the gate's
+    step and "N held until a person confirms". Each ETA counts the waits (engine/pace.py). While the
+    run verifies (after the bar), a wait is a line of its own counting down until the re-reads end."""
 
     WAIT_SHOWN = 0.5  # seconds: shorter waits are the limiter's ordinary pacing
 
@@ -468,7 +476,7 @@ class RichProgress:
         self.console = console or err
         self._clock = clock
         self._progress = Progress(
-            TextColumn("{task.description}"), _LaneBar(), _CountColumn(), TimeElapsedColumn(),
+            TextColumn("{task.description}"), _LaneBar(bar_width=BAR_WIDTH), _CountColumn(), TimeElapsedColumn(),
             _EtaColumn(self.eta), _StatusColumn(self.lane_text), console=self.console, transient=False,
         )
         self._task: TaskID | None = None
@@ -477,23 +485,23 @@ class RichProgress:
         self._live = False
         self._last = ""
         self._last_of: dict[str, str] = {}  # per lane
-        self._held: dict[str, int] = {}  # per lane: actions held behind its gate item this pass
-        self._waits: dict[str, tuple[float, Wait]] = {}  # vendor -> (when it ends, the wait)
+        self._waits: dict[str, tuple[float, float, Wait]] = {}  # vendor -> (when it began, when it ends, the wait)
         self._lock = threading.Lock()
         self._started = 0.0
-        self._total = self._done = self._first = 0
-        self._lane_counts: dict[str, list[int]] = {}  # a vendor's display name -> [total, done before, done]
+        self._all = pace.Count()
+        self._counts: dict[str, pace.Count] = {}  # a vendor's display name -> its lane's count
+        self._after: Live | None = None  # the verification's wait line
 
     def start(self, total: int, done: int) -> None:
         self._progress.start()
         self._live = True
         self._started = self._clock()
-        self._total, self._done, self._first = total, done, done
+        self._all = pace.Count(total, done, done)
         self._task = self._progress.add_task("All vendors", total=total, completed=done)
 
     def lanes(self, counts: Mapping[str, tuple[int, int]]) -> None:
         with self._lock:
-            self._lane_counts = {vendor: [total, before, before] for vendor, (total, before) in counts.items()}
+            self._counts = {vendor: pace.Count(total, before, before) for vendor, (total, before) in counts.items()}
         for vendor, (total, before) in counts.items():
             self._progress.update(self._lane(vendor), total=total, completed=before)
 
@@ -513,54 +521,65 @@ class RichProgress:
     def advance(self, action: Action, event: str) -> None:
         vendor = self._names.get(action.vendor, action.vendor)
         with self._lock:
-            if event == "action.held":  # not the held item's name: the lane is not at its step
-                self._held[vendor] = self._held.get(vendor, 0) + 1
-                self._last = self._last_of[vendor] = f"{self._held[vendor]} held until a person confirms"
+            lane = self._counts.get(vendor)
+            for count in (self._all, lane):
+                if count is not None:
+                    count.settle(event)
+            if event == pace.HELD:  # not the held item's name: the lane is not at its step
+                self._last = self._last_of[vendor] = pace.held_words((lane or self._all).for_person)
             else:
                 self._last = self._last_of[vendor] = f"{action.target.name}: {outcome_words(action, event)}"
-            self._done += 1
-            if vendor in self._lane_counts:
-                self._lane_counts[vendor][2] += 1
-        if self._task is not None:
+        if self._task is not None and event not in (pace.HELD, pace.HANDED):  # only what is done counts
             self._progress.update(self._task, advance=1)
             self._progress.update(self._lane(vendor), advance=1)
 
     def waiting(self, wait: Wait) -> None:
         if wait.seconds < self.WAIT_SHOWN:
             return
+        now = self._clock()
         with self._lock:
-            self._waits[wait.vendor] = (self._clock() + wait.seconds, wait)
-        if not self._live:  # before the bar (the run's first reads): a line of its own
+            began, ends, _ = self._waits.get(wait.vendor, (now, 0.0, wait))
+            self._waits[wait.vendor] = (began if ends > now else now, now + wait.seconds, wait)
+        if not self._live and self._after is None:  # before the bar (the run's first reads): a line of its own
             self.console.print(wait.describe(), markup=False, highlight=False)
 
     def eta(self, vendor: str | None = None) -> float | None:
         """Seconds left: the run's (or one lane's) pace so far, its waits included, over what remains,
-        and at least the longest wait it still sits through."""
+        and at least the longest wait it still sits through. The run ends with its slowest lane."""
         now = self._clock()
         with self._lock:
-            waits = [until - now for v, (until, _) in self._waits.items() if vendor in (None, v)]
-            if vendor is None:
-                moved, left = self._done - self._first, self._total - self._done
-            elif vendor in self._lane_counts:
-                total, before, done = self._lane_counts[vendor]
-                moved, left = done - before, total - done
-            else:
-                return None
-            lanes = list(self._lane_counts) if vendor is None else []
-        whole = pace.remaining(now - self._started, moved, left, waits)
-        # The run ends with its slowest lane: never sooner than any lane's own ETA.
-        ahead = [eta for lane in lanes if (eta := self.eta(lane)) is not None]
-        known = [eta for eta in (whole, *ahead) if eta is not None]
-        return max(known) if known else None
+            running = [(began, ends) for v, (began, ends, _) in self._waits.items()
+                       if ends > now and vendor in (None, v)]
+            count = self._all if vendor is None else self._counts.get(vendor)
+            lanes = list(self._counts) if vendor is None else []
+        if count is None:
+            return None
+        known = [eta for lane in lanes if (eta := self.eta(lane)) is not None]
+        if known:
+            return max(known)
+        waited = now - min((began for began, _ in running), default=now)
+        return count.eta(now - self._started, [ends - now for _, ends in running], waited)
+
+    def _waiting(self, vendor: str | None, now: float) -> list[str]:
+        return [f"{w.vendor}: waiting {math.ceil(ends - now)}s {w.why}"
+                for v, (_, ends, w) in self._waits.items() if ends > now and vendor in (None, v)]
+
+    def wait_text(self) -> str:
+        """Every vendor's wait still running, counting down ("" when none)."""
+        now = self._clock()
+        with self._lock:
+            return "; ".join(self._waiting(None, now))
 
     def lane_text(self, vendor: str | None = None) -> str:
         now = self._clock()
         with self._lock:
-            waiting = [f"{w.vendor}: waiting {math.ceil(until - now)}s {w.why}"
-                       for v, (until, w) in self._waits.items() if until > now and vendor in (None, v)]
-            if vendor is not None:
-                return waiting[0].split(": ", 1)[1] if waiting else self._last_of.get(vendor, "")
-            return "; ".join(waiting) or self._last
+            waiting = self._waiting(vendor, now)
+            count = self._all if vendor is None else self._counts.get(vendor)
+            if waiting:
+                return waiting[0].split(": ", 1)[1] if vendor is not None else "; ".join(waiting)
+            if count is not None and count.for_person and not count.left:  # all that is left waits for a person
+                return pace.held_words(count.for_person)
+            return self._last_of.get(vendor, "") if vendor is not None else self._last
 
     def status_text(self) -> str:
         return self.lane_text(None)
@@ -571,6 +590,18 @@ class RichProgress:
 
     def phase(self, text: str) -> None:
         self.console.print(text, markup=False, highlight=False)
+        if self._task is not None and not self._live and self._after is None:
+            # After the bar: the run re-reads its vendors (verification) until ``end``; a rate-limit
+            # wait then counts down on a line of its own, as on the bar.
+            self._after = Live(get_renderable=lambda: Text(self.wait_text(), no_wrap=True, overflow="ellipsis"),
+                               console=self.console, transient=True, refresh_per_second=4,
+                               redirect_stdout=False, redirect_stderr=False)
+            self._after.start()
+
+    def end(self) -> None:
+        if self._after is not None:
+            self._after.stop()
+            self._after = None
 
     def warning(self, text: str) -> None:
         if self._live and not self.console.quiet:  # above the live bar, which would draw over a line of its own
@@ -599,7 +630,7 @@ class LineProgress:
         self._stream = stream
         self._clock = clock
         self._lock = threading.Lock()
-        self._total = self._done = self._first = 0
+        self._count = pace.Count()  # what is done (engine/pace.py): not what waits for a person
         self._started = 0.0
         self._said = -math.inf  # when the last line was written
         self._waits_said: dict[str, float] = {}
@@ -626,7 +657,7 @@ class LineProgress:
 
     def start(self, total: int, done: int) -> None:
         with self._lock:
-            self._total, self._done, self._first = total, done, done
+            self._count = pace.Count(total, done, done)
             self._started = self._clock()
             self._line(f"{total - done} action(s) to run" + (f" ({done} of {total} done before)" if done else ""))
 
@@ -639,7 +670,7 @@ class LineProgress:
 
     def advance(self, action: Action, event: str) -> None:
         with self._lock:
-            self._done += 1
+            self._count.settle(event)
             words = f"{action.target.name}: {outcome_words(action, event)}"
             if event in _SAID_AT_ONCE:
                 self._line(words)
@@ -648,10 +679,12 @@ class LineProgress:
 
     def _where(self) -> str:
         elapsed = self._clock() - self._started
-        text = f"{self._done}/{self._total} done, {_clock_text(elapsed)} elapsed"
-        moved = self._done - self._first
-        if moved and self._done < self._total:
-            text += f", about {_clock_text(elapsed / moved * (self._total - self._done))} left"
+        c = self._count
+        text = f"{c.done}/{c.total} done, {_clock_text(elapsed)} elapsed"
+        if c.moved and c.left:
+            text += f", about {_clock_text(elapsed / c.moved * c.left)} left"
+        if c.for_person:
+            text += f", {pace.held_words(c.for_person)}"
         return text
 
     def waiting(self, wait: Wait) -> None:
@@ -667,6 +700,9 @@ class LineProgress:
     def finish(self) -> None:
         with self._lock:
             self._line(f"Actions finished: {self._where()}")
+
+    def end(self) -> None:
+        pass  # a log said each wait as it came
 
     def suspend(self) -> None:
         pass

@@ -254,6 +254,8 @@ def _verify_and_close(run: RunDir, plan: Plan, sessions: Sessions, audit: AuditL
         checks = verify_run(plan, sessions, audit, skip=set(this.held_by))
     except KeyboardInterrupt:  # during the re-reads (a rate-limit wait, a batch's stop): the log says so too
         raise _interrupted(run, plan, audit) from None
+    finally:
+        progress.end()
     now = fold_actions(audit.records)
     standing = tally(actions, audit.records)
     pending = [a for a in actions if standing.of[a.id] == "for_person"]

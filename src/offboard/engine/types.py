@@ -35,7 +35,13 @@ class Progress(Protocol):
         """An action settled; ``event`` is its audit event (a name for code, never for the screen)."""
         ...
 
-    def finish(self) -> None: ...
+    def finish(self) -> None:
+        """The run's actions ended (its verification may follow)."""
+        ...
+
+    def end(self) -> None:
+        """The run's last re-reads (its verification) ended: nothing more is shown."""
+        ...
 
     def phase(self, text: str) -> None:
         """What the run does now, in a person's words (e.g. re-reading the vendors before it starts)."""
@@ -65,6 +71,9 @@ class NoProgress:
         pass
 
     def finish(self) -> None:
+        pass
+
+    def end(self) -> None:
         pass
 
     def phase(self, text: str) -> None:

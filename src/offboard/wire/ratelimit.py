@@ -83,21 +83,30 @@ class Window:
 
 
 class _Turns:
-    """First come, first served among this process's callers on one account."""
+    """First come, first served among this process's callers on one account. A caller queued
+    behind one that sleeps for the window hears how long that sleep lasts (``on_queue``): its own
+    wait is at least as long, and a screen says so rather than showing it silently stuck."""
 
     def __init__(self) -> None:
         self._cond = threading.Condition()
         self._next = 0
         self._serving = 0
         self._abandoned: set[int] = set()
+        self._resting: float | None = None  # when the caller at its turn wakes from its wait (its clock)
 
     @contextlib.contextmanager
-    def turn(self) -> Iterator[None]:
+    def turn(self, clock: Callable[[], float] = time.monotonic,
+             on_queue: Callable[[float], None] | None = None) -> Iterator[None]:
         with self._cond:
             mine = self._next
             self._next += 1
+            told: float | None = None
             try:
                 while self._serving != mine:
+                    if on_queue is not None and self._resting is not None and self._resting != told:
+                        told = self._resting
+                        if (ahead := told - clock()) > 0:
+                            on_queue(ahead)
                     self._cond.wait()
             except BaseException:
                 # Ctrl-C reaches a caller queued here: its place is given up, or every caller behind
@@ -110,7 +119,14 @@ class _Turns:
         finally:
             with self._cond:
                 self._serving += 1
+                self._resting = None
                 self._pass_on()
+
+    def rest(self, until: float | None) -> None:
+        """The caller at its turn sleeps until ``until`` (None: it woke); the queue hears it."""
+        with self._cond:
+            self._resting = until
+            self._cond.notify_all()
 
     def _pass_on(self) -> None:
         """Skip the places given up, then wake the queue (called holding the condition)."""
@@ -287,7 +303,8 @@ class SlidingWindowLimiter:
         """Wait for a free slot and take it; returns the call's token (for ``completed``).
         ``on_wait(seconds, vendor_said)`` hears each wait before it starts (``vendor_said``: a 429
         or Retry-After set it, not the window)."""
-        with self._store.turns.turn():
+        queued = (lambda seconds: on_wait(seconds, False)) if on_wait is not None else None
+        with self._store.turns.turn(self._clock, queued):
             while True:
                 with self._store.transaction() as w:
                     now = self._clock()
@@ -312,7 +329,11 @@ class SlidingWindowLimiter:
                         delay = max(frees) - now
                 if on_wait is not None:
                     on_wait(max(delay, 0.0), vendor_said)
-                self._sleep(max(delay, 0.0))
+                self._store.turns.rest(self._clock() + max(delay, 0.0))
+                try:
+                    self._sleep(max(delay, 0.0))
+                finally:
+                    self._store.turns.rest(None)
 
     def completed(self, token: str | None = None, *, remaining: int | None = None, throttled: bool = False) -> None:
         """The call has its reply: count it from now, not from when it was sent. The vendor saw it
