@@ -35,6 +35,7 @@ def config(tmp_path: Path, psa: str) -> Path:
     (HALO.replace("http://127.0.0.1:9/api", "http://halo.example/api"), "must be an https:// URL"),
     (HALO + 'client_secret = "s3cr3t-value"\n', "psa.client_secret looks like a credential"),
     (HALO + "colour = 3\n", "psa.colour: unknown setting"),
+    (HALO + "claim_minutes = 1\n", "psa.claim_minutes"),  # a renewal note every 30 s in a ticket people read
     ('[psa]\nkind = "autotask"\nticket_id = "T20261124.0001"\nbase_url = "https://webservices5.autotask.net/ats"\n',
      "not its number T2026"),
 ])

@@ -55,9 +55,11 @@ class PsaSettings(VendorSettings):
                                            "named in the note that replaces the attachment")
     max_note_chars: int | None = Field(None, ge=500, description="split notes longer than this; default: the "
                                                                  "PSA's own limit")
+    # A floor: a claim renewed by a new note posts one every half of this, into a ticket people read.
     claim_minutes: float | None = Field(
-        None, gt=0, le=24 * 60, description="how long apply's claim of the exit in the ticket lasts after each "
-                                            "renewal; default: 30 where the PSA's API edits a note, else 120")
+        None, ge=10, le=24 * 60, description="how long apply's claim of the exit in the ticket lasts after each "
+                                             "renewal (10 to 1440); default: 30 where the PSA's API edits a note, "
+                                             "else 120")
 
     # How a person finds the ticket's id and a status's id, the one line a wrong value gets: a PSA
     # whose ids are numbers sets them (empty: the PSA's ids are any text).
