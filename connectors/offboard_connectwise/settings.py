@@ -16,6 +16,7 @@ class ConnectWiseSettings(PsaSettings):
     full_window: ClassVar[float] = RATE_WINDOW
     ticket_id_hint: ClassVar[str] = "a ConnectWise ticket id is a number (the service ticket's #, e.g. 4711)"
     status_hint: ClassVar[str] = "a ConnectWise status is its id on the ticket's board (/service/boards/{id}/statuses)"
+    claim_renewed_by_new_note: ClassVar[bool] = False  # the claim's one note is edited (JSON-Patch)
 
     kind: Literal["connectwise"] = "connectwise"
     base_url: VendorUrl = Field(description="https://{site}/v4_6_release/apis/3.0 (your ConnectWise site)")

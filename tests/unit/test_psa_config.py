@@ -35,7 +35,6 @@ def config(tmp_path: Path, psa: str) -> Path:
     (HALO.replace("http://127.0.0.1:9/api", "http://halo.example/api"), "must be an https:// URL"),
     (HALO + 'client_secret = "s3cr3t-value"\n', "psa.client_secret looks like a credential"),
     (HALO + "colour = 3\n", "psa.colour: unknown setting"),
-    (HALO + "claim_minutes = 1\n", "psa.claim_minutes"),  # a renewal note every 30 s in a ticket people read
     ('[psa]\nkind = "autotask"\nticket_id = "T20261124.0001"\nbase_url = "https://webservices5.autotask.net/ats"\n',
      "not its number T2026"),
 ])
@@ -144,3 +143,19 @@ def test_plan_o_with_the_psa_down_saves_the_plan_and_says_apply_tries_again(
     assert planned.code in (0, 10) and plan_file.exists()  # the ticket never fails the plan
     assert "HaloPSA ticket 4711: the exit scope was not recorded" in planned.out
     assert "apply tries again" in planned.out
+
+
+def test_the_claims_floor_applies_exactly_where_renewal_posts_a_new_note(tmp_path: Path) -> None:
+    from offboard.connectors.psa import NoteEditor
+    from offboard_autotask.session import AutotaskTicketSession
+    from offboard_autotask.settings import AutotaskSettings
+    from offboard_connectwise.session import ConnectWiseTicketSession
+    from offboard_connectwise.settings import ConnectWiseSettings
+    from offboard_halopsa.session import HaloTicketSession
+    from offboard_halopsa.settings import HaloSettings
+    for settings, session in ((AutotaskSettings, AutotaskTicketSession), (HaloSettings, HaloTicketSession),
+                              (ConnectWiseSettings, ConnectWiseTicketSession)):
+        assert settings.claim_renewed_by_new_note is not issubclass(session, NoteEditor), settings.__name__
+    with pytest.raises(BadInput) as err:
+        load(config(tmp_path, HALO + "claim_minutes = 1\n"))
+    assert "psa.claim_minutes: at least 10 with this PSA" in str(err.value) and "\n" not in str(err.value)

@@ -55,16 +55,19 @@ class PsaSettings(VendorSettings):
                                            "named in the note that replaces the attachment")
     max_note_chars: int | None = Field(None, ge=500, description="split notes longer than this; default: the "
                                                                  "PSA's own limit")
-    # A floor: a claim renewed by a new note posts one every half of this, into a ticket people read.
     claim_minutes: float | None = Field(
-        None, ge=10, le=24 * 60, description="how long apply's claim of the exit in the ticket lasts after each "
-                                             "renewal (10 to 1440); default: 30 where the PSA's API edits a note, "
-                                             "else 120")
+        None, gt=0, le=24 * 60, description="how long apply's claim of the exit in the ticket lasts after each "
+                                            "renewal; default: 30 where the PSA's API edits a note, else 120 "
+                                            "(at least 10 there: each renewal is a new note)")
 
     # How a person finds the ticket's id and a status's id, the one line a wrong value gets: a PSA
     # whose ids are numbers sets them (empty: the PSA's ids are any text).
     ticket_id_hint: ClassVar[str] = ""
     status_hint: ClassVar[str] = ""
+    # A PSA whose API cannot edit a note renews the claim with a new note every half of claim_minutes,
+    # in a ticket people read: a floor (1 minute would post 720 notes in a 6-hour exit).
+    claim_renewed_by_new_note: ClassVar[bool] = True
+    MIN_CLAIM_MINUTES_BY_NOTE: ClassVar[float] = 10.0
 
     @field_validator("ticket_id")
     @classmethod
@@ -72,6 +75,14 @@ class PsaSettings(VendorSettings):
         if cls.ticket_id_hint and not v.strip().isdigit():
             raise ValueError(cls.ticket_id_hint)
         return v.strip()
+
+    @field_validator("claim_minutes")
+    @classmethod
+    def _claim(cls, v: float | None) -> float | None:
+        if v is not None and cls.claim_renewed_by_new_note and v < cls.MIN_CLAIM_MINUTES_BY_NOTE:
+            raise ValueError(f"at least {cls.MIN_CLAIM_MINUTES_BY_NOTE:g} with this PSA: each renewal of the claim "
+                             f"is a new note in the ticket, one every {v / 2:g} minute(s) at {v:g}")
+        return v
 
     @field_validator("close_status")
     @classmethod
