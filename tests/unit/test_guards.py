@@ -149,6 +149,26 @@ def test_a_stale_plan_names_the_new_the_gone_and_the_moved_objects_and_counts_pa
                     "it")
 
 
+def test_a_stale_plan_counts_a_persons_items_on_listed_objects_and_names_every_vendor_that_changed() -> None:
+    """Blumira's users are a person's to remove (no API): three removed in its portal since the plan
+    are "no longer listed", not its other objects "new"; and the other vendor's change is named too."""
+    users = [Target(type="user", id=f"u{n}", name=f"user-{n}") for n in range(4)]
+    by_hand = tuple(Action(id=f"w.user.{t.id}", vendor="w", step="w.notify", kind="manual", operation="remove_user",
+                           target=t, summary=f"remove {t.name}") for t in users)
+    notify = person()  # its object is no listing's: never "no longer listed"
+    plan = plan_of(vendor_plan(uninstall(T1), uninstall(T2)),
+                   vendor_plan(vendor="w", scope="account 7", manual=(notify, *by_hand)))
+    live = {"v": Inventory(vendor="v", scope="org 1", account="key", items=(InventoryItem(target=T1, owner="org:1"),)),
+            "w": Inventory(vendor="w", scope="account 7", account="key",
+                           items=(InventoryItem(target=users[0], owner="acct:7"),))}
+    with pytest.raises(BadInput) as caught:
+        check_not_stale(plan, live)
+    assert str(caught.value) == (
+        "plan is stale: V inventory for org 1 changed since the plan was made (2026-11-23T10:00:00Z): 1 no longer "
+        "listed: pc-2; and W inventory for account 7 changed: 3 no longer listed: user-1, user-2, user-3; make a new "
+        "plan with `offboard plan -o FILE` and review it")
+
+
 def test_a_stale_plan_whose_objects_are_the_same_says_only_that_it_changed_and_names_the_config() -> None:
     item = InventoryItem(target=T1, owner="org:1", attrs={"firewall_status": "Isolated"})
     cfg = SimpleNamespace(path="exit.toml")

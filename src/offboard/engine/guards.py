@@ -59,39 +59,44 @@ def definition_changes(saved: Mapping[str, Any], now: Mapping[str, Any], shown: 
 def check_not_stale(plan: Plan, live: Mapping[str, Inventory], cfg: ExitConfig | None = None,
                     earlier_runs: Sequence[str] = ()) -> None:
     """``earlier_runs``: the runs already made from this plan, if any; the refusal then says the change
-    may be those runs' own work and how to continue them (the refusal is the same either way)."""
-    for vp in plan.vendors:
-        inv = live.get(vp.vendor)
-        if inv is None:
-            continue  # a vendor this config does not exit: check_matches_replan refuses the plan, naming it
-        if inv.fingerprint() != vp.inventory_fingerprint:
-            changed = inventory_changes(vp, inv)
-            redo = _new_plan(cfg) if cfg is not None else "offboard plan -o FILE"
-            if earlier_runs:
-                last = earlier_runs[-1]
-                raise BadInput(
-                    f"plan {plan.plan_id} was applied already (run {last}"
-                    f"{f' and {len(earlier_runs) - 1} more' if len(earlier_runs) > 1 else ''}), and {vp.display_name}"
-                    f" has changed since{': ' + changed if changed else ''}; continue that run with "
-                    f"`{hints.resume(last, cfg.path if cfg is not None else None)}`, or make a new plan with "
-                    f"`{redo}` and review it"
-                )
-            raise BadInput(
-                f"plan is stale: {vp.display_name} inventory for {vp.scope} changed since the plan was "
-                f"made ({plan.created_at}){': ' + changed if changed else ''}; make a new plan with "
-                f"`{redo}` and review it"
-            )
+    may be those runs' own work and how to continue them (the refusal is the same either way). Every
+    vendor that changed is named, with what changed at it."""
+    stale = [(vp, inventory_changes(vp, live[vp.vendor])) for vp in plan.vendors
+             # a vendor this config does not exit: check_matches_replan refuses the plan, naming it
+             if vp.vendor in live and live[vp.vendor].fingerprint() != vp.inventory_fingerprint]
+    if not stale:
+        return
+    redo = _new_plan(cfg) if cfg is not None else "offboard plan -o FILE"
+    if earlier_runs:
+        last = earlier_runs[-1]
+        what = "; and ".join(f"{vp.display_name} has changed since{': ' + changed if changed else ''}"
+                             for vp, changed in stale)
+        raise BadInput(
+            f"plan {plan.plan_id} was applied already (run {last}"
+            f"{f' and {len(earlier_runs) - 1} more' if len(earlier_runs) > 1 else ''}), and {what}; continue that "
+            f"run with "
+            f"`{hints.resume(last, cfg.path if cfg is not None else None)}`, or make a new plan with "
+            f"`{redo}` and review it"
+        )
+    what = "; and ".join(f"{vp.display_name} inventory for {vp.scope} changed"
+                         f"{f' since the plan was made ({plan.created_at})' if n == 0 else ''}"
+                         f"{': ' + changed if changed else ''}" for n, (vp, changed) in enumerate(stale))
+    raise BadInput(f"plan is stale: {what}; make a new plan with `{redo}` and review it")
 
 
 def inventory_changes(vp: VendorPlan, inv: Inventory, shown: int = 3) -> str:
     """The objects behind a stale plan: listed now but not in the plan, in the plan but no longer
-    listed, or listed under another owner."""
-    planned = {(a.target.type, a.target.id): a for s in vp.steps for a in s.actions if a.kind == "api"}
+    listed, or listed under another owner. Every action's object counts (a person's item on a listed
+    object as much as a removal by API); an action on something the listing does not hold (a
+    notification, a portal setting) is never "no longer listed"."""
+    planned = {(a.target.type, a.target.id): a for s in vp.steps for a in s.actions}
     known = {**{(s.target.type, s.target.id): s.target.name for s in vp.skipped},
              **{k: a.target.name for k, a in planned.items()}}
     listed = {(i.target.type, i.target.id): i for i in inv.items}
+    kinds = ({t for t, _ in listed} | {s.target.type for s in vp.skipped}
+             | {a.target.type for a in planned.values() if a.destructive and a.kind == "api"})
     new = [i.target.name for k, i in listed.items() if k not in known]
-    gone = [a.target.name for k, a in planned.items() if a.destructive and k not in listed]
+    gone = [a.target.name for k, a in planned.items() if k[0] in kinds and k not in listed]
     moved = [f"{i.target.name} (now {i.owner})" for k, i in listed.items()
              if k in planned and planned[k].owner and planned[k].owner != i.owner]
 
