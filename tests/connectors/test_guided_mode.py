@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -127,3 +128,45 @@ def test_without_a_terminal_apply_is_unattended(tmp_path: Path, cli: Any, monkey
         cli("plan", "-c", str(config), "-o", str(tmp_path / "p.json"))
         result = cli("apply", str(tmp_path / "p.json"), "-c", str(config), "--override-preflight", "lab")
     assert result.code == 3 and "manual-checklist.md" in result.err
+
+
+class _Terminal:
+    """This process's stdin or stdout as it stands at each call, but a terminal."""
+
+    def __init__(self, name: str) -> None:
+        self._name = name
+
+    def isatty(self) -> bool:
+        return True
+
+    def __getattr__(self, attr: str) -> Any:
+        return getattr(getattr(sys, self._name), attr)
+
+
+class _SysOnATerminal:
+    stdin, stdout = _Terminal("stdin"), _Terminal("stdout")
+
+    def __getattr__(self, attr: str) -> Any:
+        return getattr(sys, attr)
+
+
+def test_a_run_begun_unattended_resumes_unattended_on_a_terminal(tmp_path: Path, cli: Any,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """The resume command an unattended run prints runs as it was: on a terminal it does not turn into a
+    prompt at each manual item (review at 120x40: it sat at one, the progress hidden, for minutes)."""
+    sandbox = HuntressSandbox(time_scale=0.005)
+    monkeypatch.setenv("OFFBOARD_HUNTRESS_API_KEY", "hk_sandbox_demo_key")
+    monkeypatch.setenv("OFFBOARD_HUNTRESS_API_SECRET", "hs_sandbox_demo_secret_not_real")
+    monkeypatch.setattr("offboard.cli.app.sys", _SysOnATerminal())
+    with serve(sandbox.app) as url:
+        config = write_config(tmp_path, url)
+        assert cli("plan", "-c", str(config), "-o", str(tmp_path / "p.json")).code == 0
+        first = cli("apply", str(tmp_path / "p.json"), "-c", str(config), "--override-preflight", "lab",
+                    "--unattended")
+        assert first.code == 3, first.out + first.err
+        run_id = sorted((tmp_path / "runs").iterdir())[-1].name
+        monkeypatch.setattr("rich.prompt.Prompt.ask", lambda *a, **k: pytest.fail("a prompt on resume"))
+        resumed = cli("apply", "--resume", run_id, "-c", str(config), "--override-preflight", "lab")
+    assert resumed.code == 3, resumed.out + resumed.err
+    started = next(e for e in read_records(tmp_path / "runs" / run_id / "audit.jsonl") if e["event"] == "run.started")
+    assert started["detail"]["guided"] is False

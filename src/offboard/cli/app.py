@@ -169,7 +169,7 @@ def apply(
         "--guided/--unattended",
         help="Guided: stop at each manual item, wait for you, re-read the vendor and record it. "
              "Default: guided when a terminal is attached (and no --json), unattended otherwise (exit 3, "
-             "checklist).")] = None,
+             "checklist); a resumed run that began unattended stays unattended.")] = None,
     by: Annotated[str | None, typer.Option("--by", help="Guided mode: who does the manual items "
                                                           "(default: your login name).")] = None,
     require_signature: Annotated[bool, typer.Option(
@@ -203,9 +203,11 @@ def apply(
             raise BadInput(f"{flag} needs a reason, e.g. {flag} \"incident #12 closed by phone\"")
     overrides = engine.Overrides(override_preflight, override_evidence, confirm_name, yes_delete, trust_listing,
                                  take_over_claim, require_claim)
+    cfg = _config(config)
+    if guided is None and resume is not None and engine.began_guided(cfg, resume) is False:
+        guided = False  # a run begun unattended continues so: the resume command it printed runs as it was
     if guided is None:  # a script asking for JSON never waits at a prompt unless it says --guided
         guided = not as_json and sys.stdin.isatty() and sys.stdout.isatty()
-    cfg = _config(config)
     ready = engine.check_machine(cfg, require_signature=require_signature)
     engine.refuse(ready.gates)  # exit 4 before the plan, the credentials or a vendor is read
     the_plan = read_plan(plan_file) if plan_file is not None else None

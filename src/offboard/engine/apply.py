@@ -113,7 +113,7 @@ def _start_and_execute(run: RunDir, plan: Plan, sessions: Sessions, audit: Audit
     recorded (the gates may stop it here), then its actions; its outcome told to the ticket."""
     if sessions.ticket is not None:
         sessions.ticket.bind(plan, run, audit)
-    stopped = _open_run(run, plan, sessions, audit, starting, findings, signer)
+    stopped = _open_run(run, plan, sessions, audit, starting, findings, signer, guided=guide is not None)
     if stopped is not None:
         return _to_ticket(stopped, plan, sessions, audit, signer)
     if signer is None:
@@ -138,14 +138,15 @@ def _to_ticket(result: RunResult, plan: Plan, sessions: Sessions, audit: AuditLo
 
 
 def _open_run(run: RunDir, plan: Plan, sessions: Sessions, audit: AuditLog, overrides: Overrides,
-              findings: list[Finding], signer: Signer | None) -> RunResult | None:
+              findings: list[Finding], signer: Signer | None, *, guided: bool) -> RunResult | None:
     """Record what a run starts from — preflight gates, overrides, guarded actions, the plan's
     actions — skipping whatever the log already holds (a run that crashed while starting is
     resumed through here too). Returns the result when the gates stop the run."""
     recorded = {r["event"] for r in audit.records}
     if "run.started" not in recorded:
         audit.emit("run.started", outcome="success", detail={
-            "plan_id": plan.plan_id, "plan_checksum": plan.checksum, "customer": plan.customer, "mode": "apply"})
+            "plan_id": plan.plan_id, "plan_checksum": plan.checksum, "customer": plan.customer, "mode": "apply",
+            "guided": guided})  # how a resume without --guided/--unattended continues it
     write_state(run, plan, audit, "running")
     if not GATES_DECIDED & recorded:
         blocking = [f for f in findings if f.blocking]

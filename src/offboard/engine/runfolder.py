@@ -15,13 +15,13 @@ from offboard.engine.guards import check_plan_fits
 from offboard.engine.sessions import Sessions
 from offboard.lifecycle import fold_actions
 from offboard.plan import Plan, now_iso, read_plan
-from offboard.proof.audit import AuditLog, repair_torn_tail
+from offboard.proof.audit import AuditLog, read_records, repair_torn_tail
 from offboard.proof.checklist import write_checklist
 from offboard.proof.closure import write_closure_note
 from offboard.proof.evidence import EvidenceStore
 from offboard.proof.report import write_report
 from offboard.proof.signing import SIGNATURES, Signer, load_signer
-from offboard.rundir import RunDir, atomic_write_bytes, identity_lock
+from offboard.rundir import RUN_ID_RE, RunDir, atomic_write_bytes, identity_lock
 
 
 @contextmanager
@@ -70,6 +70,21 @@ def runs_of_plan(cfg: ExitConfig, plan_id: str) -> list[str]:
             if json.loads(state.read_text(encoding="utf-8")).get("plan_id") == plan_id:
                 found.append(state.parent.name)
     return found
+
+
+def began_guided(cfg: ExitConfig, run_id: str) -> bool | None:
+    """Whether the run began guided (a person at each manual item) or unattended, as its log's
+    ``run.started`` says (None: not said). A resume given neither flag continues it the same way: the
+    resume command a stopped unattended run prints must not turn into a prompt on a terminal."""
+    if not RUN_ID_RE.match(run_id):
+        return None  # the resume itself refuses it, in one line
+    with contextlib.suppress(OSError, ValueError):
+        for record in read_records(RunDir(cfg.runs_dir, run_id).audit_path):
+            if record.get("event") == "run.started":
+                detail = record.get("detail")
+                guided = detail.get("guided") if isinstance(detail, dict) else None
+                return guided if isinstance(guided, bool) else None
+    return None
 
 
 def write_state(run: RunDir, plan: Plan, audit: AuditLog, status: str) -> None:
