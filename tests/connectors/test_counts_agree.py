@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from offboard import engine
+from offboard.batch import run as batch_run
 from offboard.cli.render import plan_summary
 from offboard.lifecycle import fold
 from offboard.plan import read_plan
@@ -122,3 +123,13 @@ def test_the_plan_counts_its_reads_as_the_run_does(tmp_path: Path) -> None:
         assert said(planned)[kind] == said(done)[kind], (planned, done)
     removals = int(re.search(r"(\d+) removal\(s\) by API", planned).group(1))  # type: ignore[union-attr]
     assert removals == said(done)["removed"] and said(planned)["exported"] == report_glance(run.path)[6]
+
+
+def test_the_batch_plan_counts_an_exits_evidence_exports_as_its_run_does(tmp_path: Path) -> None:
+    """`batch plan` said one evidence export more than the exit's run, for every exit (its drafted
+    document counted as an export): review at 120x40."""
+    demo = demo_world(tmp_path)
+    play(demo)
+    run = demo.results[0].run
+    estimate = batch_run.estimate(read_plan(run.path / "plan.json"), demo.cfg, {})
+    assert estimate.exports == said(engine.run_tally(run.run_id, demo.cfg).sentence())["exported"]

@@ -33,6 +33,7 @@ from offboard.engine.confirm import nearest_ids
 from offboard.engine.guards import check_plan_fits
 from offboard.engine.scope_guard import OWNER_READS_PER_WRITE
 from offboard.errors import BadInput, ExitCode, OffboardError, RunInterrupted
+from offboard.lifecycle import counted_as
 from offboard.plan import Finding, Plan, now_iso
 from offboard.proof import bundle as bundles
 from offboard.rundir import make_private_dirs
@@ -116,7 +117,7 @@ def estimate(plan: Plan, cfg: ExitConfig, discovery_calls: Mapping[str, int]) ->
         loads.append(VendorLoad(vendor=vendor, account=_account(vendor, settings), limit=limit,
                                 window_seconds=window, calls=2 * d + reads + writes * (1 + OWNER_READS_PER_WRITE)))
     return Estimate(removals=sum(1 for a in actions if a.kind == "api" and a.destructive),
-                    exports=sum(1 for a in actions if a.kind == "api" and not a.destructive),
+                    exports=sum(1 for a in actions if counted_as(a) == "exported"),  # the run's own words
                     manual=sum(1 for a in actions if a.kind == "manual"),
                     gates=sum(1 for a in actions if a.gate), loads=tuple(loads))
 
