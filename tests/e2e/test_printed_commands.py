@@ -36,6 +36,7 @@ CONFIG = "rehearsal/config.toml"
 
 
 def printed_commands(text: str) -> list[str]:
+    text = re.sub(r" \\\n +", " ", text)  # a command continued on the next line, as the shell reads it
     found = [m.group(1) for m in BACKTICKED.finditer(text)]
     found += [m.group(1).rstrip(".") for m in LINE_END.finditer(BACKTICKED.sub("", text))]
     return list(dict.fromkeys(found))
@@ -45,10 +46,12 @@ def test_the_scanner_finds_commands_in_backticks_and_at_line_ends() -> None:
     text = ("Saved to x.json. Review it, then run: offboard apply x.json -c 'a b/config.toml'\n"
             "do each, then `offboard confirm ITEM --by NAME --note NOTE --run R1` and so on\n"
             "offboard plans now differ; offboard never sends mail\n"
-            "run R1 stopped before its end; continue it with:\n  offboard apply --resume R1 -c x.toml\n")
+            "run R1 stopped before its end; continue it with:\n  offboard apply --resume R1 -c x.toml\n"
+            "First, the key:\n  offboard keys init --key-file k.pem \\\n      -c x.toml\n")
     assert printed_commands(text) == ["offboard confirm ITEM --by NAME --note NOTE --run R1",
                                       "offboard apply x.json -c 'a b/config.toml'",
-                                      "offboard apply --resume R1 -c x.toml"]
+                                      "offboard apply --resume R1 -c x.toml",
+                                      "offboard keys init --key-file k.pem -c x.toml"]
 
 
 def test_every_command_printed_in_a_rehearsal_runs_as_printed(tmp_path: Path) -> None:

@@ -61,6 +61,19 @@ def test_a_long_message_fits_120_columns_with_each_command_whole_on_its_own_line
     assert set(words(message)) - {"(", ")", ").", ".", ";", ","} <= set(words("\n".join(lines))), lines
 
 
+def test_a_command_wider_than_the_screen_is_continued_as_the_shell_reads_it() -> None:
+    """`sandbox serve --dir rehearsal-batch` printed its first command as one 125-column line, which the
+    terminal cut mid-path (review at 120x40): cut at spaces outside quotes, each line ending in a
+    backslash, it is pasted and run as the one command it is."""
+    key = hints.command("keys", "init", "--key-file", Path("rehearsal batch/signing-key.pem"), "--public-key",
+                        Path("rehearsal-batch/msp.pub"), config=Path("rehearsal-batch/a much longer config.toml"))
+    message = f"First, the signing key the config names: {key}"
+    lines = shown(message, markup=False)
+    assert max(len(line) for line in lines) <= 120 and len(lines) == 3, lines
+    assert lines[1].startswith("  offboard keys init") and lines[1].endswith(" \\") and not lines[2].endswith("\\")
+    assert shlex.split(" ".join(line.removesuffix("\\") for line in lines[1:])) == shlex.split(key)
+
+
 def test_a_message_that_fits_stays_one_line_and_styles_survive_the_layout() -> None:
     assert shown(f"Saved. Review it, then run: {hints.command('apply', 'x.json')}", markup=False) == [
         "Saved. Review it, then run: offboard apply x.json"]

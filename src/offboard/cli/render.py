@@ -109,7 +109,8 @@ class _Screen(Console):
         text = message if isinstance(message, Text) else self.render_str(message, markup=markup, highlight=False)
         lines = []
         for line in text.split("\n", allow_blank=True):
-            lines += [Text(indent) + line[start:end] for start, end, indent in lay_out(line.plain, self.width)]
+            lines += [Text(before) + line[start:end] + Text(after)
+                      for start, end, before, after in lay_out(line.plain, self.width)]
         return Text("\n").join(lines)
 
 
@@ -169,7 +170,7 @@ def error(message: str) -> None:
     out as every message is (cli/message.py: commands on lines of their own, no word split)."""
     line = " ".join(one_line(message).split())
     if err.is_terminal:
-        line = "\n".join(indent + line[start:end] for start, end, indent in lay_out(line, err.width))
+        line = "\n".join(before + line[start:end] + after for start, end, before, after in lay_out(line, err.width))
     sys.stderr.write(line + "\n")
     sys.stderr.flush()
 
