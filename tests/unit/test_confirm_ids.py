@@ -24,7 +24,7 @@ def test_a_last_word_several_items_share_suggests_them_all() -> None:
     assert refusal("remove") == (
         "'remove' is not a manual item of run run-1; did you mean blumira.sensors.remove, "
         "blumira.cloud-connectors.remove or blumira.users.remove? "
-        "`offboard status --pending --run run-1 -c exit.toml` lists them")
+        "its manual items are listed by: offboard status --pending --run run-1 -c exit.toml")
 
 
 def test_an_id_without_its_vendor_is_taken_and_a_typo_gets_the_nearest() -> None:

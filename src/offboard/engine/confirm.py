@@ -75,7 +75,8 @@ def manual_item_id(plan: Plan, given: str, run_id: str, cfg: ExitConfig) -> str:
     listing = hints.command("status", "--pending", run=run_id, config=cfg.path)
     near = nearest_ids(given, manual)
     guess = f"did you mean {near}? " if near else ""
-    raise BadInput(f"{given!r} is not a manual item of run {run_id}; {guess}`{listing}` lists them"
+    # The command last, after a colon: on a terminal it stands on its own line and no ";" is left dangling.
+    raise BadInput(f"{given!r} is not a manual item of run {run_id}; {guess}its manual items are listed by: {listing}"
                    if manual else f"run {run_id} has no manual item")
 
 
