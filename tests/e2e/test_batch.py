@@ -139,6 +139,8 @@ def test_a_batch_killed_mid_way_resumes_and_every_exit_ends_verified(migration: 
         for item in ("agents.remove-devices", "agents.remove-keys", "users.remove"):
             httpx.post(f"{m.urls['blumira']}/_sandbox/portal/{item}", params={"account": account})
     b = batches.open_batch(m.dir / "batch.plan.json", MODELS)
+    waiting = m.run("batch", "status", "batch.plan.json")  # only people can move it: their items, by id
+    assert "Next: offboard batch status --pending batch.plan.json" in waiting.stdout, waiting.stdout
     for e in b.exits:
         cfg = b.configs[e.slug]
         state = batches.exit_state(cfg, e.plan)

@@ -125,6 +125,8 @@ def exit_state(cfg: ExitConfig, plan: Plan, batch_plan: Path | None = None) -> E
                       + ("; the rest runs on `batch apply --resume`" if out.resumable else ""))
         if out.resumable:
             out.next_command = hints.command("batch", "apply", "--resume", *([batch_plan] if batch_plan else []))
+        elif batch_plan:  # only people can move it: the items they are to do, by id (for `batch confirm`)
+            out.next_command = hints.command("batch", "status", "--pending", batch_plan)
     elif code == 4 or detail == GATES_STOPPED:
         out.state = GATED
         gates = [f"{r.get('vendor')}: {r['detail'].get('finding')}" for r in records
