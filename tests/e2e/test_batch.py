@@ -219,6 +219,10 @@ def test_ctrl_c_stops_each_exit_after_its_action_and_the_batch_resumes(migration
         done = sum(batches.exit_state(b.configs[slug], e.plan).done_of.values())
         assert begun[slug] == (done, len(e.plan.actions())), (slug, begun)
     assert any(done for done, _ in begun.values())
+    for row in board.snapshot():  # every exit with a run, resumed now or only waiting for a person, keeps its count
+        e = next(e for e in b.exits if e.slug == row.slug)
+        st = batches.exit_state(b.configs[row.slug], e.plan)
+        assert st.run is None or row.done == sum(st.done_of.values()), (row.slug, st.state, row.done)
     resumed = m.run("batch", "apply", "--resume", "batch.plan.json", "--override-preflight", "lab")
     assert resumed.returncode == 3, resumed.stdout + resumed.stderr
     assert all(m.huntress.agents_of(org) == [] for org in (CUSTOMER_ORG, 44, 45))

@@ -250,6 +250,8 @@ def apply_batch(batch: Batch, *, resume: bool, overrides: engine.Overrides, open
         st = states[e.slug]
         todo = _what_to_do(st, overrides)
         run_id = st.run.run_id if st.run else None
+        if st.run is not None:  # a run's row starts at what its log holds done, not at 0, run now or not
+            board.resumed(e.slug, {vp.display_name: st.done_of.get(vp.vendor, 0) for vp in e.plan.vendors})
         if todo is None:
             why = {RUNNING: "running in another process", WAITING: f"waiting for a person: {st.detail}",
                    GATED: "stopped by a preflight gate: resume with --override-preflight \"REASON\" once checked"
@@ -259,8 +261,6 @@ def apply_batch(batch: Batch, *, resume: bool, overrides: engine.Overrides, open
                         st.detail if st.state in (WAITING, GATED) else why)
         else:
             work.append((e, todo))
-            if st.run is not None:  # a resumed exit starts at what its log holds done, not at 0
-                board.resumed(e.slug, {vp.display_name: st.done_of.get(vp.vendor, 0) for vp in e.plan.vendors})
     work.sort(key=lambda w: (w[0].estimate.calls, w[0].slug))  # smallest first
     stop = threading.Event()
     lock = threading.Lock()
