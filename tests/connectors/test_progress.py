@@ -16,7 +16,9 @@ from rich.console import Console
 from offboard.batch.status import exit_state
 from offboard.cli.render import LineProgress, RichProgress
 from offboard.connectors.sandboxing import serve
-from offboard.plan import Action, Step, Target, read_plan
+from offboard.engine import Overrides
+from offboard.engine.apply import seconds_per_action
+from offboard.plan import Action, Plan, Step, Target, VendorPlan, read_plan
 from offboard.wire.waits import Wait
 from offboard_huntress.sandbox import CUSTOMER_ORG, DEMO_KEY, DEMO_SECRET, HuntressSandbox
 from tests.conftest import load, write_config
@@ -248,6 +250,35 @@ def test_a_lanes_eta_counts_down_through_a_rate_limit_wait_and_never_grows() -> 
     assert seen == [48.0 - t for t in range(0, 48, 4)], seen  # counting down with it
     assert "ETA 0:00:04 waiting 4s for the rate" in frame(bar)[1]
     bar.finish()
+
+
+def test_a_lanes_eta_is_never_less_than_what_is_left_at_its_vendors_limit() -> None:
+    """Review at 120x40: "27/64 ETA 0:00:02" then, five seconds later, "31/64 ETA 0:00:32": the first
+    window's burst made the pace look fast. The vendor's limit is the floor: 2 s an action here."""
+    now = [0.0]
+    bar, _ = lanes_bar(now)
+    bar.ceilings({"Huntress": 2.0})
+    now[0] = 0.5
+    for n in range(1, 4):  # a burst: three actions in half a second
+        bar.advance(of("huntress", n), "action.succeeded")
+    assert bar.eta("Huntress") == pytest.approx(6.0)  # 3 left at 2 s each, not 0.5 s at the burst's pace
+    assert bar.eta("Blumira") is None  # no limit told, nothing moved: not known
+    now[0] = 10.0
+    bar.advance(of("huntress", 4), "action.succeeded")
+    assert bar.eta("Huntress") == pytest.approx(5.0)  # slower than the limit: the pace says more
+    bar.finish()
+
+
+def test_each_lanes_seconds_per_action_at_its_limit_count_the_owner_read_of_each_removal(tmp_path: Path) -> None:
+    actions = (of("huntress", 1), of("huntress", 2), of("huntress", 3, destructive=False))
+    plan = Plan(plan_id="p", created_at="2026-12-05T00:00:00Z", customer="Acme", config_fingerprint="f",
+                vendors=(VendorPlan(vendor="huntress", display_name="Huntress", scope="org", account="k",
+                                    inventory_fingerprint="i", steps=(Step(id="s", vendor="huntress",
+                                                                               title="S", actions=actions),)),))
+    cfg = load(write_config(tmp_path, "http://127.0.0.1:9"))
+    limit, window = cfg.vendors["huntress"].rate_limit() or (0, 0.0)
+    assert seconds_per_action(plan, cfg, Overrides()) == {"Huntress": pytest.approx(5 / 3 * window / limit)}
+    assert seconds_per_action(plan, cfg, Overrides(trust_listing=True)) == {"Huntress": pytest.approx(window / limit)}
 
 
 def test_a_rate_limit_wait_while_the_run_verifies_counts_down() -> None:

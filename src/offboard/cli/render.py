@@ -491,6 +491,7 @@ class RichProgress:
         self._started = 0.0
         self._all = pace.Count()
         self._counts: dict[str, pace.Count] = {}  # a vendor's display name -> its lane's count
+        self._ceilings: dict[str, float] = {}  # a vendor's display name -> seconds per action at its limit
         self._after: Live | None = None  # the verification's wait line
 
     def start(self, total: int, done: int) -> None:
@@ -505,6 +506,10 @@ class RichProgress:
             self._counts = {vendor: pace.Count(total, before, before) for vendor, (total, before) in counts.items()}
         for vendor, (total, before) in counts.items():
             self._progress.update(self._lane(vendor), total=total, completed=before)
+
+    def ceilings(self, seconds: Mapping[str, float]) -> None:
+        with self._lock:
+            self._ceilings = dict(seconds)
 
     def _lane(self, vendor: str) -> TaskID:
         # Never call rich under self._lock: its refresh thread holds its own lock while it asks
@@ -559,7 +564,13 @@ class RichProgress:
         if known:
             return max(known)
         waited = now - min((began for began, _ in running), default=now)
-        return count.eta(now - self._started, [ends - now for _, ends in running], waited)
+        eta = count.eta(now - self._started, [ends - now for _, ends in running], waited)
+        ceiling = self._ceilings.get(vendor) if vendor is not None else None
+        if eta is not None and ceiling:
+            # A first window's burst makes the pace look fast: never less than what is left at the
+            # vendor's limit, less what a wait still running has sat through (the window refills meanwhile).
+            eta = max(eta, ceiling * count.left - waited)
+        return eta
 
     def _waiting(self, vendor: str | None, now: float) -> list[str]:
         return [f"{w.vendor}: waiting {math.ceil(ends - now)}s {w.why}"
@@ -664,6 +675,9 @@ class LineProgress:
 
     def lanes(self, counts: Mapping[str, tuple[int, int]]) -> None:
         pass  # a log says each lane's steps and waits as they come; its pace is the run's
+
+    def ceilings(self, seconds: Mapping[str, float]) -> None:
+        pass  # a log's lines carry counts, not an ETA
 
     def step(self, vendor: str, step: Step, todo: int) -> None:
         with self._lock:

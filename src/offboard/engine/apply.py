@@ -21,6 +21,7 @@ from offboard.engine.guards import (
 from offboard.engine.planner import discover, vendor_plans
 from offboard.engine.readiness import UNSIGNED, check_machine, refuse
 from offboard.engine.runfolder import exit_lock, reopen, runs_of_plan, write_documents, write_state
+from offboard.engine.scope_guard import OWNER_READS_PER_WRITE
 from offboard.engine.sessions import Sessions
 from offboard.engine.ticket import summary as ticket_summary
 from offboard.engine.types import Guide, NoProgress, Overrides, Progress, RunResult
@@ -53,9 +54,26 @@ def apply(plan: Plan, cfg: ExitConfig, sessions: Sessions, *, overrides: Overrid
         findings = [f for vp in fresh for f in vp.findings]
         refuse(findings)  # e.g. credentials that cannot make the planned writes: before the run folder
         run = RunDir.create(cfg.runs_dir)
+        progress.ceilings(seconds_per_action(plan, cfg, overrides))
         with stops_named(run, cfg.path):
             write_plan(plan, run.plan_path)
             return _apply_run(run, plan, sessions, overrides, findings, live, progress, guide, ready.signer)
+
+
+def seconds_per_action(plan: Plan, cfg: ExitConfig, overrides: Overrides) -> dict[str, float]:
+    """Each vendor lane's seconds per action at its vendor's rate limit (where the connector knows it):
+    its API calls (a removal's owner read before it, unless --trust-listing) over its actions."""
+    reads_per_write = 0 if overrides.trust_listing else OWNER_READS_PER_WRITE
+    out = {}
+    for vp in plan.vendors:
+        settings = cfg.vendors.get(vp.vendor)
+        limit = settings.rate_limit() if settings is not None else None
+        actions = [a for step in vp.steps for a in step.actions]
+        if not limit or not limit[0] or not actions:
+            continue
+        calls = sum(1 + (reads_per_write if a.destructive else 0) for a in actions if a.kind == "api")
+        out[vp.display_name] = calls / len(actions) * limit[1] / limit[0]
+    return out
 
 
 @contextmanager
@@ -202,6 +220,7 @@ def resume(run_id: str, cfg: ExitConfig, sessions: Sessions, *, overrides: Overr
         still_open = {a.id for a in plan.actions() if done.get(a.id) not in TERMINAL}
         gone = check_matches_replan(plan, fresh, source=f"run {run_id}'s plan.json", only=still_open)
         refuse((f for vp in fresh for f in vp.findings), before=before)  # nothing recorded: the run is as it was
+        progress.ceilings(seconds_per_action(plan, cfg, overrides))
         with stops_named(run, cfg.path), _claimed(run, sessions, audit, overrides, progress):
             return _resume_run(run, plan, sessions, audit, live, overrides, progress, guide, ready.signer, done,
                                gone)

@@ -10,6 +10,8 @@ The ETA: the pace so far, waits included, over what remains, and never less than
 still to sit through: a run held back by a vendor's rate limit says so, rather than "2 seconds
 left" beside "waiting 48s for the rate limit". While a wait passes, the pace is the one known when
 it began, less the time it has run: the ETA counts down with the wait instead of growing with it.
+A terminal's bar also never shows a lane's ETA below what is left at its vendor's rate limit
+(``Progress.ceilings``): the first window's burst made the pace look fast, and the ETA then jumped.
 """
 
 from __future__ import annotations

@@ -31,6 +31,12 @@ class Progress(Protocol):
         """Right after ``start``: each vendor lane (its display name) and its (total, done before)."""
         ...
 
+    def ceilings(self, seconds: Mapping[str, float]) -> None:
+        """Before the actions: each vendor lane's (its display name) seconds per action at its vendor's
+        rate limit, where the connector knows the limit: the floor of its ETA (a first window's burst
+        makes the pace look fast, and the ETA then jumped up once the window held the calls back)."""
+        ...
+
     def advance(self, action: Action, event: str) -> None:
         """An action settled; ``event`` is its audit event (a name for code, never for the screen)."""
         ...
@@ -65,6 +71,9 @@ class NoProgress:
         pass
 
     def lanes(self, counts: Mapping[str, tuple[int, int]]) -> None:
+        pass
+
+    def ceilings(self, seconds: Mapping[str, float]) -> None:
         pass
 
     def advance(self, action: Action, event: str) -> None:
