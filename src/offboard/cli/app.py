@@ -238,9 +238,8 @@ def _finish(result: engine.RunResult, signature: str | None, warnings: list[str]
         if result.checks:
             render.out.print(render.checks_table(result.checks))
         if result.pending:
+            # How to record each is the run's last line (its message), said once.
             render.out.print(render.manual_table(result.pending, folded=True))
-            render.out.print(f"Do each, then: {hints.confirm(result.run.run_id, config)}", soft_wrap=True,
-                             markup=False)
             if len(result.pending) > render.MAX_MANUAL_ROWS:
                 listing = hints.command("status", "--pending", run=result.run.run_id, config=config)
                 render.out.print(f"… and {len(result.pending) - render.MAX_MANUAL_ROWS} more manual item(s); "
