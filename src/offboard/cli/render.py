@@ -237,8 +237,7 @@ def plan_outline(plan: Plan, machine_gates: Sequence[Finding] = ()) -> None:
         if vp.skipped:
             out.print("  [yellow]not touched (outside the exit's scope):[/] "
                       + escape(folded([f"{s.target.name} ({s.reason})" for s in vp.skipped], 2)), soft_wrap=True)
-    for line in plan_summary(plan, machine_gates):
-        out.print(line, soft_wrap=True)
+    _print_summary(plan, machine_gates)
 
 
 def plan_view(plan: Plan, machine_gates: Sequence[Finding] = ()) -> None:
@@ -277,8 +276,18 @@ def plan_view(plan: Plan, machine_gates: Sequence[Finding] = ()) -> None:
     if machine_gates:
         out.print(findings_table(machine_gates))
     out.print()
+    _print_summary(plan, machine_gates)
+
+
+def _print_summary(plan: Plan, machine_gates: Sequence[Finding]) -> None:
     for line in plan_summary(plan, machine_gates):
-        out.print(line, soft_wrap=True)
+        if out.quiet and line.startswith(BLOCKS):  # -q: what blocks apply is a warning, said all the same
+            warning(Text.from_markup(line).plain)
+        else:
+            out.print(line, soft_wrap=True)
+
+
+BLOCKS = "[bold red]Blocks apply"
 
 
 def plan_summary(plan: Plan, machine_gates: Sequence[Finding] = ()) -> list[str]:
@@ -293,10 +302,10 @@ def plan_summary(plan: Plan, machine_gates: Sequence[Finding] = ()) -> list[str]
     hard = [f for f in gates if not f.overridable]
     soft = [f for f in gates if f.overridable]
     if hard:
-        lines.append("[bold red]Blocks apply (no override):[/] "
+        lines.append(f"{BLOCKS} (no override):[/] "
                      + "; ".join(escape(f"{f.vendor}: {f.detail}") for f in hard))
     if soft:
-        lines.append("[bold red]Blocks apply:[/] " + "; ".join(escape(f"{f.vendor}: {f.detail}") for f in soft)
+        lines.append(f"{BLOCKS}:[/] " + "; ".join(escape(f"{f.vendor}: {f.detail}") for f in soft)
                      + " — once handled, pass them with --override-preflight REASON")
     if not gates:
         lines.append("No gate blocks apply.")
