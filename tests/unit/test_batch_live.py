@@ -203,3 +203,16 @@ def test_a_rows_eta_counts_down_while_its_exit_waits() -> None:
     assert b.snapshot()[0].eta == 90.0  # 9 of its 10 calls at the ceiling still ahead
     now[0] = 21.0
     assert b.snapshot()[0].eta == 70.0
+
+
+def test_an_exit_reading_before_it_starts_counts_its_wait_down_in_its_eta() -> None:
+    """Review at 120x40: on --resume a row said "re-reading, waiting 31s for the rate limit" beside an ETA
+    that stood still at the plan's estimate."""
+    now = [0.0]
+    b = board(now, estimate=100.0)
+    p = b.progress("customer-0", threading.Event(), lambda _text: None)
+    p.phase("Resuming run r1: re-reading the vendors first")
+    p.waiting(Wait("Huntress", 31.0, "rate_limit", "for the rate limit"))
+    assert b.snapshot()[0].eta == 131.0  # the wait, then its share of the accounts' time
+    now[0] = 10.0
+    assert b.snapshot()[0].eta == 121.0

@@ -195,7 +195,9 @@ class Board:
                 # a wait still running has sat through (the account's window refills meanwhile).
                 eta = max(eta, e.estimate * e.count.left / e.count.total - waited)
         if eta is None and state in ACTIVE and e.state != VERIFYING:
-            eta = max([e.estimate, *waits]) if e.estimate > 0 else None
+            # Not started (its re-read may wait for the account's window first): that wait, then its
+            # share of the accounts' time: counting down with the wait, not standing still beside it.
+            eta = max(waits, default=0.0) + e.estimate if e.estimate > 0 else (max(waits) if waits else None)
         return ExitRow(e.slug, e.customer, state, e.detail, lanes, e.count.done, e.count.total, eta,
                        doing=e.state if e.state in ACTIVE else "",
                        waiting=longest.until - now if longest is not None else 0.0,
