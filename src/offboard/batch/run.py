@@ -31,7 +31,7 @@ from offboard.config import ExitConfig, SectionSettings, load_config
 from offboard.connectors import Check
 from offboard.engine.confirm import nearest_ids
 from offboard.engine.guards import check_plan_fits
-from offboard.engine.scope_guard import OWNER_READS_PER_WRITE
+from offboard.engine.scope_guard import calls_of
 from offboard.errors import BadInput, ExitCode, OffboardError, RunInterrupted
 from offboard.lifecycle import counted_as
 from offboard.plan import Finding, Plan, now_iso
@@ -109,13 +109,10 @@ def estimate(plan: Plan, cfg: ExitConfig, discovery_calls: Mapping[str, int]) ->
     actions = plan.actions()
     loads = []
     for vendor, settings in sorted(cfg.vendors.items()):
-        mine = [a for a in actions if a.vendor == vendor and a.kind == "api"]
-        writes = sum(1 for a in mine if a.destructive)
-        reads = len(mine) - writes
         d = discovery_calls.get(vendor, 0)
         limit, window = settings.rate_limit() or (0, 0.0)
-        loads.append(VendorLoad(vendor=vendor, account=_account(vendor, settings), limit=limit,
-                                window_seconds=window, calls=2 * d + reads + writes * (1 + OWNER_READS_PER_WRITE)))
+        loads.append(VendorLoad(vendor=vendor, account=_account(vendor, settings), limit=limit, window_seconds=window,
+                                calls=2 * d + calls_of(a for a in actions if a.vendor == vendor)))
     return Estimate(removals=sum(1 for a in actions if a.kind == "api" and a.destructive),
                     exports=sum(1 for a in actions if counted_as(a) == "exported"),  # the run's own words
                     manual=sum(1 for a in actions if a.kind == "manual"),

@@ -21,7 +21,7 @@ from offboard.engine.guards import (
 from offboard.engine.planner import discover, vendor_plans
 from offboard.engine.readiness import UNSIGNED, check_machine, refuse
 from offboard.engine.runfolder import exit_lock, reopen, runs_of_plan, write_documents, write_state
-from offboard.engine.scope_guard import OWNER_READS_PER_WRITE
+from offboard.engine.scope_guard import calls_of
 from offboard.engine.sessions import Sessions
 from offboard.engine.ticket import summary as ticket_summary
 from offboard.engine.types import Guide, NoProgress, Overrides, Progress, RunResult
@@ -63,7 +63,6 @@ def apply(plan: Plan, cfg: ExitConfig, sessions: Sessions, *, overrides: Overrid
 def seconds_per_action(plan: Plan, cfg: ExitConfig, overrides: Overrides) -> dict[str, float]:
     """Each vendor lane's seconds per action at its vendor's rate limit (where the connector knows it):
     its API calls (a removal's owner read before it, unless --trust-listing) over its actions."""
-    reads_per_write = 0 if overrides.trust_listing else OWNER_READS_PER_WRITE
     out = {}
     for vp in plan.vendors:
         settings = cfg.vendors.get(vp.vendor)
@@ -71,7 +70,7 @@ def seconds_per_action(plan: Plan, cfg: ExitConfig, overrides: Overrides) -> dic
         actions = [a for step in vp.steps for a in step.actions]
         if not limit or not limit[0] or not actions:
             continue
-        calls = sum(1 + (reads_per_write if a.destructive else 0) for a in actions if a.kind == "api")
+        calls = calls_of(actions, trust_listing=overrides.trust_listing)
         out[vp.display_name] = calls / len(actions) * limit[1] / limit[0]
     return out
 

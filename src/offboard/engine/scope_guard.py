@@ -22,6 +22,7 @@ against "stopped" (verification fails closed on it).
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Literal
 
@@ -32,6 +33,14 @@ from offboard.plan import Action, Inventory
 
 Mode = Literal["object", "listing"]
 OWNER_READS_PER_WRITE = 1  # the default mode's cost: one read of the object before each write
+
+
+def calls_of(actions: Iterable[Action], *, trust_listing: bool = False) -> int:
+    """The API calls ``actions`` cost the vendor: one each, and each removal's owner read before it
+    unless --trust-listing (its listings are counted apart). One rule for the batch plan's estimate
+    and the progress bar's floor."""
+    reads_per_write = 0 if trust_listing else OWNER_READS_PER_WRITE
+    return sum(1 + (reads_per_write if a.destructive else 0) for a in actions if a.kind == "api")
 
 
 @dataclass(frozen=True)
