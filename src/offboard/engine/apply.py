@@ -7,6 +7,7 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 
+from offboard import hints
 from offboard.config import ExitConfig
 from offboard.engine.claim import Claim, claimed
 from offboard.engine.execute import execute
@@ -20,7 +21,7 @@ from offboard.engine.guards import (
 )
 from offboard.engine.planner import discover, vendor_plans
 from offboard.engine.readiness import UNSIGNED, check_machine, refuse
-from offboard.engine.runfolder import exit_lock, reopen, runs_of_plan, write_documents, write_state
+from offboard.engine.runfolder import exit_lock, reopen, run_ended, runs_of_plan, write_documents, write_state
 from offboard.engine.scope_guard import calls_of
 from offboard.engine.sessions import Sessions
 from offboard.engine.ticket import summary as ticket_summary
@@ -200,6 +201,7 @@ def resume(run_id: str, cfg: ExitConfig, sessions: Sessions, *, overrides: Overr
            require_signature: bool = False) -> RunResult:
     overrides = overrides or Overrides()
     progress = progress or NoProgress()
+    refuse_closed(run_id, cfg)
     before = f"before run {run_id} continued"
     ready = check_machine(cfg, require_signature=require_signature)
     refuse(ready.gates, before=before)
@@ -223,6 +225,17 @@ def resume(run_id: str, cfg: ExitConfig, sessions: Sessions, *, overrides: Overr
         with stops_named(run, cfg.path), _claimed(run, sessions, audit, overrides, progress):
             return _resume_run(run, plan, sessions, audit, live, overrides, progress, guide, ready.signer, done,
                                gone)
+
+
+def refuse_closed(run_id: str, cfg: ExitConfig) -> None:
+    """A closed run has nothing to resume, and its log is the exit's proof (a bundle made of it holds
+    that log): a resume would re-read every vendor and add to it. Refused before any vendor call, as bad
+    input (nothing done); re-checking the vendors is `verify --run`'s job, which says what it adds."""
+    end = run_ended(run_id, cfg)
+    if end.ended:
+        check = hints.command("verify", run=run_id, config=cfg.path)
+        raise BadInput(f"run {run_id} is closed ({end.why}) and has nothing to resume; its audit log is the "
+                       f"exit's proof, so nothing was added to it. To re-check the vendors: {check}")
 
 
 def _resume_run(run: RunDir, plan: Plan, sessions: Sessions, audit: AuditLog, live: Mapping[str, Inventory],
