@@ -22,9 +22,16 @@ from offboard.batch.status import (
     next_steps,
 )
 from offboard.connectors.sandboxing import serve
-from offboard_blumira.sandbox import API_PREFIX, CUSTOMER_ACCOUNT, DEMO_CLIENT_ID, KEEP_USER, TOKEN_PATH, BlumiraSandbox
+from offboard_blumira.sandbox import (
+    API_PREFIX,
+    CUSTOMER_ACCOUNT,
+    DEMO_CLIENT_ID,
+    KEEP_USER,
+    TOKEN_PATH,
+    BlumiraSandbox,
+    keep_user_of,
+)
 from offboard_blumira.sandbox import DEMO_SECRET as BLU_SECRET
-from offboard_blumira.sandbox import keep_user_of
 from offboard_huntress.sandbox import CUSTOMER_ORG, DEMO_KEY, DEMO_SECRET, HuntressSandbox
 
 SCALE = 0.002
