@@ -160,14 +160,20 @@ class HuntressSandbox(SandboxBase):
                      ("darwin", "macOS 15.3", "acme-mbp"), ("linux", "Ubuntu 24.04", "acme-lnx")]
         next_id = 1000
         counts = {CUSTOMER_ORG: self.customer_agents, NEIGHBOUR_ORG: self.neighbour_agents, **self.more_customers}
-        # Interleave the customers' ids so paging and filtering are both exercised.
-        queue = [org for org, n in counts.items() for _ in range(n)]
+        # Interleave the customers' ids so paging and filtering are both exercised. A batch's more customers
+        # come after, from a generator of their own: Acme Dental's agents (their names, the isolated host, the
+        # stale one) are the same whether the sandbox serves it alone or with others (a rehearsal and a batch
+        # rehearsal exit the same customer).
+        queue = [org for org in (CUSTOMER_ORG, NEIGHBOUR_ORG) for _ in range(counts[org])]
         rnd.shuffle(queue)
+        more = random.Random(f"{self.seed}-more")
+        extra = [org for org, n in self.more_customers.items() for _ in range(n)]
+        more.shuffle(extra)
         serial = dict.fromkeys(counts, 0)
-        for org_id in queue:
-            next_id += rnd.randint(1, 9)
+        for org_id, gen in [(o, rnd) for o in queue] + [(o, more) for o in extra]:
+            next_id += gen.randint(1, 9)
             serial[org_id] += 1
-            platform, os_name, prefix = rnd.choices(platforms, (60, 12, 20, 8))[0]
+            platform, os_name, prefix = gen.choices(platforms, (60, 12, 20, 8))[0]
             if org_id == NEIGHBOUR_ORG:
                 prefix = prefix.replace("ACME", "GLOBEX").replace("acme", "globex")
             elif org_id != CUSTOMER_ORG:
@@ -179,8 +185,8 @@ class HuntressSandbox(SandboxBase):
                 "ipv4_address": f"10.{org_id}.{next_id // 250 % 250}.{next_id % 250}",
                 "mac_addresses": [f"7c:a7:b0:{next_id // 65536 % 256:02x}:{next_id // 256 % 256:02x}:"
                                   f"{next_id % 256:02x}"],
-                "last_callback_at": _ts(now - timedelta(minutes=rnd.randint(1, 240))),
-                "created_at": _ts(now - timedelta(days=rnd.randint(30, 900))),
+                "last_callback_at": _ts(now - timedelta(minutes=gen.randint(1, 240))),
+                "created_at": _ts(now - timedelta(days=gen.randint(30, 900))),
             }
             agent = self.agents[next_id]
             agent["updated_at"] = agent["last_survey_at"] = agent["last_callback_at"]
