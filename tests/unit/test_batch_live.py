@@ -144,8 +144,9 @@ def test_a_lane_held_behind_its_gate_shows_the_gates_step_and_counts_only_what_i
     mine = row_of(lines)
     assert cell(lines, mine, "Blumira", "Huntress").strip().startswith("1/4 0. Notify Blumira")
     assert "2/10" in mine and "running, 3 held until a person confirms" in mine, mine
-    # The ETA is the run's own work (5 actions at 1 s each), not the person's.
-    assert b.snapshot()[0].eta == 5.0
+    # The ETA is the run's own work, not the person's: its slowest lane's (as single apply's), Huntress's
+    # 5 left at 2 s each; Blumira has nothing left to run.
+    assert b.snapshot()[0].eta == 10.0
     assert all(len(line) <= 120 for line in lines)
     b.ended("customer-0", 3, "1 manual item(s)")
     assert "1/4" in row_of(drawn(b.snapshot()))

@@ -41,6 +41,11 @@ class Progress(Protocol):
         """An action settled; ``event`` is its audit event (a name for code, never for the screen)."""
         ...
 
+    def held(self, vendor: str, count: int) -> None:
+        """``vendor``'s (its display name) gate was handed to a person: ``count`` of its actions not
+        settled yet will be held until it is confirmed (its lane has no ETA to give for them)."""
+        ...
+
     def finish(self) -> None:
         """The run's actions ended (its verification may follow)."""
         ...
@@ -77,6 +82,9 @@ class NoProgress:
         pass
 
     def advance(self, action: Action, event: str) -> None:
+        pass
+
+    def held(self, vendor: str, count: int) -> None:
         pass
 
     def finish(self) -> None:
