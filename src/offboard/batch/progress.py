@@ -121,7 +121,7 @@ class _Exit:
     wait: _Wait = field(default_factory=_Wait)  # a wait not of a lane (before its lanes began)
     eta: pace.Eta = field(init=False)
     verifying: float | None = None  # when its verification began
-    ceilings: dict[str, float] = field(default_factory=dict)  # a lane's seconds per action at its vendor's limit
+    ceilings: dict[str, engine.Limit] = field(default_factory=dict)  # each lane's rate limit (Progress.ceilings)
 
     def __post_init__(self) -> None:
         self.eta = pace.Eta(self.count)
@@ -279,26 +279,26 @@ class ExitProgress(engine.NoProgress):
         def change(e: _Exit) -> None:
             e.lanes = {vendor: _Lane(pace.Count(total, before, before)) for vendor, (total, before) in counts.items()}
             for vendor, lane in e.lanes.items():
-                lane.eta.per_action = e.ceilings.get(vendor, 0.0)
+                if vendor in e.ceilings:
+                    lane.eta.limit(e.ceilings[vendor].window, e.ceilings[vendor].seconds)
                 lane.eta.begin(now)
         self._board._update(self._slug, change)
 
-    def ceilings(self, seconds: Mapping[str, float]) -> None:
+    def ceilings(self, limits: Mapping[str, engine.Limit]) -> None:
         def change(e: _Exit) -> None:  # told before its lanes begin
-            e.ceilings = dict(seconds)
-            for vendor, lane in e.lanes.items():
-                lane.eta.per_action = seconds.get(vendor, 0.0)
+            e.ceilings = dict(limits)
         self._board._update(self._slug, change)
 
-    def held(self, vendor: str, count: int) -> None:
+    def held(self, vendor: str, action_ids: Sequence[str]) -> None:
         now = self._board._now()
 
         def change(e: _Exit) -> None:
-            e.count.gated(e.count.ahead_held + count)
+            e.count.gated(e.count.ahead_held + len(action_ids))
             e.eta.settled(now)
             lane = e.lanes.get(vendor)
             if lane is not None:
-                lane.count.gated(count)
+                lane.count.gated(len(action_ids))
+                lane.eta.drop(action_ids)
                 lane.eta.settled(now)
         self._board._update(self._slug, change)
 
@@ -320,7 +320,7 @@ class ExitProgress(engine.NoProgress):
             lane = e.lanes.get(e.names.get(action.vendor, action.vendor))
             if lane is not None:
                 lane.count.settle(event)
-                lane.eta.settled(now)
+                lane.eta.settled(now, action.id)
                 lane.wait.until = 0.0
         self._board._update(self._slug, change)
         if self._stop.is_set():

@@ -29,7 +29,7 @@ from rich.text import Text
 
 from offboard.cli.message import lay_out
 from offboard.connectors import Check
-from offboard.engine import GuideAnswer, pace
+from offboard.engine import GuideAnswer, Limit, pace
 from offboard.engine.guards import confirm_option
 from offboard.lifecycle import planned_reads
 from offboard.plan import Action, Finding, Plan, Step
@@ -436,7 +436,9 @@ class _EtaColumn(ProgressColumn):
         remaining = self._eta(task.fields.get("lane"))
         if remaining is not None and remaining <= 0:
             return Text("")
-        return Text(f"ETA {_clock_text(remaining)}" if remaining is not None else "ETA …", style="progress.remaining")
+        # rounded up, as a wait's "waiting Ns" is: never "ETA 0:00:07" beside "waiting 8s"
+        shown = f"ETA {_clock_text(math.ceil(remaining))}" if remaining is not None else "ETA …"
+        return Text(shown, style="progress.remaining")
 
 
 class _ElapsedColumn(ProgressColumn):
@@ -534,7 +536,7 @@ class RichProgress:
         self._all_eta = pace.Eta(self._all)
         self._counts: dict[str, pace.Count] = {}  # a vendor's display name -> its lane's count
         self._etas: dict[str, pace.Eta] = {}  # a vendor's display name -> its lane's ETA
-        self._ceilings: dict[str, float] = {}  # a vendor's display name -> seconds per action at its limit
+        self._ceilings: dict[str, Limit] = {}  # a vendor's display name -> its rate limit (Progress.ceilings)
         self._after: Live | None = None  # the verification's wait line
 
     def _description_width(self) -> int:
@@ -565,18 +567,20 @@ class RichProgress:
         now = self._clock()
         with self._lock:
             self._counts = {vendor: pace.Count(total, before, before) for vendor, (total, before) in counts.items()}
-            self._etas = {vendor: pace.Eta(count, self._ceilings.get(vendor, 0.0))
-                          for vendor, count in self._counts.items()}
-            for eta in self._etas.values():
+            self._etas = {vendor: pace.Eta(count) for vendor, count in self._counts.items()}
+            for vendor, eta in self._etas.items():
+                if vendor in self._ceilings:
+                    eta.limit(self._ceilings[vendor].window, self._ceilings[vendor].seconds)
                 eta.begin(now)
         for vendor, (total, before) in counts.items():
             self._progress.update(self._lane(vendor), total=total, completed=before)
 
-    def ceilings(self, seconds: Mapping[str, float]) -> None:
+    def ceilings(self, limits: Mapping[str, Limit]) -> None:
         with self._lock:
-            self._ceilings = dict(seconds)
+            self._ceilings = dict(limits)
             for vendor, eta in self._etas.items():
-                eta.per_action = self._ceilings.get(vendor, 0.0)
+                if vendor in self._ceilings:
+                    eta.limit(self._ceilings[vendor].window, self._ceilings[vendor].seconds)
 
     def _lane(self, vendor: str) -> TaskID:
         # Never call rich under self._lock: its refresh thread holds its own lock while it asks
@@ -600,7 +604,7 @@ class RichProgress:
                 if count is not None:
                     count.settle(event)
                 if eta is not None:
-                    eta.settled(now)
+                    eta.settled(now, action.id)
             if event == pace.HELD:  # not the held item's name: the lane is not at its step
                 self._last = self._last_of[vendor] = pace.held_words((lane or self._all).for_person)
             else:
@@ -609,13 +613,14 @@ class RichProgress:
             self._progress.update(self._task, advance=1)
             self._progress.update(self._lane(vendor), advance=1)
 
-    def held(self, vendor: str, count: int) -> None:
+    def held(self, vendor: str, action_ids: Sequence[str]) -> None:
         now = self._clock()
         with self._lock:
             for c, eta in ((self._all, self._all_eta), (self._counts.get(vendor), self._etas.get(vendor))):
                 if c is not None:
-                    c.gated(c.ahead_held + count if c is self._all else count)
+                    c.gated(c.ahead_held + len(action_ids) if c is self._all else len(action_ids))
                 if eta is not None:
+                    eta.drop(action_ids)
                     eta.settled(now)
 
     def waiting(self, wait: Wait) -> None:
@@ -746,12 +751,12 @@ class LineProgress:
     def lanes(self, counts: Mapping[str, tuple[int, int]]) -> None:
         pass  # a log says each lane's steps and waits as they come; its pace is the run's
 
-    def ceilings(self, seconds: Mapping[str, float]) -> None:
+    def ceilings(self, limits: Mapping[str, Limit]) -> None:
         pass  # a log's lines carry counts, not an ETA
 
-    def held(self, vendor: str, count: int) -> None:
+    def held(self, vendor: str, action_ids: Sequence[str]) -> None:
         with self._lock:
-            self._count.gated(self._count.ahead_held + count)  # "about N left" is of the work, not a person's
+            self._count.gated(self._count.ahead_held + len(action_ids))  # "about N left" is of the work, not a person's
 
     def step(self, vendor: str, step: Step, todo: int) -> None:
         with self._lock:

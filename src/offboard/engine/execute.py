@@ -159,12 +159,11 @@ class RunPass:
                             f"confirmed (`{hints.confirm(run_id, config, item=action.id)}`), then "
                             f"`{hints.resume(run_id, config)}`")
 
-    def _held_behind(self, gate: Action) -> int:
-        """How many of the gate's vendor's actions after it ``one`` will hold (its rule, counted ahead)."""
+    def _held_behind(self, gate: Action) -> list[str]:
+        """The gate's vendor's actions after it that ``one`` will hold (its rule, told ahead)."""
         lane = [a for a in self.plan.actions() if a.vendor == gate.vendor]
-        after = lane[lane.index(gate) + 1:]
-        return sum(1 for a in after if self.done.get(a.id) not in TERMINAL and (
-            a.kind == "manual" or self.done.get(a.id) in AWAITING_PERSON or a.destructive))
+        return [a.id for a in lane[lane.index(gate) + 1:] if self.done.get(a.id) not in TERMINAL and (
+            a.kind == "manual" or self.done.get(a.id) in AWAITING_PERSON or a.destructive)]
 
     def _held_back_by_evidence(self, action: Action) -> bool:
         """The runbook's rule: no removal of a vendor whose evidence export failed, unless the

@@ -8,20 +8,24 @@ a lane at its gate showed "17/17" and no step while 14 of its 17 waited for a pe
 
 The ETA (``Eta``, one per lane and one per run or exit): an estimate made when an action settles,
 then counting down. The estimate: time left = the larger of the pace so far times what is left and,
-where the vendor's rate limit is known, what is left at that limit (``Progress.ceilings``; a first
-window's burst made the pace look fast). The pace is measured over the time the lane worked, its
-rate-limit waits included (they are what its calls cost), not while all it had left waited for a
-person; what its gate holds is not left (``held``): a lane at its gate read "ETA 0:00:07" … "0:00:36",
-its held removals counted as ahead at a pace that fell while it sat at the gate. A rate-limit
-wait is already inside the estimate (the limit is what makes it): a wait that begins is not added
-on top; the ETA only rises to a wait longer than what it says ("ETA 0:00:02" beside "waiting 48s"
-was wrong). A later estimate replaces the countdown only when it says less (the work went faster)
-or once the countdown ran out with work left: review at 120x40 saw a lane read "ETA 0:00:44
-waiting 2s" then "0:00:48 waiting 27s", the estimate remade at each wait.
+where the vendor's rate limit is known (``Progress.ceilings``), the least time it allows for the
+calls left (``Eta.floor``; a first window's burst made the pace look fast). The pace is measured
+over the time the lane worked: not while all it had left waited for a person and, where the limit
+is known, not while it waited for it (the floor counts those waits; where it is not known, the
+waits seen stand in for it). What its gate holds is not left (``held``): a lane at its gate read
+"ETA 0:00:07" … "0:00:36", its held removals counted as ahead at a pace that fell while it sat at
+the gate. A rate-limit wait is already inside the estimate (the limit is what makes it): a wait
+that begins is not added on top; the ETA only rises to a wait longer than what it says ("ETA
+0:00:02" beside "waiting 48s" was wrong). A later estimate replaces the countdown only when it
+says less (the work went faster) or once the countdown ran out with work left: review at 120x40
+saw a lane read "ETA 0:00:44 waiting 2s" then "0:00:48 waiting 27s", the estimate remade at each
+wait.
 """
 
 from __future__ import annotations
 
+import math
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 HELD = "action.held"  # the audit event of an action held behind its vendor's gate (not started)
@@ -80,11 +84,43 @@ class Eta:
     def __init__(self, count: Count, per_action: float = 0.0) -> None:
         self.count = count
         self.per_action = per_action  # seconds per action at the vendor's rate limit (0: not known)
+        self._costs: dict[str, float] = {}  # each action not settled yet: its calls' seconds at the limit
+        self._ahead = 0.0  # their sum
+        self._made = 0.0  # the same of the actions this pass has settled: their calls were made
+        self._window = 0.0  # the vendor's rate-limit window (0: not told)
         self.began: float | None = None
         self._wait: tuple[float, float] | None = None  # the latest wait: (when it began, when it ends)
+        self._waited = 0.0  # seconds of the waits before it
         self._held_since: float | None = None  # all it had left waited for a person from then
         self._held = 0.0
         self._anchor: tuple[float, float] | None = None  # (seconds left, when estimated)
+
+    def limit(self, window: float, costs: Mapping[str, float]) -> None:
+        """The vendor's rate-limit window and each action this pass still runs: the seconds its calls
+        take at the limit (calls x window / limit: a removal and its owner read two calls, an export
+        one, a person's item none)."""
+        self._window = window
+        self._costs = dict(costs)
+        self._ahead = sum(self._costs.values())
+
+    def drop(self, action_ids: Iterable[str]) -> None:
+        """Actions held for a person: their calls are not ahead, and not made."""
+        for aid in action_ids:
+            self._ahead -= self._costs.pop(aid, 0.0)
+
+    def floor(self, now: float) -> float | None:
+        """The least time left the vendor's limit allows (None: not told). Its window lets a window's
+        worth of calls through at once, then another each window: the pass's calls (made and ahead)
+        end no sooner than a whole window after its start for each window's worth beyond the first.
+        (Seconds at the limit per call times calls left, the floor before, is below that after the
+        first burst: 48 s shown at 27/64 for a lane that took 59 s more, its ETA then rising again.)"""
+        if not self._window or self.began is None:
+            return None
+        ahead = max(0.0, self._ahead)
+        if ahead <= 0:
+            return 0.0
+        windows = math.ceil((self._made + ahead) / self._window - 1e-9) - 1
+        return max(0.0, self.began + windows * self._window - now)
 
     def begin(self, now: float) -> None:
         self.began = now
@@ -92,24 +128,36 @@ class Eta:
     def waiting(self, now: float, seconds: float) -> None:
         if self._wait is not None and self._wait[1] > now:  # overlapping (a read-ahead's): the later end
             self._wait = (self._wait[0], max(self._wait[1], now + seconds))
-        else:
-            self._wait = (now, now + seconds)
+            return
+        if self._wait is not None:
+            self._waited += self._wait[1] - self._wait[0]
+        self._wait = (now, now + seconds)
+
+    def waited(self, now: float) -> float:
+        """Seconds its calls sat in waits (their union) since it began."""
+        if self._wait is None:
+            return self._waited
+        return self._waited + max(0.0, min(now, self._wait[1]) - self._wait[0])
 
     def wait_left(self, now: float) -> float:
         return max(0.0, self._wait[1] - now) if self._wait is not None else 0.0
 
     def worked(self, now: float) -> float:
-        """Seconds it worked since it began, its waits for the rate limit included (they are what its
-        calls cost: a paged export's many calls wait where its one action is counted); not the time
-        all it had left waited for a person."""
+        """Seconds it worked since it began: not the time all it had left waited for a person, and,
+        where its vendor's limit is known, not its waits (the floor counts what the limit costs: the
+        pace with them said 43 s for the last 29 actions its window let through in one second)."""
         if self.began is None:
             return 0.0
         held = self._held + (now - self._held_since if self._held_since is not None else 0.0)
-        return max(0.0, now - self.began - held)
+        waited = self.waited(now) if self._window else 0.0
+        return max(0.0, now - self.began - held - waited)
 
-    def settled(self, now: float) -> None:
+    def settled(self, now: float, action_id: str = "") -> None:
         """An action settled (``count`` already says so): a new estimate replaces the countdown when
         it says less, or when the countdown ran out."""
+        cost = self._costs.pop(action_id, 0.0)
+        self._ahead -= cost
+        self._made += cost
         c = self.count
         if not c.left and c.waiting_for_person:
             if self._held_since is None:
@@ -124,9 +172,11 @@ class Eta:
 
     def _estimate(self, now: float) -> float | None:
         c = self.count
+        limit = self.floor(now)
+        floor = limit if limit is not None else c.left * self.per_action
         if not c.moved:
-            return c.left * self.per_action if self.per_action and self.began is not None else None
-        return max(self.worked(now) / c.moved * c.left, c.left * self.per_action)
+            return floor if floor and self.began is not None else None
+        return max(self.worked(now) / c.moved * c.left, floor)
 
     def _countdown(self, now: float) -> float | None:
         return self._anchor[0] - (now - self._anchor[1]) if self._anchor is not None else None
