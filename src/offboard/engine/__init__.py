@@ -19,12 +19,12 @@ from offboard.engine.runfolder import (
 )
 from offboard.engine.sessions import Sessions, open_sessions
 from offboard.engine.ticket import Ticket, record_scope
-from offboard.engine.types import Guide, GuideAnswer, NoProgress, Overrides, Progress, RunResult
+from offboard.engine.types import Guide, GuideAnswer, Limit, NoProgress, Overrides, Progress, RunResult
 from offboard.engine.verify import emit_check, verify_recorded, verify_run
 from offboard.engine.watch import WatchResult, answering, watch_run, watch_summary
 
 __all__ = [
-    "ConfirmResult", "Guide", "GuideAnswer", "NoProgress", "Overrides", "Progress", "Readiness", "RunResult",
+    "ConfirmResult", "Guide", "GuideAnswer", "Limit", "NoProgress", "Overrides", "Progress", "Readiness", "RunResult",
     "Sessions", "StatusRow", "Ticket", "WatchResult", "answering", "apply", "began_guided", "check_machine", "confirm",
     "emit_check", "end_of_service_warning",
     "exit_lock", "latest_run_id", "make_plan", "open_sessions", "record_confirmation", "record_scope", "refuse",

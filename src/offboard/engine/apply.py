@@ -26,9 +26,9 @@ from offboard.engine.runfolder import exit_lock, reopen, run_ended, runs_of_plan
 from offboard.engine.scope_guard import calls_of
 from offboard.engine.sessions import Sessions
 from offboard.engine.ticket import summary as ticket_summary
-from offboard.engine.types import Guide, NoProgress, Overrides, Progress, RunResult
+from offboard.engine.types import Guide, Limit, NoProgress, Overrides, Progress, RunResult
 from offboard.errors import BadInput, ClaimRefused, ExitCode, RunInterrupted, RunStopped
-from offboard.lifecycle import TERMINAL, RunEnd, fold_actions, tally
+from offboard.lifecycle import AWAITING_PERSON, TERMINAL, RunEnd, fold_actions, tally
 from offboard.plan import Finding, Inventory, Plan, write_plan
 from offboard.proof.audit import AuditLog, read_records
 from offboard.proof.signing import Signer
@@ -57,24 +57,28 @@ def apply(plan: Plan, cfg: ExitConfig, sessions: Sessions, *, overrides: Overrid
         findings = [f for vp in fresh for f in vp.findings]
         refuse(findings)  # e.g. credentials that cannot make the planned writes: before the run folder
         run = RunDir.create(cfg.runs_dir)
-        progress.ceilings(seconds_per_action(plan, cfg, overrides))
+        progress.ceilings(seconds_at_limit(plan, cfg, overrides))
         with stops_named(run, cfg.path):
             write_plan(plan, run.plan_path)
             return _apply_run(run, plan, sessions, overrides, findings, live, progress, guide, ready.signer)
 
 
-def seconds_per_action(plan: Plan, cfg: ExitConfig, overrides: Overrides) -> dict[str, float]:
-    """Each vendor lane's seconds per action at its vendor's rate limit (where the connector knows it):
-    its API calls (a removal's owner read before it, unless --trust-listing) over its actions."""
+def seconds_at_limit(plan: Plan, cfg: ExitConfig, overrides: Overrides,
+                     done: Mapping[str, str] | None = None) -> dict[str, Limit]:
+    """For each vendor lane whose connector knows its rate limit: its window, and each action not
+    done yet (``done``: a resumed run's log) with the seconds its API calls take at that limit (a
+    removal's owner read before it, unless --trust-listing; a person's item, or one waiting for a
+    person, none)."""
     out = {}
+    done = done or {}
     for vp in plan.vendors:
         settings = cfg.vendors.get(vp.vendor)
         limit = settings.rate_limit() if settings is not None else None
-        actions = [a for step in vp.steps for a in step.actions]
-        if not limit or not limit[0] or not actions:
+        if not limit or not limit[0]:
             continue
-        calls = calls_of(actions, trust_listing=overrides.trust_listing)
-        out[vp.display_name] = calls / len(actions) * limit[1] / limit[0]
+        out[vp.display_name] = Limit(limit[1], {
+            a.id: calls_of([a], trust_listing=overrides.trust_listing) * limit[1] / limit[0]
+            for step in vp.steps for a in step.actions if done.get(a.id) not in (*TERMINAL, *AWAITING_PERSON)})
     return out
 
 
@@ -225,7 +229,7 @@ def resume(run_id: str, cfg: ExitConfig, sessions: Sessions, *, overrides: Overr
         still_open = {a.id for a in plan.actions() if done.get(a.id) not in TERMINAL}
         gone = check_matches_replan(plan, fresh, source=f"run {run_id}'s plan.json", only=still_open)
         refuse((f for vp in fresh for f in vp.findings), before=before)  # nothing recorded: the run is as it was
-        progress.ceilings(seconds_per_action(plan, cfg, overrides))
+        progress.ceilings(seconds_at_limit(plan, cfg, overrides, done))
         with stops_named(run, cfg.path), _claimed(run, sessions, audit, overrides, progress):
             return _resume_run(run, plan, sessions, audit, live, overrides, progress, guide, ready.signer, done,
                                gone)
