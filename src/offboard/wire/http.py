@@ -517,8 +517,6 @@ class VendorHttp:
         for the next lost a slot of the window per page. So at most two pages are in memory."""
         guard = self.page_guard(f"GET {path}")
         current = style.first(dict(params or {}))
-        if current is None:
-            return
         guard.request(current)
         ahead: _ReadAhead | None = None
         reply = self.get(path, params=current)
@@ -528,12 +526,12 @@ class VendorHttp:
                 items = style.items(body)
                 guard.received(items, style.totals(body))
                 following = style.next(body, current)
-                if following is not None:
-                    guard.request(following)
-                    ahead = self._read_ahead(path, following)
-                yield body, items
-                if following is None or ahead is None:
+                if following is None:
+                    yield body, items
                     return
+                guard.request(following)
+                ahead = self._read_ahead(path, following)
+                yield body, items
                 reply, ahead, current = ahead.future.result(), None, following
         finally:
             if ahead is not None:  # nobody will read it (the caller stopped, or was stopped)
