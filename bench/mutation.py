@@ -98,7 +98,10 @@ EQUIVALENT: dict[str, str] = {
     **{f"engine/execute.py: offboard.engine.execute.xǁRunPassǁone__mutmut_{n}":
        "the default of `WRITE_OUTCOMES.get(event, \"\")` is never taken: a write ends in one of the four events "
        "the table maps, or in manual.pending, which goes to a person before the key is used"
-       for n in (104, 106, 107)},
+       for n in (105, 107, 108)},
+    "engine/execute.py: offboard.engine.execute.x__verify_and_close__mutmut_38":
+        "a re-read that names no action looked up under `XXXX` instead of '': no action has either id, so the "
+        "failed check counts as failed either way",
     "proof/bundle.py: offboard.proof.bundle.x_verify__mutmut_42":
         "an empty BUNDLE.sig read as `XXXX`: that decodes to three bytes, no Ed25519 signature either, so the "
         "verdict and its line are the same (the signature does not verify)",
