@@ -8,8 +8,8 @@ small change at a time (mutmut), run the tests that guard it, and count what the
 
 Each module runs in a scratch copy of the repository (mutmut works in a ``mutants/`` folder of its
 own), against the narrow test selection named in MODULES, and the result is written to
-``docs/mutation.md`` by this script: the kill rate per module and every surviving mutant with its
-diff. A module not run this time keeps its previous section in the file. It is slow (minutes per
+``docs/development/mutation.md`` by this script: the kill rate per module and every surviving mutant
+with its diff. A module not run this time keeps its previous section in the file. It is slow (minutes per
 module), so it is not part of ``.ci/run``; run it after changing one of these modules or its tests.
 A survivor is either killed by a new test or explained as equivalent in EQUIVALENT below (the
 reason lands in the doc beside it).
@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-DOC = REPO / "docs" / "mutation.md"
+DOC = REPO / "docs" / "development" / "mutation.md"
 SPECS = REPO.parent / "shared" / "vendor-specs"
 
 # module (under src/offboard/) -> the tests that guard it. Narrow on purpose: mutmut runs, for each
@@ -73,10 +73,10 @@ EQUIVALENT: dict[str, str] = {
     # httpx's headers are case-insensitive: the same header, read or sent under another spelling
     **{f"wire/http.py: offboard.wire.http.{name}":
        "a header name in another case: httpx.Headers are case-insensitive, so it is the same header"
-       for name in ("xǁVendorHttpǁ__init____mutmut_34", "xǁVendorHttpǁ__init____mutmut_35",
-                    "xǁVendorHttpǁ__init____mutmut_37", "xǁVendorHttpǁ__init____mutmut_38",
-                    "xǁVendorHttpǁrequest__mutmut_31", "xǁVendorHttpǁrequest__mutmut_32",
-                    "xǁVendorHttpǁrequest__mutmut_211", "x__read_capped__mutmut_20",
+       for name in ("xǁVendorHttpǁ__init____mutmut_37", "xǁVendorHttpǁ__init____mutmut_38",
+                    "xǁVendorHttpǁ__init____mutmut_40", "xǁVendorHttpǁ__init____mutmut_41",
+                    "xǁVendorHttpǁrequest__mutmut_27", "xǁVendorHttpǁrequest__mutmut_28",
+                    "xǁVendorHttpǁrequest__mutmut_215", "x__read_capped__mutmut_20",
                     "xǁVendorHttpǁ_json_or_none__mutmut_20")},
     "proof/audit.py: offboard.proof.audit.x_seal__mutmut_18":
         "`encode(\"UTF-8\")`: the same codec as \"utf-8\" under another spelling",
@@ -98,7 +98,10 @@ EQUIVALENT: dict[str, str] = {
     **{f"engine/execute.py: offboard.engine.execute.xǁRunPassǁone__mutmut_{n}":
        "the default of `WRITE_OUTCOMES.get(event, \"\")` is never taken: a write ends in one of the four events "
        "the table maps, or in manual.pending, which goes to a person before the key is used"
-       for n in (104, 106, 107)},
+       for n in (105, 107, 108)},
+    "engine/execute.py: offboard.engine.execute.x__verify_and_close__mutmut_38":
+        "a re-read that names no action looked up under `XXXX` instead of '': no action has either id, so the "
+        "failed check counts as failed either way",
     "proof/bundle.py: offboard.proof.bundle.x_verify__mutmut_42":
         "an empty BUNDLE.sig read as `XXXX`: that decodes to three bytes, no Ed25519 signature either, so the "
         "verdict and its line are the same (the signature does not verify)",
@@ -118,13 +121,35 @@ EQUIVALENT: dict[str, str] = {
         "the default of `query`: every caller passes the query (the record's, or the audit line's with '')",
     "wire/http.py: offboard.wire.http.xǁVendorHttpǁdownload__mutmut_8":
         "`request(\"get\", ...)`: request() upper-cases the method before anything uses it",
-    **{f"wire/http.py: offboard.wire.http.{name}":
-       "the method in lower case: httpx upper-cases a request's method (and request() does too before it records it)"
-       for name in ("xǁVendorHttpǁget__mutmut_10", "xǁVendorHttpǁshown__mutmut_9")},
-    "wire/http.py: offboard.wire.http.xǁVendorHttpǁshown__mutmut_35":
-        "`decode(\"ASCII\")`: the same codec as \"ascii\" under another spelling",
-    "wire/http.py: offboard.wire.http.xǁVendorHttpǁ__init____mutmut_26":
+    "wire/http.py: offboard.wire.http.xǁVendorHttpǁget__mutmut_10":
+        "the method in lower case: request() upper-cases the method before anything uses it",
+    **{f"wire/http.py: offboard.wire.http.xǁVendorHttpǁ_shown_url__mutmut_{n}":
+       "how the recorded query is decoded (codec spelled `ASCII`, UTF-8, another error handler): httpx.URL.query is "
+       "the query encoded as ASCII by httpx itself, so any of these decodes it alike and no error handler is looked up"
+       for n in (23, 24, 26, 27, 28)},
+    "wire/http.py: offboard.wire.http.xǁVendorHttpǁ__init____mutmut_29":
         "`follow_redirects=None`: httpx treats it as false, its default, so redirects are still not followed",
+    "wire/http.py: offboard.wire.http.xǁVendorHttpǁ__init____mutmut_35":
+        "`follow_redirects` left out: httpx.Client does not follow redirects by default, so none is followed",
+    "wire/http.py: offboard.wire.http.x__read_capped__mutmut_21":
+        "a missing Content-Length read as `XXXX` instead of '': neither is a number, so the body is read the same way",
+    "wire/http.py: offboard.wire.http.xǁVendorHttpǁ_remaining__mutmut_9":
+        "a missing calls-left header read as `XXXX` instead of '': neither is a number, so no count is told either way",
+    **{f"wire/http.py: offboard.wire.http.xǁVendorHttpǁ_retry_wait__mutmut_{n}":
+       "the `is not None` guards of the retry's wait: tenacity calls before_sleep only once a retry is decided, with "
+       "the attempt's outcome set and its next action (the sleep) known, so the guards always hold"
+       for n in (3, 5, 8)},
+    "wire/http.py: offboard.wire.http.xǁVendorHttpǁrequest__mutmut_22":
+        "the guard on `state.outcome` in the wait: tenacity asks for a wait only after an attempt, whose outcome "
+        "is set",
+    "wire/http.py: offboard.wire.http.xǁVendorHttpǁrequest__mutmut_134":
+        "`status != 430` for `status != 429` in the retry test: a 429 is never read as a refusal (`_refused` returns "
+        "None for it), so the test is false for it either way, and no other retried status (5xx) is 429 or 430",
+    "wire/http.py: offboard.wire.http.xǁVendorHttpǁrequest__mutmut_50":
+        "`record`'s first value: every attempt sets it (in its finally) before anything reads it, and an attempt that "
+        "raises before that (a request that cannot be built, Ctrl-C in the limiter's wait) ends the call unread",
+    "wire/http.py: offboard.wire.http.xǁVendorHttpǁclose__mutmut_4":
+        "`shutdown(cancel_futures=True)` without `wait=True`: waiting is shutdown's default",
 }
 
 GOAL = 0.90
@@ -220,7 +245,7 @@ def section(r: Result) -> str:
 
 HEADER = """# Mutation testing
 
-Generated by `.venv/bin/python bench/mutation.py` (see [development](development.md)); do not edit by hand.
+Generated by `.venv/bin/python bench/mutation.py` (see [development](../development.md)); do not edit by hand.
 Each module's safety checks are broken on purpose, one small change (a *mutant*) at a time, by
 [mutmut](https://mutmut.readthedocs.io/), and the tests that guard the module are run against each
 mutant. A mutant the tests catch is *killed*; one they do not is a *survivor*: a check that could

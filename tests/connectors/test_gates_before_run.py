@@ -11,7 +11,6 @@ import os
 import shlex
 import signal
 import subprocess
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,6 +32,7 @@ from offboard_huntress.sandbox import (
 )
 from tests.conftest import FAST, blumira_section, write_config
 from tests.e2e.test_cli_over_http import offboard_exe
+from tests.polling import until
 
 OVERRIDE = ("--override-preflight", "lab: the sandbox's isolated host")
 
@@ -245,9 +245,8 @@ def test_ctrl_c_mid_run_ends_with_the_run_and_its_resume_command(served: Served,
                PYTHON_KEYRING_BACKEND="keyring.backends.null.Keyring")
     proc = subprocess.Popen([*offboard_exe(), "apply", "exit.plan.json", "-c", str(other), *OVERRIDE],
                             cwd=served.dir, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    deadline = time.monotonic() + 60
-    while len(served.sandbox.deletes()) < 3 and proc.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.01)
+    until(lambda: len(served.sandbox.deletes()) >= 3 or proc.poll() is not None,
+          what="apply's third DELETE (or its end)")
     proc.send_signal(signal.SIGINT)
     out, _ = proc.communicate(timeout=60)
     assert proc.returncode == 130, out

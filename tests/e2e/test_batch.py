@@ -10,7 +10,6 @@ import shlex
 import signal
 import subprocess
 import threading
-import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
@@ -39,6 +38,7 @@ from offboard_huntress.sandbox import CUSTOMER_ORG, NEIGHBOUR_ORG, HuntressSandb
 from tests.e2e.test_account_budget import windows_over_the_limit
 from tests.e2e.test_cli_over_http import CANARY_KEY, CANARY_SECRET, SCALE, offboard_exe
 from tests.e2e.test_two_vendors import BLU_ID, BLU_SECRET
+from tests.polling import until
 
 pytestmark = pytest.mark.e2e
 
@@ -103,9 +103,8 @@ def test_a_batch_killed_mid_way_resumes_and_every_exit_ends_verified(migration: 
 
     first = subprocess.Popen([*offboard_exe(), "batch", "apply", "batch.plan.json", "--override-preflight", "lab"],
                              cwd=m.dir, env=m.env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + 120
-    while len(m.huntress.deletes()) < 20 and first.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.01)
+    until(lambda: len(m.huntress.deletes()) >= 20 or first.poll() is not None,
+          what="batch apply's twentieth DELETE (or its end)", tries=12000)
     first.send_signal(signal.SIGKILL)
     first.wait(timeout=30)
     assert 20 <= len(m.huntress.deletes()) < 24 + 30 + 8  # killed mid-way
@@ -182,9 +181,8 @@ def test_ctrl_c_stops_each_exit_after_its_action_and_the_batch_resumes(migration
                  "--parallel", "3").returncode == 0
     first = subprocess.Popen([*offboard_exe(), "batch", "apply", "batch.plan.json", "--override-preflight", "lab"],
                              cwd=m.dir, env=m.env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + 120
-    while len(m.huntress.deletes()) < 10 and first.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.01)
+    until(lambda: len(m.huntress.deletes()) >= 10 or first.poll() is not None,
+          what="batch apply's tenth DELETE (or its end)", tries=12000)
     first.send_signal(signal.SIGINT)
     _, err = first.communicate(timeout=60)
     assert first.returncode == 130, err

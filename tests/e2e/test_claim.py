@@ -11,7 +11,6 @@ import re
 import shlex
 import subprocess
 import threading
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +27,7 @@ from offboard_huntress.sandbox import Fault, HuntressSandbox
 from tests.conftest import load, write_config
 from tests.connectors.psa_harness import CLAIM, CW
 from tests.e2e.test_cli_over_http import CANARY_KEY, CANARY_SECRET, SCALE, offboard_exe
+from tests.polling import until
 
 pytestmark = pytest.mark.e2e
 OVERRIDE = ("--override-preflight", "incident 503 handled by phone")
@@ -214,14 +214,11 @@ def test_renewal_edits_the_claim_note_instead_of_posting(world: World) -> None:
     first = world.run("apply", "exit.plan.json", *OVERRIDE, popen=True)
     try:
         assert fault.reached.wait(120)
-        deadline = time.monotonic() + 120  # waits for an event (a renewal), asserts no duration
-
         def renewals() -> list[Any]:
             return [r for r in world.psa.requests if r.method == "PATCH" and "/notes/" in r.path
                     and "state=live" in r.body]
 
-        while not renewals() and time.monotonic() < deadline:
-            time.sleep(0.05)
+        until(renewals, what="a renewal of the claim (a PATCH of its note, state=live)", tries=2400, step=0.05)
     finally:
         hold.set()
         out, err = first.communicate(timeout=180)
@@ -293,9 +290,8 @@ def test_a_holder_whose_claim_was_taken_over_sends_no_further_write(world: World
         world.psa.notes.append({"id": 99000, "ticketId": cw.EXIT_TICKET, "internalAnalysisFlag": True,
                                 "text": f"taken over\n[offboard-claim exit={key} run={run} host=machine-a "
                                         f"user={user} expires=2026-01-01T00:00:00Z state=released]"})
-        deadline = time.monotonic() + 120  # waits for an event (the renewal's read), asserts no duration
-        while not [e for e in world.audit(run) if e["event"] == "claim.lapsed"] and time.monotonic() < deadline:
-            time.sleep(0.05)
+        until(lambda: [e for e in world.audit(run) if e["event"] == "claim.lapsed"],
+              what="a claim.lapsed line in the run's audit log", tries=2400, step=0.05)
     finally:
         hold.set()
         out, err = first.communicate(timeout=180)

@@ -23,6 +23,7 @@ import pytest
 from offboard.connectors.sandboxing import serve
 from offboard_huntress.sandbox import CUSTOMER_ORG, NEIGHBOUR_ORG, Fault, HuntressSandbox
 from tests.conftest import write_config
+from tests.polling import until
 
 pytestmark = pytest.mark.e2e
 
@@ -154,9 +155,8 @@ def test_kill_9_during_apply_then_resume_removes_each_agent_exactly_once(env: En
     env.sandbox.faults.append(Fault(method="DELETE", path_prefix="/v1/agents/", status=None, delay=0.05,
                                     times=10**6))
     proc = env.popen("apply", "exit.plan.json", "--override-preflight", "lab")
-    deadline = time.monotonic() + 60
-    while len(env.sandbox.deletes()) < 7 and proc.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.01)
+    until(lambda: len(env.sandbox.deletes()) >= 7 or proc.poll() is not None,
+          what="apply's seventh DELETE (or its end)")
     assert proc.poll() is None, "apply finished before it could be killed"
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait(timeout=10)

@@ -9,11 +9,12 @@ import re
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+from tests.polling import until
 
 pytestmark = pytest.mark.e2e
 
@@ -50,12 +51,10 @@ def environment(home: Path) -> dict[str, str]:
     return env
 
 
-def wait_for(path: Path, proc: subprocess.Popen[bytes], log: Path, timeout: float = 120) -> None:
-    deadline = time.monotonic() + timeout
-    while not path.exists():
-        assert proc.poll() is None, f"it stopped (exit {proc.returncode}): {log.read_text()}"
-        assert time.monotonic() < deadline, f"{path} never appeared: {log.read_text()}"
-        time.sleep(0.1)
+def wait_for(path: Path, proc: subprocess.Popen[bytes], log: Path, tries: int = 1200) -> None:
+    until(lambda: path.exists() or proc.poll() is not None, what=f"{path} appearing", tries=tries, step=0.1,
+          detail=log.read_text)
+    assert path.exists(), f"it stopped (exit {proc.returncode}): {log.read_text()}"
 
 
 def stop(proc: subprocess.Popen[bytes]) -> int:
@@ -158,7 +157,7 @@ def test_demo_keep_leaves_its_sandboxes_up_until_ctrl_c(folder: Path, tmp_path: 
         demo = subprocess.Popen(["offboard", "demo", "--keep"], cwd=folder, env=env, stdout=out,
                                 stderr=subprocess.STDOUT)
     try:
-        wait_for(folder / "offboard-demo" / "sandbox.env", demo, log, timeout=300)
+        wait_for(folder / "offboard-demo" / "sandbox.env", demo, log, tries=3000)
         # The exited customer is still there to question: the service is stopped at both vendors.
         verified = subprocess.run(["bash", "-c", ". offboard-demo/sandbox.env && "
                                    "offboard verify -c offboard-demo/config.toml"], cwd=folder, env=env,

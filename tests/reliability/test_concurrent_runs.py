@@ -8,7 +8,6 @@ import contextlib
 import os
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from contextlib import AbstractContextManager
 from pathlib import Path
@@ -22,6 +21,7 @@ from offboard.errors import BadInput, ExitCode
 from offboard_huntress.sandbox import DEMO_KEY, DEMO_SECRET, Fault, HuntressSandbox
 from tests.conftest import DEMO_CREDS, Harness, load, write_config
 from tests.e2e.test_cli_over_http import CANARY_KEY, CANARY_SECRET, SCALE, Env
+from tests.polling import until
 
 LAB = engine.Overrides(preflight="lab")
 REPO = Path(__file__).resolve().parents[2]
@@ -211,9 +211,8 @@ def test_two_offboard_apply_processes_on_one_exit_one_is_refused(tmp_path: Path,
         # The second operator's own plan, from their own config (a plan is tied to its config's wording).
         assert env.run("plan", "-o", "b.plan.json", "--config", str(second_config), environ=environ).returncode == 0
         first = env.popen("apply", "exit.plan.json", "--override-preflight", "lab")
-        deadline = time.monotonic() + 60
-        while not sandbox.deletes() and first.poll() is None and time.monotonic() < deadline:
-            time.sleep(0.01)
+        until(lambda: sandbox.deletes() or first.poll() is not None,
+              what="the first apply's first DELETE (or its end)")
         second = env.run("apply", "b.plan.json", "--override-preflight", "lab", "--config", str(second_config),
                          environ=environ)
         first.wait(timeout=120)

@@ -8,14 +8,14 @@ from __future__ import annotations
 import gc
 import json
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from offboard.cli.render import outcome_words
-from offboard.connectors import ActionResult, Artifact
+from offboard.connectors import ActionResult, Artifact, Check
 from offboard.engine.execute import execute
 from offboard.engine.sessions import Sessions
 from offboard.engine.types import Guide, GuideAnswer, NoProgress, Overrides, RunResult
@@ -52,6 +52,7 @@ class Vendor:
         self.reread_answers = list(rereads or [])
         self.calls: list[str] = []
         self.drafts: tuple[Artifact, ...] = ()
+        self.checks: list[Check] = []  # what verification's re-read of this vendor says
         self.listing = Inventory(vendor="huntress", scope="org 42", account="key", items=())
 
     def owner_now(self, action: Action) -> ActionResult:
@@ -76,7 +77,7 @@ class Vendor:
         return self.listing
 
     def verify(self, vendor_plan: VendorPlan | None, inventory: Inventory) -> list[Any]:
-        return []
+        return self.checks
 
     def documents(self, vendor_plan: VendorPlan, states: Any) -> tuple[Any, ...]:
         return self.drafts
@@ -90,9 +91,17 @@ class Shown(NoProgress):
 
     def __init__(self) -> None:
         self.lines: list[str] = []
+        self.phases: list[str] = []
+        self.lanes_told: list[dict[str, tuple[int, int]]] = []
 
     def start(self, total: int, done: int) -> None:
         self.lines.append(f"{done}/{total} done")
+
+    def lanes(self, counts: Mapping[str, tuple[int, int]]) -> None:  # each vendor's (actions, done before)
+        self.lanes_told.append(dict(counts))
+
+    def phase(self, text: str) -> None:
+        self.phases.append(text)
 
     def advance(self, action: Action, event: str) -> None:
         self.lines.append(f"{action.target.name}: {outcome_words(action, event)}")
@@ -453,17 +462,23 @@ def test_a_write_behind_an_unconfirmed_gate_is_held_not_sent_and_the_gate_is_a_p
     run = Run(tmp_path, uninstall(), first=(Step(id="huntress.notify", vendor="huntress", title="Notify",
                                                  phase="closure", actions=(gate,)),))
     vendor = Vendor()
-    result = run.go(vendor)
+    result = run.go(vendor, config=Path("exits/acme.toml"))
     assert vendor.calls == []  # nothing is sent while the gate waits for a person
     notified = [r for r in read_records(run.dir.audit_path) if r.get("action_id") == gate.id]
     assert [(r["event"], r["outcome"], r["detail"]) for r in notified] == [
         ("manual.pending", "unknown", {"summary": "tell Huntress", **manual.model_dump()}),
         ("vendor.held", "unknown", f"no change is made at this vendor until huntress.notify is confirmed (`offboard "
-                                   f"confirm huntress.notify --by NAME --note NOTE --run {run.dir.run_id}`), then "
-                                   f"`offboard apply --resume {run.dir.run_id}`")]
+                                   f"confirm huntress.notify --by NAME --note NOTE --run {run.dir.run_id} -c "
+                                   f"exits/acme.toml`), then `offboard apply --resume {run.dir.run_id} -c "
+                                   f"exits/acme.toml`")]
     assert run.lines() == []  # the write was not started
     assert run.shown.lines == ["0/2 done", "tell Huntress: manual, pending", "pc-17: waits for a person's confirmation"]
     assert result.exit_code == ExitCode.MANUAL_PENDING and [a.id for a in result.pending] == [gate.id]
+    assert result.message == (
+        f"1 manual item(s) waiting for a person: the checklist is in {run.dir.path / 'manual-checklist.md'}; do "
+        f"each, then `offboard confirm ITEM --by NAME --note NOTE --run {run.dir.run_id} -c exits/acme.toml`; 1 "
+        f"action(s) wait for huntress.notify, then run with: offboard apply --resume {run.dir.run_id} -c "
+        "exits/acme.toml")
 
 
 # -- the run around the writes ---------------------------------------------------------------------
@@ -475,6 +490,7 @@ def test_a_run_with_writes_to_make_records_the_scope_guards_mode_a_resume_with_n
         "mode": "object", "promise": "each write is preceded by a read of its object alone; sent only when that read "
                                      "names the exit's owner"})]
     assert run.shown.lines == ["0/1 done", "pc-17: done", "1/1 done"]
+    assert run.shown.lanes_told == [{"Huntress": (1, 0)}, {"Huntress": (1, 1)}]  # each vendor's actions, done before
 
 
 def test_with_trust_listing_the_mode_line_says_the_listing_decides_and_how_old_it_may_be(run: Run) -> None:
@@ -549,10 +565,45 @@ def test_ctrl_c_during_a_write_records_the_interruption_and_leaves_the_run_resum
 
 
 def test_a_finished_run_records_its_counts_and_exit_and_its_state(run: Run) -> None:
-    run.go(Vendor())
+    passed = Check(name="pc-17 is gone", passed=True, detail="404", action_id=run.action.id)
+    vendor = Vendor()
+    vendor.checks = [passed]
+    result = run.go(vendor)
     [(_, outcome, detail)] = run.run_lines("run.finished")
     assert outcome == "success" and detail["exit_code"] == 0 and detail["checks_failed"] == 0
     assert detail["succeeded"] == 1 and run.status() == "finished"
+    assert result.exit_code == ExitCode.OK and result.message == "" and result.checks == [passed]
+    assert result.summary().startswith(f"Run {run.dir.run_id}: 1 removed by API (0 already gone), ")
+    assert run.shown.phases == ["Verifying: re-reading each vendor to prove the service stopped"]
+
+
+def test_a_run_whose_re_read_fails_is_failed_in_its_log_its_state_and_its_result(run: Run) -> None:
+    still = Check(name="pc-17 is gone", passed=False, detail="still listed", action_id=run.action.id)
+    vendor = Vendor()
+    vendor.checks = [still]
+    result = run.go(vendor)
+    [(_, outcome, detail)] = run.run_lines("run.finished")
+    assert outcome == "failure" and detail["exit_code"] == 1 and detail["checks_failed"] == 1
+    assert run.status() == "finished-failed"
+    assert result.exit_code == ExitCode.FAILED and result.checks == [still] and result.tally is not None
+
+
+def test_a_persons_item_whose_re_read_disagrees_is_pending_not_failed_and_the_message_says_what_to_run(
+        tmp_path: Path) -> None:
+    manual = Manual(portal_path="Settings > Agents", done_when="the agent is gone from the portal")
+    item = Action(id="huntress.portal.17", vendor="huntress", step="huntress.uninstall", kind="manual",
+                  operation="portal", target=TARGET, summary="remove pc-17 in the portal", manual=manual)
+    run = Run(tmp_path, item)
+    vendor = Vendor()
+    vendor.checks = [Check(name="pc-17 is gone", passed=False, detail="still listed", action_id=item.id)]
+    result = run.go(vendor, config=Path("exits/acme.toml"))
+    assert vendor.calls == []
+    [(_, outcome, detail)] = run.run_lines("run.finished")
+    assert outcome == "success" and detail["exit_code"] == 3 and detail["checks_failed"] == 0
+    assert run.status() == "finished-manual_pending"
+    assert result.exit_code == ExitCode.MANUAL_PENDING and result.message == (
+        f"1 manual item(s) waiting for a person: the checklist is in {run.dir.path / 'manual-checklist.md'}; do "
+        f"each, then `offboard confirm ITEM --by NAME --note NOTE --run {run.dir.run_id} -c exits/acme.toml`")
 
 
 # -- the runbook's rule: no removal while the vendor's evidence export failed -------------------------
@@ -570,7 +621,7 @@ def with_export(tmp_path: Path) -> Run:
 def test_a_removal_is_held_back_while_its_vendors_evidence_export_failed(tmp_path: Path) -> None:
     run = with_export(tmp_path)
     vendor = Vendor(writes=[ActionResult("failure", "export refused", GET)])
-    result = run.go(vendor)
+    result = run.go(vendor, config=Path("exits/acme.toml"))
     assert vendor.calls == ["execute"]  # the export only: no owner read, no write
     assert run.lines() == [{"event": "action.blocked", "outcome": "failure", "http": None, "detail":
                             "not run: this vendor's evidence export failed; fix it and resume, or resume with "
@@ -578,7 +629,7 @@ def test_a_removal_is_held_back_while_its_vendors_evidence_export_failed(tmp_pat
     assert run.shown.lines == ["0/2 done", "agents export: FAILED", "pc-17: held back: the evidence export failed"]
     assert result.exit_code == ExitCode.FAILED and result.message == (
         f"1 removal(s) held back because an evidence export failed; see the audit log, then "
-        f"`offboard apply --resume {run.dir.run_id}`")
+        f"`offboard apply --resume {run.dir.run_id} -c exits/acme.toml`")
 
 
 def test_an_evidence_override_lets_the_removals_run_and_is_audited_once_per_vendor_with_its_reason(
@@ -593,6 +644,7 @@ def test_an_evidence_override_lets_the_removals_run_and_is_audited_once_per_vend
                             *[ActionResult("success", "uninstall requested", DELETE)] * 2])
     run.go(vendor, overrides=Overrides(evidence="the customer exported it themselves"))
     assert vendor.calls == ["execute", "owner_now", "execute", "owner_now", "execute"]
+    assert run.shown.lanes_told == [{"Huntress": (3, 0)}]
     overridden = [r for r in read_records(run.dir.audit_path) if r["event"] == "evidence.overridden"]
     assert [(r["vendor"], r["outcome"], r["detail"]) for r in overridden] == [
         ("huntress", "success", {"reason": "the customer exported it themselves"})]

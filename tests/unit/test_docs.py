@@ -29,11 +29,11 @@ def test_the_reference_names_every_command_and_its_options() -> None:
 def test_the_readme_is_short_and_every_local_link_resolves() -> None:
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
     assert len(readme.splitlines()) <= 200
-    for path in [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]:
+    for path in [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]:
         for target in re.findall(r"\]\(([^)#]+?)(?:#[^)]*)?\)", path.read_text(encoding="utf-8")):
             if "://" in target:
                 continue
-            assert (path.parent / target).exists(), f"{path.name} links to {target}, which does not exist"
+            assert (path.parent / target).exists(), f"{path.relative_to(ROOT)} links to {target}, which does not exist"
 
 
 def test_the_performance_figures_are_the_benchmarks_own() -> None:

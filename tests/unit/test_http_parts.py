@@ -17,31 +17,41 @@ from typing import Any
 import httpx
 import pytest
 
-from offboard.errors import AmbiguousWrite, VendorAuthError, VendorError, VendorReplyError
+from offboard.errors import (
+    AmbiguousWrite,
+    VendorAuthError,
+    VendorError,
+    VendorRefused,
+    VendorReplyError,
+    VendorReplyRefused,
+)
 from offboard.wire import http as wire
 from offboard.wire import waits
 from offboard.wire.http import HttpRecord, RetryPolicy, VendorHttp, parse_retry_after
+from offboard.wire.paging import Totals
 from offboard.wire.ratelimit import SlidingWindowLimiter
 from offboard.wire.redact import REDACTOR
+from offboard.wire.replies import ReplyLimits
 from tests.fakeclock import FakeClock
 
 Handler = Callable[[httpx.Request], httpx.Response]
 
 
 def client(handler: Handler, *, remaining_header: str | None = None, budget_file: Path | None = None,
-           policy: RetryPolicy | None = None) -> tuple[VendorHttp, list[float]]:
+           policy: RetryPolicy | None = None, base_url: str = "https://api.vendor.example/v1",
+           **extra: Any) -> tuple[VendorHttp, list[float]]:
     slept: list[float] = []
     clock = FakeClock()  # the limiter's waits (a vendor's Retry-After holds it too) pass at once
     limiter = SlidingWindowLimiter(1000, 60.0, clock=clock, sleep=clock.sleep)
-    return VendorHttp("Vendor", "https://api.vendor.example/v1", httpx.BasicAuth("user-k", "pass-s"),
+    return VendorHttp("Vendor", base_url, httpx.BasicAuth("user-k", "pass-s"),
                       limiter, transport=httpx.MockTransport(handler), sleep=slept.append,
-                      remaining_header=remaining_header, budget_file=budget_file, policy=policy), slept
+                      remaining_header=remaining_header, budget_file=budget_file, policy=policy, **extra), slept
 
 
 def test_a_policy_on_a_faster_clock_scales_every_wait_but_not_the_attempts() -> None:
-    policy = RetryPolicy(max_attempts=4, backoff_base=2.0, backoff_max=30.0, retry_after_max=100.0,
-                         rate_limited_default=50.0)
-    assert policy.scaled(0.5) == RetryPolicy(max_attempts=4, backoff_base=1.0, backoff_max=15.0,
+    policy = RetryPolicy(max_attempts=4, backoff_base=3.0, backoff_max=30.0, retry_after_max=100.0,
+                         rate_limited_default=50.0)  # none of them the default, so each one's scaling shows
+    assert policy.scaled(0.5) == RetryPolicy(max_attempts=4, backoff_base=1.5, backoff_max=15.0,
                                              retry_after_max=50.0, rate_limited_default=25.0)
 
 
@@ -264,8 +274,9 @@ def test_each_wait_is_told_with_what_it_waits_for(fault: Handler, wait: tuple[st
         http.get("/x")
     retries = [w for w in heard if w.why.startswith("before") or w.why.endswith("answered 429)")]
     assert [(w.vendor, w.kind, w.why) for w in retries] == [("Vendor", wait[0], wait[2])]
+    assert retries[0].seconds == slept[0]  # what is told is what is waited (a backoff's too: random, told as drawn)
     if wait[1] is not None:
-        assert retries[0].seconds == wait[1] == slept[0]
+        assert retries[0].seconds == wait[1]
 
 
 def test_a_429_without_retry_after_waits_a_whole_window() -> None:
@@ -469,3 +480,230 @@ def test_a_limiter_wait_says_whether_the_vendor_asked_for_it() -> None:
     assert [(w.vendor, w.seconds, w.kind, w.why) for w in heard] == [
         ("Vendor", 4.0, "rate_limit", "for the rate limit (the vendor asked to wait)"),
         ("Vendor", 1.5, "rate_limit", "for the rate limit")]
+
+
+# -- what the mutation run (bench/mutation.py wire/http.py) found no test for --------------------------
+
+
+def test_a_backoff_doubles_from_the_policys_base_up_to_its_ceiling(monkeypatch: pytest.MonkeyPatch) -> None:
+    import tenacity
+
+    monkeypatch.setattr(tenacity.wait.random, "uniform", lambda low, high: high)  # full jitter at its top
+    answers = iter([503, 503, 503, 503, 200])
+    http, slept = client(lambda r: httpx.Response(next(answers), json={}),
+                         policy=RetryPolicy(backoff_base=3.0, backoff_max=10.0))
+    http.get("/x")
+    assert slept == [3.0, 6.0, 10.0, 10.0]
+
+
+def test_a_post_that_only_reads_is_retried_as_a_read_not_taken_for_a_write() -> None:
+    answers = iter([503, 200])
+    http, slept = client(lambda r: httpx.Response(next(answers), json={"found": []}))
+    assert http.request("POST", "/search", json={"q": "x"}, read=True).body == {"found": []}
+    assert http.calls == 2 and len(slept) == 1
+
+
+def test_a_write_refused_with_429_until_retries_give_up_did_not_land() -> None:
+    http, _ = client(lambda r: httpx.Response(429, headers={"Retry-After": "0"}),
+                     policy=RetryPolicy(max_attempts=3))
+    with pytest.raises(VendorError) as caught:
+        http.request("DELETE", "/agents/7")
+    # 429 says the call was not taken: a plain failure to retry later, never "may have landed"
+    assert type(caught.value) is VendorError and caught.value.status == 429
+    assert str(caught.value) == "Vendor: DELETE /agents/7 failed: HTTP 429 Too Many Requests (gave up after 3 attempts)"
+
+
+def test_a_refusal_in_the_vendors_documented_form_is_raised_as_refused_naming_vendor_call_and_status() -> None:
+    def envelope(response: httpx.Response) -> str | None:
+        return response.json().get("error")
+
+    http, _ = client(lambda r: httpx.Response(422, json={"error": "name is required"}), refusal=envelope)
+    with pytest.raises(VendorRefused) as caught:
+        http.request("POST", "/things", json={})
+    assert (caught.value.vendor, caught.value.call, caught.value.status) == ("Vendor", "POST /things", 422)
+    assert str(caught.value) == "Vendor: POST /things failed: HTTP 422, refused: name is required"
+    assert http.calls == 1  # a refusal is never resent
+
+
+def test_an_error_reply_past_the_limit_is_named_by_its_status_and_only_the_words_read() -> None:
+    declared, _ = client(lambda r: httpx.Response(400, content=b"x" * 100), limits=ReplyLimits(max_bytes=10))
+    with pytest.raises(VendorError) as caught:
+        declared.get("/x")  # declared 100 bytes: not read at all
+    assert str(caught.value) == "Vendor: GET /x failed: HTTP 400 Bad Request"
+    streamed, _ = client(lambda r: httpx.Response(400, content=iter([b"0123456789", b"ABCDEF"])),
+                         limits=ReplyLimits(max_bytes=10))
+    with pytest.raises(VendorError) as caught:
+        streamed.get("/x")  # sent without a length: read up to the limit
+    assert str(caught.value) == "Vendor: GET /x failed: HTTP 400 Bad Request: 0123456789"
+
+
+def test_a_reply_is_never_read_past_the_limit() -> None:
+    def endless() -> Iterator[bytes]:
+        yield b"[" + b"1," * 20
+        yield b"1," * 20
+        raise AssertionError("the reply was read past the limit")
+
+    http, _ = client(lambda r: httpx.Response(200, content=endless()), limits=ReplyLimits(max_bytes=30,
+                                                                                          max_download_bytes=30))
+    with pytest.raises(VendorReplyRefused, match="larger than 30 bytes"):
+        http.get("/x")
+    with pytest.raises(VendorReplyRefused, match="larger than 30 bytes"):
+        http.download("https://files.vendor.example/r.pdf")  # another origin, sent without the credentials
+
+
+def test_a_download_is_held_to_the_download_limit_not_the_replies_one() -> None:
+    http, _ = client(lambda r: httpx.Response(200, content=b"%PDF" + b"x" * 40),
+                     limits=ReplyLimits(max_bytes=10, max_download_bytes=100))
+    assert http.download("https://files.vendor.example/r.pdf").body == b"%PDF" + b"x" * 40
+    with pytest.raises(VendorReplyRefused, match="larger than 10 bytes"):
+        http.get("/x")
+
+
+def test_a_no_content_reply_with_a_body_anyway_is_none() -> None:
+    http, _ = client(lambda r: httpx.Response(204, content=b"<html>ignored</html>"))
+    assert http.request("DELETE", "/agents/7").body is None
+
+
+@pytest.mark.parametrize("url, recorded", [
+    ("https://files.vendor.example:8443/r.pdf", "https://files.vendor.example:8443/r.pdf"),  # the port kept
+    ("https://api.vendor.example/files/r.pdf", "/files/r.pdf"),  # the API's host, outside its base path: whole
+    ("https://api.vendor.example/v1/r.pdf", "/r.pdf"),
+])
+def test_a_download_is_recorded_by_where_it_was_fetched(url: str, recorded: str) -> None:
+    http, _ = client(lambda r: httpx.Response(200, content=b"%PDF"))
+    with http.recording() as calls:
+        http.download(url)
+    assert [c.path for c in calls] == [recorded]
+
+
+@pytest.mark.parametrize("base", ["https://api.vendor.example/apiX", "https://api.vendor.example/apiX/"])
+def test_the_base_urls_own_path_is_left_out_of_the_record_whatever_it_ends_with(base: str) -> None:
+    http, _ = client(lambda r: httpx.Response(200, json={}), base_url=base)
+    http.get("/things", params={"page": 2})
+    assert http.last_call is not None and (http.last_call.path, http.last_call.query) == ("/things", "page=2")
+
+
+def test_a_request_that_cannot_be_built_is_raised_and_costs_no_call() -> None:
+    sent: list[httpx.Request] = []
+    http, _ = client(lambda r: sent.append(r) or httpx.Response(200, json={}))
+    with pytest.raises(TypeError, match="not JSON serializable"):
+        http.request("POST", "/things", json={"when": object()})
+    assert sent == [] and http.calls == 0 and http.last_call is None
+
+
+def test_the_words_of_a_lost_connection_are_kept_whole_only_a_trailing_colon_is_dropped() -> None:
+    def down(request: httpx.Request) -> httpx.Response:
+        raise httpx.ConnectError("no route to host-X", request=request)
+
+    http, _ = client(down, policy=RetryPolicy(max_attempts=1))
+    with pytest.raises(VendorError) as caught:
+        http.get("/x")
+    assert str(caught.value) == "Vendor: GET /x failed: ConnectError: no route to host-X (gave up after 1 attempts)"
+
+
+def test_a_call_whose_connection_failed_is_recorded_without_a_status() -> None:
+    def down(request: httpx.Request) -> httpx.Response:
+        raise httpx.ConnectError("refused", request=request)
+
+    http, _ = client(down, policy=RetryPolicy(max_attempts=2))
+    with pytest.raises(VendorError, match="gave up after 2 attempts"):
+        http.get("/x")
+    assert http.last_call is not None and (http.last_call.status, http.last_call.attempt) == (None, 2)
+
+
+def test_a_calls_duration_is_recorded_in_milliseconds(monkeypatch: pytest.MonkeyPatch) -> None:
+    import types
+
+    ticks = iter([1000.0, 1002.5])  # the call starts, then its reply is read two and a half seconds later
+    monkeypatch.setattr(wire, "time", types.SimpleNamespace(monotonic=lambda: next(ticks)))
+    http, _ = client(lambda r: httpx.Response(200, json={}))
+    http.get("/x")
+    assert http.last_call is not None and http.last_call.duration_ms == 2500
+
+
+def test_a_host_of_another_origin_that_does_not_resolve_is_named_not_the_apis() -> None:
+    def unresolved(request: httpx.Request) -> httpx.Response:
+        raise chained(httpx.ConnectError("x", request=request), gai())
+
+    http, _ = client(unresolved)
+    with pytest.raises(VendorError, match=r"the host name files\.elsewhere\.example could not be resolved"):
+        http.download("https://files.elsewhere.example/r.pdf")
+
+
+def test_the_servers_clock_is_read_from_a_dated_reply_in_utc_whatever_the_machines_zone(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    import time
+
+    dates = iter(["Mon, 23 Nov 2026 10:00:00 +0100", "Mon, 23 Nov 2026 11:00:00 -0000", "not a date"])
+    http, _ = client(lambda r: httpx.Response(200, json={}, headers={"Date": next(dates)}))
+    monkeypatch.setenv("TZ", "Asia/Tokyo")
+    time.tzset()
+    try:
+        http.get("/x")
+        assert http.server_time == datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
+        assert http.server_time.utcoffset() == timedelta(0)  # shown and compared as UTC, not the machine's zone
+        http.get("/x")  # "-0000": a time with no zone (RFC 5322), so not the server's clock: the last one stands
+        http.get("/x")
+        assert http.server_time == datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
+    finally:
+        monkeypatch.delenv("TZ")
+        time.tzset()
+
+
+class Stated(Numbered):
+    """Ten pages, each stating the listing's size in its body."""
+
+    def next(self, body: Any, params: dict[str, Any]) -> dict[str, Any] | None:
+        return {**params, "page": params["page"] + 1} if params["page"] < 10 else None
+
+    def totals(self, body: Any) -> Totals:  # type: ignore[override]
+        return Totals(pages=body["pages"])
+
+
+def test_a_listing_is_held_to_the_totals_it_states_and_the_message_names_the_vendor_and_the_call() -> None:
+    http, _ = client(lambda r: httpx.Response(200, json={"data": [{"id": int(r.url.params["page"])}], "pages": 1}))
+    with pytest.raises(VendorReplyRefused) as caught:
+        list(http.paginate("/devices", Stated()))
+    assert str(caught.value).startswith("Vendor: GET /devices failed: the vendor's reply pages without end: the "
+                                        "listing says it holds 1 pages, yet page")
+    http.close()
+
+
+def test_a_listing_longer_than_max_pages_names_the_setting_where_it_is_set() -> None:
+    http, _ = client(lambda r: httpx.Response(200, json={"data": [{"id": int(r.url.params["page"])}]}),
+                     limits=ReplyLimits(max_pages=2, where="[vendor]"))
+    with pytest.raises(VendorReplyRefused, match=r"^Vendor: GET /devices failed: .* offboard reads at most 2 pages "
+                                                 r"of one listing \(max_pages in \[vendor\];"):
+        list(http.paginate("/devices", Numbered()))
+    http.close()
+
+
+def test_a_client_reads_ahead_one_page_at_a_time_in_its_own_named_thread_and_close_sends_none_still_queued() -> None:
+    asked: list[tuple[str, str, str]] = []
+    a_reading, release = threading.Event(), threading.Event()
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        page = request.url.params["page"]
+        asked.append((request.url.path, page, threading.current_thread().name))
+        if request.url.path.endswith("/a") and page == "2":
+            a_reading.set()
+            assert release.wait(30)
+        return httpx.Response(200, json={"data": [{"id": int(page)}]})
+
+    http, _ = client(handler)
+    a = http.pages("/a", Numbered())
+    next(a)  # /a's page 2 is read ahead, and held at the vendor
+    assert a_reading.wait(30)
+    b = http.pages("/b", Numbered())
+    next(b)  # /b's page 2 waits behind it: the client reads ahead one page at a time
+    closing = threading.Thread(target=http.close)
+    closing.start()
+    closing.join(0.2)
+    assert closing.is_alive()  # close waits for the read under way
+    release.set()
+    closing.join(30)
+    assert not closing.is_alive()
+    assert [(path, page) for path, page, _ in asked] == [("/v1/a", "1"), ("/v1/a", "2"), ("/v1/b", "1")]
+    assert asked[1][2].startswith("Vendor-pages")  # what a stack dump shows of the reader
+    a.close()
+    b.close()

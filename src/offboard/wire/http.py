@@ -277,12 +277,9 @@ class VendorHttp:
         finally:
             stack.remove(calls)
 
-    def shown(self, path: str, params: Mapping[str, Any] | None) -> tuple[str, str]:
-        """(path, query) as a request is recorded: the path on the vendor's API (the base URL's own
-        path left out), the query as sent; a URL on another origin as scheme://host/path, no query."""
-        return self._shown_url(self._client.build_request("GET", path, params=params).url, path)
-
     def _shown_url(self, url: httpx.URL, path: str) -> tuple[str, str]:
+        """(path, query) as a request is recorded: the path on the vendor's API (the base URL's own
+        path left out), the query as sent; a URL on another origin as scheme://host:port/path, no query."""
         if not self._same_origin(path):
             port = f":{url.port}" if url.port else ""
             return REDACTOR.text(f"{url.scheme}://{url.host}{port}{url.path}"), ""
@@ -350,15 +347,18 @@ class VendorHttp:
         def _once() -> _Received:
             nonlocal attempt, shown, record
             attempt += 1
+            # Built before a slot of the window is taken: a request that cannot be built (a body that
+            # is not JSON) is the caller's fault, raised as such, and costs the vendor account no call.
+            request = self._client.build_request(method, path, params=params, json=json, files=files, data=data)
+            if shown is None:  # one URL built per call, not one more to show it
+                shown = self._shown_url(request.url, path)
             token = self.limiter.acquire(on_wait=self._limiter_wait)
             with self._count_lock:
                 self.calls += 1
             started = time.monotonic()
             status: int | None = None
             response: httpx.Response | None = None
-            request: httpx.Request | None = None
             try:
-                request = self._client.build_request(method, path, params=params, json=json, files=files, data=data)
                 # Another origin (e.g. a report PDF on a storage host) never gets the API key.
                 if self._same_origin(path):
                     response = self._client.send(request, stream=True)
@@ -371,8 +371,6 @@ class VendorHttp:
                     response.close()
             finally:
                 self.limiter.completed(token, remaining=self._remaining(response), throttled=status == 429)
-                if shown is None:  # one URL built per call, not one more to show it
-                    shown = self._shown_url(request.url, path) if request is not None else self.shown(path, params)
                 record = self.last_call = HttpRecord(method, shown[0], status, attempt,
                                                      int((time.monotonic() - started) * 1000), shown[1])
             if received.status_code in RETRY_STATUSES and not (received.status_code != 429
@@ -517,8 +515,6 @@ class VendorHttp:
         for the next lost a slot of the window per page. So at most two pages are in memory."""
         guard = self.page_guard(f"GET {path}")
         current = style.first(dict(params or {}))
-        if current is None:
-            return
         guard.request(current)
         ahead: _ReadAhead | None = None
         reply = self.get(path, params=current)
@@ -528,12 +524,12 @@ class VendorHttp:
                 items = style.items(body)
                 guard.received(items, style.totals(body))
                 following = style.next(body, current)
-                if following is not None:
-                    guard.request(following)
-                    ahead = self._read_ahead(path, following)
-                yield body, items
-                if following is None or ahead is None:
+                if following is None:
+                    yield body, items
                     return
+                guard.request(following)
+                ahead = self._read_ahead(path, following)
+                yield body, items
                 reply, ahead, current = ahead.future.result(), None, following
         finally:
             if ahead is not None:  # nobody will read it (the caller stopped, or was stopped)
