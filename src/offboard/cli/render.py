@@ -8,7 +8,7 @@ import re
 import sys
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
@@ -24,6 +24,7 @@ from rich.progress import (
     TaskID,
 )
 from rich.rule import Rule
+from rich.segment import Segment
 from rich.table import Column, Table
 from rich.text import Text
 
@@ -42,6 +43,7 @@ if TYPE_CHECKING:
 
 MAX_ROWS_PER_STEP = 60  # a 10,000-agent plan prints a sample; the plan file has them all
 PIPE_WIDTH = 1000  # not a terminal: tables as wide as their content, so no id or path is folded
+_TRAILING = re.compile(r"[ \t]+\n")  # what a pipe's lines end with: padding, never asked for
 RULE_WIDTH = 100
 WORD_SHARE = 0.55  # the most of a terminal's width one unbreakable word may claim in a table
 
@@ -102,6 +104,12 @@ class _Screen(Console):
             # rule (cli/message.py), never wrapped mid-word by the terminal.
             objects = (self.laid_out(objects[0], markup=kwargs.get("markup")),)
         super().print(*objects, **kwargs)
+
+    def _render_buffer(self, buffer: Iterable[Segment]) -> str:
+        text = super()._render_buffer(buffer)
+        # Not a terminal: the width is PIPE_WIDTH so no id folds, and a table's title, caption or
+        # padded cell would carry its spaces to the line's end; a log or a file gets none of them.
+        return text if self.is_terminal else _TRAILING.sub("\n", text)
 
     def laid_out(self, message: str | Text, *, markup: bool | None = None) -> Text:
         text = message if isinstance(message, Text) else self.render_str(message, markup=markup, highlight=False)
