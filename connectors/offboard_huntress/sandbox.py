@@ -27,6 +27,7 @@ import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from operator import itemgetter
 from typing import Any, ClassVar
 
 from starlette.applications import Starlette
@@ -159,14 +160,20 @@ class HuntressSandbox(SandboxBase):
                      ("darwin", "macOS 15.3", "acme-mbp"), ("linux", "Ubuntu 24.04", "acme-lnx")]
         next_id = 1000
         counts = {CUSTOMER_ORG: self.customer_agents, NEIGHBOUR_ORG: self.neighbour_agents, **self.more_customers}
-        # Interleave the customers' ids so paging and filtering are both exercised.
-        queue = [org for org, n in counts.items() for _ in range(n)]
+        # Interleave the customers' ids so paging and filtering are both exercised. A batch's more customers
+        # come after, from a generator of their own: Acme Dental's agents (their names, the isolated host, the
+        # stale one) are the same whether the sandbox serves it alone or with others (a rehearsal and a batch
+        # rehearsal exit the same customer).
+        queue = [org for org in (CUSTOMER_ORG, NEIGHBOUR_ORG) for _ in range(counts[org])]
         rnd.shuffle(queue)
+        more = random.Random(f"{self.seed}-more")
+        extra = [org for org, n in self.more_customers.items() for _ in range(n)]
+        more.shuffle(extra)
         serial = dict.fromkeys(counts, 0)
-        for org_id in queue:
-            next_id += rnd.randint(1, 9)
+        for org_id, gen in [(o, rnd) for o in queue] + [(o, more) for o in extra]:
+            next_id += gen.randint(1, 9)
             serial[org_id] += 1
-            platform, os_name, prefix = rnd.choices(platforms, (60, 12, 20, 8))[0]
+            platform, os_name, prefix = gen.choices(platforms, (60, 12, 20, 8))[0]
             if org_id == NEIGHBOUR_ORG:
                 prefix = prefix.replace("ACME", "GLOBEX").replace("acme", "globex")
             elif org_id != CUSTOMER_ORG:
@@ -178,8 +185,8 @@ class HuntressSandbox(SandboxBase):
                 "ipv4_address": f"10.{org_id}.{next_id // 250 % 250}.{next_id % 250}",
                 "mac_addresses": [f"7c:a7:b0:{next_id // 65536 % 256:02x}:{next_id // 256 % 256:02x}:"
                                   f"{next_id % 256:02x}"],
-                "last_callback_at": _ts(now - timedelta(minutes=rnd.randint(1, 240))),
-                "created_at": _ts(now - timedelta(days=rnd.randint(30, 900))),
+                "last_callback_at": _ts(now - timedelta(minutes=gen.randint(1, 240))),
+                "created_at": _ts(now - timedelta(days=gen.randint(30, 900))),
             }
             agent = self.agents[next_id]
             agent["updated_at"] = agent["last_survey_at"] = agent["last_callback_at"]
@@ -293,9 +300,10 @@ class HuntressSandbox(SandboxBase):
                 del self.moves[agent_id]
 
     def _listed(self, agent: dict[str, Any]) -> dict[str, Any]:
-        if agent["id"] not in self.listed_as:
+        key = agent.get("id")  # a stray (an agent listed without an id) is served as it is
+        if not isinstance(key, int) or key not in self.listed_as:
             return agent
-        return {**agent, "organization_id": self.listed_as[agent["id"]]}
+        return {**agent, "organization_id": self.listed_as[key]}
 
     async def _control_move(self, request: Request) -> Response:
         q = request.query_params
@@ -374,15 +382,24 @@ class HuntressSandbox(SandboxBase):
             "itdr": itdr, "ispm": []}}
 
     async def _agents(self, request: Request) -> Response:
-        items = [self._listed(a) for a in sorted(self.agents.values(), key=lambda a: a["id"], reverse=True)]
+        # Chosen by what the listing says, then paged, and only the page shaped: an organization of
+        # 10,000 agents is served a page at a time as fast as the compressed window's slot needs.
         org = request.query_params.get("organization_id")
+        if org is not None and not org.isdigit():
+            return _error(400, "organization_id must be an integer")
+        listed_as = self.listed_as
+        if org is None:
+            chosen = list(self.agents.values())
+        elif listed_as:
+            chosen = [a for a in self.agents.values() if str(listed_as.get(a["id"], a["organization_id"])) == org]
+        else:
+            chosen = [a for a in self.agents.values() if str(a["organization_id"]) == org]
+        items = sorted(chosen, key=itemgetter("id"), reverse=True)
         if org is not None:
-            if not org.isdigit():
-                return _error(400, "organization_id must be an integer")
-            items = [a for a in items if str(a["organization_id"]) == org] + self._strays("agents", org)
+            items += self._strays("agents", org)
         if platform := request.query_params.get("platform"):
             items = [a for a in items if a["platform"] == platform]
-        return _page(request, items, "agents")
+        return _page(request, items, "agents", shape=self._listed)
 
     async def _agent(self, request: Request) -> Response:
         agent = self.agents.get(request.path_params["id"])
@@ -630,7 +647,8 @@ async def _body(request: Request) -> dict[str, Any]:
     return data if isinstance(data, dict) else {}
 
 
-def _page(request: Request, items: list[dict[str, Any]], key: str) -> Response:
+def _page(request: Request, items: list[dict[str, Any]], key: str,
+          shape: Callable[[dict[str, Any]], dict[str, Any]] | None = None) -> Response:
     raw_limit = request.query_params.get("limit", "10")
     if not raw_limit.isdigit() or not 1 <= int(raw_limit) <= 500:
         return _error(400, "limit must be an integer from 1 to 500")
@@ -642,6 +660,8 @@ def _page(request: Request, items: list[dict[str, Any]], key: str) -> Response:
         except (binascii.Error, ValueError, UnicodeDecodeError):
             return _error(400, "invalid page_token")
     page = items[start:start + limit]
+    if shape is not None:
+        page = [shape(i) for i in page]
     pagination: dict[str, Any] = {}
     if start + limit < len(items):
         token = base64.urlsafe_b64encode(str(start + limit).encode()).decode()

@@ -156,6 +156,12 @@ class HuntressSession:
             target=Target(type="organization", id=str(self.org_id), name=org.name or f"organization {self.org_id}"),
             owner=org_owner, attrs={"report_recipients": len(org.report_recipients or []),
                                     "identity_provider_tenant_id": org.identity_provider_tenant_id})]
+        tenant = org.identity_provider_tenant_id
+        if tenant and "itdr" in self.s.scope:
+            # An object of the exit in its own right (a person unmaps it in the portal): a plan made while
+            # it was mapped is stale once it is not, and says so by name.
+            items.append(InventoryItem(target=Target(type="itdr_tenant", id=str(tenant),
+                                                     name=f"ITDR tenant mapping {tenant}"), owner=org_owner))
         # Each list read once: the evidence export takes these same replies (see _fresh), kept on
         # disk meanwhile (wire.spool), not in memory; with the requests that read them.
         raw_agents = None if self._agents_exported else RecordSpool()

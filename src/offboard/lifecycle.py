@@ -152,6 +152,7 @@ class Tally:
 
     of: dict[str, str]  # action id -> standing
     waiting_on: tuple[str, ...]  # gate items not yet confirmed (their vendors' changes wait for them)
+    removals: tuple[str, ...] = ()  # the planned removals by API, done or not
 
     def __getitem__(self, name: str) -> int:
         return sum(1 for s in self.of.values() if s == name)
@@ -172,9 +173,31 @@ class Tally:
                 "drafted": self["drafted"], "noted": self["noted"],
                 "confirmed": self["confirmed"], "manual": self["for_person"], "not_started": self["not_started"]}
 
+    def removals_not_done(self) -> str:
+        """The planned removals not (yet) done, by why ("1 held until a person confirms blumira.notify.sent"):
+        said beside the removed count wherever it is smaller than the plan's, so the two never disagree
+        unexplained. Empty when every planned removal is done."""
+        words = {"waiting": f"held until a person confirms {', '.join(self.waiting_on)}", "not_started": "not run yet",
+                 "skipped": "left alone by the scope guard", "failed": "failed", "unknown": "unknown",
+                 "interrupted": "unknown", "blocked": "held back (evidence export failed)"}
+        left: dict[str, int] = {}
+        for aid in self.removals:
+            why = words.get(self.of.get(aid, ""))
+            if why is not None:
+                left[why] = left.get(why, 0) + 1
+        return ", ".join(f"{n} {why}" for why, n in left.items())
+
+    def removed_words(self) -> str:
+        """"42 removed by API of 43 planned (0 already gone; 1 held until a person confirms …)"; the plan's
+        count is said only while some removal is not done."""
+        done, rest = self["removed"] + self["already_absent"], self.removals_not_done()
+        planned = f" of {len(self.removals)} planned" if rest else ""
+        return (f"{done} removed by API{planned} ({self['already_absent']} already gone"
+                + (f"; {rest})" if rest else ")"))
+
     def sentence(self) -> str:
         """One line for the screen: the same words and numbers after every command."""
-        parts = [f"{self['removed'] + self['already_absent']} removed by API ({self['already_absent']} already gone)"]
+        parts = [self.removed_words()]
         parts += [f"{self[k]} {words}" for k, words in READ_WORDS.items() if k == "exported" or self[k]]
         parts += [f"{self['confirmed']} manual item(s) confirmed",
                   f"{self['for_person']} manual item(s) waiting for a person"]
@@ -192,4 +215,4 @@ def tally(actions: list[Action], records: list[dict[str, Any]]) -> Tally:
     last = fold(records).last
     open_gates = {a.vendor: a.id for a in actions if a.gate and last.get(a.id, {}).get("event") in AWAITING_PERSON}
     return Tally({a.id: standing(a, last.get(a.id), a.vendor in open_gates) for a in actions},
-                 tuple(open_gates.values()))
+                 tuple(open_gates.values()), tuple(a.id for a in actions if a.kind == "api" and a.destructive))

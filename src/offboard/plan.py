@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Iterable
 from datetime import UTC, datetime
 from functools import cached_property
 from pathlib import Path
@@ -125,6 +126,16 @@ class InventoryItem(_Model):
     attrs: dict[str, Any] = Field(default_factory=dict)
 
 
+# One object a vendor's listing held: (type, id, owner, name).
+Listed = tuple[str, str, str, str]
+
+
+def fingerprint_of(listed: Iterable[Listed]) -> str:
+    """What a stale plan is told by: the objects listed and whose each is (names may change freely)."""
+    keys = sorted(f"{kind}:{id_}:{owner}" for kind, id_, owner, _ in listed)
+    return hashlib.sha256("\n".join(keys).encode()).hexdigest()
+
+
 class Inventory(_Model):
     vendor: str
     scope: str  # e.g. "organization 42" — what the exit owns
@@ -132,9 +143,11 @@ class Inventory(_Model):
     snapshot: dict[str, Any] = Field(default_factory=dict)  # billing-relevant counts
     items: tuple[InventoryItem, ...] = ()
 
+    def listed(self) -> tuple[Listed, ...]:
+        return tuple((i.target.type, i.target.id, i.owner, i.target.name) for i in self.items)
+
     def fingerprint(self) -> str:
-        keys = sorted(f"{i.target.type}:{i.target.id}:{i.owner}" for i in self.items)
-        return hashlib.sha256("\n".join(keys).encode()).hexdigest()
+        return fingerprint_of(self.listed())
 
     @cached_property
     def _owners(self) -> dict[tuple[str, str], str]:
@@ -151,6 +164,10 @@ class VendorPlan(_Model):
     scope: str
     account: str
     inventory_fingerprint: str
+    # Every object the listing held when the plan was made: a stale plan's refusal names what changed
+    # since, object by object (a person's work in a portal as much as a run's own removals). None in a
+    # plan written before it was recorded (left out of the file then, so such a plan keeps its checksum).
+    listed: tuple[Listed, ...] | None = Field(default=None, exclude_if=lambda v: v is None)
     snapshot: dict[str, Any] = Field(default_factory=dict)
     findings: tuple[Finding, ...] = ()
     skipped: tuple[Skipped, ...] = ()

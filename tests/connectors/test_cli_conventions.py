@@ -128,6 +128,19 @@ def test_tables_keep_ids_whole_when_not_a_terminal(cli: Any, served: Exit) -> No
         whole = a["id"] if a["kind"] == "manual" else f"{a['target']['name']} ({a['target']['id']})"
         assert any(whole in line for line in lines), whole  # the old code folded them at 80 columns
     assert any(long_name in line and f"DELETE /v1/agents/{agent['id']}" in line for line in lines)
+    # ... and no line carries padding to its end (review at 120x40: a table's title and caption were padded
+    # to the table's width, hundreds of spaces in a file); the lines stay as wide as their content.
+    padded = [line for line in lines if line != line.rstrip()]
+    assert padded == [], padded[:3]
+    assert max(len(line) for line in lines) > 120  # as wide as the content: nothing folded to fit
+
+
+def test_no_piped_line_ends_in_padding(cli: Any, served: Exit, applied: str) -> None:
+    for args in (("status", "--run", applied), ("verify", "--run", applied)):
+        shown = cli(*args, "-c", str(served.config))
+        lines = shown.out.splitlines()
+        assert lines and [line for line in lines if line != line.rstrip()] == [], (args, lines[:5])
+        assert any(line.startswith(("┏", "┌")) for line in lines), args  # tables are there, only unpadded
 
 
 def test_colour_follows_no_color(cli: Any, served: Exit, monkeypatch: pytest.MonkeyPatch) -> None:

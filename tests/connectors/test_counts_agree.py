@@ -133,3 +133,21 @@ def test_the_batch_plan_counts_an_exits_evidence_exports_as_its_run_does(tmp_pat
     run = demo.results[0].run
     estimate = batch_run.estimate(read_plan(run.path / "plan.json"), demo.cfg, {})
     assert estimate.exports == said(engine.run_tally(run.run_id, demo.cfg).sentence())["exported"]
+
+
+def test_a_removal_held_behind_a_gate_is_said_beside_the_removed_count(tmp_path: Path) -> None:
+    """Issue 22's review: the demo's first apply said "removed 42" where the plan and status said 43
+    (the 43rd, Blumira's webhook, waits for "notify Blumira first"). The difference is said, from the
+    one tally, until it is gone."""
+    demo = demo_world(tmp_path)
+    play(demo)
+    first, last = demo.results[0], demo.results[-1]
+    planned = int(re.search(r"(\d+) removal\(s\) by API",  # type: ignore[union-attr]
+                            plan_summary(read_plan(first.run.path / "plan.json"))[0]).group(1))
+    assert first.tally is not None and len(first.tally.removals) == planned
+    held = planned - said(first.summary())["removed"]
+    assert held == 1 and first.summary().startswith(
+        f"Run {first.run.run_id}: {planned - held} removed by API of {planned} planned (0 already gone; "
+        f"{held} held until a person confirms {GATE}), ")
+    done = engine.run_tally(last.run.run_id, demo.cfg).sentence()
+    assert done.startswith(f"{planned} removed by API (0 already gone), ") and "planned" not in done

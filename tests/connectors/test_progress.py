@@ -5,6 +5,8 @@ status says "waiting Ns for the rate limit" while calls are held back. Never an 
 from __future__ import annotations
 
 import io
+import itertools
+import math
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,8 +18,8 @@ from rich.console import Console
 from offboard.batch.status import exit_state
 from offboard.cli.render import LineProgress, RichProgress
 from offboard.connectors.sandboxing import serve
-from offboard.engine import Overrides
-from offboard.engine.apply import seconds_per_action
+from offboard.engine import Limit, Overrides
+from offboard.engine.apply import seconds_at_limit
 from offboard.plan import Action, Plan, Step, Target, VendorPlan, read_plan
 from offboard.wire.waits import Wait
 from offboard_huntress.sandbox import CUSTOMER_ORG, DEMO_KEY, DEMO_SECRET, HuntressSandbox
@@ -254,14 +256,15 @@ def test_a_lanes_eta_counts_down_through_a_rate_limit_wait_and_never_grows() -> 
 
 def test_a_lanes_eta_is_never_less_than_what_is_left_at_its_vendors_limit() -> None:
     """Review at 120x40: "27/64 ETA 0:00:02" then, five seconds later, "31/64 ETA 0:00:32": the first
-    window's burst made the pace look fast. The vendor's limit is the floor: 2 s an action here."""
+    window's burst made the pace look fast. The vendor's limit is the floor: 2 calls in a 4 s window
+    here, a call an action: its 6 calls end no sooner than two windows after the lane began."""
     now = [0.0]
     bar, _ = lanes_bar(now)
-    bar.ceilings({"Huntress": 2.0})
+    bar.ceilings({"Huntress": Limit(4.0, {of("huntress", n).id: 2.0 for n in range(1, 7)})})
     now[0] = 0.5
     for n in range(1, 4):  # a burst: three actions in half a second
         bar.advance(of("huntress", n), "action.succeeded")
-    assert bar.eta("Huntress") == pytest.approx(6.0)  # 3 left at 2 s each, not 0.5 s at the burst's pace
+    assert bar.eta("Huntress") == pytest.approx(7.5)  # 8 s after it began, not 0.5 s at the burst's pace
     assert bar.eta("Blumira") is None  # no limit told, nothing moved: not known
     now[0] = 10.0
     bar.advance(of("huntress", 4), "action.succeeded")
@@ -269,7 +272,7 @@ def test_a_lanes_eta_is_never_less_than_what_is_left_at_its_vendors_limit() -> N
     bar.finish()
 
 
-def test_each_lanes_seconds_per_action_at_its_limit_count_the_owner_read_of_each_removal(tmp_path: Path) -> None:
+def test_each_actions_seconds_at_its_vendors_limit_count_the_owner_read_of_each_removal(tmp_path: Path) -> None:
     actions = (of("huntress", 1), of("huntress", 2), of("huntress", 3, destructive=False))
     plan = Plan(plan_id="p", created_at="2026-12-05T00:00:00Z", customer="Acme", config_fingerprint="f",
                 vendors=(VendorPlan(vendor="huntress", display_name="Huntress", scope="org", account="k",
@@ -277,8 +280,15 @@ def test_each_lanes_seconds_per_action_at_its_limit_count_the_owner_read_of_each
                                                                                title="S", actions=actions),)),))
     cfg = load(write_config(tmp_path, "http://127.0.0.1:9"))
     limit, window = cfg.vendors["huntress"].rate_limit() or (0, 0.0)
-    assert seconds_per_action(plan, cfg, Overrides()) == {"Huntress": pytest.approx(5 / 3 * window / limit)}
-    assert seconds_per_action(plan, cfg, Overrides(trust_listing=True)) == {"Huntress": pytest.approx(window / limit)}
+    call = window / limit
+    ids = [a.id for a in actions]
+    assert seconds_at_limit(plan, cfg, Overrides()) == {
+        "Huntress": Limit(window, {ids[0]: 2 * call, ids[1]: 2 * call, ids[2]: call})}
+    assert seconds_at_limit(plan, cfg, Overrides(trust_listing=True)) == {
+        "Huntress": Limit(window, dict.fromkeys(ids, call))}
+    # resumed: what its log holds done, or waiting for a person, costs no call
+    assert seconds_at_limit(plan, cfg, Overrides(), {ids[0]: "action.succeeded", ids[1]: "manual.pending"}) == {
+        "Huntress": Limit(window, {ids[2]: call})}
 
 
 def test_a_rate_limit_wait_while_the_run_verifies_counts_down() -> None:
@@ -326,3 +336,167 @@ def test_a_log_counts_only_what_is_done_and_says_what_waits_for_a_person() -> No
     lines.finish()
     last = log.getvalue().splitlines()[-1].split(" ", 1)[1]
     assert last == "Actions finished: 1/4 done, 0:00:00 elapsed, 3 held until a person confirms"
+
+
+ETA = re.compile(r"ETA (\d+):(\d\d):(\d\d)")
+
+
+def eta_of(line: str) -> int | None:
+    """The ETA a line shows, in seconds (None: none shown)."""
+    m = ETA.search(line)
+    return int(m[1]) * 3600 + int(m[2]) * 60 + int(m[3]) if m else None
+
+
+def rehearsal_bar(now: list[float]) -> RichProgress:
+    """The rehearsal's two lanes: Huntress's 64 actions at its 60 calls a minute (13 exports of a call,
+    then 51 removals of two: an owner read and the delete), Blumira's 17 (its limit not told)."""
+    bar = RichProgress(Console(file=io.StringIO(), force_terminal=True, width=120, height=40, color_system=None),
+                       clock=lambda: now[0])
+    bar.ceilings({"Huntress": Limit(60.0, {of("huntress", n).id: 1.0 if n < 13 else 2.0 for n in range(64)})})
+    bar.phase("Re-reading the vendors to check the plan still holds (read-only)")
+    bar.start(81, 0)
+    bar.lanes({"Huntress": (64, 0), "Blumira": (17, 0)})
+    bar.step("Huntress", Step(id="a", vendor="huntress", title="3. Remove endpoint coverage (EDR agents)"), 64)
+    bar.step("Blumira", Step(id="n", vendor="blumira", title="0. Notify Blumira first"), 17)
+    return bar
+
+
+def test_a_lanes_eta_counts_down_steadily_through_the_waits_its_vendors_limit_foresaw() -> None:
+    """Review at 120x40: the Huntress lane read "ETA 0:00:44 waiting 2s" then "0:00:48 waiting 27s" (and
+    "0:00:11" then "0:00:42" once the next actions settled): each new wait remade the estimate. The limit's
+    floor (its 115 calls end no sooner than a minute after it began) already holds those waits: the lane's
+    ETA only counts down."""
+    now = [0.0]
+    bar = rehearsal_bar(now)
+    now[0] = 1.0
+    for n in range(27):  # the first window's burst
+        bar.advance(of("huntress", n), "action.succeeded")
+    shown: list[tuple[float, int | None, str]] = []
+
+    def look() -> None:
+        line = frame(bar)[1]
+        assert line.startswith("  Huntress: 3. Remove endpoint coverage"), line
+        shown.append((now[0], eta_of(line), line))
+
+    look()
+    bar.waiting(Wait("Huntress", 2.0, "rate_limit", "for the rate limit"))
+    for t in (1.5, 2.5):
+        now[0] = t
+        look()
+    now[0] = 3.0
+    bar.waiting(Wait("Huntress", 27.0, "rate_limit", "for the rate limit"))  # the next, once the first ended
+    for t in range(3, 30):
+        now[0] = float(t)
+        look()
+    now[0] = 30.0
+    for n in range(27, 31):  # the window refilled: four more, then the next wait
+        bar.advance(of("huntress", n), "action.succeeded")
+    bar.waiting(Wait("Huntress", 10.0, "rate_limit", "for the rate limit"))
+    for t in range(30, 41):
+        now[0] = float(t)
+        look()
+    etas = [eta for _, eta, _ in shown]
+    assert etas[0] == 59, shown[0]  # a minute after it began
+    assert all(b <= a for a, b in itertools.pairwise(etas)), [(t, e) for t, e, _ in shown]
+    assert etas == [math.ceil(60 - t) for t, _, _ in shown], [(t, e) for t, e, _ in shown]  # one countdown
+    at_27s = next(line for t, _, line in shown if t == 3.0)
+    assert "ETA 0:00:57 waiting 27s for the" in at_27s, at_27s
+    bar.finish()
+
+
+def test_a_wait_longer_than_the_eta_raises_it_to_the_wait() -> None:
+    """What the floor did not foresee is shown: never "ETA 0:00:02" beside "waiting 48s"."""
+    now = [0.0]
+    bar = rehearsal_bar(now)
+    now[0] = 1.0
+    for n in range(62):
+        bar.advance(of("huntress", n), "action.succeeded")
+    bar.waiting(Wait("Huntress", 100.0, "rate_limit", "for the rate limit (the vendor answered 429)"))
+    assert "ETA 0:01:40 waiting 100s" in frame(bar)[1]  # its estimate was 59 s
+    now[0] = 11.0
+    assert "ETA 0:01:30 waiting 90s" in frame(bar)[1]
+    bar.finish()
+
+
+def test_a_lane_at_its_gate_gives_no_eta_for_what_it_holds_and_its_pace_is_of_its_work() -> None:
+    """Review at 120x40: the Blumira lane, at its gate (its removals wait for a person's confirmation),
+    read "ETA 0:00:07", "0:00:14" … "0:00:36" beside "waiting 1s for the rate limit", then went blank:
+    its 9 held actions were counted as ahead, at a pace measured while it sat in its waits."""
+    now = [0.0]
+    bar = rehearsal_bar(now)
+    now[0] = 1.0
+    bar.advance(of("blumira", 1, destructive=False), "action.succeeded")  # its first export
+    gate = Action(id="blumira.notify.sent", vendor="blumira", step="n", kind="manual", operation="notify",
+                  target=Target(type="notice", id="n", name="Notify Blumira"), summary="notify", gate=True)
+    bar.advance(gate, "manual.pending")
+    bar.held("Blumira", [of("blumira", n).id for n in range(9, 17)])  # its removals: a person's to release
+    now[0] = 2.0
+    bar.advance(of("blumira", 2, destructive=False), "action.succeeded")
+    lines: list[str] = []
+    for n in range(3, 9):  # six more exports, a second each: a page, a 1 s wait for the rate limit
+        bar.waiting(Wait("Blumira", 1.0, "rate_limit", "for the rate limit"))
+        for _ in range(4):
+            lines.append(frame(bar)[2])
+            now[0] += 0.25
+        bar.advance(of("blumira", n, destructive=False), "action.succeeded")
+    etas = [eta_of(line) for line in lines]
+    assert etas[0] == 6, lines[0]  # 6 exports left at 1 s each: not its 8 held ones
+    assert all(e is not None for e in etas) and all(b <= a for a, b in itertools.pairwise(etas)), [
+        (line[70:], e) for line, e in zip(lines, etas, strict=True)]
+    for n in range(9, 17):  # what the gate holds settles at once
+        bar.advance(of("blumira", n), "action.held")
+    blumira = frame(bar)[2]
+    assert blumira.startswith("  Blumira: 0. Notify Blumira first") and "8/17" in blumira, blumira
+    assert blumira.endswith("9 held until a person confirms") and "ETA" not in blumira, blumira
+    bar.finish()
+
+
+def test_the_bars_elapsed_time_is_the_runs_and_never_starts_again_at_0() -> None:
+    """Review at 120x40: after the re-read phase the bar read "23/64 0:00:00": the re-read's time lost."""
+    now = [100.0]
+    bar = RichProgress(Console(file=io.StringIO(), force_terminal=True, width=120, height=40, color_system=None),
+                       clock=lambda: now[0])
+    bar.phase("Resuming run r1: re-reading the vendors first (read-only)")
+    bar.waiting(Wait("Huntress", 20.0, "rate_limit", "for the rate limit"))
+    now[0] = 121.0
+    bar.start(64, 23)
+    bar.lanes({"Huntress": (64, 23)})
+    every, huntress = frame(bar)
+    assert re.search(r"23/64 +0:00:21 ", every) and re.search(r"23/64 +0:00:21 ", huntress), (every, huntress)
+    now[0] = 125.0
+    bar.advance(of("huntress", 24), "action.succeeded")
+    assert re.search(r"24/64 +0:00:25 ", frame(bar)[0]), frame(bar)
+    bar.finish()
+
+
+def test_a_lanes_floor_is_when_its_vendors_window_lets_its_calls_through() -> None:
+    """The rehearsal's Huntress lane: 27 of its 64 actions in the first window's burst, then a wait. Its
+    calls left at a call a second said 48 s; it took 59 s more: the limit lets the next window's worth
+    through only a window after the burst. The floor is that schedule: its 115 calls, two windows'
+    worth, end no sooner than a minute after it began."""
+    now = [0.0]
+    bar = rehearsal_bar(now)
+    assert bar.eta("Huntress") == pytest.approx(60.0)  # before any action
+    now[0] = 1.0
+    for n in range(27):
+        bar.advance(of("huntress", n), "action.succeeded")
+    assert bar.eta("Huntress") == pytest.approx(59.0)
+    assert "27/64" in frame(bar)[1] and "ETA 0:00:59" in frame(bar)[1]
+    bar.finish()
+
+
+def test_a_lanes_pace_leaves_out_its_waits_for_a_limit_its_floor_counts() -> None:
+    """After the rehearsal's second window the Huntress lane read "35/64 ETA 0:00:43" a second before it
+    ended: its pace counted the minute its calls sat out the limit, which the floor counts already."""
+    now = [0.0]
+    bar = rehearsal_bar(now)
+    now[0] = 1.0
+    for n in range(27):
+        bar.advance(of("huntress", n), "action.succeeded")
+    bar.waiting(Wait("Huntress", 59.0, "rate_limit", "for the rate limit"))
+    now[0] = 60.5
+    for n in range(27, 35):
+        bar.advance(of("huntress", n), "action.succeeded")
+    line = frame(bar)[1]
+    assert "35/64" in line and "ETA 0:00:02" in line, line  # 29 left at 1.5 s of work for 35: the window is open
+    bar.finish()

@@ -18,7 +18,7 @@ from offboard_autotask import sandbox as at
 from offboard_connectwise import sandbox as cw
 from offboard_halopsa import sandbox as halo
 from tests.conftest import FAST
-from tests.connectors.psa_harness import AT, CW, HALO, Psa, PsaExit, confirm_all
+from tests.connectors.psa_harness import AT, CW, HALO, Psa, PsaExit, confirm_all, later_occasion
 from tests.connectors.test_psa_ticket import PREFLIGHT
 
 SCOPE = "huntress.scope.record-in-psa"
@@ -59,7 +59,7 @@ def exit_with_many_notes(psa: Psa, tmp_path: Path, sandbox: Any) -> tuple[PsaExi
         seed(psa, x.sandbox, 0)
         result = engine.apply(plan, cfg, s, overrides=PREFLIGHT)
         confirm_all(x, cfg, s, result)
-        engine.resume(result.run.run_id, cfg, s, overrides=PREFLIGHT)
+        later_occasion(result.run.run_id, cfg, s, overrides=PREFLIGHT)
     return x, result
 
 

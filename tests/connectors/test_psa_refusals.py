@@ -14,7 +14,7 @@ from offboard import engine
 from offboard.connectors.sandboxing import Fault
 from offboard.proof.audit import read_records
 from offboard_autotask import sandbox as at
-from tests.connectors.psa_harness import AT, PSAS, Psa, PsaExit
+from tests.connectors.psa_harness import AT, PSAS, Psa, PsaExit, later_occasion
 from tests.connectors.test_psa_ticket import PREFLIGHT, whole_exit
 
 
@@ -37,8 +37,8 @@ def test_a_refused_attachment_is_posted_exactly_once_and_gets_its_note(psa: Psa,
     result, _ = whole_exit(x)
     cfg = x.cfg
     with x.sessions() as s:  # later occasions: a resume, twice
-        engine.resume(result.run.run_id, cfg, s, overrides=PREFLIGHT)
-        engine.resume(result.run.run_id, cfg, s, overrides=PREFLIGHT)
+        later_occasion(result.run.run_id, cfg, s, overrides=PREFLIGHT)
+        later_occasion(result.run.run_id, cfg, s, overrides=PREFLIGHT)
     assert len(file_posts(x, "report.html")) == 1  # the request log: refused once, never resent
     if psa is AT:
         assert [r.status for r in file_posts(x, "report.html")] == [500]  # Autotask's refusal status
@@ -95,7 +95,7 @@ def test_a_refused_file_confirmed_by_a_person_is_not_sent_again(tmp_path: Path) 
         done = engine.confirm(result.run.run_id, "ticket.file.report.html", "J. Doe", "uploaded to the files share",
                               cfg, s)
         assert done.accepted
-        engine.resume(result.run.run_id, cfg, s, overrides=PREFLIGHT)
+        later_occasion(result.run.run_id, cfg, s, overrides=PREFLIGHT)
     assert len(file_posts(x, "report.html")) == 1
     assert "ticket.file.report.html" not in (result.run.path / "manual-checklist.md").read_text()
     pasted = [r for r in records(result) if r["event"] == "ticket.pasted" and r["detail"]["key"] == "file.report.html"]

@@ -20,7 +20,7 @@ from offboard.errors import BadInput, ExitCode
 from offboard.proof import signing
 from offboard.proof.audit import read_records
 from tests.conftest import load
-from tests.connectors.psa_harness import HALO, PSAS, LoseReplies, Psa, PsaExit, confirm_all
+from tests.connectors.psa_harness import HALO, PSAS, LoseReplies, Psa, PsaExit, confirm_all, later_occasion
 
 PREFLIGHT = engine.Overrides(preflight="the sandbox customer's isolated host is part of the test")
 
@@ -322,7 +322,7 @@ def test_files_the_psa_could_not_take_then_are_attached_on_a_later_try_once(halo
     x.sandbox.faults.clear()
     cfg = x.cfg
     with x.sessions() as s:
-        engine.resume(result.run.run_id, cfg, s)  # the next occasion tries again first
-        engine.resume(result.run.run_id, cfg, s)
+        assert later_occasion(result.run.run_id, cfg, s) is not None  # the next occasion tries again first
+        assert later_occasion(result.run.run_id, cfg, s) is None  # once attached nothing is owed: refused
     assert [name for name, _ in halo.files(x.sandbox)] == ["report.html"]
     assert "ticket.file.report.html" not in (result.run.path / "manual-checklist.md").read_text()

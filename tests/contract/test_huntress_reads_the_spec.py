@@ -158,10 +158,10 @@ def test_the_specs_example_objects_go_through_discovery_and_verification() -> No
     owners = {i.target.type: i.owner for i in inventory.items}
     # The examples belong to organization 7 (agent), organization 5678 (membership: it names
     # account 1234 too), and organization 1234 (rule, "type": "Organization"): none is the
-    # customer's, none is a target.
+    # customer's, none is a target. The organization's ITDR tenant mapping is its own.
     assert huntress_spec.example("Agent")["organization_id"] == 7
     assert owners == {"organization": OURS, "agent": "organization:7", "membership": "organization:5678",
-                      "unwanted_access_rule": "organization:1234"}
+                      "unwanted_access_rule": "organization:1234", "itdr_tenant": OURS}
     assert [i for i in planned if i.target.type in RAW_LIST] == []
     assert_owners_are_named_or_unknown(inventory, fake)
     assert {f.kind for f in findings} >= {"open_incident_reports", "open_escalations"}

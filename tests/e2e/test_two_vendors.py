@@ -112,3 +112,29 @@ def test_one_plan_and_one_apply_exit_the_customer_from_huntress_and_blumira(both
     for text in texts:
         for secret in (CANARY_SECRET, BLU_SECRET, *both.blumira.issued):
             assert secret not in text
+
+
+def test_a_plan_applied_again_after_portal_work_names_that_work_before_the_runs_own_removals(both: Both) -> None:
+    """Review at 120x40: after users were removed in Blumira's portal and Huntress's ITDR tenant was
+    unmapped, applying the plan again said Blumira had "13 new" objects and named, for Huntress, agents
+    the run itself had removed. The plan records each listing; the refusal names the portal work."""
+    assert both.run("plan", "-o", "exit.plan.json").returncode == 0
+    applied = both.run("apply", "exit.plan.json", "--override-preflight", "lab exercise")
+    assert applied.returncode == 3, applied.stdout + applied.stderr
+    run = sorted((both.dir / "runs").iterdir())[-1]
+    for uid in ("u-2", "u-3", "u-4"):  # a person removes the customer's users in Blumira's portal
+        del both.blumira.users[uid]
+    del both.huntress.orgs[CUSTOMER_ORG]["identity_provider_tenant_id"]  # and unmaps the ITDR tenant
+    seen = len(both.huntress.requests), len(both.blumira.requests)
+
+    again = both.run("apply", "exit.plan.json", "--override-preflight", "lab exercise")
+    assert again.returncode == 2, again.stdout + again.stderr
+    said = " ".join(again.stderr.split())
+    assert (f"was applied already (run {run.name}), and Blumira has changed since: 3 no longer listed: Ben Test "
+            "<frontdesk@acme.example> (monitor), Cy Test <tech@sandbox-msp.example> (responder), Dee Test "
+            "<former-it@acme.example> (administrator); and Huntress has changed since: 1 no longer listed: ITDR "
+            "tenant mapping tenant-acme-m365; 40 of the plan's removals gone already: ") in said, said
+    assert f"and 37 more; continue that run with `offboard apply --resume {run.name}`" in said, said
+    assert " new" not in said.split("; continue")[0], said  # nothing the run did not see before is "new"
+    sent = [*both.huntress.requests[seen[0]:], *both.blumira.requests[seen[1]:]]
+    assert sent and [r.path for r in sent if r.method != "GET" and r.path != "/oauth/token"] == []  # no write

@@ -7,13 +7,21 @@ its height fold into one line with a count of each state."""
 from __future__ import annotations
 
 import io
+import json
 import threading
+import types
+from pathlib import Path
 
+import pytest
 from rich.console import Console
 
+from offboard.batch import run as batches
+from offboard.batch.planfile import BatchExit, Estimate, VendorLoad
 from offboard.batch.progress import BUDGET, GATE, PERSON, QUEUED, RUNNING, Board, Planned
 from offboard.cli import batch_live
-from offboard.plan import Action, Step, Target
+from offboard.engine.scope_guard import calls_of
+from offboard.plan import Action, Plan, Step, Target, VendorPlan
+from offboard.rundir import RunDir
 from offboard.wire.waits import Wait
 
 
@@ -144,8 +152,9 @@ def test_a_lane_held_behind_its_gate_shows_the_gates_step_and_counts_only_what_i
     mine = row_of(lines)
     assert cell(lines, mine, "Blumira", "Huntress").strip().startswith("1/4 0. Notify Blumira")
     assert "2/10" in mine and "running, 3 held until a person confirms" in mine, mine
-    # The ETA is the run's own work (5 actions at 1 s each), not the person's.
-    assert b.snapshot()[0].eta == 5.0
+    # The ETA is the run's own work, not the person's: its slowest lane's (as single apply's), Huntress's
+    # 5 left at 2 s each; Blumira has nothing left to run.
+    assert b.snapshot()[0].eta == 10.0
     assert all(len(line) <= 120 for line in lines)
     b.ended("customer-0", 3, "1 manual item(s)")
     assert "1/4" in row_of(drawn(b.snapshot()))
@@ -169,7 +178,8 @@ def test_a_row_whose_exit_waits_says_what_it_does_and_counts_down() -> None:
     for n in range(10):
         p.advance(action("huntress" if n < 6 else "blumira", n), "action.succeeded")
     p.phase("Verifying: re-reading each vendor to prove the service stopped")
-    assert row_of(drawn(b.snapshot())).split()[-2:] == ["verifying", "…"]  # its re-reads: not a made-up 0:00:00
+    # no estimate of its re-reads (their calls at the ceilings are not known here): said, not "…" nor 0:00:00
+    assert row_of(drawn(b.snapshot())).split()[-2:] == ["verifying", "verifying"]
     p.waiting(Wait("Huntress", 12.0, "retry", "before retrying"))
     now[0] = 35.0
     mine = row_of(drawn(b.snapshot()))
@@ -216,3 +226,80 @@ def test_an_exit_reading_before_it_starts_counts_its_wait_down_in_its_eta() -> N
     assert b.snapshot()[0].eta == 131.0  # the wait, then its share of the accounts' time
     now[0] = 10.0
     assert b.snapshot()[0].eta == 121.0
+
+
+def run_through(b: Board, now: list[float], slug: str = "customer-0") -> None:
+    p = b.progress(slug, threading.Event(), lambda _text: None)
+    p.phase("Re-reading the vendors to check the plan still holds (read-only)")
+    p.start(10, 0)
+    p.lanes({"Blumira": (4, 0), "Huntress": (6, 0)})
+    for n in range(10):
+        now[0] += 1.0
+        p.advance(action("huntress" if n < 6 else "blumira", n), "action.succeeded")
+    p.phase("Verifying: re-reading each vendor to prove the service stopped")
+
+
+def test_an_exit_that_verifies_shows_its_re_reads_at_the_ceilings_counting_down_never_a_bare_ellipsis() -> None:
+    """Review at 120x40: `batch apply`'s ETA column showed "…" while an exit verified with no wait."""
+    now = [0.0]
+    b = Board([Planned("customer-0", "Customer 0", 60.0, {"Blumira": 4, "Huntress": 6}, verify=6.0)],
+              clock=lambda: now[0])
+    run_through(b, now)
+    seen = []
+    for _ in range(8):
+        lines = drawn(b.snapshot())
+        assert all(len(line) <= 120 for line in lines)
+        seen.append(row_of(lines).split()[-1])
+        now[0] += 1.0
+    assert seen == ["0:00:06", "0:00:05", "0:00:04", "0:00:03", "0:00:02", "0:00:01", "verifying", "verifying"], seen
+
+
+def test_a_resumed_exits_eta_is_of_what_its_log_has_not_done_not_the_plans_whole_estimate() -> None:
+    """Review at 120x40: a resumed batch opened at ETA 1:50 for a resume that took 4 s: the actions
+    its log held done were counted as ahead."""
+    now = [0.0]
+    b = board(now, estimate=110.0)
+    b.resumed("customer-0", {"Blumira": 1, "Huntress": 6}, estimate=4.0)
+    p = b.progress("customer-0", threading.Event(), lambda _text: None)
+    p.phase("Resuming run r1: re-reading the vendors first (read-only)")
+    assert row_of(drawn(b.snapshot())).split()[-1] == "0:00:04"
+    p.start(10, 7)
+    p.lanes({"Blumira": (4, 1), "Huntress": (6, 6)})
+    now[0] = 1.0
+    p.advance(action("blumira", 2), "action.succeeded")
+    assert b.snapshot()[0].eta == pytest.approx(4.0 * 2 / 3)  # 2 of its 3 left, of the 4 s: not of 110 s
+
+
+def test_a_resumed_exits_estimate_counts_the_calls_its_log_has_not_made(tmp_path: Path) -> None:
+    """The estimate a resumed row starts from (batch/run.py): its discovery (the re-plan and the
+    verification) and the calls of what its log has not done; what waits for a person costs none,
+    and a removal behind a gate still open is not run."""
+    removal = [action("huntress", n) for n in (1, 2)]
+    export = Action(id="huntress.e.1", vendor="huntress", step="s", kind="api", operation="export",
+                    target=Target(type="report", id="e", name="report"), summary="export", destructive=False)
+    item = Action(id="huntress.m.1", vendor="huntress", step="s", kind="manual", operation="m",
+                  target=Target(type="item", id="m", name="item"), summary="a person's")
+    actions = (*removal, export, item)
+    plan = Plan(plan_id="p", created_at="2026-12-05T00:00:00Z", customer="Acme", config_fingerprint="f",
+                vendors=(VendorPlan(vendor="huntress", display_name="Huntress", scope="org", account="k",
+                                    inventory_fingerprint="i", steps=(Step(id="s", vendor="huntress", title="S",
+                                                                           actions=actions),)),))
+    discovery = 5  # calls of one discovery
+    load = VendorLoad(vendor="huntress", account="k", limit=60, window_seconds=60.0,
+                      calls=2 * discovery + calls_of(actions))  # as the batch plan estimates it
+    e = BatchExit(slug="acme", customer="Acme", config="acme.toml", plan=plan,
+                  estimate=Estimate(removals=2, exports=1, manual=1, gates=0, loads=(load,)))
+    assert e.estimate.seconds_of_ceiling == 15.0  # 2 x 5 discovery, 2 x 2 removals, 1 export: 1 s a call
+    run = RunDir(tmp_path, "r1")
+    run.path.mkdir()
+    run.audit_path.write_text("".join(json.dumps({"event": event, "action_id": aid}) + "\n" for aid, event in (
+        (removal[0].id, "action.succeeded"), (export.id, "action.succeeded"), (item.id, "manual.pending"))))
+    assert batches._left_of(e, run) == 12.0  # its discovery twice, and the one removal left (its read, its write)
+    gate = item.model_copy(update={"gate": True})  # the person's item holds the vendor's changes
+    step = Step(id="s", vendor="huntress", title="S", actions=(*removal, export, gate))
+    held = e.model_copy(update={"plan": plan.model_copy(update={"vendors": (
+        plan.vendors[0].model_copy(update={"steps": (step,)}),)})})
+    assert batches._left_of(held, run) == 10.0  # its gate still open: the removal left waits, no call
+    board = batches.board_of(types.SimpleNamespace(exits=[e]))  # type: ignore[arg-type]
+    row = board.snapshot()[0]
+    assert row.eta is None and board._exits["acme"].verify == 5.0  # one discovery's calls: its re-reads

@@ -196,6 +196,59 @@ def test_a_plan_applied_already_names_its_last_run_and_how_to_continue_it() -> N
         "`offboard apply --resume run-3`, or make a new plan with `offboard plan -o FILE` and review it")
 
 
+
+def recorded(vp: VendorPlan, *items: InventoryItem) -> VendorPlan:
+    """``vp`` as the planner writes it: the listing it was made from recorded, object by object."""
+    then = Inventory(vendor=vp.vendor, scope=vp.scope, account="key", items=items)
+    return vp.model_copy(update={"listed": then.listed(), "inventory_fingerprint": then.fingerprint()})
+
+
+def test_against_the_recorded_listing_a_persons_work_is_named_before_the_plans_own_removals() -> None:
+    """Review at 120x40: users removed in one vendor's portal and a tenant unmapped at the other were
+    told as that vendor's other objects being "13 new", and the other's change by agents the run itself
+    had removed. The plan records what each listing held; the refusal diffs against that, names what a
+    person (or anything but the plan) changed first, and puts the plan's own removals last."""
+    agents = [Target(type="agent", id=str(n), name=f"pc-{n}") for n in range(1, 6)]
+    tenant = Target(type="itdr_tenant", id="t-1", name="ITDR tenant mapping t-1")
+    v_then = [InventoryItem(target=t, owner="org:1") for t in (*agents, tenant)]
+    v = recorded(vendor_plan(*(uninstall(t) for t in agents), manual=(person(),)), *v_then)
+    users = [Target(type="user", id=f"u{n}", name=f"user-{n}") for n in range(4)]
+    devices = [Target(type="device", id=f"d{n}", name=f"host-{n}") for n in range(13)]
+    w_then = [InventoryItem(target=t, owner="acct:7") for t in (*devices, *users)]
+    # a person's items name their step, not each object (as Blumira's do): nothing here targets a user
+    w = recorded(vendor_plan(vendor="w", scope="account 7", manual=(person(),)), *w_then)
+    plan = plan_of(v, w)
+    live = {"v": Inventory(vendor="v", scope="org 1", account="key", items=()),  # the run removed the agents
+            "w": Inventory(vendor="w", scope="account 7", account="key", items=(*w_then[:14],))}
+    with pytest.raises(BadInput) as caught:
+        check_not_stale(plan, live, earlier_runs=["run-1"])
+    assert str(caught.value) == (
+        "plan p-1 was applied already (run run-1), and V has changed since: 1 no longer listed: ITDR tenant mapping "
+        "t-1; 5 of the plan's removals gone already: pc-1, pc-2, pc-3 and 2 more; and W has changed since: 3 no "
+        "longer listed: user-1, user-2, user-3; continue that run with `offboard apply --resume run-1`, or make a "
+        "new plan with `offboard plan -o FILE` and review it")
+    # Only the plan's own removals gone: named last among the vendors, after one a person changed.
+    live["v"] = Inventory(vendor="v", scope="org 1", account="key", items=(v_then[-1],))
+    with pytest.raises(BadInput) as caught:
+        check_not_stale(plan, live)
+    assert str(caught.value) == (
+        "plan is stale: W inventory for account 7 changed since the plan was made (2026-11-23T10:00:00Z): 3 no "
+        "longer listed: user-1, user-2, user-3; and V inventory for org 1 changed: 5 of the plan's removals gone "
+        "already: pc-1, pc-2, pc-3 and 2 more; make a new plan with `offboard plan -o FILE` and review it")
+
+
+def test_against_the_recorded_listing_an_owner_change_and_a_new_object_are_named_whatever_the_plan_does() -> None:
+    kept = InventoryItem(target=Target(type="agent", id="9", name="pc-9"), owner="org:1")  # skipped by the plan
+    plan = plan_of(recorded(vendor_plan(uninstall(T1)), InventoryItem(target=T1, owner="org:1"), kept))
+    live = Inventory(vendor="v", scope="org 1", account="key", items=(
+        InventoryItem(target=T1, owner="org:1"), kept.model_copy(update={"owner": "org:2"}),
+        InventoryItem(target=T2, owner="org:1")))
+    with pytest.raises(BadInput) as caught:
+        check_not_stale(plan, {"v": live})
+    assert str(caught.value) == (
+        "plan is stale: V inventory for org 1 changed since the plan was made (2026-11-23T10:00:00Z): 1 with "
+        "another owner: pc-9 (now org:2); 1 new: pc-2; make a new plan with `offboard plan -o FILE` and review it")
+
 # -- guarded actions --------------------------------------------------------------------------
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from offboard.errors import BadInput
-from offboard.plan import Action, Plan, Step, Target, VendorPlan, read_plan, write_plan
+from offboard.plan import Action, Inventory, InventoryItem, Plan, Step, Target, VendorPlan, read_plan, write_plan
 
 
 def sample() -> Plan:
@@ -76,3 +76,21 @@ def test_the_closure_note_lists_what_stops_updating_once_and_only_for_finished_s
     assert note.count("- V: EDR stops") == 1 and "SIEM stops" not in note
     assert "for the end of service on 2026-12-31" in note and "Acme IT" in note
     assert "v/agents.json" not in note  # the customer is told what was kept, not the MSP's file names
+
+
+def test_a_plan_written_before_listings_were_recorded_keeps_its_checksum_and_a_new_one_seals_its_listing() -> None:
+    """The recorded listing (what a stale plan's refusal diffs against) is left out of a plan that has
+    none, so a plan file written before it existed still reads as sealed; where it is recorded, an
+    edit to it breaks the seal like any other."""
+    inv = Inventory(vendor="v", scope="org 1", account="key",
+                    items=(InventoryItem(target=Target(type="agent", id="1", name="pc-1"), owner="org:1"),))
+    old = VendorPlan(vendor="v", display_name="V", scope="org 1", account="key", inventory_fingerprint="f")
+    assert "listed" not in old.model_dump(mode="json")
+    plan = Plan(plan_id="p", created_at="2026-12-05T00:00:00Z", customer="Acme", config_fingerprint="c",
+                vendors=(old,)).sealed()
+    assert plan.checksum == Plan.model_validate(plan.model_dump(mode="json")).compute_checksum()
+    new = plan.model_copy(update={"vendors": (old.model_copy(update={"listed": inv.listed()}),)}).sealed()
+    assert new.model_dump(mode="json")["vendors"][0]["listed"] == [["agent", "1", "org:1", "pc-1"]]
+    edited = new.model_dump(mode="json")
+    edited["vendors"][0]["listed"][0][2] = "org:2"
+    assert Plan.model_validate(edited).compute_checksum() != new.checksum

@@ -78,6 +78,7 @@ class Planned:
     customer: str
     estimate: float  # seconds of its calls at its accounts' ceilings
     lanes: Mapping[str, int]  # each vendor's display name -> its planned actions
+    verify: float = 0.0  # seconds of its verification's re-reads at its accounts' ceilings
 
 
 @dataclass
@@ -97,13 +98,20 @@ class _Lane:
     count: pace.Count = field(default_factory=pace.Count)
     step: str = ""
     wait: _Wait = field(default_factory=_Wait)
+    eta: pace.Eta = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.eta = pace.Eta(self.count)
 
 
 @dataclass
 class _Exit:
     slug: str
     customer: str
-    estimate: float  # seconds of its calls at the accounts' ceilings (the batch plan's estimate)
+    # seconds of its calls at the accounts' ceilings: the batch plan's estimate, or for a resumed
+    # exit the share its log has not done (its ETA's floor, and its ETA before it starts)
+    estimate: float
+    verify: float = 0.0  # seconds of its verification's re-reads at the accounts' ceilings
     state: str = QUEUED
     detail: str = ""
     count: pace.Count = field(default_factory=pace.Count)
@@ -111,6 +119,12 @@ class _Exit:
     lanes: dict[str, _Lane] = field(default_factory=dict)  # by the vendor's display name
     names: dict[str, str] = field(default_factory=dict)  # a vendor's key -> its display name
     wait: _Wait = field(default_factory=_Wait)  # a wait not of a lane (before its lanes began)
+    eta: pace.Eta = field(init=False)
+    verifying: float | None = None  # when its verification began
+    ceilings: dict[str, engine.Limit] = field(default_factory=dict)  # each lane's rate limit (Progress.ceilings)
+
+    def __post_init__(self) -> None:
+        self.eta = pace.Eta(self.count)
 
     def waits(self) -> list[_Wait]:
         return [self.wait, *(lane.wait for lane in self.lanes.values())]
@@ -123,17 +137,20 @@ class Board:
     def __init__(self, exits: Sequence[Planned], clock: Callable[[], float] = time.monotonic) -> None:
         self._clock = clock
         self._lock = threading.Lock()
-        self._exits = {p.slug: _Exit(p.slug, p.customer, p.estimate, count=pace.Count(sum(p.lanes.values())),
+        self._exits = {p.slug: _Exit(p.slug, p.customer, p.estimate, p.verify, count=pace.Count(sum(p.lanes.values())),
                                      lanes={vendor: _Lane(pace.Count(total)) for vendor, total in p.lanes.items()})
                        for p in exits}
         self._threads: dict[int, str] = {}  # a thread's ident -> the exit it works for (the latest)
         self._stop: threading.Event | None = None
 
-    def resumed(self, slug: str, done: Mapping[str, int]) -> None:
+    def resumed(self, slug: str, done: Mapping[str, int], estimate: float | None = None) -> None:
         """An exit to be resumed: each lane (a vendor's display name) starts at what its log holds
-        done, not at 0 (its engine says the same once it re-read its vendors)."""
+        done, not at 0 (its engine says the same once it re-read its vendors); ``estimate``: the
+        seconds at the accounts' ceilings of what its log has not done (not the plan's whole)."""
         with self._lock:
             e = self._exits[slug]
+            if estimate is not None:
+                e.estimate = estimate
             for vendor, n in done.items():
                 lane = e.lanes.setdefault(vendor, _Lane())
                 lane.count.before = lane.count.done = n
@@ -183,17 +200,19 @@ class Board:
         if state in (READING, RUNNING) and running:
             state = BUDGET if any("rate limit" in w.why for w in running) else RETRYING
         waits = [max(0.0, w.until - now) for w in e.waits()]
-        waited = now - min((w.began for w in e.waits() if w.until > now), default=now)
         eta: float | None = None
-        if e.state == VERIFYING:  # its re-reads: as long as their waits, or not known
-            eta = longest.until - now if longest is not None else None
+        if e.state == VERIFYING:
+            # Its re-reads at the accounts' ceilings, counting down from when they began, and at
+            # least the wait they sit through; once that ran out, None: the screen says "verifying".
+            began = e.verifying if e.verifying is not None else now
+            eta = max(e.verify - (now - began), max(waits, default=0.0))
+            eta = eta if eta >= 1 else None
         elif state in ACTIVE and e.started is not None:
-            eta = e.count.eta(now - e.started, waits, waited)
-            if eta is not None and e.count.total:
-                # A first window's burst makes the pace look fast: never less than the share of its
-                # calls at the accounts' ceilings still ahead (the batch plan's estimate), less what
-                # a wait still running has sat through (the account's window refills meanwhile).
-                eta = max(eta, e.estimate * e.count.left / e.count.total - waited)
+            # engine/pace.py's rule: the exit's share of the accounts' time as the floor, a wait it
+            # foresaw not added on top; never less than its slowest lane's.
+            known = [s for lane in e.lanes.values() if (s := lane.eta.seconds(now)) is not None]
+            exit_eta = e.eta.seconds(now)
+            eta = max([*known, *([exit_eta] if exit_eta is not None else [])], default=None)
         if eta is None and state in ACTIVE and e.state != VERIFYING:
             # Not started (its re-read may wait for the account's window first): that wait, then its
             # share of the accounts' time: counting down with the wait, not standing still beside it.
@@ -206,11 +225,9 @@ class Board:
     @staticmethod
     def _lane_row(e: _Exit, vendor: str, lane: _Lane, now: float) -> LaneRow:
         waiting = max(0.0, lane.wait.until - now)
-        eta = None
-        if e.state in ACTIVE and e.started is not None:
-            eta = lane.count.eta(now - e.started, [waiting], now - lane.wait.began if waiting else 0.0)
+        eta = lane.eta.seconds(now) if e.state in ACTIVE and e.started is not None else None
         return LaneRow(vendor, lane.step, lane.count.done, lane.count.total, waiting, lane.wait.why, eta,
-                       lane.count.for_person)
+                       lane.count.waiting_for_person)
 
     # -- what each exit's progress tells --------------------------------------------------------
 
@@ -242,7 +259,7 @@ class ExitProgress(engine.NoProgress):
             if e.state == QUEUED:
                 e.state = READING
             elif e.started is not None:  # the one phase after its actions: re-reading its vendors to verify
-                e.state = VERIFYING
+                e.state, e.verifying = VERIFYING, self._board._now()
         self._board._update(self._slug, change)
         self._say(text)
 
@@ -251,11 +268,38 @@ class ExitProgress(engine.NoProgress):
 
         def change(e: _Exit) -> None:
             e.state, e.count, e.started = RUNNING, pace.Count(total, done, done), now
+            # its floor: its estimate (of what this pass runs) shared over what is left
+            e.eta = pace.Eta(e.count, e.estimate / (total - done) if total > done else 0.0)
+            e.eta.begin(now)
         self._board._update(self._slug, change)
 
     def lanes(self, counts: Mapping[str, tuple[int, int]]) -> None:
+        now = self._board._now()
+
         def change(e: _Exit) -> None:
             e.lanes = {vendor: _Lane(pace.Count(total, before, before)) for vendor, (total, before) in counts.items()}
+            for vendor, lane in e.lanes.items():
+                if vendor in e.ceilings:
+                    lane.eta.limit(e.ceilings[vendor].window, e.ceilings[vendor].seconds)
+                lane.eta.begin(now)
+        self._board._update(self._slug, change)
+
+    def ceilings(self, limits: Mapping[str, engine.Limit]) -> None:
+        def change(e: _Exit) -> None:  # told before its lanes begin
+            e.ceilings = dict(limits)
+        self._board._update(self._slug, change)
+
+    def held(self, vendor: str, action_ids: Sequence[str]) -> None:
+        now = self._board._now()
+
+        def change(e: _Exit) -> None:
+            e.count.gated(e.count.ahead_held + len(action_ids))
+            e.eta.settled(now)
+            lane = e.lanes.get(vendor)
+            if lane is not None:
+                lane.count.gated(len(action_ids))
+                lane.eta.drop(action_ids)
+                lane.eta.settled(now)
         self._board._update(self._slug, change)
 
     def step(self, vendor: str, step: Step, todo: int) -> None:
@@ -268,11 +312,15 @@ class ExitProgress(engine.NoProgress):
         self._say(f"{vendor}: {step.title} ({todo} to do)")
 
     def advance(self, action: Action, event: str) -> None:
+        now = self._board._now()
+
         def change(e: _Exit) -> None:
             e.count.settle(event)
+            e.eta.settled(now)
             lane = e.lanes.get(e.names.get(action.vendor, action.vendor))
             if lane is not None:
                 lane.count.settle(event)
+                lane.eta.settled(now, action.id)
                 lane.wait.until = 0.0
         self._board._update(self._slug, change)
         if self._stop.is_set():
@@ -286,4 +334,8 @@ class ExitProgress(engine.NoProgress):
         def change(e: _Exit) -> None:
             lane = e.lanes.get(wait.vendor)
             (lane.wait if lane is not None else e.wait).hear(now, wait)
+            if lane is not None:
+                lane.eta.waiting(now, wait.seconds)
+            if e.started is not None:
+                e.eta.waiting(now, wait.seconds)
         self._board._update(self._slug, change)

@@ -33,10 +33,11 @@ from offboard.engine.confirm import nearest_ids
 from offboard.engine.guards import check_plan_fits
 from offboard.engine.scope_guard import calls_of
 from offboard.errors import BadInput, ExitCode, OffboardError, RunInterrupted
-from offboard.lifecycle import counted_as
-from offboard.plan import Finding, Plan, now_iso
+from offboard.lifecycle import AWAITING_PERSON, TERMINAL, counted_as, fold_actions
+from offboard.plan import Action, Finding, Plan, now_iso
 from offboard.proof import bundle as bundles
-from offboard.rundir import make_private_dirs
+from offboard.proof.audit import read_records
+from offboard.rundir import RunDir, make_private_dirs
 from offboard.wire import waits
 
 Opener = Callable[[ExitConfig], AbstractContextManager[engine.Sessions]]
@@ -202,8 +203,33 @@ class ExitOutcome:
 def board_of(batch: Batch) -> Board:
     """The board a batch's apply reports to (each exit's progress, for a live table)."""
     return Board([Planned(e.slug, e.customer, e.estimate.seconds_of_ceiling,
-                          {vp.display_name: sum(len(s.actions) for s in vp.steps) for vp in e.plan.vendors})
+                          {vp.display_name: sum(len(s.actions) for s in vp.steps) for vp in e.plan.vendors},
+                          verify=_seconds_of(e, lambda _a: False, discoveries=1))
                   for e in batch.exits])
+
+
+def _seconds_of(e: BatchExit, runs: Callable[[Action], bool], discoveries: int = 2) -> float:
+    """Its share of its busiest account's time at the ceiling (as ``Estimate.seconds_of_ceiling``)
+    for the actions ``runs`` keeps and ``discoveries`` of its vendors' discoveries (the estimate counts
+    two: the re-plan at apply and the verification)."""
+    out = 0.0
+    for v in e.estimate.loads:
+        if v.limit <= 0:
+            continue
+        mine = [a for a in e.plan.actions() if a.vendor == v.vendor]
+        discovery = (v.calls - calls_of(mine)) / 2
+        calls = discovery * discoveries + calls_of(a for a in mine if runs(a))
+        out = max(out, calls / v.limit * v.window_seconds)
+    return out
+
+
+def _left_of(e: BatchExit, run: RunDir) -> float:
+    """A resumed exit's estimate: what its log has not done (a resume runs that and nothing else: an
+    item waiting for a person only waits again, a removal behind a gate still open stays held)."""
+    states = fold_actions(list(read_records(run.audit_path))) if run.audit_path.exists() else {}
+    gated = {a.vendor for a in e.plan.actions() if a.gate and states.get(a.id) in AWAITING_PERSON}
+    return _seconds_of(e, lambda a: states.get(a.id) not in (*TERMINAL, *AWAITING_PERSON)
+                       and not (a.vendor in gated and a.destructive))
 
 
 def gate_names(findings: list[Finding]) -> str:
@@ -248,7 +274,8 @@ def apply_batch(batch: Batch, *, resume: bool, overrides: engine.Overrides, open
         todo = _what_to_do(st, overrides)
         run_id = st.run.run_id if st.run else None
         if st.run is not None:  # a run's row starts at what its log holds done, not at 0, run now or not
-            board.resumed(e.slug, {vp.display_name: st.done_of.get(vp.vendor, 0) for vp in e.plan.vendors})
+            board.resumed(e.slug, {vp.display_name: st.done_of.get(vp.vendor, 0) for vp in e.plan.vendors},
+                          estimate=_left_of(e, st.run))
         if todo is None:
             why = {RUNNING: "running in another process", WAITING: f"waiting for a person: {st.detail}",
                    GATED: "stopped by a preflight gate: resume with --override-preflight \"REASON\" once checked"

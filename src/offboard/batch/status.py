@@ -5,6 +5,7 @@ cannot make the two disagree."""
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -43,6 +44,21 @@ class ExitState:
     next_command: str = ""  # what to run next for it, printed whole after a table (never folded in a cell)
 
 
+def next_steps(states: Mapping[str, ExitState], batch_plan: Path) -> list[str]:
+    """What to run next for a batch, whole, in the order to run them: the one rule behind `batch apply`'s
+    last lines and `batch status`'s ``Next:``, so both say the same. Each exit names its own next command
+    (``ExitState.next_command``); a batch none of whose exits has started is applied, not resumed."""
+    if states and all(st.state == NOT_STARTED for st in states.values()):
+        return [hints.command("batch", "apply", batch_plan)]
+    return list(dict.fromkeys(st.next_command for st in sorted(states.values(), key=_order) if st.next_command))
+
+
+def _order(st: ExitState) -> int:
+    """Machine work first (a resume runs what is unblocked), then people's items, then the re-reads."""
+    words = st.next_command.split()
+    return 0 if "apply" in words else 1 if "--pending" in words else 2
+
+
 def _plan_id_of(run_path: Path) -> str | None:
     try:
         state = json.loads((run_path / "state.json").read_text(encoding="utf-8"))
@@ -79,9 +95,10 @@ def _running(run: RunDir) -> bool:
 
 def exit_state(cfg: ExitConfig, plan: Plan, batch_plan: Path | None = None) -> ExitState:
     """``batch_plan``: the batch plan's path as the user gave it, carried by the commands the detail names."""
+    resume = hints.command("batch", "apply", "--resume", *([batch_plan] if batch_plan else []))
     run = find_run(cfg, plan)
-    if run is None:
-        return ExitState(NOT_STARTED)
+    if run is None:  # `batch apply --resume` starts the exits never started too
+        return ExitState(NOT_STARTED, next_command=resume)
     records: list[dict[str, Any]] = list(read_records(run.audit_path)) if run.audit_path.exists() else []
     actions = plan.actions()
     states = fold_actions(records)
@@ -113,8 +130,10 @@ def exit_state(cfg: ExitConfig, plan: Plan, batch_plan: Path | None = None) -> E
         return out
     if end.event in ("run.started", "run.resumed") or not end.line:
         out.state = RUNNING if _running(run) else INTERRUPTED
+        out.next_command = resume if out.state == INTERRUPTED else ""
         return out
     if end.event == "run.interrupted":
+        out.next_command = resume
         return out
     detail = records[end.line - 1].get("detail")
     code = detail.get("exit_code") if isinstance(detail, dict) else None
@@ -124,7 +143,7 @@ def exit_state(cfg: ExitConfig, plan: Plan, batch_plan: Path | None = None) -> E
                                                                "changes" if out.held_by else "")
                       + ("; the rest runs on `batch apply --resume`" if out.resumable else ""))
         if out.resumable:
-            out.next_command = hints.command("batch", "apply", "--resume", *([batch_plan] if batch_plan else []))
+            out.next_command = resume
         elif batch_plan:  # only people can move it: the items they are to do, by id (for `batch confirm`)
             out.next_command = hints.command("batch", "status", "--pending", batch_plan)
     elif code == 4 or detail == GATES_STOPPED:
@@ -140,4 +159,5 @@ def exit_state(cfg: ExitConfig, plan: Plan, batch_plan: Path | None = None) -> E
                          f"{detail.get('failed', 0)} failed, {detail.get('unknown', 0)} unknown, "
                          f"{detail.get('blocked', 0)} held back, {detail.get('checks_failed', 0)} check(s) failed")
         out.resumable = True
+        out.next_command = resume
     return out

@@ -272,10 +272,18 @@ def verify(
     """Re-read each vendor and say whether the customer's service has stopped (exit 0) or not (1)."""
     as_json = _json(json_out)
     cfg = _config(config)
+    closed = run is not None and engine.run_ended(run, cfg).ended
     with engine.open_sessions(cfg) as sessions, render.err.status("Re-reading the vendors…"):
-        checks = engine.verify_run(None, sessions) if run is None else engine.verify_recorded(run, cfg, sessions)
+        checks = engine.verify_recorded(run, cfg, sessions) if run is not None else engine.verify_run(None, sessions)
     if not as_json:
         render.out.print(render.checks_table(checks))
+    if closed:
+        assert run is not None
+        # A closed run's log is its proof, and a bundle already made of it ends at its close: the
+        # re-reads just added come after that (signed), so the person handing over a bundle hears it.
+        render.warning(f"Run {run} was closed: these re-reads were added to its audit log after its close, and "
+                       "signed. A bundle made before now still verifies but does not hold them; to hand them "
+                       f"over, make it again: {hints.command('bundle', run=run, config=cfg.path)}")
     stopped = all(c.passed for c in checks)
     failed = sum(1 for c in checks if not c.passed)
     render.out.print("Service stopped: every check passed." if stopped else

@@ -116,7 +116,11 @@ def accounts_table(bp: batches.BatchPlan) -> Table:
 
 def status_table(b: batches.Batch, states: dict[str, batches.ExitState]) -> Table:
     table = Table(title=f"Batch {b.plan.batch_id}: {len(b.exits)} customer(s)", title_justify="left")
-    for col in ("Customer", "State", "Removed", "Run"):  # whole: a name, a run id to paste; the detail gives way
+    # The short name is what `--customer` takes and the live table shows: whole, first. The full name
+    # wraps where the screen is short of room; a run id to paste stays whole; the detail gives way.
+    table.add_column("Customer", no_wrap=True)
+    table.add_column("Name")
+    for col in ("State", "Removed", "Run"):
         table.add_column(col, no_wrap=True)
     table.add_column("Detail", overflow="fold")
     colour = {"verified": "green", "done": "green", "failed": "bold red", "interrupted": "yellow",
@@ -125,7 +129,7 @@ def status_table(b: batches.Batch, states: dict[str, batches.ExitState]) -> Tabl
         st = states[e.slug]
         style = colour.get(st.state)
         state = f"[{style}]{st.state}[/]" if style else st.state
-        table.add_row(escape(e.customer), state, f"{st.removed:,}/{st.removals:,}",
+        table.add_row(escape(e.slug), escape(e.customer), state, f"{st.removed:,}/{st.removals:,}",
                       st.run.run_id if st.run else "", escape(st.detail))
     counts: dict[str, int] = {}
     for st in states.values():
@@ -134,9 +138,10 @@ def status_table(b: batches.Batch, states: dict[str, batches.ExitState]) -> Tabl
     return table
 
 
-def next_commands(states: dict[str, batches.ExitState]) -> None:
-    """What the table's details name, each command whole on a line of its own (a table cell folds)."""
-    for command in dict.fromkeys(st.next_command for st in states.values() if st.next_command):
+def next_commands(states: dict[str, batches.ExitState], plan: Path) -> None:
+    """What to run next (the batch's one rule, ``batches.next_steps``), each command whole on a line
+    of its own (a table cell folds): `batch apply` ends with it and `batch status` prints it."""
+    for command in batches.next_steps(states, plan):
         render.out.print(f"Next: {command}", markup=False, soft_wrap=True)
 
 
@@ -208,9 +213,9 @@ def apply_cmd(
     states = batches.states_of(b)
     render.out.print(status_table(b, states))
     code = batches.batch_exit_code(outcomes, states)
-    if code != ExitCode.OK:
-        render.error(f"some exits are not done: `{hints.command('batch', 'status', plan)}` shows each; after a "
-                     f"person's confirmations or a fix, `{hints.command('batch', 'apply', '--resume', plan)}`")
+    if code != ExitCode.OK and not batches.next_steps(states, plan):  # e.g. only gates stop it: the table says
+        render.error(f"some exits are not done: `{hints.command('batch', 'status', plan)}` shows each")
+    next_commands(states, plan)  # what `batch status` says next, word for word
     raise typer.Exit(code)
 
 
@@ -235,7 +240,7 @@ def status_cmd(plan: PlanArg = DEFAULT_PLAN,
         sys.stdout.write("".join(f"{item} {','.join(slugs)}\n" for item, slugs in sorted(where.items())))
         raise typer.Exit(ExitCode.OK)
     render.out.print(status_table(b, states))
-    next_commands(states)
+    next_commands(states, plan)
     raise typer.Exit(batches.batch_exit_code([], states))
 
 

@@ -21,6 +21,7 @@ from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
+from offboard.batch import progress as board
 from offboard.batch.progress import ACTIVE, BUDGET, DONE, FAILED, GATE, INTERRUPTED, PERSON, QUEUED, REFUSED, ExitRow
 from offboard.engine.pace import held_words
 from offboard.text import one_line
@@ -37,6 +38,15 @@ _RANK = {**{s: 0 for s in ACTIVE}, FAILED: 1, REFUSED: 1, GATE: 1, INTERRUPTED: 
 
 def _clock(seconds: float | None) -> str:
     return "…" if seconds is None else str(timedelta(seconds=max(0, round(seconds))))
+
+
+def _eta_cell(row: ExitRow) -> str:
+    """Its ETA; while it verifies past its re-reads' estimate, "verifying" (never a bare "…")."""
+    if not row.active:
+        return ""
+    if row.eta is None and row.doing == board.VERIFYING:
+        return board.VERIFYING
+    return _clock(row.eta)
 
 
 def _lane_cell(row: ExitRow, vendor: str) -> Text:
@@ -106,7 +116,7 @@ def table(rows: Sequence[ExitRow], height: int, *, stopping: bool = False) -> Ta
     for row in visible:
         grid.add_row(Text(one_line(row.slug)), *(_lane_cell(row, v) for v in vendors),
                      f"{row.done}/{row.total}" if row.total else "", _state_cell(row),
-                     _clock(row.eta) if row.active else "")
+                     _eta_cell(row))
     if rest:
         grid.caption, grid.caption_justify = folded(rest), "left"
     return grid

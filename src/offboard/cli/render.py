@@ -8,7 +8,7 @@ import re
 import sys
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
@@ -22,16 +22,15 @@ from rich.progress import (
     ProgressColumn,
     Task,
     TaskID,
-    TextColumn,
-    TimeElapsedColumn,
 )
 from rich.rule import Rule
+from rich.segment import Segment
 from rich.table import Column, Table
 from rich.text import Text
 
 from offboard.cli.message import lay_out
 from offboard.connectors import Check
-from offboard.engine import GuideAnswer, pace
+from offboard.engine import GuideAnswer, Limit, pace
 from offboard.engine.guards import confirm_option
 from offboard.lifecycle import planned_reads
 from offboard.plan import Action, Finding, Plan, Step
@@ -44,6 +43,7 @@ if TYPE_CHECKING:
 
 MAX_ROWS_PER_STEP = 60  # a 10,000-agent plan prints a sample; the plan file has them all
 PIPE_WIDTH = 1000  # not a terminal: tables as wide as their content, so no id or path is folded
+_TRAILING = re.compile(r"[ \t]+\n")  # what a pipe's lines end with: padding, never asked for
 RULE_WIDTH = 100
 WORD_SHARE = 0.55  # the most of a terminal's width one unbreakable word may claim in a table
 
@@ -104,6 +104,12 @@ class _Screen(Console):
             # rule (cli/message.py), never wrapped mid-word by the terminal.
             objects = (self.laid_out(objects[0], markup=kwargs.get("markup")),)
         super().print(*objects, **kwargs)
+
+    def _render_buffer(self, buffer: Iterable[Segment]) -> str:
+        text = super()._render_buffer(buffer)
+        # Not a terminal: the width is PIPE_WIDTH so no id folds, and a table's title, caption or
+        # padded cell would carry its spaces to the line's end; a log or a file gets none of them.
+        return text if self.is_terminal else _TRAILING.sub("\n", text)
 
     def laid_out(self, message: str | Text, *, markup: bool | None = None) -> Text:
         text = message if isinstance(message, Text) else self.render_str(message, markup=markup, highlight=False)
@@ -438,7 +444,36 @@ class _EtaColumn(ProgressColumn):
         remaining = self._eta(task.fields.get("lane"))
         if remaining is not None and remaining <= 0:
             return Text("")
-        return Text(f"ETA {_clock_text(remaining)}" if remaining is not None else "ETA …", style="progress.remaining")
+        # rounded up, as a wait's "waiting Ns" is: never "ETA 0:00:07" beside "waiting 8s"
+        shown = f"ETA {_clock_text(math.ceil(remaining))}" if remaining is not None else "ETA …"
+        return Text(shown, style="progress.remaining")
+
+
+class _ElapsedColumn(ProgressColumn):
+    """The run's time so far, on every line: counted from the command's first words (its re-read of
+    the vendors, before the bar), so it never starts again at 0 when the bar appears."""
+
+    def __init__(self, elapsed: Callable[[], float]) -> None:
+        super().__init__()
+        self._elapsed = elapsed
+
+    def render(self, task: Task) -> Text:
+        return Text(_clock_text(self._elapsed()), style="progress.elapsed")
+
+
+class _DescriptionColumn(ProgressColumn):
+    """The line's name and, on a lane's line, its runbook step: cut short with an ellipsis, never
+    wrapped, when the status beside it needs the room."""
+
+    def __init__(self, width: Callable[[], int]) -> None:
+        super().__init__(table_column=Column(no_wrap=True, overflow="ellipsis"))
+        self._width = width
+
+    def render(self, task: Task) -> Text:
+        text = Text.from_markup(task.description, overflow="ellipsis")
+        text.no_wrap = True
+        text.truncate(max(len("All vendors"), self._width()), overflow="ellipsis")
+        return text
 
 
 class _StatusColumn(ProgressColumn):
@@ -446,7 +481,9 @@ class _StatusColumn(ProgressColumn):
     that vendor's own; on the overall line every vendor's."""
 
     def __init__(self, status: Callable[[str | None], str]) -> None:
-        super().__init__()
+        # Room for "14 held until a person confirms" and "waiting 27s for the rate limit" at 120 columns:
+        # the step's title gives way first.
+        super().__init__(table_column=Column(min_width=STATUS_WIDTH))  # the column that gives way at the end
         self._status = status
 
     def render(self, task: Task) -> Text:
@@ -462,7 +499,11 @@ class _CountColumn(ProgressColumn):
         return Text(f"{int(task.completed)}/{int(task.total or 0)}", style="progress.download")
 
 
-BAR_WIDTH = 24  # the overall bar; a lane's status ("14 held until a person confirms") keeps room at 120 columns
+STATUS_WIDTH = 31  # "14 held until a person confirms", "waiting 27s for the rate limit" whole
+BAR_WIDTH = 16  # the overall bar; a lane's status ("14 held until a person confirms") keeps room at 120 columns
+# What stands right of the description, but its count ("81/81"): the bar, "0:00:00", "ETA 0:00:00",
+# the status, and the gaps between the six columns: the step's title gives way to them.
+BESIDE_DESCRIPTION = BAR_WIDTH + 7 + 11 + STATUS_WIDTH + 5
 
 
 class _LaneBar(BarColumn):
@@ -486,8 +527,9 @@ class RichProgress:
         self.console = console or err
         self._clock = clock
         self._progress = Progress(
-            TextColumn("{task.description}"), _LaneBar(bar_width=BAR_WIDTH), _CountColumn(), TimeElapsedColumn(),
-            _EtaColumn(self.eta), _StatusColumn(self.lane_text), console=self.console, transient=False,
+            _DescriptionColumn(self._description_width), _LaneBar(bar_width=BAR_WIDTH), _CountColumn(),
+            _ElapsedColumn(self.elapsed), _EtaColumn(self.eta), _StatusColumn(self.lane_text),
+            console=self.console, transient=False,
         )
         self._task: TaskID | None = None
         self._lanes: dict[str, TaskID] = {}  # a vendor's display name -> its line
@@ -497,28 +539,56 @@ class RichProgress:
         self._last_of: dict[str, str] = {}  # per lane
         self._waits: dict[str, tuple[float, float, Wait]] = {}  # vendor -> (when it began, when it ends, the wait)
         self._lock = threading.Lock()
-        self._started = 0.0
+        self._began: float | None = None  # the command's first words: the elapsed time's start
         self._all = pace.Count()
+        self._all_eta = pace.Eta(self._all)
         self._counts: dict[str, pace.Count] = {}  # a vendor's display name -> its lane's count
-        self._ceilings: dict[str, float] = {}  # a vendor's display name -> seconds per action at its limit
+        self._etas: dict[str, pace.Eta] = {}  # a vendor's display name -> its lane's ETA
+        self._ceilings: dict[str, Limit] = {}  # a vendor's display name -> its rate limit (Progress.ceilings)
         self._after: Live | None = None  # the verification's wait line
 
+    def _description_width(self) -> int:
+        total = self._all.total
+        return self.console.width - BESIDE_DESCRIPTION - len(f"{total}/{total}")
+
+    def elapsed(self) -> float:
+        """Seconds since the command's first words (its re-read of the vendors), never since the bar."""
+        return self._clock() - self._began if self._began is not None else 0.0
+
+    def _begin(self) -> float:
+        now = self._clock()
+        if self._began is None:
+            self._began = now
+        return now
+
     def start(self, total: int, done: int) -> None:
+        now = self._begin()
         self._progress.start()
         self._live = True
-        self._started = self._clock()
-        self._all = pace.Count(total, done, done)
+        with self._lock:
+            self._all = pace.Count(total, done, done)
+            self._all_eta = pace.Eta(self._all)
+            self._all_eta.begin(now)
         self._task = self._progress.add_task("All vendors", total=total, completed=done)
 
     def lanes(self, counts: Mapping[str, tuple[int, int]]) -> None:
+        now = self._clock()
         with self._lock:
             self._counts = {vendor: pace.Count(total, before, before) for vendor, (total, before) in counts.items()}
+            self._etas = {vendor: pace.Eta(count) for vendor, count in self._counts.items()}
+            for vendor, eta in self._etas.items():
+                if vendor in self._ceilings:
+                    eta.limit(self._ceilings[vendor].window, self._ceilings[vendor].seconds)
+                eta.begin(now)
         for vendor, (total, before) in counts.items():
             self._progress.update(self._lane(vendor), total=total, completed=before)
 
-    def ceilings(self, seconds: Mapping[str, float]) -> None:
+    def ceilings(self, limits: Mapping[str, Limit]) -> None:
         with self._lock:
-            self._ceilings = dict(seconds)
+            self._ceilings = dict(limits)
+            for vendor, eta in self._etas.items():
+                if vendor in self._ceilings:
+                    eta.limit(self._ceilings[vendor].window, self._ceilings[vendor].seconds)
 
     def _lane(self, vendor: str) -> TaskID:
         # Never call rich under self._lock: its refresh thread holds its own lock while it asks
@@ -535,11 +605,14 @@ class RichProgress:
 
     def advance(self, action: Action, event: str) -> None:
         vendor = self._names.get(action.vendor, action.vendor)
+        now = self._clock()
         with self._lock:
             lane = self._counts.get(vendor)
-            for count in (self._all, lane):
+            for count, eta in ((self._all, self._all_eta), (lane, self._etas.get(vendor))):
                 if count is not None:
                     count.settle(event)
+                if eta is not None:
+                    eta.settled(now, action.id)
             if event == pace.HELD:  # not the held item's name: the lane is not at its step
                 self._last = self._last_of[vendor] = pace.held_words((lane or self._all).for_person)
             else:
@@ -548,38 +621,38 @@ class RichProgress:
             self._progress.update(self._task, advance=1)
             self._progress.update(self._lane(vendor), advance=1)
 
-    def waiting(self, wait: Wait) -> None:
-        if wait.seconds < self.WAIT_SHOWN:
-            return
+    def held(self, vendor: str, action_ids: Sequence[str]) -> None:
         now = self._clock()
         with self._lock:
+            for c, eta in ((self._all, self._all_eta), (self._counts.get(vendor), self._etas.get(vendor))):
+                if c is not None:
+                    c.gated(c.ahead_held + len(action_ids) if c is self._all else len(action_ids))
+                if eta is not None:
+                    eta.drop(action_ids)
+                    eta.settled(now)
+
+    def waiting(self, wait: Wait) -> None:
+        now = self._begin()
+        with self._lock:
+            if wait.seconds < self.WAIT_SHOWN:
+                return
+            for eta in (self._all_eta, self._etas.get(wait.vendor)):
+                if eta is not None:
+                    eta.waiting(now, wait.seconds)
             began, ends, _ = self._waits.get(wait.vendor, (now, 0.0, wait))
             self._waits[wait.vendor] = (began if ends > now else now, now + wait.seconds, wait)
         if not self._live and self._after is None:  # before the bar (the run's first reads): a line of its own
             self.console.print(wait.describe(), markup=False, highlight=False)
 
     def eta(self, vendor: str | None = None) -> float | None:
-        """Seconds left: the run's (or one lane's) pace so far, its waits included, over what remains,
-        and at least the longest wait it still sits through. The run ends with its slowest lane."""
+        """Seconds left (engine/pace.py's rule): a lane's own; the run's is its slowest lane's."""
         now = self._clock()
         with self._lock:
-            running = [(began, ends) for v, (began, ends, _) in self._waits.items()
-                       if ends > now and vendor in (None, v)]
-            count = self._all if vendor is None else self._counts.get(vendor)
-            lanes = list(self._counts) if vendor is None else []
-        if count is None:
-            return None
-        known = [eta for lane in lanes if (eta := self.eta(lane)) is not None]
-        if known:
-            return max(known)
-        waited = now - min((began for began, _ in running), default=now)
-        eta = count.eta(now - self._started, [ends - now for _, ends in running], waited)
-        ceiling = self._ceilings.get(vendor) if vendor is not None else None
-        if eta is not None and ceiling:
-            # A first window's burst makes the pace look fast: never less than what is left at the
-            # vendor's limit, less what a wait still running has sat through (the window refills meanwhile).
-            eta = max(eta, ceiling * count.left - waited)
-        return eta
+            if vendor is not None:
+                lane = self._etas.get(vendor)
+                return lane.seconds(now) if lane is not None else None
+            known = [s for eta in self._etas.values() if (s := eta.seconds(now)) is not None]
+            return max(known) if known else self._all_eta.seconds(now)
 
     def _waiting(self, vendor: str | None, now: float) -> list[str]:
         return [f"{w.vendor}: waiting {math.ceil(ends - now)}s {w.why}"
@@ -598,8 +671,8 @@ class RichProgress:
             count = self._all if vendor is None else self._counts.get(vendor)
             if waiting:
                 return waiting[0].split(": ", 1)[1] if vendor is not None else "; ".join(waiting)
-            if count is not None and count.for_person and not count.left:  # all that is left waits for a person
-                return pace.held_words(count.for_person)
+            if count is not None and count.waiting_for_person and not count.left:  # all it has left waits for a person
+                return pace.held_words(count.waiting_for_person)
             return self._last_of.get(vendor, "") if vendor is not None else self._last
 
     def status_text(self) -> str:
@@ -610,6 +683,7 @@ class RichProgress:
         self._live = False
 
     def phase(self, text: str) -> None:
+        self._begin()
         self.console.print(text, markup=False, highlight=False)
         if self._task is not None and not self._live and self._after is None:
             # After the bar: the run re-reads its vendors (verification) until ``end``; a rate-limit
@@ -685,8 +759,12 @@ class LineProgress:
     def lanes(self, counts: Mapping[str, tuple[int, int]]) -> None:
         pass  # a log says each lane's steps and waits as they come; its pace is the run's
 
-    def ceilings(self, seconds: Mapping[str, float]) -> None:
+    def ceilings(self, limits: Mapping[str, Limit]) -> None:
         pass  # a log's lines carry counts, not an ETA
+
+    def held(self, vendor: str, action_ids: Sequence[str]) -> None:
+        with self._lock:
+            self._count.gated(self._count.ahead_held + len(action_ids))  # "about N left" is of the work, not a person's
 
     def step(self, vendor: str, step: Step, todo: int) -> None:
         with self._lock:

@@ -8,18 +8,26 @@ from offboard.engine.confirm import ConfirmResult, StatusRow, confirm, latest_ru
 from offboard.engine.guided import record_confirmation
 from offboard.engine.planner import end_of_service_warning, make_plan
 from offboard.engine.readiness import Readiness, check_machine, refuse
-from offboard.engine.runfolder import began_guided, exit_lock, reopen, signer_for, write_documents, write_state
+from offboard.engine.runfolder import (
+    began_guided,
+    exit_lock,
+    reopen,
+    run_ended,
+    signer_for,
+    write_documents,
+    write_state,
+)
 from offboard.engine.sessions import Sessions, open_sessions
 from offboard.engine.ticket import Ticket, record_scope
-from offboard.engine.types import Guide, GuideAnswer, NoProgress, Overrides, Progress, RunResult
+from offboard.engine.types import Guide, GuideAnswer, Limit, NoProgress, Overrides, Progress, RunResult
 from offboard.engine.verify import emit_check, verify_recorded, verify_run
 from offboard.engine.watch import WatchResult, answering, watch_run, watch_summary
 
 __all__ = [
-    "ConfirmResult", "Guide", "GuideAnswer", "NoProgress", "Overrides", "Progress", "Readiness", "RunResult",
+    "ConfirmResult", "Guide", "GuideAnswer", "Limit", "NoProgress", "Overrides", "Progress", "Readiness", "RunResult",
     "Sessions", "StatusRow", "Ticket", "WatchResult", "answering", "apply", "began_guided", "check_machine", "confirm",
     "emit_check", "end_of_service_warning",
     "exit_lock", "latest_run_id", "make_plan", "open_sessions", "record_confirmation", "record_scope", "refuse",
-    "reopen", "resume", "run_tally", "signer_for", "status",
+    "reopen", "resume", "run_ended", "run_tally", "signer_for", "status",
     "verify_recorded", "verify_run", "watch_run", "watch_summary", "write_documents", "write_state",
 ]

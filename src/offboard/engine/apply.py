@@ -6,7 +6,9 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
+from offboard import hints
 from offboard.config import ExitConfig
 from offboard.engine.claim import Claim, claimed
 from offboard.engine.execute import execute
@@ -20,16 +22,17 @@ from offboard.engine.guards import (
 )
 from offboard.engine.planner import discover, vendor_plans
 from offboard.engine.readiness import UNSIGNED, check_machine, refuse
-from offboard.engine.runfolder import exit_lock, reopen, runs_of_plan, write_documents, write_state
+from offboard.engine.runfolder import exit_lock, reopen, run_ended, runs_of_plan, write_documents, write_state
 from offboard.engine.scope_guard import calls_of
 from offboard.engine.sessions import Sessions
 from offboard.engine.ticket import summary as ticket_summary
-from offboard.engine.types import Guide, NoProgress, Overrides, Progress, RunResult
+from offboard.engine.types import Guide, Limit, NoProgress, Overrides, Progress, RunResult
 from offboard.errors import BadInput, ClaimRefused, ExitCode, RunInterrupted, RunStopped
-from offboard.lifecycle import TERMINAL, fold_actions
+from offboard.lifecycle import AWAITING_PERSON, TERMINAL, RunEnd, fold_actions, tally
 from offboard.plan import Finding, Inventory, Plan, write_plan
-from offboard.proof.audit import AuditLog
+from offboard.proof.audit import AuditLog, read_records
 from offboard.proof.signing import Signer
+from offboard.proof.ticket_notes import open_pastes
 from offboard.rundir import RunDir
 from offboard.wire import waits
 
@@ -54,24 +57,28 @@ def apply(plan: Plan, cfg: ExitConfig, sessions: Sessions, *, overrides: Overrid
         findings = [f for vp in fresh for f in vp.findings]
         refuse(findings)  # e.g. credentials that cannot make the planned writes: before the run folder
         run = RunDir.create(cfg.runs_dir)
-        progress.ceilings(seconds_per_action(plan, cfg, overrides))
+        progress.ceilings(seconds_at_limit(plan, cfg, overrides))
         with stops_named(run, cfg.path):
             write_plan(plan, run.plan_path)
             return _apply_run(run, plan, sessions, overrides, findings, live, progress, guide, ready.signer)
 
 
-def seconds_per_action(plan: Plan, cfg: ExitConfig, overrides: Overrides) -> dict[str, float]:
-    """Each vendor lane's seconds per action at its vendor's rate limit (where the connector knows it):
-    its API calls (a removal's owner read before it, unless --trust-listing) over its actions."""
+def seconds_at_limit(plan: Plan, cfg: ExitConfig, overrides: Overrides,
+                     done: Mapping[str, str] | None = None) -> dict[str, Limit]:
+    """For each vendor lane whose connector knows its rate limit: its window, and each action not
+    done yet (``done``: a resumed run's log) with the seconds its API calls take at that limit (a
+    removal's owner read before it, unless --trust-listing; a person's item, or one waiting for a
+    person, none)."""
     out = {}
+    done = done or {}
     for vp in plan.vendors:
         settings = cfg.vendors.get(vp.vendor)
         limit = settings.rate_limit() if settings is not None else None
-        actions = [a for step in vp.steps for a in step.actions]
-        if not limit or not limit[0] or not actions:
+        if not limit or not limit[0]:
             continue
-        calls = calls_of(actions, trust_listing=overrides.trust_listing)
-        out[vp.display_name] = calls / len(actions) * limit[1] / limit[0]
+        out[vp.display_name] = Limit(limit[1], {
+            a.id: calls_of([a], trust_listing=overrides.trust_listing) * limit[1] / limit[0]
+            for step in vp.steps for a in step.actions if done.get(a.id) not in (*TERMINAL, *AWAITING_PERSON)})
     return out
 
 
@@ -200,6 +207,9 @@ def resume(run_id: str, cfg: ExitConfig, sessions: Sessions, *, overrides: Overr
            require_signature: bool = False) -> RunResult:
     overrides = overrides or Overrides()
     progress = progress or NoProgress()
+    end = run_ended(run_id, cfg)
+    if end.ended:
+        return _resume_closed(run_id, end, cfg, sessions, overrides, progress, require_signature)
     before = f"before run {run_id} continued"
     ready = check_machine(cfg, require_signature=require_signature)
     refuse(ready.gates, before=before)
@@ -219,10 +229,51 @@ def resume(run_id: str, cfg: ExitConfig, sessions: Sessions, *, overrides: Overr
         still_open = {a.id for a in plan.actions() if done.get(a.id) not in TERMINAL}
         gone = check_matches_replan(plan, fresh, source=f"run {run_id}'s plan.json", only=still_open)
         refuse((f for vp in fresh for f in vp.findings), before=before)  # nothing recorded: the run is as it was
-        progress.ceilings(seconds_per_action(plan, cfg, overrides))
+        progress.ceilings(seconds_at_limit(plan, cfg, overrides, done))
         with stops_named(run, cfg.path), _claimed(run, sessions, audit, overrides, progress):
             return _resume_run(run, plan, sessions, audit, live, overrides, progress, guide, ready.signer, done,
                                gone)
+
+
+def owed_to_ticket(records: list[dict[str, Any]]) -> list[str]:
+    """What the exit's PSA ticket is still owed that a later try may post: notes and files that failed,
+    but not those the PSA refused in its documented way or found unfit (those wait for a person)."""
+    return sorted(k for k, d in open_pastes(records).items() if not d.get("refused") and not d.get("linked"))
+
+
+def _resume_closed(run_id: str, end: RunEnd, cfg: ExitConfig, sessions: Sessions, overrides: Overrides,
+                   progress: Progress, require_signature: bool) -> RunResult:
+    """A closed run has nothing to resume, and its log is the exit's proof (a bundle made of it holds that
+    log): a resume must not re-read every vendor into it. Refused, as bad input (nothing done), before any
+    vendor call; re-checking the vendors is `verify --run`'s job, which says what it adds. One exception:
+    notes its PSA ticket is still owed (the PSA was down at the close) are posted, and only they."""
+    run = RunDir.existing(cfg.runs_dir, run_id)
+    owed = owed_to_ticket(list(read_records(run.audit_path))) if sessions.ticket is not None else []
+    if not owed:
+        check = hints.command("verify", run=run_id, config=cfg.path)
+        raise BadInput(f"run {run_id} is closed ({end.why}) and has nothing to resume; its audit log is the "
+                       f"exit's proof, so nothing was added to it. To re-check the vendors: {check}")
+    ready = check_machine(cfg, require_signature=require_signature)
+    refuse(ready.gates, before=f"before run {run_id}'s ticket was posted to")
+    progress.phase(f"Run {run_id} is closed: posting only what its PSA ticket is still owed ({', '.join(owed)}); "
+                   "the vendors are not re-read")
+    with waits.listening(progress.waiting), reopen(run_id, cfg, sessions) as (run, plan, audit):
+        lines = len(audit.records)
+        with stops_named(run, cfg.path), _claimed(run, sessions, audit, overrides, progress):
+            assert sessions.ticket is not None
+            sessions.ticket.bind(plan, run, audit)
+            standing = tally(plan.actions(), audit.records)
+            result = _to_ticket(RunResult(run, ExitCode.OK, standing.counts(), tally=standing), plan, sessions,
+                                audit, ready.signer)
+        added = len(audit.records) - lines
+        if added:  # the claim's lines too: the head the log now ends at is signed, the documents say it
+            result.documents = write_documents(run, plan, audit, ready.signer, sessions)
+        again = hints.command("bundle", run=run_id, config=cfg.path)
+        signed = ", and signed" if ready.signer is not None else ""
+        result.message = (f"run {run_id} is closed: only its PSA ticket was posted to; {added} line(s) were added "
+                          f"to its audit log after its close{signed}. A bundle made before now does not hold "
+                          f"them; make it again: {again}")
+        return result
 
 
 def _resume_run(run: RunDir, plan: Plan, sessions: Sessions, audit: AuditLog, live: Mapping[str, Inventory],

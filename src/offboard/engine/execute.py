@@ -152,11 +152,18 @@ class RunPass:
         self.progress.advance(action, "manual.pending")
         if action.gate:
             self.tally.held_by[action.vendor] = action
+            self.progress.held(self.plan.vendor(action.vendor).display_name, self._held_behind(action))
             config, run_id = self.sessions.config, self.run.run_id
             self.audit.emit("vendor.held", vendor=action.vendor, step=action.step, action_id=action.id,
                             outcome="unknown", detail=f"no change is made at this vendor until {action.id} is "
                             f"confirmed (`{hints.confirm(run_id, config, item=action.id)}`), then "
                             f"`{hints.resume(run_id, config)}`")
+
+    def _held_behind(self, gate: Action) -> list[str]:
+        """The gate's vendor's actions after it that ``one`` will hold (its rule, told ahead)."""
+        lane = [a for a in self.plan.actions() if a.vendor == gate.vendor]
+        return [a.id for a in lane[lane.index(gate) + 1:] if self.done.get(a.id) not in TERMINAL and (
+            a.kind == "manual" or self.done.get(a.id) in AWAITING_PERSON or a.destructive)]
 
     def _held_back_by_evidence(self, action: Action) -> bool:
         """The runbook's rule: no removal of a vendor whose evidence export failed, unless the

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import shlex
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from offboard import hints
@@ -60,16 +61,18 @@ def check_not_stale(plan: Plan, live: Mapping[str, Inventory], cfg: ExitConfig |
                     earlier_runs: Sequence[str] = ()) -> None:
     """``earlier_runs``: the runs already made from this plan, if any; the refusal then says the change
     may be those runs' own work and how to continue them (the refusal is the same either way). Every
-    vendor that changed is named, with what changed at it."""
+    vendor that changed is named, with what changed at it; a vendor changed by something other than
+    the plan's own removals first."""
     stale = [(vp, inventory_changes(vp, live[vp.vendor])) for vp in plan.vendors
              # a vendor this config does not exit: check_matches_replan refuses the plan, naming it
              if vp.vendor in live and live[vp.vendor].fingerprint() != vp.inventory_fingerprint]
     if not stale:
         return
+    stale.sort(key=lambda vc: not vc[1].unexpected)
     redo = _new_plan(cfg) if cfg is not None else "offboard plan -o FILE"
     if earlier_runs:
         last = earlier_runs[-1]
-        what = "; and ".join(f"{vp.display_name} has changed since{': ' + changed if changed else ''}"
+        what = "; and ".join(f"{vp.display_name} has changed since{': ' + changed.said if changed.said else ''}"
                              for vp, changed in stale)
         raise BadInput(
             f"plan {plan.plan_id} was applied already (run {last}"
@@ -80,13 +83,45 @@ def check_not_stale(plan: Plan, live: Mapping[str, Inventory], cfg: ExitConfig |
         )
     what = "; and ".join(f"{vp.display_name} inventory for {vp.scope} changed"
                          f"{f' since the plan was made ({plan.created_at})' if n == 0 else ''}"
-                         f"{': ' + changed if changed else ''}" for n, (vp, changed) in enumerate(stale))
+                         f"{': ' + changed.said if changed.said else ''}" for n, (vp, changed) in enumerate(stale))
     raise BadInput(f"plan is stale: {what}; make a new plan with `{redo}` and review it")
 
 
-def inventory_changes(vp: VendorPlan, inv: Inventory, shown: int = 3) -> str:
-    """The objects behind a stale plan: listed now but not in the plan, in the plan but no longer
-    listed, or listed under another owner. Every action's object counts (a person's item on a listed
+@dataclass(frozen=True)
+class Changes:
+    said: str  # what changed, for the refusal ('' when nothing can be named)
+    unexpected: bool  # anything but the plan's own removals gone
+
+
+def inventory_changes(vp: VendorPlan, inv: Inventory, shown: int = 3) -> Changes:
+    """The objects behind a stale plan, against the listing the plan recorded: listed under another
+    owner, listed now but not then, no longer listed; and, last, the plan's own removals already
+    gone (a run's work, or a person's in the portal). A plan that recorded no listing (written
+    before it was) is compared with its actions' and skipped objects instead."""
+    if vp.listed is None:
+        return _changes_from_actions(vp, inv, shown)
+    then = {(kind, id_): (owner, name) for kind, id_, owner, name in vp.listed}
+    now = {(i.target.type, i.target.id): i for i in inv.items}
+    removed = {(a.target.type, a.target.id) for s in vp.steps for a in s.actions if a.kind == "api" and a.destructive}
+    moved = [f"{i.target.name} (now {i.owner})" for k, i in now.items() if k in then and then[k][0] != i.owner]
+    new = [i.target.name for k, i in now.items() if k not in then]
+    gone = [name for k, (_, name) in then.items() if k not in now and k not in removed]
+    done = [name for k, (_, name) in then.items() if k not in now and k in removed]
+    return Changes(_said((("with another owner", moved), ("new", new), ("no longer listed", gone),
+                          ("of the plan's removals gone already", done)), shown),
+                   unexpected=bool(moved or new or gone))
+
+
+def _said(groups: Sequence[tuple[str, list[str]]], shown: int) -> str:
+    def some(label: str, names: list[str]) -> str:
+        more = f" and {len(names) - shown} more" if len(names) > shown else ""
+        return f"{len(names)} {label}: {', '.join(names[:shown])}{more}"
+
+    return "; ".join(some(label, names) for label, names in groups if names)
+
+
+def _changes_from_actions(vp: VendorPlan, inv: Inventory, shown: int) -> Changes:
+    """A plan that recorded no listing: every action's object counts (a person's item on a listed
     object as much as a removal by API); an action on something the listing does not hold (a
     notification, a portal setting) is never "no longer listed"."""
     planned = {(a.target.type, a.target.id): a for s in vp.steps for a in s.actions}
@@ -99,13 +134,8 @@ def inventory_changes(vp: VendorPlan, inv: Inventory, shown: int = 3) -> str:
     gone = [a.target.name for k, a in planned.items() if k[0] in kinds and k not in listed]
     moved = [f"{i.target.name} (now {i.owner})" for k, i in listed.items()
              if k in planned and planned[k].owner and planned[k].owner != i.owner]
-
-    def some(label: str, names: list[str]) -> str:
-        more = f" and {len(names) - shown} more" if len(names) > shown else ""
-        return f"{len(names)} {label}: {', '.join(names[:shown])}{more}"
-
-    return "; ".join(some(label, names) for label, names in
-                     (("new", new), ("no longer listed", gone), ("with another owner", moved)) if names)
+    return Changes(_said((("new", new), ("no longer listed", gone), ("with another owner", moved)), shown),
+                   unexpected=True)
 
 
 def confirm_option(name: str) -> str:

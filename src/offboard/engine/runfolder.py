@@ -13,7 +13,7 @@ from pathlib import Path, PurePosixPath
 from offboard.config import ExitConfig
 from offboard.engine.guards import check_plan_fits
 from offboard.engine.sessions import Sessions
-from offboard.lifecycle import fold_actions
+from offboard.lifecycle import RunEnd, fold_actions, run_end
 from offboard.plan import Plan, now_iso, read_plan
 from offboard.proof.audit import AuditLog, read_records, repair_torn_tail
 from offboard.proof.checklist import write_checklist
@@ -59,6 +59,14 @@ def reopen(run_id: str, cfg: ExitConfig, sessions: Sessions) -> Iterator[tuple[R
             yield run, plan, audit
         finally:
             audit.close()
+
+
+def run_ended(run_id: str, cfg: ExitConfig) -> RunEnd:
+    """Where a past run's record stands, from its own audit log: closed (every action done and every
+    item confirmed, or finished with nothing left) or not. A closed run's log is the exit's proof: a
+    resume must not add to it."""
+    run = RunDir.existing(cfg.runs_dir, run_id)
+    return run_end(list(read_records(run.audit_path)) if run.audit_path.exists() else [])
 
 
 def runs_of_plan(cfg: ExitConfig, plan_id: str) -> list[str]:

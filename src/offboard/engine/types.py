@@ -4,7 +4,7 @@ hooks the CLI draws, and a run's result.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -16,6 +16,15 @@ from offboard.plan import Action, Finding, Step
 from offboard.rundir import RunDir
 from offboard.wire.http import HttpRecord
 from offboard.wire.waits import Wait
+
+
+@dataclass(frozen=True)
+class Limit:
+    """A vendor lane's rate limit, as its ETA's floor (engine/pace.py): the limit's window, and each
+    action the pass runs (by id) with the seconds its calls take at the limit (calls x window / limit)."""
+
+    window: float
+    seconds: Mapping[str, float]
 
 
 class Progress(Protocol):
@@ -31,14 +40,19 @@ class Progress(Protocol):
         """Right after ``start``: each vendor lane (its display name) and its (total, done before)."""
         ...
 
-    def ceilings(self, seconds: Mapping[str, float]) -> None:
-        """Before the actions: each vendor lane's (its display name) seconds per action at its vendor's
-        rate limit, where the connector knows the limit: the floor of its ETA (a first window's burst
-        makes the pace look fast, and the ETA then jumped up once the window held the calls back)."""
+    def ceilings(self, limits: Mapping[str, Limit]) -> None:
+        """Before the actions: each vendor lane's (its display name) rate limit, where its connector
+        knows it: the floor of its ETA (a first window's burst makes the pace look fast, and the ETA
+        then jumped up once the window held the calls back)."""
         ...
 
     def advance(self, action: Action, event: str) -> None:
         """An action settled; ``event`` is its audit event (a name for code, never for the screen)."""
+        ...
+
+    def held(self, vendor: str, action_ids: Sequence[str]) -> None:
+        """``vendor``'s (its display name) gate was handed to a person: these of its actions, not
+        settled yet, will be held until it is confirmed (its lane has no ETA to give for them)."""
         ...
 
     def finish(self) -> None:
@@ -73,10 +87,13 @@ class NoProgress:
     def lanes(self, counts: Mapping[str, tuple[int, int]]) -> None:
         pass
 
-    def ceilings(self, seconds: Mapping[str, float]) -> None:
+    def ceilings(self, limits: Mapping[str, Limit]) -> None:
         pass
 
     def advance(self, action: Action, event: str) -> None:
+        pass
+
+    def held(self, vendor: str, action_ids: Sequence[str]) -> None:
         pass
 
     def finish(self) -> None:
