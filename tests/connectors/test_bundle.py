@@ -846,3 +846,146 @@ def test_a_verified_bundle_says_where_the_run_stands_at_its_last_signed_head(mad
     out, pub, _ = made
     result = bundle.verify(out, pub)
     assert result.ok and result.end is not None
+
+
+# -- what a bundle holds at most (the mutation run of proof/bundle.py found no test for these) -------------
+
+def _create(run: Path, tmp_path: Path, limits: bundle.Limits) -> bundle.Manifest:
+    signer = signing.load_signer(tmp_path / "msp-key.pem")
+    assert signer is not None
+    return bundle.create(RunDir.existing(run.parent, run.name), signer, tmp_path / "again.tar.gz", limits)
+
+
+def _members(path: Path) -> dict[str, bytes]:
+    with tarfile.open(path) as tar:
+        return {m.name.split("/", 1)[1]: tar.extractfile(m).read() for m in tar.getmembers()}  # type: ignore[union-attr]
+
+
+def test_each_file_the_bundle_reads_whole_may_reach_its_cap_and_not_one_byte_past_it(
+        made: tuple[Path, Path, Path], tmp_path: Path) -> None:
+    _, _, run = made
+    size = (run / "audit.jsonl").stat().st_size
+    caps = dict(bundle.LIMITS.parsed_bytes)
+    at_cap = dataclasses.replace(bundle.LIMITS, parsed_bytes=tuple({**caps, bundle.AUDIT: size}.items()))
+    assert _create(run, tmp_path, at_cap).audit.lines > 0
+    over = dataclasses.replace(bundle.LIMITS, parsed_bytes=tuple({**caps, bundle.AUDIT: size - 1}.items()))
+    with pytest.raises(bundle.NotBundled) as refused:
+        _create(run, tmp_path, over)
+    assert str(refused.value) == f"{run / 'audit.jsonl'} is over {size - 1} bytes, the bundle's limit for it"
+
+
+def test_each_file_the_bundle_hashes_may_reach_the_member_cap_and_not_one_byte_past_it(
+        made: tuple[Path, Path, Path], tmp_path: Path) -> None:
+    out, _, run = made
+    parsed = dict(bundle.LIMITS.parsed_bytes)
+    hashed = {name: len(data) for name, data in _members(out).items() if name not in parsed
+              and not name.startswith("proof/")}
+    largest = max(hashed, key=lambda name: hashed[name])
+    at_cap = dataclasses.replace(bundle.LIMITS, member_bytes=hashed[largest])
+    assert _create(run, tmp_path, at_cap).members[largest].bytes == hashed[largest]
+    with pytest.raises(bundle.NotBundled) as refused:
+        _create(run, tmp_path, dataclasses.replace(at_cap, member_bytes=hashed[largest] - 1))
+    assert str(refused.value) == (f"{run / largest} is over {hashed[largest] - 1} bytes, the bundle's limit per "
+                                  "member")
+
+
+def test_a_run_may_fill_the_bundles_limits_exactly_and_not_one_member_or_byte_past_them(
+        made: tuple[Path, Path, Path], tmp_path: Path) -> None:
+    out, _, run = made
+    members = _members(out)
+    sources = {name: len(data) for name, data in members.items() if name not in (bundle.MANIFEST, bundle.SIGNATURE)}
+    total, count = sum(sources.values()), len(members)  # the manifest and its signature count as members
+    exactly = dataclasses.replace(bundle.LIMITS, total_bytes=total, members=count)
+    assert len(_create(run, tmp_path, exactly).members) == len(sources)
+    for limits in (dataclasses.replace(exactly, members=count - 1),
+                   dataclasses.replace(exactly, total_bytes=total - 1)):
+        with pytest.raises(bundle.NotBundled) as refused:
+            _create(run, tmp_path, limits)
+        assert str(refused.value) == (
+            f"run {run.name} has {len(sources)} files, {bundle.human(total)} in all: over the bundle's limits "
+            f"({limits.members} members, {bundle.human(limits.total_bytes)})")
+
+
+def test_a_state_file_naming_another_last_line_than_the_logs_is_refused_naming_it(
+        made: tuple[Path, Path, Path], tmp_path: Path) -> None:
+    _, _, run = made
+    state = json.loads((run / "state.json").read_bytes())
+    forged = "f" * 64
+    (run / "state.json").write_text(json.dumps({**state, "audit_last_hash": forged}))
+    with pytest.raises(bundle.NotBundled) as refused:
+        _create(run, tmp_path, bundle.LIMITS)
+    assert str(refused.value) == (
+        f"refusing to bundle run {run.name}: state.json records {state['audit_lines']} audit lines ending in "
+        f"{forged[:12]}…, and the audit log does not have that line: it was cut back or rewritten (or lost in a "
+        "crash before it reached the disk: resume the run first)")
+
+
+@pytest.mark.parametrize("state", [b"[]", b"{}", b"not json"])
+def test_a_state_file_that_says_nothing_of_the_log_leaves_the_check_to_the_signatures(
+        made: tuple[Path, Path, Path], tmp_path: Path, state: bytes) -> None:
+    _, _, run = made
+    (run / "state.json").write_bytes(state)
+    assert _create(run, tmp_path, bundle.LIMITS).run_id == run.name
+
+
+def test_a_bundle_packs_its_members_owner_only_undated_in_a_gzip_without_a_name_or_date(
+        made: tuple[Path, Path, Path]) -> None:
+    out, _, _ = made
+    raw = out.read_bytes()
+    assert raw[3] & 0x08 == 0 and raw[4:8] == bytes(4)  # no FNAME field, MTIME 0 (RFC 1952): packing adds no date
+    with tarfile.open(out) as tar:
+        assert tar.getmembers() and {(m.mode, m.mtime) for m in tar.getmembers()} == {(0o600, 0)}
+
+
+def test_a_large_member_over_the_cap_is_refused_however_many_reads_it_takes(
+        made: tuple[Path, Path, Path], tmp_path: Path) -> None:
+    _, _, run = made
+    big = run / "documents" / "big.bin"
+    big.parent.mkdir(exist_ok=True)
+    big.write_bytes(b"x" * (3 * 64 * 1024))  # three reads of the hashing loop
+    with pytest.raises(bundle.NotBundled, match=r"big\.bin is over"):
+        _create(run, tmp_path, dataclasses.replace(bundle.LIMITS, member_bytes=2 * 64 * 1024 + 1))
+
+
+def test_the_documents_folder_is_bundled_and_a_run_file_never_written_is_left_out(
+        made: tuple[Path, Path, Path], tmp_path: Path) -> None:
+    _, _, run = made
+    (run / "documents").mkdir(exist_ok=True)
+    (run / "documents" / "notice.eml").write_bytes(b"Subject: cancel\n")
+    (run / "closure-note.md").unlink(missing_ok=True)
+    manifest = _create(run, tmp_path, bundle.LIMITS)
+    assert "documents/notice.eml" in manifest.members and "closure-note.md" not in manifest.members
+
+
+def test_a_run_file_that_is_not_a_plain_file_or_a_linked_folder_is_refused_naming_it(
+        made: tuple[Path, Path, Path], tmp_path: Path) -> None:
+    _, _, run = made
+    (run / "report.md").unlink()
+    (run / "report.md").mkdir()
+    with pytest.raises(bundle.NotBundled) as refused:
+        _create(run, tmp_path, bundle.LIMITS)
+    assert str(refused.value) == (f"{run / 'report.md'} is not a plain file; offboard writes only plain files in a "
+                                  "run folder")
+    (run / "report.md").rmdir()
+    (tmp_path / "elsewhere").mkdir()
+    (run / "evidence" / "linked").symlink_to(tmp_path / "elsewhere")
+    with pytest.raises(bundle.NotBundled) as refused:
+        _create(run, tmp_path, bundle.LIMITS)
+    assert str(refused.value) == (f"{run / 'evidence' / 'linked'} is a symbolic link; offboard never writes one in a "
+                                  "run folder")
+
+
+def test_a_run_never_signed_or_whose_plan_is_no_plan_is_refused_in_one_line(
+        made: tuple[Path, Path, Path], tmp_path: Path) -> None:
+    _, _, run = made
+    (run / "plan.json").write_text("{}")
+    with pytest.raises(bundle.NotBundled) as refused:
+        _create(run, tmp_path, bundle.LIMITS)
+    assert str(refused.value) == f"refusing to bundle run {run.name}: its plan.json is not a plan file"
+    (run / "signatures.jsonl").unlink()
+    with pytest.raises(BadInput) as never:
+        _create(run, tmp_path, bundle.LIMITS)
+    assert str(never.value) == (
+        f"run {run.name} was never signed (no signatures.jsonl); it was made before the MSP had a signing key: "
+        f"`offboard verify --run {run.name}` signs its chain head (with the key of `offboard keys init`), then "
+        "bundle it")
