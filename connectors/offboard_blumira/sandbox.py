@@ -34,7 +34,7 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, ClassVar
 from urllib.parse import parse_qs
 
 from starlette.applications import Starlette
@@ -412,11 +412,24 @@ class BlumiraSandbox(SandboxBase):
         """Not Blumira: what a person would do in the portal for a manual item (demo and tests).
         ``?leave=N`` leaves N objects behind (an operator who missed some)."""
         item = request.path_params["item"]
+        if item not in self.PORTAL_ITEMS:
+            return self.error(404, f"no portal step {item!r} in this sandbox; one of {', '.join(self.PORTAL_ITEMS)}")
+        which = request.query_params.get("account", CUSTOMER_ACCOUNT)
+        # ``all``: every customer an exit of this sandbox serves (a batch's), never the neighbour
+        accounts = [CUSTOMER_ACCOUNT, *self.more_accounts] if which == "all" else [which]
+        if any(c not in self.portal_state for c in accounts):
+            return self.error(404, f"no sub-account {which!r} in this sandbox")
+        for c in accounts:
+            self._portal_step(item, c, request)
+        return JSONResponse({"done": True})
+
+    PORTAL_ITEMS: ClassVar[tuple[str, ...]] = (
+        "sensors.remove", "cloud-connectors.remove", "reports.delete-scheduled", "agents.remove-devices",
+        "uninstall_device", "agents.remove-keys", "users.remove", "delete_webhook")
+
+    def _portal_step(self, item: str, c: str, request: Request) -> None:
         leave = int(request.query_params.get("leave", "0"))
         target = request.query_params.get("target")
-        c = request.query_params.get("account", CUSTOMER_ACCOUNT)
-        if c not in self.portal_state:
-            return JSONResponse({"done": False})
         state = self.portal_state[c]
 
         def remove(store: dict[str, dict[str, Any]], keys: list[str]) -> None:
@@ -439,7 +452,6 @@ class BlumiraSandbox(SandboxBase):
                                 if u[ACCOUNT] == c and u.get("email") != keep_user_of(c)])
         elif item == "delete_webhook" and target:
             self.webhooks.pop(target, None)
-        return JSONResponse({"done": True})
 
 
     async def _after_exit(self, request: Request) -> Response:

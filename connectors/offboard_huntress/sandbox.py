@@ -509,20 +509,28 @@ class HuntressSandbox(SandboxBase):
     async def _invoices(self, request: Request) -> Response:
         return _page(request, self.invoices, "invoices")
 
+    PORTAL_ITEMS: ClassVar[tuple[str, ...]] = ("itdr.unmap-tenant", "siem.disconnect-sources", "sat.close-campaigns")
+
     async def _portal(self, request: Request) -> Response:
-        """Not Huntress: what a person would do in the portal for a manual item (demo only)."""
+        """Not Huntress: what a person would do in the portal for a manual item (demo and rehearsals).
+        ``?org=`` the organization (default: Acme Dental's), or ``all``: every customer an exit of this
+        sandbox serves (a batch's), never the neighbour whose objects an exit must not touch."""
         item = request.path_params["item"]
-        org_id = int(request.query_params.get("org", CUSTOMER_ORG))
-        org = self.orgs.get(org_id)
-        if org is None:
-            return JSONResponse({"done": False})
-        if item == "itdr.unmap-tenant":
-            org.pop("identity_provider_tenant_id", None)  # the spec never calls it nullable: left out
-            self.identities = [i for i in self.identities if i["organization"]["id"] != org_id]
-        elif item == "siem.disconnect-sources":
-            org["logs_sources_count"] = 0
-        elif item == "sat.close-campaigns":
-            org["sat_learner_count"] = 0
+        if item not in self.PORTAL_ITEMS:
+            return _error(404, f"no portal step {item!r} in this sandbox; one of {', '.join(self.PORTAL_ITEMS)}")
+        which = request.query_params.get("org", str(CUSTOMER_ORG))
+        orgs = [CUSTOMER_ORG, *self.more_customers] if which == "all" else [int(which)] if which.isdigit() else []
+        if not orgs or any(o not in self.orgs for o in orgs):
+            return _error(404, f"no organization {which!r} in this sandbox")
+        for org_id in orgs:
+            org = self.orgs[org_id]
+            if item == "itdr.unmap-tenant":
+                org.pop("identity_provider_tenant_id", None)  # the spec never calls it nullable: left out
+                self.identities = [i for i in self.identities if i["organization"]["id"] != org_id]
+            elif item == "siem.disconnect-sources":
+                org["logs_sources_count"] = 0
+            else:
+                org["sat_learner_count"] = 0
         return JSONResponse({"done": True})
 
 

@@ -13,6 +13,7 @@ import httpx
 import pytest
 
 from offboard.connectors.sandboxing import serve
+from offboard.proof.audit import read_records
 from offboard_blumira import sandbox as blu
 from tests.conftest import FAST, NOTIFY, blumira_section, write_config
 
@@ -58,6 +59,14 @@ def test_the_request_and_the_completion_notice_are_two_files_each_pointed_at_onl
     resumed = cli("apply", "--resume", run.name, *c, "--unattended")
     assert resumed.code == 3, resumed.err
     assert sends(resumed.out) == []  # removals not done yet: no completion notice to send
+    # Support's confirmation before the removals it confirms (review at 120x40: it was accepted, with the
+    # completion notice it follows not even drafted): refused, naming what is still to do, nothing recorded.
+    early = cli("confirm", SUPPORT, *c, "--by", "J. Doe", "--note", "support replied")
+    assert early.code == 2, early.err + early.out
+    assert (f"{SUPPORT} comes after Blumira's removals, and 6 of them are not done: blumira.sensors.remove, "
+            "blumira.cloud-connectors.remove, blumira.agents.remove-devices and 3 more; do and confirm those first "
+            "(listed by:") in " ".join(early.err.split()), early.err
+    assert [r["action_id"] for r in read_records(run / "audit.jsonl") if r["event"] == "manual.confirmed"] == [NOTIFY]
     for item in ("sensors.remove", "cloud-connectors.remove", "agents.remove-devices", "agents.remove-keys",
                  "reports.delete-scheduled", "users.remove"):
         httpx.post(f"{url}/_sandbox/portal/{item}").raise_for_status()

@@ -241,7 +241,9 @@ def status_cmd(plan: PlanArg = DEFAULT_PLAN,
         for slug, st in states.items():
             for item in st.pending:
                 where.setdefault(item, []).append(slug)
-        sys.stdout.write("".join(f"{item} {','.join(slugs)}\n" for item, slugs in sorted(where.items())))
+        # In the runbook's order, as each exit lists them: a loop confirming them line by line confirms a
+        # vendor's removals before its closure items, which wait for them (offboard confirm refuses those first).
+        sys.stdout.write("".join(f"{item} {','.join(slugs)}\n" for item, slugs in where.items()))
         raise typer.Exit(ExitCode.OK)
     render.out.print(status_table(b, states))
     next_commands(states, plan)

@@ -19,7 +19,7 @@ from offboard.engine.ticket import PREFIX as TICKET_ITEM
 from offboard.engine.ticket import summary as ticket_summary
 from offboard.engine.verify import verify_run
 from offboard.errors import BadInput
-from offboard.lifecycle import Tally, fold, fold_actions, tally
+from offboard.lifecycle import DONE_STANDINGS, Tally, fold, fold_actions, tally
 from offboard.plan import Action, Plan, Target, read_plan
 from offboard.proof.audit import AuditLog, read_records
 from offboard.rundir import RunDir
@@ -102,6 +102,7 @@ def confirm(run_id: str, action_id: str, by: str, note: str, cfg: ExitConfig, se
             raise BadInput(f"{action_id} has not been reached yet in run {run_id}; resume the run first")
         if action.manual is not None and action.manual.record and not note.strip():
             raise BadInput(f"{action_id} needs --note recording {action.manual.record}")
+        _after_the_removals(plan, action, tally(plan.actions(), audit.records), run_id, cfg)
         accepted, check = record_confirmation(audit, sessions.by_vendor[action.vendor], action, by, note,
                                               mode="confirm")
         standing = tally(plan.actions(), audit.records)
@@ -125,6 +126,23 @@ def confirm(run_id: str, action_id: str, by: str, note: str, cfg: ExitConfig, se
             write_documents(run, plan, audit, signer, sessions)  # what was posted is signed too
         return ConfirmResult(run, action, accepted, check, remaining, documents, to_resume,
                              ticket=ticket_summary(ticket), tally=standing)
+
+
+def _after_the_removals(plan: Plan, action: Action, standing: Tally, run_id: str, cfg: ExitConfig) -> None:
+    """The runbook's order holds for a person's items too: a closure item no API re-read can check (a
+    vendor support's confirmation that de-provisioning is complete) is confirmed only once every removal
+    of its vendor is done; confirmed earlier, it would record a completion the vendor's own notice had not
+    yet asked for. One the API can check (billing, re-read for every billed product) is held to that read."""
+    if plan.step_of()[action.id].phase != "closure" or (action.manual is not None and action.manual.verify_hint):
+        return
+    open_ = [a.id for s in plan.vendor(action.vendor).steps if s.phase == "removal" for a in s.actions
+             if standing.of.get(a.id) not in DONE_STANDINGS]
+    if open_:
+        more = f" and {len(open_) - 3} more" if len(open_) > 3 else ""
+        listing = hints.command("status", "--pending", run=run_id, config=cfg.path)
+        raise BadInput(f"{action.id} comes after {plan.vendor(action.vendor).display_name}'s removals, and "
+                       f"{len(open_)} of them are not done: {', '.join(open_[:3])}{more}; do and confirm those "
+                       f"first (listed by: {listing})")
 
 
 def _confirm_pasted(run: RunDir, plan: Plan, audit: AuditLog, item: str, by: str, note: str, cfg: ExitConfig,
