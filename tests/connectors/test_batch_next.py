@@ -87,8 +87,20 @@ def test_batch_apply_ends_with_the_next_steps_batch_status_gives(cli: Any, batch
         f"offboard batch status --pending {PLAN}"]
 
 
+def short_names(table: str) -> list[tuple[str, str]]:
+    """A batch table's (Customer, Name) cells, the rows' first two columns."""
+    rows = [line.strip("│ ").split(" │ ") for line in table.splitlines() if line.startswith("│")]
+    header = next(line for line in table.splitlines() if "Customer" in line)
+    assert header.index("Customer") < header.index("Name")
+    return [(r[0].strip(), r[1].strip()) for r in rows if r[0].strip()]
+
+
 def test_batch_status_names_each_exit_by_the_short_name_customer_takes(cli: Any, batch: Path) -> None:
-    assert cli("batch", "plan", "customers.csv", "--template", "template.toml", "-o", str(PLAN)).code == 0
+    made = cli("batch", "plan", "customers.csv", "--template", "template.toml", "-o", str(PLAN))
+    assert made.code == 0
+    # every batch table names an exit as status does: its short name first, then its name
+    assert short_names(made.out.split("Vendor accounts")[0])[:2] == [
+        ("acme-dental-a-long-name", "Acme Dental (a long name)"), ("customer-44", "Customer 44")]
     assert cli("batch", "apply", str(PLAN), "--override-preflight", "lab").code == 3
     status = cli("batch", "status", str(PLAN))
     rows = [line.strip("│ ").split(" │ ") for line in status.out.splitlines() if line.startswith("│")]
@@ -100,7 +112,7 @@ def test_batch_status_names_each_exit_by_the_short_name_customer_takes(cli: Any,
     shown = rows[1][0].strip()
     one = cli("batch", "confirm", "blumira.notify.sent", "--plan", str(PLAN), "--by", "J. Doe", "--note", "sent",
               "--customer", shown)
-    assert one.code == 0 and "customer 44: confirmed blumira.notify.sent" in one.out.lower(), one.out + one.err
+    assert one.code == 0 and "customer-44: confirmed blumira.notify.sent" in one.out, one.out + one.err
 
 
 def state(name: str, command: str = "") -> ExitState:

@@ -128,7 +128,7 @@ def test_the_batch_rehearsal_runs_as_written_against_sandbox_serve(folder: Path,
         assert got == steps, done.stdout[-4000:] + done.stderr[-4000:]
         said = done.stdout + done.stderr
         assert "Batch plan: 3 customer(s)" in said and "Blocks apply for 1 exit(s)" in said
-        assert "Sandbox customer 3: Huntress: 3. Remove endpoint coverage (EDR agents) (8 to do)" in said
+        assert "customer-3: Huntress: 3. Remove endpoint coverage (EDR agents) (8 to do)" in said
         assert said.count("waiting for a person") >= 3
         # Each customer is an exit of its own: its config, its run, its checklist (notify.sent confirmed).
         pending = subprocess.run(["bash", "-c", ". rehearsal-batch/sandbox.env && offboard status --pending "

@@ -309,8 +309,8 @@ def test_batch_apply_on_a_terminal_is_a_live_table_and_in_a_log_a_line_per_step(
         resumed = sh(f"offboard batch apply --resume {BATCH} --override-preflight rehearsal 2>&1 | cat; "
                      "exit ${PIPESTATUS[0]}")
         assert resumed.returncode == 3, resumed.stdout
-        assert "Acme Dental (sandbox rehearsal): Huntress: 3. Remove endpoint coverage (EDR agents)" in resumed.stdout
-        assert "Acme Dental (sandbox rehearsal): Blumira: 0. Notify Blumira first" in resumed.stdout, resumed.stdout
+        assert "acme-dental: Huntress: 3. Remove endpoint coverage (EDR agents)" in resumed.stdout
+        assert "acme-dental: Blumira: 0. Notify Blumira first" in resumed.stdout, resumed.stdout
         assert "Batch: 3 exit(s)" not in resumed.stdout
         runs_as_printed(resumed.stdout)
         confirmed = sh(f"offboard batch confirm blumira.notify.sent --plan {BATCH} --by Tester --note sent")

@@ -161,9 +161,7 @@ def test_a_stale_plan_counts_a_persons_items_on_listed_objects_and_names_every_v
     live = {"v": Inventory(vendor="v", scope="org 1", account="key", items=(InventoryItem(target=T1, owner="org:1"),)),
             "w": Inventory(vendor="w", scope="account 7", account="key",
                            items=(InventoryItem(target=users[0], owner="acct:7"),))}
-    with pytest.raises(BadInput) as caught:
-        check_not_stale(plan, live)
-    assert str(caught.value) == (
+    assert stale_refusal(plan, live) == (
         "plan is stale: V inventory for org 1 changed since the plan was made (2026-11-23T10:00:00Z): 1 no longer "
         "listed: pc-2; and W inventory for account 7 changed: 3 no longer listed: user-1, user-2, user-3; make a new "
         "plan with `offboard plan -o FILE` and review it")
@@ -197,6 +195,12 @@ def test_a_plan_applied_already_names_its_last_run_and_how_to_continue_it() -> N
 
 
 
+def stale_refusal(plan: Plan, live: dict[str, Inventory], earlier_runs: tuple[str, ...] = ()) -> str:
+    with pytest.raises(BadInput) as caught:
+        check_not_stale(plan, live, earlier_runs=earlier_runs)
+    return str(caught.value)
+
+
 def recorded(vp: VendorPlan, *items: InventoryItem) -> VendorPlan:
     """``vp`` as the planner writes it: the listing it was made from recorded, object by object."""
     then = Inventory(vendor=vp.vendor, scope=vp.scope, account="key", items=items)
@@ -220,18 +224,14 @@ def test_against_the_recorded_listing_a_persons_work_is_named_before_the_plans_o
     plan = plan_of(v, w)
     live = {"v": Inventory(vendor="v", scope="org 1", account="key", items=()),  # the run removed the agents
             "w": Inventory(vendor="w", scope="account 7", account="key", items=(*w_then[:14],))}
-    with pytest.raises(BadInput) as caught:
-        check_not_stale(plan, live, earlier_runs=["run-1"])
-    assert str(caught.value) == (
+    assert stale_refusal(plan, live, ("run-1",)) == (
         "plan p-1 was applied already (run run-1), and V has changed since: 1 no longer listed: ITDR tenant mapping "
         "t-1; 5 of the plan's removals gone already: pc-1, pc-2, pc-3 and 2 more; and W has changed since: 3 no "
         "longer listed: user-1, user-2, user-3; continue that run with `offboard apply --resume run-1`, or make a "
         "new plan with `offboard plan -o FILE` and review it")
     # Only the plan's own removals gone: named last among the vendors, after one a person changed.
     live["v"] = Inventory(vendor="v", scope="org 1", account="key", items=(v_then[-1],))
-    with pytest.raises(BadInput) as caught:
-        check_not_stale(plan, live)
-    assert str(caught.value) == (
+    assert stale_refusal(plan, live) == (
         "plan is stale: W inventory for account 7 changed since the plan was made (2026-11-23T10:00:00Z): 3 no "
         "longer listed: user-1, user-2, user-3; and V inventory for org 1 changed: 5 of the plan's removals gone "
         "already: pc-1, pc-2, pc-3 and 2 more; make a new plan with `offboard plan -o FILE` and review it")
@@ -243,9 +243,7 @@ def test_against_the_recorded_listing_an_owner_change_and_a_new_object_are_named
     live = Inventory(vendor="v", scope="org 1", account="key", items=(
         InventoryItem(target=T1, owner="org:1"), kept.model_copy(update={"owner": "org:2"}),
         InventoryItem(target=T2, owner="org:1")))
-    with pytest.raises(BadInput) as caught:
-        check_not_stale(plan, {"v": live})
-    assert str(caught.value) == (
+    assert stale_refusal(plan, {"v": live}) == (
         "plan is stale: V inventory for org 1 changed since the plan was made (2026-11-23T10:00:00Z): 1 with "
         "another owner: pc-9 (now org:2); 1 new: pc-2; make a new plan with `offboard plan -o FILE` and review it")
 

@@ -51,10 +51,17 @@ def _exits_folder(out: Path) -> Path:
     return out.parent / name
 
 
-def _say(customer_of: dict[str, str]) -> Report:
+def _say() -> Report:
     def report(slug: str, text: str) -> None:
-        render.err.print(f"{escape(customer_of.get(slug, slug))}: {escape(REDACTOR.text(text))}", soft_wrap=True)
+        render.err.print(f"{escape(slug)}: {escape(REDACTOR.text(text))}", soft_wrap=True)
     return report
+
+
+def _customer_columns(table: Table) -> None:
+    """Every batch table and line names an exit by its short name, what `--customer` takes and the live
+    table shows: whole, first; its full name beside it wraps where the screen is short of room."""
+    table.add_column("Customer", no_wrap=True)
+    table.add_column("Name")
 
 
 def _shown(path: Path) -> str:
@@ -75,7 +82,8 @@ def _duration(seconds: float) -> str:
 
 def plan_table(bp: batches.BatchPlan) -> Table:
     table = Table(title=f"Batch plan: {len(bp.exits)} customer(s)", title_justify="left")
-    for col in ("Customer", "Vendors", "Removals by API", "Evidence exports", "Manual items", "Calls (≈)",
+    _customer_columns(table)
+    for col in ("Vendors", "Removals by API", "Evidence exports", "Manual items", "Calls (≈)",
                 "Its share of the account's time", "Blocks apply"):
         table.add_column(col, overflow="fold")
     for e in bp.exits:
@@ -83,11 +91,11 @@ def plan_table(bp: batches.BatchPlan) -> Table:
         holds = f" ({est.gates} hold a vendor)" if est.gates else ""
         gates = sorted({f"{f.vendor} {f.kind.replace('_', ' ')}" for v in e.plan.vendors for f in v.findings
                         if f.blocking})
-        table.add_row(escape(e.customer), ", ".join(v.vendor for v in est.loads), f"{est.removals:,}",
+        table.add_row(escape(e.slug), escape(e.customer), ", ".join(v.vendor for v in est.loads), f"{est.removals:,}",
                       f"{est.exports:,}", f"{est.manual:,}{holds}", f"{est.calls:,}",
                       _duration(batches.share_of_account_time(e, bp.accounts)),
                       f"[bold red]{escape(', '.join(gates))}[/]" if gates else "no")
-    table.add_row("[bold]all[/]", "", f"{sum(e.estimate.removals for e in bp.exits):,}",
+    table.add_row("[bold]all[/]", "", "", f"{sum(e.estimate.removals for e in bp.exits):,}",
                   f"{sum(e.estimate.exports for e in bp.exits):,}", f"{sum(e.estimate.manual for e in bp.exits):,}",
                   f"{sum(e.estimate.calls for e in bp.exits):,}", "", "")
     return table
@@ -96,7 +104,7 @@ def plan_table(bp: batches.BatchPlan) -> Table:
 def gate_lines(bp: batches.BatchPlan) -> list[str]:
     """Each exit's blocking gates in full, last: `batch apply` stops those exits (exit 4) until
     they are handled and passed with --override-preflight."""
-    lines = [f"{e.customer}: " + "; ".join(f"{f.vendor}: {f.detail}" for f in gates)
+    lines = [f"{e.slug}: " + "; ".join(f"{f.vendor}: {f.detail}" for f in gates)
              for e in bp.exits if (gates := [f for v in e.plan.vendors for f in v.findings if f.blocking])]
     if not lines:
         return ["No gate blocks any exit."]
@@ -116,10 +124,7 @@ def accounts_table(bp: batches.BatchPlan) -> Table:
 
 def status_table(b: batches.Batch, states: dict[str, batches.ExitState]) -> Table:
     table = Table(title=f"Batch {b.plan.batch_id}: {len(b.exits)} customer(s)", title_justify="left")
-    # The short name is what `--customer` takes and the live table shows: whole, first. The full name
-    # wraps where the screen is short of room; a run id to paste stays whole; the detail gives way.
-    table.add_column("Customer", no_wrap=True)
-    table.add_column("Name")
+    _customer_columns(table)  # a run id to paste stays whole; the detail gives way
     for col in ("State", "Removed", "Run"):
         table.add_column(col, no_wrap=True)
     table.add_column("Detail", overflow="fold")
@@ -162,9 +167,8 @@ def plan_cmd(
         base = (out.parent if out is not None else Path(scratch)).resolve()
         expand_into = _exits_folder(out).resolve() if out is not None else Path(scratch) / "exits"
         specs = batches.load_source(source, _models(), template=template, expand_into=expand_into)
-        names = {s.slug: s.cfg.customer.name for s in specs}
         render.err.print(f"Planning {len(specs)} exit(s) (read-only)…")
-        bp = batches.plan_batch(specs, base, str(source), parallel=parallel, report=_say(names))
+        bp = batches.plan_batch(specs, base, str(source), parallel=parallel, report=_say())
     render.out.print(plan_table(bp))
     render.out.print(accounts_table(bp))
     render.out.print(f"Estimated wall time at the accounts' ceilings: {_duration(bp.seconds_at_ceiling)} "
@@ -209,7 +213,7 @@ def apply_cmd(
             outcomes = batches.apply_batch(b, resume=resume, overrides=overrides, parallel=parallel, board=board)
     else:  # a log: a line per exit per step
         outcomes = batches.apply_batch(b, resume=resume, overrides=overrides, parallel=parallel, board=board,
-                                       report=_say({e.slug: e.customer for e in b.exits}))
+                                       report=_say())
     states = batches.states_of(b)
     render.out.print(status_table(b, states))
     code = batches.batch_exit_code(outcomes, states)
@@ -252,13 +256,14 @@ def verify_cmd(plan: PlanArg = DEFAULT_PLAN, parallel: ParallelOpt = batches.PAR
     b = batches.open_batch(plan, _models())
     results = batches.verify_batch(b, parallel=parallel)
     table = Table(title="Verification", title_justify="left")
-    for col in ("Customer", "Service stopped", "Checks", "Failed"):
+    _customer_columns(table)
+    for col in ("Service stopped", "Checks", "Failed"):
         table.add_column(col, overflow="fold")
     for e, r in zip(b.exits, results, strict=True):
         failed = [c for c in r.checks if not c.passed]
         detail = r.error or "; ".join(f"{c.name}: {c.detail}" for c in failed[:3])
-        table.add_row(escape(e.customer), "[green]yes[/]" if r.stopped else "[bold red]NO[/]", str(len(r.checks)),
-                      escape(detail))
+        table.add_row(escape(e.slug), escape(e.customer), "[green]yes[/]" if r.stopped else "[bold red]NO[/]",
+                      str(len(r.checks)), escape(detail))
     render.out.print(table)
     raise typer.Exit(ExitCode.OK if all(r.stopped for r in results) else ExitCode.FAILED)
 
@@ -278,19 +283,18 @@ def confirm_cmd(
     if not by.strip():
         raise BadInput("--by needs the name of the person who did the item")
     b = batches.open_batch(plan, _models())
-    names = {e.slug: e.customer for e in b.exits}
     results = batches.confirm_batch(b, item, by, note, only=customer or None)
     refused = 0
     for slug, r in results:
         if isinstance(r, str):
             refused += 1
-            render.error(f"{names[slug]}: {REDACTOR.text(r)}")
+            render.error(f"{slug}: {REDACTOR.text(r)}")
         elif not r.accepted:
             refused += 1
-            render.error(f"{names[slug]}: not confirmed: the vendor still shows "
+            render.error(f"{slug}: not confirmed: the vendor still shows "
                          f"{r.check.detail if r.check else '?'}")
         else:
-            render.out.print(f"{names[slug]}: confirmed {item} (run {r.run.run_id})", markup=False)
+            render.out.print(f"{slug}: confirmed {item} (run {r.run.run_id})", markup=False)
     if any(not isinstance(r, str) and r.to_resume for _, r in results):
         render.out.print(f"Actions held until now run with: {hints.command('batch', 'apply', '--resume', plan)}",
                          markup=False, soft_wrap=True)
@@ -331,7 +335,8 @@ def watch_cmd(
         return
     results = batches.watch_batch(b, until=watch_cmd_module.parse_until(until), parallel=parallel)
     table = Table(title="After the exits", title_justify="left")
-    for col in ("Customer", "Came back", "Checks", "What"):
+    _customer_columns(table)
+    for col in ("Came back", "Checks", "What"):
         table.add_column(col, overflow="fold")
     back = failed = 0
     names = {n: c.display_name for n, c in registry.installed().items()}
@@ -340,12 +345,13 @@ def watch_cmd(
         back += bool(found)
         failed += bool(w.error)
         for vendor, item in found:  # a warning: shown under -q, so a scheduler mails or logs it
-            render.warning(f"{e.customer}: {names.get(vendor, vendor)}: CAME BACK — {item.detail}. To remove it: "
+            render.warning(f"{e.slug}: {names.get(vendor, vendor)}: CAME BACK — {item.detail}. To remove it: "
                            f"{item.remedy}")
         if w.error:
-            render.error(f"{e.customer}: not checked: {REDACTOR.text(w.error)}")
+            render.error(f"{e.slug}: not checked: {REDACTOR.text(w.error)}")
         what = w.error or ("; ".join(item.detail for _, item in found[:3]) if found else "nothing came back")
-        table.add_row(escape(e.customer), "not checked" if w.error else "[bold red]YES[/]" if found else "no",
+        table.add_row(escape(e.slug), escape(e.customer),
+                      "not checked" if w.error else "[bold red]YES[/]" if found else "no",
                       str(len(w.result.items)) if w.result is not None else "-", escape(what))
     render.out.print(table)
     raise typer.Exit(ExitCode.FAILED if failed else ExitCode.CAME_BACK if back else ExitCode.OK)
@@ -361,12 +367,11 @@ def bundle_cmd(
     b = batches.open_batch(plan, _models())
     if out.exists() and not out.is_dir():
         raise BadInput(f"{out} is a file; --out names the folder the bundles go to")
-    names = {e.slug: e.customer for e in b.exits}
     failed = 0
     for slug, made in batches.bundle_batch(b, out):
         if isinstance(made, Path):
-            render.out.print(f"{names[slug]}: {made}", markup=False)
+            render.out.print(f"{slug}: {made}", markup=False)
         else:
             failed += 1
-            render.error(f"{names[slug]}: not bundled: {REDACTOR.text(made)}")
+            render.error(f"{slug}: not bundled: {REDACTOR.text(made)}")
     raise typer.Exit(ExitCode.FAILED if failed else ExitCode.OK)
