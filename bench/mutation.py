@@ -121,6 +121,8 @@ EQUIVALENT: dict[str, str] = {
        for n in (140, 141, 142)},
     "proof/bundle.py: offboard.proof.bundle.xǁ_HashingReaderǁreadable__mutmut_1":
         "`readable()` answering False: tarfile copies a member through read() alone and never asks readable()",
+    "proof/bundle.py: offboard.proof.bundle.x__json__mutmut_5":
+        "`ensure_ascii=None`: json reads it as false, the value it had",
     "proof/bundle.py: offboard.proof.bundle.x_verify__mutmut_42":
         "an empty BUNDLE.sig read as `XXXX`: that decodes to three bytes, no Ed25519 signature either, so the "
         "verdict and its line are the same (the signature does not verify)",

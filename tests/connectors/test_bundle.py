@@ -920,7 +920,8 @@ def test_a_state_file_naming_another_last_line_than_the_logs_is_refused_naming_i
         "crash before it reached the disk: resume the run first)")
 
 
-@pytest.mark.parametrize("state", [b"[]", b"{}", b"not json"])
+@pytest.mark.parametrize("state", [b"[]", b"{}", b"not json",
+                                   b'{"audit_lines": 0, "audit_last_hash": "ffffffffffffffffffffffffffffff"}'])
 def test_a_state_file_that_says_nothing_of_the_log_leaves_the_check_to_the_signatures(
         made: tuple[Path, Path, Path], tmp_path: Path, state: bytes) -> None:
     _, _, run = made
@@ -929,8 +930,10 @@ def test_a_state_file_that_says_nothing_of_the_log_leaves_the_check_to_the_signa
 
 
 def test_a_bundle_packs_its_members_owner_only_undated_in_a_gzip_without_a_name_or_date(
-        made: tuple[Path, Path, Path]) -> None:
-    out, _, _ = made
+        made: tuple[Path, Path, Path], tmp_path: Path) -> None:
+    _, _, run = made
+    _create(run, tmp_path, bundle.LIMITS)
+    out = tmp_path / "again.tar.gz"
     raw = out.read_bytes()
     assert raw[3] & 0x08 == 0 and raw[4:8] == bytes(4)  # no FNAME field, MTIME 0 (RFC 1952): packing adds no date
     with tarfile.open(out) as tar:
@@ -989,3 +992,30 @@ def test_a_run_never_signed_or_whose_plan_is_no_plan_is_refused_in_one_line(
         f"run {run.name} was never signed (no signatures.jsonl); it was made before the MSP had a signing key: "
         f"`offboard verify --run {run.name}` signs its chain head (with the key of `offboard keys init`), then "
         "bundle it")
+
+
+def test_a_state_file_naming_another_first_line_is_refused_too(made: tuple[Path, Path, Path], tmp_path: Path) -> None:
+    _, _, run = made
+    (run / "state.json").write_text(json.dumps({"audit_lines": 1, "audit_last_hash": "f" * 64}))
+    with pytest.raises(bundle.NotBundled, match=r"state\.json records 1 audit lines ending in ffffffffffff…"):
+        _create(run, tmp_path, bundle.LIMITS)
+
+
+def test_a_broken_chain_is_refused_telling_to_keep_the_run_folder(made: tuple[Path, Path, Path],
+                                                                 tmp_path: Path) -> None:
+    _, _, run = made
+    log = run / "audit.jsonl"
+    log.write_bytes(log.read_bytes().replace(b'"seq":1,', b'"seq":9,', 1))
+    with pytest.raises(bundle.NotBundled) as refused:
+        _create(run, tmp_path, bundle.LIMITS)
+    assert str(refused.value).startswith(f"refusing to bundle run {run.name}: its audit log is broken at line 1 (")
+    assert str(refused.value).endswith("); keep the run folder as evidence of what happened to it")
+
+
+def test_the_evidence_manifest_is_held_to_its_own_cap_not_the_members(made: tuple[Path, Path, Path],
+                                                                      tmp_path: Path) -> None:
+    _, _, run = made
+    size = (run / bundle.EVIDENCE_MANIFEST).stat().st_size
+    caps = {**dict(bundle.LIMITS.parsed_bytes), bundle.EVIDENCE_MANIFEST: size - 1}
+    with pytest.raises(bundle.NotBundled, match=r"manifest\.json is over"):
+        _create(run, tmp_path, dataclasses.replace(bundle.LIMITS, parsed_bytes=tuple(caps.items())))
