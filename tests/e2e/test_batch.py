@@ -225,3 +225,40 @@ def test_ctrl_c_stops_each_exit_after_its_action_and_the_batch_resumes(migration
     assert resumed.returncode == 3, resumed.stdout + resumed.stderr
     assert all(m.huntress.agents_of(org) == [] for org in (CUSTOMER_ORG, 44, 45))
     assert [w for w, n in writes(m.huntress.requests).items() if n > 1] == []
+
+
+def test_ctrl_c_resume_as_printed_carries_the_override_to_the_exits_not_yet_started(tmp_path: Path) -> None:
+    """Issue 22's re-check: a batch started with --override-preflight and Ctrl-C'd printed a resume without
+    it, so the gated exit that run had not started stopped at its gate (exit 4) when resumed as printed."""
+    h = HuntressSandbox(time_scale=SCALE, customer_agents=40, more_customers={44: 30},
+                        extra_credentials={CANARY_KEY: CANARY_SECRET})
+    b = BlumiraSandbox(time_scale=SCALE, extra_clients={BLU_ID: BLU_SECRET})
+    with serve(h.app) as hurl, serve(b.app) as burl:
+        m = Migration(h, b, {"huntress": hurl, "blumira": burl}, tmp_path)
+        (tmp_path / "template.toml").write_text(
+            '[customer]\nname = "(each row names it)"\nend_of_service = 2026-12-31\n\n'
+            f'[huntress]\norganization_id = 1\nbase_url = "{hurl}"\nrate_window_seconds = {60 * SCALE}\n\n'
+            f'[blumira]\naccount_id = "(each row)"\nbase_url = "{burl}{API_PREFIX}"\ntoken_url = "{burl}{TOKEN_PATH}"\n'
+            f'rate_window_seconds = {SCALE}\nmsp_sender = "NOC <noc@msp.example>"\n')
+        (tmp_path / "customers.csv").write_text(  # smallest first: Customer 44, then Acme Dental (its gates)
+            "customer,approved_by,ticket,huntress.organization_id,blumira.account_id,blumira.keep_users\n"
+            f'Acme Dental,J. Doe,PSA-1,{CUSTOMER_ORG},{CUSTOMER_ACCOUNT},"[""{KEEP_USER}""]"\n'
+            "Customer 44,J. Doe,PSA-2,44,,\n")
+        assert m.run("batch", "plan", "customers.csv", "--template", "template.toml", "-o", "b.plan.json"
+                     ).returncode == 0
+        first = subprocess.Popen([*offboard_exe(), "batch", "apply", "b.plan.json", "--parallel", "1",
+                                  "--override-preflight", "incident 12 closed by phone"],
+                                 cwd=m.dir, env=m.env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        until(lambda: len(h.deletes()) >= 3 or first.poll() is not None, what="the third DELETE", tries=12000)
+        first.send_signal(signal.SIGINT)
+        _, err = first.communicate(timeout=60)
+        assert first.returncode == 130, err
+        assert h.agents_of(CUSTOMER_ORG) and len(h.agents_of(CUSTOMER_ORG)) == 40  # Acme Dental never started
+        printed = "offboard batch apply --resume b.plan.json --override-preflight 'incident 12 closed by phone'"
+        assert f"`{printed}`" in " ".join(err.split()), err  # the operator's decision, in plain sight
+        resumed = m.run(*shlex.split(printed)[1:])  # as printed
+        assert resumed.returncode == 3, resumed.stdout + resumed.stderr  # was 4: stopped by its gate
+        assert h.agents_of(CUSTOMER_ORG) == [] and h.agents_of(44) == []
+        acme = next((tmp_path / "b" / "acme-dental" / "runs").glob("*/audit.jsonl"))
+        overridden = [r for r in map(json.loads, acme.read_text().splitlines()) if r["event"] == "preflight.overridden"]
+        assert len(overridden) == 1 and "incident 12 closed by phone" in json.dumps(overridden[0])

@@ -17,7 +17,7 @@ import uuid
 from collections.abc import Callable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor, as_completed, wait
 from contextlib import AbstractContextManager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
 from typing import TypeVar
@@ -30,7 +30,7 @@ from offboard.batch.status import FAILED, GATED, INTERRUPTED, NOT_STARTED, RUNNI
 from offboard.config import ExitConfig, SectionSettings, load_config
 from offboard.connectors import Check
 from offboard.engine.confirm import nearest_ids
-from offboard.engine.guards import check_plan_fits
+from offboard.engine.guards import plan_misfit
 from offboard.engine.scope_guard import calls_of
 from offboard.errors import BadInput, ExitCode, OffboardError, RunInterrupted
 from offboard.lifecycle import AWAITING_PERSON, TERMINAL, counted_as, fold_actions
@@ -53,23 +53,46 @@ class Batch:
     path: Path
     plan: BatchPlan
     configs: dict[str, ExitConfig]
+    # An exit's slug -> why its plan no longer fits its config (a sandbox restarted on new ports, an edit):
+    # only a read-only command opens a batch with some (``open_batch(changed_ok=True)``).
+    changed: dict[str, str] = field(default_factory=dict)
 
     @property
     def exits(self) -> tuple[BatchExit, ...]:
         return self.plan.exits
 
+    @property
+    def replan(self) -> str:
+        """The command that plans this batch again from its source (its exits' configs as they are now)."""
+        return replan_command(self.plan.source, self.path)
 
-def open_batch(path: Path, models: Mapping[str, type[SectionSettings]]) -> Batch:
+
+def replan_command(source: str, plan: Path) -> str:
+    """`offboard batch plan SOURCE -o PLAN`: the source as the plan recorded it (a CSV listing also takes
+    its template, which the plan does not record: FILE, the placeholder the person fills in)."""
+    template = ["--template", "FILE"] if source.lower().endswith(".csv") else []
+    return hints.command("batch", "plan", source, *template, "-o", plan)
+
+
+def open_batch(path: Path, models: Mapping[str, type[SectionSettings]], *, changed_ok: bool = False) -> Batch:
+    """Read a batch plan and each exit's config. An exit whose config no longer fits its plan is refused
+    (every exit's run re-plans from its config), unless ``changed_ok``: a read-only command still reads its
+    runs, found by the plan's id in the config's runs folder, and names it."""
     plan = read_batch_plan(path)
     configs: dict[str, ExitConfig] = {}
+    changed: dict[str, str] = {}
     for e in plan.exits:
         try:
             cfg = load_config(path.parent / e.config, models)
-            check_plan_fits(e.plan, cfg)
         except BadInput as exc:
             raise BadInput(f"batch plan {path}, customer {e.customer!r}: {exc}") from None
+        if misfit := plan_misfit(e.plan, cfg):
+            if not changed_ok:
+                raise BadInput(f"batch plan {path}, customer {e.slug!r}: {misfit}; make a new batch plan from the "
+                               f"exits' configs with `{replan_command(plan.source, path)}` and review it")
+            changed[e.slug] = misfit
         configs[e.slug] = cfg
-    return Batch(path, plan, configs)
+    return Batch(path, plan, configs, changed)
 
 
 def _default_opener(cfg: ExitConfig) -> AbstractContextManager[engine.Sessions]:
@@ -328,7 +351,7 @@ def apply_batch(batch: Batch, *, resume: bool, overrides: engine.Overrides, open
     try:
         _pooled(work, one, parallel, stop)
     except KeyboardInterrupt:
-        raise BatchInterrupted(batch.path) from None
+        raise BatchInterrupted(batch.path, overrides) from None
     return [outcomes[e.slug] for e in batch.exits]
 
 
@@ -338,26 +361,47 @@ def _said(out: ExitOutcome) -> str:
     return f"{what}" + (f" (run {out.run_id})" if out.run_id else "") + (f": {out.message}" if out.message else "")
 
 
+def override_args(overrides: engine.Overrides) -> list[str]:
+    """The operator's decisions of a `batch apply`, as its flags: the resume it prints carries them, so an
+    exit that run had not yet started is passed as the operator decided (each audited in that exit's log,
+    with its reason), in plain sight on the command the operator runs, never from a file."""
+    args: list[str] = []
+    if overrides.preflight:
+        args += ["--override-preflight", overrides.preflight]
+    if overrides.evidence:
+        args += ["--override-evidence", overrides.evidence]
+    if overrides.yes_guarded:
+        args.append("--yes-delete-organization")
+    if overrides.trust_listing:
+        args.append("--trust-listing")
+    return args
+
+
 class BatchInterrupted(OffboardError):
     exit_code = ExitCode.INTERRUPTED
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, overrides: engine.Overrides | None = None) -> None:
+        given = override_args(overrides) if overrides is not None else []
+        carried = (" (with the overrides this run was given, each audited again with its reason in every exit it "
+                   "passes; leave one out to have it checked again)" if given else "")
         super().__init__(f"interrupted: each exit stopped after the action it was on, recorded in its own audit "
-                         f"log; continue with `offboard batch apply --resume {path}`")
+                         f"log; continue{carried} with "
+                         f"`{hints.command('batch', 'apply', '--resume', path, extra=given)}`")
 
 
 def batch_exit_code(outcomes: list[ExitOutcome], states: Mapping[str, ExitState]) -> ExitCode:
-    """The batch's code from where its exits stand now: 1 when one failed, 4 when a gate stopped
-    one, 3 while one waits for a person, 0 when all are done."""
+    """The batch's code from where its exits stand now: 1 when one failed or is unfinished (interrupted,
+    running, never started: work a machine still has to do), 4 when a gate stopped one, 3 while one waits
+    for a person, 0 when all are done."""
     codes = {o.code for o in outcomes if o.code is not None}
     names = {s.state for s in states.values()}
     if ExitCode.INTERRUPTED in codes:
         return ExitCode.INTERRUPTED
-    if codes & {ExitCode.FAILED, ExitCode.BAD_INPUT} or names & {"failed", "interrupted", "running"}:
+    if codes & {ExitCode.FAILED, ExitCode.BAD_INPUT} or names & {FAILED, INTERRUPTED, RUNNING, NOT_STARTED}:
         return ExitCode.FAILED
     if GATED in names:
         return ExitCode.PREFLIGHT_BLOCKED
-    if names & {WAITING, NOT_STARTED}:
+    if WAITING in names:
         return ExitCode.MANUAL_PENDING
     return ExitCode.OK
 

@@ -54,9 +54,12 @@ def next_steps(states: Mapping[str, ExitState], batch_plan: Path) -> list[str]:
 
 
 def _order(st: ExitState) -> int:
-    """Machine work first (a resume runs what is unblocked), then people's items, then the re-reads."""
+    """Machine work first (a resume runs what is unblocked), then people's work: a gate to handle and
+    pass, the items by id; then the re-reads."""
     words = st.next_command.split()
-    return 0 if "apply" in words else 1 if "--pending" in words else 2
+    if "apply" in words:
+        return 1 if "--override-preflight" in words else 0
+    return 2 if "--pending" in words else 3
 
 
 def _plan_id_of(run_path: Path) -> str | None:
@@ -97,12 +100,12 @@ def exit_state(cfg: ExitConfig, plan: Plan, batch_plan: Path | None = None) -> E
     """``batch_plan``: the batch plan's path as the user gave it, carried by the commands the detail names."""
     resume = hints.command("batch", "apply", "--resume", *([batch_plan] if batch_plan else []))
     run = find_run(cfg, plan)
-    if run is None:  # `batch apply --resume` starts the exits never started too
-        return ExitState(NOT_STARTED, next_command=resume)
-    records: list[dict[str, Any]] = list(read_records(run.audit_path)) if run.audit_path.exists() else []
     actions = plan.actions()
-    states = fold_actions(records)
     removals = [a for a in actions if a.kind == "api" and a.destructive]
+    if run is None:  # `batch apply --resume` starts the exits never started too; none of its removals is done
+        return ExitState(NOT_STARTED, removals=len(removals), next_command=resume)
+    records: list[dict[str, Any]] = list(read_records(run.audit_path)) if run.audit_path.exists() else []
+    states = fold_actions(records)
     out = ExitState(INTERRUPTED, run, removals=len(removals))
     out.removed = sum(1 for a in removals if states.get(a.id) == "action.succeeded")
     for a in actions:
@@ -153,6 +156,10 @@ def exit_state(cfg: ExitConfig, plan: Plan, batch_plan: Path | None = None) -> E
                  and r["detail"].get("blocking")]
         out.detail = "stopped before any removal by " + ("; ".join(dict.fromkeys(gates)) or "a preflight gate")
         out.resumable = False
+        # Once a person has handled the gate, only an override passes it (audited with its reason in the exit's
+        # log): a resume without one stops here again. REASON is the placeholder the person fills in.
+        out.next_command = hints.command("batch", "apply", "--resume", *([batch_plan] if batch_plan else []),
+                                         "--override-preflight", "REASON")
     else:
         out.state = FAILED
         out.detail = str(detail if not isinstance(detail, dict) else

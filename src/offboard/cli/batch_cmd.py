@@ -201,7 +201,7 @@ def apply_cmd(
 ) -> None:
     """Apply every exit of a batch plan, unattended, side by side; each is re-planned from its config
     and the live vendor first. Manual items go to each exit's checklist (`offboard batch status`).
-    Exit 0 all done, 3 some wait for a person, 1 some failed, 4 a preflight gate stopped some."""
+    Exit 0 all done, 3 some wait for a person, 1 some failed or unfinished, 4 a preflight gate stopped some."""
     for flag, value in (("--override-preflight", override_preflight), ("--override-evidence", override_evidence)):
         if value is not None and not value.strip():
             raise BadInput(f"{flag} needs a reason, e.g. {flag} \"incident #12 closed by phone\"")
@@ -231,10 +231,11 @@ def status_cmd(plan: PlanArg = DEFAULT_PLAN,
                                      "in).")] = False,
     quiet: conventions.QuietOpt = False,
 ) -> None:
-    """Per customer: not started / interrupted / waiting for a person / failed / done / verified.
-    Exit 0 when every exit is verified or done, 3 while some wait for a person, 1 when one failed
-    (with --pending: 0 whenever the batch was read)."""
-    b = batches.open_batch(plan, _models())
+    """Per customer: not started / interrupted / waiting for a person / failed / stopped by a gate / done /
+    verified. Exit 0 when every exit is verified or done, 3 while some wait for a person, 4 when a gate
+    stopped one, 1 when one failed or is unfinished (interrupted, never started), 2 when an exit's config
+    changed since the batch plan (the runs are still shown; with --pending: 0 whenever the batch was read)."""
+    b = batches.open_batch(plan, _models(), changed_ok=True)  # read-only: a changed config still shows its runs
     states = batches.states_of(b)
     if pending:
         where: dict[str, list[str]] = {}
@@ -246,6 +247,13 @@ def status_cmd(plan: PlanArg = DEFAULT_PLAN,
         sys.stdout.write("".join(f"{item} {','.join(slugs)}\n" for item, slugs in where.items()))
         raise typer.Exit(ExitCode.OK)
     render.out.print(status_table(b, states))
+    if b.changed:  # no apply, resume or verify runs on these plans: each exit's run re-plans from its config
+        for slug, why in b.changed.items():
+            render.error(f"{slug}: {why}")
+        render.error(f"{len(b.changed)} exit(s) changed since the batch plan was made; make a new batch plan from "
+                     "the exits' configs as they are now, review it, then apply it")
+        render.out.print(f"Next: {b.replan}", markup=False, soft_wrap=True)
+        raise typer.Exit(ExitCode.BAD_INPUT)
     next_commands(states, plan)
     raise typer.Exit(batches.batch_exit_code([], states))
 

@@ -25,13 +25,20 @@ def _new_plan(cfg: ExitConfig) -> str:
     return hints.command("plan", "-o", "FILE", config=cfg.path)
 
 
+def plan_misfit(plan: Plan, cfg: ExitConfig) -> str:
+    """Why ``plan`` does not fit ``cfg`` ('' when it does), without the command that mends it: a single
+    exit is planned again with `offboard plan`, a batch's exit with `offboard batch plan`."""
+    if plan.config_fingerprint == cfg.fingerprint():
+        return ""
+    changed = definition_changes(plan.exit_definition, cfg.definition())
+    what = (f"{cfg.path} has changed since the plan was made: {changed}" if changed else
+            f"it was made for a different exit definition (customer {plan.customer!r}) than {cfg.path}")
+    return f"plan {plan.plan_id} does not fit this config: {what}"
+
+
 def check_plan_fits(plan: Plan, cfg: ExitConfig) -> None:
-    if plan.config_fingerprint != cfg.fingerprint():
-        changed = definition_changes(plan.exit_definition, cfg.definition())
-        what = (f"{cfg.path} has changed since the plan was made: {changed}" if changed else
-                f"it was made for a different exit definition (customer {plan.customer!r}) than {cfg.path}")
-        raise BadInput(f"plan {plan.plan_id} does not fit this config: {what}; make a new plan from this config "
-                       f"with `{_new_plan(cfg)}` and review it")
+    if misfit := plan_misfit(plan, cfg):
+        raise BadInput(f"{misfit}; make a new plan from this config with `{_new_plan(cfg)}` and review it")
 
 
 def _flat(data: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
