@@ -247,6 +247,37 @@ def test_against_the_recorded_listing_an_owner_change_and_a_new_object_are_named
         "plan is stale: V inventory for org 1 changed since the plan was made (2026-11-23T10:00:00Z): 1 with "
         "another owner: pc-9 (now org:2); 1 new: pc-2; make a new plan with `offboard plan -o FILE` and review it")
 
+
+def test_a_persons_removal_gone_is_the_plans_own_and_a_read_objects_absence_is_not() -> None:
+    """What the plan removes by a person's hand, gone, is the plan's own work; an object the plan only
+    reads (an export of it), gone, is a change nobody planned."""
+    user, org = Target(type="user", id="u1", name="user-1"), Target(type="organization", id="42", name="Acme")
+    by_hand = Action(id="v.user.u1", vendor="v", step="v.notify", kind="manual", operation="remove_user",
+                     target=user, summary="remove user-1")
+    export = uninstall(org, destructive=False, id="v.export.42")
+    plan = plan_of(recorded(vendor_plan(export, manual=(by_hand,)), InventoryItem(target=user, owner="org:1"),
+                            InventoryItem(target=org, owner="org:1")))
+    assert stale_refusal(plan, {"v": Inventory(vendor="v", scope="org 1", account="key", items=())}) == (
+        "plan is stale: V inventory for org 1 changed since the plan was made (2026-11-23T10:00:00Z): 1 no longer "
+        "listed: Acme; 1 of the plan's removals gone already: user-1; make a new plan with `offboard plan -o FILE` "
+        "and review it")
+
+
+def test_a_vendor_changed_by_anything_but_the_plans_removals_is_named_first() -> None:
+    """Only the plan's removals gone at one vendor; at the next only something new (recorded listing), or
+    anything at all where the plan recorded no listing: those are named first."""
+    gone_only = recorded(vendor_plan(uninstall(T1)), InventoryItem(target=T1, owner="org:1"))
+    new_only = recorded(vendor_plan(vendor="w", scope="account 7"))
+    legacy = vendor_plan(uninstall(T2), vendor="x", scope="org 9")
+    live = {"v": Inventory(vendor="v", scope="org 1", account="key", items=()),
+            "w": Inventory(vendor="w", scope="account 7", account="key", items=(InventoryItem(target=T2, owner="a"),)),
+            "x": Inventory(vendor="x", scope="org 9", account="key", items=())}
+    said = stale_refusal(plan_of(gone_only, new_only, legacy), live)
+    assert said.index("W inventory") < said.index("X inventory") < said.index("V inventory"), said
+    assert "W inventory for account 7 changed since the plan was made (2026-11-23T10:00:00Z): 1 new: pc-2" in said
+    # a plan that recorded no listing: a removal's object no longer listed is named, whatever else is listed
+    assert "X inventory for org 9 changed: 1 no longer listed: pc-2" in said, said
+
 # -- guarded actions --------------------------------------------------------------------------
 
 

@@ -109,7 +109,8 @@ def inventory_changes(vp: VendorPlan, inv: Inventory, shown: int = 3) -> Changes
         return _changes_from_actions(vp, inv, shown)
     then = {(kind, id_): (owner, name) for kind, id_, owner, name in vp.listed}
     now = {(i.target.type, i.target.id): i for i in inv.items}
-    removed = {(a.target.type, a.target.id) for s in vp.steps for a in s.actions if a.kind == "api" and a.destructive}
+    # what the plan removes, by API or by a person's hand (an export or a notice removes nothing)
+    removed = {(a.target.type, a.target.id) for s in vp.steps for a in s.actions if a.destructive}
     moved = [f"{i.target.name} (now {i.owner})" for k, i in now.items() if k in then and then[k][0] != i.owner]
     new = [i.target.name for k, i in now.items() if k not in then]
     gone = [name for k, (_, name) in then.items() if k not in now and k not in removed]
