@@ -28,24 +28,28 @@ class ExitCode(IntEnum):
 # The one table of exit codes: `offboard --help` prints it and docs/exit-codes.md's table must match it
 # (tests/unit/test_cli_conventions.py), so scripts can rely on a single documented meaning.
 EXIT_CODE_MEANINGS: dict[ExitCode, str] = {
-    ExitCode.OK: "success: the command did what it was asked (`plan`: the plan was made; `confirm`: the "
-                 "confirmation was recorded, even if other items remain; `status`: every item is done)",
-    ExitCode.FAILED: "failed: an action or a verification failed, an evidence export failed (removals held "
-                     "back), a confirmation was refused, the vendor stayed down, or its reply was past offboard's "
-                     "limits (size, nesting, endless paging; resumable); `status`: also a run stopped before "
-                     "its end (the command that continues it is printed); `audit verify`, `bundle verify`: not "
-                     "verified (or possibly cut), each problem named",
-    ExitCode.BAD_INPUT: "bad input or usage (config, credentials, plan file, arguments, a malformed vendor reply "
-                        "or audit log): one line says what and how to fix it; nothing was done",
-    ExitCode.MANUAL_PENDING: "finished, manual items pending (`apply`, `status`: `offboard status` lists them); "
-                             "`bundle verify` without `--public-key`: consistent, but a person must compare the "
-                             "key's fingerprint",
+    ExitCode.OK: "success: the command did what it was asked (`plan`: the plan was made; `confirm`: the confirmation "
+                 "was recorded, even if other items remain; `status`: every item is done)",
+    ExitCode.FAILED: "failed: an action or a verification failed, an evidence export failed (removals held back), a "
+                     "confirmation was refused, the vendor stayed down, or its reply was past offboard's limits "
+                     "(size, nesting, endless paging; resumable); `status`: also a run stopped before its end (the "
+                     "command that continues it is printed); `batch status`: also an exit interrupted or never "
+                     "started (`Next:` prints the command); `audit verify`, `bundle verify`: not verified (or "
+                     "possibly cut), each problem named",
+    ExitCode.BAD_INPUT: "bad input or usage (config, credentials, plan file, arguments, a malformed vendor reply or "
+                        "audit log): one line says what and how to fix it; nothing was done; `batch status`: an "
+                        "exit's config changed since the batch plan (the table still shows each exit's runs, `Next:` "
+                        "the `batch plan` that makes a new one)",
+    ExitCode.MANUAL_PENDING: "finished, manual items pending (`apply`, `status`: `offboard status` lists them; `batch"
+                             " apply`, `batch status`: only when nothing else is left to a machine, a gate or a "
+                             "re-plan); `bundle verify` without `--public-key`: consistent, but a person must compare"
+                             " the key's fingerprint",
     ExitCode.PREFLIGHT_BLOCKED: "stopped by a preflight gate before any removal",
-    ExitCode.CAME_BACK: "`watch` only: something came back after the exit (an agent or device listed again, a "
-                        "usage count above zero, SIEM records since the exit ended), each named on its own line "
-                        "with the runbook step that removes it (0 means everything is still stopped)",
-    ExitCode.PLAN_HAS_CHANGES: "`plan --detailed-exitcode` only: the plan has removals to make by API "
-                               "(with that flag, 0 means there is nothing to remove)",
+    ExitCode.CAME_BACK: "`watch` only: something came back after the exit (an agent or device listed again, a usage "
+                        "count above zero, SIEM records since the exit ended), each named on its own line with the "
+                        "runbook step that removes it (0 means everything is still stopped)",
+    ExitCode.PLAN_HAS_CHANGES: "`plan --detailed-exitcode` only: the plan has removals to make by API (with that "
+                               "flag, 0 means there is nothing to remove)",
     ExitCode.INTERRUPTED: "interrupted (Ctrl-C); an apply says which run to resume",
 }
 

@@ -131,7 +131,7 @@ def test_the_batch_rehearsal_runs_as_written_against_sandbox_serve(folder: Path,
         assert "customer-3: Huntress: 3. Remove endpoint coverage (EDR agents) (8 to do)" in said
         assert said.count("waiting for a person") >= 3
         # The portal steps for every customer, then each item confirmed in every exit: every exit verified.
-        final = said[said.rindex("Batch "):]
+        final = done.stdout[done.stdout.rindex("Batch "):]  # the last `batch status` table
         assert "3 verified" in final and "waiting for a person" not in final, final
         # Each customer is an exit of its own: its config, its run, its checklist (notify.sent confirmed).
         pending = subprocess.run(["bash", "-c", ". rehearsal-batch/sandbox.env && offboard status --pending "
