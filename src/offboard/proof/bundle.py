@@ -295,7 +295,8 @@ def _write(out: Path, run_id: str, sources: dict[str, _Source]) -> None:
         with atomic_writer(out) as raw, \
                 gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0) as gz, \
                 tarfile.open(fileobj=gz, mode="w", format=tarfile.PAX_FORMAT) as tar:
-            # mtime 0 and no file name in the gzip header: the same run packs to the same bytes.
+            # mtime 0 and no file name in the gzip header: nothing of the packing itself varies (the manifest
+            # still records when the bundle was made, so two bundles of one run differ there and in its signature).
             for name, source in sorted(sources.items()):
                 _add(tar, f"{run_id}/{name}", source)
     except OSError as exc:
