@@ -174,7 +174,7 @@ class Tally:
                 "confirmed": self["confirmed"], "manual": self["for_person"], "not_started": self["not_started"]}
 
     def removals_not_done(self) -> str:
-        """The planned removals not (yet) done, by why ("1 held until a person confirms blumira.notify.sent"):
+        """The planned removals not (yet) done, by why ("1 held until a person confirms <vendor>.notify.sent"):
         said beside the removed count wherever it is smaller than the plan's, so the two never disagree
         unexplained. Empty when every planned removal is done."""
         words = {"waiting": f"held until a person confirms {', '.join(self.waiting_on)}", "not_started": "not run yet",

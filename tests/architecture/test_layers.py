@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 import textwrap
@@ -73,3 +74,13 @@ def test_a_command_loads_no_sandbox_and_probes_only_this_platforms_keyring() -> 
     env = {"PATH": "/usr/bin:/bin", "HOME": "/nonexistent"}  # no PYTHON_KEYRING_BACKEND: the default choice
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, env=env, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_the_core_names_no_vendor() -> None:
+    """The core is vendor-neutral (ARCHITECTURE.md): no vendor's name in src/offboard, code or comment;
+    a vendor's knowledge lives in its connector package. (Two slipped into comments unnoticed.)"""
+    names = re.compile(r"huntress|blumira|connectwise|autotask|halo", re.IGNORECASE)
+    core = Path(__file__).resolve().parents[2] / "src" / "offboard"
+    found = [f"{p.relative_to(core)}:{n}" for p in sorted(core.rglob("*.py"))
+             for n, line in enumerate(p.read_text(encoding="utf-8").splitlines(), 1) if names.search(line)]
+    assert found == []

@@ -104,8 +104,8 @@ def run_demo(directory: Path, *, keep: bool = False, psa: str | None = None) -> 
             outside = sum(len(v.skipped) for v in plan.vendors) + c["skipped"]
             # Counted as the plan's summary and the run's tally count them (lifecycle.counted_as).
             exported = result.tally["exported"] if result.tally else 0
-            # What the plan said removals would be, and why any is not done yet (a webhook behind Blumira's
-            # "notify first"): the counts agree with the plan's and status's, or the difference is said.
+            # What the plan said removals would be, and why any is not done yet (a removal behind a vendor's
+            # gate item): the counts agree with the plan's and status's, or the difference is said.
             rest = result.tally.removals_not_done() if result.tally else ""
             planned = f" of {len(result.tally.removals)} planned ({rest})" if result.tally and rest else ""
             render.out.print(f"Exported {exported} evidence file set(s); removed {c['succeeded']} object(s) by "
