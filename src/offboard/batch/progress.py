@@ -160,6 +160,8 @@ class Board:
                                      loads=dict(p.loads))
                        for p in exits}
         self._served: dict[str, float] = {}  # an account -> when it last settled an action (any exit's)
+        # an account -> how long after that its calls wait for its window (a rate-limit wait heard since)
+        self._earning: dict[str, float] = {}
         self._threads: dict[int, str] = {}  # a thread's ident -> the exit it works for (the latest)
         self._stop: threading.Event | None = None
 
@@ -235,7 +237,9 @@ class Board:
             # engine/pace.py's rule: the exit's share of the accounts' time as the floor, a wait it
             # foresaw not added on top; never less than its slowest lane's.
             known = [s for lane in e.lanes.values() if (s := lane.eta.seconds(now)) is not None]
-            exit_eta = e.eta.seconds(now)
+            # Where its lanes know their share of the accounts, theirs: the exit's own pace counts the
+            # account's waits, which the share already holds (customer-2 read 0:00:00, then 0:02:53).
+            exit_eta = e.eta.seconds(now) if not (known and e.loads) else None
             eta = max([*known, *([exit_eta] if exit_eta is not None else [])], default=None)
         if eta is None and state in ACTIVE and e.state != VERIFYING:
             # Not started (its re-read may wait for the account's window first): that wait, then its
@@ -278,8 +282,10 @@ class Board:
     def _share(self, e: _Exit, vendor: str, now: float) -> float:
         """The least seconds the lane's calls left take at its account shared with the other exits at
         work there, served first come, first served: its own, and of each other exit's as many as
-        its own (a smaller exit's all: it ends first). Counting down between the actions it settles
-        (as the account serves calls), at most one action's worth."""
+        its own (a smaller exit's all: it ends first). Counting down between the actions the account
+        settles, at most one action's worth, or through a wait for its window (the calls a window
+        lets through at once after it are the ones that wait earned: the ETA stood at 0:01:02 beside
+        "waiting 44s"), never through a retry's backoff (no call is earned)."""
         load = e.loads.get(vendor)
         lane = e.lanes.get(vendor)
         if load is None or lane is None or lane.eta.ahead <= 0:
@@ -287,7 +293,8 @@ class Board:
         mine = lane.eta.ahead
         share = sum(min(self._left_at(x, v), mine) for x, v in self._sharing(load.account))
         served = self._served.get(load.account)
-        since = min(now - served, lane.eta.largest()) if served is not None else 0.0
+        earned = max(lane.eta.largest(), self._earning.get(load.account, 0.0))
+        since = min(now - served, earned) if served is not None else 0.0
         return max(0.0, share - max(0.0, since))
 
     def _opening(self, e: _Exit) -> float:
@@ -402,6 +409,7 @@ class ExitProgress(engine.NoProgress):
             lane = e.lanes.get(vendor)
             if vendor in e.loads:
                 self._board._served[e.loads[vendor].account] = now
+                self._board._earning.pop(e.loads[vendor].account, None)
             if lane is not None:
                 lane.count.settle(event)
                 lane.eta.settled(now, action.id)
@@ -420,6 +428,11 @@ class ExitProgress(engine.NoProgress):
             (lane.wait if lane is not None else e.wait).hear(now, wait)
             if lane is not None:
                 lane.eta.waiting(now, wait.seconds)
+            load = e.loads.get(wait.vendor)
+            served = self._board._served.get(load.account) if load is not None else None
+            if load is not None and served is not None and wait.kind == "rate_limit":
+                ends = now + wait.seconds - served
+                self._board._earning[load.account] = max(self._board._earning.get(load.account, 0.0), ends)
             if e.started is not None:
                 e.eta.waiting(now, wait.seconds)
         self._board._update(self._slug, change)
