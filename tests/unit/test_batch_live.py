@@ -295,14 +295,15 @@ def test_a_resumed_exits_estimate_counts_the_calls_its_log_has_not_made(tmp_path
     run.path.mkdir()
     run.audit_path.write_text("".join(json.dumps({"event": event, "action_id": aid}) + "\n" for aid, event in (
         (removal[0].id, "action.succeeded"), (export.id, "action.succeeded"), (item.id, "manual.pending"))))
-    # its discovery twice, and the one removal left (its read, its write)
-    assert batches._seconds_of(batches._left_of(e, run)) == 12.0
+    # its re-plan's discovery, and the one removal left (its read, its write); its verification counts down
+    # on its own once it verifies
+    assert batches._seconds_of(batches._left_of(e, run)) == 7.0
     gate = item.model_copy(update={"gate": True})  # the person's item holds the vendor's changes
     step = Step(id="s", vendor="huntress", title="S", actions=(*removal, export, gate))
     held = e.model_copy(update={"plan": plan.model_copy(update={"vendors": (
         plan.vendors[0].model_copy(update={"steps": (step,)}),)})})
     # its gate still open: the removal left waits, no call
-    assert batches._seconds_of(batches._left_of(held, run)) == 10.0
+    assert batches._seconds_of(batches._left_of(held, run)) == 5.0
     board = batches.board_of(types.SimpleNamespace(exits=[e]))  # type: ignore[arg-type]
     row = board.snapshot()[0]
     assert row.eta is None and board._exits["acme"].verify == 5.0  # one discovery's calls: its re-reads
@@ -382,6 +383,18 @@ def test_a_resumed_batch_opens_at_its_share_of_the_accounts_with_the_first_windo
     b.progress("acme-dental", threading.Event(), lambda _text: None).phase("Resuming run r2: re-reading")
     assert eta_of(b, "acme-dental") == "0:02:00"  # 132 calls: the first 60 at once, then a window each 60
     assert eta_of(b, "customer-2") == "0:00:01"  # its 16 and as many of each other's: 48, one window's worth
+    # Ctrl-C, then --resume: the account's window still full. The wait is inside the calls' time at the
+    # limit (the window's calls come back as it passes), not added on top: it read 0:00:54, then 0:01:41.
+    for slug in ("customer-2", "customer-3"):
+        b.ended(slug, 0, "")
+    b._claim("acme-dental")
+    acme = ExitProgress(b, "acme-dental", threading.Event(), lambda _text: None)
+    acme.waiting(Wait("Huntress", 42.0, "rate_limit", "for the rate limit"))
+    mine = row_of(drawn(b.snapshot()), "acme-dental")
+    assert "re-reading, waiting 42s for the rate limit" in mine and mine.split()[-1] == "0:01:40", mine
+    now[0] += 42.0  # the window has room again; a read fails and backs off: that earns no call, added
+    acme.waiting(Wait("Huntress", 5.0, "retry", "before retrying (HTTP 503)"))
+    assert eta_of(b, "acme-dental") == "0:01:05"  # 5 s, then 100 calls: the first 60 at once, the rest 60 s on
 
 
 def test_a_lane_held_behind_its_gate_stays_on_the_gates_step_once_its_exports_ran() -> None:

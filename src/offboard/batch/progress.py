@@ -244,8 +244,11 @@ class Board:
         if eta is None and state in ACTIVE and e.state != VERIFYING:
             # Not started (its re-read may wait for the account's window first): that wait, then its
             # share of the accounts' time: counting down with the wait, not standing still beside it.
-            before = self._opening(e) if e.loads else e.estimate
-            eta = max(waits, default=0.0) + before if before > 0 else (max(waits) if waits else None)
+            if e.loads:
+                eta = self._opening(e, now)
+            else:
+                before = e.estimate
+                eta = max(waits, default=0.0) + before if before > 0 else (max(waits) if waits else None)
         return ExitRow(e.slug, e.customer, state, e.detail, lanes, e.count.done, e.count.total, eta,
                        doing=e.state if e.state in ACTIVE else "",
                        waiting=longest.until - now if longest is not None else 0.0,
@@ -297,20 +300,26 @@ class Board:
         since = min(now - served, earned) if served is not None else 0.0
         return max(0.0, share - max(0.0, since))
 
-    def _opening(self, e: _Exit) -> float:
-        """Before it runs: the least time its calls (its re-reads, actions and verification) take at its
-        busiest account, shared with the exits at work there, a window's worth at once then a window's
-        worth each window (the first burst: a resume's re-reads of a quiet account end in seconds)."""
-        out = 0.0
+    def _opening(self, e: _Exit, now: float) -> float:
+        """Before it runs: the least time its calls (its re-reads and actions) take at its busiest
+        account, shared with the exits at work there. A quiet account lets a window's worth through at
+        once, then a window's worth each window (a resume's re-reads end in seconds: "re-reading
+        0:00:17" for exits done in 3 s). While its calls wait for the account's window, that window is
+        full: the wait and the calls it earns at the limit, the wait inside, not added (a resumed row
+        rose from 0:00:54 to 0:01:41 at Ctrl-C then --resume)."""
+        full = max((w.until - now for w in e.waits() if "rate limit" in w.why), default=0.0)
+        backoff = max((w.until - now for w in e.waits() if "rate limit" not in w.why), default=0.0)
+        out = max(0.0, full)
         for load in e.loads.values():
             mine = load.calls * load.per_call
             if mine <= 0:
                 continue
             share = sum(min(self._left_at(x, v), mine) for x, v in self._sharing(load.account))
-            calls = share / load.per_call
-            # a burst still takes its round trips: a second at least, never 0:00:00 with calls ahead
-            out = max(out, (math.ceil(calls / load.limit - 1e-9) - 1) * load.window, 1.0)
-        return out
+            if full > 0:
+                out = max(out, share)
+            else:  # a burst still takes its round trips: a second at least, never 0:00:00 with calls ahead
+                out = max(out, (math.ceil(share / load.per_call / load.limit - 1e-9) - 1) * load.window, 1.0)
+        return max(0.0, backoff) + out  # a retry's backoff earns no call
 
     # -- what each exit's progress tells --------------------------------------------------------
 

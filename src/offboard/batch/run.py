@@ -205,7 +205,7 @@ def board_of(batch: Batch) -> Board:
     return Board([Planned(e.slug, e.customer, e.estimate.seconds_of_ceiling,
                           {vp.display_name: sum(len(s.actions) for s in vp.steps) for vp in e.plan.vendors},
                           verify=_seconds_of(_loads_of(e, lambda _a: False, discoveries=1)),
-                          loads=_loads_of(e, lambda _a: True))
+                          loads=_loads_of(e, lambda _a: True, discoveries=1))
                   for e in batch.exits])
 
 
@@ -231,12 +231,13 @@ def _seconds_of(loads: Mapping[str, Load]) -> float:
 
 
 def _left_of(e: BatchExit, run: RunDir) -> dict[str, Load]:
-    """A resumed exit's calls at each account: what its log has not done (a resume runs that and nothing
-    else: an item waiting for a person only waits again, a removal behind a gate still open stays held)."""
+    """A resumed exit's calls at each account: its re-plan's reads and what its log has not done (a resume
+    runs that and nothing else: an item waiting for a person only waits again, a removal behind a gate
+    still open stays held). Its verification is not counted: it has its own countdown once it verifies."""
     states = fold_actions(list(read_records(run.audit_path))) if run.audit_path.exists() else {}
     gated = {a.vendor for a in e.plan.actions() if a.gate and states.get(a.id) in AWAITING_PERSON}
     return _loads_of(e, lambda a: states.get(a.id) not in (*TERMINAL, *AWAITING_PERSON)
-                     and not (a.vendor in gated and a.destructive))
+                     and not (a.vendor in gated and a.destructive), discoveries=1)
 
 
 def gate_names(findings: list[Finding]) -> str:
