@@ -392,7 +392,9 @@ def test_a_resumed_batch_opens_at_its_share_of_the_accounts_with_the_first_windo
     acme.waiting(Wait("Huntress", 42.0, "rate_limit", "for the rate limit"))
     mine = row_of(drawn(b.snapshot()), "acme-dental")
     assert "re-reading, waiting 42s for the rate limit" in mine and mine.split()[-1] == "0:01:40", mine
-    now[0] += 42.0  # the window has room again; a read fails and backs off: that earns no call, added
+    now[0] += 10.0
+    assert eta_of(b, "acme-dental") == "0:01:30"  # counting down with the wait, not standing beside it
+    now[0] += 132.0  # the window has room again; a read fails and backs off: that earns no call, added
     acme.waiting(Wait("Huntress", 5.0, "retry", "before retrying (HTTP 503)"))
     assert eta_of(b, "acme-dental") == "0:01:05"  # 5 s, then 100 calls: the first 60 at once, the rest 60 s on
 
