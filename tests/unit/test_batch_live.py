@@ -420,3 +420,18 @@ def test_a_lane_held_behind_its_gate_stays_on_the_gates_step_once_its_exports_ra
     lines = drawn(b.snapshot())
     assert cell(lines, row_of(lines), "Blumira", "Huntress").strip().startswith("1/4 0. Notify Blumi")
     assert "running, 2 held until a person confirms" in row_of(lines)
+
+
+def test_a_resumed_exits_opening_takes_only_its_own_vendors_full_window_as_full() -> None:
+    """Rehearsal at 120x40: after `batch confirm` every exit opened at 0:00:24 and was done in 3 s: a Blumira
+    pacing wait (a tenth of a second) was taken for Huntress's window full, its 24 calls counted at its limit."""
+    now = [0.0]
+    b = Board([Planned(slug, slug, 8.0, {"Blumira": 15, "Huntress": 30},
+                       loads={"Huntress": Load(HUNTRESS, 8, 60, 60.0), "Blumira": Load("blumira", 8, 10, 1.0)})
+               for slug in ("acme-dental", "customer-2", "customer-3")], clock=lambda: now[0])
+    for slug in ("acme-dental", "customer-2", "customer-3"):
+        b.progress(slug, threading.Event(), lambda _text: None).phase("Resuming run r1: re-reading (read-only)")
+    p = ExitProgress(b, "customer-3", threading.Event(), lambda _text: None)
+    p.waiting(Wait("Blumira", 0.1, "rate_limit", "for the rate limit"))
+    # Huntress: 24 calls, within one window's burst; Blumira: 24 calls, 10 a second
+    assert [eta_of(b, slug) for slug in ("acme-dental", "customer-2", "customer-3")] == ["0:00:02"] * 3

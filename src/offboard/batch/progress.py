@@ -307,15 +307,18 @@ class Board:
         0:00:17" for exits done in 3 s). While its calls wait for the account's window, that window is
         full: the wait and the calls it earns at the limit, the wait inside, not added (a resumed row
         rose from 0:00:54 to 0:01:41 at Ctrl-C then --resume)."""
-        full = max((w for w in e.waits() if "rate limit" in w.why), key=lambda w: w.until, default=None)
         backoff = max((w.until - now for w in e.waits() if "rate limit" not in w.why), default=0.0)
-        out = max(0.0, full.until - now) if full is not None else 0.0
-        for load in e.loads.values():
+        out = max((w.until - now for w in e.waits() if "rate limit" in w.why), default=0.0)
+        for vendor, load in e.loads.items():
             mine = load.calls * load.per_call
             if mine <= 0:
                 continue
             share = sum(min(self._left_at(x, v), mine) for x, v in self._sharing(load.account))
-            if full is not None and full.until + load.window > now:  # its window was full within a window
+            # Its window full: a wait for it at this vendor (not the limiter's pacing, under a second),
+            # within a window
+            lane = e.lanes.get(vendor)
+            full = lane.wait if lane is not None and "rate limit" in lane.wait.why else None
+            if full is not None and full.until - full.began >= WAIT_SHOWN and full.until + load.window > now:
                 out = max(out, share - (now - full.began))  # counting down: the calls the wait earns
             else:  # a burst still takes its round trips: a second at least, never 0:00:00 with calls ahead
                 out = max(out, (math.ceil(share / load.per_call / load.limit - 1e-9) - 1) * load.window, 1.0)
