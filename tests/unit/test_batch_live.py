@@ -17,8 +17,9 @@ from rich.console import Console
 
 from offboard.batch import run as batches
 from offboard.batch.planfile import BatchExit, Estimate, VendorLoad
-from offboard.batch.progress import BUDGET, GATE, PERSON, QUEUED, RUNNING, Board, Planned
+from offboard.batch.progress import BUDGET, GATE, PERSON, QUEUED, RUNNING, Board, ExitProgress, Load, Planned
 from offboard.cli import batch_live
+from offboard.engine import Limit
 from offboard.engine.scope_guard import calls_of
 from offboard.plan import Action, Plan, Step, Target, VendorPlan
 from offboard.rundir import RunDir
@@ -294,12 +295,143 @@ def test_a_resumed_exits_estimate_counts_the_calls_its_log_has_not_made(tmp_path
     run.path.mkdir()
     run.audit_path.write_text("".join(json.dumps({"event": event, "action_id": aid}) + "\n" for aid, event in (
         (removal[0].id, "action.succeeded"), (export.id, "action.succeeded"), (item.id, "manual.pending"))))
-    assert batches._left_of(e, run) == 12.0  # its discovery twice, and the one removal left (its read, its write)
+    # its re-plan's discovery, and the one removal left (its read, its write); its verification counts down
+    # on its own once it verifies
+    assert batches._seconds_of(batches._left_of(e, run)) == 7.0
     gate = item.model_copy(update={"gate": True})  # the person's item holds the vendor's changes
     step = Step(id="s", vendor="huntress", title="S", actions=(*removal, export, gate))
     held = e.model_copy(update={"plan": plan.model_copy(update={"vendors": (
         plan.vendors[0].model_copy(update={"steps": (step,)}),)})})
-    assert batches._left_of(held, run) == 10.0  # its gate still open: the removal left waits, no call
+    # its gate still open: the removal left waits, no call
+    assert batches._seconds_of(batches._left_of(held, run)) == 5.0
     board = batches.board_of(types.SimpleNamespace(exits=[e]))  # type: ignore[arg-type]
     row = board.snapshot()[0]
     assert row.eta is None and board._exits["acme"].verify == 5.0  # one discovery's calls: its re-reads
+
+
+HUNTRESS = "huntress https://api.huntress.io"  # one account, its limit shared by every exit of the batch
+
+
+def shared_board(now: list[float], sizes: dict[str, int]) -> Board:
+    """Exits whose Huntress lanes share one account at 60 calls a minute (a removal: two calls, 2 s)."""
+    return Board([Planned(slug, slug, 2.0 * n, {"Huntress": n},
+                          loads={"Huntress": Load(HUNTRESS, 2 * n, 60, 60.0)}) for slug, n in sizes.items()],
+                 clock=lambda: now[0])
+
+
+def running(b: Board, slug: str, n: int, now: list[float]) -> ExitProgress:
+    p = b.progress(slug, threading.Event(), lambda _text: None)
+    p.phase("Re-reading the vendors to check the plan still holds (read-only)")
+    p.ceilings({"Huntress": Limit(60.0, {action("huntress", k).id: 2.0 for k in range(n)})})
+    p.start(n, 0)
+    p.lanes({"Huntress": (n, 0)})
+    p.step("Huntress", Step(id="a", vendor="huntress", title="3. Remove endpoint coverage"), n)
+    return p
+
+
+def eta_of(b: Board, slug: str) -> str:
+    return row_of(drawn(b.snapshot()), slug).split()[-1]
+
+
+def test_a_rows_eta_is_never_below_its_share_of_the_account_and_counts_down_through_a_wait() -> None:
+    """Review at 120x40 (issue 22): acme-dental read 0:00:02 with 25 removals left, then 0:00:29 as a wait
+    began; customer-2 0:00:00 then 0:02:53: each row's floor was its own calls only, the first window's
+    burst making the pace look fast, though the other exits' calls on the account go first or in between."""
+    now = [0.0]
+    b = shared_board(now, {"acme-dental": 20, "customer-2": 10})
+    other = running(b, "customer-2", 10, now)
+    acme = running(b, "acme-dental", 20, now)  # this thread works for acme-dental: the waits heard are its
+    for k in range(5):  # the first window's burst: five removals in five seconds
+        now[0] += 1.0
+        acme.advance(action("huntress", k), "action.succeeded")
+    # 15 removals left (30 s of calls at the limit) and customer-2's 10 (20 s) that interleave with them
+    assert eta_of(b, "acme-dental") == "0:00:50"
+    assert eta_of(b, "customer-2") == "0:00:40"  # its 20 s, and as many of acme-dental's
+    seen = []
+    for _ in range(3):  # counting down as the account serves the calls, at most a removal's worth between two
+        now[0] += 1.0
+        seen.append(eta_of(b, "acme-dental"))
+    assert seen == ["0:00:49", "0:00:48", "0:00:48"], seen
+    acme.waiting(Wait("Huntress", 29.0, "rate_limit", "for the rate limit"))
+    mine = row_of(drawn(b.snapshot()), "acme-dental")
+    # the wait is inside it (not added, not standing still beside it): the window's calls it earns
+    assert "waiting 29s for the rate limit" in mine and mine.split()[-1] == "0:00:47", mine
+    seen = []
+    for _ in range(3):
+        now[0] += 1.0
+        seen.append(eta_of(b, "acme-dental"))
+    assert seen == ["0:00:46", "0:00:45", "0:00:44"], seen
+    now[0] += 28.0  # the wait ended: the window lets through customer-2's removal, then acme-dental's 14
+    other.advance(action("huntress", 0), "action.succeeded")
+    assert eta_of(b, "acme-dental") == "0:00:48"  # 28 s of its calls and 18 of customer-2's, at the limit
+    assert all(len(line) <= 120 for line in drawn(b.snapshot()))
+
+
+def test_a_resumed_batch_opens_at_its_share_of_the_accounts_with_the_first_windows_burst() -> None:
+    """Review at 120x40: after `batch confirm`, exits whose resume took ~3 s opened at "re-reading 0:00:17":
+    each exit's re-reads and verification (16 Huntress calls) counted at the limit's pace, though a quiet
+    account lets a window's worth (60) through at once; and an exit sharing the account with a bigger one
+    opened below its share: the other exits' calls were not counted."""
+    now = [0.0]
+    b = shared_board(now, {"acme-dental": 40, "customer-2": 15, "customer-3": 15})
+    for slug in ("customer-2", "customer-3"):  # their Huntress lanes done: re-reads and a verification left
+        b.resumed(slug, {"Huntress": 15}, estimate=16.0, loads={"Huntress": Load(HUNTRESS, 16, 60, 60.0)})
+        b.progress(slug, threading.Event(), lambda _text: None).phase("Resuming run r1: re-reading (read-only)")
+    assert eta_of(b, "customer-2") == eta_of(b, "customer-3") == "0:00:01"  # 32 calls: one window's burst
+    # acme-dental: 50 removals' calls and its re-reads (100 calls); the others' 32 go in between
+    b.resumed("acme-dental", {"Huntress": 0}, estimate=100.0, loads={"Huntress": Load(HUNTRESS, 100, 60, 60.0)})
+    b.progress("acme-dental", threading.Event(), lambda _text: None).phase("Resuming run r2: re-reading")
+    assert eta_of(b, "acme-dental") == "0:02:00"  # 132 calls: the first 60 at once, then a window each 60
+    assert eta_of(b, "customer-2") == "0:00:01"  # its 16 and as many of each other's: 48, one window's worth
+    # Ctrl-C, then --resume: the account's window still full. The wait is inside the calls' time at the
+    # limit (the window's calls come back as it passes), not added on top: it read 0:00:54, then 0:01:41.
+    for slug in ("customer-2", "customer-3"):
+        b.ended(slug, 0, "")
+    b._claim("acme-dental")
+    acme = ExitProgress(b, "acme-dental", threading.Event(), lambda _text: None)
+    acme.waiting(Wait("Huntress", 42.0, "rate_limit", "for the rate limit"))
+    mine = row_of(drawn(b.snapshot()), "acme-dental")
+    assert "re-reading, waiting 42s for the rate limit" in mine and mine.split()[-1] == "0:01:40", mine
+    now[0] += 10.0
+    assert eta_of(b, "acme-dental") == "0:01:30"  # counting down with the wait, not standing beside it
+    now[0] += 132.0  # the window has room again; a read fails and backs off: that earns no call, added
+    acme.waiting(Wait("Huntress", 5.0, "retry", "before retrying (HTTP 503)"))
+    assert eta_of(b, "acme-dental") == "0:01:05"  # 5 s, then 100 calls: the first 60 at once, the rest 60 s on
+
+
+def test_a_lane_held_behind_its_gate_stays_on_the_gates_step_once_its_exports_ran() -> None:
+    """Review at 120x40: a Blumira lane held behind "notify Blumira first" showed "8/17 1. Export retai…": its
+    exports (not held: nothing is removed) ran after the gate was handed to a person, and their step stayed."""
+    now = [0.0]
+    b = board(now)
+    p = b.progress("customer-0", threading.Event(), lambda _text: None)
+    p.start(10, 0)
+    p.lanes({"Blumira": (4, 0), "Huntress": (6, 0)})
+    p.step("Huntress", Step(id="a", vendor="huntress", title="3. Remove endpoint coverage"), 6)
+    p.step("Blumira", Step(id="n", vendor="blumira", title="0. Notify Blumira first"), 1)
+    p.advance(action("blumira", 1), "manual.pending")  # the gate, handed to a person
+    p.held("Blumira", [action("blumira", 3).id, action("blumira", 4).id])
+    p.step("Blumira", Step(id="x", vendor="blumira", title="1. Export retained logs"), 1)
+    lines = drawn(b.snapshot())
+    assert cell(lines, row_of(lines), "Blumira", "Huntress").strip().startswith("0/4 1. Export retai")  # at work
+    now[0] = 1.0
+    p.advance(action("blumira", 2), "action.succeeded")  # the export: all that is left waits for a person
+    p.advance(action("blumira", 3), "action.held")
+    lines = drawn(b.snapshot())
+    assert cell(lines, row_of(lines), "Blumira", "Huntress").strip().startswith("1/4 0. Notify Blumi")
+    assert "running, 2 held until a person confirms" in row_of(lines)
+
+
+def test_a_resumed_exits_opening_takes_only_its_own_vendors_full_window_as_full() -> None:
+    """Rehearsal at 120x40: after `batch confirm` every exit opened at 0:00:24 and was done in 3 s: a Blumira
+    pacing wait (a tenth of a second) was taken for Huntress's window full, its 24 calls counted at its limit."""
+    now = [0.0]
+    b = Board([Planned(slug, slug, 8.0, {"Blumira": 15, "Huntress": 30},
+                       loads={"Huntress": Load(HUNTRESS, 8, 60, 60.0), "Blumira": Load("blumira", 8, 10, 1.0)})
+               for slug in ("acme-dental", "customer-2", "customer-3")], clock=lambda: now[0])
+    for slug in ("acme-dental", "customer-2", "customer-3"):
+        b.progress(slug, threading.Event(), lambda _text: None).phase("Resuming run r1: re-reading (read-only)")
+    p = ExitProgress(b, "customer-3", threading.Event(), lambda _text: None)
+    p.waiting(Wait("Blumira", 0.1, "rate_limit", "for the rate limit"))
+    # Huntress: 24 calls, within one window's burst; Blumira: 24 calls, 10 a second
+    assert [eta_of(b, slug) for slug in ("acme-dental", "customer-2", "customer-3")] == ["0:00:02"] * 3

@@ -9,6 +9,7 @@ takes only the waits of its own threads (its worker and its vendors' lanes).
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -71,6 +72,20 @@ class ExitRow:
 
 
 @dataclass(frozen=True)
+class Load:
+    """An exit's calls at one vendor account, and the account's rate limit."""
+
+    account: str  # the account as the batch plan names it: the exits naming one share its budget
+    calls: int  # what this pass will call there (its re-reads, its actions' calls, its verification)
+    limit: int  # calls a window
+    window: float  # seconds
+
+    @property
+    def per_call(self) -> float:
+        return self.window / self.limit
+
+
+@dataclass(frozen=True)
 class Planned:
     """An exit as the batch plan has it, before it starts."""
 
@@ -79,6 +94,7 @@ class Planned:
     estimate: float  # seconds of its calls at its accounts' ceilings
     lanes: Mapping[str, int]  # each vendor's display name -> its planned actions
     verify: float = 0.0  # seconds of its verification's re-reads at its accounts' ceilings
+    loads: Mapping[str, Load] = field(default_factory=dict)  # by a vendor's display name (rate-limited ones)
 
 
 @dataclass
@@ -97,6 +113,7 @@ class _Wait:
 class _Lane:
     count: pace.Count = field(default_factory=pace.Count)
     step: str = ""
+    gate: str = ""  # the step of its gate once handed to a person (what it shows while held)
     wait: _Wait = field(default_factory=_Wait)
     eta: pace.Eta = field(init=False)
 
@@ -122,6 +139,7 @@ class _Exit:
     eta: pace.Eta = field(init=False)
     verifying: float | None = None  # when its verification began
     ceilings: dict[str, engine.Limit] = field(default_factory=dict)  # each lane's rate limit (Progress.ceilings)
+    loads: dict[str, Load] = field(default_factory=dict)  # by a vendor's display name: its shared accounts
 
     def __post_init__(self) -> None:
         self.eta = pace.Eta(self.count)
@@ -138,19 +156,27 @@ class Board:
         self._clock = clock
         self._lock = threading.Lock()
         self._exits = {p.slug: _Exit(p.slug, p.customer, p.estimate, p.verify, count=pace.Count(sum(p.lanes.values())),
-                                     lanes={vendor: _Lane(pace.Count(total)) for vendor, total in p.lanes.items()})
+                                     lanes={vendor: _Lane(pace.Count(total)) for vendor, total in p.lanes.items()},
+                                     loads=dict(p.loads))
                        for p in exits}
+        self._served: dict[str, float] = {}  # an account -> when it last settled an action (any exit's)
+        # an account -> how long after that its calls wait for its window (a rate-limit wait heard since)
+        self._earning: dict[str, float] = {}
         self._threads: dict[int, str] = {}  # a thread's ident -> the exit it works for (the latest)
         self._stop: threading.Event | None = None
 
-    def resumed(self, slug: str, done: Mapping[str, int], estimate: float | None = None) -> None:
+    def resumed(self, slug: str, done: Mapping[str, int], estimate: float | None = None,
+                loads: Mapping[str, Load] | None = None) -> None:
         """An exit to be resumed: each lane (a vendor's display name) starts at what its log holds
-        done, not at 0 (its engine says the same once it re-read its vendors); ``estimate``: the
-        seconds at the accounts' ceilings of what its log has not done (not the plan's whole)."""
+        done, not at 0 (its engine says the same once it re-read its vendors); ``estimate`` and
+        ``loads``: the seconds at the accounts' ceilings, and the calls at each account, of what its
+        log has not done (not the plan's whole)."""
         with self._lock:
             e = self._exits[slug]
             if estimate is not None:
                 e.estimate = estimate
+            if loads is not None:
+                e.loads = dict(loads)
             for vendor, n in done.items():
                 lane = e.lanes.setdefault(vendor, _Lane())
                 lane.count.before = lane.count.done = n
@@ -211,12 +237,18 @@ class Board:
             # engine/pace.py's rule: the exit's share of the accounts' time as the floor, a wait it
             # foresaw not added on top; never less than its slowest lane's.
             known = [s for lane in e.lanes.values() if (s := lane.eta.seconds(now)) is not None]
-            exit_eta = e.eta.seconds(now)
+            # Where its lanes know their share of the accounts, theirs: the exit's own pace counts the
+            # account's waits, which the share already holds (customer-2 read 0:00:00, then 0:02:53).
+            exit_eta = e.eta.seconds(now) if not (known and e.loads) else None
             eta = max([*known, *([exit_eta] if exit_eta is not None else [])], default=None)
         if eta is None and state in ACTIVE and e.state != VERIFYING:
             # Not started (its re-read may wait for the account's window first): that wait, then its
             # share of the accounts' time: counting down with the wait, not standing still beside it.
-            eta = max(waits, default=0.0) + e.estimate if e.estimate > 0 else (max(waits) if waits else None)
+            if e.loads:
+                eta = self._opening(e, now)
+            else:
+                before = e.estimate
+                eta = max(waits, default=0.0) + before if before > 0 else (max(waits) if waits else None)
         return ExitRow(e.slug, e.customer, state, e.detail, lanes, e.count.done, e.count.total, eta,
                        doing=e.state if e.state in ACTIVE else "",
                        waiting=longest.until - now if longest is not None else 0.0,
@@ -226,8 +258,71 @@ class Board:
     def _lane_row(e: _Exit, vendor: str, lane: _Lane, now: float) -> LaneRow:
         waiting = max(0.0, lane.wait.until - now)
         eta = lane.eta.seconds(now) if e.state in ACTIVE and e.started is not None else None
-        return LaneRow(vendor, lane.step, lane.count.done, lane.count.total, waiting, lane.wait.why, eta,
-                       lane.count.waiting_for_person)
+        # All it has left waits behind its gate: it stays on the gate's step (its exports, not held,
+        # ran after the gate was handed to a person and left "1. Export retained…" showing).
+        held = lane.gate and not lane.count.left and lane.count.waiting_for_person
+        return LaneRow(vendor, lane.gate if held else lane.step, lane.count.done, lane.count.total, waiting,
+                       lane.wait.why, eta, lane.count.waiting_for_person)
+
+    # -- the accounts' share (the caller holds the lock) -----------------------------------------
+
+    def _sharing(self, account: str) -> list[tuple[_Exit, str]]:
+        """The exits at work on ``account`` (and the lane each has there): their calls go first or in
+        between. One queued has not begun: its calls come after."""
+        return [(x, v) for x in self._exits.values() if x.state in ACTIVE and x.state != VERIFYING
+                for v, load in x.loads.items() if load.account == account]
+
+    @staticmethod
+    def _left_at(x: _Exit, vendor: str) -> float:
+        """Seconds at the limit of what ``x`` still calls at that vendor's account: its lane's calls not
+        made yet once it runs, its whole load before (its re-reads included)."""
+        if x.started is not None:
+            lane = x.lanes.get(vendor)
+            return lane.eta.ahead if lane is not None else 0.0
+        load = x.loads[vendor]
+        return load.calls * load.per_call
+
+    def _share(self, e: _Exit, vendor: str, now: float) -> float:
+        """The least seconds the lane's calls left take at its account shared with the other exits at
+        work there, served first come, first served: its own, and of each other exit's as many as
+        its own (a smaller exit's all: it ends first). Counting down between the actions the account
+        settles, at most one action's worth, or through a wait for its window (the calls a window
+        lets through at once after it are the ones that wait earned: the ETA stood at 0:01:02 beside
+        "waiting 44s"), never through a retry's backoff (no call is earned)."""
+        load = e.loads.get(vendor)
+        lane = e.lanes.get(vendor)
+        if load is None or lane is None or lane.eta.ahead <= 0:
+            return 0.0
+        mine = lane.eta.ahead
+        share = sum(min(self._left_at(x, v), mine) for x, v in self._sharing(load.account))
+        served = self._served.get(load.account)
+        earned = max(lane.eta.largest(), self._earning.get(load.account, 0.0))
+        since = min(now - served, earned) if served is not None else 0.0
+        return max(0.0, share - max(0.0, since))
+
+    def _opening(self, e: _Exit, now: float) -> float:
+        """Before it runs: the least time its calls (its re-reads and actions) take at its busiest
+        account, shared with the exits at work there. A quiet account lets a window's worth through at
+        once, then a window's worth each window (a resume's re-reads end in seconds: "re-reading
+        0:00:17" for exits done in 3 s). While its calls wait for the account's window, that window is
+        full: the wait and the calls it earns at the limit, the wait inside, not added (a resumed row
+        rose from 0:00:54 to 0:01:41 at Ctrl-C then --resume)."""
+        backoff = max((w.until - now for w in e.waits() if "rate limit" not in w.why), default=0.0)
+        out = max((w.until - now for w in e.waits() if "rate limit" in w.why), default=0.0)
+        for vendor, load in e.loads.items():
+            mine = load.calls * load.per_call
+            if mine <= 0:
+                continue
+            share = sum(min(self._left_at(x, v), mine) for x, v in self._sharing(load.account))
+            # Its window full: a wait for it at this vendor (not the limiter's pacing, under a second),
+            # within a window
+            lane = e.lanes.get(vendor)
+            full = lane.wait if lane is not None and "rate limit" in lane.wait.why else None
+            if full is not None and full.until - full.began >= WAIT_SHOWN and full.until + load.window > now:
+                out = max(out, share - (now - full.began))  # counting down: the calls the wait earns
+            else:  # a burst still takes its round trips: a second at least, never 0:00:00 with calls ahead
+                out = max(out, (math.ceil(share / load.per_call / load.limit - 1e-9) - 1) * load.window, 1.0)
+        return max(0.0, backoff) + out  # a retry's backoff earns no call
 
     # -- what each exit's progress tells --------------------------------------------------------
 
@@ -281,8 +376,12 @@ class ExitProgress(engine.NoProgress):
             for vendor, lane in e.lanes.items():
                 if vendor in e.ceilings:
                     lane.eta.limit(e.ceilings[vendor].window, e.ceilings[vendor].seconds)
+                lane.eta.share = self._shared(e, vendor)
                 lane.eta.begin(now)
         self._board._update(self._slug, change)
+
+    def _shared(self, e: _Exit, vendor: str) -> Callable[[float], float]:
+        return lambda now: self._board._share(e, vendor, now)  # read under the board's lock
 
     def ceilings(self, limits: Mapping[str, engine.Limit]) -> None:
         def change(e: _Exit) -> None:  # told before its lanes begin
@@ -297,6 +396,7 @@ class ExitProgress(engine.NoProgress):
             e.eta.settled(now)
             lane = e.lanes.get(vendor)
             if lane is not None:
+                lane.gate = lane.gate or lane.step  # the gate's own step: it was announced as the gate began
                 lane.count.gated(len(action_ids))
                 lane.eta.drop(action_ids)
                 lane.eta.settled(now)
@@ -317,7 +417,11 @@ class ExitProgress(engine.NoProgress):
         def change(e: _Exit) -> None:
             e.count.settle(event)
             e.eta.settled(now)
-            lane = e.lanes.get(e.names.get(action.vendor, action.vendor))
+            vendor = e.names.get(action.vendor, action.vendor)
+            lane = e.lanes.get(vendor)
+            if vendor in e.loads:
+                self._board._served[e.loads[vendor].account] = now
+                self._board._earning.pop(e.loads[vendor].account, None)
             if lane is not None:
                 lane.count.settle(event)
                 lane.eta.settled(now, action.id)
@@ -336,6 +440,11 @@ class ExitProgress(engine.NoProgress):
             (lane.wait if lane is not None else e.wait).hear(now, wait)
             if lane is not None:
                 lane.eta.waiting(now, wait.seconds)
+            load = e.loads.get(wait.vendor)
+            served = self._board._served.get(load.account) if load is not None else None
+            if load is not None and served is not None and wait.kind == "rate_limit":
+                ends = now + wait.seconds - served
+                self._board._earning[load.account] = max(self._board._earning.get(load.account, 0.0), ends)
             if e.started is not None:
                 e.eta.waiting(now, wait.seconds)
         self._board._update(self._slug, change)

@@ -24,7 +24,7 @@ from typing import TypeVar
 
 from offboard import engine, hints
 from offboard.batch.planfile import AccountLoad, BatchExit, BatchPlan, Estimate, VendorLoad, read_batch_plan
-from offboard.batch.progress import Board, Planned
+from offboard.batch.progress import Board, Load, Planned
 from offboard.batch.source import ExitSpec
 from offboard.batch.status import FAILED, GATED, INTERRUPTED, NOT_STARTED, RUNNING, WAITING, ExitState, exit_state
 from offboard.config import ExitConfig, SectionSettings, load_config
@@ -227,32 +227,40 @@ def board_of(batch: Batch) -> Board:
     """The board a batch's apply reports to (each exit's progress, for a live table)."""
     return Board([Planned(e.slug, e.customer, e.estimate.seconds_of_ceiling,
                           {vp.display_name: sum(len(s.actions) for s in vp.steps) for vp in e.plan.vendors},
-                          verify=_seconds_of(e, lambda _a: False, discoveries=1))
+                          verify=_seconds_of(_loads_of(e, lambda _a: False, discoveries=1)),
+                          loads=_loads_of(e, lambda _a: True, discoveries=1))
                   for e in batch.exits])
 
 
-def _seconds_of(e: BatchExit, runs: Callable[[Action], bool], discoveries: int = 2) -> float:
-    """Its share of its busiest account's time at the ceiling (as ``Estimate.seconds_of_ceiling``)
-    for the actions ``runs`` keeps and ``discoveries`` of its vendors' discoveries (the estimate counts
-    two: the re-plan at apply and the verification)."""
-    out = 0.0
+def _loads_of(e: BatchExit, runs: Callable[[Action], bool], discoveries: int = 2) -> dict[str, Load]:
+    """Its calls at each rate-limited account (by the vendor's display name) for the actions ``runs``
+    keeps and ``discoveries`` of its vendors' discoveries (the estimate counts two: the re-plan at
+    apply and the verification)."""
+    names = {vp.vendor: vp.display_name for vp in e.plan.vendors}
+    out = {}
     for v in e.estimate.loads:
         if v.limit <= 0:
             continue
         mine = [a for a in e.plan.actions() if a.vendor == v.vendor]
-        discovery = (v.calls - calls_of(mine)) / 2
+        discovery = (v.calls - calls_of(mine)) // 2
         calls = discovery * discoveries + calls_of(a for a in mine if runs(a))
-        out = max(out, calls / v.limit * v.window_seconds)
+        out[names.get(v.vendor, v.vendor)] = Load(v.account, calls, v.limit, v.window_seconds)
     return out
 
 
-def _left_of(e: BatchExit, run: RunDir) -> float:
-    """A resumed exit's estimate: what its log has not done (a resume runs that and nothing else: an
-    item waiting for a person only waits again, a removal behind a gate still open stays held)."""
+def _seconds_of(loads: Mapping[str, Load]) -> float:
+    """Its share of its busiest account's time at the ceiling (as ``Estimate.seconds_of_ceiling``)."""
+    return max((load.calls * load.per_call for load in loads.values()), default=0.0)
+
+
+def _left_of(e: BatchExit, run: RunDir) -> dict[str, Load]:
+    """A resumed exit's calls at each account: its re-plan's reads and what its log has not done (a resume
+    runs that and nothing else: an item waiting for a person only waits again, a removal behind a gate
+    still open stays held). Its verification is not counted: it has its own countdown once it verifies."""
     states = fold_actions(list(read_records(run.audit_path))) if run.audit_path.exists() else {}
     gated = {a.vendor for a in e.plan.actions() if a.gate and states.get(a.id) in AWAITING_PERSON}
-    return _seconds_of(e, lambda a: states.get(a.id) not in (*TERMINAL, *AWAITING_PERSON)
-                       and not (a.vendor in gated and a.destructive))
+    return _loads_of(e, lambda a: states.get(a.id) not in (*TERMINAL, *AWAITING_PERSON)
+                     and not (a.vendor in gated and a.destructive), discoveries=1)
 
 
 def gate_names(findings: list[Finding]) -> str:
@@ -297,8 +305,9 @@ def apply_batch(batch: Batch, *, resume: bool, overrides: engine.Overrides, open
         todo = _what_to_do(st, overrides)
         run_id = st.run.run_id if st.run else None
         if st.run is not None:  # a run's row starts at what its log holds done, not at 0, run now or not
+            left = _left_of(e, st.run)
             board.resumed(e.slug, {vp.display_name: st.done_of.get(vp.vendor, 0) for vp in e.plan.vendors},
-                          estimate=_left_of(e, st.run))
+                          estimate=_seconds_of(left), loads=left)
         if todo is None:
             why = {RUNNING: "running in another process", WAITING: f"waiting for a person: {st.detail}",
                    GATED: "stopped by a preflight gate: resume with --override-preflight \"REASON\" once checked"

@@ -19,13 +19,15 @@ that begins is not added on top; the ETA only rises to a wait longer than what i
 0:00:02" beside "waiting 48s" was wrong). A later estimate replaces the countdown only when it
 says less (the work went faster) or once the countdown ran out with work left: review at 120x40
 saw a lane read "ETA 0:00:44 waiting 2s" then "0:00:48 waiting 27s", the estimate remade at each
-wait.
+wait. Where the vendor's account is shared (a batch's exits on one account), the least time its
+share of the account's calls allows (``Eta.share``, the caller's) is a floor too, read live: a batch
+row read 0:00:02 with 25 removals left, the other exits' calls going first or in between.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 
 HELD = "action.held"  # the audit event of an action held behind its vendor's gate (not started)
@@ -94,6 +96,8 @@ class Eta:
         self._held_since: float | None = None  # all it had left waited for a person from then
         self._held = 0.0
         self._anchor: tuple[float, float] | None = None  # (seconds left, when estimated)
+        # The least seconds left its share of a shared account allows, at ``now`` (None: not shared).
+        self.share: Callable[[float], float] | None = None
 
     def limit(self, window: float, costs: Mapping[str, float]) -> None:
         """The vendor's rate-limit window and each action this pass still runs: the seconds its calls
@@ -102,6 +106,15 @@ class Eta:
         self._window = window
         self._costs = dict(costs)
         self._ahead = sum(self._costs.values())
+
+    @property
+    def ahead(self) -> float:
+        """Seconds at the limit of the calls of the actions not settled yet (0: none, or not told)."""
+        return max(0.0, self._ahead)
+
+    def largest(self) -> float:
+        """Seconds at the limit of the costliest action not settled yet (0: none)."""
+        return max(self._costs.values(), default=0.0)
 
     def drop(self, action_ids: Iterable[str]) -> None:
         """Actions held for a person: their calls are not ahead, and not made."""
@@ -120,7 +133,10 @@ class Eta:
         if ahead <= 0:
             return 0.0
         windows = math.ceil((self._made + ahead) / self._window - 1e-9) - 1
-        return max(0.0, self.began + windows * self._window - now)
+        return max(0.0, self.began + windows * self._window - now, self._shared(now))
+
+    def _shared(self, now: float) -> float:
+        return self.share(now) if self.share is not None and self.began is not None else 0.0
 
     def begin(self, now: float) -> None:
         self.began = now
@@ -195,4 +211,5 @@ class Eta:
                 self._anchor, counting = (fresh, now), fresh
         if counting is None:
             return ahead or None
-        return max(counting, ahead)
+        # Never below its share of a shared account (read live: the other exits' calls change it).
+        return max(counting, ahead, self._shared(now))
