@@ -53,7 +53,8 @@ MODULES: dict[str, list[str]] = {
                           "tests/reliability/test_crash_anywhere.py::test_a_write_started_before_a_crash_is_re_read_"
                           "on_resume_not_resent_while_its_object_is_still_listed",
                           "tests/reliability/test_vendor_lanes.py", "tests/connectors/test_blumira_fidelity.py"],
-    "engine/scope_guard.py": ["tests/reliability/test_write_lines.py", "tests/reliability/test_fresh_ownership.py",
+    "engine/scope_guard.py": ["tests/unit/test_call_costs.py",
+                              "tests/reliability/test_write_lines.py", "tests/reliability/test_fresh_ownership.py",
                               "tests/reliability/test_scope_property.py::test_the_engine_sends_a_write_only_when_the_"
                               "owner_is_the_plans"],
 }
