@@ -6,6 +6,7 @@ reading the log see it. A scripted vendor answers each call as the test says."""
 from __future__ import annotations
 
 import gc
+import hashlib
 import json
 import threading
 from collections.abc import Iterator, Mapping
@@ -850,3 +851,82 @@ def test_the_runs_objects_are_out_of_the_collectors_sight_while_the_lanes_run_an
     with pytest.raises(RunInterrupted):  # handed back however the lanes end
         Run(tmp_path / "stopped", uninstall()).go(Vendor(writes=[KeyboardInterrupt()]))
     assert gc.get_freeze_count() == 0
+
+
+# -- an evidence export: a read, its files and the requests that made each -----------------------------
+
+PAGE1 = HttpRecord("GET", "/v1/agents", 200, 1, 9)
+PAGE2 = HttpRecord("GET", "/v1/agents?page_token=2", 200, 1, 8)
+READ = Action(id="huntress.export.agents", vendor="huntress", step="huntress.uninstall", kind="api", operation="export",
+              target=Target(type="export", id="agents", name="agents export"), summary="export agents",
+              call="GET /v1/agents", destructive=False)
+NAMED = {"vendor": "huntress", "step": "huntress.uninstall", "action_id": READ.id, "target": READ.target.model_dump()}
+
+
+def export_lines(run: Run) -> list[dict[str, Any]]:
+    return [{k: r.get(k) for k in (*NAMED, "event", "outcome", "http", "detail")}
+            for r in read_records(run.dir.audit_path) if r.get("action_id") == READ.id]
+
+
+def test_an_export_records_each_file_with_the_requests_that_made_it_and_no_request_on_the_line(
+        tmp_path: Path) -> None:
+    run = Run(tmp_path, READ)
+    agents = Artifact(name="agents.json", content=b'[{"id": 17}]', requests=(PAGE1, PAGE2))
+    draft = Artifact(name="notice.eml", content=b"Subject: x\n", draft_for="huntress.notify")
+    vendor = Vendor(writes=[ActionResult("success", "2 files", GET, artifacts=(agents, draft))])
+    result = run.go(vendor)
+    assert vendor.calls == ["execute"]  # a read: no owner read, no re-read
+    files = [{"path": "huntress/agents.json", "sha256": hashlib.sha256(agents.content).hexdigest(), "bytes": 12,
+              "requests": [PAGE1.as_dict(), PAGE2.as_dict()]},
+             {"path": "huntress/notice.eml", "sha256": hashlib.sha256(draft.content).hexdigest(), "bytes": 11,
+              "requests": [], "draft_for": "huntress.notify"}]
+    assert export_lines(run) == [
+        {**NAMED, "event": "action.started", "outcome": "unknown", "http": None, "detail": {"call": "GET /v1/agents"}},
+        # each file names its own requests: none stands on the line (its own GET made no file)
+        {**NAMED, "event": "action.succeeded", "outcome": "success", "http": None,
+         "detail": {"message": "2 files", "files": files}}]
+    assert (run.dir.path / "evidence" / "huntress" / "agents.json").read_bytes() == agents.content
+    assert result.exit_code == ExitCode.OK and run.shown.lines == ["0/1 done", "agents export: exported"]
+
+
+def test_an_export_whose_files_name_no_request_carries_the_call_on_its_line_and_a_failed_one_is_failed(
+        tmp_path: Path) -> None:
+    run = Run(tmp_path, READ)
+    report = Artifact(name="report.pdf", content=b"%PDF")
+    run.go(Vendor(writes=[ActionResult("success", "1 file", GET, artifacts=(report,))]))
+    done = export_lines(run)[-1]
+    assert done["event"] == "action.succeeded" and done["http"] == GET.as_dict()
+    assert [f["requests"] for f in done["detail"]["files"]] == [[]] and "draft_for" not in done["detail"]["files"][0]
+
+    again = Run(tmp_path / "2", READ)
+    result = again.go(Vendor(writes=[ActionResult("failure", "the export was refused", GET)]))
+    assert export_lines(again)[-1] == {**NAMED, "event": "action.failed", "outcome": "failure", "http": GET.as_dict(),
+                                       "detail": {"message": "the export was refused", "files": []}}
+    assert result.exit_code == ExitCode.FAILED
+
+
+def test_an_export_the_vendor_refuses_is_failed_and_one_it_could_not_answer_stops_the_run(tmp_path: Path) -> None:
+    run = Run(tmp_path, READ)
+    run.go(Vendor(writes=[VendorError("huntress", "GET /v1/agents", "HTTP 404: no such report", status=404)]))
+    assert export_lines(run)[-1] == {**NAMED, "event": "action.failed", "outcome": "failure", "http": None,
+                                     "detail": {"message": "huntress: GET /v1/agents failed: HTTP 404: no such report"}}
+    for n, fault in enumerate((VendorError("huntress", "GET /v1/agents", "HTTP 503", status=503),
+                               VendorError("huntress", "GET /v1/agents", "no reply"))):
+        stopped = Run(tmp_path / f"stop{n}", READ)
+        result = stopped.go(Vendor(writes=[fault]))
+        assert [r["event"] for r in export_lines(stopped)] == ["action.started"]  # nothing settled: resumable
+        assert result.exit_code == ExitCode.FAILED
+        assert f"resume later with `offboard apply --resume {stopped.dir.run_id}`" in result.message
+    refused = Run(tmp_path / "auth", READ)  # credentials refused: the person fixes them, nothing is recorded failed
+    with pytest.raises(VendorAuthError):
+        refused.go(Vendor(writes=[VendorAuthError("huntress", "GET /v1/agents", "HTTP 403: revoked", status=403)]))
+    assert [r["event"] for r in export_lines(refused)] == ["action.started"]
+
+
+def test_an_export_that_fell_back_to_a_person_is_on_the_checklist_with_why(tmp_path: Path) -> None:
+    manual = Manual(portal_path="Reports > Download", done_when="the report is saved in the run folder")
+    run = Run(tmp_path, READ.model_copy(update={"manual": manual}))
+    run.go(Vendor(writes=[ActionResult("failure", "the report API is not offered", GET, manual_fallback=True)]))
+    assert export_lines(run)[-1] == {
+        **NAMED, "event": "manual.pending", "outcome": "unknown", "http": GET.as_dict(),
+        "detail": {"summary": "export agents", "fell_back": "the report API is not offered", **manual.model_dump()}}
