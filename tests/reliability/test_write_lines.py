@@ -17,7 +17,7 @@ import pytest
 
 from offboard.cli.render import outcome_words
 from offboard.connectors import ActionResult, Artifact, Check
-from offboard.engine.execute import execute
+from offboard.engine.execute import _in_lanes, execute
 from offboard.engine.sessions import Sessions
 from offboard.engine.types import Guide, GuideAnswer, NoProgress, Overrides, RunResult
 from offboard.errors import AmbiguousWrite, ExitCode, RunInterrupted, VendorAuthError, VendorError
@@ -94,6 +94,7 @@ class Shown(NoProgress):
         self.lines: list[str] = []
         self.phases: list[str] = []
         self.lanes_told: list[dict[str, tuple[int, int]]] = []
+        self.told: list[str] = []  # each step as it begins, and what a gate holds
 
     def start(self, total: int, done: int) -> None:
         self.lines.append(f"{done}/{total} done")
@@ -103,6 +104,12 @@ class Shown(NoProgress):
 
     def phase(self, text: str) -> None:
         self.phases.append(text)
+
+    def held(self, vendor: str, action_ids: Any) -> None:  # what a vendor's gate will hold, told ahead
+        self.told.append(f"{vendor} holds {', '.join(action_ids)}")
+
+    def step(self, vendor: str, step: Step, todo: int) -> None:
+        self.told.append(f"{vendor}: {step.title} ({todo} to do)")
 
     def advance(self, action: Action, event: str) -> None:
         self.lines.append(f"{action.target.name}: {outcome_words(action, event)}")
@@ -930,3 +937,81 @@ def test_an_export_that_fell_back_to_a_person_is_on_the_checklist_with_why(tmp_p
     assert export_lines(run)[-1] == {
         **NAMED, "event": "manual.pending", "outcome": "unknown", "http": GET.as_dict(),
         "detail": {"summary": "export agents", "fell_back": "the report API is not offered", **manual.model_dump()}}
+
+
+
+def test_a_gate_tells_what_it_will_hold_each_step_is_announced_once_and_the_counts_are_each_actions(
+        tmp_path: Path) -> None:
+    """The gate's vendor's later actions it will hold: its removals and a person's items, not a read; each
+    step announced once with what it has to do; the held line in the log names the vendor and the step."""
+    manual = Manual(portal_path="Support", done_when="acknowledged")
+    gate = Action(id="huntress.notify", vendor="huntress", step="huntress.notify", kind="manual", operation="notify",
+                  target=Target(type="manual", id="notify", name="tell Huntress"), summary="tell Huntress",
+                  manual=manual, gate=True)
+    later = Action(id="huntress.portal", vendor="huntress", step="huntress.uninstall", kind="manual",
+                   operation="portal", target=Target(type="manual", id="portal", name="portal step"),
+                   summary="portal step", manual=manual)
+    second = uninstall().model_copy(update={"id": "huntress.uninstall_agent.18", "call": "DELETE /v1/agents/18"})
+    read = READ.model_copy(update={"id": "huntress.export.after", "step": "huntress.uninstall"})
+    run = Run(tmp_path, uninstall(), first=(Step(id="huntress.notify", vendor="huntress", title="Notify",
+                                                 phase="closure", actions=(gate,)),))
+    vp = run.plan.vendors[0]
+    steps = (vp.steps[0], vp.steps[1].model_copy(update={"actions": (run.action, second, read, later)}))
+    run.plan = run.plan.model_copy(update={"vendors": (vp.model_copy(update={"steps": steps}),)})
+    exported = ActionResult("success", "1 file", GET, artifacts=(Artifact(name="a.json", content=b"[]"),))
+    vendor = Vendor(writes=[exported])
+    result = run.go(vendor)
+    assert run.shown.lines == [
+        "0/5 done", "tell Huntress: manual, pending", "pc-17: waits for a person's confirmation",
+        "pc-17: waits for a person's confirmation", "agents export: exported",
+        "portal step: waits for a person's confirmation"]
+    # each step announced once, as its first action runs (a held one does not), with what it has to do
+    assert run.shown.told == [
+        "Huntress: Notify (1 to do)",
+        "Huntress holds huntress.uninstall_agent.17, huntress.uninstall_agent.18, huntress.portal",
+        "Huntress: Uninstall (4 to do)"]
+    held = [r for r in read_records(run.dir.audit_path) if r["event"] == "vendor.held"]
+    assert [(r["vendor"], r["step"], r["action_id"]) for r in held] == [("huntress", "huntress.notify", gate.id)]
+    assert vendor.calls == ["execute"]  # the read ran; no owner read, no write
+    assert result.counts["exported"] == 1 and result.counts["manual"] == 1 and result.counts["held"] == 3
+
+
+def test_a_vendor_down_stops_its_own_lane_only_and_its_error_is_raised_once_every_lane_has_finished() -> None:
+    """Each vendor's lane is its own: one whose vendor stayed down (a 5xx after retries) stops after that
+    action, the other lane runs to its end and is told done; the error is raised once both stopped."""
+    def act(vendor: str, n: int) -> Action:
+        return uninstall().model_copy(update={"id": f"{vendor}.{n}", "vendor": vendor})
+
+    ran: list[str] = []
+    finished: list[str] = []
+
+    def one(action: Action) -> None:
+        ran.append(action.id)
+        if action.vendor == "down":
+            raise VendorError("down", "DELETE /x", "HTTP 503", status=503)
+
+    lanes = {"down": [act("down", 1), act("down", 2)], "up": [act("up", 1), act("up", 2), act("up", 3)]}
+    with pytest.raises(VendorError) as raised:
+        _in_lanes(lanes, one, finished.append)
+    assert raised.value.vendor == "down"
+    assert [a for a in ran if a.startswith("down")] == ["down.1"]  # its lane stopped after that action
+    assert [a for a in ran if a.startswith("up")] == ["up.1", "up.2", "up.3"] and finished == ["up"]
+    ran.clear()
+    finished.clear()
+    _in_lanes({"up": [act("up", 1)]}, one, finished.append)  # nothing failed: nothing raised, the lane told done
+    assert ran == ["up.1"] and finished == ["up"]
+
+
+@pytest.mark.parametrize(("faults", "raised"), [
+    ((VendorError("a", "DELETE /x", "HTTP 503", status=503), VendorAuthError("b", "DELETE /y", "HTTP 401", 401)),
+     VendorAuthError),  # refused credentials: a person must fix them, before a vendor that is down
+    ((VendorError("a", "DELETE /x", "HTTP 503", status=503), RuntimeError("a bug")), RuntimeError),  # offboard's own
+])
+def test_of_two_lanes_that_failed_the_more_serious_error_is_raised(faults: tuple[BaseException, ...],
+                                                                  raised: type[BaseException]) -> None:
+    def one(action: Action) -> None:
+        raise faults[0 if action.vendor == "a" else 1]
+
+    lanes = {v: [uninstall().model_copy(update={"id": f"{v}.1", "vendor": v})] for v in ("a", "b")}
+    with pytest.raises(raised):
+        _in_lanes(lanes, one)
