@@ -100,6 +100,10 @@ EQUIVALENT: dict[str, str] = {
        "the default of `WRITE_OUTCOMES.get(event, \"\")` is never taken: a write ends in one of the four events "
        "the table maps, or in manual.pending, which goes to a person before the key is used"
        for n in (105, 107, 108)},
+    **{f"engine/execute.py: offboard.engine.execute.xǁRunPassǁ_to_person__mutmut_{n}":
+       "`guided`'s first value other than \"pending\" (None, another string): it is only ever compared with "
+       "\"confirmed\" and \"stop\", and a guide, when there is one, replaces it before that"
+       for n in (1, 2, 3)},
     "engine/execute.py: offboard.engine.execute.x__verify_and_close__mutmut_38":
         "a re-read that names no action looked up under `XXXX` instead of '': no action has either id, so the "
         "failed check counts as failed either way",
