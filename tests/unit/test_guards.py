@@ -278,6 +278,29 @@ def test_a_vendor_changed_by_anything_but_the_plans_removals_is_named_first() ->
     # a plan that recorded no listing: a removal's object no longer listed is named, whatever else is listed
     assert "X inventory for org 9 changed: 1 no longer listed: pc-2" in said, said
 
+
+def test_a_plan_whose_last_run_closed_points_to_a_new_plan_not_to_a_resume_that_is_refused() -> None:
+    """Review at 120x40: applying the plan of a closed run again printed `apply --resume RUN`, which is
+    refused for a closed run: the printed command did not run as printed."""
+    plan = plan_of(recorded(vendor_plan(uninstall(T1)), InventoryItem(target=T1, owner="org:1")))
+    live = {"v": Inventory(vendor="v", scope="org 1", account="key", items=())}
+    with pytest.raises(BadInput) as caught:
+        check_not_stale(plan, live, SimpleNamespace(path="exit.toml"), ["run-1"], last_closed=True)  # type: ignore[arg-type]
+    assert str(caught.value) == (
+        "plan p-1 was applied already (run run-1, closed: every action done and every item confirmed), and V has "
+        "changed since: 1 of the plan's removals gone already: pc-1; to exit what is listed now, make a new plan "
+        "with `offboard plan -o FILE -c exit.toml` and review it")
+
+
+def test_an_object_the_plan_left_alone_is_named_as_outside_the_exit_when_it_is_gone() -> None:
+    """Review at 120x40: a rule of another scope, gone after a portal step, read as if the exit had touched it."""
+    rule = Target(type="rule", id="300", name="expected country PT")
+    kept = Skipped(vendor="v", target=rule, reason="another scope's")
+    plan = plan_of(recorded(vendor_plan(uninstall(T1), skipped=(kept,)), InventoryItem(target=T1, owner="org:1"),
+                            InventoryItem(target=rule, owner="identity:300")))
+    live = {"v": Inventory(vendor="v", scope="org 1", account="key", items=(InventoryItem(target=T1, owner="org:1"),))}
+    assert "1 no longer listed: expected country PT (outside the exit, not touched);" in stale_refusal(plan, live)
+
 # -- guarded actions --------------------------------------------------------------------------
 
 

@@ -51,7 +51,8 @@ def apply(plan: Plan, cfg: ExitConfig, sessions: Sessions, *, overrides: Overrid
     # The lock before discovery: a second apply is refused, not told its plan is stale.
     with waits.listening(progress.waiting), exit_lock(cfg, sessions):
         live = discover(sessions)
-        check_not_stale(plan, live, cfg, runs_of_plan(cfg, plan.plan_id))
+        earlier = runs_of_plan(cfg, plan.plan_id)
+        check_not_stale(plan, live, cfg, earlier, last_closed=bool(earlier) and run_ended(earlier[-1], cfg).ended)
         fresh = vendor_plans(sessions, live)
         check_matches_replan(plan, fresh, source="plan file")
         findings = [f for vp in fresh for f in vp.findings]

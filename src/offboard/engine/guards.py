@@ -65,7 +65,7 @@ def definition_changes(saved: Mapping[str, Any], now: Mapping[str, Any], shown: 
 
 
 def check_not_stale(plan: Plan, live: Mapping[str, Inventory], cfg: ExitConfig | None = None,
-                    earlier_runs: Sequence[str] = ()) -> None:
+                    earlier_runs: Sequence[str] = (), last_closed: bool = False) -> None:
     """``earlier_runs``: the runs already made from this plan, if any; the refusal then says the change
     may be those runs' own work and how to continue them (the refusal is the same either way). Every
     vendor that changed is named, with what changed at it; a vendor changed by something other than
@@ -81,9 +81,13 @@ def check_not_stale(plan: Plan, live: Mapping[str, Inventory], cfg: ExitConfig |
         last = earlier_runs[-1]
         what = "; and ".join(f"{vp.display_name} has changed since{': ' + changed.said if changed.said else ''}"
                              for vp, changed in stale)
+        more = f" and {len(earlier_runs) - 1} more" if len(earlier_runs) > 1 else ""
+        if last_closed:  # nothing to continue: a resume of a closed run is refused
+            raise BadInput(f"plan {plan.plan_id} was applied already (run {last}{more}, closed: every action done and "
+                           f"every item confirmed), and {what}; to exit what is listed now, make a new plan with "
+                           f"`{redo}` and review it")
         raise BadInput(
-            f"plan {plan.plan_id} was applied already (run {last}"
-            f"{f' and {len(earlier_runs) - 1} more' if len(earlier_runs) > 1 else ''}), and {what}; continue that "
+            f"plan {plan.plan_id} was applied already (run {last}{more}), and {what}; continue that "
             f"run with "
             f"`{hints.resume(last, cfg.path if cfg is not None else None)}`, or make a new plan with "
             f"`{redo}` and review it"
@@ -113,7 +117,9 @@ def inventory_changes(vp: VendorPlan, inv: Inventory, shown: int = 3) -> Changes
     removed = {(a.target.type, a.target.id) for s in vp.steps for a in s.actions if a.destructive}
     moved = [f"{i.target.name} (now {i.owner})" for k, i in now.items() if k in then and then[k][0] != i.owner]
     new = [i.target.name for k, i in now.items() if k not in then]
-    gone = [name for k, (_, name) in then.items() if k not in now and k not in removed]
+    outside = {(s.target.type, s.target.id) for s in vp.skipped}  # the plan left them alone: never offboard's doing
+    gone = [f"{name} (outside the exit, not touched)" if k in outside else name
+            for k, (_, name) in then.items() if k not in now and k not in removed]
     done = [name for k, (_, name) in then.items() if k not in now and k in removed]
     return Changes(_said((("with another owner", moved), ("new", new), ("no longer listed", gone),
                           ("of the plan's removals gone already", done)), shown),
