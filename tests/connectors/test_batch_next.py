@@ -85,6 +85,13 @@ def test_batch_apply_ends_with_the_next_steps_batch_status_gives(cli: Any, batch
     assert resumed.code == 3, resumed.out + resumed.err
     assert nexts(resumed.out) == nexts(cli("batch", "status", str(PLAN)).out) == [
         f"offboard batch status --pending {PLAN}"]
+    # Blumira support's confirmation before its removals are done: refused in every exit as the single
+    # `confirm` refuses it (exit 2, bad input: nothing recorded), not "some failed" (exit 1)
+    early = cli("batch", "confirm", "blumira.support.confirmation", "--plan", str(PLAN), "--by", "J. Doe",
+                "--note", "ticket 4711")
+    assert early.code == 2, early.out + early.err
+    assert early.err.count("comes after Blumira's removals") == 2 and "confirmed" not in early.out, early.err
+    assert "blumira.support.confirmation" in cli("batch", "status", "--pending", str(PLAN)).out
 
 
 def short_names(table: str) -> list[tuple[str, str]]:

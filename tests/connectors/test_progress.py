@@ -236,6 +236,36 @@ def test_a_lane_held_behind_its_gate_counts_only_what_is_done_and_says_how_many_
     bar.finish()
 
 
+def test_the_re_read_before_the_bar_is_said_done_when_the_bar_starts() -> None:
+    """Review at 120x40: "Re-reading the vendors to check the plan still holds" stayed above the bar while
+    the removals ran, read as still going."""
+    screen = io.StringIO()
+    bar = RichProgress(Console(file=screen, force_terminal=True, width=120, height=40, color_system=None))
+    bar.phase("Re-reading the vendors to check the plan still holds (read-only)")
+    assert "Re-read done" not in screen.getvalue()
+    bar.start(10, 0)
+    bar.finish()
+    lines = [line for line in screen.getvalue().splitlines() if line.strip()]
+    assert lines[:2] == ["Re-reading the vendors to check the plan still holds (read-only)",
+                         "Re-read done: the plan still holds."], lines
+    assert screen.getvalue().count("Re-read done") == 1
+
+
+def test_a_held_lane_returns_to_its_gates_step_once_its_exports_ran() -> None:
+    """Review at 120x40: the demo's bar left a Blumira lane held behind "notify Blumira first" on
+    "1. Export retained evidence" (its exports, not held, ran after the gate was handed to a person);
+    the batch's table showed the gate's step."""
+    now = [0.0]
+    bar, _ = lanes_bar(now)
+    bar.advance(of("blumira", 1), "manual.pending")  # the gate, handed to a person
+    bar.held("Blumira", [of("blumira", 3).id, of("blumira", 4).id])
+    bar.step("Blumira", Step(id="x", vendor="blumira", title="1. Export retained evidence"), 1)
+    assert "Blumira: 1. Export retained evidence" in frame(bar)[2]  # at work on it
+    bar.advance(of("blumira", 2, destructive=False), "action.succeeded")  # the export: all that is left is held
+    assert "Blumira: 0. Notify Blumira first" in frame(bar)[2], frame(bar)
+    bar.finish()
+
+
 def test_a_lanes_eta_counts_down_through_a_rate_limit_wait_and_never_grows() -> None:
     """Issue 22: the Huntress lane's ETA grew while a rate-limit wait passed (its pace counted the
     wait's seconds as slowness)."""

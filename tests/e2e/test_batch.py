@@ -184,9 +184,11 @@ def test_ctrl_c_stops_each_exit_after_its_action_and_the_batch_resumes(migration
     until(lambda: len(m.huntress.deletes()) >= 10 or first.poll() is not None,
           what="batch apply's tenth DELETE (or its end)", tries=12000)
     first.send_signal(signal.SIGINT)
-    _, err = first.communicate(timeout=60)
+    out, err = first.communicate(timeout=60)
     assert first.returncode == 130, err
     assert "offboard batch apply --resume batch.plan.json" in err and "Traceback" not in err
+    # where each exit stopped stays on the screen (the live table leaves it): the batch's status table
+    assert "interrupted" in out and all(slug in out for slug in ("acme-dental", "customer-44", "customer-45")), out
     b = batches.open_batch(m.dir / "batch.plan.json", MODELS)
     interrupted = []
     for e in b.exits:

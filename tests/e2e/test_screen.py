@@ -25,6 +25,7 @@ import pytest
 from offboard.hints import PLACEHOLDERS
 from tests.e2e.test_printed_commands import printed_commands
 from tests.e2e.test_rehearsal import environment, stop, wait_for
+from tests.polling import until
 
 pytestmark = pytest.mark.e2e
 
@@ -183,8 +184,9 @@ def test_plan_apply_and_confirm_at_120_columns(tmp_path: Path) -> None:
         assert whole(manual, plan_lines) == manual
         last = "\n".join(plan_lines[-4:])
         assert "Blocks apply:" in last and "Incident on" in last and "(Isolated)" in last, last
-        assert plan_lines[-2].startswith("Saved to rehearsal/exit.plan.json") and plan_lines[-2].endswith("then run:")
-        assert plan_lines[-1] == f"  offboard apply rehearsal/exit.plan.json -c {CONFIG}"
+        # the apply as its gates let it run: their override in it, the reason for the person to give
+        assert plan_lines[-2].startswith("Saved to rehearsal/exit.plan.json") and plan_lines[-2].endswith("run:")
+        assert plan_lines[-1] == f"  offboard apply rehearsal/exit.plan.json -c {CONFIG} --override-preflight REASON"
         fits_and_runs(plan_lines)
 
         code, apply_lines = run(f"offboard apply rehearsal/exit.plan.json -c {CONFIG} --unattended "
@@ -265,7 +267,10 @@ def test_batch_apply_on_a_terminal_is_a_live_table_and_in_a_log_a_line_per_step(
 
     try:
         wait_for(folder / "rehearsal-batch" / "sandbox.env", serve, log)
-        time.sleep(0.5)
+        until(lambda: "Ctrl-C stops them" in log.read_text(), what="the sandboxes' announcement")
+        # where the customers' configs are, and the batch's first command
+        assert f"plan them as one batch with: offboard batch plan rehearsal-batch/exits -o {BATCH}" in " ".join(
+            log.read_text().split()), log.read_text()
         assert sh("offboard keys init --key-file rehearsal-batch/signing-key.pem "
                   "--public-key rehearsal-batch/msp.pub").returncode == 0
         planned = sh(f"offboard batch plan rehearsal-batch/exits -o {BATCH}")

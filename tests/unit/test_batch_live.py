@@ -6,6 +6,7 @@ its height fold into one line with a count of each state."""
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 import threading
@@ -23,7 +24,9 @@ from offboard.engine import Limit
 from offboard.engine.scope_guard import calls_of
 from offboard.plan import Action, Plan, Step, Target, VendorPlan
 from offboard.rundir import RunDir
-from offboard.wire.waits import Wait
+from offboard.wire import waits
+from offboard.wire.ratelimit import SlidingWindowLimiter
+from offboard.wire.waits import Sent, Wait
 
 
 def action(vendor: str, n: int) -> Action:
@@ -240,21 +243,6 @@ def run_through(b: Board, now: list[float], slug: str = "customer-0") -> None:
     p.phase("Verifying: re-reading each vendor to prove the service stopped")
 
 
-def test_an_exit_that_verifies_shows_its_re_reads_at_the_ceilings_counting_down_never_a_bare_ellipsis() -> None:
-    """Review at 120x40: `batch apply`'s ETA column showed "…" while an exit verified with no wait."""
-    now = [0.0]
-    b = Board([Planned("customer-0", "Customer 0", 60.0, {"Blumira": 4, "Huntress": 6}, verify=6.0)],
-              clock=lambda: now[0])
-    run_through(b, now)
-    seen = []
-    for _ in range(8):
-        lines = drawn(b.snapshot())
-        assert all(len(line) <= 120 for line in lines)
-        seen.append(row_of(lines).split()[-1])
-        now[0] += 1.0
-    assert seen == ["0:00:06", "0:00:05", "0:00:04", "0:00:03", "0:00:02", "0:00:01", "verifying", "verifying"], seen
-
-
 def test_a_resumed_exits_eta_is_of_what_its_log_has_not_done_not_the_plans_whole_estimate() -> None:
     """Review at 120x40: a resumed batch opened at ETA 1:50 for a resume that took 4 s: the actions
     its log held done were counted as ahead."""
@@ -295,33 +283,175 @@ def test_a_resumed_exits_estimate_counts_the_calls_its_log_has_not_made(tmp_path
     run.path.mkdir()
     run.audit_path.write_text("".join(json.dumps({"event": event, "action_id": aid}) + "\n" for aid, event in (
         (removal[0].id, "action.succeeded"), (export.id, "action.succeeded"), (item.id, "manual.pending"))))
-    # its re-plan's discovery, and the one removal left (its read, its write); its verification counts down
-    # on its own once it verifies
-    assert batches._seconds_of(batches._left_of(e, run)) == 7.0
+    # its re-plan's discovery and its verification's, and the one removal left (its read, its write)
+    assert batches._seconds_of(batches._left_of(e, run)) == 12.0
     gate = item.model_copy(update={"gate": True})  # the person's item holds the vendor's changes
     step = Step(id="s", vendor="huntress", title="S", actions=(*removal, export, gate))
     held = e.model_copy(update={"plan": plan.model_copy(update={"vendors": (
         plan.vendors[0].model_copy(update={"steps": (step,)}),)})})
     # its gate still open: the removal left waits, no call
-    assert batches._seconds_of(batches._left_of(held, run)) == 5.0
+    assert batches._seconds_of(batches._left_of(held, run)) == 10.0
     board = batches.board_of(types.SimpleNamespace(exits=[e]))  # type: ignore[arg-type]
-    row = board.snapshot()[0]
-    assert row.eta is None and board._exits["acme"].verify == 5.0  # one discovery's calls: its re-reads
+    assert board.snapshot()[0].eta is None  # queued: no ETA shown
+    # the whole plan's calls there, of which one discovery's are its verification's
+    assert board._exits["acme"].loads["Huntress"] == Load("k", load.calls, 60, 60.0, discovery)
 
 
 HUNTRESS = "huntress https://api.huntress.io"  # one account, its limit shared by every exit of the batch
 
 
-def shared_board(now: list[float], sizes: dict[str, int]) -> Board:
-    """Exits whose Huntress lanes share one account at 60 calls a minute (a removal: two calls, 2 s)."""
-    return Board([Planned(slug, slug, 2.0 * n, {"Huntress": n},
-                          loads={"Huntress": Load(HUNTRESS, 2 * n, 60, 60.0)}) for slug, n in sizes.items()],
-                 clock=lambda: now[0])
+def eta_of(b: Board, slug: str) -> str:
+    return row_of(drawn(b.snapshot()), slug).split()[-1]
 
 
-def running(b: Board, slug: str, n: int, now: list[float]) -> ExitProgress:
+@dataclasses.dataclass
+class Sampled:
+    """What a simulated batch showed: each active row's ETA before each call, and when each exit's last
+    call went."""
+
+    etas: dict[str, list[tuple[float, float | None, str]]]  # slug -> (when, its ETA, the cell as drawn)
+    ended: dict[str, float]
+    calls: list[tuple[float, str]]  # (when, whose)
+
+
+def simulate(sizes: dict[str, int], *, parallel: int = 8, discovery: int = 3, limit: int = 60,
+             window: float = 60.0, done: dict[str, int] | None = None) -> Sampled:
+    """A batch on one account, run as `batch apply` runs it, on a clock of its own: each exit re-reads its
+    vendor (``discovery`` calls), removes its agents (a read and a write each, after ``done`` of them were
+    done before: a resume), and verifies (``discovery`` calls again); the account serves the exits at work
+    a call of each in turn, through the real limiter (its waits advance the clock); ``parallel`` at work
+    at once, the smallest first, a queued one starting as one ends."""
+    now = [0.0]
+
+    def sleep(seconds: float) -> None:
+        now[0] += seconds
+
+    limiter = SlidingWindowLimiter(limit, window, margin=0.0, clock=lambda: now[0], sleep=sleep)
+    done = done or {}
+    b = Board([Planned(slug, slug, 0.0, {"Huntress": n},
+                       loads={"Huntress": Load(HUNTRESS, 2 * discovery + 2 * (n - done.get(slug, 0)), limit, window,
+                                               discovery)})
+               for slug, n in sizes.items()], clock=lambda: now[0], parallel=parallel)
+    order = sorted(sizes, key=lambda slug: (sizes[slug] - done.get(slug, 0), slug))
+    b.queue(order)
+    for slug, n in done.items():
+        b.resumed(slug, {"Huntress": n})
+    ident = {slug: 10_000 + k for k, slug in enumerate(sizes)}  # each exit's worker, as its calls are told apart
+    script: dict[str, list[str]] = {}  # each exit's calls, in order: what happens after each
+    for slug, n in sizes.items():
+        removals = [f"{k}" for k in range(done.get(slug, 0), n) for _ in range(2)]
+        script[slug] = ["read"] * (discovery - 1) + ["start", *removals, *["verify"] * discovery]
+    progress: dict[str, ExitProgress] = {}
+    out = Sampled({slug: [] for slug in sizes}, {}, [])
+    queue, active = list(order), []
+
+    def sample() -> None:
+        lines = drawn(b.snapshot())
+        for row in b.snapshot():
+            if row.active:
+                out.etas[row.slug].append((now[0], row.eta, row_of(lines, row.slug).split()[-1]))
+
+    while queue or active:
+        while queue and len(active) < parallel:
+            slug = queue.pop(0)
+            with waits.working_for(ident[slug]):
+                progress[slug] = b.progress(slug, threading.Event(), lambda _text: None)
+                progress[slug].phase("Re-reading the vendors to check the plan still holds (read-only)")
+            active.append(slug)
+        for slug in list(active):
+            p, what = progress[slug], script[slug].pop(0)
+            sample()
+            with waits.working_for(ident[slug]):
+                token = limiter.acquire(on_wait=lambda s, _said, p=p: p.waiting(  # type: ignore[misc]
+                    Wait("Huntress", s, "rate_limit", "for the rate limit")))
+                p.sent(Sent("Huntress", limiter.outlook))
+                limiter.completed(token)
+                out.calls.append((now[0], slug))
+                n = sizes[slug]
+                if what == "start":
+                    left = range(done.get(slug, 0), n)
+                    p.ceilings({"Huntress": Limit(window, {action("huntress", k).id: 2 * window / limit for k in left})})
+                    p.start(n, done.get(slug, 0))
+                    p.lanes({"Huntress": (n, done.get(slug, 0))})
+                    p.step("Huntress", Step(id="a", vendor="huntress", title="3. Remove endpoint coverage"), len(left))
+                elif what != "read" and what != "verify" and script[slug][:1] != [what]:  # a removal's write
+                    p.advance(action("huntress", int(what)), "action.succeeded")
+                    if int(what) == n - 1:
+                        p.phase("Verifying: re-reading each vendor to prove the service stopped")
+            if not script[slug]:
+                out.ended[slug] = now[0]
+                b.ended(slug, 0, "")
+                active.remove(slug)
+    return out
+
+
+def assert_honest(run: Sampled) -> None:
+    """Each row's ETA, every time the screen was drawn while its exit worked: never below the time its exit
+    really still took (it fell to 0:00:01 with work left), never revised up (it rose as a wait began, and
+    as another exit began), and on the screen always a time or "verifying", never a bare "…"."""
+    for slug, seen in run.etas.items():
+        assert seen, slug
+        previous: tuple[float, float] | None = None
+        for when, eta, drawn_eta in seen:
+            assert drawn_eta != "…", (slug, when)
+            if eta is None:
+                assert drawn_eta == "verifying"
+                continue
+            assert eta >= run.ended[slug] - when - 1.0, (slug, when, eta, run.ended[slug])
+            if previous is not None:
+                assert eta <= previous[1] - (when - previous[0]) + 1.0, (slug, when, eta, previous)
+            previous = (when, eta)
+
+
+def test_a_rows_eta_is_when_the_accounts_window_lets_its_last_call_go() -> None:
+    """Review at 120x40 (issue 22): a row's ETA rose as a wait began (0:01:05 -> 0:01:24 beside "waiting
+    2s"), fell to 0:00:01 with work left, and rose as an exit began (0:02:00 -> 0:02:37): it modelled the
+    account's window beside it. Now it reads the window: three exits, 40, 25 and 10 agents, two at a time
+    on one account at 60 calls a minute."""
+    run = simulate({"acme-dental": 40, "customer-2": 25, "customer-3": 10}, parallel=2)
+    assert_honest(run)
+    assert run.ended["customer-3"] < run.ended["customer-2"] < run.ended["acme-dental"]  # the smallest first
+    # acme-dental queued behind the two smaller ones, then served a call of each in turn: its first ETA
+    # already counted both (the 168 calls of the three: two windows after the first burst)
+    (when, first, _), *_ = run.etas["acme-dental"]
+    assert when == 0.0 and first == 120.0 and run.ended["acme-dental"] == 120.0
+
+
+def test_a_rows_eta_holds_through_the_windows_waits_and_a_resume() -> None:
+    """Many exits, smaller windows: every row waits for the window many times; two resume with most of their
+    removals done (their rows count only what their logs have not done)."""
+    sizes = {f"customer-{k}": 3 + 7 * k for k in range(12)}
+    run = simulate(sizes, parallel=5, discovery=4, limit=10, window=6.0, done={"customer-5": 30, "customer-9": 10})
+    assert_honest(run)
+    assert max(run.ended.values()) > 30 * 6.0  # many windows: the waits were many
+    # the ETA at its start says when its last call goes, to the window (10 calls a window)
+    for slug, seen in run.etas.items():
+        when, eta, _ = next(s for s in seen if s[1] is not None)
+        assert eta - (run.ended[slug] - when) <= 6.0 + 1.0, (slug, eta, run.ended[slug] - when)
+
+
+def test_an_exit_that_verifies_counts_its_re_reads_down_then_says_verifying() -> None:
+    """Review at 120x40: the ETA column showed "…" while an exit verified with no wait. Its verification's
+    re-reads are calls at its account like any other: when the window lets the last one go, then
+    "verifying" until they return."""
+    run = simulate({"customer-0": 25}, discovery=8, limit=10, window=5.0)
+    assert_honest(run)
+    verifying = [drawn for when, _eta, drawn in run.etas["customer-0"] if when >= run.ended["customer-0"] - 5.0]
+    assert verifying[0] != "verifying" and verifying[-1] in ("0:00:01", "verifying"), verifying
+
+
+def call(p: ExitProgress, limiter: SlidingWindowLimiter, now: list[float], takes: float) -> None:
+    limiter.acquire()
+    p.sent(Sent("Huntress", limiter.outlook))
+    now[0] += takes
+
+
+def running(b: Board, slug: str, n: int, now: list[float], limiter: SlidingWindowLimiter, reads: int) -> ExitProgress:
+    """An exit of ``n`` removals at work: its re-reads made (``reads`` calls, 32/60 s each), its lane begun."""
     p = b.progress(slug, threading.Event(), lambda _text: None)
     p.phase("Re-reading the vendors to check the plan still holds (read-only)")
+    for _ in range(reads):
+        call(p, limiter, now, 32.0 / 60)
     p.ceilings({"Huntress": Limit(60.0, {action("huntress", k).id: 2.0 for k in range(n)})})
     p.start(n, 0)
     p.lanes({"Huntress": (n, 0)})
@@ -329,74 +459,44 @@ def running(b: Board, slug: str, n: int, now: list[float]) -> ExitProgress:
     return p
 
 
-def eta_of(b: Board, slug: str) -> str:
-    return row_of(drawn(b.snapshot()), slug).split()[-1]
-
-
-def test_a_rows_eta_is_never_below_its_share_of_the_account_and_counts_down_through_a_wait() -> None:
-    """Review at 120x40 (issue 22): acme-dental read 0:00:02 with 25 removals left, then 0:00:29 as a wait
-    began; customer-2 0:00:00 then 0:02:53: each row's floor was its own calls only, the first window's
-    burst making the pace look fast, though the other exits' calls on the account go first or in between."""
+def test_a_wait_for_the_window_shows_inside_the_eta_not_added_on_top() -> None:
+    """The same window, read at a wait: "waiting 28s" beside an ETA that still says when the last call
+    goes (the wait is the window's, already in it)."""
     now = [0.0]
-    b = shared_board(now, {"acme-dental": 20, "customer-2": 10})
-    other = running(b, "customer-2", 10, now)
-    acme = running(b, "acme-dental", 20, now)  # this thread works for acme-dental: the waits heard are its
-    for k in range(5):  # the first window's burst: five removals in five seconds
-        now[0] += 1.0
-        acme.advance(action("huntress", k), "action.succeeded")
-    # 15 removals left (30 s of calls at the limit) and customer-2's 10 (20 s) that interleave with them
-    assert eta_of(b, "acme-dental") == "0:00:50"
-    assert eta_of(b, "customer-2") == "0:00:40"  # its 20 s, and as many of acme-dental's
-    seen = []
-    for _ in range(3):  # counting down as the account serves the calls, at most a removal's worth between two
-        now[0] += 1.0
-        seen.append(eta_of(b, "acme-dental"))
-    assert seen == ["0:00:49", "0:00:48", "0:00:48"], seen
-    acme.waiting(Wait("Huntress", 29.0, "rate_limit", "for the rate limit"))
+    limiter = SlidingWindowLimiter(60, 60.0, margin=0.0, clock=lambda: now[0], sleep=lambda s: None)
+    b = Board([Planned("acme-dental", "Acme", 0.0, {"Huntress": 50},
+                       loads={"Huntress": Load(HUNTRESS, 106, 60, 60.0, 3)})], clock=lambda: now[0])
+    p = running(b, "acme-dental", 50, now, limiter, reads=3)
+    for k in range(57):  # the rest of the first burst: 28 removals and the next one's read, in 32 s all told
+        call(p, limiter, now, 32.0 / 60)
+        if k % 2:
+            p.advance(action("huntress", k // 2), "action.succeeded")
+    # 46 calls left: the window frees its first slot 60 s after the first call, the 46th 60 s after the 46th
+    assert eta_of(b, "acme-dental") == "0:00:52"
+    p.waiting(Wait("Huntress", 28.0, "rate_limit", "for the rate limit"))
     mine = row_of(drawn(b.snapshot()), "acme-dental")
-    # the wait is inside it (not added, not standing still beside it): the window's calls it earns
-    assert "waiting 29s for the rate limit" in mine and mine.split()[-1] == "0:00:47", mine
-    seen = []
-    for _ in range(3):
-        now[0] += 1.0
-        seen.append(eta_of(b, "acme-dental"))
-    assert seen == ["0:00:46", "0:00:45", "0:00:44"], seen
-    now[0] += 28.0  # the wait ended: the window lets through customer-2's removal, then acme-dental's 14
-    other.advance(action("huntress", 0), "action.succeeded")
-    assert eta_of(b, "acme-dental") == "0:00:48"  # 28 s of its calls and 18 of customer-2's, at the limit
-    assert all(len(line) <= 120 for line in drawn(b.snapshot()))
-
-
-def test_a_resumed_batch_opens_at_its_share_of_the_accounts_with_the_first_windows_burst() -> None:
-    """Review at 120x40: after `batch confirm`, exits whose resume took ~3 s opened at "re-reading 0:00:17":
-    each exit's re-reads and verification (16 Huntress calls) counted at the limit's pace, though a quiet
-    account lets a window's worth (60) through at once; and an exit sharing the account with a bigger one
-    opened below its share: the other exits' calls were not counted."""
-    now = [0.0]
-    b = shared_board(now, {"acme-dental": 40, "customer-2": 15, "customer-3": 15})
-    for slug in ("customer-2", "customer-3"):  # their Huntress lanes done: re-reads and a verification left
-        b.resumed(slug, {"Huntress": 15}, estimate=16.0, loads={"Huntress": Load(HUNTRESS, 16, 60, 60.0)})
-        b.progress(slug, threading.Event(), lambda _text: None).phase("Resuming run r1: re-reading (read-only)")
-    assert eta_of(b, "customer-2") == eta_of(b, "customer-3") == "0:00:01"  # 32 calls: one window's burst
-    # acme-dental: 50 removals' calls and its re-reads (100 calls); the others' 32 go in between
-    b.resumed("acme-dental", {"Huntress": 0}, estimate=100.0, loads={"Huntress": Load(HUNTRESS, 100, 60, 60.0)})
-    b.progress("acme-dental", threading.Event(), lambda _text: None).phase("Resuming run r2: re-reading")
-    assert eta_of(b, "acme-dental") == "0:02:00"  # 132 calls: the first 60 at once, then a window each 60
-    assert eta_of(b, "customer-2") == "0:00:01"  # its 16 and as many of each other's: 48, one window's worth
-    # Ctrl-C, then --resume: the account's window still full. The wait is inside the calls' time at the
-    # limit (the window's calls come back as it passes), not added on top: it read 0:00:54, then 0:01:41.
-    for slug in ("customer-2", "customer-3"):
-        b.ended(slug, 0, "")
-    b._claim("acme-dental")
-    acme = ExitProgress(b, "acme-dental", threading.Event(), lambda _text: None)
-    acme.waiting(Wait("Huntress", 42.0, "rate_limit", "for the rate limit"))
-    mine = row_of(drawn(b.snapshot()), "acme-dental")
-    assert "re-reading, waiting 42s for the rate limit" in mine and mine.split()[-1] == "0:01:40", mine
+    assert "waiting 28s for the rate limit" in mine and mine.split()[-1] == "0:00:52", mine
     now[0] += 10.0
-    assert eta_of(b, "acme-dental") == "0:01:30"  # counting down with the wait, not standing beside it
-    now[0] += 132.0  # the window has room again; a read fails and backs off: that earns no call, added
-    acme.waiting(Wait("Huntress", 5.0, "retry", "before retrying (HTTP 503)"))
-    assert eta_of(b, "acme-dental") == "0:01:05"  # 5 s, then 100 calls: the first 60 at once, the rest 60 s on
+    assert eta_of(b, "acme-dental") == "0:00:42"  # counting down with the wait
+    p.waiting(Wait("Huntress", 5.0, "retry", "before retrying (HTTP 503)"))
+    assert eta_of(b, "acme-dental") == "0:00:47"  # a retry's backoff earns no call: added
+
+
+def test_another_clients_calls_and_a_smaller_share_lengthen_the_eta() -> None:
+    """The window as the vendor counts it: another tool's calls on the account (its calls-left header) and
+    offboard's share of the limit cut after a 429 both push the last call out."""
+    now = [0.0]
+    limiter = SlidingWindowLimiter(60, 60.0, margin=0.0, clock=lambda: now[0], sleep=lambda s: None)
+    assert limiter.outlook().seconds_until(60) == 0.0 and limiter.outlook().seconds_until(61) == 60.0
+    limiter.observe_remaining(30)  # 30 calls by someone else, just now
+    assert limiter.outlook().seconds_until(30) == 0.0 and limiter.outlook().seconds_until(31) == 60.0
+    limiter.rate_limited()  # a 429: offboard's share cut (0.7 of what was left)
+    share = limiter.current_share()
+    assert share < 0.5
+    ours = int(share * 60 + 1e-9)
+    assert limiter.outlook().seconds_until(ours) == 0.0 and limiter.outlook().seconds_until(ours + 1) == 60.0
+    limiter.block_for(20.0)  # the vendor said to wait
+    assert limiter.outlook().seconds_until(1) == 20.0
 
 
 def test_a_lane_held_behind_its_gate_stays_on_the_gates_step_once_its_exports_ran() -> None:
@@ -422,16 +522,30 @@ def test_a_lane_held_behind_its_gate_stays_on_the_gates_step_once_its_exports_ra
     assert "running, 2 held until a person confirms" in row_of(lines)
 
 
-def test_a_resumed_exits_opening_takes_only_its_own_vendors_full_window_as_full() -> None:
-    """Rehearsal at 120x40: after `batch confirm` every exit opened at 0:00:24 and was done in 3 s: a Blumira
-    pacing wait (a tenth of a second) was taken for Huntress's window full, its 24 calls counted at its limit."""
+def test_a_log_says_each_exits_long_waits_never_the_limiters_pacing() -> None:
+    """Review at 120x40: `batch apply` into a log printed nothing for a minute while its exits waited for the
+    account's window (a line per step only): read as a hang."""
     now = [0.0]
-    b = Board([Planned(slug, slug, 8.0, {"Blumira": 15, "Huntress": 30},
-                       loads={"Huntress": Load(HUNTRESS, 8, 60, 60.0), "Blumira": Load("blumira", 8, 10, 1.0)})
-               for slug in ("acme-dental", "customer-2", "customer-3")], clock=lambda: now[0])
-    for slug in ("acme-dental", "customer-2", "customer-3"):
-        b.progress(slug, threading.Event(), lambda _text: None).phase("Resuming run r1: re-reading (read-only)")
-    p = ExitProgress(b, "customer-3", threading.Event(), lambda _text: None)
-    p.waiting(Wait("Blumira", 0.1, "rate_limit", "for the rate limit"))
-    # Huntress: 24 calls, within one window's burst; Blumira: 24 calls, 10 a second
-    assert [eta_of(b, slug) for slug in ("acme-dental", "customer-2", "customer-3")] == ["0:00:02"] * 3
+    b = board(now)
+    said: list[str] = []
+    p = b.progress("customer-0", threading.Event(), said.append)
+    p.waiting(Wait("Huntress", 0.4, "rate_limit", "for the rate limit"))  # pacing: not said
+    p.waiting(Wait("Huntress", 48.0, "rate_limit", "for the rate limit"))
+    now[0] = 2.0
+    p.waiting(Wait("Huntress", 46.0, "rate_limit", "for the rate limit"))  # the same wait, heard again: once
+    now[0] = 50.0
+    p.waiting(Wait("Huntress", 12.0, "retry", "before retrying (HTTP 503)"))
+    assert said == ["Huntress: waiting 48s for the rate limit", "Huntress: waiting 12s before retrying (HTTP 503)"]
+
+
+def test_a_gates_held_removals_are_not_in_the_eta() -> None:
+    """A lane held behind its vendor's gate (a person's item first) makes none of the calls it holds in
+    this pass: its row's ETA is of the calls the exit still makes."""
+    now = [0.0]
+    b = Board([Planned("acme-dental", "Acme", 0.0, {"Huntress": 100},
+                       loads={"Huntress": Load(HUNTRESS, 206, 60, 60.0, 3)})], clock=lambda: now[0])
+    limiter = SlidingWindowLimiter(60, 60.0, margin=0.0, clock=lambda: now[0], sleep=lambda s: None)
+    p = running(b, "acme-dental", 100, now, limiter, reads=3)
+    assert eta_of(b, "acme-dental") == "0:03:00"  # 203 calls left: three windows after the first burst
+    p.held("Huntress", [action("huntress", k).id for k in range(40, 100)])  # 60 removals held: 120 calls
+    assert eta_of(b, "acme-dental") == "0:01:00"  # 83 left: one window after the first burst

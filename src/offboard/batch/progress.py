@@ -3,22 +3,33 @@ into one board, read as a snapshot (a row per exit, a lane per vendor) by whoeve
 live table on a terminal (cli/batch_live.py); a log gets a line per exit per step instead.
 
 The board only gathers: what a row says (its state, each lane's step, the ETA) is decided here,
-never by the screen. The wire reports its waits to every listener of the process; each exit
-takes only the waits of its own threads (its worker and its vendors' lanes).
+never by the screen. The wire reports its waits and its calls to every listener of the process;
+each exit takes only those of its own threads (its worker, its vendors' lanes, their page readers).
+
+A row's ETA, where its vendors' rate limits are known, is when the account's window lets its last
+call go: the calls it has left (what its plan calls there, less what it sent) and, the account
+serving its exits' calls first come, first served, as many of each other exit's as its own (all of
+a smaller one's; an exit queued for a place joins once one ends) — read against the window as the
+limiter holds it (``Outlook``), never a model of it: a model kept beside the window rose at each
+wait, fell to a second with calls left, and rose again when an exit began.
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from offboard import engine
 from offboard.engine import pace
 from offboard.plan import Action, Step
-from offboard.wire.waits import Wait
+from offboard.wire import waits as wire_waits
+from offboard.wire.ratelimit import Outlook
+from offboard.wire.waits import Sent, Wait
 
 # The states of a row while the batch runs; an exit that ended says its outcome (OUTCOMES).
 QUEUED = "queued"
@@ -37,6 +48,7 @@ NOT_RUN = "not run"
 OUTCOMES = {0: DONE, 1: FAILED, 2: REFUSED, 3: PERSON, 4: GATE, 130: INTERRUPTED}
 ACTIVE = frozenset({READING, RUNNING, BUDGET, RETRYING, VERIFYING})
 WAIT_SHOWN = 1.0  # seconds: shorter waits are the limiter's ordinary pacing, not a state
+SAID_WAIT = 5.0  # seconds: a log says a wait this long, at most one line this often per exit
 
 
 @dataclass(frozen=True)
@@ -79,6 +91,7 @@ class Load:
     calls: int  # what this pass will call there (its re-reads, its actions' calls, its verification)
     limit: int  # calls a window
     window: float  # seconds
+    discovery: int = 0  # of ``calls``, one reading of the vendor (its verification's re-reads)
 
     @property
     def per_call(self) -> float:
@@ -93,7 +106,6 @@ class Planned:
     customer: str
     estimate: float  # seconds of its calls at its accounts' ceilings
     lanes: Mapping[str, int]  # each vendor's display name -> its planned actions
-    verify: float = 0.0  # seconds of its verification's re-reads at its accounts' ceilings
     loads: Mapping[str, Load] = field(default_factory=dict)  # by a vendor's display name (rate-limited ones)
 
 
@@ -128,7 +140,6 @@ class _Exit:
     # seconds of its calls at the accounts' ceilings: the batch plan's estimate, or for a resumed
     # exit the share its log has not done (its ETA's floor, and its ETA before it starts)
     estimate: float
-    verify: float = 0.0  # seconds of its verification's re-reads at the accounts' ceilings
     state: str = QUEUED
     detail: str = ""
     count: pace.Count = field(default_factory=pace.Count)
@@ -137,9 +148,10 @@ class _Exit:
     names: dict[str, str] = field(default_factory=dict)  # a vendor's key -> its display name
     wait: _Wait = field(default_factory=_Wait)  # a wait not of a lane (before its lanes began)
     eta: pace.Eta = field(init=False)
-    verifying: float | None = None  # when its verification began
     ceilings: dict[str, engine.Limit] = field(default_factory=dict)  # each lane's rate limit (Progress.ceilings)
     loads: dict[str, Load] = field(default_factory=dict)  # by a vendor's display name: its shared accounts
+    sent: dict[str, int] = field(default_factory=dict)  # by a vendor's display name: calls sent this pass
+    held: dict[str, int] = field(default_factory=dict)  # by a vendor's display name: calls its gate holds back
 
     def __post_init__(self) -> None:
         self.eta = pace.Eta(self.count)
@@ -148,22 +160,37 @@ class _Exit:
         return [self.wait, *(lane.wait for lane in self.lanes.values())]
 
 
+@dataclass
+class _Turn:
+    slug: str
+    vendor: str
+    left: int  # its calls left at the account
+
+
 class Board:
     """Every exit of the batch, in the batch plan's order. Thread-safe: the exits' workers and their
     vendors' lanes report at once."""
 
-    def __init__(self, exits: Sequence[Planned], clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, exits: Sequence[Planned], clock: Callable[[], float] = time.monotonic,
+                 parallel: int = 8) -> None:
         self._clock = clock
         self._lock = threading.Lock()
-        self._exits = {p.slug: _Exit(p.slug, p.customer, p.estimate, p.verify, count=pace.Count(sum(p.lanes.values())),
+        self._exits = {p.slug: _Exit(p.slug, p.customer, p.estimate, count=pace.Count(sum(p.lanes.values())),
                                      lanes={vendor: _Lane(pace.Count(total)) for vendor, total in p.lanes.items()},
                                      loads=dict(p.loads))
                        for p in exits}
-        self._served: dict[str, float] = {}  # an account -> when it last settled an action (any exit's)
-        # an account -> how long after that its calls wait for its window (a rate-limit wait heard since)
-        self._earning: dict[str, float] = {}
+        self._parallel = parallel  # exits at work at once: one queued starts as one ends
+        self._order = list(self._exits)  # the order queued exits start in
+        self._outlooks: dict[str, Callable[[], Outlook]] = {}  # an account -> its window, read live
+        self._calls: dict[str, int] = {}  # an account -> the calls its exits sent there
+        self._last: dict[tuple[str, str], int] = {}  # (an exit, an account) -> the number of its last call there
         self._threads: dict[int, str] = {}  # a thread's ident -> the exit it works for (the latest)
         self._stop: threading.Event | None = None
+
+    def queue(self, slugs: Sequence[str]) -> None:
+        """The order the exits not started yet will start in (the batch runs the smallest first)."""
+        with self._lock:
+            self._order = [s for s in slugs if s in self._exits]
 
     def resumed(self, slug: str, done: Mapping[str, int], estimate: float | None = None,
                 loads: Mapping[str, Load] | None = None) -> None:
@@ -200,7 +227,7 @@ class Board:
 
     def _claim(self, slug: str) -> None:
         with self._lock:
-            self._threads[threading.get_ident()] = slug
+            self._threads[wire_waits.origin()] = slug
 
     def ended(self, slug: str, code: int | None, detail: str) -> None:
         """An exit's run ended (``code``: its exit code), or it was not run (None)."""
@@ -214,41 +241,25 @@ class Board:
                 wait.until = 0.0
 
     def snapshot(self) -> tuple[ExitRow, ...]:
+        with self._lock:
+            outlooks = dict(self._outlooks)
+        windows: dict[str, Outlook] = {}
+        for account, read in outlooks.items():  # outside the board's lock: the window has its own
+            with contextlib.suppress(Exception):  # a screen never fails the run: the plan's ceiling instead
+                windows[account] = read()
         now = self._clock()
         with self._lock:
-            return tuple(self._row(e, now) for e in self._exits.values())
+            last = self._last_calls()
+            return tuple(self._row(e, now, self._at_accounts(e, last, windows)) for e in self._exits.values())
 
-    def _row(self, e: _Exit, now: float) -> ExitRow:
+    def _row(self, e: _Exit, now: float, at_accounts: float | None) -> ExitRow:
         lanes = tuple(self._lane_row(e, vendor, lane, now) for vendor, lane in e.lanes.items())
         state = e.state
         running = [w for w in e.waits() if w.until - now >= WAIT_SHOWN] if state in ACTIVE else []
         longest = max(running, key=lambda w: w.until, default=None)
         if state in (READING, RUNNING) and running:
             state = BUDGET if any("rate limit" in w.why for w in running) else RETRYING
-        waits = [max(0.0, w.until - now) for w in e.waits()]
-        eta: float | None = None
-        if e.state == VERIFYING:
-            # Its re-reads at the accounts' ceilings, counting down from when they began, and at
-            # least the wait they sit through; once that ran out, None: the screen says "verifying".
-            began = e.verifying if e.verifying is not None else now
-            eta = max(e.verify - (now - began), max(waits, default=0.0))
-            eta = eta if eta >= 1 else None
-        elif state in ACTIVE and e.started is not None:
-            # engine/pace.py's rule: the exit's share of the accounts' time as the floor, a wait it
-            # foresaw not added on top; never less than its slowest lane's.
-            known = [s for lane in e.lanes.values() if (s := lane.eta.seconds(now)) is not None]
-            # Where its lanes know their share of the accounts, theirs: the exit's own pace counts the
-            # account's waits, which the share already holds (customer-2 read 0:00:00, then 0:02:53).
-            exit_eta = e.eta.seconds(now) if not (known and e.loads) else None
-            eta = max([*known, *([exit_eta] if exit_eta is not None else [])], default=None)
-        if eta is None and state in ACTIVE and e.state != VERIFYING:
-            # Not started (its re-read may wait for the account's window first): that wait, then its
-            # share of the accounts' time: counting down with the wait, not standing still beside it.
-            if e.loads:
-                eta = self._opening(e, now)
-            else:
-                before = e.estimate
-                eta = max(waits, default=0.0) + before if before > 0 else (max(waits) if waits else None)
+        eta = self._eta(e, now, at_accounts) if state in ACTIVE else None
         return ExitRow(e.slug, e.customer, state, e.detail, lanes, e.count.done, e.count.total, eta,
                        doing=e.state if e.state in ACTIVE else "",
                        waiting=longest.until - now if longest is not None else 0.0,
@@ -264,65 +275,95 @@ class Board:
         return LaneRow(vendor, lane.gate if held else lane.step, lane.count.done, lane.count.total, waiting,
                        lane.wait.why, eta, lane.count.waiting_for_person)
 
-    # -- the accounts' share (the caller holds the lock) -----------------------------------------
+    def _eta(self, e: _Exit, now: float, at_accounts: float | None) -> float | None:
+        """An active exit's ETA: at its accounts, when their windows let its last call go (a retry's
+        backoff on top: it earns no call); at a vendor whose limit is not known, its lane's pace."""
+        backoff = max((w.until - now for w in e.waits() if w.until > now and "rate limit" not in w.why),
+                      default=0.0)
+        paced: list[float] = []
+        if e.started is not None and e.state != VERIFYING:
+            paced = [s for v, lane in e.lanes.items() if v not in e.loads and (s := lane.eta.seconds(now)) is not None]
+            if not e.loads and (s := e.eta.seconds(now)) is not None:  # no limit known: the exit's own pace too
+                paced.append(s)
+        if at_accounts is None and not paced:  # no limit known, nothing moved yet: the wait it sits through
+            wait = max(0.0, *(w.until - now for w in e.waits()))
+            if e.started is None:  # then its estimate
+                return wait + e.estimate if e.estimate > 0 or wait > 0 else None
+            return wait if wait >= 1 else None
+        eta = max([*paced, *([at_accounts] if at_accounts is not None else [])])
+        eta += backoff
+        if e.state == VERIFYING:  # past its calls, the screen says "verifying" (never a bare "…")
+            return eta if eta >= 1 else None
+        return max(eta, 1.0)  # its last calls still take their round trips: never 0:00:00 while it works
 
-    def _sharing(self, account: str) -> list[tuple[_Exit, str]]:
-        """The exits at work on ``account`` (and the lane each has there): their calls go first or in
-        between. One queued has not begun: its calls come after."""
-        return [(x, v) for x in self._exits.values() if x.state in ACTIVE and x.state != VERIFYING
-                for v, load in x.loads.items() if load.account == account]
+    # -- the accounts' turns (the caller holds the lock) ------------------------------------------
 
-    @staticmethod
-    def _left_at(x: _Exit, vendor: str) -> float:
-        """Seconds at the limit of what ``x`` still calls at that vendor's account: its lane's calls not
-        made yet once it runs, its whole load before (its re-reads included)."""
-        if x.started is not None:
-            lane = x.lanes.get(vendor)
-            return lane.eta.ahead if lane is not None else 0.0
+    def _left(self, x: _Exit, vendor: str) -> int:
+        """Calls ``x`` has left at that vendor's account: what its pass calls there less what it sent;
+        at least, once it runs, its actions' calls not made (less the one its lane may have in flight)
+        and its verification's re-reads (its re-read read more pages than its plan counted)."""
+        if x.state not in ACTIVE and x.state != QUEUED:
+            return 0
         load = x.loads[vendor]
-        return load.calls * load.per_call
+        left = load.calls - x.sent.get(vendor, 0) - x.held.get(vendor, 0)
+        lane = x.lanes.get(vendor)
+        if x.state == VERIFYING:
+            return max(0, left)
+        if x.started is not None and lane is not None:
+            return max(left, math.ceil(lane.eta.ahead / load.per_call - 1e-9) - 1 + load.discovery)
+        return max(left, load.calls - load.discovery)  # its re-read may have read more than its plan counted
 
-    def _share(self, e: _Exit, vendor: str, now: float) -> float:
-        """The least seconds the lane's calls left take at its account shared with the other exits at
-        work there, served first come, first served: its own, and of each other exit's as many as
-        its own (a smaller exit's all: it ends first). Counting down between the actions the account
-        settles, at most one action's worth, or through a wait for its window (the calls a window
-        lets through at once after it are the ones that wait earned: the ETA stood at 0:01:02 beside
-        "waiting 44s"), never through a retry's backoff (no call is earned)."""
-        load = e.loads.get(vendor)
-        lane = e.lanes.get(vendor)
-        if load is None or lane is None or lane.eta.ahead <= 0:
-            return 0.0
-        mine = lane.eta.ahead
-        share = sum(min(self._left_at(x, v), mine) for x, v in self._sharing(load.account))
-        served = self._served.get(load.account)
-        earned = max(lane.eta.largest(), self._earning.get(load.account, 0.0))
-        since = min(now - served, earned) if served is not None else 0.0
-        return max(0.0, share - max(0.0, since))
+    def _last_calls(self) -> dict[tuple[str, str], int]:
+        """For each exit at work or queued, at each of its accounts: how many calls the account serves
+        from now until that exit's last one."""
+        active = [x for x in self._exits.values() if x.state in ACTIVE]
+        queued = [self._exits[s] for s in self._order if self._exits[s].state == QUEUED]
+        free = max(0, self._parallel - len(active))
+        out: dict[tuple[str, str], int] = {}
+        for account in {load.account for x in self._exits.values() for load in x.loads.values()}:
+            out.update(self._turns(account, active, queued[:free], queued[free:]))
+        return out
 
-    def _opening(self, e: _Exit, now: float) -> float:
-        """Before it runs: the least time its calls (its re-reads and actions) take at its busiest
-        account, shared with the exits at work there. A quiet account lets a window's worth through at
-        once, then a window's worth each window (a resume's re-reads end in seconds: "re-reading
-        0:00:17" for exits done in 3 s). While its calls wait for the account's window, that window is
-        full: the wait and the calls it earns at the limit, the wait inside, not added (a resumed row
-        rose from 0:00:54 to 0:01:41 at Ctrl-C then --resume)."""
-        backoff = max((w.until - now for w in e.waits() if "rate limit" not in w.why), default=0.0)
-        out = max((w.until - now for w in e.waits() if "rate limit" in w.why), default=0.0)
-        for vendor, load in e.loads.items():
-            mine = load.calls * load.per_call
-            if mine <= 0:
-                continue
-            share = sum(min(self._left_at(x, v), mine) for x, v in self._sharing(load.account))
-            # Its window full: a wait for it at this vendor (not the limiter's pacing, under a second),
-            # within a window
-            lane = e.lanes.get(vendor)
-            full = lane.wait if lane is not None and "rate limit" in lane.wait.why else None
-            if full is not None and full.until - full.began >= WAIT_SHOWN and full.until + load.window > now:
-                out = max(out, share - (now - full.began))  # counting down: the calls the wait earns
-            else:  # a burst still takes its round trips: a second at least, never 0:00:00 with calls ahead
-                out = max(out, (math.ceil(share / load.per_call / load.limit - 1e-9) - 1) * load.window, 1.0)
-        return max(0.0, backoff) + out  # a retry's backoff earns no call
+    def _turns(self, account: str, active: Sequence[_Exit], starting: Sequence[_Exit], later: Sequence[_Exit]
+               ) -> dict[tuple[str, str], int]:
+        """The account serves its exits first come, first served: a call of each in turn, the one whose
+        last call is the oldest first (one that starts joins the end of the turn). ``later``: queued for
+        a place, in order; the next starts as one ends."""
+        turn: list[_Turn] = []  # in the order they call next
+
+        def join(x: _Exit) -> None:
+            vendor = next((v for v, load in x.loads.items() if load.account == account), None)
+            if vendor is not None and (left := self._left(x, vendor)) > 0:
+                turn.append(_Turn(x.slug, vendor, left))
+        for x in sorted(active, key=lambda x: self._last.get((x.slug, account), -1)):
+            join(x)
+        for x in starting:
+            join(x)
+        waiting = deque(later)
+        out: dict[tuple[str, str], int] = {}
+        position = 0  # calls the account served
+        while turn:
+            rounds = min(t.left for t in turn) - 1  # whole turns before one ends: a call of each
+            position += rounds * len(turn)
+            for t in turn:
+                t.left -= rounds
+            for t in list(turn):  # the turn in which one ends, in order; one that starts joins the next at its end
+                position += 1
+                t.left -= 1
+                if t.left == 0:
+                    out[(t.slug, t.vendor)] = position
+                    turn.remove(t)
+                    if waiting:
+                        join(waiting.popleft())
+        return out
+
+    def _at_accounts(self, e: _Exit, last: Mapping[tuple[str, str], int], windows: Mapping[str, Outlook]
+                     ) -> float | None:
+        """Seconds until the windows of its accounts let its last call go (None: no account's limit known)."""
+        if not e.loads:
+            return None
+        return max(windows.get(load.account, Outlook.quiet(load.limit, load.window))
+                   .seconds_until(last.get((e.slug, vendor), 0)) for vendor, load in e.loads.items())
 
     # -- what each exit's progress tells --------------------------------------------------------
 
@@ -332,7 +373,7 @@ class Board:
 
     def _mine(self, slug: str) -> bool:
         with self._lock:
-            return self._threads.get(threading.get_ident()) == slug
+            return self._threads.get(wire_waits.origin()) == slug
 
     def _now(self) -> float:
         return self._clock()
@@ -348,13 +389,14 @@ class ExitProgress(engine.NoProgress):
         self._slug = slug
         self._stop = stop
         self._say = say
+        self._said_wait = -math.inf
 
     def phase(self, text: str) -> None:
         def change(e: _Exit) -> None:
             if e.state == QUEUED:
                 e.state = READING
             elif e.started is not None:  # the one phase after its actions: re-reading its vendors to verify
-                e.state, e.verifying = VERIFYING, self._board._now()
+                e.state = VERIFYING
         self._board._update(self._slug, change)
         self._say(text)
 
@@ -376,12 +418,8 @@ class ExitProgress(engine.NoProgress):
             for vendor, lane in e.lanes.items():
                 if vendor in e.ceilings:
                     lane.eta.limit(e.ceilings[vendor].window, e.ceilings[vendor].seconds)
-                lane.eta.share = self._shared(e, vendor)
                 lane.eta.begin(now)
         self._board._update(self._slug, change)
-
-    def _shared(self, e: _Exit, vendor: str) -> Callable[[float], float]:
-        return lambda now: self._board._share(e, vendor, now)  # read under the board's lock
 
     def ceilings(self, limits: Mapping[str, engine.Limit]) -> None:
         def change(e: _Exit) -> None:  # told before its lanes begin
@@ -398,7 +436,9 @@ class ExitProgress(engine.NoProgress):
             if lane is not None:
                 lane.gate = lane.gate or lane.step  # the gate's own step: it was announced as the gate began
                 lane.count.gated(len(action_ids))
-                lane.eta.drop(action_ids)
+                dropped = lane.eta.drop(action_ids)
+                if vendor in e.loads:  # their calls will not be made in this pass
+                    e.held[vendor] = e.held.get(vendor, 0) + round(dropped / e.loads[vendor].per_call)
                 lane.eta.settled(now)
         self._board._update(self._slug, change)
 
@@ -419,9 +459,6 @@ class ExitProgress(engine.NoProgress):
             e.eta.settled(now)
             vendor = e.names.get(action.vendor, action.vendor)
             lane = e.lanes.get(vendor)
-            if vendor in e.loads:
-                self._board._served[e.loads[vendor].account] = now
-                self._board._earning.pop(e.loads[vendor].account, None)
             if lane is not None:
                 lane.count.settle(event)
                 lane.eta.settled(now, action.id)
@@ -434,17 +471,29 @@ class ExitProgress(engine.NoProgress):
         if not self._board._mine(self._slug):
             return  # another exit's wait (every listener hears every wait of the process)
         now = self._board._now()
+        # A log says a long wait (a minute's silence read as a hang); the limiter's pacing, never.
+        if wait.seconds >= SAID_WAIT and now - self._said_wait >= SAID_WAIT:
+            self._said_wait = now
+            self._say(wait.describe())
 
         def change(e: _Exit) -> None:
             lane = e.lanes.get(wait.vendor)
             (lane.wait if lane is not None else e.wait).hear(now, wait)
             if lane is not None:
                 lane.eta.waiting(now, wait.seconds)
-            load = e.loads.get(wait.vendor)
-            served = self._board._served.get(load.account) if load is not None else None
-            if load is not None and served is not None and wait.kind == "rate_limit":
-                ends = now + wait.seconds - served
-                self._board._earning[load.account] = max(self._board._earning.get(load.account, 0.0), ends)
             if e.started is not None:
                 e.eta.waiting(now, wait.seconds)
+        self._board._update(self._slug, change)
+
+    def sent(self, call: Sent) -> None:
+        if not self._board._mine(self._slug):
+            return  # another exit's call
+
+        def change(e: _Exit) -> None:
+            e.sent[call.vendor] = e.sent.get(call.vendor, 0) + 1
+            load = e.loads.get(call.vendor)
+            if load is not None:  # any of the account's limiters reads its one window
+                self._board._outlooks[load.account] = call.outlook
+                n = self._board._calls[load.account] = self._board._calls.get(load.account, 0) + 1
+                self._board._last[(e.slug, load.account)] = n
         self._board._update(self._slug, change)

@@ -223,19 +223,17 @@ class ExitOutcome:
     gates: str = ""  # the gates that stopped it, short (its message says each in full)
 
 
-def board_of(batch: Batch) -> Board:
+def board_of(batch: Batch, parallel: int = PARALLEL) -> Board:
     """The board a batch's apply reports to (each exit's progress, for a live table)."""
     return Board([Planned(e.slug, e.customer, e.estimate.seconds_of_ceiling,
                           {vp.display_name: sum(len(s.actions) for s in vp.steps) for vp in e.plan.vendors},
-                          verify=_seconds_of(_loads_of(e, lambda _a: False, discoveries=1)),
-                          loads=_loads_of(e, lambda _a: True, discoveries=1))
-                  for e in batch.exits])
+                          loads=_loads_of(e, lambda _a: True))
+                  for e in batch.exits], parallel=parallel)
 
 
-def _loads_of(e: BatchExit, runs: Callable[[Action], bool], discoveries: int = 2) -> dict[str, Load]:
+def _loads_of(e: BatchExit, runs: Callable[[Action], bool]) -> dict[str, Load]:
     """Its calls at each rate-limited account (by the vendor's display name) for the actions ``runs``
-    keeps and ``discoveries`` of its vendors' discoveries (the estimate counts two: the re-plan at
-    apply and the verification)."""
+    keeps, and its vendors' two discoveries (the re-plan at apply and the verification)."""
     names = {vp.vendor: vp.display_name for vp in e.plan.vendors}
     out = {}
     for v in e.estimate.loads:
@@ -243,8 +241,8 @@ def _loads_of(e: BatchExit, runs: Callable[[Action], bool], discoveries: int = 2
             continue
         mine = [a for a in e.plan.actions() if a.vendor == v.vendor]
         discovery = (v.calls - calls_of(mine)) // 2
-        calls = discovery * discoveries + calls_of(a for a in mine if runs(a))
-        out[names.get(v.vendor, v.vendor)] = Load(v.account, calls, v.limit, v.window_seconds)
+        calls = discovery * 2 + calls_of(a for a in mine if runs(a))
+        out[names.get(v.vendor, v.vendor)] = Load(v.account, calls, v.limit, v.window_seconds, discovery)
     return out
 
 
@@ -254,13 +252,13 @@ def _seconds_of(loads: Mapping[str, Load]) -> float:
 
 
 def _left_of(e: BatchExit, run: RunDir) -> dict[str, Load]:
-    """A resumed exit's calls at each account: its re-plan's reads and what its log has not done (a resume
-    runs that and nothing else: an item waiting for a person only waits again, a removal behind a gate
-    still open stays held). Its verification is not counted: it has its own countdown once it verifies."""
+    """A resumed exit's calls at each account: its re-plan's and its verification's reads, and what its
+    log has not done (a resume runs that and nothing else: an item waiting for a person only waits
+    again, a removal behind a gate still open stays held)."""
     states = fold_actions(list(read_records(run.audit_path))) if run.audit_path.exists() else {}
     gated = {a.vendor for a in e.plan.actions() if a.gate and states.get(a.id) in AWAITING_PERSON}
     return _loads_of(e, lambda a: states.get(a.id) not in (*TERMINAL, *AWAITING_PERSON)
-                     and not (a.vendor in gated and a.destructive), discoveries=1)
+                     and not (a.vendor in gated and a.destructive))
 
 
 def gate_names(findings: list[Finding]) -> str:
@@ -292,7 +290,7 @@ def apply_batch(batch: Batch, *, resume: bool, overrides: engine.Overrides, open
     is applied or resumed exactly as `offboard apply` / `apply --resume` would (re-planned from its
     config and the live vendor first); one exit's failure or wait never stops another. Where each
     stands is told to ``board`` as it goes (and each runbook step it begins to ``report``)."""
-    board = board or board_of(batch)
+    board = board or board_of(batch, parallel)
     states = {e.slug: exit_state(batch.configs[e.slug], e.plan, batch.path) for e in batch.exits}
     started = [s for s, st in states.items() if st.state != NOT_STARTED]
     if started and not resume:
@@ -318,6 +316,7 @@ def apply_batch(batch: Batch, *, resume: bool, overrides: engine.Overrides, open
         else:
             work.append((e, todo))
     work.sort(key=lambda w: (w[0].estimate.calls, w[0].slug))  # smallest first
+    board.queue([e.slug for e, _ in work])
     stop = threading.Event()
     lock = threading.Lock()
 
@@ -482,14 +481,14 @@ def watch_batch(batch: Batch, *, until: date | None = None, opener: Opener = _de
 
 
 def confirm_batch(batch: Batch, item: str, by: str, note: str, *, only: list[str] | None = None,
-                  opener: Opener = _default_opener) -> list[tuple[str, engine.ConfirmResult | str]]:
+                  opener: Opener = _default_opener) -> list[tuple[str, engine.ConfirmResult | OffboardError]]:
     """Record a manual item as done in every exit (or those named) where it waits for a person;
-    each is re-read at its vendor first, as `offboard confirm` does."""
+    each is re-read at its vendor first, as `offboard confirm` does (an exit that refuses it: its error)."""
     unknown = sorted(set(only or []) - {e.slug for e in batch.exits})
     if unknown:
         raise BadInput(f"no customer {unknown[0]!r} in this batch; its customers: "
                        + ", ".join(e.slug for e in batch.exits))
-    done: list[tuple[str, engine.ConfirmResult | str]] = []
+    done: list[tuple[str, engine.ConfirmResult | OffboardError]] = []
     waiting: set[str] = set()
     for e in batch.exits:
         if only and e.slug not in only:
@@ -503,7 +502,7 @@ def confirm_batch(batch: Batch, item: str, by: str, note: str, *, only: list[str
             with opener(cfg) as sessions:
                 done.append((e.slug, engine.confirm(st.run.run_id, item, by, note, cfg, sessions)))
         except OffboardError as exc:
-            done.append((e.slug, str(exc)))
+            done.append((e.slug, exc))
     if not done:
         listing = hints.command("batch", "status", "--pending", batch.path)
         near = nearest_ids(item, sorted(waiting))

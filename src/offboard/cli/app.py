@@ -9,6 +9,7 @@ import getpass
 import os
 import sys
 import traceback
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
@@ -22,7 +23,7 @@ from offboard.cli.sandbox_cmd import sandbox_app
 from offboard.config import ExitConfig
 from offboard.connectors import psa as psa_registry
 from offboard.errors import BadInput, ExitCode, OffboardError, RunInterrupted, RunStopped, read_input
-from offboard.plan import read_plan, write_plan
+from offboard.plan import Finding, Plan, read_plan, write_plan
 from offboard.proof import signing
 from offboard.proof.audit import VerifyResult, not_an_audit_log, verify_bytes, verify_file
 from offboard.proof.plan_signature import check_plan_signature, sign_plan
@@ -96,6 +97,18 @@ def _json(wanted: bool) -> bool:
     return wanted
 
 
+def _then_apply(the_plan: Plan, machine_gates: Sequence[Finding], out: Path, config: Path) -> str:
+    """What to do with a saved plan: the apply that runs as printed, its gates' override in it when
+    they can be passed (a plain apply is refused by them, exit 4); none when a gate has no override."""
+    gates = [f for vp in the_plan.vendors for f in vp.findings if f.blocking] + [f for f in machine_gates if f.blocking]
+    if any(not f.overridable for f in gates):
+        return "Apply refuses it while a gate with no override stands (above): fix that, then plan again."
+    if gates:
+        then = hints.command("apply", out, config=config, extra=["--override-preflight", "REASON"])
+        return f"Review it; once the gates above are handled (the reason is audited), run: {then}"
+    return f"Review it, then run: {hints.command('apply', out, config=config)}"
+
+
 @app.command()
 def plan(
     config: ConfigOpt = Path("config.toml"),
@@ -132,8 +145,8 @@ def plan(
                 write_plan(the_plan, out)
                 signature = sign_plan(ready.signer, the_plan, out) if ready.signer is not None else None
             signed = f" and signed ({signature.name})" if signature is not None else ""
-            then = hints.command("apply", out, config=config)
-            render.out.print(f"Saved to {out}{signed}. Review it, then run: {then}", soft_wrap=True, markup=False)
+            render.out.print(f"Saved to {out}{signed}. {_then_apply(the_plan, ready.gates, out, config)}",
+                             soft_wrap=True, markup=False)
             if sessions.ticket is not None:  # the exit's scope in its PSA ticket, once
                 ticket_note = engine.record_scope(sessions.ticket, the_plan)
     if ticket_note is not None:

@@ -23,7 +23,7 @@ from offboard.cli import batch_live, conventions, render, schedule
 from offboard.cli import watch_cmd as watch_cmd_module
 from offboard.cli.conventions import TrustListingOpt
 from offboard.config import SectionSettings
-from offboard.errors import BadInput, ExitCode
+from offboard.errors import BadInput, ExitCode, OffboardError
 from offboard.wire.redact import REDACTOR
 
 batch_app = typer.Typer(
@@ -207,13 +207,18 @@ def apply_cmd(
             raise BadInput(f"{flag} needs a reason, e.g. {flag} \"incident #12 closed by phone\"")
     b = batches.open_batch(plan, _models())
     overrides = engine.Overrides(override_preflight, override_evidence, None, yes_delete, trust_listing)
-    board = batches.board_of(b)
-    if render.err.is_terminal and not render.err.quiet:  # a live table, a row per exit
-        with batch_live.live(board.snapshot, render.err, lambda: board.stopping):
-            outcomes = batches.apply_batch(b, resume=resume, overrides=overrides, parallel=parallel, board=board)
-    else:  # a log: a line per exit per step
-        outcomes = batches.apply_batch(b, resume=resume, overrides=overrides, parallel=parallel, board=board,
-                                       report=_say())
+    board = batches.board_of(b, parallel)
+    try:
+        if render.err.is_terminal and not render.err.quiet:  # a live table, a row per exit
+            with batch_live.live(board.snapshot, render.err, lambda: board.stopping):
+                outcomes = batches.apply_batch(b, resume=resume, overrides=overrides, parallel=parallel, board=board)
+        else:  # a log: a line per exit per step
+            outcomes = batches.apply_batch(b, resume=resume, overrides=overrides, parallel=parallel, board=board,
+                                           report=_say())
+    except batches.BatchInterrupted:
+        # The live table leaves the screen: where each exit stopped stays, above the resume to run.
+        render.out.print(status_table(b, batches.states_of(b)))
+        raise
     states = batches.states_of(b)
     render.out.print(status_table(b, states))
     code = batches.batch_exit_code(outcomes, states)
@@ -289,26 +294,31 @@ def confirm_cmd(
     quiet: conventions.QuietOpt = False,
 ) -> None:
     """Record a manual item as done in every exit where it waits (or those named with --customer), after
-    re-reading the vendor where its API can see it. Then `offboard batch apply --resume` runs what it held."""
+    re-reading the vendor where its API can see it. Then `offboard batch apply --resume` runs what it held.
+    Exit 0 all confirmed, 1 some not (the vendor still shows it, or an exit refused it), 2 every exit refused
+    it as `offboard confirm` would (e.g. confirmed before its vendor's removals are done)."""
     if not by.strip():
         raise BadInput("--by needs the name of the person who did the item")
     b = batches.open_batch(plan, _models())
     results = batches.confirm_batch(b, item, by, note, only=customer or None)
-    refused = 0
+    refusals: list[OffboardError] = []
+    unconfirmed = 0
     for slug, r in results:
-        if isinstance(r, str):
-            refused += 1
-            render.error(f"{slug}: {REDACTOR.text(r)}")
+        if isinstance(r, OffboardError):
+            refusals.append(r)
+            render.error(f"{slug}: {REDACTOR.text(str(r))}")
         elif not r.accepted:
-            refused += 1
+            unconfirmed += 1
             render.error(f"{slug}: not confirmed: the vendor still shows "
                          f"{r.check.detail if r.check else '?'}")
         else:
             render.out.print(f"{slug}: confirmed {item} (run {r.run.run_id})", markup=False)
-    if any(not isinstance(r, str) and r.to_resume for _, r in results):
+    if any(not isinstance(r, OffboardError) and r.to_resume for _, r in results):
         render.out.print(f"Actions held until now run with: {hints.command('batch', 'apply', '--resume', plan)}",
                          markup=False, soft_wrap=True)
-    raise typer.Exit(ExitCode.FAILED if refused else ExitCode.OK)
+    if refusals and len(refusals) == len(results) and {int(r.exit_code) for r in refusals} == {ExitCode.BAD_INPUT}:
+        raise typer.Exit(ExitCode.BAD_INPUT)  # as the single confirm: nothing was recorded anywhere
+    raise typer.Exit(ExitCode.FAILED if refusals or unconfirmed else ExitCode.OK)
 
 
 @batch_app.command("watch")

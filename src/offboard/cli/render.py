@@ -36,7 +36,7 @@ from offboard.lifecycle import planned_reads
 from offboard.plan import Action, Finding, Plan, Step
 from offboard.text import one_line
 from offboard.wire.redact import REDACTOR
-from offboard.wire.waits import Wait
+from offboard.wire.waits import Sent, Wait
 
 if TYPE_CHECKING:
     from offboard.engine.confirm import StatusRow
@@ -546,6 +546,9 @@ class RichProgress:
         self._etas: dict[str, pace.Eta] = {}  # a vendor's display name -> its lane's ETA
         self._ceilings: dict[str, Limit] = {}  # a vendor's display name -> its rate limit (Progress.ceilings)
         self._after: Live | None = None  # the verification's wait line
+        self._steps: dict[str, str] = {}  # a vendor's display name -> the step its lane is on
+        self._gates: dict[str, str] = {}  # a vendor's display name -> its gate's step, once handed to a person
+        self._reading = False  # the re-read before the bar is under way (its line not yet said done)
 
     def _description_width(self) -> int:
         total = self._all.total
@@ -563,6 +566,9 @@ class RichProgress:
 
     def start(self, total: int, done: int) -> None:
         now = self._begin()
+        if self._reading:  # its line stays above the bar: said done, not read as still going
+            self.console.print("Re-read done: the plan still holds.", markup=False, highlight=False)
+            self._reading = False
         self._progress.start()
         self._live = True
         with self._lock:
@@ -601,6 +607,7 @@ class RichProgress:
     def step(self, vendor: str, step: Step, todo: int) -> None:
         with self._lock:
             self._names[step.vendor] = vendor
+            self._steps[vendor] = step.title
         self._progress.update(self._lane(vendor), description=escape(f"  {vendor}: {step.title}"))
 
     def advance(self, action: Action, event: str) -> None:
@@ -617,6 +624,11 @@ class RichProgress:
                 self._last = self._last_of[vendor] = pace.held_words((lane or self._all).for_person)
             else:
                 self._last = self._last_of[vendor] = f"{action.target.name}: {outcome_words(action, event)}"
+            # All it has left waits behind its gate: back on the gate's step (its exports, not held,
+            # ran after the gate was handed to a person and left "1. Export retained…" showing).
+            gate = self._gates.get(vendor) if lane is not None and not lane.left and lane.waiting_for_person else None
+        if gate:
+            self._progress.update(self._lane(vendor), description=escape(f"  {vendor}: {gate}"))
         if self._task is not None and event not in (pace.HELD, pace.HANDED):  # only what is done counts
             self._progress.update(self._task, advance=1)
             self._progress.update(self._lane(vendor), advance=1)
@@ -624,12 +636,16 @@ class RichProgress:
     def held(self, vendor: str, action_ids: Sequence[str]) -> None:
         now = self._clock()
         with self._lock:
+            self._gates.setdefault(vendor, self._steps.get(vendor, ""))  # announced as the gate began
             for c, eta in ((self._all, self._all_eta), (self._counts.get(vendor), self._etas.get(vendor))):
                 if c is not None:
                     c.gated(c.ahead_held + len(action_ids) if c is self._all else len(action_ids))
                 if eta is not None:
                     eta.drop(action_ids)
                     eta.settled(now)
+
+    def sent(self, call: Sent) -> None:
+        pass  # one exit's bar: its lanes' own ETAs (engine/pace.py) already hold the limit
 
     def waiting(self, wait: Wait) -> None:
         now = self._begin()
@@ -685,6 +701,7 @@ class RichProgress:
     def phase(self, text: str) -> None:
         self._begin()
         self.console.print(text, markup=False, highlight=False)
+        self._reading = self._task is None  # before the bar: the re-read that checks the plan
         if self._task is not None and not self._live and self._after is None:
             # After the bar: the run re-reads its vendors (verification) until ``end``; a rate-limit
             # wait then counts down on a line of its own, as on the bar.
@@ -788,6 +805,9 @@ class LineProgress:
         if c.for_person:
             text += f", {pace.held_words(c.for_person)}"
         return text
+
+    def sent(self, call: Sent) -> None:
+        pass  # a log says the waits, not each call
 
     def waiting(self, wait: Wait) -> None:
         if wait.seconds < self.WAIT_SHOWN:

@@ -204,6 +204,11 @@ def serve_cmd(
                          f"{', '.join(names.values())} on 127.0.0.1, {'fast' if fast else 'real'} clock. "
                          "No vendor account is used.", soft_wrap=True)
         announce(config, env, kits, urls, names)
+        if customers > 1:
+            exits = directory / "exits"
+            batch = hints.command("batch", "plan", exits, "-o", directory / "batch.plan.json")
+            render.out.print(f"Each of the {customers} customers has its exit config in {exits}/ (one .toml each); "
+                             f"plan them as one batch with: {batch}", soft_wrap=True, markup=False)
         if not (directory / KEY_FILE).exists():
             first = hints.command("keys", "init", "--key-file", directory / KEY_FILE, "--public-key",
                                   directory / "msp.pub", config=config)

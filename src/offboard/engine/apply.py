@@ -49,7 +49,7 @@ def apply(plan: Plan, cfg: ExitConfig, sessions: Sessions, *, overrides: Overrid
     # Said before the lock: naming the exit is a vendor call, which may wait for the rate limit.
     progress.phase("Re-reading the vendors to check the plan still holds (read-only)")
     # The lock before discovery: a second apply is refused, not told its plan is stale.
-    with waits.listening(progress.waiting), exit_lock(cfg, sessions):
+    with waits.listening(progress.waiting, progress.sent), exit_lock(cfg, sessions):
         live = discover(sessions)
         earlier = runs_of_plan(cfg, plan.plan_id)
         check_not_stale(plan, live, cfg, earlier, last_closed=bool(earlier) and run_ended(earlier[-1], cfg).ended)
@@ -217,7 +217,7 @@ def resume(run_id: str, cfg: ExitConfig, sessions: Sessions, *, overrides: Overr
     # Said before the run is reopened: naming the exit for its lock is a vendor call, which may wait
     # for the rate limit (a run stopped by Ctrl-C during a wait finds the window still full).
     progress.phase(f"Resuming run {run_id}: re-reading the vendors first (read-only)")
-    with waits.listening(progress.waiting), reopen(run_id, cfg, sessions) as (run, plan, audit):
+    with waits.listening(progress.waiting, progress.sent), reopen(run_id, cfg, sessions) as (run, plan, audit):
         if any(r["event"] == "run.finished" and r["detail"] == GATES_STOPPED for r in audit.records):
             raise BadInput(f"run {run_id} was stopped by preflight gates; it has nothing to resume: "
                            "apply the plan again once incident response is finished")
@@ -258,7 +258,7 @@ def _resume_closed(run_id: str, end: RunEnd, cfg: ExitConfig, sessions: Sessions
     refuse(ready.gates, before=f"before run {run_id}'s ticket was posted to")
     progress.phase(f"Run {run_id} is closed: posting only what its PSA ticket is still owed ({', '.join(owed)}); "
                    "the vendors are not re-read")
-    with waits.listening(progress.waiting), reopen(run_id, cfg, sessions) as (run, plan, audit):
+    with waits.listening(progress.waiting, progress.sent), reopen(run_id, cfg, sessions) as (run, plan, audit):
         lines = len(audit.records)
         with stops_named(run, cfg.path), _claimed(run, sessions, audit, overrides, progress):
             assert sessions.ticket is not None

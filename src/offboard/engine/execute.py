@@ -304,13 +304,15 @@ def _in_lanes(lanes: Mapping[str, list[Action]], one: Callable[[Action], None],
     Ctrl-C is told at once (``stopping``), and wakes every lane's wait (the rate limiter's, a
     vendor's Retry-After): the call it held back is not sent."""
     halt = threading.Event()
+    caller = waits.origin()
 
     def lane(vendor: str, queue: list[Action]) -> None:
-        for action in queue:
-            if halt.is_set():
-                return
-            one(action)
-        done(vendor)
+        with waits.working_for(caller):  # its waits and calls are the run's (a batch tells exits apart by thread)
+            for action in queue:
+                if halt.is_set():
+                    return
+                one(action)
+            done(vendor)
 
     errors: list[BaseException] = []
     with ThreadPoolExecutor(max_workers=len(lanes), thread_name_prefix="vendor") as pool:

@@ -19,15 +19,14 @@ that begins is not added on top; the ETA only rises to a wait longer than what i
 0:00:02" beside "waiting 48s" was wrong). A later estimate replaces the countdown only when it
 says less (the work went faster) or once the countdown ran out with work left: review at 120x40
 saw a lane read "ETA 0:00:44 waiting 2s" then "0:00:48 waiting 27s", the estimate remade at each
-wait. Where the vendor's account is shared (a batch's exits on one account), the least time its
-share of the account's calls allows (``Eta.share``, the caller's) is a floor too, read live: a batch
-row read 0:00:02 with 25 removals left, the other exits' calls going first or in between.
+wait. (A batch's exits share their accounts: a row's ETA there is read off the account's window,
+batch/progress.py.)
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 HELD = "action.held"  # the audit event of an action held behind its vendor's gate (not started)
@@ -96,8 +95,6 @@ class Eta:
         self._held_since: float | None = None  # all it had left waited for a person from then
         self._held = 0.0
         self._anchor: tuple[float, float] | None = None  # (seconds left, when estimated)
-        # The least seconds left its share of a shared account allows, at ``now`` (None: not shared).
-        self.share: Callable[[float], float] | None = None
 
     def limit(self, window: float, costs: Mapping[str, float]) -> None:
         """The vendor's rate-limit window and each action this pass still runs: the seconds its calls
@@ -112,14 +109,12 @@ class Eta:
         """Seconds at the limit of the calls of the actions not settled yet (0: none, or not told)."""
         return max(0.0, self._ahead)
 
-    def largest(self) -> float:
-        """Seconds at the limit of the costliest action not settled yet (0: none)."""
-        return max(self._costs.values(), default=0.0)
-
-    def drop(self, action_ids: Iterable[str]) -> None:
-        """Actions held for a person: their calls are not ahead, and not made."""
-        for aid in action_ids:
-            self._ahead -= self._costs.pop(aid, 0.0)
+    def drop(self, action_ids: Iterable[str]) -> float:
+        """Actions held for a person: their calls are not ahead, and not made. Returns their seconds at
+        the limit."""
+        dropped = sum(self._costs.pop(aid, 0.0) for aid in action_ids)
+        self._ahead -= dropped
+        return dropped
 
     def floor(self, now: float) -> float | None:
         """The least time left the vendor's limit allows (None: not told). Its window lets a window's
@@ -133,10 +128,7 @@ class Eta:
         if ahead <= 0:
             return 0.0
         windows = math.ceil((self._made + ahead) / self._window - 1e-9) - 1
-        return max(0.0, self.began + windows * self._window - now, self._shared(now))
-
-    def _shared(self, now: float) -> float:
-        return self.share(now) if self.share is not None and self.began is not None else 0.0
+        return max(0.0, self.began + windows * self._window - now)
 
     def begin(self, now: float) -> None:
         self.began = now
@@ -211,5 +203,4 @@ class Eta:
                 self._anchor, counting = (fresh, now), fresh
         if counting is None:
             return ahead or None
-        # Never below its share of a shared account (read live: the other exits' calls change it).
-        return max(counting, ahead, self._shared(now))
+        return max(counting, ahead)

@@ -15,7 +15,7 @@ from offboard.lifecycle import Tally
 from offboard.plan import Action, Finding, Step
 from offboard.rundir import RunDir
 from offboard.wire.http import HttpRecord
-from offboard.wire.waits import Wait
+from offboard.wire.waits import Sent, Wait
 
 
 @dataclass(frozen=True)
@@ -79,6 +79,10 @@ class Progress(Protocol):
         """The wire waits before a call (the rate limit, a vendor's Retry-After, a backoff)."""
         ...
 
+    def sent(self, call: Sent) -> None:
+        """The wire sent a call (its account's window in ``call.outlook``: a screen's ETA may read it)."""
+        ...
+
 
 class NoProgress:
     def start(self, total: int, done: int) -> None:
@@ -112,6 +116,9 @@ class NoProgress:
         pass
 
     def waiting(self, wait: Wait) -> None:
+        pass
+
+    def sent(self, call: Sent) -> None:
         pass
 
 

@@ -355,6 +355,7 @@ class VendorHttp:
             token = self.limiter.acquire(on_wait=self._limiter_wait)
             with self._count_lock:
                 self.calls += 1
+            waits.report(waits.Sent(self.vendor, self.limiter.outlook))
             started = time.monotonic()
             status: int | None = None
             response: httpx.Response | None = None
@@ -539,11 +540,13 @@ class VendorHttp:
         """GET ``path`` in this client's reader thread, its record in the caller's recordings."""
         recordings = list(self._recorders.__dict__.get("stack", ()))
         abandoned = threading.Event()
+        caller = waits.origin()
 
         def read() -> Reply:
             self._recorders.stack = recordings
             try:
-                with waits.stopped_by(abandoned):  # a wait (the limiter's, a retry's) ends unsent once abandoned
+                # a wait (the limiter's, a retry's) ends unsent once abandoned; its waits are its caller's
+                with waits.working_for(caller), waits.stopped_by(abandoned):
                     return self.get(path, params=params)
             finally:
                 del self._recorders.stack

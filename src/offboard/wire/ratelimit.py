@@ -82,6 +82,42 @@ class Window:
                    num("share_at", 0.0), num("crowded_at", float("-inf")))
 
 
+@dataclass(frozen=True)
+class Outlook:
+    """When the account's next calls may be sent, as its window stands at one moment: what a screen
+    needs for an honest ETA (a model of the window, kept beside it, rose at each wait and fell to a
+    second with calls left; only the window knows which of its slots free when)."""
+
+    window: float  # seconds
+    slots: tuple[float, ...]  # seconds from that moment until each of the next ``limit`` calls fits
+    ours: tuple[float, ...] = ()  # the same under offboard's share of the limit (empty: the whole limit)
+
+    @classmethod
+    def quiet(cls, limit: int, window: float) -> Outlook:
+        """An account nothing has called lately: a window's worth at once."""
+        return cls(window, (0.0,) * max(1, limit))
+
+    def seconds_until(self, calls: int) -> float:
+        """Seconds until the last of ``calls`` more calls may be sent: each waits for the call a whole
+        limit before it to age out of the window (a window's worth a window apart, once the slots
+        free now are used)."""
+        if calls <= 0:
+            return 0.0
+        out = 0.0
+        for slots in (self.slots, self.ours):
+            if slots:
+                windows, slot = divmod(calls - 1, len(slots))
+                out = max(out, slots[slot] + windows * self.window)
+        return out
+
+
+def _slots(stamps: list[float], cap: int, window: float, now: float, blocked: float) -> tuple[float, ...]:
+    """When each of the next ``cap`` calls fits, given the sends already in the window (oldest first)."""
+    first = len(stamps) - cap  # the next call waits for the stamp ``cap`` calls before it to age out
+    return tuple(max(0.0, blocked - now, (stamps[first + j] + window - now) if first + j >= 0 else 0.0)
+                 for j in range(cap))
+
+
 class _Turns:
     """First come, first served among this process's callers on one account. A caller queued
     behind one that sleeps for the window hears how long that sleep lasts (``on_queue``): its own
@@ -394,6 +430,19 @@ class SlidingWindowLimiter:
         with self._store.transaction() as w:
             self._grow(w, self._clock())
             return w.share
+
+    def outlook(self) -> Outlook:
+        """When the account's next calls may go, as its window stands now (every offboard process's
+        calls on the account in it, and the other clients the vendor's count showed)."""
+        with self._store.transaction() as w:
+            now = self._clock()
+            self._prune(w, now)
+            self._grow(w, now)
+            stamps = [c[0] for c in w.calls]
+            cap = self._cap(w)
+            ours = (_slots([c[0] for c in w.calls if c[1] != OTHERS], cap, self.window, now, w.blocked_until)
+                    if cap < self.max_calls else ())
+            return Outlook(self.window, _slots(stamps, self.max_calls, self.window, now, w.blocked_until), ours)
 
     def in_window(self) -> int:
         with self._store.transaction() as w:

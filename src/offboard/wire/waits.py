@@ -15,7 +15,10 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
+
+if TYPE_CHECKING:
+    from offboard.wire.ratelimit import Outlook
 
 WaitKind = Literal["rate_limit", "retry"]
 
@@ -31,30 +34,45 @@ class Wait:
         return f"{self.vendor}: waiting {math.ceil(self.seconds)}s {self.why}"
 
 
-Listener = Callable[[Wait], None]
+@dataclass(frozen=True)
+class Sent:
+    """A call went out: where its account's window stands is ``outlook()`` (a screen's ETA reads it
+    live, never a model of the window beside it)."""
 
-_listeners: list[Listener] = []
+    vendor: str  # the vendor's display name
+    outlook: Callable[[], Outlook]
+
+
+Listener = Callable[[Wait], None]
+SentListener = Callable[[Sent], None]
+
+_listeners: list[tuple[Listener, SentListener | None]] = []
 _lock = threading.Lock()
 
 
 @contextlib.contextmanager
-def listening(listener: Listener) -> Iterator[None]:
-    """Hear every wait while the block runs (in every thread: vendors run in lanes of their own)."""
+def listening(listener: Listener, sent: SentListener | None = None) -> Iterator[None]:
+    """Hear every wait (and with ``sent``, every call sent) while the block runs, in every thread:
+    vendors run in lanes of their own."""
+    entry = (listener, sent)
     with _lock:
-        _listeners.append(listener)
+        _listeners.append(entry)
     try:
         yield
     finally:
         with _lock:
-            _listeners.remove(listener)
+            _listeners.remove(entry)
 
 
-def report(wait: Wait) -> None:
+def report(event: Wait | Sent) -> None:
     with _lock:
         listeners = list(_listeners)
-    for listener in listeners:
+    for on_wait, on_sent in listeners:
         with contextlib.suppress(Exception):
-            listener(wait)
+            if isinstance(event, Wait):
+                on_wait(event)
+            elif on_sent is not None:
+                on_sent(event)
 
 
 # -- stopping -----------------------------------------------------------------------------------
@@ -87,6 +105,22 @@ def stopped_by(event: threading.Event) -> Iterator[None]:
         yield
     finally:
         del _thread.stop
+
+
+def origin() -> int:
+    """The thread whose work this thread does: a page read ahead in a client's reader thread is its
+    caller's, and a screen that tells exits apart by thread counts its waits and calls there."""
+    own: int | None = getattr(_thread, "origin", None)
+    return own if own is not None else threading.get_ident()
+
+
+@contextlib.contextmanager
+def working_for(ident: int) -> Iterator[None]:
+    _thread.origin = ident
+    try:
+        yield
+    finally:
+        del _thread.origin
 
 
 def _stopped() -> bool:
