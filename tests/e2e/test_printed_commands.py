@@ -113,7 +113,7 @@ def test_every_command_printed_in_a_rehearsal_runs_as_printed(tmp_path: Path) ->
         assert (folder / "rehearsal" / "signing-key.pem").exists()
         planned = step(f"offboard plan -c {CONFIG} -o rehearsal/exit.plan.json", 0)
         # its gates (an open incident, an isolated host) refuse a plain apply: the override is in the command
-        assert (f"once the gates above are handled (the reason is audited), run: offboard apply "
+        assert (f"once the gates above are handled, run: offboard apply "
                 f"rehearsal/exit.plan.json -c {CONFIG} --override-preflight REASON") in " ".join(planned.split())
         step(f"offboard apply rehearsal/exit.plan.json -c {CONFIG} --unattended --override-preflight rehearsal", 3)
         assert "huntress.psa.webhooks" in sh(f"offboard status --pending -c {CONFIG}").stdout.split()

@@ -344,7 +344,11 @@ def test_a_signed_exit_signs_each_watch_and_its_bundle_made_again_holds_the_chec
     key = tmp_path / "keys" / "msp-signing-key.pem"
     assert cli("keys", "init", "--key-file", str(key), "-o", str(tmp_path / "msp.pub")).code == 0
     exited.config.write_text(exited.config.read_text().replace('[run]\n', f'[signing]\nkey_file = "{key}"\n\n[run]\n'))
-    assert cli("watch", "-c", str(exited.config), "--once").code == 0
+    watched = cli("watch", "-c", str(exited.config), "--once")
+    assert watched.code == 0
+    # the run was closed: its log grew after its close, and the watch says so (as `verify --run` does)
+    assert (f"a bundle made before now does not hold these checks; to hand them over, make it again: "
+            f"offboard bundle --run {exited.run.name} -c {exited.config}") in one_line(watched.out), watched.out
     audit_file = exited.run / "audit.jsonl"
     checked = cli("audit", "verify", str(audit_file), "--public-key", str(tmp_path / "msp.pub"))
     assert checked.code == 0, checked.out + checked.err

@@ -370,7 +370,8 @@ def simulate(sizes: dict[str, int], *, parallel: int = 8, discovery: int = 3, li
                 n = sizes[slug]
                 if what == "start":
                     left = range(done.get(slug, 0), n)
-                    p.ceilings({"Huntress": Limit(window, {action("huntress", k).id: 2 * window / limit for k in left})})
+                    p.ceilings({"Huntress": Limit(window, {action("huntress", k).id: 2 * window / limit
+                                                           for k in left})})
                     p.start(n, done.get(slug, 0))
                     p.lanes({"Huntress": (n, done.get(slug, 0))})
                     p.step("Huntress", Step(id="a", vendor="huntress", title="3. Remove endpoint coverage"), len(left))

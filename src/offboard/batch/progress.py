@@ -28,7 +28,7 @@ from offboard import engine
 from offboard.engine import pace
 from offboard.plan import Action, Step
 from offboard.wire import waits as wire_waits
-from offboard.wire.ratelimit import Outlook
+from offboard.wire.outlook import Outlook
 from offboard.wire.waits import Sent, Wait
 
 # The states of a row while the batch runs; an exit that ended says its outcome (OUTCOMES).

@@ -105,7 +105,7 @@ def _then_apply(the_plan: Plan, machine_gates: Sequence[Finding], out: Path, con
         return "Apply refuses it while a gate with no override stands (above): fix that, then plan again."
     if gates:
         then = hints.command("apply", out, config=config, extra=["--override-preflight", "REASON"])
-        return f"Review it; once the gates above are handled (the reason is audited), run: {then}"
+        return f"Review it; once the gates above are handled, run: {then}"
     return f"Review it, then run: {hints.command('apply', out, config=config)}"
 
 

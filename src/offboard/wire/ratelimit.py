@@ -29,6 +29,7 @@ from typing import Any, ClassVar
 import filelock
 
 from offboard.wire import waits
+from offboard.wire.outlook import Outlook
 
 if sys.platform != "win32":  # flock(2) on the budget file itself: one blocking syscall, no polling
     import fcntl
@@ -80,35 +81,6 @@ class Window:
         share = min(1.0, max(0.0, num("share", 1.0)))
         return cls(sorted(calls, key=lambda c: c[0]), num("blocked_until", 0.0), share or 1.0,
                    num("share_at", 0.0), num("crowded_at", float("-inf")))
-
-
-@dataclass(frozen=True)
-class Outlook:
-    """When the account's next calls may be sent, as its window stands at one moment: what a screen
-    needs for an honest ETA (a model of the window, kept beside it, rose at each wait and fell to a
-    second with calls left; only the window knows which of its slots free when)."""
-
-    window: float  # seconds
-    slots: tuple[float, ...]  # seconds from that moment until each of the next ``limit`` calls fits
-    ours: tuple[float, ...] = ()  # the same under offboard's share of the limit (empty: the whole limit)
-
-    @classmethod
-    def quiet(cls, limit: int, window: float) -> Outlook:
-        """An account nothing has called lately: a window's worth at once."""
-        return cls(window, (0.0,) * max(1, limit))
-
-    def seconds_until(self, calls: int) -> float:
-        """Seconds until the last of ``calls`` more calls may be sent: each waits for the call a whole
-        limit before it to age out of the window (a window's worth a window apart, once the slots
-        free now are used)."""
-        if calls <= 0:
-            return 0.0
-        out = 0.0
-        for slots in (self.slots, self.ours):
-            if slots:
-                windows, slot = divmod(calls - 1, len(slots))
-                out = max(out, slots[slot] + windows * self.window)
-        return out
 
 
 def _slots(stamps: list[float], cap: int, window: float, now: float, blocked: float) -> tuple[float, ...]:

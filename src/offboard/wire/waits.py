@@ -15,10 +15,9 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Literal
+from typing import Literal
 
-if TYPE_CHECKING:
-    from offboard.wire.ratelimit import Outlook
+from offboard.wire.outlook import Outlook
 
 WaitKind = Literal["rate_limit", "retry"]
 
