@@ -391,16 +391,22 @@ def rehearsal_bar(now: list[float]) -> RichProgress:
     return bar
 
 
+def after_a_burst(now: list[float], actions: int) -> RichProgress:
+    """The rehearsal's bar a second in, its first ``actions`` Huntress actions settled (a window's burst)."""
+    bar = rehearsal_bar(now)
+    now[0] = 1.0
+    for n in range(actions):
+        bar.advance(of("huntress", n), "action.succeeded")
+    return bar
+
+
 def test_a_lanes_eta_counts_down_steadily_through_the_waits_its_vendors_limit_foresaw() -> None:
     """Review at 120x40: the Huntress lane read "ETA 0:00:44 waiting 2s" then "0:00:48 waiting 27s" (and
     "0:00:11" then "0:00:42" once the next actions settled): each new wait remade the estimate. The limit's
     floor (its 115 calls end no sooner than a minute after it began) already holds those waits: the lane's
     ETA only counts down."""
     now = [0.0]
-    bar = rehearsal_bar(now)
-    now[0] = 1.0
-    for n in range(27):  # the first window's burst
-        bar.advance(of("huntress", n), "action.succeeded")
+    bar = after_a_burst(now, 27)  # the first window's burst
     shown: list[tuple[float, int | None, str]] = []
 
     def look() -> None:
@@ -437,10 +443,7 @@ def test_a_lanes_eta_counts_down_steadily_through_the_waits_its_vendors_limit_fo
 def test_a_wait_longer_than_the_eta_raises_it_to_the_wait() -> None:
     """What the floor did not foresee is shown: never "ETA 0:00:02" beside "waiting 48s"."""
     now = [0.0]
-    bar = rehearsal_bar(now)
-    now[0] = 1.0
-    for n in range(62):
-        bar.advance(of("huntress", n), "action.succeeded")
+    bar = after_a_burst(now, 62)
     bar.waiting(Wait("Huntress", 100.0, "rate_limit", "for the rate limit (the vendor answered 429)"))
     assert "ETA 0:01:40 waiting 100s" in frame(bar)[1]  # its estimate was 59 s
     now[0] = 11.0
@@ -519,10 +522,7 @@ def test_a_lanes_pace_leaves_out_its_waits_for_a_limit_its_floor_counts() -> Non
     """After the rehearsal's second window the Huntress lane read "35/64 ETA 0:00:43" a second before it
     ended: its pace counted the minute its calls sat out the limit, which the floor counts already."""
     now = [0.0]
-    bar = rehearsal_bar(now)
-    now[0] = 1.0
-    for n in range(27):
-        bar.advance(of("huntress", n), "action.succeeded")
+    bar = after_a_burst(now, 27)
     bar.waiting(Wait("Huntress", 59.0, "rate_limit", "for the rate limit"))
     now[0] = 60.5
     for n in range(27, 35):

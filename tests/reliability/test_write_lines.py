@@ -572,12 +572,19 @@ def test_ctrl_c_during_a_write_records_the_interruption_and_leaves_the_run_resum
     assert run.status() == "interrupted" and [line["event"] for line in run.lines()] == ["action.started"]
 
 
-def test_a_finished_run_records_its_counts_and_exit_and_its_state(run: Run) -> None:
-    passed = Check(name="pc-17 is gone", passed=True, detail="404", action_id=run.action.id)
+def finished(run: Run, check: Check) -> tuple[RunResult, str, dict[str, Any]]:
+    """The run gone through to its end, its verification's one re-read ``check``: its result, and its
+    run.finished line's outcome and detail."""
     vendor = Vendor()
-    vendor.checks = [passed]
+    vendor.checks = [check]
     result = run.go(vendor)
     [(_, outcome, detail)] = run.run_lines("run.finished")
+    return result, outcome, detail
+
+
+def test_a_finished_run_records_its_counts_and_exit_and_its_state(run: Run) -> None:
+    passed = Check(name="pc-17 is gone", passed=True, detail="404", action_id=run.action.id)
+    result, outcome, detail = finished(run, passed)
     assert outcome == "success" and detail["exit_code"] == 0 and detail["checks_failed"] == 0
     assert detail["succeeded"] == 1 and run.status() == "finished"
     assert result.exit_code == ExitCode.OK and result.message == "" and result.checks == [passed]
@@ -587,10 +594,7 @@ def test_a_finished_run_records_its_counts_and_exit_and_its_state(run: Run) -> N
 
 def test_a_run_whose_re_read_fails_is_failed_in_its_log_its_state_and_its_result(run: Run) -> None:
     still = Check(name="pc-17 is gone", passed=False, detail="still listed", action_id=run.action.id)
-    vendor = Vendor()
-    vendor.checks = [still]
-    result = run.go(vendor)
-    [(_, outcome, detail)] = run.run_lines("run.finished")
+    result, outcome, detail = finished(run, still)
     assert outcome == "failure" and detail["exit_code"] == 1 and detail["checks_failed"] == 1
     assert run.status() == "finished-failed"
     assert result.exit_code == ExitCode.FAILED and result.checks == [still] and result.tally is not None

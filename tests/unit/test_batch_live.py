@@ -136,16 +136,22 @@ def cell(lines: list[str], row: str, column: str, after: str) -> str:
     return row[header.index(column):header.index(after)]
 
 
+def at_the_gate(b: Board) -> ExitProgress:
+    """customer-0 at work: its Huntress lane removing agents, its Blumira lane on "notify Blumira first"."""
+    p = b.progress("customer-0", threading.Event(), lambda _text: None)
+    p.start(10, 0)
+    p.lanes({"Blumira": (4, 0), "Huntress": (6, 0)})
+    p.step("Huntress", Step(id="a", vendor="huntress", title="3. Remove endpoint coverage"), 6)
+    p.step("Blumira", Step(id="n", vendor="blumira", title="0. Notify Blumira first"), 4)
+    return p
+
+
 def test_a_lane_held_behind_its_gate_shows_the_gates_step_and_counts_only_what_is_done() -> None:
     """Issue 22: the Blumira lane, its removals held behind "notify Blumira first" (a person's item),
     showed "17/17" and an empty step."""
     now = [0.0]
     b = board(now)
-    p = b.progress("customer-0", threading.Event(), lambda _text: None)
-    p.start(10, 0)
-    p.lanes({"Blumira": (4, 0), "Huntress": (6, 0)})
-    p.step("Blumira", Step(id="n", vendor="blumira", title="0. Notify Blumira first"), 4)
-    p.step("Huntress", Step(id="a", vendor="huntress", title="3. Remove endpoint coverage"), 6)
+    p = at_the_gate(b)
     now[0] = 2.0
     p.advance(action("blumira", 1), "action.succeeded")  # its evidence
     p.advance(action("blumira", 2), "manual.pending")  # the gate, handed to a person
@@ -505,11 +511,7 @@ def test_a_lane_held_behind_its_gate_stays_on_the_gates_step_once_its_exports_ra
     exports (not held: nothing is removed) ran after the gate was handed to a person, and their step stayed."""
     now = [0.0]
     b = board(now)
-    p = b.progress("customer-0", threading.Event(), lambda _text: None)
-    p.start(10, 0)
-    p.lanes({"Blumira": (4, 0), "Huntress": (6, 0)})
-    p.step("Huntress", Step(id="a", vendor="huntress", title="3. Remove endpoint coverage"), 6)
-    p.step("Blumira", Step(id="n", vendor="blumira", title="0. Notify Blumira first"), 1)
+    p = at_the_gate(b)
     p.advance(action("blumira", 1), "manual.pending")  # the gate, handed to a person
     p.held("Blumira", [action("blumira", 3).id, action("blumira", 4).id])
     p.step("Blumira", Step(id="x", vendor="blumira", title="1. Export retained logs"), 1)
