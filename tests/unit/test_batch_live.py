@@ -552,3 +552,24 @@ def test_a_gates_held_removals_are_not_in_the_eta() -> None:
     assert eta_of(b, "acme-dental") == "0:03:00"  # 203 calls left: three windows after the first burst
     p.held("Huntress", [action("huntress", k).id for k in range(40, 100)])  # 60 removals held: 120 calls
     assert eta_of(b, "acme-dental") == "0:01:00"  # 83 left: one window after the first burst
+
+
+def test_a_resumed_exit_whose_first_call_waits_for_a_full_window_counts_that_wait_down() -> None:
+    """Review at 120x40: a resumed row read "re-reading, waiting 35s for the rate limit  0:01:00", stood at
+    0:01:00 for 32 s, then rose: its first call waited for a window the run before had filled, and before
+    a call of its own went out the row took the account for a quiet one."""
+    now = [0.0]
+    limiter = SlidingWindowLimiter(60, 60.0, margin=0.0, clock=lambda: now[0], sleep=lambda s: None)
+    for _ in range(60):  # the interrupted run's calls: the window full
+        limiter.acquire()
+    now[0] = 25.0
+    b = Board([Planned("acme-dental", "Acme", 0.0, {"Huntress": 40},
+                       loads={"Huntress": Load(HUNTRESS, 70, 60, 60.0, 3)})], clock=lambda: now[0])
+    p = b.progress("acme-dental", threading.Event(), lambda _text: None)
+    p.phase("Resuming run r1: re-reading the vendors first (read-only)")
+    p.waiting(Wait("Huntress", 35.0, "rate_limit", "for the rate limit", limiter.outlook))
+    mine = row_of(drawn(b.snapshot()), "acme-dental")
+    # its 70 calls: 60 when the window frees in 35 s, the last 10 a window later
+    assert "re-reading, waiting 35s for the rate limit" in mine and mine.split()[-1] == "0:01:35", mine
+    now[0] = 45.0
+    assert eta_of(b, "acme-dental") == "0:01:15"

@@ -151,7 +151,11 @@ class _Exit:
     ceilings: dict[str, engine.Limit] = field(default_factory=dict)  # each lane's rate limit (Progress.ceilings)
     loads: dict[str, Load] = field(default_factory=dict)  # by a vendor's display name: its shared accounts
     sent: dict[str, int] = field(default_factory=dict)  # by a vendor's display name: calls sent this pass
-    held: dict[str, int] = field(default_factory=dict)  # by a vendor's display name: calls its gate holds back
+    # by a vendor's display name: the calls its re-read before its actions made (its verification reads as
+    # much again), and the calls sent when its verification began
+    reread: dict[str, int] = field(default_factory=dict)
+    verify_from: dict[str, int] = field(default_factory=dict)
+    in_flight: dict[str, int] = field(default_factory=dict)  # calls sent for the action its lane is on
 
     def __post_init__(self) -> None:
         self.eta = pace.Eta(self.count)
@@ -299,19 +303,23 @@ class Board:
     # -- the accounts' turns (the caller holds the lock) ------------------------------------------
 
     def _left(self, x: _Exit, vendor: str) -> int:
-        """Calls ``x`` has left at that vendor's account: what its pass calls there less what it sent;
-        at least, once it runs, its actions' calls not made (less the one its lane may have in flight)
-        and its verification's re-reads (its re-read read more pages than its plan counted)."""
+        """Calls ``x`` has left at that vendor's account. Before its actions: what its plan calls there less
+        what it sent (at least its actions' and its verification's: its re-read may read more pages than
+        the plan counted). Then: its actions' calls not made (less those sent for the one its lane is
+        on), and its verification's, as many as its re-read made (not the plan's estimate: a run that
+        re-reads less ended 25 s before its ETA)."""
         if x.state not in ACTIVE and x.state != QUEUED:
             return 0
         load = x.loads[vendor]
-        left = load.calls - x.sent.get(vendor, 0) - x.held.get(vendor, 0)
-        lane = x.lanes.get(vendor)
+        sent = x.sent.get(vendor, 0)
+        if x.started is None:
+            return max(load.calls - sent, load.calls - load.discovery)
+        verify = x.reread.get(vendor) or load.discovery
         if x.state == VERIFYING:
-            return max(0, left)
-        if x.started is not None and lane is not None:
-            return max(left, math.ceil(lane.eta.ahead / load.per_call - 1e-9) - 1 + load.discovery)
-        return max(left, load.calls - load.discovery)  # its re-read may have read more than its plan counted
+            return max(0, verify - (sent - x.verify_from.get(vendor, sent)))
+        lane = x.lanes.get(vendor)
+        ahead = math.ceil(lane.eta.ahead / load.per_call - 1e-9) if lane is not None else 0
+        return max(0, ahead - x.in_flight.get(vendor, 0)) + verify
 
     def _last_calls(self) -> dict[tuple[str, str], int]:
         """For each exit at work or queued, at each of its accounts: how many calls the account serves
@@ -396,7 +404,7 @@ class ExitProgress(engine.NoProgress):
             if e.state == QUEUED:
                 e.state = READING
             elif e.started is not None:  # the one phase after its actions: re-reading its vendors to verify
-                e.state = VERIFYING
+                e.state, e.verify_from = VERIFYING, dict(e.sent)
         self._board._update(self._slug, change)
         self._say(text)
 
@@ -405,6 +413,7 @@ class ExitProgress(engine.NoProgress):
 
         def change(e: _Exit) -> None:
             e.state, e.count, e.started = RUNNING, pace.Count(total, done, done), now
+            e.reread, e.in_flight = dict(e.sent), {}  # its re-read's calls: its verification's measure
             # its floor: its estimate (of what this pass runs) shared over what is left
             e.eta = pace.Eta(e.count, e.estimate / (total - done) if total > done else 0.0)
             e.eta.begin(now)
@@ -436,9 +445,7 @@ class ExitProgress(engine.NoProgress):
             if lane is not None:
                 lane.gate = lane.gate or lane.step  # the gate's own step: it was announced as the gate began
                 lane.count.gated(len(action_ids))
-                dropped = lane.eta.drop(action_ids)
-                if vendor in e.loads:  # their calls will not be made in this pass
-                    e.held[vendor] = e.held.get(vendor, 0) + round(dropped / e.loads[vendor].per_call)
+                lane.eta.drop(action_ids)
                 lane.eta.settled(now)
         self._board._update(self._slug, change)
 
@@ -459,6 +466,7 @@ class ExitProgress(engine.NoProgress):
             e.eta.settled(now)
             vendor = e.names.get(action.vendor, action.vendor)
             lane = e.lanes.get(vendor)
+            e.in_flight.pop(vendor, None)  # its calls are made: the next action's begin
             if lane is not None:
                 lane.count.settle(event)
                 lane.eta.settled(now, action.id)
@@ -479,6 +487,9 @@ class ExitProgress(engine.NoProgress):
         def change(e: _Exit) -> None:
             lane = e.lanes.get(wait.vendor)
             (lane.wait if lane is not None else e.wait).hear(now, wait)
+            load = e.loads.get(wait.vendor)
+            if load is not None and wait.outlook is not None:  # its first call may wait for others' calls
+                self._board._outlooks[load.account] = wait.outlook
             if lane is not None:
                 lane.eta.waiting(now, wait.seconds)
             if e.started is not None:
@@ -491,6 +502,7 @@ class ExitProgress(engine.NoProgress):
 
         def change(e: _Exit) -> None:
             e.sent[call.vendor] = e.sent.get(call.vendor, 0) + 1
+            e.in_flight[call.vendor] = e.in_flight.get(call.vendor, 0) + 1
             load = e.loads.get(call.vendor)
             if load is not None:  # any of the account's limiters reads its one window
                 self._board._outlooks[load.account] = call.outlook

@@ -109,12 +109,10 @@ class Eta:
         """Seconds at the limit of the calls of the actions not settled yet (0: none, or not told)."""
         return max(0.0, self._ahead)
 
-    def drop(self, action_ids: Iterable[str]) -> float:
-        """Actions held for a person: their calls are not ahead, and not made. Returns their seconds at
-        the limit."""
-        dropped = sum(self._costs.pop(aid, 0.0) for aid in action_ids)
-        self._ahead -= dropped
-        return dropped
+    def drop(self, action_ids: Iterable[str]) -> None:
+        """Actions held for a person: their calls are not ahead, and not made."""
+        for aid in action_ids:
+            self._ahead -= self._costs.pop(aid, 0.0)
 
     def floor(self, now: float) -> float | None:
         """The least time left the vendor's limit allows (None: not told). Its window lets a window's

@@ -454,7 +454,7 @@ class VendorHttp:
 
     def _limiter_wait(self, seconds: float, vendor_said: bool) -> None:
         why = "for the rate limit" + (" (the vendor asked to wait)" if vendor_said else "")
-        waits.report(waits.Wait(self.vendor, seconds, "rate_limit", why))
+        waits.report(waits.Wait(self.vendor, seconds, "rate_limit", why, self.limiter.outlook))
 
     def _retry_wait(self, state: tenacity.RetryCallState) -> None:
         seconds = state.next_action.sleep if state.next_action is not None else 0.0

@@ -14,7 +14,7 @@ import math
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
 from offboard.wire.outlook import Outlook
@@ -28,6 +28,9 @@ class Wait:
     seconds: float
     kind: WaitKind  # rate_limit: the window is full or the vendor said to wait; retry: backing off
     why: str  # how a person reads it, after "waiting Ns": "for the rate limit", "before retrying (HTTP 503)"
+    # The account's window, for a screen's ETA (the limiter's waits: a run's first call may wait for a
+    # window other processes filled, before any call of its own went out)
+    outlook: Callable[[], Outlook] | None = field(default=None, compare=False)
 
     def describe(self) -> str:
         return f"{self.vendor}: waiting {math.ceil(self.seconds)}s {self.why}"
