@@ -31,13 +31,15 @@ EXIT_CODE_MEANINGS: dict[ExitCode, str] = {
     ExitCode.OK: "success: the command did what it was asked (`plan`: the plan was made; `confirm`: the confirmation "
                  "was recorded, even if other items remain; `status`: every item is done)",
     ExitCode.FAILED: "failed: an action or a verification failed, an evidence export failed (removals held back), a "
-                     "confirmation was refused, the vendor stayed down, or its reply was past offboard's limits "
-                     "(size, nesting, endless paging; resumable); `status`: also a run stopped before its end (the "
+                     "confirmation was refused (the vendor still shows the item), the vendor stayed down, or its "
+                     "reply was past offboard's limits (size, nesting, endless paging; resumable); `status`: also a "
+                     "run stopped before its end (the "
                      "command that continues it is printed); `batch status`: also an exit interrupted or never "
                      "started (`Next:` prints the command); `audit verify`, `bundle verify`: not verified (or "
                      "possibly cut), each problem named",
     ExitCode.BAD_INPUT: "bad input or usage (config, credentials, plan file, arguments, a malformed vendor reply or "
-                        "audit log): one line says what and how to fix it; nothing was done; `batch status`: an "
+                        "audit log, an item confirmed before what the runbook puts first): one line says what and "
+                        "how to fix it; nothing was done; `batch status`: an "
                         "exit's config changed since the batch plan (the table still shows each exit's runs, `Next:` "
                         "the `batch plan` that makes a new one)",
     ExitCode.MANUAL_PENDING: "finished, manual items pending (`apply`, `status`: `offboard status` lists them; `batch"

@@ -71,6 +71,7 @@ def test_batch_apply_ends_with_the_next_steps_batch_status_gives(cli: Any, batch
     assert applied.code == 3, applied.out + applied.err
     status = cli("batch", "status", str(PLAN))
     assert status.code == 3
+    assert "2 waiting for a person" in status.out.splitlines(), status.out  # its caption at the line's start
     # Every exit waits for a person (Blumira's "notify first" and the manual items): the same one step.
     assert nexts(applied.out) == nexts(status.out) == [f"offboard batch status --pending {PLAN}"]
     assert applied.out.rstrip().splitlines()[-1] == f"Next: offboard batch status --pending {PLAN}"

@@ -251,6 +251,23 @@ def test_the_re_read_before_the_bar_is_said_done_when_the_bar_starts() -> None:
     assert screen.getvalue().count("Re-read done") == 1
 
 
+def test_a_guided_prompt_stops_the_etas_and_takes_the_bar_off_the_screen() -> None:
+    """Review at 120x40: a guided apply's lane read "ETA 0:00:01" after a person's prompt, then 0:00:20 (the
+    countdown ran on while the run stood still), and each prompt left a frozen copy of the bar above it."""
+    now = [0.0]
+    bar = after_a_burst(now, 27)
+    before = bar.eta("Huntress")
+    assert before is not None and before > 30
+    bar.suspend()  # a manual item's prompt: a person reads it for a minute
+    assert bar._progress.live.transient is False  # taken off the screen as it stopped, drawn again after
+    now[0] += 60.0
+    bar.resume()
+    assert bar.eta("Huntress") == before  # the minute at the prompt is not the run's
+    now[0] += 5.0
+    assert bar.eta("Huntress") == before - 5.0
+    bar.finish()
+
+
 def test_a_held_lane_returns_to_its_gates_step_once_its_exports_ran() -> None:
     """Review at 120x40: the demo's bar left a Blumira lane held behind "notify Blumira first" on
     "1. Export retained evidence" (its exports, not held, ran after the gate was handed to a person);

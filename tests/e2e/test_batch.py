@@ -189,6 +189,8 @@ def test_ctrl_c_stops_each_exit_after_its_action_and_the_batch_resumes(migration
     assert "offboard batch apply --resume batch.plan.json" in err and "Traceback" not in err
     # where each exit stopped stays on the screen (the live table leaves it): the batch's status table
     assert "interrupted" in out and all(slug in out for slug in ("acme-dental", "customer-44", "customer-45")), out
+    # and what to run next, as at a batch's end: the resume, with the override this run was given
+    assert "Next: offboard batch apply --resume batch.plan.json --override-preflight lab" in out.splitlines(), out
     b = batches.open_batch(m.dir / "batch.plan.json", MODELS)
     interrupted = []
     for e in b.exits:

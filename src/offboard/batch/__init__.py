@@ -22,6 +22,7 @@ from offboard.batch.run import (
     bundle_batch,
     confirm_batch,
     open_batch,
+    override_args,
     plan_batch,
     states_of,
     verify_batch,
@@ -34,6 +35,6 @@ __all__ = [
     "PARALLEL", "Batch", "BatchInterrupted", "BatchPlan", "Board", "ExitChecks", "ExitOutcome", "ExitRow",
     "ExitSpec", "ExitState", "ExitWatch", "LaneRow",
     "apply_batch", "batch_exit_code", "board_of", "bundle_batch", "confirm_batch", "exit_state", "load_source",
-    "next_steps", "open_batch", "plan_batch", "read_batch_plan", "share_of_account_time", "states_of", "verify_batch",
-    "watch_batch", "write_batch_plan",
+    "next_steps", "open_batch", "override_args", "plan_batch", "read_batch_plan", "share_of_account_time",
+    "states_of", "verify_batch", "watch_batch", "write_batch_plan",
 ]

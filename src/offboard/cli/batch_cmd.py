@@ -139,14 +139,19 @@ def status_table(b: batches.Batch, states: dict[str, batches.ExitState]) -> Tabl
     counts: dict[str, int] = {}
     for st in states.values():
         counts[st.state] = counts.get(st.state, 0) + 1
-    table.caption = ", ".join(f"{n} {s}" for s, n in sorted(counts.items()))
+    # left, as the title: centred, a log got it behind a run of spaces
+    table.caption, table.caption_justify = ", ".join(f"{n} {s}" for s, n in sorted(counts.items())), "left"
     return table
 
 
-def next_commands(states: dict[str, batches.ExitState], plan: Path) -> None:
+def next_commands(states: dict[str, batches.ExitState], plan: Path, carried: list[str] | None = None) -> None:
     """What to run next (the batch's one rule, ``batches.next_steps``), each command whole on a line
-    of its own (a table cell folds): `batch apply` ends with it and `batch status` prints it."""
+    of its own (a table cell folds): `batch apply` ends with it and `batch status` prints it. ``carried``:
+    the operator's overrides of a `batch apply` stopped by Ctrl-C, on its resume (as its last line)."""
+    resume = hints.command("batch", "apply", "--resume", plan)
     for command in batches.next_steps(states, plan):
+        if carried and command == resume:
+            command = hints.command("batch", "apply", "--resume", plan, extra=carried)
         render.out.print(f"Next: {command}", markup=False, soft_wrap=True)
 
 
@@ -216,8 +221,11 @@ def apply_cmd(
             outcomes = batches.apply_batch(b, resume=resume, overrides=overrides, parallel=parallel, board=board,
                                            report=_say())
     except batches.BatchInterrupted:
-        # The live table leaves the screen: where each exit stopped stays, above the resume to run.
-        render.out.print(status_table(b, batches.states_of(b)))
+        # The live table leaves the screen: where each exit stopped stays, and what to run next (the
+        # resume with this run's overrides), as at a batch's end.
+        states = batches.states_of(b)
+        render.out.print(status_table(b, states))
+        next_commands(states, plan, batches.override_args(overrides))
         raise
     states = batches.states_of(b)
     render.out.print(status_table(b, states))
@@ -311,8 +319,9 @@ def confirm_cmd(
             unconfirmed += 1
             render.error(f"{slug}: not confirmed: the vendor still shows "
                          f"{r.check.detail if r.check else '?'}")
-        else:
-            render.out.print(f"{slug}: confirmed {item} (run {r.run.run_id})", markup=False)
+        else:  # what it re-read, as `offboard confirm` shows it
+            seen = f"; re-read: {r.check.name}: {r.check.detail}" if r.check is not None else ""
+            render.out.print(f"{slug}: confirmed {item} (run {r.run.run_id}){seen}", markup=False, soft_wrap=True)
     if any(not isinstance(r, OffboardError) and r.to_resume for _, r in results):
         render.out.print(f"Actions held until now run with: {hints.command('batch', 'apply', '--resume', plan)}",
                          markup=False, soft_wrap=True)

@@ -549,6 +549,7 @@ class RichProgress:
         self._steps: dict[str, str] = {}  # a vendor's display name -> the step its lane is on
         self._gates: dict[str, str] = {}  # a vendor's display name -> its gate's step, once handed to a person
         self._reading = False  # the re-read before the bar is under way (its line not yet said done)
+        self._suspended: float | None = None  # when a guided prompt took the screen
 
     def _description_width(self) -> int:
         total = self._all.total
@@ -722,10 +723,22 @@ class RichProgress:
             warning(text)
 
     def suspend(self) -> None:
+        """A guided prompt takes the screen: the bar leaves it (no frozen copy above the prompt) and its
+        ETAs stand still until ``resume``."""
+        self._progress.live.transient = True
         self._progress.stop()
+        self._progress.live.transient = False
         self._live = False
+        with self._lock:
+            self._suspended = self._clock()
 
     def resume(self) -> None:
+        with self._lock:
+            if self._suspended is not None:
+                stood = self._clock() - self._suspended
+                for eta in (self._all_eta, *self._etas.values()):
+                    eta.paused(stood)
+                self._suspended = None
         self._progress.start()
         self._live = True
 

@@ -131,6 +131,16 @@ class Eta:
     def begin(self, now: float) -> None:
         self.began = now
 
+    def paused(self, seconds: float) -> None:
+        """The run stood still for ``seconds`` (a person at a guided prompt): neither its pace nor its
+        countdown counts them (a lane read "ETA 0:00:01" after a prompt, then rose to 0:00:20)."""
+        if self.began is not None:
+            self.began += seconds
+        if self._anchor is not None:
+            self._anchor = (self._anchor[0], self._anchor[1] + seconds)
+        if self._held_since is not None:
+            self._held_since += seconds
+
     def waiting(self, now: float, seconds: float) -> None:
         if self._wait is not None and self._wait[1] > now:  # overlapping (a read-ahead's): the later end
             self._wait = (self._wait[0], max(self._wait[1], now + seconds))
