@@ -172,6 +172,15 @@ def test_a_batch_killed_mid_way_resumes_and_every_exit_ends_verified(migration: 
                                                                                  "customer-45"]
     checked = m.run("bundle", "verify", str(made[0]), "--public-key", "msp.pub")
     assert checked.returncode == 0 and "the run ended in it" in checked.stdout, checked.stdout + checked.stderr
+    # re-read after their close: recorded in their logs, and said, with the command that bundles them again
+    again = m.run("batch", "verify")
+    assert again.returncode == 0, again.stdout + again.stderr
+    said = " ".join(again.stderr.split())
+    assert "3 exit(s) were closed (acme-dental, customer-44, customer-45)" in said, said
+    printed = said.split("make them again: ")[1].rstrip(".")
+    assert printed == "offboard batch bundle batch.plan.json"
+    rebundled = m.run(*shlex.split(printed)[1:])
+    assert rebundled.returncode == 0, rebundled.stdout + rebundled.stderr
 
 
 def test_ctrl_c_stops_each_exit_after_its_action_and_the_batch_resumes(migration: Migration) -> None:

@@ -426,6 +426,7 @@ class ExitChecks:
     slug: str
     checks: list[Check]
     error: str = ""
+    after_close: bool = False  # recorded in a closed run's log: its bundles made before now lack them
 
     @property
     def stopped(self) -> bool:
@@ -439,11 +440,12 @@ def verify_batch(batch: Batch, *, opener: Opener = _default_opener, parallel: in
     def one(e: BatchExit) -> None:
         cfg = batch.configs[e.slug]
         run = exit_state(cfg, e.plan).run
+        closed = run is not None and engine.run_ended(run.run_id, cfg).ended
         try:
             with opener(cfg) as sessions:
                 checks = (engine.verify_recorded(run.run_id, cfg, sessions) if run is not None
                           else engine.verify_run(None, sessions))
-            found[e.slug] = ExitChecks(e.slug, checks)
+            found[e.slug] = ExitChecks(e.slug, checks, after_close=closed)
         except OffboardError as exc:
             found[e.slug] = ExitChecks(e.slug, [], str(exc))
 
