@@ -16,13 +16,14 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 
+from offboard import engine
 from offboard.batch import run as batches
 from offboard.batch.planfile import BatchExit, Estimate, VendorLoad
 from offboard.batch.progress import BUDGET, GATE, PERSON, QUEUED, RUNNING, Board, ExitProgress, Load, Planned
 from offboard.cli import batch_live
 from offboard.engine import Limit
 from offboard.engine.scope_guard import calls_of
-from offboard.plan import Action, Plan, Step, Target, VendorPlan
+from offboard.plan import Action, Finding, Plan, Step, Target, VendorPlan
 from offboard.rundir import RunDir
 from offboard.wire import waits
 from offboard.wire.ratelimit import SlidingWindowLimiter
@@ -573,3 +574,22 @@ def test_a_resumed_exit_whose_first_call_waits_for_a_full_window_counts_that_wai
     assert "re-reading, waiting 35s for the rate limit" in mine and mine.split()[-1] == "0:01:35", mine
     now[0] = 45.0
     assert eta_of(b, "acme-dental") == "0:01:15"
+
+
+def test_an_exit_its_gates_will_stop_counts_only_its_re_read_on_the_board() -> None:
+    """Review at 120x40: customer-2's row read 0:01:05, then 0:00:03 as Acme Dental stopped at its gate (an
+    open incident, no --override-preflight): the board had counted Acme Dental's whole plan on the account."""
+    removals = tuple(action("huntress", n) for n in range(10))
+    gate = Finding(vendor="huntress", kind="open_incident", count=1, detail="incident open", blocking=True)
+    plan = Plan(plan_id="p", created_at="2026-12-05T00:00:00Z", customer="Acme", config_fingerprint="f",
+                vendors=(VendorPlan(vendor="huntress", display_name="Huntress", scope="org", account="k",
+                                    inventory_fingerprint="i", findings=(gate,),
+                                    steps=(Step(id="s", vendor="huntress", title="S", actions=removals),)),))
+    load = VendorLoad(vendor="huntress", account="k", limit=60, window_seconds=60.0, calls=2 * 5 + 20)
+    e = BatchExit(slug="acme", customer="Acme", config="acme.toml", plan=plan,
+                  estimate=Estimate(removals=10, exports=0, manual=0, gates=0, loads=(load,)))
+    batch = types.SimpleNamespace(exits=[e])
+    plain = batches.board_of(batch)  # type: ignore[arg-type]
+    assert plain._exits["acme"].loads["Huntress"].calls == 5  # its re-read, then its gate stops it
+    passed = batches.board_of(batch, overrides=engine.Overrides(preflight="incident 12 closed by phone"))  # type: ignore[arg-type]
+    assert passed._exits["acme"].loads["Huntress"].calls == 30  # re-read, 10 removals, verification

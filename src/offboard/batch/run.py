@@ -223,17 +223,27 @@ class ExitOutcome:
     gates: str = ""  # the gates that stopped it, short (its message says each in full)
 
 
-def board_of(batch: Batch, parallel: int = PARALLEL) -> Board:
-    """The board a batch's apply reports to (each exit's progress, for a live table)."""
-    return Board([Planned(e.slug, e.customer, e.estimate.seconds_of_ceiling,
-                          {vp.display_name: sum(len(s.actions) for s in vp.steps) for vp in e.plan.vendors},
-                          loads=_loads_of(e, lambda _a: True))
-                  for e in batch.exits], parallel=parallel)
+def board_of(batch: Batch, parallel: int = PARALLEL, overrides: engine.Overrides | None = None) -> Board:
+    """The board a batch's apply reports to (each exit's progress, for a live table). An exit whose
+    gates ``overrides`` do not pass stops at them after its re-read: only that is counted of it (a
+    row's ETA counted its whole plan, then fell by a minute as the gate stopped it)."""
+    def stops(e: BatchExit) -> bool:
+        gates = [f for vp in e.plan.vendors for f in vp.findings if f.blocking]
+        return any(not f.overridable for f in gates) or bool(gates and not (overrides and overrides.preflight))
+
+    def planned(e: BatchExit) -> Planned:
+        runs = not stops(e)
+        return Planned(e.slug, e.customer, e.estimate.seconds_of_ceiling,
+                       {vp.display_name: sum(len(s.actions) for s in vp.steps) for vp in e.plan.vendors},
+                       loads=_loads_of(e, lambda _a: runs, verifies=runs))
+
+    return Board([planned(e) for e in batch.exits], parallel=parallel)
 
 
-def _loads_of(e: BatchExit, runs: Callable[[Action], bool]) -> dict[str, Load]:
+def _loads_of(e: BatchExit, runs: Callable[[Action], bool], *, verifies: bool = True) -> dict[str, Load]:
     """Its calls at each rate-limited account (by the vendor's display name) for the actions ``runs``
-    keeps, and its vendors' two discoveries (the re-plan at apply and the verification)."""
+    keeps, and its vendors' discoveries: the re-plan at apply and, unless it stops before its actions
+    (``verifies``), the verification."""
     names = {vp.vendor: vp.display_name for vp in e.plan.vendors}
     out = {}
     for v in e.estimate.loads:
@@ -241,7 +251,7 @@ def _loads_of(e: BatchExit, runs: Callable[[Action], bool]) -> dict[str, Load]:
             continue
         mine = [a for a in e.plan.actions() if a.vendor == v.vendor]
         discovery = (v.calls - calls_of(mine)) // 2
-        calls = discovery * 2 + calls_of(a for a in mine if runs(a))
+        calls = discovery * (2 if verifies else 1) + calls_of(a for a in mine if runs(a))
         out[names.get(v.vendor, v.vendor)] = Load(v.account, calls, v.limit, v.window_seconds, discovery)
     return out
 
@@ -290,7 +300,7 @@ def apply_batch(batch: Batch, *, resume: bool, overrides: engine.Overrides, open
     is applied or resumed exactly as `offboard apply` / `apply --resume` would (re-planned from its
     config and the live vendor first); one exit's failure or wait never stops another. Where each
     stands is told to ``board`` as it goes (and each runbook step it begins to ``report``)."""
-    board = board or board_of(batch, parallel)
+    board = board or board_of(batch, parallel, overrides)
     states = {e.slug: exit_state(batch.configs[e.slug], e.plan, batch.path) for e in batch.exits}
     started = [s for s, st in states.items() if st.state != NOT_STARTED]
     if started and not resume:

@@ -212,7 +212,7 @@ def apply_cmd(
             raise BadInput(f"{flag} needs a reason, e.g. {flag} \"incident #12 closed by phone\"")
     b = batches.open_batch(plan, _models())
     overrides = engine.Overrides(override_preflight, override_evidence, None, yes_delete, trust_listing)
-    board = batches.board_of(b, parallel)
+    board = batches.board_of(b, parallel, overrides)
     try:
         if render.err.is_terminal and not render.err.quiet:  # a live table, a row per exit
             with batch_live.live(board.snapshot, render.err, lambda: board.stopping):
