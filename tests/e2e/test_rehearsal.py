@@ -128,7 +128,9 @@ def test_the_batch_rehearsal_runs_as_written_against_sandbox_serve(folder: Path,
         assert got == steps, done.stdout[-4000:] + done.stderr[-4000:]
         said = done.stdout + done.stderr
         assert "Batch plan: 3 customer(s)" in said and "Blocks apply for 1 exit(s)" in said
-        assert "customer-3: Huntress: 3. Remove endpoint coverage (EDR agents) (8 to do)" in said
+        # a log's line per exit per step, timestamped (UTC) as single apply's are
+        assert re.search(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ customer-3: Huntress: 3\. Remove endpoint coverage "
+                         r"\(EDR agents\) \(8 to do\)$", said, re.MULTILINE), said[-4000:]
         assert said.count("waiting for a person") >= 3
         # The portal steps for every customer, then each item confirmed in every exit: every exit verified.
         final = done.stdout[done.stdout.rindex("Batch "):]  # the last `batch status` table

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import sys
 import tempfile
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated
 
@@ -52,8 +53,10 @@ def _exits_folder(out: Path) -> Path:
 
 
 def _say() -> Report:
+    """A batch's log line per exit: timestamped in UTC, as single `apply`'s log lines are."""
     def report(slug: str, text: str) -> None:
-        render.err.print(f"{escape(slug)}: {escape(REDACTOR.text(text))}", soft_wrap=True)
+        render.err.print(f"{datetime.now(UTC):%Y-%m-%dT%H:%M:%SZ} {escape(slug)}: {escape(REDACTOR.text(text))}",
+                         soft_wrap=True)
     return report
 
 
