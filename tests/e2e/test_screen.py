@@ -42,10 +42,12 @@ def on_a_terminal(command: str, cwd: Path, env: dict[str, str]) -> tuple[int, li
     return code, _lines(b"".join(chunks))
 
 
-def frames_on_a_terminal(command: str, cwd: Path, env: dict[str, str]) -> tuple[int, list[list[str]], list[str]]:
+def frames_on_a_terminal(command: str, cwd: Path, env: dict[str, str], *, ctrl_c_after: bytes | None = None
+                         ) -> tuple[int, list[list[str]], list[str]]:
     """As ``on_a_terminal``, and the screen of 120x40 as it stood after each write: a live
-    display's frames, drawn over each other in place, each as a person saw it."""
-    code, chunks = _on_a_pty(command, cwd, env)
+    display's frames, drawn over each other in place, each as a person saw it. ``ctrl_c_after``: the
+    operator presses Ctrl-C on the terminal (its driver echoes "^C") once the output shows that."""
+    code, chunks = _on_a_pty(command, cwd, env, ctrl_c_after)
     screen = pyte.Screen(COLUMNS, ROWS)
     stream = pyte.ByteStream(screen)
     frames: list[list[str]] = []
@@ -57,7 +59,8 @@ def frames_on_a_terminal(command: str, cwd: Path, env: dict[str, str]) -> tuple[
     return code, frames, _lines(b"".join(chunks))
 
 
-def _on_a_pty(command: str, cwd: Path, env: dict[str, str]) -> tuple[int, list[bytes]]:
+def _on_a_pty(command: str, cwd: Path, env: dict[str, str], ctrl_c_after: bytes | None = None
+              ) -> tuple[int, list[bytes]]:
     master, slave = pty.openpty()
     fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", ROWS, COLUMNS, 0, 0))
     proc = subprocess.Popen(["bash", "-c", command], cwd=cwd, env={**env, "TERM": "xterm-256color"},
@@ -72,6 +75,9 @@ def _on_a_pty(command: str, cwd: Path, env: dict[str, str]) -> tuple[int, list[b
         if not chunk:
             break
         chunks.append(chunk)
+        if ctrl_c_after is not None and ctrl_c_after in b"".join(chunks[-8:]):
+            os.write(master, b"\x03")  # the terminal's Ctrl-C: SIGINT to its process group, "^C" echoed
+            ctrl_c_after = None
     os.close(master)
     return proc.wait(timeout=600), chunks
 
@@ -309,6 +315,17 @@ def test_batch_apply_on_a_terminal_is_a_live_table_and_in_a_log_a_line_per_step(
         detail = " ".join(line.split("│")[-2].strip() for line in lines if line.count("│") == 7)  # its last column
         assert "stopped before any removal by huntress: #503 sent LOW - Incident on ACME-SRV-01" in detail, said
         runs_as_printed(said)
+
+        # Ctrl-C on the terminal while Acme Dental runs: where each exit stopped, and what to run next, stay;
+        # nothing of the live table does (its top line stayed: the terminal's "^C" wrapped past its last column).
+        code, frames, _ = frames_on_a_terminal(f". rehearsal-batch/sandbox.env && offboard batch apply --resume "
+                                               f"{BATCH} --override-preflight rehearsal", folder, env,
+                                               ctrl_c_after=b"Batch: 3 exit(s)")
+        end = frames[-1]
+        assert code == 130, "\n".join(end)
+        assert not any(row.startswith(("Batch: 3 exit(s)", "Stopping:")) for row in end), "\n".join(end)
+        assert any(row.startswith(f"Next: offboard batch apply --resume {BATCH} --override-preflight rehearsal")
+                   for row in end), "\n".join(end)
 
         # Into a log (not a terminal): a line per exit per step, as before.
         resumed = sh(f"offboard batch apply --resume {BATCH} --override-preflight rehearsal 2>&1 | cat; "

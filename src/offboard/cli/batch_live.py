@@ -16,6 +16,7 @@ from datetime import timedelta
 
 from rich import box
 from rich.console import Console
+from rich.constrain import Constrain
 from rich.live import Live
 from rich.markup import escape
 from rich.table import Table
@@ -27,6 +28,7 @@ from offboard.engine.pace import held_words
 from offboard.text import one_line
 
 REFRESH_PER_SECOND = 4
+ECHO = 3  # columns the live table leaves free at its right: the terminal's "^C" and the cursor after it
 LANE_RATIO, STATE_RATIO = 5, 10  # at 120 columns, two lanes: "re-reading, waiting 28s for the rate limit" whole
 CHROME = 6  # rows that are not an exit's: the title, the header and its rule, the fold line, a margin
 STYLE = {DONE: "green", FAILED: "bold red", REFUSED: "bold red", GATE: "bold red", INTERRUPTED: "yellow",
@@ -128,8 +130,11 @@ def live(snapshot: Callable[[], Sequence[ExitRow]], console: Console,
     """The table redrawn in place while the block runs; it leaves the screen when the run ends (the
     batch's status table follows, with each exit's end)."""
 
-    def draw() -> Table:
-        return table(snapshot(), console.size.height, stopping=stopping())
+    def draw() -> Constrain:
+        # Room for the terminal's echo of the operator's Ctrl-C ("^C", where the cursor is): past the last
+        # column it wrapped to a line the live table did not count, so its top line ("Batch: 3 exit(s): …")
+        # stayed on the screen when the table left it.
+        return Constrain(table(snapshot(), console.size.height, stopping=stopping()), console.size.width - ECHO)
 
     with Live(get_renderable=draw, console=console, refresh_per_second=REFRESH_PER_SECOND, transient=True,
               redirect_stdout=False, redirect_stderr=False):
