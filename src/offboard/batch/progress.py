@@ -59,7 +59,6 @@ class LaneRow:
     total: int
     waiting: float  # seconds its calls are still held back (0: none)
     why: str  # what holds them back, as a person reads it after "waiting Ns"
-    eta: float | None
     for_person: int = 0  # held behind its gate, or handed to a person, in this pass
 
 
@@ -111,13 +110,10 @@ class Planned:
 
 @dataclass
 class _Wait:
-    began: float = 0.0
     until: float = 0.0
     why: str = ""
 
     def hear(self, now: float, wait: Wait) -> None:
-        if self.until <= now:  # a wait that follows one still running keeps its start (the ETA's pace)
-            self.began = now
         self.until, self.why = now + wait.seconds, wait.why
 
 
@@ -257,7 +253,7 @@ class Board:
             return tuple(self._row(e, now, self._at_accounts(e, last, windows)) for e in self._exits.values())
 
     def _row(self, e: _Exit, now: float, at_accounts: float | None) -> ExitRow:
-        lanes = tuple(self._lane_row(e, vendor, lane, now) for vendor, lane in e.lanes.items())
+        lanes = tuple(self._lane_row(vendor, lane, now) for vendor, lane in e.lanes.items())
         state = e.state
         running = [w for w in e.waits() if w.until - now >= WAIT_SHOWN] if state in ACTIVE else []
         longest = max(running, key=lambda w: w.until, default=None)
@@ -270,14 +266,13 @@ class Board:
                        why=longest.why if longest is not None else "", for_person=e.count.for_person)
 
     @staticmethod
-    def _lane_row(e: _Exit, vendor: str, lane: _Lane, now: float) -> LaneRow:
+    def _lane_row(vendor: str, lane: _Lane, now: float) -> LaneRow:
         waiting = max(0.0, lane.wait.until - now)
-        eta = lane.eta.seconds(now) if e.state in ACTIVE and e.started is not None else None
         # All it has left waits behind its gate: it stays on the gate's step (its exports, not held,
         # ran after the gate was handed to a person and left "1. Export retained…" showing).
         held = lane.gate and not lane.count.left and lane.count.waiting_for_person
         return LaneRow(vendor, lane.gate if held else lane.step, lane.count.done, lane.count.total, waiting,
-                       lane.wait.why, eta, lane.count.waiting_for_person)
+                       lane.wait.why, lane.count.waiting_for_person)
 
     def _eta(self, e: _Exit, now: float, at_accounts: float | None) -> float | None:
         """An active exit's ETA: at its accounts, when their windows let its last call go (a retry's

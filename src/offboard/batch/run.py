@@ -227,12 +227,9 @@ def board_of(batch: Batch, parallel: int = PARALLEL, overrides: engine.Overrides
     """The board a batch's apply reports to (each exit's progress, for a live table). An exit whose
     gates ``overrides`` do not pass stops at them after its re-read: only that is counted of it (a
     row's ETA counted its whole plan, then fell by a minute as the gate stopped it)."""
-    def stops(e: BatchExit) -> bool:
-        gates = [f for vp in e.plan.vendors for f in vp.findings if f.blocking]
-        return any(not f.overridable for f in gates) or bool(gates and not (overrides and overrides.preflight))
-
     def planned(e: BatchExit) -> Planned:
-        runs = not stops(e)
+        runs = not engine.gates_stop((f for vp in e.plan.vendors for f in vp.findings),
+                                     overrides.preflight if overrides else None)
         return Planned(e.slug, e.customer, e.estimate.seconds_of_ceiling,
                        {vp.display_name: sum(len(s.actions) for s in vp.steps) for vp in e.plan.vendors},
                        loads=_loads_of(e, lambda _a: runs, verifies=runs))

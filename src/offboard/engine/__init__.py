@@ -7,7 +7,7 @@ from offboard.engine.apply import apply, resume
 from offboard.engine.confirm import ConfirmResult, StatusRow, confirm, latest_run_id, run_tally, status
 from offboard.engine.guided import record_confirmation
 from offboard.engine.planner import end_of_service_warning, make_plan
-from offboard.engine.readiness import Readiness, check_machine, refuse
+from offboard.engine.readiness import Readiness, check_machine, gates_stop, hard_gates, refuse
 from offboard.engine.runfolder import (
     began_guided,
     exit_lock,
@@ -26,8 +26,8 @@ from offboard.engine.watch import WatchResult, answering, watch_run, watch_summa
 __all__ = [
     "ConfirmResult", "Guide", "GuideAnswer", "Limit", "NoProgress", "Overrides", "Progress", "Readiness", "RunResult",
     "Sessions", "StatusRow", "Ticket", "WatchResult", "answering", "apply", "began_guided", "check_machine", "confirm",
-    "emit_check", "end_of_service_warning",
-    "exit_lock", "latest_run_id", "make_plan", "open_sessions", "record_confirmation", "record_scope", "refuse",
+    "emit_check", "end_of_service_warning", "exit_lock", "gates_stop", "hard_gates",
+    "latest_run_id", "make_plan", "open_sessions", "record_confirmation", "record_scope", "refuse",
     "reopen", "resume", "run_ended", "run_tally", "signer_for", "status",
     "verify_recorded", "verify_run", "watch_run", "watch_summary", "write_documents", "write_state",
 ]

@@ -87,6 +87,13 @@ def hard_gates(findings: Iterable[Finding]) -> list[Finding]:
     return [f for f in findings if f.blocking and not f.overridable]
 
 
+def gates_stop(findings: Iterable[Finding], preflight: str | None) -> bool:
+    """Whether these findings stop a run: a gate no override passes, or any gate without
+    --override-preflight (``preflight``: its reason)."""
+    gates = [f for f in findings if f.blocking]
+    return bool(hard_gates(gates)) or bool(gates and not preflight)
+
+
 def refuse(gates: Iterable[Finding], *, before: str = "before the run started") -> None:
     """Exit 4 in one line when any gate blocks: nothing was done (for a new run: no folder made)."""
     blocking = hard_gates(gates)
