@@ -38,7 +38,7 @@ from offboard.connectors.sandboxing import SandboxBase
 # (module, attribute path, label): what the lane may be doing between two calls.
 PHASES: list[tuple[str, str, str]] = [
     ("offboard.engine.planner", "make_plan", "plan"),
-    ("offboard.engine.apply", "discover", "apply: re-plan discovery"),
+    ("offboard.engine.apply", "discover_timed", "apply: re-plan discovery"),
     ("offboard.engine.apply", "check_not_stale", "apply: stale-plan check"),
     ("offboard.engine.apply", "vendor_plans", "apply: re-plan"),
     ("offboard.engine.apply", "check_matches_replan", "apply: plan = re-plan check"),

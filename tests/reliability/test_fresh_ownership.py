@@ -191,3 +191,30 @@ def test_a_dispatch_that_may_have_landed_is_not_resent_when_the_run_resumes(
     last = events()[-1]
     assert last["event"] == "action.unknown" and last["detail"]["note"] == "not resent"
     assert again.exit_code == ExitCode.FAILED and again.counts["unknown"] == 1
+
+
+def test_trust_listing_believes_applys_own_listing_until_it_is_max_age_old_counted_from_its_discovery(
+        harness: Harness) -> None:
+    # apply re-read every vendor a moment before its first write: that listing stands in, no second one
+    trusting = engine.Overrides(preflight="lab", trust_listing=True)
+    with harness.sessions() as s:
+        plan = engine.make_plan(harness.cfg, s)
+        before = len(harness.sandbox.requests)
+        engine.apply(plan, harness.cfg, s, overrides=trusting)
+    calls = [(r.method, r.path) for r in harness.sandbox.requests[before:]]
+    first_write = next(n for n, (m, p) in enumerate(calls) if m == "DELETE" and AGENT.match(p))
+    assert calls[:first_write].count(("GET", "/v1/agents")) == 1  # apply's own re-read
+    # ...for at most MAX_AGE_S after its discovery began, the gates and exports between counted
+    now = [1000.0]
+
+    class Session:
+        def discover(self) -> Inventory:
+            return Inventory(vendor="v", scope="re-taken", account="a")
+
+    ls = listings.Listings(engine.Sessions({"v": Session()}, {}),  # type: ignore[dict-item]
+                           {"v": Inventory(vendor="v", scope="apply's", account="a")}, clock=lambda: now[0],
+                           taken={"v": 1000.0 - listings.MAX_AGE_S + 1})
+    assert ls.current("v") == (Inventory(vendor="v", scope="apply's", account="a"), listings.MAX_AGE_S - 1)
+    now[0] += 1
+    assert ls.current("v")[0].scope == "re-taken" and ls.retakes == {"v": 1}
+    gc.unfreeze()

@@ -90,3 +90,29 @@ def test_known_secrets_and_sensitive_keys_never_reach_the_log(tmp_path: Path) ->
     assert "hs_canary_secret_123" not in text and "Basic abc" not in text
     assert json.loads(text)["detail"]["Authorization"] == "[REDACTED]"
     assert verify_file(path).ok
+
+
+def test_after_a_line_that_could_not_be_written_no_line_is_written_and_the_log_stays_whole(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A write that fails (the disk full, an I/O error) already counts in the chain: a line after it,
+    from the same lane or another vendor's, would link to a line that is not there. Each is refused."""
+    path = tmp_path / "audit.jsonl"
+    log = AuditLog(path, "run-1")
+    log.emit("run.started", outcome="success", detail="ok")
+    real = type(log._writer).msg
+    failing = {"n": 1}
+
+    def msg(self: object, line: str) -> None:
+        if failing["n"]:
+            failing["n"] -= 1
+            raise OSError(28, "No space left on device")
+        real(self, line)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(type(log._writer), "msg", msg)
+    with pytest.raises(OSError, match="No space"):
+        log.emit("action.started", vendor="v", step="s", action_id="a1", outcome="unknown", detail="x")
+    with pytest.raises(OSError, match="No space"):  # the disk has room again: still refused
+        log.emit("action.started", vendor="w", step="s", action_id="b1", outcome="unknown", detail="y")
+    log.close()
+    assert [r["event"] for r in read_records(path)] == ["run.started"]
+    assert verify_file(path).ok

@@ -20,7 +20,8 @@ from offboard.engine.guards import (
     check_not_stale,
     check_plan_fits,
 )
-from offboard.engine.planner import discover, vendor_plans
+from offboard.engine.listings import Live
+from offboard.engine.planner import discover_timed, vendor_plans
 from offboard.engine.readiness import UNSIGNED, check_machine, refuse
 from offboard.engine.runfolder import exit_lock, reopen, run_ended, runs_of_plan, write_documents, write_state
 from offboard.engine.scope_guard import calls_of
@@ -29,7 +30,7 @@ from offboard.engine.ticket import summary as ticket_summary
 from offboard.engine.types import Guide, Limit, NoProgress, Overrides, Progress, RunResult
 from offboard.errors import BadInput, ClaimRefused, ExitCode, RunInterrupted, RunStopped
 from offboard.lifecycle import AWAITING_PERSON, TERMINAL, RunEnd, fold_actions, tally
-from offboard.plan import Finding, Inventory, Plan, write_plan
+from offboard.plan import Finding, Plan, write_plan
 from offboard.proof.audit import AuditLog, read_records
 from offboard.proof.signing import Signer
 from offboard.proof.ticket_notes import open_pastes
@@ -50,7 +51,7 @@ def apply(plan: Plan, cfg: ExitConfig, sessions: Sessions, *, overrides: Overrid
     progress.phase("Re-reading the vendors to check the plan still holds (read-only)")
     # The lock before discovery: a second apply is refused, not told its plan is stale.
     with waits.listening(progress.waiting, progress.sent), exit_lock(cfg, sessions):
-        live = discover(sessions)
+        live, listed_at = discover_timed(sessions)
         earlier = runs_of_plan(cfg, plan.plan_id)
         check_not_stale(plan, live, cfg, earlier, last_closed=bool(earlier) and run_ended(earlier[-1], cfg).ended)
         fresh = vendor_plans(sessions, live)
@@ -61,7 +62,8 @@ def apply(plan: Plan, cfg: ExitConfig, sessions: Sessions, *, overrides: Overrid
         progress.ceilings(seconds_at_limit(plan, cfg, overrides))
         with stops_named(run, cfg.path):
             write_plan(plan, run.plan_path)
-            return _apply_run(run, plan, sessions, overrides, findings, live, progress, guide, ready.signer)
+            return _apply_run(run, plan, sessions, overrides, findings, Live(live, listed_at), progress, guide,
+                              ready.signer)
 
 
 def seconds_at_limit(plan: Plan, cfg: ExitConfig, overrides: Overrides,
@@ -103,7 +105,7 @@ def stops_named(run: RunDir, config: Path) -> Iterator[None]:
 
 
 def _apply_run(run: RunDir, plan: Plan, sessions: Sessions, overrides: Overrides, findings: list[Finding],
-               live: Mapping[str, Inventory], progress: Progress | None, guide: Guide | None,
+               live: Live, progress: Progress | None, guide: Guide | None,
                signer: Signer | None) -> RunResult:
     progress = progress or NoProgress()
     with run.lock():
@@ -130,7 +132,7 @@ def _claimed(run: RunDir, sessions: Sessions, audit: AuditLog, overrides: Overri
             sessions.claim = None
 
 
-def _start_and_execute(run: RunDir, plan: Plan, sessions: Sessions, audit: AuditLog, live: Mapping[str, Inventory],
+def _start_and_execute(run: RunDir, plan: Plan, sessions: Sessions, audit: AuditLog, live: Live,
                        findings: list[Finding], progress: Progress, guide: Guide | None, signer: Signer | None, *,
                        starting: Overrides, running: Overrides, announce: bool,
                        settle_only: set[str] | frozenset[str] = frozenset()) -> RunResult:
@@ -145,7 +147,8 @@ def _start_and_execute(run: RunDir, plan: Plan, sessions: Sessions, audit: Audit
         progress.warning(UNSIGNED)
     if announce and sessions.ticket is not None:
         sessions.ticket.run_started(run.run_id)
-    result = execute(run, plan, sessions, audit, live, running, progress, guide, signer, settle_only=settle_only)
+    result = execute(run, plan, sessions, audit, live.inventories, running, progress, guide, signer,
+                     settle_only=settle_only, listed_at=live.began)
     return _to_ticket(result, plan, sessions, audit, signer)
 
 
@@ -223,7 +226,7 @@ def resume(run_id: str, cfg: ExitConfig, sessions: Sessions, *, overrides: Overr
                            "apply the plan again once incident response is finished")
         done = fold_actions(audit.records)
         with stops_named(run, cfg.path):  # e.g. the vendor still down: the run is named, to resume later
-            live = discover(sessions)
+            live, listed_at = discover_timed(sessions)
             fresh = vendor_plans(sessions, live)
         # The run's plan.json is offboard's own file, but a file on disk all the same: what is still
         # to run must be what the connectors plan now, and what they no longer plan is never written.
@@ -232,8 +235,8 @@ def resume(run_id: str, cfg: ExitConfig, sessions: Sessions, *, overrides: Overr
         refuse((f for vp in fresh for f in vp.findings), before=before)  # nothing recorded: the run is as it was
         progress.ceilings(seconds_at_limit(plan, cfg, overrides, done))
         with stops_named(run, cfg.path), _claimed(run, sessions, audit, overrides, progress):
-            return _resume_run(run, plan, sessions, audit, live, overrides, progress, guide, ready.signer, done,
-                               gone)
+            return _resume_run(run, plan, sessions, audit, Live(live, listed_at), overrides, progress, guide,
+                               ready.signer, done, gone)
 
 
 def owed_to_ticket(records: list[dict[str, Any]]) -> list[str]:
@@ -277,7 +280,7 @@ def _resume_closed(run_id: str, end: RunEnd, cfg: ExitConfig, sessions: Sessions
         return result
 
 
-def _resume_run(run: RunDir, plan: Plan, sessions: Sessions, audit: AuditLog, live: Mapping[str, Inventory],
+def _resume_run(run: RunDir, plan: Plan, sessions: Sessions, audit: AuditLog, live: Live,
                 overrides: Overrides, progress: Progress, guide: Guide | None, signer: Signer | None,
                 done: Mapping[str, str], gone: set[str]) -> RunResult:
     events = {r["event"] for r in audit.records}
@@ -289,7 +292,7 @@ def _resume_run(run: RunDir, plan: Plan, sessions: Sessions, audit: AuditLog, li
         check_guards(plan, overrides)  # the run stopped before the operator's word was recorded
     # A run that stopped while starting has not checked its gates yet: they are checked now.
     findings = ([] if GATES_DECIDED & events else
-                [f for name, s in sessions.by_vendor.items() for f in s.preflight(live[name])])
+                [f for name, s in sessions.by_vendor.items() for f in s.preflight(live.inventories[name])])
     # Guarded actions were confirmed when the run started (audited); the run keeps that decision.
     confirmed = Overrides(overrides.preflight, overrides.evidence, None, True, overrides.trust_listing,
                           overrides.take_over_claim, overrides.require_claim)

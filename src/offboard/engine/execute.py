@@ -192,12 +192,16 @@ def _base(action: Action) -> dict[str, Any]:
 
 def execute(run: RunDir, plan: Plan, sessions: Sessions, audit: AuditLog, live: Mapping[str, Inventory],
             overrides: Overrides, progress: Progress, guide: Guide | None, signer: Signer | None, *,
-            settle_only: set[str] | frozenset[str] = frozenset()) -> RunResult:
+            settle_only: set[str] | frozenset[str] = frozenset(),
+            listed_at: Mapping[str, float] | None = None) -> RunResult:
     """``settle_only``: actions whose objects left the live listing since the plan; a re-read may
-    settle them, nothing is ever sent to them."""
+    settle them, nothing is ever sent to them. ``listed_at``: when each vendor's discovery of
+    ``live`` began (``listings.now``); --trust-listing believes it until it is ``MAX_AGE_S`` old
+    (a vendor not given: its listing is re-taken before the first write)."""
     config = sessions.config
     done = fold_actions(audit.records)
-    guard = ScopeGuard("listing" if overrides.trust_listing else "object", Listings(sessions, live), dict(live))
+    guard = ScopeGuard("listing" if overrides.trust_listing else "object",
+                       Listings(sessions, live, taken=listed_at), dict(live))
     if any(a.destructive and a.kind == "api" and done.get(a.id) not in TERMINAL for a in plan.actions()):
         audit.emit("scope_guard.mode", outcome="success", detail=describe(guard.mode))
     actions = plan.actions()

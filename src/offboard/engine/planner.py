@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from datetime import UTC, date, datetime
 
 from offboard.config import ExitConfig
+from offboard.engine import listings
 from offboard.engine.sessions import Sessions
 from offboard.plan import Finding, Inventory, Plan, Skipped, Step, Target, VendorPlan, fingerprint_of, now_iso
 from offboard.text import oddities, one_line
@@ -80,7 +81,17 @@ def odd_strings(vendor: str, inventory: Inventory, skipped: tuple[Skipped, ...],
 
 def discover(sessions: Sessions) -> dict[str, Inventory]:
     """Every vendor's live inventory (read-only)."""
-    return {name: s.discover() for name, s in sessions.by_vendor.items()}
+    return discover_timed(sessions)[0]
+
+
+def discover_timed(sessions: Sessions) -> tuple[dict[str, Inventory], dict[str, float]]:
+    """Every vendor's live inventory, and when each one's discovery began (``listings.now``): its
+    owner reads are no older than that (the scope guard's --trust-listing counts its age from it)."""
+    live, began = {}, {}
+    for name, s in sessions.by_vendor.items():
+        began[name] = listings.now()
+        live[name] = s.discover()
+    return live, began
 
 
 def make_plan(cfg: ExitConfig, sessions: Sessions) -> Plan:

@@ -150,6 +150,7 @@ class AuditLog:
         last = self.records[-1] if self.records else None
         self._chain = _Chain(last["seq"] if last else 0, last["hash"] if last else GENESIS)
         self._lock = threading.Lock()
+        self._unwritable: BaseException | None = None  # a line that failed to be written: none may follow
         self._fh = open_append(path)  # 0600, never through a link
         self._writer = _FsyncWriter(self._fh)
         self._log = structlog.wrap_logger(
@@ -174,8 +175,16 @@ class AuditLog:
 
     def emit(self, event: str, **fields: Any) -> dict[str, Any]:
         with self._lock:  # vendors run in threads: one line at a time, in chain order
+            if self._unwritable is not None:
+                # A line failed to be written (the disk, a crash mid-write): the chain already counts it,
+                # so nothing after it may be written; every lane's next line stops it, as this one did.
+                raise self._unwritable
             self._writer.sync_next = event in DURABLE
-            self._log.msg(event, **fields)
+            try:
+                self._log.msg(event, **fields)
+            except BaseException as exc:
+                self._unwritable = exc
+                raise
             record = self._chain.last_record
             self.records.append(record)
         return record
