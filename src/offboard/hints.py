@@ -44,6 +44,13 @@ def command(*words: str | Path, run: str | None = None, config: Path | str | Non
     return shlex.join(argv)
 
 
+def rebundle(run_id: str, config: Path | str | None = None) -> str:
+    """What lines added to a closed run's log mean for a bundle already made of it, and the command
+    that makes it again."""
+    return ("A bundle made before now still verifies but does not hold them; to hand them over, make it again: "
+            + command("bundle", run=run_id, config=config))
+
+
 def resume(run_id: str, config: Path | str | None = None) -> str:
     """The command that continues a stopped run."""
     return command("apply", "--resume", run_id, config=config)

@@ -295,8 +295,7 @@ def verify(
         # A closed run's log is its proof, and a bundle already made of it ends at its close: the
         # re-reads just added come after that (signed), so the person handing over a bundle hears it.
         render.warning(f"Run {run} was closed: these re-reads were added to its audit log after its close, and "
-                       "signed. A bundle made before now still verifies but does not hold them; to hand them "
-                       f"over, make it again: {hints.command('bundle', run=run, config=cfg.path)}")
+                       f"signed. {hints.rebundle(run, cfg.path)}")
     stopped = all(c.passed for c in checks)
     failed = sum(1 for c in checks if not c.passed)
     render.out.print("Service stopped: every check passed." if stopped else

@@ -89,9 +89,8 @@ def watch(
         _show(result, config, {n: c.display_name for n, c in sessions.connectors.items()},
               planned=plan_out is not None)
         if engine.run_ended(run_id, cfg).ended:  # as `verify --run` says it (a line, not a warning: daily under cron)
-            render.out.print(f"Recorded in run {run_id}'s audit log, after its close, and signed: a bundle made "
-                             f"before now does not hold these checks; to hand them over, make it again: "
-                             f"{hints.command('bundle', run=run_id, config=cfg.path)}", soft_wrap=True, markup=False)
+            render.out.print(f"These checks were recorded in run {run_id}'s audit log, after its close, and signed. "
+                             f"{hints.rebundle(run_id, cfg.path)}", soft_wrap=True, markup=False)
         if plan_out is not None and result.came_back:
             _plan_out(cfg, sessions, result, plan_out, config)
     for line in result.ticket:

@@ -272,11 +272,9 @@ def _resume_closed(run_id: str, end: RunEnd, cfg: ExitConfig, sessions: Sessions
         added = len(audit.records) - lines
         if added:  # the claim's lines too: the head the log now ends at is signed, the documents say it
             result.documents = write_documents(run, plan, audit, ready.signer, sessions)
-        again = hints.command("bundle", run=run_id, config=cfg.path)
         signed = ", and signed" if ready.signer is not None else ""
         result.message = (f"run {run_id} is closed: only its PSA ticket was posted to; {added} line(s) were added "
-                          f"to its audit log after its close{signed}. A bundle made before now does not hold "
-                          f"them; make it again: {again}")
+                          f"to its audit log after its close{signed}. {hints.rebundle(run_id, cfg.path)}")
         return result
 
 
