@@ -46,9 +46,10 @@ def command(*words: str | Path, run: str | None = None, config: Path | str | Non
 
 def rebundle(run_id: str, config: Path | str | None = None) -> str:
     """What lines added to a closed run's log mean for a bundle already made of it, and the command
-    that makes it again."""
+    that makes it again (into the exit's folder, beside its config: not wherever the person stands)."""
+    out = Path(config).parent / f"{run_id}.tar.gz" if config is not None else Path(f"{run_id}.tar.gz")
     return ("A bundle made before now still verifies but does not hold them; to hand them over, make it again: "
-            + command("bundle", run=run_id, config=config))
+            + command("bundle", run=run_id, config=config, extra=["-o", out]))
 
 
 def resume(run_id: str, config: Path | str | None = None) -> str:

@@ -83,12 +83,13 @@ def test_verify_of_a_closed_run_says_an_earlier_bundle_lacks_its_re_reads_and_pr
     assert f"Run {run_id} was closed: these re-reads were added to its audit log after its close" in said
     assert "A bundle made before now still verifies but does not hold them" in said
     command = said.rsplit("make it again: ", 1)[1]
-    assert command == f"offboard bundle --run {run_id} -c {config}"
+    # into the exit's folder beside its config, not wherever the person stands (a repository's root)
+    assert command == f"offboard bundle --run {run_id} -c {config} -o {config.parent / run_id}.tar.gz"
     # The earlier bundle still verifies (the log only grew); the command printed runs as printed.
     assert cli("bundle", "verify", "early.tar.gz", "--public-key", "msp.pub").code == 0
     remade = cli(*shlex.split(command)[1:])
     assert remade.code == 0, remade.out + remade.err
-    assert cli("bundle", "verify", f"{run_id}.tar.gz", "--public-key", "msp.pub").code == 0
+    assert cli("bundle", "verify", str(config.parent / f"{run_id}.tar.gz"), "--public-key", "msp.pub").code == 0
 
 
 def test_verify_of_a_run_still_open_says_nothing_of_a_close(cli: Any, tmp_path: Path,

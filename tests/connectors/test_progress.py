@@ -144,6 +144,8 @@ def test_quiet_apply_into_a_log_prints_no_progress_line(cli: Any, tmp_path: Path
     assert result.code == 3, result.err
     assert not [line for line in (result.out + result.err).splitlines() if STAMP.match(line)], result.out
     assert result.out.strip() == ""
+    # the outcome (a person's items wait) is exit 3's to say: no line of it either, only warnings
+    assert "manual item(s) waiting" not in result.err, result.err
 
 
 def test_each_vendor_lane_shows_its_own_step_and_the_eta_counts_the_waits() -> None:
@@ -265,6 +267,25 @@ def test_a_guided_prompt_stops_the_etas_and_takes_the_bar_off_the_screen() -> No
     assert bar.eta("Huntress") == before  # the minute at the prompt is not the run's
     now[0] += 5.0
     assert bar.eta("Huntress") == before - 5.0
+    bar.finish()
+
+
+def test_the_bar_drawn_again_after_a_prompt_leaves_the_prompt_and_its_answer_on_the_screen() -> None:
+    """Review at 120x40: after a guided prompt (answered, or stopped by Ctrl-C) the bar came back over
+    the prompt box's last lines and the answer typed."""
+    now = [0.0]
+    bar = after_a_burst(now, 27)
+    bar._progress.refresh()
+    screen = bar.console.file
+    assert isinstance(screen, io.StringIO)
+    bar.suspend()
+    bar.console.print("╰──────╯\ndone / skip / stop [done/skip/stop] (done): skip")
+    after_prompt = len(screen.getvalue())
+    bar.resume()
+    bar._progress.refresh()
+    drawn = screen.getvalue()[after_prompt:]
+    assert "Huntress: 3. Remove endpoint coverage" in drawn
+    assert "\x1b[1A" not in drawn.split("Huntress")[0]  # no cursor-up into the prompt before the bar is drawn
     bar.finish()
 
 

@@ -29,7 +29,7 @@ from offboard.batch.source import ExitSpec
 from offboard.batch.status import FAILED, GATED, INTERRUPTED, NOT_STARTED, RUNNING, WAITING, ExitState, exit_state
 from offboard.config import ExitConfig, SectionSettings, load_config
 from offboard.connectors import Check
-from offboard.engine.confirm import nearest_ids
+from offboard.engine.confirm import full_item_id, nearest_ids
 from offboard.engine.guards import plan_misfit
 from offboard.engine.scope_guard import calls_of
 from offboard.errors import BadInput, ExitCode, OffboardError, RunInterrupted
@@ -497,6 +497,8 @@ def confirm_batch(batch: Batch, item: str, by: str, note: str, *, only: list[str
     if unknown:
         raise BadInput(f"no customer {unknown[0]!r} in this batch; its customers: "
                        + ", ".join(e.slug for e in batch.exits))
+    # The short id `offboard confirm` takes (`notify.sent`) is taken here too, when one item of the batch ends so.
+    item = full_item_id(item, {a.id for e in batch.exits for a in e.plan.actions() if a.manual is not None}) or item
     done: list[tuple[str, engine.ConfirmResult | OffboardError]] = []
     waiting: set[str] = set()
     for e in batch.exits:
@@ -516,8 +518,8 @@ def confirm_batch(batch: Batch, item: str, by: str, note: str, *, only: list[str
         listing = hints.command("batch", "status", "--pending", batch.path)
         near = nearest_ids(item, sorted(waiting))
         guess = f"did you mean {near}? " if near else ""
-        raise BadInput(f"{item!r} waits for a person in no exit of this batch"
-                       + (f" among {', '.join(only)}" if only else "") + f"; {guess}`{listing}` lists what does")
+        where = f"in none of the exits named ({', '.join(only)})" if only else "in no exit of this batch"
+        raise BadInput(f"{item!r} waits for a person {where}; {guess}`{listing}` lists what does")
     return done
 
 

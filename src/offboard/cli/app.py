@@ -264,7 +264,9 @@ def _finish(result: engine.RunResult, signature: str | None, warnings: list[str]
     render.documents(result.documents)
     for line in result.ticket:
         render.out.print(line, soft_wrap=True, markup=False)
-    if result.message:
+    # -q (cron, an RMM): an outcome that is not a failure is the exit code's to say (0, or 3: a person's
+    # items wait); a failure's message is an error, said all the same.
+    if result.message and not (render.out.quiet and result.exit_code in (ExitCode.OK, ExitCode.MANUAL_PENDING)):
         render.error(REDACTOR.text(result.message))
     if as_json:
         jsonout.apply(result, check, plan_signature=signature, warnings=warnings)

@@ -121,7 +121,10 @@ def accounts_table(bp: batches.BatchPlan) -> Table:
         table.add_column(col, overflow="fold")
     for a in bp.accounts:
         limit = f"{a.limit} per {a.window_seconds:g} s" if a.limit else "?"
-        table.add_row(escape(a.account), str(a.exits), f"{a.calls:,}", limit, _duration(a.seconds_at_ceiling))
+        # Calls that all fit one window take no wall time at the ceiling: said so, not "0.0 s".
+        wall = (f"under {a.window_seconds:g} s (one window)" if a.limit and 0 < a.calls <= a.limit
+                else _duration(a.seconds_at_ceiling))
+        table.add_row(escape(a.account), str(a.exits), f"{a.calls:,}", limit, wall)
     return table
 
 
@@ -188,8 +191,19 @@ def plan_cmd(
         if any(s.cfg.path.resolve().is_relative_to(expand_into) for s in specs):
             render.out.print(f"Each customer's exit config was written to {_shown(expand_into)}/<customer>/config.toml "
                              "(its runs go beside it).", soft_wrap=True, markup=False)
-        render.out.print(f"Saved to {out}. Review it, then run: {hints.command('batch', 'apply', out)}",
-                         soft_wrap=True, markup=False)
+        render.out.print(f"Saved to {out}. {_then_apply(bp, out)}", soft_wrap=True, markup=False)
+
+
+def _then_apply(bp: batches.BatchPlan, out: Path) -> str:
+    """What to do with a saved batch plan, as a single exit's plan says it: with gates that stop some
+    exits, both the apply that runs the others and the one that passes those gates once handled."""
+    apply = hints.command("batch", "apply", out)
+    gated = [e.slug for e in bp.exits if engine.gates_stop([f for v in e.plan.vendors for f in v.findings], None)]
+    if not gated:
+        return f"Review it, then run: {apply}"
+    passed = hints.command("batch", "apply", out, extra=["--override-preflight", "REASON"])
+    return (f"Review it, then run `{apply}` ({', '.join(gated)}: stopped by the gates above, exit 4); once "
+            f"they are handled, to run {'it' if len(gated) == 1 else 'them'} too: {passed}")
 
 
 @batch_app.command("apply")
@@ -329,7 +343,8 @@ def confirm_cmd(
                          f"{r.check.detail if r.check else '?'}")
         else:  # what it re-read, as `offboard confirm` shows it
             seen = f"; re-read: {r.check.name}: {r.check.detail}" if r.check is not None else ""
-            render.out.print(f"{slug}: confirmed {item} (run {r.run.run_id}){seen}", markup=False, soft_wrap=True)
+            render.out.print(f"{slug}: confirmed {r.action.id} (run {r.run.run_id}){seen}", markup=False,
+                             soft_wrap=True)
     if any(not isinstance(r, OffboardError) and r.to_resume for _, r in results):
         render.out.print(f"Actions held until now run with: {hints.command('batch', 'apply', '--resume', plan)}",
                          markup=False, soft_wrap=True)

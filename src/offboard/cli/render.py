@@ -728,6 +728,9 @@ class RichProgress:
         self._progress.live.transient = True
         self._progress.stop()
         self._progress.live.transient = False
+        # Rich keeps the erased bar's height and, drawing again, moves the cursor up that many lines first:
+        # over the prompt's last lines and the person's answer (review9). The bar starts anew below them.
+        self._progress.live._live_render._shape = None
         self._live = False
         with self._lock:
             self._suspended = self._clock()

@@ -5,7 +5,7 @@ item of a run stands. Both read the run's audit log, the source of truth."""
 from __future__ import annotations
 
 import difflib
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -63,15 +63,23 @@ def nearest_ids(given: str, ids: Sequence[str], shown: int = 4) -> str:
     return either + (f" (and {len(near) - len(some)} more)" if len(near) > len(some) else "")
 
 
+def full_item_id(given: str, ids: Iterable[str]) -> str | None:
+    """``given`` as one of ``ids``: itself, or the one id it is the end of without its vendor
+    (``notify.sent`` for ``blumira.notify.sent``); None when neither (or the end is two ids')."""
+    ids = list(ids)
+    if given in ids:
+        return given
+    short = {i for i in ids if i.split(".", 1)[-1] == given}
+    return short.pop() if len(short) == 1 else None
+
+
 def manual_item_id(plan: Plan, given: str, run_id: str, cfg: ExitConfig) -> str:
     """The manual item ``given`` names: its id as `status` shows it, or that id without its vendor
     when only one item ends so; else one line with the nearest ids ("did you mean")."""
     manual = [a.id for a in plan.actions() if a.manual is not None]
-    if given in manual:
-        return given
-    short = [i for i in manual if i.split(".", 1)[-1] == given]
-    if len(short) == 1:
-        return short[0]
+    found = full_item_id(given, manual)
+    if found is not None:
+        return found
     listing = hints.command("status", "--pending", run=run_id, config=cfg.path)
     near = nearest_ids(given, manual)
     guess = f"did you mean {near}? " if near else ""
