@@ -265,11 +265,14 @@ def test_ctrl_c_resume_as_printed_carries_the_override_to_the_exits_not_yet_star
                                  cwd=m.dir, env=m.env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         until(lambda: len(h.deletes()) >= 3 or first.poll() is not None, what="the third DELETE", tries=12000)
         first.send_signal(signal.SIGINT)
-        _, err = first.communicate(timeout=60)
+        out, err = first.communicate(timeout=60)
         assert first.returncode == 130, err
         assert h.agents_of(CUSTOMER_ORG) and len(h.agents_of(CUSTOMER_ORG)) == 40  # Acme Dental never started
         printed = "offboard batch apply --resume b.plan.json --override-preflight 'incident 12 closed by phone'"
-        assert f"`{printed}`" in " ".join(err.split()), err  # the operator's decision, in plain sight
+        assert f"Next: {printed}" in out.splitlines(), out  # the operator's decision, in plain sight
+        # said once: the error's paragraph points at it (review9: the resume was printed twice)
+        assert "continue (with the overrides this run was given" in " ".join(err.split()), err
+        assert "with the `Next:` line above" in " ".join(err.split()) and "offboard batch apply" not in err, err
         resumed = m.run(*shlex.split(printed)[1:])  # as printed
         assert resumed.returncode == 3, resumed.stdout + resumed.stderr  # was 4: stopped by its gate
         assert h.agents_of(CUSTOMER_ORG) == [] and h.agents_of(44) == []

@@ -395,13 +395,15 @@ def override_args(overrides: engine.Overrides) -> list[str]:
 class BatchInterrupted(OffboardError):
     exit_code = ExitCode.INTERRUPTED
 
-    def __init__(self, path: Path, overrides: engine.Overrides | None = None) -> None:
+    def __init__(self, path: Path, overrides: engine.Overrides | None = None, *, told: bool = False) -> None:
+        """``told``: the resume was printed already (the `Next:` lines above): said once, not twice."""
         given = override_args(overrides) if overrides is not None else []
         carried = (" (with the overrides this run was given, each audited again with its reason in every exit it "
                    "passes; leave one out to have it checked again)" if given else "")
+        how = ("the `Next:` line above" if told else
+               f"`{hints.command('batch', 'apply', '--resume', path, extra=given)}`")
         super().__init__(f"interrupted: each exit stopped after the action it was on, recorded in its own audit "
-                         f"log; continue{carried} with "
-                         f"`{hints.command('batch', 'apply', '--resume', path, extra=given)}`")
+                         f"log; continue{carried} with {how}")
 
 
 def batch_exit_code(outcomes: list[ExitOutcome], states: Mapping[str, ExitState]) -> ExitCode:
