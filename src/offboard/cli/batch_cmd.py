@@ -243,7 +243,7 @@ def apply_cmd(
         states = batches.states_of(b)
         render.out.print(status_table(b, states))
         next_commands(states, plan, batches.override_args(overrides))
-        raise batches.BatchInterrupted(plan, overrides, told=True) from None
+        raise batches.BatchInterrupted(plan, overrides, told=not render.out.quiet) from None  # -q: no Next: line
     states = batches.states_of(b)
     render.out.print(status_table(b, states))
     code = batches.batch_exit_code(outcomes, states)
