@@ -568,3 +568,24 @@ def test_a_lanes_pace_leaves_out_its_waits_for_a_limit_its_floor_counts() -> Non
     line = frame(bar)[1]
     assert "35/64" in line and "ETA 0:00:02" in line, line  # 29 left at 1.5 s of work for 35: the window is open
     bar.finish()
+
+
+def test_ctrl_c_at_a_guided_prompt_leaves_the_line_for_the_bar_to_start_below(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Review at 120x40: a Ctrl-C at a guided prompt left "…(done): ^CAll vendors", the bar's last frame
+    glued to the prompt's line."""
+    from rich.prompt import Prompt
+
+    from offboard.cli import render
+
+    screen = io.StringIO()
+    monkeypatch.setattr(render, "out", Console(file=screen, force_terminal=True, width=120, color_system=None))
+
+    def ctrl_c(prompt: str, **_: object) -> str:
+        render.out.file.write(f"{prompt} (done): ^C")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(Prompt, "ask", ctrl_c)
+    with pytest.raises(KeyboardInterrupt):
+        render.RichGuide("J. Doe").ask(of("huntress", 1), None)
+    assert screen.getvalue().endswith("(done): ^C\n"), repr(screen.getvalue()[-80:])

@@ -283,6 +283,7 @@ def test_batch_apply_on_a_terminal_is_a_live_table_and_in_a_log_a_line_per_step(
         assert planned.returncode == 0, planned.stderr
         printed_apply = f"offboard batch apply {BATCH}"
         assert planned.stdout.rstrip().endswith(f"then run: {printed_apply}"), planned.stdout
+        assert "(acme-dental: stopped by the gates above, exit 4," in " ".join(planned.stdout.split())
 
         # As printed: no override, so Acme Dental's open incident and isolated host stop it (exit 4).
         code, frames, lines = frames_on_a_terminal(f". rehearsal-batch/sandbox.env && {printed_apply}", folder, env)

@@ -39,5 +39,5 @@ def test_an_accounts_calls_that_fit_one_window_are_said_to_not_a_zero_wall_time(
     console = Console(width=120, record=True, color_system=None)
     console.print(accounts_table(SimpleNamespace(accounts=(small, large))))  # type: ignore[arg-type]
     shown = console.export_text()
-    assert "under 60 s (one window)" in shown and "0.0 s" not in shown
+    assert "0 s: one window holds them" in shown and "0.0 s" not in shown
     assert "1 min 30 s" in shown  # more than a window's worth: its time at the ceiling

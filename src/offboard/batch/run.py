@@ -301,8 +301,9 @@ def apply_batch(batch: Batch, *, resume: bool, overrides: engine.Overrides, open
     states = {e.slug: exit_state(batch.configs[e.slug], e.plan, batch.path) for e in batch.exits}
     started = [s for s, st in states.items() if st.state != NOT_STARTED]
     if started and not resume:
+        resume_as_given = hints.command("batch", "apply", "--resume", batch.path, extra=override_args(overrides))
         raise BadInput(f"this batch has started ({len(started)} exit(s) have a run, e.g. {started[0]}); continue "
-                       f"it with `offboard batch apply --resume {batch.path}`")
+                       f"it (with the overrides given here) with `{resume_as_given}`")
     outcomes: dict[str, ExitOutcome] = {}
     work: list[tuple[BatchExit, str]] = []
     for e in batch.exits:

@@ -121,8 +121,9 @@ def accounts_table(bp: batches.BatchPlan) -> Table:
         table.add_column(col, overflow="fold")
     for a in bp.accounts:
         limit = f"{a.limit} per {a.window_seconds:g} s" if a.limit else "?"
-        # Calls that all fit one window take no wall time at the ceiling: said so, not "0.0 s".
-        wall = (f"under {a.window_seconds:g} s (one window)" if a.limit and 0 < a.calls <= a.limit
+        # Calls that all fit one window wait for none at the ceiling: said so, not "0.0 s" (nor "under 60 s",
+        # which read as up to a minute).
+        wall = ("0 s: one window holds them" if a.limit and 0 < a.calls <= a.limit
                 else _duration(a.seconds_at_ceiling))
         table.add_row(escape(a.account), str(a.exits), f"{a.calls:,}", limit, wall)
     return table
@@ -195,15 +196,15 @@ def plan_cmd(
 
 
 def _then_apply(bp: batches.BatchPlan, out: Path) -> str:
-    """What to do with a saved batch plan, as a single exit's plan says it: with gates that stop some
-    exits, both the apply that runs the others and the one that passes those gates once handled."""
+    """What to do with a saved batch plan. The exits its gates stop are named: the apply runs the
+    others, and its `Next:` lines then give the resume that passes those gates once they are handled
+    (a second plain apply of a started batch is refused)."""
     apply = hints.command("batch", "apply", out)
     gated = [e.slug for e in bp.exits if engine.gates_stop([f for v in e.plan.vendors for f in v.findings], None)]
     if not gated:
         return f"Review it, then run: {apply}"
-    passed = hints.command("batch", "apply", out, extra=["--override-preflight", "REASON"])
-    return (f"Review it, then run `{apply}` ({', '.join(gated)}: stopped by the gates above, exit 4); once "
-            f"they are handled, to run {'it' if len(gated) == 1 else 'them'} too: {passed}")
+    return (f"Review it ({', '.join(gated)}: stopped by the gates above, exit 4, until they are handled and "
+            f"passed with --override-preflight REASON, here or on the resume it prints), then run: {apply}")
 
 
 @batch_app.command("apply")

@@ -882,6 +882,9 @@ class RichGuide:
                 note = Prompt.ask(f"This item needs a note: {m.record}", default="", show_default=False,
                                   console=out).strip()
             return GuideAnswer(done=True, note=note)
+        except KeyboardInterrupt:
+            out.line()  # Ctrl-C at the prompt left the cursor after "^C": the bar's last frame starts below it
+            raise
         finally:
             if self._progress is not None:
                 self._progress.resume()

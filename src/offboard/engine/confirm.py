@@ -65,7 +65,7 @@ def nearest_ids(given: str, ids: Sequence[str], shown: int = 4) -> str:
 
 def full_item_id(given: str, ids: Iterable[str]) -> str | None:
     """``given`` as one of ``ids``: itself, or the one id it is the end of without its vendor
-    (``notify.sent`` for ``blumira.notify.sent``); None when neither (or the end is two ids')."""
+    (``notify.sent`` for ``<vendor>.notify.sent``); None when neither (or the end is two ids')."""
     ids = list(ids)
     if given in ids:
         return given
