@@ -589,3 +589,5 @@ def test_ctrl_c_at_a_guided_prompt_leaves_the_line_for_the_bar_to_start_below(
     with pytest.raises(KeyboardInterrupt):
         render.RichGuide("J. Doe").ask(of("huntress", 1), None)
     assert screen.getvalue().endswith("(done): ^C\n"), repr(screen.getvalue()[-80:])
+    # the prompt says who a "done" is recorded as (review10: it asked for a note, never a name)
+    assert "confirmed by J. Doe (--by NAME to change)" in " ".join(screen.getvalue().split())

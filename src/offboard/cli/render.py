@@ -871,6 +871,7 @@ class RichGuide:
                     lines.append(f"Checked by API when you say done: {escape(m.verify_hint)}")
             if refused is not None:
                 lines.append(f"[bold red]Not recorded: the vendor still shows {escape(refused.detail)}[/]")
+            lines.append(f"Done is recorded in the audit log as confirmed by {escape(self.by)} (--by NAME to change).")
             out.print(Panel("\n".join(lines), title=f"Manual item {action.id}", title_align="left"))
             choice = Prompt.ask("done / skip (leave it on the checklist) / stop (leave guided mode)",
                                 choices=["done", "skip", "stop"], default="done", console=out)
