@@ -197,6 +197,10 @@ class Plan(_Model):
     def steps(self) -> list[Step]:
         return [s for v in self.vendors for s in v.steps]
 
+    def gates(self) -> list[Finding]:
+        """Its vendors' blocking findings: what stops `apply` (unless passed, where they can be)."""
+        return [f for v in self.vendors for f in v.findings if f.blocking]
+
     def step_of(self) -> dict[str, Step]:
         return {a.id: s for s in self.steps() for a in s.actions}
 

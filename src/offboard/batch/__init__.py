@@ -29,12 +29,12 @@ from offboard.batch.run import (
     watch_batch,
 )
 from offboard.batch.source import ExitSpec, load_source
-from offboard.batch.status import ExitState, exit_state, next_steps
+from offboard.batch.status import ExitState, exit_state, next_steps, resume_command
 
 __all__ = [
     "PARALLEL", "Batch", "BatchInterrupted", "BatchPlan", "Board", "ExitChecks", "ExitOutcome", "ExitRow",
     "ExitSpec", "ExitState", "ExitWatch", "LaneRow",
     "apply_batch", "batch_exit_code", "board_of", "bundle_batch", "confirm_batch", "exit_state", "load_source",
-    "next_steps", "open_batch", "override_args", "plan_batch", "read_batch_plan", "share_of_account_time",
-    "states_of", "verify_batch", "watch_batch", "write_batch_plan",
+    "next_steps", "open_batch", "override_args", "plan_batch", "read_batch_plan", "resume_command",
+    "share_of_account_time", "states_of", "verify_batch", "watch_batch", "write_batch_plan",
 ]

@@ -26,7 +26,17 @@ from offboard import engine, hints
 from offboard.batch.planfile import AccountLoad, BatchExit, BatchPlan, Estimate, VendorLoad, read_batch_plan
 from offboard.batch.progress import Board, Load, Planned
 from offboard.batch.source import ExitSpec
-from offboard.batch.status import FAILED, GATED, INTERRUPTED, NOT_STARTED, RUNNING, WAITING, ExitState, exit_state
+from offboard.batch.status import (
+    FAILED,
+    GATED,
+    INTERRUPTED,
+    NOT_STARTED,
+    RUNNING,
+    WAITING,
+    ExitState,
+    exit_state,
+    resume_command,
+)
 from offboard.config import ExitConfig, SectionSettings, load_config
 from offboard.connectors import Check
 from offboard.engine.confirm import full_item_id, nearest_ids
@@ -228,8 +238,7 @@ def board_of(batch: Batch, parallel: int = PARALLEL, overrides: engine.Overrides
     gates ``overrides`` do not pass stops at them after its re-read: only that is counted of it (a
     row's ETA counted its whole plan, then fell by a minute as the gate stopped it)."""
     def planned(e: BatchExit) -> Planned:
-        runs = not engine.gates_stop((f for vp in e.plan.vendors for f in vp.findings),
-                                     overrides.preflight if overrides else None)
+        runs = not engine.gates_stop(e.plan.gates(), overrides.preflight if overrides else None)
         return Planned(e.slug, e.customer, e.estimate.seconds_of_ceiling,
                        {vp.display_name: sum(len(s.actions) for s in vp.steps) for vp in e.plan.vendors},
                        loads=_loads_of(e, lambda _a: runs, verifies=runs))
@@ -301,9 +310,9 @@ def apply_batch(batch: Batch, *, resume: bool, overrides: engine.Overrides, open
     states = {e.slug: exit_state(batch.configs[e.slug], e.plan, batch.path) for e in batch.exits}
     started = [s for s, st in states.items() if st.state != NOT_STARTED]
     if started and not resume:
-        resume_as_given = hints.command("batch", "apply", "--resume", batch.path, extra=override_args(overrides))
+        again = resume_command(batch.path, override_args(overrides))
         raise BadInput(f"this batch has started ({len(started)} exit(s) have a run, e.g. {started[0]}); continue "
-                       f"it (with the overrides given here) with `{resume_as_given}`")
+                       f"it (with the overrides given here) with `{again}`")
     outcomes: dict[str, ExitOutcome] = {}
     work: list[tuple[BatchExit, str]] = []
     for e in batch.exits:
@@ -401,8 +410,7 @@ class BatchInterrupted(OffboardError):
         given = override_args(overrides) if overrides is not None else []
         carried = (" (with the overrides this run was given, each audited again with its reason in every exit it "
                    "passes; leave one out to have it checked again)" if given else "")
-        how = ("the `Next:` line above" if told else
-               f"`{hints.command('batch', 'apply', '--resume', path, extra=given)}`")
+        how = "the `Next:` line above" if told else f"`{resume_command(path, given)}`"
         super().__init__(f"interrupted: each exit stopped after the action it was on, recorded in its own audit "
                          f"log; continue{carried} with {how}")
 

@@ -5,7 +5,7 @@ cannot make the two disagree."""
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -96,9 +96,14 @@ def _running(run: RunDir) -> bool:
         return True
 
 
+def resume_command(batch_plan: Path | None, flags: Sequence[str] = ()) -> str:
+    """`offboard batch apply --resume [PLAN] [FLAGS]`: the one spelling of a batch's resume."""
+    return hints.command("batch", "apply", "--resume", *([batch_plan] if batch_plan else []), extra=flags)
+
+
 def exit_state(cfg: ExitConfig, plan: Plan, batch_plan: Path | None = None) -> ExitState:
     """``batch_plan``: the batch plan's path as the user gave it, carried by the commands the detail names."""
-    resume = hints.command("batch", "apply", "--resume", *([batch_plan] if batch_plan else []))
+    resume = resume_command(batch_plan)
     run = find_run(cfg, plan)
     actions = plan.actions()
     removals = [a for a in actions if a.kind == "api" and a.destructive]
@@ -158,8 +163,7 @@ def exit_state(cfg: ExitConfig, plan: Plan, batch_plan: Path | None = None) -> E
         out.resumable = False
         # Once a person has handled the gate, only an override passes it (audited with its reason in the exit's
         # log): a resume without one stops here again. REASON is the placeholder the person fills in.
-        out.next_command = hints.command("batch", "apply", "--resume", *([batch_plan] if batch_plan else []),
-                                         "--override-preflight", "REASON")
+        out.next_command = resume_command(batch_plan, ["--override-preflight", "REASON"])
     else:
         out.state = FAILED
         out.detail = str(detail if not isinstance(detail, dict) else

@@ -100,7 +100,7 @@ def _json(wanted: bool) -> bool:
 def _then_apply(the_plan: Plan, machine_gates: Sequence[Finding], out: Path, config: Path) -> str:
     """What to do with a saved plan: the apply that runs as printed, its gates' override in it when
     they can be passed (a plain apply is refused by them, exit 4); none when a gate has no override."""
-    gates = [*(f for vp in the_plan.vendors for f in vp.findings), *machine_gates]
+    gates = [*the_plan.gates(), *machine_gates]
     if engine.hard_gates(gates):
         return "Apply refuses it while a gate with no override stands (above): fix that, then plan again."
     if engine.gates_stop(gates, None):

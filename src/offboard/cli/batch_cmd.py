@@ -92,8 +92,7 @@ def plan_table(bp: batches.BatchPlan) -> Table:
     for e in bp.exits:
         est = e.estimate
         holds = f" ({est.gates} hold a vendor)" if est.gates else ""
-        gates = sorted({f"{f.vendor} {f.kind.replace('_', ' ')}" for v in e.plan.vendors for f in v.findings
-                        if f.blocking})
+        gates = sorted({f"{f.vendor} {f.kind.replace('_', ' ')}" for f in e.plan.gates()})
         table.add_row(escape(e.slug), escape(e.customer), ", ".join(v.vendor for v in est.loads), f"{est.removals:,}",
                       f"{est.exports:,}", f"{est.manual:,}{holds}", f"{est.calls:,}",
                       _duration(batches.share_of_account_time(e, bp.accounts)),
@@ -108,7 +107,7 @@ def gate_lines(bp: batches.BatchPlan) -> list[str]:
     """Each exit's blocking gates in full, last: `batch apply` stops those exits (exit 4) until
     they are handled and passed with --override-preflight."""
     lines = [f"{e.slug}: " + "; ".join(f"{f.vendor}: {f.detail}" for f in gates)
-             for e in bp.exits if (gates := [f for v in e.plan.vendors for f in v.findings if f.blocking])]
+             for e in bp.exits if (gates := e.plan.gates())]
     if not lines:
         return ["No gate blocks any exit."]
     return [f"Blocks apply for {len(lines)} exit(s) (those stop with exit 4 until handled and passed with "
@@ -151,14 +150,15 @@ def status_table(b: batches.Batch, states: dict[str, batches.ExitState]) -> Tabl
     return table
 
 
-def next_commands(states: dict[str, batches.ExitState], plan: Path, carried: list[str] | None = None) -> None:
+def next_commands(states: dict[str, batches.ExitState], plan: Path,
+                  overrides: engine.Overrides | None = None) -> None:
     """What to run next (the batch's one rule, ``batches.next_steps``), each command whole on a line
-    of its own (a table cell folds): `batch apply` ends with it and `batch status` prints it. ``carried``:
-    the operator's overrides of a `batch apply` stopped by Ctrl-C, on its resume (as its last line)."""
-    resume = hints.command("batch", "apply", "--resume", plan)
+    of its own (a table cell folds): `batch apply` ends with it and `batch status` prints it. ``overrides``:
+    those of a `batch apply` stopped by Ctrl-C, carried on its resume."""
+    resume = batches.resume_command(plan)
     for command in batches.next_steps(states, plan):
-        if carried and command == resume:
-            command = hints.command("batch", "apply", "--resume", plan, extra=carried)
+        if overrides is not None and command == resume:
+            command = batches.resume_command(plan, batches.override_args(overrides))
         render.out.print(f"Next: {command}", markup=False, soft_wrap=True)
 
 
@@ -200,7 +200,7 @@ def _then_apply(bp: batches.BatchPlan, out: Path) -> str:
     others, and its `Next:` lines then give the resume that passes those gates once they are handled
     (a second plain apply of a started batch is refused)."""
     apply = hints.command("batch", "apply", out)
-    gated = [e.slug for e in bp.exits if engine.gates_stop([f for v in e.plan.vendors for f in v.findings], None)]
+    gated = [e.slug for e in bp.exits if engine.gates_stop(e.plan.gates(), None)]
     if not gated:
         return f"Review it, then run: {apply}"
     return (f"Review it ({', '.join(gated)}: stopped by the gates above, exit 4, until they are handled and "
@@ -243,7 +243,7 @@ def apply_cmd(
         # resume with this run's overrides), as at a batch's end.
         states = batches.states_of(b)
         render.out.print(status_table(b, states))
-        next_commands(states, plan, batches.override_args(overrides))
+        next_commands(states, plan, overrides)
         raise batches.BatchInterrupted(plan, overrides, told=not render.out.quiet) from None  # -q: no Next: line
     states = batches.states_of(b)
     render.out.print(status_table(b, states))
@@ -347,7 +347,7 @@ def confirm_cmd(
             render.out.print(f"{slug}: confirmed {r.action.id} (run {r.run.run_id}){seen}", markup=False,
                              soft_wrap=True)
     if any(not isinstance(r, OffboardError) and r.to_resume for _, r in results):
-        render.out.print(f"Actions held until now run with: {hints.command('batch', 'apply', '--resume', plan)}",
+        render.out.print(f"Actions held until now run with: {batches.resume_command(plan)}",
                          markup=False, soft_wrap=True)
     if refusals and len(refusals) == len(results) and {int(r.exit_code) for r in refusals} == {ExitCode.BAD_INPUT}:
         raise typer.Exit(ExitCode.BAD_INPUT)  # as the single confirm: nothing was recorded anywhere

@@ -95,7 +95,7 @@ def run_demo(directory: Path, *, keep: bool = False, psa: str | None = None) -> 
                 render.out.print(engine.record_scope(sessions.ticket, plan), soft_wrap=True, markup=False)
 
             render.rule("2. apply (unattended: all API work, then the manual checklist)")
-            if any(f.blocking for v in plan.vendors for f in v.findings):
+            if plan.gates():
                 render.out.print(f"A preflight gate would stop a real run (exit 4). The demo overrides it "
                                  f"with an audited reason: “{DEMO_OVERRIDE}”.")
             result = engine.apply(plan, cfg, sessions, overrides=engine.Overrides(preflight=DEMO_OVERRIDE),

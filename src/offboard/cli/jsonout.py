@@ -75,7 +75,7 @@ def plan(the_plan: Plan, exit_code: int, *, saved_to: Path | None, signature: Pa
         "changes": bool(removals),
         "counts": {"removals": len(removals), "evidence_exports": reads,
                    "manual": len(the_plan.actions()) - len(the_plan.api_actions()),
-                   "blocking_findings": sum(1 for v in the_plan.vendors for f in v.findings if f.blocking)},
+                   "blocking_findings": len(the_plan.gates())},
         "saved_to": str(saved_to) if saved_to is not None else None,
         "signature": str(signature) if signature is not None else None,
         "ticket_visibility": ticket_visibility,

@@ -304,7 +304,7 @@ def plan_summary(plan: Plan, machine_gates: Sequence[Finding] = ()) -> list[str]
     reads = planned_reads(plan.api_actions())
     lines = [f"[bold]Plan:[/] {len(api)} removal(s) by API, {reads}, {manual} manual item(s). Nothing has been "
              "changed."]
-    gates = [f for vp in plan.vendors for f in vp.findings if f.blocking] + [f for f in machine_gates if f.blocking]
+    gates = [*plan.gates(), *(f for f in machine_gates if f.blocking)]
     hard = [f for f in gates if not f.overridable]
     soft = [f for f in gates if f.overridable]
     if hard:
