@@ -4,7 +4,6 @@ prove the manual items were done."""
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
@@ -14,6 +13,7 @@ from offboard.errors import BadInput, VendorAuthError, VendorError
 from offboard.lifecycle import TERMINAL
 from offboard.plan import Action, Finding, Inventory, InventoryItem, Target, VendorPlan
 from offboard.wire.http import HttpRecord, Reply, VendorHttp
+from offboard.wire.spool import evidence_json
 
 from . import notify, unknowns
 from .auth import ClientCredentials
@@ -27,10 +27,6 @@ from .watch import watch as watch_after_exit
 # The manual items the API can check, and the list each is checked against.
 LIST_CHECKED = {"agents.remove-devices": "device", "agents.remove-keys": "agent_key", "users.remove": "user"}
 REFUSED_WRITE = frozenset({400, 403, 405, 422, 501})  # the API path itself is refused: a person does it
-
-
-def _json(obj: Any) -> bytes:
-    return (json.dumps(obj, indent=2, sort_keys=True, ensure_ascii=False) + "\n").encode()
 
 
 def find_uninstall(catalog: Any) -> str | None:
@@ -289,7 +285,7 @@ class BlumiraSession:
             data, count = self._exported(action, what)
         # The requests are per file (Artifact.requests): the action's line carries no single call.
         return ActionResult("success", f"{count} record(s) exported", None,
-                            artifacts=(Artifact(f"{what}.json", _json(data), requests=tuple(calls)),))
+                            artifacts=(Artifact(f"{what}.json", evidence_json(data), requests=tuple(calls)),))
 
     def _exported(self, action: Action, what: str) -> tuple[Any, int]:
         c = self.client

@@ -3,8 +3,7 @@ the re-reads that settle an uncertain write, verification, and manual-item check
 
 from __future__ import annotations
 
-import json
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import replace
 from datetime import datetime
 from typing import Any
@@ -13,7 +12,7 @@ from offboard.connectors import ActionResult, Artifact, Check, PlanParts, Watche
 from offboard.errors import BadInput, VendorAuthError
 from offboard.plan import Action, Finding, Inventory, InventoryItem, Target, VendorPlan
 from offboard.wire.http import HttpRecord, Reply, VendorHttp
-from offboard.wire.spool import RecordSpool
+from offboard.wire.spool import RecordSpool, evidence_json
 
 from .client import HuntressClient
 from .models import (
@@ -53,10 +52,6 @@ NEEDS_USER_KEY = ("a user-based Huntress API key whose user may make this change
                   "User API Credentials, then `offboard auth set huntress`")
 
 
-def _json(obj: Any) -> bytes:
-    return (json.dumps(obj, indent=2, sort_keys=True, ensure_ascii=False) + "\n").encode()
-
-
 class HuntressSession:
     def __init__(self, http: VendorHttp, settings: HuntressSettings) -> None:
         self.http = http
@@ -75,6 +70,9 @@ class HuntressSession:
         # during the writes, verification's) is not spooled for it: nothing of this run exports them again
         # (one that did would read them anew), and spooling is a third of such a discovery's CPU.
         self._agents_exported = False
+        # The plan just made of an inventory, until the credentials gate of the same inventory takes it
+        # (the engine plans, then preflights): a 10,000-agent exit is planned once, not twice.
+        self._just_planned: tuple[Inventory, PlanParts] | None = None
         c = self.client
         # operation -> (the one write call, what success means); every one is settled the same way.
         self._writes: dict[str, tuple[Callable[[int], Reply], str]] = {
@@ -136,6 +134,19 @@ class HuntressSession:
         return body, tuple(recorded)
 
     def discover(self) -> Inventory:
+        return self._discover()
+
+    def owners(self) -> dict[tuple[str, str], str]:
+        """Each listed object's owner, as ``discover()``'s inventory names it (``owner_of``), from the
+        same reads, but with the agents not built into the inventory: the scope guard's listing,
+        re-taken every 300 s under --trust-listing, where building 10,000 agents was a third of its CPU."""
+        agents: list[tuple[tuple[str, str], str]] = []
+        inventory = self._discover(agent_owners=agents)
+        return fold_owners([*(((i.target.type, i.target.id), i.owner) for i in inventory.items), *agents])
+
+    def _discover(self, agent_owners: list[tuple[tuple[str, str], str]] | None = None) -> Inventory:
+        """The inventory; with ``agent_owners``, each agent's (type, id) and owner go there instead
+        of into it, and nothing is spooled for the export."""
         actor = self.actor()
         self._fresh = {}
         org_body, org_calls = self.organization_now()
@@ -164,20 +175,22 @@ class HuntressSession:
                                                      name=f"ITDR tenant mapping {tenant}"), owner=org_owner))
         # Each list read once: the evidence export takes these same replies (see _fresh), kept on
         # disk meanwhile (wire.spool), not in memory; with the requests that read them.
-        raw_agents = None if self._agents_exported else RecordSpool()
+        raw_agents = None if self._agents_exported or agent_owners is not None else RecordSpool()
         # The loop parses as the pages stream in (nothing is held but the spool); it makes no other request.
         with self.http.recording() as agent_calls:
             listed = self.client.list_raw("agents", organization_id=self.org_id)
             for n, raw in enumerate(listed if raw_agents is None else raw_agents.extend(listed), 1):
                 a = parse(Agent, raw, "GET /v1/agents")
-                addressable = a.id is not None
+                owner = owner_of_org(a.organization_id) if a.id is not None and a.organization_id is not None \
+                    else UNKNOWN_OWNER
+                if agent_owners is not None:
+                    agent_owners.append((("agent", str(a.id) if a.id is not None else f"?{n}"), owner))
+                    continue
                 items.append(InventoryItem(
                     target=agent_target(a.id, a.hostname) if a.id is not None
                     else _unaddressable("agent", n, a.hostname),
-                    owner=owner_of_org(a.organization_id) if addressable and a.organization_id is not None
-                    else UNKNOWN_OWNER,
-                    attrs={"platform": a.platform, "os": a.os, "firewall_status": a.firewall_status,
-                           "last_callback_at": a.last_callback_at}))
+                    owner=owner, attrs={"platform": a.platform, "os": a.os, "firewall_status": a.firewall_status,
+                                        "last_callback_at": a.last_callback_at}))
         with self.http.recording() as member_calls:
             raw_members = list(self.client.list_raw("memberships", organization_id=self.org_id))
         self._fresh = {"organization": (org_body, tuple(org_calls)), "memberships": (raw_members, tuple(member_calls))}
@@ -247,7 +260,9 @@ class HuntressSession:
         """The account's default key is read-only (vendor-notes §1): with it every planned write
         would answer 403. Found before the run starts, and no override passes it."""
         actor = self.actor()
-        writes = [a for s in self.plan(inventory).steps for a in s.actions if a.kind == "api" and a.destructive]
+        just, self._just_planned = self._just_planned, None
+        parts = just[1] if just is not None and just[0] is inventory else plan_exit(inventory, self.s)
+        writes = [a for s in parts.steps for a in s.actions if a.kind == "api" and a.destructive]
         read_only = actor.user is None and actor.reseller is None
         if not read_only or not writes:
             why = "no write is planned" if not writes else f"{len(writes)} write(s) planned"
@@ -258,7 +273,9 @@ class HuntressSession:
                               f"{writes[0].call}): {NEEDS_USER_KEY}")
 
     def plan(self, inventory: Inventory) -> PlanParts:
-        return plan_exit(inventory, self.s)
+        parts = plan_exit(inventory, self.s)
+        self._just_planned = (inventory, parts)
+        return parts
 
     # -- execution -------------------------------------------------------------------
 
@@ -294,12 +311,10 @@ class HuntressSession:
         # What this run's discovery or preflight just read, if it did, with the requests that read it.
         fresh, read_by = self._fresh.pop(what, (None, ()))
         self._agents_exported |= what == "agents"
-        if isinstance(fresh, RecordSpool):
-            fresh = fresh.records()
         with self.http.recording() as calls:
             if what == "organization":
                 body = fresh if fresh is not None else self.client.organization_raw(org)[0]
-                files.append(Artifact("organization.json", _json(body), requests=(*read_by, *calls)))
+                files.append(Artifact("organization.json", evidence_json(body), requests=(*read_by, *calls)))
                 count = 1
             elif what == "incident_reports":
                 reports = fresh if fresh is not None else list(self.client.list_raw("incident_reports",
@@ -309,11 +324,11 @@ class HuntressSession:
                     if parsed.id is not None and parsed.remediations is not None and parsed.remediations.has_more:
                         r["remediations"] = {**r["remediations"], "items": self.client.remediations(parsed.id),
                                              "has_more": False}
-                files.append(Artifact("incident_reports.json", _json(reports), requests=(*read_by, *calls)))
+                files.append(Artifact("incident_reports.json", evidence_json(reports), requests=(*read_by, *calls)))
                 count = len(reports)
             elif what == "reports":
                 reports = self.client.summary_reports(org)
-                files.append(Artifact("reports.json", _json(reports), requests=tuple(calls)))
+                files.append(Artifact("reports.json", evidence_json(reports), requests=tuple(calls)))
                 for n, r in enumerate(reports, 1):
                     report = parse(SummaryReport, r, "GET /v1/reports")
                     if report.url:
@@ -323,12 +338,15 @@ class HuntressSession:
                                               requests=tuple(download)))
                 count = len(reports)
             elif what in ("agents", "signals", "escalations", "identities", "memberships"):
-                items = fresh if fresh is not None else list(self.client.list_raw(what, organization_id=org))
-                files.append(Artifact(f"{what}.json", _json(items), requests=(*read_by, *calls)))
-                count = len(items)
+                if isinstance(fresh, RecordSpool):  # the agents, as discovery spooled them
+                    content, count = fresh.json_array(), fresh.count
+                else:
+                    items = fresh if fresh is not None else list(self.client.list_raw(what, organization_id=org))
+                    content, count = evidence_json(items), len(items)
+                files.append(Artifact(f"{what}.json", content, requests=(*read_by, *calls)))
             elif what == "invoices":
                 items = list(self.client.list_raw("invoices"))
-                files.append(Artifact("invoices.json", _json(items), requests=tuple(calls)))
+                files.append(Artifact("invoices.json", evidence_json(items), requests=tuple(calls)))
                 count = len(items)
             else:
                 raise BadInput(f"plan action {action.id} exports {what!r}, which this connector does not know")
@@ -561,6 +579,14 @@ def _unaddressable(kind: str, n: int, name: str) -> Target:
     """An object listed without an id: nothing can be sent to it, and it cannot be proven gone."""
     label = kind.replace("_", " ")
     return Target(type=kind, id=f"?{n}", name=f"{label} without an id (#{n} listed){': ' + name if name else ''}")
+
+
+def fold_owners(listed: Iterable[tuple[tuple[str, str], str]]) -> dict[tuple[str, str], str]:
+    """Each object's owner as ``_one_owner_each`` leaves it: the one its every listing names, else unknown."""
+    owners: dict[tuple[str, str], str] = {}
+    for key, owner in listed:
+        owners[key] = owners.get(key, owner) if owners.get(key, owner) == owner else UNKNOWN_OWNER
+    return owners
 
 
 def _one_owner_each(items: list[InventoryItem]) -> list[InventoryItem]:

@@ -99,6 +99,10 @@ class _Planner:
         self.owner = owner_of_org(settings.organization_id)
         self.scope = settings.scope
         self.skipped: list[Skipped] = []
+        # Each kind's objects in name order, sorted once: a 10,000-agent inventory is asked for five kinds.
+        self._of_kind: dict[str, list[InventoryItem]] = {}
+        for item in sorted(inventory.items, key=lambda i: (i.target.name.lower(), i.target.id)):
+            self._of_kind.setdefault(item.target.type, []).append(item)
         listed = next((i for i in inventory.items if i.target.type == "organization"), None)
         self.org_name = listed.target.name if listed else f"organization {settings.organization_id}"
         # Written to (report recipients, deletion) only when the reply is surely the organization asked for.
@@ -108,9 +112,7 @@ class _Planner:
         """Objects of this kind that belong to the exit; the others are recorded as skipped."""
         owner = owner or self.owner
         out = []
-        for item in sorted(self.inv.items, key=lambda i: (i.target.name.lower(), i.target.id)):
-            if item.target.type != kind:
-                continue
+        for item in self._of_kind.get(kind, ()):
             if item.owner == UNKNOWN_OWNER:
                 self.skipped.append(Skipped(vendor=VENDOR, target=item.target,
                                             reason="owner unknown: the vendor's reply does not say whose it is "

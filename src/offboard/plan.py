@@ -150,12 +150,13 @@ class Inventory(_Model):
         return fingerprint_of(self.listed())
 
     @cached_property
-    def _owners(self) -> dict[tuple[str, str], str]:
-        # Built once: an exit of 10,000 agents looks up every target before its write.
+    def owners(self) -> dict[tuple[str, str], str]:
+        """Each listed object's owner by (type, id). Built once: an exit of 10,000 agents looks up
+        every target before its write."""
         return {(i.target.type, i.target.id): i.owner for i in self.items}
 
     def owner_of(self, target: Target) -> str | None:
-        return self._owners.get((target.type, target.id))
+        return self.owners.get((target.type, target.id))
 
 
 class VendorPlan(_Model):
@@ -231,7 +232,9 @@ def now_iso() -> str:
 def write_plan(plan: Plan, path: Path) -> None:
     from offboard.rundir import atomic_write_text
 
-    atomic_write_text(path, plan.sealed().model_dump_json(indent=2) + "\n")
+    # A plan with a checksum was sealed when made, or checked against it when read (``read_plan``),
+    # and cannot have changed since (frozen): a 10,000-agent plan is not hashed again to be written.
+    atomic_write_text(path, (plan if plan.checksum else plan.sealed()).model_dump_json(indent=2) + "\n")
 
 
 def read_plan(path: Path) -> Plan:

@@ -255,3 +255,53 @@ def test_every_parsed_definitions_example_parses(name: str) -> None:
     model = {"OrganizationWithActualProductUsages": models.Organization, "IncidentReport":
              models.IncidentWithRemediations}.get(name) or getattr(models, name)
     models.parse(model, huntress_spec.example(name), f"the spec's {name} example")
+
+
+def _discovered_and_re_taken(fake: FakeHuntress) -> tuple[object, object]:
+    """What discovery's inventory says each object's owner is, and what the --trust-listing re-take
+    (``owners()``) says, from the same replies (or the error each one stopped with)."""
+    out: list[object] = []
+    for read in (lambda s: s.discover().owners, lambda s: s.owners()):
+        with session(fake) as s:
+            try:
+                out.append(read(s))
+            except Exception as exc:  # the same refusal, either way
+                out.append((type(exc), str(exc)))
+    return out[0], out[1]
+
+
+@PROPERTY
+@given(actor=generated("Actor"), org=org_replies(),
+       agents=st.lists(ours_sometimes("agent", generated("Agent")), max_size=4),
+       # an agent listed again: under another organization, none, one of the wrong type, or its own
+       twins=st.lists(st.tuples(st.integers(0, 3), st.one_of(st.none(), st.just(ORG), st.integers(), st.text())),
+                      max_size=3),
+       memberships=st.lists(ours_sometimes("membership", generated("Membership")), max_size=3),
+       rules=st.lists(ours_sometimes("rule", generated("UnwantedAccessRule")), max_size=3))
+def test_the_listing_re_taken_under_trust_listing_names_the_owners_discovery_names(
+        actor: dict[str, Any], org: dict[str, Any], agents: list[dict[str, Any]],
+        twins: list[tuple[int, Any]], memberships: list[dict[str, Any]], rules: list[dict[str, Any]]) -> None:
+    agents += [{**agents[i], "organization_id": owner} for i, owner in twins if i < len(agents)]
+    fake = FakeHuntress(actor, org, {"agents": agents, "memberships": memberships, "unwanted_access_rules": rules,
+                                     "incident_reports": [], "escalations": [], "platform_actions": [],
+                                     "identities": []})
+    discovered, re_taken = _discovered_and_re_taken(fake)
+    assert re_taken == discovered
+
+
+def test_an_agent_listed_twice_under_two_owners_or_without_an_id_is_nobodys_in_the_re_taken_listing() -> None:
+    actor = {"user": {"id": 1, "email": "tech@msp.example"}}
+    agents = [{"id": 7, "organization_id": ORG}, {"id": 7, "organization_id": ORG + 1},  # moved while listed
+              {"id": 8, "organization_id": ORG}, {"id": 8, "organization_id": ORG},  # listed twice, same owner
+              {"organization_id": ORG, "hostname": "no-id"}, {"id": 9, "organization_id": None},
+              {"id": 10, "organization_id": ORG}]
+    fake = FakeHuntress(actor, {"id": ORG, "name": "Acme"}, {
+        "agents": agents, "memberships": [], "unwanted_access_rules": [], "incident_reports": [], "escalations": [],
+        "platform_actions": [], "identities": []})
+    discovered, re_taken = _discovered_and_re_taken(fake)
+    assert re_taken == discovered
+    assert isinstance(re_taken, dict)
+    assert {k: v for k, v in re_taken.items() if k[0] == "agent"} == {
+        ("agent", "7"): UNKNOWN_OWNER, ("agent", "8"): OURS, ("agent", "?5"): UNKNOWN_OWNER,
+        ("agent", "9"): UNKNOWN_OWNER, ("agent", "10"): OURS}
+    assert re_taken[("organization", str(ORG))] == OURS

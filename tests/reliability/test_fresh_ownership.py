@@ -16,7 +16,7 @@ from offboard import engine
 from offboard.connectors.sandboxing import InProcessTransport
 from offboard.engine import listings
 from offboard.errors import ExitCode
-from offboard.plan import Inventory
+from offboard.plan import Inventory, InventoryItem, Target
 from offboard.proof.audit import read_records
 from offboard_huntress.sandbox import CUSTOMER_ORG, NEIGHBOUR_ORG, HuntressSandbox
 from tests.conftest import DEMO_CREDS, NOTIFY, BlumiraHarness, Harness
@@ -207,14 +207,18 @@ def test_trust_listing_believes_applys_own_listing_until_it_is_max_age_old_count
     # ...for at most MAX_AGE_S after its discovery began, the gates and exports between counted
     now = [1000.0]
 
+    def listing(owner: str) -> Inventory:
+        return Inventory(vendor="v", scope="s", account="a",
+                         items=(InventoryItem(target=Target(type="agent", id="1"), owner=owner),))
+
     class Session:
         def discover(self) -> Inventory:
-            return Inventory(vendor="v", scope="re-taken", account="a")
+            return listing("org:7")
 
     ls = listings.Listings(engine.Sessions({"v": Session()}, {}),  # type: ignore[dict-item]
-                           {"v": Inventory(vendor="v", scope="apply's", account="a")}, clock=lambda: now[0],
+                           {"v": listing("org:42")}, clock=lambda: now[0],
                            taken={"v": 1000.0 - listings.MAX_AGE_S + 1})
-    assert ls.current("v") == (Inventory(vendor="v", scope="apply's", account="a"), listings.MAX_AGE_S - 1)
+    assert ls.current("v") == ({("agent", "1"): "org:42"}, listings.MAX_AGE_S - 1)
     now[0] += 1
-    assert ls.current("v")[0].scope == "re-taken" and ls.retakes == {"v": 1}
+    assert ls.current("v")[0] == {("agent", "1"): "org:7"} and ls.retakes == {"v": 1}
     gc.unfreeze()

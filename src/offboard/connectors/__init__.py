@@ -112,8 +112,15 @@ class PlanParts:
     skipped: tuple[Skipped, ...] = ()
 
 
+Owners = Mapping[tuple[str, str], str]  # (type, id) -> owner, as a listing names it
+
+
 class VendorSession(Protocol):
-    """One vendor account, opened with credentials. Every method but ``plan`` does I/O."""
+    """One vendor account, opened with credentials. Every method but ``plan`` does I/O.
+
+    Optional: ``owners() -> Owners``, each listed object's owner exactly as ``discover()``'s
+    inventory names it (``Inventory.owners``), read the same way but cheaper: the scope guard's
+    listing re-taken under --trust-listing (``listed_owners``)."""
 
     def discover(self) -> Inventory: ...
 
@@ -187,6 +194,13 @@ class SandboxKit:
     # and the [vendor] section of customer ``index`` (0: the one `config_section` names).
     make_app_for: Callable[[float, int], Any] | None = None
     customer_section: Callable[[str, float, int], dict[str, Any]] | None = None
+
+
+def listed_owners(session: VendorSession) -> Owners:
+    """The vendor's listing now, as owners: the session's ``owners()`` where it has one, else its
+    discovery's."""
+    owners: Callable[[], Owners] | None = getattr(session, "owners", None)
+    return owners() if callable(owners) else session.discover().owners
 
 
 @runtime_checkable

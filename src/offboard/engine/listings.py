@@ -19,6 +19,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
+from offboard.connectors import Owners, listed_owners
 from offboard.engine import collector
 from offboard.engine.sessions import Sessions
 from offboard.errors import BadInput
@@ -37,7 +38,8 @@ class Live:
 
 
 class Listings:
-    """Each vendor's live inventory, re-taken once its owner reads are MAX_AGE_S seconds old."""
+    """Each vendor's owners as its listing names them, re-taken once its owner reads are MAX_AGE_S
+    seconds old."""
 
     def __init__(self, sessions: Sessions, live: Mapping[str, Inventory],
                  clock: Callable[[], float] | None = None, *, taken: Mapping[str, float] | None = None) -> None:
@@ -46,26 +48,26 @@ class Listings:
         exports lasted. A vendor not given: its listing is re-taken before the first write."""
         self._sessions = sessions
         self._clock = clock or (lambda: now())
-        self._inventory = dict(live)
+        self._owners: dict[str, Owners] = {vendor: inventory.owners for vendor, inventory in live.items()}
         self._taken = {vendor: (taken or {}).get(vendor, float("-inf")) for vendor in live}
         self._lock = threading.Lock()  # each vendor's lane is its own thread
         self.retakes = dict.fromkeys(live, 0)
 
-    def current(self, vendor: str) -> tuple[Inventory, float]:
-        """The vendor's listing, and its age in seconds (at most MAX_AGE_S)."""
+    def current(self, vendor: str) -> tuple[Owners, float]:
+        """The vendor's owners as listed, and the listing's age in seconds (at most MAX_AGE_S)."""
         with self._lock:
             age = self._clock() - self._taken[vendor]
         if age >= MAX_AGE_S:
             started = self._clock()
-            fresh = self._sessions.by_vendor[vendor].discover()
+            fresh = listed_owners(self._sessions.by_vendor[vendor])
             age = self._clock() - started
             if age >= MAX_AGE_S:
                 raise BadInput(f"--trust-listing: re-taking the {vendor} listing took {age:.0f} s, longer than the "
                                f"{MAX_AGE_S:.0f} s it may be believed; resume without --trust-listing (each object "
                                "is then read alone before its write)")
             with self._lock:
-                self._inventory[vendor] = fresh
+                self._owners[vendor] = fresh
                 self._taken[vendor] = started
                 self.retakes[vendor] += 1
             collector.freeze_new()
-        return self._inventory[vendor], age
+        return self._owners[vendor], age

@@ -84,8 +84,8 @@ class ScopeGuard:
         return None if inventory is None else inventory.owner_of(action.target)
 
     def _from_listing(self, action: Action, session: VendorSession) -> OwnerSeen:
-        inventory, age = self._listings.current(action.vendor)
-        owner = inventory.owner_of(action.target)
+        owners, age = self._listings.current(action.vendor)
+        owner = owners.get((action.target.type, action.target.id))
         if owner is not None:
             return OwnerSeen(owner, f"the {action.vendor} listing, taken {age:.0f} s before (--trust-listing)")
         # Gone from the listing: only its own re-read can say whether it is gone or moved.

@@ -34,7 +34,7 @@ from typing import Any, Literal
 import httpx
 
 from offboard.config import ExitConfig
-from offboard.connectors import ActionResult, Check, PlanParts, VendorSession, Watched
+from offboard.connectors import ActionResult, Check, Owners, PlanParts, VendorSession, Watched, listed_owners
 from offboard.connectors.psa import (
     RECORD_SCOPE,
     Block,
@@ -652,6 +652,9 @@ class TicketAware:
 
     def discover(self) -> Inventory:
         return self.inner.discover()
+
+    def owners(self) -> Owners:
+        return listed_owners(self.inner)
 
     def preflight(self, inventory: Inventory) -> list[Finding]:
         return self.inner.preflight(inventory)

@@ -34,9 +34,25 @@ class RecordSpool:
         for record in records:
             yield self.add(record)
 
-    def records(self) -> list[Any]:
+    def json_array(self) -> bytes:
+        """The records as ``evidence_json`` writes them, from the spooled lines as they are: a
+        10,000-agent export is not parsed again to be written."""
         self._file.seek(0)
-        return [json.loads(line) for line in self._file]
+        return _array([line.rstrip(b"\n") for line in self._file])
 
     def close(self) -> None:
         self._file.close()
+
+
+def evidence_json(data: Any) -> bytes:
+    """What a vendor sent, as an evidence file holds it, its keys in the vendor's order. A list is a
+    JSON array of one record a line, each compact: the json module's C encoder writes that, where an
+    indented one takes its Python encoder, ten times slower on 10,000 agents. Anything else is
+    indented."""
+    if isinstance(data, list):
+        return _array([json.dumps(r, separators=(",", ":"), ensure_ascii=False).encode() for r in data])
+    return (json.dumps(data, indent=2, ensure_ascii=False) + "\n").encode()
+
+
+def _array(lines: list[bytes]) -> bytes:
+    return b"[\n" + b",\n".join(lines) + b"\n]\n" if lines else b"[]\n"
