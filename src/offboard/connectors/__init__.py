@@ -199,8 +199,9 @@ class SandboxKit:
 def listed_owners(session: VendorSession) -> Owners:
     """The vendor's listing now, as owners: the session's ``owners()`` where it has one, else its
     discovery's."""
-    owners: Callable[[], Owners] | None = getattr(session, "owners", None)
-    return owners() if callable(owners) else session.discover().owners
+    # Looked up on the class: a method the session's type defines, never an instance's __getattr__.
+    owners: Callable[[VendorSession], Owners] | None = getattr(type(session), "owners", None)
+    return owners(session) if callable(owners) else session.discover().owners
 
 
 @runtime_checkable
