@@ -10,6 +10,9 @@ import shlex
 from pathlib import Path
 from typing import Any
 
+import pytest
+
+from offboard_huntress.sandbox import READ_ONLY_KEY, READ_ONLY_SECRET
 from tests.connectors.test_batch_next import PLAN, batch, nexts
 
 __all__ = ["batch"]  # the fixture, shared with test_batch_next
@@ -90,3 +93,22 @@ def test_status_after_the_configs_changed_shows_the_runs_and_names_the_batch_rep
     made = cli(*shlex.split(REPLAN.replace("FILE", "template.toml"))[1:])
     assert made.code == 0, made.out + made.err
     assert cli("batch", "status", str(PLAN)).code != 2
+
+
+def test_a_gate_no_override_passes_is_never_offered_an_override(cli: Any, batch: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    # The account's default key is read-only: every exit's writes would answer 403, whatever the override.
+    monkeypatch.setenv("OFFBOARD_HUNTRESS_API_KEY", READ_ONLY_KEY)
+    monkeypatch.setenv("OFFBOARD_HUNTRESS_API_SECRET", READ_ONLY_SECRET)
+    planned = cli("batch", "plan", "customers.csv", "--template", "template.toml", "-o", str(PLAN))
+    assert planned.code == 0, planned.out + planned.err
+    said = " ".join(planned.out.split())
+    assert "--override-preflight" not in said.split("Saved to")[-1], said
+    assert "no override passes" in said and "plan the batch again" in said, said
+    for flags in ((), ("--override-preflight", "incident closed")):  # as printed, and as a person might try
+        applied = cli("batch", "apply", str(PLAN), *flags)
+        assert applied.code == 4, applied.out + applied.err  # a gate stopped them (was 1: "unfinished")
+        assert "customer-44: stopped before the run by a gate no override passes" in " ".join(applied.err.split())
+        # The next step is a new plan once the key is fixed, not the same apply (it stops them again)
+        assert nexts(applied.out) == [REPLAN], applied.out
+    assert all("--override-preflight" not in printed for printed in nexts(cli("batch", "status", str(PLAN)).out))

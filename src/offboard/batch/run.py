@@ -415,12 +415,19 @@ class BatchInterrupted(OffboardError):
                          f"log; continue{carried} with {how}")
 
 
+def refused_by_gates(outcomes: list[ExitOutcome]) -> list[str]:
+    """The exits a gate no override passes stopped before their run began (nothing was done, no run
+    folder): applying or resuming the same plan stops them again; they need the gate fixed and a new plan."""
+    return [o.slug for o in outcomes if o.code == ExitCode.PREFLIGHT_BLOCKED and o.run_id is None]
+
+
 def batch_exit_code(outcomes: list[ExitOutcome], states: Mapping[str, ExitState]) -> ExitCode:
     """The batch's code from where its exits stand now: 1 when one failed or is unfinished (interrupted,
     running, never started: work a machine still has to do), 4 when a gate stopped one, 3 while one waits
     for a person, 0 when all are done."""
     codes = {o.code for o in outcomes if o.code is not None}
-    names = {s.state for s in states.values()}
+    refused = refused_by_gates(outcomes)  # never started because a gate stopped them: gated, not unfinished
+    names = {s.state for slug, s in states.items() if slug not in refused} | ({GATED} if refused else set())
     if ExitCode.INTERRUPTED in codes:
         return ExitCode.INTERRUPTED
     if codes & {ExitCode.FAILED, ExitCode.BAD_INPUT} or names & {FAILED, INTERRUPTED, RUNNING, NOT_STARTED}:

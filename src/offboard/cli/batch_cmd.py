@@ -103,15 +103,22 @@ def plan_table(bp: batches.BatchPlan) -> Table:
     return table
 
 
+NO_OVERRIDE = "[no override passes it]"
+
+
 def gate_lines(bp: batches.BatchPlan) -> list[str]:
     """Each exit's blocking gates in full, last: `batch apply` stops those exits (exit 4) until
     they are handled and passed with --override-preflight."""
-    lines = [f"{e.slug}: " + "; ".join(f"{f.vendor}: {f.detail}" for f in gates)
+    lines = [f"{e.slug}: " + "; ".join(f"{f.vendor}: {f.detail}" + ("" if f.overridable else f" {NO_OVERRIDE}")
+                                        for f in gates)
              for e in bp.exits if (gates := e.plan.gates())]
     if not lines:
         return ["No gate blocks any exit."]
+    hard = any(engine.hard_gates(e.plan.gates()) for e in bp.exits)
     return [f"Blocks apply for {len(lines)} exit(s) (those stop with exit 4 until handled and passed with "
-            "--override-preflight REASON):", *(f"  {line}" for line in lines)]
+            "--override-preflight REASON" + (f"; a gate marked {NO_OVERRIDE} is passed by none: fix it, then plan "
+                                              "the batch again" if hard else "") + "):",
+            *(f"  {line}" for line in lines)]
 
 
 def accounts_table(bp: batches.BatchPlan) -> Table:
@@ -200,11 +207,13 @@ def _then_apply(bp: batches.BatchPlan, out: Path) -> str:
     others, and its `Next:` lines then give the resume that passes those gates once they are handled
     (a second plain apply of a started batch is refused)."""
     apply = hints.command("batch", "apply", out)
-    gated = [e.slug for e in bp.exits if engine.gates_stop(e.plan.gates(), None)]
-    if not gated:
-        return f"Review it, then run: {apply}"
-    return (f"Review it ({', '.join(gated)}: stopped by the gates above, exit 4, until they are handled and "
-            f"passed with --override-preflight REASON, here or on the resume it prints), then run: {apply}")
+    hard = [e.slug for e in bp.exits if engine.hard_gates(e.plan.gates())]
+    gated = [e.slug for e in bp.exits if engine.gates_stop(e.plan.gates(), None) and e.slug not in hard]
+    stopped = ([f"{', '.join(gated)}: stopped by the gates above, exit 4, until they are handled and passed with "
+                "--override-preflight REASON, here or on the resume it prints"] if gated else []) + (
+        [f"{', '.join(hard)}: stopped by a gate no override passes (above): fix it, then plan the batch again"]
+        if hard else [])
+    return f"Review it ({'; '.join(stopped)}), then run: {apply}" if stopped else f"Review it, then run: {apply}"
 
 
 @batch_app.command("apply")
@@ -248,9 +257,17 @@ def apply_cmd(
     states = batches.states_of(b)
     render.out.print(status_table(b, states))
     code = batches.batch_exit_code(outcomes, states)
-    if code != ExitCode.OK and not batches.next_steps(states, plan):  # e.g. only gates stop it: the table says
+    refused = batches.refused_by_gates(outcomes)
+    if refused:  # no override passes their gate: this plan stops them again, whatever the flags
+        render.error(f"{', '.join(refused)}: stopped before the run by a gate no override passes (above): fix it, "
+                     "then make a new batch plan and apply it")
+        states = {slug: st for slug, st in states.items() if slug not in refused}
+    elif code != ExitCode.OK and not batches.next_steps(states, plan):  # e.g. only gates stop it: the table says
         render.error(f"some exits are not done: `{hints.command('batch', 'status', plan)}` shows each")
-    next_commands(states, plan)  # what `batch status` says next, word for word
+    if states:
+        next_commands(states, plan)  # what `batch status` says next, word for word
+    if refused:
+        render.out.print(f"Next: {b.replan}", markup=False, soft_wrap=True)
     raise typer.Exit(code)
 
 
