@@ -57,6 +57,7 @@ def test_the_scanner_finds_commands_in_backticks_and_at_line_ends() -> None:
 def test_every_command_printed_in_a_rehearsal_runs_as_printed(tmp_path: Path) -> None:
     folder = tmp_path / "work"
     folder.mkdir()
+    subprocess.run(["git", "init", "-q", str(folder)], check=True)  # the rehearsal run inside someone's repository
     env = environment(tmp_path / "home")
     log = tmp_path / "serve.log"
     with log.open("wb") as out:
@@ -134,6 +135,10 @@ def test_every_command_printed_in_a_rehearsal_runs_as_printed(tmp_path: Path) ->
         assert "offboard bundle verify rehearsal/acme-exit.tar.gz --public-key rehearsal/msp.pub" in bundled
     finally:
         stop(serve)
+    # Nothing the rehearsal wrote (its signing key, runs, evidence, bundle) is offered to a commit.
+    untracked = subprocess.run(["git", "status", "--porcelain", "--untracked-files=all"], cwd=folder,
+                               capture_output=True, text=True, check=True).stdout
+    assert untracked == "", untracked
     kinds = {" ".join(c.split()[:2]) for c in ran}
     assert {"offboard keys", "offboard apply", "offboard confirm", "offboard bundle", "offboard status"} <= kinds, (
         ran, "\n".join(outputs)[-6000:])

@@ -188,6 +188,11 @@ def serve_cmd(
             raise BadInput(f"{path} exists and was not written by `offboard sandbox serve`; it is never "
                            "overwritten: choose another --dir")
     scale = FAST if fast else 1.0
+    directory.mkdir(parents=True, exist_ok=True)
+    ignore = directory / ".gitignore"
+    if not ignore.exists():  # a folder of the user's choosing, anywhere: its signing key is never committed
+        atomic_write_text(ignore, f"{MARK}: a rehearsal's folder (its signing key, runs and evidence) is never "
+                                  "committed\n*\n")
     with serving(kits, scale, customers) as urls:
         header = (f"{MARK}: a rehearsal against local test doubles of the vendors, NOT the",
                   "# vendors. They live while it runs; each start is a fresh sandbox customer. Before the",
