@@ -50,6 +50,7 @@ PHASES: list[tuple[str, str, str]] = [
     ("offboard.engine.execute", "write_documents", "documents"),
     ("offboard.engine.listings", "Listings.current", "--trust-listing: listing re-taken"),
     ("offboard_huntress.session", "HuntressSession.discover", "discovery (connector)"),
+    ("offboard_huntress.session", "HuntressSession.owners", "--trust-listing: owners re-read (connector)"),
 ]
 
 
