@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from functools import cached_property
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal, Self, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -25,6 +25,18 @@ Phase = Literal["scope", "evidence", "removal", "closure"]
 
 class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+    def model_copy(self, *, update: Mapping[str, Any] | None = None, deep: bool = False) -> Self:
+        """A copy that recomputes what its class derives once (``cached_property``): pydantic's copy
+        carries the original's computed values, so a copy with other items kept its owners."""
+        copy = super().model_copy(update=update, deep=deep)
+        for name in _derived(type(self)):
+            copy.__dict__.pop(name, None)
+        return copy
+
+
+def _derived(cls: type) -> list[str]:
+    return [name for klass in cls.__mro__ for name, v in vars(klass).items() if isinstance(v, cached_property)]
 
 
 class Target(_Model):
@@ -147,6 +159,11 @@ class Inventory(_Model):
         return tuple((i.target.type, i.target.id, i.owner, i.target.name) for i in self.items)
 
     def fingerprint(self) -> str:
+        return self._fingerprint
+
+    @cached_property
+    def _fingerprint(self) -> str:
+        # Once: apply's stale-plan check and its re-plan each ask, of 10,000 agents.
         return fingerprint_of(self.listed())
 
     @cached_property

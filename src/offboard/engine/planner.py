@@ -13,7 +13,7 @@ from datetime import UTC, date, datetime
 from offboard.config import ExitConfig
 from offboard.engine import listings
 from offboard.engine.sessions import Sessions
-from offboard.plan import Finding, Inventory, Plan, Skipped, Step, Target, VendorPlan, fingerprint_of, now_iso
+from offboard.plan import Finding, Inventory, Plan, Skipped, Step, Target, VendorPlan, now_iso
 from offboard.text import oddities, one_line
 
 ODD_SHOWN = 5  # objects named in the finding; the count says how many there are
@@ -31,7 +31,7 @@ def vendor_plans(sessions: Sessions, live: Mapping[str, Inventory]) -> tuple[Ven
             display_name=sessions.connectors[name].display_name,
             scope=inventory.scope,
             account=inventory.account,
-            inventory_fingerprint=fingerprint_of(listed),
+            inventory_fingerprint=inventory.fingerprint(),
             listed=listed,
             snapshot=inventory.snapshot,
             findings=(*session.preflight(inventory), *odd_strings(name, inventory, parts.skipped, parts.steps)),
