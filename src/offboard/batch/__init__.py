@@ -21,6 +21,7 @@ from offboard.batch.run import (
     board_of,
     bundle_batch,
     confirm_batch,
+    gate_names,
     open_batch,
     override_args,
     plan_batch,
@@ -35,7 +36,8 @@ from offboard.batch.status import ExitState, exit_state, next_steps, resume_comm
 __all__ = [
     "PARALLEL", "Batch", "BatchInterrupted", "BatchPlan", "Board", "ExitChecks", "ExitOutcome", "ExitRow",
     "ExitSpec", "ExitState", "ExitWatch", "LaneRow",
-    "apply_batch", "batch_exit_code", "board_of", "bundle_batch", "confirm_batch", "exit_state", "load_source",
+    "apply_batch", "batch_exit_code", "board_of", "bundle_batch", "confirm_batch", "exit_state", "gate_names",
+    "load_source",
     "next_steps", "open_batch", "override_args", "plan_batch", "read_batch_plan", "refused_by_gates", "resume_command",
     "share_of_account_time", "states_of", "verify_batch", "watch_batch", "write_batch_plan",
 ]

@@ -84,19 +84,21 @@ def _duration(seconds: float) -> str:
 
 
 def plan_table(bp: batches.BatchPlan) -> Table:
-    table = Table(title=f"Batch plan: {len(bp.exits)} customer(s)", title_justify="left")
+    # Short headers, explained in the caption: at 120 columns the long ones folded each row onto six lines.
+    table = Table(title=f"Batch plan: {len(bp.exits)} customer(s)", title_justify="left", caption_justify="left",
+                  caption="Removals: by API. Manual: a person's items (those that hold a vendor's removals). "
+                          "Account time: its share of its busiest account's wall time at the ceiling.")
     _customer_columns(table)
-    for col in ("Vendors", "Removals by API", "Evidence exports", "Manual items", "Calls (≈)",
-                "Its share of the account's time", "Blocks apply"):
+    for col in ("Vendors", "Removals", "Exports", "Manual", "Calls (≈)", "Account time", "Blocks apply"):
         table.add_column(col, overflow="fold")
     for e in bp.exits:
         est = e.estimate
-        holds = f" ({est.gates} hold a vendor)" if est.gates else ""
-        gates = sorted({f"{f.vendor} {f.kind.replace('_', ' ')}" for f in e.plan.gates()})
-        table.add_row(escape(e.slug), escape(e.customer), ", ".join(v.vendor for v in est.loads), f"{est.removals:,}",
+        holds = f" ({est.gates} hold)" if est.gates else ""
+        gates = batches.gate_names(list(e.plan.gates()))
+        table.add_row(escape(e.slug), escape(e.customer), ",".join(v.vendor for v in est.loads), f"{est.removals:,}",
                       f"{est.exports:,}", f"{est.manual:,}{holds}", f"{est.calls:,}",
                       _duration(batches.share_of_account_time(e, bp.accounts)),
-                      f"[bold red]{escape(', '.join(gates))}[/]" if gates else "no")
+                      f"[bold red]{escape(gates)}[/]" if gates else "no")
     table.add_row("[bold]all[/]", "", "", f"{sum(e.estimate.removals for e in bp.exits):,}",
                   f"{sum(e.estimate.exports for e in bp.exits):,}", f"{sum(e.estimate.manual for e in bp.exits):,}",
                   f"{sum(e.estimate.calls for e in bp.exits):,}", "", "")
