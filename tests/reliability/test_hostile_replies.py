@@ -223,6 +223,31 @@ def test_nesting_inside_strings_is_text_and_a_real_reply_passes(cli: Any, exit_d
     assert result.code == 0, result.err
 
 
+@pytest.mark.parametrize("hostname", [b"acme-\\ud800", b"acme-\xed\xa0\x80"], ids=["escaped", "as-bytes"])
+def test_a_lone_surrogate_in_a_reply_is_one_line_not_a_crash(cli: Any, exit_dir: Path, hostname: bytes) -> None:
+    # No plan, audit line or evidence file can hold it as UTF-8: discovery crashed in the agents' spool.
+    def pages(request: httpx.Request) -> httpx.Response:
+        body = b'{"agents": [{"id": 1, "organization_id": 42, "hostname": "' + hostname + b'"}], "pagination": {}}'
+        return httpx.Response(200, content=body, headers={"content-type": "application/json"})
+
+    line, _ = plan_against(cli, exit_dir, huntress(agents=pages))
+    assert line.startswith("error: Huntress: GET /v1/agents failed: the vendor's reply holds text that is not "
+                           "Unicode"), line
+
+
+def test_an_emojis_surrogate_pair_is_one_character_and_passes(cli: Any, exit_dir: Path) -> None:
+    def pages(request: httpx.Request) -> httpx.Response:
+        body = b'{"agents": [{"id": 1, "organization_id": 42, "hostname": "acme-\\ud83d\\ude00"}], "pagination": {}}'
+        return httpx.Response(200, content=body, headers={"content-type": "application/json"})
+
+    config = write_config(exit_dir, API, window=60)
+    with respx.mock(assert_all_called=False) as router:
+        router.route(host="api.huntress.io").mock(side_effect=huntress(agents=pages))
+        result = cli("plan", "-c", str(config), "-o", "exit.plan.json")
+    assert result.code == 0, result.err
+    assert "acme-\U0001f600" in json.loads((exit_dir / "exit.plan.json").read_text())["vendors"][0]["listed"][1][3]
+
+
 # -- a write answered past the limit ----------------------------------------------------------------
 
 

@@ -27,3 +27,4 @@ def test_records_come_back_whole_and_in_order_from_memory_and_from_disk() -> Non
 def test_an_evidence_file_keeps_the_vendors_key_order_one_record_a_line() -> None:
     assert evidence_json([{"z": 1, "a": "é"}, {"b": [1]}]) == '[\n{"z":1,"a":"é"},\n{"b":[1]}\n]\n'.encode()
     assert evidence_json({"z": 1, "a": 2}) == b'{\n  "z": 1,\n  "a": 2\n}\n'
+

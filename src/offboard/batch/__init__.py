@@ -37,7 +37,6 @@ __all__ = [
     "PARALLEL", "Batch", "BatchInterrupted", "BatchPlan", "Board", "ExitChecks", "ExitOutcome", "ExitRow",
     "ExitSpec", "ExitState", "ExitWatch", "LaneRow",
     "apply_batch", "batch_exit_code", "board_of", "bundle_batch", "confirm_batch", "exit_state", "gate_names",
-    "load_source",
-    "next_steps", "open_batch", "override_args", "plan_batch", "read_batch_plan", "refused_by_gates", "resume_command",
-    "share_of_account_time", "states_of", "verify_batch", "watch_batch", "write_batch_plan",
+    "load_source", "next_steps", "open_batch", "override_args", "plan_batch", "read_batch_plan", "refused_by_gates",
+    "resume_command", "share_of_account_time", "states_of", "verify_batch", "watch_batch", "write_batch_plan",
 ]

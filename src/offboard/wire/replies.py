@@ -92,7 +92,7 @@ def read_json(raw: bytes, vendor: str, call: str, limits: ReplyLimits, content_t
     if depth > limits.max_depth:
         raise VendorReplyRefused(vendor, call, _too_deep(depth, limits))
     try:
-        return json.loads(raw)
+        data = json.loads(raw)
     except RecursionError:  # the count above missed it (e.g. a text that is not JSON): the same answer
         raise VendorReplyRefused(vendor, call, _too_deep(None, limits)) from None
     except ValueError:
@@ -100,6 +100,24 @@ def read_json(raw: bytes, vendor: str, call: str, limits: ReplyLimits, content_t
             vendor, call, f"reply is not JSON (content-type {content_type}, "
             f"{len(raw)} bytes); the vendor may be down or a proxy answered"
         ) from None
+    if _SURROGATE.search(raw) and _lone_surrogate(data):
+        raise VendorReplyRefused(vendor, call, "the vendor's reply holds text that is not Unicode (a lone UTF-16 "
+                                 "surrogate, e.g. \\ud800), which no plan, log or evidence file can hold: the "
+                                 "vendor is answering nonsense; try again later or ask the vendor")
+    return data
+
+
+# A lone surrogate in decoded JSON comes from an escape (\ud800) or from its UTF-8-like bytes (json.loads
+# decodes bytes with surrogatepass); a pair (an emoji's escapes) decodes to one character and is fine.
+_SURROGATE = re.compile(rb"\\u[dD][89a-fA-F]|\xed[\xa0-\xbf]")
+
+
+def _lone_surrogate(data: Any) -> bool:
+    try:
+        json.dumps(data, ensure_ascii=False).encode()
+    except UnicodeEncodeError:
+        return True
+    return False
 
 
 def _too_deep(depth: int | None, limits: ReplyLimits) -> str:

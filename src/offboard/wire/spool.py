@@ -24,7 +24,7 @@ class RecordSpool:
         self.count = 0
 
     def add(self, record: Any) -> Any:
-        self._file.write(json.dumps(record, separators=(",", ":"), ensure_ascii=False).encode())
+        self._file.write(_compact(record))
         self._file.write(b"\n")
         self.count += 1
         return record
@@ -50,8 +50,14 @@ def evidence_json(data: Any) -> bytes:
     indented one takes its Python encoder, ten times slower on 10,000 agents. Anything else is
     indented."""
     if isinstance(data, list):
-        return _array([json.dumps(r, separators=(",", ":"), ensure_ascii=False).encode() for r in data])
+        return _array([_compact(r) for r in data])
     return (json.dumps(data, indent=2, ensure_ascii=False) + "\n").encode()
+
+
+def _compact(record: Any) -> bytes:
+    # UTF-8 always holds it: a reply with a lone surrogate, the one string it could not, is refused as
+    # it is read (wire.replies.read_json).
+    return json.dumps(record, separators=(",", ":"), ensure_ascii=False).encode()
 
 
 def _array(lines: list[bytes]) -> bytes:
