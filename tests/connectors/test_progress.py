@@ -591,3 +591,47 @@ def test_ctrl_c_at_a_guided_prompt_leaves_the_line_for_the_bar_to_start_below(
     assert screen.getvalue().endswith("(done): ^C\n"), repr(screen.getvalue()[-80:])
     # the prompt says who a "done" is recorded as (review10: it asked for a note, never a name)
     assert "confirmed by J. Doe (--by NAME to change)" in " ".join(screen.getvalue().split())
+
+
+def test_a_wait_before_the_bar_counts_down_on_a_line_the_bar_then_takes() -> None:
+    """Review11: a resume's first re-read waited 49 s for the window behind "Huntress: waiting 49s for the
+    rate limit", a line said once, standing still for 46 s."""
+    now = [0.0]
+    screen = io.StringIO()
+    bar = RichProgress(Console(file=screen, force_terminal=True, width=120, height=40, color_system=None),
+                       clock=lambda: now[0])
+    bar.phase("Resuming run R: re-reading the vendors first (read-only)")
+    bar.waiting(Wait("Huntress", 49.0, "rate_limit", "for the rate limit"))
+    assert bar._after is not None
+    bar._after.refresh()
+    now[0] = 30.0
+    bar._after.refresh()
+    shown = screen.getvalue()
+    assert "Huntress: waiting 49s for the rate limit" in shown and "Huntress: waiting 19s for the rate limit" in shown
+    bar.start(10, 0)  # the bar takes the line's place
+    assert bar._after is None
+    bar.finish()
+
+
+def test_the_runs_line_names_the_longest_wait_first() -> None:
+    """Review11: "All vendors … Blumira: waiting 1s for the ra…" while Huntress's 58 s wait held the run."""
+    now = [0.0]
+    bar, _ = lanes_bar(now)
+    bar.waiting(Wait("Blumira", 1.0, "rate_limit", "for the rate limit"))
+    bar.waiting(Wait("Huntress", 58.0, "rate_limit", "for the rate limit"))
+    assert bar.lane_text().startswith("Huntress: waiting 58s for the rate limit")
+    bar.finish()
+
+
+def test_the_last_frame_of_a_run_stopped_half_way_promises_no_eta() -> None:
+    """Review10: after a Ctrl-C at a guided prompt the lanes' last frame still showed ETAs (and "ETA …")."""
+    now = [0.0]
+    bar, _ = lanes_bar(now)
+    now[0] = 2.0
+    bar.advance(of("huntress", 1), "action.succeeded")
+    bar.waiting(Wait("Huntress", 30.0, "rate_limit", "for the rate limit"))
+    bar.finish()  # the actions ended with 9 of 10 left: Ctrl-C, or a vendor down
+    assert bar.lane_text() == "stopped, 9 left" and bar.lane_text("Huntress") == "stopped, 5 left"
+    assert bar.eta() == 0.0 and bar.eta("Blumira") == 0.0  # drawn blank
+    drawn = frame(bar)
+    assert not any("ETA" in line for line in drawn) and any("stopped, 4 left" in line for line in drawn), drawn

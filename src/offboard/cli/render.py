@@ -550,6 +550,7 @@ class RichProgress:
         self._gates: dict[str, str] = {}  # a vendor's display name -> its gate's step, once handed to a person
         self._reading = False  # the re-read before the bar is under way (its line not yet said done)
         self._suspended: float | None = None  # when a guided prompt took the screen
+        self._stopped = False  # the actions ended with work left (Ctrl-C, a vendor down): no ETA is true
 
     def _description_width(self) -> int:
         total = self._all.total
@@ -567,6 +568,7 @@ class RichProgress:
 
     def start(self, total: int, done: int) -> None:
         now = self._begin()
+        self.end()  # the re-read's wait line, if it waited: the bar takes its place
         if self._reading:  # its line stays above the bar: said done, not read as still going
             self.console.print("Re-read done: the plan still holds.", markup=False, highlight=False)
             self._reading = False
@@ -658,13 +660,15 @@ class RichProgress:
                     eta.waiting(now, wait.seconds)
             began, ends, _ = self._waits.get(wait.vendor, (now, 0.0, wait))
             self._waits[wait.vendor] = (began if ends > now else now, now + wait.seconds, wait)
-        if not self._live and self._after is None:  # before the bar (the run's first reads): a line of its own
-            self.console.print(wait.describe(), markup=False, highlight=False)
+        if not self._live:  # before the bar (the run's first reads): a line of its own, counting down
+            self._wait_line()
 
     def eta(self, vendor: str | None = None) -> float | None:
         """Seconds left (engine/pace.py's rule): a lane's own; the run's is its slowest lane's."""
         now = self._clock()
         with self._lock:
+            if self._stopped:
+                return 0.0  # shown blank: the run stopped, its last frame promises nothing
             if vendor is not None:
                 lane = self._etas.get(vendor)
                 return lane.seconds(now) if lane is not None else None
@@ -672,8 +676,11 @@ class RichProgress:
             return max(known) if known else self._all_eta.seconds(now)
 
     def _waiting(self, vendor: str | None, now: float) -> list[str]:
-        return [f"{w.vendor}: waiting {math.ceil(ends - now)}s {w.why}"
-                for v, (_, ends, w) in self._waits.items() if ends > now and vendor in (None, v)]
+        """The waits still running, the longest first (review11: the run's line named a lane's 1 s wait
+        while the other's 58 s held the run)."""
+        running = sorted(((ends, w) for v, (_, ends, w) in self._waits.items() if ends > now and vendor in (None, v)),
+                         key=lambda ew: -ew[0])
+        return [f"{w.vendor}: waiting {math.ceil(ends - now)}s {w.why}" for ends, w in running]
 
     def wait_text(self) -> str:
         """Every vendor's wait still running, counting down ("" when none)."""
@@ -686,8 +693,11 @@ class RichProgress:
         with self._lock:
             waiting = self._waiting(vendor, now)
             count = self._all if vendor is None else self._counts.get(vendor)
-            if waiting:
+            if waiting and not self._stopped:
                 return waiting[0].split(": ", 1)[1] if vendor is not None else "; ".join(waiting)
+            if count is not None and self._stopped and count.left:  # the last frame of a run stopped half-way
+                return f"stopped, {count.left} left" + (f"; {pace.held_words(count.waiting_for_person)}"
+                                                         if count.waiting_for_person else "")
             if count is not None and count.waiting_for_person and not count.left:  # all it has left waits for a person
                 return pace.held_words(count.waiting_for_person)
             return self._last_of.get(vendor, "") if vendor is not None else self._last
@@ -696,16 +706,24 @@ class RichProgress:
         return self.lane_text(None)
 
     def finish(self) -> None:
-        self._progress.stop()
+        with self._lock:
+            self._stopped = self._all.left > 0
+        self._progress.stop()  # its last frame drawn now, stopped or not
         self._live = False
 
     def phase(self, text: str) -> None:
         self._begin()
         self.console.print(text, markup=False, highlight=False)
         self._reading = self._task is None  # before the bar: the re-read that checks the plan
-        if self._task is not None and not self._live and self._after is None:
+        if self._task is not None and not self._live:
             # After the bar: the run re-reads its vendors (verification) until ``end``; a rate-limit
             # wait then counts down on a line of its own, as on the bar.
+            self._wait_line()
+
+    def _wait_line(self) -> None:
+        """Where there is no bar (the re-read before it, a resume's first reads, the verification after
+        it): the waits count down on a line of their own (review11: a resume's "waiting 49s" stood still)."""
+        if self._after is None:
             self._after = Live(get_renderable=lambda: Text(self.wait_text(), no_wrap=True, overflow="ellipsis"),
                                console=self.console, transient=True, refresh_per_second=4,
                                redirect_stdout=False, redirect_stderr=False)
