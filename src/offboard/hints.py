@@ -48,8 +48,9 @@ def rebundle(run_id: str, config: Path | str | None = None) -> str:
     """What lines added to a closed run's log mean for a bundle already made of it, and the command
     that makes it again (into the exit's folder, beside its config: not wherever the person stands)."""
     out = Path(config).parent / f"{run_id}.tar.gz" if config is not None else Path(f"{run_id}.tar.gz")
-    return ("A bundle made before now still verifies but does not hold them; to hand them over, make it again: "
-            + command("bundle", run=run_id, config=config, extra=["-o", out]))
+    # offboard keeps no record of the bundles made: said for one, if one was (review10/11: said before any)
+    return ("A bundle of this run made before now, if one was, still verifies but does not hold them; to hand "
+            "them over, make it again: " + command("bundle", run=run_id, config=config, extra=["-o", out]))
 
 
 def resume(run_id: str, config: Path | str | None = None) -> str:

@@ -81,7 +81,7 @@ def test_verify_of_a_closed_run_says_an_earlier_bundle_lacks_its_re_reads_and_pr
     assert log.read_bytes().count(b"\n") > lines  # verify --run appends its re-reads: its documented job
     said = " ".join(checked.err.split())
     assert f"Run {run_id} was closed: these re-reads were added to its audit log after its close" in said
-    assert "A bundle made before now still verifies but does not hold them" in said
+    assert "A bundle of this run made before now, if one was, still verifies but does not hold them" in said
     command = said.rsplit("make it again: ", 1)[1]
     # into the exit's folder beside its config, not wherever the person stands (a repository's root)
     assert command == f"offboard bundle --run {run_id} -c {config} -o {config.parent / run_id}.tar.gz"

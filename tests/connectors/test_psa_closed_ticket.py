@@ -133,7 +133,7 @@ def test_a_refused_files_note_survives_a_failure_and_the_status_change_after_it(
         added = [json.loads(line)["event"] for line in log.read_text().splitlines()[lines:]]
         assert "ticket.pasted" in added and not [e for e in added if e.startswith(("verify.", "run.", "snapshot."))]
         assert posted.exit_code == ExitCode.OK
-        assert "A bundle made before now still verifies but does not hold them" in posted.message
+        assert "A bundle of this run made before now, if one was, still verifies" in posted.message
         with pytest.raises(BadInput, match="is closed"):  # once posted, nothing is owed: the next one is refused
             engine.resume(result.run.run_id, cfg, s, overrides=PREFLIGHT)
     links = [n for n in x.notes() if "report.html (not attached)" in n]

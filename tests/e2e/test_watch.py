@@ -347,7 +347,8 @@ def test_a_signed_exit_signs_each_watch_and_its_bundle_made_again_holds_the_chec
     watched = cli("watch", "-c", str(exited.config), "--once")
     assert watched.code == 0
     # the run was closed: its log grew after its close, and the watch says so (as `verify --run` does)
-    assert (f"A bundle made before now still verifies but does not hold them; to hand them over, make it again: "
+    assert (f"A bundle of this run made before now, if one was, still verifies but does not hold them; to hand "
+            f"them over, make it again: "
             f"offboard bundle --run {exited.run.name} -c {exited.config} -o "
             f"{exited.config.parent / exited.run.name}.tar.gz") in one_line(watched.out), watched.out
     audit_file = exited.run / "audit.jsonl"

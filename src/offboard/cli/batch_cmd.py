@@ -328,8 +328,9 @@ def verify_cmd(plan: PlanArg = DEFAULT_PLAN, parallel: ParallelOpt = batches.PAR
     closed = [r.slug for r in results if r.after_close]
     if closed:  # as `offboard verify --run` says it of one run
         render.warning(f"{len(closed)} exit(s) were closed ({', '.join(closed)}): these re-reads were added to their "
-                       "audit logs after the close, and signed. Bundles made before now still verify but do not hold "
-                       f"them; to hand them over, make them again: {hints.command('batch', 'bundle', plan)}")
+                       "audit logs after the close, and signed. Bundles of them made before now, if any, still "
+                       f"verify but do not hold them; to hand them over, make them again: "
+                       f"{hints.command('batch', 'bundle', plan)}")
     raise typer.Exit(ExitCode.OK if all(r.stopped for r in results) else ExitCode.FAILED)
 
 
