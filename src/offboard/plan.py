@@ -11,7 +11,7 @@ import hashlib
 import json
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
-from functools import cached_property
+from functools import cache, cached_property
 from pathlib import Path
 from typing import Any, Literal, Self, TypeVar
 
@@ -35,6 +35,7 @@ class _Model(BaseModel):
         return copy
 
 
+@cache
 def _derived(cls: type) -> list[str]:
     return [name for klass in cls.__mro__ for name, v in vars(klass).items() if isinstance(v, cached_property)]
 
@@ -156,15 +157,19 @@ class Inventory(_Model):
     items: tuple[InventoryItem, ...] = ()
 
     def listed(self) -> tuple[Listed, ...]:
-        return tuple((i.target.type, i.target.id, i.owner, i.target.name) for i in self.items)
+        return self._listed
 
     def fingerprint(self) -> str:
         return self._fingerprint
 
+    # Each once: apply's stale-plan check and its re-plan each ask, of 10,000 agents.
+    @cached_property
+    def _listed(self) -> tuple[Listed, ...]:
+        return tuple((i.target.type, i.target.id, i.owner, i.target.name) for i in self.items)
+
     @cached_property
     def _fingerprint(self) -> str:
-        # Once: apply's stale-plan check and its re-plan each ask, of 10,000 agents.
-        return fingerprint_of(self.listed())
+        return fingerprint_of(self._listed)
 
     @cached_property
     def owners(self) -> dict[tuple[str, str], str]:

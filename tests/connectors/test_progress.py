@@ -208,6 +208,16 @@ def lanes_bar(now: list[float], width: int = 120) -> tuple[RichProgress, io.Stri
     return bar, screen
 
 
+def counted_down(bar: RichProgress, now: list[float], screen: io.StringIO, wait: Wait, later: float) -> str:
+    """Where no bar is drawn: ``wait`` on its own line, drawn now and ``later`` seconds on; the screen."""
+    bar.waiting(wait)
+    assert bar._after is not None
+    bar._after.refresh()
+    now[0] += later
+    bar._after.refresh()
+    return screen.getvalue()
+
+
 def of(vendor: str, n: int, *, destructive: bool = True) -> Action:
     return Action(id=f"{vendor}.s.{n}", vendor=vendor, step="s", kind="api", operation="remove",
                   target=Target(type="agent", id=str(n), name=f"PC{n}"), summary="remove", destructive=destructive)
@@ -365,13 +375,8 @@ def test_a_rate_limit_wait_while_the_run_verifies_counts_down() -> None:
     bar, screen = lanes_bar(now)
     bar.finish()
     bar.phase("Verifying: re-reading each vendor to prove the service stopped")
-    bar.waiting(Wait("Huntress", 12.0, "rate_limit", "for the rate limit"))
-    assert bar._after is not None
-    bar._after.refresh()
-    now[0] = 5.0
-    bar._after.refresh()
+    shown = counted_down(bar, now, screen, Wait("Huntress", 12.0, "rate_limit", "for the rate limit"), 5.0)
     bar.end()
-    shown = screen.getvalue()
     assert "Huntress: waiting 12s for the rate limit" in shown and "Huntress: waiting 7s for the rate limit" in shown
     assert bar._after is None
 
@@ -601,12 +606,7 @@ def test_a_wait_before_the_bar_counts_down_on_a_line_the_bar_then_takes() -> Non
     bar = RichProgress(Console(file=screen, force_terminal=True, width=120, height=40, color_system=None),
                        clock=lambda: now[0])
     bar.phase("Resuming run R: re-reading the vendors first (read-only)")
-    bar.waiting(Wait("Huntress", 49.0, "rate_limit", "for the rate limit"))
-    assert bar._after is not None
-    bar._after.refresh()
-    now[0] = 30.0
-    bar._after.refresh()
-    shown = screen.getvalue()
+    shown = counted_down(bar, now, screen, Wait("Huntress", 49.0, "rate_limit", "for the rate limit"), 30.0)
     assert "Huntress: waiting 49s for the rate limit" in shown and "Huntress: waiting 19s for the rate limit" in shown
     bar.start(10, 0)  # the bar takes the line's place
     assert bar._after is None
