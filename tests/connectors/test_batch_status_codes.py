@@ -105,6 +105,7 @@ def test_a_gate_no_override_passes_is_never_offered_an_override(cli: Any, batch:
     said = " ".join(planned.out.split())
     assert "--override-preflight" not in said.split("Saved to")[-1], said
     assert "no override passes" in said and "plan the batch again" in said, said
+    assert "offboard batch apply" not in said.split("Saved to")[-1]  # it would refuse them all: none is offered
     for flags in ((), ("--override-preflight", "incident closed")):  # as printed, and as a person might try
         applied = cli("batch", "apply", str(PLAN), *flags)
         assert applied.code == 4, applied.out + applied.err  # a gate stopped them (was 1: "unfinished")

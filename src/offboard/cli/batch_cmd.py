@@ -210,6 +210,9 @@ def _then_apply(bp: batches.BatchPlan, out: Path) -> str:
     (a second plain apply of a started batch is refused)."""
     apply = hints.command("batch", "apply", out)
     hard = [e.slug for e in bp.exits if engine.hard_gates(e.plan.gates())]
+    if len(hard) == len(bp.exits):  # an apply would refuse every exit: nothing to run yet
+        return ("Apply refuses every exit while a gate no override passes stands (above): fix it, then plan the "
+                "batch again.")
     gated = [e.slug for e in bp.exits if engine.gates_stop(e.plan.gates(), None) and e.slug not in hard]
     stopped = ([f"{', '.join(gated)}: stopped by the gates above, exit 4, until they are handled and passed with "
                 "--override-preflight REASON, here or on the resume it prints"] if gated else []) + (
