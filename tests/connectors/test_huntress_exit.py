@@ -199,6 +199,28 @@ def test_crash_after_some_deletions_then_resume_removes_each_agent_exactly_once(
     settled = [e for e in log if e["event"] == "action.succeeded" and e["detail"].get("settled_by") == "re-read"]
     assert len(settled) == 1 and settled[0]["http"]["method"] == "GET" and settled[0]["http"]["status"] == 404
     assert "run.resumed" in {e["event"] for e in log}
+    # each action planned once in the log, across the crash, before any other line of it
+    planned = Counter(e["action_id"] for e in log if e["event"] == "action.planned")
+    assert set(planned) == {a.id for a in plan.actions()} and set(planned.values()) == {1}
+    assert all(next(e for e in log if e["action_id"] == a.id)["event"] == "action.planned" for a in plan.actions())
+
+
+def test_each_actions_planned_line_is_written_as_its_lane_reaches_it(harness: Harness) -> None:
+    # The plan is bound to the log from its start (its checksum in run.started); each action's own
+    # `action.planned` line comes just before its first other line, not all of them before the first write.
+    with harness.sessions() as s:
+        plan = engine.make_plan(harness.cfg, s)
+        result = engine.apply(plan, harness.cfg, s, overrides=LAB)
+    log = events(result.run.path)
+    assert next(e for e in log if e["event"] == "run.started")["detail"]["plan_checksum"] == plan.checksum
+    ours = [e for e in log if e.get("action_id")]
+    for n, e in enumerate(ours):
+        if e["event"] == "action.planned":
+            following = ours[n + 1]
+            assert following["action_id"] == e["action_id"] and following["event"] != "action.planned", following
+            assert e["detail"] == {"summary": plan.action(e["action_id"]).summary,
+                                   "call": plan.action(e["action_id"]).call or "manual"}
+    assert Counter(e["event"] for e in log)["action.planned"] == len(plan.actions())
 
 
 class LoseDeleteReply(httpx.BaseTransport):

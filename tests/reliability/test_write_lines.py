@@ -155,7 +155,13 @@ class Run:
                    if r.get("action_id") == self.action.id and r["event"].startswith(("action.", "manual."))]
         named = {"vendor": "huntress", "step": self.action.step, "target": self.action.target.model_dump()}
         assert all({k: r.get(k) for k in named} == named for r in records), records
-        return [{k: r.get(k) for k in ("event", "outcome", "http", "detail")} for r in records]
+        # Its `action.planned` line, once, written as the run reaches it (first, unless the log was
+        # seeded with an earlier pass's lines); the others are what each test looks at.
+        planned = [r for r in records if r["event"] == "action.planned"]
+        assert len(planned) == 1, records
+        assert planned[0]["detail"] == {"summary": self.action.summary, "call": self.action.call or "manual"}
+        return [{k: r.get(k) for k in ("event", "outcome", "http", "detail")} for r in records
+                if r is not planned[0]]
 
     def last(self) -> dict[str, Any]:
         return self.lines()[-1]
@@ -474,6 +480,7 @@ def test_a_write_behind_an_unconfirmed_gate_is_held_not_sent_and_the_gate_is_a_p
     assert vendor.calls == []  # nothing is sent while the gate waits for a person
     notified = [r for r in read_records(run.dir.audit_path) if r.get("action_id") == gate.id]
     assert [(r["event"], r["outcome"], r["detail"]) for r in notified] == [
+        ("action.planned", None, {"summary": "tell Huntress", "call": "manual"}),
         ("manual.pending", "unknown", {"summary": "tell Huntress", **manual.model_dump()}),
         ("vendor.held", "unknown", f"no change is made at this vendor until huntress.notify is confirmed (`offboard "
                                    f"confirm huntress.notify --by NAME --note NOTE --run {run.dir.run_id} -c "
@@ -875,8 +882,11 @@ NAMED = {"vendor": "huntress", "step": "huntress.uninstall", "action_id": READ.i
 
 
 def export_lines(run: Run) -> list[dict[str, Any]]:
-    return [{k: r.get(k) for k in (*NAMED, "event", "outcome", "http", "detail")}
-            for r in read_records(run.dir.audit_path) if r.get("action_id") == READ.id]
+    """The export's lines after its `action.planned` one (the first)."""
+    lines = [{k: r.get(k) for k in (*NAMED, "event", "outcome", "http", "detail")}
+             for r in read_records(run.dir.audit_path) if r.get("action_id") == READ.id]
+    assert lines[0]["event"] == "action.planned", lines
+    return lines[1:]
 
 
 def test_an_export_records_each_file_with_the_requests_that_made_it_and_no_request_on_the_line(

@@ -167,9 +167,9 @@ def _to_ticket(result: RunResult, plan: Plan, sessions: Sessions, audit: AuditLo
 
 def _open_run(run: RunDir, plan: Plan, sessions: Sessions, audit: AuditLog, overrides: Overrides,
               findings: list[Finding], signer: Signer | None, *, guided: bool) -> RunResult | None:
-    """Record what a run starts from — preflight gates, overrides, guarded actions, the plan's
-    actions — skipping whatever the log already holds (a run that crashed while starting is
-    resumed through here too). Returns the result when the gates stop the run."""
+    """Record what a run starts from — preflight gates, overrides, guarded actions — skipping
+    whatever the log already holds (a run that crashed while starting is resumed through here too).
+    Returns the result when the gates stop the run."""
     recorded = {r["event"] for r in audit.records}
     if "run.started" not in recorded:
         audit.emit("run.started", outcome="success", detail={
@@ -199,11 +199,7 @@ def _open_run(run: RunDir, plan: Plan, sessions: Sessions, audit: AuditLog, over
             audit.emit("guard.confirmed", vendor=action.vendor, step=action.step, action_id=action.id,
                        target=action.target.model_dump(), outcome="success",
                        detail={"typed": overrides.confirm_name, "unattended_flag": overrides.yes_guarded})
-        if ("action.planned", action.id) not in seen:
-            audit.emit("action.planned", vendor=action.vendor, step=action.step,
-                       action_id=action.id, target=action.target.model_dump(),
-                       detail={"summary": action.summary, "call": action.call or "manual"})
-    return None
+    return None  # each action's `action.planned` line is written as its lane reaches it (execute.RunPass)
 
 
 def resume(run_id: str, cfg: ExitConfig, sessions: Sessions, *, overrides: Overrides | None = None,

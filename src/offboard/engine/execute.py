@@ -85,6 +85,7 @@ class RunPass:
         self.run, self.plan, self.sessions, self.audit, self.guard = run, plan, sessions, audit, guard
         self.overrides, self.progress, self.guide, self.settle_only = overrides, progress, guide, settle_only
         self.done = fold_actions(audit.records)
+        self.planned = {r["action_id"] for r in audit.records if r["event"] == "action.planned"}
         self.step_of = plan.step_of()
         self.evidence = EvidenceStore(run.path)
         self.tally = PassTally()
@@ -93,6 +94,7 @@ class RunPass:
         state = self.done.get(action.id)
         if state in TERMINAL:
             return
+        self._planned(action)
         awaiting_person = action.kind == "manual" or state in AWAITING_PERSON
         if action.vendor in self.tally.held_by and (awaiting_person or action.destructive):
             # Not started: the resume after the gate's confirmation runs it. Its step is not
@@ -124,6 +126,18 @@ class RunPass:
         if event == "manual.pending":  # the vendor refused the API path: its manual instructions apply
             return self._to_person(action)
         self._advance(action, event, key)
+
+    def _planned(self, action: Action) -> None:
+        """The action's ``action.planned`` line, written as its lane reaches it, before any other of
+        its lines. The whole plan is bound to the log from its start (``run.started`` names the
+        plan's checksum; plan.json beside it); writing 10,000 agents' lines there, before the first
+        removal, held the lane back (0.3 s of the window at the ceiling), where a lane waiting for
+        its rate limit absorbs one line before each action."""
+        if action.id not in self.planned:
+            self.planned.add(action.id)
+            self.audit.emit("action.planned", vendor=action.vendor, step=action.step, action_id=action.id,
+                            target=action.target.model_dump(),
+                            detail={"summary": action.summary, "call": action.call or "manual"})
 
     def lane_done(self, vendor: str) -> None:
         if self.sessions.ticket is not None:  # the exit's PSA ticket hears of each vendor as it finishes

@@ -184,7 +184,13 @@ MANUAL_FIELDS = ("vendor", "step", "kind", "gate")
 
 
 def _safety(action: Action, fields: tuple[str, ...]) -> dict[str, object]:
-    return {f: v for f, v in action.model_dump(mode="json").items() if f in fields}
+    return action.model_dump(mode="json", include=set(fields))
+
+
+def _same(saved: Action, fresh: Action, fields: tuple[str, ...]) -> bool:
+    """The fields' values equal (a Target by its fields): what ``_safety`` compares, without writing
+    10,000 actions out twice to compare them."""
+    return all(getattr(saved, f) == getattr(fresh, f) for f in fields)
 
 
 def _differs(saved: Action, fresh: Action, fields: tuple[str, ...]) -> str:
@@ -221,7 +227,7 @@ def check_matches_replan(plan: Plan, fresh: tuple[VendorPlan, ...], *, source: s
             gone.add(action.id)
             continue
         fields = MANUAL_FIELDS if only is not None and action.kind == "manual" else SAFETY_FIELDS
-        if _safety(now, fields) != _safety(action, fields):
+        if not _same(action, now, fields):
             raise BadInput(f"{source} action {action.id} differs from what offboard plans now: "
                            f"{_differs(action, now, fields)}; {hint}")
     if only is None:

@@ -51,10 +51,15 @@ def odd_strings(vendor: str, inventory: Inventory, skipped: tuple[Skipped, ...],
     # Every string of a 10,000-agent inventory passes here, almost none odd: the place (``label``
     # filled with ``parts``, each shown on one line) is spelled out only for one that is.
     def check(value: object, label: str, *parts: object) -> None:
-        if isinstance(value, str) and (odd := oddities(value)):
+        if isinstance(value, str) and not value.isprintable() and (odd := oddities(value)):
             seen.setdefault(label.format(*map(one_line, parts)), odd)
 
+    looked_at: set[int] = set()  # an action's target is most often its inventory item's own object
+
     def target(t: Target) -> None:
+        if id(t) in looked_at:
+            return
+        looked_at.add(id(t))
         check(t.id, "{} {}: its id", t.type, t.id)
         check(t.name, "{} {}: its name", t.type, t.id)
 
