@@ -14,6 +14,10 @@ limiter held on purpose (it counts each call from its reply, over a window 0.5 %
 window never ends before the vendor's: a safety rule, kept) and the rest, which the lane spent on
 something else. That rest is told by what the run was doing then: the engine's phases are timed
 here by wrapping them (``PHASES``), the innermost one running at the lost moment named.
+
+A delay is counted where the window notices it, often many calls later (the start's CPU shows as
+the first removals "waiting for a reply"), so the exit is also split in three stretches, each
+against its calls at the vendor's rate (``stretches``): the start, the writes, the tail.
 """
 
 from __future__ import annotations
@@ -127,6 +131,39 @@ def lost(log: list[dict[str, Any]], limit: int, window: float, margin: float = 0
     return out
 
 
+@dataclass(frozen=True)
+class Stretch:
+    name: str
+    calls: int
+    seconds: float  # from its first call's arrival to its last call's reply (the next stretch's first arrival)
+    at_ceiling: float  # its calls at the vendor's rate (limit a window), with no burst allowance
+
+    @property
+    def lost(self) -> float:
+        return self.seconds - self.at_ceiling
+
+
+def stretches(log: list[dict[str, Any]], limit: int, window: float) -> list[Stretch]:
+    """The exit in three stretches, each against its calls at the vendor's rate: the start (every
+    call before the first write: discoveries, gates, exports), the writes (first write to last, the
+    listings re-taken between them included) and the tail (verification). The lateness split above
+    counts a delay where the window notices it, often many calls later; this says where the time went."""
+    calls = sorted((r for r in log if not r["path"].startswith(SandboxBase.CONTROL) and r["arrived"]),
+                   key=lambda r: r["arrived"])
+    writes = [i for i, r in enumerate(calls) if r["method"] != "GET"]
+    if not writes:
+        return [Stretch("reads only", len(calls), calls[-1]["at"] - calls[0]["arrived"], len(calls) * window / limit)]
+    first, last = writes[0], writes[-1]
+    bounds = [("start (before the first write)", 0, first, calls[first]["arrived"]),
+              ("writes (first to last, re-listings included)", first, last + 1, calls[last]["at"]),
+              ("tail (after the last write)", last + 1, len(calls), calls[-1]["at"])]
+    out, begun = [], calls[0]["arrived"]
+    for name, a, b, end in bounds:
+        out.append(Stretch(name, b - a, end - begun, (b - a) * window / limit))
+        begun = end
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--agents", type=int, default=2_000)
@@ -159,6 +196,9 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{args.agents:,} agents, {'--trust-listing' if args.trust_listing else 'each object read before its write'}"
           f": {timing.calls:,} calls, minimum {timing.minimum:.2f} s, taken {timing.seconds:.2f} s, "
           f"ratio {timing.ratio:.3f}, 429s {timing.throttled}; whole run {wall:.2f} s")
+    for st in stretches(log, spec.limit, spec.window):
+        print(f"  {st.name}: {st.calls:,} calls in {st.seconds:.3f} s, {st.at_ceiling:.3f} s at the vendor's rate: "
+              f"{st.lost:+.3f} s")
     per_call = lost(log, spec.limit, spec.window)
     n = spec.limit
     print(f"lost: {timing.seconds - timing.minimum:.3f} s; the lateness summed over the calls / {n}: "
