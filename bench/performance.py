@@ -18,6 +18,11 @@ to a third of the account's limit (429s as a share of the calls); single exits o
 >= 0.97; ``--only single`` runs just these); `offboard plan` of 10,000 and 50,000 agents as a whole process
 (wall time and peak RSS); and a Huntress + Blumira exit run at once against each alone.
 
+It exits 1 when a figure misses its goal, each missed one named on stderr: a single exit's median
+ratio under 0.97 (0.95 under 1,000 agents) or any run under 0.95; a batch's under 0.97 (0.95 in two
+processes); a 429 while offboard is alone on the account, or more than 1 % of the calls beside
+another client; `offboard plan` of 10,000 agents over 1.0 s or 100 MiB.
+
 ``--write docs/performance.md`` puts the table in the docs between the page's markers, with what a
 reader needs to reproduce it (date, commit, machine, load average at the start, Python and the
 resolved versions of the main dependencies, runs per figure) and a digest over all of it: a test
@@ -332,9 +337,18 @@ def _single_exits(rows: _Rows, sizes: Sequence[int], runs: int) -> bool:
             window = "" if scale == SCALE else f" (window x{1 / scale:g})"
             rows.append(f"| Huntress exit ({mode}){window} | {n:,} | {t.calls:,} | {t.minimum:.2f} s | "
                         f"{t.seconds:.2f} s | {_median_min(ratios, '.3f')} | {max(x.throttled for x in ts)} |")
-            ok &= statistics.median(ratios) >= (0.97 if n >= 1_000 else 0.95) and min(ratios) >= 0.95 and \
-                all(x.throttled == 0 for x in ts)
+            ok &= _goal(statistics.median(ratios) >= (0.97 if n >= 1_000 else 0.95) and min(ratios) >= 0.95
+                        and all(x.throttled == 0 for x in ts),
+                        f"a single exit of {n:,} agents ({mode}): median >= {0.97 if n >= 1_000 else 0.95}, "
+                        "every run >= 0.95, no 429")
     return ok
+
+
+def _goal(met: bool, goal: str) -> bool:
+    """A figure's goal; one missed is named (the benchmark then exits 1)."""
+    if not met:
+        print(f"goal missed: {goal}", file=sys.stderr)
+    return met
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -373,7 +387,9 @@ def main(argv: list[str] | None = None) -> int:
         rows.append(f"| batch of {customers} customers x {per} agents, {what} | {customers * per:,} | {t.calls:,} | "
                     f"{t.minimum:.2f} s | {t.seconds:.2f} s | {_median_min(ratios, '.3f')} | "
                     f"{max(x.throttled for x in ts)} |")
-        ok &= statistics.median(ratios) >= (0.97 if processes == 1 else 0.95) and all(x.throttled == 0 for x in ts)
+        ok &= _goal(statistics.median(ratios) >= (0.97 if processes == 1 else 0.95)
+                    and all(x.throttled == 0 for x in ts),
+                    f"a batch, {what}: median >= {0.97 if processes == 1 else 0.95}, no 429")
     shared_n = sizes[1]
     shared = [exit_run(huntress(shared_n, share=1 / 3), None)[1] for _ in range(runs)]
     shares = [x.throttled / x.calls for x in shared if x is not None]
@@ -383,14 +399,15 @@ def main(argv: list[str] | None = None) -> int:
                 f"{_median_min([x.seconds for x in done], '.2f')} s | finished | "
                 f"{statistics.median(x.throttled for x in done):.0f} = {100 * statistics.median(shares):.2f} % "
                 f"(max {100 * max(shares):.2f} %) |")
-    ok &= max(shares) <= 0.01
+    ok &= _goal(max(shares) <= 0.01, "an exit beside another client: at most 1 % of its calls meet a 429")
     ok &= _single_exits(rows, sizes, runs)
     for n in plan_sizes:
         measured = [plan_process(n) for _ in range(runs)]
         walls, rss = [w for w, _ in measured], [r for _, r in measured]
         rows.append(f"| `offboard plan`, whole process: peak RSS {_median_min(rss, '.0f')} MiB | {n:,} | | | "
                     f"{_median_min(walls, '.2f')} s | | |")
-        ok &= n != 10_000 or (statistics.median(walls) <= 1.0 and statistics.median(rss) <= 100)
+        ok &= _goal(n != 10_000 or (statistics.median(walls) <= 1.0 and statistics.median(rss) <= 100),
+                    f"`offboard plan` of {n:,} agents: at most 1.0 s and 100 MiB")
     n = plan_sizes[0]
     peak, held = zip(*[plan_cost(n)[1:] for _ in range(runs)], strict=True)
     per_agent = [1024 * x / n for x in held], [1024 * x / n for x in peak]
